@@ -1,0 +1,5 @@
+package main
+
+import "reword/backend/buildinfo"
+
+func buildVersion() string { return buildinfo.Version }
