@@ -1,0 +1,232 @@
+package scene
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+)
+
+// HeldOut reports whether the object's (colour, shape, position) triple is
+// held out of training: training scenes never draw it, so prompts built from
+// these triples test whether the model composes attributes it learned
+// separately. The rule picks one triple in ten, at most one position per
+// (colour, shape) pair, and spreads them over every colour, shape and
+// position.
+func HeldOut(o Object) bool {
+	return (5*int(o.Colour)+3*int(o.Shape)+7*int(o.Position))%10 == 0
+}
+
+// Mention is what a caption says about one object. Captions always name the
+// shape; the other attributes may be left out.
+type Mention struct {
+	Object
+	NamesColour   bool
+	NamesSize     bool
+	NamesPosition bool
+}
+
+// Caption is a scene's text and the attributes it names.
+type Caption struct {
+	Text            string
+	Mentions        []Mention
+	NamesBackground bool
+	Background      Background
+}
+
+// NewCaption builds a caption from what it names.
+func NewCaption(mentions []Mention, background Background, namesBackground bool) Caption {
+	parts := make([]string, len(mentions))
+	for i, m := range mentions {
+		var words []string
+		if m.NamesSize {
+			words = append(words, m.Size.String())
+		}
+		if m.NamesColour {
+			words = append(words, m.Colour.String())
+		}
+		words = append(words, m.Shape.String())
+		words = append([]string{article(words[0])}, words...)
+		if m.NamesPosition {
+			words = append(words, m.Position.Phrase())
+		}
+		parts[i] = strings.Join(words, " ")
+	}
+	text := strings.Join(parts, " and ")
+	if namesBackground {
+		text += " " + background.Phrase()
+	}
+	return Caption{Text: text, Mentions: mentions, NamesBackground: namesBackground, Background: background}
+}
+
+// article is the indefinite article before word ("an orange circle").
+func article(word string) string {
+	if strings.ContainsRune("aeiou", rune(word[0])) {
+		return "an"
+	}
+	return "a"
+}
+
+// How often training captions name each attribute, and how often a scene
+// has two objects.
+const (
+	pNameColour     = 0.9
+	pNameSize       = 0.4
+	pNamePosition   = 0.5
+	pNameBackground = 0.4
+	pTwoObjects     = 0.3
+)
+
+// Rotation jitter for shapes that are not round, and the gap kept between
+// the circumcircles of two objects.
+const (
+	maxRotation = 15 * math.Pi / 180
+	minGap      = 1.5
+)
+
+// TrainingExample returns the index-th training scene of the data set with
+// the given seed and one caption for it. It is deterministic in (seed,
+// index), so the data set can be drawn in parallel and in any order. No
+// object of a training scene is HeldOut.
+func TrainingExample(seed uint64, index int) (Scene, Caption) {
+	rng := rand.New(rand.NewPCG(seed, uint64(index)))
+	bg := Backgrounds[rng.IntN(len(Backgrounds))]
+	count := 1
+	if rng.Float64() < pTwoObjects {
+		count = 2
+	}
+	var objs []Object
+	taken := map[Position]bool{}
+	for len(objs) < count {
+		o := Object{
+			Shape:    Shapes[rng.IntN(len(Shapes))],
+			Colour:   Colours[rng.IntN(len(Colours))],
+			Size:     Sizes[rng.IntN(len(Sizes))],
+			Position: Positions[rng.IntN(len(Positions))],
+		}
+		if HeldOut(o) || !bg.Allows(o.Colour) || taken[o.Position] {
+			continue
+		}
+		// Two objects sit at two of the four outer positions: the centre
+		// is too close to all of them.
+		if count == 2 && o.Position == Center {
+			continue
+		}
+		taken[o.Position] = true
+		objs = append(objs, o)
+	}
+	s := Place(rng, bg, objs)
+	mentions := make([]Mention, len(s.Objects))
+	for i, p := range s.Objects {
+		mentions[i] = Mention{
+			Object:        p.Object,
+			NamesColour:   rng.Float64() < pNameColour,
+			NamesSize:     rng.Float64() < pNameSize,
+			NamesPosition: rng.Float64() < pNamePosition,
+		}
+	}
+	return s, NewCaption(mentions, bg, rng.Float64() < pNameBackground)
+}
+
+// Place draws the jitter for objects on background bg: centre, radius,
+// rotation and texture phase. Objects that would overlap are shrunk to
+// Small and re-jittered, so the returned sizes can differ from the
+// requested ones only for two-object scenes at neighbouring positions.
+func Place(rng *rand.Rand, bg Background, objs []Object) Scene {
+	s := Scene{Background: bg, TexturePhase: rng.Float64(), StripeAngle: rng.Float64() * math.Pi}
+	for attempt := 0; ; attempt++ {
+		if attempt == 20 {
+			for i := range objs {
+				objs[i].Size = Small
+			}
+		}
+		s.Objects = s.Objects[:0]
+		for _, o := range objs {
+			x, y := o.Position.Anchor()
+			p := Placed{
+				Object:  o,
+				CenterX: x + (2*rng.Float64()-1)*positionJitter,
+				CenterY: y + (2*rng.Float64()-1)*positionJitter,
+				Radius:  o.Size.Radius() * (1 + (2*rng.Float64()-1)*radiusJitter),
+			}
+			if o.Shape != Circle && o.Shape != Ring {
+				p.Rotation = (2*rng.Float64() - 1) * maxRotation
+			}
+			s.Objects = append(s.Objects, p)
+		}
+		if !overlapping(s.Objects) {
+			return s
+		}
+	}
+}
+
+func overlapping(objs []Placed) bool {
+	for i := range objs {
+		for j := i + 1; j < len(objs); j++ {
+			d := math.Hypot(objs[i].CenterX-objs[j].CenterX, objs[i].CenterY-objs[j].CenterY)
+			if d < objs[i].Radius+objs[j].Radius+minGap {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// SceneFor draws a scene that fits caption c: named attributes as named,
+// the jitter random. Unnamed attributes of the mentions are used as given,
+// so callers choose them (or draw them at random) before building c.
+func SceneFor(rng *rand.Rand, c Caption) (Scene, error) {
+	objs := make([]Object, len(c.Mentions))
+	for i, m := range c.Mentions {
+		if !c.Background.Allows(m.Colour) {
+			return Scene{}, fmt.Errorf("scene: a %s object cannot be drawn on a %s background (too little contrast)", m.Colour, c.Background)
+		}
+		for j := 0; j < i; j++ {
+			if objs[j].Position == m.Position {
+				return Scene{}, fmt.Errorf("scene: two objects at position %s", m.Position)
+			}
+		}
+		if len(c.Mentions) > 1 && m.Position == Center {
+			return Scene{}, fmt.Errorf("scene: in a scene of several objects none may be at the center")
+		}
+		objs[i] = m.Object
+	}
+	if len(objs) == 0 {
+		return Scene{}, fmt.Errorf("scene: caption %q mentions no object", c.Text)
+	}
+	return Place(rng, c.Background, objs), nil
+}
+
+// EvalPrompts returns n single-object prompts built from HeldOut triples:
+// each names colour, shape and position; about half name the size and half
+// the background. The unnamed size and background are drawn too (returned
+// in the caption's Mention and Background), so a scene fitting the prompt
+// can be rendered with SceneFor. Deterministic in (n, seed).
+func EvalPrompts(n int, seed uint64) []Caption {
+	var held []Object
+	for _, c := range Colours {
+		for _, sh := range Shapes {
+			for _, p := range Positions {
+				if o := (Object{Shape: sh, Colour: c, Position: p}); HeldOut(o) {
+					held = append(held, o)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x5eed))
+	out := make([]Caption, 0, n)
+	for i := 0; len(out) < n; i++ {
+		o := held[i%len(held)]
+		o.Size = Sizes[rng.IntN(len(Sizes))]
+		var bg Background
+		for {
+			bg = Backgrounds[rng.IntN(len(Backgrounds))]
+			if bg.Allows(o.Colour) {
+				break
+			}
+		}
+		m := Mention{Object: o, NamesColour: true, NamesPosition: true, NamesSize: rng.IntN(2) == 0}
+		out = append(out, NewCaption([]Mention{m}, bg, rng.IntN(2) == 0))
+	}
+	return out
+}

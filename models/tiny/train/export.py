@@ -1,0 +1,170 @@
+"""Export the trained tiny model to ONNX and write its manifest.
+
+Reads vae.npz, text_encoder.npz, unet.npz and training.json (written by train.py) and writes, into
+--model (models/tiny):
+
+  text_encoder/model.onnx  input_ids int32 [B,77] -> last_hidden_state [B,77,128]
+  unet/model.onnx          sample [B,4,16,16], timestep float [B], encoder_hidden_states [B,77,128]
+                           -> out_sample; classic attention layout [B*heads, N, K]
+  unet_sdpa/model.onnx     the same weights, torch-SDPA attention layout [B, heads, N, K]
+  vae_encoder/model.onnx   sample [B,3,64,64] in [-1,1] -> latent_parameters [B,8,16,16] (mean ‖ logvar)
+  vae_decoder/model.onnx   latent_sample [B,4,16,16] (unscaled) -> sample [B,3,64,64]
+  model.json               the manifest the engine reads (fields documented in models/tiny/README.md)
+
+Needs torch 1.13 (Debian's python3-torch): its exporter names nodes after the
+module tree (/down_blocks.0/attentions.0/transformer_blocks.0/attn2/Softmax),
+as real SD exports do. Every export is checked against the PyTorch forward
+pass only structurally here (names, sizes); the numeric check against ONNX
+Runtime is the Go test in models/tiny/generate.
+"""
+import argparse
+import json
+import os
+import re
+
+import numpy as np
+import torch
+
+import tinysd
+
+OPSET = 14
+
+
+def load(trained):
+    parts = {'vae': tinysd.AutoencoderKL(), 'text_encoder': tinysd.CLIPTextModel()}
+    parts['unet'] = tinysd.UNet2DConditionModel(ctx_dim=parts['text_encoder'].hidden_size)
+    for name, m in parts.items():
+        w = np.load(os.path.join(trained, name + '.npz'))
+        m.load_state_dict({k: torch.from_numpy(w[k]) for k in w.files}, strict=True)
+        m.eval()
+    return parts['vae'], parts['text_encoder'], parts['unet']
+
+
+def export(module, args, path, inputs, outputs, dynamic):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(module, args, path, opset_version=OPSET, input_names=inputs, output_names=outputs,
+                          dynamic_axes=dynamic, do_constant_folding=True)
+    return os.path.getsize(path)
+
+
+def softmax_names(path):
+    """Names of the Softmax nodes, read from the serialized graph (no onnx package needed)."""
+    return sorted(set(n.decode() for n in re.findall(rb'/[A-Za-z0-9_./]+/Softmax(?:_\d+)?', open(path, 'rb').read())))
+
+
+def attention_table(unet, ctx_dim):
+    """One row per attention module: where it is, what it attends to, its sizes."""
+    sizes = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, (i[0].shape[1], (i[1] if len(i) > 1 else i[0]).shape[1])))
+             for name, m in unet.named_modules() if isinstance(m, tinysd.Attention)]
+    with torch.no_grad():
+        unet(torch.zeros(1, 4, tinysd.LATENT_SIZE, tinysd.LATENT_SIZE), torch.zeros(1), torch.zeros(1, tinysd.MAX_TOKENS, ctx_dim))
+    for h in hooks:
+        h.remove()
+    rows = []
+    for name, is_cross, heads, head_dim in tinysd.attention_layers(unet):
+        n, k = sizes[name]
+        side = int(round(n ** 0.5))
+        rows.append(dict(name=name, type='cross' if is_cross else 'self', softmax_node='/' + name.replace('.', '/').replace('/attn', '/attn') + '/Softmax',
+                         query_tokens=n, key_tokens=k, height=side, width=side, heads=heads, head_dim=head_dim))
+    # Module names contain dots inside indices ("down_blocks.0"); ONNX scopes keep them.
+    for r in rows:
+        parts = r['name'].split('.')
+        scopes, i = [], 0
+        while i < len(parts):
+            if i + 1 < len(parts) and parts[i + 1].isdigit():
+                scopes.append(parts[i] + '.' + parts[i + 1])
+                i += 2
+            else:
+                scopes.append(parts[i])
+                i += 1
+        r['softmax_node'] = '/' + '/'.join(scopes) + '/Softmax'
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--trained', required=True, help='directory written by train.py')
+    ap.add_argument('--model', required=True, help='model directory to write (models/tiny)')
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    training = json.load(open(os.path.join(args.trained, 'training.json')))
+    vae, te, unet = load(args.trained)
+    ctx = te.hidden_size
+    L, S = tinysd.LATENT_SIZE, tinysd.IMAGE_SIZE
+    batch = {0: 'batch'}
+    sizes = {}
+    sizes['text_encoder'] = export(te, (torch.zeros(1, tinysd.MAX_TOKENS, dtype=torch.int32),),
+                                   os.path.join(args.model, 'text_encoder/model.onnx'),
+                                   ['input_ids'], ['last_hidden_state'], {'input_ids': batch, 'last_hidden_state': batch})
+    unet_args = (torch.randn(2, 4, L, L), torch.tensor([981.0, 981.0]), torch.randn(2, tinysd.MAX_TOKENS, ctx))
+    unet_dyn = {'sample': batch, 'timestep': batch, 'encoder_hidden_states': batch, 'out_sample': batch}
+    reference = {}
+    for layout, sub in (('classic', 'unet'), ('sdpa', 'unet_sdpa')):
+        tinysd.Attention.layout = layout
+        with torch.no_grad():
+            reference[layout] = unet(*unet_args)
+        sizes[sub] = export(unet, unet_args, os.path.join(args.model, sub, 'model.onnx'),
+                            ['sample', 'timestep', 'encoder_hidden_states'], ['out_sample'], unet_dyn)
+    tinysd.Attention.layout = 'classic'
+    layout_diff = (reference['classic'] - reference['sdpa']).abs().max().item()
+    if layout_diff > 1e-4:
+        raise SystemExit(f'the two attention layouts disagree by {layout_diff}')
+    sizes['vae_encoder'] = export(tinysd.VAEEncoderExport(vae), (torch.zeros(1, 3, S, S),),
+                                  os.path.join(args.model, 'vae_encoder/model.onnx'),
+                                  ['sample'], ['latent_parameters'], {'sample': batch, 'latent_parameters': batch})
+    sizes['vae_decoder'] = export(tinysd.VAEDecoderExport(vae), (torch.zeros(1, 4, L, L),),
+                                  os.path.join(args.model, 'vae_decoder/model.onnx'),
+                                  ['latent_sample'], ['sample'], {'latent_sample': batch, 'sample': batch})
+
+    table = attention_table(unet, ctx)
+    for sub in ('unet', 'unet_sdpa'):
+        found = softmax_names(os.path.join(args.model, sub, 'model.onnx'))
+        want = sorted(r['softmax_node'] for r in table)
+        if found != want:
+            raise SystemExit(f'{sub}: Softmax nodes {found} do not match the attention modules {want}')
+
+    manifest = dict(
+        format='reword-model/1',
+        name='reword-tiny',
+        description='A small Stable-Diffusion-1.x-shaped latent diffusion model trained by Reword on procedurally drawn '
+                    '64x64 scenes of one or two coloured shapes (models/tiny/scene); the embedded default model.',
+        licence='MIT',
+        licence_file='LICENSE',
+        image=dict(width=S, height=S, channels=3, value_range=[-1, 1]),
+        latent=dict(channels=4, height=L, width=L, downsampling_factor=S // L,
+                    scaling_factor=round(training['latent_scaling_factor'], 6)),
+        text_encoder=dict(file='text_encoder/model.onnx', input='input_ids', input_dtype='int32',
+                          output='last_hidden_state', max_tokens=tinysd.MAX_TOKENS, hidden_size=ctx,
+                          tokenizer='clip-bpe', bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
+                          vocab_size=tinysd.VOCAB_SIZE),
+        unet=dict(file='unet/model.onnx', attention_layout='classic', sdpa_file='unet_sdpa/model.onnx',
+                  inputs=['sample', 'timestep', 'encoder_hidden_states'], timestep_dtype='float32',
+                  output='out_sample', prediction_type='epsilon'),
+        vae_encoder=dict(file='vae_encoder/model.onnx', input='sample', output='latent_parameters',
+                         output_kind='mean_logvar'),
+        vae_decoder=dict(file='vae_decoder/model.onnx', input='latent_sample', output='sample'),
+        scheduler=dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear',
+                       prediction_type='epsilon', timestep_spacing='leading', steps_offset=1, set_alpha_to_one=False),
+        defaults=dict(steps=50, guidance_scale=7.5, self_replace_max_tokens=256),
+        preview=dict(latent_rgb_matrix=[[round(v, 6) for v in row] for row in training['preview']['matrix']],
+                     latent_rgb_bias=[round(v, 6) for v in training['preview']['bias']],
+                     rms_error=training['preview']['rms_error']),
+        attention_layers=table,
+        training=dict(device=training['device'], torch=training['torch'], recipe=training['recipe'],
+                      data=training['data'], total_seconds=training['total_seconds'],
+                      vae_seconds=training['vae']['seconds'], vae_validation_psnr_db=training['vae']['validation_psnr_db'],
+                      unet_seconds=training['unet']['seconds'], unet_seconds_per_step=training['unet']['seconds_per_step'],
+                      params=dict(vae=training['vae']['params'], text_encoder=training['unet']['text_encoder_params'],
+                                  unet=training['unet']['unet_params'])),
+        file_bytes=sizes,
+    )
+    with open(os.path.join(args.model, 'model.json'), 'w') as f:
+        json.dump(manifest, f, indent=1)
+        f.write('\n')
+    print(json.dumps(sizes), f'total {sum(sizes.values()) / 1e6:.1f} MB; layouts agree to {layout_diff:.1e}')
+
+
+if __name__ == '__main__':
+    main()

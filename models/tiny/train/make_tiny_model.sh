@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Reproduces models/tiny from nothing: draws the training set with the Go
+# scene drawer, trains the VAE, text encoder and UNet with the fixed, seeded
+# recipe in train.py, and exports the ONNX files and model.json.
+#
+#   bash models/tiny/train/make_tiny_model.sh     (or: make tiny-model)
+#
+# Needs Go and Debian's PyTorch 1.13 for the export:
+#   apt-get install -y python3-torch libopenblas0-pthread python3-numpy
+# Training uses CUDA when the Python's torch sees a GPU, the CPU otherwise
+# (one torch thread: on 2 shared cores it is the fastest setting).
+#
+# Environment:
+#   REWORD_PYTHON        Python with torch (default /usr/bin/python3)
+#   REWORD_TINY_TRAINED  a directory train.py already wrote (e.g. on a GPU
+#                        machine): skip data and training, export from it
+#   REWORD_TINY_THREADS  torch CPU threads for training (default 1)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+cd "$root"
+py=${REWORD_PYTHON:-/usr/bin/python3}
+work=models/tiny/train/work
+trained=${REWORD_TINY_TRAINED:-}
+
+if ! "$py" -c 'import torch, numpy' 2>/dev/null; then
+	echo "make_tiny_model: $py cannot import torch and numpy; install python3-torch python3-numpy libopenblas0-pthread or set REWORD_PYTHON" >&2
+	exit 1
+fi
+
+if [[ -z "$trained" ]]; then
+	trained=$work/trained
+	mkdir -p "$work"
+	echo "== drawing the training set"
+	go run ./models/tiny/train/datagen -out "$work/data" -n 60000 -seed 1
+	echo "== training (this is the long part)"
+	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$root/$work/data" --out "$root/$trained" --threads "${REWORD_TINY_THREADS:-1}")
+fi
+echo "== exporting ONNX files and model.json from $trained"
+(cd models/tiny/train && "$py" export.py --trained "$(cd "$root" && realpath "$trained")" --model "$root/models/tiny")
+cp "$trained/training.json" models/tiny/train/training.json
+echo "== done: models/tiny"

@@ -1,0 +1,495 @@
+"""Modules of the tiny Stable-Diffusion-shaped model.
+
+The module trees mirror diffusers' AutoencoderKL, transformers' CLIPTextModel
+and diffusers' UNet2DConditionModel closely enough that torch.onnx.export
+(opset 14, torch >= 1.13) names the attention nodes exactly as a real SD 1.x
+export does, e.g. /down_blocks.0/attentions.0/transformer_blocks.0/attn2/Softmax.
+Only the sizes are small. Runs on torch 1.13 (Debian, export) and 2.x (GPU
+training) alike: nothing here uses an API newer than 1.13.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# The interface the engine relies on (see ../README.md).
+VOCAB_SIZE = 49408          # CLIP BPE vocabulary
+MAX_TOKENS = 77             # CLIP context length
+LATENT_CHANNELS = 4
+IMAGE_SIZE = 64
+LATENT_SIZE = 16            # the VAE downsamples by 4
+
+
+def group_norm(c):
+    return nn.GroupNorm(8, c, eps=1e-5)
+
+
+# ---------------------------------------------------------------- VAE
+class VAEResnetBlock(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.norm1 = group_norm(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm2 = group_norm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+
+
+class VAEEncoder(nn.Module):
+    def __init__(self, chans):
+        super().__init__()
+        self.conv_in = nn.Conv2d(3, chans[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList()
+        prev = chans[0]
+        for i, c in enumerate(chans):
+            blk = nn.Module()
+            blk.resnets = nn.ModuleList([VAEResnetBlock(prev, c)])
+            # Downsample after every block but the last: 64 -> 32 -> 16.
+            blk.downsample = nn.Conv2d(c, c, 3, stride=2, padding=1) if i < len(chans) - 1 else None
+            self.down_blocks.append(blk)
+            prev = c
+        self.mid_block = nn.ModuleList([VAEResnetBlock(prev, prev), VAEResnetBlock(prev, prev)])
+        self.conv_norm_out = group_norm(prev)
+        self.conv_out = nn.Conv2d(prev, 2 * LATENT_CHANNELS, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        for blk in self.down_blocks:
+            for r in blk.resnets:
+                x = r(x)
+            if blk.downsample is not None:
+                x = blk.downsample(x)
+        for r in self.mid_block:
+            x = r(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class VAEDecoder(nn.Module):
+    def __init__(self, chans):
+        super().__init__()
+        rev = list(reversed(chans))
+        self.conv_in = nn.Conv2d(LATENT_CHANNELS, rev[0], 3, padding=1)
+        self.mid_block = nn.ModuleList([VAEResnetBlock(rev[0], rev[0]), VAEResnetBlock(rev[0], rev[0])])
+        self.up_blocks = nn.ModuleList()
+        prev = rev[0]
+        for i, c in enumerate(rev):
+            blk = nn.Module()
+            blk.resnets = nn.ModuleList([VAEResnetBlock(prev, c), VAEResnetBlock(c, c)])
+            blk.upsample = nn.Conv2d(c, c, 3, padding=1) if i < len(rev) - 1 else None
+            self.up_blocks.append(blk)
+            prev = c
+        self.conv_norm_out = group_norm(prev)
+        self.conv_out = nn.Conv2d(prev, 3, 3, padding=1)
+
+    def forward(self, z):
+        x = self.conv_in(z)
+        for r in self.mid_block:
+            x = r(x)
+        for blk in self.up_blocks:
+            for r in blk.resnets:
+                x = r(x)
+            if blk.upsample is not None:
+                x = blk.upsample(F.interpolate(x, scale_factor=2.0, mode='nearest'))
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class AutoencoderKL(nn.Module):
+    """64x64x3 images in [-1, 1] <-> 16x16x4 latents (before the scaling factor)."""
+
+    def __init__(self, chans=(32, 48, 64)):
+        super().__init__()
+        self.encoder = VAEEncoder(chans)
+        self.quant_conv = nn.Conv2d(2 * LATENT_CHANNELS, 2 * LATENT_CHANNELS, 1)
+        self.post_quant_conv = nn.Conv2d(LATENT_CHANNELS, LATENT_CHANNELS, 1)
+        self.decoder = VAEDecoder(chans)
+
+    def encode(self, x):
+        """Returns the posterior's mean and log-variance."""
+        mean, logvar = self.quant_conv(self.encoder(x)).chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+    def decode(self, z):
+        return self.decoder(self.post_quant_conv(z))
+
+
+class VAEEncoderExport(nn.Module):
+    """sample -> latent_parameters (mean ‖ logvar along channels), as diffusers' vae_encoder."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, sample):
+        mean, logvar = self.vae.encode(sample)
+        return torch.cat([mean, logvar], dim=1)
+
+
+class VAEDecoderExport(nn.Module):
+    """latent_sample (unscaled) -> sample in [-1, 1]-ish."""
+
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latent_sample):
+        return self.vae.decode(latent_sample)
+
+
+# ---------------------------------------------------------------- text encoder
+class CLIPAttention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+
+    def forward(self, x, causal_mask):
+        b, n, d = x.shape
+        h = self.heads
+        q = self.q_proj(x).reshape(b, n, h, d // h).transpose(1, 2) * (d // h) ** -0.5
+        k = self.k_proj(x).reshape(b, n, h, d // h).transpose(1, 2)
+        v = self.v_proj(x).reshape(b, n, h, d // h).transpose(1, 2)
+        p = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) + causal_mask, dim=-1)
+        return self.out_proj(torch.matmul(p, v).transpose(1, 2).reshape(b, n, d))
+
+
+class CLIPMLP(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.fc1 = nn.Linear(d, 4 * d)
+        self.fc2 = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        x = self.fc1(x)
+        return self.fc2(x * torch.sigmoid(1.702 * x))  # CLIP's quick_gelu
+
+
+class CLIPEncoderLayer(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(d)
+        self.self_attn = CLIPAttention(d, heads)
+        self.layer_norm2 = nn.LayerNorm(d)
+        self.mlp = CLIPMLP(d)
+
+    def forward(self, x, mask):
+        x = x + self.self_attn(self.layer_norm1(x), mask)
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class CLIPTextEmbeddings(nn.Module):
+    def __init__(self, d, token_dim):
+        super().__init__()
+        # The vocabulary is CLIP's (49,408 ids) but only a few dozen of them
+        # ever occur here; a narrow table projected up keeps the file small.
+        self.token_embedding = nn.Embedding(VOCAB_SIZE, token_dim)
+        self.token_projection = nn.Linear(token_dim, d, bias=False)
+        self.position_embedding = nn.Embedding(MAX_TOKENS, d)
+        nn.init.normal_(self.token_embedding.weight, std=0.02 * math.sqrt(d / token_dim))
+        nn.init.normal_(self.position_embedding.weight, std=0.01)
+        self.register_buffer('position_ids', torch.arange(MAX_TOKENS)[None], persistent=False)
+
+    def forward(self, input_ids):
+        return self.token_projection(self.token_embedding(input_ids)) + self.position_embedding(self.position_ids)
+
+
+class CLIPTextModel(nn.Module):
+    """input_ids [B, 77] (int32 or int64) -> last_hidden_state [B, 77, d]; causal like CLIP."""
+
+    def __init__(self, d=128, layers=2, heads=4, token_dim=32):
+        super().__init__()
+        self.hidden_size = d
+        self.embeddings = CLIPTextEmbeddings(d, token_dim)
+        self.encoder = nn.Module()
+        self.encoder.layers = nn.ModuleList([CLIPEncoderLayer(d, heads) for _ in range(layers)])
+        self.final_layer_norm = nn.LayerNorm(d)
+        mask = torch.full((MAX_TOKENS, MAX_TOKENS), -1e9).triu(1)
+        self.register_buffer('causal_mask', mask, persistent=False)
+
+    def forward(self, input_ids):
+        x = self.embeddings(input_ids.long())
+        for layer in self.encoder.layers:
+            x = layer(x, self.causal_mask)
+        return self.final_layer_norm(x)
+
+
+# ---------------------------------------------------------------- UNet
+class Timesteps(nn.Module):
+    """Sinusoidal embedding as SD's (flip_sin_to_cos=True, freq_shift=0)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, t):
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+        a = t.float()[:, None] * freqs[None]
+        return torch.cat([torch.cos(a), torch.sin(a)], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, cin, d):
+        super().__init__()
+        self.linear_1 = nn.Linear(cin, d)
+        self.linear_2 = nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class ResnetBlock2D(nn.Module):
+    def __init__(self, cin, cout, temb):
+        super().__init__()
+        self.norm1 = group_norm(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.time_emb_proj = nn.Linear(temb, cout)
+        self.norm2 = group_norm(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x, temb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_emb_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+
+
+class Attention(nn.Module):
+    """Multi-head attention in one of the two layouts real SD exports use.
+
+    'classic' (diffusers' AttnProcessor): heads folded into the batch,
+    scores [B*heads, N, K] = MatMul(q, kT) then Mul(scale), Softmax.
+    'sdpa' (torch's scaled_dot_product_attention as exported): scores
+    [B, heads, N, K] = MatMul(q*sqrt(scale), kT*sqrt(scale)), Softmax.
+    Both compute the same function of the same weights.
+    """
+    layout = 'classic'
+
+    def __init__(self, dim, ctx_dim, heads, head_dim):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads, self.head_dim = heads, head_dim
+        self.is_cross = ctx_dim is not None
+        self.scale = head_dim ** -0.5
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_k = nn.Linear(ctx_dim or dim, inner, bias=False)
+        self.to_v = nn.Linear(ctx_dim or dim, inner, bias=False)
+        self.to_out = nn.ModuleList([nn.Linear(inner, dim), nn.Dropout(0.0)])
+
+    def forward(self, x, context=None):
+        b, n, _ = x.shape
+        ctx = x if context is None else context
+        m = ctx.shape[1]
+        h, d = self.heads, self.head_dim
+        q, k, v = self.to_q(x), self.to_k(ctx), self.to_v(ctx)
+        if Attention.layout == 'classic':
+            q = q.reshape(b, n, h, d).permute(0, 2, 1, 3).reshape(b * h, n, d)
+            k = k.reshape(b, m, h, d).permute(0, 2, 1, 3).reshape(b * h, m, d)
+            v = v.reshape(b, m, h, d).permute(0, 2, 1, 3).reshape(b * h, m, d)
+            probs = torch.softmax(torch.matmul(q, k.transpose(1, 2)) * self.scale, dim=-1)
+            out = torch.matmul(probs, v).reshape(b, h, n, d).permute(0, 2, 1, 3).reshape(b, n, h * d)
+        else:
+            q = q.reshape(b, n, h, d).transpose(1, 2)
+            k = k.reshape(b, m, h, d).transpose(1, 2)
+            v = v.reshape(b, m, h, d).transpose(1, 2)
+            s = math.sqrt(self.scale)
+            probs = torch.softmax(torch.matmul(q * s, k.transpose(-2, -1) * s), dim=-1)
+            out = torch.matmul(probs, v).transpose(1, 2).reshape(b, n, h * d)
+        return self.to_out[1](self.to_out[0](out))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, d, inner):
+        super().__init__()
+        self.proj = nn.Linear(d, inner * 2)
+
+    def forward(self, x):
+        a, gate = self.proj(x).chunk(2, dim=-1)
+        return a * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d, mult):
+        super().__init__()
+        self.net = nn.ModuleList([GEGLU(d, d * mult), nn.Dropout(0.0), nn.Linear(d * mult, d)])
+
+    def forward(self, x):
+        for m in self.net:
+            x = m(x)
+        return x
+
+
+class BasicTransformerBlock(nn.Module):
+    def __init__(self, d, ctx_dim, heads, head_dim, ff_mult):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d)
+        self.attn1 = Attention(d, None, heads, head_dim)
+        self.norm2 = nn.LayerNorm(d)
+        self.attn2 = Attention(d, ctx_dim, heads, head_dim)
+        self.norm3 = nn.LayerNorm(d)
+        self.ff = FeedForward(d, ff_mult)
+
+    def forward(self, x, ctx):
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), ctx)
+        return x + self.ff(self.norm3(x))
+
+
+class Transformer2DModel(nn.Module):
+    """proj_in widens the conv channels to heads*head_dim: attention is wider than the convolutions."""
+
+    def __init__(self, c, ctx_dim, heads, head_dim, ff_mult):
+        super().__init__()
+        inner = heads * head_dim
+        self.norm = group_norm(c)
+        self.proj_in = nn.Linear(c, inner)
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(inner, ctx_dim, heads, head_dim, ff_mult)])
+        self.proj_out = nn.Linear(inner, c)
+
+    def forward(self, x, ctx):
+        b, c, hh, ww = x.shape
+        h = self.norm(x).permute(0, 2, 3, 1).reshape(b, hh * ww, c)
+        h = self.proj_in(h)
+        for blk in self.transformer_blocks:
+            h = blk(h, ctx)
+        return self.proj_out(h).reshape(b, hh, ww, c).permute(0, 3, 1, 2) + x
+
+
+class Downsample2D(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Upsample2D(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode='nearest'))
+
+
+class CrossAttnDownBlock2D(nn.Module):
+    def __init__(self, cin, cout, temb, attn, layers, down):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock2D(cin if i == 0 else cout, cout, temb) for i in range(layers)])
+        self.attentions = nn.ModuleList([Transformer2DModel(cout, **attn) for _ in range(layers)])
+        self.downsamplers = nn.ModuleList([Downsample2D(cout)]) if down else None
+
+    def forward(self, x, temb, ctx):
+        skips = []
+        for r, a in zip(self.resnets, self.attentions):
+            x = a(r(x, temb), ctx)
+            skips.append(x)
+        if self.downsamplers is not None:
+            x = self.downsamplers[0](x)
+            skips.append(x)
+        return x, skips
+
+
+class CrossAttnUpBlock2D(nn.Module):
+    def __init__(self, skip_chans, cout, prev, temb, attn, up):
+        super().__init__()
+        self.resnets = nn.ModuleList(
+            [ResnetBlock2D((prev if i == 0 else cout) + s, cout, temb) for i, s in enumerate(skip_chans)])
+        self.attentions = nn.ModuleList([Transformer2DModel(cout, **attn) for _ in skip_chans])
+        self.upsamplers = nn.ModuleList([Upsample2D(cout)]) if up else None
+
+    def forward(self, x, skips, temb, ctx):
+        for r, a in zip(self.resnets, self.attentions):
+            x = a(r(torch.cat([x, skips.pop()], dim=1), temb), ctx)
+        if self.upsamplers is not None:
+            x = self.upsamplers[0](x)
+        return x
+
+
+class UNetMidBlock2DCrossAttn(nn.Module):
+    def __init__(self, c, temb, attn):
+        super().__init__()
+        self.resnets = nn.ModuleList([ResnetBlock2D(c, c, temb), ResnetBlock2D(c, c, temb)])
+        self.attentions = nn.ModuleList([Transformer2DModel(c, **attn)])
+
+    def forward(self, x, temb, ctx):
+        x = self.resnets[0](x, temb)
+        x = self.attentions[0](x, ctx)
+        return self.resnets[1](x, temb)
+
+
+class UNet2DConditionModel(nn.Module):
+    """sample [B,4,16,16], timestep [B] (float), encoder_hidden_states [B,77,ctx] -> noise prediction.
+
+    Cross-attention at every resolution (16x16, 8x8, 4x4) and in the mid
+    block. A learned 2D position embedding is added after conv_in: without
+    it a UNet this small could not place objects where the prompt says (the
+    prototype's position accuracy stayed below chance).
+    """
+
+    def __init__(self, chans=(32, 64, 64), ctx_dim=128, heads=4, head_dim=16, ff_mult=2, layers=1):
+        super().__init__()
+        c0 = chans[0]
+        temb = 4 * c0
+        attn = dict(ctx_dim=ctx_dim, heads=heads, head_dim=head_dim, ff_mult=ff_mult)
+        self.conv_in = nn.Conv2d(LATENT_CHANNELS, c0, 3, padding=1)
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, LATENT_SIZE), torch.linspace(-1, 1, LATENT_SIZE), indexing='ij')
+        fr = torch.arange(1, c0 // 4 + 1).float()[:, None, None] * math.pi / 2
+        pe = torch.cat([torch.sin(fr * xx), torch.cos(fr * xx), torch.sin(fr * yy), torch.cos(fr * yy)])[None]
+        self.pos_embed = nn.Parameter(pe * 0.5)  # starts as a 2D sin/cos code, then learned
+        self.time_proj = Timesteps(c0)
+        self.time_embedding = TimestepEmbedding(c0, temb)
+        self.down_blocks = nn.ModuleList()
+        skip_chans, prev = [c0], c0
+        for i, c in enumerate(chans):
+            last = i == len(chans) - 1
+            self.down_blocks.append(CrossAttnDownBlock2D(prev, c, temb, attn, layers, not last))
+            skip_chans += [c] * layers + ([] if last else [c])
+            prev = c
+        self.mid_block = UNetMidBlock2DCrossAttn(prev, temb, attn)
+        self.up_blocks = nn.ModuleList()
+        for i, c in enumerate(reversed(chans)):
+            last = i == len(chans) - 1
+            skips = [skip_chans.pop() for _ in range(layers + 1)]
+            self.up_blocks.append(CrossAttnUpBlock2D(skips, c, prev, temb, attn, not last))
+            prev = c
+        self.conv_norm_out = group_norm(c0)
+        self.conv_out = nn.Conv2d(c0, LATENT_CHANNELS, 3, padding=1)
+
+    def forward(self, sample, timestep, encoder_hidden_states):
+        temb = self.time_embedding(self.time_proj(timestep))
+        x = self.conv_in(sample) + self.pos_embed
+        skips = [x]
+        for blk in self.down_blocks:
+            x, s = blk(x, temb, encoder_hidden_states)
+            skips += s
+        x = self.mid_block(x, temb, encoder_hidden_states)
+        for blk in self.up_blocks:
+            x = blk(x, skips, temb, encoder_hidden_states)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+def attention_layers(unet):
+    """(module name, is_cross, heads, head_dim) of every attention module, in forward order."""
+    return [(name, m.is_cross, m.heads, m.head_dim) for name, m in unet.named_modules() if isinstance(m, Attention)]
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+# ---------------------------------------------------------------- noise schedule
+def alphas_cumprod(n=1000, beta_start=0.00085, beta_end=0.012):
+    """SD's scaled_linear schedule: betas linear in sqrt space."""
+    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, n, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).float()

@@ -1,0 +1,210 @@
+"""Train the tiny model: VAE, then text encoder + UNet on the VAE's latents.
+
+Reads the data set written by datagen (images.npy, input_ids.npy,
+info.json) and writes, into --out:
+
+  vae.npz, text_encoder.npz, unet.npz
+                  the state dicts as float32 arrays (EMA weights for the
+                  text encoder and UNet); one file each keeps every file
+                  under the device machine's 16 MiB transfer limit
+  training.json   the recipe, the measured times and losses, the latent
+                  scaling factor and the fitted latent->RGB preview matrix
+
+The recipe is fixed and seeded: the step counts below are the recipe, not a
+time budget. It runs on CUDA when available and on the CPU otherwise; the two
+give different (equally valid) weights since their arithmetic differs.
+Runs under torch 1.13 and 2.x.
+"""
+import argparse
+import json
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import tinysd
+
+RECIPE = dict(
+    seed=0,
+    vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5,
+    unet_steps=7000, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
+    caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
+    validation_images=1000,
+)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def cosine_lr(step, total, base, warmup, final_fraction):
+    warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return base * warm * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * step / total)))
+
+
+def train_vae(images, r, dev, gen):
+    """images: uint8 tensor [N,64,64,3] on dev. Returns the VAE and stats."""
+    n_val = r['validation_images']
+    train, val = images[:-n_val], images[-n_val:]
+    to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
+    vae = tinysd.AutoencoderKL().to(dev)
+    opt = torch.optim.Adam(vae.parameters(), r['vae_lr'])
+    t0 = time.time()
+    for step in range(r['vae_steps']):
+        for g in opt.param_groups:
+            g['lr'] = cosine_lr(step, r['vae_steps'], r['vae_lr'], 50, 0.05)
+        x = to_float(train[torch.randint(0, len(train), (r['vae_batch'],), device=dev, generator=gen)])
+        mean, logvar = vae.encode(x)
+        z = mean + torch.randn(mean.shape, device=dev, generator=gen) * torch.exp(0.5 * logvar)
+        xr = vae.decode(z)
+        # L1 keeps edges (star tips, ring holes) sharper than MSE alone.
+        rec = (xr - x).pow(2).mean() + 0.5 * (xr - x).abs().mean()
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        loss = rec + r['vae_kl_weight'] * kl
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if (step + 1) % 250 == 0 or step == 0:
+            log(f'vae step {step + 1} {time.time() - t0:.0f}s rec {rec.item():.5f} kl {kl.item():.2f}')
+    seconds = time.time() - t0
+    vae.eval()
+    with torch.no_grad():
+        psnrs = []
+        for i in range(0, len(val), 250):
+            x = to_float(val[i:i + 250])
+            xr = vae.decode(vae.encode(x)[0]).clamp(-1, 1)
+            mse = ((xr - x) / 2).pow(2).mean(dim=(1, 2, 3))
+            psnrs.append(10 * torch.log10(1 / mse))
+        psnr = torch.cat(psnrs).mean().item()
+    log(f'vae done: {seconds:.0f}s, validation PSNR {psnr:.2f} dB')
+    return vae, dict(seconds=round(seconds, 1), validation_psnr_db=round(psnr, 2), params=tinysd.n_params(vae))
+
+
+@torch.no_grad()
+def encode_latents(vae, images, dev, gen):
+    """Posterior samples of every image, like SD's latent_dist.sample()."""
+    out = []
+    for i in range(0, len(images), 500):
+        x = images[i:i + 500].permute(0, 3, 1, 2).float().div(127.5).sub(1)
+        mean, logvar = vae.encode(x)
+        out.append(mean + torch.randn(mean.shape, device=dev, generator=gen) * torch.exp(0.5 * logvar))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def fit_preview(latents, images, n=5000):
+    """Least-squares fit of RGB in [-1,1] (image averaged over each latent pixel's 4x4 patch) from the 4 scaled latent channels plus a bias."""
+    z = latents[:n].permute(0, 2, 3, 1).reshape(-1, 4).double().cpu()
+    rgb = F.avg_pool2d(images[:n].permute(0, 3, 1, 2).double().div(127.5).sub(1), 4).permute(0, 2, 3, 1).reshape(-1, 3).cpu()
+    a = torch.cat([z, torch.ones(len(z), 1, dtype=torch.float64)], dim=1)
+    sol = torch.linalg.lstsq(a, rgb).solution
+    resid = (a @ sol - rgb).pow(2).mean().sqrt().item()
+    return sol[:4].tolist(), sol[4].tolist(), resid
+
+
+def train_unet(latents, ids, empty_ids, r, dev, gen):
+    te = tinysd.CLIPTextModel().to(dev)
+    unet = tinysd.UNet2DConditionModel(ctx_dim=te.hidden_size).to(dev)
+    ema_te = tinysd.CLIPTextModel().to(dev)
+    ema_unet = tinysd.UNet2DConditionModel(ctx_dim=te.hidden_size).to(dev)
+    ema_te.load_state_dict(te.state_dict())
+    ema_unet.load_state_dict(unet.state_dict())
+    params = list(unet.parameters()) + list(te.parameters())
+    ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
+    opt = torch.optim.AdamW(params, r['unet_lr'], betas=(0.9, 0.99), weight_decay=0.01)
+    ac = tinysd.alphas_cumprod().to(dev)
+    bs, steps = r['unet_batch'], r['unet_steps']
+    losses, t0 = [], time.time()
+    for step in range(steps):
+        for g in opt.param_groups:
+            g['lr'] = cosine_lr(step, steps, r['unet_lr'], r['unet_warmup'], r['unet_final_lr_fraction'])
+        idx = torch.randint(0, len(latents), (bs,), device=dev, generator=gen)
+        x0, tok = latents[idx], ids[idx]
+        drop = torch.rand(bs, device=dev, generator=gen) < r['caption_dropout']
+        tok = torch.where(drop[:, None], empty_ids[None], tok)
+        t = torch.randint(0, len(ac), (bs,), device=dev, generator=gen)
+        eps = torch.randn(x0.shape, device=dev, generator=gen)
+        a = ac[t][:, None, None, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        pred = unet(xt, t.float(), te(tok))
+        snr = ac[t] / (1 - ac[t])
+        weight = torch.clamp(snr, max=r['min_snr_gamma']) / snr  # Min-SNR for epsilon prediction
+        loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, r['grad_clip'])
+        opt.step()
+        d = min(r['ema_decay'], (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_mul_(ema_params, d)
+            torch._foreach_add_(ema_params, [p.detach() for p in params], alpha=1 - d)
+        losses.append(loss.item() if (step + 1) % 50 == 0 else float('nan'))
+        if (step + 1) % 500 == 0 or step == 0:
+            el = time.time() - t0
+            log(f'unet step {step + 1} {el:.0f}s {el / (step + 1):.3f}s/step loss {loss.item():.4f}')
+    seconds = time.time() - t0
+    curve = [round(v, 4) for v in losses if not math.isnan(v)]
+    stats = dict(seconds=round(seconds, 1), seconds_per_step=round(seconds / steps, 4),
+                 unet_params=tinysd.n_params(unet), text_encoder_params=tinysd.n_params(te),
+                 loss_every_50_steps=curve)
+    return ema_te, ema_unet, stats
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--data', required=True, help='directory written by datagen')
+    ap.add_argument('--out', required=True, help='directory for the .npz weights and training.json')
+    ap.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cuda' or 'cpu'")
+    ap.add_argument('--threads', type=int, default=1,
+                    help='CPU threads (1 is fastest on a shared 2-core machine)')
+    ap.add_argument('--vae-steps', type=int, help='override the recipe (for smoke tests only)')
+    ap.add_argument('--unet-steps', type=int, help='override the recipe (for smoke tests only)')
+    args = ap.parse_args()
+
+    r = dict(RECIPE)
+    if args.vae_steps is not None:
+        r['vae_steps'] = args.vae_steps
+    if args.unet_steps is not None:
+        r['unet_steps'] = args.unet_steps
+    dev = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
+                       ('cpu' if args.device == 'auto' else args.device))
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(r['seed'])
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(r['seed'])
+    os.makedirs(args.out, exist_ok=True)
+
+    t_start = time.time()
+    images = torch.from_numpy(np.load(os.path.join(args.data, 'images.npy'))).to(dev)
+    ids = torch.from_numpy(np.load(os.path.join(args.data, 'input_ids.npy')).astype(np.int64)).to(dev)
+    info = json.load(open(os.path.join(args.data, 'info.json')))
+    empty_ids = torch.tensor(info['empty_input_ids'], dtype=torch.int64, device=dev)
+    if images.shape[1:] != (tinysd.IMAGE_SIZE, tinysd.IMAGE_SIZE, 3) or ids.shape[1] != tinysd.MAX_TOKENS:
+        raise SystemExit(f'unexpected data shapes: images {tuple(images.shape)}, input_ids {tuple(ids.shape)}')
+    device_name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'cpu ({args.threads} torch threads)'
+    log(f'data: {len(images)} scenes; device {device_name}; torch {torch.__version__}')
+
+    vae, vae_stats = train_vae(images, r, dev, gen)
+    latents = encode_latents(vae, images, dev, gen)
+    scale = 1.0 / latents.std().item()  # as SD's 0.18215: unit variance for the diffusion model
+    latents = latents * scale
+    matrix, bias, resid = fit_preview(latents, images)
+    log(f'latent scaling factor {scale:.5f}; preview fit RMS error {resid:.3f} (RGB in [-1,1])')
+    te, unet, unet_stats = train_unet(latents, ids, empty_ids, r, dev, gen)
+
+    for name, m in (('vae', vae), ('text_encoder', te), ('unet', unet)):
+        np.savez(os.path.join(args.out, name + '.npz'), **{k: v.detach().float().cpu().numpy() for k, v in m.state_dict().items()})
+    report = dict(recipe=r, device=device_name, torch=torch.__version__, data=dict(seed=info['seed'], count=info['count']),
+                  vae=vae_stats, unet=unet_stats, latent_scaling_factor=scale,
+                  preview=dict(matrix=matrix, bias=bias, rms_error=round(resid, 4)),
+                  total_seconds=round(time.time() - t_start, 1))
+    with open(os.path.join(args.out, 'training.json'), 'w') as f:
+        json.dump(report, f, indent=1)
+    log(f'done in {report["total_seconds"]:.0f}s')
+
+
+if __name__ == '__main__':
+    main()
