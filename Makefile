@@ -1,0 +1,79 @@
+# Reword — build, run and test. `make run` and `make test` work on a fresh
+# Debian machine: they install what they need (ONNX Runtime via npm pack,
+# chromium and brotli via apt-get, Go modules via the module proxy).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+GO        ?= go
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)-$(shell date -u +%Y%m%d%H%M%S)
+LDFLAGS   := -s -w -X reword/backend/buildinfo.Version=$(VERSION)
+ORT_DIR   := .cache/ort/1.24.1
+ORT_LIB   := $(ORT_DIR)/libonnxruntime.so.1
+WEB_OUT   := bin/web
+ADDR      ?= :8080
+
+# Server packages run under the race detector; the rest without it (the
+# race runtime slows the numeric tests several-fold on 2 cores).
+RACE_PKGS := ./backend/server/... ./shared/protocol/...
+
+.PHONY: build run test ort deps-browser fmt-check vet unit e2e bench tiny-model clean
+
+build: bin/reword wasm
+
+bin/reword: FORCE
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/reword ./backend/cmd/reword
+
+wasm: FORCE
+	@mkdir -p $(WEB_OUT)
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags '-s -w' -o $(WEB_OUT)/app.wasm ./web/wasm
+	gzip -9 -n -k -f $(WEB_OUT)/app.wasm
+	@if command -v brotli >/dev/null; then brotli -q 11 -f -o $(WEB_OUT)/app.wasm.br $(WEB_OUT)/app.wasm; \
+	  else rm -f $(WEB_OUT)/app.wasm.br; echo "brotli not installed: serving gzip only (apt-get install brotli)"; fi
+	@raw=$$(stat -c %s $(WEB_OUT)/app.wasm); gz=$$(stat -c %s $(WEB_OUT)/app.wasm.gz); \
+	  br=$$( [ -f $(WEB_OUT)/app.wasm.br ] && stat -c %s $(WEB_OUT)/app.wasm.br || echo 0); \
+	  awk -v r=$$raw -v g=$$gz -v b=$$br 'BEGIN { printf "app.wasm: %.1f MB raw, transferred %.1f MB with gzip", r/1e6, g/1e6; \
+	    if (b > 0) printf ", %.1f MB with brotli", b/1e6; printf "\n" }'
+
+FORCE:
+
+ort: $(ORT_LIB)
+
+$(ORT_LIB):
+	bash backend/ort/provision.sh $(ORT_DIR)
+
+run: build ort
+	bin/reword serve --addr $(ADDR)
+
+# Chromium for the browser tests, and brotli for the WASM, from Debian.
+deps-browser:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  command -v brotli >/dev/null || missing="$$missing brotli"; \
+	  if [ -n "$$missing" ]; then echo "installing$$missing with apt-get"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./web/... ./shared/...
+
+unit: ort
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+e2e: deps-browser build ort
+	REWORD_BIN=$(CURDIR)/bin/reword $(GO) test -count=1 -tags e2e -v ./web/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
+
+test: fmt-check vet unit e2e
+
+bench: ort
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+tiny-model:
+	bash models/tiny/train/make_tiny_model.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,163 @@
+// Package protocol defines the messages that the browser, the CLI and the
+// server exchange over Reword's WebSocket (/ws). One package is compiled for
+// both the WebAssembly client and the server, so both sides agree on every
+// field by construction; the server still validates everything it receives.
+//
+// Every text frame is one JSON envelope:
+//
+//	{"v":1,"type":"hello","id":"…","data":{…}}
+//
+// v is the protocol version, type selects the payload in data, and id is the
+// client-chosen request id that ties server messages to the request they
+// answer. Decoding is strict: unknown message types and unknown fields are
+// errors, so that a client built against another version fails loudly
+// instead of being half understood.
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Version is the protocol version this build speaks.
+const Version = 1
+
+// MaxMessageBytes bounds one client text message; the server closes the
+// socket of a client that sends more.
+const MaxMessageBytes = 64 << 10
+
+// Type names a message kind.
+type Type string
+
+// Server → client message types.
+const (
+	TypeHello Type = "hello"
+	TypeError Type = "error"
+)
+
+// Envelope is the outer form of every text message.
+type Envelope struct {
+	V    int             `json:"v"`
+	Type Type            `json:"type"`
+	ID   string          `json:"id,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Hello is the first message the server sends on a new connection.
+type Hello struct {
+	Server   string    `json:"server"`   // build version of the server
+	Protocol int       `json:"protocol"` // protocol version it speaks
+	Model    ModelInfo `json:"model"`
+}
+
+// ModelInfo describes the model a server runs and whether it can run it.
+type ModelInfo struct {
+	ID    string `json:"id"`
+	Name  string `json:"name,omitempty"`
+	Ready bool   `json:"ready"`
+	// Problem says why the model is not ready (missing files, load errors).
+	Problem string `json:"problem,omitempty"`
+	// Missing lists model files that were expected but not found.
+	Missing []string `json:"missing,omitempty"`
+}
+
+// Error reports a failed request or a message the server could not accept.
+type Error struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+	// Field is the path of the offending field, when there is one
+	// (for example "targets[1]" or "data.spec.steps").
+	Field string `json:"field,omitempty"`
+}
+
+// ErrorCode is a stable, machine-readable error class.
+type ErrorCode string
+
+// Error codes.
+const (
+	CodeBadMessage  ErrorCode = "bad_message"  // not valid JSON or not a valid envelope
+	CodeUnknownType ErrorCode = "unknown_type" // a message type this version does not know
+	CodeBadVersion  ErrorCode = "bad_version"  // protocol version mismatch
+	CodeTooLarge    ErrorCode = "too_large"    // message over MaxMessageBytes
+	CodeInternal    ErrorCode = "internal"     // the server failed; the request may be retried
+)
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s: %s (field %s)", e.Code, e.Message, e.Field)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+// payloads maps each message type to a constructor of its payload, which is
+// what makes decoding strict about types.
+var payloads = map[Type]func() any{
+	TypeHello: func() any { return new(Hello) },
+	TypeError: func() any { return new(Error) },
+}
+
+// Encode builds the JSON text of a message.
+func Encode(t Type, id string, payload any) ([]byte, error) {
+	if _, ok := payloads[t]; !ok {
+		return nil, fmt.Errorf("protocol: cannot encode unknown message type %q", t)
+	}
+	data, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: encoding %s payload: %w", t, err)
+	}
+	return json.Marshal(Envelope{V: Version, Type: t, ID: id, Data: data})
+}
+
+// Message is a decoded message: its envelope and its typed payload
+// (*Hello, *Error, …).
+type Message struct {
+	Envelope
+	Payload any
+}
+
+// Decode parses one message strictly. The returned error is an *Error whose
+// code says what was wrong, ready to send back to the peer.
+func Decode(b []byte) (*Message, error) {
+	if len(b) > MaxMessageBytes {
+		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message is %d bytes; the limit is %d", len(b), MaxMessageBytes)}
+	}
+	var env Envelope
+	if err := strictUnmarshal(b, &env); err != nil {
+		return nil, &Error{Code: CodeBadMessage, Message: "invalid envelope: " + err.Error()}
+	}
+	if env.V != Version {
+		return nil, &Error{Code: CodeBadVersion, Message: fmt.Sprintf("protocol version %d is not supported; this server speaks %d", env.V, Version), Field: "v"}
+	}
+	newPayload, ok := payloads[env.Type]
+	if !ok {
+		return nil, &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown message type %q", env.Type), Field: "type"}
+	}
+	if len(env.ID) > 128 {
+		return nil, &Error{Code: CodeBadMessage, Message: "id is longer than 128 bytes", Field: "id"}
+	}
+	p := newPayload()
+	if len(env.Data) == 0 {
+		return nil, &Error{Code: CodeBadMessage, Message: fmt.Sprintf("%s message has no data", env.Type), Field: "data"}
+	}
+	if err := strictUnmarshal(env.Data, p); err != nil {
+		return nil, &Error{Code: CodeBadMessage, Message: fmt.Sprintf("invalid %s data: %v", env.Type, err), Field: "data"}
+	}
+	return &Message{Envelope: env, Payload: p}, nil
+}
+
+// strictUnmarshal decodes exactly one JSON value, rejecting unknown fields
+// and trailing data.
+func strictUnmarshal(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("unexpected data after the JSON value")
+	}
+	return nil
+}

@@ -1,0 +1,81 @@
+package protocol
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestRoundTrip(t *testing.T) {
+	in := Hello{Server: "test", Protocol: Version, Model: ModelInfo{ID: "tiny", Ready: false, Missing: []string{"unet/model.onnx"}}}
+	b, err := Encode(TypeHello, "r1", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := m.Payload.(*Hello)
+	if !ok || m.ID != "r1" || got.Server != "test" || got.Model.Missing[0] != "unet/model.onnx" {
+		t.Fatalf("decoded %+v %+v", m.Envelope, m.Payload)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	for _, c := range []struct {
+		name, msg string
+		code      ErrorCode
+		field     string
+	}{
+		{"not json", `{`, CodeBadMessage, ""},
+		{"trailing", `{"v":1,"type":"error","data":{"code":"x","message":"m"}} {}`, CodeBadMessage, ""},
+		{"unknown envelope field", `{"v":1,"type":"error","data":{},"extra":1}`, CodeBadMessage, ""},
+		{"version", `{"v":2,"type":"error","data":{}}`, CodeBadVersion, "v"},
+		{"unknown type", `{"v":1,"type":"launch","data":{}}`, CodeUnknownType, "type"},
+		{"unknown data field", `{"v":1,"type":"error","data":{"code":"x","message":"m","why":1}}`, CodeBadMessage, "data"},
+		{"no data", `{"v":1,"type":"error"}`, CodeBadMessage, "data"},
+		{"huge", `{"v":1,"type":"error","data":{"message":"` + strings.Repeat("x", MaxMessageBytes) + `"}}`, CodeTooLarge, ""},
+	} {
+		_, err := Decode([]byte(c.msg))
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Code != c.code || pe.Field != c.field {
+			t.Errorf("%s: err = %v, want code %s field %q", c.name, err, c.code, c.field)
+		}
+	}
+}
+
+func TestEncodeUnknownType(t *testing.T) {
+	if _, err := Encode("nope", "", struct{}{}); err == nil {
+		t.Error("no error for an unknown type")
+	}
+}
+
+// FuzzDecode checks that no input panics and that every accepted message
+// re-encodes to a message that decodes to the same envelope.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"v":1,"type":"hello","id":"a","data":{"server":"s","protocol":1,"model":{"id":"tiny","ready":true}}}`))
+	f.Add([]byte(`{"v":1,"type":"error","data":{"code":"bad_message","message":"m","field":"x"}}`))
+	f.Add([]byte(`{"v":1,"type":"zzz","data":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(b)
+		if err != nil {
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code == "" || pe.Message == "" {
+				t.Fatalf("error without code or message: %v", err)
+			}
+			return
+		}
+		again, err := Encode(m.Type, m.ID, m.Payload)
+		if err != nil {
+			t.Fatalf("re-encoding an accepted message: %v", err)
+		}
+		m2, err := Decode(again)
+		if err != nil {
+			t.Fatalf("re-encoded message rejected: %v\n%s", err, again)
+		}
+		if m2.Type != m.Type || m2.ID != m.ID {
+			t.Fatalf("round trip changed the envelope: %+v vs %+v", m.Envelope, m2.Envelope)
+		}
+	})
+}
