@@ -1,0 +1,271 @@
+package edit
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// squirrel is the P2P paper's first example (p2p-spec.md §1.2) as a spec.
+func squirrel() Spec {
+	return Spec{
+		Source:    "A painting of a squirrel eating a burger",
+		Targets:   []string{"A painting of a lion eating a burger"},
+		Seed:      ptr(uint64(8888)),
+		Cross:     ptr(Fraction(0.8)),
+		Self:      ptr(Fraction(0.4)),
+		Reweights: map[string]float64{"lion": 2, "burger": 0.5},
+	}
+}
+
+func TestJSONFieldNames(t *testing.T) {
+	s := Spec{
+		Source: "a cat", Targets: []string{"a dog"}, Negative: "blurry", Seed: ptr(uint64(1)),
+		Steps: ptr(30), Guidance: ptr(5.0), Width: ptr(64), Height: ptr(64), Scheduler: "ddim", Model: "tiny",
+		Cross: ptr(Window{0.1, 0.9}), CrossWords: map[string]Window{"dog": Fraction(0.4)}, Self: ptr(Fraction(0.4)),
+		Reweights: map[string]float64{"dog": 2}, Blend: []string{"cat", "dog"},
+		Image: strings.Repeat("ab", 32), Inversion: "npi",
+	}
+	js, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"source":"a cat","targets":["a dog"],"negative":"blurry","seed":1,"steps":30,"guidance":5,` +
+		`"width":64,"height":64,"scheduler":"ddim","model":"tiny","cross":[0.1,0.9],"cross_words":{"dog":0.4},` +
+		`"self":0.4,"reweights":{"dog":2},"blend":["cat","dog"],"image":"` + strings.Repeat("ab", 32) + `","inversion":"npi"}`
+	if string(js) != want {
+		t.Errorf("JSON form:\n got  %s\n want %s", js, want)
+	}
+	back, err := ParseSpec(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, s) {
+		t.Errorf("decoded %+v, want %+v", back, s)
+	}
+}
+
+func TestParseSpecIsStrict(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"source":"a","targets":["b"],"sead":1}`, `unknown field "sead"`},
+		{`{"source":"a","targets":["b"]} {}`, "unexpected data after"},
+		{`{"source":"a","targets":["b"],"cross":[0.1]}`, "want a fraction like 0.8 or a pair"},
+		{`{"source":"a","targets":["b"],"cross":"0.8"}`, "want a fraction like 0.8 or a pair"},
+		{`{"source":"a","targets":["b"],"cross_words":{"b":null}}`, "window null"},
+		{`{"source":"a","targets":["b"],"seed":-1}`, "seed"},
+		{`{"source":"a","targets":"b"}`, "targets"},
+		{`{"source":"` + strings.Repeat("a", MaxSpecBytes) + `"}`, "the limit is"},
+	} {
+		_, err := ParseSpec([]byte(c.in))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseSpec(%.60s): err = %v, want it to mention %q", c.in, err, c.want)
+		}
+	}
+	s, err := ParseSpec([]byte(`{"source":"a","targets":["b"],"cross":0.5,"self":[0.1,0.3],"reweights":{}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *s.Cross != (Window{0, 0.5}) || *s.Self != (Window{0.1, 0.3}) || s.Reweights != nil {
+		t.Errorf("parsed %+v", s)
+	}
+}
+
+func TestValidateReferenceExamples(t *testing.T) {
+	d := SD1("sd15")
+	for _, s := range []Spec{
+		squirrel(),
+		{Source: "A painting of a squirrel eating a burger", Targets: []string{"A painting of a lion eating a burger"}, Seed: ptr(uint64(8888)),
+			Cross: ptr(Fraction(1)), CrossWords: map[string]Window{"lion": Fraction(0.4)}, Blend: []string{"squirrel", "lion"}},
+		{Source: "a photo of a house on a mountain", Targets: []string{"a photo of a house on a mountain at fall", "a photo of a house on a mountain at winter"}, Seed: ptr(uint64(1))},
+		{Source: "soup", Targets: []string{"pea soup with croutons"}, Seed: ptr(uint64(1)), Blend: []string{"soup"}, Reweights: map[string]float64{"croutons": 3}},
+		{Source: "pink bear riding a bicycle", Targets: []string{"pink bear riding a bicycle"}, Seed: ptr(uint64(1)), Reweights: map[string]float64{"pink": -1}, Blend: []string{"bicycle"}},
+		{Source: "a cat sitting next to a mirror", Targets: []string{"a tiger sitting next to a mirror"}, Seed: ptr(uint64(0)),
+			Image: strings.Repeat("0", 64), Inversion: InversionDirect, Self: ptr(Fraction(0.5)), Reweights: map[string]float64{"tiger": 2}, Blend: []string{"cat", "tiger"}},
+	} {
+		if err := s.Validate(d); err != nil {
+			t.Errorf("%q → %q: %v", s.Source, s.Targets, err)
+		}
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	s := Spec{
+		Source:     " ",
+		Targets:    []string{"a dog", "", "x", "y", "z"},
+		Steps:      ptr(0),
+		Guidance:   ptr(31.0),
+		Width:      ptr(100),
+		Scheduler:  "euler",
+		Model:      "sd15",
+		Cross:      ptr(Window{0.6, 0.2}),
+		Self:       ptr(Fraction(1.5)),
+		CrossWords: map[string]Window{"cat": Fraction(0.5)},
+		Reweights:  map[string]float64{"dog": 11, "": 1},
+		Blend:      []string{"dog", "dog", "horse"},
+		Image:      "not-a-hash",
+		Inversion:  "nulltext",
+	}
+	err := s.Validate(Tiny("tiny"))
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("err = %v, want Problems", err)
+	}
+	got := map[string]string{}
+	for _, pr := range p {
+		got[pr.Field] += pr.Message + " | "
+	}
+	for field, want := range map[string]string{
+		"source":             "required",
+		"targets":            "give 1 to 4",
+		"targets[1]":         "required",
+		"seed":               "required",
+		"steps":              "allowed 1..150",
+		"guidance":           "allowed 0..30",
+		"width":              "allowed: 64x64",
+		"scheduler":          `"euler" is not supported by model "tiny"; allowed: ddim`,
+		"model":              `"sd15"`,
+		"cross":              "start ≤ end",
+		"self":               "inside [0, 1]",
+		`cross_words["cat"]`: "does not occur in any target prompt",
+		`reweights["dog"]`:   "allowed -10..10",
+		`reweights[""]`:      "empty",
+		"blend[1]":           "listed twice",
+		"blend[2]":           `"horse" does not occur`,
+		"image":              "64 lowercase hex digits",
+		"inversion":          "allowed: direct, npi, ddim",
+	} {
+		if !strings.Contains(got[field], want) {
+			t.Errorf("%s: problems %q, want one mentioning %q", field, got[field], want)
+		}
+	}
+	s = Spec{Source: "a", Targets: []string{"a"}, Seed: ptr(uint64(1)), Inversion: InversionNPI}
+	if err := s.Validate(Tiny("tiny")); err == nil || !strings.Contains(err.Error(), "inversion: is set but there is no image") {
+		t.Errorf("inversion without image: err = %v", err)
+	}
+}
+
+func TestValidateWordsPastTheContext(t *testing.T) {
+	long := strings.Repeat("cat ", 80) + "dog"
+	s := Spec{Source: long, Targets: []string{long}, Seed: ptr(uint64(1)), Reweights: map[string]float64{"dog": 2, "cat": 2}}
+	err := s.Validate(Tiny("tiny"))
+	if err == nil || !strings.Contains(err.Error(), `reweights["dog"]: "dog" occurs only past the 77-token limit`) || strings.Contains(err.Error(), `"cat"`) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestResolveFillsDefaults(t *testing.T) {
+	s := squirrel()
+	r, err := s.Resolve(SD1("sd15"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Steps != 50 || r.Guidance != 7.5 || r.Width != 512 || r.Height != 512 || r.Scheduler != "ddim" || r.Model != "sd15" ||
+		r.Cross != Fraction(0.8) || r.Self != Fraction(0.4) || r.Seed != 8888 || r.Inversion != "" {
+		t.Errorf("resolved %+v", r)
+	}
+	s.Image, s.Guidance = strings.Repeat("f", 64), ptr(0.0)
+	if r, err = s.Resolve(Tiny("tiny")); err != nil || r.Inversion != InversionDirect || r.Guidance != 0 || r.Width != 64 {
+		t.Errorf("resolved %+v, %v", r, err)
+	}
+	if _, err := s.Resolve(Defaults{Model: "x"}); err == nil || errors.As(err, new(Problems)) {
+		t.Errorf("incomplete defaults: err = %v, want a plain error", err)
+	}
+}
+
+func TestLinkRoundTrip(t *testing.T) {
+	specs := []Spec{
+		squirrel(),
+		{Source: "a", Targets: []string{"b"}},
+		{Source: "ünïcödé “quotes” 🎨", Targets: []string{"x", "y", "z", "w"}, Negative: "n", Seed: ptr(uint64(1<<64 - 1)),
+			Steps: ptr(150), Guidance: ptr(0.1 + 0.2), Width: ptr(64), Height: ptr(64), Scheduler: "ddim", Model: "tiny",
+			Cross: ptr(Window{0.25, 1}), CrossWords: map[string]Window{"y": {0.1, 0.3}, "x": Fraction(1)}, Self: ptr(Fraction(0)),
+			Reweights: map[string]float64{"x": -10, "z": 1e-9}, Blend: []string{"x"}, Image: strings.Repeat("a", 64), Inversion: "ddim"},
+	}
+	for _, s := range specs {
+		link, err := EncodeLink(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, form := range []string{link, "#" + link, "https://reword.example/edit#" + link} {
+			back, err := DecodeLink(form)
+			if err != nil {
+				t.Fatalf("DecodeLink(%s): %v", form, err)
+			}
+			if !reflect.DeepEqual(back, s) {
+				t.Errorf("round trip:\n got  %+v\n want %+v", back, s)
+			}
+		}
+	}
+	link, _ := EncodeLink(squirrel())
+	t.Logf("two-prompt edit with two reweights: %d characters: %s", len(link), link)
+	if len(link) >= 400 {
+		t.Errorf("typical link is %d characters, want < 400", len(link))
+	}
+}
+
+func TestLinkRejectsTampering(t *testing.T) {
+	link, err := EncodeLink(squirrel())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := len("v1."); i < len(link); i++ {
+		for _, c := range []byte{alphabet[(strings.IndexByte(alphabet, link[i])+1)%64], alphabet[(strings.IndexByte(alphabet, link[i])+37)%64]} {
+			bad := link[:i] + string(c) + link[i+1:]
+			if _, err := DecodeLink(bad); err == nil || !strings.Contains(err.Error(), "damaged") {
+				t.Fatalf("changing character %d to %c: err = %v, want a damaged-link error", i, c, err)
+			}
+		}
+	}
+	for _, c := range []struct{ in, want string }{
+		{link[:len(link)-3], "damaged"},
+		{link + "A", "damaged"},
+		{"v2.AAAA", "format version 2"},
+		{"hello", "not an edit link"},
+		{"v1.", "too short"},
+		{"v1.*&^", "not base64url"},
+		{"v1." + strings.Repeat("A", MaxLinkBytes), "the limit is 4096"},
+	} {
+		if _, err := DecodeLink(c.in); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("DecodeLink(%.40s): err = %v, want it to mention %q", c.in, err, c.want)
+		}
+	}
+}
+
+func TestLinkRefusesDecompressionBombs(t *testing.T) {
+	// A valid link whose JSON would exceed MaxSpecBytes: built by hand since
+	// EncodeLink refuses it.
+	s := Spec{Source: strings.Repeat("a", MaxSpecBytes), Targets: []string{"b"}}
+	if _, err := EncodeLink(s); err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Errorf("EncodeLink of an oversized spec: err = %v", err)
+	}
+	bomb := encodeRaw(t, []byte(`{"source":"`+strings.Repeat("a", 1<<20)+`"}`))
+	if len(bomb) > MaxLinkBytes {
+		t.Fatalf("test bomb is %d characters", len(bomb))
+	}
+	if _, err := DecodeLink(bomb); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Errorf("decompression bomb: err = %v", err)
+	}
+}
+
+func TestWindowJSON(t *testing.T) {
+	for in, want := range map[string]Window{"0.8": {0, 0.8}, "[0.2, 0.6]": {0.2, 0.6}, "1": {0, 1}, "[0,0.5]": {0, 0.5}} {
+		var w Window
+		if err := json.Unmarshal([]byte(in), &w); err != nil || w != want {
+			t.Errorf("%s → %+v, %v; want %+v", in, w, err, want)
+		}
+	}
+	for w, want := range map[Window]string{{0, 0.8}: "0.8", {0.2, 0.6}: "[0.2,0.6]"} {
+		if b, _ := json.Marshal(w); string(b) != want {
+			t.Errorf("%+v → %s, want %s", w, b, want)
+		}
+	}
+	if !slices.Equal(Inversions, []string{"direct", "npi", "ddim"}) {
+		t.Errorf("inversions %v", Inversions)
+	}
+}

@@ -1,0 +1,74 @@
+package edit
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/base64"
+	"encoding/binary"
+	"hash/crc32"
+	"reflect"
+	"testing"
+)
+
+// encodeRaw builds a v1 link around arbitrary JSON bytes.
+func encodeRaw(t testing.TB, js []byte) string {
+	var buf bytes.Buffer
+	zw, err := flate.NewWriterDict(&buf, flate.BestCompression, []byte(linkDictionaryV1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw.Write(js)
+	zw.Close()
+	buf.Write(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(buf.Bytes())))
+	return linkPrefix + base64.RawURLEncoding.EncodeToString(buf.Bytes())
+}
+
+// FuzzDecodeLink: any input either fails with an error or decodes to a spec
+// that re-encodes to a link decoding to the same spec.
+func FuzzDecodeLink(f *testing.F) {
+	link, _ := EncodeLink(squirrel())
+	f.Add(link)
+	f.Add(encodeRaw(f, []byte(`{"source":"a","targets":["b"],"cross":[0.1,0.2]}`)))
+	f.Add("v1.AAAA")
+	f.Add("#v2.x")
+	f.Fuzz(func(t *testing.T, in string) {
+		s, err := DecodeLink(in)
+		if err != nil {
+			return
+		}
+		again, err := EncodeLink(s)
+		if err != nil {
+			t.Fatalf("decoded spec does not re-encode: %v", err)
+		}
+		back, err := DecodeLink(again)
+		if err != nil || !reflect.DeepEqual(back, s) {
+			t.Fatalf("re-encoded link decodes to %+v, %v; want %+v", back, err, s)
+		}
+	})
+}
+
+// FuzzParseValidate: decoding and validating never panic, and a spec that
+// validates resolves.
+func FuzzParseValidate(f *testing.F) {
+	js, _ := squirrel().MarshalJSON()
+	f.Add(js)
+	f.Add([]byte(`{"source":"a cat","targets":["a dog","a cow"],"seed":1,"steps":20,"guidance":0,"cross_words":{"dog":[0.1,0.5]},"blend":["cat"],"image":"` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `","inversion":"npi"}`))
+	f.Add([]byte(`{"source":"","targets":[],"width":3}`))
+	f.Add([]byte(`null`))
+	d := Tiny("tiny")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseSpec(data)
+		if err != nil {
+			return
+		}
+		if err := s.Validate(d); err != nil {
+			if p, ok := err.(Problems); !ok || len(p) == 0 {
+				t.Fatalf("Validate returned %T %v, want non-empty Problems", err, err)
+			}
+			return
+		}
+		if _, err := s.Resolve(d); err != nil {
+			t.Fatalf("valid spec does not resolve: %v", err)
+		}
+	})
+}

@@ -1,0 +1,183 @@
+// Package edit defines the EditSpec: everything that determines one Reword
+// edit (prompts, seed, sampling settings, Prompt-to-Prompt controls, an
+// optional source photo), its public JSON form, its validation against a
+// model's defaults, and the shareable edit link that carries it in a URL.
+//
+// The JSON form is public: links, the WebSocket protocol and the CLI all use
+// it, so its field names never change within a link version. Omitted fields
+// take the model's defaults (see Defaults); Resolve fills them in and
+// validates the result. Decoding is strict: unknown fields, trailing data and
+// oversized input are errors.
+package edit
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// Limits of a spec. Prompts beyond CLIP's 77 tokens are allowed (the UI shows
+// which words the model ignores); the byte limit only bounds work and memory.
+const (
+	MaxTargets     = 4        // target prompts edited in one run
+	MaxPromptBytes = 2048     // per prompt, UTF-8
+	MaxWordBytes   = 100      // per word in cross_words, reweights, blend
+	MaxWordEntries = 32       // entries in each of cross_words, reweights, blend
+	MinSteps       = 1        // diffusion steps
+	MaxSteps       = 150      //
+	MinGuidance    = 0.0      // classifier-free guidance scale
+	MaxGuidance    = 30.0     //
+	MinReweight    = -10.0    // attention reweight factor
+	MaxReweight    = 10.0     //
+	UIMinReweight  = -2.0     // the paper's range, used by the editor's sliders
+	UIMaxReweight  = 2.0      //
+	MaxSpecBytes   = 16 << 10 // JSON form of a spec
+)
+
+// Inversion methods for editing a photo (p2p-spec.md §11).
+const (
+	InversionDirect = "direct" // Direct Inversion (PnP Inversion, Ju et al. 2024); the default
+	InversionNPI    = "npi"    // negative-prompt inversion (Miyake et al. 2023)
+	InversionDDIM   = "ddim"   // plain DDIM inversion (the "ddim+p2p" baseline)
+)
+
+// Inversions lists the accepted inversion methods, the default first.
+var Inversions = []string{InversionDirect, InversionNPI, InversionDDIM}
+
+// Spec is one edit as a user or client states it. Pointer and empty fields
+// are "omitted" and take the model's defaults when resolved.
+type Spec struct {
+	// Source is the prompt of the image being edited.
+	Source string `json:"source"`
+	// Targets are the reworded prompts, 1 to MaxTargets, each rendered as
+	// one variant of the edit. A target equal to Source is a pure reweight.
+	Targets []string `json:"targets"`
+	// Negative is the negative prompt ("" = none).
+	Negative string `json:"negative,omitempty"`
+	// Seed picks the initial noise; required so that an edit is reproducible.
+	Seed *uint64 `json:"seed,omitempty"`
+	// Steps is the number of diffusion steps, MinSteps..MaxSteps.
+	Steps *int `json:"steps,omitempty"`
+	// Guidance is the classifier-free guidance scale, MinGuidance..MaxGuidance.
+	Guidance *float64 `json:"guidance,omitempty"`
+	// Width and Height are the image size in pixels; the model lists the
+	// sizes it supports.
+	Width  *int `json:"width,omitempty"`
+	Height *int `json:"height,omitempty"`
+	// Scheduler names the sampler, one the model supports ("ddim").
+	Scheduler string `json:"scheduler,omitempty"`
+	// Model is the model id; it must be the model the defaults describe.
+	Model string `json:"model,omitempty"`
+	// Cross is the part of the steps during which the targets' cross
+	// attention is replaced by the source's (Prompt-to-Prompt's
+	// cross_replace_steps).
+	Cross *Window `json:"cross,omitempty"`
+	// CrossWords overrides Cross for the tokens of single target words.
+	CrossWords map[string]Window `json:"cross_words,omitempty"`
+	// Self is the part of the steps during which the targets' self attention
+	// is replaced by the source's (self_replace_steps).
+	Self *Window `json:"self,omitempty"`
+	// Reweights scales the attention to words of the targets, MinReweight..
+	// MaxReweight (negative values push the concept away).
+	Reweights map[string]float64 `json:"reweights,omitempty"`
+	// Blend lists the words whose attention maps delimit a local edit
+	// (LocalBlend): outside them the targets keep the source's latents.
+	Blend []string `json:"blend,omitempty"`
+	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
+	// uploaded photo to edit instead of generating the source image.
+	Image string `json:"image,omitempty"`
+	// Inversion is how the photo is inverted; only with Image.
+	Inversion string `json:"inversion,omitempty"`
+}
+
+// Window is a part of the diffusion run as fractions of the steps:
+// replacement happens in [Start, End). In JSON it is a fraction f, meaning
+// [0, f], or a pair [start, end].
+type Window struct {
+	Start, End float64
+}
+
+// Fraction returns the window [0, f).
+func Fraction(f float64) Window { return Window{0, f} }
+
+// MarshalJSON writes the short form f when the window starts at 0.
+func (w Window) MarshalJSON() ([]byte, error) {
+	if w.Start == 0 && !math.Signbit(w.Start) {
+		return json.Marshal(w.End)
+	}
+	return json.Marshal([2]float64{w.Start, w.End})
+}
+
+// UnmarshalJSON accepts a fraction or a [start, end] pair.
+func (w *Window) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if string(b) == "null" {
+		return errors.New("window null: want a fraction like 0.8 or a pair [start, end] like [0.2, 0.8]")
+	}
+	if len(b) > 0 && b[0] == '[' {
+		var pair []float64
+		if err := json.Unmarshal(b, &pair); err != nil || len(pair) != 2 {
+			return fmt.Errorf("window %s: want a fraction like 0.8 or a pair [start, end] like [0.2, 0.8]", abbreviate(b))
+		}
+		*w = Window{pair[0], pair[1]}
+		return nil
+	}
+	var f float64
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("window %s: want a fraction like 0.8 or a pair [start, end] like [0.2, 0.8]", abbreviate(b))
+	}
+	*w = Window{0, f}
+	return nil
+}
+
+func abbreviate(b []byte) string {
+	if len(b) > 40 {
+		return string(b[:40]) + "…"
+	}
+	return string(b)
+}
+
+// ParseSpec decodes the JSON form of a spec strictly: exactly one JSON
+// object, at most MaxSpecBytes, no unknown fields. It does not validate the
+// values; call Validate or Resolve with the model's defaults.
+func ParseSpec(data []byte) (Spec, error) {
+	if len(data) > MaxSpecBytes {
+		return Spec{}, fmt.Errorf("edit spec is %d bytes; the limit is %d", len(data), MaxSpecBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var s Spec
+	if err := dec.Decode(&s); err != nil {
+		return Spec{}, fmt.Errorf("edit spec: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Spec{}, errors.New("edit spec: unexpected data after the JSON object")
+	}
+	s.normalize()
+	return s, nil
+}
+
+// MarshalJSON is the canonical JSON form: fields in declaration order, map
+// keys sorted, omitted fields left out, empty collections omitted.
+func (s Spec) MarshalJSON() ([]byte, error) {
+	s.normalize()
+	type plain Spec // no methods: avoids recursion
+	return json.Marshal(plain(s))
+}
+
+// normalize makes empty collections nil, so that a spec and its decoded
+// encoding are deeply equal.
+func (s *Spec) normalize() {
+	if len(s.CrossWords) == 0 {
+		s.CrossWords = nil
+	}
+	if len(s.Reweights) == 0 {
+		s.Reweights = nil
+	}
+	if len(s.Blend) == 0 {
+		s.Blend = nil
+	}
+}

@@ -1,0 +1,311 @@
+package edit
+
+import (
+	"fmt"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"reword/shared/align"
+	"reword/shared/clip"
+)
+
+// Problem is one invalid field of a spec.
+type Problem struct {
+	// Field is the path of the field, e.g. "targets[1]" or `reweights["cat"]`.
+	Field string
+	// Message says what is wrong and what is allowed.
+	Message string
+}
+
+// Problems is every problem Validate found; it is the error it returns.
+type Problems []Problem
+
+func (p Problems) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid edit spec: ")
+	for i, pr := range p {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(pr.Field)
+		b.WriteString(": ")
+		b.WriteString(pr.Message)
+	}
+	return b.String()
+}
+
+// Resolved is a valid spec with every omitted field filled in from the
+// model's defaults: what the engine runs.
+type Resolved struct {
+	Source     string
+	Targets    []string
+	Negative   string
+	Seed       uint64
+	Steps      int
+	Guidance   float64
+	Width      int
+	Height     int
+	Scheduler  string
+	Model      string
+	Cross      Window
+	CrossWords map[string]Window
+	Self       Window
+	Reweights  map[string]float64
+	Blend      []string
+	Image      string
+	Inversion  string // "" without Image
+}
+
+// Resolve validates s against the model's defaults and fills in every
+// omitted field. The error is Problems when the spec is invalid.
+func (s Spec) Resolve(d Defaults) (Resolved, error) {
+	if err := s.Validate(d); err != nil {
+		return Resolved{}, err
+	}
+	r := Resolved{
+		Source: s.Source, Targets: slices.Clone(s.Targets), Negative: s.Negative,
+		Seed: *s.Seed, Steps: d.Steps, Guidance: d.Guidance,
+		Width: d.Sizes[0].Width, Height: d.Sizes[0].Height,
+		Scheduler: d.Schedulers[0], Model: d.Model, Cross: d.Cross, Self: d.Self,
+		CrossWords: cloneMap(s.CrossWords), Reweights: cloneMap(s.Reweights), Blend: slices.Clone(s.Blend),
+		Image: s.Image, Inversion: s.Inversion,
+	}
+	if s.Steps != nil {
+		r.Steps = *s.Steps
+	}
+	if s.Guidance != nil {
+		r.Guidance = *s.Guidance
+	}
+	if s.Width != nil {
+		r.Width = *s.Width
+	}
+	if s.Height != nil {
+		r.Height = *s.Height
+	}
+	if s.Scheduler != "" {
+		r.Scheduler = s.Scheduler
+	}
+	if s.Cross != nil {
+		r.Cross = *s.Cross
+	}
+	if s.Self != nil {
+		r.Self = *s.Self
+	}
+	if s.Image != "" && s.Inversion == "" {
+		r.Inversion = Inversions[0]
+	}
+	return r, nil
+}
+
+func cloneMap[V any](m map[string]V) map[string]V {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Validate checks s against the model's defaults and returns nil or Problems
+// listing every invalid field with the allowed values. Words named in
+// cross_words, reweights and blend must occur in the prompts (matched on CLIP
+// tokens, see align.WordTokens) within the 77-token context.
+func (s Spec) Validate(d Defaults) error {
+	if d.Model == "" || len(d.Sizes) == 0 || len(d.Schedulers) == 0 || d.Steps < MinSteps || d.Steps > MaxSteps {
+		return fmt.Errorf("edit: model defaults %+v are incomplete: they need a model id, sizes, schedulers and steps in %d..%d", d, MinSteps, MaxSteps)
+	}
+	var p Problems
+	add := func(field, format string, a ...any) {
+		p = append(p, Problem{Field: field, Message: fmt.Sprintf(format, a...)})
+	}
+
+	checkPrompt := func(field, text string, required bool) {
+		switch {
+		case required && strings.TrimSpace(text) == "":
+			add(field, "required: a non-empty prompt")
+		case len(text) > MaxPromptBytes:
+			add(field, "is %d bytes; the limit is %d", len(text), MaxPromptBytes)
+		case !utf8.ValidString(text):
+			add(field, "is not valid UTF-8 text")
+		}
+	}
+	checkPrompt("source", s.Source, true)
+	if len(s.Targets) == 0 || len(s.Targets) > MaxTargets {
+		add("targets", "has %d prompts; give 1 to %d", len(s.Targets), MaxTargets)
+	}
+	for i, t := range s.Targets {
+		checkPrompt(fmt.Sprintf("targets[%d]", i), t, true)
+	}
+	checkPrompt("negative", s.Negative, false)
+
+	if s.Seed == nil {
+		add("seed", "required: an integer 0..%d (pick one at random for a new edit)", uint64(math.MaxUint64))
+	}
+	if s.Steps != nil && (*s.Steps < MinSteps || *s.Steps > MaxSteps) {
+		add("steps", "is %d; allowed %d..%d", *s.Steps, MinSteps, MaxSteps)
+	}
+	if g := s.Guidance; g != nil && !(*g >= MinGuidance && *g <= MaxGuidance) {
+		add("guidance", "is %v; allowed %v..%v", *g, MinGuidance, MaxGuidance)
+	}
+	size := d.Sizes[0]
+	if s.Width != nil {
+		size.Width = *s.Width
+	}
+	if s.Height != nil {
+		size.Height = *s.Height
+	}
+	if !slices.Contains(d.Sizes, size) {
+		field := "width"
+		if s.Width == nil {
+			field = "height"
+		}
+		add(field, "size %s is not supported by model %q; allowed: %s", size, d.Model, joinSizes(d.Sizes))
+	}
+	if s.Scheduler != "" && !slices.Contains(d.Schedulers, s.Scheduler) {
+		add("scheduler", "%q is not supported by model %q; allowed: %s", s.Scheduler, d.Model, strings.Join(d.Schedulers, ", "))
+	}
+	if s.Model != "" && s.Model != d.Model {
+		add("model", "%q is not the model these settings are for (%q)", s.Model, d.Model)
+	}
+	if s.Cross != nil {
+		checkWindow(add, "cross", *s.Cross)
+	}
+	if s.Self != nil {
+		checkWindow(add, "self", *s.Self)
+	}
+	for _, w := range sortedKeys(s.CrossWords) {
+		checkWindow(add, wordField("cross_words", w), s.CrossWords[w])
+	}
+	for _, w := range sortedKeys(s.Reweights) {
+		if f := s.Reweights[w]; !(f >= MinReweight && f <= MaxReweight) {
+			add(wordField("reweights", w), "factor %v; allowed %v..%v (the editor's sliders use %v..%v)", f, MinReweight, MaxReweight, UIMinReweight, UIMaxReweight)
+		}
+	}
+	for _, c := range []struct {
+		field string
+		n     int
+	}{{"cross_words", len(s.CrossWords)}, {"reweights", len(s.Reweights)}, {"blend", len(s.Blend)}} {
+		if c.n > MaxWordEntries {
+			add(c.field, "has %d entries; the limit is %d", c.n, MaxWordEntries)
+		}
+	}
+	switch {
+	case s.Image != "" && !sha256Hex.MatchString(s.Image):
+		add("image", "%q is not a content hash: want 64 lowercase hex digits (SHA-256)", abbreviate([]byte(s.Image)))
+	case s.Image == "" && s.Inversion != "":
+		add("inversion", "is set but there is no image to invert")
+	}
+	if s.Inversion != "" && !slices.Contains(Inversions, s.Inversion) {
+		add("inversion", "%q is not an inversion method; allowed: %s", s.Inversion, strings.Join(Inversions, ", "))
+	}
+
+	if err := checkWords(s, add); err != nil {
+		return err
+	}
+	if len(p) > 0 {
+		return p
+	}
+	return nil
+}
+
+func checkWindow(add func(string, string, ...any), field string, w Window) {
+	if !(w.Start >= 0 && w.Start <= w.End && w.End <= 1) {
+		add(field, "window [%v, %v] is not inside [0, 1] with start ≤ end", w.Start, w.End)
+	}
+}
+
+// checkWords reports words of cross_words, reweights and blend that are
+// malformed or do not occur in the prompts they apply to: cross_words and
+// reweights in the targets (where Prompt-to-Prompt looks them up), blend in
+// any prompt. It returns an error only if the tokenizer cannot load.
+func checkWords(s Spec, add func(string, string, ...any)) error {
+	tok, err := clip.Default()
+	if err != nil {
+		return err
+	}
+	targets := make([]clip.Encoding, 0, len(s.Targets))
+	for _, t := range s.Targets {
+		if len(t) <= MaxPromptBytes {
+			targets = append(targets, tok.Encode(t))
+		}
+	}
+	source := tok.Encode(s.Source)
+	if len(s.Source) > MaxPromptBytes {
+		source = tok.Encode("")
+	}
+	// where reports whether word occurs in prompts, and whether any
+	// occurrence fits in the context.
+	where := func(word string, prompts []clip.Encoding) (found, fits bool) {
+		for _, enc := range prompts {
+			for _, i := range align.WordTokens(tok, enc, word) {
+				found = true
+				fits = fits || i < clip.ContextLength-1
+			}
+		}
+		return found, fits
+	}
+	check := func(field, word, in string, prompts []clip.Encoding) {
+		switch {
+		case strings.TrimSpace(word) == "":
+			add(field, "the word is empty")
+			return
+		case len(word) > MaxWordBytes:
+			add(field, "word is %d bytes; the limit is %d", len(word), MaxWordBytes)
+			return
+		case !utf8.ValidString(word):
+			add(field, "word is not valid UTF-8 text")
+			return
+		}
+		found, fits := where(word, prompts)
+		switch {
+		case !found:
+			add(field, "%q does not occur in %s", word, in)
+		case !fits:
+			add(field, "%q occurs only past the %d-token limit of %s, where the model ignores it", word, clip.ContextLength, in)
+		}
+	}
+	for _, w := range sortedKeys(s.CrossWords) {
+		check(wordField("cross_words", w), w, "any target prompt", targets)
+	}
+	for _, w := range sortedKeys(s.Reweights) {
+		check(wordField("reweights", w), w, "any target prompt", targets)
+	}
+	seen := map[string]bool{}
+	for i, w := range s.Blend {
+		field := fmt.Sprintf("blend[%d]", i)
+		if seen[w] {
+			add(field, "%q is listed twice", w)
+			continue
+		}
+		seen[w] = true
+		check(field, w, "the source or a target prompt", append([]clip.Encoding{source}, targets...))
+	}
+	return nil
+}
+
+func wordField(name, word string) string { return name + "[" + strconv.Quote(word) + "]" }
+
+func joinSizes(sizes []Size) string {
+	out := make([]string, len(sizes))
+	for i, s := range sizes {
+		out[i] = s.String()
+	}
+	return strings.Join(out, ", ")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
