@@ -1,7 +1,8 @@
 // Package model describes a model folder on disk: which files a Reword model
-// needs and whether they are present. The engine loads the files; this
-// package only answers "can this folder be loaded, and if not, why not",
-// which the server reports before any generation is attempted.
+// needs and whether they are present (Check, which the server reports before
+// any generation is attempted), and its manifest (Load): sizes, latent scale,
+// noise schedule, defaults and preview factors. The engine loads the ONNX
+// files the manifest names.
 package model
 
 import (

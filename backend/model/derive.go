@@ -1,0 +1,115 @@
+package model
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// SD 1.x conventions used when a diffusers export does not state them.
+const (
+	sdScalingFactor = 0.18215 // p2p-spec.md §1
+	sdVAEFactor     = 8       // pixels per latent cell
+	sdSampleSize    = 64      // latent cells per side at 512 px
+)
+
+// sdPreviewMatrix are ComfyUI's SD 1.5 latent→RGB factors (p2p-spec.md §14.4).
+var sdPreviewMatrix = [][3]float64{
+	{0.3512, 0.2297, 0.3227},
+	{0.3250, 0.4974, 0.2350},
+	{-0.2829, 0.1762, 0.2721},
+	{-0.2120, -0.2616, -0.7177},
+}
+
+// deriveManifest builds a manifest for a diffusers ONNX export without a
+// model.json from scheduler/scheduler_config.json, unet/config.json and
+// vae_decoder/config.json where present, and SD 1.x conventions otherwise.
+func deriveManifest(dir string) (*Manifest, error) {
+	m := &Manifest{Format: ManifestFormat, Name: filepath.Base(filepath.Clean(dir)), Derived: true}
+	m.Description = "Stable Diffusion ONNX export (manifest derived from the folder's configs)"
+
+	var sched struct {
+		NumTrainTimesteps *int     `json:"num_train_timesteps"`
+		BetaStart         *float64 `json:"beta_start"`
+		BetaEnd           *float64 `json:"beta_end"`
+		BetaSchedule      *string  `json:"beta_schedule"`
+		PredictionType    *string  `json:"prediction_type"`
+		TimestepSpacing   *string  `json:"timestep_spacing"`
+		StepsOffset       *int     `json:"steps_offset"`
+		SetAlphaToOne     *bool    `json:"set_alpha_to_one"`
+	}
+	if err := readOptionalJSON(filepath.Join(dir, "scheduler", "scheduler_config.json"), &sched); err != nil {
+		return nil, err
+	}
+	s := &m.Scheduler
+	s.NumTrainTimesteps, s.BetaStart, s.BetaEnd, s.BetaSchedule = 1000, 0.00085, 0.012, "scaled_linear"
+	s.PredictionType, s.TimestepSpacing, s.StepsOffset = "epsilon", "leading", 1
+	setIf(&s.NumTrainTimesteps, sched.NumTrainTimesteps)
+	setIf(&s.BetaStart, sched.BetaStart)
+	setIf(&s.BetaEnd, sched.BetaEnd)
+	setIf(&s.BetaSchedule, sched.BetaSchedule)
+	setIf(&s.PredictionType, sched.PredictionType)
+	setIf(&s.TimestepSpacing, sched.TimestepSpacing)
+	setIf(&s.SetAlphaToOne, sched.SetAlphaToOne)
+	// Stable Diffusion pipelines force steps_offset to 1 whatever the
+	// config says (p2p-spec.md §1.1), so the derived manifest does too.
+	s.StepsOffset = 1
+	m.UNet.PredictionType = s.PredictionType
+
+	var unet struct {
+		SampleSize *int `json:"sample_size"`
+		InChannels *int `json:"in_channels"`
+	}
+	if err := readOptionalJSON(filepath.Join(dir, "unet", "config.json"), &unet); err != nil {
+		return nil, err
+	}
+	var vae struct {
+		ScalingFactor *float64 `json:"scaling_factor"`
+	}
+	if err := readOptionalJSON(filepath.Join(dir, "vae_decoder", "config.json"), &vae); err != nil {
+		return nil, err
+	}
+	size, channels := sdSampleSize, 4
+	setIf(&size, unet.SampleSize)
+	setIf(&channels, unet.InChannels)
+	m.Latent.Channels, m.Latent.Width, m.Latent.Height = channels, size, size
+	m.Latent.ScalingFactor = sdScalingFactor
+	setIf(&m.Latent.ScalingFactor, vae.ScalingFactor)
+	m.Image.Width, m.Image.Height, m.Image.Channels = size*sdVAEFactor, size*sdVAEFactor, 3
+
+	m.TextEncoder = Component{File: "text_encoder/model.onnx", Input: "input_ids", Output: "last_hidden_state"}
+	m.UNet.Component = Component{File: "unet/model.onnx", Input: "sample", Output: "out_sample"}
+	m.VAEDecoder = Component{File: "vae_decoder/model.onnx", Input: "latent_sample", Output: "sample"}
+	m.VAEEncoder.Component = Component{File: "vae_encoder/model.onnx", Input: "sample", Output: "latent_sample"}
+	m.VAEEncoder.OutputKind = "sample"
+	m.Defaults.Steps, m.Defaults.GuidanceScale = 50, 7.5
+	if channels != len(sdPreviewMatrix) {
+		return nil, fmt.Errorf("model %s: the UNet has %d latent channels; only 4-channel Stable Diffusion 1.x/2.x exports are supported without a model.json", dir, channels)
+	}
+	m.Preview.LatentRGBMatrix = sdPreviewMatrix
+	return m, m.validate()
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// readOptionalJSON decodes path into v; a missing file leaves v unchanged.
+func readOptionalJSON(path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
