@@ -1,0 +1,170 @@
+// Package graph instruments a Stable-Diffusion-style ONNX UNet for
+// Prompt-to-Prompt attention control: it finds every attention Softmax,
+// splices the edit after it, adds the control inputs and the attention-map
+// outputs, and describes what it did.
+//
+// # Batch layout
+//
+// The instrumented UNet runs the source prompt and E edit targets in one
+// classifier-free-guidance batch. The last 1+E rows of the batch are the
+// conditional rows: the cond source row, then the E cond target rows, in the
+// order of the controls' first axis. Every row before them is left alone.
+// The engine lays a step out as
+//
+//	[uncond source, uncond target 1..E, cond source, cond target 1..E]
+//
+// (batch 2(1+E); row 1+E is the cond source, rows 2+E.. the cond targets).
+// Because the graph locates the cond rows from the end of the batch (the
+// batch size B comes from the sample input, E from the controls), a batch
+// that drops the uncond source row, B = 2E+1, works unchanged: that is the
+// layout of a source-cache mode that replays stored source latents.
+//
+// # Control inputs
+//
+// All float32 whatever the model's precision (they are cast inside):
+//
+//   - p2p_cross_w [E, T, T] and p2p_cross_c [E, T]: in every cross-attention
+//     layer, target e's probabilities become A_src·W_e + A_tgt ⊙ c_e, with
+//     A [heads·queries, T] rows and c broadcast over heads and queries
+//     (T: text tokens, 77 for CLIP).
+//   - p2p_self_w [E]: in every self-attention layer with few enough query
+//     positions (Options.SelfReplaceMaxQueries), target e's attention output
+//     becomes s_e·(A_src·V_tgt) + (1−s_e)·(A_tgt·V_tgt): the source's
+//     self-attention pattern applied to the target's values. s_e in [0, 1].
+//
+// W = 0, c = 1, s = 0 is an exact no-op: the instrumented model then matches
+// the original bit for bit in float32. W = I, c = 0 copies the source's
+// cross-attention maps into every target exactly. E may be 0 (plain
+// generation: the controls are then empty tensors).
+//
+// # Outputs
+//
+// Besides the UNet's own outputs, p2p_maps_div<F> [1+E, N, T] holds the
+// cross-attention probabilities of the cond rows (source first), averaged
+// over heads and over the cross-attention layers that run at 1/F of the
+// latent's height and width (N = (H/F)·(W/F) query positions). The maps
+// are taken after the edit, so target rows show the attention that shaped
+// them. By default F is the stride whose maps Prompt-to-Prompt uses for
+// local blending (16×16 at 512 px, F = 4), or the nearest coarser one the
+// model has (see Options.MapsQueries).
+//
+// Description lists every attention layer (name, kind, resolution, heads,
+// edited or not) and is stored in the instrumented model's metadata, where
+// ReadDescription finds it.
+package graph
+
+import (
+	"fmt"
+	"math"
+)
+
+// Names of the UNet inputs every diffusers export has.
+const (
+	SampleInput       = "sample"
+	TimestepInput     = "timestep"
+	HiddenStatesInput = "encoder_hidden_states"
+)
+
+// Names the instrumentation adds.
+const (
+	// CrossWeightsInput is W: float32 [E, T, T].
+	CrossWeightsInput = "p2p_cross_w"
+	// CrossKeepInput is c: float32 [E, T].
+	CrossKeepInput = "p2p_cross_c"
+	// SelfWeightInput is the per-target self-replace weight: float32 [E].
+	SelfWeightInput = "p2p_self_w"
+	// MapsOutputPrefix starts the names of the attention-map outputs; the
+	// stride F (a power of two) follows.
+	MapsOutputPrefix = "p2p_maps_div"
+	// NodeMarker is part of the name of every node the instrumentation
+	// inserts (profilers use it to attribute time).
+	NodeMarker = "/p2p/"
+	// DescriptionKey is the model metadata key that holds the Description
+	// as JSON.
+	DescriptionKey = "reword.p2p.description"
+)
+
+// File names inside a diffusers-layout model folder.
+const (
+	UNetDir          = "unet"
+	OriginalFile     = "model.onnx"
+	InstrumentedFile = "model.p2p.onnx"
+)
+
+// MapsOutputName is the name of the maps output for layers running at 1/stride
+// of the latent's height and width.
+func MapsOutputName(stride int) string { return fmt.Sprintf("%s%d", MapsOutputPrefix, stride) }
+
+// Batch returns the UNet batch size for a step with the given number of edit
+// targets in the standard layout: uncond and cond rows for the source and
+// each target.
+func Batch(targets int) int { return 2 * (1 + targets) }
+
+// Controls are the values fed to the control inputs for one UNet call.
+type Controls struct {
+	Targets int // E
+	Tokens  int // T
+	// CrossW is [Targets, Tokens, Tokens], row-major: CrossW[e][w][n] weights
+	// source token w's attention into target token n.
+	CrossW []float32
+	// CrossC is [Targets, Tokens]: how much of each target token's own
+	// attention is kept.
+	CrossC []float32
+	// SelfW is [Targets]: the self-replace weight of each target.
+	SelfW []float32
+}
+
+// NoOpControls returns controls that leave every target unedited (W = 0,
+// c = 1, s = 0).
+func NoOpControls(targets, tokens int) Controls {
+	c := Controls{
+		Targets: targets,
+		Tokens:  tokens,
+		CrossW:  make([]float32, targets*tokens*tokens),
+		CrossC:  make([]float32, targets*tokens),
+		SelfW:   make([]float32, targets),
+	}
+	for i := range c.CrossC {
+		c.CrossC[i] = 1
+	}
+	return c
+}
+
+// Validate checks the sizes against Targets and Tokens, that every value is
+// finite and that self-replace weights lie in [0, 1]. The graph itself does
+// not check: mismatched E between the inputs would broadcast silently.
+func (c Controls) Validate() error {
+	if c.Targets < 0 || c.Tokens <= 0 {
+		return fmt.Errorf("controls: need targets ≥ 0 and tokens > 0, got %d targets, %d tokens", c.Targets, c.Tokens)
+	}
+	for _, f := range []struct {
+		name string
+		v    []float32
+		want int
+	}{
+		{CrossWeightsInput, c.CrossW, c.Targets * c.Tokens * c.Tokens},
+		{CrossKeepInput, c.CrossC, c.Targets * c.Tokens},
+		{SelfWeightInput, c.SelfW, c.Targets},
+	} {
+		if len(f.v) != f.want {
+			return fmt.Errorf("controls: %s has %d values, want %d for %d targets × %d tokens", f.name, len(f.v), f.want, c.Targets, c.Tokens)
+		}
+		for i, x := range f.v {
+			if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+				return fmt.Errorf("controls: %s[%d] is %v", f.name, i, x)
+			}
+		}
+	}
+	for e, s := range c.SelfW {
+		if s < 0 || s > 1 {
+			return fmt.Errorf("controls: %s[%d] = %v is outside [0, 1]", SelfWeightInput, e, s)
+		}
+	}
+	return nil
+}
+
+// Shapes returns the tensor shapes of CrossW, CrossC and SelfW.
+func (c Controls) Shapes() (crossW, crossC, selfW []int64) {
+	e, t := int64(c.Targets), int64(c.Tokens)
+	return []int64{e, t, t}, []int64{e, t}, []int64{e}
+}

@@ -1,0 +1,178 @@
+package graph
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Kind says what an attention layer attends to.
+type Kind string
+
+const (
+	// Cross attention: keys and values come from the text
+	// (encoder_hidden_states).
+	Cross Kind = "cross"
+	// Self attention: keys and values come from the image features.
+	Self Kind = "self"
+)
+
+// Size is a height and width in latent positions.
+type Size struct {
+	Height int `json:"height"`
+	Width  int `json:"width"`
+}
+
+func (s Size) String() string { return fmt.Sprintf("%d×%d", s.Height, s.Width) }
+
+// Positions is Height·Width.
+func (s Size) Positions() int { return s.Height * s.Width }
+
+// Layer describes one attention layer of the UNet.
+type Layer struct {
+	// Name is the attention module's scope in the export
+	// (/down_blocks.1/attentions.0/transformer_blocks.0/attn2), or the
+	// Softmax node's own name for exports without scoped names.
+	Name string `json:"name"`
+	// Softmax is the name of the layer's Softmax node.
+	Softmax string `json:"softmax"`
+	Kind    Kind   `json:"kind"`
+	// Stride is how many latent positions per side one query position
+	// covers: 1 at full latent resolution, 2 after one downsampling, …
+	Stride int `json:"stride"`
+	// Resolution is the query grid at the reference latent size, and
+	// Queries its number of positions.
+	Resolution Size `json:"resolution"`
+	Queries    int  `json:"queries"`
+	// Heads is the number of attention heads, 0 when the graph does not
+	// state it as a constant.
+	Heads int `json:"heads"`
+	// DType is the element type the probabilities are computed in.
+	DType string `json:"dtype"`
+	// Edited says whether the control is spliced in: always for cross
+	// attention, for self attention when Queries ≤ SelfReplaceMaxQueries.
+	Edited bool `json:"edited"`
+	// Maps names the maps output this layer's probabilities are averaged
+	// into, or is empty.
+	Maps string `json:"maps,omitempty"`
+}
+
+// MapsOutput describes one attention-map output.
+type MapsOutput struct {
+	Name   string `json:"name"`
+	Stride int    `json:"stride"`
+	// Resolution is the map grid at the reference latent size; at another
+	// latent size H×W it is ceil(H/Stride)×ceil(W/Stride).
+	Resolution Size `json:"resolution"`
+	// Layers are the names of the cross-attention layers averaged.
+	Layers []string `json:"layers"`
+}
+
+// Description is what Instrument did to a UNet, and what the engine needs to
+// drive the result.
+type Description struct {
+	Layers []Layer      `json:"layers"`
+	Maps   []MapsOutput `json:"maps"`
+	// Latent is the reference latent size that Resolution and Queries refer
+	// to: the model's own when its sample input has a fixed size.
+	Latent Size `json:"latent"`
+	// LatentFixed says whether the model only accepts Latent.
+	LatentFixed bool `json:"latent_fixed"`
+	// SelfReplaceMaxQueries is the largest query count of a self-attention
+	// layer that got the self-replace edit (0: none).
+	SelfReplaceMaxQueries int `json:"self_replace_max_queries"`
+	// Tokens is the text sequence length T the model declares, 0 when it
+	// leaves it dynamic (then the text encoder's length, 77 for CLIP).
+	Tokens int   `json:"tokens"`
+	Opset  int64 `json:"opset"`
+	// Element types of the UNet's own inputs, as the engine must feed them.
+	SampleType       string `json:"sample_type"`
+	TimestepType     string `json:"timestep_type"`
+	HiddenStatesType string `json:"encoder_hidden_states_type"`
+}
+
+// Count returns how many layers of the kind there are and how many of them
+// are edited.
+func (d *Description) Count(kind Kind) (total, edited int) {
+	for _, l := range d.Layers {
+		if l.Kind == kind {
+			total++
+			if l.Edited {
+				edited++
+			}
+		}
+	}
+	return total, edited
+}
+
+// WriteTable prints one line per attention layer and a summary.
+func (d *Description) WriteTable(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LAYER\tKIND\tRESOLUTION\tQUERIES\tHEADS\tDTYPE\tEDITED\tMAPS")
+	for _, l := range d.Layers {
+		heads := "?"
+		if l.Heads > 0 {
+			heads = fmt.Sprint(l.Heads)
+		}
+		edited := "no"
+		switch {
+		case l.Edited && l.Kind == Cross:
+			edited = "yes (W, c)"
+		case l.Edited:
+			edited = "yes (self-replace)"
+		case l.Kind == Self:
+			edited = fmt.Sprintf("no (> %d queries)", d.SelfReplaceMaxQueries)
+		}
+		maps := l.Maps
+		if maps == "" {
+			maps = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", l.Name, l.Kind, l.Resolution, l.Queries, heads, l.DType, edited, maps)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	cross, crossEdited := d.Count(Cross)
+	self, selfEdited := d.Count(Self)
+	latent := d.Latent.String() + " latent"
+	if !d.LatentFixed {
+		latent += " (reference size; the model accepts others)"
+	}
+	_, err := fmt.Fprintf(w, "\n%d cross-attention layers (%d edited), %d self-attention layers (%d with self-replace, ≤ %d queries); resolutions at %s; opset %d\n",
+		cross, crossEdited, self, selfEdited, d.SelfReplaceMaxQueries, latent, d.Opset)
+	if err != nil {
+		return err
+	}
+	for _, m := range d.Maps {
+		if _, err := fmt.Fprintf(w, "output %s [1+E, %d, T]: head- and layer-averaged cross-attention at %s of %s\n",
+			m.Name, m.Resolution.Positions(), m.Resolution, strings.Join(m.Layers, ", ")); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E] float32 (T = %s)\n",
+		SampleInput, d.SampleType, TimestepInput, d.TimestepType, HiddenStatesInput, d.HiddenStatesType,
+		CrossWeightsInput, CrossKeepInput, SelfWeightInput, tokensText(d.Tokens))
+	return err
+}
+
+func tokensText(t int) string {
+	if t == 0 {
+		return "the text encoder's sequence length"
+	}
+	return fmt.Sprint(t)
+}
+
+func (d *Description) marshal() (string, error) {
+	b, err := json.Marshal(d)
+	return string(b), err
+}
+
+func unmarshalDescription(s string) (*Description, error) {
+	d := &Description{}
+	if err := json.Unmarshal([]byte(s), d); err != nil {
+		return nil, fmt.Errorf("decoding %s metadata: %w", DescriptionKey, err)
+	}
+	return d, nil
+}

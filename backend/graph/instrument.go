@@ -1,0 +1,311 @@
+package graph
+
+import (
+	"fmt"
+	"math"
+
+	"google.golang.org/protobuf/proto"
+
+	"reword/backend/graph/onnxgraph"
+	"reword/backend/graph/onnxpb"
+)
+
+// Options choose what Instrument edits. The zero value is the
+// Prompt-to-Prompt default for a model with a fixed sample size.
+type Options struct {
+	// Latent is the reference latent size (height×width in latent
+	// positions) at which query counts are computed and reported. Zero
+	// means the model's own size; models whose sample input has a dynamic
+	// height and width need it (64×64 for 512 px SD 1.x).
+	Latent Size
+	// SelfReplaceMaxQueries: self-attention layers with at most this many
+	// query positions at Latent get the self-replace edit. Zero means
+	// Latent.Positions()/16, i.e. the 16×16 layers and coarser at 512 px,
+	// Prompt-to-Prompt's default (the null-text setting uses 32×32: 1024).
+	// For the 16×16-latent tiny model that default is 16 positions (4×4),
+	// which it does not have, so no layer is edited. Negative: none.
+	SelfReplaceMaxQueries int
+	// MapsQueries selects the cross-attention layers averaged into the maps
+	// output: those with exactly this many query positions at Latent. Zero
+	// means the layers with the fewest positions that are still at least
+	// Latent.Positions()/16 (16×16 at 512 px; 8×8 on the tiny model).
+	MapsQueries int
+}
+
+// Instrument rewrites the UNet in m in place (see the package doc for what
+// it adds) and returns what it did; the description is also stored in m's
+// metadata under DescriptionKey. On error m is unchanged.
+func Instrument(m *onnxpb.ModelProto, opts Options) (*Description, error) {
+	a, err := analyze(m, opts.Latent)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.plan(opts); err != nil {
+		return nil, err
+	}
+	r := newRewriter(a)
+	r.rewrite()
+	desc := a.desc
+	for _, l := range a.layers {
+		desc.Layers = append(desc.Layers, l.Layer)
+	}
+	text, err := desc.marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the description: %w", err)
+	}
+	setMetadata(m, DescriptionKey, text)
+	return &desc, nil
+}
+
+// Analyze describes the attention layers of the UNet in m, and what
+// Instrument would edit with opts, without changing m.
+func Analyze(m *onnxpb.ModelProto, opts Options) (*Description, error) {
+	a, err := analyze(m, opts.Latent)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.plan(opts); err != nil {
+		return nil, err
+	}
+	desc := a.desc
+	for _, l := range a.layers {
+		desc.Layers = append(desc.Layers, l.Layer)
+	}
+	return &desc, nil
+}
+
+func setMetadata(m *onnxpb.ModelProto, key, value string) {
+	for _, p := range m.GetMetadataProps() {
+		if p.GetKey() == key {
+			p.Value = proto.String(value)
+			return
+		}
+	}
+	m.MetadataProps = append(m.MetadataProps, &onnxpb.StringStringEntryProto{Key: proto.String(key), Value: proto.String(value)})
+}
+
+// rewriter splices the edit subgraphs into an analysed model.
+type rewriter struct {
+	a     *analysis
+	g     *onnxpb.GraphProto
+	pre   *onnxgraph.Builder
+	after map[*onnxpb.NodeProto][]*onnxpb.NodeProto
+	inits []*onnxpb.TensorProto
+
+	// Shared tensors computed once in the prelude.
+	batch      string // [1] int64: B, rows of the UNet batch
+	targets    string // [1] int64: E
+	srcRow     string // [1] int64: B−E−1, the cond source row
+	tgtRow     string // [1] int64: B−E, the first cond target row
+	splitRows  string // [2] int64: (B−E, E), rows kept and rows edited
+	rowsByKeys string // [3] int64: (B, −1, T)
+	condRows   string // [1] int64: 1+E
+	tokens     string // [1] int64: T
+	zero, one  string // [1] int64
+	minus2     string // [1] int64: −2
+	minus1     string // [1] int64: −1
+	end        string // [1] int64: INT64_MAX, "to the end" for Slice
+	// Controls reshaped for broadcasting, by element type.
+	crossW, crossC, selfW, selfKeep map[onnxgraph.DataType]string
+	maps                            map[string][]string // output name → per-layer float32 means
+}
+
+func newRewriter(a *analysis) *rewriter {
+	return &rewriter{
+		a:        a,
+		g:        a.model.GetGraph(),
+		pre:      onnxgraph.NewBuilder(NodeMarker + "prelude/"),
+		after:    map[*onnxpb.NodeProto][]*onnxpb.NodeProto{},
+		crossW:   map[onnxgraph.DataType]string{},
+		crossC:   map[onnxgraph.DataType]string{},
+		selfW:    map[onnxgraph.DataType]string{},
+		selfKeep: map[onnxgraph.DataType]string{},
+		maps:     map[string][]string{},
+	}
+}
+
+func (r *rewriter) rewrite() {
+	r.addInputs()
+	r.prelude()
+	for _, l := range r.a.layers {
+		switch {
+		case l.Kind == Cross:
+			r.editCross(l)
+		case l.Edited:
+			r.editSelf(l)
+		}
+	}
+	post := onnxgraph.NewBuilder(NodeMarker + "maps/")
+	for _, out := range r.a.desc.Maps {
+		// The mean over layers of per-layer head means is the mean over all
+		// layer×head maps that Prompt-to-Prompt's attention store takes,
+		// as long as the layers have equal head counts (they do within one
+		// resolution of SD-style UNets).
+		post.OpTo("Mean", out.Name, r.maps[out.Name])
+		r.g.Output = append(r.g.Output, onnxgraph.TensorInfo(out.Name, onnxgraph.Float,
+			onnxgraph.Symbolic("p2p_cond_rows"), r.queriesDim(out), r.tokensDim()))
+	}
+	nodes := append([]*onnxpb.NodeProto(nil), r.pre.Nodes()...)
+	for _, n := range r.g.GetNode() {
+		nodes = append(nodes, n)
+		nodes = append(nodes, r.after[n]...)
+	}
+	nodes = append(nodes, post.Nodes()...)
+	r.g.Node = nodes
+	r.g.Initializer = append(r.g.Initializer, r.pre.Initializers()...)
+	r.g.Initializer = append(r.g.Initializer, r.inits...)
+	r.a.model.ProducerName = proto.String(r.a.model.GetProducerName() + "+reword-p2p")
+}
+
+func (r *rewriter) tokensDim() onnxgraph.Dim {
+	if t := r.a.desc.Tokens; t > 0 {
+		return onnxgraph.Fixed(int64(t))
+	}
+	return onnxgraph.Symbolic("p2p_tokens")
+}
+
+func (r *rewriter) queriesDim(out MapsOutput) onnxgraph.Dim {
+	if r.a.desc.LatentFixed {
+		return onnxgraph.Fixed(int64(out.Resolution.Positions()))
+	}
+	return onnxgraph.Symbolic(out.Name + "_queries")
+}
+
+func (r *rewriter) addInputs() {
+	e := onnxgraph.Symbolic("p2p_targets")
+	t := r.tokensDim()
+	r.g.Input = append(r.g.Input,
+		onnxgraph.TensorInfo(CrossWeightsInput, onnxgraph.Float, e, t, t),
+		onnxgraph.TensorInfo(CrossKeepInput, onnxgraph.Float, e, t),
+		onnxgraph.TensorInfo(SelfWeightInput, onnxgraph.Float, e))
+}
+
+// prelude computes the row bookkeeping and the broadcastable controls once,
+// before any layer.
+func (r *rewriter) prelude() {
+	p := r.pre
+	r.zero, r.one = p.Int64s("zero", 0), p.Int64s("one", 1)
+	r.minus1, r.minus2 = p.Int64s("minus_one", -1), p.Int64s("minus_two", -2)
+	r.end = p.Int64s("end", math.MaxInt64)
+	r.batch = p.Op("Slice", []string{p.Op("Shape", []string{SampleInput}), r.zero, r.one, r.zero})
+	r.targets = p.Op("Shape", []string{SelfWeightInput})
+	r.tgtRow = p.Op("Sub", []string{r.batch, r.targets})
+	r.srcRow = p.Op("Sub", []string{r.tgtRow, r.one})
+	r.condRows = p.Op("Add", []string{r.targets, r.one})
+	r.splitRows = p.Op("Concat", []string{r.tgtRow, r.targets}, onnxgraph.AttrInt("axis", 0))
+	r.tokens = p.Op("Slice", []string{p.Op("Shape", []string{CrossWeightsInput}), r.minus1, r.end, r.zero})
+	r.rowsByKeys = p.Op("Concat", []string{r.batch, r.minus1, r.tokens}, onnxgraph.AttrInt("axis", 0))
+
+	// c [E,T] → [E,1,T]: broadcast over heads·queries. s [E] → [E,1,1,1]:
+	// broadcast over heads, queries and channels.
+	cShape := p.Op("Concat", []string{r.targets, r.one, r.tokens}, onnxgraph.AttrInt("axis", 0))
+	r.crossW[onnxgraph.Float] = CrossWeightsInput
+	r.crossC[onnxgraph.Float] = p.Op("Reshape", []string{CrossKeepInput, cShape})
+	s := p.Op("Reshape", []string{SelfWeightInput, p.Int64s("self_shape", -1, 1, 1, 1)})
+	r.selfW[onnxgraph.Float] = s
+	r.selfKeep[onnxgraph.Float] = p.Op("Sub", []string{p.Float32s("one_f", []int64{1}, []float32{1}), s})
+}
+
+// control returns a prelude tensor cast to the element type dt, creating the
+// Cast once per type.
+func (r *rewriter) control(cache map[onnxgraph.DataType]string, dt onnxgraph.DataType) string {
+	if name, ok := cache[dt]; ok {
+		return name
+	}
+	name := r.pre.Op("Cast", []string{cache[onnxgraph.Float]}, onnxgraph.AttrInt("to", int64(dt)))
+	cache[dt] = name
+	return name
+}
+
+// reroute makes node n write a fresh tensor instead of its output 0 and
+// returns the fresh name; the old name is left for the edit to produce, so
+// every original consumer reads the edited values.
+func reroute(n *onnxpb.NodeProto, layer string) (original, fresh string) {
+	original = n.GetOutput()[0]
+	fresh = layer + NodeMarker + "unedited_" + n.GetOpType()
+	n.Output[0] = fresh
+	return original, fresh
+}
+
+// editCross splices, after a cross-attention Softmax,
+//
+//	P_tgt ← P_src·W + P_tgt ⊙ c   (cond target rows only)
+//
+// viewing P, [B·heads, N, T] or [B, heads, N, T], as [B, heads·N, T].
+func (r *rewriter) editCross(l *attention) {
+	dt := r.a.ix.ElemType(l.softmax.GetOutput()[0])
+	b := onnxgraph.NewBuilder(l.Name + NodeMarker)
+	probs, raw := reroute(l.softmax, l.Name)
+	shape := b.Op("Shape", []string{raw})
+	rows := b.Op("Reshape", []string{raw, r.rowsByKeys})
+	parts := b.OpN("Split", 2, []string{rows, r.splitRows}, onnxgraph.AttrInt("axis", 0))
+	kept, targets := parts[0], parts[1]
+	src := b.Op("Slice", []string{kept, r.minus1, r.end, r.zero})
+	mapped := b.Op("MatMul", []string{src, r.control(r.crossW, dt)})
+	own := b.Op("Mul", []string{targets, r.control(r.crossC, dt)})
+	edited := b.Op("Add", []string{mapped, own})
+	all := b.Op("Concat", []string{kept, edited}, onnxgraph.AttrInt("axis", 0))
+	b.OpTo("Reshape", probs, []string{all, shape})
+	if l.Maps != "" {
+		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, all, shape, dt))
+	}
+	r.after[l.softmax] = b.Nodes()
+	r.inits = append(r.inits, b.Initializers()...)
+}
+
+// headMean averages the cond rows of edited probabilities [B, heads·N, T]
+// over heads, giving float32 [1+E, N, T].
+func (r *rewriter) headMean(b *onnxgraph.Builder, all, shape string, dt onnxgraph.DataType) string {
+	cond := b.Op("Slice", []string{all, r.srcRow, r.end, r.zero})
+	queries := b.Op("Slice", []string{shape, r.minus2, r.minus1, r.zero})
+	byHead := b.Op("Reshape", []string{cond,
+		b.Op("Concat", []string{r.condRows, r.minus1, queries, r.tokens}, onnxgraph.AttrInt("axis", 0))})
+	var mean string
+	if r.a.opset >= 18 {
+		mean = b.Op("ReduceMean", []string{byHead, b.Int64s("head_axis", 1)}, onnxgraph.AttrInt("keepdims", 0))
+	} else {
+		mean = b.Op("ReduceMean", []string{byHead}, onnxgraph.AttrInts("axes", 1), onnxgraph.AttrInt("keepdims", 0))
+	}
+	if dt != onnxgraph.Float {
+		mean = b.Op("Cast", []string{mean}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	}
+	return mean
+}
+
+// editSelf splices, after a self-attention layer's P·V product,
+//
+//	O_tgt ← s·(P_src·V_tgt) + (1−s)·O_tgt   (cond target rows only)
+//
+// which equals replacing the target's probabilities by the source's with
+// weight s, without copying the [heads, N, N] probabilities.
+func (r *rewriter) editSelf(l *attention) {
+	pv := l.pv
+	probs, values := pv.GetInput()[0], pv.GetInput()[1]
+	dt := r.a.ix.ElemType(probs)
+	b := onnxgraph.NewBuilder(l.Name + NodeMarker)
+	out, raw := reroute(pv, l.Name)
+	// View P, V and O as [B, heads, rows, cols] whatever the layout.
+	byHead := func(x string) (view, shape string) {
+		shape = b.Op("Shape", []string{x})
+		last2 := b.Op("Slice", []string{shape, r.minus2, r.end, r.zero})
+		return b.Op("Concat", []string{r.batch, r.minus1, last2}, onnxgraph.AttrInt("axis", 0)), shape
+	}
+	pView, _ := byHead(probs)
+	vView, vShape := byHead(values)
+	p4 := b.Op("Reshape", []string{probs, pView})
+	v4 := b.Op("Reshape", []string{values, vView})
+	o4 := b.Op("Reshape", []string{raw, vView}) // self attention: O has V's shape
+	srcProbs := b.Op("Slice", []string{p4, r.srcRow, r.tgtRow, r.zero})
+	tgtValues := b.Op("Slice", []string{v4, r.tgtRow, r.end, r.zero})
+	replaced := b.Op("MatMul", []string{srcProbs, tgtValues})
+	parts := b.OpN("Split", 2, []string{o4, r.splitRows}, onnxgraph.AttrInt("axis", 0))
+	kept, targets := parts[0], parts[1]
+	edited := b.Op("Add", []string{
+		b.Op("Mul", []string{replaced, r.control(r.selfW, dt)}),
+		b.Op("Mul", []string{targets, r.control(r.selfKeep, dt)}),
+	})
+	all := b.Op("Concat", []string{kept, edited}, onnxgraph.AttrInt("axis", 0))
+	b.OpTo("Reshape", out, []string{all, vShape})
+	r.after[pv] = b.Nodes()
+	r.inits = append(r.inits, b.Initializers()...)
+}

@@ -1,0 +1,207 @@
+package graph_test
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"reword/backend/graph"
+	"reword/backend/graph/internal/attnblock"
+	"reword/backend/graph/onnxgraph"
+)
+
+// variant is one way real exports differ.
+type variant struct {
+	name   string
+	cfg    func(*attnblock.Config)
+	store  storage
+	fp16   bool
+	scoped bool
+}
+
+func variants() []variant {
+	return []variant{
+		{name: "classic/opset14", cfg: func(c *attnblock.Config) {}, scoped: true},
+		{name: "sdpa/opset14", cfg: func(c *attnblock.Config) { c.Layout = attnblock.SDPA }, scoped: true},
+		{name: "classic/opset17/float-timestep", cfg: func(c *attnblock.Config) { c.Opset = 17; c.TimestepType = onnxgraph.Float }, scoped: true},
+		{name: "sdpa/opset18", cfg: func(c *attnblock.Config) { c.Layout = attnblock.SDPA; c.Opset = 18 }, scoped: true},
+		{name: "classic/old-names", cfg: func(c *attnblock.Config) { c.OldNames = true }},
+		{name: "sdpa/old-names/opset18", cfg: func(c *attnblock.Config) { c.Layout = attnblock.SDPA; c.OldNames = true; c.Opset = 18 }},
+		{name: "sdpa/external-data", cfg: func(c *attnblock.Config) { c.Layout = attnblock.SDPA }, store: external, scoped: true},
+		{name: "classic/external-data/opset18", cfg: func(c *attnblock.Config) { c.Opset = 18 }, store: external, scoped: true},
+		{name: "classic/weights-streamed", cfg: func(c *attnblock.Config) {}, store: streamed, scoped: true},
+		{name: "classic/fp16", cfg: func(c *attnblock.Config) { c.FP16 = true }, fp16: true, scoped: true},
+		{name: "sdpa/fp16/opset17/external-data", cfg: func(c *attnblock.Config) { c.Layout = attnblock.SDPA; c.FP16 = true; c.Opset = 17 },
+			store: external, fp16: true, scoped: true},
+	}
+}
+
+const targets = 2
+
+// editAllSelf puts self-replace on every self layer of the 8×8 test network,
+// so the self edit is checked at both resolutions.
+var editAllSelf = graph.Options{SelfReplaceMaxQueries: 64}
+
+// TestInstrumentedBlocks checks the three properties the engine relies on,
+// on Go-built UNets in every export variant, against ONNX Runtime.
+func TestInstrumentedBlocks(t *testing.T) {
+	for _, v := range variants() {
+		t.Run(v.name, func(t *testing.T) {
+			cfg := attnblock.DefaultConfig()
+			v.cfg(&cfg)
+			f := newFixture(t, cfg, editAllSelf, v.store)
+			checkDescription(t, f, v)
+			batch := graph.Batch(targets)
+			in := randomInputs(cfg, batch, 7)
+			orig := f.runOriginal(t, in)
+			ref, err := f.net.Reference(in, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, scale := maxDiff(orig, ref.Out)
+			t.Logf("original vs Go reference: max |diff| %.2g (max |out| %.2g)", d, scale)
+			outTol := 1e-5 * math.Max(1, scale)
+			mapTol := 1e-5
+			if v.fp16 {
+				outTol, mapTol = 3e-2*math.Max(1, scale), 3e-3
+			}
+			if d > outTol {
+				t.Fatalf("the original model does not compute what the reference does (%.3g > %.3g): the test network is wrong", d, outTol)
+			}
+
+			// (a) W = 0, c = 1, s = 0 leaves the model as it was.
+			noop := graph.NoOpControls(targets, cfg.Tokens)
+			out, maps := f.runInstrumented(t, in, noop)
+			if v.fp16 {
+				// ONNX Runtime's CPU provider has no float16 Softmax or MatMul:
+				// it computes them in float32 and, in the original graph, drops
+				// the float16 round trip between them; the instrumented graph
+				// stores the probabilities in float16 between the edit's nodes.
+				d, _ := maxDiff(out, widen(orig))
+				t.Logf("(a) fp16: max |instrumented − original| %.2g", d)
+				if d > outTol {
+					t.Fatalf("(a) fp16 no-op output differs from the original by %.3g", d)
+				}
+			} else {
+				bitwiseEqual(t, "(a) no-op output", out, orig)
+			}
+			refNoop, err := f.net.Reference(in, &noop, editAllSelf.SelfReplaceMaxQueries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkMaps(t, "(a)", maps, f.referenceMaps(refNoop), mapTol)
+
+			// (b) W = I, c = 0: every target's cross maps are the source's.
+			ident := identityControls(targets, cfg.Tokens)
+			out, maps = f.runInstrumented(t, in, ident)
+			for _, m := range f.desc.Maps {
+				rows := splitRows(maps[m.Name], targets+1)
+				for e := 1; e <= targets; e++ {
+					bitwiseEqual(t, fmt.Sprintf("(b) %s target %d vs source", m.Name, e), rows[e], rows[0])
+				}
+			}
+			// Edits touch only the cond target rows: the uncond rows and the
+			// cond source row keep the original output.
+			keep := (batch - targets) * len(orig) / batch
+			if v.fp16 {
+				d, _ := maxDiff(out[:keep], widen(orig[:keep]))
+				if d > outTol {
+					t.Fatalf("(b) unedited rows moved by %.3g", d)
+				}
+			} else {
+				bitwiseEqual(t, "(b) unedited rows", out[:keep], orig[:keep])
+			}
+
+			// (c) random controls against the plain-Go reference.
+			ctl := randomControls(targets, cfg.Tokens, 11)
+			out, maps = f.runInstrumented(t, in, ctl)
+			ref, err = f.net.Reference(in, &ctl, editAllSelf.SelfReplaceMaxQueries)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, scale = maxDiff(out, ref.Out)
+			t.Logf("(c) random controls: output vs reference max |diff| %.2g (max |out| %.2g)", d, scale)
+			if d > outTol {
+				t.Fatalf("(c) output differs from the reference by %.3g > %.3g", d, outTol)
+			}
+			checkMaps(t, "(c)", maps, f.referenceMaps(ref), mapTol)
+			// The edit must have done something: the target rows moved.
+			if d, _ := maxDiff(out[keep:], widen(orig[keep:])); d < 1e-3 {
+				t.Fatalf("(c) random controls changed the target rows by only %.3g", d)
+			}
+		})
+	}
+}
+
+func checkDescription(t *testing.T, f *fixture, v variant) {
+	t.Helper()
+	d := f.desc
+	if len(d.Layers) != 6 {
+		t.Fatalf("found %d attention layers, want 6: %+v", len(d.Layers), d.Layers)
+	}
+	wantStride := []int{1, 1, 2, 2, 1, 1}
+	for i, l := range d.Layers {
+		wantKind := graph.Self
+		if i%2 == 1 {
+			wantKind = graph.Cross
+		}
+		if l.Kind != wantKind || l.Stride != wantStride[i] || l.Heads != f.net.Cfg.Heads || !l.Edited {
+			t.Errorf("layer %d: %+v; want kind %s, stride %d, %d heads, edited", i, l, wantKind, wantStride[i], f.net.Cfg.Heads)
+		}
+		if v.scoped && l.Name != f.net.LayerNames()[i] {
+			t.Errorf("layer %d is named %q, want %q", i, l.Name, f.net.LayerNames()[i])
+		}
+		wantDType := "float32"
+		if v.fp16 {
+			wantDType = "float16"
+		}
+		if l.DType != wantDType {
+			t.Errorf("layer %s computes in %s, want %s", l.Name, l.DType, wantDType)
+		}
+	}
+	if len(d.Maps) != 1 || d.Maps[0].Name != graph.MapsOutputName(2) || len(d.Maps[0].Layers) != 1 || d.Maps[0].Layers[0] != d.Layers[3].Name {
+		t.Errorf("maps outputs %+v; want %s from the half-resolution cross layer", d.Maps, graph.MapsOutputName(2))
+	}
+	wantTimestep := "int64"
+	if f.net.Cfg.TimestepType == onnxgraph.Float {
+		wantTimestep = "float32"
+	}
+	if d.TimestepType != wantTimestep || d.Tokens != f.net.Cfg.Tokens || !d.LatentFixed || d.Latent != (graph.Size{Height: 8, Width: 8}) {
+		t.Errorf("description %+v", d)
+	}
+	stored, err := graph.ReadDescription(f.instPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(*stored) != fmt.Sprint(*d) {
+		t.Errorf("stored description differs:\n%+v\n%+v", *stored, *d)
+	}
+}
+
+func checkMaps(t *testing.T, what string, got map[string][]float32, want map[string][]float64, tol float64) {
+	t.Helper()
+	for name, w := range want {
+		d, _ := maxDiff(got[name], w)
+		t.Logf("%s %s vs reference: max |diff| %.2g", what, name, d)
+		if d > tol {
+			t.Fatalf("%s %s differs from the reference by %.3g > %.3g", what, name, d, tol)
+		}
+	}
+}
+
+func splitRows(v []float32, rows int) [][]float32 {
+	n := len(v) / rows
+	out := make([][]float32, rows)
+	for i := range out {
+		out[i] = v[i*n : (i+1)*n]
+	}
+	return out
+}
+
+func widen(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
