@@ -29,6 +29,8 @@ type Truncation struct {
 
 // Encoding is the tokenization of one text.
 type Encoding struct {
+	// Text is the text that was encoded; Spans index it.
+	Text string
 	// IDs are the token ids, unpadded: BOS, every content token, EOS.
 	IDs []int32
 	// Tokens are the vocabulary strings of IDs, e.g. "cat</w>".
@@ -68,6 +70,7 @@ var pretokenizer = regexp.MustCompile(`(?i)<\|startoftext\|>|<\|endoftext\|>|'s|
 func (t *Tokenizer) Encode(text string) Encoding {
 	c := clean(text)
 	enc := Encoding{
+		Text:   text,
 		IDs:    []int32{BOS},
 		Tokens: []string{t.vocab[BOS]},
 		Spans:  []Span{{0, 0}},

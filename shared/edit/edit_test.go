@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"reword/shared/align"
+	"reword/shared/clip"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -267,5 +270,34 @@ func TestWindowJSON(t *testing.T) {
 	}
 	if !slices.Equal(Inversions, []string{"direct", "npi", "ddim"}) {
 		t.Errorf("inversions %v", Inversions)
+	}
+}
+
+func TestResolvedAlignsWithTheRealTokenizer(t *testing.T) {
+	s := squirrel()
+	s.CrossWords = map[string]Window{"lion": Fraction(0.4)}
+	s.Blend = []string{"squirrel", "lion"}
+	r, err := s.Resolve(SD1("sd15"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := clip.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrl, err := align.New(tok, r.AlignConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctrl.Targets() != 1 || ctrl.Steps() != 50 || ctrl.Kind(0) != align.Replace || len(ctrl.BlendMasks()) != 2 {
+		t.Errorf("controller: %d targets, %d steps, kind %v, %d blend masks", ctrl.Targets(), ctrl.Steps(), ctrl.Kind(0), len(ctrl.BlendMasks()))
+	}
+	w, c, self := make([]float32, 77*77), make([]float32, 77), make([]float32, 1)
+	if err := ctrl.Step(0, w, c, self); err != nil {
+		t.Fatal(err)
+	}
+	// lion ×2 inside the window; lion is token 5.
+	if w[5*77+5] != 2 || self[0] != 1 {
+		t.Errorf("step 0: W[lion,lion] = %v, self = %v; want 2 and 1", w[5*77+5], self[0])
 	}
 }

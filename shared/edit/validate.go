@@ -309,3 +309,24 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// AlignConfig returns the alignment settings of the edit, for align.New.
+func (r Resolved) AlignConfig() align.Config {
+	var crossWords map[string]align.Window
+	if len(r.CrossWords) > 0 {
+		crossWords = make(map[string]align.Window, len(r.CrossWords))
+		for w, win := range r.CrossWords {
+			crossWords[w] = align.Window(win)
+		}
+	}
+	return align.Config{
+		Source:     r.Source,
+		Targets:    slices.Clone(r.Targets),
+		Steps:      r.Steps,
+		Cross:      align.Window(r.Cross),
+		CrossWords: crossWords,
+		Self:       align.Window(r.Self),
+		Reweights:  cloneMap(r.Reweights),
+		Blend:      slices.Clone(r.Blend),
+	}
+}

@@ -1,0 +1,280 @@
+package align
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"unicode"
+
+	"reword/shared/clip"
+)
+
+// Window is a part of the diffusion run as fractions of the steps, [Start, End).
+type Window struct {
+	Start, End float64
+}
+
+// Kind is how a target prompt relates to the source.
+type Kind int
+
+const (
+	// Reweight: the target is the source prompt (same tokens); only
+	// reweights change the attention.
+	Reweight Kind = iota
+	// Replace: same number of words, some swapped (AttentionReplace).
+	Replace
+	// Refine: words added or removed (AttentionRefine).
+	Refine
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Reweight:
+		return "reweight"
+	case Replace:
+		return "replace"
+	case Refine:
+		return "refine"
+	}
+	return fmt.Sprintf("Kind(%d)", int(k))
+}
+
+// Config is what the alignment needs from an edit.
+type Config struct {
+	Source  string
+	Targets []string
+	// Steps is the number of diffusion steps T of the run.
+	Steps int
+	// Cross is the cross-replace window of every token; CrossWords overrides
+	// it for the tokens of single words of the targets.
+	Cross      Window
+	CrossWords map[string]Window
+	// Self is the self-attention replacement window.
+	Self Window
+	// Reweights scales the attention of words of the targets.
+	Reweights map[string]float64
+	// Blend lists the local-blend words; each prompt uses those it contains.
+	Blend []string
+	// ReferenceReplaceTail reproduces the reference's misalignment after the
+	// last swapped word of different token counts (see ReplaceMapper).
+	ReferenceReplaceTail bool
+}
+
+// Controller holds the per-edit alignment and produces the per-step control
+// tensors. It is immutable after New and safe for concurrent use.
+type Controller struct {
+	steps int
+	kinds []Kind
+	// Per target: mapper G (77×77, row = source token), keep a[n] and
+	// equalizer E[n].
+	mapper, keep, equalizer [][]float32
+	// Per target and token: the cross window in steps [crossFrom, crossTo).
+	crossFrom, crossTo [][n77]int
+	selfFrom, selfTo   int
+	blend              [][]float32
+}
+
+// New aligns the prompts of cfg. It returns an error for an invalid
+// configuration: no or too many targets, steps < 1, windows outside [0, 1],
+// non-finite reweights.
+func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
+	if len(cfg.Targets) == 0 {
+		return nil, fmt.Errorf("align: no target prompts")
+	}
+	if cfg.Steps < 1 {
+		return nil, fmt.Errorf("align: %d steps; want at least 1", cfg.Steps)
+	}
+	windows := map[string]Window{"cross": cfg.Cross, "self": cfg.Self}
+	for w, win := range cfg.CrossWords {
+		windows[fmt.Sprintf("cross window of %q", w)] = win
+	}
+	for _, name := range sortedKeys(windows) {
+		if w := windows[name]; !(w.Start >= 0 && w.Start <= w.End && w.End <= 1) {
+			return nil, fmt.Errorf("align: %s [%v, %v] is not inside [0, 1] with start ≤ end", name, w.Start, w.End)
+		}
+	}
+	for _, w := range sortedKeys(cfg.Reweights) {
+		if f := cfg.Reweights[w]; math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("align: reweight of %q is %v; want a finite factor", w, f)
+		}
+	}
+
+	src := tok.Encode(cfg.Source)
+	c := &Controller{steps: cfg.Steps}
+	c.selfFrom, c.selfTo = int(cfg.Self.Start*float64(cfg.Steps)), int(cfg.Self.End*float64(cfg.Steps))
+	crossFrom, crossTo := crossSteps(cfg.Cross, cfg.Steps)
+	for _, target := range cfg.Targets {
+		tgt := tok.Encode(target)
+		kind, mapper, keep, err := mapTarget(src, tgt, cfg.ReferenceReplaceTail)
+		if err != nil {
+			return nil, err
+		}
+		eq := ones(n77)
+		for _, w := range sortedKeys(cfg.Reweights) {
+			for _, n := range WordTokens(tok, tgt, w) {
+				if n < n77 {
+					eq[n] = float32(cfg.Reweights[w])
+				}
+			}
+		}
+		var from, to [n77]int
+		for n := range n77 {
+			from[n], to[n] = crossFrom, crossTo
+		}
+		for _, w := range sortedKeys(cfg.CrossWords) {
+			f, t := crossSteps(cfg.CrossWords[w], cfg.Steps)
+			for _, n := range WordTokens(tok, tgt, w) {
+				if n < n77 {
+					from[n], to[n] = f, t
+				}
+			}
+		}
+		c.kinds = append(c.kinds, kind)
+		c.mapper = append(c.mapper, mapper)
+		c.keep = append(c.keep, keep)
+		c.equalizer = append(c.equalizer, eq)
+		c.crossFrom = append(c.crossFrom, from)
+		c.crossTo = append(c.crossTo, to)
+	}
+	if len(cfg.Blend) > 0 {
+		for _, enc := range append([]clip.Encoding{src}, encodeAll(tok, cfg.Targets)...) {
+			mask := make([]float32, n77)
+			for _, w := range cfg.Blend {
+				for _, n := range WordTokens(tok, enc, w) {
+					if n < n77 {
+						mask[n] = 1
+					}
+				}
+			}
+			c.blend = append(c.blend, mask)
+		}
+	}
+	return c, nil
+}
+
+// crossSteps converts a cross window to steps with the reference's T+1 rows.
+func crossSteps(w Window, steps int) (from, to int) {
+	rows := float64(steps + 1)
+	return int(w.Start * rows), int(w.End * rows)
+}
+
+// mapTarget classifies a target and builds its mapper G and keep vector a.
+func mapTarget(src, tgt clip.Encoding, referenceTail bool) (Kind, []float32, []float32, error) {
+	if slices.Equal(src.IDs, tgt.IDs) {
+		m := make([]float32, n77*n77)
+		for n := range n77 {
+			m[n*n77+n] = 1
+		}
+		return Reweight, m, ones(n77), nil
+	}
+	if s, t, ok := swappedWords(src, tgt); ok {
+		m, err := ReplaceMapper(s, t, referenceTail)
+		if err != nil {
+			return 0, nil, nil, err
+		}
+		return Replace, m, ones(n77), nil
+	}
+	gather, keep := RefineMapper(contextIDs(src), contextIDs(tgt))
+	m := make([]float32, n77*n77)
+	for n, w := range gather {
+		if keep[n] == 1 {
+			m[w*n77+n] = 1
+		}
+	}
+	return Refine, m, keep, nil
+}
+
+// contextIDs returns the ids the text encoder sees, unpadded: at most 77,
+// ending with EOS.
+func contextIDs(e clip.Encoding) []int32 {
+	if len(e.IDs) <= n77 {
+		return e.IDs
+	}
+	return append(slices.Clone(e.IDs[:n77-1]), clip.EOS)
+}
+
+// swappedWords reports whether target is source with some words swapped:
+// the same number of words, and for each word that tokenizes differently
+// the token indices in both prompts. It is false when the word counts differ,
+// nothing differs, or a differing word has no tokens on one side.
+func swappedWords(src, tgt clip.Encoding) (source, target [][]int, ok bool) {
+	sw, tw := wordTokens(src), wordTokens(tgt)
+	if len(sw) != len(tw) {
+		return nil, nil, false
+	}
+	for k := range sw {
+		if slices.Equal(tokenIDs(src, sw[k]), tokenIDs(tgt, tw[k])) {
+			continue
+		}
+		if len(sw[k]) == 0 || len(tw[k]) == 0 {
+			return nil, nil, false
+		}
+		source, target = append(source, sw[k]), append(target, tw[k])
+	}
+	return source, target, len(source) > 0
+}
+
+// wordTokens splits the prompt's text into white-space separated words (as
+// the reference's split on spaces, but any white space run counts as one
+// separator) and returns each word's content-token indices.
+func wordTokens(e clip.Encoding) [][]int {
+	text := e.Text
+	var words [][2]int // byte ranges
+	start := -1
+	for i, r := range text {
+		if unicode.IsSpace(r) {
+			if start >= 0 {
+				words = append(words, [2]int{start, i})
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		words = append(words, [2]int{start, len(text)})
+	}
+	out := make([][]int, len(words))
+	for t := 1; t < len(e.IDs)-1; t++ {
+		at := e.Spans[t].Start
+		k := sort.Search(len(words), func(k int) bool { return words[k][1] > at })
+		if k < len(words) && words[k][0] <= at {
+			out[k] = append(out[k], t)
+		}
+	}
+	return out
+}
+
+func tokenIDs(e clip.Encoding, idx []int) []int32 {
+	out := make([]int32, len(idx))
+	for i, t := range idx {
+		out[i] = e.IDs[t]
+	}
+	return out
+}
+
+func encodeAll(tok *clip.Tokenizer, texts []string) []clip.Encoding {
+	out := make([]clip.Encoding, len(texts))
+	for i, t := range texts {
+		out[i] = tok.Encode(t)
+	}
+	return out
+}
+
+func ones(n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = 1
+	}
+	return v
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
