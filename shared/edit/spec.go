@@ -84,7 +84,9 @@ type Spec struct {
 	// MaxReweight (negative values push the concept away).
 	Reweights map[string]float64 `json:"reweights,omitempty"`
 	// Blend lists the words whose attention maps delimit a local edit
-	// (LocalBlend): outside them the targets keep the source's latents.
+	// (LocalBlend): outside them the targets keep the source's latents. Each
+	// prompt uses the blend words it contains, so ["cat", "tiger"] masks the
+	// cat in the source and the tiger in a target.
 	Blend []string `json:"blend,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.
