@@ -12,7 +12,10 @@
 // CLIP's post-processor settings, and with a workaround it matches only 2 of
 // 55 published vectors (no "</w>" end-of-word suffix, a different BPE
 // tie-break, NFD instead of NFC). It also adds about 2 MB to the WASM binary
-// where this package adds about 0.2 MB.
+// before its vocabulary; this package adds 1.3 MB raw, 0.5 MB gzipped,
+// vocabulary, regexp and normalisation tables included (measured against an
+// empty fmt program). Parsing the vocabulary takes about 25 ms natively and
+// 55 ms in WASM on V8; encoding a prompt 20 µs and 60–80 µs.
 //
 // # Text cleaning and the reference implementations
 //
