@@ -93,10 +93,15 @@ type rewriter struct {
 	inits []*onnxpb.TensorProto
 
 	// Shared tensors computed once in the prelude.
-	batch      string // [1] int64: B, rows of the UNet batch
-	targets    string // [1] int64: E
-	srcRow     string // [1] int64: B−E−1, the cond source row
-	tgtRow     string // [1] int64: B−E, the first cond target row
+	batch   string // [1] int64: B, rows of the UNet batch
+	targets string // [1] int64: E
+	srcRow  string // [1] int64: B−E−1, the cond source row
+	tgtRow  string // [1] int64: B−E, the first cond target row
+	// mmTgtRow is B−max(E,1): ONNX Runtime's MatMul cannot broadcast a
+	// batch of 1 against a batch of 0, so with no targets (E = 0) the
+	// products run on one row whose result then broadcasts away against
+	// the empty target rows (elementwise ops handle that).
+	mmTgtRow   string
 	splitRows  string // [2] int64: (B−E, E), rows kept and rows edited
 	rowsByKeys string // [3] int64: (B, −1, T)
 	condRows   string // [1] int64: 1+E
@@ -192,6 +197,8 @@ func (r *rewriter) prelude() {
 	r.tgtRow = p.Op("Sub", []string{r.batch, r.targets})
 	r.srcRow = p.Op("Sub", []string{r.tgtRow, r.one})
 	r.condRows = p.Op("Add", []string{r.targets, r.one})
+	mmTargets := p.Op("Max", []string{r.targets, r.one})
+	r.mmTgtRow = p.Op("Sub", []string{r.batch, mmTargets})
 	r.splitRows = p.Op("Concat", []string{r.tgtRow, r.targets}, onnxgraph.AttrInt("axis", 0))
 	r.tokens = p.Op("Slice", []string{p.Op("Shape", []string{CrossWeightsInput}), r.minus1, r.end, r.zero})
 	r.rowsByKeys = p.Op("Concat", []string{r.batch, r.minus1, r.tokens}, onnxgraph.AttrInt("axis", 0))
@@ -199,7 +206,11 @@ func (r *rewriter) prelude() {
 	// c [E,T] → [E,1,T]: broadcast over heads·queries. s [E] → [E,1,1,1]:
 	// broadcast over heads, queries and channels.
 	cShape := p.Op("Concat", []string{r.targets, r.one, r.tokens}, onnxgraph.AttrInt("axis", 0))
-	r.crossW[onnxgraph.Float] = CrossWeightsInput
+	// W padded with a zero matrix to max(E,1) matrices (see mmTgtRow); for
+	// E ≥ 1 this is W itself.
+	zeros := p.Op("ConstantOfShape", []string{p.Op("Concat", []string{r.one, r.tokens, r.tokens}, onnxgraph.AttrInt("axis", 0))})
+	padded := p.Op("Concat", []string{CrossWeightsInput, zeros}, onnxgraph.AttrInt("axis", 0))
+	r.crossW[onnxgraph.Float] = p.Op("Slice", []string{padded, r.zero, mmTargets, r.zero})
 	r.crossC[onnxgraph.Float] = p.Op("Reshape", []string{CrossKeepInput, cShape})
 	s := p.Op("Reshape", []string{SelfWeightInput, p.Int64s("self_shape", -1, 1, 1, 1)})
 	r.selfW[onnxgraph.Float] = s
@@ -296,7 +307,7 @@ func (r *rewriter) editSelf(l *attention) {
 	v4 := b.Op("Reshape", []string{values, vView})
 	o4 := b.Op("Reshape", []string{raw, vView}) // self attention: O has V's shape
 	srcProbs := b.Op("Slice", []string{p4, r.srcRow, r.tgtRow, r.zero})
-	tgtValues := b.Op("Slice", []string{v4, r.tgtRow, r.end, r.zero})
+	tgtValues := b.Op("Slice", []string{v4, r.mmTgtRow, r.end, r.zero})
 	replaced := b.Op("MatMul", []string{srcProbs, tgtValues})
 	parts := b.OpN("Split", 2, []string{o4, r.splitRows}, onnxgraph.AttrInt("axis", 0))
 	kept, targets := parts[0], parts[1]
