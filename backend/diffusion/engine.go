@@ -1,0 +1,235 @@
+// Package diffusion is Reword's generation and Prompt-to-Prompt editing
+// engine: it loads a model folder once (text encoder, the UNet instrumented
+// for attention control, VAE decoder) and runs jobs on it: the text
+// encoding, one batched UNet call per step with classifier-free guidance and
+// the per-step attention controls of shared/align, local blending, the
+// scheduler step (package scheduler), progressive previews (package
+// preview) and the VAE decode.
+//
+// One Engine serves one model; it runs one job at a time (calls from
+// several goroutines queue on a mutex), which is how the server's worker
+// uses it. Results are bit-identical for the same spec on the same machine.
+package diffusion
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"reword/backend/diffusion/preview"
+	"reword/backend/diffusion/scheduler"
+	"reword/backend/graph"
+	"reword/backend/model"
+	"reword/backend/ort"
+	"reword/shared/clip"
+	"reword/shared/edit"
+)
+
+// Options configure Load.
+type Options struct {
+	// Threads is ONNX Runtime's intra-op thread count; 0 = one per core.
+	Threads int
+	// Provider selects the execution provider ("" = CPU).
+	Provider ort.Provider
+	// CacheBytes bounds the source cache (stored source trajectories);
+	// 0 means DefaultCacheBytes, negative disables the cache.
+	CacheBytes int64
+	// Instrument lets Load write unet/model.p2p.onnx into the model folder
+	// when it is missing (see backend/graph). Without it a missing
+	// instrumented UNet is an error that says how to make it.
+	Instrument bool
+}
+
+// DefaultCacheBytes is the source cache's default bound: 512 trajectories of
+// the tiny model, or 80 of a 512 px SD model at 50 steps.
+const DefaultCacheBytes = 256 << 20
+
+// Engine runs generation and editing jobs on one model.
+type Engine struct {
+	manifest *model.Manifest
+	sched    scheduler.Config
+	tok      *clip.Tokenizer
+	project  preview.Projector
+
+	text, unet, decoder *ort.Session
+	hidden              int       // text embedding width
+	timestepType        ort.DType // float32 or int64, read from the UNet
+	mapsOutput          string    // p2p_maps_div<F>
+	mapsW, mapsH        int       // grid of the maps output
+
+	cache *sourceCache
+	mu    sync.Mutex // one job at a time
+}
+
+// Load opens the model folder dir: its manifest, and one ONNX Runtime
+// session each for the text encoder, the instrumented UNet and the VAE
+// decoder, created once and reused by every job.
+func Load(dir string, opts Options) (*Engine, error) {
+	m, err := model.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := m.SchedulerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	tok, err := clip.Default()
+	if err != nil {
+		return nil, err
+	}
+	proj, err := preview.NewProjector(m.Preview.LatentRGBMatrix, m.Preview.LatentRGBBias, m.Latent.Channels)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	e := &Engine{manifest: m, sched: cfg, tok: tok, project: proj}
+	ok := false
+	defer func() {
+		if !ok {
+			e.Close()
+		}
+	}()
+	so := ort.Options{Threads: opts.Threads, Provider: opts.Provider}
+	unetPath, err := instrumentedUNet(m, opts.Instrument)
+	if err != nil {
+		return nil, err
+	}
+	if e.text, err = ort.NewSession(m.Path(m.TextEncoder.File), so); err != nil {
+		return nil, err
+	}
+	if e.unet, err = ort.NewSession(unetPath, so); err != nil {
+		return nil, err
+	}
+	if e.decoder, err = ort.NewSession(m.Path(m.VAEDecoder.File), so); err != nil {
+		return nil, err
+	}
+	if err := e.checkSessions(); err != nil {
+		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	limit := opts.CacheBytes
+	if limit == 0 {
+		limit = DefaultCacheBytes
+	}
+	e.cache = newSourceCache(limit)
+	ok = true
+	return e, nil
+}
+
+// instrumentedUNet returns the path of unet/model.p2p.onnx, writing it first
+// when allowed and missing or older than the UNet it derives from.
+func instrumentedUNet(m *model.Manifest, instrument bool) (string, error) {
+	orig := m.Path(m.UNet.File)
+	path := strings.TrimSuffix(orig, graph.OriginalFile) + graph.InstrumentedFile
+	if path == orig {
+		return "", fmt.Errorf("model %s: the UNet file %s is not named %s, so the instrumented copy has no place", m.Dir, m.UNet.File, graph.OriginalFile)
+	}
+	ist, err := os.Stat(path)
+	ost, oerr := os.Stat(orig)
+	if oerr != nil {
+		return "", fmt.Errorf("model %s: %w", m.Dir, oerr)
+	}
+	fresh := err == nil && !ist.ModTime().Before(ost.ModTime())
+	if fresh {
+		return path, nil
+	}
+	if !instrument {
+		if err == nil {
+			return "", fmt.Errorf("model %s: %s is older than %s: run `reword instrument %s` again", m.Dir, path, orig, m.Dir)
+		}
+		return "", fmt.Errorf("model %s has no instrumented UNet (%s): run `reword instrument %s` first", m.Dir, path, m.Dir)
+	}
+	if _, written, err := graph.InstrumentDir(m.Dir, graph.Options{}); err != nil {
+		return "", fmt.Errorf("instrumenting the UNet of %s: %w", m.Dir, err)
+	} else if written != path {
+		return "", fmt.Errorf("instrumenting the UNet of %s wrote %s, expected %s", m.Dir, written, path)
+	}
+	return path, nil
+}
+
+// checkSessions verifies the models' inputs and outputs against the manifest
+// and the instrumentation contract, and reads what varies between exports.
+func (e *Engine) checkSessions() error {
+	m := e.manifest
+	in, ok := e.text.Input(m.TextEncoder.Input)
+	if !ok || in.DType != ort.Int32 && in.DType != ort.Int64 {
+		return fmt.Errorf("text encoder: want an int32 or int64 input %q, the model has %v", m.TextEncoder.Input, e.text.InputInfo())
+	}
+	out, ok := e.text.Output(m.TextEncoder.Output)
+	if !ok || len(out.Shape) != 3 || out.Shape[2] <= 0 || out.DType != ort.Float32 {
+		return fmt.Errorf("text encoder: want a float32 output %q of shape [batch, 77, hidden], the model has %v", m.TextEncoder.Output, e.text.OutputInfo())
+	}
+	e.hidden = int(out.Shape[2])
+
+	for _, name := range []string{graph.SampleInput, graph.HiddenStatesInput, graph.CrossWeightsInput, graph.CrossKeepInput, graph.SelfWeightInput} {
+		if i, ok := e.unet.Input(name); !ok || i.DType != ort.Float32 {
+			return fmt.Errorf("UNet %s: want a float32 input %q (float16 models are not supported yet), the model has %v", e.unet.Name(), name, e.unet.InputInfo())
+		}
+	}
+	ts, ok := e.unet.Input(graph.TimestepInput)
+	if !ok || ts.DType != ort.Float32 && ts.DType != ort.Int64 {
+		return fmt.Errorf("UNet: want a float32 or int64 input %q, the model has %v", graph.TimestepInput, e.unet.InputInfo())
+	}
+	e.timestepType = ts.DType
+	if hs, _ := e.unet.Input(graph.HiddenStatesInput); len(hs.Shape) == 3 && hs.Shape[2] > 0 && int(hs.Shape[2]) != e.hidden {
+		return fmt.Errorf("UNet takes text embeddings of width %d; the text encoder gives %d", hs.Shape[2], e.hidden)
+	}
+	if _, ok := e.unet.Output(m.UNet.Output); !ok {
+		return fmt.Errorf("UNet: no output %q (the model has %v)", m.UNet.Output, e.unet.OutputInfo())
+	}
+	for _, o := range e.unet.OutputInfo() {
+		if !strings.HasPrefix(o.Name, graph.MapsOutputPrefix) {
+			continue
+		}
+		var stride int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(o.Name, graph.MapsOutputPrefix), "%d", &stride); err != nil || stride <= 0 {
+			return fmt.Errorf("UNet: cannot read the stride of maps output %q", o.Name)
+		}
+		e.mapsOutput, e.mapsW, e.mapsH = o.Name, m.Latent.Width/stride, m.Latent.Height/stride
+	}
+	if e.mapsOutput == "" || e.mapsW == 0 || e.mapsH == 0 {
+		return fmt.Errorf("UNet %s has no usable %s* attention-map output: instrument it again with `reword instrument`", e.unet.Name(), graph.MapsOutputPrefix)
+	}
+	if len(e.unet.OutputInfo()) != 2 {
+		return fmt.Errorf("UNet %s has outputs %v; the engine expects %q and one maps output", e.unet.Name(), e.unet.OutputInfo(), m.UNet.Output)
+	}
+	if _, ok := e.decoder.Input(m.VAEDecoder.Input); !ok {
+		return fmt.Errorf("VAE decoder: no input %q (the model has %v)", m.VAEDecoder.Input, e.decoder.InputInfo())
+	}
+	if _, ok := e.decoder.Output(m.VAEDecoder.Output); !ok {
+		return fmt.Errorf("VAE decoder: no output %q (the model has %v)", m.VAEDecoder.Output, e.decoder.OutputInfo())
+	}
+	return nil
+}
+
+// Close releases the sessions. The engine must not be used afterwards.
+func (e *Engine) Close() error {
+	var errs []error
+	for _, s := range []*ort.Session{e.text, e.unet, e.decoder} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Manifest returns the loaded model's manifest.
+func (e *Engine) Manifest() *model.Manifest { return e.manifest }
+
+// Tokenizer returns the CLIP tokenizer the engine encodes prompts with.
+func (e *Engine) Tokenizer() *clip.Tokenizer { return e.tok }
+
+// Defaults describes the model for edit specs: its id, size, schedulers,
+// default steps and guidance, and Prompt-to-Prompt's default windows.
+func (e *Engine) Defaults() edit.Defaults {
+	m := e.manifest
+	d := edit.Tiny(m.ID())
+	d.Sizes = []edit.Size{{Width: m.Image.Width, Height: m.Image.Height}}
+	d.Schedulers = append([]string(nil), scheduler.Names...)
+	d.Steps = m.Defaults.Steps
+	d.Guidance = m.Defaults.GuidanceScale
+	return d
+}
+
+// CacheStats reports the source cache's entries and bytes.
+func (e *Engine) CacheStats() (entries int, bytes int64) { return e.cache.stats() }
