@@ -126,6 +126,22 @@ func (a *analysis) describeInputs(latent Size) error {
 	return nil
 }
 
+// FixedLatent returns the latent size a UNet's sample input is fixed at,
+// and false when the model leaves its height and width dynamic (or has no
+// 4-D sample input).
+func FixedLatent(m *onnxpb.ModelProto) (Size, bool) {
+	for _, v := range m.GetGraph().GetInput() {
+		if v.GetName() != SampleInput {
+			continue
+		}
+		dims, ok := onnxgraph.TensorDims(v)
+		if ok && len(dims) == 4 && dims[2].Size > 0 && dims[3].Size > 0 {
+			return Size{Height: int(dims[2].Size), Width: int(dims[3].Size)}, true
+		}
+	}
+	return Size{}, false
+}
+
 // typeName names an element type the way Reword's ort package does.
 func typeName(t onnxgraph.DataType) string {
 	switch t {

@@ -9,7 +9,6 @@ import (
 // file when its issue lands.
 func init() {
 	for _, p := range []struct{ name, summary, issue string }{
-		{"instrument", "rewrite a model's UNet for attention control", "4 (backend/graph)"},
 		{"generate", "generate an image from a prompt", "5 (backend/diffusion)"},
 		{"edit", "edit a generated image by rewording its prompt", "5 (backend/diffusion)"},
 		{"invert", "invert a photo and edit it", "6 (real photo editing)"},
