@@ -9,8 +9,6 @@ import (
 // file when its issue lands.
 func init() {
 	for _, p := range []struct{ name, summary, issue string }{
-		{"generate", "generate an image from a prompt", "5 (backend/diffusion)"},
-		{"edit", "edit a generated image by rewording its prompt", "5 (backend/diffusion)"},
 		{"invert", "invert a photo and edit it", "6 (real photo editing)"},
 	} {
 		p := p
@@ -22,7 +20,6 @@ func init() {
 
 func init() {
 	for _, p := range []struct{ name, summary, issue string }{
-		{"instrument", "instrumented/original UNet step time on the tiny model", "4 (backend/graph)"},
 		{"engine", "engine step time, rows per edit, time to first preview", "5 (backend/diffusion)"},
 		{"edit", "Prompt-to-Prompt vs baseline on ≥100 edits", "5 (backend/diffusion)"},
 		{"invert", "reconstruction and edit metrics per inversion method", "6 (real photo editing)"},
