@@ -21,7 +21,6 @@ func init() {
 func init() {
 	for _, p := range []struct{ name, summary, issue string }{
 		{"engine", "engine step time, rows per edit, time to first preview", "5 (backend/diffusion)"},
-		{"edit", "Prompt-to-Prompt vs baseline on ≥100 edits", "5 (backend/diffusion)"},
 		{"invert", "reconstruction and edit metrics per inversion method", "6 (real photo editing)"},
 		{"model", "tiny model generation accuracy via the evaluator", "10 (models/tiny)"},
 	} {
