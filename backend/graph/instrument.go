@@ -102,7 +102,7 @@ type rewriter struct {
 	// products run on one row whose result then broadcasts away against
 	// the empty target rows (elementwise ops handle that).
 	mmTgtRow   string
-	splitRows  string // [2] int64: (B−E, E), rows kept and rows edited
+	tgtIndices string // [E, 1] int64: B−E … B−1, the cond target rows, for ScatterND
 	rowsByKeys string // [3] int64: (B, −1, T)
 	condRows   string // [1] int64: 1+E
 	tokens     string // [1] int64: T
@@ -199,7 +199,10 @@ func (r *rewriter) prelude() {
 	r.condRows = p.Op("Add", []string{r.targets, r.one})
 	mmTargets := p.Op("Max", []string{r.targets, r.one})
 	r.mmTgtRow = p.Op("Sub", []string{r.batch, mmTargets})
-	r.splitRows = p.Op("Concat", []string{r.tgtRow, r.targets}, onnxgraph.AttrInt("axis", 0))
+	scalar := p.Int64s("scalar_shape")
+	rowRange := p.Op("Range", []string{
+		p.Op("Reshape", []string{r.tgtRow, scalar}), p.Op("Reshape", []string{r.batch, scalar}), p.Op("Reshape", []string{r.one, scalar})})
+	r.tgtIndices = p.Op("Reshape", []string{rowRange, p.Int64s("index_shape", -1, 1)})
 	r.tokens = p.Op("Slice", []string{p.Op("Shape", []string{CrossWeightsInput}), r.minus1, r.end, r.zero})
 	r.rowsByKeys = p.Op("Concat", []string{r.batch, r.minus1, r.tokens}, onnxgraph.AttrInt("axis", 0))
 
@@ -249,13 +252,14 @@ func (r *rewriter) editCross(l *attention) {
 	probs, raw := reroute(l.softmax, l.Name)
 	shape := b.Op("Shape", []string{raw})
 	rows := b.Op("Reshape", []string{raw, r.rowsByKeys})
-	parts := b.OpN("Split", 2, []string{rows, r.splitRows}, onnxgraph.AttrInt("axis", 0))
-	kept, targets := parts[0], parts[1]
-	src := b.Op("Slice", []string{kept, r.minus1, r.end, r.zero})
+	src := b.Op("Slice", []string{rows, r.srcRow, r.tgtRow, r.zero})
+	targets := b.Op("Slice", []string{rows, r.tgtRow, r.end, r.zero})
 	mapped := b.Op("MatMul", []string{src, r.control(r.crossW, dt)})
 	own := b.Op("Mul", []string{targets, r.control(r.crossC, dt)})
 	edited := b.Op("Add", []string{mapped, own})
-	all := b.Op("Concat", []string{kept, edited}, onnxgraph.AttrInt("axis", 0))
+	// ScatterND writes the target rows into the tensor, which ONNX Runtime
+	// may do in place: the other rows are not copied.
+	all := b.Op("ScatterND", []string{rows, r.tgtIndices, edited})
 	b.OpTo("Reshape", probs, []string{all, shape})
 	if l.Maps != "" {
 		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, all, shape, dt))
@@ -309,13 +313,12 @@ func (r *rewriter) editSelf(l *attention) {
 	srcProbs := b.Op("Slice", []string{p4, r.srcRow, r.tgtRow, r.zero})
 	tgtValues := b.Op("Slice", []string{v4, r.mmTgtRow, r.end, r.zero})
 	replaced := b.Op("MatMul", []string{srcProbs, tgtValues})
-	parts := b.OpN("Split", 2, []string{o4, r.splitRows}, onnxgraph.AttrInt("axis", 0))
-	kept, targets := parts[0], parts[1]
+	targets := b.Op("Slice", []string{o4, r.tgtRow, r.end, r.zero})
 	edited := b.Op("Add", []string{
 		b.Op("Mul", []string{replaced, r.control(r.selfW, dt)}),
 		b.Op("Mul", []string{targets, r.control(r.selfKeep, dt)}),
 	})
-	all := b.Op("Concat", []string{kept, edited}, onnxgraph.AttrInt("axis", 0))
+	all := b.Op("ScatterND", []string{o4, r.tgtIndices, edited})
 	b.OpTo("Reshape", out, []string{all, vShape})
 	r.after[pv] = b.Nodes()
 	r.inits = append(r.inits, b.Initializers()...)

@@ -20,9 +20,7 @@ func init() {
 
 func init() {
 	for _, p := range []struct{ name, summary, issue string }{
-		{"engine", "engine step time, rows per edit, time to first preview", "5 (backend/diffusion)"},
 		{"invert", "reconstruction and edit metrics per inversion method", "6 (real photo editing)"},
-		{"model", "tiny model generation accuracy via the evaluator", "10 (models/tiny)"},
 	} {
 		p := p
 		registerBench(benchmark{name: p.name, summary: p.summary, run: func(context.Context, []string, io.Writer, io.Writer) error {
