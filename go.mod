@@ -10,6 +10,7 @@ require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/maxence-charriere/go-app/v10 v10.1.10 // indirect
 	github.com/yalue/onnxruntime_go v1.27.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
