@@ -88,9 +88,7 @@ func (c *conn) readLoop() {
 	}
 }
 
-// handle answers one client message. No client message type exists yet
-// besides the server's own: the edit protocol (run, cancel) arrives with the
-// server issue, so every well-formed message is answered with an error.
+// handle answers one client message.
 func (c *conn) handle(msg []byte) {
 	m, err := protocol.Decode(msg)
 	if err != nil {
@@ -101,7 +99,11 @@ func (c *conn) handle(msg []byte) {
 		c.reply("", pe)
 		return
 	}
-	c.reply(m.ID, &protocol.Error{Code: protocol.CodeUnknownType, Message: "message type " + string(m.Type) + " is sent by servers, not clients", Field: "type"})
+	if !m.Type.FromClient() {
+		c.reply(m.ID, &protocol.Error{Code: protocol.CodeUnknownType, Message: "message type " + string(m.Type) + " is sent by servers, not clients", Field: "type"})
+		return
+	}
+	c.reply(m.ID, &protocol.Error{Code: protocol.CodeNotReady, Message: "this server does not run edits yet: the diffusion engine is not wired in"})
 }
 
 func (c *conn) reply(id string, e *protocol.Error) {

@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"reword/shared/edit"
 )
 
 // Version is the protocol version this build speaks.
@@ -32,11 +34,27 @@ const MaxMessageBytes = 64 << 10
 // Type names a message kind.
 type Type string
 
+// Client → server message types.
+const (
+	// TypeRun asks for an edit (Run); the envelope id is the client-chosen
+	// request id that every answer carries.
+	TypeRun Type = "run"
+	// TypeCancel stops the request whose id the envelope carries (Cancel).
+	TypeCancel Type = "cancel"
+)
+
 // Server → client message types.
 const (
-	TypeHello Type = "hello"
-	TypeError Type = "error"
+	TypeHello    Type = "hello"    // first message on every connection (Hello)
+	TypeQueued   Type = "queued"   // the request waits (Queued); sent again when the position changes
+	TypeStarted  Type = "started"  // a worker runs the request (Started)
+	TypeProgress Type = "progress" // one diffusion step is done (Progress)
+	TypeResult   Type = "result"   // the final images (Result)
+	TypeError    Type = "error"    // the request failed or a message was refused (Error)
 )
+
+// FromClient reports whether clients may send messages of type t.
+func (t Type) FromClient() bool { return t == TypeRun || t == TypeCancel }
 
 // Envelope is the outer form of every text message.
 type Envelope struct {
@@ -64,6 +82,94 @@ type ModelInfo struct {
 	Missing []string `json:"missing,omitempty"`
 }
 
+// Run asks the server to render an edit. The server resolves omitted
+// fields from its model's defaults and validates everything.
+type Run struct {
+	Spec edit.Spec `json:"spec"`
+	// HeatMaps asks for the per-token attention maps in the result.
+	HeatMaps bool `json:"heatmaps,omitempty"`
+}
+
+// Cancel stops a queued or running request.
+type Cancel struct{}
+
+// Queued says the request waits behind Position others (0 = next).
+type Queued struct {
+	Position int `json:"position"`
+}
+
+// Started says a worker took the request. Rows are the images the run
+// produces, in preview and result order: the source first, then each target.
+type Started struct {
+	Rows  []Row `json:"rows"`
+	Steps int   `json:"steps"`
+	// Spec is the spec as the server will run it: every default filled in.
+	Spec edit.Spec `json:"spec"`
+}
+
+// Row is one image of a run.
+type Row struct {
+	Index  int    `json:"index"`
+	Role   string `json:"role"` // RoleSource or RoleTarget
+	Prompt string `json:"prompt"`
+}
+
+// Row roles.
+const (
+	RoleSource = "source"
+	RoleTarget = "target"
+)
+
+// Progress reports that Step of Total diffusion steps are done for every
+// row of the request (rows are denoised together, in one batch).
+type Progress struct {
+	Step  int `json:"step"`
+	Total int `json:"total"`
+}
+
+// Result is a finished request.
+type Result struct {
+	Images []Image `json:"images"`
+	// Spec is the spec that was run, with every default filled in: running
+	// it again reproduces the same images.
+	Spec    edit.Spec `json:"spec"`
+	Timings Timings   `json:"timings"`
+	// Link is the edit-link fragment of Spec (shared/edit.EncodeLink).
+	Link     string    `json:"link"`
+	HeatMaps []HeatMap `json:"heatmaps,omitempty"`
+	// Cached is true when the images came from the result cache without
+	// running the model.
+	Cached bool `json:"cached,omitempty"`
+}
+
+// Image is one final image, stored content-addressed.
+type Image struct {
+	Row    int    `json:"row"`
+	Hash   string `json:"hash"` // SHA-256 of the PNG, hex
+	URL    string `json:"url"`  // where the server serves it
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+// Timings are measured by the server, in milliseconds.
+type Timings struct {
+	QueuedMS       float64 `json:"queued_ms"`
+	RunMS          float64 `json:"run_ms"`
+	FirstPreviewMS float64 `json:"first_preview_ms,omitempty"`
+	StepMS         float64 `json:"step_ms,omitempty"`
+}
+
+// HeatMap is one token's attention map for one row, averaged over steps
+// and layers, normalized to 0–255, row-major Height×Width.
+type HeatMap struct {
+	Row    int    `json:"row"`
+	Token  int    `json:"token"` // index into the row prompt's CLIP tokens (BOS = 0)
+	Text   string `json:"text"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+	Values []byte `json:"values"` // base64 in JSON
+}
+
 // Error reports a failed request or a message the server could not accept.
 type Error struct {
 	Code    ErrorCode `json:"code"`
@@ -83,6 +189,15 @@ const (
 	CodeBadVersion  ErrorCode = "bad_version"  // protocol version mismatch
 	CodeTooLarge    ErrorCode = "too_large"    // message over MaxMessageBytes
 	CodeInternal    ErrorCode = "internal"     // the server failed; the request may be retried
+	CodeInvalidSpec ErrorCode = "invalid_spec" // the edit spec is invalid; Field says where
+	CodeBusy        ErrorCode = "busy"         // the queue is full; retry later
+	CodeTooMany     ErrorCode = "too_many"     // this client has too many requests queued or is sending too fast
+	CodeNotReady    ErrorCode = "not_ready"    // the model is not loaded
+	CodeCancelled   ErrorCode = "cancelled"    // the request was cancelled
+	CodeTimeout     ErrorCode = "timeout"      // the request ran too long
+	CodeNotFound    ErrorCode = "not_found"    // a referenced photo or request does not exist (or expired)
+	CodeDuplicateID ErrorCode = "duplicate_id" // a request with this id is already queued or running
+	CodeShutdown    ErrorCode = "shutdown"     // the server is stopping
 )
 
 func (e *Error) Error() string {
@@ -95,8 +210,14 @@ func (e *Error) Error() string {
 // payloads maps each message type to a constructor of its payload, which is
 // what makes decoding strict about types.
 var payloads = map[Type]func() any{
-	TypeHello: func() any { return new(Hello) },
-	TypeError: func() any { return new(Error) },
+	TypeRun:      func() any { return new(Run) },
+	TypeCancel:   func() any { return new(Cancel) },
+	TypeHello:    func() any { return new(Hello) },
+	TypeQueued:   func() any { return new(Queued) },
+	TypeStarted:  func() any { return new(Started) },
+	TypeProgress: func() any { return new(Progress) },
+	TypeResult:   func() any { return new(Result) },
+	TypeError:    func() any { return new(Error) },
 }
 
 // Encode builds the JSON text of a message.

@@ -79,3 +79,51 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestPreviewRoundTrip(t *testing.T) {
+	p := Preview{ID: "req-1", Format: FormatRGBA, Row: 2, Step: 7, Total: 50, Width: 2, Height: 1, Pixels: []byte{1, 2, 3, 4, 5, 6, 7, 8}}
+	b, err := EncodePreview(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := DecodePreview(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.ID != p.ID || q.Row != 2 || q.Step != 7 || q.Total != 50 || q.Width != 2 || string(q.Pixels) != string(p.Pixels) {
+		t.Fatalf("round trip: %+v", q)
+	}
+	bad := p
+	bad.Pixels = bad.Pixels[:7]
+	if _, err := EncodePreview(bad); err == nil {
+		t.Error("short RGBA accepted")
+	}
+	if _, err := DecodePreview(b[:10]); err == nil {
+		t.Error("truncated frame accepted")
+	}
+}
+
+func FuzzDecodePreview(f *testing.F) {
+	b, _ := EncodePreview(Preview{ID: "x", Format: FormatPNG, Row: 1, Step: 1, Total: 1, Width: 1, Height: 1, Pixels: []byte("png")})
+	f.Add(b)
+	f.Add([]byte("RWP1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := DecodePreview(b)
+		if err != nil {
+			return
+		}
+		again, err := EncodePreview(p)
+		if err != nil {
+			t.Fatalf("accepted frame does not re-encode: %v", err)
+		}
+		if string(again) != string(b) {
+			t.Fatalf("re-encoded frame differs")
+		}
+	})
+}
+
+func TestFromClient(t *testing.T) {
+	if !TypeRun.FromClient() || !TypeCancel.FromClient() || TypeHello.FromClient() || TypeResult.FromClient() {
+		t.Error("FromClient is wrong")
+	}
+}
