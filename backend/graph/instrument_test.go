@@ -31,6 +31,7 @@ func variants() []variant {
 		{name: "classic/external-data/opset18", cfg: func(c *attnblock.Config) { c.Opset = 18 }, store: external, scoped: true},
 		{name: "classic/weights-streamed", cfg: func(c *attnblock.Config) {}, store: streamed, scoped: true},
 		{name: "classic/fp16", cfg: func(c *attnblock.Config) { c.FP16 = true }, fp16: true, scoped: true},
+		{name: "classic/fp16/upcast-softmax", cfg: func(c *attnblock.Config) { c.FP16 = true; c.UpcastSoftmax = true }, fp16: true, scoped: true},
 		{name: "sdpa/fp16/opset17/external-data", cfg: func(c *attnblock.Config) { c.Layout = attnblock.SDPA; c.FP16 = true; c.Opset = 17 },
 			store: external, fp16: true, scoped: true},
 	}
@@ -152,7 +153,7 @@ func checkDescription(t *testing.T, f *fixture, v variant) {
 			t.Errorf("layer %d is named %q, want %q", i, l.Name, f.net.LayerNames()[i])
 		}
 		wantDType := "float32"
-		if v.fp16 {
+		if v.fp16 && !f.net.Cfg.UpcastSoftmax {
 			wantDType = "float16"
 		}
 		if l.DType != wantDType {

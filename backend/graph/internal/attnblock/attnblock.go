@@ -56,6 +56,9 @@ type Config struct {
 	// Channels of the latent, model Dim, attention Heads (Dim % Heads == 0),
 	// text width CtxDim and sequence length Tokens.
 	Channels, Dim, Heads, CtxDim, Tokens int
+	// UpcastSoftmax (with FP16) computes the Softmax in float32 between
+	// Casts, as diffusers does with upcast_softmax.
+	UpcastSoftmax bool
 	// TimestepType is the timestep input's type: Int64 or Float.
 	TimestepType onnxgraph.DataType
 	// OldNames names nodes OpType_<n> and intermediate tensors by number,
@@ -341,7 +344,7 @@ func (n *Network) attention(mb *modelBuilder, p string, w attnWeights, xq, xkv s
 		kT := mb.node("Transpose", p+"/Transpose_kT", []string{k3}, onnxgraph.AttrInts("perm", 0, 2, 1))
 		s := mb.node("MatMul", p+"/MatMul", []string{q3, kT})
 		s = mb.node("Mul", p+"/Mul", []string{s, mb.weight(p+".scale", []float32{float32(scale)})})
-		probs := mb.node("Softmax", p+"/Softmax", []string{s}, onnxgraph.AttrInt("axis", -1))
+		probs := n.softmax(mb, p, s)
 		o3 := mb.node("MatMul", p+"/MatMul_1", []string{probs, v3})
 		r := mb.node("Reshape", p+"/Reshape_o", []string{o3, mb.ints(p+"/unfold", -1, h, nq, d)})
 		tr := mb.node("Transpose", p+"/Transpose_o", []string{r}, onnxgraph.AttrInts("perm", 0, 2, 1, 3))
@@ -357,13 +360,24 @@ func (n *Network) attention(mb *modelBuilder, p string, w attnWeights, xq, xkv s
 		s := mb.node("MatMul", p+"/MatMul", []string{
 			mb.node("Mul", p+"/Mul", []string{q4, sq}),
 			mb.node("Mul", p+"/Mul_1", []string{k4T, sq})})
-		probs := mb.node("Softmax", p+"/Softmax", []string{s}, onnxgraph.AttrInt("axis", -1))
+		probs := n.softmax(mb, p, s)
 		o4 := mb.node("MatMul", p+"/MatMul_1", []string{probs, v4})
 		tr := mb.node("Transpose", p+"/Transpose_3", []string{o4}, onnxgraph.AttrInts("perm", 0, 2, 1, 3))
 		o = mb.node("Reshape", p+"/Reshape_3", []string{tr, mb.ints(p+"/merge_heads", 0, -1, dim)})
 	}
 	om := mb.node("MatMul", p+"/to_out.0/MatMul", []string{o, mb.weight(p+".to_out.0.weight", w.wo, dim, dim)})
 	return mb.node("Add", p+"/to_out.0/Add", []string{mb.weight(p+".to_out.0.bias", w.bo, dim), om})
+}
+
+// softmax normalizes the scores over the keys, in float32 between Casts when
+// the config upcasts an fp16 model's Softmax.
+func (n *Network) softmax(mb *modelBuilder, p, scores string) string {
+	if !(n.Cfg.FP16 && n.Cfg.UpcastSoftmax) {
+		return mb.node("Softmax", p+"/Softmax", []string{scores}, onnxgraph.AttrInt("axis", -1))
+	}
+	up := mb.node("Cast", p+"/Cast", []string{scores}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	probs := mb.node("Softmax", p+"/Softmax", []string{up}, onnxgraph.AttrInt("axis", -1))
+	return mb.node("Cast", p+"/Cast_1", []string{probs}, onnxgraph.AttrInt("to", int64(onnxgraph.Float16)))
 }
 
 // renameOldStyle renames nodes to OpType_<n> and every tensor that is not a
