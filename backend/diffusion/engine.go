@@ -56,6 +56,7 @@ type Engine struct {
 	text, unet, decoder *ort.Session
 	hidden              int       // text embedding width
 	timestepType        ort.DType // float32 or int64, read from the UNet
+	timestepOne         bool      // the UNet takes one timestep for the whole batch
 	mapsOutput          string    // p2p_maps_div<F>
 	mapsW, mapsH        int       // grid of the maps output
 
@@ -171,6 +172,9 @@ func (e *Engine) checkSessions() error {
 		return fmt.Errorf("UNet: want a float32 or int64 input %q, the model has %v", graph.TimestepInput, e.unet.InputInfo())
 	}
 	e.timestepType = ts.DType
+	// Some exports declare a single timestep that broadcasts over the
+	// batch (the diffusers ONNX pipeline feeds one); others one per row.
+	e.timestepOne = len(ts.Shape) == 1 && ts.Shape[0] == 1
 	if hs, _ := e.unet.Input(graph.HiddenStatesInput); len(hs.Shape) == 3 && hs.Shape[2] > 0 && int(hs.Shape[2]) != e.hidden {
 		return fmt.Errorf("UNet takes text embeddings of width %d; the text encoder gives %d", hs.Shape[2], e.hidden)
 	}
@@ -185,7 +189,8 @@ func (e *Engine) checkSessions() error {
 		if _, err := fmt.Sscanf(strings.TrimPrefix(o.Name, graph.MapsOutputPrefix), "%d", &stride); err != nil || stride <= 0 {
 			return fmt.Errorf("UNet: cannot read the stride of maps output %q", o.Name)
 		}
-		e.mapsOutput, e.mapsW, e.mapsH = o.Name, m.Latent.Width/stride, m.Latent.Height/stride
+		// The graph pools with ceiling division (backend/graph, MapsOutput).
+		e.mapsOutput, e.mapsW, e.mapsH = o.Name, (m.Latent.Width+stride-1)/stride, (m.Latent.Height+stride-1)/stride
 	}
 	if e.mapsOutput == "" || e.mapsW == 0 || e.mapsH == 0 {
 		return fmt.Errorf("UNet %s has no usable %s* attention-map output: instrument it again with `reword instrument`", e.unet.Name(), graph.MapsOutputPrefix)

@@ -331,3 +331,36 @@ func TestErrors(t *testing.T) {
 		t.Errorf("uninstrumented model: %v", err)
 	}
 }
+
+// With the cross window over the whole run, a word swap copies the source's
+// cross-attention into the target in every layer (W = I, c = 0), so the
+// target's reported maps equal the source's; without control they differ.
+func TestCrossControlReachesTheUNet(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	s := spec(6, "a green circle")
+	s.Cross = &edit.Window{Start: 0, End: 1}
+	ctx := context.Background()
+	p2p, err := e.Edit(ctx, s, RunOptions{HeatMaps: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := e.Edit(ctx, s, RunOptions{HeatMaps: true, Baseline: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff := func(r *Result) float32 {
+		var d float32
+		for k, m := range r.HeatMaps[0].Maps {
+			for q, v := range m {
+				d = max(d, v-r.HeatMaps[1].Maps[k][q], r.HeatMaps[1].Maps[k][q]-v)
+			}
+		}
+		return d
+	}
+	if d := diff(p2p); d > 1e-6 {
+		t.Errorf("controlled target's maps differ from the source's by %g", d)
+	}
+	if d := diff(base); d < 1e-3 {
+		t.Errorf("uncontrolled target's maps equal the source's (max difference %g)", d)
+	}
+}

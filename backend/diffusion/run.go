@@ -195,12 +195,16 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 	outT := tensors.add(ort.NewTensor([]int64{int64(batch), int64(C), int64(H), int64(W)}, out))
 	mapsT := tensors.add(ort.NewTensor([]int64{int64(rows), int64(nMaps), clip.ContextLength}, maps))
 	var timestepT ort.Value
-	tsF32 := make([]float32, batch)
-	tsI64 := make([]int64, batch)
+	tsLen := batch
+	if e.timestepOne {
+		tsLen = 1
+	}
+	tsF32 := make([]float32, tsLen)
+	tsI64 := make([]int64, tsLen)
 	if e.timestepType == ort.Int64 {
-		timestepT = tensors.add(ort.NewTensor([]int64{int64(batch)}, tsI64))
+		timestepT = tensors.add(ort.NewTensor([]int64{int64(tsLen)}, tsI64))
 	} else {
-		timestepT = tensors.add(ort.NewTensor([]int64{int64(batch)}, tsF32))
+		timestepT = tensors.add(ort.NewTensor([]int64{int64(tsLen)}, tsF32))
 	}
 	if tensors.err != nil {
 		return nil, tensors.err
