@@ -318,8 +318,8 @@ func (b *instrumentBench) profile(ctx context.Context, w io.Writer, feeds map[st
 		return err
 	}
 	per := func(us int64, p *ortProfile) float64 { return float64(us) / 1000 / float64(p.runs) }
-	fmt.Fprintf(w, "  ONNX Runtime profiler, %d runs each (kernel time, ms/run): original %.2f, instrumented %.2f, of which inserted nodes %.2f (%d nodes)\n",
-		b.profileRuns, per(po.total, po), per(pi.total, pi), per(pi.inserted, pi), pi.insertedNodes)
+	fmt.Fprintf(w, "  ONNX Runtime profiler, %d runs each (kernel time, ms/run): original %.2f, instrumented %.2f (ratio %.3f), of which inserted nodes %.2f (%d nodes)\n",
+		b.profileRuns, per(po.total, po), per(pi.total, pi), per(pi.total, pi)/per(po.total, po), per(pi.inserted, pi), pi.insertedNodes)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "    inserted op\tms/run\tnodes\t")
 	for _, op := range sortedProfileKeys(pi.byOp) {
