@@ -257,8 +257,8 @@ func (r *rewriter) editCross(l *attention) {
 	mapped := b.Op("MatMul", []string{src, r.control(r.crossW, dt)})
 	own := b.Op("Mul", []string{targets, r.control(r.crossC, dt)})
 	edited := b.Op("Add", []string{mapped, own})
-	// ScatterND writes the target rows into the tensor, which ONNX Runtime
-	// may do in place: the other rows are not copied.
+	// ScatterND writes the edited rows over the target rows: at most one
+	// pass over the tensor (Split + Concat took two).
 	all := b.Op("ScatterND", []string{rows, r.tgtIndices, edited})
 	b.OpTo("Reshape", probs, []string{all, shape})
 	if l.Maps != "" {

@@ -76,17 +76,6 @@ func (b *Builder) OpTo(op, output string, inputs []string, attrs ...*onnxpb.Attr
 	b.Node(op, b.fresh(op), inputs, []string{output}, attrs...)
 }
 
-// OpN adds a node with n outputs and returns their names.
-func (b *Builder) OpN(op string, n int, inputs []string, attrs ...*onnxpb.AttributeProto) []string {
-	name := b.fresh(op)
-	outs := make([]string, n)
-	for i := range outs {
-		outs[i] = fmt.Sprintf("%s_output_%d", name, i)
-	}
-	b.Node(op, name, inputs, outs, attrs...)
-	return outs
-}
-
 // Node adds a fully specified node in the default domain.
 func (b *Builder) Node(op, name string, inputs, outputs []string, attrs ...*onnxpb.AttributeProto) *onnxpb.NodeProto {
 	n := &onnxpb.NodeProto{
@@ -126,11 +115,6 @@ func AttrInt(name string, v int64) *onnxpb.AttributeProto {
 // AttrInts makes an integer-list attribute.
 func AttrInts(name string, v ...int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: v}
-}
-
-// AttrFloat makes a float attribute.
-func AttrFloat(name string, v float32) *onnxpb.AttributeProto {
-	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(v)}
 }
 
 // AttrString makes a string attribute.
