@@ -1,0 +1,86 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func TestPutGetEvictAndReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, 250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []string
+	for i := range 3 {
+		data := bytes.Repeat([]byte{byte(i)}, 100)
+		h, err := s.PutImage(ctx, data, "image/png")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h != Hash(data) {
+			t.Fatalf("hash %s is not the content's", h)
+		}
+		hashes = append(hashes, h)
+		if i == 1 {
+			// Touch the first image so the second becomes the oldest.
+			if _, _, err := s.Image(ctx, hashes[0]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, b := s.Usage(); n != 2 || b != 200 {
+		t.Fatalf("usage %d images %d bytes, want 2 and 200", n, b)
+	}
+	if _, _, err := s.Image(ctx, hashes[1]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("least recently used image not evicted: %v", err)
+	}
+	data, typ, err := s.Image(ctx, hashes[0])
+	if err != nil || typ != "image/png" || !bytes.Equal(data, bytes.Repeat([]byte{0}, 100)) {
+		t.Errorf("image 0: %v %q", err, typ)
+	}
+	key := Hash([]byte("spec"))
+	if err := s.PutRecord(ctx, key, []byte(`{"a":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	s2, err := Open(ctx, dir, 250)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if !s2.HasImage(hashes[0]) || !s2.HasImage(hashes[2]) || s2.HasImage(hashes[1]) {
+		t.Error("reopened store lost or resurrected images")
+	}
+	if rec, err := s2.Record(ctx, key); err != nil || string(rec) != `{"a":1}` {
+		t.Errorf("record after reopen: %q %v", rec, err)
+	}
+}
+
+func TestRejectsBadKeysAndOversize(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, "mem://", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, h := range []string{"", "../etc/passwd", "ABCDEF" + fmt.Sprint(make([]byte, 58)), Hash(nil)[:63] + "G"} {
+		if _, _, err := s.Image(ctx, h); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Image(%q) = %v", h, err)
+		}
+	}
+	if err := s.PutRecord(ctx, "../x", nil); err == nil {
+		t.Error("record with a path key accepted")
+	}
+	if _, err := s.PutImage(ctx, make([]byte, 11), "image/png"); err == nil {
+		t.Error("image over the whole cap accepted")
+	}
+	if _, err := Open(ctx, t.TempDir(), -1); err == nil {
+		t.Error("negative cap accepted")
+	}
+}
