@@ -98,6 +98,16 @@ type job struct {
 	opts      RunOptions
 	ctrl      *align.Controller // nil: no control (generation, baseline)
 	blend     *localBlend       // nil: no local blending
+
+	// Hooks for editing photos (inversion), unset for generated images:
+	// initial replaces the seeded noise as x_T of every row; replay gives
+	// the source row's latent at every step (Direct Inversion's stored
+	// trajectory takes the place of a cached source run); uncondSource
+	// uses the source prompt as the unconditional prompt of every row
+	// (negative-prompt inversion).
+	initial      []float32
+	replay       *sourceEntry
+	uncondSource bool
 }
 
 // run executes a job: see the package doc for the order of work.
@@ -130,11 +140,13 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 
 	key := newSourceKey(m.ID(), j.prompts[0], j.negative, j.scheduler, j.seed, j.steps, j.guidance)
 	useCache := !j.opts.NoSourceCache && e.cache.limit > 0
-	var cached *sourceEntry
-	if useCache && targets > 0 {
+	cached := j.replay
+	if j.replay != nil {
+		useCache = false // the source is not a generated image
+	} else if useCache && targets > 0 {
 		cached = e.cache.get(key)
+		res.SourceCached = cached != nil
 	}
-	res.SourceCached = cached != nil
 
 	// Batch layout (backend/graph): uncond rows, then the 1+E cond rows.
 	// With a cached source its uncond row is dropped: the source latents
@@ -148,7 +160,11 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 
 	// Text: the unconditional prompt (negative or empty), then each prompt.
 	t0 := time.Now()
-	emb, err := e.encode(ctx, append([]string{j.negative}, j.prompts...))
+	uncond := j.negative
+	if j.uncondSource {
+		uncond = j.prompts[0]
+	}
+	emb, err := e.encode(ctx, append([]string{uncond}, j.prompts...))
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +180,12 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 	res.Timings.TextEncoder = time.Since(t0)
 
 	// Latents of every row, all from the same noise.
-	noise := initialNoise(j.seed, rowSize)
+	noise := j.initial
+	if noise == nil {
+		noise = initialNoise(j.seed, rowSize)
+	} else if len(noise) != rowSize {
+		return nil, fmt.Errorf("initial latent has %d values; the model's latent has %d", len(noise), rowSize)
+	}
 	x := make([]float32, rows*rowSize)
 	for r := 0; r < rows; r++ {
 		copy(x[r*rowSize:], noise)
@@ -294,11 +315,17 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 	}
 
 	t0 = time.Now()
-	images, err := e.decode(ctx, x[uncondFirst*rowSize:], rows-uncondFirst)
+	// A stored source image is reused; a replayed trajectory without one
+	// (a photo's inversion) is decoded with the targets.
+	decodeFrom := 0
+	if cached != nil && cached.image != nil {
+		decodeFrom = 1
+	}
+	images, err := e.decode(ctx, x[decodeFrom*rowSize:], rows-decodeFrom)
 	if err != nil {
 		return nil, err
 	}
-	if cached != nil {
+	if decodeFrom == 1 {
 		images = append([][]byte{cached.image}, images...)
 	}
 	res.Timings.Decode = time.Since(t0)
