@@ -47,9 +47,9 @@ type benchEdit struct {
 
 // editSet builds perKind edits of each kind, deterministically. Index i of
 // each kind goes to the tuning split when even, to the reported split when
-// odd, so both splits have every kind.
+// odd, so both splits have every kind and both reweight factors.
 func editSet(perKind int, bgs backgroundClassifier) []benchEdit {
-	rng := rand.New(rand.NewPCG(2026, 5))
+	var rng *rand.Rand
 	var out []benchEdit
 	pick := func() (scene.Colour, scene.Shape, scene.Position) {
 		return scene.Colours[rng.IntN(len(scene.Colours))], scene.Shapes[rng.IntN(len(scene.Shapes))], scene.Positions[rng.IntN(len(scene.Positions))]
@@ -63,8 +63,11 @@ func editSet(perKind int, bgs backgroundClassifier) []benchEdit {
 		}
 		return r.Objects[0], true
 	}
-	for _, kind := range editKinds {
+	for k, kind := range editKinds {
 		for i := 0; i < perKind; i++ {
+			// Each edit draws from its own stream, so a smaller set is a
+			// prefix of a larger one and the splits never share an edit.
+			rng = rand.New(rand.NewPCG(2026, uint64(k)<<32|uint64(i)))
 			c, s, p := pick()
 			e := benchEdit{kind: kind, source: caption(c, s, p), seed: rng.Uint64() % 1_000_000}
 			switch kind {
@@ -95,7 +98,7 @@ func editSet(perKind int, bgs backgroundClassifier) []benchEdit {
 			case kindReweight:
 				e.target = e.source
 				e.word = c.String()
-				e.factor = []float64{-1, 2}[i%2]
+				e.factor = []float64{-1, 2}[(i/2)%2] // both factors in both splits
 				if e.factor > 1 {
 					e.success = func(r eval.Result, _ image.Image) bool { o, ok := largest(r); return ok && o.Colour == c }
 				} else {
