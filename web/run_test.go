@@ -1,0 +1,59 @@
+package web
+
+import (
+	"testing"
+
+	"reword/shared/protocol"
+)
+
+func msg(id string, p any) *protocol.Message {
+	return &protocol.Message{Envelope: protocol.Envelope{ID: id}, Payload: p}
+}
+
+func TestRunStateFollowsARequest(t *testing.T) {
+	r := &runState{ID: "r1", Phase: phaseSent}
+	if r.apply(msg("other", &protocol.Queued{Position: 3})) {
+		t.Fatal("a message for another request was applied")
+	}
+	r.apply(msg("r1", &protocol.Queued{Position: 2}))
+	if r.Phase != phaseQueued || r.statusText() != "Queued: 2 ahead" {
+		t.Errorf("queued: %s %q", r.Phase, r.statusText())
+	}
+	r.apply(msg("r1", &protocol.Started{Steps: 10, Rows: []protocol.Row{
+		{Index: 0, Role: protocol.RoleSource, Prompt: "a red circle"},
+		{Index: 1, Role: protocol.RoleTarget, Prompt: "a blue circle"},
+	}}))
+	if !r.active() || len(r.Rows) != 2 || r.Rows[1].Prompt != "a blue circle" {
+		t.Fatalf("started: %+v", r)
+	}
+	if !r.preview(protocol.Preview{ID: "r1", Row: 1, Step: 4, Total: 10}) || r.Rows[1].Step != 4 || r.Rows[0].Step != 0 {
+		t.Errorf("preview did not reach row 1 only: %+v", r.Rows)
+	}
+	if r.preview(protocol.Preview{ID: "r1", Row: 7, Step: 4, Total: 10}) || r.preview(protocol.Preview{ID: "r0", Row: 0}) {
+		t.Error("a preview of an unknown row or request was accepted")
+	}
+	r.apply(msg("r1", &protocol.Progress{Step: 5, Total: 10}))
+	if r.statusText() != "Step 5 of 10" {
+		t.Errorf("progress: %q", r.statusText())
+	}
+	r.apply(msg("r1", &protocol.Result{Images: []protocol.Image{{Row: 0, Hash: "aa"}, {Row: 1, Hash: "bb"}}, Timings: protocol.Timings{RunMS: 1500}}))
+	if r.active() || r.Phase != phaseDone || r.Rows[1].Image == nil || r.Rows[1].Image.Hash != "bb" || r.Rows[1].Step != 10 {
+		t.Errorf("result: %+v", r.Rows)
+	}
+	if r.statusText() != "Done in 1.5 s" {
+		t.Errorf("done: %q", r.statusText())
+	}
+}
+
+func TestRunStateErrors(t *testing.T) {
+	r := &runState{ID: "r2", Phase: phaseSent}
+	r.apply(msg("r2", &protocol.Error{Code: protocol.CodeCancelled, Message: "cancelled"}))
+	if r.Phase != phaseCancelled || r.active() {
+		t.Errorf("cancel: %s", r.Phase)
+	}
+	r = &runState{ID: "r3", Phase: phaseSent}
+	r.apply(msg("r3", &protocol.Error{Code: protocol.CodeInvalidSpec, Message: "steps must be 1–150", Field: "data.spec.steps"}))
+	if r.Phase != phaseFailed || r.statusText() != "Failed: steps must be 1–150" {
+		t.Errorf("invalid: %s %q", r.Phase, r.statusText())
+	}
+}
