@@ -225,7 +225,8 @@ func (e *Engine) Manifest() *model.Manifest { return e.manifest }
 func (e *Engine) Tokenizer() *clip.Tokenizer { return e.tok }
 
 // Defaults describes the model for edit specs: its id, size, schedulers,
-// default steps and guidance, and Prompt-to-Prompt's default windows.
+// default steps and guidance, and the Prompt-to-Prompt windows: the
+// manifest's tuned ones, or the reference's cross 0.8 and self 0.4.
 func (e *Engine) Defaults() edit.Defaults {
 	m := e.manifest
 	d := edit.Tiny(m.ID())
@@ -233,6 +234,12 @@ func (e *Engine) Defaults() edit.Defaults {
 	d.Schedulers = append([]string(nil), scheduler.Names...)
 	d.Steps = m.Defaults.Steps
 	d.Guidance = m.Defaults.GuidanceScale
+	if m.Defaults.CrossReplace > 0 {
+		d.Cross = edit.Fraction(m.Defaults.CrossReplace)
+	}
+	if m.Defaults.SelfReplace > 0 {
+		d.Self = edit.Fraction(m.Defaults.SelfReplace)
+	}
 	return d
 }
 

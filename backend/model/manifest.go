@@ -64,6 +64,11 @@ type Manifest struct {
 	Defaults struct {
 		Steps         int     `json:"steps"`
 		GuidanceScale float64 `json:"guidance_scale"`
+		// CrossReplace and SelfReplace are the Prompt-to-Prompt windows
+		// (fractions of the steps) tuned for this model; 0 = the
+		// reference's 0.8 and 0.4.
+		CrossReplace float64 `json:"cross_replace,omitempty"`
+		SelfReplace  float64 `json:"self_replace,omitempty"`
 	} `json:"defaults"`
 	Preview struct {
 		// LatentRGBMatrix has one row per latent channel and columns R, G,
@@ -179,6 +184,9 @@ func (m *Manifest) validate() error {
 	}
 	if m.Defaults.Steps < 1 || !(m.Defaults.GuidanceScale >= 0) {
 		bad("defaults: want steps ≥ 1 and guidance_scale ≥ 0, got %d and %v", m.Defaults.Steps, m.Defaults.GuidanceScale)
+	}
+	if d := m.Defaults; !(d.CrossReplace >= 0 && d.CrossReplace <= 1 && d.SelfReplace >= 0 && d.SelfReplace <= 1) {
+		bad("defaults: cross_replace and self_replace are fractions in [0, 1], got %v and %v", d.CrossReplace, d.SelfReplace)
 	}
 	if len(m.Preview.LatentRGBMatrix) != l.Channels {
 		bad("preview.latent_rgb_matrix: want %d rows (one per latent channel), got %d", l.Channels, len(m.Preview.LatentRGBMatrix))

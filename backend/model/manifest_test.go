@@ -52,6 +52,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		"syntax":  {`{"format":`, "not a valid model manifest"},
 		"fields":  {`{"format":"reword-model/1","image":{"width":64,"height":64,"channels":3}}`, "latent: want positive"},
 		"escapes": {strings.Replace(validManifest, `"unet/model.onnx"`, `"../x.onnx"`, 1), "inside the model folder"},
+		"window":  {strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":1.5`, 1), "cross_replace"},
 	} {
 		dir := writeFolder(t, map[string]string{ManifestFile: c.body})
 		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -59,7 +60,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		}
 	}
 	dir := writeFolder(t, map[string]string{ManifestFile: validManifest})
-	if m, err := Load(dir); err != nil || m.ID() != "tiny" {
+	if m, err := Load(dir); err != nil || m.ID() != "tiny" || m.Defaults.CrossReplace != 0.9 {
 		t.Fatalf("valid manifest: %v", err)
 	}
 	if err := os.Remove(filepath.Join(dir, "vae_decoder/model.onnx")); err != nil {
@@ -78,5 +79,5 @@ const validManifest = `{"format":"reword-model/1","name":"tiny",
  "vae_encoder":{"file":"vae_encoder/model.onnx","input":"sample","output":"latent_parameters","output_kind":"mean_logvar"},
  "vae_decoder":{"file":"vae_decoder/model.onnx","input":"latent_sample","output":"sample"},
  "scheduler":{"num_train_timesteps":1000,"beta_start":0.00085,"beta_end":0.012,"beta_schedule":"scaled_linear","prediction_type":"epsilon","timestep_spacing":"leading","steps_offset":1},
- "defaults":{"steps":50,"guidance_scale":7.5},
+ "defaults":{"steps":50,"guidance_scale":7.5,"cross_replace":0.9},
  "preview":{"latent_rgb_matrix":[[1,0,0],[0,1,0],[0,0,1],[0,0,0]],"latent_rgb_bias":[0,0,0]}}`
