@@ -344,21 +344,36 @@ class BasicTransformerBlock(nn.Module):
         return x + self.ff(self.norm3(x))
 
 
-class Transformer2DModel(nn.Module):
-    """proj_in widens the conv channels to heads*head_dim: attention is wider than the convolutions."""
+def sincos_2d(channels, res):
+    """A 2D sin/cos position code [channels, res, res]: channels/4 frequencies for each of sin x, cos x, sin y, cos y."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, res), torch.linspace(-1, 1, res), indexing='ij')
+    fr = torch.arange(1, channels // 4 + 1).float()[:, None, None] * math.pi / 2
+    return torch.cat([torch.sin(fr * xx), torch.cos(fr * xx), torch.sin(fr * yy), torch.cos(fr * yy)])
 
-    def __init__(self, c, ctx_dim, heads, head_dim, ff_mult):
+
+class Transformer2DModel(nn.Module):
+    """proj_in widens the conv channels to heads*head_dim: attention is wider than the convolutions.
+
+    Unlike diffusers' it adds a learned position embedding to the tokens after
+    proj_in, so that every attention layer's queries know where they are: the
+    cross-attention can then put "on the left" on the left. (With a position
+    embedding only after conv_in, a first model learned colour and shape but
+    placed objects at random.)
+    """
+
+    def __init__(self, c, ctx_dim, heads, head_dim, ff_mult, res):
         super().__init__()
         inner = heads * head_dim
         self.norm = group_norm(c)
         self.proj_in = nn.Linear(c, inner)
+        self.pos_embed = nn.Parameter(0.5 * sincos_2d(inner, res).reshape(inner, res * res).t()[None].contiguous())
         self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(inner, ctx_dim, heads, head_dim, ff_mult)])
         self.proj_out = nn.Linear(inner, c)
 
     def forward(self, x, ctx):
         b, c, hh, ww = x.shape
         h = self.norm(x).permute(0, 2, 3, 1).reshape(b, hh * ww, c)
-        h = self.proj_in(h)
+        h = self.proj_in(h) + self.pos_embed
         for blk in self.transformer_blocks:
             h = blk(h, ctx)
         return self.proj_out(h).reshape(b, hh, ww, c).permute(0, 3, 1, 2) + x
@@ -383,10 +398,10 @@ class Upsample2D(nn.Module):
 
 
 class CrossAttnDownBlock2D(nn.Module):
-    def __init__(self, cin, cout, temb, attn, layers, down):
+    def __init__(self, cin, cout, temb, attn, layers, down, res):
         super().__init__()
         self.resnets = nn.ModuleList([ResnetBlock2D(cin if i == 0 else cout, cout, temb) for i in range(layers)])
-        self.attentions = nn.ModuleList([Transformer2DModel(cout, **attn) for _ in range(layers)])
+        self.attentions = nn.ModuleList([Transformer2DModel(cout, res=res, **attn) for _ in range(layers)])
         self.downsamplers = nn.ModuleList([Downsample2D(cout)]) if down else None
 
     def forward(self, x, temb, ctx):
@@ -401,11 +416,11 @@ class CrossAttnDownBlock2D(nn.Module):
 
 
 class CrossAttnUpBlock2D(nn.Module):
-    def __init__(self, skip_chans, cout, prev, temb, attn, up):
+    def __init__(self, skip_chans, cout, prev, temb, attn, up, res):
         super().__init__()
         self.resnets = nn.ModuleList(
             [ResnetBlock2D((prev if i == 0 else cout) + s, cout, temb) for i, s in enumerate(skip_chans)])
-        self.attentions = nn.ModuleList([Transformer2DModel(cout, **attn) for _ in skip_chans])
+        self.attentions = nn.ModuleList([Transformer2DModel(cout, res=res, **attn) for _ in skip_chans])
         self.upsamplers = nn.ModuleList([Upsample2D(cout)]) if up else None
 
     def forward(self, x, skips, temb, ctx):
@@ -417,10 +432,10 @@ class CrossAttnUpBlock2D(nn.Module):
 
 
 class UNetMidBlock2DCrossAttn(nn.Module):
-    def __init__(self, c, temb, attn):
+    def __init__(self, c, temb, attn, res):
         super().__init__()
         self.resnets = nn.ModuleList([ResnetBlock2D(c, c, temb), ResnetBlock2D(c, c, temb)])
-        self.attentions = nn.ModuleList([Transformer2DModel(c, **attn)])
+        self.attentions = nn.ModuleList([Transformer2DModel(c, res=res, **attn)])
 
     def forward(self, x, temb, ctx):
         x = self.resnets[0](x, temb)
@@ -432,9 +447,9 @@ class UNet2DConditionModel(nn.Module):
     """sample [B,4,16,16], timestep [B] (float), encoder_hidden_states [B,77,ctx] -> noise prediction.
 
     Cross-attention at every resolution (16x16, 8x8, 4x4) and in the mid
-    block. A learned 2D position embedding is added after conv_in: without
-    it a UNet this small could not place objects where the prompt says (the
-    prototype's position accuracy stayed below chance).
+    block. A learned 2D position embedding is added after conv_in (without
+    it the prototype's position accuracy stayed below chance) and another in
+    every Transformer2DModel.
     """
 
     def __init__(self, chans=(32, 64, 64), ctx_dim=128, heads=4, head_dim=16, ff_mult=2, layers=1):
@@ -443,26 +458,25 @@ class UNet2DConditionModel(nn.Module):
         temb = 4 * c0
         attn = dict(ctx_dim=ctx_dim, heads=heads, head_dim=head_dim, ff_mult=ff_mult)
         self.conv_in = nn.Conv2d(LATENT_CHANNELS, c0, 3, padding=1)
-        yy, xx = torch.meshgrid(torch.linspace(-1, 1, LATENT_SIZE), torch.linspace(-1, 1, LATENT_SIZE), indexing='ij')
-        fr = torch.arange(1, c0 // 4 + 1).float()[:, None, None] * math.pi / 2
-        pe = torch.cat([torch.sin(fr * xx), torch.cos(fr * xx), torch.sin(fr * yy), torch.cos(fr * yy)])[None]
-        self.pos_embed = nn.Parameter(pe * 0.5)  # starts as a 2D sin/cos code, then learned
+        self.pos_embed = nn.Parameter(0.5 * sincos_2d(c0, LATENT_SIZE)[None])  # starts as a 2D sin/cos code, then learned
         self.time_proj = Timesteps(c0)
         self.time_embedding = TimestepEmbedding(c0, temb)
         self.down_blocks = nn.ModuleList()
-        skip_chans, prev = [c0], c0
+        skip_chans, prev, res = [c0], c0, LATENT_SIZE
         for i, c in enumerate(chans):
             last = i == len(chans) - 1
-            self.down_blocks.append(CrossAttnDownBlock2D(prev, c, temb, attn, layers, not last))
+            self.down_blocks.append(CrossAttnDownBlock2D(prev, c, temb, attn, layers, not last, res))
             skip_chans += [c] * layers + ([] if last else [c])
             prev = c
-        self.mid_block = UNetMidBlock2DCrossAttn(prev, temb, attn)
+            res = res if last else res // 2
+        self.mid_block = UNetMidBlock2DCrossAttn(prev, temb, attn, res)
         self.up_blocks = nn.ModuleList()
         for i, c in enumerate(reversed(chans)):
             last = i == len(chans) - 1
             skips = [skip_chans.pop() for _ in range(layers + 1)]
-            self.up_blocks.append(CrossAttnUpBlock2D(skips, c, prev, temb, attn, not last))
+            self.up_blocks.append(CrossAttnUpBlock2D(skips, c, prev, temb, attn, not last, res))
             prev = c
+            res = res if last else res * 2
         self.conv_norm_out = group_norm(c0)
         self.conv_out = nn.Conv2d(c0, LATENT_CHANNELS, 3, padding=1)
 
