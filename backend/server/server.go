@@ -1,9 +1,21 @@
 // Package server is Reword's HTTP and WebSocket front door: it serves the
-// editor (go-app pages, static files, the pre-compressed WebAssembly),
-// health endpoints, and the /ws socket that speaks reword/shared/protocol.
+// editor (go-app pages, static files, the pre-compressed WebAssembly), runs
+// edits submitted over the /ws socket (reword/shared/protocol) through a
+// fair job queue on the diffusion engine, stores uploaded photos and result
+// images, and exposes health, readiness and Prometheus metrics.
+//
+// Routes:
+//
+//	GET  /                 the editor (go-app; also /e#<link> for edit links)
+//	GET  /web/…            static files and /web/app.wasm (brotli or gzip)
+//	GET  /ws               the edit WebSocket
+//	POST /api/images       upload a photo (multipart field "image", or the raw body)
+//	GET  /images/{hash}.png  a stored image, content-addressed and immutable
+//	GET  /healthz, /readyz, /metrics
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,23 +23,45 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
-	"github.com/maxence-charriere/go-app/v10/pkg/app"
-
+	"reword/backend/diffusion"
 	"reword/backend/model"
+	"reword/backend/queue"
+	"reword/backend/store"
 	"reword/shared/protocol"
 	"reword/web"
 )
 
-// Config is everything New needs.
+// Config is everything New needs. Zero values take the defaults documented
+// on each field.
 type Config struct {
 	// Version identifies the build (shown to clients, and go-app's cache key).
 	Version string
 	// ModelDir is the model folder to serve.
 	ModelDir string
+	// Engine configures how the model runs.
+	Engine diffusion.Options
 	// WasmDir holds app.wasm and its pre-compressed siblings (app.wasm.br,
 	// app.wasm.gz) as `make build` writes them.
 	WasmDir string
+	// Store is where photos and results live: a folder, or a gocloud.dev
+	// blob URL such as s3://bucket?region=… (required).
+	Store string
+	// StoreBytes caps the stored images (default 1 GiB); the least recently
+	// used are evicted beyond it.
+	StoreBytes int64
+	// Queue sizes the job queue (workers, waiting jobs, per-client jobs, job
+	// timeout; see queue.Config; default timeout 10 minutes).
+	Queue queue.Config
+	// MessagesPerSecond limits each socket's incoming messages (default 10,
+	// with bursts of twice that).
+	MessagesPerSecond float64
+	// UploadBytes caps one uploaded photo (default 20 MiB) and UploadPixels
+	// its decoded size (default 40 megapixels), checked before decoding.
+	UploadBytes  int64
+	UploadPixels int
 	// AllowedOrigins lists extra origins (scheme://host[:port]) whose pages
 	// may open the WebSocket; the server's own origin is always allowed.
 	AllowedOrigins []string
@@ -35,26 +69,60 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Server is the HTTP handler of a Reword process.
-type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	model    model.Status
-	wasm     *wasmFiles
-	origins  map[string]bool
-	mux      *http.ServeMux
-	upgrader upgrader
+func (c *Config) setDefaults() {
+	if c.StoreBytes == 0 {
+		c.StoreBytes = 1 << 30
+	}
+	if c.Queue.JobTimeout == 0 {
+		c.Queue.JobTimeout = 10 * time.Minute
+	}
+	if c.MessagesPerSecond == 0 {
+		c.MessagesPerSecond = 10
+	}
+	if c.UploadBytes == 0 {
+		c.UploadBytes = 20 << 20
+	}
+	if c.UploadPixels == 0 {
+		c.UploadPixels = 40_000_000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
 }
 
-// New checks the configuration and prepares the routes. A model folder with
-// missing files is not an error: the server starts and says what is missing.
+// Server is the HTTP handler of a Reword process. Create it with New and
+// stop it with Shutdown.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	model   model.Status
+	engine  *diffusion.Engine // nil when the model is not ready
+	problem string            // why engine is nil
+	store   *store.Store
+	queue   *queue.Queue
+	metrics *metrics
+	wasm    *wasmFiles
+	origins map[string]bool
+	mux     *http.ServeMux
+
+	upgrader upgrader
+
+	mu      sync.Mutex
+	conns   map[*conn]bool
+	closing bool
+}
+
+// New checks the configuration, opens the store, loads the model (a model
+// folder with missing files or that fails to load is not an error: the
+// server starts and says why it cannot edit) and prepares the routes.
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, log: cfg.Logger, origins: map[string]bool{}}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, log: cfg.Logger, origins: map[string]bool{}, conns: map[*conn]bool{}}
 	if cfg.Version == "" {
 		return nil, errors.New("server: Config.Version is empty; it keys the browser's cache of the front end")
+	}
+	if cfg.Store == "" {
+		return nil, errors.New("server: Config.Store is empty: give a data folder or a blob URL")
 	}
 	for _, o := range cfg.AllowedOrigins {
 		norm, err := normalizeOrigin(o)
@@ -63,21 +131,42 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.origins[norm] = true
 	}
-	st, err := model.Check(cfg.ModelDir)
-	if err != nil {
+	var err error
+	if s.wasm, err = loadWasm(cfg.WasmDir); err != nil {
 		return nil, err
 	}
-	s.model = st
-	if !st.Ready() {
-		s.log.Warn("model not ready; the editor will say so", "problem", st.Problem())
-	}
-	s.wasm, err = loadWasm(cfg.WasmDir)
-	if err != nil {
+	if s.model, err = model.Check(cfg.ModelDir); err != nil {
 		return nil, err
 	}
+	if s.queue, err = queue.New(cfg.Queue); err != nil {
+		return nil, err
+	}
+	if s.store, err = store.Open(context.Background(), cfg.Store, cfg.StoreBytes); err != nil {
+		s.queue.Close(context.Background())
+		return nil, err
+	}
+	s.loadEngine()
+	s.metrics = newMetrics(s)
 	s.upgrader = newUpgrader(s.checkOrigin)
 	s.routes()
 	return s, nil
+}
+
+func (s *Server) loadEngine() {
+	if !s.model.Ready() {
+		s.problem = s.model.Problem()
+		s.log.Warn("model not ready; the editor will say so", "problem", s.problem)
+		return
+	}
+	t0 := time.Now()
+	e, err := diffusion.Load(s.cfg.ModelDir, s.cfg.Engine)
+	if err != nil {
+		s.problem = err.Error()
+		s.log.Error("loading the model failed; edits are refused", "model", s.cfg.ModelDir, "err", err)
+		return
+	}
+	s.engine = e
+	s.log.Info("model loaded", "model", s.cfg.ModelDir, "took", time.Since(t0).Round(time.Millisecond))
 }
 
 func (s *Server) routes() {
@@ -89,10 +178,22 @@ func (s *Server) routes() {
 	web.Routes()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("POST /api/images", s.uploadImage)
+	mux.HandleFunc("GET /images/{file}", s.serveImage)
 	mux.Handle("/", h)
 	s.mux = mux
 }
+
+// contentSecurityPolicy allows the page's own scripts and WebAssembly
+// ('wasm-unsafe-eval' is what WebAssembly.instantiate needs), its own
+// images (and blob:/data: for canvases and uploads), and sockets to its own
+// origin; nothing is loaded from anywhere else.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; " +
+	"style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; " +
+	"worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
 
 // ServeHTTP adds the headers every response carries and dispatches.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -100,27 +201,75 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "same-origin")
 	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Content-Security-Policy", contentSecurityPolicy)
 	s.mux.ServeHTTP(w, r)
 }
 
 // ModelInfo is what the server tells clients about its model.
 func (s *Server) ModelInfo() protocol.ModelInfo {
-	return protocol.ModelInfo{
-		ID:      s.model.ID,
-		Ready:   s.model.Ready(),
-		Problem: s.model.Problem(),
-		Missing: s.model.Missing,
+	info := protocol.ModelInfo{ID: s.model.ID, Ready: s.engine != nil, Problem: s.problem, Missing: s.model.Missing}
+	if s.engine != nil {
+		info.ID = s.engine.Defaults().Model
+		info.Name = s.engine.Manifest().Name
 	}
+	return info
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(struct {
+	writeJSON(w, http.StatusOK, struct {
 		Status  string             `json:"status"`
 		Version string             `json:"version"`
 		Model   protocol.ModelInfo `json:"model"`
 	}{"ok", s.cfg.Version, s.ModelInfo()})
+}
+
+// readyz answers 200 only when the model is loaded and the server is not
+// shutting down, so a load balancer sends edits only where they can run.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	switch {
+	case closing:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	case s.engine == nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not ready", "problem": s.problem})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// Shutdown stops taking edits, lets running ones finish until ctx is done
+// (then cancels them), closes every socket with a close reason, and releases
+// the engine and the store. The HTTP listener is the caller's to shut down
+// (http.Server.Shutdown) — call this first, so sockets get a clean close.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.queue.Close(ctx)
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(closeGoingAway, "server shutting down")
+	}
+	var errs []error
+	if s.engine != nil {
+		errs = append(errs, s.engine.Close())
+	}
+	errs = append(errs, s.store.Close())
+	return errors.Join(errs...)
 }
 
 // checkOrigin allows requests without an Origin header (non-browser
@@ -152,5 +301,3 @@ func normalizeOrigin(o string) (string, error) {
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
-
-var _ app.ResourceResolver = (*resources)(nil)

@@ -2,26 +2,55 @@ package server
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/crc32"
 	"compress/gzip"
 	"encoding/json"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
 
+	"reword/backend/diffusion"
 	"reword/shared/protocol"
 )
 
-// newTestServer serves a fake-free setup: a real (if tiny) app.wasm file with
-// real compressed copies, an empty model folder, on a loopback listener.
-func newTestServer(t *testing.T, origins ...string) (*httptest.Server, []byte) {
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// tinyModel is the repository's real tiny model, which every edit test runs.
+func tinyModel(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "models", "tiny")
+	if _, err := os.Stat(filepath.Join(dir, "model.json")); err != nil {
+		t.Fatalf("the tiny model is missing at %s: %v", dir, err)
+	}
+	return dir
+}
+
+type testServer struct {
+	*httptest.Server
+	srv  *Server
+	wasm []byte
+}
+
+// newTestServer runs a real Server on a loopback listener: real model (or
+// an empty folder), real store in a temporary folder, a small real
+// app.wasm with its gzip copy.
+func newTestServer(t *testing.T, modelDir string, tweak func(*Config)) *testServer {
 	t.Helper()
 	wasmDir := t.TempDir()
 	wasm := bytes.Repeat([]byte("\x00asm\x01\x00\x00\x00"), 4096)
@@ -31,17 +60,27 @@ func newTestServer(t *testing.T, origins ...string) (*httptest.Server, []byte) {
 	zw.Write(wasm)
 	zw.Close()
 	must(t, os.WriteFile(filepath.Join(wasmDir, "app.wasm.gz"), gz.Bytes(), 0o644))
-	s, err := New(Config{
-		Version:        "test-1",
-		ModelDir:       t.TempDir(),
-		WasmDir:        wasmDir,
-		AllowedOrigins: origins,
-		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	cfg := Config{
+		Version:  "test-1",
+		ModelDir: modelDir,
+		Engine:   diffusion.Options{Threads: 1, Instrument: true},
+		WasmDir:  wasmDir,
+		Store:    t.TempDir(),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	s, err := New(cfg)
 	must(t, err)
 	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	return ts, wasm
+	t.Cleanup(func() {
+		ctx, cancel := contextWithTimeout(10 * time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		ts.Close()
+	})
+	return &testServer{Server: ts, srv: s, wasm: wasm}
 }
 
 func must(t *testing.T, err error) {
@@ -51,34 +90,90 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func dial(t *testing.T, ts *httptest.Server, origin string) (*websocket.Conn, *http.Response, error) {
+// client is a real WebSocket client of the test server.
+type client struct {
+	t  *testing.T
+	ws *websocket.Conn
+}
+
+func (ts *testServer) dial(t *testing.T, origin string) (*client, error) {
 	t.Helper()
 	h := http.Header{}
 	if origin != "" {
 		h.Set("Origin", origin)
 	}
-	c, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
-	if err == nil {
-		t.Cleanup(func() { c.Close() })
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
+	if err != nil {
+		return nil, err
 	}
-	return c, resp, err
+	t.Cleanup(func() { ws.Close() })
+	return &client{t: t, ws: ws}, nil
 }
 
-func readMessage(t *testing.T, c *websocket.Conn) *protocol.Message {
+func (ts *testServer) connect(t *testing.T) *client {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, b, err := c.ReadMessage()
+	c, err := ts.dial(t, "")
 	must(t, err)
-	m, err := protocol.Decode(b)
-	must(t, err)
-	return m
+	if m := c.next(); m.msg == nil || m.msg.Type != protocol.TypeHello {
+		t.Fatalf("first message is not hello: %+v", m)
+	}
+	return c
 }
+
+// event is one message from the server: JSON or a preview frame.
+type event struct {
+	msg     *protocol.Message
+	preview *protocol.Preview
+}
+
+func (c *client) next() event {
+	c.t.Helper()
+	c.ws.SetReadDeadline(time.Now().Add(60 * time.Second))
+	typ, b, err := c.ws.ReadMessage()
+	if err != nil {
+		c.t.Fatalf("reading from the server: %v", err)
+	}
+	if typ == websocket.BinaryMessage {
+		p, err := protocol.DecodePreview(b)
+		must(c.t, err)
+		return event{preview: &p}
+	}
+	m, err := protocol.Decode(b)
+	must(c.t, err)
+	return event{msg: m}
+}
+
+func (c *client) send(typ protocol.Type, id string, payload any) {
+	c.t.Helper()
+	b, err := protocol.Encode(typ, id, payload)
+	must(c.t, err)
+	must(c.t, c.ws.WriteMessage(websocket.TextMessage, b))
+}
+
+// until reads events until one JSON message of a type in stop arrives,
+// returning everything read.
+func (c *client) until(stop ...protocol.Type) (events []event, last *protocol.Message) {
+	c.t.Helper()
+	for {
+		e := c.next()
+		events = append(events, e)
+		if e.msg != nil {
+			for _, s := range stop {
+				if e.msg.Type == s {
+					return events, e.msg
+				}
+			}
+		}
+	}
+}
+
+// --- front end, health, origin, protocol errors -------------------------
 
 func TestHelloOnConnect(t *testing.T) {
-	ts, _ := newTestServer(t)
-	c, _, err := dial(t, ts, ts.URL)
+	ts := newTestServer(t, t.TempDir(), nil)
+	c, err := ts.dial(t, ts.URL)
 	must(t, err)
-	m := readMessage(t, c)
+	m := c.next().msg
 	h, ok := m.Payload.(*protocol.Hello)
 	if !ok {
 		t.Fatalf("first message is %s, want hello", m.Type)
@@ -86,66 +181,87 @@ func TestHelloOnConnect(t *testing.T) {
 	if h.Server != "test-1" || h.Protocol != protocol.Version || h.Model.Ready || len(h.Model.Missing) == 0 || !strings.Contains(h.Model.Problem, "unet/model.onnx") {
 		t.Errorf("hello = %+v", h)
 	}
+	// A run on a server without a model is refused clearly.
+	c.send(protocol.TypeRun, "r1", protocol.Run{Spec: spec(1, 2)})
+	if e := c.next().msg.Payload.(*protocol.Error); e.Code != protocol.CodeNotReady {
+		t.Errorf("run without a model: %+v", e)
+	}
 }
 
 func TestOriginCheck(t *testing.T) {
-	ts, _ := newTestServer(t, "https://front.example")
-	if _, _, err := dial(t, ts, "https://evil.example"); err == nil {
+	ts := newTestServer(t, t.TempDir(), func(c *Config) { c.AllowedOrigins = []string{"https://front.example"} })
+	if _, err := ts.dial(t, "https://evil.example"); err == nil {
 		t.Error("foreign origin was accepted")
 	}
-	if _, _, err := dial(t, ts, "https://front.example"); err != nil {
+	if _, err := ts.dial(t, "https://front.example"); err != nil {
 		t.Errorf("allow-listed origin refused: %v", err)
 	}
-	if _, _, err := dial(t, ts, ""); err != nil {
+	if _, err := ts.dial(t, ""); err != nil {
 		t.Errorf("client without Origin (CLI) refused: %v", err)
 	}
-	if _, err := New(Config{Version: "x", ModelDir: t.TempDir(), WasmDir: t.TempDir(), AllowedOrigins: []string{"front.example"}}); err == nil {
+	if _, err := New(Config{Version: "x", ModelDir: t.TempDir(), WasmDir: t.TempDir(), Store: t.TempDir(), AllowedOrigins: []string{"front.example"}}); err == nil {
 		t.Error("malformed allowed origin accepted")
 	}
 }
 
 func TestBadMessagesGetErrorsAndConnectionSurvives(t *testing.T) {
-	ts, _ := newTestServer(t)
-	c, _, err := dial(t, ts, "")
-	must(t, err)
-	readMessage(t, c) // hello
+	ts := newTestServer(t, t.TempDir(), nil)
+	c := ts.connect(t)
 	for _, tc := range []struct {
 		msg  string
 		code protocol.ErrorCode
 	}{
 		{`not json`, protocol.CodeBadMessage},
 		{`{"v":1,"type":"teleport","data":{}}`, protocol.CodeUnknownType},
-		{`{"v":9,"type":"hello","data":{}}`, protocol.CodeBadVersion},
+		{`{"v":9,"type":"run","data":{}}`, protocol.CodeBadVersion},
+		{`{"v":1,"type":"run","id":"a","data":{"spec":{"source":"x","targets":["y"]},"colour":1}}`, protocol.CodeBadMessage},
 		{`{"v":1,"type":"hello","id":"q","data":{"server":"x","protocol":1,"model":{"id":"m","ready":true}}}`, protocol.CodeUnknownType},
+		{`{"v":1,"type":"cancel","id":"nothing","data":{}}`, protocol.CodeNotFound},
 	} {
-		must(t, c.WriteMessage(websocket.TextMessage, []byte(tc.msg)))
-		m := readMessage(t, c)
+		must(t, c.ws.WriteMessage(websocket.TextMessage, []byte(tc.msg)))
+		m := c.next().msg
 		e, ok := m.Payload.(*protocol.Error)
 		if !ok || e.Code != tc.code {
 			t.Errorf("%s: got %s %+v, want error %s", tc.msg, m.Type, m.Payload, tc.code)
 		}
 	}
+	must(t, c.ws.WriteMessage(websocket.BinaryMessage, []byte{1, 2, 3}))
+	if e := c.next().msg.Payload.(*protocol.Error); e.Code != protocol.CodeBadMessage {
+		t.Errorf("binary message: %+v", e)
+	}
 }
 
 func TestOversizedMessageClosesWithReason(t *testing.T) {
-	ts, _ := newTestServer(t)
-	c, _, err := dial(t, ts, "")
-	must(t, err)
-	readMessage(t, c)
-	must(t, c.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), protocol.MaxMessageBytes+1)))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _, err = c.ReadMessage()
+	ts := newTestServer(t, t.TempDir(), nil)
+	c := ts.connect(t)
+	must(t, c.ws.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), protocol.MaxMessageBytes+1)))
+	c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := c.ws.ReadMessage()
 	if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
 		t.Errorf("err = %v, want close 1009", err)
 	}
-	// The server itself is fine.
-	c2, _, err := dial(t, ts, "")
-	must(t, err)
-	readMessage(t, c2)
+	ts.connect(t) // the server itself is fine
+}
+
+func TestMessageRateLimit(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), func(c *Config) { c.MessagesPerSecond = 1 })
+	c := ts.connect(t)
+	msg := []byte(`{"v":1,"type":"cancel","id":"x","data":{}}`)
+	limited := false
+	for range 6 {
+		must(t, c.ws.WriteMessage(websocket.TextMessage, msg))
+		if e := c.next().msg.Payload.(*protocol.Error); e.Code == protocol.CodeTooMany {
+			limited = true
+			break
+		}
+	}
+	if !limited {
+		t.Error("six messages at once from a 1/s client were never limited")
+	}
 }
 
 func TestWasmServedPrecompressed(t *testing.T) {
-	ts, wasm := newTestServer(t)
+	ts := newTestServer(t, t.TempDir(), nil)
 	for _, tc := range []struct{ accept, enc string }{{"gzip, deflate, br", "gzip"}, {"identity", ""}, {"gzip;q=0", ""}} {
 		req, _ := http.NewRequest("GET", ts.URL+"/web/app.wasm", nil)
 		req.Header.Set("Accept-Encoding", tc.accept)
@@ -162,14 +278,14 @@ func TestWasmServedPrecompressed(t *testing.T) {
 			must(t, err)
 			body, _ = io.ReadAll(zr)
 		}
-		if !bytes.Equal(body, wasm) {
+		if !bytes.Equal(body, ts.wasm) {
 			t.Errorf("Accept-Encoding %q: body differs from app.wasm", tc.accept)
 		}
 	}
 }
 
-func TestPagesStaticAndHealth(t *testing.T) {
-	ts, _ := newTestServer(t)
+func TestPagesStaticHealthAndMetrics(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), nil)
 	get := func(path string) (*http.Response, string) {
 		resp, err := http.Get(ts.URL + path)
 		must(t, err)
@@ -181,15 +297,14 @@ func TestPagesStaticAndHealth(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, `id="app"`) || !strings.Contains(body, "/web/icon-192.png") || strings.Contains(body, "githubusercontent") {
 		t.Errorf("page: status %d, body lacks the prerendered editor or uses remote icons", resp.StatusCode)
 	}
-	if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "'wasm-unsafe-eval'") {
 		t.Error("security headers missing")
 	}
 	resp, body = get("/web/app.css")
 	if resp.StatusCode != 200 || !strings.Contains(body, ".topbar") {
 		t.Errorf("static css: %d", resp.StatusCode)
 	}
-	resp, _ = get("/web/../server.go")
-	if resp.StatusCode == 200 {
+	if resp, _ = get("/web/../server.go"); resp.StatusCode == 200 {
 		t.Error("path traversal served a file")
 	}
 	resp, body = get("/healthz")
@@ -201,11 +316,103 @@ func TestPagesStaticAndHealth(t *testing.T) {
 	if resp.StatusCode != 200 || h.Status != "ok" || h.Version != "test-1" || h.Model.Ready {
 		t.Errorf("healthz = %d %+v", resp.StatusCode, h)
 	}
+	if resp, _ = get("/readyz"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz without a model = %d, want 503", resp.StatusCode)
+	}
+	if resp, body = get("/metrics"); resp.StatusCode != 200 || !strings.Contains(body, "reword_queue_waiting") {
+		t.Errorf("metrics: %d", resp.StatusCode)
+	}
 }
 
 func TestNewReportsMissingFrontEnd(t *testing.T) {
-	_, err := New(Config{Version: "x", ModelDir: t.TempDir(), WasmDir: t.TempDir()})
+	_, err := New(Config{Version: "x", ModelDir: t.TempDir(), WasmDir: t.TempDir(), Store: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Errorf("err = %v, want advice to run make build", err)
+	}
+}
+
+// --- uploads and images -------------------------------------------------
+
+func pngBytes(t *testing.T, w, h int) []byte {
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i)
+	}
+	img.Set(0, 0, color.NRGBA{1, 2, 3, 255})
+	var b bytes.Buffer
+	must(t, png.Encode(&b, img))
+	return b.Bytes()
+}
+
+func TestUploadAndServeImages(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), func(c *Config) { c.UploadBytes = 200 << 10; c.UploadPixels = 1_000_000 })
+	photo := pngBytes(t, 40, 30)
+
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("image", "photo.png")
+	fw.Write(photo)
+	mw.Close()
+	resp, err := http.Post(ts.URL+"/api/images", mw.FormDataContentType(), &body)
+	must(t, err)
+	var up struct {
+		Hash, URL, Type string
+		Width, Height   int
+	}
+	json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || len(up.Hash) != 64 || up.Width != 40 || up.Type != "image/png" {
+		t.Fatalf("multipart upload: %d %+v", resp.StatusCode, up)
+	}
+	// The raw-body form stores the same bytes under the same hash.
+	resp, err = http.Post(ts.URL+"/api/images", "image/png", bytes.NewReader(photo))
+	must(t, err)
+	var up2 struct{ Hash string }
+	json.NewDecoder(resp.Body).Decode(&up2)
+	resp.Body.Close()
+	if up2.Hash != up.Hash {
+		t.Errorf("raw upload hash %s, multipart %s", up2.Hash, up.Hash)
+	}
+	resp, err = http.Get(ts.URL + up.URL)
+	must(t, err)
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, photo) || resp.Header.Get("Content-Type") != "image/png" || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("serving the upload: %d bytes, type %q, cache %q", len(got), resp.Header.Get("Content-Type"), resp.Header.Get("Cache-Control"))
+	}
+
+	// A PNG header that claims 100000×100000 pixels: refused before decoding.
+	bomb := pngBytes(t, 1, 1)
+	bomb[16], bomb[17], bomb[18], bomb[19] = 0, 1, 0x86, 0xa0
+	bomb[20], bomb[21], bomb[22], bomb[23] = 0, 1, 0x86, 0xa0
+	binary.BigEndian.PutUint32(bomb[29:], crc32.ChecksumIEEE(bomb[12:29])) // IHDR's CRC
+	for _, tc := range []struct {
+		name, ctype string
+		data        []byte
+		status      int
+	}{
+		{"bomb", "image/png", bomb, http.StatusRequestEntityTooLarge},
+		{"not an image", "image/png", []byte("hello, world"), http.StatusUnsupportedMediaType},
+		{"corrupt", "image/png", photo[:40], http.StatusUnprocessableEntity},
+		{"too large", "image/png", append(bytes.Clone(photo), make([]byte, 300<<10)...), http.StatusRequestEntityTooLarge},
+		{"wrong content type", "text/plain", photo, http.StatusUnsupportedMediaType},
+		{"empty", "image/png", nil, http.StatusBadRequest},
+	} {
+		resp, err := http.Post(ts.URL+"/api/images", tc.ctype, bytes.NewReader(tc.data))
+		must(t, err)
+		var e struct{ Error string }
+		json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || e.Error == "" {
+			t.Errorf("%s: status %d (want %d), error %q", tc.name, resp.StatusCode, tc.status, e.Error)
+		}
+	}
+	for _, p := range []string{"/images/../../etc/passwd", "/images/" + strings.Repeat("a", 64) + ".png", "/images/zz.png"} {
+		resp, err := http.Get(ts.URL + p)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
+		}
 	}
 }

@@ -1,12 +1,17 @@
 package server
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 
+	"reword/backend/queue"
 	"reword/shared/protocol"
 )
 
@@ -17,9 +22,14 @@ const (
 	writeWait  = 10 * time.Second
 	pongWait   = 60 * time.Second
 	pingPeriod = pongWait * 9 / 10
-	// sendQueue bounds the messages waiting for a slow client.
-	sendQueue = 64
+	// sendQueue bounds the JSON messages waiting for a slow client; past
+	// it the client is disconnected (previews never count: see previews).
+	sendQueue = 256
+	// maxViolations is how many rate-limit violations close a socket.
+	maxViolations = 20
 )
+
+const closeGoingAway = websocket.CloseGoingAway
 
 type upgrader = websocket.Upgrader
 
@@ -32,35 +42,65 @@ func newUpgrader(checkOrigin func(*http.Request) bool) upgrader {
 }
 
 // conn is one client socket: exactly one goroutine reads (readLoop) and
-// one writes (writeLoop); everything else hands messages to the writer
-// through send.
+// one writes (writeLoop); everything else hands messages to the writer.
+// JSON messages go through send in order and are never dropped; preview
+// frames go through a slot per (request, row) that keeps only the newest,
+// so a slow client gets fresh previews instead of a growing backlog.
 type conn struct {
-	s    *Server
-	ws   *websocket.Conn
-	send chan []byte
-	done chan struct{}
+	s       *Server
+	id      string // for logs and for fairness in the queue
+	ws      *websocket.Conn
+	send    chan []byte
+	done    chan struct{}
+	limiter *rate.Limiter
+
+	mu           sync.Mutex
+	jobs         map[string]*queue.Ticket // request id → ticket
+	previews     map[previewKey][]byte
+	previewOrder []previewKey
+	previewReady chan struct{}
+	violations   int
+	closeOnce    sync.Once
+}
+
+type previewKey struct {
+	request string
+	row     int
+}
+
+func newConnID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		// The upgrader has already answered with an HTTP error.
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
-	c := &conn{s: s, ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{})}
-	ws.SetReadLimit(protocol.MaxMessageBytes)
-	hello, err := protocol.Encode(protocol.TypeHello, "", protocol.Hello{
-		Server:   s.cfg.Version,
-		Protocol: protocol.Version,
-		Model:    s.ModelInfo(),
-	})
-	if err != nil {
-		s.log.Error("encoding hello", "err", err)
-		ws.Close()
-		return
+	c := &conn{
+		s: s, id: newConnID(), ws: ws,
+		send: make(chan []byte, sendQueue), done: make(chan struct{}),
+		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), int(2*s.cfg.MessagesPerSecond)+1),
+		jobs:     map[string]*queue.Ticket{},
+		previews: map[previewKey][]byte{}, previewReady: make(chan struct{}, 1),
 	}
-	c.send <- hello
+	ws.SetReadLimit(protocol.MaxMessageBytes)
+	s.mu.Lock()
+	s.conns[c] = true
+	s.mu.Unlock()
+	s.log.Info("socket opened", "conn", c.id, "remote", r.RemoteAddr)
+	c.sendMessage(protocol.TypeHello, "", protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Model: s.ModelInfo()})
 	go c.writeLoop()
 	c.readLoop()
 }
@@ -69,6 +109,11 @@ func (c *conn) readLoop() {
 	defer func() {
 		close(c.done)
 		c.ws.Close()
+		c.cancelAll()
+		c.s.mu.Lock()
+		delete(c.s.conns, c)
+		c.s.mu.Unlock()
+		c.s.log.Info("socket closed", "conn", c.id)
 	}()
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
@@ -76,12 +121,24 @@ func (c *conn) readLoop() {
 		typ, msg, err := c.ws.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
-				c.closeWith(websocket.CloseMessageTooBig, "message over the size limit")
+				c.closeWith(websocket.CloseMessageTooBig, "message over the 64 KiB limit")
 			}
 			return
 		}
+		if !c.limiter.Allow() {
+			c.mu.Lock()
+			c.violations++
+			tooMany := c.violations > maxViolations
+			c.mu.Unlock()
+			if tooMany {
+				c.closeWith(websocket.ClosePolicyViolation, "too many messages")
+				return
+			}
+			c.sendError("", &protocol.Error{Code: protocol.CodeTooMany, Message: "too many messages: slow down"})
+			continue
+		}
 		if typ != websocket.TextMessage {
-			c.reply("", &protocol.Error{Code: protocol.CodeBadMessage, Message: "binary messages are not accepted; send JSON text"})
+			c.sendError("", &protocol.Error{Code: protocol.CodeBadMessage, Message: "binary messages are not accepted; send JSON text"})
 			continue
 		}
 		c.handle(msg)
@@ -96,34 +153,89 @@ func (c *conn) handle(msg []byte) {
 		if !errors.As(err, &pe) {
 			pe = &protocol.Error{Code: protocol.CodeBadMessage, Message: err.Error()}
 		}
-		c.reply("", pe)
+		c.sendError("", pe)
 		return
 	}
-	if !m.Type.FromClient() {
-		c.reply(m.ID, &protocol.Error{Code: protocol.CodeUnknownType, Message: "message type " + string(m.Type) + " is sent by servers, not clients", Field: "type"})
-		return
+	switch p := m.Payload.(type) {
+	case *protocol.Run:
+		c.handleRun(m.ID, p)
+	case *protocol.Cancel:
+		c.handleCancel(m.ID)
+	default:
+		c.sendError(m.ID, &protocol.Error{Code: protocol.CodeUnknownType, Message: "message type " + string(m.Type) + " is sent by servers, not clients", Field: "type"})
 	}
-	c.reply(m.ID, &protocol.Error{Code: protocol.CodeNotReady, Message: "this server does not run edits yet: the diffusion engine is not wired in"})
 }
 
-func (c *conn) reply(id string, e *protocol.Error) {
-	b, err := protocol.Encode(protocol.TypeError, id, e)
+// sendMessage queues a JSON message for the writer. A client that lets
+// sendQueue messages pile up is disconnected rather than buffered forever.
+func (c *conn) sendMessage(t protocol.Type, id string, payload any) {
+	b, err := protocol.Encode(t, id, payload)
 	if err != nil {
-		c.s.log.Error("encoding error reply", "err", err)
+		c.s.log.Error("encoding a message", "type", t, "err", err)
 		return
 	}
 	select {
 	case c.send <- b:
+	case <-c.done:
 	default:
-		// The client is not reading; drop the connection rather than block
-		// the reader or buffer without bound.
 		c.closeWith(websocket.ClosePolicyViolation, "client is not reading its messages")
 	}
 }
 
+func (c *conn) sendError(id string, e *protocol.Error) {
+	c.s.metrics.errors.WithLabelValues(string(e.Code)).Inc()
+	c.sendMessage(protocol.TypeError, id, e)
+}
+
+// pushPreview replaces the pending frame of the same request and row.
+func (c *conn) pushPreview(k previewKey, frame []byte) {
+	c.mu.Lock()
+	if _, pending := c.previews[k]; !pending {
+		c.previewOrder = append(c.previewOrder, k)
+	}
+	c.previews[k] = frame
+	c.mu.Unlock()
+	select {
+	case c.previewReady <- struct{}{}:
+	default:
+	}
+}
+
+// dropPreviews forgets pending frames of a finished request, so that none
+// is written after its result.
+func (c *conn) dropPreviews(request string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := c.previewOrder[:0]
+	for _, k := range c.previewOrder {
+		if k.request == request {
+			delete(c.previews, k)
+		} else {
+			kept = append(kept, k)
+		}
+	}
+	c.previewOrder = kept
+}
+
+func (c *conn) takePreviews() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	frames := make([][]byte, 0, len(c.previewOrder))
+	for _, k := range c.previewOrder {
+		frames = append(frames, c.previews[k])
+		delete(c.previews, k)
+	}
+	c.previewOrder = c.previewOrder[:0]
+	return frames
+}
+
 func (c *conn) closeWith(code int, reason string) {
-	msg := websocket.FormatCloseMessage(code, reason)
-	c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+	c.closeOnce.Do(func() {
+		msg := websocket.FormatCloseMessage(code, reason)
+		c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+		// Unblock the reader; it cleans up.
+		c.ws.SetReadDeadline(time.Now().Add(time.Second))
+	})
 }
 
 func (c *conn) writeLoop() {
@@ -132,16 +244,36 @@ func (c *conn) writeLoop() {
 		ping.Stop()
 		c.ws.Close()
 	}()
+	write := func(typ int, b []byte) bool {
+		c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		return c.ws.WriteMessage(typ, b) == nil
+	}
 	for {
 		select {
 		case b := <-c.send:
-			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+			if !write(websocket.TextMessage, b) {
 				return
 			}
+		case <-c.previewReady:
+			// JSON first: a request's "started" must precede its frames.
+			for drained := false; !drained; {
+				select {
+				case b := <-c.send:
+					if !write(websocket.TextMessage, b) {
+						return
+					}
+				default:
+					drained = true
+				}
+			}
+			for _, f := range c.takePreviews() {
+				if !write(websocket.BinaryMessage, f) {
+					return
+				}
+				c.s.metrics.previewsSent.Inc()
+			}
 		case <-ping.C:
-			c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.PingMessage, nil); err != nil {
+			if !write(websocket.PingMessage, nil) {
 				return
 			}
 		case <-c.done:

@@ -330,3 +330,18 @@ func (r Resolved) AlignConfig() align.Config {
 		Blend:      slices.Clone(r.Blend),
 	}
 }
+
+// Spec returns the resolved values as a spec with every field set, so that
+// it resolves to the same values under any model defaults of the same model:
+// the form a server echoes back and a share link carries.
+func (r Resolved) Spec() Spec {
+	seed, steps, guidance, width, height := r.Seed, r.Steps, r.Guidance, r.Width, r.Height
+	cross, self := r.Cross, r.Self
+	return Spec{
+		Source: r.Source, Targets: slices.Clone(r.Targets), Negative: r.Negative,
+		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
+		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossWords: cloneMap(r.CrossWords),
+		Self: &self, Reweights: cloneMap(r.Reweights), Blend: slices.Clone(r.Blend),
+		Image: r.Image, Inversion: r.Inversion,
+	}
+}

@@ -177,6 +177,15 @@ type Error struct {
 	// Field is the path of the offending field, when there is one
 	// (for example "targets[1]" or "data.spec.steps").
 	Field string `json:"field,omitempty"`
+	// Problems lists every invalid field of a spec (code invalid_spec), so
+	// that a client can show each next to its control.
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// Problem is one invalid field.
+type Problem struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
 }
 
 // ErrorCode is a stable, machine-readable error class.

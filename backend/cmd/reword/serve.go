@@ -10,9 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
+	"reword/backend/diffusion"
+	"reword/backend/ort"
+	"reword/backend/queue"
 	"reword/backend/server"
 )
 
@@ -26,23 +30,47 @@ func init() {
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "", stderr)
+	var env envDefaults
 	addr := fs.String("addr", envOr("REWORD_ADDR", ":8080"), "listen address (env REWORD_ADDR)")
 	modelDir := fs.String("model", envOr("REWORD_MODEL", defaultPath("models/tiny")), "model folder (env REWORD_MODEL)")
 	webDir := fs.String("web", envOr("REWORD_WEB", defaultWebDir()), "folder holding app.wasm and its .br/.gz copies, as `make build` writes them (env REWORD_WEB)")
 	origins := fs.String("allow-origins", envOr("REWORD_ALLOW_ORIGINS", ""), "comma-separated extra origins allowed to open the WebSocket, e.g. https://reword.example (env REWORD_ALLOW_ORIGINS); the server's own origin is always allowed")
+	data := fs.String("data", envOr("REWORD_DATA", defaultDataDir()), "where photos and results are stored: a folder, or a blob URL such as s3://bucket?region=eu-west-1&endpoint=… (env REWORD_DATA)")
+	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", 1024), "cap on stored images in MiB; the least recently used are evicted beyond it (env REWORD_STORE_MB)")
+	workers := fs.Int("workers", int(env.int64("REWORD_WORKERS", 1)), "edits run at once on the model (env REWORD_WORKERS)")
+	maxQueued := fs.Int("max-queued", int(env.int64("REWORD_MAX_QUEUED", 64)), "edits that may wait; more are refused with a busy error (env REWORD_MAX_QUEUED)")
+	perClient := fs.Int("max-per-client", int(env.int64("REWORD_MAX_PER_CLIENT", 4)), "edits one socket may have queued or running (env REWORD_MAX_PER_CLIENT)")
+	jobTimeout := fs.Duration("job-timeout", env.duration("REWORD_JOB_TIMEOUT", 10*time.Minute), "an edit running longer is stopped (env REWORD_JOB_TIMEOUT)")
+	rateLimit := fs.Float64("messages-per-second", 10, "messages one socket may send per second, with bursts of twice that")
+	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", 20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
+	threads := fs.Int("threads", int(env.int64("REWORD_THREADS", 0)), "ONNX Runtime threads per model call; 0 = one per core (env REWORD_THREADS)")
+	provider := fs.String("provider", envOr("REWORD_PROVIDER", "cpu"), "execution provider: cpu or cuda (env REWORD_PROVIDER)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if env.err != nil {
+		return usageError("%v", env.err)
+	}
+	prov, err := ort.ParseProvider(*provider)
+	if err != nil {
+		return usageError("%v", err)
 	}
 	if fs.NArg() > 0 {
 		return usageError("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	srv, err := server.New(server.Config{
-		Version:        buildVersion(),
-		ModelDir:       *modelDir,
-		WasmDir:        *webDir,
-		AllowedOrigins: splitList(*origins),
-		Logger:         log,
+		Version:           buildVersion(),
+		ModelDir:          *modelDir,
+		Engine:            diffusion.Options{Threads: *threads, Provider: prov, Instrument: true},
+		WasmDir:           *webDir,
+		Store:             *data,
+		StoreBytes:        *storeMB << 20,
+		Queue:             queue.Config{Workers: *workers, MaxQueued: *maxQueued, MaxPerClient: *perClient, JobTimeout: *jobTimeout},
+		MessagesPerSecond: *rateLimit,
+		UploadBytes:       *uploadMB << 20,
+		AllowedOrigins:    splitList(*origins),
+		Logger:            log,
 	})
 	if err != nil {
 		return err
@@ -60,13 +88,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	log.Info("shutting down: finishing running edits for up to 10 s")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The edit server first, so that sockets get a close reason; then the
+	// listener and plain HTTP requests.
+	serr := srv.Shutdown(shutdownCtx)
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return nil
+	return serr
 }
 
 func defaultWebDir() string {
@@ -77,6 +108,43 @@ func defaultWebDir() string {
 		return filepath.Join(filepath.Dir(exe), "web")
 	}
 	return filepath.Join("bin", "web")
+}
+
+// defaultDataDir is the per-user data folder for photos and results.
+func defaultDataDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "reword")
+	}
+	return filepath.Join(os.TempDir(), "reword")
+}
+
+// envDefaults reads flag defaults from the environment and remembers the
+// first malformed value, so that a typo in a variable is an error rather
+// than a silently ignored setting.
+type envDefaults struct{ err error }
+
+func (e *envDefaults) int64(name string, def int64) int64 {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil && e.err == nil {
+		e.err = fmt.Errorf("%s=%q is not a whole number", name, v)
+	}
+	return n
+}
+
+func (e *envDefaults) duration(name string, def time.Duration) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil && e.err == nil {
+		e.err = fmt.Errorf("%s=%q is not a duration like 90s or 10m", name, v)
+	}
+	return d
 }
 
 func splitList(s string) []string {
