@@ -118,7 +118,8 @@ func Load(dir string, opts Options) (*Engine, error) {
 }
 
 // instrumentedUNet returns the path of unet/model.p2p.onnx, writing it first
-// when allowed and missing or older than the UNet it derives from.
+// when allowed and it is missing, older than the UNet it derives from, or
+// made with other self-replace layers than the manifest asks for.
 func instrumentedUNet(m *model.Manifest, instrument bool) (string, error) {
 	orig := m.Path(m.UNet.File)
 	path := strings.TrimSuffix(orig, graph.OriginalFile) + graph.InstrumentedFile
@@ -130,22 +131,58 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, error) {
 	if oerr != nil {
 		return "", fmt.Errorf("model %s: %w", m.Dir, oerr)
 	}
-	fresh := err == nil && !ist.ModTime().Before(ost.ModTime())
-	if fresh {
+	// The self-replace layers are fixed when the graph is written, so an
+	// instrumented file made with other settings than the manifest's is
+	// written again.
+	opts := graph.Options{SelfReplaceMaxQueries: m.Defaults.SelfReplaceMaxTokens}
+	command := fmt.Sprintf("reword instrument %s", m.Dir)
+	if n := opts.SelfReplaceMaxQueries; n > 0 {
+		command = fmt.Sprintf("reword instrument -self-max-queries %d %s", n, m.Dir)
+	}
+	problem := ""
+	switch {
+	case err != nil:
+		problem = fmt.Sprintf("model %s has no instrumented UNet (%s): run `%s` first", m.Dir, path, command)
+	case ist.ModTime().Before(ost.ModTime()):
+		problem = fmt.Sprintf("model %s: %s is older than %s: run `%s` again", m.Dir, path, orig, command)
+	default:
+		desc, err := graph.ReadDescription(path)
+		if err != nil {
+			return "", err
+		}
+		if want := selfReplaceLimit(desc, opts.SelfReplaceMaxQueries); want >= 0 && desc.SelfReplaceMaxQueries != want {
+			problem = fmt.Sprintf("model %s: %s edits self-attention up to %d query positions; the manifest asks for %d: run `%s` again",
+				m.Dir, path, desc.SelfReplaceMaxQueries, want, command)
+		}
+	}
+	if problem == "" {
 		return path, nil
 	}
 	if !instrument {
-		if err == nil {
-			return "", fmt.Errorf("model %s: %s is older than %s: run `reword instrument %s` again", m.Dir, path, orig, m.Dir)
-		}
-		return "", fmt.Errorf("model %s has no instrumented UNet (%s): run `reword instrument %s` first", m.Dir, path, m.Dir)
+		return "", errors.New(problem)
 	}
-	if _, written, err := graph.InstrumentDir(m.Dir, graph.Options{}); err != nil {
+	if _, written, err := graph.InstrumentDir(m.Dir, opts); err != nil {
 		return "", fmt.Errorf("instrumenting the UNet of %s: %w", m.Dir, err)
 	} else if written != path {
 		return "", fmt.Errorf("instrumenting the UNet of %s wrote %s, expected %s", m.Dir, written, path)
 	}
 	return path, nil
+}
+
+// selfReplaceLimit returns the largest self-attention query count at most
+// maxQueries among desc's layers (0 if none), or −1 when maxQueries is 0
+// (graph's default, which any instrumented file may have used).
+func selfReplaceLimit(desc *graph.Description, maxQueries int) int {
+	if maxQueries <= 0 {
+		return -1
+	}
+	best := 0
+	for _, l := range desc.Layers {
+		if l.Kind == graph.Self && l.Queries <= maxQueries {
+			best = max(best, l.Queries)
+		}
+	}
+	return best
 }
 
 // checkSessions verifies the models' inputs and outputs against the manifest

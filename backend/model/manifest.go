@@ -69,6 +69,10 @@ type Manifest struct {
 		// reference's 0.8 and 0.4.
 		CrossReplace float64 `json:"cross_replace,omitempty"`
 		SelfReplace  float64 `json:"self_replace,omitempty"`
+		// SelfReplaceMaxTokens: self-attention layers with at most this
+		// many query positions get the self-replace edit when the UNet is
+		// instrumented; 0 = backend/graph's default (16×16 at 512 px).
+		SelfReplaceMaxTokens int `json:"self_replace_max_tokens,omitempty"`
 	} `json:"defaults"`
 	Preview struct {
 		// LatentRGBMatrix has one row per latent channel and columns R, G,
@@ -187,6 +191,9 @@ func (m *Manifest) validate() error {
 	}
 	if d := m.Defaults; !(d.CrossReplace >= 0 && d.CrossReplace <= 1 && d.SelfReplace >= 0 && d.SelfReplace <= 1) {
 		bad("defaults: cross_replace and self_replace are fractions in [0, 1], got %v and %v", d.CrossReplace, d.SelfReplace)
+	}
+	if m.Defaults.SelfReplaceMaxTokens < 0 {
+		bad("defaults: self_replace_max_tokens is %d; want ≥ 0 (0 = the default layers)", m.Defaults.SelfReplaceMaxTokens)
 	}
 	if len(m.Preview.LatentRGBMatrix) != l.Channels {
 		bad("preview.latent_rgb_matrix: want %d rows (one per latent channel), got %d", l.Channels, len(m.Preview.LatentRGBMatrix))
