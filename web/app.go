@@ -14,9 +14,14 @@ import "github.com/maxence-charriere/go-app/v10/pkg/app"
 // origin. Empty means the page's own origin.
 const WebSocketURLEnv = "REWORD_WS_URL"
 
+// EditPath is the page edit links open (/e#v1.…); the editor also reads a
+// link on its root page, where it keeps the current edit's link.
+const EditPath = "/e"
+
 // Routes registers the editor's pages with go-app. Both the WebAssembly
 // main and the server call it: go-app prerenders on the server only the
 // routes it knows.
 func Routes() {
 	app.Route("/", func() app.Composer { return &Editor{} })
+	app.Route(EditPath, func() app.Composer { return &Editor{} })
 }

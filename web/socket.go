@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"time"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
@@ -30,6 +31,7 @@ const (
 type socket struct {
 	url       string
 	onMessage func(app.Context, *protocol.Message)
+	onPreview func(app.Context, protocol.Preview)
 	onError   func(app.Context, error)
 	onState   func(app.Context, connState)
 
@@ -39,20 +41,6 @@ type socket struct {
 	stopped bool
 }
 
-// wsURL is the backend's WebSocket address: the build-time override for a
-// front end hosted elsewhere, else /ws on the page's own origin.
-func wsURL() string {
-	if u := app.Getenv(WebSocketURLEnv); u != "" {
-		return u
-	}
-	loc := app.Window().Get("location")
-	scheme := "ws://"
-	if loc.Get("protocol").String() == "https:" {
-		scheme = "wss://"
-	}
-	return scheme + loc.Get("host").String() + "/ws"
-}
-
 func (s *socket) connect(ctx app.Context) {
 	if s.stopped {
 		return
@@ -60,6 +48,8 @@ func (s *socket) connect(ctx app.Context) {
 	s.release()
 	s.onState(ctx, stateConnecting)
 	ws := app.Window().Get("WebSocket").New(s.url)
+	// Preview frames arrive as ArrayBuffers, which copy into Go directly.
+	ws.Set("binaryType", "arraybuffer")
 	s.ws = ws
 	on := func(event string, fn func(app.Value)) {
 		f := app.FuncOf(func(this app.Value, args []app.Value) any {
@@ -82,7 +72,18 @@ func (s *socket) connect(ctx app.Context) {
 	on("onmessage", func(ev app.Value) {
 		data := ev.Get("data")
 		if data.Type() != app.TypeString {
-			return // binary preview frames arrive with the edit issue
+			buf := app.Window().Get("Uint8Array").New(data)
+			b := make([]byte, buf.Length())
+			app.CopyBytesToGo(b, buf)
+			p, err := protocol.DecodePreview(b)
+			ctx.Dispatch(func(ctx app.Context) {
+				if err != nil {
+					s.onError(ctx, err)
+					return
+				}
+				s.onPreview(ctx, p)
+			})
+			return
 		}
 		msg, err := protocol.Decode([]byte(data.String()))
 		ctx.Dispatch(func(ctx app.Context) {
@@ -112,6 +113,16 @@ func (s *socket) scheduleRetry(ctx app.Context) {
 	delay = min(delay, maxRetryDelay)
 	s.retries++
 	ctx.After(delay, s.connect)
+}
+
+// send writes one text message. It fails when the socket is not open, so
+// the caller can tell the user instead of losing the request.
+func (s *socket) send(b []byte) error {
+	if s.ws == nil || !s.ws.Truthy() || s.ws.Get("readyState").Int() != 1 {
+		return errors.New("not connected to the server; it retries on its own, try again in a moment")
+	}
+	s.ws.Call("send", string(b))
+	return nil
 }
 
 // close stops the socket for good (the component is going away).

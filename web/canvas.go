@@ -1,0 +1,83 @@
+package web
+
+import (
+	"strconv"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"reword/shared/protocol"
+)
+
+// Canvas element ids of a result row.
+func previewCanvasID(row int) string { return "preview-" + strconv.Itoa(row) }
+func heatCanvasID(row int) string    { return "heat-" + strconv.Itoa(row) }
+
+// drawPreview paints a preview frame onto its row's canvas: RGBA frames go
+// straight to putImageData; PNG frames are decoded by the browser first.
+func drawPreview(p protocol.Preview) {
+	cv := app.Window().GetElementByID(previewCanvasID(p.Row))
+	if !cv.Truthy() {
+		return // the row is not on the page (an old run's frame)
+	}
+	switch p.Format {
+	case protocol.FormatRGBA:
+		putRGBA(cv, p.Width, p.Height, p.Pixels)
+	case protocol.FormatPNG:
+		drawPNG(cv, p.Width, p.Height, p.Pixels)
+	}
+}
+
+// putRGBA sizes the canvas to w×h and writes the pixels.
+func putRGBA(cv app.Value, w, h int, px []byte) {
+	if cv.Get("width").Int() != w || cv.Get("height").Int() != h {
+		cv.Set("width", w)
+		cv.Set("height", h)
+	}
+	arr := app.Window().Get("Uint8ClampedArray").New(len(px))
+	app.CopyBytesToJS(arr, px)
+	img := app.Window().Get("ImageData").New(arr, w, h)
+	cv.Call("getContext", "2d").Call("putImageData", img, 0, 0)
+}
+
+// drawPNG decodes a PNG with the browser's image decoder and draws it.
+func drawPNG(cv app.Value, w, h int, png []byte) {
+	arr := app.Window().Get("Uint8Array").New(len(png))
+	app.CopyBytesToJS(arr, png)
+	blob := app.Window().Get("Blob").New([]any{arr}, map[string]any{"type": "image/png"})
+	var done app.Func
+	done = app.FuncOf(func(this app.Value, args []app.Value) any {
+		defer done.Release()
+		if cv.Get("width").Int() != w || cv.Get("height").Int() != h {
+			cv.Set("width", w)
+			cv.Set("height", h)
+		}
+		cv.Call("getContext", "2d").Call("drawImage", args[0], 0, 0, w, h)
+		return nil
+	})
+	app.Window().Call("createImageBitmap", blob).Call("then", done)
+}
+
+// heatPixels turns a 0–255 attention map into a translucent warm overlay:
+// strong attention is opaque orange-red, none is fully transparent.
+func heatPixels(values []byte) []byte {
+	px := make([]byte, len(values)*4)
+	for i, v := range values {
+		px[i*4], px[i*4+1], px[i*4+2], px[i*4+3] = 255, 80, 0, byte(int(v)*200/255)
+	}
+	return px
+}
+
+// drawHeat overlays a heat map on a row's image, or clears the overlay when
+// values is nil.
+func drawHeat(row, w, h int, values []byte) {
+	cv := app.Window().GetElementByID(heatCanvasID(row))
+	if !cv.Truthy() {
+		return
+	}
+	if values == nil {
+		cv.Call("getContext", "2d").Call("clearRect", 0, 0, cv.Get("width").Int(), cv.Get("height").Int())
+		cv.Get("dataset").Set("word", "")
+		return
+	}
+	putRGBA(cv, w, h, heatPixels(values))
+}

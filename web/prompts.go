@@ -1,0 +1,229 @@
+package web
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"reword/shared/edit"
+)
+
+// sourcePrompt is the prompt index of the source in word references;
+// targets are 0, 1, ….
+const sourcePrompt = -1
+
+// wordRef names one word of one prompt.
+type wordRef struct {
+	Prompt int // sourcePrompt or a target index
+	Key    string
+	// Tokens are the word's CLIP token indices in its prompt (for heat maps).
+	Tokens []int
+}
+
+// PromptEditor edits the source prompt and the targets, showing under each
+// target its words marked by how the edit treats them.
+type PromptEditor struct {
+	app.Compo
+
+	Spec edit.Spec
+	// Comparisons holds one comparison per target, in order.
+	Comparisons []Comparison
+	// Selected is the word whose panel is open, if any.
+	Selected *wordRef
+	Errors   map[string]string
+	// Photo is true when the source is an uploaded photo: the source prompt
+	// is then its caption.
+	Photo bool
+
+	OnSource     func(ctx app.Context, text string)
+	OnTarget     func(ctx app.Context, i int, text string)
+	OnAddTarget  func(ctx app.Context)
+	OnDropTarget func(ctx app.Context, i int)
+	OnSelectWord func(ctx app.Context, w wordRef)
+	OnHoverWord  func(ctx app.Context, w *wordRef)
+}
+
+// Render draws the prompts.
+func (p *PromptEditor) Render() app.UI {
+	var source []PromptWord
+	if len(p.Comparisons) > 0 {
+		source = p.Comparisons[0].Source
+	}
+	sourceLabel, sourceHint := "Source prompt", "the prompt of the image to edit"
+	if p.Photo {
+		sourceLabel, sourceHint = "Caption", "describe the photo as it is, e.g. “a red circle on a white background”"
+	}
+	return app.Section().Class("prompts").Aria("label", "Prompts").Body(
+		app.Div().Class("prompt source").Body(
+			app.Label().For("source").Text(sourceLabel),
+			app.Textarea().ID("source").Class("prompt-input").Rows(2).
+				Attr("value", p.Spec.Source).
+				Required(p.Photo).
+				Placeholder(sourceHint).
+				Aria("describedby", "source-hint").
+				OnInput(func(ctx app.Context, e app.Event) { p.OnSource(ctx, ctx.JSSrc().Get("value").String()) }).
+				OnSelect(func(ctx app.Context, e app.Event) { p.selectInText(ctx, sourcePrompt) }),
+			app.P().ID("source-hint").Class("hint").Text(sourceHint),
+			fieldError(p.Errors, "source"),
+			p.renderWords(sourcePrompt, source),
+		),
+		app.Range(p.Spec.Targets).Slice(func(i int) app.UI { return p.renderTarget(i) }),
+		app.If(len(p.Spec.Targets) < edit.MaxTargets, func() app.UI {
+			return app.Button().ID("add-target").Class("secondary").Type("button").
+				Text("+ Add a variant").
+				OnClick(func(ctx app.Context, e app.Event) { p.OnAddTarget(ctx) })
+		}),
+		fieldError(p.Errors, "targets"),
+	)
+}
+
+func (p *PromptEditor) renderTarget(i int) app.UI {
+	var c Comparison
+	if i < len(p.Comparisons) {
+		c = p.Comparisons[i]
+	}
+	id := "target-" + strconv.Itoa(i)
+	label := "Edited prompt"
+	if i > 0 {
+		label = fmt.Sprintf("Variant %d", i+1)
+	}
+	kind, kindLabel := "empty", "empty"
+	if !c.Empty {
+		kind = KindLabel(c.Kind)
+		kindLabel = kind
+	}
+	counter := fmt.Sprintf("%d/%d tokens", c.Tokens, MaxContentTokens)
+	if c.Dropped > 0 {
+		counter += fmt.Sprintf(" · %d ignored", c.Dropped)
+	}
+	return app.Div().Class("prompt target").Body(
+		app.Div().Class("prompt-head").Body(
+			app.Label().For(id).Text(label),
+			app.Span().ID("edit-kind-"+strconv.Itoa(i)).Class("kind kind-"+kind).DataSet("kind", kind).
+				Title("how Prompt-to-Prompt edits this variant").Text(kindLabel),
+			app.Span().ID("token-count-"+strconv.Itoa(i)).Class("token-count").
+				DataSet("over", c.Dropped > 0).Text(counter),
+			app.If(len(p.Spec.Targets) > 1, func() app.UI {
+				return app.Button().ID("drop-target-"+strconv.Itoa(i)).Class("icon-button").Type("button").
+					Aria("label", "Remove "+label).Text("×").
+					OnClick(func(ctx app.Context, e app.Event) { p.OnDropTarget(ctx, i) })
+			}),
+		),
+		app.Textarea().ID(id).Class("prompt-input").Rows(2).
+			Attr("value", p.Spec.Targets[i]).
+			Placeholder("reword the prompt: swap, add or keep words").
+			OnInput(func(ctx app.Context, e app.Event) { p.OnTarget(ctx, i, ctx.JSSrc().Get("value").String()) }).
+			OnSelect(func(ctx app.Context, e app.Event) { p.selectInText(ctx, i) }),
+		fieldError(p.Errors, "targets["+strconv.Itoa(i)+"]"),
+		p.renderWords(i, c.Target),
+	)
+}
+
+// selectInText opens the word panel for the word a text selection starts
+// in. It reads the words when the event fires: go-app keeps an element's
+// first handler while its code stays the same, so a handler must not hold
+// state from the render that made it.
+func (p *PromptEditor) selectInText(ctx app.Context, prompt int) {
+	start := ctx.JSSrc().Get("selectionStart").Int()
+	end := ctx.JSSrc().Get("selectionEnd").Int()
+	if end <= start || len(p.Comparisons) == 0 {
+		return
+	}
+	words := p.Comparisons[0].Source
+	if prompt != sourcePrompt {
+		if prompt >= len(p.Comparisons) {
+			return
+		}
+		words = p.Comparisons[prompt].Target
+	}
+	for _, w := range words {
+		if start < w.End16 && w.Start16 < end {
+			p.OnSelectWord(ctx, wordRef{Prompt: prompt, Key: w.Key, Tokens: w.Tokens})
+			return
+		}
+	}
+}
+
+// renderWords draws a prompt's words as buttons: colour says what the edit
+// does with the word, a badge shows its reweight, and clicking opens its
+// panel. Hovering (or focusing) one overlays its attention on the image.
+func (p *PromptEditor) renderWords(prompt int, words []PromptWord) app.UI {
+	name := "source"
+	if prompt != sourcePrompt {
+		name = strconv.Itoa(prompt)
+	}
+	return app.Div().ID("words-"+name).Class("words").Aria("label", "Words of the "+promptName(prompt)).Body(
+		app.Range(words).Slice(func(i int) app.UI {
+			w := words[i]
+			ref := wordRef{Prompt: prompt, Key: w.Key, Tokens: w.Tokens}
+			settings := wordSettings(p.Spec, w.Key)
+			selected := p.Selected != nil && p.Selected.Prompt == prompt && p.Selected.Key == w.Key
+			hover := func(ctx app.Context, e app.Event) { p.OnHoverWord(ctx, &ref) }
+			leave := func(ctx app.Context, e app.Event) { p.OnHoverWord(ctx, nil) }
+			// The scope ties the handlers to this word: without it go-app
+			// would keep the handlers (and ref) of the word first drawn here.
+			scope := app.EventScope(name, i, w.Key, fmt.Sprint(w.Tokens))
+			return app.Button().Type("button").
+				ID(fmt.Sprintf("word-%s-%d", name, i)).
+				Class("word "+string(w.Status)).
+				DataSet("status", string(w.Status)).
+				DataSet("key", w.Key).
+				Aria("pressed", selected).
+				Title(statusTitle(w.Status)).
+				OnClick(func(ctx app.Context, e app.Event) { p.OnSelectWord(ctx, ref) }, scope).
+				OnMouseEnter(hover, scope).OnFocus(hover, scope).
+				OnMouseLeave(leave, scope).OnBlur(leave, scope).
+				Body(
+					app.Text(w.Text),
+					app.If(settings.Reweight != 1, func() app.UI {
+						return app.Span().Class("weight").Text("×" + formatFactor(settings.Reweight))
+					}),
+					app.If(settings.Blend, func() app.UI {
+						return app.Span().Class("blend-mark").Title("local blend word").Text("◐")
+					}),
+				)
+		}),
+	)
+}
+
+func promptName(prompt int) string {
+	if prompt == sourcePrompt {
+		return "source prompt"
+	}
+	if prompt == 0 {
+		return "edited prompt"
+	}
+	return fmt.Sprintf("variant %d", prompt+1)
+}
+
+func statusTitle(s WordStatus) string {
+	switch s {
+	case WordKept:
+		return "kept: its attention follows the source"
+	case WordSwapped:
+		return "swapped: takes the place of the word at the same position"
+	case WordInserted:
+		return "added: gets its own attention"
+	case WordRemoved:
+		return "dropped by the edited prompt"
+	case WordCut:
+		return "cut: only its first tokens fit in the 77-token limit"
+	case WordIgnored:
+		return "ignored: past the 77-token limit"
+	}
+	return ""
+}
+
+// formatFactor writes a reweight factor briefly: 1.5, -0.25, 2.
+func formatFactor(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// fieldError shows the server's (or the editor's) complaint about a field
+// right under it, announced to screen readers.
+func fieldError(errs map[string]string, field string) app.UI {
+	msg, ok := errs[field]
+	if !ok {
+		return nil
+	}
+	return app.P().Class("field-error").Role("alert").DataSet("field", field).Text(msg)
+}
