@@ -60,7 +60,7 @@ func (c *Controls) Render() app.UI {
 						}
 					}),
 				app.Button().ID("dice").Class("icon-button").Type("button").
-					Aria("label", "Pick a random seed").Title("Pick a random seed").Text("🎲").
+					Title("Pick a random seed").Text("Random").
 					OnClick(func(ctx app.Context, e app.Event) {
 						v := randomSeed()
 						s := c.Spec

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -374,6 +375,7 @@ func (e *Editor) Render() app.UI {
 				app.Div().Class("output").Body(
 					e.renderRunStatus(),
 					e.renderResults(),
+					e.renderRunSpec(),
 					&History{Entries: e.history, ImageURL: e.imageURL, OnOpen: e.openHistory},
 				),
 			),
@@ -496,6 +498,22 @@ func (e *Editor) renderResults() app.UI {
 		photo = e.photoURL
 	}
 	return &Results{Rows: rows, PhotoURL: photo, ImageURL: e.imageURL}
+}
+
+// renderRunSpec shows the spec the server ran, every default filled in:
+// what a link to these images reproduces.
+func (e *Editor) renderRunSpec() app.UI {
+	if e.shown == nil || e.shown.Result == nil {
+		return nil
+	}
+	text, err := json.MarshalIndent(e.shown.Result.Spec, "", "  ")
+	if err != nil {
+		return nil
+	}
+	return app.Details().ID("run-spec").Class("run-spec").Body(
+		app.Summary().Text("Settings as run"),
+		app.Pre().ID("run-spec-json").Text(string(text)),
+	)
 }
 
 func (e *Editor) renderTopbar() app.UI {

@@ -173,7 +173,9 @@ func tab(t *testing.T, opts ...chromedp.ContextOption) context.Context {
 // suite's time is mostly waiting, and a tight interval keeps it short.
 func poll(t *testing.T, ctx context.Context, js string, timeout time.Duration) {
 	t.Helper()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js,
+	// An exception (an element not there yet) counts as "not yet".
+	guarded := fmt.Sprintf(`(() => { try { return !!(%s) } catch (e) { return false } })()`, js)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](guarded,
 		chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
 		state, _ := eval[string](ctx, `document.querySelector('#run-status') ? document.querySelector('#run-status').textContent : document.title`)
 		t.Fatalf("waiting for %s: %v (run status: %q)", js, err, state)
