@@ -233,7 +233,10 @@ func canvasHasPixels(id string) string {
 func runAndWait(t *testing.T, ctx context.Context, rows int) []string {
 	t.Helper()
 	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#run"))))
-	poll(t, ctx, `document.querySelector('#run-status').dataset.phase === 'done'`, 90*time.Second)
+	poll(t, ctx, `['done', 'failed', 'cancelled'].includes(document.querySelector('#run-status').dataset.phase)`, 90*time.Second)
+	if phase := mustEval[string](t, ctx, `document.querySelector('#run-status').dataset.phase`); phase != "done" {
+		t.Fatalf("the run ended %s: %s", phase, mustEval[string](t, ctx, `document.querySelector('#run-status').textContent`))
+	}
 	hashes := mustEval[[]string](t, ctx, `Array.from(document.querySelectorAll('#results .tile[data-row]')).map(e => e.dataset.hash)`)
 	if len(hashes) != rows {
 		t.Fatalf("%d result rows, want %d", len(hashes), rows)
