@@ -2,10 +2,10 @@ package server
 
 import (
 	"bytes"
-	"encoding/binary"
-	"hash/crc32"
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/png"
