@@ -12,9 +12,12 @@ import (
 // change the source row, so any edit of the same source reuses it.
 type sourceKey struct {
 	model, prompt, negative, scheduler string
-	seed                               uint64
-	steps                              int
-	guidanceBits                       uint64
+	// photo is "<content hash>/<fit>" for a photo's inversion trajectory
+	// (invert.go), "" for a generated source.
+	photo        string
+	seed         uint64
+	steps        int
+	guidanceBits uint64
 }
 
 func newSourceKey(model, prompt, negative, sched string, seed uint64, steps int, guidance float64) sourceKey {

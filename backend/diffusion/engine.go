@@ -60,13 +60,15 @@ type Engine struct {
 	mapsOutput          string    // p2p_maps_div<F>
 	mapsW, mapsH        int       // grid of the maps output
 
+	encoder *ort.Session // the VAE encoder, for photos (invert.go)
+
 	cache *sourceCache
 	mu    sync.Mutex // one job at a time
 }
 
 // Load opens the model folder dir: its manifest, and one ONNX Runtime
-// session each for the text encoder, the instrumented UNet and the VAE
-// decoder, created once and reused by every job.
+// session each for the text encoder, the instrumented UNet, the VAE decoder
+// and the VAE encoder (for photos), created once and reused by every job.
 func Load(dir string, opts Options) (*Engine, error) {
 	m, err := model.Load(dir)
 	if err != nil {
@@ -103,6 +105,9 @@ func Load(dir string, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	if e.decoder, err = ort.NewSession(m.Path(m.VAEDecoder.File), so); err != nil {
+		return nil, err
+	}
+	if e.encoder, err = ort.NewSession(m.Path(m.VAEEncoder.File), so); err != nil {
 		return nil, err
 	}
 	if err := e.checkSessions(); err != nil {
@@ -241,13 +246,13 @@ func (e *Engine) checkSessions() error {
 	if _, ok := e.decoder.Output(m.VAEDecoder.Output); !ok {
 		return fmt.Errorf("VAE decoder: no output %q (the model has %v)", m.VAEDecoder.Output, e.decoder.OutputInfo())
 	}
-	return nil
+	return e.checkEncoder()
 }
 
 // Close releases the sessions. The engine must not be used afterwards.
 func (e *Engine) Close() error {
 	var errs []error
-	for _, s := range []*ort.Session{e.text, e.unet, e.decoder} {
+	for _, s := range []*ort.Session{e.text, e.unet, e.decoder, e.encoder} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

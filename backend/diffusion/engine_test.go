@@ -314,8 +314,8 @@ func TestErrors(t *testing.T) {
 	}
 	s = spec(8, "a green circle")
 	s.Image = strings.Repeat("a", 64)
-	if _, err := e.Edit(ctx, s, RunOptions{}, nil); err == nil || !strings.Contains(err.Error(), "inversion") {
-		t.Errorf("photo edit: %v", err)
+	if _, err := e.Edit(ctx, s, RunOptions{}, nil); err == nil || !strings.Contains(err.Error(), "RunOptions.Photo") {
+		t.Errorf("photo edit without the photo: %v", err)
 	}
 	if _, err := e.Generate(ctx, GenerateRequest{Prompt: " ", Seed: 1}, RunOptions{}, nil); err == nil || !strings.Contains(err.Error(), "source") {
 		t.Errorf("empty prompt: %v", err)

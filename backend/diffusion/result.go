@@ -49,6 +49,7 @@ type HeatMap struct {
 
 // Timings are the measured durations of one run.
 type Timings struct {
+	Inversion    time.Duration // photo encoding and DDIM inversion (0 when cached)
 	TextEncoder  time.Duration
 	Steps        time.Duration // all UNet steps with their scheduler updates
 	StepCount    int

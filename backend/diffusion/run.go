@@ -23,12 +23,18 @@ type RunOptions struct {
 	// each target is then what its prompt alone gives with the same seed
 	// (the comparison of the edit benchmark).
 	Baseline bool
-	// NoSourceCache neither reads nor fills the source cache.
+	// NoSourceCache neither reads nor fills the source cache (nor, for a
+	// photo, the inversions stored in it).
 	NoSourceCache bool
+	// Photo is the uploaded photo a spec with "image" edits; see Photo.
+	Photo *Photo
 }
 
 // Edit runs a Prompt-to-Prompt edit: the source prompt and every target of
 // spec, from one shared initial noise, with the spec's attention controls.
+// A spec with "image" edits the photo in opts.Photo instead: its inversion
+// takes the place of the noise and of the generated source (invert.go);
+// the source row of the result is then the photo's reconstruction.
 // onPreview (may be nil) receives progressive previews from another
 // goroutine; it never slows the run, and is not called after Edit returns.
 func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPreview func(Preview)) (*Result, error) {
@@ -36,8 +42,8 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 	if err != nil {
 		return nil, err
 	}
-	if r.Image != "" {
-		return nil, fmt.Errorf("editing an uploaded photo needs inversion, which this engine does not run yet; omit \"image\"")
+	if r.Image == "" && opts.Photo != nil {
+		return nil, fmt.Errorf("photo bytes were given but the spec has no \"image\" to edit")
 	}
 	j := &job{
 		prompts: append([]string{r.Source}, r.Targets...), negative: r.Negative, seed: r.Seed,
@@ -52,6 +58,9 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 		if masks := ctrl.BlendMasks(); masks != nil {
 			j.blend = newLocalBlend(masks, r.Steps, e.mapsW, e.mapsH, e.manifest.Latent.Width, e.manifest.Latent.Height)
 		}
+	}
+	if r.Image != "" {
+		return e.editPhoto(ctx, r, j, onPreview)
 	}
 	return e.run(ctx, j, onPreview)
 }

@@ -1,0 +1,307 @@
+package diffusion
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"time"
+
+	"reword/backend/diffusion/scheduler"
+	"reword/backend/graph"
+	"reword/backend/ort"
+	"reword/backend/photo"
+	"reword/shared/clip"
+	"reword/shared/edit"
+)
+
+// Photo is an uploaded photo to edit, given with a spec whose Image is its
+// content hash (RunOptions.Photo).
+type Photo struct {
+	// Data is the file as uploaded (PNG, JPEG, WebP or GIF). Its SHA-256
+	// must be the spec's Image, so that the inversion cache, which is
+	// keyed by that hash, can never serve another photo's inversion.
+	Data []byte
+	// Fit is how a photo of another aspect ratio becomes the model's size
+	// (the zero value is photo.Crop, the reference's centre crop).
+	Fit photo.Fit
+	// Limits bound the file and its decoded size; the zero value means
+	// photo.DefaultLimits. The server passes its upload limits.
+	Limits photo.Limits
+}
+
+// Inversion (p2p-spec.md §11): a photo is encoded with the VAE (posterior
+// mean × the model's scaling factor) to z*[0], then DDIM-inverted with the
+// source caption at guidance 1 — the conditional UNet output only — to
+// z*[1..T]; z*[T] is the x_T every row of the edit starts from. The whole
+// trajectory is kept (Direct Inversion replays it) and cached by photo,
+// fit, caption, model and steps in the engine's source cache, so further
+// edits of the same photo run no inversion. How the edit then treats the
+// source row depends on the method:
+//
+//   - direct (Direct Inversion, Ju et al. 2024): the source row is set to
+//     the stored z* after every step, so it reconstructs the photo's VAE
+//     round trip exactly and the targets read the attention of the true
+//     source trajectory. The run's replay hook does exactly that.
+//   - npi (negative-prompt inversion, Miyake et al. 2023): the source
+//     caption is the unconditional prompt of every row; the source row's
+//     guided output is then its conditional output, the reverse of the
+//     inversion, up to DDIM inversion's linearisation error.
+//   - ddim: plain DDIM inversion, then ordinary guided sampling; the
+//     source row drifts from the photo (the "ddim+p2p" baseline).
+//
+// Null-text inversion (Mokady et al. 2023) is not offered: it optimises the
+// unconditional embedding per step by gradient descent through the UNet,
+// and ONNX Runtime inference computes no gradients (see docs/inversion.md).
+
+// editPhoto runs the edit job j on the photo of spec r: inversion (or the
+// cached one), then the edit loop with the method's hooks.
+func (e *Engine) editPhoto(ctx context.Context, r edit.Resolved, j *job, onPreview func(Preview)) (*Result, error) {
+	p := j.opts.Photo
+	switch {
+	case p == nil:
+		return nil, fmt.Errorf("the spec edits photo %s but the run was given no photo bytes (RunOptions.Photo)", r.Image)
+	case r.Scheduler != scheduler.DDIMName:
+		return nil, fmt.Errorf("editing a photo needs the %s scheduler, which inversion runs backwards; %q cannot be used", scheduler.DDIMName, r.Scheduler)
+	case r.Inversion == edit.InversionNPI && r.Negative != "":
+		return nil, fmt.Errorf("negative-prompt inversion uses the source prompt as the negative prompt; it cannot be combined with the negative prompt %q", r.Negative)
+	}
+	if sum := sha256.Sum256(p.Data); hex.EncodeToString(sum[:]) != r.Image {
+		return nil, fmt.Errorf("the photo bytes given (SHA-256 %x) are not the spec's image %s", sum, r.Image)
+	}
+	start := time.Now()
+	inv, cached, rows, err := e.inversion(ctx, r.Image, p, r.Source, r.Steps, !j.opts.NoSourceCache)
+	if err != nil {
+		return nil, err
+	}
+	took := time.Since(start)
+	j.initial = inv.at(0)
+	// The source of a photo is never a generated image: the generated
+	// sources' cache must neither serve nor store it.
+	j.opts.NoSourceCache = true
+	switch r.Inversion {
+	case edit.InversionDirect:
+		j.replay = inv
+	case edit.InversionNPI:
+		j.uncondSource = true
+	case edit.InversionDDIM:
+	default:
+		return nil, fmt.Errorf("unknown inversion method %q", r.Inversion)
+	}
+	res, err := e.run(ctx, j, onPreview)
+	if err != nil {
+		return nil, err
+	}
+	res.SourceCached = cached
+	res.UNetRows += rows
+	if !cached {
+		res.Timings.Inversion = took
+	}
+	res.Timings.Total += took
+	return res, nil
+}
+
+// inversion returns the DDIM inversion trajectory of the photo as a source
+// entry (at(i) is the latent sampling step i starts from, at(steps) the
+// encoded photo), whether it came from the cache, and the UNet rows it cost.
+func (e *Engine) inversion(ctx context.Context, hash string, p *Photo, caption string, steps int, useCache bool) (*sourceEntry, bool, int, error) {
+	key := sourceKey{model: e.manifest.ID(), prompt: caption, photo: hash + "/" + p.Fit.String(),
+		scheduler: scheduler.DDIMName, steps: steps, guidanceBits: math.Float64bits(1)}
+	useCache = useCache && e.cache.limit > 0
+	if useCache {
+		if inv := e.cache.get(key); inv != nil {
+			return inv, true, 0, nil
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	z0, err := e.encodePhoto(ctx, p)
+	if err != nil {
+		return nil, false, 0, err
+	}
+	inv, err := e.invert(ctx, z0, caption, steps)
+	if err != nil {
+		return nil, false, 0, err
+	}
+	if useCache {
+		e.cache.put(key, inv)
+	}
+	return inv, false, steps, nil
+}
+
+// invert runs DDIM inversion from the clean latent z0 (UNet scale) with the
+// caption's embedding at guidance 1 (p2p-spec.md §11.2): one single-row UNet
+// call per step, lowest noise level first.
+func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps int) (*sourceEntry, error) {
+	m := e.manifest
+	C, H, W := m.Latent.Channels, m.Latent.Height, m.Latent.Width
+	rowSize := C * H * W
+	ddim, err := scheduler.NewDDIM(e.sched, steps)
+	if err != nil {
+		return nil, err
+	}
+	ts := ddim.Timesteps()
+	emb, err := e.encode(ctx, []string{caption})
+	if err != nil {
+		return nil, err
+	}
+	inv := &sourceEntry{latents: make([]float32, (len(ts)+1)*rowSize), rowSize: rowSize}
+	x := inv.at(len(ts))
+	copy(x, z0)
+
+	// One cond row and no targets: the instrumented graph finds its cond
+	// rows from the end of the batch, so a batch of 1 is the source alone.
+	sample := make([]float32, rowSize)
+	out := make([]float32, rowSize)
+	nMaps := e.mapsW * e.mapsH
+	ctl := graph.NoOpControls(0, clip.ContextLength)
+	tensors := &tensorSet{}
+	defer tensors.destroy()
+	shape := []int64{1, int64(C), int64(H), int64(W)}
+	wShape, cShape, sShape := ctl.Shapes()
+	var timestepT ort.Value
+	tsF32, tsI64 := make([]float32, 1), make([]int64, 1)
+	if e.timestepType == ort.Int64 {
+		timestepT = tensors.add(ort.NewTensor([]int64{1}, tsI64))
+	} else {
+		timestepT = tensors.add(ort.NewTensor([]int64{1}, tsF32))
+	}
+	inputs := map[string]ort.Value{
+		graph.SampleInput:       tensors.add(ort.NewTensor(shape, sample)),
+		graph.TimestepInput:     timestepT,
+		graph.HiddenStatesInput: tensors.add(ort.NewTensor([]int64{1, clip.ContextLength, int64(e.hidden)}, emb)),
+		graph.CrossWeightsInput: tensors.add(ort.NewTensor(wShape, ctl.CrossW)),
+		graph.CrossKeepInput:    tensors.add(ort.NewTensor(cShape, ctl.CrossC)),
+		graph.SelfWeightInput:   tensors.add(ort.NewTensor(sShape, ctl.SelfW)),
+	}
+	outputs := map[string]ort.Value{
+		m.UNet.Output: tensors.add(ort.NewTensor(shape, out)),
+		e.mapsOutput:  tensors.add(ort.NewTensor([]int64{1, int64(nMaps), clip.ContextLength}, make([]float32, nMaps*clip.ContextLength))),
+	}
+	if tensors.err != nil {
+		return nil, tensors.err
+	}
+	for i := len(ts) - 1; i >= 0; i-- {
+		n := len(ts) - i
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("inversion cancelled before step %d of %d: %w", n, len(ts), err)
+		}
+		copy(sample, x)
+		tsF32[0], tsI64[0] = float32(ts[i]), int64(ts[i])
+		if err := e.unet.RunInto(ctx, inputs, outputs); err != nil {
+			return nil, fmt.Errorf("UNet at inversion step %d of %d: %w", n, len(ts), err)
+		}
+		next := inv.at(i)
+		copy(next, x)
+		if err := ddim.Invert(i, out, next); err != nil {
+			return nil, fmt.Errorf("inversion step %d of %d: %w", n, len(ts), err)
+		}
+		x = next
+	}
+	return inv, nil
+}
+
+// encodePhoto decodes, fits and VAE-encodes a photo: the posterior mean
+// times the scaling factor (p2p-spec.md §11.1, §14.1).
+func (e *Engine) encodePhoto(ctx context.Context, p *Photo) ([]float32, error) {
+	rgb, err := e.preparePhoto(p)
+	if err != nil {
+		return nil, err
+	}
+	return e.encodeRGB(ctx, rgb)
+}
+
+// preparePhoto decodes and fits p to the model's image size.
+func (e *Engine) preparePhoto(p *Photo) ([]byte, error) {
+	lim := p.Limits
+	if lim == (photo.Limits{}) {
+		lim = photo.DefaultLimits
+	}
+	m := e.manifest
+	img, _, err := photo.Prepare(p.Data, m.Image.Width, m.Image.Height, p.Fit, lim)
+	if err != nil {
+		return nil, err
+	}
+	rgb := make([]byte, 0, 3*m.Image.Width*m.Image.Height)
+	for i := 0; i < len(img.Pix); i += 4 {
+		rgb = append(rgb, img.Pix[i:i+3]...)
+	}
+	return rgb, nil
+}
+
+// encodeRGB runs the VAE encoder on one image (3 bytes per pixel) and
+// returns its latent in UNet scale.
+func (e *Engine) encodeRGB(ctx context.Context, rgb []byte) ([]float32, error) {
+	m := e.manifest
+	w, h, plane := m.Image.Width, m.Image.Height, m.Image.Width*m.Image.Height
+	if len(rgb) != 3*plane {
+		return nil, fmt.Errorf("image has %d bytes; the model's %d×%d RGB image has %d", len(rgb), w, h, 3*plane)
+	}
+	pix := make([]float32, 3*plane)
+	for p := 0; p < plane; p++ {
+		for c := 0; c < 3; c++ {
+			pix[c*plane+p] = float32(rgb[3*p+c])/127.5 - 1
+		}
+	}
+	in, err := ort.NewTensor([]int64{1, 3, int64(h), int64(w)}, pix)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Destroy()
+	outs, err := e.encoder.RunContext(ctx, map[string]ort.Value{m.VAEEncoder.Input: in})
+	if err != nil {
+		return nil, fmt.Errorf("VAE encoder: %w", err)
+	}
+	defer outs.Destroy()
+	lat, shape, err := outs.Float32(m.VAEEncoder.Output)
+	if err != nil {
+		return nil, fmt.Errorf("VAE encoder: %w", err)
+	}
+	rowSize := m.Latent.Channels * m.Latent.Height * m.Latent.Width
+	want := rowSize
+	if m.VAEEncoder.OutputKind == "mean_logvar" {
+		want = 2 * rowSize // mean then log-variance; channels first, so the mean is the first half
+	}
+	if len(lat) != want {
+		return nil, fmt.Errorf("VAE encoder returned shape %v; want %d values (%s, %d latent channels of %d×%d)",
+			shape, want, m.VAEEncoder.OutputKind, m.Latent.Channels, m.Latent.Height, m.Latent.Width)
+	}
+	z := make([]float32, rowSize)
+	s := float32(m.Latent.ScalingFactor)
+	for i := range z {
+		z[i] = lat[i] * s
+	}
+	return z, nil
+}
+
+// RoundTrip returns the photo as the model's VAE reproduces it: fitted,
+// encoded and decoded with no diffusion step. It is the best any inversion
+// can reconstruct, and what Direct Inversion's source row decodes to.
+func (e *Engine) RoundTrip(ctx context.Context, p Photo) (Image, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	z, err := e.encodePhoto(ctx, &p)
+	if err != nil {
+		return Image{}, err
+	}
+	images, err := e.decode(ctx, z, 1)
+	if err != nil {
+		return Image{}, err
+	}
+	m := e.manifest
+	return Image{Row: 0, Width: m.Image.Width, Height: m.Image.Height, RGB: images[0]}, nil
+}
+
+// checkEncoder verifies the VAE encoder's input and output against the
+// manifest.
+func (e *Engine) checkEncoder() error {
+	m := e.manifest
+	if in, ok := e.encoder.Input(m.VAEEncoder.Input); !ok || in.DType != ort.Float32 {
+		return fmt.Errorf("VAE encoder: want a float32 input %q, the model has %v", m.VAEEncoder.Input, e.encoder.InputInfo())
+	}
+	if out, ok := e.encoder.Output(m.VAEEncoder.Output); !ok || out.DType != ort.Float32 {
+		return fmt.Errorf("VAE encoder: want a float32 output %q, the model has %v", m.VAEEncoder.Output, e.encoder.OutputInfo())
+	}
+	return nil
+}
