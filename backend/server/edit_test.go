@@ -30,7 +30,12 @@ func spec(seed uint64, steps int) edit.Spec {
 // again comes from the result store.
 func TestEditStreamsPreviewsThenResult(t *testing.T) {
 	ts := newTestServer(t, tinyModel(t), nil)
-	c := ts.connect(t)
+	c, err := ts.dial(t, "")
+	must(t, err)
+	hello := c.next().msg.Payload.(*protocol.Hello)
+	if d := hello.Model.Defaults; !hello.Model.Ready || d == nil || d.Steps < 1 || len(d.Sizes) == 0 || len(d.Schedulers) == 0 {
+		t.Fatalf("hello of a ready model: %+v", hello.Model)
+	}
 	s := spec(3, 6)
 	s.Reweights = map[string]float64{"blue": 1.5}
 	c.send(protocol.TypeRun, "edit-1", protocol.Run{Spec: s, HeatMaps: true})

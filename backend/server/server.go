@@ -202,7 +202,34 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("Referrer-Policy", "same-origin")
 	hdr.Set("X-Frame-Options", "DENY")
 	hdr.Set("Content-Security-Policy", contentSecurityPolicy)
+	if s.allowCORS(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// allowCORS lets a front end hosted on an allow-listed origin (static
+// hosting) upload photos and read images; it answers preflight requests
+// itself and reports whether it did.
+func (s *Server) allowCORS(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || !(strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/images/")) {
+		return false
+	}
+	w.Header().Add("Vary", "Origin")
+	norm, err := normalizeOrigin(origin)
+	if err != nil || !s.origins[norm] {
+		return false
+	}
+	w.Header().Set("Access-Control-Allow-Origin", origin)
+	if r.Method != http.MethodOptions {
+		return false
+	}
+	w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
+	w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+	w.Header().Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
 }
 
 // ModelInfo is what the server tells clients about its model.
@@ -211,6 +238,7 @@ func (s *Server) ModelInfo() protocol.ModelInfo {
 	if s.engine != nil {
 		info.ID = s.engine.Defaults().Model
 		info.Name = s.engine.Manifest().Name
+		info.Defaults = protocol.DefaultsOf(s.engine.Defaults())
 	}
 	return info
 }

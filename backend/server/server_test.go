@@ -199,6 +199,18 @@ func TestOriginCheck(t *testing.T) {
 	if _, err := ts.dial(t, ""); err != nil {
 		t.Errorf("client without Origin (CLI) refused: %v", err)
 	}
+	// Uploads from the allow-listed front end pass CORS, others get no grant.
+	for origin, want := range map[string]string{"https://front.example": "https://front.example", "https://evil.example": ""} {
+		req, _ := http.NewRequest(http.MethodOptions, ts.URL+"/api/images", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("preflight from %s: Access-Control-Allow-Origin %q, want %q", origin, got, want)
+		}
+	}
 	if _, err := New(Config{Version: "x", ModelDir: t.TempDir(), WasmDir: t.TempDir(), Store: t.TempDir(), AllowedOrigins: []string{"front.example"}}); err == nil {
 		t.Error("malformed allowed origin accepted")
 	}

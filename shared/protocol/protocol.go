@@ -80,6 +80,33 @@ type ModelInfo struct {
 	Problem string `json:"problem,omitempty"`
 	// Missing lists model files that were expected but not found.
 	Missing []string `json:"missing,omitempty"`
+	// Defaults are the values omitted spec fields take and the choices the
+	// model accepts, for the editor's controls (only when Ready).
+	Defaults *ModelDefaults `json:"defaults,omitempty"`
+}
+
+// ModelDefaults mirrors edit.Defaults in the public JSON form.
+type ModelDefaults struct {
+	Steps      int         `json:"steps"`
+	Guidance   float64     `json:"guidance"`
+	Sizes      [][2]int    `json:"sizes"`      // [width, height], the default first
+	Schedulers []string    `json:"schedulers"` // the default first
+	Cross      edit.Window `json:"cross"`
+	Self       edit.Window `json:"self"`
+	Inversions []string    `json:"inversions"` // photo inversion methods, the default first
+	MaxTargets int         `json:"max_targets"`
+}
+
+// DefaultsOf converts a model's spec defaults to their public form.
+func DefaultsOf(d edit.Defaults) *ModelDefaults {
+	out := &ModelDefaults{
+		Steps: d.Steps, Guidance: d.Guidance, Schedulers: append([]string(nil), d.Schedulers...),
+		Cross: d.Cross, Self: d.Self, Inversions: append([]string(nil), edit.Inversions...), MaxTargets: edit.MaxTargets,
+	}
+	for _, s := range d.Sizes {
+		out.Sizes = append(out.Sizes, [2]int{s.Width, s.Height})
+	}
+	return out
 }
 
 // Run asks the server to render an edit. The server resolves omitted
