@@ -1,0 +1,157 @@
+package scene
+
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+func TestTrainingExampleIsDeterministic(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		a, ca := TrainingExample(5, i)
+		b, cb := TrainingExample(5, i)
+		if ca.Text != cb.Text || string(a.Render().Pix) != string(b.Render().Pix) {
+			t.Fatalf("example %d differs between two draws", i)
+		}
+	}
+	_, c0 := TrainingExample(5, 0)
+	_, c1 := TrainingExample(6, 0)
+	s0, _ := TrainingExample(5, 0)
+	s1, _ := TrainingExample(6, 0)
+	if c0.Text == c1.Text && string(s0.Render().Pix) == string(s1.Render().Pix) {
+		t.Error("seeds 5 and 6 drew the same first example")
+	}
+}
+
+// Training never draws a held-out triple, every object contrasts with its
+// background, objects do not overlap, and captions say only what is true.
+func TestTrainingExamplesKeepTheRules(t *testing.T) {
+	held := 0
+	named := map[string]int{}
+	for i := 0; i < 5000; i++ {
+		s, c := TrainingExample(1, i)
+		if len(s.Objects) < 1 || len(s.Objects) > 2 {
+			t.Fatalf("example %d has %d objects", i, len(s.Objects))
+		}
+		if overlapping(s.Objects) {
+			t.Fatalf("example %d: objects overlap", i)
+		}
+		for k, o := range s.Objects {
+			if HeldOut(o.Object) {
+				held++
+			}
+			if !s.Background.Allows(o.Colour) {
+				t.Fatalf("example %d: %s object on %s background", i, o.Colour, s.Background)
+			}
+			m := c.Mentions[k]
+			if m.Object != o.Object {
+				t.Fatalf("example %d: caption mentions %v, scene draws %v", i, m.Object, o.Object)
+			}
+			if m.NamesPosition {
+				named["position"]++
+				if !strings.Contains(c.Text, o.Position.Phrase()) {
+					t.Fatalf("example %d: %q lacks %q", i, c.Text, o.Position.Phrase())
+				}
+			}
+			if !strings.Contains(c.Text, o.Shape.String()) {
+				t.Fatalf("example %d: %q does not name the %s", i, c.Text, o.Shape)
+			}
+		}
+		if c.NamesBackground && !strings.Contains(c.Text, s.Background.Phrase()) {
+			t.Fatalf("example %d: %q lacks %q", i, c.Text, s.Background.Phrase())
+		}
+	}
+	if held != 0 {
+		t.Errorf("%d held-out objects drawn in training", held)
+	}
+	if named["position"] == 0 {
+		t.Error("no caption named a position")
+	}
+}
+
+func TestHeldOutCoversEveryAttribute(t *testing.T) {
+	colours, shapes, positions, total := map[Colour]bool{}, map[Shape]bool{}, map[Position]bool{}, 0
+	for _, c := range Colours {
+		for _, s := range Shapes {
+			perPair := 0
+			for _, p := range Positions {
+				if HeldOut(Object{Shape: s, Colour: c, Position: p}) {
+					colours[c], shapes[s], positions[p] = true, true, true
+					total++
+					perPair++
+				}
+			}
+			if perPair > 1 {
+				t.Errorf("%s %s held out at %d positions, want at most 1", c, s, perPair)
+			}
+		}
+	}
+	// The rule's documented coverage: every shape and position, four colours.
+	if len(colours) != 4 || len(shapes) != len(Shapes) || len(positions) != len(Positions) {
+		t.Errorf("held-out triples cover %d colours, %d shapes, %d positions; want 4, %d, %d", len(colours), len(shapes), len(positions), len(Shapes), len(Positions))
+	}
+	if total != 20 {
+		t.Errorf("%d held-out triples, want 20", total)
+	}
+}
+
+func TestEvalPromptsAreHeldOutAndDrawable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	ps := EvalPrompts(200, 1)
+	if len(ps) != 200 {
+		t.Fatalf("got %d prompts", len(ps))
+	}
+	for _, c := range ps {
+		m := c.Mentions[0]
+		if !HeldOut(m.Object) || !m.NamesColour || !m.NamesPosition {
+			t.Fatalf("prompt %q: held out %v, names colour %v, position %v", c.Text, HeldOut(m.Object), m.NamesColour, m.NamesPosition)
+		}
+		if _, err := SceneFor(rng, c); err != nil {
+			t.Fatalf("prompt %q: %v", c.Text, err)
+		}
+	}
+	for _, c := range SeenPrompts(50, 1) {
+		if HeldOut(c.Mentions[0].Object) {
+			t.Fatalf("seen prompt %q uses a held-out triple", c.Text)
+		}
+	}
+}
+
+func TestCaptionText(t *testing.T) {
+	c := NewCaption([]Mention{
+		{Object: Object{Shape: Circle, Colour: Red, Size: Big, Position: Left}, NamesColour: true, NamesSize: true, NamesPosition: true},
+		{Object: Object{Shape: Star, Colour: Orange, Position: Right}, NamesColour: true},
+	}, PlainCyan, true)
+	if want := "a big red circle on the left and an orange star on a cyan background"; c.Text != want {
+		t.Errorf("caption %q, want %q", c.Text, want)
+	}
+}
+
+func TestSceneForRejectsImpossibleCaptions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	white := Mention{Object: Object{Shape: Circle, Colour: White, Position: Left}, NamesColour: true}
+	if _, err := SceneFor(rng, NewCaption([]Mention{white}, PlainWhite, true)); err == nil {
+		t.Error("white circle on white background accepted")
+	}
+	red := Mention{Object: Object{Shape: Circle, Colour: Red, Position: Left}}
+	if _, err := SceneFor(rng, NewCaption([]Mention{red, red}, PlainWhite, false)); err == nil {
+		t.Error("two objects at the same position accepted")
+	}
+	if _, err := SceneFor(rng, NewCaption(nil, PlainWhite, false)); err == nil {
+		t.Error("caption without objects accepted")
+	}
+}
+
+func TestEveryBackgroundAllowsFiveColours(t *testing.T) {
+	for _, b := range Backgrounds {
+		n := 0
+		for _, c := range Colours {
+			if b.Allows(c) {
+				n++
+			}
+		}
+		if n < 5 {
+			t.Errorf("%s background allows only %d colours", b, n)
+		}
+	}
+}
