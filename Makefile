@@ -38,6 +38,20 @@ wasm: FORCE
 
 FORCE:
 
+# The front end as a static website for a file host (Vercel runs this, see
+# vercel.json): pages, go-app's scripts, static/ and the compressed WASM in
+# build/static. REWORD_WS_URL is the backend's WebSocket, fixed at build
+# time, e.g. `make static REWORD_WS_URL=wss://api.example/ws`; start that
+# backend with --allow-origins set to the site's origin.
+STATIC_OUT    := build/static
+REWORD_WS_URL ?=
+
+# Phony on its own line: the static/ folder would otherwise make it "up to date".
+.PHONY: static
+static: wasm
+	rm -rf $(STATIC_OUT)
+	$(GO) run ./web/cmd/staticsite -out $(STATIC_OUT) -wasm $(WEB_OUT) -ws-url '$(REWORD_WS_URL)' -version '$(VERSION)'
+
 ort: $(ORT_LIB)
 
 $(ORT_LIB):
