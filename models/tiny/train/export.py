@@ -30,9 +30,10 @@ import tinysd
 OPSET = 14
 
 
-def load(trained):
+def load(trained, recipe):
     parts = {'vae': tinysd.AutoencoderKL(), 'text_encoder': tinysd.CLIPTextModel()}
-    parts['unet'] = tinysd.UNet2DConditionModel(ctx_dim=parts['text_encoder'].hidden_size)
+    parts['unet'] = tinysd.UNet2DConditionModel(ctx_dim=parts['text_encoder'].hidden_size,
+                                                attention_pos_embed=recipe.get('attention_pos_embed', False))
     for name, m in parts.items():
         w = np.load(os.path.join(trained, name + '.npz'))
         m.load_state_dict({k: torch.from_numpy(w[k]) for k in w.files}, strict=True)
@@ -90,7 +91,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     training = json.load(open(os.path.join(args.trained, 'training.json')))
-    vae, te, unet = load(args.trained)
+    vae, te, unet = load(args.trained, training['recipe'])
     ctx = te.hidden_size
     L, S = tinysd.LATENT_SIZE, tinysd.IMAGE_SIZE
     batch = {0: 'batch'}

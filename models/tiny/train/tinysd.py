@@ -354,26 +354,29 @@ def sincos_2d(channels, res):
 class Transformer2DModel(nn.Module):
     """proj_in widens the conv channels to heads*head_dim: attention is wider than the convolutions.
 
-    Unlike diffusers' it adds a learned position embedding to the tokens after
-    proj_in, so that every attention layer's queries know where they are: the
-    cross-attention can then put "on the left" on the left. (With a position
-    embedding only after conv_in, a first model learned colour and shape but
-    placed objects at random.)
+    With pos_embed (not in diffusers, off in the committed model's recipe) it
+    adds a learned position embedding to the tokens after proj_in, so that
+    every attention layer's queries know where they are and cross-attention
+    can put "on the left" on the left: the committed model, with a position
+    embedding only after conv_in, learned colour and shape but places objects
+    mostly at random.
     """
 
-    def __init__(self, c, ctx_dim, heads, head_dim, ff_mult, res):
+    def __init__(self, c, ctx_dim, heads, head_dim, ff_mult, res, pos_embed):
         super().__init__()
         inner = heads * head_dim
         self.norm = group_norm(c)
         self.proj_in = nn.Linear(c, inner)
-        self.pos_embed = nn.Parameter(0.5 * sincos_2d(inner, res).reshape(inner, res * res).t()[None].contiguous())
+        self.pos_embed = nn.Parameter(0.5 * sincos_2d(inner, res).reshape(inner, res * res).t()[None].contiguous()) if pos_embed else None
         self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(inner, ctx_dim, heads, head_dim, ff_mult)])
         self.proj_out = nn.Linear(inner, c)
 
     def forward(self, x, ctx):
         b, c, hh, ww = x.shape
         h = self.norm(x).permute(0, 2, 3, 1).reshape(b, hh * ww, c)
-        h = self.proj_in(h) + self.pos_embed
+        h = self.proj_in(h)
+        if self.pos_embed is not None:
+            h = h + self.pos_embed
         for blk in self.transformer_blocks:
             h = blk(h, ctx)
         return self.proj_out(h).reshape(b, hh, ww, c).permute(0, 3, 1, 2) + x
@@ -448,15 +451,15 @@ class UNet2DConditionModel(nn.Module):
 
     Cross-attention at every resolution (16x16, 8x8, 4x4) and in the mid
     block. A learned 2D position embedding is added after conv_in (without
-    it the prototype's position accuracy stayed below chance) and another in
-    every Transformer2DModel.
+    it the prototype's position accuracy stayed below chance); with
+    attention_pos_embed, another in every Transformer2DModel.
     """
 
-    def __init__(self, chans=(32, 64, 64), ctx_dim=128, heads=4, head_dim=16, ff_mult=2, layers=1):
+    def __init__(self, chans=(32, 64, 64), ctx_dim=128, heads=4, head_dim=16, ff_mult=2, layers=1, attention_pos_embed=False):
         super().__init__()
         c0 = chans[0]
         temb = 4 * c0
-        attn = dict(ctx_dim=ctx_dim, heads=heads, head_dim=head_dim, ff_mult=ff_mult)
+        attn = dict(ctx_dim=ctx_dim, heads=heads, head_dim=head_dim, ff_mult=ff_mult, pos_embed=attention_pos_embed)
         self.conv_in = nn.Conv2d(LATENT_CHANNELS, c0, 3, padding=1)
         self.pos_embed = nn.Parameter(0.5 * sincos_2d(c0, LATENT_SIZE)[None])  # starts as a 2D sin/cos code, then learned
         self.time_proj = Timesteps(c0)
