@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -25,19 +26,60 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ", ") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
+// editFlags are the Prompt-to-Prompt flags of `edit` and `invert`: the
+// targets and their attention controls.
+type editFlags struct {
+	targets, crossWords, reweights listFlag
+	cross, self                    *float64
+	blend                          *string
+	baseline                       *bool
+}
+
+func addEditFlags(fs *flag.FlagSet) *editFlags {
+	f := &editFlags{}
+	fs.Var(&f.targets, "to", "a target prompt (repeat for up to 4 targets; required)")
+	f.cross = fs.Float64("cross", -1, "fraction of the steps whose cross-attention is replaced (default: the model's, 0.8)")
+	fs.Var(&f.crossWords, "cross-word", "per-word cross window, word=fraction (repeatable)")
+	f.self = fs.Float64("self", -1, "fraction of the steps whose self-attention is replaced (default: the model's, 0.4)")
+	fs.Var(&f.reweights, "reweight", "scale the attention to a target word, word=factor (repeatable; -2..2 is the useful range)")
+	f.blend = fs.String("blend", "", "local-blend words, comma-separated (e.g. cat,tiger): outside them the targets keep the source")
+	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start")
+	return f
+}
+
+// apply sets the spec's targets and controls from the flags.
+func (f *editFlags) apply(spec *edit.Spec) error {
+	if len(f.targets) == 0 {
+		return usageError("give at least one --to target prompt")
+	}
+	spec.Targets = f.targets
+	if *f.cross >= 0 {
+		spec.Cross = &edit.Window{End: *f.cross}
+	}
+	if *f.self >= 0 {
+		spec.Self = &edit.Window{End: *f.self}
+	}
+	var err error
+	if spec.CrossWords, err = wordValues(f.crossWords, "cross-word", func(v float64) edit.Window { return edit.Window{End: v} }); err != nil {
+		return err
+	}
+	if spec.Reweights, err = wordValues(f.reweights, "reweight", func(v float64) float64 { return v }); err != nil {
+		return err
+	}
+	for _, w := range strings.Split(*f.blend, ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			spec.Blend = append(spec.Blend, w)
+		}
+	}
+	return nil
+}
+
 func runEdit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("edit", "", stderr)
 	ef := addEngineFlags(fs)
 	sf := addSamplingFlags(fs)
 	prompt := fs.String("prompt", "", "the source prompt (required)")
-	var targets, crossWords, reweights listFlag
-	fs.Var(&targets, "to", "a target prompt (repeat for up to 4 targets; required)")
-	cross := fs.Float64("cross", -1, "fraction of the steps whose cross-attention is replaced (default: the model's, 0.8)")
-	fs.Var(&crossWords, "cross-word", "per-word cross window, word=fraction (repeatable)")
-	self := fs.Float64("self", -1, "fraction of the steps whose self-attention is replaced (default: the model's, 0.4)")
-	fs.Var(&reweights, "reweight", "scale the attention to a target word, word=factor (repeatable; -2..2 is the useful range)")
-	blend := fs.String("blend", "", "local-blend words, comma-separated (e.g. cat,tiger): outside them the targets keep the source")
-	baseline := fs.Bool("baseline", false, "no attention control: each target is its prompt alone with the same seed")
+	edf := addEditFlags(fs)
 	out := fs.String("out", "", "folder to write source.png, target-1.png, … into (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -47,35 +89,18 @@ func runEdit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError("unexpected arguments %q", fs.Args())
 	case *prompt == "":
 		return usageError("--prompt is required")
-	case len(targets) == 0:
-		return usageError("give at least one --to target prompt")
 	case *out == "":
 		return usageError("--out is required")
 	case !flagSet(fs, "seed"):
 		return usageError("--seed is required (pick any number; the same seed gives the same source image)")
 	}
-	spec := edit.Spec{Source: *prompt, Targets: targets, Negative: *sf.negative, Seed: sf.seed,
+	spec := edit.Spec{Source: *prompt, Negative: *sf.negative, Seed: sf.seed,
 		Guidance: sf.guidancePtr(), Scheduler: *sf.scheduler}
 	if *sf.steps != 0 {
 		spec.Steps = sf.steps
 	}
-	if *cross >= 0 {
-		spec.Cross = &edit.Window{End: *cross}
-	}
-	if *self >= 0 {
-		spec.Self = &edit.Window{End: *self}
-	}
-	var err error
-	if spec.CrossWords, err = wordValues(crossWords, "cross-word", func(f float64) edit.Window { return edit.Window{End: f} }); err != nil {
+	if err := edf.apply(&spec); err != nil {
 		return err
-	}
-	if spec.Reweights, err = wordValues(reweights, "reweight", func(f float64) float64 { return f }); err != nil {
-		return err
-	}
-	for _, w := range strings.Split(*blend, ",") {
-		if w = strings.TrimSpace(w); w != "" {
-			spec.Blend = append(spec.Blend, w)
-		}
 	}
 
 	e, err := ef.load()
@@ -85,27 +110,37 @@ func runEdit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer e.Close()
 	spec.Model = e.Defaults().Model
 	bar := newProgress(stderr, "edit")
-	res, err := e.Edit(ctx, spec, diffusion.RunOptions{Baseline: *baseline}, bar.update)
+	res, err := e.Edit(ctx, spec, diffusion.RunOptions{Baseline: *edf.baseline}, bar.update)
 	bar.done()
 	if err != nil {
 		return err
 	}
+	paths, err := writeEditImages(*out, "source.png", res, spec)
+	if err != nil {
+		return err
+	}
+	return report(stdout, *ef.json, spec, res, paths)
+}
+
+// writeEditImages writes row 0 as sourceName and each target as
+// target-<n>.png into dir, with the spec embedded, and returns the paths.
+func writeEditImages(dir, sourceName string, res *diffusion.Result, spec edit.Spec) ([]string, error) {
 	var paths []string
 	for _, im := range res.Images {
-		name := "source.png"
+		name := sourceName
 		if im.Row > 0 {
 			name = fmt.Sprintf("target-%d.png", im.Row)
 		}
-		p, err := outPath(*out, name)
+		p, err := outPath(dir, name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := writeImage(p, im, spec); err != nil {
-			return err
+			return nil, err
 		}
 		paths = append(paths, p)
 	}
-	return report(stdout, *ef.json, spec, res, paths)
+	return paths, nil
 }
 
 // wordValues parses word=number flags into a map.

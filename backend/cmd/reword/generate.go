@@ -159,7 +159,7 @@ func report(w io.Writer, asJSON bool, spec edit.Spec, res *diffusion.Result, pat
 	t := res.Timings
 	if asJSON {
 		s := runSummary{Spec: spec, UNetRows: res.UNetRows, SourceCached: res.SourceCached, Timings: map[string]float64{
-			"text_encoder": ms(t.TextEncoder), "steps": ms(t.Steps), "per_step": ms(t.PerStep()),
+			"inversion": ms(t.Inversion), "text_encoder": ms(t.TextEncoder), "steps": ms(t.Steps), "per_step": ms(t.PerStep()),
 			"decode": ms(t.Decode), "first_preview": ms(t.FirstPreview), "total": ms(t.Total),
 		}}
 		for i, im := range res.Images {

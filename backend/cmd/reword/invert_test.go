@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"image"
+	"image/png"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"reword/models/tiny/scene"
+)
+
+// tinyModelFolder copies the tiny model's manifest and ONNX files into a
+// temporary folder, so that the instrumented UNet is never written into
+// the repository.
+func tinyModelFolder(t *testing.T) string {
+	t.Helper()
+	src := defaultPath("models/tiny")
+	if _, err := os.Stat(filepath.Join(src, "model.json")); errors.Is(err, fs.ErrNotExist) {
+		t.Skipf("%s has no model.json (models/tiny/train exports it)", src)
+	}
+	dst := t.TempDir()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() {
+			if rel == "train" || rel == "scene" || rel == "eval" || rel == "generate" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if strings.HasSuffix(p, ".p2p.onnx") || !(strings.HasSuffix(p, ".onnx") || strings.HasSuffix(p, ".json")) {
+			return nil
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(filepath.Join(dst, rel))
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func TestInvertCommand(t *testing.T) {
+	model := tinyModelFolder(t)
+	dir := t.TempDir()
+	cap := scene.NewCaption([]scene.Mention{{Object: scene.Object{Shape: scene.Square, Colour: scene.Red, Position: scene.Left}, NamesColour: true, NamesPosition: true}}, scene.PlainGray, false)
+	sc, err := scene.SceneFor(rand.New(rand.NewPCG(1, 2)), cap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, sc.Render()); err != nil {
+		t.Fatal(err)
+	}
+	photoPath := filepath.Join(dir, "photo.png")
+	if err := os.WriteFile(photoPath, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	var stdout, stderr bytes.Buffer
+	args := []string{"invert", "--model", model, "--threads", "1", "--image", photoPath, "--prompt", cap.Text,
+		"--method", "npi", "--steps", "4", "--to", "a blue square on the left", "--to", "a green square on the left", "--out", out}
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, name := range []string{"reconstruction.png", "target-1.png", "target-2.png"} {
+		f, err := os.Open(filepath.Join(out, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil || img.Bounds() != image.Rect(0, 0, 64, 64) {
+			t.Fatalf("%s: %v, bounds %v", name, err, img.Bounds())
+		}
+	}
+	if !strings.Contains(stdout.String(), "npi inversion") {
+		t.Errorf("stdout does not report the inversion: %s", stdout.String())
+	}
+
+	corrupt := filepath.Join(dir, "corrupt.png")
+	if err := os.WriteFile(corrupt, b.Bytes()[:100], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		say  string
+	}{
+		{[]string{"invert", "--model", model, "--threads", "1", "--image", corrupt, "--prompt", cap.Text, "--to", "x", "--out", out}, 1, "corrupt"},
+		{[]string{"invert", "--prompt", cap.Text, "--to", "x", "--out", out}, 2, "--image is required"},
+		{[]string{"invert", "--image", photoPath, "--prompt", cap.Text, "--to", "x", "--fit", "stretch", "--out", out}, 2, "stretch"},
+		{[]string{"invert", "--image", photoPath, "--prompt", cap.Text, "--out", out}, 2, "--to"},
+	} {
+		stderr.Reset()
+		if code := run(tc.args, &stdout, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.say) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.args[1:], code, stderr.String(), tc.code, tc.say)
+		}
+	}
+}
