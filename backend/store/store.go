@@ -212,7 +212,7 @@ func (s *Store) Image(ctx context.Context, hash string) ([]byte, string, error) 
 		s.lru.MoveToFront(el)
 	}
 	s.mu.Unlock()
-	if !ok {
+	if !ok && !s.adopt(ctx, hash) {
 		return nil, "", ErrNotFound
 	}
 	r, err := s.bucket.NewReader(ctx, imagePrefix+hash, nil)
@@ -233,9 +233,27 @@ func (s *Store) Image(ctx context.Context, hash string) ([]byte, string, error) 
 // HasImage reports whether hash is stored.
 func (s *Store) HasImage(hash string) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	_, ok := s.index[hash]
-	return ok
+	s.mu.Unlock()
+	return ok || (ValidHash(hash) && s.adopt(context.Background(), hash))
+}
+
+// adopt indexes an image that another process sharing the bucket wrote
+// after this one loaded its index (a cluster worker's result, read by a
+// gateway), and reports whether it exists. Each process evicts only what
+// its own index holds, so the cap is per process, not per bucket.
+func (s *Store) adopt(ctx context.Context, hash string) bool {
+	attrs, err := s.bucket.Attributes(ctx, imagePrefix+hash)
+	if err != nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.index[hash]; !ok {
+		s.index[hash] = s.lru.PushFront(&entry{hash, attrs.Size})
+		s.bytes += attrs.Size
+	}
+	return true
 }
 
 // Usage reports the stored image count and bytes.

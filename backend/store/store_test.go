@@ -84,3 +84,38 @@ func TestRejectsBadKeysAndOversize(t *testing.T) {
 		t.Error("negative cap accepted")
 	}
 }
+
+// TestSharedBucket: two stores on one folder, as a cluster's gateway and
+// worker share a bucket: what one writes after the other opened is found.
+func TestSharedBucket(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	reader, err := Open(ctx, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	writer, err := Open(ctx, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	data := []byte("written by a worker")
+	h, err := writer.PutImage(ctx, data, "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reader.HasImage(h) {
+		t.Fatal("an image another store wrote is not found")
+	}
+	got, _, err := reader.Image(ctx, h)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reading it back: %q, %v", got, err)
+	}
+	if n, b := reader.Usage(); n != 1 || b != int64(len(data)) {
+		t.Errorf("reader usage %d images %d bytes after adopting one", n, b)
+	}
+	if reader.HasImage(Hash([]byte("never written"))) {
+		t.Error("a never written image is reported stored")
+	}
+}
