@@ -40,9 +40,11 @@ FORCE:
 
 # The front end as a static website for a file host (Vercel runs this, see
 # vercel.json): pages, go-app's scripts, static/ and the compressed WASM in
-# build/static. REWORD_WS_URL is the backend's WebSocket, fixed at build
-# time, e.g. `make static REWORD_WS_URL=wss://api.example/ws`; start that
-# backend with --allow-origins set to the site's origin.
+# build/static. REWORD_WS_URL is the backend's WebSocket, fixed at build time
+# (on Vercel: a project environment variable), e.g.
+# `make static REWORD_WS_URL=wss://api.example/ws`; it also goes into the
+# pages' CSP connect-src. Start that backend with --allow-origins set to the
+# site's origin.
 STATIC_OUT    := build/static
 REWORD_WS_URL ?=
 
