@@ -1,0 +1,178 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+)
+
+// NodeConfig configures an embedded NATS server with JetStream.
+type NodeConfig struct {
+	// Name identifies the node in its cluster (required with Routes).
+	Name string
+	// Host and Port are where clients connect (default 127.0.0.1, and a
+	// free port when Port is 0).
+	Host string
+	Port int
+	// StoreDir holds JetStream's files (required).
+	StoreDir string
+	// ClusterName, ClusterPort and Routes join a NATS cluster: the port
+	// other nodes route to, and the route URLs (nats://host:port) of the
+	// other nodes. Empty Routes means a single node.
+	ClusterName string
+	ClusterPort int
+	Routes      []string
+}
+
+// Node is an embedded NATS server.
+type Node struct {
+	srv *natsserver.Server
+}
+
+// StartNode starts an embedded NATS server with JetStream and waits until
+// it accepts connections.
+func StartNode(cfg NodeConfig) (*Node, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("cluster: an embedded NATS server needs a JetStream store folder")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	port := cfg.Port
+	if port == 0 {
+		port = natsserver.RANDOM_PORT
+	}
+	opts := &natsserver.Options{
+		ServerName: cfg.Name,
+		Host:       cfg.Host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if len(cfg.Routes) > 0 {
+		if cfg.Name == "" || cfg.ClusterName == "" || cfg.ClusterPort == 0 {
+			return nil, errors.New("cluster: a clustered NATS node needs a name, a cluster name and a cluster port")
+		}
+		opts.Cluster = natsserver.ClusterOpts{Name: cfg.ClusterName, Host: cfg.Host, Port: cfg.ClusterPort}
+		for _, r := range cfg.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
+		}
+	}
+	srv, err := natsserver.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: configuring NATS: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("cluster: embedded NATS %q did not accept connections within 10 s", cfg.Name)
+	}
+	return &Node{srv: srv}, nil
+}
+
+// ClientURL is the nats:// URL clients connect to.
+func (n *Node) ClientURL() string { return n.srv.ClientURL() }
+
+// Shutdown stops the server and waits until it has.
+func (n *Node) Shutdown() {
+	n.srv.Shutdown()
+	n.srv.WaitForShutdown()
+}
+
+// LocalCluster is a NATS cluster of embedded nodes on loopback, for tests,
+// benchmarks and trying the cluster on one machine.
+type LocalCluster struct {
+	Nodes []*Node
+}
+
+// StartLocalCluster starts n clustered JetStream nodes on 127.0.0.1, each
+// storing under dir/<node name>.
+func StartLocalCluster(n int, dir string) (*LocalCluster, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("cluster: a local cluster needs at least one node, got %d", n)
+	}
+	if n == 1 {
+		// One clustered node would wait forever for JetStream peers.
+		node, err := StartNode(NodeConfig{Name: "reword-1", StoreDir: dir + "/reword-1"})
+		if err != nil {
+			return nil, err
+		}
+		return &LocalCluster{Nodes: []*Node{node}}, nil
+	}
+	ports, err := freePorts(n)
+	if err != nil {
+		return nil, err
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
+	}
+	c := &LocalCluster{}
+	for i := range n {
+		name := "reword-" + strconv.Itoa(i+1)
+		node, err := StartNode(NodeConfig{
+			Name: name, StoreDir: dir + "/" + name,
+			ClusterName: "reword", ClusterPort: ports[i], Routes: routes,
+		})
+		if err != nil {
+			c.Shutdown()
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, node)
+	}
+	return c, nil
+}
+
+// URLs is the comma-separated client URL list of every node, which
+// nats.Connect takes to fail over between them.
+func (c *LocalCluster) URLs() string {
+	s := ""
+	for i, n := range c.Nodes {
+		if i > 0 {
+			s += ","
+		}
+		s += n.ClientURL()
+	}
+	return s
+}
+
+// Shutdown stops every node.
+func (c *LocalCluster) Shutdown() {
+	for _, n := range c.Nodes {
+		n.Shutdown()
+	}
+}
+
+// freePorts asks the kernel for n free loopback ports. Routes must be
+// known before the nodes start, so the ports are reserved and released;
+// another process could take one in between, which StartNode then reports.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("cluster: finding a free port: %w", err)
+		}
+		lns = append(lns, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

@@ -1,0 +1,366 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"reword/backend/diffusion"
+	"reword/backend/editjob"
+	"reword/backend/photo"
+	"reword/backend/store"
+	"reword/shared/edit"
+	"reword/shared/protocol"
+)
+
+// WorkerConfig is what a worker needs.
+type WorkerConfig struct {
+	// Name identifies the worker in logs.
+	Name string
+	// Conn is the worker's NATS connection; the worker does not close it.
+	Conn *nats.Conn
+	// Engine runs the jobs; its model's id selects the jobs' subject.
+	Engine *diffusion.Engine
+	// Store is the blob store shared with the gateways.
+	Store       *store.Store
+	Settings    Settings
+	PhotoLimits photo.Limits
+	Logger      *slog.Logger
+}
+
+// WorkerStats count what a worker did with the jobs it received.
+type WorkerStats struct {
+	Completed   int64 // ran to a stored result
+	FromStore   int64 // already had a result: answered from the store
+	Cancelled   int64
+	Failed      int64
+	Redelivered int64 // received after another delivery of the same job
+}
+
+// Worker pulls jobs of its engine's model and runs them one at a time.
+type Worker struct {
+	cfg      WorkerConfig
+	log      *slog.Logger
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	consumer jetstream.Consumer
+	models   jetstream.KeyValue
+	entry    ModelEntry
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // job id → cancel
+	cancels *nats.Subscription
+
+	completed, fromStore, cancelled, failed, redelivered atomic.Int64
+}
+
+// errCancelled is the cause of a job stopped by a client's cancel.
+var errCancelled = errors.New("the request was cancelled")
+
+// NewWorker sets up the stream, the model's consumer and the registry
+// entry, and subscribes to cancellations. Run then takes jobs.
+func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
+	s, err := cfg.Settings.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Settings = s
+	if cfg.Conn == nil || cfg.Engine == nil || cfg.Store == nil {
+		return nil, errors.New("cluster: a worker needs a NATS connection, an engine and a store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), running: map[string]context.CancelCauseFunc{}}
+	if w.js, err = jetstream.New(cfg.Conn); err != nil {
+		return nil, fmt.Errorf("cluster: JetStream: %w", err)
+	}
+	d := cfg.Engine.Defaults()
+	if w.stream, err = ensureStream(ctx, w.js, s); err != nil {
+		return nil, err
+	}
+	if w.consumer, err = ensureConsumer(ctx, w.js, s, d.Model); err != nil {
+		return nil, err
+	}
+	if w.models, err = modelsBucket(ctx, w.js, s); err != nil {
+		return nil, err
+	}
+	w.entry = ModelEntry{
+		Info: protocol.ModelInfo{
+			ID: d.Model, Name: cfg.Engine.Manifest().Name, Ready: true, Defaults: protocol.DefaultsOf(d),
+		},
+		Defaults: d,
+	}
+	if err := putModel(ctx, w.models, w.entry); err != nil {
+		return nil, err
+	}
+	// One subscription for every job's cancel: the handler looks up the
+	// job among those running here.
+	w.cancels, err = cfg.Conn.Subscribe(cancelSubjectPrefix+"*", func(m *nats.Msg) {
+		w.mu.Lock()
+		cancel := w.running[m.Subject[len(cancelSubjectPrefix):]]
+		w.mu.Unlock()
+		if cancel != nil {
+			cancel(errCancelled)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: subscribing to cancellations: %w", err)
+	}
+	return w, nil
+}
+
+// Stats reports what the worker did so far.
+func (w *Worker) Stats() WorkerStats {
+	return WorkerStats{
+		Completed: w.completed.Load(), FromStore: w.fromStore.Load(), Cancelled: w.cancelled.Load(),
+		Failed: w.failed.Load(), Redelivered: w.redelivered.Load(),
+	}
+}
+
+// Running lists the ids of the jobs this worker runs now.
+func (w *Worker) Running() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ids := make([]string, 0, len(w.running))
+	for id := range w.running {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// Run takes and runs jobs until ctx ends. A job running when ctx ends is
+// given back to the stream (Nak) for another worker, unless the
+// connection is gone, in which case JetStream redelivers it after AckWait.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.cancels.Unsubscribe()
+	refresh := time.NewTicker(registryTTL / 3)
+	defer refresh.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-refresh.C:
+			if err := putModel(ctx, w.models, w.entry); err != nil && ctx.Err() == nil {
+				w.log.Warn("refreshing the model registration", "err", err)
+			}
+		default:
+		}
+		msg, err := w.consumer.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) && ctx.Err() == nil {
+				// NATS failing over between nodes, for example: wait
+				// a little rather than spin.
+				w.log.Warn("fetching a job", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+			continue
+		}
+		w.handle(ctx, msg)
+	}
+	return nil
+}
+
+// handle runs one delivered job to its end.
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	jobID := msg.Headers().Get(headerJob)
+	meta, err := msg.Metadata()
+	if err != nil || jobID == "" {
+		w.log.Error("a job message without metadata or job id; terminating it", "err", err)
+		msg.Term()
+		return
+	}
+	log := w.log.With("job", jobID[:12], "delivery", meta.NumDelivered)
+	if meta.NumDelivered > 1 {
+		w.redelivered.Add(1)
+	}
+	m, err := protocol.Decode(msg.Data())
+	run, ok := (*protocol.Run)(nil), false
+	if err == nil {
+		run, ok = m.Payload.(*protocol.Run)
+	}
+	if !ok {
+		log.Error("a job message that is not a run; terminating it", "err", err)
+		w.publishError(jobID, "", &protocol.Error{Code: protocol.CodeInternal, Message: "the job message is not a run envelope"})
+		msg.Term()
+		return
+	}
+	requestID := m.ID
+	// Idempotence: a job that already has a result (an earlier delivery
+	// finished but its ack was lost) is answered from the store.
+	if res, ok := w.storedResult(ctx, jobID); ok {
+		w.fromStore.Add(1)
+		w.publish(jobID, protocol.TypeResult, requestID, res)
+		msg.Ack()
+		return
+	}
+
+	jobCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if w.cfg.Settings.JobTimeout > 0 {
+		var stop context.CancelFunc
+		jobCtx, stop = context.WithTimeoutCause(jobCtx, w.cfg.Settings.JobTimeout, context.DeadlineExceeded)
+		defer stop()
+	}
+	w.mu.Lock()
+	w.running[jobID] = cancel
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, jobID)
+		w.mu.Unlock()
+	}()
+	// A gateway cancels by deleting the job from the stream and then
+	// publishing on its cancel subject. Registered above, the job either
+	// receives that publish or finds its message deleted here.
+	if _, err := w.stream.GetMsg(ctx, meta.Sequence.Stream); errors.Is(err, jetstream.ErrMsgNotFound) {
+		w.cancelled.Add(1)
+		log.Info("job cancelled before it started")
+		msg.Term()
+		return
+	}
+
+	stopBeat := w.heartbeat(msg)
+	defer stopBeat()
+	queued := time.Since(meta.Timestamp)
+	r, err := run.Spec.Resolve(w.entry.Defaults)
+	if err != nil {
+		w.failed.Add(1)
+		w.publishError(jobID, requestID, editjob.SpecError(err))
+		msg.Term()
+		return
+	}
+	w.publish(jobID, protocol.TypeStarted, requestID, protocol.Started{Rows: editjob.Rows(r), Steps: r.Steps, Spec: r.Spec()})
+	events := eventSubject(jobID)
+	res, err := editjob.Run(jobCtx, w.cfg.Engine, w.cfg.Store, editjob.Request{
+		ID: requestID, Spec: r.Spec(), HeatMaps: run.HeatMaps, PhotoLimits: w.cfg.PhotoLimits,
+	}, editjob.Events{
+		Preview: func(frame []byte, row int) {
+			w.cfg.Conn.PublishMsg(&nats.Msg{Subject: events, Header: nats.Header{headerKind: []string{kindFrame}}, Data: frame})
+		},
+		Progress: func(p protocol.Progress) { w.publish(jobID, protocol.TypeProgress, requestID, p) },
+	})
+	stopBeat()
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		// The worker is stopping: give the job to another worker now
+		// rather than after AckWait.
+		log.Info("worker stopping; job handed back")
+		msg.Nak()
+		return
+	case errors.Is(context.Cause(jobCtx), errCancelled):
+		w.cancelled.Add(1)
+		log.Info("job cancelled")
+		w.publishError(jobID, requestID, &protocol.Error{Code: protocol.CodeCancelled, Message: "the request was cancelled"})
+		msg.Term()
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		w.failed.Add(1)
+		w.publishError(jobID, requestID, &protocol.Error{Code: protocol.CodeTimeout, Message: fmt.Sprintf("the job ran longer than %v and was stopped", w.cfg.Settings.JobTimeout)})
+		msg.Term()
+		return
+	default:
+		w.failed.Add(1)
+		log.Error("job failed", "err", err)
+		e := &protocol.Error{Code: protocol.CodeInternal, Message: "the edit failed: " + err.Error()}
+		var probs edit.Problems
+		if errors.As(err, &probs) {
+			e = editjob.SpecError(err)
+		}
+		w.publishError(jobID, requestID, e)
+		msg.Term()
+		return
+	}
+	res.Timings.QueuedMS = editjob.MS(queued)
+	// Store the job's result before publishing and acking it: whatever
+	// happens after this point, the job is never computed again.
+	if err := w.storeResult(ctx, jobID, res); err != nil {
+		log.Error("storing the job result; handing the job back", "err", err)
+		msg.Nak()
+		return
+	}
+	w.completed.Add(1)
+	w.publish(jobID, protocol.TypeResult, requestID, res)
+	if err := msg.DoubleAck(ctx); err != nil {
+		log.Warn("acknowledging the job (its result is stored; a redelivery answers from the store)", "err", err)
+	}
+	log.Info("job done", "run_ms", res.Timings.RunMS, "queued_ms", res.Timings.QueuedMS)
+}
+
+// heartbeat tells JetStream the job is alive every AckWait/3 until the
+// returned stop is called (safe to call more than once).
+func (w *Worker) heartbeat(msg jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(w.cfg.Settings.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				msg.InProgress()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done); wg.Wait() })
+	}
+}
+
+// jobRecord is the key of a job's stored result. Job ids are already
+// SHA-256 hashes (of a domain-separated input), so they are store keys.
+func jobRecord(jobID string) string { return jobID }
+
+func (w *Worker) storedResult(ctx context.Context, jobID string) (*protocol.Result, bool) {
+	return storedResult(ctx, w.cfg.Store, jobID)
+}
+
+func storedResult(ctx context.Context, st *store.Store, jobID string) (*protocol.Result, bool) {
+	data, err := st.Record(ctx, jobRecord(jobID))
+	if err != nil {
+		return nil, false
+	}
+	var res protocol.Result
+	if json.Unmarshal(data, &res) != nil {
+		return nil, false
+	}
+	return &res, true
+}
+
+func (w *Worker) storeResult(ctx context.Context, jobID string, res *protocol.Result) error {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("encoding the result: %w", err)
+	}
+	return w.cfg.Store.PutRecord(ctx, jobRecord(jobID), b)
+}
+
+func (w *Worker) publish(jobID string, t protocol.Type, requestID string, payload any) {
+	b, err := protocol.Encode(t, requestID, payload)
+	if err != nil {
+		w.log.Error("encoding an event", "type", t, "err", err)
+		return
+	}
+	if err := w.cfg.Conn.Publish(eventSubject(jobID), b); err != nil {
+		w.log.Warn("publishing an event", "type", t, "err", err)
+	}
+}
+
+func (w *Worker) publishError(jobID, requestID string, e *protocol.Error) {
+	w.publish(jobID, protocol.TypeError, requestID, e)
+}
