@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -269,5 +271,32 @@ func TestShutdownClosesSocketsWithReason(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("readyz while shutting down = %d", resp.StatusCode)
+	}
+}
+
+// TestPhotoEdit uploads a photo, then edits it: row 0 is the reconstruction
+// through the inversion, row 1 the edit; the result store keys it by the
+// photo too.
+func TestPhotoEdit(t *testing.T) {
+	ts := newTestServer(t, tinyModel(t), nil)
+	resp, err := http.Post(ts.URL+"/api/images", "image/png", bytes.NewReader(pngBytes(t, 80, 64)))
+	must(t, err)
+	var up struct{ Hash string }
+	json.NewDecoder(resp.Body).Decode(&up)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	c := ts.connect(t)
+	s := spec(1, 4)
+	s.Image = up.Hash
+	c.send(protocol.TypeRun, "photo", protocol.Run{Spec: s})
+	_, last := c.until(protocol.TypeResult, protocol.TypeError)
+	res, ok := last.Payload.(*protocol.Result)
+	if !ok {
+		t.Fatalf("photo edit: %+v", last.Payload)
+	}
+	if len(res.Images) != 2 || res.Spec.Image != up.Hash || res.Spec.Inversion != "direct" {
+		t.Errorf("result = %+v", res)
 	}
 }

@@ -1,30 +1,23 @@
 package server
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"image"
-	_ "image/gif"
-	_ "image/jpeg"
-	_ "image/png"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
 
-	_ "golang.org/x/image/webp"
-
+	"reword/backend/photo"
 	"reword/backend/store"
 )
 
-// uploadTypes are the photo formats accepted, by sniffed content type.
-var uploadTypes = map[string]bool{"image/png": true, "image/jpeg": true, "image/webp": true, "image/gif": true}
-
 // uploadImage stores a photo and answers its content hash. The photo comes
 // as the multipart field "image" or as the raw body with an image content
-// type. Its size and pixel count are checked before it is decoded, so a
-// decompression bomb is refused without being expanded.
+// type. It is checked exactly as the engine will read it (backend/photo):
+// byte and pixel limits before decoding, so a decompression bomb is refused
+// without being expanded, then a full decode, so a corrupt file is refused
+// here rather than in the middle of an edit.
 func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.UploadBytes+64<<10)
 	data, status, err := s.readUpload(r)
@@ -33,28 +26,21 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, map[string]string{"error": err.Error()})
 		return
 	}
-	sniffed := http.DetectContentType(data)
-	if !uploadTypes[sniffed] {
-		writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": fmt.Sprintf("the file is %s, not a photo: upload PNG, JPEG, WebP or GIF", sniffed)})
-		return
-	}
-	cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
+	_, info, err := photo.Decode(data, s.photoLimits())
 	if err != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": "the image is corrupt or truncated: " + err.Error()})
+		status := http.StatusUnprocessableEntity
+		switch {
+		case errors.Is(err, photo.ErrTooLarge):
+			status = http.StatusRequestEntityTooLarge
+		case errors.Is(err, photo.ErrUnsupported):
+			status = http.StatusUnsupportedMediaType
+		}
+		s.metrics.errors.WithLabelValues("upload").Inc()
+		writeJSON(w, status, map[string]string{"error": err.Error()})
 		return
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > s.cfg.UploadPixels || cfg.Width > 1<<15 || cfg.Height > 1<<15 {
-		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("the image is %d×%d pixels; the limit is %d megapixels", cfg.Width, cfg.Height, s.cfg.UploadPixels/1_000_000)})
-		return
-	}
-	// Only now, with the size known to be bounded, decode the whole file:
-	// a truncated or corrupt photo is refused here, not in the middle of an
-	// edit.
-	if _, _, err := image.Decode(bytes.NewReader(data)); err != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": "the image is corrupt or truncated: " + err.Error()})
-		return
-	}
-	hash, err := s.store.PutImage(r.Context(), data, sniffed)
+	contentType := "image/" + strings.ToLower(string(info.Format))
+	hash, err := s.store.PutImage(r.Context(), data, contentType)
 	if err != nil {
 		s.log.Error("storing upload", "err", err)
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "the photo could not be stored"})
@@ -62,8 +48,12 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.uploads.Inc()
 	writeJSON(w, http.StatusCreated, map[string]any{
-		"hash": hash, "url": imageURL(hash), "width": cfg.Width, "height": cfg.Height, "type": sniffed,
+		"hash": hash, "url": imageURL(hash), "width": info.Width, "height": info.Height, "type": contentType,
 	})
+}
+
+func (s *Server) photoLimits() photo.Limits {
+	return photo.Limits{MaxBytes: s.cfg.UploadBytes, MaxPixels: int64(s.cfg.UploadPixels)}
 }
 
 func (s *Server) readUpload(r *http.Request) ([]byte, int, error) {

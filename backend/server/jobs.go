@@ -12,11 +12,16 @@ import (
 
 	"reword/backend/diffusion"
 	"reword/backend/diffusion/pngtext"
+	"reword/backend/photo"
 	"reword/backend/queue"
 	"reword/backend/store"
 	"reword/shared/edit"
 	"reword/shared/protocol"
 )
+
+// errPhotoExpired means the photo a spec names left the store (evicted)
+// between the request and the run.
+var errPhotoExpired = errors.New("the photo this edit refers to has expired from the server (or was never uploaded): upload it again")
 
 // maxRequestID bounds client-chosen request ids (they appear in preview
 // frame headers, which give them one length byte).
@@ -50,8 +55,7 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		return
 	}
 	if r.Image != "" && !s.store.HasImage(r.Image) {
-		c.sendError(id, &protocol.Error{Code: protocol.CodeNotFound, Field: "spec.image",
-			Message: "the photo this edit refers to has expired from the server (or was never uploaded): upload it again"})
+		c.sendError(id, &protocol.Error{Code: protocol.CodeNotFound, Field: "spec.image", Message: errPhotoExpired.Error()})
 		return
 	}
 	spec := r.Spec()
@@ -173,7 +177,18 @@ func (c *conn) runEdit(ctx context.Context, id string, spec edit.Spec, key strin
 			c.sendMessage(protocol.TypeProgress, id, protocol.Progress{Step: p.Step, Total: p.Total})
 		}
 	}
-	out, err := s.engine.Edit(ctx, spec, diffusion.RunOptions{HeatMaps: heatMaps}, onPreview)
+	opts := diffusion.RunOptions{HeatMaps: heatMaps}
+	if spec.Image != "" {
+		data, _, err := s.store.Image(ctx, spec.Image)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, errPhotoExpired
+		}
+		if err != nil {
+			return nil, err
+		}
+		opts.Photo = &diffusion.Photo{Data: data, Limits: s.photoLimits()}
+	}
+	out, err := s.engine.Edit(ctx, spec, opts, onPreview)
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +289,12 @@ func jobError(err error) *protocol.Error {
 	var probs edit.Problems
 	if errors.As(err, &probs) {
 		return specError(err)
+	}
+	switch {
+	case errors.Is(err, errPhotoExpired):
+		return &protocol.Error{Code: protocol.CodeNotFound, Field: "spec.image", Message: err.Error()}
+	case errors.Is(err, photo.ErrCorrupt), errors.Is(err, photo.ErrUnsupported), errors.Is(err, photo.ErrTooLarge):
+		return &protocol.Error{Code: protocol.CodeInvalidSpec, Field: "spec.image", Message: err.Error()}
 	}
 	return &protocol.Error{Code: protocol.CodeInternal, Message: "the edit failed: " + err.Error()}
 }
