@@ -143,8 +143,8 @@ func JobID(requestID string, run protocol.Run) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-func jobSubject(model string) string { return jobSubjectPrefix + SubjectToken(model) }
-func eventSubject(job string) string { return eventSubjectPrefix + job }
+func jobSubject(model string) string  { return jobSubjectPrefix + SubjectToken(model) }
+func eventSubject(job string) string  { return eventSubjectPrefix + job }
 func cancelSubject(job string) string { return cancelSubjectPrefix + job }
 func consumerName(model string) string {
 	return "workers-" + SubjectToken(model)
