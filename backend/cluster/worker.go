@@ -17,7 +17,6 @@ import (
 	"reword/backend/editjob"
 	"reword/backend/photo"
 	"reword/backend/store"
-	"reword/shared/edit"
 	"reword/shared/protocol"
 )
 
@@ -272,12 +271,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	default:
 		w.failed.Add(1)
 		log.Error("job failed", "err", err)
-		e := &protocol.Error{Code: protocol.CodeInternal, Message: "the edit failed: " + err.Error()}
-		var probs edit.Problems
-		if errors.As(err, &probs) {
-			e = editjob.SpecError(err)
-		}
-		w.publishError(jobID, requestID, e)
+		w.publishError(jobID, requestID, editjob.ErrorOf(err))
 		msg.Term()
 		return
 	}

@@ -25,6 +25,25 @@ import (
 	"reword/shared/protocol"
 )
 
+// ErrPhotoExpired means the photo a spec names left the store (evicted)
+// between the request and the run.
+var ErrPhotoExpired = errors.New("the photo this edit refers to has expired from the server (or was never uploaded): upload it again")
+
+// ErrorOf is the client-facing error of a failed run: invalid specs and
+// photos are the client's to fix, anything else is the server's.
+func ErrorOf(err error) *protocol.Error {
+	var probs edit.Problems
+	switch {
+	case errors.As(err, &probs):
+		return SpecError(err)
+	case errors.Is(err, ErrPhotoExpired):
+		return &protocol.Error{Code: protocol.CodeNotFound, Field: "spec.image", Message: err.Error()}
+	case errors.Is(err, photo.ErrCorrupt), errors.Is(err, photo.ErrUnsupported), errors.Is(err, photo.ErrTooLarge):
+		return &protocol.Error{Code: protocol.CodeInvalidSpec, Field: "spec.image", Message: err.Error()}
+	}
+	return &protocol.Error{Code: protocol.CodeInternal, Message: "the edit failed: " + err.Error()}
+}
+
 // Request is one edit to run.
 type Request struct {
 	// ID is the client's request id; preview frames carry it.
@@ -65,6 +84,9 @@ func Run(ctx context.Context, engine *diffusion.Engine, st *store.Store, req Req
 	opts := diffusion.RunOptions{HeatMaps: req.HeatMaps}
 	if req.Spec.Image != "" {
 		data, _, err := st.Image(ctx, req.Spec.Image)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, ErrPhotoExpired
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading the photo %s: %w", req.Spec.Image, err)
 		}

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"reword/backend/cluster"
 	"reword/backend/diffusion"
 	"reword/backend/model"
 	"reword/backend/queue"
@@ -67,6 +68,11 @@ type Config struct {
 	AllowedOrigins []string
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Cluster, when set, makes this server a gateway: it loads no model
+	// (ModelDir is ignored) and runs edits on the cluster's GPU workers,
+	// whose model it learns from their registration. The caller creates
+	// it and closes it after Shutdown.
+	Cluster *cluster.Gateway
 }
 
 func (c *Config) setDefaults() {
@@ -100,6 +106,7 @@ type Server struct {
 	problem string            // why engine is nil
 	store   *store.Store
 	queue   *queue.Queue
+	cluster *cluster.Gateway // nil: edits run in this process
 	metrics *metrics
 	wasm    *wasmFiles
 	origins map[string]bool
@@ -135,8 +142,11 @@ func New(cfg Config) (*Server, error) {
 	if s.wasm, err = loadWasm(cfg.WasmDir); err != nil {
 		return nil, err
 	}
-	if s.model, err = model.Check(cfg.ModelDir); err != nil {
-		return nil, err
+	s.cluster = cfg.Cluster
+	if s.cluster == nil {
+		if s.model, err = model.Check(cfg.ModelDir); err != nil {
+			return nil, err
+		}
 	}
 	if s.queue, err = queue.New(cfg.Queue); err != nil {
 		return nil, err
@@ -145,7 +155,9 @@ func New(cfg Config) (*Server, error) {
 		s.queue.Close(context.Background())
 		return nil, err
 	}
-	s.loadEngine()
+	if s.cluster == nil {
+		s.loadEngine()
+	}
 	s.metrics = newMetrics(s)
 	s.upgrader = newUpgrader(s.checkOrigin)
 	s.routes()
@@ -234,6 +246,13 @@ func (s *Server) allowCORS(w http.ResponseWriter, r *http.Request) bool {
 
 // ModelInfo is what the server tells clients about its model.
 func (s *Server) ModelInfo() protocol.ModelInfo {
+	if s.cluster != nil {
+		e, err := s.cluster.Model(context.Background(), "")
+		if err != nil {
+			return protocol.ModelInfo{Problem: err.Error()}
+		}
+		return e.Info
+	}
 	info := protocol.ModelInfo{ID: s.model.ID, Ready: s.engine != nil, Problem: s.problem, Missing: s.model.Missing}
 	if s.engine != nil {
 		info.ID = s.engine.Defaults().Model
@@ -260,6 +279,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case closing:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	case s.cluster != nil:
+		if info := s.ModelInfo(); !info.Ready {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no worker", "problem": info.Problem})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	case s.engine == nil:
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not ready", "problem": s.problem})
 	default:

@@ -11,7 +11,6 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
-	"reword/backend/queue"
 	"reword/shared/protocol"
 )
 
@@ -55,7 +54,7 @@ type conn struct {
 	limiter *rate.Limiter
 
 	mu           sync.Mutex
-	jobs         map[string]*queue.Ticket // request id → ticket
+	jobs         map[string]ticket // request id → ticket
 	previews     map[previewKey][]byte
 	previewOrder []previewKey
 	previewReady chan struct{}
@@ -92,7 +91,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s: s, id: newConnID(), ws: ws,
 		send: make(chan []byte, sendQueue), done: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), int(2*s.cfg.MessagesPerSecond)+1),
-		jobs:     map[string]*queue.Ticket{},
+		jobs:     map[string]ticket{},
 		previews: map[previewKey][]byte{}, previewReady: make(chan struct{}, 1),
 	}
 	ws.SetReadLimit(protocol.MaxMessageBytes)
