@@ -14,10 +14,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"reword/backend/cluster"
 	"reword/backend/diffusion"
 	"reword/backend/ort"
 	"reword/backend/queue"
 	"reword/backend/server"
+	"reword/backend/store"
 )
 
 func init() {
@@ -45,8 +49,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", 20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
 	threads := fs.Int("threads", int(env.int64("REWORD_THREADS", 0)), "ONNX Runtime threads per model call; 0 = one per core (env REWORD_THREADS)")
 	provider := fs.String("provider", envOr("REWORD_PROVIDER", "cpu"), "execution provider: cpu or cuda (env REWORD_PROVIDER)")
+	role := fs.String("role", envOr("REWORD_ROLE", "all"), "all: front end and model in one process; gateway: front end only, edits run on workers over NATS; worker: model only, takes jobs from NATS (env REWORD_ROLE; see docs/deployment.md)")
+	natsURL := fs.String("nats", envOr("REWORD_NATS", ""), "NATS server URLs, comma-separated, for --role gateway and worker (env REWORD_NATS)")
+	replicas := fs.Int("replicas", int(env.int64("REWORD_REPLICAS", 1)), "JetStream replicas of the job stream: 1 for one NATS server, 3 for a 3-node cluster (env REWORD_REPLICAS)")
+	ackWait := fs.Duration("ack-wait", env.duration("REWORD_ACK_WAIT", 30*time.Second), "a job whose worker stops heartbeating for this long goes to another worker (env REWORD_ACK_WAIT)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	switch *role {
+	case "all":
+	case "gateway", "worker":
+		if *natsURL == "" {
+			return usageError("--role %s needs --nats (the NATS server URLs)", *role)
+		}
+	default:
+		return usageError("--role is all, gateway or worker, not %q", *role)
 	}
 	if env.err != nil {
 		return usageError("%v", env.err)
@@ -59,7 +76,29 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	settings := cluster.Settings{Replicas: *replicas, AckWait: *ackWait, JobTimeout: *jobTimeout, MaxQueued: *maxQueued}
+	var gateway *cluster.Gateway
+	if *role != "all" {
+		nc, err := nats.Connect(*natsURL, nats.Name("reword-"+*role), nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connecting to NATS at %s: %w", *natsURL, err)
+		}
+		defer nc.Close()
+		if *role == "worker" {
+			return runWorker(ctx, nc, *modelDir, *data, *storeMB<<20, *threads, prov, settings, log)
+		}
+		st, err := store.Open(ctx, *data, *storeMB<<20)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		if gateway, err = cluster.NewGateway(ctx, cluster.GatewayConfig{Conn: nc, Store: st, Settings: settings, Logger: log}); err != nil {
+			return err
+		}
+		defer gateway.Close()
+	}
 	srv, err := server.New(server.Config{
+		Cluster:           gateway,
 		Version:           buildVersion(),
 		ModelDir:          *modelDir,
 		Engine:            diffusion.Options{Threads: *threads, Provider: prov, Instrument: true},
@@ -98,6 +137,27 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return serr
+}
+
+// runWorker serves the model to the cluster until ctx ends.
+func runWorker(ctx context.Context, nc *nats.Conn, modelDir, data string, storeBytes int64, threads int, prov ort.Provider, settings cluster.Settings, log *slog.Logger) error {
+	eng, err := diffusion.Load(modelDir, diffusion.Options{Threads: threads, Provider: prov, Instrument: true})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	st, err := store.Open(ctx, data, storeBytes)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	host, _ := os.Hostname()
+	w, err := cluster.NewWorker(ctx, cluster.WorkerConfig{Name: host, Conn: nc, Engine: eng, Store: st, Settings: settings, Logger: log})
+	if err != nil {
+		return err
+	}
+	log.Info("worker taking jobs", "model", eng.Defaults().Model, "nats", nc.ConnectedUrlRedacted())
+	return w.Run(ctx)
 }
 
 func defaultWebDir() string {
