@@ -14,9 +14,11 @@ ORT_LIB   := $(ORT_DIR)/libonnxruntime.so.1
 WEB_OUT   := bin/web
 ADDR      ?= :8080
 
-# Server packages run under the race detector; the rest without it (the
-# race runtime slows the numeric tests several-fold on 2 cores).
-RACE_PKGS := ./backend/server/... ./shared/protocol/...
+# Server packages (everything with goroutines serving clients) run under the
+# race detector; the rest without it, since the race runtime slows the
+# numeric tests several-fold on 2 cores. Each package runs once.
+RACE_PKGS   := ./backend/server/... ./backend/queue/... ./backend/store/... ./backend/cluster/... ./backend/editjob/... ./shared/protocol/...
+RACE_FILTER := /backend/(server|queue|store|cluster|editjob)(/|$$)|/shared/protocol(/|$$)
 
 .PHONY: build run test ort deps-browser fmt-check vet unit e2e bench tiny-model clean
 
@@ -77,7 +79,7 @@ vet:
 	GOOS=js GOARCH=wasm $(GO) vet ./web/... ./shared/...
 
 unit: ort
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $$($(GO) list ./... | grep -Ev '$(RACE_FILTER)')
 	$(GO) test -count=1 -race $(RACE_PKGS)
 
 e2e: deps-browser build ort
@@ -85,8 +87,13 @@ e2e: deps-browser build ort
 
 test: fmt-check vet unit e2e
 
-bench: ort
+# The quick benchmarks: Go micro-benchmarks (tokenizer, schedulers, …) and
+# the engine and instrumentation ratios on the tiny model. The long ones run
+# on their own: bin/reword bench edit | invert | model (see the README).
+bench: build ort
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+	bin/reword bench instrument
+	bin/reword bench engine
 
 tiny-model:
 	bash models/tiny/train/make_tiny_model.sh

@@ -37,7 +37,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var env envDefaults
 	addr := fs.String("addr", envOr("REWORD_ADDR", ":8080"), "listen address (env REWORD_ADDR)")
 	modelDir := fs.String("model", envOr("REWORD_MODEL", defaultPath("models/tiny")), "model folder (env REWORD_MODEL)")
-	webDir := fs.String("web", envOr("REWORD_WEB", defaultWebDir()), "folder holding app.wasm and its .br/.gz copies, as `make build` writes them (env REWORD_WEB)")
+	webDir := fs.String("web", envOr("REWORD_WEB", defaultWebDir()), "folder holding app.wasm and its .br/.gz copies, as make build writes them (env REWORD_WEB)")
 	origins := fs.String("allow-origins", envOr("REWORD_ALLOW_ORIGINS", ""), "comma-separated extra origins allowed to open the WebSocket, e.g. https://reword.example (env REWORD_ALLOW_ORIGINS); the server's own origin is always allowed")
 	data := fs.String("data", envOr("REWORD_DATA", defaultDataDir()), "where photos and results are stored: a folder, or a blob URL such as s3://bucket?region=eu-west-1&endpoint=… (env REWORD_DATA)")
 	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", 1024), "cap on stored images in MiB; the least recently used are evicted beyond it (env REWORD_STORE_MB)")
