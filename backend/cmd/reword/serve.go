@@ -36,7 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("serve", "", stderr)
 	var env envDefaults
 	addr := fs.String("addr", envOr("REWORD_ADDR", ":8080"), "listen address (env REWORD_ADDR)")
-	modelDir := fs.String("model", envOr("REWORD_MODEL", defaultPath("models/tiny")), "model folder (env REWORD_MODEL)")
+	modelDir := fs.String("model", envOr("REWORD_MODEL", defaultPath("models/tiny")), "model folder (env REWORD_MODEL); required with --role worker, ignored with --role gateway")
 	webDir := fs.String("web", envOr("REWORD_WEB", defaultWebDir()), "folder holding app.wasm and its .br/.gz copies, as make build writes them (env REWORD_WEB)")
 	origins := fs.String("allow-origins", envOr("REWORD_ALLOW_ORIGINS", ""), "comma-separated extra origins allowed to open the WebSocket, e.g. https://reword.example (env REWORD_ALLOW_ORIGINS); the server's own origin is always allowed")
 	data := fs.String("data", envOr("REWORD_DATA", defaultDataDir()), "where photos and results are stored: a folder, or a blob URL such as s3://bucket?region=eu-west-1&endpoint=… (env REWORD_DATA)")
@@ -61,6 +61,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "gateway", "worker":
 		if *natsURL == "" {
 			return usageError("--role %s needs --nats (the NATS server URLs)", *role)
+		}
+		// A worker registers its model with the whole cluster, so it never
+		// falls back to the repository's tiny model the way role all does.
+		if *role == "worker" && !flagSet(fs, "model") && os.Getenv("REWORD_MODEL") == "" {
+			return usageError("--role worker needs --model (the model folder this worker serves)")
 		}
 	default:
 		return usageError("--role is all, gateway or worker, not %q", *role)
@@ -119,7 +124,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stdout, "Reword %s serving on http://%s (model %s)\n", buildVersion(), displayAddr(ln.Addr()), *modelDir)
+	served := "model " + *modelDir
+	if gateway != nil {
+		served = "gateway: edits run on the cluster's workers"
+	}
+	fmt.Fprintf(stdout, "Reword %s serving on http://%s (%s)\n", buildVersion(), displayAddr(ln.Addr()), served)
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
 	select {
