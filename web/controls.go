@@ -52,12 +52,17 @@ func (c *Controls) Render() app.UI {
 			app.Label().For("seed").Text("Seed"),
 			app.Div().Class("with-button").Body(
 				app.Input().ID("seed").Type("number").Min(0).Step(1).Attr("inputmode", "numeric").Value(seed).
-					OnChange(func(ctx app.Context, e app.Event) {
+					// On every keystroke, so that Ctrl+Enter right after typing runs
+					// the seed on screen. A value that is not a whole number clears
+					// the seed, and the server's "seed" error then shows under the
+					// field instead of the previous seed running silently.
+					OnInput(func(ctx app.Context, e app.Event) {
+						s := c.Spec
+						s.Seed = nil
 						if v, err := strconv.ParseUint(strings.TrimSpace(ctx.JSSrc().Get("value").String()), 10, 64); err == nil {
-							s := c.Spec
 							s.Seed = &v
-							c.OnChange(ctx, s)
 						}
+						c.OnChange(ctx, s)
 					}),
 				app.Button().ID("dice").Class("icon-button").Type("button").
 					Title("Pick a random seed").Text("Random").
@@ -116,7 +121,7 @@ func (c *Controls) field(id, label, typ, value, def, min, max string, step float
 		app.Label().For(id).Text(label),
 		app.Input().ID(id).Type(typ).Min(min).Max(max).Step(step).Value(value).
 			Placeholder(defaultLabel(def)).
-			OnChange(func(ctx app.Context, e app.Event) {
+			OnInput(func(ctx app.Context, e app.Event) {
 				c.OnChange(ctx, set(c.Spec, strings.TrimSpace(ctx.JSSrc().Get("value").String())))
 			}),
 		fieldError(c.Errors, id),

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"reword/shared/edit"
+
 	"fmt"
 	"os"
 	"path/filepath"
@@ -84,7 +86,18 @@ func TestEditorLoadsAndGreets(t *testing.T) {
 func TestScreenshots(t *testing.T) {
 	ctx := tab(t)
 	openEditor(t, ctx, srv.URL+"/")
+	// A seed whose edit shows what Prompt-to-Prompt does: the circle changes
+	// colour and keeps its place, size and background.
+	setPrompt(t, ctx, "seed", "4")
 	runAndWait(t, ctx, 2)
+	// The seed was only typed (input events, no change event): the run must
+	// still have used it, which the URL's edit link records.
+	link := mustEval[string](t, ctx, `location.hash`)
+	spec, err := edit.DecodeLink(link)
+	must(t, err)
+	if spec.Seed == nil || *spec.Seed != 4 {
+		t.Fatalf("the typed seed did not reach the edit: link spec %+v", spec)
+	}
 	for _, size := range []struct {
 		name          string
 		width, height int64
