@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"image"
@@ -11,9 +12,9 @@ import (
 	"os"
 	"time"
 
-	"reword/backend/ort"
+	"reword/backend/diffusion"
+	"reword/backend/diffusion/scheduler"
 	"reword/models/tiny/eval"
-	"reword/models/tiny/generate"
 	"reword/models/tiny/scene"
 )
 
@@ -27,55 +28,50 @@ func init() {
 
 // benchModel generates the held-out evaluation prompts (scene.EvalPrompts:
 // colour/shape/position triples never drawn in training) with several seeds
-// and scores every image with the evaluator. It also scores VAE round trips
-// of drawn scenes, the ceiling the decoder puts on any generation.
+// on the engine and scores every image with the evaluator. It also scores
+// the engine's VAE round trips of drawn scenes, the ceiling the decoder puts
+// on any generation.
 func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench model", "", stderr)
-	dir := fs.String("model", "models/tiny", "model directory (holding model.json)")
+	dir := fs.String("model", defaultPath("models/tiny"), "model folder (holding model.json)")
 	nPrompts := fs.Int("prompts", 200, "held-out prompts to generate")
 	nSeeds := fs.Int("seeds", 2, "seeds per prompt")
 	steps := fs.Int("steps", 50, "DDIM steps")
 	guidance := fs.Float64("guidance", 7.5, "classifier-free guidance scale")
-	batch := fs.Int("batch", 25, "prompts per UNet batch")
-	sdpa := fs.Bool("sdpa", false, "run the torch-SDPA layout UNet export instead of the classic one")
 	threads := fs.Int("threads", 0, "ONNX Runtime threads (0: one per core)")
 	grid := fs.String("grid", "", "write the first 64 generated images to this PNG file")
 	seen := fs.Bool("seen", false, "score prompts built from triples training draws instead of the held-out ones")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *nPrompts < 1 || *nSeeds < 1 || *batch < 1 {
-		return usageError("-prompts, -seeds and -batch must be positive")
+	if fs.NArg() != 0 || *nPrompts < 1 || *nSeeds < 1 || *steps < 1 {
+		return usageError("want no arguments, and positive -prompts, -seeds and -steps")
 	}
-	p, err := generate.Open(*dir, *sdpa, ort.Options{Threads: *threads})
+	// Writing the instrumented UNet into the model folder on first use is
+	// allowed, as for every engine subcommand.
+	e, err := diffusion.Load(*dir, diffusion.Options{Threads: *threads, Instrument: true})
 	if err != nil {
 		return err
 	}
-	defer p.Close()
+	defer e.Close()
 
-	// VAE round trips of drawn scenes.
+	// VAE round trips of drawn scenes, each passed as a PNG photo.
 	rng := rand.New(rand.NewPCG(11, 12))
-	var drawn []*image.RGBA
-	var drawnPrompts []scene.Caption
+	var vae modelTally
 	for _, c := range scene.EvalPrompts(*nPrompts, 2) {
 		s, err := scene.SceneFor(rng, c)
 		if err != nil {
 			return err
 		}
-		drawn = append(drawn, s.Render())
-		drawnPrompts = append(drawnPrompts, c)
-	}
-	z, err := p.Encode(ctx, drawn)
-	if err != nil {
-		return err
-	}
-	round, err := p.Decode(ctx, z, len(drawn))
-	if err != nil {
-		return err
-	}
-	var vae modelTally
-	for i, img := range round {
-		if err := vae.add(drawnPrompts[i], img); err != nil {
+		var b bytes.Buffer
+		if err := png.Encode(&b, s.Render()); err != nil {
+			return err
+		}
+		rt, err := e.RoundTrip(ctx, diffusion.Photo{Data: b.Bytes()})
+		if err != nil {
+			return err
+		}
+		if err := vae.add(c, rt.NRGBA()); err != nil {
 			return err
 		}
 	}
@@ -85,49 +81,39 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *seen {
 		prompts, promptSet = scene.SeenPrompts(*nPrompts, 1), "seen"
 	}
-	var reqs []generate.Request
-	var reqPrompts []scene.Caption
+	var gen modelTally
+	var kept []image.Image
+	total := len(prompts) * *nSeeds
+	start := time.Now()
 	for seed := 0; seed < *nSeeds; seed++ {
 		for _, c := range prompts {
-			reqs = append(reqs, generate.Request{Prompt: c.Text, Seed: uint64(seed)})
-			reqPrompts = append(reqPrompts, c)
-		}
-	}
-	var gen modelTally
-	var kept []*image.RGBA
-	start := time.Now()
-	for i := 0; i < len(reqs); i += *batch {
-		j := min(i+*batch, len(reqs))
-		imgs, err := p.Generate(ctx, reqs[i:j], generate.Options{Steps: *steps, Guidance: *guidance})
-		if err != nil {
-			return err
-		}
-		for k, img := range imgs {
-			if err := gen.add(reqPrompts[i+k], img); err != nil {
+			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: *steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
+			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
+			if err != nil {
+				return err
+			}
+			img := res.Images[0].NRGBA()
+			if err := gen.add(c, img); err != nil {
 				return err
 			}
 			if len(kept) < 64 {
 				kept = append(kept, img)
-				fmt.Fprintf(stderr, "grid %d: %s\n", len(kept)-1, reqPrompts[i+k].Text)
+				fmt.Fprintf(stderr, "grid %d: %s (seed %d)\n", len(kept)-1, c.Text, seed)
 			}
+			fmt.Fprintf(stderr, "\r%d/%d images", gen.n, total)
 		}
-		fmt.Fprintf(stderr, "\r%d/%d images", j, len(reqs))
 	}
 	fmt.Fprintln(stderr)
 	elapsed := time.Since(start)
 
-	layout := "classic"
-	if *sdpa {
-		layout = "sdpa"
-	}
-	fmt.Fprintf(stdout, "tiny model %s (UNet %s layout): %d %s prompts x %d seeds, DDIM %d steps, guidance %g\n",
-		*dir, layout, *nPrompts, promptSet, *nSeeds, *steps, *guidance)
+	fmt.Fprintf(stdout, "model %s (engine): %d %s prompts x %d seeds, DDIM %d steps, guidance %g\n",
+		*dir, len(prompts), promptSet, *nSeeds, *steps, *guidance)
 	fmt.Fprintf(stdout, "%-22s %7s %7s %9s %7s %7s %7s\n", "", "colour", "shape", "position", "size", "all", "found")
 	gen.print(stdout, "generated")
 	vae.print(stdout, "VAE round trip (drawn)")
-	fmt.Fprintf(stdout, "position and size are scored only where the prompt names them (position: always, size: %d of %d)\n",
-		gen.sizeNamed, gen.n)
-	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, batch %d)\n", elapsed.Seconds()/float64(len(reqs)), len(reqs), *batch)
+	fmt.Fprintf(stdout, "position and size are scored only where the prompt names them (position: %d of %d, size: %d of %d)\n",
+		gen.positionNamed, gen.n, gen.sizeNamed, gen.n)
+	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
 	if *grid != "" {
 		if err := writeModelGrid(*grid, kept); err != nil {
 			return err
@@ -179,7 +165,7 @@ func (t modelTally) print(w io.Writer, label string) {
 		pct(t.position, t.positionNamed), pct(t.size, t.sizeNamed), pct(t.all, t.n), pct(t.found, t.n))
 }
 
-func writeModelGrid(path string, imgs []*image.RGBA) error {
+func writeModelGrid(path string, imgs []image.Image) error {
 	if len(imgs) == 0 {
 		return fmt.Errorf("no images for the grid")
 	}
@@ -188,7 +174,7 @@ func writeModelGrid(path string, imgs []*image.RGBA) error {
 	rows := (len(imgs) + cols - 1) / cols
 	grid := image.NewRGBA(image.Rect(0, 0, cols*s, rows*s))
 	for i, img := range imgs {
-		draw.Draw(grid, image.Rect((i%cols)*s, (i/cols)*s, (i%cols+1)*s, (i/cols+1)*s), img, image.Point{}, draw.Src)
+		draw.Draw(grid, image.Rect((i%cols)*s, (i/cols)*s, (i%cols+1)*s, (i/cols+1)*s), img, img.Bounds().Min, draw.Src)
 	}
 	f, err := os.Create(path)
 	if err != nil {
