@@ -15,7 +15,7 @@ Needs torch 1.13 (Debian's python3-torch): its exporter names nodes after the
 module tree (/down_blocks.0/attentions.0/transformer_blocks.0/attn2/Softmax),
 as real SD exports do. Every export is checked against the PyTorch forward
 pass only structurally here (names, sizes); the numeric check against ONNX
-Runtime is the Go test in models/tiny/generate.
+Runtime is the Go test in models/tiny (tiny_test.go).
 """
 import argparse
 import json
