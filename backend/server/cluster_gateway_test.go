@@ -239,3 +239,36 @@ func TestGatewayModeOverWebSocket(t *testing.T) {
 		t.Errorf("healthz model = %+v", health.Model)
 	}
 }
+
+// TestGatewayStoredResultOfSameRequest sends a finished run again with the
+// same request id (as a client does after reconnecting). The gateway finds
+// the job's result in the store inside cluster.Submit and delivers it at
+// once; the socket must answer it rather than deadlock on its own lock.
+func TestGatewayStoredResultOfSameRequest(t *testing.T) {
+	env := newGatewayServer(t)
+	env.startWorker(t)
+	c := env.connect(t)
+	run := protocol.Run{Spec: spec(7, 2), HeatMaps: true} // heat maps: not answered by editjob.Cached
+	c.send(protocol.TypeRun, "again", run)
+	if _, last := c.until(protocol.TypeResult, protocol.TypeError); last.Type != protocol.TypeResult {
+		t.Fatalf("first run ended with %+v", last.Payload)
+	}
+	for try := 0; ; try++ {
+		c.send(protocol.TypeRun, "again", run)
+		c.ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			t.Fatalf("no answer to the same run sent again (deadlock?): %v", err)
+		}
+		m, err := protocol.Decode(b)
+		must(t, err)
+		if e, ok := m.Payload.(*protocol.Error); ok && e.Code == protocol.CodeDuplicateID && try < 50 {
+			time.Sleep(20 * time.Millisecond) // the first run is still being cleaned up
+			continue
+		}
+		if res, ok := m.Payload.(*protocol.Result); !ok || !res.Cached {
+			t.Fatalf("the same run again: %s %+v", m.Type, m.Payload)
+		}
+		return
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"reword/backend/cluster"
@@ -76,12 +77,24 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		}
 	}
 
+	// The id is reserved under c.mu, but c.mu is not held while the
+	// queue or the cluster is called: both may call back at once (a
+	// cluster job with a stored result delivers it inside Submit), and
+	// those callbacks take c.mu.
 	c.mu.Lock()
 	if _, dup := c.jobs[id]; dup {
 		c.mu.Unlock()
 		c.sendError(id, &protocol.Error{Code: protocol.CodeDuplicateID, Message: "a request with this id is already queued or running", Field: "id"})
 		return
 	}
+	if max := s.cfg.Queue.MaxPerClient; s.cluster != nil && max > 0 && len(c.jobs) >= max {
+		c.mu.Unlock()
+		c.sendError(id, &protocol.Error{Code: protocol.CodeTooMany, Message: queue.ErrClientLimit.Error()})
+		return
+	}
+	pending := &pendingTicket{}
+	c.jobs[id] = pending
+	c.mu.Unlock()
 	log := s.log.With("conn", c.id, "request", id)
 	var t ticket
 	if s.cluster != nil {
@@ -89,10 +102,16 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 	} else {
 		t, err = c.submitToQueue(id, r, run.HeatMaps, log)
 	}
+	c.mu.Lock()
 	if err == nil {
 		c.jobs[id] = t
+	} else {
+		delete(c.jobs, id)
 	}
 	c.mu.Unlock()
+	if err == nil && pending.cancelled.Load() {
+		t.Cancel() // cancelled (or its socket closed) while it was submitted
+	}
 	if err != nil {
 		var pe *protocol.Error
 		switch {
@@ -113,8 +132,15 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 	go c.await(id, t, log)
 }
 
+// pendingTicket holds a request id in c.jobs while the request is being
+// submitted; a cancel meanwhile is applied to the real ticket afterwards.
+type pendingTicket struct{ cancelled atomic.Bool }
+
+func (p *pendingTicket) Cancel()    { p.cancelled.Store(true) }
+func (p *pendingTicket) Err() error { return nil }
+
 // submitToQueue runs the edit in this process, on the fair queue in front
-// of the engine. Called with c.mu held.
+// of the engine.
 func (c *conn) submitToQueue(id string, r edit.Resolved, heatMaps bool, log *slog.Logger) (ticket, error) {
 	spec := r.Spec()
 	submitted := time.Now()
@@ -139,11 +165,8 @@ func (c *conn) submitToQueue(id string, r edit.Resolved, heatMaps bool, log *slo
 }
 
 // submitToCluster sends the edit to the cluster's workers through the
-// gateway, relaying their events to this socket. Called with c.mu held.
+// gateway, relaying their events to this socket.
 func (c *conn) submitToCluster(id string, r edit.Resolved, heatMaps bool) (ticket, error) {
-	if max := c.s.cfg.Queue.MaxPerClient; max > 0 && len(c.jobs) >= max {
-		return nil, queue.ErrClientLimit
-	}
 	model := r.Spec().Model
 	if model == "" {
 		if d, err := c.s.specDefaults(); err == nil {
