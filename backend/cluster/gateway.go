@@ -150,6 +150,10 @@ type Job struct {
 	err     error
 	done    chan struct{}
 	stopPos chan struct{}
+	// ready is closed when Submit has set the job up (sub, seq, its
+	// place in bySeq); events wait for it, since they can arrive as soon
+	// as the job subscribes.
+	ready chan struct{}
 }
 
 // Done is closed when the job has ended.
@@ -228,7 +232,15 @@ func (g *Gateway) Submit(ctx context.Context, model, requestID string, run proto
 	if err != nil {
 		return nil, err
 	}
-	j := &Job{ID: jobID, g: g, model: model, ev: ev, done: make(chan struct{}), stopPos: make(chan struct{})}
+	j := &Job{ID: jobID, g: g, model: model, ev: ev, done: make(chan struct{}), stopPos: make(chan struct{}), ready: make(chan struct{})}
+	defer close(j.ready)
+	// abandon drops a job Submit fails: its events are ignored.
+	abandon := func() {
+		j.mu.Lock()
+		j.ended = true
+		j.mu.Unlock()
+		j.sub.Unsubscribe()
+	}
 	// Subscribe before anything else, so that no event of an in-flight
 	// job is missed between the checks below and the first message.
 	j.sub, err = g.cfg.Conn.Subscribe(eventSubject(jobID), j.onEvent)
@@ -242,7 +254,7 @@ func (g *Gateway) Submit(ctx context.Context, model, requestID string, run proto
 	msg := &nats.Msg{Subject: jobSubject(model), Header: nats.Header{headerJob: []string{jobID}}, Data: body}
 	ack, err := g.js.PublishMsg(ctx, msg, jetstream.WithMsgID(jobID))
 	if err != nil {
-		j.sub.Unsubscribe()
+		abandon()
 		if strings.Contains(err.Error(), "maximum messages exceeded") {
 			return nil, &protocol.Error{Code: protocol.CodeBusy, Message: fmt.Sprintf("the job queue is full (%d jobs): try again shortly", g.cfg.Settings.MaxQueued)}
 		}
@@ -259,7 +271,7 @@ func (g *Gateway) Submit(ctx context.Context, model, requestID string, run proto
 				j.deliver(res)
 				return j, nil
 			}
-			j.sub.Unsubscribe()
+			abandon()
 			return nil, &protocol.Error{Code: protocol.CodeDuplicateID, Field: "id",
 				Message: "this request id was used for the same run, which was cancelled or failed: send it with a new id"}
 		}
@@ -282,6 +294,7 @@ func (j *Job) deliver(res *protocol.Result) {
 
 // onEvent relays one message of the job's event subject.
 func (j *Job) onEvent(m *nats.Msg) {
+	<-j.ready
 	if j.isEnded() {
 		return
 	}
