@@ -428,3 +428,32 @@ func TestUploadAndServeImages(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedSocketIgnoresPongs: once the server closes a socket, a client
+// that never answers the close frame but keeps sending pongs must not keep
+// the socket (and its jobs) alive: pongs no longer push the read deadline.
+func TestClosedSocketIgnoresPongs(t *testing.T) {
+	ts := newTestServer(t, t.TempDir(), nil)
+	c := ts.connect(t)
+	ctx, cancel := contextWithTimeout(time.Second)
+	defer cancel()
+	must(t, ts.srv.Shutdown(ctx))
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if c.ws.WriteControl(websocket.PongMessage, nil, time.Now().Add(time.Second)) != nil {
+			break // the server dropped the connection
+		}
+		ts.srv.mu.Lock()
+		open := len(ts.srv.conns)
+		ts.srv.mu.Unlock()
+		if open == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ts.srv.mu.Lock()
+	defer ts.srv.mu.Unlock()
+	if n := len(ts.srv.conns); n != 0 {
+		t.Errorf("%d sockets still open 4 s after the server closed them", n)
+	}
+}

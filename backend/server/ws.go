@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -60,6 +61,9 @@ type conn struct {
 	previewReady chan struct{}
 	violations   int
 	closeOnce    sync.Once
+	// closing is set once closeWith has sent a close frame: from then on
+	// pongs no longer extend the read deadline that ends the socket.
+	closing atomic.Bool
 }
 
 type previewKey struct {
@@ -115,7 +119,18 @@ func (c *conn) readLoop() {
 		c.s.log.Info("socket closed", "conn", c.id)
 	}()
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	c.ws.SetPongHandler(func(string) error {
+		if c.closing.Load() {
+			return nil
+		}
+		if err := c.ws.SetReadDeadline(time.Now().Add(pongWait)); err != nil {
+			return err
+		}
+		if c.closing.Load() { // closeWith ran meanwhile: keep its deadline
+			return c.ws.SetReadDeadline(time.Now().Add(time.Second))
+		}
+		return nil
+	})
 	for {
 		typ, msg, err := c.ws.ReadMessage()
 		if err != nil {
@@ -230,6 +245,7 @@ func (c *conn) takePreviews() [][]byte {
 
 func (c *conn) closeWith(code int, reason string) {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		msg := websocket.FormatCloseMessage(code, reason)
 		c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
 		// Unblock the reader; it cleans up.
