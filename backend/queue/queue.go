@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 )
@@ -259,7 +260,7 @@ func (q *Queue) runJob(t *Ticket) {
 		if t.job.OnStart != nil {
 			t.job.OnStart()
 		}
-		err = t.job.Run(ctx)
+		err = runRecovered(ctx, t.job.Run)
 	}
 	if cause := context.Cause(ctx); cause != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		err = cause
@@ -273,6 +274,20 @@ func (q *Queue) runJob(t *Ticket) {
 	q.mu.Unlock()
 	q.finish(t, err)
 }
+
+// runRecovered runs a job and turns a panic into its error, so that one
+// bad job ends as a failed request instead of taking the server down.
+func runRecovered(ctx context.Context, run func(context.Context) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v\n%s", ErrPanic, r, debug.Stack())
+		}
+	}()
+	return run(ctx)
+}
+
+// ErrPanic wraps the value of a job that panicked (with its stack).
+var ErrPanic = errors.New("the job panicked")
 
 func (q *Queue) finish(t *Ticket, err error) {
 	t.err = err

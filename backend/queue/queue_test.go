@@ -206,3 +206,15 @@ func TestManyClientsAllComplete(t *testing.T) {
 		t.Errorf("%d of 150 jobs completed", done)
 	}
 }
+
+func TestPanickingJobFailsAloneAndWorkerSurvives(t *testing.T) {
+	q := newQueue(t, Config{Workers: 1})
+	tk, _ := q.Submit(Job{Client: "a", Run: func(context.Context) error { panic("engine exploded") }})
+	if err := tk.Err(); !errors.Is(err, ErrPanic) {
+		t.Fatalf("err = %v, want ErrPanic", err)
+	}
+	next, _ := q.Submit(Job{Client: "a", Run: func(context.Context) error { return nil }})
+	if err := next.Err(); err != nil {
+		t.Errorf("the job after a panic: %v", err)
+	}
+}

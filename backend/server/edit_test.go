@@ -300,3 +300,25 @@ func TestPhotoEdit(t *testing.T) {
 		t.Errorf("result = %+v", res)
 	}
 }
+
+// TestShutdownReportsBeforeClosing checks that a request still waiting when
+// the server stops hears why (a shutdown error) before its socket closes.
+func TestShutdownReportsBeforeClosing(t *testing.T) {
+	ts := newTestServer(t, tinyModel(t), func(c *Config) { c.Queue = queue.Config{Workers: 1} })
+	a, b := ts.connect(t), ts.connect(t)
+	a.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(11, 150)})
+	a.until(protocol.TypeStarted)
+	b.send(protocol.TypeRun, "waiting", protocol.Run{Spec: spec(12, 2)})
+	b.until(protocol.TypeQueued)
+	ctx, cancel := contextWithTimeout(2 * time.Second)
+	defer cancel()
+	must(t, ts.srv.Shutdown(ctx))
+	_, last := b.until(protocol.TypeError)
+	if e := last.Payload.(*protocol.Error); e.Code != protocol.CodeShutdown || last.ID != "waiting" {
+		t.Errorf("waiting request got %+v", e)
+	}
+	b.ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := b.ws.ReadMessage(); !strings.Contains(fmt.Sprint(err), "1001") {
+		t.Errorf("after the shutdown error: %v, want close 1001", err)
+	}
+}

@@ -129,6 +129,7 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		return
 	}
 	log.Info("edit queued", "targets", len(r.Targets), "steps", r.Steps)
+	c.s.awaits.Add(1)
 	go c.await(id, t, log)
 }
 
@@ -202,6 +203,7 @@ func (c *conn) sendResult(id string, res *protocol.Result) {
 
 // await reports how a queued request ended, unless it produced a result.
 func (c *conn) await(id string, t ticket, log *slog.Logger) {
+	defer c.s.awaits.Done()
 	err := t.Err()
 	c.mu.Lock()
 	delete(c.jobs, id)

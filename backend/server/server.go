@@ -117,6 +117,9 @@ type Server struct {
 	mu      sync.Mutex
 	conns   map[*conn]bool
 	closing bool
+	// awaits counts the goroutines that report how a request ended, so
+	// that Shutdown sends those reports before closing the sockets.
+	awaits sync.WaitGroup
 }
 
 // New checks the configuration, opens the store, loads the model (a model
@@ -308,15 +311,30 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	s.mu.Unlock()
 	s.queue.Close(ctx)
+	reported := make(chan struct{})
+	go func() {
+		s.awaits.Wait()
+		close(reported)
+	}()
+	select {
+	case <-reported:
+	case <-ctx.Done():
+	}
 	s.mu.Lock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range conns {
-		c.closeWith(closeGoingAway, "server shutting down")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.goAway(ctx)
+		}()
 	}
+	wg.Wait()
 	var errs []error
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())

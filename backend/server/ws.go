@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -192,9 +193,31 @@ func (c *conn) sendMessage(t protocol.Type, id string, payload any) {
 	case c.send <- b:
 	case <-c.done:
 	default:
-		c.closeWith(websocket.ClosePolicyViolation, "client is not reading its messages")
+		// sendMessage may run under the queue's lock (position updates):
+		// never wait here for a stuck writer.
+		go c.closeWith(websocket.ClosePolicyViolation, "client is not reading its messages")
 	}
 }
+
+// goAway closes the socket after the messages already queued for it, so
+// that results and errors sent just before a shutdown still arrive.
+func (c *conn) goAway(ctx context.Context) {
+	select {
+	case c.send <- nil: // the writer's cue to send the close frame
+	case <-c.done:
+		return
+	case <-ctx.Done():
+		c.closeWith(closeGoingAway, shutdownReason)
+		return
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		c.closeWith(closeGoingAway, shutdownReason)
+	}
+}
+
+const shutdownReason = "server shutting down"
 
 func (c *conn) sendError(id string, e *protocol.Error) {
 	c.s.metrics.errors.WithLabelValues(string(e.Code)).Inc()
@@ -266,6 +289,10 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case b := <-c.send:
+			if b == nil { // goAway: everything queued before it is written
+				c.closeWith(closeGoingAway, shutdownReason)
+				return
+			}
 			if !write(websocket.TextMessage, b) {
 				return
 			}
@@ -274,6 +301,10 @@ func (c *conn) writeLoop() {
 			for drained := false; !drained; {
 				select {
 				case b := <-c.send:
+					if b == nil {
+						c.closeWith(closeGoingAway, shutdownReason)
+						return
+					}
 					if !write(websocket.TextMessage, b) {
 						return
 					}

@@ -175,12 +175,28 @@ func (s *Store) PutImage(ctx context.Context, data []byte, contentType string) (
 	}
 	victims := s.evictLocked(h)
 	s.mu.Unlock()
-	for _, v := range victims {
-		if err := s.bucket.Delete(ctx, imagePrefix+v); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
-			return h, fmt.Errorf("store: evicting %s: %w", v, err)
-		}
+	if err := s.deleteImages(ctx, victims); err != nil {
+		return h, err
 	}
 	return h, nil
+}
+
+// deleteImages removes evicted images from the bucket. An image stored
+// again between its eviction and this delete is re-indexed by then and is
+// kept.
+func (s *Store) deleteImages(ctx context.Context, hashes []string) error {
+	for _, v := range hashes {
+		s.mu.Lock()
+		_, again := s.index[v]
+		s.mu.Unlock()
+		if again {
+			continue
+		}
+		if err := s.bucket.Delete(ctx, imagePrefix+v); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			return fmt.Errorf("store: evicting %s: %w", v, err)
+		}
+	}
+	return nil
 }
 
 // evictLocked drops least recently used images until the cap holds, never
@@ -218,6 +234,8 @@ func (s *Store) Image(ctx context.Context, hash string) ([]byte, string, error) 
 	r, err := s.bucket.NewReader(ctx, imagePrefix+hash, nil)
 	if err != nil {
 		if gcerrors.Code(err) == gcerrors.NotFound {
+			// Deleted behind our back (another process's eviction): forget it.
+			s.forget(hash)
 			return nil, "", ErrNotFound
 		}
 		return nil, "", fmt.Errorf("store: reading %s: %w", hash, err)
@@ -248,12 +266,26 @@ func (s *Store) adopt(ctx context.Context, hash string) bool {
 		return false
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if _, ok := s.index[hash]; !ok {
 		s.index[hash] = s.lru.PushFront(&entry{hash, attrs.Size})
 		s.bytes += attrs.Size
 	}
+	victims := s.evictLocked(hash)
+	s.mu.Unlock()
+	// Best effort: adopting is a read path; a failed delete leaves an
+	// unindexed blob that the next start re-indexes and evicts.
+	_ = s.deleteImages(ctx, victims)
 	return true
+}
+
+func (s *Store) forget(hash string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.index[hash]; ok {
+		s.lru.Remove(el)
+		delete(s.index, hash)
+		s.bytes -= el.Value.(*entry).size
+	}
 }
 
 // Usage reports the stored image count and bytes.

@@ -119,3 +119,35 @@ func TestSharedBucket(t *testing.T) {
 		t.Error("a never written image is reported stored")
 	}
 }
+
+func TestImageDeletedBehindTheStoreIsForgotten(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	a, err := Open(ctx, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	h, err := a.PutImage(ctx, []byte("png bytes"), "image/png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process sharing the bucket evicts it.
+	b, err := Open(ctx, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.bucket.Delete(ctx, imagePrefix+h); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.Image(ctx, h); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Image = %v, want ErrNotFound", err)
+	}
+	if a.HasImage(h) {
+		t.Error("the store still claims an image whose blob is gone")
+	}
+	if n, bytes := a.Usage(); n != 0 || bytes != 0 {
+		t.Errorf("usage %d images %d bytes after forgetting", n, bytes)
+	}
+}
