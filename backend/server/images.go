@@ -48,7 +48,7 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.metrics.uploads.Inc()
 	writeJSON(w, http.StatusCreated, map[string]any{
-		"hash": hash, "url": imageURL(hash), "width": info.Width, "height": info.Height, "type": contentType,
+		"hash": hash, "url": "/images/" + hash + "." + extension(info.Format), "width": info.Width, "height": info.Height, "type": contentType,
 	})
 }
 
@@ -105,6 +105,15 @@ func uploadStatus(err error) int {
 		return http.StatusRequestEntityTooLarge
 	}
 	return http.StatusBadRequest
+}
+
+// extension names an uploaded format in its URL; the server answers every
+// name of a stored hash with the stored type, whatever the extension.
+func extension(f photo.Format) string {
+	if f == photo.JPEG {
+		return "jpg"
+	}
+	return strings.ToLower(string(f))
 }
 
 func imageURL(hash string) string { return "/images/" + hash + ".png" }

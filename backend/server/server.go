@@ -79,6 +79,11 @@ func (c *Config) setDefaults() {
 	if c.StoreBytes == 0 {
 		c.StoreBytes = 1 << 30
 	}
+	if c.Queue.MaxPerClient == 0 {
+		// The gateway path enforces this itself; the in-process queue has
+		// the same default.
+		c.Queue.MaxPerClient = 4
+	}
 	if c.Queue.JobTimeout == 0 {
 		c.Queue.JobTimeout = 10 * time.Minute
 	}
