@@ -144,6 +144,9 @@ type Job struct {
 	ev      Events
 	sub     *nats.Subscription
 	started bool
+	// eventOrder orders Queued (from the position poller) against Started
+	// (from NATS), so that no queued position follows "started".
+	eventOrder sync.Mutex
 
 	mu      sync.Mutex
 	ended   bool
@@ -311,12 +314,14 @@ func (j *Job) onEvent(m *nats.Msg) {
 	}
 	switch p := msg.Payload.(type) {
 	case *protocol.Started:
+		j.eventOrder.Lock()
 		j.mu.Lock()
 		j.started = true
 		j.mu.Unlock()
 		if j.ev.Started != nil {
 			j.ev.Started(*p)
 		}
+		j.eventOrder.Unlock()
 	case *protocol.Progress:
 		if j.ev.Progress != nil {
 			j.ev.Progress(*p)
@@ -346,8 +351,16 @@ func (j *Job) reportPositions() {
 		}
 		if p, ok := j.g.position(j); ok && p != last {
 			last = p
-			if j.ev.Queued != nil {
+			j.eventOrder.Lock()
+			j.mu.Lock()
+			started = j.started
+			j.mu.Unlock()
+			if !started && j.ev.Queued != nil {
 				j.ev.Queued(protocol.Queued{Position: p})
+			}
+			j.eventOrder.Unlock()
+			if started {
+				return
 			}
 		}
 		select {
