@@ -53,7 +53,16 @@ type Store struct {
 	index map[string]*list.Element // image hash → element of lru (value *entry)
 	lru   *list.List               // front = most recently used
 	bytes int64
+
+	// Records are small, but one is written per distinct spec, so they are
+	// bounded by count: the least recently used beyond MaxRecords go.
+	records    map[string]*list.Element // record key → element of recordLRU (value string)
+	recordLRU  *list.List
+	maxRecords int
 }
+
+// MaxRecords bounds the result records kept (about 1 KB each).
+const MaxRecords = 100_000
 
 type entry struct {
 	hash string
@@ -84,7 +93,8 @@ func Open(ctx context.Context, location string, limit int64) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: opening %s: %w", location, err)
 	}
-	s := &Store{bucket: b, limit: limit, index: map[string]*list.Element{}, lru: list.New()}
+	s := &Store{bucket: b, limit: limit, index: map[string]*list.Element{}, lru: list.New(),
+		records: map[string]*list.Element{}, recordLRU: list.New(), maxRecords: MaxRecords}
 	if err := s.load(ctx); err != nil {
 		b.Close()
 		return nil, err
@@ -121,7 +131,44 @@ func (s *Store) load(ctx context.Context) error {
 		s.index[f.hash] = s.lru.PushBack(&entry{f.hash, f.size})
 		s.bytes += f.size
 	}
+	var recs []found
+	it = s.bucket.List(&blob.ListOptions{Prefix: recordPrefix})
+	for {
+		obj, err := it.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("store: listing records: %w", err)
+		}
+		if k := strings.TrimPrefix(obj.Key, recordPrefix); ValidHash(k) {
+			recs = append(recs, found{k, obj.Size, obj.ModTime})
+		}
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].mod.After(recs[j].mod) })
+	for _, r := range recs {
+		s.records[r.hash] = s.recordLRU.PushBack(r.hash)
+	}
 	return nil
+}
+
+// touchRecordLocked marks key as just used and returns the records to
+// delete to stay within MaxRecords.
+func (s *Store) touchRecordLocked(key string) []string {
+	if el, ok := s.records[key]; ok {
+		s.recordLRU.MoveToFront(el)
+	} else {
+		s.records[key] = s.recordLRU.PushFront(key)
+	}
+	var victims []string
+	for s.recordLRU.Len() > s.maxRecords {
+		el := s.recordLRU.Back()
+		k := el.Value.(string)
+		s.recordLRU.Remove(el)
+		delete(s.records, k)
+		victims = append(victims, k)
+	}
+	return victims
 }
 
 // Close releases the bucket.
@@ -304,6 +351,14 @@ func (s *Store) PutRecord(ctx context.Context, key string, data []byte) error {
 	if err := s.bucket.WriteAll(ctx, recordPrefix+key, data, &blob.WriterOptions{ContentType: "application/json"}); err != nil {
 		return fmt.Errorf("store: writing record: %w", err)
 	}
+	s.mu.Lock()
+	victims := s.touchRecordLocked(key)
+	s.mu.Unlock()
+	for _, k := range victims {
+		if err := s.bucket.Delete(ctx, recordPrefix+k); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			return fmt.Errorf("store: evicting record %s: %w", k, err)
+		}
+	}
 	return nil
 }
 
@@ -319,5 +374,10 @@ func (s *Store) Record(ctx context.Context, key string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("store: reading record: %w", err)
 	}
+	s.mu.Lock()
+	if el, ok := s.records[key]; ok {
+		s.recordLRU.MoveToFront(el)
+	}
+	s.mu.Unlock()
 	return data, nil
 }

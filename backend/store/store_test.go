@@ -151,3 +151,42 @@ func TestImageDeletedBehindTheStoreIsForgotten(t *testing.T) {
 		t.Errorf("usage %d images %d bytes after forgetting", n, bytes)
 	}
 }
+
+func TestRecordsAreBoundedByCount(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.maxRecords = 2
+	keys := []string{Hash([]byte("a")), Hash([]byte("b")), Hash([]byte("c"))}
+	for i, k := range keys {
+		if err := s.PutRecord(ctx, k, []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			if _, err := s.Record(ctx, keys[0]); err != nil { // keys[1] is now the oldest
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := s.Record(ctx, keys[1]); !errors.Is(err, ErrNotFound) {
+		t.Errorf("least recently used record kept: %v", err)
+	}
+	for _, k := range []string{keys[0], keys[2]} {
+		if _, err := s.Record(ctx, k); err != nil {
+			t.Errorf("record %s lost: %v", k[:8], err)
+		}
+	}
+	s.Close()
+	// A restart re-indexes the records on disk.
+	s2, err := Open(ctx, dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if n := s2.recordLRU.Len(); n != 2 {
+		t.Errorf("reopened store indexes %d records, want 2", n)
+	}
+}
