@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -17,21 +14,12 @@ import (
 
 	"reword/backend/diffusion"
 	"reword/backend/store"
+	"reword/models/tiny/tinytest"
 	"reword/shared/edit"
 	"reword/shared/protocol"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func tinyModel(t testing.TB) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "models", "tiny")
-	if _, err := os.Stat(filepath.Join(dir, "model.json")); err != nil {
-		t.Fatalf("the tiny model is missing at %s: %v", dir, err)
-	}
-	return dir
-}
 
 func must(t testing.TB, err error) {
 	t.Helper()
@@ -111,7 +99,7 @@ func (c *testCluster) addGateway() *Gateway {
 
 func (c *testCluster) addWorker() *testWorker {
 	c.t.Helper()
-	eng, err := diffusion.Load(tinyModel(c.t), diffusion.Options{Threads: 1, Instrument: true})
+	eng, err := diffusion.Load(tinytest.Dir(c.t), diffusion.Options{Threads: 1, Instrument: true})
 	must(c.t, err)
 	conn := c.connect()
 	st := c.openStore()

@@ -4,48 +4,35 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"reword/models/tiny/tinytest"
 	"reword/shared/edit"
 )
 
 // tinyModel is a private copy of the tiny model's folder (Load writes the
 // instrumented UNet into it). The tests run on the real files through real
-// ONNX Runtime; REWORD_TINY_MODEL overrides where they come from.
+// ONNX Runtime.
 var (
 	tinyOnce sync.Once
 	tinyDir  string
 	tinyErr  error
 )
 
-func tinyModelSource() string {
-	if p := os.Getenv("REWORD_TINY_MODEL"); p != "" {
-		return p
-	}
-	for _, rel := range []string{"../../models/tiny", "../../models/tiny/train/work/model_smoke"} {
-		if _, err := os.Stat(filepath.Join(rel, "model.json")); err == nil {
-			return rel
-		}
-	}
-	return "../../models/tiny"
-}
-
 func loadTiny(t testing.TB, opts Options) *Engine {
 	t.Helper()
 	tinyOnce.Do(func() {
 		tinyDir, tinyErr = os.MkdirTemp("", "reword-tiny-")
 		if tinyErr == nil {
-			tinyErr = copyModel(tinyModelSource(), tinyDir)
+			tinyErr = tinytest.Copy(tinytest.Dir(t), tinyDir)
 		}
 	})
 	if tinyErr != nil {
-		t.Fatalf("preparing the tiny model (set REWORD_TINY_MODEL to its folder): %v", tinyErr)
+		t.Fatalf("preparing the tiny model: %v", tinyErr)
 	}
 	opts.Instrument = true
 	if opts.Threads == 0 {
@@ -57,35 +44,6 @@ func loadTiny(t testing.TB, opts Options) *Engine {
 	}
 	t.Cleanup(func() { e.Close() })
 	return e
-}
-
-func copyModel(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		if strings.HasSuffix(p, ".p2p.onnx") || !(strings.HasSuffix(p, ".onnx") || strings.HasSuffix(p, ".json") || strings.HasSuffix(p, ".data")) {
-			return nil
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(filepath.Join(dst, rel))
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
 }
 
 func TestMain(m *testing.M) {
@@ -324,7 +282,7 @@ func TestErrors(t *testing.T) {
 		t.Errorf("missing folder: %v", err)
 	}
 	bare := t.TempDir()
-	if err := copyModel(tinyDir, bare); err != nil {
+	if err := tinytest.Copy(tinyDir, bare); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Load(bare, Options{}); err == nil || !strings.Contains(err.Error(), "reword instrument") {

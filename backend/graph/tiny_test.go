@@ -1,10 +1,8 @@
 package graph_test
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,19 +11,14 @@ import (
 	"reword/backend/graph"
 	"reword/backend/graph/internal/attnblock"
 	"reword/backend/ort"
+	"reword/models/tiny/tinytest"
 )
-
-// tinyModelDir is Reword's tiny model, exported by models/tiny/train.
-const tinyModelDir = "../../models/tiny"
 
 // tinyUNet copies one of the tiny model's UNet exports (unet or unet_sdpa)
 // into a temporary folder, so instrumenting never writes into the repository.
 func tinyUNet(t *testing.T, sub string) string {
 	t.Helper()
-	src := filepath.Join(tinyModelDir, sub, graph.OriginalFile)
-	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("%s is not there (models/tiny/train exports it)", src)
-	}
+	src := filepath.Join(tinytest.Dir(t), sub, graph.OriginalFile)
 	dst := filepath.Join(t.TempDir(), graph.UNetDir)
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	"reword/backend/cluster"
 	"reword/backend/diffusion"
 	"reword/backend/store"
+	"reword/models/tiny/tinytest"
 	"reword/shared/protocol"
 )
 
@@ -60,7 +61,7 @@ func newGatewayServer(t *testing.T) *gatewayEnv {
 // ends.
 func (env *gatewayEnv) startWorker(t *testing.T) *cluster.Worker {
 	t.Helper()
-	eng, err := diffusion.Load(tinyModel(t), diffusion.Options{Threads: 1, Instrument: true})
+	eng, err := diffusion.Load(tinytest.Dir(t), diffusion.Options{Threads: 1, Instrument: true})
 	must(t, err)
 	nc, err := nats.Connect(env.natsURL)
 	must(t, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"reword/backend/queue"
+	"reword/models/tiny/tinytest"
 	"reword/shared/edit"
 	"reword/shared/protocol"
 )
@@ -31,7 +32,7 @@ func spec(seed uint64, steps int) edit.Spec {
 // echoes the reweight, and whose link decodes to that spec. The same spec
 // again comes from the result store.
 func TestEditStreamsPreviewsThenResult(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), nil)
+	ts := newTestServer(t, tinytest.Dir(t), nil)
 	c, err := ts.dial(t, "")
 	must(t, err)
 	hello := c.next().msg.Payload.(*protocol.Hello)
@@ -105,7 +106,7 @@ func TestEditStreamsPreviewsThenResult(t *testing.T) {
 }
 
 func TestInvalidSpecListsEveryProblem(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), nil)
+	ts := newTestServer(t, tinytest.Dir(t), nil)
 	c := ts.connect(t)
 	s := spec(1, 500)
 	g := 99.0
@@ -132,7 +133,7 @@ func TestInvalidSpecListsEveryProblem(t *testing.T) {
 }
 
 func TestCancelMidRunFreesTheWorker(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), nil)
+	ts := newTestServer(t, tinytest.Dir(t), nil)
 	c := ts.connect(t)
 	c.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(5, 150)})
 	c.until(protocol.TypeProgress)
@@ -148,7 +149,7 @@ func TestCancelMidRunFreesTheWorker(t *testing.T) {
 }
 
 func TestDisconnectMidRunFreesTheWorker(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), nil)
+	ts := newTestServer(t, tinytest.Dir(t), nil)
 	c := ts.connect(t)
 	c.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(7, 150)})
 	c.until(protocol.TypeProgress)
@@ -171,7 +172,7 @@ func TestDisconnectMidRunFreesTheWorker(t *testing.T) {
 }
 
 func TestQueueFullAnswersBusy(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), func(c *Config) { c.Queue = queue.Config{Workers: 1, MaxQueued: 1} })
+	ts := newTestServer(t, tinytest.Dir(t), func(c *Config) { c.Queue = queue.Config{Workers: 1, MaxQueued: 1} })
 	a, b, d := ts.connect(t), ts.connect(t), ts.connect(t)
 	a.send(protocol.TypeRun, "a", protocol.Run{Spec: spec(1, 150)})
 	a.until(protocol.TypeStarted)
@@ -196,7 +197,7 @@ func TestManyClientsAllComplete(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
-	ts := newTestServer(t, tinyModel(t), func(c *Config) { c.Queue = queue.Config{Workers: 2, MaxQueued: 100} })
+	ts := newTestServer(t, tinytest.Dir(t), func(c *Config) { c.Queue = queue.Config{Workers: 2, MaxQueued: 100} })
 	const clients = 50
 	var wg sync.WaitGroup
 	results := make(chan string, clients)
@@ -251,7 +252,7 @@ func TestManyClientsAllComplete(t *testing.T) {
 }
 
 func TestShutdownClosesSocketsWithReason(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), nil)
+	ts := newTestServer(t, tinytest.Dir(t), nil)
 	c := ts.connect(t)
 	c.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(9, 150)})
 	c.until(protocol.TypeProgress)
@@ -278,7 +279,7 @@ func TestShutdownClosesSocketsWithReason(t *testing.T) {
 // through the inversion, row 1 the edit; the result store keys it by the
 // photo too.
 func TestPhotoEdit(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), nil)
+	ts := newTestServer(t, tinytest.Dir(t), nil)
 	resp, err := http.Post(ts.URL+"/api/images", "image/png", bytes.NewReader(pngBytes(t, 80, 64)))
 	must(t, err)
 	var up struct{ Hash string }
@@ -304,7 +305,7 @@ func TestPhotoEdit(t *testing.T) {
 // TestShutdownReportsBeforeClosing checks that a request still waiting when
 // the server stops hears why (a shutdown error) before its socket closes.
 func TestShutdownReportsBeforeClosing(t *testing.T) {
-	ts := newTestServer(t, tinyModel(t), func(c *Config) { c.Queue = queue.Config{Workers: 1} })
+	ts := newTestServer(t, tinytest.Dir(t), func(c *Config) { c.Queue = queue.Config{Workers: 1} })
 	a, b := ts.connect(t), ts.connect(t)
 	a.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(11, 150)})
 	a.until(protocol.TypeStarted)

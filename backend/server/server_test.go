@@ -16,7 +16,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -29,17 +28,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// tinyModel is the repository's real tiny model, which every edit test runs.
-func tinyModel(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "models", "tiny")
-	if _, err := os.Stat(filepath.Join(dir, "model.json")); err != nil {
-		t.Fatalf("the tiny model is missing at %s: %v", dir, err)
-	}
-	return dir
-}
 
 type testServer struct {
 	*httptest.Server

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,40 +10,11 @@ import (
 	"testing"
 
 	"reword/backend/graph"
+	"reword/models/tiny/tinytest"
 )
 
-// tinyModelCopy copies the tiny model's unet/ into a temporary model folder,
-// so that instrumenting never writes into the repository.
-func tinyModelCopy(t *testing.T) string {
-	t.Helper()
-	src := filepath.Join(defaultPath("models/tiny"), graph.UNetDir, graph.OriginalFile)
-	if _, err := os.Stat(src); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("%s is not there (models/tiny/train exports it)", src)
-	}
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, graph.UNetDir), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(filepath.Join(dir, graph.UNetDir, graph.OriginalFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func TestInstrumentCommand(t *testing.T) {
-	dir := tinyModelCopy(t)
+	dir := tinytest.Private(t)
 	written := filepath.Join(dir, graph.UNetDir, graph.InstrumentedFile)
 
 	var out, errb bytes.Buffer
@@ -109,7 +79,7 @@ func TestParseSize(t *testing.T) {
 // TestBenchInstrumentReports runs the benchmark briefly; it checks the report
 // is complete, not the timing.
 func TestBenchInstrumentReports(t *testing.T) {
-	dir := tinyModelCopy(t)
+	dir := tinytest.Private(t)
 	var out, errb bytes.Buffer
 	code := run([]string{"bench", "instrument", "-model", dir, "-unets", "unet", "-reps", "3", "-profile-runs", "2"}, &out, &errb)
 	if code != 0 {

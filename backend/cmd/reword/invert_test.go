@@ -2,11 +2,8 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"image"
 	"image/png"
-	"io"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,55 +11,11 @@ import (
 	"testing"
 
 	"reword/models/tiny/scene"
+	"reword/models/tiny/tinytest"
 )
 
-// tinyModelFolder copies the tiny model's manifest and ONNX files into a
-// temporary folder, so that the instrumented UNet is never written into
-// the repository.
-func tinyModelFolder(t *testing.T) string {
-	t.Helper()
-	src := defaultPath("models/tiny")
-	if _, err := os.Stat(filepath.Join(src, "model.json")); errors.Is(err, fs.ErrNotExist) {
-		t.Skipf("%s has no model.json (models/tiny/train exports it)", src)
-	}
-	dst := t.TempDir()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			if rel == "train" || rel == "scene" || rel == "eval" || rel == "generate" {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		if strings.HasSuffix(p, ".p2p.onnx") || !(strings.HasSuffix(p, ".onnx") || strings.HasSuffix(p, ".json")) {
-			return nil
-		}
-		in, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		out, err := os.Create(filepath.Join(dst, rel))
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(out, in); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 func TestInvertCommand(t *testing.T) {
-	model := tinyModelFolder(t)
+	model := tinytest.Private(t)
 	dir := t.TempDir()
 	cap := scene.NewCaption([]scene.Mention{{Object: scene.Object{Shape: scene.Square, Colour: scene.Red, Position: scene.Left}, NamesColour: true, NamesPosition: true}}, scene.PlainGray, false)
 	sc, err := scene.SceneFor(rand.New(rand.NewPCG(1, 2)), cap)
