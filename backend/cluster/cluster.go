@@ -1,9 +1,12 @@
-// Package cluster scales Reword past one machine on NATS JetStream:
-// gateways (the WebSocket front end, no model) submit edit jobs to a
-// JetStream work-queue stream with one subject per model, GPU workers pull
+// Package cluster runs Reword's edits on NATS JetStream: gateways (the
+// WebSocket front end, no model) admit edit jobs fairly — clients take
+// turns in a per-model admission queue (admission.go) — and submit them to
+// a JetStream work-queue stream with one subject per model; workers pull
 // them, run them on a diffusion engine, publish progress and previews on a
 // per-job subject, and store results in the shared blob store, where any
-// gateway finds them.
+// gateway finds them. The same pieces run a cluster of machines or, with
+// an embedded NATS server (StartNode), one process (reword serve's role
+// all).
 //
 // Subjects and JetStream objects:
 //
@@ -70,8 +73,21 @@ type Settings struct {
 	// JobTimeout stops a job that runs longer (default 10 minutes).
 	JobTimeout time.Duration
 	// MaxQueued bounds the jobs in the stream, waiting or running
-	// (default 1024); more are refused with a busy error.
+	// (default 1024), and the jobs of one model waiting in one gateway's
+	// admission queue; more are refused with a busy error.
 	MaxQueued int
+	// AdmitWindow is how many of one gateway's jobs of one model may wait
+	// in the stream for a worker (default 1). The gateway holds the rest
+	// in its admission queue, where clients take turns (see admission.go):
+	// a job in the stream can no longer be reordered, so a larger window
+	// makes a newly arriving client wait behind more of another client's
+	// jobs, and 1 already keeps a worker that finishes a job from waiting
+	// for the next.
+	AdmitWindow int
+	// MaxPerClient bounds one client's jobs in a gateway's admission
+	// queue: waiting there, or published and not yet taken by a worker
+	// (default 4). The server also caps a socket's jobs in flight.
+	MaxPerClient int
 }
 
 func (s Settings) withDefaults() (Settings, error) {
@@ -90,6 +106,12 @@ func (s Settings) withDefaults() (Settings, error) {
 	if s.MaxQueued == 0 {
 		s.MaxQueued = 1024
 	}
+	if s.AdmitWindow == 0 {
+		s.AdmitWindow = 1
+	}
+	if s.MaxPerClient == 0 {
+		s.MaxPerClient = 4
+	}
 	switch {
 	case s.Replicas < 1 || s.Replicas > 5:
 		return s, fmt.Errorf("cluster: replicas must be 1 to 5, got %d", s.Replicas)
@@ -101,6 +123,12 @@ func (s Settings) withDefaults() (Settings, error) {
 		return s, fmt.Errorf("cluster: job timeout must be ≥ 0, got %v", s.JobTimeout)
 	case s.MaxQueued < 1:
 		return s, fmt.Errorf("cluster: max queued must be ≥ 1, got %d", s.MaxQueued)
+	case s.AdmitWindow < 1:
+		return s, fmt.Errorf("cluster: admit window must be ≥ 1 (jobs of one gateway waiting in the stream for a worker), got %d", s.AdmitWindow)
+	case s.AdmitWindow > s.MaxQueued:
+		return s, fmt.Errorf("cluster: admit window %d is larger than max queued %d, which bounds the stream", s.AdmitWindow, s.MaxQueued)
+	case s.MaxPerClient < 1:
+		return s, fmt.Errorf("cluster: max per client must be ≥ 1, got %d", s.MaxPerClient)
 	}
 	return s, nil
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // NodeConfig configures an embedded NATS server with JetStream.
@@ -19,8 +21,14 @@ type NodeConfig struct {
 	// free port when Port is 0).
 	Host string
 	Port int
-	// StoreDir holds JetStream's files (required).
+	// StoreDir holds JetStream's files (required). StartNode locks it
+	// (StoreDir/reword.lock) while the node runs: two servers writing the
+	// same JetStream files would corrupt them.
 	StoreDir string
+	// InProcess opens no TCP port: clients connect only from this process,
+	// through Connect. A process that runs gateway and workers itself
+	// (reword serve --role all) needs nothing more, and exposes nothing.
+	InProcess bool
 	// ClusterName, ClusterPort and Routes join a NATS cluster: the port
 	// other nodes route to, and the route URLs (nats://host:port) of the
 	// other nodes. Empty Routes means a single node.
@@ -31,7 +39,8 @@ type NodeConfig struct {
 
 // Node is an embedded NATS server.
 type Node struct {
-	srv *natsserver.Server
+	srv    *natsserver.Server
+	unlock func()
 }
 
 // StartNode starts an embedded NATS server with JetStream and waits until
@@ -40,11 +49,36 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("cluster: an embedded NATS server needs a JetStream store folder")
 	}
+	if cfg.InProcess && len(cfg.Routes) > 0 {
+		return nil, errors.New("cluster: an in-process NATS node cannot join a cluster (routes need a port)")
+	}
+	if err := os.MkdirAll(cfg.StoreDir, 0o755); err != nil {
+		return nil, fmt.Errorf("cluster: creating the JetStream folder: %w", err)
+	}
+	unlock, err := lockDir(cfg.StoreDir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := startNode(cfg)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	n.unlock = unlock
+	return n, nil
+}
+
+func startNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
 	port := cfg.Port
-	if port == 0 {
+	switch {
+	case cfg.InProcess:
+		// Nothing listens; the port only appears in the URL that
+		// in-process clients are given (and never dial).
+		port = natsserver.DEFAULT_PORT
+	case port == 0:
 		port = natsserver.RANDOM_PORT
 	}
 	opts := &natsserver.Options{
@@ -55,6 +89,7 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 		StoreDir:   cfg.StoreDir,
 		NoSigs:     true,
 		NoLog:      true,
+		DontListen: cfg.InProcess,
 	}
 	if len(cfg.Routes) > 0 {
 		if cfg.Name == "" || cfg.ClusterName == "" || cfg.ClusterPort == 0 {
@@ -82,13 +117,29 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	return &Node{srv: srv}, nil
 }
 
-// ClientURL is the nats:// URL clients connect to.
+// ClientURL is the nats:// URL clients connect to (meaningless for an
+// InProcess node: use Connect).
 func (n *Node) ClientURL() string { return n.srv.ClientURL() }
 
-// Shutdown stops the server and waits until it has.
+// Connect opens a client connection to the node inside this process,
+// without TCP; it works whether the node listens or not.
+func (n *Node) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	nc, err := nats.Connect(n.srv.ClientURL(), append(opts, nats.InProcessServer(n.srv))...)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: connecting to the embedded NATS: %w", err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server, waits until it has, and releases its
+// JetStream folder. Safe to call more than once.
 func (n *Node) Shutdown() {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
+	if n.unlock != nil {
+		n.unlock()
+		n.unlock = nil
+	}
 }
 
 // LocalCluster is a NATS cluster of embedded nodes on loopback, for tests,

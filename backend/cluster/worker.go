@@ -58,6 +58,9 @@ type Worker struct {
 	running map[string]context.CancelCauseFunc // job id → cancel
 	cancels *nats.Subscription
 
+	draining  chan struct{} // closed by Drain
+	drainOnce sync.Once
+
 	completed, fromStore, cancelled, failed, redelivered atomic.Int64
 }
 
@@ -78,7 +81,7 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), running: map[string]context.CancelCauseFunc{}}
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("worker", cfg.Name), running: map[string]context.CancelCauseFunc{}, draining: make(chan struct{})}
 	if w.js, err = jetstream.New(cfg.Conn); err != nil {
 		return nil, fmt.Errorf("cluster: JetStream: %w", err)
 	}
@@ -136,19 +139,19 @@ func (w *Worker) Running() []string {
 	return ids
 }
 
-// Run takes and runs jobs until ctx ends. A job running when ctx ends is
-// given back to the stream (Nak) for another worker, unless the
-// connection is gone, in which case JetStream redelivers it after AckWait.
+// Run takes and runs jobs until ctx ends or Drain is called. A job running
+// when ctx ends is given back to the stream (Nak) for another worker,
+// unless the connection is gone, in which case JetStream redelivers it
+// after AckWait. After Drain, the running job goes on to its end (or
+// until ctx ends) and no other is taken.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.cancels.Unsubscribe()
-	refresh := time.NewTicker(registryTTL / 3)
-	defer refresh.Stop()
+	stopRefresh := w.refreshRegistration(ctx)
+	defer stopRefresh()
 	for ctx.Err() == nil {
 		select {
-		case <-refresh.C:
-			if err := putModel(ctx, w.models, w.entry); err != nil && ctx.Err() == nil {
-				w.log.Warn("refreshing the model registration", "err", err)
-			}
+		case <-w.draining:
+			return nil
 		default:
 		}
 		msg, err := w.consumer.Next(jetstream.FetchMaxWait(time.Second))
@@ -164,9 +167,51 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		select {
+		case <-w.draining:
+			// Fetched as Drain was called: hand it back at once for
+			// another worker (or this process's next start).
+			msg.Nak()
+			return nil
+		default:
+		}
 		w.handle(ctx, msg)
 	}
 	return nil
+}
+
+// Drain makes Run return once the job it runs has ended, taking no other:
+// the graceful stop of a process that shuts down. Safe to call more than
+// once, and before or while Run runs.
+func (w *Worker) Drain() {
+	w.drainOnce.Do(func() { close(w.draining) })
+}
+
+// refreshRegistration keeps the model's registry entry alive every
+// registryTTL/3 until the returned stop is called, also while a job runs
+// (a job can take far longer than the entry lives).
+func (w *Worker) refreshRegistration(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(registryTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := putModel(ctx, w.models, w.entry); err != nil && ctx.Err() == nil {
+					w.log.Warn("refreshing the model registration", "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // handle runs one delivered job to its end.

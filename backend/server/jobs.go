@@ -175,7 +175,7 @@ func (c *conn) submitToCluster(id string, r edit.Resolved, heatMaps bool) (ticke
 		}
 	}
 	run := protocol.Run{Spec: r.Spec(), HeatMaps: heatMaps}
-	j, err := c.s.cluster.Submit(context.Background(), model, id, run, cluster.Events{
+	j, err := c.s.cluster.Submit(context.Background(), model, c.id, id, run, cluster.Events{
 		Queued:   func(q protocol.Queued) { c.sendMessage(protocol.TypeQueued, id, q) },
 		Started:  func(st protocol.Started) { c.sendMessage(protocol.TypeStarted, id, st) },
 		Progress: func(p protocol.Progress) { c.sendMessage(protocol.TypeProgress, id, p) },

@@ -46,9 +46,9 @@ func newMetrics(s *Server) *metrics {
 	}
 	m.reg.MustRegister(m.jobs, m.jobSeconds, m.stepSeconds, m.previewsSent, m.errors, m.uploads,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reword_queue_waiting", Help: "Edits waiting for a worker."},
-			func() float64 { w, _ := s.queue.Len(); return float64(w) }),
+			func() float64 { w, _ := s.jobCounts(); return float64(w) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reword_queue_running", Help: "Edits running."},
-			func() float64 { _, r := s.queue.Len(); return float64(r) }),
+			func() float64 { _, r := s.jobCounts(); return float64(r) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reword_store_bytes", Help: "Bytes of stored images."},
 			func() float64 { _, b := s.store.Usage(); return float64(b) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reword_sockets", Help: "Open WebSocket connections."},
@@ -57,6 +57,16 @@ func newMetrics(s *Server) *metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m
+}
+
+// jobCounts reports the edits waiting and running: in the in-process
+// queue, or, on a gateway, those of its sockets (in admission or the
+// stream, and on workers).
+func (s *Server) jobCounts() (waiting, running int) {
+	if s.cluster != nil {
+		return s.cluster.Len()
+	}
+	return s.queue.Len()
 }
 
 func (m *metrics) handler() http.Handler {

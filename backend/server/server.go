@@ -1,8 +1,10 @@
 // Package server is Reword's HTTP and WebSocket front door: it serves the
 // editor (go-app pages, static files, the pre-compressed WebAssembly), runs
-// edits submitted over the /ws socket (reword/shared/protocol) through a
-// fair job queue on the diffusion engine, stores uploaded photos and result
-// images, and exposes health, readiness and Prometheus metrics.
+// edits submitted over the /ws socket (reword/shared/protocol) — through a
+// cluster gateway (Config.Cluster: NATS JetStream workers, which is how
+// reword serve runs them in every role), or, as a library, through a fair
+// job queue on a diffusion engine in process — stores uploaded photos and
+// result images, and exposes health, readiness and Prometheus metrics.
 //
 // Routes:
 //
@@ -42,14 +44,25 @@ type Config struct {
 	Version string
 	// ModelDir is the model folder to serve.
 	ModelDir string
+	// ModelError, when set, is why the caller failed to load ModelDir: the
+	// server does not load it again and reports this as the model's
+	// problem (reword serve, which loads the model for its in-process
+	// worker, serves the editor this way when it cannot).
+	ModelError error
 	// Engine configures how the model runs.
 	Engine diffusion.Options
 	// WasmDir holds app.wasm and its pre-compressed siblings (app.wasm.br,
 	// app.wasm.gz) as `make build` writes them.
 	WasmDir string
 	// Store is where photos and results live: a folder, or a gocloud.dev
-	// blob URL such as s3://bucket?region=… (required).
+	// blob URL such as s3://bucket?region=… (required unless OpenStore is
+	// set).
 	Store string
+	// OpenStore, when set, is the store to use instead of opening Store:
+	// the one object a process shares with its cluster gateway and
+	// workers, so that it keeps one index and one size cap. The caller
+	// closes it after Shutdown.
+	OpenStore *store.Store
 	// StoreBytes caps the stored images (default 1 GiB); the least recently
 	// used are evicted beyond it.
 	StoreBytes int64
@@ -136,7 +149,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Version == "" {
 		return nil, errors.New("server: Config.Version is empty; it keys the browser's cache of the front end")
 	}
-	if cfg.Store == "" {
+	if cfg.Store == "" && cfg.OpenStore == nil {
 		return nil, errors.New("server: Config.Store is empty: give a data folder or a blob URL")
 	}
 	for _, o := range cfg.AllowedOrigins {
@@ -159,9 +172,11 @@ func New(cfg Config) (*Server, error) {
 	if s.queue, err = queue.New(cfg.Queue); err != nil {
 		return nil, err
 	}
-	if s.store, err = store.Open(context.Background(), cfg.Store, cfg.StoreBytes); err != nil {
-		s.queue.Close(context.Background())
-		return nil, err
+	if s.store = cfg.OpenStore; s.store == nil {
+		if s.store, err = store.Open(context.Background(), cfg.Store, cfg.StoreBytes); err != nil {
+			s.queue.Close(context.Background())
+			return nil, err
+		}
 	}
 	if s.cluster == nil {
 		s.loadEngine()
@@ -173,6 +188,10 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) loadEngine() {
+	if s.cfg.ModelError != nil {
+		s.problem = s.cfg.ModelError.Error()
+		return
+	}
 	if !s.model.Ready() {
 		s.problem = s.model.Problem()
 		s.log.Warn("model not ready; the editor will say so", "problem", s.problem)
@@ -344,7 +363,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.engine != nil {
 		errs = append(errs, s.engine.Close())
 	}
-	errs = append(errs, s.store.Close())
+	if s.cfg.OpenStore == nil {
+		errs = append(errs, s.store.Close())
+	}
 	return errors.Join(errs...)
 }
 
