@@ -19,6 +19,7 @@ import (
 	"reword/backend/cluster"
 	"reword/backend/diffusion"
 	"reword/backend/ort"
+	"reword/backend/photo"
 	"reword/backend/queue"
 	"reword/backend/server"
 	"reword/backend/store"
@@ -41,7 +42,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	origins := fs.String("allow-origins", envOr("REWORD_ALLOW_ORIGINS", ""), "comma-separated extra origins allowed to open the WebSocket, e.g. https://reword.example (env REWORD_ALLOW_ORIGINS); the server's own origin is always allowed")
 	data := fs.String("data", envOr("REWORD_DATA", defaultDataDir()), "where photos and results are stored: a folder, or a blob URL such as s3://bucket?region=eu-west-1&endpoint=… (env REWORD_DATA)")
 	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", 1024), "cap on stored images in MiB; the least recently used are evicted beyond it (env REWORD_STORE_MB)")
-	workers := fs.Int("workers", int(env.int64("REWORD_WORKERS", 1)), "edits run at once on the model (env REWORD_WORKERS)")
+	workers := fs.Int("workers", int(env.int64("REWORD_WORKERS", 1)), "edits run at once with --role all: only 1, since one engine runs one edit at a time; run --role worker processes to run edits in parallel (env REWORD_WORKERS)")
 	maxQueued := fs.Int("max-queued", int(env.int64("REWORD_MAX_QUEUED", 64)), "edits that may wait; more are refused with a busy error (env REWORD_MAX_QUEUED)")
 	perClient := fs.Int("max-per-client", int(env.int64("REWORD_MAX_PER_CLIENT", 4)), "edits one socket may have queued or running (env REWORD_MAX_PER_CLIENT)")
 	jobTimeout := fs.Duration("job-timeout", env.duration("REWORD_JOB_TIMEOUT", 10*time.Minute), "an edit running longer is stopped (env REWORD_JOB_TIMEOUT)")
@@ -49,15 +50,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", 20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
 	threads := fs.Int("threads", int(env.int64("REWORD_THREADS", 0)), "ONNX Runtime threads per model call; 0 = one per core (env REWORD_THREADS)")
 	provider := fs.String("provider", envOr("REWORD_PROVIDER", "cpu"), "execution provider: cpu or cuda (env REWORD_PROVIDER)")
-	role := fs.String("role", envOr("REWORD_ROLE", "all"), "all: front end and model in one process; gateway: front end only, edits run on workers over NATS; worker: model only, takes jobs from NATS (env REWORD_ROLE; see docs/deployment.md)")
+	role := fs.String("role", envOr("REWORD_ROLE", "all"), "all: front end and model in one process, with its own embedded NATS; gateway: front end only, edits run on workers over NATS; worker: model only, takes jobs from NATS (env REWORD_ROLE; see docs/deployment.md)")
 	natsURL := fs.String("nats", envOr("REWORD_NATS", ""), "NATS server URLs, comma-separated, for --role gateway and worker (env REWORD_NATS)")
+	natsDir := fs.String("nats-dir", envOr("REWORD_NATS_DIR", ""), "--role all: folder of the embedded NATS's files, where jobs wait (env REWORD_NATS_DIR; default <data>/nats, required when --data is a blob URL)")
 	replicas := fs.Int("replicas", int(env.int64("REWORD_REPLICAS", 1)), "JetStream replicas of the job stream: 1 for one NATS server, 3 for a 3-node cluster (env REWORD_REPLICAS)")
 	ackWait := fs.Duration("ack-wait", env.duration("REWORD_ACK_WAIT", 30*time.Second), "a job whose worker stops heartbeating for this long goes to another worker (env REWORD_ACK_WAIT)")
+	admitWindow := fs.Int("admit-window", int(env.int64("REWORD_ADMIT_WINDOW", 1)), "jobs of one model a gateway lets wait in the NATS stream for a worker; the others wait at the gateway, where clients take turns (env REWORD_ADMIT_WINDOW)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch *role {
 	case "all":
+		// Role all is one process: its own NATS, one engine, one worker.
+		switch {
+		case *natsURL != "":
+			return usageError("--nats is for --role gateway and worker: role all runs its own NATS in process (its files go to --nats-dir)")
+		case *replicas != 1:
+			return usageError("--role all runs one embedded NATS server: --replicas must be 1, not %d", *replicas)
+		case *workers != 1:
+			return usageError("--workers %d: role all runs one in-process worker, as its engine runs one edit at a time; run --role worker processes to run edits in parallel (docs/deployment.md)", *workers)
+		}
 	case "gateway", "worker":
 		if *natsURL == "" {
 			return usageError("--role %s needs --nats (the NATS server URLs)", *role)
@@ -73,6 +85,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if env.err != nil {
 		return usageError("%v", env.err)
 	}
+	if *admitWindow < 1 {
+		return usageError("--admit-window must be ≥ 1, got %d", *admitWindow)
+	}
 	prov, err := ort.ParseProvider(*provider)
 	if err != nil {
 		return usageError("%v", err)
@@ -80,93 +95,139 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return usageError("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	settings := cluster.Settings{Replicas: *replicas, AckWait: *ackWait, JobTimeout: *jobTimeout, MaxQueued: *maxQueued}
-	var gateway *cluster.Gateway
-	if *role != "all" {
-		nc, err := nats.Connect(*natsURL, nats.Name("reword-"+*role), nats.MaxReconnects(-1))
-		if err != nil {
-			return fmt.Errorf("connecting to NATS at %s: %w", *natsURL, err)
-		}
-		defer nc.Close()
-		if *role == "worker" {
-			return runWorker(ctx, nc, *modelDir, *data, *storeMB<<20, *threads, prov, settings, log)
-		}
-		st, err := store.Open(ctx, *data, *storeMB<<20)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		if gateway, err = cluster.NewGateway(ctx, cluster.GatewayConfig{Conn: nc, Store: st, Settings: settings, Logger: log}); err != nil {
-			return err
-		}
-		defer gateway.Close()
+	o := serveOptions{
+		addr: *addr, data: *data, storeBytes: *storeMB << 20, natsDir: *natsDir,
+		log:    slog.New(slog.NewTextHandler(stderr, nil)),
+		stdout: stdout,
+		settings: cluster.Settings{
+			Replicas: *replicas, AckWait: *ackWait, JobTimeout: *jobTimeout, MaxQueued: *maxQueued,
+			AdmitWindow: *admitWindow, MaxPerClient: *perClient,
+		},
+		engine: diffusion.Options{Threads: *threads, Provider: prov, Instrument: true},
+		server: server.Config{
+			Version:           buildVersion(),
+			ModelDir:          *modelDir,
+			Engine:            diffusion.Options{Threads: *threads, Provider: prov, Instrument: true},
+			WasmDir:           *webDir,
+			Store:             *data,
+			StoreBytes:        *storeMB << 20,
+			Queue:             queue.Config{Workers: *workers, MaxQueued: *maxQueued, MaxPerClient: *perClient, JobTimeout: *jobTimeout},
+			MessagesPerSecond: *rateLimit,
+			UploadBytes:       *uploadMB << 20,
+			AllowedOrigins:    splitList(*origins),
+		},
 	}
-	srv, err := server.New(server.Config{
-		Cluster:           gateway,
-		Version:           buildVersion(),
-		ModelDir:          *modelDir,
-		Engine:            diffusion.Options{Threads: *threads, Provider: prov, Instrument: true},
-		WasmDir:           *webDir,
-		Store:             *data,
-		StoreBytes:        *storeMB << 20,
-		Queue:             queue.Config{Workers: *workers, MaxQueued: *maxQueued, MaxPerClient: *perClient, JobTimeout: *jobTimeout},
-		MessagesPerSecond: *rateLimit,
-		UploadBytes:       *uploadMB << 20,
-		AllowedOrigins:    splitList(*origins),
-		Logger:            log,
-	})
+	o.server.Logger = o.log
+	if *role == "all" {
+		return runAll(ctx, o)
+	}
+	nc, err := nats.Connect(*natsURL, nats.Name("reword-"+*role), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("connecting to NATS at %s: %w", *natsURL, err)
+	}
+	defer nc.Close()
+	if *role == "worker" {
+		return runWorker(ctx, nc, *modelDir, o)
+	}
+	return runGateway(ctx, nc, o)
+}
+
+// serveOptions is what every role takes from the flags.
+type serveOptions struct {
+	addr       string
+	data       string
+	storeBytes int64
+	natsDir    string
+	settings   cluster.Settings
+	engine     diffusion.Options
+	server     server.Config // Cluster, OpenStore and the model fields are the role's to set
+	log        *slog.Logger
+	stdout     io.Writer
+}
+
+// runGateway serves the front end and runs edits on the cluster's
+// workers until ctx ends.
+func runGateway(ctx context.Context, nc *nats.Conn, o serveOptions) error {
+	st, err := store.Open(ctx, o.data, o.storeBytes)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
+	defer st.Close()
+	gateway, err := cluster.NewGateway(ctx, cluster.GatewayConfig{Conn: nc, Store: st, Settings: o.settings, Logger: o.log})
 	if err != nil {
 		return err
+	}
+	defer gateway.Close()
+	cfg := o.server
+	cfg.Cluster, cfg.OpenStore = gateway, st
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	httpSrv, err := serveHTTP(ctx, srv, o, "gateway: edits run on the cluster's workers")
+	if err != nil {
+		return err
+	}
+	o.log.Info("shutting down: finishing running edits for up to 10 s")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return shutdownHTTP(shutdownCtx, srv, httpSrv)
+}
+
+// serveHTTP serves srv on o.addr until ctx ends, after printing where
+// (and what, in parentheses). It returns the HTTP server for the role's
+// shutdown, or the error that stopped it serving.
+func serveHTTP(ctx context.Context, srv *server.Server, o serveOptions, what string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return nil, err
 	}
 	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	served := "model " + *modelDir
-	if gateway != nil {
-		served = "gateway: edits run on the cluster's workers"
-	}
-	fmt.Fprintf(stdout, "Reword %s serving on http://%s (%s)\n", buildVersion(), displayAddr(ln.Addr()), served)
+	fmt.Fprintf(o.stdout, "Reword %s serving on http://%s (%s)\n", buildVersion(), displayAddr(ln.Addr()), what)
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return err
+		return nil, err
 	case <-ctx.Done():
+		return httpSrv, nil
 	}
-	log.Info("shutting down: finishing running edits for up to 10 s")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// The edit server first, so that sockets get a close reason; then the
-	// listener and plain HTTP requests.
-	serr := srv.Shutdown(shutdownCtx)
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+}
+
+// shutdownHTTP stops the edit server first, so that sockets get a close
+// reason, then the listener and plain HTTP requests.
+func shutdownHTTP(ctx context.Context, srv *server.Server, httpSrv *http.Server) error {
+	serr := srv.Shutdown(ctx)
+	if err := httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return serr
 }
 
 // runWorker serves the model to the cluster until ctx ends.
-func runWorker(ctx context.Context, nc *nats.Conn, modelDir, data string, storeBytes int64, threads int, prov ort.Provider, settings cluster.Settings, log *slog.Logger) error {
-	eng, err := diffusion.Load(modelDir, diffusion.Options{Threads: threads, Provider: prov, Instrument: true})
+func runWorker(ctx context.Context, nc *nats.Conn, modelDir string, o serveOptions) error {
+	eng, err := diffusion.Load(modelDir, o.engine)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	st, err := store.Open(ctx, data, storeBytes)
+	st, err := store.Open(ctx, o.data, o.storeBytes)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	host, _ := os.Hostname()
-	w, err := cluster.NewWorker(ctx, cluster.WorkerConfig{Name: host, Conn: nc, Engine: eng, Store: st, Settings: settings, Logger: log})
+	w, err := cluster.NewWorker(ctx, cluster.WorkerConfig{Name: host, Conn: nc, Engine: eng, Store: st, Settings: o.settings, PhotoLimits: o.photoLimits(), Logger: o.log})
 	if err != nil {
 		return err
 	}
-	log.Info("worker taking jobs", "model", eng.Defaults().Model, "nats", nc.ConnectedUrlRedacted())
+	o.log.Info("worker taking jobs", "model", eng.Defaults().Model, "nats", nc.ConnectedUrlRedacted())
 	return w.Run(ctx)
+}
+
+// photoLimits bound the photos a worker edits as the server bounds uploads.
+func (o serveOptions) photoLimits() photo.Limits {
+	return photo.Limits{MaxBytes: o.server.UploadBytes, MaxPixels: photo.DefaultLimits.MaxPixels}
 }
 
 func defaultWebDir() string {

@@ -254,6 +254,11 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 		{[]string{"serve", "--role", "worker", "--model", "models/tiny"}, "--role worker needs --nats"},
 		{[]string{"serve", "--role", "worker", "--nats", "nats://127.0.0.1:1"}, "--role worker needs --model"},
 		{[]string{"serve", "--role", "primary"}, `--role is all, gateway or worker, not "primary"`},
+		{[]string{"serve", "--nats", "nats://127.0.0.1:1"}, "--nats is for --role gateway and worker"},
+		{[]string{"serve", "--replicas", "3"}, "--replicas must be 1, not 3"},
+		{[]string{"serve", "--workers", "2"}, "role all runs one in-process worker"},
+		{[]string{"serve", "--admit-window", "0"}, "--admit-window must be ≥ 1, got 0"},
+		{[]string{"serve", "--data", "s3://bucket?region=x"}, "is a blob URL: give --nats-dir"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
