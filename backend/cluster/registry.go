@@ -72,3 +72,39 @@ func liveModels(ctx context.Context, kv jetstream.KeyValue) ([]ModelEntry, error
 	}
 	return out, nil
 }
+
+// forgetOtherModels removes, from a NATS that only ever has one worker,
+// what an earlier run serving another model left: that model's
+// registration, which would make gateways see two models (and ask specs
+// to name one) until it expired, and its waiting jobs, which no worker
+// would ever take and which count against the stream's bound.
+func forgetOtherModels(ctx context.Context, kv jetstream.KeyValue, stream jetstream.Stream, model string) error {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster: listing models: %w", err)
+	}
+	var stale []string
+	for key := range lister.Keys() {
+		if key != SubjectToken(model) {
+			stale = append(stale, key)
+		}
+	}
+	for _, key := range stale {
+		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("cluster: forgetting model %s: %w", key, err)
+		}
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(jobSubjectPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("cluster: reading the job stream: %w", err)
+	}
+	for subject := range info.State.Subjects {
+		if subject == jobSubject(model) {
+			continue
+		}
+		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("cluster: dropping the jobs left on %s: %w", subject, err)
+		}
+	}
+	return nil
+}

@@ -33,6 +33,10 @@ type WorkerConfig struct {
 	Settings    Settings
 	PhotoLimits photo.Limits
 	Logger      *slog.Logger
+	// Sole says this worker is the only one its NATS will ever have (reword
+	// serve's role all, on its own embedded NATS): at start it removes what
+	// an earlier run left for other models (see forgetOtherModels).
+	Sole bool
 }
 
 // WorkerStats count what a worker did with the jobs it received.
@@ -103,6 +107,11 @@ func NewWorker(ctx context.Context, cfg WorkerConfig) (*Worker, error) {
 	}
 	if err := putModel(ctx, w.models, w.entry); err != nil {
 		return nil, err
+	}
+	if cfg.Sole {
+		if err := forgetOtherModels(ctx, w.models, w.stream, d.Model); err != nil {
+			return nil, err
+		}
 	}
 	// One subscription for every job's cancel: the handler looks up the
 	// job among those running here.

@@ -75,7 +75,7 @@ func runAll(ctx context.Context, o serveOptions) error {
 	defer gateway.Close()
 	host, _ := os.Hostname()
 	worker, err := cluster.NewWorker(ctx, cluster.WorkerConfig{
-		Name: host, Conn: wConn, Engine: eng, Store: st, Settings: o.settings, PhotoLimits: o.photoLimits(), Logger: o.log,
+		Name: host, Conn: wConn, Engine: eng, Store: st, Settings: o.settings, PhotoLimits: o.photoLimits(), Logger: o.log, Sole: true,
 	})
 	if err != nil {
 		return err
