@@ -27,15 +27,22 @@ import torch.nn.functional as F
 
 import tinysd
 
-# The recipe of the committed model. attention_pos_embed and vae_augment are
-# improvements not yet trained at full length (see models/tiny/README.md);
-# --attention-pos-embed / --vae-augment switch them on.
+# The recipe of the committed model. attention_pos_embed, vae_augment,
+# lowfreq_noise and high_t_* are attempts at making the model follow position
+# words, not yet trained at full length (see models/tiny/README.md, "Known
+# limits and the next recipe"); the flags of the same names switch them on.
+#   lowfreq_noise   weights of extra white noise drawn on 4x4, then 2x2 grids
+#                   and upsampled into the training noise, so that at high t
+#                   the noisy latent no longer gives the layout away
+#   high_t_*        a fraction of each batch draws t from [high_t_min, 999],
+#                   and every step weighs at least high_t_snr/SNR
 RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
     attention_pos_embed=False,
     unet_steps=7000, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
+    lowfreq_noise=[], high_t_fraction=0.0, high_t_min=600, high_t_snr=0.0,
     validation_images=1000,
 )
 
@@ -118,6 +125,23 @@ def fit_preview(latents, images, n=5000):
     return sol[:4].tolist(), sol[4].tolist(), resid
 
 
+def training_noise(shape, lowfreq, dev, gen):
+    """Gaussian noise; with lowfreq, extra energy at coarse scales, scaled to unit variance per sample.
+
+    lowfreq[i] weighs white noise drawn on a grid 2**(i+2) times coarser
+    than the latent (4x4, then 2x2 on a 16x16 latent), upsampled bilinearly.
+    """
+    eps = torch.randn(shape, device=dev, generator=gen)
+    if not lowfreq:
+        return eps
+    b, c, h, w = shape
+    for i, weight in enumerate(lowfreq):
+        f = 2 ** (i + 2)
+        coarse = torch.randn((b, c, h // f, w // f), device=dev, generator=gen)
+        eps = eps + weight * F.interpolate(coarse, scale_factor=f, mode='bilinear', align_corners=False)
+    return eps / eps.std(dim=(1, 2, 3), keepdim=True)
+
+
 def train_unet(latents, ids, empty_ids, r, dev, gen):
     te = tinysd.CLIPTextModel().to(dev)
     unet = tinysd.UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=r['attention_pos_embed']).to(dev)
@@ -139,12 +163,17 @@ def train_unet(latents, ids, empty_ids, r, dev, gen):
         drop = torch.rand(bs, device=dev, generator=gen) < r['caption_dropout']
         tok = torch.where(drop[:, None], empty_ids[None], tok)
         t = torch.randint(0, len(ac), (bs,), device=dev, generator=gen)
-        eps = torch.randn(x0.shape, device=dev, generator=gen)
+        if r['high_t_fraction'] > 0:  # (only then: the committed recipe's random stream stays as it was)
+            high = torch.rand(bs, device=dev, generator=gen) < r['high_t_fraction']
+            t = torch.where(high, torch.randint(r['high_t_min'], len(ac), (bs,), device=dev, generator=gen), t)
+        eps = training_noise(x0.shape, r['lowfreq_noise'], dev, gen)
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         pred = unet(xt, t.float(), te(tok))
         snr = ac[t] / (1 - ac[t])
         weight = torch.clamp(snr, max=r['min_snr_gamma']) / snr  # Min-SNR for epsilon prediction
+        if r['high_t_snr'] > 0:
+            weight = weight * torch.clamp(r['high_t_snr'] / snr, min=1.0)
         loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
         opt.zero_grad()
         loss.backward()
@@ -177,6 +206,8 @@ def main():
     ap.add_argument('--unet-steps', type=int, help='override the recipe (for smoke tests only)')
     ap.add_argument('--attention-pos-embed', action='store_true', help='position embedding in every attention block (experimental)')
     ap.add_argument('--vae-augment', action='store_true', help='random flips/rotations in VAE training (experimental)')
+    ap.add_argument('--lowfreq-noise', action='store_true', help='coarse noise in the training noise, weights 0.8 and 0.8 (experimental)')
+    ap.add_argument('--high-t', action='store_true', help='half of each batch at t >= 600, weighted by max(1, 0.1/SNR) (experimental)')
     args = ap.parse_args()
 
     r = dict(RECIPE)
@@ -186,6 +217,10 @@ def main():
         r['unet_steps'] = args.unet_steps
     r['attention_pos_embed'] |= args.attention_pos_embed
     r['vae_augment'] |= args.vae_augment
+    if args.lowfreq_noise:
+        r['lowfreq_noise'] = [0.8, 0.8]
+    if args.high_t:
+        r['high_t_fraction'], r['high_t_snr'] = 0.5, 0.1
     dev = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
                        ('cpu' if args.device == 'auto' else args.device))
     torch.set_num_threads(args.threads)
