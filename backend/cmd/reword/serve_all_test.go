@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -122,13 +120,7 @@ func TestServeAllThroughEmbeddedNATS(t *testing.T) {
 	if !started || previewsOrProgress == 0 || len(res.Images) != 2 || res.Cached {
 		t.Fatalf("started %v, %d progress, result %+v", started, previewsOrProgress, res)
 	}
-	resp, err := http.Get(base + res.Images[1].URL)
-	must(t, err)
-	png, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-		t.Errorf("the edited image: %d, %d bytes", resp.StatusCode, len(png))
-	}
+	checkPNG(t, "the edited image", base+res.Images[1].URL)
 	if _, err := os.Stat(filepath.Join(data, "nats", "jetstream", "$G", "streams", cluster.StreamName)); err != nil {
 		t.Errorf("no job stream under the data folder: %v", err)
 	}

@@ -118,6 +118,18 @@ func (p *process) stop(t *testing.T) {
 	}
 }
 
+// checkPNG fetches url and reports an error unless it is a PNG served with 200.
+func checkPNG(t *testing.T, what, url string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	must(t, err)
+	png, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Errorf("%s: %d, %d bytes", what, resp.StatusCode, len(png))
+	}
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -224,13 +236,7 @@ func TestServeRolesAsProcesses(t *testing.T) {
 	if !started || previews == 0 || len(res.Images) != 2 || res.Cached {
 		t.Fatalf("started %v, %d previews, result %+v", started, previews, res)
 	}
-	resp, err := http.Get(base + res.Images[1].URL)
-	must(t, err)
-	png, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-		t.Errorf("the edited image from the gateway: %d, %d bytes", resp.StatusCode, len(png))
-	}
+	checkPNG(t, "the edited image from the gateway", base+res.Images[1].URL)
 	ws.Close()
 
 	worker.stop(t)
