@@ -107,8 +107,16 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	var err error
-	srv, err = startServer()
+	// A data folder of its own: the user's (their photos, results and the
+	// embedded NATS's locked job files) stays untouched, and a `make run`
+	// left running does not hold the lock the test server needs.
+	data, err := os.MkdirTemp("", "reword-e2e-data-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(data)
+	srv, err = startServer("--data", data)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
