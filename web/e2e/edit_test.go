@@ -19,8 +19,11 @@ func TestEditFlow(t *testing.T) {
 	// Typing into the edited prompt re-marks its words live.
 	setPrompt(t, ctx, "target-0", "")
 	must(t, chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#target-0"), "a green circle")))
+	// Wait for the words of the last keystroke: "a green circl" is a swap too.
+	poll(t, ctx, `Array.from(document.querySelectorAll('#words-0 .word')).map(w => w.textContent).join(' ') === 'a green circle'`, 5*time.Second)
 	poll(t, ctx, `document.querySelector('#edit-kind-0').dataset.kind === 'swap'`, 5*time.Second)
-	statuses := mustEval[[]string](t, ctx, `Array.from(document.querySelectorAll('#words-0 .word')).map(w => w.textContent + '=' + w.dataset.status)`)
+	words := `Array.from(document.querySelectorAll('#words-0 .word')).map(w => w.textContent + '=' + w.dataset.status)`
+	statuses := mustEval[[]string](t, ctx, words)
 	if want := []string{"a=kept", "green=swapped", "circle=kept"}; !equal(statuses, want) {
 		t.Errorf("target words %v, want %v", statuses, want)
 	}
