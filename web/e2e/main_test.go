@@ -227,6 +227,15 @@ func setPrompt(t *testing.T, ctx context.Context, id, text string) {
 	mustEval[bool](t, ctx, js)
 }
 
+// clickWhenThere waits until selector matches an element and clicks it in
+// the same JavaScript turn. chromedp.Click resolves the node first and then
+// clicks it: when go-app re-renders the element in between (a prompt or
+// setting just changed), the click waits on a detached node forever.
+func clickWhenThere(t *testing.T, ctx context.Context, selector string) {
+	t.Helper()
+	poll(t, ctx, fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (!el) return false; el.click(); return true })()`, selector), 5*time.Second)
+}
+
 // canvasHasPixels is a predicate: the canvas holds a drawn, non-blank image.
 func canvasHasPixels(id string) string {
 	return fmt.Sprintf(`(() => { const c = document.getElementById(%q); if (!c || c.width < 2) return false;

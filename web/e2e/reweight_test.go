@@ -20,7 +20,7 @@ func TestReweightFlow(t *testing.T) {
 	must(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#steps"), "10")))
 	mustEval[bool](t, ctx, `document.querySelector('#steps').dispatchEvent(new Event('change', {bubbles: true}))`)
 
-	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#words-0 [data-key="blue"]`))))
+	clickWhenThere(t, ctx, `#words-0 [data-key="blue"]`)
 	poll(t, ctx, `document.querySelector('#word-panel-word')?.textContent === 'blue'`, 5*time.Second)
 	mustEval[bool](t, ctx, `(() => { const r = document.querySelector('#reweight'); r.value = '1.5'; return r.dispatchEvent(new Event('input', {bubbles: true})) })()`)
 	poll(t, ctx, `document.querySelector('#words-0 [data-key="blue"] .weight')?.textContent === '×1.5'`, 5*time.Second)

@@ -23,7 +23,7 @@ func TestShareFlow(t *testing.T) {
 	setPrompt(t, ctx, "steps", "")
 	must(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#steps"), "8")))
 	mustEval[bool](t, ctx, `document.querySelector('#steps').dispatchEvent(new Event('change', {bubbles: true}))`)
-	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`#words-0 [data-key="square"]`))))
+	clickWhenThere(t, ctx, `#words-0 [data-key="square"]`)
 	poll(t, ctx, `document.querySelector('#word-panel-word').textContent === 'square'`, 5*time.Second)
 	mustEval[bool](t, ctx, `(() => { const r = document.querySelector('#reweight'); r.value = '-0.5'; return r.dispatchEvent(new Event('input', {bubbles: true})) })()`)
 	poll(t, ctx, `location.hash.startsWith('#v1.')`, 5*time.Second)
