@@ -57,7 +57,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	// VAE round trips of drawn scenes, each passed as a PNG photo.
 	rng := rand.New(rand.NewPCG(11, 12))
-	var vae modelTally
+	var vae eval.Tally
 	for _, c := range scene.EvalPrompts(*nPrompts, 2) {
 		s, err := scene.SceneFor(rng, c)
 		if err != nil {
@@ -71,7 +71,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
-		if err := vae.add(c, rt.NRGBA()); err != nil {
+		if err := vae.Add(c, rt.NRGBA()); err != nil {
 			return err
 		}
 	}
@@ -81,7 +81,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *seen {
 		prompts, promptSet = scene.SeenPrompts(*nPrompts, 1), "seen"
 	}
-	var gen modelTally
+	var gen eval.Tally
 	var kept []image.Image
 	total := len(prompts) * *nSeeds
 	start := time.Now()
@@ -93,14 +93,14 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				return err
 			}
 			img := res.Images[0].NRGBA()
-			if err := gen.add(c, img); err != nil {
+			if err := gen.Add(c, img); err != nil {
 				return err
 			}
 			if len(kept) < 64 {
 				kept = append(kept, img)
 				fmt.Fprintf(stderr, "grid %d: %s (seed %d)\n", len(kept)-1, c.Text, seed)
 			}
-			fmt.Fprintf(stderr, "\r%d/%d images", gen.n, total)
+			fmt.Fprintf(stderr, "\r%d/%d images", gen.N, total)
 		}
 	}
 	fmt.Fprintln(stderr)
@@ -108,11 +108,11 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	fmt.Fprintf(stdout, "model %s (engine): %d %s prompts x %d seeds, DDIM %d steps, guidance %g\n",
 		*dir, len(prompts), promptSet, *nSeeds, *steps, *guidance)
-	fmt.Fprintf(stdout, "%-22s %7s %7s %9s %7s %7s %7s\n", "", "colour", "shape", "position", "size", "all", "found")
-	gen.print(stdout, "generated")
-	vae.print(stdout, "VAE round trip (drawn)")
+	eval.PrintHeader(stdout)
+	gen.PrintRow(stdout, "generated")
+	vae.PrintRow(stdout, "VAE round trip (drawn)")
 	fmt.Fprintf(stdout, "position and size are scored only where the prompt names them (position: %d of %d, size: %d of %d)\n",
-		gen.positionNamed, gen.n, gen.sizeNamed, gen.n)
+		gen.PositionNamed, gen.N, gen.SizeNamed, gen.N)
 	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
 	if *grid != "" {
 		if err := writeModelGrid(*grid, kept); err != nil {
@@ -120,49 +120,6 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	return nil
-}
-
-// modelTally counts correct attributes over images of single-object prompts.
-type modelTally struct {
-	n, found, colour, shape, position, positionNamed, size, sizeNamed, all int
-}
-
-func (t *modelTally) add(c scene.Caption, img image.Image) error {
-	r, err := eval.Analyze(img)
-	if err != nil {
-		return err
-	}
-	v, err := eval.CheckSingle(c, r)
-	if err != nil {
-		return err
-	}
-	b := func(ok bool) int {
-		if ok {
-			return 1
-		}
-		return 0
-	}
-	t.n++
-	t.found += b(v.Found)
-	t.colour += b(v.Colour)
-	t.shape += b(v.Shape)
-	t.position += b(v.Position)
-	t.positionNamed += b(v.NamesPosition)
-	t.size += b(v.Size)
-	t.sizeNamed += b(v.NamesSize)
-	t.all += b(v.Found && v.Colour && v.Shape && (v.Position || !v.NamesPosition) && (v.Size || !v.NamesSize))
-	return nil
-}
-
-func (t modelTally) print(w io.Writer, label string) {
-	pct := func(a, n int) string {
-		if n == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(n))
-	}
-	fmt.Fprintf(w, "%-22s %7s %7s %9s %7s %7s %7s\n", label, pct(t.colour, t.n), pct(t.shape, t.n),
-		pct(t.position, t.positionNamed), pct(t.size, t.sizeNamed), pct(t.all, t.n), pct(t.found, t.n))
 }
 
 func writeModelGrid(path string, imgs []image.Image) error {

@@ -15,13 +15,10 @@
 package main
 
 import (
-	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -29,6 +26,7 @@ import (
 	"sync"
 
 	"reword/models/tiny/scene"
+	"reword/models/tiny/train/npy"
 	"reword/shared/clip"
 )
 
@@ -94,14 +92,10 @@ func run(args []string) error {
 		return err
 	}
 
-	if err := writeNPY(filepath.Join(*out, "images.npy"), "|u1", []int{*n, scene.ImageSize, scene.ImageSize, 3}, images); err != nil {
+	if err := npy.Write(filepath.Join(*out, "images.npy"), "|u1", []int{*n, scene.ImageSize, scene.ImageSize, 3}, images); err != nil {
 		return err
 	}
-	idBytes := make([]byte, 4*len(ids))
-	for i, v := range ids {
-		binary.LittleEndian.PutUint32(idBytes[4*i:], uint32(v))
-	}
-	if err := writeNPY(filepath.Join(*out, "input_ids.npy"), "<i4", []int{*n, clip.ContextLength}, idBytes); err != nil {
+	if err := npy.WriteInt32(filepath.Join(*out, "input_ids.npy"), []int{*n, clip.ContextLength}, ids); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(*out, "captions.txt"), []byte(strings.Join(captions, "\n")+"\n"), 0o644); err != nil {
@@ -119,38 +113,4 @@ func run(args []string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(*out, "info.json"), append(b, '\n'), 0o644)
-}
-
-// writeNPY writes a C-order array in NumPy's .npy format, version 1.0.
-func writeNPY(path, dtype string, shape []int, data []byte) error {
-	dims := make([]string, len(shape))
-	for i, d := range shape {
-		dims[i] = fmt.Sprint(d)
-	}
-	shapeText := strings.Join(dims, ", ")
-	if len(shape) == 1 {
-		shapeText += ","
-	}
-	header := fmt.Sprintf("{'descr': '%s', 'fortran_order': False, 'shape': (%s), }", dtype, shapeText)
-	// Magic (6) + version (2) + header length (2) + header + '\n', padded
-	// with spaces to a multiple of 64 bytes as NumPy writes it.
-	total := 10 + len(header) + 1
-	header += strings.Repeat(" ", (64-total%64)%64) + "\n"
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	w.WriteString("\x93NUMPY\x01\x00")
-	binary.Write(w, binary.LittleEndian, uint16(len(header)))
-	w.WriteString(header)
-	if _, err := io.Copy(w, strings.NewReader(string(data))); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

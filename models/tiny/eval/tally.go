@@ -1,0 +1,76 @@
+package eval
+
+import (
+	"fmt"
+	"image"
+	"io"
+
+	"reword/models/tiny/scene"
+)
+
+// Tally counts correct attributes over images of single-object prompts, the
+// numbers of the model's quality bar. Position and size count only where the
+// prompt names them.
+type Tally struct {
+	N, Found, Colour, Shape, Size, Position, All int
+	SizeNamed, PositionNamed                     int
+}
+
+// Add analyzes img, judges it against its prompt c and counts the verdict.
+func (t *Tally) Add(c scene.Caption, img image.Image) error {
+	r, err := Analyze(img)
+	if err != nil {
+		return err
+	}
+	v, err := CheckSingle(c, r)
+	if err != nil {
+		return err
+	}
+	b := func(ok bool) int {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	t.N++
+	t.Found += b(v.Found)
+	t.Colour += b(v.Colour)
+	t.Shape += b(v.Shape)
+	t.Position += b(v.Position)
+	t.PositionNamed += b(v.NamesPosition)
+	t.Size += b(v.Size)
+	t.SizeNamed += b(v.NamesSize)
+	t.All += b(v.Found && v.Colour && v.Shape && (v.Position || !v.NamesPosition) && (v.Size || !v.NamesSize))
+	return nil
+}
+
+// Rates returns the fractions of correct images: colour, shape and all over
+// every image, position and size over the images whose prompt names them
+// (NaN-free: 0 where none does).
+func (t Tally) Rates() (colour, shape, position, size, all, found float64) {
+	f := func(a, n int) float64 {
+		if n == 0 {
+			return 0
+		}
+		return float64(a) / float64(n)
+	}
+	return f(t.Colour, t.N), f(t.Shape, t.N), f(t.Position, t.PositionNamed), f(t.Size, t.SizeNamed), f(t.All, t.N), f(t.Found, t.N)
+}
+
+// PrintHeader writes the column titles PrintRow lines up under.
+func PrintHeader(w io.Writer) {
+	fmt.Fprintf(w, "%-22s %7s %7s %9s %7s %7s %7s\n", "", "colour", "shape", "position", "size", "all", "found")
+}
+
+// PrintRow writes the tally as one table row of percentages ("-" where
+// nothing was judged).
+func (t Tally) PrintRow(w io.Writer, label string) {
+	pct := func(a, n int) string {
+		if n == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(n))
+	}
+	fmt.Fprintf(w, "%-22s %7s %7s %9s %7s %7s %7s\n", label, pct(t.Colour, t.N), pct(t.Shape, t.N),
+		pct(t.Position, t.PositionNamed), pct(t.Size, t.SizeNamed), pct(t.All, t.N), pct(t.Found, t.N))
+}
