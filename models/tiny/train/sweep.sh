@@ -33,7 +33,7 @@ for p in "${pids[@]}"; do
 done
 for d in "$out"/*/; do
 	echo "== $(basename "$d")"
-	grep -E "^(judged|unet step|unet: deadline|done)" "$d/train.log" | sed -E 's/"(images|position_named|size_named)": [0-9]+, ?//g'
+	grep -E "^(judged|step |unet: deadline|done)" "$d/train.log" | sed -E 's/"(images|position_named|size_named)": [0-9]+, ?//g'
 	grep -E "Error|Traceback" "$d/train.log" | head -3
 done
 exit $status

@@ -203,7 +203,7 @@ def train_unet(latents, ids, empty_ids, r, dev, gen, steps, lr, warmup, init=Non
         losses.append(loss.item() if (step + 1) % 50 == 0 else float('nan'))
         if (step + 1) % 500 == 0 or step == 0:
             el = time.time() - t0
-            log(f'unet step {step + 1} {el:.0f}s {el / (step + 1):.3f}s/step loss {loss.item():.4f}')
+            log(f'step {step + 1}/{steps} {el:.0f}s {el / (step + 1):.3f}s/step loss {loss.item():.4f}')
         if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
             d = os.path.join(out, f'step{step + 1}')
             os.makedirs(d, exist_ok=True)
@@ -268,7 +268,12 @@ def main():
     if args.lowfreq_noise:
         r['lowfreq_noise'] = [0.8, 0.8]
     if args.lowfreq_weights:
-        r['lowfreq_noise'] = [float(v) for v in args.lowfreq_weights.split(',')]
+        try:
+            r['lowfreq_noise'] = [float(v) for v in args.lowfreq_weights.split(',')]
+        except ValueError:
+            ap.error(f'--lowfreq-weights wants comma-separated numbers (4x4 grid, 2x2 grid), got {args.lowfreq_weights!r}')
+        if not 1 <= len(r['lowfreq_noise']) <= 2 or min(r['lowfreq_noise']) < 0:
+            ap.error(f'--lowfreq-weights wants one or two non-negative weights, got {args.lowfreq_weights!r}')
     if args.high_t:
         r['high_t_fraction'], r['high_t_snr'] = 0.5, 0.1
     if args.init_from:
