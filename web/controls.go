@@ -25,12 +25,16 @@ type Controls struct {
 	Known  *edit.Spec
 	Errors map[string]string
 
-	OnChange func(ctx app.Context, s edit.Spec)
+	// OnChange gets how to change the spec, not a changed copy: the editor
+	// applies update to its current spec. Handlers run between renders, and
+	// a copy of c.Spec taken then can be older than the editor's spec (a
+	// prompt typed just before), which a whole-spec copy would put back.
+	OnChange func(ctx app.Context, update func(edit.Spec) edit.Spec)
 }
 
 // Render draws the controls.
 func (c *Controls) Render() app.UI {
-	s := c.Spec // for display only: handlers read c.Spec when they run
+	s := c.Spec // for display only: handlers change the editor's spec through OnChange
 	known := edit.Spec{}
 	if c.Known != nil {
 		known = *c.Known
@@ -57,20 +61,17 @@ func (c *Controls) Render() app.UI {
 					// the seed, and the server's "seed" error then shows under the
 					// field instead of the previous seed running silently.
 					OnInput(func(ctx app.Context, e app.Event) {
-						s := c.Spec
-						s.Seed = nil
+						var seed *uint64
 						if v, err := strconv.ParseUint(strings.TrimSpace(ctx.JSSrc().Get("value").String()), 10, 64); err == nil {
-							s.Seed = &v
+							seed = &v
 						}
-						c.OnChange(ctx, s)
+						c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.Seed = seed; return s })
 					}),
 				app.Button().ID("dice").Class("icon-button").Type("button").
 					Title("Pick a random seed").Text("Random").
 					OnClick(func(ctx app.Context, e app.Event) {
 						v := randomSeed()
-						s := c.Spec
-						s.Seed = &v
-						c.OnChange(ctx, s)
+						c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.Seed = &v; return s })
 					}),
 			),
 			fieldError(c.Errors, "seed"),
@@ -79,9 +80,8 @@ func (c *Controls) Render() app.UI {
 			app.Label().For("scheduler").Text("Sampler"),
 			app.Select().ID("scheduler").
 				OnChange(func(ctx app.Context, e app.Event) {
-					s := c.Spec
-					s.Scheduler = ctx.JSSrc().Get("value").String()
-					c.OnChange(ctx, s)
+					v := ctx.JSSrc().Get("value").String()
+					c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.Scheduler = v; return s })
 				}).
 				Body(
 					app.Option().Value("").Selected(s.Scheduler == "").Text(defaultLabel(known.Scheduler)),
@@ -103,9 +103,8 @@ func (c *Controls) Render() app.UI {
 			app.Label().For("negative").Text("Negative prompt"),
 			app.Input().ID("negative").Type("text").Value(s.Negative).Placeholder("none").
 				OnChange(func(ctx app.Context, e app.Event) {
-					s := c.Spec
-					s.Negative = ctx.JSSrc().Get("value").String()
-					c.OnChange(ctx, s)
+					v := ctx.JSSrc().Get("value").String()
+					c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.Negative = v; return s })
 				}),
 			fieldError(c.Errors, "negative"),
 		),
@@ -114,15 +113,15 @@ func (c *Controls) Render() app.UI {
 
 // field is one numeric setting; an empty value means the model default.
 // set must not capture render-time state: go-app keeps an element's first
-// handler while its code stays the same, so handlers read c.Spec when they
-// run.
+// handler while its code stays the same.
 func (c *Controls) field(id, label, typ, value, def, min, max string, step float64, set func(edit.Spec, string) edit.Spec) app.UI {
 	return app.Div().Class("field").Body(
 		app.Label().For(id).Text(label),
 		app.Input().ID(id).Type(typ).Min(min).Max(max).Step(step).Value(value).
 			Placeholder(defaultLabel(def)).
 			OnInput(func(ctx app.Context, e app.Event) {
-				c.OnChange(ctx, set(c.Spec, strings.TrimSpace(ctx.JSSrc().Get("value").String())))
+				v := strings.TrimSpace(ctx.JSSrc().Get("value").String())
+				c.OnChange(ctx, func(s edit.Spec) edit.Spec { return set(s, v) })
 			}),
 		fieldError(c.Errors, id),
 	)

@@ -368,7 +368,7 @@ func (e *Editor) Render() app.UI {
 						Spec:     e.spec,
 						Known:    e.known,
 						Errors:   e.errors,
-						OnChange: func(ctx app.Context, s edit.Spec) { e.changed(s) },
+						OnChange: func(ctx app.Context, update func(edit.Spec) edit.Spec) { e.changed(update(cloneSpec(e.spec))) },
 					},
 					e.renderUpload(),
 				),

@@ -227,6 +227,18 @@ func setPrompt(t *testing.T, ctx context.Context, id, text string) {
 	mustEval[bool](t, ctx, js)
 }
 
+// setField types value into the input with the given id the way a user
+// does: input events, then change when the field loses focus. Both events go
+// out in one JavaScript turn, so no re-render can slip in between and put the
+// field's previous value back (setting the value without an input event
+// raced go-app's re-render of the field and once sent an empty seed).
+func setField(t *testing.T, ctx context.Context, id, value string) {
+	t.Helper()
+	js := fmt.Sprintf(`(() => { const el = document.getElementById(%q); el.value = %q;
+		el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); return true })()`, id, value)
+	mustEval[bool](t, ctx, js)
+}
+
 // clickWhenThere waits until selector matches an element and clicks it in
 // the same JavaScript turn. chromedp.Click resolves the node first and then
 // clicks it: when go-app re-renders the element in between (a prompt or

@@ -58,9 +58,7 @@ func TestPhotoFlow(t *testing.T) {
 
 	setPrompt(t, ctx, "source", "a red circle")
 	setPrompt(t, ctx, "target-0", "a blue circle")
-	setPrompt(t, ctx, "steps", "")
-	must(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#steps"), "10")))
-	mustEval[bool](t, ctx, `document.querySelector('#steps').dispatchEvent(new Event('change', {bubbles: true}))`)
+	setField(t, ctx, "steps", "10")
 	runAndWait(t, ctx, 2)
 	if l := mustEval[string](t, ctx, `document.querySelector('#row-0 figcaption strong').textContent`); l != "Reconstruction" {
 		t.Errorf("row 0 is labelled %q, want Reconstruction", l)

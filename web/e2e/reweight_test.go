@@ -16,9 +16,7 @@ import (
 func TestReweightFlow(t *testing.T) {
 	ctx := tab(t)
 	openEditor(t, ctx, srv.URL+"/")
-	setPrompt(t, ctx, "steps", "")
-	must(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#steps"), "10")))
-	mustEval[bool](t, ctx, `document.querySelector('#steps').dispatchEvent(new Event('change', {bubbles: true}))`)
+	setField(t, ctx, "steps", "10")
 
 	clickWhenThere(t, ctx, `#words-0 [data-key="blue"]`)
 	poll(t, ctx, `document.querySelector('#word-panel-word')?.textContent === 'blue'`, 5*time.Second)

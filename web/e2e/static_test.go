@@ -42,9 +42,7 @@ func staticEditFlow(t *testing.T, ctx context.Context, site *staticSite) {
 	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#add-target"))))
 	poll(t, ctx, `!!document.querySelector('#target-1')`, 5*time.Second)
 	must(t, chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#target-1"), "a blue square")))
-	setPrompt(t, ctx, "steps", "")
-	must(t, chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#steps"), "12")))
-	mustEval[bool](t, ctx, `document.querySelector('#steps').dispatchEvent(new Event('change', {bubbles: true}))`)
+	setField(t, ctx, "steps", "12")
 
 	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#run"))))
 	poll(t, ctx, `document.querySelectorAll('#results .tile[data-row]').length === 3`, 60*time.Second)
