@@ -411,9 +411,9 @@ func (e *Editor) renderWordPanel() app.UI {
 		InTargets:   wordApplies(e.tok, e.spec, w.Key),
 		GlobalCross: global,
 		Errors:      e.errors,
-		OnChange: func(ctx app.Context, ws WordSettings) {
+		OnChange: func(ctx app.Context, update func(WordSettings) WordSettings) {
 			s := cloneSpec(e.spec)
-			setWordSettings(&s, w.Key, ws)
+			setWordSettings(&s, w.Key, update(wordSettings(s, w.Key)))
 			e.changed(s)
 		},
 		OnClose: func(ctx app.Context) { e.selected = nil },

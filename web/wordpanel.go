@@ -23,15 +23,16 @@ type WordPanel struct {
 	GlobalCross *edit.Window
 	Errors      map[string]string
 
-	OnChange func(ctx app.Context, s WordSettings)
+	// OnChange gets how to change the word's settings; the editor applies
+	// it to the settings in its current spec (see Controls.OnChange).
+	OnChange func(ctx app.Context, update func(WordSettings) WordSettings)
 	OnClose  func(ctx app.Context)
 }
 
 // Render draws the panel.
 func (p *WordPanel) Render() app.UI {
-	// Handlers read p.Settings when they run, never a copy from this
-	// render: go-app keeps an element's first handler while its code stays
-	// the same.
+	// Handlers never use a copy from this render: go-app keeps an element's
+	// first handler while its code stays the same.
 	s := p.Settings
 	key := strconv.Quote(p.Word.Key)
 	crossEnd := p.crossEnd()
@@ -65,21 +66,17 @@ func (p *WordPanel) Render() app.UI {
 					if err != nil {
 						return
 					}
-					s := p.Settings
-					s.Reweight = roundTenth(v)
-					p.OnChange(ctx, s)
+					p.OnChange(ctx, func(s WordSettings) WordSettings { s.Reweight = roundTenth(v); return s })
 				}),
 			fieldError(p.Errors, "reweights["+key+"]"),
 			app.Label().Class("check").Body(
 				app.Input().ID("word-cross-own").Type("checkbox").Checked(s.Cross != nil).Disabled(!p.InTargets).
 					OnChange(func(ctx app.Context, e app.Event) {
-						s := p.Settings
+						var cross *edit.Window
 						if ctx.JSSrc().Get("checked").Bool() {
-							s.Cross = &edit.Window{End: p.crossEnd()}
-						} else {
-							s.Cross = nil
+							cross = &edit.Window{End: p.crossEnd()}
 						}
-						p.OnChange(ctx, s)
+						p.OnChange(ctx, func(s WordSettings) WordSettings { s.Cross = cross; return s })
 					}),
 				app.Text(" Own cross-replace window"),
 			),
@@ -93,9 +90,7 @@ func (p *WordPanel) Render() app.UI {
 							if err != nil {
 								return
 							}
-							s := p.Settings
-							s.Cross = &edit.Window{End: v}
-							p.OnChange(ctx, s)
+							p.OnChange(ctx, func(s WordSettings) WordSettings { s.Cross = &edit.Window{End: v}; return s })
 						}),
 					app.Output().For("word-cross-end").Text(strconv.Itoa(int(crossEnd*100+0.5))+"% of steps"),
 				)
@@ -104,9 +99,8 @@ func (p *WordPanel) Render() app.UI {
 			app.Label().Class("check").Body(
 				app.Input().ID("word-blend").Type("checkbox").Checked(s.Blend).
 					OnChange(func(ctx app.Context, e app.Event) {
-						s := p.Settings
-						s.Blend = ctx.JSSrc().Get("checked").Bool()
-						p.OnChange(ctx, s)
+						blend := ctx.JSSrc().Get("checked").Bool()
+						p.OnChange(ctx, func(s WordSettings) WordSettings { s.Blend = blend; return s })
 					}),
 				app.Text(" Use for local blend (edit only where this word is)"),
 			),
