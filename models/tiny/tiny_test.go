@@ -236,8 +236,6 @@ func TestVAERoundTripKeepsScenes(t *testing.T) {
 	}
 }
 
-// Generation on the engine draws what simple prompts ask for: an object of
-// the named colour. (Determinism in the seed is the engine's test.)
 // TestGenerateFollowsPrompt generates held-out prompts (colour, shape and
 // position triples training never drew) on the engine and checks that the
 // images show the named colour, shape and position: the model's quality bar

@@ -12,6 +12,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -223,26 +224,30 @@ func openEditor(t *testing.T, ctx context.Context, url string) {
 // per change), for fields where the keystrokes themselves do not matter.
 func setPrompt(t *testing.T, ctx context.Context, id, text string) {
 	t.Helper()
-	js := fmt.Sprintf(`(() => { const el = document.getElementById(%q); el.value = %q; el.dispatchEvent(new Event('input', {bubbles: true})); return true })()`, id, text)
-	mustEval[bool](t, ctx, js)
+	typeInto(t, ctx, id, text, "input")
 }
 
-// setField types value into the input with the given id the way a user
-// does: input events, then change when the field loses focus. Both events go
-// out in one JavaScript turn, so no re-render can slip in between and put the
-// field's previous value back (setting the value without an input event
-// raced go-app's re-render of the field and once sent an empty seed).
+// setField types value into a setting the way a user does: input, then
+// change when the field loses focus.
 func setField(t *testing.T, ctx context.Context, id, value string) {
 	t.Helper()
-	js := fmt.Sprintf(`(() => { const el = document.getElementById(%q); el.value = %q;
-		el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); return true })()`, id, value)
-	mustEval[bool](t, ctx, js)
+	typeInto(t, ctx, id, value, "input", "change")
 }
 
-// clickWhenThere waits until selector matches an element and clicks it in
-// the same JavaScript turn. chromedp.Click resolves the node first and then
-// clicks it: when go-app re-renders the element in between (a prompt or
-// setting just changed), the click waits on a detached node forever.
+// typeInto sets the value of the element with the given id and dispatches
+// the events in one JavaScript turn.
+func typeInto(t *testing.T, ctx context.Context, id, value string, events ...string) {
+	t.Helper()
+	names, err := json.Marshal(events)
+	must(t, err)
+	mustEval[bool](t, ctx, fmt.Sprintf(`(() => { const el = document.getElementById(%q); el.value = %q;
+		for (const name of %s) el.dispatchEvent(new Event(name, {bubbles: true})); return true })()`, id, value, names))
+}
+
+// clickWhenThere waits up to 5 s for selector to match and clicks the
+// element in the same JavaScript turn. chromedp.Click would wait for a
+// missing element until the test's deadline (180 s); this fails fast and
+// names the selector.
 func clickWhenThere(t *testing.T, ctx context.Context, selector string) {
 	t.Helper()
 	poll(t, ctx, fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (!el) return false; el.click(); return true })()`, selector), 5*time.Second)

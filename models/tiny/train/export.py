@@ -22,7 +22,6 @@ import json
 import os
 import re
 
-import numpy as np
 import torch
 
 import tinysd
@@ -35,8 +34,7 @@ def load(trained, recipe):
     parts['unet'] = tinysd.UNet2DConditionModel(ctx_dim=parts['text_encoder'].hidden_size,
                                                 attention_pos_embed=recipe.get('attention_pos_embed', False))
     for name, m in parts.items():
-        w = np.load(os.path.join(trained, name + '.npz'))
-        m.load_state_dict({k: torch.from_numpy(w[k]) for k in w.files}, strict=True)
+        m.load_state_dict(tinysd.npz_state(os.path.join(trained, name + '.npz')), strict=True)
         m.eval()
     return parts['vae'], parts['text_encoder'], parts['unet']
 

@@ -15,6 +15,7 @@ import subprocess
 import numpy as np
 import torch
 
+import export
 import tinysd
 
 
@@ -51,7 +52,8 @@ class Judge:
 
     def __call__(self, step, te, unet, vae, empty_ids, scale):
         """Scores of both prompt sets, as {'heldout': {...}, 'seen': {...}}."""
-        te.eval(), unet.eval()
+        te.eval()
+        unet.eval()
         out = {}
         for name, (ids, extra) in self.sets.items():
             imgs = np.concatenate([self.sample(te, unet, vae, ids, empty_ids, scale, 1000 + s) for s in range(self.seeds)])
@@ -78,13 +80,7 @@ def main():
     dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     recipe = json.load(open(os.path.join(args.trained, 'training.json')))
     scale = recipe['latent_scaling_factor']
-    te = tinysd.CLIPTextModel()
-    unet = tinysd.UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=recipe['recipe'].get('attention_pos_embed', False))
-    vae = tinysd.AutoencoderKL()
-    for name, m in (('vae', vae), ('text_encoder', te), ('unet', unet)):
-        w = np.load(os.path.join(args.trained, name + '.npz'))
-        m.load_state_dict({k: torch.from_numpy(w[k]) for k in w.files}, strict=True)
-        m.to(dev).eval()
+    vae, te, unet = (m.to(dev) for m in export.load(args.trained, recipe['recipe']))
     empty = torch.tensor(json.load(open(args.empty_ids))['empty_input_ids'], dtype=torch.int64, device=dev)
     j = Judge(os.path.abspath(args.judge), args.work or os.path.join(args.trained, 'judge'), args.prompts, args.seeds, dev)
     print(json.dumps(j('final', te, unet, vae, empty, scale)))

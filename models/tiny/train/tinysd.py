@@ -9,6 +9,7 @@ training) alike: nothing here uses an API newer than 1.13.
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -504,6 +505,12 @@ class UNet2DConditionModel(nn.Module):
 def attention_layers(unet):
     """(module name, is_cross, heads, head_dim) of every attention module, in forward order."""
     return [(name, m.is_cross, m.heads, m.head_dim) for name, m in unet.named_modules() if isinstance(m, Attention)]
+
+
+def npz_state(path):
+    """A state dict from an .npz of float32 arrays, as train.py writes them."""
+    with np.load(path) as w:
+        return {k: torch.from_numpy(w[k]) for k in w.files}
 
 
 def n_params(m):

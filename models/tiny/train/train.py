@@ -150,8 +150,11 @@ def training_noise(shape, lowfreq, dev, gen):
 
 
 def train_unet(latents, ids, empty_ids, r, dev, gen, steps, lr, warmup, init=None, judge=None, judge_every=0,
-               vae=None, scale=None, deadline=None, save_every=0, out=None):
-    """Trains text encoder + UNet for steps steps (cosine from lr after warmup); init: state dicts to start from."""
+               deadline=None, save_every=0, out=None):
+    """Trains text encoder + UNet for steps steps (cosine from lr after warmup).
+
+    init: state dicts to start from; judge(step, te, unet): scores to record
+    every judge_every steps and at the end."""
     te = tinysd.CLIPTextModel(token_init_std=r['te_token_init_std']).to(dev)
     unet = tinysd.UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=r['attention_pos_embed']).to(dev)
     ema_te = tinysd.CLIPTextModel().to(dev)
@@ -210,12 +213,11 @@ def train_unet(latents, ids, empty_ids, r, dev, gen, steps, lr, warmup, init=Non
             for name, m in (('text_encoder', ema_te), ('unet', ema_unet)):
                 np.savez(os.path.join(d, name + '.npz'), **{k: v.detach().float().cpu().numpy() for k, v in m.state_dict().items()})
         if judge is not None and judge_every and (step + 1) % judge_every == 0 and step + 1 < steps:
-            judged.append(dict(step=step + 1, **judge(step + 1, ema_te, ema_unet, vae, empty_ids, scale)))
+            judged.append(dict(step=step + 1, **judge(step + 1, ema_te, ema_unet)))
             log('judged', json.dumps(judged[-1]))
-            ema_te.train(), ema_unet.train()
     done = stopped_at if stopped_at is not None else steps
     if judge is not None:
-        judged.append(dict(step=done, **judge(done, ema_te, ema_unet, vae, empty_ids, scale)))
+        judged.append(dict(step=done, **judge(done, ema_te, ema_unet)))
         log('judged', json.dumps(judged[-1]))
     seconds = time.time() - t0
     curve = [round(v, 4) for v in losses if not math.isnan(v)]
@@ -276,6 +278,12 @@ def main():
             ap.error(f'--lowfreq-weights wants one or two non-negative weights, got {args.lowfreq_weights!r}')
     if args.high_t:
         r['high_t_fraction'], r['high_t_snr'] = 0.5, 0.1
+    for flag, path in (('--vae-weights', args.vae_weights),
+                       ('--init-from', args.init_from and os.path.join(args.init_from, 'unet.npz')),
+                       ('--init-from', args.init_from and os.path.join(args.init_from, 'text_encoder.npz')),
+                       ('--judge', args.judge)):
+        if path and not os.path.isfile(path):
+            ap.error(f'{flag}: {path} does not exist')
     if args.init_from:
         r['init_from'] = os.path.abspath(args.init_from)
     if args.continue_steps is not None:
@@ -305,10 +313,9 @@ def main():
     log(f'data: {len(images)} scenes; device {device_name}; torch {torch.__version__}')
 
     if args.vae_weights:
-        vae = tinysd.AutoencoderKL().to(dev)
-        w = np.load(args.vae_weights)
-        vae.load_state_dict({k: torch.from_numpy(w[k]) for k in w.files}, strict=True)
-        vae.eval()
+        vae = tinysd.AutoencoderKL()
+        vae.load_state_dict(tinysd.npz_state(args.vae_weights), strict=True)
+        vae.to(dev).eval()
         vae_stats = dict(reused=os.path.abspath(args.vae_weights), params=tinysd.n_params(vae), seconds=0.0,
                          validation_psnr_db=None)
         log(f'vae: reusing {args.vae_weights}')
@@ -321,12 +328,12 @@ def main():
     log(f'latent scaling factor {scale:.5f}; preview fit RMS error {resid:.3f} (RGB in [-1,1])')
     judge = None
     if args.judge:
-        judge = judging.Judge(os.path.abspath(args.judge), os.path.join(args.out, 'judge'), args.judge_prompts, args.judge_seeds, dev)
+        j = judging.Judge(os.path.abspath(args.judge), os.path.join(args.out, 'judge'), args.judge_prompts, args.judge_seeds, dev)
+        judge = lambda step, te, unet: j(step, te, unet, vae, empty_ids, scale)
     deadline = t_start + args.deadline_seconds if args.deadline_seconds else None
     init = None
     if r.get('init_from'):
-        init = {name: {k: torch.from_numpy(v) for k, v in np.load(os.path.join(r['init_from'], name + '.npz')).items()}
-                for name in ('text_encoder', 'unet')}
+        init = {name: tinysd.npz_state(os.path.join(r['init_from'], name + '.npz')) for name in ('text_encoder', 'unet')}
     stages = [('unet', r['unet_steps'], r['unet_lr'], r['unet_warmup'])]
     if r['continue_steps']:
         stages.append(('continue', r['continue_steps'], r['continue_lr'], r['continue_warmup']))
@@ -336,7 +343,7 @@ def main():
         last = i == len(stages) - 1
         te, unet, stage_stats[name] = train_unet(
             latents, ids, empty_ids, r, dev, gen, steps, lr, warmup, init,
-            judge if last else None, args.judge_every, vae, scale, deadline, args.save_every if last else 0, args.out)
+            judge if last else None, args.judge_every, deadline, args.save_every if last else 0, args.out)
         init = {'text_encoder': te.state_dict(), 'unet': unet.state_dict()}
     unet_stats = stage_stats.pop('unet')
     unet_stats.update(stage_stats)
