@@ -8,13 +8,15 @@
 # Needs Go and Debian's PyTorch 1.13 for the export:
 #   apt-get install -y python3-torch libopenblas0-pthread python3-numpy
 # Training uses CUDA when the Python's torch sees a GPU, the CPU otherwise
-# (one torch thread: on 2 shared cores it is the fastest setting).
+# (all cores: the UNet in one data-parallel process per core). About 75
+# minutes on 2 cores; keep the machine otherwise idle.
 #
 # Environment:
 #   REWORD_PYTHON        Python with torch (default /usr/bin/python3)
 #   REWORD_TINY_TRAINED  a directory train.py already wrote (e.g. on a GPU
 #                        machine): skip data and training, export from it
-#   REWORD_TINY_THREADS  torch CPU threads for training (default 1)
+#   REWORD_TINY_THREADS    torch CPU threads for the VAE (default: all cores)
+#   REWORD_TINY_PROCESSES  data-parallel UNet processes (default: one per core, up to 4)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
@@ -33,7 +35,7 @@ if [[ -z "$trained" ]]; then
 	echo "== drawing the training set"
 	go run ./models/tiny/train/datagen -out "$work/data" -n 60000 -seed 1
 	echo "== training (this is the long part)"
-	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$root/$work/data" --out "$root/$trained" --threads "${REWORD_TINY_THREADS:-1}")
+	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$root/$work/data" --out "$root/$trained" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}")
 fi
 echo "== exporting ONNX files and model.json from $trained"
 (cd models/tiny/train && "$py" export.py --trained "$(cd "$root" && realpath "$trained")" --model "$root/models/tiny")
