@@ -8,8 +8,9 @@
 # Needs Go and Debian's PyTorch 1.13 for the export:
 #   apt-get install -y python3-torch libopenblas0-pthread python3-numpy
 # Training uses CUDA when the Python's torch sees a GPU, the CPU otherwise
-# (all cores: the UNet in one data-parallel process per core). About 75
-# minutes on 2 cores; keep the machine otherwise idle.
+# (all cores: the UNet in one data-parallel process per core). On 2 cores
+# the parts add up to about 85 minutes (models/tiny/README.md, "Training");
+# keep the machine otherwise idle.
 #
 # Environment:
 #   REWORD_PYTHON        Python with torch (default /usr/bin/python3)
