@@ -312,17 +312,17 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         if world > 1:
             loss_value, stop = _average_gradients(params, world, loss, late)
         else:
-            loss_value, stop = loss.item(), late
+            loss_value, stop = loss.detach(), late  # a tensor: reading it every step would stall a GPU
         torch.nn.utils.clip_grad_norm_(params, r['grad_clip'])
         opt.step()
         d = min(r['ema_decay'], (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_mul_(ema_params, d)
             torch._foreach_add_(ema_params, [p.detach() for p in params], alpha=1 - d)
-        losses.append(loss_value if (step + 1) % 50 == 0 else float('nan'))
+        losses.append(float(loss_value) if (step + 1) % 50 == 0 else float('nan'))
         if lead and ((step + 1) % 500 == 0 or step == 0):
             el = time.time() - t0
-            log(f'step {step + 1}/{steps} {el:.0f}s {el / (step + 1):.3f}s/step loss {loss_value:.4f}')
+            log(f'step {step + 1}/{steps} {el:.0f}s {el / (step + 1):.3f}s/step loss {float(loss_value):.4f}')
         if lead and save_every and (step + 1) % save_every == 0 and step + 1 < steps:
             d = os.path.join(out, f'step{step + 1}')
             os.makedirs(d, exist_ok=True)
