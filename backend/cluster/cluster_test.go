@@ -455,3 +455,44 @@ func TestGatewayDiesClientRefetches(t *testing.T) {
 		t.Errorf("workers %+v, want the job computed exactly once", tot)
 	}
 }
+
+// TestLostEventsStillEnd: a job's events travel on core NATS, at most
+// once. With every event of a job lost (its subscription dropped while it
+// waits in the stream), the gateway still ends it with the result the
+// worker stored.
+func TestLostEventsStillEnd(t *testing.T) {
+	c := newTestCluster(t, 1, 1, 1, Settings{AckWait: 2 * time.Second})
+	g := c.gateways[0]
+	run := c.resolved(g, runOf(7, 2))
+	c.workers[0].kill() // the job waits in the stream until the next worker
+	o := newOutcome()
+	j, err := g.Submit(context.Background(), c.model, "client", "lost-events", run, o.events())
+	must(t, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		j.mu.Lock()
+		seq := j.seq
+		j.mu.Unlock()
+		if seq != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the job was not published within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	must(t, j.sub.Unsubscribe()) // from here on, every event of the job is lost
+	w := c.addWorker()
+	must(t, waitJob(t, j, time.Minute))
+	if o.result == nil || len(o.result.Images) != 2 {
+		t.Fatalf("result %+v", o.result)
+	}
+	select {
+	case <-o.started:
+		t.Error("the started event arrived although the job's subscription was dropped")
+	default:
+	}
+	if st := w.Stats(); st.Completed != 1 {
+		t.Errorf("worker: %+v; want the job run once", st)
+	}
+}

@@ -52,6 +52,10 @@ type Gateway struct {
 // positionPoll is how often a waiting job's queue position is refreshed.
 const positionPoll = 500 * time.Millisecond
 
+// outcomePoll is how often a published job checks that its stream message
+// is still there (see watchOutcome).
+const outcomePoll = 2 * time.Second
+
 // NewGateway sets up the stream and the models bucket.
 func NewGateway(ctx context.Context, cfg GatewayConfig) (*Gateway, error) {
 	s, err := cfg.Settings.withDefaults()
@@ -354,7 +358,62 @@ func (g *Gateway) Submit(ctx context.Context, model, client, requestID string, r
 		return nil, err
 	}
 	go j.reportPositions()
+	go j.watchOutcome()
 	return j, nil
+}
+
+// watchOutcome ends a job whose outcome event was lost. A job's events
+// travel on core NATS, at most once: a gateway reconnecting to another
+// node, or its interest not yet known on the worker's node, can drop
+// them. A worker stores a result before it acks the job, and the ack
+// removes the job's message from the work-queue stream; so once the
+// message is gone and, a poll later, no outcome has arrived, the store
+// has the result, or the job ended without one (failed or cancelled on
+// its worker) and there is nothing left to wait for.
+func (j *Job) watchOutcome() {
+	t := time.NewTicker(outcomePoll)
+	defer t.Stop()
+	gone := false
+	for {
+		select {
+		case <-j.stopPos:
+			return
+		case <-t.C:
+		}
+		j.mu.Lock()
+		seq := j.seq
+		j.mu.Unlock()
+		if seq == 0 {
+			continue // in admission, or being published
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), outcomePoll)
+		_, err := j.g.stream.GetMsg(ctx, seq)
+		cancel()
+		switch {
+		case err == nil:
+			gone = false // waiting or running
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			// NATS failing over, for example: look again next time.
+		case !gone:
+			// Acked or terminated just now: its outcome may still be on
+			// the way. Give it one more poll.
+			gone = true
+		default:
+			ctx, cancel := context.WithTimeout(context.Background(), outcomePoll)
+			res, ok := storedResult(ctx, j.g.cfg.Store, j.ID)
+			cancel()
+			j.markTaken()
+			if ok {
+				j.g.log.Warn("a job's result event was lost; answering from the store", "job", j.ID[:12])
+				j.result(res)
+			} else {
+				j.g.log.Warn("a job left the stream without a result and its outcome event was lost", "job", j.ID[:12])
+				j.finish(&protocol.Error{Code: protocol.CodeInternal,
+					Message: "the job ended on its worker without a result, and why was lost on the way: send it again with a new id"})
+			}
+			return
+		}
+	}
 }
 
 // deliver ends the job with a stored result.
