@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -458,41 +459,42 @@ func TestGatewayDiesClientRefetches(t *testing.T) {
 
 // TestLostEventsStillEnd: a job's events travel on core NATS, at most
 // once. With every event of a job lost (its subscription dropped while it
-// waits in the stream), the gateway still ends it with the result the
-// worker stored.
+// waits in the stream), the gateway still ends it: with the result the
+// worker stored, or, for a job that failed on its worker, with an error.
 func TestLostEventsStillEnd(t *testing.T) {
-	c := newTestCluster(t, 1, 1, 1, Settings{AckWait: 2 * time.Second})
+	// A window of 2, so that both jobs wait in the stream at once.
+	c := newTestCluster(t, 1, 1, 1, Settings{AckWait: 2 * time.Second, AdmitWindow: 2})
 	g := c.gateways[0]
-	run := c.resolved(g, runOf(7, 2))
-	c.workers[0].kill() // the job waits in the stream until the next worker
-	o := newOutcome()
-	j, err := g.Submit(context.Background(), c.model, "client", "lost-events", run, o.events())
-	must(t, err)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		j.mu.Lock()
-		seq := j.seq
-		j.mu.Unlock()
-		if seq != 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the job was not published within 10s")
-		}
-		time.Sleep(10 * time.Millisecond)
+	good := c.resolved(g, runOf(7, 2))
+	bad := good
+	bad.Spec.Steps = new(int) // zero steps: the worker refuses the spec
+	c.workers[0].kill()       // the jobs wait in the stream until the next worker
+	submit := func(id string, run protocol.Run) (*Job, *outcome) {
+		o := newOutcome()
+		j, err := g.Submit(context.Background(), c.model, "client", id, run, o.events())
+		must(t, err)
+		published(t, j)
+		must(t, j.sub.Unsubscribe()) // from here on, every event of the job is lost
+		return j, o
 	}
-	must(t, j.sub.Unsubscribe()) // from here on, every event of the job is lost
+	jGood, oGood := submit("lost-result", good)
+	jBad, _ := submit("lost-error", bad)
 	w := c.addWorker()
-	must(t, waitJob(t, j, time.Minute))
-	if o.result == nil || len(o.result.Images) != 2 {
-		t.Fatalf("result %+v", o.result)
+
+	must(t, waitJob(t, jGood, time.Minute))
+	if oGood.result == nil || len(oGood.result.Images) != 2 {
+		t.Fatalf("result %+v", oGood.result)
 	}
 	select {
-	case <-o.started:
+	case <-oGood.started:
 		t.Error("the started event arrived although the job's subscription was dropped")
 	default:
 	}
-	if st := w.Stats(); st.Completed != 1 {
-		t.Errorf("worker: %+v; want the job run once", st)
+	var pe *protocol.Error
+	if err := waitJob(t, jBad, time.Minute); !errors.As(err, &pe) || pe.Code != protocol.CodeInternal {
+		t.Fatalf("the failed job whose error event was lost ended with %v; want an internal error", err)
+	}
+	if st := w.Stats(); st.Completed != 1 || st.Failed != 1 {
+		t.Errorf("worker: %+v; want one job completed and one failed", st)
 	}
 }
