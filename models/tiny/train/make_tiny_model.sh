@@ -9,7 +9,7 @@
 #   apt-get install -y python3-torch libopenblas0-pthread python3-numpy
 # Training uses CUDA when the Python's torch sees a GPU, the CPU otherwise
 # (all cores: the UNet in one data-parallel process per core). On 2 cores
-# the parts add up to about 88 minutes (models/tiny/README.md, "Training");
+# the parts add up to about 86 minutes (models/tiny/README.md, "On 2 CPU cores");
 # keep the machine otherwise idle.
 #
 # Environment:
