@@ -164,7 +164,8 @@ func (g *Gateway) Model(ctx context.Context, model string) (ModelEntry, error) {
 
 // Events receive one job's messages. Each may be nil; they are called in
 // order, from NATS's delivery goroutine (or, for a stored result found at
-// publication, from the admission queue's) and must not block for long.
+// publication, from the admission queue's, and for a result whose event
+// was lost, from the job's outcome watch) and must not block for long.
 type Events struct {
 	Queued   func(protocol.Queued)
 	Started  func(protocol.Started)
@@ -409,7 +410,7 @@ func (j *Job) watchOutcome() {
 			} else {
 				j.g.log.Warn("a job left the stream without a result and its outcome event was lost", "job", j.ID[:12])
 				j.finish(&protocol.Error{Code: protocol.CodeInternal,
-					Message: "the job ended on its worker without a result, and why was lost on the way: send it again with a new id"})
+					Message: "the job left the queue without a result (it failed or was cancelled or removed) and the reason was lost on the way: send it again with a new id"})
 			}
 			return
 		}
