@@ -403,7 +403,6 @@ func (j *Job) watchOutcome() {
 			ctx, cancel := context.WithTimeout(context.Background(), outcomePoll)
 			res, ok := storedResult(ctx, j.g.cfg.Store, j.ID)
 			cancel()
-			j.markTaken()
 			if ok {
 				j.g.log.Warn("a job's result event was lost; answering from the store", "job", j.ID[:12])
 				j.result(res)
