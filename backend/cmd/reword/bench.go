@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"reword/backend/diffusion"
+	"reword/models/tiny/scene"
 )
 
 // benchmark is one `reword bench NAME` report. Benchmarks print ratios and
@@ -53,4 +56,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError("unknown benchmark %q (run 'reword bench --help' for the list)", args[0])
 	}
 	return b.run(ctx, args[1:], stdout, stderr)
+}
+
+// needSceneImages refuses models whose images the tiny model's evaluator
+// cannot read: it knows only the 64×64 scenes of models/tiny/scene.
+func needSceneImages(e *diffusion.Engine) error {
+	m := e.Manifest()
+	if m.Image.Width != scene.ImageSize || m.Image.Height != scene.ImageSize {
+		return fmt.Errorf("model %s makes %dx%d images; this benchmark scores them with the tiny model's evaluator, which reads only %dx%d scenes",
+			m.Dir, m.Image.Width, m.Image.Height, scene.ImageSize, scene.ImageSize)
+	}
+	return nil
 }

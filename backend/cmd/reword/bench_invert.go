@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"reword/backend/diffusion"
-	"reword/models/tiny/eval"
 	"reword/models/tiny/scene"
 	"reword/shared/edit"
 )
@@ -57,10 +56,9 @@ func invertSet(n int) ([]invertCase, error) {
 				break
 			}
 		}
-		caption := func(c scene.Colour) scene.Caption {
-			return scene.NewCaption([]scene.Mention{{Object: scene.Object{Shape: s, Colour: c, Size: size, Position: p}, NamesColour: true, NamesPosition: true}}, bg, false)
-		}
-		src := caption(c)
+		o := scene.Object{Shape: s, Colour: c, Size: size, Position: p}
+		be := colourSwap(setPosition, o, c2, bg)
+		src := setCaption(setPosition, o, bg)
 		sc, err := scene.SceneFor(rng, src)
 		if err != nil {
 			return nil, fmt.Errorf("drawing %q: %w", src.Text, err)
@@ -70,14 +68,7 @@ func invertSet(n int) ([]invertCase, error) {
 		if err := png.Encode(&b, img); err != nil {
 			return nil, err
 		}
-		out = append(out, invertCase{
-			edit: benchEdit{kind: kindColour, source: src.Text, target: caption(c2).Text,
-				success: func(r eval.Result, _ image.Image) bool {
-					return len(r.Objects) > 0 && r.Objects[0].Colour == c2
-				}},
-			png:   b.Bytes(),
-			photo: rgbImage(img),
-		})
+		out = append(out, invertCase{edit: be, png: b.Bytes(), photo: rgbImage(img)})
 	}
 	return out, nil
 }

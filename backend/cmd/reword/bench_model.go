@@ -44,8 +44,16 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 0 || *nPrompts < 1 || *nSeeds < 1 || *steps < 1 {
-		return usageError("want no arguments, and positive -prompts, -seeds and -steps")
+	if fs.NArg() != 0 {
+		return usageError("unexpected arguments %q", fs.Args())
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"prompts", *nPrompts}, {"seeds", *nSeeds}, {"steps", *steps}} {
+		if f.v < 1 {
+			return usageError("--%s is %d: want 1 or more", f.name, f.v)
+		}
 	}
 	// Writing the instrumented UNet into the model folder on first use is
 	// allowed, as for every engine subcommand.
@@ -54,6 +62,9 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer e.Close()
+	if err := needSceneImages(e); err != nil {
+		return err
+	}
 
 	// VAE round trips of drawn scenes, each passed as a PNG photo.
 	rng := rand.New(rand.NewPCG(11, 12))
@@ -81,10 +92,13 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *seen {
 		prompts, promptSet = scene.SeenPrompts(*nPrompts, 1), "seen"
 	}
-	var gen eval.Tally
+	// One tally per seed, so that the report shows how much the numbers
+	// move between seeds, not only their mean.
+	perSeed := make([]eval.Tally, *nSeeds)
 	var kept []image.Image
 	total := len(prompts) * *nSeeds
 	start := time.Now()
+	done := 0
 	for seed := 0; seed < *nSeeds; seed++ {
 		for _, c := range prompts {
 			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: *steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
@@ -93,26 +107,36 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 				return err
 			}
 			img := res.Images[0].NRGBA()
-			if err := gen.Add(c, img); err != nil {
+			if err := perSeed[seed].Add(c, img); err != nil {
 				return err
 			}
 			if len(kept) < 64 {
 				kept = append(kept, img)
 				fmt.Fprintf(stderr, "grid %d: %s (seed %d)\n", len(kept)-1, c.Text, seed)
 			}
-			fmt.Fprintf(stderr, "\r%d/%d images", gen.N, total)
+			done++
+			fmt.Fprintf(stderr, "\r%d/%d images", done, total)
 		}
 	}
 	fmt.Fprintln(stderr)
 	elapsed := time.Since(start)
+	var gen eval.Tally
+	for _, t := range perSeed {
+		gen.Merge(t)
+	}
 
 	fmt.Fprintf(stdout, "model %s (engine): %d %s prompts x %d seeds, DDIM %d steps, guidance %g\n",
 		*dir, len(prompts), promptSet, *nSeeds, *steps, *guidance)
 	eval.PrintHeader(stdout)
+	if *nSeeds > 1 {
+		for seed, t := range perSeed {
+			t.PrintRow(stdout, fmt.Sprintf("generated, seed %d", seed))
+		}
+	}
 	gen.PrintRow(stdout, "generated")
 	vae.PrintRow(stdout, "VAE round trip (drawn)")
-	fmt.Fprintf(stdout, "position and size are scored only where the prompt names them (position: %d of %d, size: %d of %d)\n",
-		gen.PositionNamed, gen.N, gen.SizeNamed, gen.N)
+	fmt.Fprintf(stdout, "position, size and background are scored only where the prompt names them (position: %d of %d, size: %d of %d, background: %d of %d); \"all\" leaves the background out\n",
+		gen.PositionNamed, gen.N, gen.SizeNamed, gen.N, gen.BackgroundNamed, gen.N)
 	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
 	if *grid != "" {
 		if err := writeModelGrid(*grid, kept); err != nil {

@@ -9,11 +9,14 @@ import (
 )
 
 // Tally counts correct attributes over images of single-object prompts, the
-// numbers of the model's quality bar. Position and size count only where the
-// prompt names them.
+// numbers of the model's quality bar. Position, size and background count
+// only where the prompt names them. All covers the object's attributes only
+// (colour, shape, and position and size where named), so that it stays
+// comparable with the numbers measured before the background was scored.
 type Tally struct {
 	N, Found, Colour, Shape, Size, Position, All int
 	SizeNamed, PositionNamed                     int
+	Background, BackgroundNamed                  int
 }
 
 // Add analyzes img, judges it against its prompt c and counts the verdict.
@@ -41,7 +44,30 @@ func (t *Tally) Add(c scene.Caption, img image.Image) error {
 	t.Size += b(v.Size)
 	t.SizeNamed += b(v.NamesSize)
 	t.All += b(v.Found && v.Colour && v.Shape && (v.Position || !v.NamesPosition) && (v.Size || !v.NamesSize))
+	if c.NamesBackground {
+		bg, err := Background(img)
+		if err != nil {
+			return err
+		}
+		t.BackgroundNamed++
+		t.Background += b(bg == c.Background)
+	}
 	return nil
+}
+
+// Merge adds u's counts to t (per-seed tallies into a total).
+func (t *Tally) Merge(u Tally) {
+	t.N += u.N
+	t.Found += u.Found
+	t.Colour += u.Colour
+	t.Shape += u.Shape
+	t.Size += u.Size
+	t.Position += u.Position
+	t.All += u.All
+	t.SizeNamed += u.SizeNamed
+	t.PositionNamed += u.PositionNamed
+	t.Background += u.Background
+	t.BackgroundNamed += u.BackgroundNamed
 }
 
 // Rates returns the fractions of correct images: colour, shape and all over
@@ -57,9 +83,19 @@ func (t Tally) Rates() (colour, shape, position, size, all, found float64) {
 	return f(t.Colour, t.N), f(t.Shape, t.N), f(t.Position, t.PositionNamed), f(t.Size, t.SizeNamed), f(t.All, t.N), f(t.Found, t.N)
 }
 
+// BackgroundRate is the fraction of images whose prompt names the background
+// that show it (0 where no prompt does). It is apart from Rates, whose six
+// values other tools already read.
+func (t Tally) BackgroundRate() float64 {
+	if t.BackgroundNamed == 0 {
+		return 0
+	}
+	return float64(t.Background) / float64(t.BackgroundNamed)
+}
+
 // PrintHeader writes the column titles PrintRow lines up under.
 func PrintHeader(w io.Writer) {
-	fmt.Fprintf(w, "%-22s %7s %7s %9s %7s %7s %7s\n", "", "colour", "shape", "position", "size", "all", "found")
+	fmt.Fprintf(w, "%-22s %7s %7s %9s %7s %11s %7s %7s\n", "", "colour", "shape", "position", "size", "background", "all", "found")
 }
 
 // PrintRow writes the tally as one table row of percentages ("-" where
@@ -71,6 +107,6 @@ func (t Tally) PrintRow(w io.Writer, label string) {
 		}
 		return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(n))
 	}
-	fmt.Fprintf(w, "%-22s %7s %7s %9s %7s %7s %7s\n", label, pct(t.Colour, t.N), pct(t.Shape, t.N),
-		pct(t.Position, t.PositionNamed), pct(t.Size, t.SizeNamed), pct(t.All, t.N), pct(t.Found, t.N))
+	fmt.Fprintf(w, "%-22s %7s %7s %9s %7s %11s %7s %7s\n", label, pct(t.Colour, t.N), pct(t.Shape, t.N),
+		pct(t.Position, t.PositionNamed), pct(t.Size, t.SizeNamed), pct(t.Background, t.BackgroundNamed), pct(t.All, t.N), pct(t.Found, t.N))
 }

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// editRun is what the report describes besides the records.
+type editRun struct {
+	model, split string
+	steps        int
+	guidance     float64
+	cross, self  float64
+	seeds        int
+	pairs        int
+	seconds      float64
+}
+
+// methodLabel names the method in a row; a reweight's baseline is the
+// source image itself (the target prompt alone is the source prompt), so the
+// table says so.
+func methodLabel(row, method string) string {
+	if method == methodBaseline && (row == kindBoost || row == kindSuppress) {
+		return "baseline (= the source)"
+	}
+	return method
+}
+
+func printEditReport(w io.Writer, run editRun, records []editRecord) error {
+	edits := len(records) / len(editMethods)
+	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × 2 methods, %d steps, guidance %.1f, cross %.2f, self %.2f, %.0f s\n",
+		run.model, run.split, run.pairs, run.seeds, edits, run.steps, run.guidance, run.cross, run.self, run.seconds)
+	var sets []string
+	for _, s := range promptSets {
+		sets = append(sets, fmt.Sprintf("%s (%q)", s, setExamples[s]))
+	}
+	fmt.Fprintf(w, "Prompt sets: %s.\n", strings.Join(sets, ", "))
+	fmt.Fprintf(w, "Background changed: PSNR outside both objects below %.0f dB. Broken: no object found in the edited image. "+
+		"Kept: the edited image's largest object has the source's attribute (judged where both show one).\n", bgChangedBelow)
+	fmt.Fprintf(w, "Colour swaps to a colour the source's background forbids (white on white, black on black) have their own row; %q leaves them and the reweights out. "+
+		"Seed k is the k-th of each edit's own seeds.\n\n", rowSummary)
+
+	fmt.Fprintln(w, "By kind, each seed and all seeds:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "| kind\t| method\t| seed\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
+	for _, row := range reportRows {
+		for _, m := range editMethods {
+			for k := 0; k <= run.seeds; k++ {
+				if k < run.seeds && run.seeds == 1 {
+					continue
+				}
+				label := "all"
+				if k < run.seeds {
+					label = fmt.Sprint(k + 1)
+				}
+				t := tallyOf(records, func(r editRecord) bool {
+					return inRow(row, r.row) && r.method == m && (k == run.seeds || r.seedIndex == k)
+				})
+				fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t|\n", row, methodLabel(row, m), label, cells(t.fullRow()))
+			}
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nBy prompt set, all seeds:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
+	for _, row := range reportRows {
+		for _, set := range promptSets {
+			for _, m := range editMethods {
+				t := tallyOf(records, func(r editRecord) bool { return inRow(row, r.row) && r.method == m && r.edit.set == set })
+				if t.n == 0 {
+					continue
+				}
+				fmt.Fprintf(tw, "| %s\t| %s\t| %s\t| %s\t|\n", row, set, methodLabel(row, m), cells(t.fullRow()))
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+// cells turns tab-separated cells into table cells.
+func cells(tabbed string) string { return strings.ReplaceAll(tabbed, "\t", "\t| ") }
+
+// The JSON summary (-json). Rates are fractions; every group also carries
+// the counts they come from.
+type editJSON struct {
+	Model                    string           `json:"model"`
+	Split                    string           `json:"split"`
+	Steps                    int              `json:"steps"`
+	Guidance                 float64          `json:"guidance"`
+	Cross                    float64          `json:"cross"`
+	Self                     float64          `json:"self"`
+	SeedsPerEdit             int              `json:"seeds_per_edit"`
+	PromptPairs              int              `json:"prompt_pairs"`
+	Seconds                  float64          `json:"seconds"`
+	BackgroundChangedBelowDB float64          `json:"background_changed_below_db"`
+	Groups                   []editGroupJSON  `json:"groups"`
+	Edits                    []editRecordJSON `json:"edits"`
+}
+
+// editGroupJSON is one cell of the breakdown: a report row, a prompt set
+// ("all" for every set) and a method, at one seed index (null: all seeds).
+type editGroupJSON struct {
+	Row               string              `json:"row"`
+	Set               string              `json:"set"`
+	Method            string              `json:"method"`
+	Seed              *int                `json:"seed"`
+	Edits             int                 `json:"edits"`
+	Succeeded         int                 `json:"succeeded"`
+	Success           float64             `json:"success"`
+	MaskIoU           float64             `json:"mask_iou"`
+	CentroidShiftPx   *float64            `json:"centroid_shift_px"`
+	BackgroundPSNRDB  float64             `json:"background_psnr_db"`
+	BackgroundChanged int                 `json:"background_changed"`
+	Broken            int                 `json:"broken"`
+	Kept              map[string]keptJSON `json:"kept"`
+}
+
+type keptJSON struct {
+	Kept   int     `json:"kept"`
+	Judged int     `json:"judged"`
+	Rate   float64 `json:"rate"`
+}
+
+// editRecordJSON is one scored edit.
+type editRecordJSON struct {
+	Row               string          `json:"row"`
+	Kind              string          `json:"kind"`
+	Set               string          `json:"set"`
+	Method            string          `json:"method"`
+	Source            string          `json:"source"`
+	Target            string          `json:"target"`
+	Reweight          *reweightJSON   `json:"reweight,omitempty"`
+	SeedIndex         int             `json:"seed_index"`
+	Seed              uint64          `json:"seed"`
+	Success           bool            `json:"success"`
+	MaskIoU           float64         `json:"mask_iou"`
+	CentroidShiftPx   *float64        `json:"centroid_shift_px"`
+	BackgroundPSNRDB  float64         `json:"background_psnr_db"`
+	BackgroundChanged bool            `json:"background_changed"`
+	Broken            bool            `json:"broken"`
+	SourceBackground  string          `json:"source_background"`
+	EditBackground    string          `json:"edit_background"`
+	Kept              map[string]bool `json:"kept"`
+}
+
+type reweightJSON struct {
+	Word   string  `json:"word"`
+	Factor float64 `json:"factor"`
+}
+
+func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
+	g := editGroupJSON{Row: row, Set: set, Method: method, Seed: seed, Edits: t.n, Succeeded: t.ok, Success: t.successRate(),
+		MaskIoU: t.meanIoU(), BackgroundPSNRDB: t.meanPSNR(), BackgroundChanged: t.bgChanged, Broken: t.broken, Kept: map[string]keptJSON{}}
+	if m, ok := t.meanShift(); ok {
+		g.CentroidShiftPx = &m
+	}
+	for at, n := range t.judged {
+		g.Kept[string(at)] = keptJSON{Kept: t.kept[at], Judged: n, Rate: ratio(t.kept[at], n)}
+	}
+	return g
+}
+
+func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
+	out := editJSON{Model: run.model, Split: run.split, Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
+		SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
+		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
+	for _, row := range reportRows {
+		for _, set := range append([]string{"all"}, promptSets...) {
+			for _, m := range editMethods {
+				for k := -1; k < run.seeds; k++ {
+					t := tallyOf(records, func(r editRecord) bool {
+						return inRow(row, r.row) && r.method == m && (set == "all" || r.edit.set == set) && (k < 0 || r.seedIndex == k)
+					})
+					if t.n == 0 {
+						continue
+					}
+					var seed *int
+					if k >= 0 {
+						seed = new(int)
+						*seed = k
+					}
+					out.Groups = append(out.Groups, groupJSON(row, set, m, seed, t))
+				}
+			}
+		}
+	}
+	for _, r := range records {
+		s := r.score
+		e := editRecordJSON{Row: r.row, Kind: r.edit.kind, Set: r.edit.set, Method: r.method, Source: r.edit.source, Target: r.edit.target,
+			SeedIndex: r.seedIndex, Seed: r.seed, Success: s.success, MaskIoU: s.iou, BackgroundPSNRDB: s.bgPSNR, BackgroundChanged: s.bgChanged(),
+			Broken: s.broken, SourceBackground: s.srcBackground.String(), EditBackground: s.background.String(), Kept: map[string]bool{}}
+		if r.edit.reweight() {
+			e.Reweight = &reweightJSON{Word: r.edit.word, Factor: r.edit.factor}
+		}
+		if s.hasShift {
+			shift := s.shift
+			e.CentroidShiftPx = &shift
+		}
+		for at, ok := range s.kept {
+			e.Kept[string(at)] = ok
+		}
+		out.Edits = append(out.Edits, e)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Methods compared by the edit benchmark.
+const (
+	methodP2P      = "Prompt-to-Prompt"
+	methodBaseline = "baseline"
+)
+
+var editMethods = []string{methodP2P, methodBaseline}
+
+// Rows of the report besides the edit kinds.
+const (
+	// rowMustChange holds the colour swaps whose target colour the source
+	// image's background does not allow (see mustChangeBackground).
+	rowMustChange = "colour swap, background must change"
+	// rowSummary sums the rows whose baseline is a real alternative:
+	// reweights leave it out (their baseline is the source itself, which
+	// would flatter it), and so do the swaps that must change the
+	// background.
+	rowSummary = "all but reweight"
+)
+
+var reportRows = []string{kindColour, rowMustChange, kindShape, kindRefine, kindBoost, kindSuppress, rowSummary}
+
+func inRow(row, kind string) bool {
+	if row == rowSummary {
+		return kind == kindColour || kind == kindShape || kind == kindRefine
+	}
+	return row == kind
+}
+
+// editRecord is one scored edit: an edit of the set at one seed, by one
+// method.
+type editRecord struct {
+	edit      *benchEdit
+	row       string // the report row: the kind, or rowMustChange
+	method    string
+	seedIndex int
+	seed      uint64
+	score     editScore
+}
+
+// tally accumulates scores.
+type tally struct {
+	n, ok, shifts     int
+	iou, shift, psnr  float64
+	bgChanged, broken int
+	kept, judged      map[attribute]int
+}
+
+func (t *tally) add(s editScore) {
+	t.n++
+	if s.success {
+		t.ok++
+	}
+	t.iou += s.iou
+	t.psnr += s.bgPSNR
+	if s.hasShift {
+		t.shifts++
+		t.shift += s.shift
+	}
+	if s.bgChanged() {
+		t.bgChanged++
+	}
+	if s.broken {
+		t.broken++
+	}
+	if t.kept == nil {
+		t.kept, t.judged = map[attribute]int{}, map[attribute]int{}
+	}
+	for at, ok := range s.kept {
+		t.judged[at]++
+		if ok {
+			t.kept[at]++
+		}
+	}
+}
+
+// tallyOf sums the records that pass keep.
+func tallyOf(records []editRecord, keep func(editRecord) bool) *tally {
+	t := &tally{}
+	for _, r := range records {
+		if keep(r) {
+			t.add(r.score)
+		}
+	}
+	return t
+}
+
+func (t *tally) successRate() float64 { return ratio(t.ok, t.n) }
+func (t *tally) meanIoU() float64     { return fratio(t.iou, t.n) }
+func (t *tally) meanPSNR() float64    { return fratio(t.psnr, t.n) }
+
+// meanShift is the mean centroid shift over the edits where both images
+// show an object; ok is false where none does.
+func (t *tally) meanShift() (float64, bool) { return fratio(t.shift, t.shifts), t.shifts > 0 }
+
+func ratio(a, n int) float64 { return fratio(float64(a), n) }
+
+func fratio(a float64, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return a / float64(n)
+}
+
+// row formats success, mask IoU, centroid shift and background PSNR as
+// tab-separated cells.
+func (t *tally) row() string {
+	if t.n == 0 {
+		return "–\t–\t–\t–"
+	}
+	shift := "–"
+	if m, ok := t.meanShift(); ok {
+		shift = fmt.Sprintf("%.2f", m)
+	}
+	return fmt.Sprintf("%.0f %%\t%.3f\t%s\t%.1f", 100*t.successRate(), t.meanIoU(), shift, t.meanPSNR())
+}
+
+// keptCells formats, per attribute, the share of judged edits that kept it
+// ("–" for attributes the edits are not asked to keep).
+func (t *tally) keptCells() string {
+	cells := make([]string, len(attributes))
+	for i, at := range attributes {
+		cells[i] = "–"
+		if n := t.judged[at]; n > 0 {
+			cells[i] = fmt.Sprintf("%.0f %%", 100*ratio(t.kept[at], n))
+		}
+	}
+	return strings.Join(cells, "\t")
+}
+
+// fullRow is row plus the counts of changed backgrounds and broken outputs
+// and the kept attributes.
+func (t *tally) fullRow() string {
+	if t.n == 0 {
+		return fmt.Sprintf("0\t%s\t–\t–\t%s", t.row(), t.keptCells())
+	}
+	return fmt.Sprintf("%d\t%s\t%d\t%d\t%s", t.n, t.row(), t.bgChanged, t.broken, t.keptCells())
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"reword/models/tiny/scene"
+	"reword/models/tiny/tinytest"
+)
+
+func TestBenchEditRejectsBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		say  string
+	}{
+		{[]string{"-seeds", "0"}, "--seeds is 0: want 1 to 100"},
+		{[]string{"-colour", "-1"}, "--colour is -1"},
+		{[]string{"-colour", "0", "-shape", "0", "-phrase", "0", "-reweight", "0"}, "nothing to edit"},
+		{[]string{"-split", "half"}, `--split is "half": want report, tune or all`},
+		{[]string{"-cross", "1.5"}, "--cross is 1.5"},
+		{[]string{"-steps", "-2"}, "--steps is -2"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"bench", "edit"}, c.args...), &out, &errb); code != 2 || !strings.Contains(errb.String(), c.say) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errb.String(), c.say)
+		}
+	}
+}
+
+// parsedEditJSON is the part of bench edit's JSON the tests read.
+type parsedEditJSON struct {
+	SeedsPerEdit int              `json:"seeds_per_edit"`
+	Groups       []editGroupJSON  `json:"groups"`
+	Edits        []editRecordJSON `json:"edits"`
+}
+
+func (p parsedEditJSON) group(row, set, method string, seed int) (editGroupJSON, bool) {
+	for _, g := range p.Groups {
+		if g.Row == row && g.Set == set && g.Method == method && (seed < 0 && g.Seed == nil || g.Seed != nil && *g.Seed == seed) {
+			return g, true
+		}
+	}
+	return editGroupJSON{}, false
+}
+
+// TestEditReportFromDrawnScenes builds records from drawn scenes whose
+// scores are known, and checks the text and JSON reports' rows and sums.
+func TestEditReportFromDrawnScenes(t *testing.T) {
+	src := drawn(scene.PlainWhite, placed(redSquare))
+	blue := redSquare
+	blue.Colour = scene.Blue
+	white := redSquare
+	white.Colour = scene.White
+	toBlue := colourSwap(setBare, redSquare, scene.Blue, scene.PlainGray)
+	toWhite := colourSwap(setPosition, redSquare, scene.White, scene.PlainGray)
+	var records []editRecord
+	for seed := 0; seed < 2; seed++ {
+		// Seed 0 keeps the background, seed 1 repaints it black.
+		bg := scene.PlainWhite
+		if seed == 1 {
+			bg = scene.PlainBlack
+		}
+		for _, m := range editMethods {
+			s := mustScore(t, toBlue, src, drawn(bg, placed(blue)))
+			records = append(records, editRecord{edit: &toBlue, row: kindColour, method: m, seedIndex: seed, seed: uint64(10 + seed), score: s})
+			s = mustScore(t, toWhite, src, drawn(scene.PlainGray, placed(white)))
+			row := kindColour
+			if mustChangeBackground(toWhite, s.srcBackground) {
+				row = rowMustChange
+			}
+			records = append(records, editRecord{edit: &toWhite, row: row, method: m, seedIndex: seed, seed: uint64(20 + seed), score: s})
+		}
+	}
+	run := editRun{model: "test", split: "report", steps: 50, guidance: 7.5, cross: 0.8, self: 0.4, seeds: 2, pairs: 2}
+
+	var text bytes.Buffer
+	if err := printEditReport(&text, run, records); err != nil {
+		t.Fatal(err)
+	}
+	rows := tableRows(text.String())
+	for _, want := range [][]string{
+		{"kind", "method", "seed", "edits", "edit success", "mask IoU", "centroid shift px", "background PSNR dB", "background changed", "broken", "shape kept", "colour kept", "position kept", "size kept"},
+		{rowMustChange, methodP2P, "all", "2", "100 %"},
+		{kindColour, methodP2P, "1", "1", "100 %"},
+		{kindColour, methodBaseline, "all", "2", "100 %"},
+		{kindColour, setBare, methodP2P, "2", "100 %"},
+		{kindBoost, "baseline (= the source)", "all", "0", "–"},
+	} {
+		if !hasRow(rows, want) {
+			t.Errorf("report lacks a row starting %q:\n%s", want, text.String())
+		}
+	}
+
+	var js bytes.Buffer
+	if err := writeEditJSON(&js, run, records); err != nil {
+		t.Fatal(err)
+	}
+	var got parsedEditJSON
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Edits) != len(records) || got.SeedsPerEdit != 2 {
+		t.Fatalf("%d edits, %d seeds per edit; want %d and 2", len(got.Edits), got.SeedsPerEdit, len(records))
+	}
+	all, ok := got.group(kindColour, "all", methodP2P, -1)
+	if !ok || all.Edits != 2 || all.Succeeded != 2 || all.BackgroundChanged != 1 || all.Kept["position"].Kept != 2 {
+		t.Errorf("colour swaps, all seeds: %+v", all)
+	}
+	for seed, changed := range []int{0, 1} {
+		g, ok := got.group(kindColour, "all", methodP2P, seed)
+		if !ok || g.Edits != 1 || g.BackgroundChanged != changed {
+			t.Errorf("colour swaps, seed %d: %+v; want 1 edit, %d changed backgrounds", seed, g, changed)
+		}
+	}
+	if g, ok := got.group(rowMustChange, setPosition, methodBaseline, -1); !ok || g.Edits != 2 {
+		t.Errorf("must-change row of the position set: %+v", g)
+	}
+	if g, ok := got.group(rowSummary, "all", methodP2P, -1); !ok || g.Edits != 2 {
+		t.Errorf("the summary must leave the must-change swaps out: %+v", g)
+	}
+}
+
+// TestBenchCommandsOnTinyModel runs bench edit and bench model on the
+// committed model with a few short edits and images.
+func TestBenchCommandsOnTinyModel(t *testing.T) {
+	dir := tinytest.Private(t)
+	t.Run("edit", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4",
+			"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "1", "-seeds", "2"}
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		var got parsedEditJSON
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("%v in %s", err, out.String())
+		}
+		// 1 colour swap and 1 prompt reweighted each way, 2 seeds, 2 methods.
+		if len(got.Edits) != 3*2*2 {
+			t.Fatalf("%d edits, want 12", len(got.Edits))
+		}
+		for _, e := range got.Edits {
+			if e.Kind == kindSuppress && e.Method == methodBaseline && (e.MaskIoU != 1 || e.BackgroundPSNRDB != 60) {
+				t.Errorf("a reweight's baseline is the source itself: %+v", e)
+			}
+		}
+		seeds := map[uint64]bool{}
+		for _, e := range got.Edits {
+			if e.Kind == kindColour {
+				seeds[e.Seed] = true
+			}
+		}
+		if len(seeds) != 2 {
+			t.Errorf("the colour swap ran at seeds %v, want 2 of them", seeds)
+		}
+		colours := 0
+		for _, row := range []string{kindColour, rowMustChange} {
+			if g, ok := got.group(row, "all", methodP2P, -1); ok {
+				colours += g.Edits
+			}
+		}
+		if colours != 2 {
+			t.Errorf("%d colour swaps in the groups, want 2", colours)
+		}
+	})
+	t.Run("model", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		args := []string{"bench", "model", "-model", dir, "-threads", "1", "-prompts", "2", "-seeds", "2", "-steps", "4"}
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		for _, want := range []string{"background", "generated, seed 0", "generated, seed 1", "generated   ", "VAE round trip"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("output lacks %q:\n%s", want, out.String())
+			}
+		}
+	})
+}
+
+// tableRows splits a Markdown-style table's lines into trimmed cells.
+func tableRows(text string) [][]string {
+	var rows [][]string
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		var cells []string
+		for _, c := range strings.Split(strings.Trim(line, "|"), "|") {
+			cells = append(cells, strings.TrimSpace(c))
+		}
+		rows = append(rows, cells)
+	}
+	return rows
+}
+
+// hasRow reports whether a row starts with the cells of prefix.
+func hasRow(rows [][]string, prefix []string) bool {
+	for _, r := range rows {
+		if len(r) >= len(prefix) && slices.Equal(r[:len(prefix)], prefix) {
+			return true
+		}
+	}
+	return false
+}
