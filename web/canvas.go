@@ -11,6 +11,7 @@ import (
 // Canvas element ids of a result row.
 func previewCanvasID(row int) string { return "preview-" + strconv.Itoa(row) }
 func heatCanvasID(row int) string    { return "heat-" + strconv.Itoa(row) }
+func heatLegendID(row int) string    { return "heat-legend-" + strconv.Itoa(row) }
 
 // drawPreview paints a preview frame onto its row's canvas: RGBA frames go
 // straight to putImageData; PNG frames are decoded by the browser first.
@@ -57,27 +58,46 @@ func drawPNG(cv app.Value, w, h int, png []byte) {
 	app.Window().Call("createImageBitmap", blob).Call("then", done)
 }
 
-// heatPixels turns a 0–255 attention map into a translucent warm overlay:
-// strong attention is opaque orange-red, none is fully transparent.
+// heatPixels colours a 0–255 attention map as RGBA overlay pixels.
 func heatPixels(values []byte) []byte {
 	px := make([]byte, len(values)*4)
 	for i, v := range values {
-		px[i*4], px[i*4+1], px[i*4+2], px[i*4+3] = 255, 80, 0, byte(int(v)*200/255)
+		c := heatColour(v)
+		copy(px[i*4:i*4+4], c[:])
 	}
 	return px
 }
 
-// drawHeat overlays a heat map on a row's image, or clears the overlay when
-// values is nil.
-func drawHeat(row, w, h int, values []byte) {
+// drawHeat overlays word's w×h heat map on a row's image, smoothly
+// upsampled to the overlay size for an iw×ih image, and shows the legend
+// (the word, the map's grid, the colour scale); nil values clear both.
+func drawHeat(row int, word string, w, h int, values []byte, iw, ih int) {
 	cv := app.Window().GetElementByID(heatCanvasID(row))
 	if !cv.Truthy() {
 		return
 	}
+	legend := app.Window().GetElementByID(heatLegendID(row))
 	if values == nil {
 		cv.Call("getContext", "2d").Call("clearRect", 0, 0, cv.Get("width").Int(), cv.Get("height").Int())
 		cv.Get("dataset").Set("word", "")
+		cv.Get("dataset").Set("grid", "")
+		if legend.Truthy() {
+			legend.Set("hidden", true)
+		}
 		return
 	}
-	putRGBA(cv, w, h, heatPixels(values))
+	ow, oh := heatOverlaySize(w, h, iw, ih)
+	px := upsampleHeat(w, h, values, ow, oh)
+	if px == nil {
+		return
+	}
+	putRGBA(cv, ow, oh, heatPixels(px))
+	grid := strconv.Itoa(w) + "×" + strconv.Itoa(h)
+	cv.Get("dataset").Set("word", word)
+	cv.Get("dataset").Set("grid", grid)
+	if legend.Truthy() {
+		legend.Call("querySelector", ".heat-word").Set("textContent", word)
+		legend.Call("querySelector", ".heat-grid").Set("textContent", grid)
+		legend.Set("hidden", false)
+	}
 }

@@ -282,7 +282,7 @@ func (e *Editor) hover(ctx app.Context, w *wordRef) {
 	e.hovered = w
 	ctx.PreventUpdate()
 	if prev != nil {
-		drawHeat(prev.Prompt+1, 0, 0, nil)
+		drawHeat(prev.Prompt+1, "", 0, 0, nil, 0, 0)
 	}
 	if w == nil || e.shown == nil || e.shown.Result == nil {
 		return
@@ -302,8 +302,13 @@ func (e *Editor) hover(ctx app.Context, w *wordRef) {
 	}
 	row := w.Prompt + 1
 	if wd, ht, values := wordHeat(e.shown.Result.HeatMaps, row, w.Tokens); values != nil {
-		drawHeat(row, wd, ht, values)
-		app.Window().GetElementByID(heatCanvasID(row)).Get("dataset").Set("word", w.Key)
+		iw, ih := 0, 0
+		for _, r := range e.shown.Rows {
+			if r.Index == row && r.Image != nil {
+				iw, ih = r.Image.Width, r.Image.Height
+			}
+		}
+		drawHeat(row, w.Key, wd, ht, values, iw, ih)
 	}
 }
 

@@ -1,6 +1,11 @@
 package web
 
-import "reword/shared/protocol"
+import (
+	"fmt"
+	"math"
+
+	"reword/shared/protocol"
+)
 
 // wordHeat averages the heat maps of a word's tokens in one row of a result,
 // the map the editor overlays when the word is hovered. It returns nil when
@@ -41,4 +46,80 @@ func containsInt(s []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// heatStops is the overlay's colour scale, from no attention to the word's
+// peak: the inferno colour map, whose lightness rises monotonically, so the
+// order of values survives greyscale and most colour-vision deficiencies.
+// The legend's gradient is built from the same stops.
+var heatStops = [...][3]byte{{0, 0, 4}, {87, 16, 110}, {188, 55, 84}, {249, 142, 9}, {252, 255, 164}}
+
+// heatMaxAlpha is the overlay's opacity at the peak; lower values fade out
+// towards transparent, so the image stays visible where the word does not
+// attend.
+const heatMaxAlpha = 210
+
+// heatColour maps a 0–255 attention value to an RGBA overlay pixel.
+func heatColour(v byte) [4]byte {
+	pos := float64(v) / 255 * float64(len(heatStops)-1)
+	i := min(int(pos), len(heatStops)-2)
+	f := pos - float64(i)
+	var c [4]byte
+	for k := 0; k < 3; k++ {
+		a, b := float64(heatStops[i][k]), float64(heatStops[i+1][k])
+		c[k] = byte(a + (b-a)*f + 0.5)
+	}
+	c[3] = byte(int(v) * heatMaxAlpha / 255)
+	return c
+}
+
+// heatGradientCSS is the legend's colour bar: the overlay's colours at full
+// opacity, low on the left.
+func heatGradientCSS() string {
+	s := "linear-gradient(to right"
+	for i, c := range heatStops {
+		s += fmt.Sprintf(", rgb(%d,%d,%d) %d%%", c[0], c[1], c[2], i*100/(len(heatStops)-1))
+	}
+	return s + ")"
+}
+
+// upsampleHeat resizes a w×h map to ow×oh by bilinear interpolation
+// between cell centres (edges clamped), so a 16×16 map over a 64×64 image
+// reads as a smooth field instead of blocks.
+func upsampleHeat(w, h int, values []byte, ow, oh int) []byte {
+	if w <= 0 || h <= 0 || ow <= 0 || oh <= 0 || len(values) != w*h {
+		return nil
+	}
+	out := make([]byte, ow*oh)
+	sample := func(pos float64, n int) (i0, i1 int, f float64) {
+		pos = math.Max(0, math.Min(pos, float64(n-1)))
+		i0 = int(pos)
+		i1 = min(i0+1, n-1)
+		return i0, i1, pos - float64(i0)
+	}
+	for y := 0; y < oh; y++ {
+		y0, y1, fy := sample((float64(y)+0.5)*float64(h)/float64(oh)-0.5, h)
+		for x := 0; x < ow; x++ {
+			x0, x1, fx := sample((float64(x)+0.5)*float64(w)/float64(ow)-0.5, w)
+			top := float64(values[y0*w+x0])*(1-fx) + float64(values[y0*w+x1])*fx
+			bottom := float64(values[y1*w+x0])*(1-fx) + float64(values[y1*w+x1])*fx
+			out[y*ow+x] = byte(top*(1-fy) + bottom*fy + 0.5)
+		}
+	}
+	return out
+}
+
+// heatOverlaySize is the overlay's pixel size for an image of iw×ih: the
+// image's own, so overlay and image pixels line up, at most maxOverlaySide
+// per side (the tile is smaller than that on screen) and, for an unknown
+// image, four pixels per map cell.
+func heatOverlaySize(w, h, iw, ih int) (int, int) {
+	const maxOverlaySide = 256
+	if iw <= 0 || ih <= 0 {
+		iw, ih = 4*w, 4*h
+	}
+	if s := max(iw, ih); s > maxOverlaySide {
+		iw, ih = max(1, iw*maxOverlaySide/s), max(1, ih*maxOverlaySide/s)
+	}
+	return iw, ih
 }

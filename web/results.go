@@ -61,6 +61,19 @@ func (r *Results) renderRow(row rowView) app.UI {
 						Width(row.Image.Width).Height(row.Image.Height)
 				}),
 				app.Canvas().ID(heatCanvasID(row.Index)).Class("heat").Aria("hidden", true),
+				// Filled and shown by drawHeat while a word is hovered.
+				app.Div().ID(heatLegendID(row.Index)).Class("heat-legend").Hidden(true).
+					Title("attention of the hovered word, each map scaled to its own peak").Body(
+					app.Div().Class("heat-title").Body(
+						app.Strong().Class("heat-word"),
+						app.Span().Class("heat-grid"),
+					),
+					app.Div().Class("heat-scale-row").Body(
+						app.Span().Text("0"),
+						app.Span().Class("heat-scale").Style("background", heatGradientCSS()),
+						app.Span().Text("peak"),
+					),
+				),
 			),
 			app.Progress().ID("progress-"+n).Max(max(row.Total, 1)).Value(row.Step).
 				Aria("label", label+" progress"),

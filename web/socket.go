@@ -85,7 +85,7 @@ func (s *socket) connect(ctx app.Context) {
 			})
 			return
 		}
-		msg, err := protocol.Decode([]byte(data.String()))
+		msg, err := protocol.DecodeServer([]byte(data.String()))
 		ctx.Dispatch(func(ctx app.Context) {
 			if err != nil {
 				s.onError(ctx, err)

@@ -446,7 +446,7 @@ func (j *Job) onEvent(m *nats.Msg) {
 		}
 		return
 	}
-	msg, err := protocol.Decode(m.Data)
+	msg, err := protocol.DecodeServer(m.Data)
 	if err != nil {
 		j.g.log.Error("a job event that is not a protocol message", "job", j.ID[:12], "err", err)
 		return

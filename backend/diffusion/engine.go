@@ -42,6 +42,23 @@ type Options struct {
 	Instrument bool
 }
 
+// MaxHeatMapPositions caps the grid of the heat maps a run returns with
+// RunOptions.HeatMaps: they come from the finest cross-attention resolution
+// with at most this many cells, 32×32. That is the finest on every model up
+// to a 32×32 latent (16×16 on the tiny model); SD 1.x at 512 px has 64×64
+// layers, whose maps would be 4 KiB per token and row on the wire: a result
+// of five rows of long prompts would then pass 2 MB, over NATS's default
+// 1 MB message limit that a cluster's results travel through. At 32×32 it
+// stays near 0.5 MB. RunOptions.AllResolutions has no cap.
+const MaxHeatMapPositions = 32 * 32
+
+// mapsOutput is one attention-map output of the instrumented UNet.
+type mapsOutput struct {
+	name   string
+	stride int
+	w, h   int // grid at the model's latent size
+}
+
 // DefaultCacheBytes is the source cache's default bound: 512 trajectories of
 // the tiny model, or 80 of a 512 px SD model at 50 steps.
 const DefaultCacheBytes = 256 << 20
@@ -57,8 +74,11 @@ type Engine struct {
 	hidden              int       // text embedding width
 	timestepType        ort.DType // float32 or int64, read from the UNet
 	timestepOne         bool      // the UNet takes one timestep for the whole batch
-	mapsOutput          string    // p2p_maps_div<F>
-	mapsW, mapsH        int       // grid of the maps output
+
+	// maps are the UNet's attention-map outputs, finest first; blendOut
+	// and heatOut index the ones local blend and heat maps read.
+	maps              []mapsOutput
+	blendOut, heatOut int
 
 	encoder *ort.Session // the VAE encoder, for photos (invert.go)
 
@@ -94,7 +114,7 @@ func Load(dir string, opts Options) (*Engine, error) {
 		}
 	}()
 	so := ort.Options{Threads: opts.Threads, Provider: opts.Provider}
-	unetPath, err := instrumentedUNet(m, opts.Instrument)
+	unetPath, desc, err := instrumentedUNet(m, opts.Instrument)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +130,7 @@ func Load(dir string, opts Options) (*Engine, error) {
 	if e.encoder, err = ort.NewSession(m.Path(m.VAEEncoder.File), so); err != nil {
 		return nil, err
 	}
-	if err := e.checkSessions(); err != nil {
+	if err := e.checkSessions(desc); err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
 	limit := opts.CacheBytes
@@ -122,19 +142,21 @@ func Load(dir string, opts Options) (*Engine, error) {
 	return e, nil
 }
 
-// instrumentedUNet returns the path of unet/model.p2p.onnx, writing it first
-// when allowed and it is missing, older than the UNet it derives from, or
-// made with other self-replace layers than the manifest asks for.
-func instrumentedUNet(m *model.Manifest, instrument bool) (string, error) {
+// instrumentedUNet returns the path of unet/model.p2p.onnx and its
+// description, writing it first when allowed and it is missing, older than
+// the UNet it derives from, of another layout than this build reads (an
+// earlier version's single maps output) or made with other self-replace
+// layers than the manifest asks for.
+func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Description, error) {
 	orig := m.Path(m.UNet.File)
 	path := strings.TrimSuffix(orig, graph.OriginalFile) + graph.InstrumentedFile
 	if path == orig {
-		return "", fmt.Errorf("model %s: the UNet file %s is not named %s, so the instrumented copy has no place", m.Dir, m.UNet.File, graph.OriginalFile)
+		return "", nil, fmt.Errorf("model %s: the UNet file %s is not named %s, so the instrumented copy has no place", m.Dir, m.UNet.File, graph.OriginalFile)
 	}
 	ist, err := os.Stat(path)
 	ost, oerr := os.Stat(orig)
 	if oerr != nil {
-		return "", fmt.Errorf("model %s: %w", m.Dir, oerr)
+		return "", nil, fmt.Errorf("model %s: %w", m.Dir, oerr)
 	}
 	// The self-replace layers are fixed when the graph is written, so an
 	// instrumented file made with other settings than the manifest's is
@@ -145,33 +167,37 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, error) {
 		command = fmt.Sprintf("reword instrument -self-max-queries %d %s", n, m.Dir)
 	}
 	problem := ""
+	var desc *graph.Description
 	switch {
 	case err != nil:
 		problem = fmt.Sprintf("model %s has no instrumented UNet (%s): run `%s` first", m.Dir, path, command)
 	case ist.ModTime().Before(ost.ModTime()):
 		problem = fmt.Sprintf("model %s: %s is older than %s: run `%s` again", m.Dir, path, orig, command)
 	default:
-		desc, err := graph.ReadDescription(path)
+		desc, err = graph.ReadDescription(path)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
-		if want := selfReplaceLimit(desc, opts.SelfReplaceMaxQueries); want >= 0 && desc.SelfReplaceMaxQueries != want {
+		if err := desc.CheckLayout(); err != nil {
+			problem = fmt.Sprintf("model %s: %s: %v: run `%s` again", m.Dir, path, err, command)
+		} else if want := selfReplaceLimit(desc, opts.SelfReplaceMaxQueries); want >= 0 && desc.SelfReplaceMaxQueries != want {
 			problem = fmt.Sprintf("model %s: %s edits self-attention up to %d query positions; the manifest asks for %d: run `%s` again",
 				m.Dir, path, desc.SelfReplaceMaxQueries, want, command)
 		}
 	}
 	if problem == "" {
-		return path, nil
+		return path, desc, nil
 	}
 	if !instrument {
-		return "", errors.New(problem)
+		return "", nil, errors.New(problem)
 	}
-	if _, written, err := graph.InstrumentDir(m.Dir, opts); err != nil {
-		return "", fmt.Errorf("instrumenting the UNet of %s: %w", m.Dir, err)
+	desc, written, err := graph.InstrumentDir(m.Dir, opts)
+	if err != nil {
+		return "", nil, fmt.Errorf("instrumenting the UNet of %s: %w", m.Dir, err)
 	} else if written != path {
-		return "", fmt.Errorf("instrumenting the UNet of %s wrote %s, expected %s", m.Dir, written, path)
+		return "", nil, fmt.Errorf("instrumenting the UNet of %s wrote %s, expected %s", m.Dir, written, path)
 	}
-	return path, nil
+	return path, desc, nil
 }
 
 // selfReplaceLimit returns the largest self-attention query count at most
@@ -192,7 +218,7 @@ func selfReplaceLimit(desc *graph.Description, maxQueries int) int {
 
 // checkSessions verifies the models' inputs and outputs against the manifest
 // and the instrumentation contract, and reads what varies between exports.
-func (e *Engine) checkSessions() error {
+func (e *Engine) checkSessions(desc *graph.Description) error {
 	m := e.manifest
 	in, ok := e.text.Input(m.TextEncoder.Input)
 	if !ok || in.DType != ort.Int32 && in.DType != ort.Int64 {
@@ -223,22 +249,8 @@ func (e *Engine) checkSessions() error {
 	if _, ok := e.unet.Output(m.UNet.Output); !ok {
 		return fmt.Errorf("UNet: no output %q (the model has %v)", m.UNet.Output, e.unet.OutputInfo())
 	}
-	for _, o := range e.unet.OutputInfo() {
-		if !strings.HasPrefix(o.Name, graph.MapsOutputPrefix) {
-			continue
-		}
-		var stride int
-		if _, err := fmt.Sscanf(strings.TrimPrefix(o.Name, graph.MapsOutputPrefix), "%d", &stride); err != nil || stride <= 0 {
-			return fmt.Errorf("UNet: cannot read the stride of maps output %q", o.Name)
-		}
-		// The graph pools with ceiling division (backend/graph, MapsOutput).
-		e.mapsOutput, e.mapsW, e.mapsH = o.Name, (m.Latent.Width+stride-1)/stride, (m.Latent.Height+stride-1)/stride
-	}
-	if e.mapsOutput == "" || e.mapsW == 0 || e.mapsH == 0 {
-		return fmt.Errorf("UNet %s has no usable %s* attention-map output: instrument it again with `reword instrument`", e.unet.Name(), graph.MapsOutputPrefix)
-	}
-	if len(e.unet.OutputInfo()) != 2 {
-		return fmt.Errorf("UNet %s has outputs %v; the engine expects %q and one maps output", e.unet.Name(), e.unet.OutputInfo(), m.UNet.Output)
+	if err := e.checkMaps(desc); err != nil {
+		return fmt.Errorf("UNet %s: %w: instrument it again with `reword instrument`", e.unet.Name(), err)
 	}
 	if _, ok := e.decoder.Input(m.VAEDecoder.Input); !ok {
 		return fmt.Errorf("VAE decoder: no input %q (the model has %v)", m.VAEDecoder.Input, e.decoder.InputInfo())
@@ -247,6 +259,77 @@ func (e *Engine) checkSessions() error {
 		return fmt.Errorf("VAE decoder: no output %q (the model has %v)", m.VAEDecoder.Output, e.decoder.OutputInfo())
 	}
 	return e.checkEncoder()
+}
+
+// checkMaps reads the maps outputs from the description and checks that
+// the UNet has exactly those outputs besides its own, with the shapes the
+// description implies: the engine sizes its buffers from the description,
+// so a graph that disagrees with it must not run.
+func (e *Engine) checkMaps(desc *graph.Description) error {
+	m := e.manifest
+	want := map[string]bool{m.UNet.Output: true}
+	e.maps, e.blendOut, e.heatOut = nil, -1, -1
+	for i, d := range desc.Maps {
+		if d.Stride <= 0 || !strings.HasPrefix(d.Name, graph.MapsOutputPrefix) {
+			return fmt.Errorf("its description lists a maps output %q of stride %d", d.Name, d.Stride)
+		}
+		if i > 0 && d.Stride <= desc.Maps[i-1].Stride {
+			return fmt.Errorf("its description lists the maps outputs out of order (%s after %s)", d.Name, desc.Maps[i-1].Name)
+		}
+		// The graph pools with ceiling division (graph.MapsOutput).
+		out := mapsOutput{name: d.Name, stride: d.Stride,
+			w: (m.Latent.Width + d.Stride - 1) / d.Stride, h: (m.Latent.Height + d.Stride - 1) / d.Stride}
+		info, ok := e.unet.Output(d.Name)
+		if !ok || info.DType != ort.Float32 || len(info.Shape) != 3 {
+			return fmt.Errorf("its description lists a maps output %q that the graph lacks or that is not float32 [1+E, N, T] (outputs: %v)", d.Name, e.unet.OutputInfo())
+		}
+		if n := info.Shape[1]; n > 0 && int(n) != out.w*out.h {
+			return fmt.Errorf("maps output %s has %d positions; a %d×%d latent at stride %d gives %d×%d", d.Name, n, m.Latent.Height, m.Latent.Width, d.Stride, out.h, out.w)
+		}
+		want[d.Name] = true
+		if d.Name == desc.BlendMaps {
+			e.blendOut = len(e.maps)
+		}
+		if out.w*out.h <= MaxHeatMapPositions && e.heatOut < 0 {
+			e.heatOut = len(e.maps)
+		}
+		e.maps = append(e.maps, out)
+	}
+	if len(e.maps) == 0 || e.blendOut < 0 {
+		return fmt.Errorf("no usable %s* attention-map output (local blend reads %q)", graph.MapsOutputPrefix, desc.BlendMaps)
+	}
+	if e.heatOut < 0 {
+		e.heatOut = len(e.maps) - 1 // every grid is over the cap: the coarsest
+	}
+	for _, o := range e.unet.OutputInfo() {
+		if !want[o.Name] {
+			return fmt.Errorf("output %q is neither %q nor a maps output its description lists", o.Name, m.UNet.Output)
+		}
+	}
+	if len(e.unet.OutputInfo()) != len(want) {
+		return fmt.Errorf("has outputs %v; the engine expects %q and the maps outputs %v", e.unet.OutputInfo(), m.UNet.Output, e.mapNames())
+	}
+	return nil
+}
+
+func (e *Engine) mapNames() []string {
+	var names []string
+	for _, o := range e.maps {
+		names = append(names, o.name)
+	}
+	return names
+}
+
+// HeatMapSize is the grid of the heat maps RunOptions.HeatMaps returns.
+func (e *Engine) HeatMapSize() (width, height int) {
+	o := e.maps[e.heatOut]
+	return o.w, o.h
+}
+
+// LocalBlendSize is the grid of the attention maps local blending reads.
+func (e *Engine) LocalBlendSize() (width, height int) {
+	o := e.maps[e.blendOut]
+	return o.w, o.h
 }
 
 // Close releases the sessions. The engine must not be used afterwards.

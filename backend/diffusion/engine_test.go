@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"reword/backend/graph"
+	"reword/backend/graph/modelfile"
 	"reword/models/tiny/tinytest"
 	"reword/shared/edit"
 )
@@ -204,8 +207,9 @@ func TestPreviewsHeatMapsAndBlend(t *testing.T) {
 		t.Fatalf("%d heat maps", len(res.HeatMaps))
 	}
 	hm := res.HeatMaps[0]
-	if len(hm.Tokens) != 5 || len(hm.Maps) != 5 || len(hm.Maps[2]) != hm.Width*hm.Height {
-		t.Fatalf("heat map of %q: tokens %q, %d maps of %d values", hm.Prompt, hm.Tokens, len(hm.Maps), len(hm.Maps[0]))
+	if len(hm.Tokens) != 5 || len(hm.Maps) != 5 || len(hm.Maps[2]) != 16*16 || hm.Width != 16 || hm.Height != 16 || hm.Stride != 1 {
+		t.Fatalf("heat map of %q: tokens %q, %d maps of %d values, %dx%d at stride %d; want 5 maps of 16x16 at stride 1",
+			hm.Prompt, hm.Tokens, len(hm.Maps), len(hm.Maps[0]), hm.Width, hm.Height, hm.Stride)
 	}
 	var sum float32
 	for _, v := range hm.Maps[3] { // "circle"
@@ -347,5 +351,159 @@ func TestCrossControlReachesTheUNet(t *testing.T) {
 	}
 	if d := diff(base); d < 1e-3 {
 		t.Errorf("uncontrolled target's maps equal the source's (max difference %g)", d)
+	}
+}
+
+// The tiny model's UNet reports its cross-attention at 16×16, 8×8 and 4×4.
+// Heat maps come from the finest; local blend keeps reading the 4×4 maps
+// (the reference's 1/16-of-the-latent rule). With AllResolutions a run
+// returns every row at every resolution, finest first, each token's map
+// the mean over the steps of a softmax share, so in [0, 1] with the
+// prompt's tokens summing to at most 1 per cell.
+func TestHeatMapsAtEveryResolution(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	if len(e.maps) != 3 || e.maps[0].w != 16 || e.maps[1].w != 8 || e.maps[2].w != 4 {
+		t.Fatalf("maps outputs %+v, want 16×16, 8×8 and 4×4", e.maps)
+	}
+	if b := e.maps[e.blendOut]; b.stride != 4 || b.w != 4 || b.h != 4 || fmt.Sprint(e.LocalBlendSize()) != "4 4" {
+		t.Errorf("local blend reads %+v, want the 4×4 maps", b)
+	}
+	if w, h := e.HeatMapSize(); w != 16 || h != 16 {
+		t.Errorf("heat maps are %dx%d, want 16x16", w, h)
+	}
+	ctx := context.Background()
+	req := GenerateRequest{Prompt: "a red circle on the left", Seed: 2, Steps: 4}
+	res, err := e.Generate(ctx, req, RunOptions{AllResolutions: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.HeatMaps) != 3 {
+		t.Fatalf("%d heat maps, want one row at 3 resolutions", len(res.HeatMaps))
+	}
+	for i, hm := range res.HeatMaps {
+		side := 16 >> i
+		if hm.Row != 0 || hm.Stride != 1<<i || hm.Width != side || hm.Height != side || len(hm.Maps) != len(hm.Tokens) || len(hm.Tokens) != 8 {
+			t.Fatalf("heat map %d: row %d, stride %d, %dx%d, %d maps of tokens %q; want row 0, stride %d, %dx%d, 8 tokens",
+				i, hm.Row, hm.Stride, hm.Width, hm.Height, len(hm.Maps), hm.Tokens, 1<<i, side, side)
+		}
+		for q := 0; q < side*side; q++ {
+			var cell float32
+			for k, m := range hm.Maps {
+				if len(m) != side*side || m[q] < 0 || m[q] > 1 {
+					t.Fatalf("stride %d token %d cell %d: %d values, value %v", hm.Stride, k, q, len(m), m[q])
+				}
+				cell += m[q]
+			}
+			if cell > 1+1e-4 || cell <= 0 {
+				t.Fatalf("stride %d cell %d: the prompt's tokens take %v of the attention", hm.Stride, q, cell)
+			}
+		}
+	}
+	// HeatMaps alone returns the finest resolution's maps, the same values.
+	fine, err := e.Generate(ctx, req, RunOptions{HeatMaps: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fine.HeatMaps) != 1 || fine.HeatMaps[0].Width != 16 {
+		t.Fatalf("HeatMaps gave %d maps", len(fine.HeatMaps))
+	}
+	for k, m := range fine.HeatMaps[0].Maps {
+		for q, v := range m {
+			if v != res.HeatMaps[0].Maps[k][q] {
+				t.Fatalf("token %d cell %d: %v with HeatMaps, %v with AllResolutions", k, q, v, res.HeatMaps[0].Maps[k][q])
+			}
+		}
+	}
+}
+
+// An instrumented UNet written by an earlier version (one maps output, no
+// layout in its description) is refused with a message that says to
+// instrument again, and re-instrumented when Load may write.
+func TestOldInstrumentedUNet(t *testing.T) {
+	dir := t.TempDir()
+	if err := tinytest.Copy(tinytest.Dir(t), dir); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, Options{Instrument: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	path := filepath.Join(dir, graph.UNetDir, graph.InstrumentedFile)
+	m, err := modelfile.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the earlier version wrote: the 4×4 output alone, and a
+	// description without layout or blend output.
+	g := m.Proto.GetGraph()
+	kept := g.Output[:0]
+	for _, o := range g.Output {
+		if o.GetName() == "out_sample" || o.GetName() == "p2p_maps_div4" {
+			kept = append(kept, o)
+		}
+	}
+	g.Output = kept
+	if len(kept) != 2 {
+		t.Fatalf("the instrumented tiny UNet has no p2p_maps_div4 output to keep")
+	}
+	old := `{"layers":[],"maps":[{"name":"p2p_maps_div4","stride":4,"resolution":{"height":4,"width":4},"layers":[]}],` +
+		`"latent":{"height":16,"width":16},"latent_fixed":true,"self_replace_max_queries":256,"tokens":77,"opset":14,` +
+		`"sample_type":"float32","timestep_type":"float32","encoder_hidden_states_type":"float32"}`
+	found := false
+	for _, p := range m.Proto.GetMetadataProps() {
+		if p.GetKey() == graph.DescriptionKey {
+			*p.Value, found = old, true
+		}
+	}
+	if !found {
+		t.Fatal("no description in the instrumented file")
+	}
+	tmp := path + ".old"
+	if err := m.Write(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(dir, Options{Threads: 1})
+	if err == nil || !strings.Contains(err.Error(), "earlier version of Reword") || !strings.Contains(err.Error(), "reword instrument") {
+		t.Fatalf("old instrumented UNet: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	e, err = Load(dir, Options{Instrument: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if w, h := e.HeatMapSize(); w != 16 || h != 16 || len(e.maps) != 3 {
+		t.Errorf("re-instrumented: heat maps %dx%d from %d outputs", w, h, len(e.maps))
+	}
+	desc, err := graph.ReadDescription(path)
+	if err != nil || desc.CheckLayout() != nil {
+		t.Errorf("re-instrumented file: %v, %v", err, desc.CheckLayout())
+	}
+
+	// A file that claims the current layout but lacks an output it lists
+	// is refused too, not run with a missing buffer.
+	m, err = modelfile.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g = m.Proto.GetGraph()
+	for i, o := range g.Output {
+		if o.GetName() == "p2p_maps_div2" {
+			g.Output = append(g.Output[:i], g.Output[i+1:]...)
+			break
+		}
+	}
+	if err := m.Write(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir, Options{Threads: 1}); err == nil || !strings.Contains(err.Error(), "p2p_maps_div2") || !strings.Contains(err.Error(), "instrument it again") {
+		t.Errorf("output missing: %v", err)
 	}
 }

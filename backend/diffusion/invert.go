@@ -154,7 +154,6 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 	// rows from the end of the batch, so a batch of 1 is the source alone.
 	sample := make([]float32, rowSize)
 	out := make([]float32, rowSize)
-	nMaps := e.mapsW * e.mapsH
 	ctl := graph.NoOpControls(0, clip.ContextLength)
 	tensors := &tensorSet{}
 	defer tensors.destroy()
@@ -175,9 +174,9 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 		graph.CrossKeepInput:    tensors.add(ort.NewTensor(cShape, ctl.CrossC)),
 		graph.SelfWeightInput:   tensors.add(ort.NewTensor(sShape, ctl.SelfW)),
 	}
-	outputs := map[string]ort.Value{
-		m.UNet.Output: tensors.add(ort.NewTensor(shape, out)),
-		e.mapsOutput:  tensors.add(ort.NewTensor([]int64{1, int64(nMaps), clip.ContextLength}, make([]float32, nMaps*clip.ContextLength))),
+	outputs := map[string]ort.Value{m.UNet.Output: tensors.add(ort.NewTensor(shape, out))}
+	for _, o := range e.mapsOutputs(1) {
+		outputs[o.name] = tensors.add(ort.NewTensor([]int64{1, int64(o.w * o.h), clip.ContextLength}, o.values))
 	}
 	if tensors.err != nil {
 		return nil, tensors.err

@@ -32,15 +32,18 @@ func (im Image) NRGBA() *image.NRGBA {
 	return out
 }
 
-// HeatMap is the cross-attention of one prompt's tokens, averaged over the
-// steps of the run and over the heads and layers the instrumented UNet
-// reports (p2p-spec.md §10).
+// HeatMap is the cross-attention of one prompt's tokens at one resolution,
+// averaged over the steps of the run and over the heads and the layers of
+// that resolution (p2p-spec.md §10).
 type HeatMap struct {
 	Row    int
 	Prompt string
 	// Tokens are the prompt's CLIP tokens, BOS and EOS included, as
 	// shared/clip spells them.
 	Tokens []string
+	// Stride is how many latent positions per side one cell covers (1: the
+	// latent's own grid).
+	Stride int
 	// Width × Height is the attention grid.
 	Width, Height int
 	// Maps[k] is token k's map, Width·Height values, row-major.
@@ -69,8 +72,10 @@ func (t Timings) PerStep() time.Duration {
 // Result is what a run produced.
 type Result struct {
 	// Images has the source (row 0) then each target.
-	Images   []Image
-	HeatMaps []HeatMap // only when requested
+	Images []Image
+	// HeatMaps, when requested, has one entry per row (source first) for
+	// each resolution asked for, finest first.
+	HeatMaps []HeatMap
 	Timings  Timings
 	// UNetRows counts the batch rows the UNet evaluated over the run.
 	UNetRows int

@@ -17,8 +17,14 @@ import (
 
 // RunOptions choose what a run computes besides the images.
 type RunOptions struct {
-	// HeatMaps asks for the per-token attention maps of every prompt.
+	// HeatMaps asks for the per-token attention maps of every prompt, at
+	// the finest cross-attention resolution within MaxHeatMapPositions
+	// (Engine.HeatMapSize).
 	HeatMaps bool
+	// AllResolutions asks for the heat maps at every cross-attention
+	// resolution the UNet reports instead, uncapped (diagnostics: how well
+	// each resolution localises a word).
+	AllResolutions bool
 	// Baseline runs the targets without any attention control or blending:
 	// each target is then what its prompt alone gives with the same seed
 	// (the comparison of the edit benchmark).
@@ -56,7 +62,8 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 		}
 		j.ctrl = ctrl
 		if masks := ctrl.BlendMasks(); masks != nil {
-			j.blend = newLocalBlend(masks, r.Steps, e.mapsW, e.mapsH, e.manifest.Latent.Width, e.manifest.Latent.Height)
+			b := e.maps[e.blendOut]
+			j.blend = newLocalBlend(masks, r.Steps, b.w, b.h, e.manifest.Latent.Width, e.manifest.Latent.Height)
 		}
 	}
 	if r.Image != "" {
@@ -208,9 +215,15 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 	// Buffers and tensors, allocated once for the run.
 	sample := make([]float32, batch*rowSize)
 	out := make([]float32, batch*rowSize)
-	nMaps := e.mapsW * e.mapsH
-	maps := make([]float32, rows*nMaps*clip.ContextLength)
-	mapSums := make([]float32, len(maps))
+	// Every maps output needs a buffer (ONNX Runtime writes them all);
+	// only those that local blend or the heat maps read are summed.
+	mapsOuts := e.mapsOutputs(rows)
+	if j.blend != nil {
+		mapsOuts[e.blendOut].sum()
+	}
+	for _, o := range e.heatMapOutputs(j.opts) {
+		mapsOuts[o].sum()
+	}
 	eps := make([]float32, len(stepped))
 	denoised := make([]float32, len(stepped))
 	ctl := graph.NoOpControls(targets, clip.ContextLength)
@@ -223,7 +236,6 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 	crossCT := tensors.add(ort.NewTensor(cShape, ctl.CrossC))
 	selfWT := tensors.add(ort.NewTensor(sShape, ctl.SelfW))
 	outT := tensors.add(ort.NewTensor([]int64{int64(batch), int64(C), int64(H), int64(W)}, out))
-	mapsT := tensors.add(ort.NewTensor([]int64{int64(rows), int64(nMaps), clip.ContextLength}, maps))
 	var timestepT ort.Value
 	tsLen := batch
 	if e.timestepOne {
@@ -243,7 +255,13 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 		graph.SampleInput: sampleT, graph.TimestepInput: timestepT, graph.HiddenStatesInput: hiddenT,
 		graph.CrossWeightsInput: crossWT, graph.CrossKeepInput: crossCT, graph.SelfWeightInput: selfWT,
 	}
-	outputs := map[string]ort.Value{m.UNet.Output: outT, e.mapsOutput: mapsT}
+	outputs := map[string]ort.Value{m.UNet.Output: outT}
+	for _, o := range mapsOuts {
+		outputs[o.name] = tensors.add(ort.NewTensor([]int64{int64(rows), int64(o.w * o.h), clip.ContextLength}, o.values))
+	}
+	if tensors.err != nil {
+		return nil, tensors.err
+	}
 
 	stepsStart := time.Now()
 	for i, t := range ts {
@@ -287,10 +305,8 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 		if err := sched.Step(i, eps, stepped, denoised); err != nil {
 			return nil, fmt.Errorf("step %d of %d: %w", i+1, len(ts), err)
 		}
-		if j.blend != nil || j.opts.HeatMaps {
-			for k, v := range maps {
-				mapSums[k] += v
-			}
+		for _, o := range mapsOuts {
+			o.accumulate()
 		}
 		if j.blend != nil && j.blend.active(i) {
 			source := x[:rowSize]
@@ -301,7 +317,7 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 			for r := 1; r < rows; r++ {
 				tgt = append(tgt, x[r*rowSize:(r+1)*rowSize])
 			}
-			j.blend.apply(mapSums, source, tgt, rowSize)
+			j.blend.apply(mapsOuts[e.blendOut].sums, source, tgt, rowSize)
 		}
 		if pump != nil {
 			for r := 0; r < n; r++ {
@@ -349,8 +365,8 @@ func (e *Engine) run(ctx context.Context, j *job, onPreview func(Preview)) (res 
 		record.image = images[0]
 		e.cache.put(key, record)
 	}
-	if j.opts.HeatMaps {
-		res.HeatMaps = e.heatMaps(j.prompts, mapSums, len(ts))
+	for _, o := range e.heatMapOutputs(j.opts) {
+		res.HeatMaps = append(res.HeatMaps, e.heatMaps(j.prompts, mapsOuts[o], len(ts))...)
 	}
 	res.Timings.Total = time.Since(start)
 	return res, nil
@@ -435,15 +451,62 @@ func (e *Engine) decode(ctx context.Context, latents []float32, n int) ([][]byte
 	return images, nil
 }
 
-// heatMaps turns the summed maps into per-token averages over the steps.
-func (e *Engine) heatMaps(prompts []string, sums []float32, steps int) []HeatMap {
-	n := e.mapsW * e.mapsH
+// mapsRun holds one maps output's values during a run and, when something
+// reads them, their running sum over the steps.
+type mapsRun struct {
+	mapsOutput
+	values []float32 // [rows, w·h, 77], written by every UNet call
+	sums   []float32 // nil: not summed
+}
+
+func (e *Engine) mapsOutputs(rows int) []*mapsRun {
+	out := make([]*mapsRun, len(e.maps))
+	for i, o := range e.maps {
+		out[i] = &mapsRun{mapsOutput: o, values: make([]float32, rows*o.w*o.h*clip.ContextLength)}
+	}
+	return out
+}
+
+func (r *mapsRun) sum() {
+	if r.sums == nil {
+		r.sums = make([]float32, len(r.values))
+	}
+}
+
+func (r *mapsRun) accumulate() {
+	if r.sums == nil {
+		return
+	}
+	for k, v := range r.values {
+		r.sums[k] += v
+	}
+}
+
+// heatMapOutputs lists the maps outputs whose heat maps a run returns.
+func (e *Engine) heatMapOutputs(opts RunOptions) []int {
+	switch {
+	case opts.AllResolutions:
+		all := make([]int, len(e.maps))
+		for i := range all {
+			all[i] = i
+		}
+		return all
+	case opts.HeatMaps:
+		return []int{e.heatOut}
+	}
+	return nil
+}
+
+// heatMaps turns one output's summed maps into per-token averages over the
+// steps.
+func (e *Engine) heatMaps(prompts []string, o *mapsRun, steps int) []HeatMap {
+	n := o.w * o.h
 	var out []HeatMap
 	for r, p := range prompts {
 		enc := e.tok.Encode(p)
 		count := min(len(enc.IDs), clip.ContextLength)
-		hm := HeatMap{Row: r, Prompt: p, Tokens: slices.Clone(enc.Tokens[:count]), Width: e.mapsW, Height: e.mapsH}
-		block := sums[r*n*clip.ContextLength : (r+1)*n*clip.ContextLength]
+		hm := HeatMap{Row: r, Prompt: p, Tokens: slices.Clone(enc.Tokens[:count]), Stride: o.stride, Width: o.w, Height: o.h}
+		block := o.sums[r*n*clip.ContextLength : (r+1)*n*clip.ContextLength]
 		for k := 0; k < count; k++ {
 			m := make([]float32, n)
 			for q := 0; q < n; q++ {

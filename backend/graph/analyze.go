@@ -463,20 +463,37 @@ func (a *analysis) plan(opts Options) error {
 	if err != nil {
 		return err
 	}
-	out := MapsOutput{}
+	// One output per stride: layers of one stride run on the same grid, so
+	// their maps can be averaged cell by cell.
+	byStride := map[int]*MapsOutput{}
+	var strides []int
 	for _, l := range a.layers {
-		if l.Kind != Cross || l.Queries != mapsQueries {
+		if l.Kind != Cross {
 			continue
 		}
-		if out.Name == "" {
-			out = MapsOutput{Name: MapsOutputName(l.Stride), Stride: l.Stride, Resolution: l.Resolution}
-		} else if l.Stride != out.Stride {
-			return fmt.Errorf("cross-attention layers with %d queries run at different strides (%d and %d)", mapsQueries, out.Stride, l.Stride)
+		out, ok := byStride[l.Stride]
+		if !ok {
+			out = &MapsOutput{Name: MapsOutputName(l.Stride), Stride: l.Stride, Resolution: l.Resolution}
+			byStride[l.Stride] = out
+			strides = append(strides, l.Stride)
 		}
 		l.Maps = out.Name
 		out.Layers = append(out.Layers, l.Name)
 	}
-	d.Maps = []MapsOutput{out}
+	sort.Ints(strides)
+	d.Maps = nil
+	for _, s := range strides {
+		out := byStride[s]
+		d.Maps = append(d.Maps, *out)
+		if out.Resolution.Positions() != mapsQueries {
+			continue
+		}
+		if d.BlendMaps != "" {
+			return fmt.Errorf("cross-attention layers with %d queries run at different strides (%s and %s)", mapsQueries, d.BlendMaps, out.Name)
+		}
+		d.BlendMaps = out.Name
+	}
+	d.Layout = LayoutVersion
 	return nil
 }
 

@@ -39,14 +39,15 @@
 //
 // # Outputs
 //
-// Besides the UNet's own outputs, p2p_maps_div<F> [1+E, N, T] holds the
-// cross-attention probabilities of the cond rows (source first), averaged
-// over heads and over the cross-attention layers that run at 1/F of the
-// latent's height and width (N = (H/F)·(W/F) query positions). The maps
-// are taken after the edit, so target rows show the attention that shaped
-// them. By default F is the stride whose maps Prompt-to-Prompt uses for
-// local blending (16×16 at 512 px, F = 4), or the nearest coarser one the
-// model has (see Options.MapsQueries).
+// Besides the UNet's own outputs, one p2p_maps_div<F> [1+E, N, T] per
+// cross-attention resolution holds the cross-attention probabilities of the
+// cond rows (source first), averaged over heads and over the cross-attention
+// layers that run at 1/F of the latent's height and width (N = (H/F)·(W/F)
+// query positions). The maps are taken after the edit, so target rows show
+// the attention that shaped them. Description.BlendMaps names the one local
+// blending reads: by default the stride Prompt-to-Prompt uses (16×16 at
+// 512 px, F = 4), or the nearest coarser one the model has (see
+// Options.MapsQueries). The finer ones serve attention heat maps.
 //
 // Description lists every attention layer (name, kind, resolution, heads,
 // edited or not) and is stored in the instrumented model's metadata, where
@@ -54,6 +55,7 @@
 package graph
 
 import (
+	"errors"
 	"fmt"
 	"math"
 )
@@ -83,6 +85,16 @@ const (
 	// as JSON.
 	DescriptionKey = "reword.p2p.description"
 )
+
+// LayoutVersion numbers the instrumented graph's interface: its inputs,
+// its outputs and what they mean. A program reading an instrumented file
+// must check it (Description.CheckLayout): a file of another layout runs
+// but its outputs would be misread. Layout 2 has a maps output per
+// cross-attention resolution; files without a recorded layout have one.
+const LayoutVersion = 2
+
+// ErrLayout reports an instrumented file of another LayoutVersion.
+var ErrLayout = errors.New("the instrumented UNet has another interface than this build expects")
 
 // File names inside a diffusers-layout model folder.
 const (

@@ -59,7 +59,8 @@ type Layer struct {
 	Maps string `json:"maps,omitempty"`
 }
 
-// MapsOutput describes one attention-map output.
+// MapsOutput describes one attention-map output: the cross-attention layers
+// of one resolution.
 type MapsOutput struct {
 	Name   string `json:"name"`
 	Stride int    `json:"stride"`
@@ -73,8 +74,14 @@ type MapsOutput struct {
 // Description is what Instrument did to a UNet, and what the engine needs to
 // drive the result.
 type Description struct {
-	Layers []Layer      `json:"layers"`
-	Maps   []MapsOutput `json:"maps"`
+	// Layout is the LayoutVersion of the interface the file was written
+	// with; 0 for files written before it was recorded.
+	Layout int     `json:"layout"`
+	Layers []Layer `json:"layers"`
+	// Maps has one output per cross-attention resolution, finest first.
+	Maps []MapsOutput `json:"maps"`
+	// BlendMaps names the output local blending reads (Options.MapsQueries).
+	BlendMaps string `json:"blend_maps"`
 	// Latent is the reference latent size that Resolution and Queries refer
 	// to: the model's own when its sample input has a fixed size.
 	Latent Size `json:"latent"`
@@ -146,8 +153,12 @@ func (d *Description) WriteTable(w io.Writer) error {
 		return err
 	}
 	for _, m := range d.Maps {
-		if _, err := fmt.Fprintf(w, "output %s [1+E, %d, T]: head- and layer-averaged cross-attention at %s of %s\n",
-			m.Name, m.Resolution.Positions(), m.Resolution, strings.Join(m.Layers, ", ")); err != nil {
+		use := ""
+		if m.Name == d.BlendMaps {
+			use = " (local blend)"
+		}
+		if _, err := fmt.Fprintf(w, "output %s [1+E, %d, T]%s: head- and layer-averaged cross-attention at %s of %s\n",
+			m.Name, m.Resolution.Positions(), use, m.Resolution, strings.Join(m.Layers, ", ")); err != nil {
 			return err
 		}
 	}
@@ -162,6 +173,32 @@ func tokensText(t int) string {
 		return "the text encoder's sequence length"
 	}
 	return fmt.Sprint(t)
+}
+
+// MapsOutput returns the maps output with the given name.
+func (d *Description) MapsOutput(name string) (MapsOutput, bool) {
+	for _, m := range d.Maps {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return MapsOutput{}, false
+}
+
+// CheckLayout reports whether the description belongs to a file of this
+// build's LayoutVersion with a usable local-blend output; the error says
+// what differs, for a message that asks to instrument again.
+func (d *Description) CheckLayout() error {
+	switch {
+	case d.Layout == 0:
+		return fmt.Errorf("%w: it was written by an earlier version of Reword (one attention-map output; layout %d has one per cross-attention resolution)", ErrLayout, LayoutVersion)
+	case d.Layout != LayoutVersion:
+		return fmt.Errorf("%w: it has layout %d, this build reads layout %d", ErrLayout, d.Layout, LayoutVersion)
+	}
+	if _, ok := d.MapsOutput(d.BlendMaps); !ok {
+		return fmt.Errorf("%w: its local-blend output %q is not among its maps outputs", ErrLayout, d.BlendMaps)
+	}
+	return nil
 }
 
 func (d *Description) marshal() (string, error) {

@@ -25,10 +25,13 @@ type Options struct {
 	// For the 16×16-latent tiny model that default is 16 positions (4×4),
 	// which it does not have, so no layer is edited. Negative: none.
 	SelfReplaceMaxQueries int
-	// MapsQueries selects the cross-attention layers averaged into the maps
-	// output: those with exactly this many query positions at Latent. Zero
-	// means the layers with the fewest positions that are still at least
-	// Latent.Positions()/16 (16×16 at 512 px; 8×8 on the tiny model).
+	// MapsQueries selects the maps output local blending reads
+	// (Description.BlendMaps): that of the cross-attention layers with
+	// exactly this many query positions at Latent. Zero means the layers
+	// with the fewest positions that are still at least
+	// Latent.Positions()/16 (16×16 at 512 px; 4×4 on the 16×16-latent tiny
+	// model). Every cross-attention resolution gets a maps output whatever
+	// this says.
 	MapsQueries int
 }
 

@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,8 +25,8 @@ func TestDefaultOptionsOnSmallLatent(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 8×8 latent: the default limit is 64/16 = 4 queries, below every
-	// layer, so no self layer is edited and the maps come from the 4×4
-	// (16-query) layer, the coarsest at or above 4.
+	// layer, so no self layer is edited, and local blend reads the maps of
+	// the 4×4 (16-query) layer, the coarsest at or above 4.
 	if desc.SelfReplaceMaxQueries != 4 {
 		t.Errorf("default self-replace limit %d, want 4", desc.SelfReplaceMaxQueries)
 	}
@@ -35,14 +36,18 @@ func TestDefaultOptionsOnSmallLatent(t *testing.T) {
 	if cross, edited := desc.Count(graph.Cross); cross != 3 || edited != 3 {
 		t.Errorf("cross layers %d (edited %d), want 3 (3)", cross, edited)
 	}
-	if len(desc.Maps) != 1 || desc.Maps[0].Name != "p2p_maps_div2" || desc.Maps[0].Resolution != (graph.Size{Height: 4, Width: 4}) {
-		t.Errorf("maps %+v", desc.Maps)
+	if len(desc.Maps) != 2 || desc.Maps[0].Name != "p2p_maps_div1" || desc.Maps[0].Resolution != (graph.Size{Height: 8, Width: 8}) || len(desc.Maps[0].Layers) != 2 ||
+		desc.Maps[1].Name != "p2p_maps_div2" || desc.Maps[1].Resolution != (graph.Size{Height: 4, Width: 4}) || len(desc.Maps[1].Layers) != 1 {
+		t.Errorf("maps %+v; want p2p_maps_div1 (8×8, two layers) and p2p_maps_div2 (4×4, one layer)", desc.Maps)
+	}
+	if desc.BlendMaps != "p2p_maps_div2" {
+		t.Errorf("local blend reads %q, want p2p_maps_div2", desc.BlendMaps)
 	}
 	var table strings.Builder
 	if err := desc.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"/mid_block/attentions.0/transformer_blocks.0/attn2", "no (> 4 queries)", "yes (W, c)", "p2p_maps_div2", "timestep int64"} {
+	for _, want := range []string{"/mid_block/attentions.0/transformer_blocks.0/attn2", "no (> 4 queries)", "yes (W, c)", "p2p_maps_div2 [1+E, 16, T] (local blend)", "p2p_maps_div1 [1+E, 64, T]:", "timestep int64"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -63,8 +68,8 @@ func TestSelfReplaceLimitAndMapsChoice(t *testing.T) {
 			t.Errorf("self layer %s with %d queries: edited %v", l.Name, l.Queries, l.Edited)
 		}
 	}
-	if len(desc.Maps) != 1 || desc.Maps[0].Name != "p2p_maps_div1" || len(desc.Maps[0].Layers) != 2 {
-		t.Errorf("maps %+v, want p2p_maps_div1 from the two full-resolution cross layers", desc.Maps)
+	if desc.BlendMaps != "p2p_maps_div1" || len(desc.Maps) != 2 {
+		t.Errorf("local blend reads %q of %+v, want p2p_maps_div1 (the two full-resolution cross layers)", desc.BlendMaps, desc.Maps)
 	}
 	desc, err = graph.Analyze(net.Model(), graph.Options{SelfReplaceMaxQueries: -1})
 	if err != nil {
@@ -270,5 +275,46 @@ func TestControlsValidate(t *testing.T) {
 	short.CrossW = short.CrossW[:10]
 	if err := short.Validate(); err == nil || !strings.Contains(err.Error(), "p2p_cross_w has 10 values") {
 		t.Errorf("short W: %v", err)
+	}
+}
+
+// A file instrumented before layouts were recorded (one maps output, no
+// layout in its description) reads back, and CheckLayout refuses it rather
+// than letting a reader take its single output for the current set.
+func TestOldLayoutIsRefused(t *testing.T) {
+	net, err := attnblock.New(attnblock.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := net.Model()
+	if _, err := graph.Instrument(m, graph.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	old := `{"layers":[],"maps":[{"name":"p2p_maps_div2","stride":2,"resolution":{"height":4,"width":4},"layers":["/mid_block/attentions.0/transformer_blocks.0/attn2"]}],` +
+		`"latent":{"height":8,"width":8},"latent_fixed":true,"self_replace_max_queries":4,"tokens":77,"opset":14}`
+	for _, p := range m.GetMetadataProps() {
+		if p.GetKey() == graph.DescriptionKey {
+			p.Value = proto.String(old)
+		}
+	}
+	path := filepath.Join(t.TempDir(), graph.InstrumentedFile)
+	if err := attnblock.Save(m, path); err != nil {
+		t.Fatal(err)
+	}
+	desc, err := graph.ReadDescription(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = desc.CheckLayout()
+	if !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), "earlier version of Reword") {
+		t.Errorf("old description: %v", err)
+	}
+	desc.Layout = graph.LayoutVersion + 1
+	if err := desc.CheckLayout(); !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), fmt.Sprintf("layout %d", graph.LayoutVersion+1)) {
+		t.Errorf("newer layout: %v", err)
+	}
+	desc.Layout, desc.BlendMaps = graph.LayoutVersion, "p2p_maps_div8"
+	if err := desc.CheckLayout(); !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), "p2p_maps_div8") {
+		t.Errorf("blend output missing: %v", err)
 	}
 }

@@ -90,6 +90,19 @@ func float32Output(t *testing.T, outs ort.Outputs, name string) []float32 {
 	return v
 }
 
+// mapsOutput returns a maps output after checking its shape [1+E, N, T].
+func mapsOutput(t *testing.T, outs ort.Outputs, m graph.MapsOutput, targets, tokens int) []float32 {
+	t.Helper()
+	v, shape, err := outs.Float32(m.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shape) != 3 || shape[0] != int64(1+targets) || shape[1] != int64(m.Resolution.Positions()) || shape[2] != int64(tokens) {
+		t.Fatalf("%s has shape %v, want [%d %d %d]", m.Name, shape, 1+targets, m.Resolution.Positions(), tokens)
+	}
+	return v
+}
+
 // TestTinyModel instruments both of the tiny model's UNet exports and checks
 // the engine's invariants on the full networks.
 func TestTinyModel(t *testing.T) {
@@ -138,7 +151,7 @@ func TestTinyModel(t *testing.T) {
 				out := float32Output(t, o, "out_sample")
 				bitwiseEqual(t, fmt.Sprintf("E=%d (b) unedited rows", targets), out[:unedited], want[:unedited])
 				for _, m := range desc.Maps {
-					rows := splitRows(float32Output(t, o, m.Name), targets+1)
+					rows := splitRows(mapsOutput(t, o, m, targets, r.tokens), targets+1)
 					for e := 1; e <= targets; e++ {
 						bitwiseEqual(t, fmt.Sprintf("E=%d (b) %s target %d", targets, m.Name, e), rows[e], rows[0])
 					}
@@ -160,7 +173,7 @@ func TestTinyModel(t *testing.T) {
 					t.Errorf("E=%d (c) random controls moved the target rows by only %.3g", targets, d)
 				}
 				for _, m := range desc.Maps {
-					maps := float32Output(t, o, m.Name)
+					maps := mapsOutput(t, o, m, targets, r.tokens)
 					worst := checkMapsAreSourceTimesW(t, maps, ctl, m.Resolution.Positions())
 					t.Logf("E=%d (c) %s: max |target − source·W| %.2g", targets, m.Name, worst)
 				}
@@ -227,8 +240,35 @@ func checkTinyDescription(t *testing.T, d *graph.Description) {
 			t.Errorf("self layer %s (%d queries) edited=%v", l.Name, l.Queries, l.Edited)
 		}
 	}
-	if len(d.Maps) != 1 || len(d.Maps[0].Layers) == 0 {
-		t.Errorf("maps %+v", d.Maps)
+	// One maps output per cross-attention resolution, finest first, each
+	// averaging every cross layer of its stride; local blend reads the 4×4
+	// one (the coarsest with at least 256/16 positions).
+	want := []struct {
+		name string
+		res  graph.Size
+	}{{"p2p_maps_div1", graph.Size{Height: 16, Width: 16}}, {"p2p_maps_div2", graph.Size{Height: 8, Width: 8}}, {"p2p_maps_div4", graph.Size{Height: 4, Width: 4}}}
+	if len(d.Maps) != len(want) {
+		t.Fatalf("%d maps outputs %+v, want %d", len(d.Maps), d.Maps, len(want))
+	}
+	averaged := 0
+	for i, m := range d.Maps {
+		if m.Name != want[i].name || m.Resolution != want[i].res || m.Stride != 1<<i || len(m.Layers) == 0 {
+			t.Errorf("maps output %d: %+v, want %s at %s", i, m, want[i].name, want[i].res)
+		}
+		for _, name := range m.Layers {
+			for _, l := range d.Layers {
+				if l.Name == name && (l.Kind != graph.Cross || l.Stride != m.Stride || l.Maps != m.Name) {
+					t.Errorf("output %s averages layer %+v", m.Name, l)
+				}
+			}
+		}
+		averaged += len(m.Layers)
+	}
+	if averaged != cross {
+		t.Errorf("the maps outputs average %d layers; the model has %d cross layers", averaged, cross)
+	}
+	if d.BlendMaps != "p2p_maps_div4" || d.Layout != graph.LayoutVersion || d.CheckLayout() != nil {
+		t.Errorf("local blend reads %q (layout %d: %v); want p2p_maps_div4 in layout %d", d.BlendMaps, d.Layout, d.CheckLayout(), graph.LayoutVersion)
 	}
 	if d.TimestepType != "float32" {
 		t.Errorf("timestep type %s; the tiny model's export takes float32", d.TimestepType)

@@ -126,7 +126,7 @@ func (c *client) next() event {
 		must(c.t, err)
 		return event{preview: &p}
 	}
-	m, err := protocol.Decode(b)
+	m, err := protocol.DecodeServer(b)
 	must(c.t, err)
 	return event{msg: m}
 }

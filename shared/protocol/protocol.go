@@ -31,6 +31,13 @@ const Version = 1
 // socket of a client that sends more.
 const MaxMessageBytes = 64 << 10
 
+// MaxServerMessageBytes bounds one server text message as clients (and
+// gateways, for the events workers publish) decode it. Results are the
+// large ones: with heat maps at most five rows of 75 word tokens, each map
+// up to 32×32 cells (the engine's cap), about 0.6 MB of JSON; 16×16 maps of
+// long prompts already pass MaxMessageBytes.
+const MaxServerMessageBytes = 2 << 20
+
 // Type names a message kind.
 type Type string
 
@@ -187,7 +194,9 @@ type Timings struct {
 }
 
 // HeatMap is one token's attention map for one row, averaged over steps
-// and layers, normalized to 0–255, row-major Height×Width.
+// and layers, normalized to 0–255, row-major Height×Width. The grid is the
+// model's finest cross-attention resolution up to 32×32 (16×16 on the tiny
+// model); clients draw it at any Width × Height.
 type HeatMap struct {
 	Row    int    `json:"row"`
 	Token  int    `json:"token"` // index into the row prompt's CLIP tokens (BOS = 0)
@@ -275,11 +284,17 @@ type Message struct {
 	Payload any
 }
 
-// Decode parses one message strictly. The returned error is an *Error whose
-// code says what was wrong, ready to send back to the peer.
-func Decode(b []byte) (*Message, error) {
-	if len(b) > MaxMessageBytes {
-		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message is %d bytes; the limit is %d", len(b), MaxMessageBytes)}
+// Decode parses one message from a client strictly. The returned error is
+// an *Error whose code says what was wrong, ready to send back to the peer.
+func Decode(b []byte) (*Message, error) { return decode(b, MaxMessageBytes) }
+
+// DecodeServer is Decode for a message a server sends, which may be up to
+// MaxServerMessageBytes long.
+func DecodeServer(b []byte) (*Message, error) { return decode(b, MaxServerMessageBytes) }
+
+func decode(b []byte, limit int) (*Message, error) {
+	if len(b) > limit {
+		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message is %d bytes; the limit is %d", len(b), limit)}
 	}
 	var env Envelope
 	if err := strictUnmarshal(b, &env); err != nil {

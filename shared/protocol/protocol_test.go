@@ -127,3 +127,37 @@ func TestFromClient(t *testing.T) {
 		t.Error("FromClient is wrong")
 	}
 }
+
+// A result with heat maps of long prompts is larger than a client message
+// may be: clients decode it with DecodeServer, which allows it, and the
+// maps keep their size.
+func TestLargeResultDecodesAsServerMessage(t *testing.T) {
+	res := Result{Images: []Image{{Row: 0, Hash: "h", URL: "/images/h.png", Width: 64, Height: 64}}}
+	for row := 0; row < 5; row++ {
+		for tok := 1; tok <= 75; tok++ {
+			res.HeatMaps = append(res.HeatMaps, HeatMap{Row: row, Token: tok, Text: "circle</w>", Width: 16, Height: 16, Values: make([]byte, 256)})
+		}
+	}
+	b, err := Encode(TypeResult, "r", res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) <= MaxMessageBytes || len(b) > MaxServerMessageBytes {
+		t.Fatalf("the result is %d bytes; the test needs one between the client and server limits", len(b))
+	}
+	var pe *Error
+	if _, err := Decode(b); !errors.As(err, &pe) || pe.Code != CodeTooLarge {
+		t.Errorf("Decode of a %d-byte message: %v, want too_large", len(b), err)
+	}
+	m, err := DecodeServer(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.Payload.(*Result)
+	if len(got.HeatMaps) != 375 || got.HeatMaps[374].Width != 16 || got.HeatMaps[374].Height != 16 || len(got.HeatMaps[374].Values) != 256 {
+		t.Errorf("decoded %d heat maps, the last %dx%d with %d values", len(got.HeatMaps), got.HeatMaps[374].Width, got.HeatMaps[374].Height, len(got.HeatMaps[374].Values))
+	}
+	if _, err := DecodeServer(make([]byte, MaxServerMessageBytes+1)); !errors.As(err, &pe) || pe.Code != CodeTooLarge {
+		t.Errorf("DecodeServer over its limit: %v", err)
+	}
+}

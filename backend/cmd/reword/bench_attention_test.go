@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"reword/backend/diffusion"
+	"reword/models/tiny/eval"
+	"reword/models/tiny/scene"
+	"reword/models/tiny/tinytest"
+)
+
+// The measurement on real generations of the tiny model: every share lies in
+// [0, 1]; the area is the region's pixel fraction as the evaluator's masks
+// give it; a uniform map's share is exactly that area; and a word's mass
+// inside a region and outside it add up to all of it.
+func TestAttentionSharesOfARealGeneration(t *testing.T) {
+	e, err := diffusion.Load(tinytest.Private(t), diffusion.Options{Instrument: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	prompts := attentionPrompts(1, 1, false, true)
+	if len(prompts) != 2 || len(prompts[0].Mentions) != 1 || len(prompts[1].Mentions) != 2 || !prompts[0].NamesBackground {
+		t.Fatalf("prompts %+v; want one single-object and one two-object caption naming the background", prompts)
+	}
+	measured := 0
+	for _, c := range prompts {
+		res, err := e.Generate(context.Background(), diffusion.GenerateRequest{Prompt: c.Text, Seed: 1, Steps: 20},
+			diffusion.RunOptions{AllResolutions: true, NoSourceCache: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found, err := eval.Analyze(res.Images[0].NRGBA())
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc := e.Tokenizer().Encode(c.Text)
+		shares, err := measureAttention(c, enc, res.HeatMaps, found)
+		if errors.Is(err, errTooFewObjects) && len(c.Mentions) > 1 {
+			t.Logf("%q: %d objects found, not measured", c.Text, len(found.Objects))
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", c.Text, err)
+		}
+		measured++
+		match, _ := matchObjects(c.Mentions, found.Objects)
+		background := 1 - float64(count(found.Foreground))/float64(len(found.Foreground))
+		kinds := map[int]map[string]bool{}
+		for _, s := range shares {
+			if s.Share < 0 || s.Share > 1 || math.IsNaN(s.Share) {
+				t.Errorf("%q: %s %q at %dx%d has share %v", c.Text, s.Kind, s.Word, s.Width, s.Height, s.Share)
+			}
+			want := background
+			if s.Kind != attnBackground && s.Kind != attnPhrase {
+				want = math.NaN()
+				for i, m := range c.Mentions {
+					if objectWordKind(m, s.Word) == s.Kind {
+						want = float64(found.Objects[match[i]].Area) / float64(scene.ImageSize*scene.ImageSize)
+					}
+				}
+			}
+			if math.Abs(s.Area-want) > 1e-12 {
+				t.Errorf("%q: %s %q has area %v, want %v", c.Text, s.Kind, s.Word, s.Area, want)
+			}
+			if kinds[s.Stride] == nil {
+				kinds[s.Stride] = map[string]bool{}
+			}
+			kinds[s.Stride][s.Kind] = true
+		}
+		for _, stride := range []int{1, 2, 4} {
+			for _, k := range []string{attnColour, attnShape, attnPosition, attnBackground, attnPhrase} {
+				if !kinds[stride][k] {
+					t.Errorf("%q: no %s word measured at stride %d", c.Text, k, stride)
+				}
+			}
+		}
+
+		// Controlled maps on the real masks.
+		mask := found.Objects[match[0]].Mask
+		outside := make([]bool, len(mask))
+		for p, in := range mask {
+			outside[p] = !in
+		}
+		for _, hm := range res.HeatMaps {
+			tok := []int{2} // the first word after "a"
+			in, area, err := massShare(hm, tok, mask)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, rest, err := massShare(hm, tok, outside)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(in+out-1) > 1e-9 || math.Abs(area+rest-1) > 1e-12 {
+				t.Errorf("%dx%d: inside %v + outside %v, area %v + %v; want 1 each", hm.Width, hm.Height, in, out, area, rest)
+			}
+			uniform := hm
+			uniform.Maps = make([][]float32, len(hm.Maps))
+			for k := range uniform.Maps {
+				uniform.Maps[k] = make([]float32, hm.Width*hm.Height)
+				for q := range uniform.Maps[k] {
+					uniform.Maps[k][q] = 0.25
+				}
+			}
+			share, a, err := massShare(uniform, tok, mask)
+			if err != nil || math.Abs(share-a) > 1e-12 {
+				t.Errorf("%dx%d uniform map: share %v, area %v, %v", hm.Width, hm.Height, share, a, err)
+			}
+		}
+	}
+	if measured == 0 {
+		t.Fatal("no generation was measured")
+	}
+}
+
+func count(v []bool) int {
+	n := 0
+	for _, b := range v {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
+func TestMassShareRefusesBadInput(t *testing.T) {
+	mask := make([]bool, scene.ImageSize*scene.ImageSize)
+	hm := diffusion.HeatMap{Width: 3, Height: 3, Maps: [][]float32{make([]float32, 9)}}
+	if _, _, err := massShare(hm, []int{0}, mask); err == nil || !strings.Contains(err.Error(), "does not tile") {
+		t.Errorf("3x3 grid: %v", err)
+	}
+	hm = diffusion.HeatMap{Width: 4, Height: 4, Maps: [][]float32{make([]float32, 16)}}
+	if _, _, err := massShare(hm, []int{0}, mask); err == nil || !strings.Contains(err.Error(), "no attention") {
+		t.Errorf("zero map: %v", err)
+	}
+	if _, _, err := massShare(hm, []int{5}, mask); err == nil || !strings.Contains(err.Error(), "token 5") {
+		t.Errorf("missing token: %v", err)
+	}
+	if _, _, err := massShare(hm, []int{0}, mask[:10]); err == nil || !strings.Contains(err.Error(), "mask has 10 pixels") {
+		t.Errorf("short mask: %v", err)
+	}
+	if _, ok := matchObjects(make([]scene.Mention, 2), make([]eval.Object, 1)); ok {
+		t.Error("two mentions matched to one object")
+	}
+}
+
+func TestBenchAttentionCommand(t *testing.T) {
+	dir := tinytest.Private(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"bench", "attention", "-model", dir, "-prompts", "1", "-pairs", "0", "-steps", "8", "-threads", "1", "-json"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d, stderr %s", code, errb.String())
+	}
+	var rep attentionReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v:\n%s", err, out.String())
+	}
+	if rep.Images != 1 || rep.HeatMapGrid != [2]int{16, 16} || rep.LocalBlendGrid != [2]int{4, 4} || len(rep.Rows) == 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	resolutions := map[string]bool{}
+	for _, r := range rep.Rows {
+		resolutions[r.Resolution] = true
+		if r.N < 1 || r.Share < 0 || r.Share > 1 || r.Area <= 0 || r.Area >= 1 || r.Above < 0 || r.Above > 1 {
+			t.Errorf("row %+v", r)
+		}
+	}
+	if len(resolutions) != 3 || !resolutions["16x16"] || !resolutions["8x8"] || !resolutions["4x4"] {
+		t.Errorf("resolutions %v, want 16x16, 8x8 and 4x4", resolutions)
+	}
+	for _, args := range [][]string{{"-prompts", "0", "-pairs", "0"}, {"-steps", "0"}, {"extra"}} {
+		errb.Reset()
+		if code := run(append([]string{"bench", "attention", "-model", dir}, args...), &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, stderr %s", args, code, errb.String())
+		}
+	}
+}
