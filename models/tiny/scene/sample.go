@@ -30,16 +30,50 @@ type Mention struct {
 
 // Caption is a scene's text and the attributes it names.
 type Caption struct {
-	Text            string
+	Text string
+	// Words are Text's words in order (Text is their space-joined texts),
+	// each with the part of the scene it describes.
+	Words           []Word
 	Mentions        []Mention
 	NamesBackground bool
 	Background      Background
 }
 
+// Region is the part of a scene a caption word describes: the background,
+// one of the objects, or neither.
+type Region int
+
+// NoRegion marks words that describe no part of the scene ("and");
+// BackgroundRegion the background phrase ("on a white background"). Object i
+// of a scene is ObjectRegion(i).
+const (
+	NoRegion         Region = -1
+	BackgroundRegion Region = 0
+)
+
+// ObjectRegion is the region of the scene's object i.
+func ObjectRegion(i int) Region { return Region(i + 1) }
+
+// Word is one word of a caption and the region it describes. Every word of an
+// object's phrase ("a big red circle on the left") describes that object;
+// the training loss that grounds words in their regions uses this.
+type Word struct {
+	Text   string
+	Region Region
+}
+
 // NewCaption builds a caption from what it names.
 func NewCaption(mentions []Mention, background Background, namesBackground bool) Caption {
-	parts := make([]string, len(mentions))
+	var all []Word
+	add := func(text string, r Region) {
+		for _, w := range strings.Fields(text) {
+			all = append(all, Word{Text: w, Region: r})
+		}
+	}
 	for i, m := range mentions {
+		if i > 0 {
+			add("and", NoRegion)
+		}
 		var words []string
 		if m.NamesSize {
 			words = append(words, m.Size.String())
@@ -52,13 +86,16 @@ func NewCaption(mentions []Mention, background Background, namesBackground bool)
 		if m.NamesPosition {
 			words = append(words, m.Position.Phrase())
 		}
-		parts[i] = strings.Join(words, " ")
+		add(strings.Join(words, " "), ObjectRegion(i))
 	}
-	text := strings.Join(parts, " and ")
 	if namesBackground {
-		text += " " + background.Phrase()
+		add(background.Phrase(), BackgroundRegion)
 	}
-	return Caption{Text: text, Mentions: mentions, NamesBackground: namesBackground, Background: background}
+	texts := make([]string, len(all))
+	for i, w := range all {
+		texts[i] = w.Text
+	}
+	return Caption{Text: strings.Join(texts, " "), Words: all, Mentions: mentions, NamesBackground: namesBackground, Background: background}
 }
 
 // article is the indefinite article before word ("an orange circle").

@@ -71,10 +71,10 @@ var colourNames = [...]string{"red", "green", "blue", "yellow", "purple", "orang
 // the nearest of these.
 var colourRGB = [...]color.RGBA{
 	{220, 30, 30, 255},
-	{30, 170, 50, 255},
+	{0, 200, 90, 255},
 	{30, 60, 220, 255},
 	{240, 220, 30, 255},
-	{140, 50, 180, 255},
+	{150, 0, 200, 255},
 	{250, 140, 20, 255},
 	{250, 250, 250, 255},
 	{15, 15, 15, 255},
@@ -194,15 +194,21 @@ func (b Background) Phrase() string { return backgroundPhrases[b] }
 
 // The tones each background is drawn with. Objects are only drawn in colours
 // that keep at least minContrast from every tone of their background, so an
-// object never blends into what it stands on.
+// object never blends into what it stands on. The palette is chosen so that
+// this rule forbids only white on white and black on black: what a caption
+// leaves out (the background) then does not depend on the object's colour,
+// so a colour swap has no reason to change the background. (The first model's
+// palette also forbade green and purple on gray, striped and grass, blue on
+// striped and black on grass; it learned that rule, and Prompt-to-Prompt
+// colour swaps moved those backgrounds.)
 var (
 	plainRGB       = [...]color.RGBA{{245, 245, 245, 255}, {20, 20, 20, 255}, {128, 128, 128, 255}, {110, 200, 220, 255}}
 	stripeLight    = color.RGBA{150, 150, 162, 255}
 	stripeDark     = color.RGBA{112, 112, 124, 255}
 	grassBase      = color.RGBA{74, 128, 52, 255}
 	grassLightest  = 1.18 // grass pixels are grassBase scaled by a factor in [grassDarkest, grassLightest]
-	grassDarkest   = 0.72
-	minContrast    = 140.0
+	grassDarkest   = 0.8
+	minContrast    = 100.0
 	radiusJitter   = 0.08
 	positionJitter = 2.5
 )

@@ -142,16 +142,41 @@ func TestSceneForRejectsImpossibleCaptions(t *testing.T) {
 	}
 }
 
-func TestEveryBackgroundAllowsFiveColours(t *testing.T) {
+// TestBackgroundIndependentOfColour checks the palette's promise: the
+// contrast rule forbids only an object on a background of its own tone, so an
+// unnamed background does not depend on the object's colour.
+func TestBackgroundIndependentOfColour(t *testing.T) {
 	for _, b := range Backgrounds {
-		n := 0
 		for _, c := range Colours {
-			if b.Allows(c) {
-				n++
+			same := (b == PlainWhite && c == White) || (b == PlainBlack && c == Black)
+			if b.Allows(c) == same {
+				t.Errorf("%s on a %s background: allowed %v, want %v", c, b, b.Allows(c), !same)
 			}
 		}
-		if n < 5 {
-			t.Errorf("%s background allows only %d colours", b, n)
+	}
+}
+
+func TestCaptionWordsNameTheirRegions(t *testing.T) {
+	circle := Mention{Object: Object{Shape: Circle, Colour: Red, Size: Big, Position: Left}, NamesColour: true, NamesSize: true, NamesPosition: true}
+	ring := Mention{Object: Object{Shape: Ring, Colour: Orange, Position: Right}, NamesColour: true}
+	c := NewCaption([]Mention{circle, ring}, Grass, true)
+	const want = "a big red circle on the left and an orange ring on grass"
+	if c.Text != want {
+		t.Fatalf("text %q, want %q", c.Text, want)
+	}
+	regions := map[string]Region{"big": ObjectRegion(0), "left": ObjectRegion(0), "and": NoRegion, "an": ObjectRegion(1),
+		"ring": ObjectRegion(1), "grass": BackgroundRegion}
+	var texts []string
+	for i, w := range c.Words {
+		texts = append(texts, w.Text)
+		if r, ok := regions[w.Text]; ok && w.Region != r {
+			t.Errorf("word %d %q: region %d, want %d", i, w.Text, w.Region, r)
 		}
+	}
+	if got := strings.Join(texts, " "); got != c.Text {
+		t.Errorf("words join to %q, text is %q", got, c.Text)
+	}
+	if last := c.Words[len(c.Words)-2]; last.Text != "on" || last.Region != BackgroundRegion {
+		t.Errorf("the background phrase's %q has region %d, want the background", last.Text, last.Region)
 	}
 }

@@ -30,9 +30,8 @@ OPSET = 14
 
 
 def load(trained, recipe):
-    parts = {'vae': tinysd.AutoencoderKL(), 'text_encoder': tinysd.CLIPTextModel()}
-    parts['unet'] = tinysd.UNet2DConditionModel(ctx_dim=parts['text_encoder'].hidden_size,
-                                                attention_pos_embed=recipe.get('attention_pos_embed', False))
+    te, unet = tinysd.text_encoder_and_unet(recipe)
+    parts = {'vae': tinysd.AutoencoderKL(), 'text_encoder': te, 'unet': unet}
     for name, m in parts.items():
         m.load_state_dict(tinysd.npz_state(os.path.join(trained, name + '.npz')), strict=True)
         m.eval()

@@ -8,9 +8,12 @@
 # Needs Go and Debian's PyTorch 1.13 for the export:
 #   apt-get install -y python3-torch libopenblas0-pthread python3-numpy
 # Training uses CUDA when the Python's torch sees a GPU, the CPU otherwise
-# (all cores: the UNet in one data-parallel process per core). On 2 cores
-# the parts add up to about 86 minutes (models/tiny/README.md, "On 2 CPU cores");
-# keep the machine otherwise idle.
+# (all cores: the UNet in one data-parallel process per core); on 2 cores
+# models/tiny/README.md ("On 2 CPU cores") gives the measured time; keep the
+# machine otherwise idle. The run saves its progress every few minutes: run
+# the same command again after an interruption and it resumes where the
+# last checkpoint left off, ending with the same weights as an uninterrupted
+# run (check_resume.sh checks that).
 #
 # Environment:
 #   REWORD_PYTHON        Python with torch (default /usr/bin/python3)
@@ -35,8 +38,13 @@ if [[ -z "$trained" ]]; then
 	mkdir -p "$work"
 	echo "== drawing the training set"
 	go run ./models/tiny/train/datagen -out "$work/data" -n 60000 -seed 1
+	resume=()
+	if [[ -d "$trained/checkpoint" ]]; then
+		echo "== resuming the interrupted run in $trained"
+		resume=(--resume)
+	fi
 	echo "== training (this is the long part)"
-	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$root/$work/data" --out "$root/$trained" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}")
+	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$root/$work/data" --out "$root/$trained" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" "${resume[@]}")
 fi
 echo "== exporting ONNX files and model.json from $trained"
 (cd models/tiny/train && "$py" export.py --trained "$(cd "$root" && realpath "$trained")" --model "$root/models/tiny")

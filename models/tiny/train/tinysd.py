@@ -208,23 +208,58 @@ class CLIPTextEmbeddings(nn.Module):
         return self.token_projection(self.token_embedding(input_ids)) + self.position_embedding(self.position_ids)
 
 
-class CLIPTextModel(nn.Module):
-    """input_ids [B, 77] (int32 or int64) -> last_hidden_state [B, 77, d]; causal like CLIP."""
+BOS_TOKEN_ID = 49406
+EOS_TOKEN_ID = 49407        # also the padding id, as in SD 1.x
 
-    def __init__(self, d=128, layers=2, heads=4, token_dim=32, token_init_std=0.04):
+
+class CLIPTextModel(nn.Module):
+    """input_ids [B, 77] (int32 or int64) -> last_hidden_state [B, 77, d].
+
+    windows=None: causal like CLIP, every token sees all before it. With
+    windows (one per layer), a content token sees only the content tokens
+    at most windows[layer] positions away on either side, and BOS, EOS and
+    padding see only themselves. So a word's state depends on its
+    neighbours only (sum(windows) tokens either side), and BOS, EOS and
+    padding are the same for every prompt: changing one word changes the
+    states of that word and its few neighbours, and nothing the image's
+    other regions attend to. (A causal encoder trained with the UNet folds
+    a swapped colour word into every later token, EOS and padding included,
+    and Prompt-to-Prompt, which injects attention maps but not the values,
+    then changes the background too; models/tiny/README.md.)
+    """
+
+    def __init__(self, d=128, layers=2, heads=4, token_dim=32, token_init_std=0.04, windows=None):
         super().__init__()
+        if windows is not None and len(windows) != layers:
+            raise ValueError(f'one window per layer: {layers} layers, windows {windows}')
         self.hidden_size = d
+        self.windows = None if windows is None else [int(w) for w in windows]
         self.embeddings = CLIPTextEmbeddings(d, token_dim, token_init_std)
         self.encoder = nn.Module()
         self.encoder.layers = nn.ModuleList([CLIPEncoderLayer(d, heads) for _ in range(layers)])
         self.final_layer_norm = nn.LayerNorm(d)
         mask = torch.full((MAX_TOKENS, MAX_TOKENS), -1e9).triu(1)
         self.register_buffer('causal_mask', mask, persistent=False)
+        pos = torch.arange(MAX_TOKENS)
+        self.register_buffer('distance', (pos[:, None] - pos[None, :]).abs(), persistent=False)
+
+    def masks(self, input_ids):
+        """The additive attention mask of each layer: [77, 77] (causal) or [B, 1, 77, 77] (windows)."""
+        if self.windows is None:
+            return [self.causal_mask] * len(self.encoder.layers)
+        special = (input_ids == BOS_TOKEN_ID) | (input_ids == EOS_TOKEN_ID)
+        content = ~special
+        pair = content[:, :, None] & content[:, None, :]
+        itself = torch.eye(MAX_TOKENS, dtype=torch.bool, device=input_ids.device)[None]
+        zero = torch.zeros((), device=input_ids.device)
+        blocked = torch.full((), -1e9, device=input_ids.device)
+        return [torch.where((pair & (self.distance <= w)[None]) | itself, zero, blocked)[:, None] for w in self.windows]
 
     def forward(self, input_ids):
-        x = self.embeddings(input_ids.long())
-        for layer in self.encoder.layers:
-            x = layer(x, self.causal_mask)
+        ids = input_ids.long()
+        x = self.embeddings(ids)
+        for layer, mask in zip(self.encoder.layers, self.masks(ids)):
+            x = layer(x, mask)
         return self.final_layer_norm(x)
 
 
@@ -280,6 +315,9 @@ class Attention(nn.Module):
     Both compute the same function of the same weights.
     """
     layout = 'classic'
+    # A list while training with the grounding loss: every cross-attention
+    # layer appends its head-averaged probabilities [B, N, K].
+    recorded = None
 
     def __init__(self, dim, ctx_dim, heads, head_dim):
         super().__init__()
@@ -311,6 +349,8 @@ class Attention(nn.Module):
             s = math.sqrt(self.scale)
             probs = torch.softmax(torch.matmul(q * s, k.transpose(-2, -1) * s), dim=-1)
             out = torch.matmul(probs, v).transpose(1, 2).reshape(b, n, h * d)
+        if Attention.recorded is not None and self.is_cross:
+            Attention.recorded.append(probs.reshape(b, h, n, m).mean(1))
         return self.to_out[1](self.to_out[0](out))
 
 
@@ -500,6 +540,13 @@ class UNet2DConditionModel(nn.Module):
         for blk in self.up_blocks:
             x = blk(x, skips, temb, encoder_hidden_states)
         return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+def text_encoder_and_unet(recipe):
+    """The text encoder and UNet a training recipe (train.RECIPE, or the one a training.json recorded) describes."""
+    te = CLIPTextModel(token_init_std=recipe['te_token_init_std'], windows=recipe.get('te_windows'))
+    unet = UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=recipe.get('attention_pos_embed', False))
+    return te, unet
 
 
 def attention_layers(unet):

@@ -11,7 +11,10 @@ info.json) and writes, into --out:
                   scaling factor and the fitted latent->RGB preview matrix
 
 The recipe is fixed and seeded: the step counts below are the recipe, not a
-time budget. It runs on CUDA when available and on the CPU otherwise, where
+time budget. Every few hundred steps the run saves its progress in
+OUT/checkpoint/ (checkpoint.py); `--resume` continues an interrupted run from
+there and ends with exactly the weights an uninterrupted run gives. The
+checkpoint folder is removed when the run finishes. It runs on CUDA when available and on the CPU otherwise, where
 --processes splits the UNet's batch over data-parallel processes. Devices
 and process counts give different (equally valid) weights: their arithmetic
 and random streams differ.
@@ -38,6 +41,7 @@ import torch.nn.functional as F
 
 import judging
 import tinysd
+from checkpoint import Checkpoints
 
 # The recipe of the committed model (models/tiny/README.md, "Training").
 #   te_token_init_std    std of the text encoder's token table at init; large,
@@ -63,13 +67,22 @@ RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
     vae_crop_steps=0, vae_crop_size=32,
-    attention_pos_embed=True, te_token_init_std=3.0,
+    attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0],
+    grounding_weight=0.1, grounding_min_res=8,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
     lowfreq_noise=[], high_t_fraction=0.0, high_t_min=600, high_t_snr=0.0,
     validation_images=1000,
 )
+
+# Steps between saved checkpoints (about 3 minutes of the VAE, 2 of the UNet
+# on 2 cores); --checkpoint-every changes it.
+CHECKPOINT_EVERY = 250
+
+
+class Stopped(Exception):
+    """Raised after the checkpoint --stop-after names was saved (to test resuming)."""
 
 
 # Training computes attention in the SDPA layout: it scales q and k before
@@ -88,15 +101,23 @@ def cosine_lr(step, total, base, warmup, final_fraction):
     return base * warm * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * step / total)))
 
 
-def train_vae(images, r, dev, gen):
-    """images: uint8 tensor [N,64,64,3] on dev. Returns the VAE and stats."""
+def train_vae(images, r, dev, gen, ckpt, every, stop_after=None):
+    """images: uint8 tensor [N,64,64,3] on dev. Returns the VAE and stats; saves its progress in ckpt."""
     n_val = r['validation_images']
     train, val = images[:-n_val], images[-n_val:]
     to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
     vae = tinysd.AutoencoderKL().to(dev)
     opt = torch.optim.Adam(vae.parameters(), r['vae_lr'])
+    start, before = 0, 0.0
+    saved = ckpt.load('vae-progress')
+    if saved is not None:
+        vae.load_state_dict(saved['vae'])
+        opt.load_state_dict(saved['opt'])
+        gen.set_state(saved['gen'])
+        start, before = saved['step'], saved['seconds']
+        log(f'vae: resuming at step {start}')
     t0 = time.time()
-    for step in range(r['vae_steps']):
+    for step in range(start, r['vae_steps']):
         for g in opt.param_groups:
             g['lr'] = cosine_lr(step, r['vae_steps'], r['vae_lr'], 50, 0.05)
         x = to_float(train[torch.randint(0, len(train), (r['vae_batch'],), device=dev, generator=gen)])
@@ -127,8 +148,13 @@ def train_vae(images, r, dev, gen):
         loss.backward()
         opt.step()
         if (step + 1) % 250 == 0 or step == 0:
-            log(f'vae step {step + 1} {time.time() - t0:.0f}s rec {rec.item():.5f} kl {kl.item():.2f}')
-    seconds = time.time() - t0
+            log(f'vae step {step + 1} {before + time.time() - t0:.0f}s rec {rec.item():.5f} kl {kl.item():.2f}')
+        if (step + 1) % every == 0 and step + 1 < r['vae_steps']:
+            ckpt.save('vae-progress', dict(vae=vae.state_dict(), opt=opt.state_dict(), gen=gen.get_state(), step=step + 1,
+                                           seconds=before + time.time() - t0))
+            if stop_after == ('vae', step + 1):
+                raise Stopped
+    seconds = before + time.time() - t0
     vae.eval()
     with torch.no_grad():
         psnrs = []
@@ -187,17 +213,44 @@ def training_noise(shape, lowfreq, dev, gen):
 
 def new_models(r, dev):
     """A text encoder and UNet as the recipe builds them (random init from torch's global generator)."""
-    te = tinysd.CLIPTextModel(token_init_std=r['te_token_init_std']).to(dev)
-    unet = tinysd.UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=r['attention_pos_embed']).to(dev)
-    return te, unet
+    te, unet = tinysd.text_encoder_and_unet(r)
+    return te.to(dev), unet.to(dev)
+
+
+def grounding_loss(maps, masks, regions, min_res):
+    """TokenCompose's token loss: 1 - the share of each word's attention mass inside the region it describes.
+
+    maps: the cross-attention layers' head-averaged probabilities [B, N, K];
+    masks: [B, 2, 16, 16] each object's coverage of every latent cell (0..1);
+    regions: [B, K] the region of each token (0 background, i+1 object i,
+    -1 none: those tokens are free). Layers coarser than min_res x min_res
+    are left out: there a small object covers a fraction of one cell.
+    """
+    background = (1 - masks.sum(1, keepdim=True)).clamp(min=0)
+    areas = torch.cat([background, masks], dim=1)  # [B, 3, 16, 16]: background, object 1, object 2
+    which = F.one_hot(regions.clamp(min=0), areas.shape[1]).float() * (regions >= 0).float()[..., None]  # [B, K, 3]
+    counted = which.sum()
+    terms = []
+    for a in maps:
+        res = int(round(a.shape[1] ** 0.5))
+        if res < min_res:
+            continue
+        area = F.avg_pool2d(areas, tinysd.LATENT_SIZE // res).flatten(2)  # [B, 3, N]
+        inside = torch.einsum('bnk,brn,bkr->bk', a, area, which)
+        share = inside / (a.sum(1) + 1e-6)
+        terms.append(((1 - share) * which.sum(-1)).sum() / counted.clamp(min=1))
+    return torch.stack(terms).mean()
 
 
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
-               judge_every=0, deadline=None, save_every=0, out=None):
+               judge_every=0, deadline=None, save_every=0, out=None, masks=None, regions=None, progress=None,
+               stop_after=None):
     """Trains text encoder + UNet for steps steps (cosine from lr after warmup); returns the EMA models and stats.
 
     stage numbers the cosine cycle (it seeds the cycle's random streams).
-    init: state dicts to start from. With processes > 1 the batch is split
+    init: state dicts to start from. progress: (Checkpoints, name, every):
+    the cycle saves itself there every `every` steps and resumes from it
+    when it exists. With processes > 1 the batch is split
     over that many data-parallel CPU processes of one thread each, which
     average their gradients every step (on 2 cores 0.47 s/step against
     0.69 s for one process of 2 threads: torch 1.13 runs the attention's
@@ -206,7 +259,8 @@ def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=N
     (one process only: the others would wait on it).
     """
     kw = dict(latents=latents, ids=ids, empty_ids=empty_ids, r=r, dev=dev, stage=stage, steps=steps, lr=lr,
-              warmup=warmup, init=init, deadline=deadline, save_every=save_every, out=out)
+              warmup=warmup, init=init, deadline=deadline, save_every=save_every, out=out, masks=masks, regions=regions,
+              progress=progress, stop_after=stop_after)
     if processes == 1:
         return _train_unet_rank(0, 1, judge=judge, judge_every=judge_every, **kw)
     # Rank 0 hands its result back through a file: a pipe could fill up while
@@ -214,6 +268,8 @@ def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=N
     scratch = tempfile.mkdtemp(prefix='unet-', dir=out)
     try:
         mp.spawn(_unet_worker, args=(processes, scratch, kw), nprocs=processes, join=True)
+        if not os.path.isfile(os.path.join(scratch, 'result.pt')):
+            raise Stopped
         result = torch.load(os.path.join(scratch, 'result.pt'))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -231,6 +287,8 @@ def _unet_worker(rank, world, scratch, kw):
         te, unet, stats = _train_unet_rank(rank, world, **kw)
         if rank == 0:
             torch.save(dict(text_encoder=te.state_dict(), unet=unet.state_dict(), stats=stats), os.path.join(scratch, 'result.pt'))
+    except Stopped:
+        pass  # every rank stops at the same step; the parent sees no result
     finally:
         dist.destroy_process_group()
 
@@ -248,6 +306,16 @@ def _average_gradients(params, world, loss, stop):
     return flat[-2].item(), flat[-1].item() > 0
 
 
+def _generator_states(gen, world):
+    """Every rank's generator state, in rank order (a resumed rank continues its own stream)."""
+    mine = gen.get_state()
+    if world == 1:
+        return [mine]
+    states = [torch.empty_like(mine) for _ in range(world)]
+    dist.all_gather(states, mine)
+    return states
+
+
 def _check_in_step(params):
     """Raises if this rank's weights differ from rank 0's (they must stay identical)."""
     mine = torch.stack([p.detach().double().sum() for p in params])
@@ -259,7 +327,7 @@ def _check_in_step(params):
 
 
 def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init, deadline,
-                     save_every, out, judge=None, judge_every=0):
+                     save_every, out, masks=None, regions=None, progress=None, stop_after=None, judge=None, judge_every=0):
     # Every rank builds the same initial weights, applies the same averaged
     # gradients and so keeps the same weights; each draws its own share of
     # the batch.
@@ -279,9 +347,18 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
     ac = tinysd.alphas_cumprod().to(dev)
     bs = r['unet_batch'] // world
     lead = rank == 0
-    losses, judged, t0 = [], [], time.time()
+    losses, judged, start, before = [], [], 0, 0.0
+    saved = progress[0].load(progress[1]) if progress else None
+    if saved is not None:
+        for m, name in ((te, 'te'), (unet, 'unet'), (ema_te, 'ema_te'), (ema_unet, 'ema_unet'), (opt, 'opt')):
+            m.load_state_dict(saved[name])
+        gen.set_state(saved['gens'][rank])
+        losses, judged, start, before = saved['losses'], saved['judged'], saved['step'], saved['seconds']
+        if lead:
+            log(f'unet cycle {stage}: resuming at step {start}')
+    t0 = time.time()
     stopped_at, stop = None, False
-    for step in range(steps):
+    for step in range(start, steps):
         if stop:
             stopped_at = step
             if lead:
@@ -300,12 +377,22 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         eps = training_noise(x0.shape, r['lowfreq_noise'], dev, gen)
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        grounding = r['grounding_weight'] > 0
+        tinysd.Attention.recorded = [] if grounding else None
         pred = unet(xt, t.float(), te(tok))
         snr = ac[t] / (1 - ac[t])
         weight = torch.clamp(snr, max=r['min_snr_gamma']) / snr  # Min-SNR for epsilon prediction
         if r['high_t_snr'] > 0:
             weight = weight * torch.clamp(r['high_t_snr'] / snr, min=1.0)
         loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
+        if grounding:
+            # A dropped caption names no region.
+            reg = torch.where(drop[:, None], torch.full_like(regions[idx], -1), regions[idx])
+            g = grounding_loss(tinysd.Attention.recorded, masks[idx].float() / 16, reg, r['grounding_min_res'])
+            tinysd.Attention.recorded = None
+            loss = loss + r['grounding_weight'] * g
+            if lead and ((step + 1) % 500 == 0 or step == 0):
+                log(f'step {step + 1}: grounding term {g.item():.4f}')
         opt.zero_grad()
         loss.backward()
         late = deadline is not None and time.time() > deadline
@@ -322,7 +409,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         losses.append(float(loss_value) if (step + 1) % 50 == 0 else float('nan'))
         if lead and ((step + 1) % 500 == 0 or step == 0):
             el = time.time() - t0
-            log(f'step {step + 1}/{steps} {el:.0f}s {el / (step + 1):.3f}s/step loss {float(loss_value):.4f}')
+            log(f'step {step + 1}/{steps} {before + el:.0f}s {el / (step + 1 - start):.3f}s/step loss {float(loss_value):.4f}')
         if lead and save_every and (step + 1) % save_every == 0 and step + 1 < steps:
             d = os.path.join(out, f'step{step + 1}')
             os.makedirs(d, exist_ok=True)
@@ -331,14 +418,25 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         if judge is not None and judge_every and (step + 1) % judge_every == 0 and step + 1 < steps:
             judged.append(dict(step=step + 1, **judge(step + 1, ema_te, ema_unet)))
             log('judged', json.dumps(judged[-1]))
+        if progress and (step + 1) % progress[2] == 0 and step + 1 < steps:
+            gens = _generator_states(gen, world)  # every rank takes part in the gather
+            if lead:
+                ckpt, name, _ = progress
+                ckpt.save(name, dict(te=te.state_dict(), unet=unet.state_dict(), ema_te=ema_te.state_dict(),
+                                     ema_unet=ema_unet.state_dict(), opt=opt.state_dict(), gens=gens, losses=losses,
+                                     judged=judged, step=step + 1, seconds=before + time.time() - t0))
+            if stop_after == (f'unet{stage}', step + 1):
+                raise Stopped
     done = stopped_at if stopped_at is not None else steps
     if world > 1:
         _check_in_step(ema_params)
-    seconds = time.time() - t0
+    seconds = before + time.time() - t0
     curve = [round(v, 4) for v in losses if not math.isnan(v)]
     stats = dict(seconds=round(seconds, 1), seconds_per_step=round(seconds / max(done, 1), 4), processes=world,
                  unet_params=tinysd.n_params(unet), text_encoder_params=tinysd.n_params(te),
                  loss_every_50_steps=curve, steps_done=done)
+    if start:
+        stats['resumed_at_step'] = start
     if stopped_at is not None:
         stats['stopped_at_step'] = stopped_at
     if judged:
@@ -368,8 +466,13 @@ def main():
     ap.add_argument('--lowfreq-noise', action='store_true', help='coarse noise in the training noise, weights 0.8 and 0.8 (experimental)')
     ap.add_argument('--lowfreq-weights', help='coarse noise with these comma-separated weights (4x4 grid, 2x2 grid), e.g. 0.3,0.3')
     ap.add_argument('--high-t', action='store_true', help='half of each batch at t >= 600, weighted by max(1, 0.1/SNR) (experimental)')
+    ap.add_argument('--te-causal', action='store_true', help='a causal text encoder as CLIP (the first model) instead of te_windows')
+    ap.add_argument('--grounding-weight', type=float, help='override the recipe (0: no grounding loss)')
     ap.add_argument('--te-token-std', type=float, help='initial std of the text encoder token embedding (recipe: te_token_init_std)')
     ap.add_argument('--vae-weights', help='a vae.npz an earlier run wrote: reuse it instead of training the VAE (for sweeps)')
+    ap.add_argument('--latents', help='with --vae-weights: a .npy of the encoded, scaled training latents; '
+                                      'read when it exists, written otherwise (sweeps share one encoding)')
+    ap.add_argument('--vae-only', action='store_true', help='train the VAE, write vae.npz and stop (for sweeps that share one VAE)')
     ap.add_argument('--judge', help='the judge binary (go build ./models/tiny/train/judge): score the model at checkpoints')
     ap.add_argument('--judge-every', type=int, default=0, help='judge every N UNet steps as well as at the end')
     ap.add_argument('--judge-prompts', type=int, default=200, help='prompts per judged set (held-out and seen)')
@@ -380,7 +483,23 @@ def main():
     ap.add_argument('--unet-warmup', type=int, help='override the recipe')
     ap.add_argument('--save-every', type=int, default=0, help='also save the EMA text encoder and UNet every N steps into OUT/stepN/')
     ap.add_argument('--deadline-seconds', type=float, help='stop UNet training after this much wall time (sweeps only; recorded)')
+    ap.add_argument('--resume', action='store_true', help='continue the interrupted run whose checkpoint is in OUT/checkpoint')
+    ap.add_argument('--keep-checkpoint', action='store_true', help='keep OUT/checkpoint when the run finishes')
+    ap.add_argument('--checkpoint-every', type=int, default=CHECKPOINT_EVERY, help='steps between saved checkpoints')
+    ap.add_argument('--stop-after', help='stop right after saving the checkpoint at PART:STEP, PART one of vae, unet1, unet2 '
+                                         '(to test --resume; STEP a multiple of --checkpoint-every)')
     args = ap.parse_args()
+    if args.checkpoint_every < 1:
+        ap.error(f'--checkpoint-every must be at least 1, got {args.checkpoint_every}')
+    stop_after = None
+    if args.stop_after:
+        part, _, step = args.stop_after.partition(':')
+        if part not in ('vae', 'unet1', 'unet2') or not step.isdigit() or int(step) % args.checkpoint_every:
+            ap.error(f'--stop-after wants PART:STEP with PART vae, unet1 or unet2 and STEP a multiple of {args.checkpoint_every}, '
+                     f'got {args.stop_after!r}')
+        stop_after = (part, int(step))
+    if args.latents and not args.vae_weights:
+        ap.error('--latents needs --vae-weights (an encoding belongs to one VAE)')
 
     r = dict(RECIPE)
     if args.vae_steps is not None:
@@ -419,6 +538,10 @@ def main():
         r['unet_lr'] = args.unet_lr
     if args.unet_warmup is not None:
         r['unet_warmup'] = args.unet_warmup
+    if args.te_causal:
+        r['te_windows'] = None
+    if args.grounding_weight is not None:
+        r['grounding_weight'] = args.grounding_weight
     if args.te_token_std is not None:
         r['te_token_init_std'] = args.te_token_std
     dev = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
@@ -443,11 +566,14 @@ def main():
     gen.manual_seed(r['seed'])
     os.makedirs(args.out, exist_ok=True)
 
-    t_start = time.time()
     images = torch.from_numpy(np.load(os.path.join(args.data, 'images.npy'))).to(dev)
     ids = torch.from_numpy(np.load(os.path.join(args.data, 'input_ids.npy')).astype(np.int64)).to(dev)
     info = json.load(open(os.path.join(args.data, 'info.json')))
     empty_ids = torch.tensor(info['empty_input_ids'], dtype=torch.int64, device=dev)
+    masks = regions = None
+    if r['grounding_weight'] > 0:
+        masks = torch.from_numpy(np.load(os.path.join(args.data, 'object_masks.npy'))).to(dev)
+        regions = torch.from_numpy(np.load(os.path.join(args.data, 'token_regions.npy')).astype(np.int64)).to(dev)
     if images.shape[1:] != (tinysd.IMAGE_SIZE, tinysd.IMAGE_SIZE, 3) or ids.shape[1] != tinysd.MAX_TOKENS:
         raise SystemExit(f'unexpected data shapes: images {tuple(images.shape)}, input_ids {tuple(ids.shape)}')
     device_name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else (
@@ -455,6 +581,19 @@ def main():
         f'cpu ({args.threads} torch threads)')
     log(f'data: {len(images)} scenes; device {device_name}; torch {torch.__version__}')
 
+    ckpt = Checkpoints(args.out)
+    ckpt.open(dict(recipe=r, data=dict(seed=info['seed'], count=info['count']), device=dev.type, processes=args.processes,
+                   vae_weights=args.vae_weights and os.path.abspath(args.vae_weights)), args.resume)
+    try:
+        finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info)
+    except Stopped:
+        log(f'stopped after the checkpoint at {args.stop_after}, as asked; continue with --resume')
+        raise SystemExit(3)
+
+
+def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info):
+    """Everything after loading the data: the VAE, the latents, the UNet cycles, the weights and the record."""
+    vae_done = ckpt.load('vae-done')
     if args.vae_weights:
         vae = tinysd.AutoencoderKL()
         vae.load_state_dict(tinysd.npz_state(args.vae_weights), strict=True)
@@ -462,18 +601,42 @@ def main():
         vae_stats = dict(reused=os.path.abspath(args.vae_weights), params=tinysd.n_params(vae), seconds=0.0,
                          validation_psnr_db=None)
         log(f'vae: reusing {args.vae_weights}')
+    elif vae_done is not None:
+        vae = tinysd.AutoencoderKL().to(dev)
+        vae.load_state_dict(vae_done['vae'])
+        vae.eval()
+        vae_stats = vae_done['stats']
+        gen.set_state(vae_done['gen'])  # the latent encoding draws from where the VAE's training left it
+        log('vae: trained in an earlier sitting')
     else:
-        vae, vae_stats = train_vae(images, r, dev, gen)
-    latents = encode_latents(vae, images, dev, gen)
-    scale = 1.0 / latents.std().item()  # as SD's 0.18215: unit variance for the diffusion model
-    latents = latents * scale
+        vae, vae_stats = train_vae(images, r, dev, gen, ckpt, args.checkpoint_every, stop_after)
+        ckpt.save('vae-done', dict(vae=vae.state_dict(), stats=vae_stats, gen=gen.get_state()))
+        ckpt.drop('vae-progress')
+    if args.vae_only:
+        save_npz(os.path.join(args.out, 'vae.npz'), vae)
+        with open(os.path.join(args.out, 'vae.json'), 'w') as f:
+            json.dump(dict(recipe=r, device=device_name, vae=vae_stats), f, indent=1)
+        if not args.keep_checkpoint:
+            ckpt.remove()
+        return
+    if args.latents and os.path.isfile(args.latents):
+        latents = torch.from_numpy(np.load(args.latents)).to(dev)
+        scale = float(np.load(args.latents + '.scale.npy'))
+        log(f'latents: reusing {args.latents}')
+    else:
+        latents = encode_latents(vae, images, dev, gen)
+        scale = 1.0 / latents.std().item()  # as SD's 0.18215: unit variance for the diffusion model
+        latents = latents * scale
+        if args.latents:
+            np.save(args.latents, latents.cpu().numpy())
+            np.save(args.latents + '.scale.npy', np.array(scale))
     matrix, bias, resid = fit_preview(latents, images)
     log(f'latent scaling factor {scale:.5f}; preview fit RMS error {resid:.3f} (RGB in [-1,1])')
     judge = None
     if args.judge:
         j = judging.Judge(os.path.abspath(args.judge), os.path.join(args.out, 'judge'), args.judge_prompts, args.judge_seeds, dev)
         judge = lambda step, te, unet: j(step, te, unet, vae, empty_ids, scale)
-    deadline = t_start + args.deadline_seconds if args.deadline_seconds else None
+    deadline = time.time() + args.deadline_seconds if args.deadline_seconds else None
     init = None
     if r.get('init_from'):
         init = {name: tinysd.npz_state(os.path.join(r['init_from'], name + '.npz')) for name in ('text_encoder', 'unet')}
@@ -482,14 +645,26 @@ def main():
         stages.append(('continue', r['continue_steps'], r['continue_lr'], r['continue_warmup']))
     stage_stats = {}
     for i, (name, steps, lr, warmup) in enumerate(stages):
-        log(f'{name}: {steps} steps from lr {lr}' + (f' in {args.processes} processes' if args.processes > 1 else ''))
         last = i == len(stages) - 1
-        te, unet, stats = train_unet(
-            latents, ids, empty_ids, r, dev, i + 1, steps, lr, warmup, init, args.processes,
-            judge if last else None, args.judge_every, deadline, args.save_every if last else 0, args.out)
-        if judge is not None and last:
-            stats.setdefault('judged', []).append(dict(step=stats['steps_done'], **judge(stats['steps_done'], te, unet)))
-            log('judged', json.dumps(stats['judged'][-1]))
+        done = ckpt.load(f'unet{i + 1}-done')
+        if done is not None:
+            te, unet = new_models(r, dev)
+            te.load_state_dict(done['text_encoder'])
+            unet.load_state_dict(done['unet'])
+            te.eval(), unet.eval()
+            stats = done['stats']
+            log(f'{name}: trained in an earlier sitting')
+        else:
+            log(f'{name}: {steps} steps from lr {lr}' + (f' in {args.processes} processes' if args.processes > 1 else ''))
+            te, unet, stats = train_unet(
+                latents, ids, empty_ids, r, dev, i + 1, steps, lr, warmup, init, args.processes,
+                judge if last else None, args.judge_every, deadline, args.save_every if last else 0, args.out, masks, regions,
+                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after)
+            if judge is not None and last:
+                stats.setdefault('judged', []).append(dict(step=stats['steps_done'], **judge(stats['steps_done'], te, unet)))
+                log('judged', json.dumps(stats['judged'][-1]))
+            ckpt.save(f'unet{i + 1}-done', dict(text_encoder=te.state_dict(), unet=unet.state_dict(), stats=stats))
+            ckpt.drop(f'unet{i + 1}-progress')
         stage_stats[name] = stats
         init = {'text_encoder': te.state_dict(), 'unet': unet.state_dict()}
     unet_stats = stage_stats.pop('unet')
@@ -500,10 +675,12 @@ def main():
     report = dict(recipe=r, device=device_name, torch=torch.__version__, data=dict(seed=info['seed'], count=info['count']),
                   vae=vae_stats, unet=unet_stats, latent_scaling_factor=scale,
                   preview=dict(matrix=matrix, bias=bias, rms_error=round(resid, 4)),
-                  total_seconds=round(time.time() - t_start, 1))
+                  total_seconds=round(ckpt.seconds(), 1), sittings=len(ckpt.sittings()))
     with open(os.path.join(args.out, 'training.json'), 'w') as f:
         json.dump(report, f, indent=1)
-    log(f'done in {report["total_seconds"]:.0f}s')
+    if not args.keep_checkpoint:
+        ckpt.remove()
+    log(f'done in {report["total_seconds"]:.0f}s' + (f' over {report["sittings"]} sittings' if report['sittings'] > 1 else ''))
 
 
 if __name__ == '__main__':

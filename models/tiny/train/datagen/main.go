@@ -8,8 +8,15 @@
 //	images.npy     uint8 [N, 64, 64, 3]  RGB scenes
 //	input_ids.npy  int32 [N, 77]         CLIP ids of the captions, padded with EOS
 //	captions.txt   one caption per line, in the same order
+//	object_masks.npy  uint8 [N, 2, 16, 16]  per object, how many of the 16 pixels
+//	               of each 4×4 patch (one latent cell) its mask covers; zeros
+//	               for a missing second object
+//	token_regions.npy int8 [N, 77]  the scene region each token describes:
+//	               0 the background, i+1 object i, -1 none (BOS, EOS, "and")
 //	info.json      seed, count and the ids of the empty caption (for caption dropout)
 //
+// The masks and regions feed the training loss that grounds each word's
+// cross-attention in the part of the image it describes.
 // The data set is a pure function of (-seed, -n): scene i is
 // scene.TrainingExample(seed, i), drawn on any number of goroutines.
 package main
@@ -22,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 
@@ -62,6 +70,8 @@ func run(args []string) error {
 	images := make([]byte, *n*px)
 	ids := make([]int32, *n*clip.ContextLength)
 	captions := make([]string, *n)
+	masks := make([]byte, *n*maskBytes)
+	regions := make([]byte, *n*clip.ContextLength)
 
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
@@ -84,6 +94,18 @@ func run(args []string) error {
 				}
 				copy(ids[i*clip.ContextLength:], enc.Padded(clip.ContextLength))
 				captions[i] = c.Text
+				if err := latentMasks(s, masks[i*maskBytes:(i+1)*maskBytes]); err != nil {
+					errs[w] = fmt.Errorf("scene %d: %w", i, err)
+					return
+				}
+				r, err := tokenRegions(enc, c)
+				if err != nil {
+					errs[w] = fmt.Errorf("scene %d: %w", i, err)
+					return
+				}
+				for k, v := range r {
+					regions[i*clip.ContextLength+k] = byte(v)
+				}
 			}
 		}(w)
 	}
@@ -96,6 +118,12 @@ func run(args []string) error {
 		return err
 	}
 	if err := npy.WriteInt32(filepath.Join(*out, "input_ids.npy"), []int{*n, clip.ContextLength}, ids); err != nil {
+		return err
+	}
+	if err := npy.Write(filepath.Join(*out, "object_masks.npy"), "|u1", []int{*n, maxObjects, latentSize, latentSize}, masks); err != nil {
+		return err
+	}
+	if err := npy.Write(filepath.Join(*out, "token_regions.npy"), "|i1", []int{*n, clip.ContextLength}, regions); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(*out, "captions.txt"), []byte(strings.Join(captions, "\n")+"\n"), 0o644); err != nil {
@@ -113,4 +141,60 @@ func run(args []string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(*out, "info.json"), append(b, '\n'), 0o644)
+}
+
+// The latent grid the masks are written at: the VAE downsamples by 4.
+const (
+	maxObjects = 2
+	patch      = 4
+	latentSize = scene.ImageSize / patch
+	maskBytes  = maxObjects * latentSize * latentSize
+)
+
+// latentMasks writes, for each object of s, how many pixels of every 4×4
+// patch its mask covers into dst ([maxObjects, latentSize, latentSize]).
+func latentMasks(s scene.Scene, dst []byte) error {
+	masks := s.ObjectMasks()
+	if len(masks) > maxObjects {
+		return fmt.Errorf("%d objects, the mask file holds %d", len(masks), maxObjects)
+	}
+	clear(dst)
+	for o, m := range masks {
+		for p, in := range m {
+			if in {
+				x, y := p%scene.ImageSize/patch, p/scene.ImageSize/patch
+				dst[o*latentSize*latentSize+y*latentSize+x]++
+			}
+		}
+	}
+	return nil
+}
+
+// tokenRegions returns, for each of the clip.ContextLength padded token
+// positions, the region of the caption word the token belongs to; BOS, EOS
+// and padding get scene.NoRegion.
+func tokenRegions(enc clip.Encoding, c scene.Caption) ([]int8, error) {
+	// Byte ranges of the words in the text (words are joined by one space).
+	starts := make([]int, len(c.Words))
+	at := 0
+	for i, w := range c.Words {
+		starts[i] = at
+		at += len(w.Text) + 1
+	}
+	if at-1 != len(c.Text) {
+		return nil, fmt.Errorf("caption %q is not its words joined by spaces", c.Text)
+	}
+	out := make([]int8, clip.ContextLength)
+	for i := range out {
+		out[i] = int8(scene.NoRegion)
+	}
+	for k := 1; k < len(enc.IDs)-1; k++ { // content tokens only
+		span := enc.Spans[k]
+		w := sort.SearchInts(starts, span.Start+1) - 1
+		if w < 0 || span.End > starts[w]+len(c.Words[w].Text) {
+			return nil, fmt.Errorf("token %q of %q does not lie inside one word", enc.Tokens[k], c.Text)
+		}
+		out[k] = int8(c.Words[w].Region)
+	}
+	return out, nil
 }
