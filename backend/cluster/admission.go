@@ -6,9 +6,9 @@ package cluster
 // were published: first come, first served. Published as soon as they
 // arrive, one client's ten jobs would run before another client's one.
 // So a gateway does not publish a job when it arrives: it puts it in an
-// admission queue (one per model, a backend/queue.Queue, the same fair
-// queue the server used in process), where clients take turns and each
-// client's jobs and the waiting jobs are bounded. A job leaves admission
+// admission queue (one per model, a backend/queue.Queue), where clients
+// take turns and each client's jobs and the waiting jobs are bounded. A
+// job leaves admission
 // by being published, and the gateway lets at most Settings.AdmitWindow
 // of its jobs per model wait in the stream for a worker: the queue's
 // workers are the window's slots, and a slot stays taken until a worker
@@ -77,15 +77,8 @@ func (g *Gateway) admit(j *Job) error {
 			j.wakePositions()
 		},
 	})
-	switch {
-	case errors.Is(err, queue.ErrBusy):
-		return &protocol.Error{Code: protocol.CodeBusy, Message: fmt.Sprintf("the job queue is full (%d jobs waiting): try again shortly", s.MaxQueued)}
-	case errors.Is(err, queue.ErrClientLimit):
-		return &protocol.Error{Code: protocol.CodeTooMany, Message: fmt.Sprintf("too many jobs from this client (%d waiting): wait for one to start or cancel one", s.MaxPerClient)}
-	case errors.Is(err, queue.ErrClosed):
-		return errShutdown()
-	case err != nil:
-		return fmt.Errorf("cluster: admitting the job: %w", err)
+	if err != nil {
+		return admissionError(err, s)
 	}
 	j.mu.Lock()
 	j.ticket = t
@@ -96,6 +89,25 @@ func (g *Gateway) admit(j *Job) error {
 	}
 	return nil
 }
+
+// admissionError is the protocol error of a job that admission refused,
+// or that the stream refused when it was published: the one place where
+// queue and stream limits become what a client is told.
+func admissionError(err error, s Settings) error {
+	switch {
+	case errors.Is(err, queue.ErrBusy), errors.Is(err, errStreamFull):
+		return &protocol.Error{Code: protocol.CodeBusy, Message: fmt.Sprintf("the job queue is full (%d jobs waiting): try again shortly", s.MaxQueued)}
+	case errors.Is(err, queue.ErrClientLimit):
+		return &protocol.Error{Code: protocol.CodeTooMany, Message: fmt.Sprintf("too many jobs from this client (%d waiting): wait for one to start or cancel one", s.MaxPerClient)}
+	case errors.Is(err, queue.ErrClosed):
+		return errShutdown()
+	}
+	return &protocol.Error{Code: protocol.CodeInternal, Message: "queueing the job failed: " + err.Error()}
+}
+
+// errStreamFull is JetStream refusing a publish to the full job stream
+// (Settings.MaxQueued messages, DiscardNew).
+var errStreamFull = errors.New("the job stream is full")
 
 // publish is the job's turn: it runs on one of the admission queue's
 // workers, publishes the job to the stream, and holds that worker (the
@@ -121,10 +133,9 @@ func (j *Job) publish(ctx context.Context, a *admission) {
 			return // cancelled or closed while publishing
 		}
 		if strings.Contains(err.Error(), "maximum messages exceeded") {
-			j.finish(&protocol.Error{Code: protocol.CodeBusy, Message: fmt.Sprintf("the job queue is full (%d jobs): try again shortly", g.cfg.Settings.MaxQueued)})
-			return
+			err = errStreamFull
 		}
-		j.finish(&protocol.Error{Code: protocol.CodeInternal, Message: "queueing the job failed: " + err.Error()})
+		j.finish(admissionError(err, g.cfg.Settings))
 		return
 	case ack.Duplicate:
 		// The same job was published before, by this or another

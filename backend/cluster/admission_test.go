@@ -91,7 +91,7 @@ func TestAdmissionTakesTurns(t *testing.T) {
 	jobs := map[string]*Job{}
 	submit := func(client, name string, steps int) {
 		t.Helper()
-		j, err := g.Submit(context.Background(), c.model, client, name, c.resolved(g, runOf(uint64(len(jobs)+1), steps)), log.eventsOf(name))
+		j, err := g.submit(context.Background(), c.model, client, name, c.resolved(g, runOf(uint64(len(jobs)+1), steps)), log.eventsOf(name))
 		must(t, err)
 		jobs[name] = j
 	}
@@ -138,7 +138,7 @@ func TestAdmissionLimitsAndCancel(t *testing.T) {
 	g := c.gateways[0]
 	log := newStartLog()
 	submit := func(client, name string, steps int) (*Job, error) {
-		return g.Submit(context.Background(), c.model, client, name, c.resolved(g, runOf(uint64(len(name)*7+int(name[1])), steps)), log.eventsOf(name))
+		return g.submit(context.Background(), c.model, client, name, c.resolved(g, runOf(uint64(len(name)*7+int(name[1])), steps)), log.eventsOf(name))
 	}
 	x, err := submit("X", "X1", 60)
 	must(t, err)

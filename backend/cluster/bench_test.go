@@ -25,7 +25,7 @@ func BenchmarkThroughput(b *testing.B) {
 				var jobs []*Job
 				for k := range batch {
 					seed++
-					j, err := g.Submit(context.Background(), c.model, fmt.Sprint("client", k), fmt.Sprint("bench-", seed, "-", k), c.resolved(g, runOf(seed, 4)), Events{})
+					j, err := g.submit(context.Background(), c.model, fmt.Sprint("client", k), fmt.Sprint("bench-", seed, "-", k), c.resolved(g, runOf(seed, 4)), Events{})
 					must(b, err)
 					jobs = append(jobs, j)
 				}

@@ -237,7 +237,7 @@ func TestSixtyJobsExactlyOnce(t *testing.T) {
 			for k := range 3 {
 				o := newOutcome()
 				run := c.resolved(g, runOf(uint64(100*client+k), 2))
-				j, err := g.Submit(context.Background(), c.model, fmt.Sprint("client", client), fmt.Sprintf("client%d-run%d", client, k), run, o.events())
+				j, err := g.submit(context.Background(), c.model, fmt.Sprint("client", client), fmt.Sprintf("client%d-run%d", client, k), run, o.events())
 				if err != nil {
 					errs <- err
 					return
@@ -291,7 +291,7 @@ func TestSixtyJobsExactlyOnce(t *testing.T) {
 	// store without running.
 	o := newOutcome()
 	g := c.gateways[1]
-	j, err := g.Submit(context.Background(), c.model, "client0", "client0-run0", c.resolved(g, runOf(0, 2)), o.events())
+	j, err := g.submit(context.Background(), c.model, "client0", "client0-run0", c.resolved(g, runOf(0, 2)), o.events())
 	must(t, err)
 	must(t, waitJob(t, j, 10*time.Second))
 	if !o.result.Cached || c.totals().Completed != 60 {
@@ -323,7 +323,7 @@ func TestWorkerKilledMidJob(t *testing.T) {
 	c := newTestCluster(t, 3, 1, 2, Settings{Replicas: 3, AckWait: time.Second})
 	g := c.gateways[0]
 	o := newOutcome()
-	j, err := g.Submit(context.Background(), c.model, "c", "long", c.resolved(g, runOf(7, 40)), o.events())
+	j, err := g.submit(context.Background(), c.model, "c", "long", c.resolved(g, runOf(7, 40)), o.events())
 	must(t, err)
 	waitStarted(t, o, 30*time.Second)
 	victim := c.runner(j.ID)
@@ -358,7 +358,7 @@ func TestNATSNodeKilled(t *testing.T) {
 	for i := range 8 {
 		g := c.gateways[i%2]
 		o := newOutcome()
-		j, err := g.Submit(context.Background(), c.model, fmt.Sprint("client", i), fmt.Sprint("n", i), c.resolved(g, runOf(uint64(i), 4)), o.events())
+		j, err := g.submit(context.Background(), c.model, fmt.Sprint("client", i), fmt.Sprint("n", i), c.resolved(g, runOf(uint64(i), 4)), o.events())
 		must(t, err)
 		jobs, outs = append(jobs, j), append(outs, o)
 	}
@@ -384,17 +384,17 @@ func TestCancelReachesWorker(t *testing.T) {
 	c := newTestCluster(t, 1, 1, 2, Settings{AckWait: time.Second})
 	g := c.gateways[0]
 	running := newOutcome()
-	j1, err := g.Submit(context.Background(), c.model, "c", "run-a", c.resolved(g, runOf(1, 50)), running.events())
+	j1, err := g.submit(context.Background(), c.model, "c", "run-a", c.resolved(g, runOf(1, 50)), running.events())
 	must(t, err)
 	waitStarted(t, running, 30*time.Second)
 	w := c.runner(j1.ID)
 	// Occupy the other worker too, so the next job waits in the stream.
 	busy := newOutcome()
-	j2, err := g.Submit(context.Background(), c.model, "c", "run-b", c.resolved(g, runOf(2, 50)), busy.events())
+	j2, err := g.submit(context.Background(), c.model, "c", "run-b", c.resolved(g, runOf(2, 50)), busy.events())
 	must(t, err)
 	waitStarted(t, busy, 30*time.Second)
 	waiting := newOutcome()
-	j3, err := g.Submit(context.Background(), c.model, "c", "run-c", c.resolved(g, runOf(3, 2)), waiting.events())
+	j3, err := g.submit(context.Background(), c.model, "c", "run-c", c.resolved(g, runOf(3, 2)), waiting.events())
 	must(t, err)
 	time.Sleep(2 * positionPoll)
 	waiting.mu.Lock()
@@ -438,7 +438,7 @@ func TestGatewayDiesClientRefetches(t *testing.T) {
 	first := newOutcome()
 	g0, g1 := c.gateways[0], c.gateways[1]
 	run := c.resolved(g0, runOf(5, 20))
-	j, err := g0.Submit(context.Background(), c.model, "c", "req-42", run, first.events())
+	j, err := g0.submit(context.Background(), c.model, "c", "req-42", run, first.events())
 	must(t, err)
 	waitStarted(t, first, 30*time.Second)
 	g0.Close()
@@ -446,7 +446,7 @@ func TestGatewayDiesClientRefetches(t *testing.T) {
 		t.Fatalf("job on the closed gateway ended with %v", e)
 	}
 	again := newOutcome()
-	j2, err := g1.Submit(context.Background(), c.model, "c", "req-42", run, again.events())
+	j2, err := g1.submit(context.Background(), c.model, "c", "req-42", run, again.events())
 	must(t, err)
 	must(t, waitJob(t, j2, time.Minute))
 	if again.result == nil || len(again.result.Images) != 2 {
@@ -471,7 +471,7 @@ func TestLostEventsStillEnd(t *testing.T) {
 	c.workers[0].kill()       // the jobs wait in the stream until the next worker
 	submit := func(id string, run protocol.Run) (*Job, *outcome) {
 		o := newOutcome()
-		j, err := g.Submit(context.Background(), c.model, "client", id, run, o.events())
+		j, err := g.submit(context.Background(), c.model, "client", id, run, o.events())
 		must(t, err)
 		published(t, j)
 		must(t, j.sub.Unsubscribe()) // from here on, every event of the job is lost

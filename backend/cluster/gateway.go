@@ -317,17 +317,32 @@ func (j *Job) finishWith(err error, last func()) (seq uint64, ended bool) {
 	return seq, true
 }
 
+// Ticket follows a submitted job: Cancel stops it wherever it is, Err
+// waits for its end (nil: the result was delivered to Events.Result).
+type Ticket interface {
+	Cancel()
+	Err() error
+}
+
 // Submit admits a run of model for the request requestID of client, or
 // attaches to the same job when it is already queued or running (sent
 // before through this or another gateway), or answers from the store when
 // it already has a result. client identifies who sent it (the server's
 // socket), for fairness and the per-client limit in admission. run.Spec
 // should be resolved, so that the job id does not depend on which
-// defaults a client left out.
+// defaults a client left out. The ticket is a *Job.
 //
 // Submit fails at once with a *protocol.Error when admission refuses the
 // job (busy, too_many, shutdown); later failures end the job.
-func (g *Gateway) Submit(ctx context.Context, model, client, requestID string, run protocol.Run, ev Events) (*Job, error) {
+func (g *Gateway) Submit(ctx context.Context, model, client, requestID string, run protocol.Run, ev Events) (Ticket, error) {
+	j, err := g.submit(ctx, model, client, requestID, run, ev)
+	if err != nil {
+		return nil, err // not a Ticket holding a nil *Job
+	}
+	return j, nil
+}
+
+func (g *Gateway) submit(ctx context.Context, model, client, requestID string, run protocol.Run, ev Events) (*Job, error) {
 	jobID, err := JobID(requestID, run)
 	if err != nil {
 		return nil, err

@@ -42,7 +42,7 @@ func TestSubmitWithEventsAlreadyFlowing(t *testing.T) {
 	}()
 	defer func() { close(stop); wg.Wait() }()
 
-	j, err := g.Submit(context.Background(), "m", "c", "inflight", run, Events{})
+	j, err := g.submit(context.Background(), "m", "c", "inflight", run, Events{})
 	must(t, err)
 	if err := waitJob(t, j, 10*time.Second); err != nil {
 		t.Fatalf("job ended with %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,10 +14,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"reword/backend/diffusion"
 	"reword/backend/editjob"
+	"reword/backend/model"
 	"reword/backend/photo"
 	"reword/backend/store"
+	"reword/shared/edit"
 	"reword/shared/protocol"
 )
 
@@ -27,7 +29,7 @@ type WorkerConfig struct {
 	// Conn is the worker's NATS connection; the worker does not close it.
 	Conn *nats.Conn
 	// Engine runs the jobs; its model's id selects the jobs' subject.
-	Engine *diffusion.Engine
+	Engine Engine
 	// Store is the blob store shared with the gateways.
 	Store       *store.Store
 	Settings    Settings
@@ -37,6 +39,16 @@ type WorkerConfig struct {
 	// serve's role all, on its own embedded NATS): at start it removes what
 	// an earlier run left for other models (see forgetOtherModels).
 	Sole bool
+}
+
+// Engine is what a worker runs jobs on: a *diffusion.Engine.
+type Engine interface {
+	editjob.Engine
+	// Defaults are the model's spec defaults, which the worker registers
+	// for the gateways and resolves every job's spec against.
+	Defaults() edit.Defaults
+	// Manifest describes the model (its name, for clients).
+	Manifest() *model.Manifest
 }
 
 // WorkerStats count what a worker did with the jobs it received.
@@ -223,126 +235,178 @@ func (w *Worker) refreshRegistration(ctx context.Context) (stop func()) {
 	}
 }
 
-// handle runs one delivered job to its end.
+// delivery is one delivered job message, decoded.
+type delivery struct {
+	msg       jetstream.Msg
+	meta      *jetstream.MsgMetadata
+	jobID     string
+	requestID string
+	run       *protocol.Run
+	log       *slog.Logger
+	queued    time.Duration // from publication to the start of the run
+}
+
+// handle runs one delivered job to its end: answered from the store when
+// an earlier delivery finished it, otherwise run on the engine, then
+// acknowledged (result stored), terminated (failed or cancelled) or handed
+// back (the worker is stopping).
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	d, ok := w.decode(msg)
+	if !ok {
+		return
+	}
+	// Idempotence: a job that already has a result (an earlier delivery
+	// finished but its ack was lost) is answered from the store.
+	if res, ok := w.storedResult(ctx, d.jobID); ok {
+		w.fromStore.Add(1)
+		w.publish(d.jobID, protocol.TypeResult, d.requestID, res)
+		msg.Ack()
+		return
+	}
+	jobCtx, unregister := w.register(ctx, d.jobID)
+	defer unregister()
+	// A gateway cancels by deleting the job from the stream and then
+	// publishing on its cancel subject. Registered above, the job either
+	// receives that publish or finds its message deleted here.
+	if _, err := w.stream.GetMsg(ctx, d.meta.Sequence.Stream); errors.Is(err, jetstream.ErrMsgNotFound) {
+		w.cancelled.Add(1)
+		d.log.Info("job cancelled before it started")
+		msg.Term()
+		return
+	}
+	stopBeat := w.heartbeat(msg)
+	d.queued = time.Since(d.meta.Timestamp)
+	res, err := w.run(jobCtx, d)
+	stopBeat()
+	if err != nil {
+		w.fail(ctx, jobCtx, d, err)
+		return
+	}
+	w.complete(ctx, d, res)
+}
+
+// decode reads a job message, terminating one that is not a job: it would
+// fail the same way on every worker.
+func (w *Worker) decode(msg jetstream.Msg) (delivery, bool) {
 	jobID := msg.Headers().Get(headerJob)
 	meta, err := msg.Metadata()
 	if err != nil || jobID == "" {
 		w.log.Error("a job message without metadata or job id; terminating it", "err", err)
 		msg.Term()
-		return
+		return delivery{}, false
 	}
-	log := w.log.With("job", jobID[:12], "delivery", meta.NumDelivered)
+	d := delivery{msg: msg, meta: meta, jobID: jobID, log: w.log.With("job", jobID[:12], "delivery", meta.NumDelivered)}
 	if meta.NumDelivered > 1 {
 		w.redelivered.Add(1)
 	}
 	m, err := protocol.Decode(msg.Data())
-	run, ok := (*protocol.Run)(nil), false
 	if err == nil {
-		run, ok = m.Payload.(*protocol.Run)
+		d.run, _ = m.Payload.(*protocol.Run)
 	}
-	if !ok {
-		log.Error("a job message that is not a run; terminating it", "err", err)
+	if d.run == nil {
+		d.log.Error("a job message that is not a run; terminating it", "err", err)
 		w.publishError(jobID, "", &protocol.Error{Code: protocol.CodeInternal, Message: "the job message is not a run envelope"})
 		msg.Term()
-		return
+		return delivery{}, false
 	}
-	requestID := m.ID
-	// Idempotence: a job that already has a result (an earlier delivery
-	// finished but its ack was lost) is answered from the store.
-	if res, ok := w.storedResult(ctx, jobID); ok {
-		w.fromStore.Add(1)
-		w.publish(jobID, protocol.TypeResult, requestID, res)
-		msg.Ack()
-		return
-	}
+	d.requestID = m.ID
+	return d, true
+}
 
+// register makes the job cancellable by its cancel subject and bounds it
+// by the job timeout, until unregister is called.
+func (w *Worker) register(ctx context.Context, jobID string) (jobCtx context.Context, unregister func()) {
 	jobCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	stop := context.CancelFunc(func() {})
 	if w.cfg.Settings.JobTimeout > 0 {
-		var stop context.CancelFunc
 		jobCtx, stop = context.WithTimeoutCause(jobCtx, w.cfg.Settings.JobTimeout, context.DeadlineExceeded)
-		defer stop()
 	}
 	w.mu.Lock()
 	w.running[jobID] = cancel
 	w.mu.Unlock()
-	defer func() {
+	return jobCtx, func() {
 		w.mu.Lock()
 		delete(w.running, jobID)
 		w.mu.Unlock()
-	}()
-	// A gateway cancels by deleting the job from the stream and then
-	// publishing on its cancel subject. Registered above, the job either
-	// receives that publish or finds its message deleted here.
-	if _, err := w.stream.GetMsg(ctx, meta.Sequence.Stream); errors.Is(err, jetstream.ErrMsgNotFound) {
-		w.cancelled.Add(1)
-		log.Info("job cancelled before it started")
-		msg.Term()
-		return
+		stop()
+		cancel(nil)
 	}
+}
 
-	stopBeat := w.heartbeat(msg)
-	defer stopBeat()
-	queued := time.Since(meta.Timestamp)
-	r, err := run.Spec.Resolve(w.entry.Defaults)
+// errPanicked wraps the value of a job that panicked.
+var errPanicked = errors.New("the edit panicked")
+
+// run resolves the job's spec against the worker's model, announces the
+// start and runs the edit, streaming its previews and progress. A panic
+// in the edit ends the job with an error instead of the process: one bad
+// job must not take down the worker (in role all, the whole server).
+func (w *Worker) run(ctx context.Context, d delivery) (res *protocol.Result, err error) {
+	r, err := d.run.Spec.Resolve(w.entry.Defaults)
 	if err != nil {
-		w.failed.Add(1)
-		w.publishError(jobID, requestID, editjob.SpecError(err))
-		msg.Term()
-		return
+		return nil, err
 	}
-	w.publish(jobID, protocol.TypeStarted, requestID, protocol.Started{Rows: editjob.Rows(r), Steps: r.Steps, Spec: r.Spec()})
-	events := eventSubject(jobID)
-	res, err := editjob.Run(jobCtx, w.cfg.Engine, w.cfg.Store, editjob.Request{
-		ID: requestID, Spec: r.Spec(), HeatMaps: run.HeatMaps, PhotoLimits: w.cfg.PhotoLimits,
+	w.publish(d.jobID, protocol.TypeStarted, d.requestID, protocol.Started{Rows: editjob.Rows(r), Steps: r.Steps, Spec: r.Spec()})
+	events := eventSubject(d.jobID)
+	defer func() {
+		if v := recover(); v != nil {
+			d.log.Error("the edit panicked", "panic", v, "stack", string(debug.Stack()))
+			res, err = nil, fmt.Errorf("%w: %v", errPanicked, v)
+		}
+	}()
+	return editjob.Run(ctx, w.cfg.Engine, w.cfg.Store, editjob.Request{
+		ID: d.requestID, Spec: r.Spec(), HeatMaps: d.run.HeatMaps, PhotoLimits: w.cfg.PhotoLimits,
 	}, editjob.Events{
 		Preview: func(frame []byte, row int) {
 			w.cfg.Conn.PublishMsg(&nats.Msg{Subject: events, Header: nats.Header{headerKind: []string{kindFrame}}, Data: frame})
 		},
-		Progress: func(p protocol.Progress) { w.publish(jobID, protocol.TypeProgress, requestID, p) },
+		Progress: func(p protocol.Progress) { w.publish(d.jobID, protocol.TypeProgress, d.requestID, p) },
 	})
-	stopBeat()
+}
+
+// fail ends a job that produced no result. A worker that is stopping hands
+// it back to the stream for another worker now rather than after AckWait;
+// otherwise the job is terminated (it would fail the same way elsewhere)
+// and its client told why.
+func (w *Worker) fail(ctx, jobCtx context.Context, d delivery, err error) {
+	var e *protocol.Error
 	switch {
-	case err == nil:
 	case ctx.Err() != nil:
-		// The worker is stopping: give the job to another worker now
-		// rather than after AckWait.
-		log.Info("worker stopping; job handed back")
-		msg.Nak()
+		d.log.Info("worker stopping; job handed back")
+		d.msg.Nak()
 		return
 	case errors.Is(context.Cause(jobCtx), errCancelled):
 		w.cancelled.Add(1)
-		log.Info("job cancelled")
-		w.publishError(jobID, requestID, &protocol.Error{Code: protocol.CodeCancelled, Message: "the request was cancelled"})
-		msg.Term()
-		return
+		d.log.Info("job cancelled")
+		e = &protocol.Error{Code: protocol.CodeCancelled, Message: "the request was cancelled"}
 	case errors.Is(err, context.DeadlineExceeded):
 		w.failed.Add(1)
-		w.publishError(jobID, requestID, &protocol.Error{Code: protocol.CodeTimeout, Message: fmt.Sprintf("the job ran longer than %v and was stopped", w.cfg.Settings.JobTimeout)})
-		msg.Term()
-		return
+		e = &protocol.Error{Code: protocol.CodeTimeout, Message: fmt.Sprintf("the job ran longer than %v and was stopped", w.cfg.Settings.JobTimeout)}
 	default:
 		w.failed.Add(1)
-		log.Error("job failed", "err", err)
-		w.publishError(jobID, requestID, editjob.ErrorOf(err))
-		msg.Term()
-		return
+		if e = editjob.ErrorOf(err); e.Code == protocol.CodeInternal {
+			d.log.Error("job failed", "err", err)
+		}
 	}
-	res.Timings.QueuedMS = editjob.MS(queued)
+	w.publishError(d.jobID, d.requestID, e)
+	d.msg.Term()
+}
+
+// complete stores the job's result, publishes it and acknowledges the job.
+func (w *Worker) complete(ctx context.Context, d delivery, res *protocol.Result) {
+	res.Timings.QueuedMS = protocol.Milliseconds(d.queued)
 	// Store the job's result before publishing and acking it: whatever
 	// happens after this point, the job is never computed again.
-	if err := w.storeResult(ctx, jobID, res); err != nil {
-		log.Error("storing the job result; handing the job back", "err", err)
-		msg.Nak()
+	if err := w.storeResult(ctx, d.jobID, res); err != nil {
+		d.log.Error("storing the job result; handing the job back", "err", err)
+		d.msg.Nak()
 		return
 	}
 	w.completed.Add(1)
-	w.publish(jobID, protocol.TypeResult, requestID, res)
-	if err := msg.DoubleAck(ctx); err != nil {
-		log.Warn("acknowledging the job (its result is stored; a redelivery answers from the store)", "err", err)
+	w.publish(d.jobID, protocol.TypeResult, d.requestID, res)
+	if err := d.msg.DoubleAck(ctx); err != nil {
+		d.log.Warn("acknowledging the job (its result is stored; a redelivery answers from the store)", "err", err)
 	}
-	log.Info("job done", "run_ms", res.Timings.RunMS, "queued_ms", res.Timings.QueuedMS)
+	d.log.Info("job done", "run_ms", res.Timings.RunMS, "queued_ms", res.Timings.QueuedMS)
 }
 
 // heartbeat tells JetStream the job is alive every AckWait/3 until the

@@ -3,9 +3,9 @@
 // the spec's result record (so the same spec later comes from the store
 // without running the model) and the protocol.Result a client receives.
 //
-// It is the one place that turns an engine run into a stored result, so
-// the in-process server and the cluster's GPU workers store results in the
-// same form and any gateway can serve what any worker made.
+// It is the one place that turns an engine run into a stored result: the
+// cluster's workers run every edit through it, so results are stored in
+// one form and any gateway can serve what any worker made.
 package editjob
 
 import (
@@ -76,10 +76,15 @@ type Record struct {
 // ImageURL is where the server serves a stored image.
 func ImageURL(hash string) string { return "/images/" + hash + ".png" }
 
+// Engine runs edits: a *diffusion.Engine.
+type Engine interface {
+	Edit(ctx context.Context, spec edit.Spec, opts diffusion.RunOptions, onPreview func(diffusion.Preview)) (*diffusion.Result, error)
+}
+
 // Run runs req on engine, streams its previews and progress to ev, stores
 // the images and the spec's record in st, and returns the result. A spec
 // that edits a photo reads the photo from st.
-func Run(ctx context.Context, engine *diffusion.Engine, st *store.Store, req Request, ev Events) (*protocol.Result, error) {
+func Run(ctx context.Context, engine Engine, st *store.Store, req Request, ev Events) (*protocol.Result, error) {
 	t0 := time.Now()
 	opts := diffusion.RunOptions{HeatMaps: req.HeatMaps}
 	if req.Spec.Image != "" {
@@ -143,9 +148,9 @@ func Run(ctx context.Context, engine *diffusion.Engine, st *store.Store, req Req
 	}
 	res.HeatMaps = HeatMapsOf(out.HeatMaps)
 	res.Timings = protocol.Timings{
-		RunMS:          MS(time.Since(t0)),
-		FirstPreviewMS: MS(out.Timings.FirstPreview),
-		StepMS:         MS(out.Timings.PerStep()),
+		RunMS:          protocol.Milliseconds(time.Since(t0)),
+		FirstPreviewMS: protocol.Milliseconds(out.Timings.FirstPreview),
+		StepMS:         protocol.Milliseconds(out.Timings.PerStep()),
 	}
 	return res, nil
 }
@@ -227,9 +232,6 @@ func HeatMapsOf(maps []diffusion.HeatMap) []protocol.HeatMap {
 	}
 	return out
 }
-
-// MS is d in milliseconds, as protocol timings carry it.
-func MS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func rgbToRGBA(rgb []byte) []byte {
 	out := make([]byte, len(rgb)/3*4)

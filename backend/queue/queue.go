@@ -1,12 +1,12 @@
-// Package queue runs jobs on a fixed number of workers in front of an engine
-// that can do one thing at a time per worker. It is what stands between the
-// WebSocket server and the model: bounded (a full queue answers ErrBusy at
-// once instead of growing), fair (clients take turns, so one client's ten
-// jobs do not starve another's one), limited per client, cancellable at any
-// point, and timed out per job.
+// Package queue runs jobs on a fixed number of workers: bounded (a full
+// queue answers ErrBusy at once instead of growing), fair (clients take
+// turns, so one client's ten jobs do not starve another's one), limited per
+// client, cancellable at any point, and timed out per job. A cluster
+// gateway admits edits through one per model (backend/cluster,
+// admission.go), its workers being the slots of the job stream.
 //
 // Jobs are plain functions of a context; the queue knows nothing about
-// models, so the server and its tests share one scheduler.
+// models or NATS, so it is tested on its own.
 package queue
 
 import (

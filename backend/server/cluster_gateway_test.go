@@ -28,7 +28,10 @@ type gatewayEnv struct {
 	storeDir string
 }
 
-func newGatewayServer(t *testing.T) *gatewayEnv {
+func newGatewayServer(t *testing.T) *gatewayEnv { return newGatewayServerLogging(t, io.Discard) }
+
+// newGatewayServerLogging is newGatewayServer with the gateway's log kept.
+func newGatewayServerLogging(t *testing.T, logs io.Writer) *gatewayEnv {
 	t.Helper()
 	node, err := cluster.StartNode(cluster.NodeConfig{StoreDir: t.TempDir()})
 	must(t, err)
@@ -39,20 +42,17 @@ func newGatewayServer(t *testing.T) *gatewayEnv {
 	st, err := store.Open(context.Background(), env.storeDir, 0)
 	must(t, err)
 	gw, err := cluster.NewGateway(context.Background(), cluster.GatewayConfig{
-		Conn: nc, Store: st, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Conn: nc, Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	must(t, err)
 	// Registered before the server's own cleanup, so it runs after it:
-	// the gateway is closed after Shutdown, as Config.Cluster asks.
+	// the gateway is closed after Shutdown, as Config.Executor asks.
 	t.Cleanup(func() {
 		gw.Close()
 		nc.Close()
 		st.Close()
 	})
-	env.testServer = newTestServer(t, t.TempDir(), func(c *Config) {
-		c.Cluster = gw
-		c.Store = env.storeDir
-	})
+	env.testServer = newTestServer(t, gw, func(c *Config) { c.Store = env.storeDir })
 	return env
 }
 

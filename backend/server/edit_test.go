@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"reword/backend/queue"
+	"reword/backend/cluster"
+	"reword/backend/diffusion"
+	"reword/backend/store"
 	"reword/models/tiny/tinytest"
 	"reword/shared/edit"
 	"reword/shared/protocol"
@@ -20,6 +22,56 @@ import (
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), d)
+}
+
+// editEnv is a server as reword serve runs it in role all: a gateway and
+// one worker on the real tiny model (cluster.Local) over an embedded,
+// in-process NATS JetStream node, sharing one store with the server.
+type editEnv struct {
+	*testServer
+	local *cluster.Local
+}
+
+// newEditServer starts the deployment with settings and a server on it.
+// engine, when set, wraps the worker's engine (to make a job panic).
+func newEditServer(t *testing.T, settings cluster.Settings, engine func(*diffusion.Engine) cluster.Engine) *editEnv {
+	t.Helper()
+	node, err := cluster.StartNode(cluster.NodeConfig{StoreDir: t.TempDir(), InProcess: true})
+	must(t, err)
+	t.Cleanup(node.Shutdown)
+	eng, err := diffusion.Load(tinytest.Dir(t), diffusion.Options{Threads: 1, Instrument: true})
+	must(t, err)
+	t.Cleanup(func() { eng.Close() })
+	st, err := store.Open(context.Background(), t.TempDir(), 0)
+	must(t, err)
+	t.Cleanup(func() { st.Close() })
+	var runner cluster.Engine = eng
+	if engine != nil {
+		runner = engine(eng)
+	}
+	local, err := cluster.StartLocal(context.Background(), cluster.LocalConfig{Node: node, Engine: runner, Store: st, Settings: settings, Logger: quiet})
+	must(t, err)
+	// Registered before the server's cleanup, so it runs after it, as
+	// reword serve closes the deployment after the server.
+	t.Cleanup(func() {
+		ctx, cancel := contextWithTimeout(time.Second)
+		defer cancel()
+		local.Close(ctx)
+	})
+	ts := newTestServer(t, local.Gateway, func(c *Config) { c.OpenStore = st })
+	return &editEnv{testServer: ts, local: local}
+}
+
+// idle waits until the worker runs no job.
+func (env *editEnv) idle(t *testing.T, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(env.local.Worker.Running()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker was still busy 30 s after %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func spec(seed uint64, steps int) edit.Spec {
@@ -32,7 +84,7 @@ func spec(seed uint64, steps int) edit.Spec {
 // echoes the reweight, and whose link decodes to that spec. The same spec
 // again comes from the result store.
 func TestEditStreamsPreviewsThenResult(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), nil)
+	ts := newEditServer(t, cluster.Settings{}, nil)
 	c, err := ts.dial(t, "")
 	must(t, err)
 	hello := c.next().msg.Payload.(*protocol.Hello)
@@ -106,7 +158,7 @@ func TestEditStreamsPreviewsThenResult(t *testing.T) {
 }
 
 func TestInvalidSpecListsEveryProblem(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), nil)
+	ts := newEditServer(t, cluster.Settings{}, nil)
 	c := ts.connect(t)
 	s := spec(1, 500)
 	g := 99.0
@@ -133,7 +185,7 @@ func TestInvalidSpecListsEveryProblem(t *testing.T) {
 }
 
 func TestCancelMidRunFreesTheWorker(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), nil)
+	ts := newEditServer(t, cluster.Settings{}, nil)
 	c := ts.connect(t)
 	c.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(5, 150)})
 	c.until(protocol.TypeProgress)
@@ -142,6 +194,10 @@ func TestCancelMidRunFreesTheWorker(t *testing.T) {
 	if e, ok := last.Payload.(*protocol.Error); !ok || e.Code != protocol.CodeCancelled {
 		t.Fatalf("after cancel: %s %+v", last.Type, last.Payload)
 	}
+	ts.idle(t, "the cancel")
+	if st := ts.local.Worker.Stats(); st.Cancelled != 1 {
+		t.Errorf("worker stats after the cancel: %+v", st)
+	}
 	c.send(protocol.TypeRun, "next", protocol.Run{Spec: spec(6, 2)})
 	if _, last = c.until(protocol.TypeResult, protocol.TypeError); last.Type != protocol.TypeResult {
 		t.Errorf("the run after a cancel: %+v", last.Payload)
@@ -149,20 +205,14 @@ func TestCancelMidRunFreesTheWorker(t *testing.T) {
 }
 
 func TestDisconnectMidRunFreesTheWorker(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), nil)
+	ts := newEditServer(t, cluster.Settings{}, nil)
 	c := ts.connect(t)
 	c.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(7, 150)})
 	c.until(protocol.TypeProgress)
 	c.ws.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if w, r := ts.srv.queue.Len(); w == 0 && r == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the worker was still busy 30 s after its client left")
-		}
-		time.Sleep(20 * time.Millisecond)
+	ts.idle(t, "its client left")
+	if st := ts.local.Worker.Stats(); st.Cancelled != 1 {
+		t.Errorf("worker stats after the disconnect: %+v", st)
 	}
 	c2 := ts.connect(t)
 	c2.send(protocol.TypeRun, "after", protocol.Run{Spec: spec(8, 2)})
@@ -171,22 +221,73 @@ func TestDisconnectMidRunFreesTheWorker(t *testing.T) {
 	}
 }
 
+// TestQueueFullAnswersBusy fills a queue of two: one job runs, one waits
+// in the job stream, two wait in the gateway's admission queue (behind the
+// one in the stream); a fifth client is told the queue is busy. Each
+// waiting client is told its place.
 func TestQueueFullAnswersBusy(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), func(c *Config) { c.Queue = queue.Config{Workers: 1, MaxQueued: 1} })
-	a, b, d := ts.connect(t), ts.connect(t), ts.connect(t)
+	ts := newEditServer(t, cluster.Settings{MaxQueued: 2}, nil)
+	a := ts.connect(t)
 	a.send(protocol.TypeRun, "a", protocol.Run{Spec: spec(1, 150)})
 	a.until(protocol.TypeStarted)
-	b.send(protocol.TypeRun, "b", protocol.Run{Spec: spec(2, 2)})
-	if _, last := b.until(protocol.TypeQueued); last.Payload.(*protocol.Queued).Position != 0 {
-		t.Errorf("queued = %+v", last.Payload)
+	var waiting []*client
+	for i, want := range []int{0, 1, 2} {
+		c := ts.connect(t)
+		c.send(protocol.TypeRun, fmt.Sprint("w", i), protocol.Run{Spec: spec(uint64(2+i), 2)})
+		for {
+			_, last := c.until(protocol.TypeQueued, protocol.TypeError)
+			if e, ok := last.Payload.(*protocol.Error); ok {
+				t.Fatalf("waiting client %d: %+v", i, e)
+			}
+			if last.Payload.(*protocol.Queued).Position == want {
+				break
+			}
+		}
+		waiting = append(waiting, c)
 	}
-	d.send(protocol.TypeRun, "d", protocol.Run{Spec: spec(3, 2)})
-	if _, last := d.until(protocol.TypeError); last.Payload.(*protocol.Error).Code != protocol.CodeBusy {
-		t.Errorf("third client: %+v", last.Payload)
+	full := ts.connect(t)
+	full.send(protocol.TypeRun, "full", protocol.Run{Spec: spec(9, 2)})
+	if _, last := full.until(protocol.TypeError); last.Payload.(*protocol.Error).Code != protocol.CodeBusy {
+		t.Errorf("the client past the bound: %+v", last.Payload)
 	}
 	a.send(protocol.TypeCancel, "a", protocol.Cancel{})
-	if _, last := b.until(protocol.TypeResult, protocol.TypeError); last.Type != protocol.TypeResult {
-		t.Errorf("queued job after the first was cancelled: %+v", last.Payload)
+	for i, c := range waiting {
+		if _, last := c.until(protocol.TypeResult, protocol.TypeError); last.Type != protocol.TypeResult {
+			t.Errorf("waiting job %d after the first was cancelled: %+v", i, last.Payload)
+		}
+	}
+}
+
+// panicky is the tiny model's engine with one fault: an edit of the
+// source prompt "panic" panics, as a bug in the engine would.
+type panicky struct{ *diffusion.Engine }
+
+func (p panicky) Edit(ctx context.Context, s edit.Spec, opts diffusion.RunOptions, onPreview func(diffusion.Preview)) (*diffusion.Result, error) {
+	if s.Source == "panic" {
+		panic("the engine exploded")
+	}
+	return p.Engine.Edit(ctx, s, opts, onPreview)
+}
+
+// TestPanickingJobFailsAlone: an edit that panics on the worker ends with
+// an internal error, and the worker (in role all, the whole server) goes
+// on to the next edit.
+func TestPanickingJobFailsAlone(t *testing.T) {
+	ts := newEditServer(t, cluster.Settings{}, func(e *diffusion.Engine) cluster.Engine { return panicky{e} })
+	c := ts.connect(t)
+	bad := spec(1, 2)
+	bad.Source, bad.Targets = "panic", []string{"panic now"}
+	c.send(protocol.TypeRun, "bad", protocol.Run{Spec: bad})
+	_, last := c.until(protocol.TypeResult, protocol.TypeError)
+	if e, ok := last.Payload.(*protocol.Error); !ok || e.Code != protocol.CodeInternal || !strings.Contains(e.Message, "panicked") {
+		t.Fatalf("the panicking edit ended with %s %+v", last.Type, last.Payload)
+	}
+	c.send(protocol.TypeRun, "good", protocol.Run{Spec: spec(2, 2)})
+	if _, last := c.until(protocol.TypeResult, protocol.TypeError); last.Type != protocol.TypeResult {
+		t.Errorf("the edit after a panic: %+v", last.Payload)
+	}
+	if st := ts.local.Worker.Stats(); st.Failed != 1 || st.Completed != 1 || st.Redelivered != 0 {
+		t.Errorf("worker stats: %+v; want one failed, one completed, nothing redelivered", st)
 	}
 }
 
@@ -197,7 +298,7 @@ func TestManyClientsAllComplete(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
-	ts := newTestServer(t, tinytest.Dir(t), func(c *Config) { c.Queue = queue.Config{Workers: 2, MaxQueued: 100} })
+	ts := newEditServer(t, cluster.Settings{MaxQueued: 100}, nil)
 	const clients = 50
 	var wg sync.WaitGroup
 	results := make(chan string, clients)
@@ -252,7 +353,7 @@ func TestManyClientsAllComplete(t *testing.T) {
 }
 
 func TestShutdownClosesSocketsWithReason(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), nil)
+	ts := newEditServer(t, cluster.Settings{}, nil)
 	c := ts.connect(t)
 	c.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(9, 150)})
 	c.until(protocol.TypeProgress)
@@ -279,7 +380,7 @@ func TestShutdownClosesSocketsWithReason(t *testing.T) {
 // through the inversion, row 1 the edit; the result store keys it by the
 // photo too.
 func TestPhotoEdit(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), nil)
+	ts := newEditServer(t, cluster.Settings{}, nil)
 	resp, err := http.Post(ts.URL+"/api/images", "image/png", bytes.NewReader(pngBytes(t, 80, 64)))
 	must(t, err)
 	var up struct{ Hash string }
@@ -305,7 +406,7 @@ func TestPhotoEdit(t *testing.T) {
 // TestShutdownReportsBeforeClosing checks that a request still waiting when
 // the server stops hears why (a shutdown error) before its socket closes.
 func TestShutdownReportsBeforeClosing(t *testing.T) {
-	ts := newTestServer(t, tinytest.Dir(t), func(c *Config) { c.Queue = queue.Config{Workers: 1} })
+	ts := newEditServer(t, cluster.Settings{}, nil)
 	a, b := ts.connect(t), ts.connect(t)
 	a.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(11, 150)})
 	a.until(protocol.TypeStarted)

@@ -2,17 +2,10 @@ package server
 
 import (
 	"bytes"
-	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-
-	"reword/backend/cluster"
-	"reword/backend/store"
 	"reword/shared/edit"
 	"reword/shared/protocol"
 )
@@ -59,33 +52,6 @@ func TestLargeHeatMapResultReachesTheClient(t *testing.T) {
 	if strings.Contains(logs.String(), "not a protocol message") {
 		t.Errorf("the gateway refused a job event:\n%s", logs.String())
 	}
-}
-
-// newGatewayServerLogging is newGatewayServer with the gateway's log kept.
-func newGatewayServerLogging(t *testing.T, logs io.Writer) *gatewayEnv {
-	t.Helper()
-	node, err := cluster.StartNode(cluster.NodeConfig{StoreDir: t.TempDir()})
-	must(t, err)
-	t.Cleanup(node.Shutdown)
-	env := &gatewayEnv{natsURL: node.ClientURL(), storeDir: t.TempDir()}
-	nc, err := nats.Connect(env.natsURL)
-	must(t, err)
-	st, err := store.Open(context.Background(), env.storeDir, 0)
-	must(t, err)
-	gw, err := cluster.NewGateway(context.Background(), cluster.GatewayConfig{
-		Conn: nc, Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil)),
-	})
-	must(t, err)
-	t.Cleanup(func() {
-		gw.Close()
-		nc.Close()
-		st.Close()
-	})
-	env.testServer = newTestServer(t, t.TempDir(), func(c *Config) {
-		c.Cluster = gw
-		c.Store = env.storeDir
-	})
-	return env
 }
 
 // syncBuffer is a bytes.Buffer that a logger may write from any goroutine.

@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"reword/backend/cluster"
 	"reword/backend/editjob"
-	"reword/backend/queue"
-	"reword/shared/edit"
 	"reword/shared/protocol"
 )
 
@@ -19,31 +16,9 @@ import (
 // frame headers, which give them one length byte).
 const maxRequestID = 128
 
-// ticket follows one submitted edit: a queue.Ticket in process, a
-// cluster.Job on a gateway.
-type ticket interface {
-	Cancel()
-	Err() error
-}
-
-// specDefaults are the defaults specs resolve against: the loaded engine's,
-// or those a cluster worker registered for its model.
-func (s *Server) specDefaults() (edit.Defaults, error) {
-	if s.cluster != nil {
-		e, err := s.cluster.Model(context.Background(), "")
-		if err != nil {
-			return edit.Defaults{}, err
-		}
-		return e.Defaults, nil
-	}
-	if s.engine == nil {
-		return edit.Defaults{}, errors.New(s.problem)
-	}
-	return s.engine.Defaults(), nil
-}
-
-// handleRun validates a run request and queues it. Everything the client
-// sent is checked here again, whatever the browser already checked.
+// handleRun validates a run request and submits it to the executor.
+// Everything the client sent is checked here again, whatever the browser
+// already checked.
 func (c *conn) handleRun(id string, run *protocol.Run) {
 	s := c.s
 	switch {
@@ -54,12 +29,12 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		c.sendError("", &protocol.Error{Code: protocol.CodeBadMessage, Message: fmt.Sprintf("request id is longer than %d bytes", maxRequestID), Field: "id"})
 		return
 	}
-	defaults, err := s.specDefaults()
+	entry, err := s.exec.Model(context.Background(), "")
 	if err != nil {
 		c.sendError(id, &protocol.Error{Code: protocol.CodeNotReady, Message: "the model is not ready: " + err.Error()})
 		return
 	}
-	r, err := run.Spec.Resolve(defaults)
+	r, err := run.Spec.Resolve(entry.Defaults)
 	if err != nil {
 		c.sendError(id, editjob.SpecError(err))
 		return
@@ -76,61 +51,55 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 			return
 		}
 	}
-
-	// The id is reserved under c.mu, but c.mu is not held while the
-	// queue or the cluster is called: both may call back at once (a
-	// cluster job with a stored result delivers it inside Submit), and
-	// those callbacks take c.mu.
-	c.mu.Lock()
-	if _, dup := c.jobs[id]; dup {
-		c.mu.Unlock()
-		c.sendError(id, &protocol.Error{Code: protocol.CodeDuplicateID, Message: "a request with this id is already queued or running", Field: "id"})
+	if e := c.reserve(id); e != nil {
+		c.sendError(id, e)
 		return
 	}
-	if max := s.cfg.Queue.MaxPerClient; s.cluster != nil && max > 0 && len(c.jobs) >= max {
-		c.mu.Unlock()
-		c.sendError(id, &protocol.Error{Code: protocol.CodeTooMany, Message: queue.ErrClientLimit.Error()})
-		return
-	}
-	pending := &pendingTicket{}
-	c.jobs[id] = pending
-	c.mu.Unlock()
 	log := s.log.With("conn", c.id, "request", id)
-	var t ticket
-	if s.cluster != nil {
-		t, err = c.submitToCluster(id, r, run.HeatMaps)
-	} else {
-		t, err = c.submitToQueue(id, r, run.HeatMaps, log)
-	}
-	c.mu.Lock()
-	if err == nil {
-		c.jobs[id] = t
-	} else {
-		delete(c.jobs, id)
-	}
-	c.mu.Unlock()
-	if err == nil && pending.cancelled.Load() {
-		t.Cancel() // cancelled (or its socket closed) while it was submitted
-	}
-	if err != nil {
-		var pe *protocol.Error
-		switch {
-		case errors.As(err, &pe):
-		case errors.Is(err, queue.ErrClientLimit):
-			pe = &protocol.Error{Code: protocol.CodeTooMany, Message: err.Error()}
-		case errors.Is(err, queue.ErrClosed):
-			pe = &protocol.Error{Code: protocol.CodeShutdown, Message: err.Error()}
-		case errors.Is(err, queue.ErrBusy):
-			pe = &protocol.Error{Code: protocol.CodeBusy, Message: err.Error()}
-		default:
-			pe = &protocol.Error{Code: protocol.CodeInternal, Message: "queueing the edit failed: " + err.Error()}
-		}
-		c.sendError(id, pe)
+	t, err := s.exec.Submit(context.Background(), r.Model, c.id, id, protocol.Run{Spec: spec, HeatMaps: run.HeatMaps}, c.events(id))
+	if !c.submitted(id, t, err) {
+		c.sendError(id, protocolError(err))
 		return
 	}
 	log.Info("edit queued", "targets", len(r.Targets), "steps", r.Steps)
 	c.s.awaits.Add(1)
 	go c.await(id, t, log)
+}
+
+// reserve holds the request id in c.jobs while the request is submitted,
+// or says why it cannot: the id is in use, or the socket has MaxPerClient
+// requests already. c.mu is not held while the executor is called: it may
+// call back at once (a job with a stored result delivers it inside
+// Submit), and those callbacks take c.mu.
+func (c *conn) reserve(id string) *protocol.Error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, dup := c.jobs[id]; dup {
+		return &protocol.Error{Code: protocol.CodeDuplicateID, Message: "a request with this id is already queued or running", Field: "id"}
+	}
+	if max := c.s.cfg.MaxPerClient; len(c.jobs) >= max {
+		return &protocol.Error{Code: protocol.CodeTooMany, Message: fmt.Sprintf("too many requests from this client (%d queued or running): wait for one to finish or cancel one", max)}
+	}
+	c.jobs[id] = &pendingTicket{}
+	return nil
+}
+
+// submitted replaces the reservation of id by the request's ticket, or
+// drops it when the submission failed. A cancel that arrived meanwhile
+// (or the socket closing) is applied to the ticket now.
+func (c *conn) submitted(id string, t cluster.Ticket, err error) bool {
+	c.mu.Lock()
+	pending, _ := c.jobs[id].(*pendingTicket)
+	if err != nil {
+		delete(c.jobs, id)
+	} else {
+		c.jobs[id] = t
+	}
+	c.mu.Unlock()
+	if err == nil && pending != nil && pending.cancelled.Load() {
+		t.Cancel()
+	}
+	return err == nil
 }
 
 // pendingTicket holds a request id in c.jobs while the request is being
@@ -140,42 +109,9 @@ type pendingTicket struct{ cancelled atomic.Bool }
 func (p *pendingTicket) Cancel()    { p.cancelled.Store(true) }
 func (p *pendingTicket) Err() error { return nil }
 
-// submitToQueue runs the edit in this process, on the fair queue in front
-// of the engine.
-func (c *conn) submitToQueue(id string, r edit.Resolved, heatMaps bool, log *slog.Logger) (ticket, error) {
-	spec := r.Spec()
-	submitted := time.Now()
-	var started time.Time
-	return c.s.queue.Submit(queue.Job{
-		Client:     c.id,
-		OnPosition: func(p int) { c.sendMessage(protocol.TypeQueued, id, protocol.Queued{Position: p}) },
-		OnStart: func() {
-			started = time.Now()
-			c.sendMessage(protocol.TypeStarted, id, protocol.Started{Rows: editjob.Rows(r), Steps: r.Steps, Spec: spec})
-		},
-		Run: func(ctx context.Context) error {
-			res, err := c.runEdit(ctx, id, spec, heatMaps, log)
-			if err != nil {
-				return err
-			}
-			res.Timings.QueuedMS = ms(started.Sub(submitted))
-			c.sendResult(id, res)
-			return nil
-		},
-	})
-}
-
-// submitToCluster sends the edit to the cluster's workers through the
-// gateway, relaying their events to this socket.
-func (c *conn) submitToCluster(id string, r edit.Resolved, heatMaps bool) (ticket, error) {
-	model := r.Spec().Model
-	if model == "" {
-		if d, err := c.s.specDefaults(); err == nil {
-			model = d.Model
-		}
-	}
-	run := protocol.Run{Spec: r.Spec(), HeatMaps: heatMaps}
-	j, err := c.s.cluster.Submit(context.Background(), model, c.id, id, run, cluster.Events{
+// events relays a request's job events to this socket.
+func (c *conn) events(id string) cluster.Events {
+	return cluster.Events{
 		Queued:   func(q protocol.Queued) { c.sendMessage(protocol.TypeQueued, id, q) },
 		Started:  func(st protocol.Started) { c.sendMessage(protocol.TypeStarted, id, st) },
 		Progress: func(p protocol.Progress) { c.sendMessage(protocol.TypeProgress, id, p) },
@@ -185,24 +121,16 @@ func (c *conn) submitToCluster(id string, r edit.Resolved, heatMaps bool) (ticke
 				c.s.metrics.jobSeconds.Observe(res.Timings.RunMS / 1000)
 				c.s.metrics.stepSeconds.Observe(res.Timings.StepMS / 1000)
 			}
-			c.sendResult(id, res)
+			// Pending previews are dropped first, so that none is
+			// written after the result.
+			c.dropPreviews(id)
+			c.sendMessage(protocol.TypeResult, id, res)
 		},
-	})
-	if err != nil {
-		return nil, err
 	}
-	return j, nil
 }
 
-// sendResult sends a result after dropping the request's pending previews,
-// so that none is written after it.
-func (c *conn) sendResult(id string, res *protocol.Result) {
-	c.dropPreviews(id)
-	c.sendMessage(protocol.TypeResult, id, res)
-}
-
-// await reports how a queued request ended, unless it produced a result.
-func (c *conn) await(id string, t ticket, log *slog.Logger) {
+// await reports how a submitted request ended, unless it produced a result.
+func (c *conn) await(id string, t cluster.Ticket, log *slog.Logger) {
 	defer c.s.awaits.Done()
 	err := t.Err()
 	c.mu.Lock()
@@ -213,7 +141,7 @@ func (c *conn) await(id string, t ticket, log *slog.Logger) {
 		c.s.metrics.jobs.WithLabelValues("ok").Inc()
 		return
 	}
-	e := jobError(err)
+	e := protocolError(err)
 	c.s.metrics.jobs.WithLabelValues(string(e.Code)).Inc()
 	if e.Code == protocol.CodeInternal {
 		log.Error("edit failed", "err", err)
@@ -221,6 +149,17 @@ func (c *conn) await(id string, t ticket, log *slog.Logger) {
 		log.Info("edit ended", "code", e.Code)
 	}
 	c.sendError(id, e)
+}
+
+// protocolError is what the client is told about a failed submission or
+// job. The executor says it in protocol terms already (cluster's
+// admissionError and its workers); anything else is the server's fault.
+func protocolError(err error) *protocol.Error {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return &protocol.Error{Code: protocol.CodeInternal, Message: "the edit failed: " + err.Error()}
 }
 
 func (c *conn) handleCancel(id string) {
@@ -234,13 +173,13 @@ func (c *conn) handleCancel(id string) {
 	t.Cancel()
 }
 
-// cancelAll cancels the socket's requests when it closes. A gateway that
-// is shutting down leaves them running on the workers instead: their
-// results land in the store, where the client finds them by sending the
-// same request again to another gateway.
+// cancelAll cancels the socket's requests when it closes. A server that is
+// shutting down leaves them running on the workers instead: their results
+// land in the store, where the client finds them by sending the same
+// request again (to this process's next start, or another gateway).
 func (c *conn) cancelAll() {
 	c.s.mu.Lock()
-	keep := c.s.closing && c.s.cluster != nil
+	keep := c.s.closing
 	c.s.mu.Unlock()
 	if keep {
 		return
@@ -251,37 +190,3 @@ func (c *conn) cancelAll() {
 		t.Cancel()
 	}
 }
-
-// runEdit runs one edit on the engine, streaming previews and progress,
-// then stores the images.
-func (c *conn) runEdit(ctx context.Context, id string, spec edit.Spec, heatMaps bool, log *slog.Logger) (*protocol.Result, error) {
-	s := c.s
-	res, err := editjob.Run(ctx, s.engine, s.store, editjob.Request{ID: id, Spec: spec, HeatMaps: heatMaps, PhotoLimits: s.photoLimits()}, editjob.Events{
-		Preview:  func(frame []byte, row int) { c.pushPreview(previewKey{id, row}, frame) },
-		Progress: func(p protocol.Progress) { c.sendMessage(protocol.TypeProgress, id, p) },
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.metrics.jobSeconds.Observe(res.Timings.RunMS / 1000)
-	s.metrics.stepSeconds.Observe(res.Timings.StepMS / 1000)
-	log.Info("edit done", "run_ms", res.Timings.RunMS, "step_ms", res.Timings.StepMS)
-	return res, nil
-}
-
-func jobError(err error) *protocol.Error {
-	var pe *protocol.Error
-	switch {
-	case errors.As(err, &pe):
-		return pe // from a cluster worker or gateway, ready for the client
-	case errors.Is(err, queue.ErrCancelled):
-		return &protocol.Error{Code: protocol.CodeCancelled, Message: "the request was cancelled"}
-	case errors.Is(err, queue.ErrTimeout):
-		return &protocol.Error{Code: protocol.CodeTimeout, Message: err.Error()}
-	case errors.Is(err, queue.ErrClosed):
-		return &protocol.Error{Code: protocol.CodeShutdown, Message: err.Error()}
-	}
-	return editjob.ErrorOf(err)
-}
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -59,15 +59,9 @@ func newMetrics(s *Server) *metrics {
 	return m
 }
 
-// jobCounts reports the edits waiting and running: in the in-process
-// queue, or, on a gateway, those of its sockets (in admission or the
-// stream, and on workers).
-func (s *Server) jobCounts() (waiting, running int) {
-	if s.cluster != nil {
-		return s.cluster.Len()
-	}
-	return s.queue.Len()
-}
+// jobCounts reports the edits of this server's sockets waiting (in
+// admission or the stream) and running (on workers).
+func (s *Server) jobCounts() (waiting, running int) { return s.exec.Len() }
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

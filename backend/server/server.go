@@ -1,10 +1,10 @@
 // Package server is Reword's HTTP and WebSocket front door: it serves the
-// editor (go-app pages, static files, the pre-compressed WebAssembly), runs
-// edits submitted over the /ws socket (reword/shared/protocol) — through a
-// cluster gateway (Config.Cluster: NATS JetStream workers, which is how
-// reword serve runs them in every role), or, as a library, through a fair
-// job queue on a diffusion engine in process — stores uploaded photos and
-// result images, and exposes health, readiness and Prometheus metrics.
+// editor (go-app pages, static files, the pre-compressed WebAssembly),
+// validates the edits submitted over the /ws socket (reword/shared/protocol)
+// and hands them to its Executor — the cluster gateway, whose NATS
+// JetStream workers run them, in every role of reword serve — relaying
+// what they stream back; it stores uploaded photos and serves result
+// images, and exposes health, readiness and Prometheus metrics.
 //
 // Routes:
 //
@@ -26,12 +26,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
-	"reword/backend/cluster"
-	"reword/backend/diffusion"
-	"reword/backend/model"
-	"reword/backend/queue"
 	"reword/backend/store"
 	"reword/shared/protocol"
 	"reword/web"
@@ -42,15 +37,9 @@ import (
 type Config struct {
 	// Version identifies the build (shown to clients, and go-app's cache key).
 	Version string
-	// ModelDir is the model folder to serve.
-	ModelDir string
-	// ModelError, when set, is why the caller failed to load ModelDir: the
-	// server does not load it again and reports this as the model's
-	// problem (reword serve, which loads the model for its in-process
-	// worker, serves the editor this way when it cannot).
-	ModelError error
-	// Engine configures how the model runs.
-	Engine diffusion.Options
+	// Executor runs the edits (required): a cluster gateway, or NoModel.
+	// The caller creates it and closes it after Shutdown, which drains it.
+	Executor Executor
 	// WasmDir holds app.wasm and its pre-compressed siblings (app.wasm.br,
 	// app.wasm.gz) as `make build` writes them.
 	WasmDir string
@@ -66,9 +55,9 @@ type Config struct {
 	// StoreBytes caps the stored images (default 1 GiB); the least recently
 	// used are evicted beyond it.
 	StoreBytes int64
-	// Queue sizes the job queue (workers, waiting jobs, per-client jobs, job
-	// timeout; see queue.Config; default timeout 10 minutes).
-	Queue queue.Config
+	// MaxPerClient bounds the requests one socket has queued or running
+	// (default 4).
+	MaxPerClient int
 	// MessagesPerSecond limits each socket's incoming messages (default 10,
 	// with bursts of twice that).
 	MessagesPerSecond float64
@@ -81,24 +70,14 @@ type Config struct {
 	AllowedOrigins []string
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
-	// Cluster, when set, makes this server a gateway: it loads no model
-	// (ModelDir is ignored) and runs edits on the cluster's GPU workers,
-	// whose model it learns from their registration. The caller creates
-	// it and closes it after Shutdown.
-	Cluster *cluster.Gateway
 }
 
 func (c *Config) setDefaults() {
 	if c.StoreBytes == 0 {
 		c.StoreBytes = 1 << 30
 	}
-	if c.Queue.MaxPerClient == 0 {
-		// The gateway path enforces this itself; the in-process queue has
-		// the same default.
-		c.Queue.MaxPerClient = 4
-	}
-	if c.Queue.JobTimeout == 0 {
-		c.Queue.JobTimeout = 10 * time.Minute
+	if c.MaxPerClient == 0 {
+		c.MaxPerClient = 4
 	}
 	if c.MessagesPerSecond == 0 {
 		c.MessagesPerSecond = 10
@@ -119,12 +98,8 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	model   model.Status
-	engine  *diffusion.Engine // nil when the model is not ready
-	problem string            // why engine is nil
+	exec    Executor
 	store   *store.Store
-	queue   *queue.Queue
-	cluster *cluster.Gateway // nil: edits run in this process
 	metrics *metrics
 	wasm    *wasmFiles
 	origins map[string]bool
@@ -140,17 +115,19 @@ type Server struct {
 	awaits sync.WaitGroup
 }
 
-// New checks the configuration, opens the store, loads the model (a model
-// folder with missing files or that fails to load is not an error: the
-// server starts and says why it cannot edit) and prepares the routes.
+// New checks the configuration, opens the store and prepares the routes.
 func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, origins: map[string]bool{}, conns: map[*conn]bool{}}
-	if cfg.Version == "" {
+	s := &Server{cfg: cfg, log: cfg.Logger, exec: cfg.Executor, origins: map[string]bool{}, conns: map[*conn]bool{}}
+	switch {
+	case cfg.Version == "":
 		return nil, errors.New("server: Config.Version is empty; it keys the browser's cache of the front end")
-	}
-	if cfg.Store == "" && cfg.OpenStore == nil {
+	case cfg.Executor == nil:
+		return nil, errors.New("server: Config.Executor is nil: give the cluster gateway that runs the edits, or NoModel")
+	case cfg.Store == "" && cfg.OpenStore == nil:
 		return nil, errors.New("server: Config.Store is empty: give a data folder or a blob URL")
+	case cfg.MaxPerClient < 1:
+		return nil, fmt.Errorf("server: Config.MaxPerClient must be ≥ 1, got %d", cfg.MaxPerClient)
 	}
 	for _, o := range cfg.AllowedOrigins {
 		norm, err := normalizeOrigin(o)
@@ -163,49 +140,15 @@ func New(cfg Config) (*Server, error) {
 	if s.wasm, err = loadWasm(cfg.WasmDir); err != nil {
 		return nil, err
 	}
-	s.cluster = cfg.Cluster
-	if s.cluster == nil {
-		if s.model, err = model.Check(cfg.ModelDir); err != nil {
-			return nil, err
-		}
-	}
-	if s.queue, err = queue.New(cfg.Queue); err != nil {
-		return nil, err
-	}
 	if s.store = cfg.OpenStore; s.store == nil {
 		if s.store, err = store.Open(context.Background(), cfg.Store, cfg.StoreBytes); err != nil {
-			s.queue.Close(context.Background())
 			return nil, err
 		}
-	}
-	if s.cluster == nil {
-		s.loadEngine()
 	}
 	s.metrics = newMetrics(s)
 	s.upgrader = newUpgrader(s.checkOrigin)
 	s.routes()
 	return s, nil
-}
-
-func (s *Server) loadEngine() {
-	if s.cfg.ModelError != nil {
-		s.problem = s.cfg.ModelError.Error()
-		return
-	}
-	if !s.model.Ready() {
-		s.problem = s.model.Problem()
-		s.log.Warn("model not ready; the editor will say so", "problem", s.problem)
-		return
-	}
-	t0 := time.Now()
-	e, err := diffusion.Load(s.cfg.ModelDir, s.cfg.Engine)
-	if err != nil {
-		s.problem = err.Error()
-		s.log.Error("loading the model failed; edits are refused", "model", s.cfg.ModelDir, "err", err)
-		return
-	}
-	s.engine = e
-	s.log.Info("model loaded", "model", s.cfg.ModelDir, "took", time.Since(t0).Round(time.Millisecond))
 }
 
 func (s *Server) routes() {
@@ -273,20 +216,16 @@ func (s *Server) allowCORS(w http.ResponseWriter, r *http.Request) bool {
 
 // ModelInfo is what the server tells clients about its model.
 func (s *Server) ModelInfo() protocol.ModelInfo {
-	if s.cluster != nil {
-		e, err := s.cluster.Model(context.Background(), "")
-		if err != nil {
-			return protocol.ModelInfo{Problem: err.Error()}
+	e, err := s.exec.Model(context.Background(), "")
+	if err != nil {
+		info := e.Info
+		info.Ready, info.Defaults = false, nil
+		if info.Problem == "" {
+			info.Problem = err.Error()
 		}
-		return e.Info
+		return info
 	}
-	info := protocol.ModelInfo{ID: s.model.ID, Ready: s.engine != nil, Problem: s.problem, Missing: s.model.Missing}
-	if s.engine != nil {
-		info.ID = s.engine.Defaults().Model
-		info.Name = s.engine.Manifest().Name
-		info.Defaults = protocol.DefaultsOf(s.engine.Defaults())
-	}
-	return info
+	return e.Info
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -297,26 +236,21 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	}{"ok", s.cfg.Version, s.ModelInfo()})
 }
 
-// readyz answers 200 only when the model is loaded and the server is not
+// readyz answers 200 only when a model can run edits and the server is not
 // shutting down, so a load balancer sends edits only where they can run.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
-	switch {
-	case closing:
+	if closing {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
-	case s.cluster != nil:
-		if info := s.ModelInfo(); !info.Ready {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no worker", "problem": info.Problem})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	case s.engine == nil:
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not ready", "problem": s.problem})
-	default:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return
 	}
+	if info := s.ModelInfo(); !info.Ready {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not ready", "problem": info.Problem})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -326,15 +260,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// Shutdown stops taking edits, lets running ones finish until ctx is done
-// (then cancels them), closes every socket with a close reason, and releases
-// the engine and the store. The HTTP listener is the caller's to shut down
-// (http.Server.Shutdown) — call this first, so sockets get a clean close.
+// Shutdown stops taking edits and drains the executor (a request no
+// worker has started ends with the shutdown error), lets running ones
+// finish until ctx is done, then closes every socket with a close reason
+// (a request still running then keeps running on its worker, and its
+// result lands in the store, where the client finds it by sending the
+// same request again) and releases the store it opened. The HTTP listener
+// is the caller's to shut down (http.Server.Shutdown) — call this first,
+// so sockets get a clean close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.mu.Unlock()
-	s.queue.Close(ctx)
+	s.exec.Drain()
 	reported := make(chan struct{})
 	go func() {
 		s.awaits.Wait()
@@ -359,14 +297,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	var errs []error
-	if s.engine != nil {
-		errs = append(errs, s.engine.Close())
-	}
 	if s.cfg.OpenStore == nil {
-		errs = append(errs, s.store.Close())
+		return s.store.Close()
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // checkOrigin allows requests without an Origin header (non-browser

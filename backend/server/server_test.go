@@ -23,7 +23,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
-	"reword/backend/diffusion"
+	"reword/backend/model"
 	"reword/shared/protocol"
 )
 
@@ -35,10 +35,9 @@ type testServer struct {
 	wasm []byte
 }
 
-// newTestServer runs a real Server on a loopback listener: real model (or
-// an empty folder), real store in a temporary folder, a small real
-// app.wasm with its gzip copy.
-func newTestServer(t *testing.T, modelDir string, tweak func(*Config)) *testServer {
+// newTestServer runs a real Server with exec on a loopback listener: real
+// store in a temporary folder, a small real app.wasm with its gzip copy.
+func newTestServer(t *testing.T, exec Executor, tweak func(*Config)) *testServer {
 	t.Helper()
 	wasmDir := t.TempDir()
 	wasm := bytes.Repeat([]byte("\x00asm\x01\x00\x00\x00"), 4096)
@@ -50,11 +49,10 @@ func newTestServer(t *testing.T, modelDir string, tweak func(*Config)) *testServ
 	must(t, os.WriteFile(filepath.Join(wasmDir, "app.wasm.gz"), gz.Bytes(), 0o644))
 	cfg := Config{
 		Version:  "test-1",
-		ModelDir: modelDir,
-		Engine:   diffusion.Options{Threads: 1, Instrument: true},
+		Executor: exec,
 		WasmDir:  wasmDir,
 		Store:    t.TempDir(),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:   quiet,
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -69,6 +67,17 @@ func newTestServer(t *testing.T, modelDir string, tweak func(*Config)) *testServ
 		ts.Close()
 	})
 	return &testServer{Server: ts, srv: s, wasm: wasm}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// withoutModel is the executor of a model folder with no files, as
+// reword serve runs it when it has no model to load.
+func withoutModel(t *testing.T) Executor {
+	t.Helper()
+	status, err := model.Check(t.TempDir())
+	must(t, err)
+	return NoModel(status, nil)
 }
 
 func must(t *testing.T, err error) {
@@ -158,7 +167,7 @@ func (c *client) until(stop ...protocol.Type) (events []event, last *protocol.Me
 // --- front end, health, origin, protocol errors -------------------------
 
 func TestHelloOnConnect(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), nil)
+	ts := newTestServer(t, withoutModel(t), nil)
 	c, err := ts.dial(t, ts.URL)
 	must(t, err)
 	m := c.next().msg
@@ -177,7 +186,7 @@ func TestHelloOnConnect(t *testing.T) {
 }
 
 func TestOriginCheck(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), func(c *Config) { c.AllowedOrigins = []string{"https://front.example"} })
+	ts := newTestServer(t, withoutModel(t), func(c *Config) { c.AllowedOrigins = []string{"https://front.example"} })
 	if _, err := ts.dial(t, "https://evil.example"); err == nil {
 		t.Error("foreign origin was accepted")
 	}
@@ -199,13 +208,13 @@ func TestOriginCheck(t *testing.T) {
 			t.Errorf("preflight from %s: Access-Control-Allow-Origin %q, want %q", origin, got, want)
 		}
 	}
-	if _, err := New(Config{Version: "x", ModelDir: t.TempDir(), WasmDir: t.TempDir(), Store: t.TempDir(), AllowedOrigins: []string{"front.example"}}); err == nil {
+	if _, err := New(Config{Version: "x", Executor: withoutModel(t), WasmDir: t.TempDir(), Store: t.TempDir(), AllowedOrigins: []string{"front.example"}}); err == nil {
 		t.Error("malformed allowed origin accepted")
 	}
 }
 
 func TestBadMessagesGetErrorsAndConnectionSurvives(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), nil)
+	ts := newTestServer(t, withoutModel(t), nil)
 	c := ts.connect(t)
 	for _, tc := range []struct {
 		msg  string
@@ -232,7 +241,7 @@ func TestBadMessagesGetErrorsAndConnectionSurvives(t *testing.T) {
 }
 
 func TestOversizedMessageClosesWithReason(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), nil)
+	ts := newTestServer(t, withoutModel(t), nil)
 	c := ts.connect(t)
 	must(t, c.ws.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), protocol.MaxMessageBytes+1)))
 	c.ws.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -244,7 +253,7 @@ func TestOversizedMessageClosesWithReason(t *testing.T) {
 }
 
 func TestMessageRateLimit(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), func(c *Config) { c.MessagesPerSecond = 1 })
+	ts := newTestServer(t, withoutModel(t), func(c *Config) { c.MessagesPerSecond = 1 })
 	c := ts.connect(t)
 	msg := []byte(`{"v":1,"type":"cancel","id":"x","data":{}}`)
 	limited := false
@@ -261,7 +270,7 @@ func TestMessageRateLimit(t *testing.T) {
 }
 
 func TestWasmServedPrecompressed(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), nil)
+	ts := newTestServer(t, withoutModel(t), nil)
 	for _, tc := range []struct{ accept, enc string }{{"gzip, deflate, br", "gzip"}, {"identity", ""}, {"gzip;q=0", ""}} {
 		req, _ := http.NewRequest("GET", ts.URL+"/web/app.wasm", nil)
 		req.Header.Set("Accept-Encoding", tc.accept)
@@ -285,7 +294,7 @@ func TestWasmServedPrecompressed(t *testing.T) {
 }
 
 func TestPagesStaticHealthAndMetrics(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), nil)
+	ts := newTestServer(t, withoutModel(t), nil)
 	get := func(path string) (*http.Response, string) {
 		resp, err := http.Get(ts.URL + path)
 		must(t, err)
@@ -325,7 +334,7 @@ func TestPagesStaticHealthAndMetrics(t *testing.T) {
 }
 
 func TestNewReportsMissingFrontEnd(t *testing.T) {
-	_, err := New(Config{Version: "x", ModelDir: t.TempDir(), WasmDir: t.TempDir(), Store: t.TempDir()})
+	_, err := New(Config{Version: "x", Executor: withoutModel(t), WasmDir: t.TempDir(), Store: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Errorf("err = %v, want advice to run make build", err)
 	}
@@ -345,7 +354,7 @@ func pngBytes(t *testing.T, w, h int) []byte {
 }
 
 func TestUploadAndServeImages(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), func(c *Config) { c.UploadBytes = 200 << 10; c.UploadPixels = 1_000_000 })
+	ts := newTestServer(t, withoutModel(t), func(c *Config) { c.UploadBytes = 200 << 10; c.UploadPixels = 1_000_000 })
 	photo := pngBytes(t, 40, 30)
 
 	var body bytes.Buffer
@@ -421,7 +430,7 @@ func TestUploadAndServeImages(t *testing.T) {
 // that never answers the close frame but keeps sending pongs must not keep
 // the socket (and its jobs) alive: pongs no longer push the read deadline.
 func TestClosedSocketIgnoresPongs(t *testing.T) {
-	ts := newTestServer(t, t.TempDir(), nil)
+	ts := newTestServer(t, withoutModel(t), nil)
 	c := ts.connect(t)
 	ctx, cancel := contextWithTimeout(time.Second)
 	defer cancel()

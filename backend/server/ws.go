@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/time/rate"
 
+	"reword/backend/cluster"
 	"reword/shared/protocol"
 )
 
@@ -56,7 +57,7 @@ type conn struct {
 	limiter *rate.Limiter
 
 	mu           sync.Mutex
-	jobs         map[string]ticket // request id → ticket
+	jobs         map[string]cluster.Ticket // request id → ticket
 	previews     map[previewKey][]byte
 	previewOrder []previewKey
 	previewReady chan struct{}
@@ -96,7 +97,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s: s, id: newConnID(), ws: ws,
 		send: make(chan []byte, sendQueue), done: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), int(2*s.cfg.MessagesPerSecond)+1),
-		jobs:     map[string]ticket{},
+		jobs:     map[string]cluster.Ticket{},
 		previews: map[previewKey][]byte{}, previewReady: make(chan struct{}, 1),
 	}
 	ws.SetReadLimit(protocol.MaxMessageBytes)
@@ -193,8 +194,8 @@ func (c *conn) sendMessage(t protocol.Type, id string, payload any) {
 	case c.send <- b:
 	case <-c.done:
 	default:
-		// sendMessage may run under the queue's lock (position updates):
-		// never wait here for a stuck writer.
+		// sendMessage may run under the admission queue's lock (position
+		// updates): never wait here for a stuck writer.
 		go c.closeWith(websocket.ClosePolicyViolation, "client is not reading its messages")
 	}
 }

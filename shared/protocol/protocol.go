@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"reword/shared/edit"
 )
@@ -192,6 +193,9 @@ type Timings struct {
 	FirstPreviewMS float64 `json:"first_preview_ms,omitempty"`
 	StepMS         float64 `json:"step_ms,omitempty"`
 }
+
+// Milliseconds is d as Timings carry it: milliseconds, to the microsecond.
+func Milliseconds(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // HeatMap is one token's attention map for one row, averaged over steps
 // and layers, normalized to 0–255, row-major Height×Width. The grid is the

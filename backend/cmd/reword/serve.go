@@ -18,9 +18,9 @@ import (
 
 	"reword/backend/cluster"
 	"reword/backend/diffusion"
+	"reword/backend/model"
 	"reword/backend/ort"
 	"reword/backend/photo"
-	"reword/backend/queue"
 	"reword/backend/server"
 	"reword/backend/store"
 )
@@ -96,7 +96,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	o := serveOptions{
-		addr: *addr, data: *data, storeBytes: *storeMB << 20, natsDir: *natsDir,
+		addr: *addr, data: *data, storeBytes: *storeMB << 20, natsDir: *natsDir, modelDir: *modelDir,
 		log:    slog.New(slog.NewTextHandler(stderr, nil)),
 		stdout: stdout,
 		settings: cluster.Settings{
@@ -106,12 +106,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		engine: diffusion.Options{Threads: *threads, Provider: prov, Instrument: true},
 		server: server.Config{
 			Version:           buildVersion(),
-			ModelDir:          *modelDir,
-			Engine:            diffusion.Options{Threads: *threads, Provider: prov, Instrument: true},
 			WasmDir:           *webDir,
 			Store:             *data,
 			StoreBytes:        *storeMB << 20,
-			Queue:             queue.Config{Workers: *workers, MaxQueued: *maxQueued, MaxPerClient: *perClient, JobTimeout: *jobTimeout},
+			MaxPerClient:      *perClient,
 			MessagesPerSecond: *rateLimit,
 			UploadBytes:       *uploadMB << 20,
 			AllowedOrigins:    splitList(*origins),
@@ -127,7 +125,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer nc.Close()
 	if *role == "worker" {
-		return runWorker(ctx, nc, *modelDir, o)
+		return runWorker(ctx, nc, o)
 	}
 	return runGateway(ctx, nc, o)
 }
@@ -138,9 +136,10 @@ type serveOptions struct {
 	data       string
 	storeBytes int64
 	natsDir    string
+	modelDir   string
 	settings   cluster.Settings
 	engine     diffusion.Options
-	server     server.Config // Cluster, OpenStore and the model fields are the role's to set
+	server     server.Config // Executor and OpenStore are the role's to set
 	log        *slog.Logger
 	stdout     io.Writer
 }
@@ -158,20 +157,50 @@ func runGateway(ctx context.Context, nc *nats.Conn, o serveOptions) error {
 		return err
 	}
 	defer gateway.Close()
+	return serveEditor(ctx, o, gateway, st, "gateway: edits run on the cluster's workers", nil)
+}
+
+// serveEditor serves the editor, its edits run by exec, until ctx ends,
+// then shuts down, giving running edits 10 s. local, set in role all, is
+// the deployment exec belongs to: its worker takes no further job once
+// ctx ends (so that the grace period goes to the running edit, whose
+// result the server waits for before closing the sockets), and it closes
+// after the server.
+func serveEditor(ctx context.Context, o serveOptions, exec server.Executor, st *store.Store, what string, local *cluster.Local) error {
 	cfg := o.server
-	cfg.Cluster, cfg.OpenStore = gateway, st
+	cfg.Executor, cfg.OpenStore = exec, st
 	srv, err := server.New(cfg)
-	if err != nil {
-		return err
+	if err == nil {
+		var httpSrv *http.Server
+		if httpSrv, err = serveHTTP(ctx, srv, o, what); err == nil {
+			return shutdown(srv, httpSrv, local, o)
+		}
 	}
-	httpSrv, err := serveHTTP(ctx, srv, o, "gateway: edits run on the cluster's workers")
-	if err != nil {
-		return err
+	if local != nil {
+		stopNow, cancel := context.WithCancel(context.Background())
+		cancel()
+		local.Close(stopNow)
 	}
+	return err
+}
+
+// shutdown stops the edit server first, so that sockets get a close
+// reason, then the listener and plain HTTP requests, within 10 s.
+func shutdown(srv *server.Server, httpSrv *http.Server, local *cluster.Local, o serveOptions) error {
 	o.log.Info("shutting down: finishing running edits for up to 10 s")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return shutdownHTTP(shutdownCtx, srv, httpSrv)
+	if local != nil {
+		local.Drain()
+	}
+	err := srv.Shutdown(ctx)
+	if herr := httpSrv.Shutdown(ctx); herr != nil && !errors.Is(herr, context.DeadlineExceeded) {
+		err = herr
+	}
+	if local != nil && local.Close(ctx) {
+		o.log.Info("an edit still running after 10 s is stopped; it runs again on the next start")
+	}
+	return err
 }
 
 // serveHTTP serves srv on o.addr until ctx ends, after printing where
@@ -194,21 +223,14 @@ func serveHTTP(ctx context.Context, srv *server.Server, o serveOptions, what str
 	}
 }
 
-// shutdownHTTP stops the edit server first, so that sockets get a close
-// reason, then the listener and plain HTTP requests.
-func shutdownHTTP(ctx context.Context, srv *server.Server, httpSrv *http.Server) error {
-	serr := srv.Shutdown(ctx)
-	if err := httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return serr
-}
-
 // runWorker serves the model to the cluster until ctx ends.
-func runWorker(ctx context.Context, nc *nats.Conn, modelDir string, o serveOptions) error {
-	eng, err := diffusion.Load(modelDir, o.engine)
-	if err != nil {
+func runWorker(ctx context.Context, nc *nats.Conn, o serveOptions) error {
+	eng, status, err := loadModel(o)
+	switch {
+	case err != nil:
 		return err
+	case eng == nil:
+		return errors.New(status.Problem())
 	}
 	defer eng.Close()
 	st, err := store.Open(ctx, o.data, o.storeBytes)
@@ -223,6 +245,26 @@ func runWorker(ctx context.Context, nc *nats.Conn, modelDir string, o serveOptio
 	}
 	o.log.Info("worker taking jobs", "model", eng.Defaults().Model, "nats", nc.ConnectedUrlRedacted())
 	return w.Run(ctx)
+}
+
+// loadModel loads the model folder of a role that runs edits (all,
+// worker), logging how long it took or why it failed. A folder that lacks
+// files gives no engine, and its status says which (role all then serves
+// the editor without a model, telling clients why); an unusable folder or
+// a failed load is an error.
+func loadModel(o serveOptions) (*diffusion.Engine, model.Status, error) {
+	status, err := model.Check(o.modelDir)
+	if err != nil || !status.Ready() {
+		return nil, status, err
+	}
+	t0 := time.Now()
+	eng, err := diffusion.Load(o.modelDir, o.engine)
+	if err != nil {
+		o.log.Error("loading the model failed; edits are refused", "model", o.modelDir, "err", err)
+		return nil, status, err
+	}
+	o.log.Info("model loaded", "model", o.modelDir, "took", time.Since(t0).Round(time.Millisecond))
+	return eng, status, nil
 }
 
 // photoLimits bound the photos a worker edits as the server bounds uploads.
