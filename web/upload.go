@@ -11,11 +11,8 @@ import (
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
 	"reword/shared/edit"
+	"reword/shared/limits"
 )
-
-// maxUploadBytes bounds what the editor sends; the server applies its own
-// limit and says so.
-const maxUploadBytes = 20 << 20
 
 // Upload takes a photo to edit (file picker or drag and drop), sends it to
 // the server, and offers the inversion methods.
@@ -109,8 +106,8 @@ func inversionLabel(m string) string {
 // send reads a File and posts it to the server.
 func (u *Upload) send(ctx app.Context, file app.Value) {
 	size := file.Get("size").Int()
-	if size > maxUploadBytes {
-		u.problem = fmt.Sprintf("The photo is %.1f MB; the limit is %d MB.", float64(size)/1e6, maxUploadBytes>>20)
+	if size > limits.UploadBytes {
+		u.problem = fmt.Sprintf("The photo is %.1f MB; the limit is %d MB.", float64(size)/1e6, limits.UploadBytes>>20)
 		return
 	}
 	u.busy, u.problem = true, ""

@@ -38,6 +38,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"reword/shared/limits"
 	"reword/shared/protocol"
 )
 
@@ -70,11 +71,11 @@ type Settings struct {
 	// MaxDeliver bounds the deliveries of one job (default 5): a job that
 	// kills every worker it reaches fails instead of circling forever.
 	MaxDeliver int
-	// JobTimeout stops a job that runs longer (default 10 minutes).
+	// JobTimeout stops a job that runs longer (default limits.JobTimeout).
 	JobTimeout time.Duration
-	// MaxQueued bounds the jobs in the stream, waiting or running
-	// (default 1024), and the jobs of one model waiting in one gateway's
-	// admission queue; more are refused with a busy error.
+	// MaxQueued bounds the jobs in the stream, waiting or running, and the
+	// jobs of one model waiting in one gateway's admission queue; more are
+	// refused with a busy error (default limits.QueuedJobs).
 	MaxQueued int
 	// AdmitWindow is how many of one gateway's jobs of one model may wait
 	// in the stream for a worker (default 1). The gateway holds the rest
@@ -86,7 +87,8 @@ type Settings struct {
 	AdmitWindow int
 	// MaxPerClient bounds one client's jobs in a gateway's admission
 	// queue: waiting there, or published and not yet taken by a worker
-	// (default 4). The server also caps a socket's jobs in flight.
+	// (default limits.JobsPerClient). The server also caps a socket's
+	// jobs in flight.
 	MaxPerClient int
 }
 
@@ -101,16 +103,16 @@ func (s Settings) withDefaults() (Settings, error) {
 		s.MaxDeliver = 5
 	}
 	if s.JobTimeout == 0 {
-		s.JobTimeout = 10 * time.Minute
+		s.JobTimeout = limits.JobTimeout
 	}
 	if s.MaxQueued == 0 {
-		s.MaxQueued = 1024
+		s.MaxQueued = limits.QueuedJobs
 	}
 	if s.AdmitWindow == 0 {
 		s.AdmitWindow = 1
 	}
 	if s.MaxPerClient == 0 {
-		s.MaxPerClient = 4
+		s.MaxPerClient = limits.JobsPerClient
 	}
 	switch {
 	case s.Replicas < 1 || s.Replicas > 5:

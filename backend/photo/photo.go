@@ -23,6 +23,8 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 	"golang.org/x/image/webp"
+
+	"reword/shared/limits"
 )
 
 // Errors every failure wraps, by cause.
@@ -56,9 +58,8 @@ type Limits struct {
 	MaxPixels int64
 }
 
-// DefaultLimits match the server's default upload limits: 20 MiB and 40
-// megapixels.
-var DefaultLimits = Limits{MaxBytes: 20 << 20, MaxPixels: 40_000_000}
+// DefaultLimits are the server's default upload limits.
+var DefaultLimits = Limits{MaxBytes: limits.UploadBytes, MaxPixels: limits.UploadPixels}
 
 // maxSide caps either dimension whatever the pixel budget, so a 1×40M strip
 // cannot make the resampler's intermediate buffers huge.

@@ -16,6 +16,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"reword/shared/limits"
 )
 
 // Errors returned by Submit.
@@ -45,10 +47,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.Workers = 1
 	}
 	if c.MaxQueued == 0 {
-		c.MaxQueued = 64
+		c.MaxQueued = limits.QueuedJobs
 	}
 	if c.MaxPerClient == 0 {
-		c.MaxPerClient = 4
+		c.MaxPerClient = limits.JobsPerClient
 	}
 	switch {
 	case c.Workers < 0:

@@ -12,21 +12,13 @@ import (
 	"reword/shared/protocol"
 )
 
-// maxRequestID bounds client-chosen request ids (they appear in preview
-// frame headers, which give them one length byte).
-const maxRequestID = 128
-
 // handleRun validates a run request and submits it to the executor.
 // Everything the client sent is checked here again, whatever the browser
 // already checked.
 func (c *conn) handleRun(id string, run *protocol.Run) {
 	s := c.s
-	switch {
-	case id == "":
+	if id == "" { // its length was checked by protocol.Decode
 		c.sendError("", &protocol.Error{Code: protocol.CodeBadMessage, Message: "a run needs a request id in the envelope's id", Field: "id"})
-		return
-	case len(id) > maxRequestID:
-		c.sendError("", &protocol.Error{Code: protocol.CodeBadMessage, Message: fmt.Sprintf("request id is longer than %d bytes", maxRequestID), Field: "id"})
 		return
 	}
 	entry, err := s.exec.Model(context.Background(), "")

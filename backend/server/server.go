@@ -28,6 +28,7 @@ import (
 	"sync"
 
 	"reword/backend/store"
+	"reword/shared/limits"
 	"reword/shared/protocol"
 	"reword/web"
 )
@@ -52,17 +53,18 @@ type Config struct {
 	// workers, so that it keeps one index and one size cap. The caller
 	// closes it after Shutdown.
 	OpenStore *store.Store
-	// StoreBytes caps the stored images (default 1 GiB); the least recently
-	// used are evicted beyond it.
+	// StoreBytes caps the stored images (default limits.StoreBytes); the
+	// least recently used are evicted beyond it.
 	StoreBytes int64
 	// MaxPerClient bounds the requests one socket has queued or running
-	// (default 4).
+	// (default limits.JobsPerClient).
 	MaxPerClient int
-	// MessagesPerSecond limits each socket's incoming messages (default 10,
-	// with bursts of twice that).
+	// MessagesPerSecond limits each socket's incoming messages, with
+	// bursts of twice that (default limits.MessagesPerSecond).
 	MessagesPerSecond float64
-	// UploadBytes caps one uploaded photo (default 20 MiB) and UploadPixels
-	// its decoded size (default 40 megapixels), checked before decoding.
+	// UploadBytes caps one uploaded photo and UploadPixels its decoded
+	// size, checked before decoding (defaults limits.UploadBytes and
+	// limits.UploadPixels).
 	UploadBytes  int64
 	UploadPixels int
 	// AllowedOrigins lists extra origins (scheme://host[:port]) whose pages
@@ -74,19 +76,19 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.StoreBytes == 0 {
-		c.StoreBytes = 1 << 30
+		c.StoreBytes = limits.StoreBytes
 	}
 	if c.MaxPerClient == 0 {
-		c.MaxPerClient = 4
+		c.MaxPerClient = limits.JobsPerClient
 	}
 	if c.MessagesPerSecond == 0 {
-		c.MessagesPerSecond = 10
+		c.MessagesPerSecond = limits.MessagesPerSecond
 	}
 	if c.UploadBytes == 0 {
-		c.UploadBytes = 20 << 20
+		c.UploadBytes = limits.UploadBytes
 	}
 	if c.UploadPixels == 0 {
-		c.UploadPixels = 40_000_000
+		c.UploadPixels = limits.UploadPixels
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

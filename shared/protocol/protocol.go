@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"reword/shared/edit"
+	"reword/shared/limits"
 )
 
 // Version is the protocol version this build speaks.
@@ -311,8 +312,8 @@ func decode(b []byte, limit int) (*Message, error) {
 	if !ok {
 		return nil, &Error{Code: CodeUnknownType, Message: fmt.Sprintf("unknown message type %q", env.Type), Field: "type"}
 	}
-	if len(env.ID) > 128 {
-		return nil, &Error{Code: CodeBadMessage, Message: "id is longer than 128 bytes", Field: "id"}
+	if len(env.ID) > limits.RequestIDBytes {
+		return nil, &Error{Code: CodeBadMessage, Message: fmt.Sprintf("id is longer than %d bytes", limits.RequestIDBytes), Field: "id"}
 	}
 	p := newPayload()
 	if len(env.Data) == 0 {

@@ -15,6 +15,7 @@ import (
 	"reword/backend/diffusion/pngtext"
 	"reword/backend/diffusion/scheduler"
 	"reword/shared/edit"
+	"reword/shared/protocol"
 )
 
 func init() {
@@ -153,14 +154,12 @@ type imageSummary struct {
 	Path   string `json:"path"`
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
 func report(w io.Writer, asJSON bool, spec edit.Spec, res *diffusion.Result, paths []string) error {
 	t := res.Timings
 	if asJSON {
 		s := runSummary{Spec: spec, UNetRows: res.UNetRows, SourceCached: res.SourceCached, Timings: map[string]float64{
-			"inversion": ms(t.Inversion), "text_encoder": ms(t.TextEncoder), "steps": ms(t.Steps), "per_step": ms(t.PerStep()),
-			"decode": ms(t.Decode), "first_preview": ms(t.FirstPreview), "total": ms(t.Total),
+			"inversion": protocol.Milliseconds(t.Inversion), "text_encoder": protocol.Milliseconds(t.TextEncoder), "steps": protocol.Milliseconds(t.Steps), "per_step": protocol.Milliseconds(t.PerStep()),
+			"decode": protocol.Milliseconds(t.Decode), "first_preview": protocol.Milliseconds(t.FirstPreview), "total": protocol.Milliseconds(t.Total),
 		}}
 		for i, im := range res.Images {
 			s.Images = append(s.Images, imageSummary{Row: im.Row, Prompt: im.Prompt, Path: paths[i]})

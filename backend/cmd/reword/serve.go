@@ -23,6 +23,7 @@ import (
 	"reword/backend/photo"
 	"reword/backend/server"
 	"reword/backend/store"
+	"reword/shared/limits"
 )
 
 func init() {
@@ -41,13 +42,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	webDir := fs.String("web", envOr("REWORD_WEB", defaultWebDir()), "folder holding app.wasm and its .br/.gz copies, as make build writes them (env REWORD_WEB)")
 	origins := fs.String("allow-origins", envOr("REWORD_ALLOW_ORIGINS", ""), "comma-separated extra origins allowed to open the WebSocket, e.g. https://reword.example (env REWORD_ALLOW_ORIGINS); the server's own origin is always allowed")
 	data := fs.String("data", envOr("REWORD_DATA", defaultDataDir()), "where photos and results are stored: a folder, or a blob URL such as s3://bucket?region=eu-west-1&endpoint=… (env REWORD_DATA)")
-	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", 1024), "cap on stored images in MiB; the least recently used are evicted beyond it (env REWORD_STORE_MB)")
+	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", limits.StoreBytes>>20), "cap on stored images in MiB; the least recently used are evicted beyond it (env REWORD_STORE_MB)")
 	workers := fs.Int("workers", int(env.int64("REWORD_WORKERS", 1)), "edits run at once with --role all: only 1, since one engine runs one edit at a time; run --role worker processes to run edits in parallel (env REWORD_WORKERS)")
-	maxQueued := fs.Int("max-queued", int(env.int64("REWORD_MAX_QUEUED", 64)), "edits that may wait; more are refused with a busy error (env REWORD_MAX_QUEUED)")
-	perClient := fs.Int("max-per-client", int(env.int64("REWORD_MAX_PER_CLIENT", 4)), "edits one socket may have queued or running (env REWORD_MAX_PER_CLIENT)")
-	jobTimeout := fs.Duration("job-timeout", env.duration("REWORD_JOB_TIMEOUT", 10*time.Minute), "an edit running longer is stopped (env REWORD_JOB_TIMEOUT)")
-	rateLimit := fs.Float64("messages-per-second", 10, "messages one socket may send per second, with bursts of twice that")
-	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", 20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
+	maxQueued := fs.Int("max-queued", int(env.int64("REWORD_MAX_QUEUED", limits.QueuedJobs)), "edits that may wait; more are refused with a busy error (env REWORD_MAX_QUEUED)")
+	perClient := fs.Int("max-per-client", int(env.int64("REWORD_MAX_PER_CLIENT", limits.JobsPerClient)), "edits one socket may have queued or running (env REWORD_MAX_PER_CLIENT)")
+	jobTimeout := fs.Duration("job-timeout", env.duration("REWORD_JOB_TIMEOUT", limits.JobTimeout), "an edit running longer is stopped (env REWORD_JOB_TIMEOUT)")
+	rateLimit := fs.Float64("messages-per-second", limits.MessagesPerSecond, "messages one socket may send per second, with bursts of twice that")
+	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", limits.UploadBytes>>20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
 	threads := fs.Int("threads", int(env.int64("REWORD_THREADS", 0)), "ONNX Runtime threads per model call; 0 = one per core (env REWORD_THREADS)")
 	provider := fs.String("provider", envOr("REWORD_PROVIDER", "cpu"), "execution provider: cpu or cuda (env REWORD_PROVIDER)")
 	role := fs.String("role", envOr("REWORD_ROLE", "all"), "all: front end and model in one process, with its own embedded NATS; gateway: front end only, edits run on workers over NATS; worker: model only, takes jobs from NATS (env REWORD_ROLE; see docs/deployment.md)")

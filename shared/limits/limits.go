@@ -1,0 +1,45 @@
+// Package limits holds the bounds and defaults that more than one part of
+// Reword applies: the editor checks them before it sends, the server and
+// the cluster enforce them, and reword serve's flags start from them. It
+// is compiled for the browser and the server, so both read one number.
+//
+// Limits of a format live with the format: an edit spec's (prompt bytes,
+// targets, steps) in shared/edit, a message's size in shared/protocol.
+package limits
+
+import "time"
+
+// Uploads.
+const (
+	// UploadBytes caps one uploaded photo file.
+	UploadBytes = 20 << 20
+	// UploadPixels caps an uploaded photo's decoded size, checked from its
+	// header before decoding, so that a decompression bomb is refused
+	// without being expanded.
+	UploadPixels = 40_000_000
+)
+
+// RequestIDBytes bounds a client's request id. Every answer carries it,
+// and preview frames give it one length byte.
+const RequestIDBytes = 128
+
+// Jobs.
+const (
+	// JobsPerClient bounds the edits one client (one socket) has queued
+	// or running, at the server and in a gateway's admission queue.
+	JobsPerClient = 4
+	// QueuedJobs bounds the edits waiting: in the job stream (waiting or
+	// running), and in one gateway's admission queue per model. More are
+	// refused as busy.
+	QueuedJobs = 64
+	// JobTimeout stops an edit that runs longer.
+	JobTimeout = 10 * time.Minute
+)
+
+// MessagesPerSecond limits what one socket sends, with bursts of twice
+// that.
+const MessagesPerSecond = 10
+
+// StoreBytes caps the stored images; the least recently used are evicted
+// beyond it.
+const StoreBytes = 1 << 30
