@@ -1,7 +1,6 @@
 package web
 
 import (
-	"slices"
 	"strings"
 	"unicode"
 
@@ -82,47 +81,20 @@ func KindLabel(k align.Kind) string {
 // model ignores the rest (CLIP's context minus BOS and EOS).
 const MaxContentTokens = clip.ContextLength - 2
 
-// SplitWords returns the words of a prompt with their tokens, every word
-// marked kept, or cut/ignored when it runs past the context.
+// SplitWords returns the words of a prompt with their tokens (the words
+// of align.Words), every word marked kept, or cut/ignored when it runs past
+// the context.
 func SplitWords(enc clip.Encoding) []PromptWord {
-	var words []PromptWord
-	start := -1
-	add := func(from, to int) {
-		words = append(words, PromptWord{Text: enc.Text[from:to], Key: wordKey(enc.Text[from:to]), Start: from, End: to, Status: WordKept})
-	}
-	for i, r := range enc.Text {
-		if unicode.IsSpace(r) {
-			if start >= 0 {
-				add(start, i)
-				start = -1
-			}
-		} else if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		add(start, len(enc.Text))
-	}
-	// Assign each content token to the word its span starts in, and find the
-	// words' UTF-16 offsets from their tokens (a word always has tokens
-	// unless cleaning removed all of it, e.g. a lone control character).
-	k := 0
-	for t := 1; t < len(enc.IDs)-1; t++ {
-		at := enc.Spans[t].Start
-		for k < len(words) && words[k].End <= at {
-			k++
-		}
-		if k == len(words) {
-			break
-		}
-		if words[k].Start <= at {
-			words[k].Tokens = append(words[k].Tokens, t)
-		}
-	}
+	return promptWords(enc, align.Words(enc))
+}
+
+func promptWords(enc clip.Encoding, split []align.Word) []PromptWord {
 	u16 := utf16Offsets(enc.Text)
-	for i := range words {
-		w := &words[i]
-		w.Start16, w.End16 = u16[w.Start], u16[w.End]
+	words := make([]PromptWord, len(split))
+	for i, sw := range split {
+		text := enc.Text[sw.Start:sw.End]
+		w := PromptWord{Text: text, Key: wordKey(text), Start: sw.Start, End: sw.End,
+			Start16: u16[sw.Start], End16: u16[sw.End], Tokens: sw.Tokens, Status: WordKept}
 		if d := enc.Truncated; d.Dropped > 0 && len(w.Tokens) > 0 {
 			switch {
 			case w.Tokens[0] >= d.First:
@@ -131,18 +103,21 @@ func SplitWords(enc clip.Encoding) []PromptWord {
 				w.Status = WordCut
 			}
 		}
+		words[i] = w
 	}
 	return words
 }
 
-// Compare tokenizes both prompts and marks each word kept, swapped, inserted
-// or removed the way align classifies the edit: a word swap when both have
-// the same number of words, else a global token alignment.
+// Compare tokenizes both prompts and marks each word kept, swapped,
+// inserted or removed as the edit will treat it: the diff is align's
+// (align.Compare), the very match the server builds its attention controls
+// from.
 func Compare(tok *clip.Tokenizer, source, target string) Comparison {
 	src, tgt := tok.Encode(source), tok.Encode(target)
+	d := align.Compare(src, tgt)
 	c := Comparison{
-		Source:  SplitWords(src),
-		Target:  SplitWords(tgt),
+		Source:  promptWords(src, d.Source),
+		Target:  promptWords(tgt, d.Target),
 		Tokens:  len(tgt.IDs) - 2,
 		Dropped: tgt.Truncated.Dropped,
 		Empty:   len(tgt.IDs) <= 2,
@@ -150,44 +125,19 @@ func Compare(tok *clip.Tokenizer, source, target string) Comparison {
 	if c.Empty {
 		return c
 	}
-	ctl, err := align.New(tok, align.Config{Source: source, Targets: []string{target}, Steps: 1, Cross: align.Window{End: 1}})
-	if err != nil {
-		// Unreachable with one target, one step and valid windows; show the
-		// words unmarked rather than guess.
-		return c
+	c.Kind = d.Kind
+	removed, added := WordRemoved, WordInserted
+	if d.Kind == align.Replace {
+		removed, added = WordSwapped, WordSwapped
 	}
-	c.Kind = ctl.Kind(0)
-	switch c.Kind {
-	case align.Replace:
-		for k := range c.Target {
-			if k < len(c.Source) && !slices.Equal(tokenIDs(src, c.Source[k].Tokens), tokenIDs(tgt, c.Target[k].Tokens)) {
-				markIfKept(&c.Source[k], WordSwapped)
-				markIfKept(&c.Target[k], WordSwapped)
-			}
+	for k, changed := range d.SourceChanged {
+		if changed {
+			markIfKept(&c.Source[k], removed)
 		}
-	case align.Refine:
-		mapping := align.Align(contextIDs(src), contextIDs(tgt))
-		used := make([]bool, len(src.IDs))
-		for _, w := range mapping {
-			if w >= 0 {
-				used[w] = true
-			}
-		}
-		for i := range c.Target {
-			for _, n := range c.Target[i].Tokens {
-				if n < len(mapping) && mapping[n] < 0 {
-					markIfKept(&c.Target[i], WordInserted)
-					break
-				}
-			}
-		}
-		for i := range c.Source {
-			for _, n := range c.Source[i].Tokens {
-				if n < clip.ContextLength-1 && !used[n] {
-					markIfKept(&c.Source[i], WordRemoved)
-					break
-				}
-			}
+	}
+	for k, changed := range d.TargetChanged {
+		if changed {
+			markIfKept(&c.Target[k], added)
 		}
 	}
 	return c
@@ -209,23 +159,6 @@ func wordKey(text string) string {
 		k = text
 	}
 	return strings.ToLower(k)
-}
-
-// contextIDs is the part of an encoding the text encoder sees: at most 77
-// ids, ending with EOS.
-func contextIDs(e clip.Encoding) []int32 {
-	if len(e.IDs) <= clip.ContextLength {
-		return e.IDs
-	}
-	return append(slices.Clone(e.IDs[:clip.ContextLength-1]), clip.EOS)
-}
-
-func tokenIDs(e clip.Encoding, idx []int) []int32 {
-	out := make([]int32, len(idx))
-	for i, t := range idx {
-		out[i] = e.IDs[t]
-	}
-	return out
 }
 
 // utf16Offsets maps every byte offset of s (0..len(s)) that starts a rune,

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"reword/shared/align"
 	"reword/shared/clip"
 	"reword/shared/edit"
 )
@@ -135,52 +134,20 @@ func dropEmptyWordSettings(s *edit.Spec) {
 }
 
 // runnable returns the spec to send and to put in the link: s without the
-// word settings whose word no longer occurs where it applies (reweights and
-// cross windows in a target, blend words in any prompt, within the context).
-// The editor keeps those settings while the user retypes a prompt; the
-// server would refuse them.
+// word settings whose word no longer occurs where it applies
+// (edit.Spec.WithoutStrayWords, the rule the server validates with). The
+// editor keeps those settings while the user retypes a prompt; the server
+// would refuse them.
 func runnable(tok *clip.Tokenizer, s edit.Spec) edit.Spec {
-	out := cloneSpec(s)
-	targets := make([]clip.Encoding, len(s.Targets))
-	for i, t := range s.Targets {
-		targets[i] = tok.Encode(t)
-	}
-	all := append([]clip.Encoding{tok.Encode(s.Source)}, targets...)
-	occurs := func(word string, in []clip.Encoding) bool {
-		for _, enc := range in {
-			for _, n := range align.WordTokens(tok, enc, word) {
-				if n < clip.ContextLength-1 {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	for w := range out.Reweights {
-		if !occurs(w, targets) {
-			delete(out.Reweights, w)
-		}
-	}
-	for w := range out.CrossWords {
-		if !occurs(w, targets) {
-			delete(out.CrossWords, w)
-		}
-	}
-	out.Blend = slices.DeleteFunc(out.Blend, func(w string) bool { return !occurs(w, all) })
-	dropEmptyWordSettings(&out)
-	return out
+	return cloneSpec(s).WithoutStrayWords(tok)
 }
 
 // wordApplies reports whether reweighting and per-word cross windows can
 // apply to the word named key: Prompt-to-Prompt looks them up in the target
 // prompts only.
 func wordApplies(tok *clip.Tokenizer, s edit.Spec, key string) bool {
-	for _, t := range s.Targets {
-		if len(align.WordTokens(tok, tok.Encode(t), key)) > 0 {
-			return true
-		}
-	}
-	return false
+	found, _ := s.Words(tok).InTargets(key)
+	return found
 }
 
 // fieldKey turns the field path of a server error ("data.spec.steps",

@@ -163,9 +163,9 @@ func unevenSwap(tok *clip.Tokenizer, src, tgt string, k Kind) bool {
 	if k != Replace {
 		return false
 	}
-	s, t, _ := swappedWords(tok.Encode(src), tok.Encode(tgt))
-	for i := range s {
-		if len(s[i]) != len(t[i]) {
+	m := matchPrompts(tok.Encode(src), tok.Encode(tgt))
+	for _, k := range m.swapped {
+		if len(m.source[k].Tokens) != len(m.target[k].Tokens) {
 			return true
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
-	"unicode"
 
 	"reword/shared/clip"
 )
@@ -159,99 +157,36 @@ func crossSteps(w Window, steps int) (from, to int) {
 	return int(w.Start * rows), int(w.End * rows)
 }
 
-// mapTarget classifies a target and builds its mapper G and keep vector a.
+// mapTarget classifies a target and builds its mapper G and keep vector a
+// from the match the editor's diff shows (Compare).
 func mapTarget(src, tgt clip.Encoding, referenceTail bool) (Kind, []float32, []float32, error) {
-	if slices.Equal(src.IDs, tgt.IDs) {
-		m := make([]float32, n77*n77)
+	m := matchPrompts(src, tgt)
+	switch m.kind {
+	case Reweight:
+		g := make([]float32, n77*n77)
 		for n := range n77 {
-			m[n*n77+n] = 1
+			g[n*n77+n] = 1
 		}
-		return Reweight, m, ones(n77), nil
-	}
-	if s, t, ok := swappedWords(src, tgt); ok {
-		m, err := ReplaceMapper(s, t, referenceTail)
+		return Reweight, g, ones(n77), nil
+	case Replace:
+		var s, t [][]int
+		for _, k := range m.swapped {
+			s, t = append(s, m.source[k].Tokens), append(t, m.target[k].Tokens)
+		}
+		g, err := ReplaceMapper(s, t, referenceTail)
 		if err != nil {
 			return 0, nil, nil, err
 		}
-		return Replace, m, ones(n77), nil
+		return Replace, g, ones(n77), nil
 	}
-	gather, keep := RefineMapper(contextIDs(src), contextIDs(tgt))
-	m := make([]float32, n77*n77)
+	gather, keep := refineMapper(m.aligned)
+	g := make([]float32, n77*n77)
 	for n, w := range gather {
 		if keep[n] == 1 {
-			m[w*n77+n] = 1
+			g[w*n77+n] = 1
 		}
 	}
-	return Refine, m, keep, nil
-}
-
-// contextIDs returns the ids the text encoder sees, unpadded: at most 77,
-// ending with EOS.
-func contextIDs(e clip.Encoding) []int32 {
-	if len(e.IDs) <= n77 {
-		return e.IDs
-	}
-	return append(slices.Clone(e.IDs[:n77-1]), clip.EOS)
-}
-
-// swappedWords reports whether target is source with some words swapped:
-// the same number of words, and for each word that tokenizes differently
-// the token indices in both prompts. It is false when the word counts differ,
-// nothing differs, or a differing word has no tokens on one side.
-func swappedWords(src, tgt clip.Encoding) (source, target [][]int, ok bool) {
-	sw, tw := wordTokens(src), wordTokens(tgt)
-	if len(sw) != len(tw) {
-		return nil, nil, false
-	}
-	for k := range sw {
-		if slices.Equal(tokenIDs(src, sw[k]), tokenIDs(tgt, tw[k])) {
-			continue
-		}
-		if len(sw[k]) == 0 || len(tw[k]) == 0 {
-			return nil, nil, false
-		}
-		source, target = append(source, sw[k]), append(target, tw[k])
-	}
-	return source, target, len(source) > 0
-}
-
-// wordTokens splits the prompt's text into white-space separated words (as
-// the reference's split on spaces, but any white space run counts as one
-// separator) and returns each word's content-token indices.
-func wordTokens(e clip.Encoding) [][]int {
-	text := e.Text
-	var words [][2]int // byte ranges
-	start := -1
-	for i, r := range text {
-		if unicode.IsSpace(r) {
-			if start >= 0 {
-				words = append(words, [2]int{start, i})
-				start = -1
-			}
-		} else if start < 0 {
-			start = i
-		}
-	}
-	if start >= 0 {
-		words = append(words, [2]int{start, len(text)})
-	}
-	out := make([][]int, len(words))
-	for t := 1; t < len(e.IDs)-1; t++ {
-		at := e.Spans[t].Start
-		k := sort.Search(len(words), func(k int) bool { return words[k][1] > at })
-		if k < len(words) && words[k][0] <= at {
-			out[k] = append(out[k], t)
-		}
-	}
-	return out
-}
-
-func tokenIDs(e clip.Encoding, idx []int) []int32 {
-	out := make([]int32, len(idx))
-	for i, t := range idx {
-		out[i] = e.IDs[t]
-	}
-	return out
+	return Refine, g, keep, nil
 }
 
 func encodeAll(tok *clip.Tokenizer, texts []string) []clip.Encoding {

@@ -151,7 +151,11 @@ func Align(x, y []int32) []int {
 // x and y are the token ids as the encoder sees them (at most 77, BOS..EOS,
 // unpadded).
 func RefineMapper(x, y []int32) (gather []int, keep []float32) {
-	aligned := Align(x, y)
+	return refineMapper(Align(x, y))
+}
+
+// refineMapper is RefineMapper of an alignment Align computed.
+func refineMapper(aligned []int) (gather []int, keep []float32) {
 	gather, keep = make([]int, n77), make([]float32, n77)
 	for n := range n77 {
 		switch {

@@ -1,7 +1,9 @@
 package align
 
 import (
+	"sort"
 	"strings"
+	"unicode"
 
 	"reword/shared/clip"
 )
@@ -51,4 +53,42 @@ func equalIDs(a, b []int32) bool {
 		}
 	}
 	return true
+}
+
+// Word is one white-space separated word of a prompt: its byte range in
+// the prompt's text and the indices of its content tokens (BOS is 0).
+type Word struct {
+	Start, End int
+	Tokens     []int
+}
+
+// Words splits the prompt's text into white-space separated words (as the
+// reference splits on spaces, but any run of white space is one separator)
+// and gives each word the content tokens whose span starts inside it. A
+// word has no tokens when cleaning removed all of it (a lone control
+// character, for example).
+func Words(e clip.Encoding) []Word {
+	var words []Word
+	start := -1
+	for i, r := range e.Text {
+		if unicode.IsSpace(r) {
+			if start >= 0 {
+				words = append(words, Word{Start: start, End: i})
+				start = -1
+			}
+		} else if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		words = append(words, Word{Start: start, End: len(e.Text)})
+	}
+	for t := 1; t < len(e.IDs)-1; t++ {
+		at := e.Spans[t].Start
+		k := sort.Search(len(words), func(k int) bool { return words[k].End > at })
+		if k < len(words) && words[k].Start <= at {
+			words[k].Tokens = append(words[k].Tokens, t)
+		}
+	}
+	return words
 }

@@ -301,3 +301,32 @@ func TestResolvedAlignsWithTheRealTokenizer(t *testing.T) {
 		t.Errorf("step 0: W[lion,lion] = %v, self = %v; want 2 and 1", w[5*77+5], self[0])
 	}
 }
+
+// TestWithoutStrayWordsLeavesWhatValidates: the editor drops exactly the
+// word settings Validate refuses as not occurring where they apply, and
+// keeps the rest.
+func TestWithoutStrayWordsLeavesWhatValidates(t *testing.T) {
+	tok, err := clip.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := squirrel()
+	s.Reweights = map[string]float64{"lion": 2, "squirrel": 2, "tiger": 3}
+	s.CrossWords = map[string]Window{"burger": Fraction(0.5), "cat": Fraction(0.5)}
+	s.Blend = []string{"squirrel", "lion", "zebra"}
+	if err := s.Validate(Tiny("tiny")); err == nil {
+		t.Fatal("the spec with stray words validates")
+	}
+	out := s.WithoutStrayWords(tok)
+	if err := out.Validate(Tiny("tiny")); err != nil {
+		t.Fatalf("without stray words: %v", err)
+	}
+	if !reflect.DeepEqual(out.Reweights, map[string]float64{"lion": 2}) ||
+		!reflect.DeepEqual(out.CrossWords, map[string]Window{"burger": Fraction(0.5)}) ||
+		!slices.Equal(out.Blend, []string{"squirrel", "lion"}) {
+		t.Errorf("kept reweights %v, cross words %v, blend %v", out.Reweights, out.CrossWords, out.Blend)
+	}
+	if len(s.Reweights) != 3 || len(s.CrossWords) != 2 || len(s.Blend) != 3 {
+		t.Error("WithoutStrayWords changed the spec it was given")
+	}
+}

@@ -223,36 +223,15 @@ func checkWindow(add func(string, string, ...any), field string, w Window) {
 }
 
 // checkWords reports words of cross_words, reweights and blend that are
-// malformed or do not occur in the prompts they apply to: cross_words and
-// reweights in the targets (where Prompt-to-Prompt looks them up), blend in
-// any prompt. It returns an error only if the tokenizer cannot load.
+// malformed or do not occur in the prompts they apply to (see Words). It
+// returns an error only if the tokenizer cannot load.
 func checkWords(s Spec, add func(string, string, ...any)) error {
 	tok, err := clip.Default()
 	if err != nil {
 		return err
 	}
-	targets := make([]clip.Encoding, 0, len(s.Targets))
-	for _, t := range s.Targets {
-		if len(t) <= MaxPromptBytes {
-			targets = append(targets, tok.Encode(t))
-		}
-	}
-	source := tok.Encode(s.Source)
-	if len(s.Source) > MaxPromptBytes {
-		source = tok.Encode("")
-	}
-	// where reports whether word occurs in prompts, and whether any
-	// occurrence fits in the context.
-	where := func(word string, prompts []clip.Encoding) (found, fits bool) {
-		for _, enc := range prompts {
-			for _, i := range align.WordTokens(tok, enc, word) {
-				found = true
-				fits = fits || i < clip.ContextLength-1
-			}
-		}
-		return found, fits
-	}
-	check := func(field, word, in string, prompts []clip.Encoding) {
+	in := s.Words(tok)
+	check := func(field, word, where string, occurs func(string) (bool, bool)) {
 		switch {
 		case strings.TrimSpace(word) == "":
 			add(field, "the word is empty")
@@ -264,19 +243,19 @@ func checkWords(s Spec, add func(string, string, ...any)) error {
 			add(field, "word is not valid UTF-8 text")
 			return
 		}
-		found, fits := where(word, prompts)
+		found, fits := occurs(word)
 		switch {
 		case !found:
-			add(field, "%q does not occur in %s", word, in)
+			add(field, "%q does not occur in %s", word, where)
 		case !fits:
-			add(field, "%q occurs only past the %d-token limit of %s, where the model ignores it", word, clip.ContextLength, in)
+			add(field, "%q occurs only past the %d-token limit of %s, where the model ignores it", word, clip.ContextLength, where)
 		}
 	}
 	for _, w := range sortedKeys(s.CrossWords) {
-		check(wordField("cross_words", w), w, "any target prompt", targets)
+		check(wordField("cross_words", w), w, "any target prompt", in.InTargets)
 	}
 	for _, w := range sortedKeys(s.Reweights) {
-		check(wordField("reweights", w), w, "any target prompt", targets)
+		check(wordField("reweights", w), w, "any target prompt", in.InTargets)
 	}
 	seen := map[string]bool{}
 	for i, w := range s.Blend {
@@ -286,7 +265,7 @@ func checkWords(s Spec, add func(string, string, ...any)) error {
 			continue
 		}
 		seen[w] = true
-		check(field, w, "the source or a target prompt", append([]clip.Encoding{source}, targets...))
+		check(field, w, "the source or a target prompt", in.InPrompts)
 	}
 	return nil
 }

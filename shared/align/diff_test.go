@@ -1,0 +1,65 @@
+package align
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCompareIsWhatNewRuns: the diff the editor shows has the kind New
+// gives the same target, and marks exactly the words whose tokens the
+// mapper does not carry over one to one.
+func TestCompareIsWhatNewRuns(t *testing.T) {
+	tok := tokenizer(t)
+	for _, tc := range []struct {
+		source, target   string
+		kind             Kind
+		changed, created string // the source and target words marked
+	}{
+		{"a red circle", "a blue circle", Replace, "red", "blue"},
+		{"A cat, sitting", "A dog, sitting", Replace, "cat,", "dog,"},
+		{"a circle", "a big red circle", Refine, "", "big red"},
+		{"a big red circle", "big", Refine, "a red circle", ""},
+		{"a red circle", "a  red circle", Reweight, "", ""},
+		{"a photo of a cat", "a photo of a hippopotamus", Replace, "cat", "hippopotamus"},
+	} {
+		src, tgt := tok.Encode(tc.source), tok.Encode(tc.target)
+		d := Compare(src, tgt)
+		ctl, err := New(tok, Config{Source: tc.source, Targets: []string{tc.target}, Steps: 1, Cross: Window{End: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Kind != tc.kind || ctl.Kind(0) != d.Kind {
+			t.Errorf("%q → %q: diff kind %v, controller kind %v, want %v", tc.source, tc.target, d.Kind, ctl.Kind(0), tc.kind)
+		}
+		marked := func(text string, words []Word, changed []bool) string {
+			var out []string
+			for k, w := range words {
+				if changed[k] {
+					out = append(out, text[w.Start:w.End])
+				}
+			}
+			return strings.Join(out, " ")
+		}
+		if got := marked(tc.source, d.Source, d.SourceChanged); got != tc.changed {
+			t.Errorf("%q → %q: source words marked %q, want %q", tc.source, tc.target, got, tc.changed)
+		}
+		if got := marked(tc.target, d.Target, d.TargetChanged); got != tc.created {
+			t.Errorf("%q → %q: target words marked %q, want %q", tc.source, tc.target, got, tc.created)
+		}
+	}
+}
+
+func TestWordsSplitOnWhiteSpace(t *testing.T) {
+	tok := tokenizer(t)
+	e := tok.Encode("  a  cat,\tsitting ")
+	var got []string
+	for _, w := range Words(e) {
+		got = append(got, e.Text[w.Start:w.End])
+		if len(w.Tokens) == 0 {
+			t.Errorf("word %q has no tokens", e.Text[w.Start:w.End])
+		}
+	}
+	if strings.Join(got, "|") != "a|cat,|sitting" {
+		t.Errorf("words %q", got)
+	}
+}

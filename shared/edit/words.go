@@ -1,0 +1,84 @@
+package edit
+
+import (
+	"maps"
+	"slices"
+
+	"reword/shared/align"
+	"reword/shared/clip"
+)
+
+// Words finds the words of a spec's word settings in its prompts, the one
+// rule for browser and server: words match on CLIP tokens
+// (align.WordTokens); reweights and cross_words apply in the targets, where
+// Prompt-to-Prompt looks them up, and blend words in any prompt; only an
+// occurrence within the model's 77-token context counts. Validate refuses
+// a setting whose word does not occur where it applies; the editor uses
+// Words to show where a setting applies and to leave out the ones that no
+// longer do (WithoutStrayWords).
+type Words struct {
+	tok     *clip.Tokenizer
+	source  clip.Encoding
+	targets []clip.Encoding
+}
+
+// Words prepares the word lookup of s's prompts. Prompts over
+// MaxPromptBytes (which Validate refuses) are left out.
+func (s Spec) Words(tok *clip.Tokenizer) Words {
+	w := Words{tok: tok, source: tok.Encode("")}
+	if len(s.Source) <= MaxPromptBytes {
+		w.source = tok.Encode(s.Source)
+	}
+	for _, t := range s.Targets {
+		if len(t) <= MaxPromptBytes {
+			w.targets = append(w.targets, tok.Encode(t))
+		}
+	}
+	return w
+}
+
+// InTargets reports whether word occurs in a target prompt, and whether an
+// occurrence lies within the context.
+func (w Words) InTargets(word string) (found, inContext bool) {
+	return w.occurs(word, w.targets)
+}
+
+// InPrompts reports whether word occurs in the source or a target prompt,
+// and whether an occurrence lies within the context.
+func (w Words) InPrompts(word string) (found, inContext bool) {
+	found, inContext = w.occurs(word, []clip.Encoding{w.source})
+	if !inContext {
+		f, in := w.occurs(word, w.targets)
+		found, inContext = found || f, in
+	}
+	return found, inContext
+}
+
+func (w Words) occurs(word string, prompts []clip.Encoding) (found, inContext bool) {
+	for _, enc := range prompts {
+		for _, i := range align.WordTokens(w.tok, enc, word) {
+			found = true
+			inContext = inContext || i < clip.ContextLength-1
+		}
+	}
+	return found, inContext
+}
+
+// WithoutStrayWords returns s without the word settings whose word does
+// not occur, within the context, where it applies: the spec to send and to
+// link while the editor keeps those settings for a prompt being retyped.
+// The word collections are copied; s is not changed.
+func (s Spec) WithoutStrayWords(tok *clip.Tokenizer) Spec {
+	in := s.Words(tok)
+	applies := func(occurs func(string) (bool, bool)) func(string) bool {
+		return func(word string) bool { _, ok := occurs(word); return ok }
+	}
+	inTargets, inPrompts := applies(in.InTargets), applies(in.InPrompts)
+	s.Reweights = maps.Clone(s.Reweights)
+	maps.DeleteFunc(s.Reweights, func(w string, _ float64) bool { return !inTargets(w) })
+	s.CrossWords = maps.Clone(s.CrossWords)
+	maps.DeleteFunc(s.CrossWords, func(w string, _ Window) bool { return !inTargets(w) })
+	s.Blend = slices.DeleteFunc(slices.Clone(s.Blend), func(w string) bool { return !inPrompts(w) })
+	s.normalize()
+	return s
+}
