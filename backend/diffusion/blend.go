@@ -38,6 +38,26 @@ func newLocalBlend(tokens [][]float32, steps, gridW, gridH, latW, latH int) *loc
 // active reports whether the blend applies after step i.
 func (b *localBlend) active(i int) bool { return i >= b.start }
 
+// blend applies the edit's local blend after step i, once it is active:
+// the targets take the source's latent outside the masks, the source
+// being the replayed latent of the next step when the source row is
+// replayed (the stepped rows hold no source row then).
+func (s *sampling) blend(i int) {
+	b := s.j.blend
+	if b == nil || !b.active(i) {
+		return
+	}
+	source := s.x[:s.rowSize]
+	if s.source != nil {
+		source = s.source.at(i + 1)
+	}
+	var targets [][]float32
+	for r := 1; r < s.rows; r++ {
+		targets = append(targets, s.x[r*s.rowSize:(r+1)*s.rowSize])
+	}
+	b.apply(s.unet.maps[s.e.blendOut].sums, source, targets, s.rowSize)
+}
+
 // apply blends the target rows of x (rows of rowSize values, source first)
 // towards source, using mapSums: per prompt, the running sum of the
 // attention maps [gridW·gridH, 77].

@@ -1,13 +1,28 @@
 // Package diffusion is Reword's generation and Prompt-to-Prompt editing
 // engine: it loads a model folder once (text encoder, the UNet instrumented
-// for attention control, VAE decoder) and runs jobs on it: the text
-// encoding, one batched UNet call per step with classifier-free guidance and
-// the per-step attention controls of shared/align, local blending, the
-// scheduler step (package scheduler), progressive previews (package
-// preview) and the VAE decode.
+// for attention control, VAE encoder and decoder) and runs jobs on it.
+//
+// A job runs in stages, each in its own file:
+//
+//	run.go       Edit and Generate: a spec becomes a job and its origin
+//	sampling.go  the run: source row, text states, start latents, the
+//	             denoising loop (classifier-free guidance, scheduler step)
+//	unet.go      the UNet binding: its inputs, outputs and timestep type,
+//	             the one place a new model family touches
+//	control.go   the attention controls of each step (shared/align)
+//	blend.go     local blend
+//	previews.go  progressive previews (package preview), never blocking
+//	heatmaps.go  attention maps summed over the steps, and heat maps
+//	codec.go     the text encoder and the VAE decoder
+//	invert.go    photos: VAE encoding, DDIM inversion, and the inversion
+//	             methods as strategies for the run's origin
+//	cache.go     the source cache of trajectories
+//
+// The scheduler (package scheduler) is configured once per run and steps
+// the latents, as in diffusers.
 //
 // One Engine serves one model; it runs one job at a time (calls from
-// several goroutines queue on a mutex), which is how the server's worker
+// several goroutines queue on a mutex), which is how a cluster worker
 // uses it. Results are bit-identical for the same spec on the same machine.
 package diffusion
 
@@ -52,13 +67,6 @@ type Options struct {
 // stays near 0.5 MB. RunOptions.AllResolutions has no cap.
 const MaxHeatMapPositions = 32 * 32
 
-// mapsOutput is one attention-map output of the instrumented UNet.
-type mapsOutput struct {
-	name   string
-	stride int
-	w, h   int // grid at the model's latent size
-}
-
 // DefaultCacheBytes is the source cache's default bound: 512 trajectories of
 // the tiny model, or 80 of a 512 px SD model at 50 steps.
 const DefaultCacheBytes = 256 << 20
@@ -71,14 +79,8 @@ type Engine struct {
 	project  preview.Projector
 
 	text, unet, decoder *ort.Session
-	hidden              int       // text embedding width
-	timestepType        ort.DType // float32 or int64, read from the UNet
-	timestepOne         bool      // the UNet takes one timestep for the whole batch
-
-	// maps are the UNet's attention-map outputs, finest first; blendOut
-	// and heatOut index the ones local blend and heat maps read.
-	maps              []mapsOutput
-	blendOut, heatOut int
+	hidden              int // text embedding width
+	unetFacts               // what the UNet's inputs and outputs are (unet.go)
 
 	encoder *ort.Session // the VAE encoder, for photos (invert.go)
 
@@ -230,27 +232,8 @@ func (e *Engine) checkSessions(desc *graph.Description) error {
 	}
 	e.hidden = int(out.Shape[2])
 
-	for _, name := range []string{graph.SampleInput, graph.HiddenStatesInput, graph.CrossWeightsInput, graph.CrossKeepInput, graph.SelfWeightInput} {
-		if i, ok := e.unet.Input(name); !ok || i.DType != ort.Float32 {
-			return fmt.Errorf("UNet %s: want a float32 input %q (float16 models are not supported yet), the model has %v", e.unet.Name(), name, e.unet.InputInfo())
-		}
-	}
-	ts, ok := e.unet.Input(graph.TimestepInput)
-	if !ok || ts.DType != ort.Float32 && ts.DType != ort.Int64 {
-		return fmt.Errorf("UNet: want a float32 or int64 input %q, the model has %v", graph.TimestepInput, e.unet.InputInfo())
-	}
-	e.timestepType = ts.DType
-	// Some exports declare a single timestep that broadcasts over the
-	// batch (the diffusers ONNX pipeline feeds one); others one per row.
-	e.timestepOne = len(ts.Shape) == 1 && ts.Shape[0] == 1
-	if hs, _ := e.unet.Input(graph.HiddenStatesInput); len(hs.Shape) == 3 && hs.Shape[2] > 0 && int(hs.Shape[2]) != e.hidden {
-		return fmt.Errorf("UNet takes text embeddings of width %d; the text encoder gives %d", hs.Shape[2], e.hidden)
-	}
-	if _, ok := e.unet.Output(m.UNet.Output); !ok {
-		return fmt.Errorf("UNet: no output %q (the model has %v)", m.UNet.Output, e.unet.OutputInfo())
-	}
-	if err := e.checkMaps(desc); err != nil {
-		return fmt.Errorf("UNet %s: %w: instrument it again with `reword instrument`", e.unet.Name(), err)
+	if err := e.checkUNet(desc); err != nil {
+		return err
 	}
 	if _, ok := e.decoder.Input(m.VAEDecoder.Input); !ok {
 		return fmt.Errorf("VAE decoder: no input %q (the model has %v)", m.VAEDecoder.Input, e.decoder.InputInfo())
@@ -259,65 +242,6 @@ func (e *Engine) checkSessions(desc *graph.Description) error {
 		return fmt.Errorf("VAE decoder: no output %q (the model has %v)", m.VAEDecoder.Output, e.decoder.OutputInfo())
 	}
 	return e.checkEncoder()
-}
-
-// checkMaps reads the maps outputs from the description and checks that
-// the UNet has exactly those outputs besides its own, with the shapes the
-// description implies: the engine sizes its buffers from the description,
-// so a graph that disagrees with it must not run.
-func (e *Engine) checkMaps(desc *graph.Description) error {
-	m := e.manifest
-	want := map[string]bool{m.UNet.Output: true}
-	e.maps, e.blendOut, e.heatOut = nil, -1, -1
-	for i, d := range desc.Maps {
-		if d.Stride <= 0 || !strings.HasPrefix(d.Name, graph.MapsOutputPrefix) {
-			return fmt.Errorf("its description lists a maps output %q of stride %d", d.Name, d.Stride)
-		}
-		if i > 0 && d.Stride <= desc.Maps[i-1].Stride {
-			return fmt.Errorf("its description lists the maps outputs out of order (%s after %s)", d.Name, desc.Maps[i-1].Name)
-		}
-		// The graph pools with ceiling division (graph.MapsOutput).
-		out := mapsOutput{name: d.Name, stride: d.Stride,
-			w: (m.Latent.Width + d.Stride - 1) / d.Stride, h: (m.Latent.Height + d.Stride - 1) / d.Stride}
-		info, ok := e.unet.Output(d.Name)
-		if !ok || info.DType != ort.Float32 || len(info.Shape) != 3 {
-			return fmt.Errorf("its description lists a maps output %q that the graph lacks or that is not float32 [1+E, N, T] (outputs: %v)", d.Name, e.unet.OutputInfo())
-		}
-		if n := info.Shape[1]; n > 0 && int(n) != out.w*out.h {
-			return fmt.Errorf("maps output %s has %d positions; a %d×%d latent at stride %d gives %d×%d", d.Name, n, m.Latent.Height, m.Latent.Width, d.Stride, out.h, out.w)
-		}
-		want[d.Name] = true
-		if d.Name == desc.BlendMaps {
-			e.blendOut = len(e.maps)
-		}
-		if out.w*out.h <= MaxHeatMapPositions && e.heatOut < 0 {
-			e.heatOut = len(e.maps)
-		}
-		e.maps = append(e.maps, out)
-	}
-	if len(e.maps) == 0 || e.blendOut < 0 {
-		return fmt.Errorf("no usable %s* attention-map output (local blend reads %q)", graph.MapsOutputPrefix, desc.BlendMaps)
-	}
-	if e.heatOut < 0 {
-		e.heatOut = len(e.maps) - 1 // every grid is over the cap: the coarsest
-	}
-	for _, o := range e.unet.OutputInfo() {
-		if !want[o.Name] {
-			return fmt.Errorf("output %q is neither %q nor a maps output its description lists", o.Name, m.UNet.Output)
-		}
-	}
-	if len(e.unet.OutputInfo()) != len(want) {
-		return fmt.Errorf("has outputs %v; the engine expects %q and the maps outputs %v", e.unet.OutputInfo(), m.UNet.Output, e.mapNames())
-	}
-	return nil
-}
-
-func (e *Engine) mapNames() []string {
-	var names []string
-	for _, o := range e.maps {
-		names = append(names, o.name)
-	}
-	return names
 }
 
 // HeatMapSize is the grid of the heat maps RunOptions.HeatMaps returns.

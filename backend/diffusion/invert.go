@@ -9,10 +9,8 @@ import (
 	"time"
 
 	"reword/backend/diffusion/scheduler"
-	"reword/backend/graph"
 	"reword/backend/ort"
 	"reword/backend/photo"
-	"reword/shared/clip"
 	"reword/shared/edit"
 )
 
@@ -38,30 +36,42 @@ type Photo struct {
 // trajectory is kept (Direct Inversion replays it) and cached by photo,
 // fit, caption, model and steps in the engine's source cache, so further
 // edits of the same photo run no inversion. How the edit then treats the
-// source row depends on the method:
+// source row is the method's strategy (inversionMethods).
+//
+// Null-text inversion (Mokady et al. 2023) is not offered: it optimises the
+// unconditional embedding per step by gradient descent through the UNet,
+// and ONNX Runtime inference computes no gradients (see docs/inversion.md).
+
+// inversionMethods are the strategies of editing a photo: from the photo's
+// inversion trajectory inv (inv.at(0) is x_T), each sets where the run
+// starts and how it treats the source row.
 //
 //   - direct (Direct Inversion, Ju et al. 2024): the source row is set to
-//     the stored z* after every step, so it reconstructs the photo's VAE
+//     the stored z* before every step, so it reconstructs the photo's VAE
 //     round trip exactly and the targets read the attention of the true
-//     source trajectory. The run's replay hook does exactly that.
+//     source trajectory: the trajectory is replayed.
 //   - npi (negative-prompt inversion, Miyake et al. 2023): the source
 //     caption is the unconditional prompt of every row; the source row's
 //     guided output is then its conditional output, the reverse of the
 //     inversion, up to DDIM inversion's linearisation error.
 //   - ddim: plain DDIM inversion, then ordinary guided sampling; the
 //     source row drifts from the photo (the "ddim+p2p" baseline).
-//
-// Null-text inversion (Mokady et al. 2023) is not offered: it optimises the
-// unconditional embedding per step by gradient descent through the UNet,
-// and ONNX Runtime inference computes no gradients (see docs/inversion.md).
+var inversionMethods = map[string]func(inv *sourceEntry) origin{
+	edit.InversionDirect: func(inv *sourceEntry) origin { return origin{noise: inv.at(0), replay: inv, photo: true} },
+	edit.InversionNPI:    func(inv *sourceEntry) origin { return origin{noise: inv.at(0), uncondSource: true, photo: true} },
+	edit.InversionDDIM:   func(inv *sourceEntry) origin { return origin{noise: inv.at(0), photo: true} },
+}
 
 // editPhoto runs the edit job j on the photo of spec r: inversion (or the
-// cached one), then the edit loop with the method's hooks.
+// cached one), then the edit loop from the origin the method sets up.
 func (e *Engine) editPhoto(ctx context.Context, r edit.Resolved, j *job, onPreview func(Preview)) (*Result, error) {
 	p := j.opts.Photo
+	method, known := inversionMethods[r.Inversion]
 	switch {
 	case p == nil:
 		return nil, fmt.Errorf("the spec edits photo %s but the run was given no photo bytes (RunOptions.Photo)", r.Image)
+	case !known:
+		return nil, fmt.Errorf("unknown inversion method %q", r.Inversion)
 	case r.Scheduler != scheduler.DDIMName:
 		return nil, fmt.Errorf("editing a photo needs the %s scheduler, which inversion runs backwards; %q cannot be used", scheduler.DDIMName, r.Scheduler)
 	case r.Inversion == edit.InversionNPI && r.Negative != "":
@@ -76,19 +86,7 @@ func (e *Engine) editPhoto(ctx context.Context, r edit.Resolved, j *job, onPrevi
 		return nil, err
 	}
 	took := time.Since(start)
-	j.initial = inv.at(0)
-	// The source of a photo is never a generated image: the generated
-	// sources' cache must neither serve nor store it.
-	j.opts.NoSourceCache = true
-	switch r.Inversion {
-	case edit.InversionDirect:
-		j.replay = inv
-	case edit.InversionNPI:
-		j.uncondSource = true
-	case edit.InversionDDIM:
-	default:
-		return nil, fmt.Errorf("unknown inversion method %q", r.Inversion)
-	}
+	j.origin = method(inv)
 	res, err := e.run(ctx, j, onPreview)
 	if err != nil {
 		return nil, err
@@ -150,50 +148,24 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 	x := inv.at(len(ts))
 	copy(x, z0)
 
-	// One cond row and no targets: the instrumented graph finds its cond
-	// rows from the end of the batch, so a batch of 1 is the source alone.
-	sample := make([]float32, rowSize)
-	out := make([]float32, rowSize)
-	ctl := graph.NoOpControls(0, clip.ContextLength)
-	tensors := &tensorSet{}
-	defer tensors.destroy()
-	shape := []int64{1, int64(C), int64(H), int64(W)}
-	wShape, cShape, sShape := ctl.Shapes()
-	var timestepT ort.Value
-	tsF32, tsI64 := make([]float32, 1), make([]int64, 1)
-	if e.timestepType == ort.Int64 {
-		timestepT = tensors.add(ort.NewTensor([]int64{1}, tsI64))
-	} else {
-		timestepT = tensors.add(ort.NewTensor([]int64{1}, tsF32))
+	// One conditional row and no targets: the source alone.
+	u, err := e.bindUNet(1, 1, 0, emb)
+	if err != nil {
+		return nil, err
 	}
-	inputs := map[string]ort.Value{
-		graph.SampleInput:       tensors.add(ort.NewTensor(shape, sample)),
-		graph.TimestepInput:     timestepT,
-		graph.HiddenStatesInput: tensors.add(ort.NewTensor([]int64{1, clip.ContextLength, int64(e.hidden)}, emb)),
-		graph.CrossWeightsInput: tensors.add(ort.NewTensor(wShape, ctl.CrossW)),
-		graph.CrossKeepInput:    tensors.add(ort.NewTensor(cShape, ctl.CrossC)),
-		graph.SelfWeightInput:   tensors.add(ort.NewTensor(sShape, ctl.SelfW)),
-	}
-	outputs := map[string]ort.Value{m.UNet.Output: tensors.add(ort.NewTensor(shape, out))}
-	for _, o := range e.mapsOutputs(1) {
-		outputs[o.name] = tensors.add(ort.NewTensor([]int64{1, int64(o.w * o.h), clip.ContextLength}, o.values))
-	}
-	if tensors.err != nil {
-		return nil, tensors.err
-	}
+	defer u.close()
 	for i := len(ts) - 1; i >= 0; i-- {
 		n := len(ts) - i
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("inversion cancelled before step %d of %d: %w", n, len(ts), err)
 		}
-		copy(sample, x)
-		tsF32[0], tsI64[0] = float32(ts[i]), int64(ts[i])
-		if err := e.unet.RunInto(ctx, inputs, outputs); err != nil {
+		copy(u.sample, x)
+		if err := u.run(ctx, ts[i]); err != nil {
 			return nil, fmt.Errorf("UNet at inversion step %d of %d: %w", n, len(ts), err)
 		}
 		next := inv.at(i)
 		copy(next, x)
-		if err := ddim.Invert(i, out, next); err != nil {
+		if err := ddim.Invert(i, u.out, next); err != nil {
 			return nil, fmt.Errorf("inversion step %d of %d: %w", n, len(ts), err)
 		}
 		x = next

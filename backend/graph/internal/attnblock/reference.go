@@ -159,19 +159,46 @@ func matmul(a []float64, rows, inner int, w []float32, cols int) []float64 {
 }
 
 func (n *Network) refAttention(name string, w attnWeights, xq, xkv []float64, B, nq, nk int, cross bool, ed edit, maps map[string][]float64) []float64 {
-	c := n.Cfg
-	H, D := c.Heads, c.Dim
-	d := D / H
+	D := n.Cfg.Dim
 	q := matmul(xq, B*nq, w.in, w.wq, D)
 	k := matmul(xkv, B*nk, w.ctxIn, w.wk, D)
 	v := matmul(xkv, B*nk, w.ctxIn, w.wv, D)
+	p := softmaxQK(q, k, B, n.Cfg.Heads, nq, nk, D)
+	if ed.ctl != nil && cross {
+		p.editCross(ed.ctl)
+		maps[name] = p.condMaps(ed.ctl.Targets)
+	}
+	o := p.apply(v, ed, cross)
+	out := matmul(o, B*nq, D, w.wo, D)
+	for r := 0; r < B*nq; r++ {
+		for j := 0; j < D; j++ {
+			out[r*D+j] += float64(w.bo[j])
+		}
+	}
+	return out
+}
+
+// probs are one attention layer's probabilities, [B, H, nq, nk].
+type probs struct {
+	P              []float64
+	B, H, nq, nk   int
+	dim, headWidth int
+}
+
+func (p probs) row(b, h, i int) []float64 {
+	o := ((b*p.H+h)*p.nq + i) * p.nk
+	return p.P[o : o+p.nk]
+}
+
+// softmaxQK computes softmax(q·kᵀ/√d) per head.
+func softmaxQK(q, k []float64, B, H, nq, nk, D int) probs {
+	d := D / H
+	p := probs{P: make([]float64, B*H*nq*nk), B: B, H: H, nq: nq, nk: nk, dim: D, headWidth: d}
 	scale := 1 / math.Sqrt(float64(d))
-	P := make([]float64, B*H*nq*nk) // [B, H, nq, nk]
-	row := func(b, h, i int) []float64 { o := ((b*H+h)*nq + i) * nk; return P[o : o+nk] }
 	for b := 0; b < B; b++ {
 		for h := 0; h < H; h++ {
 			for i := 0; i < nq; i++ {
-				r := row(b, h, i)
+				r := p.row(b, h, i)
 				mx := math.Inf(-1)
 				for j := 0; j < nk; j++ {
 					s := 0.0
@@ -192,77 +219,85 @@ func (n *Network) refAttention(name string, w attnWeights, xq, xkv []float64, B,
 			}
 		}
 	}
+	return p
+}
+
+// editCross applies A_tgt ← A_src·W + A_tgt ⊙ c to the last E rows, the
+// source being the row before them.
+func (p probs) editCross(ctl *graph.Controls) {
+	E, T := ctl.Targets, ctl.Tokens
+	srcRow := p.B - E - 1
+	for e := 0; e < E; e++ {
+		tgt := p.B - E + e
+		for h := 0; h < p.H; h++ {
+			for i := 0; i < p.nq; i++ {
+				src, t := p.row(srcRow, h, i), p.row(tgt, h, i)
+				edited := make([]float64, p.nk)
+				for j := 0; j < p.nk; j++ {
+					s := t[j] * float64(ctl.CrossC[e*T+j])
+					for w := 0; w < p.nk; w++ {
+						s += src[w] * float64(ctl.CrossW[(e*T+w)*T+j])
+					}
+					edited[j] = s
+				}
+				copy(t, edited)
+			}
+		}
+	}
+}
+
+// condMaps averages the last 1+E rows' probabilities over the heads:
+// [1+E, nq, nk].
+func (p probs) condMaps(E int) []float64 {
+	srcRow := p.B - E - 1
+	m := make([]float64, (1+E)*p.nq*p.nk)
+	for r := 0; r <= E; r++ {
+		for h := 0; h < p.H; h++ {
+			for i := 0; i < p.nq; i++ {
+				for j, v := range p.row(srcRow+r, h, i) {
+					m[(r*p.nq+i)*p.nk+j] += v / float64(p.H)
+				}
+			}
+		}
+	}
+	return m
+}
+
+// apply computes O = P·V per head, [B, nq, D]; edited self layers mix in
+// A_src·V_tgt.
+func (p probs) apply(v []float64, ed edit, cross bool) []float64 {
+	D, d := p.dim, p.headWidth
 	ctl := ed.ctl
 	E := 0
 	if ctl != nil {
 		E = ctl.Targets
 	}
-	srcRow := B - E - 1
-	if ctl != nil && cross {
-		T := ctl.Tokens
-		for e := 0; e < E; e++ {
-			tgt := B - E + e
-			for h := 0; h < H; h++ {
-				for i := 0; i < nq; i++ {
-					src, t := row(srcRow, h, i), row(tgt, h, i)
-					edited := make([]float64, nk)
-					for j := 0; j < nk; j++ {
-						s := t[j] * float64(ctl.CrossC[e*T+j])
-						for w := 0; w < nk; w++ {
-							s += src[w] * float64(ctl.CrossW[(e*T+w)*T+j])
-						}
-						edited[j] = s
-					}
-					copy(t, edited)
-				}
-			}
-		}
-	}
-	if ctl != nil && cross {
-		m := make([]float64, (1+E)*nq*nk)
-		for r := 0; r <= E; r++ {
-			for h := 0; h < H; h++ {
-				for i := 0; i < nq; i++ {
-					for j, p := range row(srcRow+r, h, i) {
-						m[(r*nq+i)*nk+j] += p / float64(H)
-					}
-				}
-			}
-		}
-		maps[name] = m
-	}
-	// O = P·V, per head; edited self layers mix in A_src·V_tgt.
-	o := make([]float64, B*nq*D)
+	srcRow := p.B - E - 1
 	pv := func(pb, vb, h, i int) []float64 {
 		out := make([]float64, d)
-		for j, p := range row(pb, h, i) {
+		for j, w := range p.row(pb, h, i) {
 			for t := 0; t < d; t++ {
-				out[t] += p * v[(vb*nk+j)*D+h*d+t]
+				out[t] += w * v[(vb*p.nk+j)*D+h*d+t]
 			}
 		}
 		return out
 	}
-	selfEdit := ctl != nil && !cross && nq <= ed.selfMaxQueries
-	for b := 0; b < B; b++ {
-		for h := 0; h < H; h++ {
-			for i := 0; i < nq; i++ {
+	o := make([]float64, p.B*p.nq*D)
+	selfEdit := ctl != nil && !cross && p.nq <= ed.selfMaxQueries
+	for b := 0; b < p.B; b++ {
+		for h := 0; h < p.H; h++ {
+			for i := 0; i < p.nq; i++ {
 				out := pv(b, b, h, i)
-				if e := b - (B - E); selfEdit && e >= 0 {
+				if e := b - (p.B - E); selfEdit && e >= 0 {
 					s := float64(ctl.SelfW[e])
 					rep := pv(srcRow, b, h, i)
 					for t := range out {
 						out[t] = s*rep[t] + (1-s)*out[t]
 					}
 				}
-				copy(o[(b*nq+i)*D+h*d:], out)
+				copy(o[(b*p.nq+i)*D+h*d:], out)
 			}
 		}
 	}
-	out := matmul(o, B*nq, D, w.wo, D)
-	for r := 0; r < B*nq; r++ {
-		for j := 0; j < D; j++ {
-			out[r*D+j] += float64(w.bo[j])
-		}
-	}
-	return out
+	return o
 }

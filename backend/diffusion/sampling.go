@@ -1,0 +1,248 @@
+package diffusion
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"reword/backend/diffusion/scheduler"
+	"reword/shared/clip"
+)
+
+// sampling is one run in progress: the stages a job is made of and the
+// buffers they share. Rows are the source (row 0) and the targets; the
+// stepped rows are those the scheduler advances: every row, or the
+// targets alone when the source row is replayed.
+type sampling struct {
+	e        *Engine
+	j        *job
+	res      *Result
+	sched    scheduler.Scheduler
+	unet     *unetCall
+	controls controlSchedule
+	previews *previews
+
+	rows, rowSize int
+	// source, when set, gives the source row's latent at every step: a
+	// cached generation of the same source, or an inversion's replayed
+	// trajectory. Its unconditional row is then left out of the batch
+	// (uncondFirst = 1), but its conditional row stays, because the
+	// targets' attention control reads the source's attention in the
+	// same call.
+	source      *sourceEntry
+	uncondFirst int
+	// record, when set, stores the denoised source row's trajectory in
+	// the source cache under key.
+	record *sourceEntry
+	key    sourceKey
+
+	x             []float32 // latents of every row
+	eps, denoised []float32 // per stepped row
+}
+
+// prepare sets up the stages of job j: the scheduler, where the source row
+// comes from, the text states, the starting latents, the UNet call and
+// the control schedule.
+func (e *Engine) prepare(ctx context.Context, j *job, pv *previews) (*sampling, error) {
+	m := e.manifest
+	s := &sampling{e: e, j: j, res: &Result{}, previews: pv, rows: len(j.prompts),
+		rowSize: m.Latent.Channels * m.Latent.Height * m.Latent.Width}
+	var err error
+	if s.sched, err = scheduler.New(j.scheduler, e.sched, j.steps); err != nil {
+		return nil, err
+	}
+	s.chooseSource()
+	hidden, err := s.textStates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.startLatents(); err != nil {
+		return nil, err
+	}
+	stepped := s.rows - s.uncondFirst
+	if s.unet, err = e.bindUNet(stepped+s.rows, s.rows, s.rows-1, hidden); err != nil {
+		return nil, err
+	}
+	s.controls = controlSchedule{ctrl: j.ctrl, ctl: s.unet.ctl}
+	if j.blend != nil {
+		s.unet.maps[e.blendOut].sum()
+	}
+	for _, o := range e.heatMapOutputs(j.opts) {
+		s.unet.maps[o].sum()
+	}
+	return s, nil
+}
+
+func (s *sampling) close() {
+	if s.unet != nil {
+		s.unet.close()
+	}
+}
+
+// chooseSource decides where the source row comes from: replayed (an
+// inversion's trajectory, or a cached generation of the same source), or
+// denoised with the targets, and then recorded for the cache when the
+// cache may hold it.
+func (s *sampling) chooseSource() {
+	e, j := s.e, s.j
+	defer func() {
+		if s.source != nil {
+			s.uncondFirst = 1
+		}
+	}()
+	if j.origin.replay != nil {
+		s.source = j.origin.replay
+		return
+	}
+	if j.opts.NoSourceCache || j.origin.photo || e.cache.limit <= 0 {
+		return
+	}
+	s.key = newSourceKey(e.manifest.ID(), j.prompts[0], j.negative, j.scheduler, j.seed, j.steps, j.guidance)
+	if len(j.prompts) > 1 {
+		s.source = e.cache.get(s.key)
+		s.res.SourceCached = s.source != nil
+	}
+	if s.source == nil {
+		s.record = &sourceEntry{latents: make([]float32, (j.steps+1)*s.rowSize), rowSize: s.rowSize}
+	}
+}
+
+// textStates encodes the unconditional prompt (the negative one, or the
+// source for negative-prompt inversion) and every prompt, laid out as the
+// batch takes them: an unconditional row per stepped row, then every
+// row's own prompt.
+func (s *sampling) textStates(ctx context.Context) ([]float32, error) {
+	t0 := time.Now()
+	uncond := s.j.negative
+	if s.j.origin.uncondSource {
+		uncond = s.j.prompts[0]
+	}
+	emb, err := s.e.encode(ctx, append([]string{uncond}, s.j.prompts...))
+	if err != nil {
+		return nil, err
+	}
+	stepped, size := s.rows-s.uncondFirst, clip.ContextLength*s.e.hidden
+	hidden := make([]float32, (stepped+s.rows)*size)
+	for b := 0; b < stepped+s.rows; b++ {
+		from := 0 // the unconditional prompt
+		if b >= stepped {
+			from = 1 + b - stepped
+		}
+		copy(hidden[b*size:], emb[from*size:(from+1)*size])
+	}
+	s.res.Timings.TextEncoder = time.Since(t0)
+	return hidden, nil
+}
+
+// startLatents puts x_T in every row: all rows start from the same noise.
+func (s *sampling) startLatents() error {
+	noise := s.j.origin.noise
+	if noise == nil {
+		noise = initialNoise(s.j.seed, s.rowSize)
+	} else if len(noise) != s.rowSize {
+		return fmt.Errorf("initial latent has %d values; the model's latent has %d", len(noise), s.rowSize)
+	}
+	s.x = make([]float32, s.rows*s.rowSize)
+	for r := range s.rows {
+		copy(s.x[r*s.rowSize:], noise)
+	}
+	n := (s.rows - s.uncondFirst) * s.rowSize
+	s.eps, s.denoised = make([]float32, n), make([]float32, n)
+	return nil
+}
+
+// denoise runs the sampling loop: at every step the batch's UNet call
+// under the step's attention controls, classifier-free guidance, the
+// scheduler's update of the stepped rows, local blend and previews.
+func (s *sampling) denoise(ctx context.Context) error {
+	ts := s.sched.Timesteps()
+	start := time.Now()
+	for i, t := range ts {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("run cancelled before step %d of %d: %w", i+1, len(ts), err)
+		}
+		s.syncSource(i)
+		copy(s.unet.sample, s.x[s.uncondFirst*s.rowSize:])
+		copy(s.unet.sample[(s.rows-s.uncondFirst)*s.rowSize:], s.x)
+		if err := s.controls.at(i); err != nil {
+			return err
+		}
+		if err := s.unet.run(ctx, t); err != nil {
+			return fmt.Errorf("UNet at step %d of %d: %w", i+1, len(ts), err)
+		}
+		s.res.UNetRows += s.unet.batch
+		s.guide()
+		if err := s.sched.Step(i, s.eps, s.x[s.uncondFirst*s.rowSize:], s.denoised); err != nil {
+			return fmt.Errorf("step %d of %d: %w", i+1, len(ts), err)
+		}
+		s.blend(i)
+		if err := s.previews.step(i+1, len(ts), s.denoised, s.uncondFirst); err != nil {
+			return err
+		}
+	}
+	s.res.Timings.Steps = time.Since(start)
+	s.res.Timings.StepCount = len(ts)
+	s.syncSource(len(ts))
+	return nil
+}
+
+// syncSource keeps the source row and the cache in step at step i: a
+// replayed source row takes its stored latent, a recorded one is stored.
+func (s *sampling) syncSource(i int) {
+	row := s.x[:s.rowSize]
+	if s.source != nil {
+		copy(row, s.source.at(i))
+	}
+	if s.record != nil {
+		copy(s.record.at(i), row)
+	}
+}
+
+// guide combines each stepped row's unconditional output (at its own
+// index) and conditional one (in the conditional half, which starts at
+// row s.rows of the output) by classifier-free guidance:
+// eps = u + g·(c − u).
+func (s *sampling) guide() {
+	out, g, size := s.unet.out, float32(s.j.guidance), s.rowSize
+	for r := 0; r < s.rows-s.uncondFirst; r++ {
+		u := out[r*size : (r+1)*size]
+		c := out[(s.rows+r)*size : (s.rows+r+1)*size]
+		dst := s.eps[r*size : (r+1)*size]
+		for k := range dst {
+			dst[k] = u[k] + g*(c[k]-u[k])
+		}
+	}
+}
+
+// finish decodes the final latents (reusing a cached source image), offers
+// them as the final previews, stores a recorded source in the cache, and
+// averages the heat maps over the steps.
+func (s *sampling) finish(ctx context.Context) error {
+	m, steps := s.e.manifest, len(s.sched.Timesteps())
+	t0 := time.Now()
+	decodeFrom := 0
+	if s.source != nil && s.source.image != nil {
+		decodeFrom = 1
+	}
+	images, err := s.e.decode(ctx, s.x[decodeFrom*s.rowSize:], s.rows-decodeFrom)
+	if err != nil {
+		return err
+	}
+	if decodeFrom == 1 {
+		images = append([][]byte{s.source.image}, images...)
+	}
+	s.res.Timings.Decode = time.Since(t0)
+	for r, rgb := range images {
+		s.res.Images = append(s.res.Images, Image{Row: r, Prompt: s.j.prompts[r], Width: m.Image.Width, Height: m.Image.Height, RGB: rgb})
+	}
+	s.previews.final(images, m.Image.Width, m.Image.Height, steps)
+	s.res.Timings.FirstPreview = s.previews.first
+	if s.record != nil {
+		s.record.image = images[0]
+		s.e.cache.put(s.key, s.record)
+	}
+	for _, o := range s.e.heatMapOutputs(s.j.opts) {
+		s.res.HeatMaps = append(s.res.HeatMaps, s.e.heatMaps(s.j.prompts, s.unet.maps[o], steps)...)
+	}
+	return nil
+}
