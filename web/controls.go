@@ -10,7 +10,7 @@ import (
 )
 
 // schedulers are the samplers Reword's engine implements (the names of
-// backend/diffusion/scheduler); a model may support fewer, and the server
+// backend/scheduler); a model may support fewer, and the server
 // says so next to the field.
 var schedulers = []string{"ddim", "dpmpp-2m"}
 

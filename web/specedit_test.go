@@ -50,7 +50,8 @@ func TestRunnableDropsWordsThatNoLongerOccur(t *testing.T) {
 	// The result must pass the server's validation of words.
 	seed := uint64(1)
 	got.Seed = &seed
-	if err := got.Validate(edit.Tiny("tiny")); err != nil {
+	tiny := edit.Defaults{Model: "tiny", Sizes: []edit.Size{{Width: 64, Height: 64}}, Schedulers: []string{"ddim"}, Steps: 50, Guidance: 7.5}
+	if err := got.Validate(tiny); err != nil {
 		t.Errorf("runnable spec does not validate: %v", err)
 	}
 }

@@ -34,7 +34,6 @@ import (
 	"sync"
 
 	"reword/backend/diffusion/preview"
-	"reword/backend/diffusion/scheduler"
 	"reword/backend/graph"
 	"reword/backend/model"
 	"reword/backend/ort"
@@ -74,7 +73,6 @@ const DefaultCacheBytes = 256 << 20
 // Engine runs generation and editing jobs on one model.
 type Engine struct {
 	manifest *model.Manifest
-	sched    scheduler.Config
 	tok      *clip.Tokenizer
 	project  preview.Projector
 
@@ -96,10 +94,6 @@ func Load(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := m.SchedulerConfig()
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", dir, err)
-	}
 	tok, err := clip.Default()
 	if err != nil {
 		return nil, err
@@ -108,7 +102,7 @@ func Load(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
 	}
-	e := &Engine{manifest: m, sched: cfg, tok: tok, project: proj}
+	e := &Engine{manifest: m, tok: tok, project: proj}
 	ok := false
 	defer func() {
 		if !ok {
@@ -274,23 +268,9 @@ func (e *Engine) Manifest() *model.Manifest { return e.manifest }
 func (e *Engine) Tokenizer() *clip.Tokenizer { return e.tok }
 
 // Defaults describes the model for edit specs: its id, size, schedulers,
-// default steps and guidance, and the Prompt-to-Prompt windows: the
-// manifest's tuned ones, or the reference's cross 0.8 and self 0.4.
-func (e *Engine) Defaults() edit.Defaults {
-	m := e.manifest
-	d := edit.Tiny(m.ID())
-	d.Sizes = []edit.Size{{Width: m.Image.Width, Height: m.Image.Height}}
-	d.Schedulers = append([]string(nil), scheduler.Names...)
-	d.Steps = m.Defaults.Steps
-	d.Guidance = m.Defaults.GuidanceScale
-	if m.Defaults.CrossReplace > 0 {
-		d.Cross = edit.Fraction(m.Defaults.CrossReplace)
-	}
-	if m.Defaults.SelfReplace > 0 {
-		d.Self = edit.Fraction(m.Defaults.SelfReplace)
-	}
-	return d
-}
+// default steps and guidance, and the Prompt-to-Prompt windows, as its
+// family and manifest set them (model.Manifest.SpecDefaults).
+func (e *Engine) Defaults() edit.Defaults { return e.manifest.SpecDefaults() }
 
 // CacheStats reports the source cache's entries and bytes.
 func (e *Engine) CacheStats() (entries int, bytes int64) { return e.cache.stats() }

@@ -8,9 +8,9 @@ import (
 	"math"
 	"time"
 
-	"reword/backend/diffusion/scheduler"
 	"reword/backend/ort"
 	"reword/backend/photo"
+	"reword/backend/scheduler"
 	"reword/shared/edit"
 )
 
@@ -135,7 +135,7 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 	m := e.manifest
 	C, H, W := m.Latent.Channels, m.Latent.Height, m.Latent.Width
 	rowSize := C * H * W
-	ddim, err := scheduler.NewDDIM(e.sched, steps)
+	ddim, err := scheduler.NewDDIM(e.manifest.Schedule, steps)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"reword/backend/diffusion/scheduler"
+	"reword/backend/scheduler"
 	"reword/shared/clip"
 )
 
@@ -48,7 +48,7 @@ func (e *Engine) prepare(ctx context.Context, j *job, pv *previews) (*sampling, 
 	s := &sampling{e: e, j: j, res: &Result{}, previews: pv, rows: len(j.prompts),
 		rowSize: m.Latent.Channels * m.Latent.Height * m.Latent.Width}
 	var err error
-	if s.sched, err = scheduler.New(j.scheduler, e.sched, j.steps); err != nil {
+	if s.sched, err = scheduler.New(j.scheduler, e.manifest.Schedule, j.steps); err != nil {
 		return nil, err
 	}
 	s.chooseSource()

@@ -31,33 +31,20 @@ func deriveManifest(dir string) (*Manifest, error) {
 	m := &Manifest{Format: ManifestFormat, Name: filepath.Base(filepath.Clean(dir)), Derived: true}
 	m.Description = "Stable Diffusion ONNX export (manifest derived from the folder's configs)"
 
-	var sched struct {
-		NumTrainTimesteps *int     `json:"num_train_timesteps"`
-		BetaStart         *float64 `json:"beta_start"`
-		BetaEnd           *float64 `json:"beta_end"`
-		BetaSchedule      *string  `json:"beta_schedule"`
-		PredictionType    *string  `json:"prediction_type"`
-		TimestepSpacing   *string  `json:"timestep_spacing"`
-		StepsOffset       *int     `json:"steps_offset"`
-		SetAlphaToOne     *bool    `json:"set_alpha_to_one"`
-	}
+	// The family's schedule, with what the export's scheduler config
+	// states.
+	var sched statedSchedule
 	if err := readOptionalJSON(filepath.Join(dir, "scheduler", "scheduler_config.json"), &sched); err != nil {
 		return nil, err
 	}
-	s := &m.Scheduler
-	s.NumTrainTimesteps, s.BetaStart, s.BetaEnd, s.BetaSchedule = 1000, 0.00085, 0.012, "scaled_linear"
-	s.PredictionType, s.TimestepSpacing, s.StepsOffset = "epsilon", "leading", 1
-	setIf(&s.NumTrainTimesteps, sched.NumTrainTimesteps)
-	setIf(&s.BetaStart, sched.BetaStart)
-	setIf(&s.BetaEnd, sched.BetaEnd)
-	setIf(&s.BetaSchedule, sched.BetaSchedule)
-	setIf(&s.PredictionType, sched.PredictionType)
-	setIf(&s.TimestepSpacing, sched.TimestepSpacing)
-	setIf(&s.SetAlphaToOne, sched.SetAlphaToOne)
 	// Stable Diffusion pipelines force steps_offset to 1 whatever the
 	// config says (p2p-spec.md §1.1), so the derived manifest does too.
-	s.StepsOffset = 1
-	m.UNet.PredictionType = s.PredictionType
+	one := 1
+	sched.StepsOffset = &one
+	m.Family = SD1.Name
+	m.Schedule = sched.over(SD1.Schedule)
+	m.Defaults = statedDefaults{}.over(SD1.Defaults)
+	m.UNet.PredictionType = string(m.Schedule.Prediction)
 
 	var unet struct {
 		SampleSize *int `json:"sample_size"`
@@ -85,18 +72,11 @@ func deriveManifest(dir string) (*Manifest, error) {
 	m.VAEDecoder = Component{File: "vae_decoder/model.onnx", Input: "latent_sample", Output: "sample"}
 	m.VAEEncoder.Component = Component{File: "vae_encoder/model.onnx", Input: "sample", Output: "latent_sample"}
 	m.VAEEncoder.OutputKind = "sample"
-	m.Defaults.Steps, m.Defaults.GuidanceScale = 50, 7.5
 	if channels != len(sdPreviewMatrix) {
 		return nil, fmt.Errorf("model %s: the UNet has %d latent channels; only 4-channel Stable Diffusion 1.x/2.x exports are supported without a model.json", dir, channels)
 	}
 	m.Preview.LatentRGBMatrix = sdPreviewMatrix
 	return m, m.validate()
-}
-
-func setIf[T any](dst *T, v *T) {
-	if v != nil {
-		*dst = *v
-	}
 }
 
 // readOptionalJSON decodes path into v; a missing file leaves v unchanged.

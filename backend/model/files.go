@@ -1,8 +1,10 @@
 // Package model describes a model folder on disk: which files a Reword model
 // needs and whether they are present (Check, which the server reports before
 // any generation is attempted), and its manifest (Load): sizes, latent scale,
-// noise schedule, defaults and preview factors. The engine loads the ONNX
-// files the manifest names.
+// noise schedule, defaults and preview factors. The noise schedule and the
+// defaults belong to the model's family (Family), overridden by whatever the
+// manifest states; SpecDefaults turns them into the defaults edit specs
+// resolve against. The engine loads the ONNX files the manifest names.
 package model
 
 import (

@@ -8,16 +8,19 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
-	"reword/backend/diffusion/scheduler"
+	"reword/backend/scheduler"
+	"reword/shared/edit"
 )
 
 // Manifest is what the engine needs to know about a model folder beyond its
 // ONNX files: sizes, the latent scale, the noise schedule, defaults and the
 // latent→RGB preview factors. Reword's own models carry it as model.json;
 // for a user's Stable Diffusion export Load derives it from the diffusers
-// config files.
+// config files. The noise schedule and the defaults are its family's
+// (Family), with whatever the manifest states itself.
 type Manifest struct {
 	// Dir is the folder the manifest describes.
 	Dir string `json:"-"`
@@ -28,7 +31,10 @@ type Manifest struct {
 	Format      string `json:"format"`
 	Name        string `json:"name"`
 	Description string `json:"description"`
-	Image       struct {
+	// Family names the model family whose schedule and defaults the
+	// manifest starts from; "" is SD1.
+	Family string `json:"family,omitempty"`
+	Image  struct {
 		Width    int `json:"width"`
 		Height   int `json:"height"`
 		Channels int `json:"channels"`
@@ -51,30 +57,15 @@ type Manifest struct {
 		OutputKind string `json:"output_kind"`
 	} `json:"vae_encoder"`
 	VAEDecoder Component `json:"vae_decoder"`
-	Scheduler  struct {
-		NumTrainTimesteps int     `json:"num_train_timesteps"`
-		BetaStart         float64 `json:"beta_start"`
-		BetaEnd           float64 `json:"beta_end"`
-		BetaSchedule      string  `json:"beta_schedule"`
-		PredictionType    string  `json:"prediction_type"`
-		TimestepSpacing   string  `json:"timestep_spacing"`
-		StepsOffset       int     `json:"steps_offset"`
-		SetAlphaToOne     bool    `json:"set_alpha_to_one"`
-	} `json:"scheduler"`
-	Defaults struct {
-		Steps         int     `json:"steps"`
-		GuidanceScale float64 `json:"guidance_scale"`
-		// CrossReplace and SelfReplace are the Prompt-to-Prompt windows
-		// (fractions of the steps) tuned for this model; 0 = the
-		// reference's 0.8 and 0.4.
-		CrossReplace float64 `json:"cross_replace,omitempty"`
-		SelfReplace  float64 `json:"self_replace,omitempty"`
-		// SelfReplaceMaxTokens: self-attention layers with at most this
-		// many query positions get the self-replace edit when the UNet is
-		// instrumented; 0 = backend/graph's default (16×16 at 512 px).
-		SelfReplaceMaxTokens int `json:"self_replace_max_tokens,omitempty"`
-	} `json:"defaults"`
-	Preview struct {
+	// Schedule is the noise schedule: the family's, with what the
+	// manifest's "scheduler" object (or a diffusers export's
+	// scheduler_config.json) states; its prediction type, when neither
+	// states one, is the UNet's "prediction_type".
+	Schedule scheduler.Config `json:"-"`
+	// Defaults are the settings an edit starts from: the family's, with
+	// what the manifest's "defaults" object states.
+	Defaults Defaults `json:"-"`
+	Preview  struct {
 		// LatentRGBMatrix has one row per latent channel and columns R, G,
 		// B: rgb = Σ_k z_k·M[k] + bias, in [−1, 1], for latents in UNet
 		// scale (already multiplied by the scaling factor).
@@ -145,15 +136,45 @@ func (m *Manifest) ID() string {
 
 func parseManifest(raw []byte) (*Manifest, error) {
 	var m Manifest
+	// The parts a family owns are read on their own, so that a value the
+	// manifest leaves out is told apart from a zero it states.
+	var stated struct {
+		Scheduler statedSchedule `json:"scheduler"`
+		Defaults  statedDefaults `json:"defaults"`
+	}
 	// Unknown fields are allowed: model.json also records how the model
 	// was trained, which the engine does not need.
-	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&m); err != nil {
-		return nil, fmt.Errorf("not a valid model manifest: %w", err)
+	for _, v := range []any{&m, &stated} {
+		if err := json.NewDecoder(bytes.NewReader(raw)).Decode(v); err != nil {
+			return nil, fmt.Errorf("not a valid model manifest: %w", err)
+		}
 	}
 	if m.Format != ManifestFormat {
 		return nil, fmt.Errorf("format %q is not %q", m.Format, ManifestFormat)
 	}
+	if err := m.applyFamily(stated.Scheduler, stated.Defaults); err != nil {
+		return nil, err
+	}
 	return &m, m.validate()
+}
+
+// applyFamily resolves the schedule and the defaults: the family's values,
+// overridden by those the manifest states.
+func (m *Manifest) applyFamily(sched statedSchedule, defaults statedDefaults) error {
+	name := m.Family
+	if name == "" {
+		name = SD1.Name
+	}
+	f, err := LookupFamily(name)
+	if err != nil {
+		return err
+	}
+	if sched.PredictionType == nil && m.UNet.PredictionType != "" {
+		sched.PredictionType = &m.UNet.PredictionType
+	}
+	m.Schedule = sched.over(f.Schedule)
+	m.Defaults = defaults.over(f.Defaults)
+	return nil
 }
 
 // validate reports the first missing or impossible value, naming its field.
@@ -183,18 +204,10 @@ func (m *Manifest) validate() error {
 	if k := m.VAEEncoder.OutputKind; k != "mean_logvar" && k != "sample" {
 		bad("vae_encoder.output_kind: %q is not \"mean_logvar\" or \"sample\"", k)
 	}
-	if _, err := m.SchedulerConfig(); err != nil {
+	if err := m.Schedule.Validate(); err != nil {
 		bad("%v", err)
 	}
-	if m.Defaults.Steps < 1 || !(m.Defaults.GuidanceScale >= 0) {
-		bad("defaults: want steps ≥ 1 and guidance_scale ≥ 0, got %d and %v", m.Defaults.Steps, m.Defaults.GuidanceScale)
-	}
-	if d := m.Defaults; !(d.CrossReplace >= 0 && d.CrossReplace <= 1 && d.SelfReplace >= 0 && d.SelfReplace <= 1) {
-		bad("defaults: cross_replace and self_replace are fractions in [0, 1], got %v and %v", d.CrossReplace, d.SelfReplace)
-	}
-	if m.Defaults.SelfReplaceMaxTokens < 0 {
-		bad("defaults: self_replace_max_tokens is %d; want ≥ 0 (0 = the default layers)", m.Defaults.SelfReplaceMaxTokens)
-	}
+	m.Defaults.validate(bad)
 	if len(m.Preview.LatentRGBMatrix) != l.Channels {
 		bad("preview.latent_rgb_matrix: want %d rows (one per latent channel), got %d", l.Channels, len(m.Preview.LatentRGBMatrix))
 	}
@@ -207,21 +220,17 @@ func (m *Manifest) validate() error {
 	return nil
 }
 
-// SchedulerConfig returns the noise schedule in the scheduler package's terms.
-func (m *Manifest) SchedulerConfig() (scheduler.Config, error) {
-	s := m.Scheduler
-	pred := s.PredictionType
-	if pred == "" {
-		pred = m.UNet.PredictionType
+// SpecDefaults describes the model for edit specs: its id, its size, and
+// the defaults and choices of its family and manifest.
+func (m *Manifest) SpecDefaults() edit.Defaults {
+	d := m.Defaults
+	return edit.Defaults{
+		Model:      m.ID(),
+		Sizes:      []edit.Size{{Width: m.Image.Width, Height: m.Image.Height}},
+		Schedulers: slices.Clone(d.Schedulers),
+		Steps:      d.Steps,
+		Guidance:   d.GuidanceScale,
+		Cross:      edit.Fraction(d.CrossReplace),
+		Self:       edit.Fraction(d.SelfReplace),
 	}
-	spacing := s.TimestepSpacing
-	if spacing == "" {
-		spacing = string(scheduler.Leading) // diffusers' default for DDIM and PNDM configs
-	}
-	cfg := scheduler.Config{
-		TrainTimesteps: s.NumTrainTimesteps, BetaStart: s.BetaStart, BetaEnd: s.BetaEnd,
-		BetaSchedule: scheduler.BetaSchedule(s.BetaSchedule), Spacing: scheduler.Spacing(spacing),
-		StepsOffset: s.StepsOffset, SetAlphaToOne: s.SetAlphaToOne, Prediction: scheduler.Prediction(pred),
-	}
-	return cfg, cfg.Validate()
 }

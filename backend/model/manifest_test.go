@@ -1,12 +1,14 @@
 package model
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"reword/backend/diffusion/scheduler"
+	"reword/backend/scheduler"
+	"reword/shared/edit"
 )
 
 // writeFolder makes a model folder with placeholder ONNX files.
@@ -40,9 +42,11 @@ func TestLoadDerivesSDManifest(t *testing.T) {
 	if !m.Derived || m.Image.Width != 768 || m.Latent.Width != 96 || m.Latent.ScalingFactor != 0.18215 {
 		t.Fatalf("derived manifest: %+v", m)
 	}
-	cfg, err := m.SchedulerConfig()
-	if err != nil || cfg.Prediction != scheduler.VPrediction || cfg.StepsOffset != 1 || cfg.Spacing != scheduler.Leading {
-		t.Fatalf("scheduler config %+v, %v", cfg, err)
+	if cfg := m.Schedule; cfg.Prediction != scheduler.VPrediction || cfg.StepsOffset != 1 || cfg.Spacing != scheduler.Leading || m.Family != SD1.Name {
+		t.Fatalf("schedule %+v of family %q", cfg, m.Family)
+	}
+	if d := m.SpecDefaults(); d.Steps != 50 || d.Guidance != 7.5 || d.Cross != edit.Fraction(0.8) || len(d.Sizes) != 1 || d.Sizes[0].Width != 768 {
+		t.Errorf("spec defaults of a derived manifest: %+v", d)
 	}
 }
 
@@ -81,3 +85,70 @@ const validManifest = `{"format":"reword-model/1","name":"tiny",
  "scheduler":{"num_train_timesteps":1000,"beta_start":0.00085,"beta_end":0.012,"beta_schedule":"scaled_linear","prediction_type":"epsilon","timestep_spacing":"leading","steps_offset":1},
  "defaults":{"steps":50,"guidance_scale":7.5,"cross_replace":0.9},
  "preview":{"latent_rgb_matrix":[[1,0,0],[0,1,0],[0,0,1],[0,0,0]],"latent_rgb_bias":[0,0,0]}}`
+
+// TestFamilyOwnsWhatTheManifestLeavesOut: a manifest that states no
+// schedule and no defaults takes its family's; one that states some keeps
+// them (an explicit zero included) and takes the rest from the family.
+func TestFamilyOwnsWhatTheManifestLeavesOut(t *testing.T) {
+	bare := validManifest[:strings.Index(validManifest, `"scheduler"`)] + `"preview":{"latent_rgb_matrix":[[1,0,0],[0,1,0],[0,0,1],[0,0,0]]}}`
+	m, err := Load(writeFolder(t, map[string]string{ManifestFile: bare}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Schedule != SD1.Schedule || m.Defaults.Steps != 50 || m.Defaults.GuidanceScale != 7.5 || m.Defaults.CrossReplace != 0.8 || m.Defaults.SelfReplace != 0.4 {
+		t.Errorf("a manifest without schedule or defaults: %+v, %+v", m.Schedule, m.Defaults)
+	}
+	stated := strings.Replace(validManifest, `"defaults":{"steps":50,"guidance_scale":7.5,"cross_replace":0.9}`,
+		`"family":"sd1","defaults":{"steps":20,"guidance_scale":0,"schedulers":["dpmpp-2m","ddim"]}`, 1)
+	stated = strings.Replace(stated, `"steps_offset":1`, `"steps_offset":0`, 1)
+	m, err = Load(writeFolder(t, map[string]string{ManifestFile: stated}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.SpecDefaults()
+	if d.Steps != 20 || d.Guidance != 0 || d.Schedulers[0] != "dpmpp-2m" || d.Cross != edit.Fraction(0.8) || m.Schedule.StepsOffset != 0 {
+		t.Errorf("stated values: %+v, steps offset %d", d, m.Schedule.StepsOffset)
+	}
+	for name, c := range map[string]struct{ body, want string }{
+		"family":    {strings.Replace(validManifest, `"name":"tiny"`, `"name":"tiny","family":"sd9"`, 1), `family "sd9"`},
+		"scheduler": {strings.Replace(validManifest, `"cross_replace":0.9`, `"schedulers":["euler"]`, 1), `scheduler "euler"`},
+	} {
+		if _, err := Load(writeFolder(t, map[string]string{ManifestFile: c.body})); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", name, err, c.want)
+		}
+	}
+}
+
+// TestTinyManifestReadsAsBefore: the committed tiny model's model.json,
+// which names no family, still loads, and every default it states is the
+// one used; those it leaves out are SD1's.
+func TestTinyManifestReadsAsBefore(t *testing.T) {
+	dir := filepath.Join("..", "..", "models", "tiny")
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct{ Defaults map[string]any }
+	if err := json.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{
+		"steps": float64(m.Defaults.Steps), "guidance_scale": m.Defaults.GuidanceScale,
+		"cross_replace": m.Defaults.CrossReplace, "self_replace": m.Defaults.SelfReplace,
+		"self_replace_max_tokens": float64(m.Defaults.SelfReplaceMaxTokens),
+	}
+	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0}
+	for k, v := range got {
+		want, stated := file.Defaults[k]
+		if !stated {
+			want = family[k]
+		}
+		if v != want {
+			t.Errorf("defaults.%s = %v, want %v (stated in model.json: %v)", k, v, want, stated)
+		}
+	}
+}

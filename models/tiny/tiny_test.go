@@ -18,9 +18,9 @@ import (
 	"testing"
 
 	"reword/backend/diffusion"
-	"reword/backend/diffusion/scheduler"
 	"reword/backend/model"
 	"reword/backend/ort"
+	"reword/backend/scheduler"
 	"reword/models/tiny/eval"
 	"reword/models/tiny/scene"
 	"reword/shared/clip"

@@ -79,7 +79,7 @@ func TestParseSpecIsStrict(t *testing.T) {
 }
 
 func TestValidateReferenceExamples(t *testing.T) {
-	d := SD1("sd15")
+	d := sd1Defaults("sd15")
 	for _, s := range []Spec{
 		squirrel(),
 		{Source: "A painting of a squirrel eating a burger", Targets: []string{"A painting of a lion eating a burger"}, Seed: ptr(uint64(8888)),
@@ -113,7 +113,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		Image:      "not-a-hash",
 		Inversion:  "nulltext",
 	}
-	err := s.Validate(Tiny("tiny"))
+	err := s.Validate(tinyDefaults("tiny"))
 	var p Problems
 	if !errors.As(err, &p) {
 		t.Fatalf("err = %v, want Problems", err)
@@ -147,7 +147,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		}
 	}
 	s = Spec{Source: "a", Targets: []string{"a"}, Seed: ptr(uint64(1)), Inversion: InversionNPI}
-	if err := s.Validate(Tiny("tiny")); err == nil || !strings.Contains(err.Error(), "inversion: is set but there is no image") {
+	if err := s.Validate(tinyDefaults("tiny")); err == nil || !strings.Contains(err.Error(), "inversion: is set but there is no image") {
 		t.Errorf("inversion without image: err = %v", err)
 	}
 }
@@ -155,7 +155,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 func TestValidateWordsPastTheContext(t *testing.T) {
 	long := strings.Repeat("cat ", 80) + "dog"
 	s := Spec{Source: long, Targets: []string{long}, Seed: ptr(uint64(1)), Reweights: map[string]float64{"dog": 2, "cat": 2}}
-	err := s.Validate(Tiny("tiny"))
+	err := s.Validate(tinyDefaults("tiny"))
 	if err == nil || !strings.Contains(err.Error(), `reweights["dog"]: "dog" occurs only past the 77-token limit`) || strings.Contains(err.Error(), `"cat"`) {
 		t.Errorf("err = %v", err)
 	}
@@ -163,7 +163,7 @@ func TestValidateWordsPastTheContext(t *testing.T) {
 
 func TestResolveFillsDefaults(t *testing.T) {
 	s := squirrel()
-	r, err := s.Resolve(SD1("sd15"))
+	r, err := s.Resolve(sd1Defaults("sd15"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestResolveFillsDefaults(t *testing.T) {
 		t.Errorf("resolved %+v", r)
 	}
 	s.Image, s.Guidance = strings.Repeat("f", 64), ptr(0.0)
-	if r, err = s.Resolve(Tiny("tiny")); err != nil || r.Inversion != InversionDirect || r.Guidance != 0 || r.Width != 64 {
+	if r, err = s.Resolve(tinyDefaults("tiny")); err != nil || r.Inversion != InversionDirect || r.Guidance != 0 || r.Width != 64 {
 		t.Errorf("resolved %+v, %v", r, err)
 	}
 	if _, err := s.Resolve(Defaults{Model: "x"}); err == nil || errors.As(err, new(Problems)) {
@@ -277,7 +277,7 @@ func TestResolvedAlignsWithTheRealTokenizer(t *testing.T) {
 	s := squirrel()
 	s.CrossWords = map[string]Window{"lion": Fraction(0.4)}
 	s.Blend = []string{"squirrel", "lion"}
-	r, err := s.Resolve(SD1("sd15"))
+	r, err := s.Resolve(sd1Defaults("sd15"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,11 +314,11 @@ func TestWithoutStrayWordsLeavesWhatValidates(t *testing.T) {
 	s.Reweights = map[string]float64{"lion": 2, "squirrel": 2, "tiger": 3}
 	s.CrossWords = map[string]Window{"burger": Fraction(0.5), "cat": Fraction(0.5)}
 	s.Blend = []string{"squirrel", "lion", "zebra"}
-	if err := s.Validate(Tiny("tiny")); err == nil {
+	if err := s.Validate(tinyDefaults("tiny")); err == nil {
 		t.Fatal("the spec with stray words validates")
 	}
 	out := s.WithoutStrayWords(tok)
-	if err := out.Validate(Tiny("tiny")); err != nil {
+	if err := out.Validate(tinyDefaults("tiny")); err != nil {
 		t.Fatalf("without stray words: %v", err)
 	}
 	if !reflect.DeepEqual(out.Reweights, map[string]float64{"lion": 2}) ||

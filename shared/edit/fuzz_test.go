@@ -55,7 +55,7 @@ func FuzzParseValidate(f *testing.F) {
 	f.Add([]byte(`{"source":"a cat","targets":["a dog","a cow"],"seed":1,"steps":20,"guidance":0,"cross_words":{"dog":[0.1,0.5]},"blend":["cat"],"image":"` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `","inversion":"npi"}`))
 	f.Add([]byte(`{"source":"","targets":[],"width":3}`))
 	f.Add([]byte(`null`))
-	d := Tiny("tiny")
+	d := tinyDefaults("tiny")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := ParseSpec(data)
 		if err != nil {

@@ -8,7 +8,7 @@ import (
 func TestResolvedSpecResolvesToItself(t *testing.T) {
 	seed := uint64(7)
 	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: &seed, Reweights: map[string]float64{"blue": 2}}
-	d := Tiny("tiny")
+	d := tinyDefaults("tiny")
 	r, err := s.Resolve(d)
 	if err != nil {
 		t.Fatal(err)

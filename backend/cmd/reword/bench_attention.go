@@ -13,7 +13,7 @@ import (
 	"text/tabwriter"
 
 	"reword/backend/diffusion"
-	"reword/backend/diffusion/scheduler"
+	"reword/backend/scheduler"
 	"reword/models/tiny/eval"
 	"reword/models/tiny/scene"
 	"reword/shared/clip"

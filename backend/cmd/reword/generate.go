@@ -13,7 +13,7 @@ import (
 
 	"reword/backend/diffusion"
 	"reword/backend/diffusion/pngtext"
-	"reword/backend/diffusion/scheduler"
+	"reword/backend/scheduler"
 	"reword/shared/edit"
 	"reword/shared/protocol"
 )

@@ -1,0 +1,156 @@
+package model
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"reword/backend/scheduler"
+)
+
+// Family is what the models of one kind share, so that their manifests
+// need not repeat it: the noise schedule they were trained with and the
+// settings an edit of them starts from. A manifest names its family
+// ("family"; SD1 when it names none) and overrides any of these values it
+// states itself.
+type Family struct {
+	Name     string
+	Schedule scheduler.Config
+	Defaults Defaults
+}
+
+// Defaults are the settings an edit of a model starts from.
+type Defaults struct {
+	// Steps and GuidanceScale are the diffusion steps and the
+	// classifier-free guidance scale.
+	Steps         int
+	GuidanceScale float64
+	// Schedulers are the samplers the model runs, the default first.
+	Schedulers []string
+	// CrossReplace and SelfReplace are the Prompt-to-Prompt windows, as
+	// fractions of the steps.
+	CrossReplace, SelfReplace float64
+	// SelfReplaceMaxTokens: self-attention layers with at most this many
+	// query positions get the self-replace edit when the UNet is
+	// instrumented; 0 = backend/graph's default (16×16 at 512 px).
+	SelfReplaceMaxTokens int
+}
+
+// SD1 is Stable Diffusion 1.x and 2.x, and the models shaped like them
+// (Reword's tiny model): SD 1.x's noise schedule as the Prompt-to-Prompt
+// reference ran it, 50 DDIM steps at guidance 7.5, and the reference's
+// windows (cross 0.8, self 0.4).
+var SD1 = Family{
+	Name:     "sd1",
+	Schedule: scheduler.SD1(),
+	Defaults: Defaults{
+		Steps: 50, GuidanceScale: 7.5, Schedulers: scheduler.Names,
+		CrossReplace: 0.8, SelfReplace: 0.4,
+	},
+}
+
+// families are the families a manifest may name.
+var families = map[string]Family{SD1.Name: SD1}
+
+// LookupFamily returns the family called name.
+func LookupFamily(name string) (Family, error) {
+	f, ok := families[name]
+	if !ok {
+		names := make([]string, 0, len(families))
+		for n := range families {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return Family{}, fmt.Errorf("family %q is not a model family Reword knows (%s)", name, strings.Join(names, ", "))
+	}
+	return f, nil
+}
+
+// statedSchedule is a noise schedule as a manifest's "scheduler" object or
+// a diffusers scheduler_config.json states it: a field left out keeps the
+// family's value.
+type statedSchedule struct {
+	NumTrainTimesteps *int     `json:"num_train_timesteps"`
+	BetaStart         *float64 `json:"beta_start"`
+	BetaEnd           *float64 `json:"beta_end"`
+	BetaSchedule      *string  `json:"beta_schedule"`
+	PredictionType    *string  `json:"prediction_type"`
+	TimestepSpacing   *string  `json:"timestep_spacing"`
+	StepsOffset       *int     `json:"steps_offset"`
+	SetAlphaToOne     *bool    `json:"set_alpha_to_one"`
+}
+
+// over returns base with the values s states.
+func (s statedSchedule) over(base scheduler.Config) scheduler.Config {
+	c := base
+	setIf(&c.TrainTimesteps, s.NumTrainTimesteps)
+	setIf(&c.BetaStart, s.BetaStart)
+	setIf(&c.BetaEnd, s.BetaEnd)
+	setIf(&c.StepsOffset, s.StepsOffset)
+	setIf(&c.SetAlphaToOne, s.SetAlphaToOne)
+	// An empty name, like a missing one, keeps the family's.
+	if s.BetaSchedule != nil && *s.BetaSchedule != "" {
+		c.BetaSchedule = scheduler.BetaSchedule(*s.BetaSchedule)
+	}
+	if s.PredictionType != nil && *s.PredictionType != "" {
+		c.Prediction = scheduler.Prediction(*s.PredictionType)
+	}
+	if s.TimestepSpacing != nil && *s.TimestepSpacing != "" {
+		c.Spacing = scheduler.Spacing(*s.TimestepSpacing)
+	}
+	return c
+}
+
+// statedDefaults are a manifest's "defaults" object: a field left out
+// takes the family's value.
+type statedDefaults struct {
+	Steps                *int     `json:"steps"`
+	GuidanceScale        *float64 `json:"guidance_scale"`
+	Schedulers           []string `json:"schedulers"`
+	CrossReplace         *float64 `json:"cross_replace"`
+	SelfReplace          *float64 `json:"self_replace"`
+	SelfReplaceMaxTokens *int     `json:"self_replace_max_tokens"`
+}
+
+// over returns base with the values d states.
+func (d statedDefaults) over(base Defaults) Defaults {
+	out := base
+	setIf(&out.Steps, d.Steps)
+	setIf(&out.GuidanceScale, d.GuidanceScale)
+	setIf(&out.CrossReplace, d.CrossReplace)
+	setIf(&out.SelfReplace, d.SelfReplace)
+	setIf(&out.SelfReplaceMaxTokens, d.SelfReplaceMaxTokens)
+	out.Schedulers = slices.Clone(base.Schedulers)
+	if d.Schedulers != nil {
+		out.Schedulers = slices.Clone(d.Schedulers)
+	}
+	return out
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// validate reports the problems of resolved defaults, naming their fields.
+func (d Defaults) validate(bad func(format string, a ...any)) {
+	if d.Steps < 1 || !(d.GuidanceScale >= 0) {
+		bad("defaults: want steps ≥ 1 and guidance_scale ≥ 0, got %d and %v", d.Steps, d.GuidanceScale)
+	}
+	if !(d.CrossReplace >= 0 && d.CrossReplace <= 1 && d.SelfReplace >= 0 && d.SelfReplace <= 1) {
+		bad("defaults: cross_replace and self_replace are fractions in [0, 1], got %v and %v", d.CrossReplace, d.SelfReplace)
+	}
+	if d.SelfReplaceMaxTokens < 0 {
+		bad("defaults: self_replace_max_tokens is %d; want ≥ 0 (0 = the default layers)", d.SelfReplaceMaxTokens)
+	}
+	if len(d.Schedulers) == 0 {
+		bad("defaults: schedulers is empty; want one or more of %s", strings.Join(scheduler.Names, ", "))
+	}
+	for _, s := range d.Schedulers {
+		if !slices.Contains(scheduler.Names, s) {
+			bad("defaults: scheduler %q is not one of %s", s, strings.Join(scheduler.Names, ", "))
+		}
+	}
+}
