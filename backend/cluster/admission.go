@@ -45,10 +45,10 @@ type admission struct {
 	publishing atomic.Int64
 }
 
-// admit puts j in its model's admission queue. It fails with a
-// *protocol.Error when the queue is full (busy), when the client has
-// MaxPerClient jobs there already (too_many), or when the gateway is
-// shutting down.
+// admit puts j in its model's admission queue and in the gateway's table
+// of jobs. It fails with a *protocol.Error when the queue is full (busy),
+// when the client has MaxPerClient jobs there already (too_many), or when
+// the gateway is shutting down; j has then ended.
 func (g *Gateway) admit(j *Job) error {
 	s := g.cfg.Settings
 	g.mu.Lock()
@@ -69,24 +69,19 @@ func (g *Gateway) admit(j *Job) error {
 	g.jobs[j] = struct{}{}
 	g.mu.Unlock()
 	t, err := a.q.Submit(queue.Job{
-		Client: j.client,
-		Run:    func(ctx context.Context) error { j.publish(ctx, a); return nil },
-		// Called under the queue's lock: only record and wake.
-		OnPosition: func(p int) {
-			j.admitPos.Store(int64(p))
-			j.wakePositions()
-		},
+		Client:     j.client,
+		Run:        func(ctx context.Context) error { j.turn(ctx, a); return nil },
+		OnPosition: func(p int) { j.inbox.post(admitted{p}) }, // under the queue's lock: post only
 	})
 	if err != nil {
-		return admissionError(err, s)
+		g.mu.Lock()
+		delete(g.jobs, j)
+		g.mu.Unlock()
+		j.err = admissionError(err, s)
+		close(j.done) // for Close, which may wait for it already
+		return j.err
 	}
-	j.mu.Lock()
 	j.ticket = t
-	ended := j.ended
-	j.mu.Unlock()
-	if ended {
-		t.Cancel() // ended (gateway closing) before it had its ticket
-	}
 	return nil
 }
 
@@ -109,104 +104,53 @@ func admissionError(err error, s Settings) error {
 // (Settings.MaxQueued messages, DiscardNew).
 var errStreamFull = errors.New("the job stream is full")
 
-// publish is the job's turn: it runs on one of the admission queue's
-// workers, publishes the job to the stream, and holds that worker (the
-// window slot) until a worker takes the job, the job ends, or ctx (the
-// ticket) is cancelled.
-func (j *Job) publish(ctx context.Context, a *admission) {
-	if j.isEnded() {
-		return
-	}
-	g := j.g
-	j.admitPos.Store(-1)
-	a.publishing.Add(1)
-	msg := &nats.Msg{Subject: jobSubject(j.model), Header: nats.Header{headerJob: []string{j.ID}}, Data: j.body}
-	ack, err := g.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.ID))
-	if err == nil && !ack.Duplicate {
-		j.published(ack.Sequence)
-	}
-	g.forgetState(j.model) // the stream's pending count just changed
-	a.publishing.Add(-1)
-	switch {
-	case err != nil:
-		if j.isEnded() {
-			return // cancelled or closed while publishing
-		}
-		if strings.Contains(err.Error(), "maximum messages exceeded") {
-			err = errStreamFull
-		}
-		j.finish(admissionError(err, g.cfg.Settings))
-		return
-	case ack.Duplicate:
-		// The same job was published before, by this or another
-		// gateway: attach to it. Its message is not this gateway's to
-		// count in the window.
-		j.attach(ctx, ack.Sequence)
-		return
-	}
-	j.wakePositions()
+// turn is the job's turn in admission. It runs on one of the admission
+// queue's workers — a slot of the window — publishes the job, posts how
+// that went to the job's loop, and holds the slot until a worker takes
+// the job, the job ends, or ctx (the ticket) is cancelled. A job that was
+// in the stream already (sent before, by this or another gateway) does
+// not hold the slot: its message is not this gateway's to count.
+func (j *Job) turn(ctx context.Context, a *admission) {
 	select {
-	case <-j.takenCh:
 	case <-j.done:
+		return
+	default:
+	}
+	j.inbox.post(turn{})
+	a.publishing.Add(1)
+	p := j.publish(ctx)
+	j.g.forgetState(j.model) // the stream's pending count just changed
+	a.publishing.Add(-1)
+	j.inbox.post(p)
+	if p.err != nil || p.duplicate {
+		return
+	}
+	select {
+	case <-j.slotFree:
 	case <-ctx.Done():
 	}
 }
 
-// published records the stream sequence of the job's own message. A job
-// that ended while it was being published (cancelled, or its gateway
-// closing) is taken back out of the stream: nobody follows it any more.
-func (j *Job) published(seq uint64) {
-	j.mu.Lock()
-	if j.ended {
-		j.mu.Unlock()
-		j.withdraw(seq)
-		return
+// publish publishes the job to the stream, with its id as the message id.
+// For a job the stream had already, it looks whether its message is still
+// there, and if not, for its stored result.
+func (j *Job) publish(ctx context.Context) publication {
+	msg := &nats.Msg{Subject: jobSubject(j.model), Header: nats.Header{headerJob: []string{j.ID}}, Data: j.body}
+	ack, err := j.g.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.ID))
+	switch {
+	case err != nil && strings.Contains(err.Error(), "maximum messages exceeded"):
+		return publication{err: errStreamFull}
+	case err != nil:
+		return publication{err: err}
+	case !ack.Duplicate:
+		return publication{seq: ack.Sequence}
 	}
-	j.seq = seq
-	// Under j.mu, so that finish (which reads seq under j.mu) either
-	// sees the sequence and removes the entry, or ran before and the
-	// entry is never made.
-	j.g.mu.Lock()
-	j.g.bySeq[seq] = j
-	j.g.mu.Unlock()
-	j.mu.Unlock()
-}
-
-// attach follows a job that was already in the stream under the same id.
-// It is still there (waiting, or running with this gateway now listening),
-// or it has ended: with a stored result, or without one (cancelled or
-// failed), in which case this request id cannot be reused.
-func (j *Job) attach(ctx context.Context, seq uint64) {
-	g := j.g
-	if j.isEnded() {
-		return
+	p := publication{seq: ack.Sequence, duplicate: true, inStream: true}
+	if _, err := j.g.stream.GetMsg(ctx, ack.Sequence); errors.Is(err, jetstream.ErrMsgNotFound) {
+		p.inStream = false
+		p.stored, _ = storedResult(ctx, j.g.cfg.Store, j.ID)
 	}
-	if _, err := g.stream.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
-		if res, ok := storedResult(ctx, g.cfg.Store, j.ID); ok {
-			j.deliver(res)
-			return
-		}
-		j.finish(&protocol.Error{Code: protocol.CodeDuplicateID, Field: "id",
-			Message: "this request id was used for the same run, which was cancelled or failed: send it with a new id"})
-		return
-	}
-	j.mu.Lock()
-	if !j.ended {
-		j.seq = seq
-		g.mu.Lock()
-		g.bySeq[seq] = j
-		g.mu.Unlock()
-	}
-	j.mu.Unlock()
-	j.wakePositions()
-}
-
-// forgetState drops the cached consumer state of model, so that the next
-// position read sees a publish that just happened.
-func (g *Gateway) forgetState(model string) {
-	g.mu.Lock()
-	delete(g.states, model)
-	g.mu.Unlock()
+	return p
 }
 
 // publishing reports how many jobs of model this gateway is publishing.
@@ -222,23 +166,21 @@ func (g *Gateway) publishing(model string) int64 {
 
 // Drain stops admitting jobs and ends every job no worker has taken yet
 // (waiting in admission, or published and waiting in the stream) with
-// the shutdown error; jobs running on workers are still relayed until
-// they end or Close. A process that runs its own workers (role all)
-// drains its gateway before shutting the server down, so that the time
-// given to running edits is not spent waiting for jobs that no worker
-// will start. Jobs left in the stream stay there for the next worker.
+// the shutdown error, each on its own goroutine, at once; jobs running on
+// workers are still relayed until they end or Close. A server drains its
+// executor when it shuts down, so that the time given to running edits
+// is not spent waiting for jobs that no worker will start. Jobs left in
+// the stream stay there for the next worker.
 func (g *Gateway) Drain() {
 	g.mu.Lock()
 	g.draining = true
-	var waiting []*Job
+	jobs := make([]*Job, 0, len(g.jobs))
 	for j := range g.jobs {
-		if !j.taken.Load() {
-			waiting = append(waiting, j)
-		}
+		jobs = append(jobs, j)
 	}
 	g.mu.Unlock()
-	for _, j := range waiting {
-		j.finish(errShutdown())
+	for _, j := range jobs {
+		j.inbox.post(ending{err: errShutdown(), unlessTaken: true})
 	}
 }
 

@@ -65,10 +65,7 @@ func published(t *testing.T, j *Job) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		j.mu.Lock()
-		seq := j.seq
-		j.mu.Unlock()
-		if seq != 0 {
+		if j.seq.Load() != 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -187,10 +184,7 @@ func TestAdmissionLimitsAndCancel(t *testing.T) {
 		}
 	}
 	for _, j := range []*Job{c2, c4, d1} {
-		j.mu.Lock()
-		seq := j.seq
-		j.mu.Unlock()
-		if seq != 0 {
+		if seq := j.seq.Load(); seq != 0 {
 			t.Errorf("job %s, ended in admission, was published as %d", j.ID[:12], seq)
 		}
 	}

@@ -4,9 +4,11 @@
 // a JetStream work-queue stream with one subject per model; workers pull
 // them, run them on a diffusion engine, publish progress and previews on a
 // per-job subject, and store results in the shared blob store, where any
-// gateway finds them. The same pieces run a cluster of machines or, with
-// an embedded NATS server (StartNode), one process (reword serve's role
-// all).
+// gateway finds them. At a gateway, each job is one goroutine that owns
+// its state, events in and updates out (job.go); its queue positions and
+// the watch for a lost outcome are positions.go. The same pieces run a
+// cluster of machines or, with an embedded NATS server (StartNode), one
+// process (Local: reword serve's role all).
 //
 // Subjects and JetStream objects:
 //
