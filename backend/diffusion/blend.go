@@ -1,6 +1,7 @@
 package diffusion
 
-// localBlend is Prompt-to-Prompt's LocalBlend v2 (p2p-spec.md §9.2): from
+// localBlend is Prompt-to-Prompt's local blend as its later notebooks run it
+// (docs/algorithm.md, section 6): from
 // step start on, each target keeps the source's latent outside the region
 // where the blend words' accumulated cross-attention is strong.
 type localBlend struct {

@@ -29,7 +29,7 @@ type Photo struct {
 	Limits photo.Limits
 }
 
-// Inversion (p2p-spec.md §11): a photo is encoded with the VAE (posterior
+// Inversion (docs/algorithm.md, section 8): a photo is encoded with the VAE (posterior
 // mean × the model's scaling factor) to z*[0], then DDIM-inverted with the
 // source caption at guidance 1 — the conditional UNet output only — to
 // z*[1..T]; z*[T] is the x_T every row of the edit starts from. The whole
@@ -129,7 +129,8 @@ func (e *Engine) inversion(ctx context.Context, hash string, p *Photo, caption s
 }
 
 // invert runs DDIM inversion from the clean latent z0 (UNet scale) with the
-// caption's embedding at guidance 1 (p2p-spec.md §11.2): one single-row UNet
+// caption's embedding at guidance 1 (docs/algorithm.md, sections 8 and 9):
+// one single-row UNet
 // call per step, lowest noise level first.
 func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps int) (*sourceEntry, error) {
 	m := e.manifest
@@ -174,7 +175,8 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 }
 
 // encodePhoto decodes, fits and VAE-encodes a photo: the posterior mean
-// times the scaling factor (p2p-spec.md §11.1, §14.1).
+// times the scaling factor (docs/algorithm.md, section 8). The mean, not a
+// sample: an encoder that outputs mean and log-variance gives it exactly.
 func (e *Engine) encodePhoto(ctx context.Context, p *Photo) ([]float32, error) {
 	rgb, err := e.preparePhoto(p)
 	if err != nil {

@@ -34,7 +34,7 @@ func (im Image) NRGBA() *image.NRGBA {
 
 // HeatMap is the cross-attention of one prompt's tokens at one resolution,
 // averaged over the steps of the run and over the heads and the layers of
-// that resolution (p2p-spec.md §10).
+// that resolution (docs/algorithm.md, section 10).
 type HeatMap struct {
 	Row    int
 	Prompt string
@@ -85,7 +85,8 @@ type Result struct {
 
 // initialNoise draws the starting latent x_T from a standard normal
 // distribution with a PCG generator seeded by seed. It is drawn once and
-// shared by the source and every target (p2p-spec.md §1). The numbers are
+// shared by the source and every target (docs/algorithm.md, section 1).
+// The numbers are
 // Go's, not torch's: the same seed gives a different image than diffusers.
 func initialNoise(seed uint64, n int) []float32 {
 	rng := rand.New(rand.NewPCG(seed, 0x5265776f7264)) // "Reword"

@@ -22,8 +22,9 @@ type Options struct {
 	// query positions at Latent get the self-replace edit. Zero means
 	// Latent.Positions()/16, i.e. the 16×16 layers and coarser at 512 px,
 	// Prompt-to-Prompt's default (the null-text setting uses 32×32: 1024).
-	// For the 16×16-latent tiny model that default is 16 positions (4×4),
-	// which it does not have, so no layer is edited. Negative: none.
+	// For the 16×16-latent tiny model that default is 16 positions: its
+	// 4×4 layers (down_blocks.2, mid_block, up_blocks.0); its manifest asks
+	// for 256, every self-attention layer. Negative: none.
 	SelfReplaceMaxQueries int
 	// MapsQueries selects the maps output local blending reads
 	// (Description.BlendMaps): that of the cross-attention layers with

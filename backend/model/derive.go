@@ -11,12 +11,12 @@ import (
 
 // SD 1.x conventions used when a diffusers export does not state them.
 const (
-	sdScalingFactor = 0.18215 // p2p-spec.md §1
+	sdScalingFactor = 0.18215 // SD 1.x VAE; docs/algorithm.md, section 9
 	sdVAEFactor     = 8       // pixels per latent cell
 	sdSampleSize    = 64      // latent cells per side at 512 px
 )
 
-// sdPreviewMatrix are ComfyUI's SD 1.5 latent→RGB factors (p2p-spec.md §14.4).
+// sdPreviewMatrix are ComfyUI's SD 1.5 latent→RGB factors (no bias).
 var sdPreviewMatrix = [][3]float64{
 	{0.3512, 0.2297, 0.3227},
 	{0.3250, 0.4974, 0.2350},
@@ -38,7 +38,8 @@ func deriveManifest(dir string) (*Manifest, error) {
 		return nil, err
 	}
 	// Stable Diffusion pipelines force steps_offset to 1 whatever the
-	// config says (p2p-spec.md §1.1), so the derived manifest does too.
+	// config says (diffusers rewrites any other offset when it builds the
+	// pipeline), so the derived manifest does too.
 	one := 1
 	sched.StepsOffset = &one
 	m.Family = SD1.Name

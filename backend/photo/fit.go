@@ -14,7 +14,7 @@ type Fit int
 
 const (
 	// Crop keeps the centre of the photo at the model's aspect ratio and
-	// drops the rest (the reference's load_512, p2p-spec.md §11.1).
+	// drops the rest, as the published notebooks load photos.
 	Crop Fit = iota
 	// Letterbox keeps the whole photo and pads the rest with white.
 	Letterbox

@@ -59,7 +59,8 @@ func move(p Prediction, from, to float64, out, x, denoised []float32) {
 	}
 }
 
-// Invert runs step i backwards (DDIM inversion, p2p-spec.md §11.2): x is at
+// Invert runs step i backwards (DDIM inversion, docs/algorithm.md, section
+// 9): x is at
 // the level step i lands on, out is the model output evaluated at x with the
 // higher timestep Timesteps()[i], and x moves up to that timestep's level.
 // Inversion visits i = len−1 down to 0, the reverse of sampling; it keeps no

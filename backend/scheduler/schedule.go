@@ -8,7 +8,7 @@
 // one denoising step. Multistep solvers keep the history of earlier steps,
 // so a Scheduler value serves exactly one run.
 //
-// The formulas and reference values are those of p2p-spec.md §1.1 (DDIM, η = 0)
+// The formulas are those of docs/algorithm.md, section 9 (DDIM, η = 0)
 // and of DPM-Solver++ 2M (Lu et al. 2022) as diffusers implements it.
 package scheduler
 
@@ -59,7 +59,7 @@ type Config struct {
 	BetaSchedule   BetaSchedule
 	Spacing        Spacing
 	// StepsOffset is added to every leading-spaced timestep; SD pipelines
-	// force it to 1 (p2p-spec.md §1.1).
+	// force it to 1 (diffusers rewrites it when it builds the pipeline).
 	StepsOffset int
 	// SetAlphaToOne makes the step past timestep 0 land on ᾱ = 1 (a clean
 	// image); when false it lands on ᾱ₀, as in SD 1.x.
@@ -68,7 +68,7 @@ type Config struct {
 }
 
 // SD1 is the schedule of Stable Diffusion 1.x as the reference Prompt-to-Prompt
-// code ran it (p2p-spec.md §1.1).
+// code ran it (with DDIM; docs/algorithm.md, section 9).
 func SD1() Config {
 	return Config{
 		TrainTimesteps: 1000, BetaStart: 0.00085, BetaEnd: 0.012, BetaSchedule: ScaledLinear,

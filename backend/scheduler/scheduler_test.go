@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// The float64 reference values of p2p-spec.md §1.1.
+// Float64 values of SD 1.x's ᾱ, computed independently of this package.
 func TestAlphasCumprodMatchesSpec(t *testing.T) {
 	ac := SD1().AlphasCumprod()
 	if len(ac) != 1000 {
@@ -130,7 +130,7 @@ func TestDDIMStepOrderAndSizes(t *testing.T) {
 
 // Inverting with a fixed ε and sampling back with the same ε is exact, and
 // with steps_offset 0 the first inversion step (t = 0) is the identity
-// (p2p-spec.md §18).
+// (docs/algorithm.md, section 9: both levels are ᾱ₀).
 func TestDDIMInvertRoundTrip(t *testing.T) {
 	cfg := SD1()
 	cfg.StepsOffset = 0

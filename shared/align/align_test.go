@@ -19,8 +19,8 @@ func tokenizer(t testing.TB) *clip.Tokenizer {
 	return tok
 }
 
-// symbolic encodes prompts with one id per word (p2p-spec.md §18 assumes
-// each word is one CLIP token), BOS and EOS included.
+// symbolic encodes prompts with one id per word (the published test vectors
+// assume each word is one CLIP token), BOS and EOS included.
 type symbolic map[string]int32
 
 func (s symbolic) ids(prompt string) []int32 {
@@ -243,8 +243,8 @@ func TestSchedules(t *testing.T) {
 	}
 }
 
-// TestWorkedExamples runs the reference configurations of p2p-spec.md §1.2
-// through the real tokenizer.
+// TestWorkedExamples runs the example configurations of the Prompt-to-Prompt
+// notebooks through the real tokenizer.
 func TestWorkedExamples(t *testing.T) {
 	tok := tokenizer(t)
 	const squirrel = "A painting of a squirrel eating a burger"

@@ -1,13 +1,13 @@
 // Package align turns the prompts of an edit into Prompt-to-Prompt's
-// attention controls (p2p-spec.md §5–§9): which tokens each word is, what
-// kind of edit each target is, how target tokens map to source tokens, and
-// when in the run each control applies.
+// attention controls (docs/algorithm.md, sections 2–7): which tokens each
+// word is, what kind of edit each target is, how target tokens map to
+// source tokens, and when in the run each control applies.
 //
 // The engine does no alignment logic itself: New builds a Controller once
 // per edit, and Controller.Step fills, for each diffusion step, the control
-// tensors of the instrumented UNet (ARCHITECTURE.md, "One formula for every
-// edit"). For every cross-attention layer, on the conditional half of the
-// batch, the attention of target e becomes
+// tensors of the instrumented UNet (backend/graph; docs/algorithm.md,
+// section 4). For every cross-attention layer, on the conditional half of
+// the batch, the attention of target e becomes
 //
 //	A_tgt' = A_src · W_e + A_tgt ⊙ c_e     W_e: [77,77] (source token × target token), c_e: [77]
 //

@@ -10,7 +10,7 @@ import (
 const n77 = clip.ContextLength
 
 // ReplaceMapper builds the 77×77 replacement matrix M of a word swap
-// (p2p-spec.md §8.1), row-major: M[w*77+n] is how much of source token w's
+// (docs/algorithm.md, section 4.1), row-major: M[w*77+n] is how much of source token w's
 // attention target token n receives. source[k] and target[k] are the token
 // indices (BOS = 0) of the k-th swapped word in the two prompts, in prompt
 // order, each non-empty and contiguous.
@@ -86,7 +86,8 @@ func set(m []float32, w, n int, v float32) {
 }
 
 // Align is the reference's global alignment of two token sequences
-// (Needleman–Wunsch with gap 0, match +1, mismatch −1; p2p-spec.md §8.2),
+// (Needleman–Wunsch with gap 0, match +1, mismatch −1; docs/algorithm.md,
+// section 4.2),
 // source x and target y including BOS and EOS. It returns, for each target
 // token, the index of the source token it is aligned with, or −1 for a token
 // the target added.

@@ -11,7 +11,7 @@ import (
 // WordTokens returns the indices into prompt.IDs (BOS is index 0) of every
 // occurrence of word in the prompt, in order.
 //
-// The reference (p2p-spec.md §5) splits the prompt on single spaces and
+// The published code splits the prompt on single spaces and
 // compares whole strings, then walks decoded token lengths; it misses "cat" in
 // "a cat, sitting" and breaks on non-ASCII text. Here the word is tokenized on
 // its own and its token sequence is searched in the prompt's tokens, starting

@@ -12,7 +12,7 @@ import (
 )
 
 // vectorFile is testdata/vectors.json: published SD 1.x CLIP token ids,
-// copied from ../shared/clip/vectors.json.
+// collected from the test files of other CLIP tokenizer implementations.
 type vectorFile struct {
 	Vectors []struct {
 		Src     string  `json:"src"`
@@ -85,9 +85,9 @@ func TestPublishedVectors(t *testing.T) {
 }
 
 // TestCJKNotSplit pins the deliberate choice of not splitting ideographs: the
-// ids are those of OpenAI's SimpleTokenizer as reproduced by the prototype in
-// ../shared/prototypes/clip-tokenizer (a regression check, not independent
-// ground truth).
+// ids are those of OpenAI's SimpleTokenizer as an earlier prototype of this
+// tokenizer reproduced it (a regression check, not independent ground
+// truth).
 func TestCJKNotSplit(t *testing.T) {
 	got := tokenizer(t).Encode("日本の石灯籠").IDs
 	want := []int32{49406, 39121, 44353, 21575, 163, 253, 111, 163, 223, 107, 163, 109, 510, 49407}

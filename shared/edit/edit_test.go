@@ -14,7 +14,8 @@ import (
 
 func ptr[T any](v T) *T { return &v }
 
-// squirrel is the P2P paper's first example (p2p-spec.md §1.2) as a spec.
+// squirrel is the P2P paper's first example (the painting of a squirrel
+// eating a burger, which becomes a lion) as a spec.
 func squirrel() Spec {
 	return Spec{
 		Source:    "A painting of a squirrel eating a burger",

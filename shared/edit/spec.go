@@ -37,7 +37,7 @@ const (
 	MaxSpecBytes   = 16 << 10 // JSON form of a spec
 )
 
-// Inversion methods for editing a photo (p2p-spec.md §11).
+// Inversion methods for editing a photo (docs/algorithm.md, section 8).
 const (
 	InversionDirect = "direct" // Direct Inversion (PnP Inversion, Ju et al. 2024); the default
 	InversionNPI    = "npi"    // negative-prompt inversion (Miyake et al. 2023)
@@ -97,7 +97,7 @@ type Spec struct {
 
 // Window is a part of the diffusion run as fractions of the steps:
 // replacement happens in [Start, End). In JSON it is a fraction f, meaning
-// [0, f], or a pair [start, end].
+// [0, f), or a pair [start, end].
 type Window struct {
 	Start, End float64
 }

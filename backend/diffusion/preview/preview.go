@@ -21,7 +21,7 @@ type Image struct {
 }
 
 // Projector maps a latent to RGB with a fixed per-channel linear map
-// (p2p-spec.md §14.4): rgb = Σ_k z_k·Matrix[k] + Bias, in [−1, 1].
+// (docs/algorithm.md, section 9): rgb = Σ_k z_k·Matrix[k] + Bias, in [−1, 1].
 type Projector struct {
 	Matrix [][3]float64
 	Bias   [3]float64
@@ -67,7 +67,7 @@ func (p Projector) Render(z []float32, h, w int, dst []byte) error {
 }
 
 // ToByte maps a value in [−1, 1] to 0..255 the way the reference decodes
-// images: clamp((v+1)/2, 0, 1)·255, truncated (p2p-spec.md §1).
+// images: clamp((v+1)/2, 0, 1)·255, truncated (docs/algorithm.md, section 1).
 func ToByte(v float64) byte {
 	u := (v + 1) / 2
 	if !(u > 0) { // also maps NaN to 0
