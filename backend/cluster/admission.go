@@ -46,7 +46,7 @@ type admission struct {
 }
 
 // admit puts j in its model's admission queue and in the gateway's table
-// of jobs. It fails with a *protocol.Error when the queue is full (busy),
+// of jobs, and counts its loop (which the caller starts). It fails with a *protocol.Error when the queue is full (busy),
 // when the client has MaxPerClient jobs there already (too_many), or when
 // the gateway is shutting down; j has then ended.
 func (g *Gateway) admit(j *Job) error {
@@ -67,6 +67,10 @@ func (g *Gateway) admit(j *Job) error {
 		g.admissions[j.model] = a
 	}
 	g.jobs[j] = struct{}{}
+	// The job's loop is counted here, with the gateway not closed, so
+	// that Close's wait always counts it (Close waits for the job's end
+	// first, and its loop ends it).
+	g.loops.Add(1)
 	g.mu.Unlock()
 	t, err := a.q.Submit(queue.Job{
 		Client:     j.client,
@@ -77,6 +81,7 @@ func (g *Gateway) admit(j *Job) error {
 		g.mu.Lock()
 		delete(g.jobs, j)
 		g.mu.Unlock()
+		g.loops.Done() // no loop will run
 		j.err = admissionError(err, s)
 		close(j.done) // for Close, which may wait for it already
 		return j.err

@@ -233,13 +233,27 @@ func (g *Gateway) submit(ctx context.Context, model, client, requestID string, r
 	if res, ok := storedResult(ctx, g.cfg.Store, jobID); ok {
 		res.Cached = true
 		j.inbox.post(answered{res})
+		if !g.enlist() {
+			j.sub.Unsubscribe()
+			return nil, errShutdown()
+		}
 	} else if err := g.admit(j); err != nil {
 		j.sub.Unsubscribe() // the caller never sees j
 		return nil, err
 	}
-	g.loops.Add(1)
 	go j.loop()
 	return j, nil
+}
+
+// enlist counts a job's loop for Close, unless the gateway is closed.
+func (g *Gateway) enlist() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.loops.Add(1)
+	return true
 }
 
 // onMaxDeliveries fails the job that JetStream gave up on.
