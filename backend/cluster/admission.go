@@ -18,8 +18,9 @@ package cluster
 //
 // Across gateways: each gateway keeps its own clients fair, and since
 // each has at most AdmitWindow jobs per model waiting in the stream, the
-// stream interleaves the gateways' turns. Clients are identified per
-// gateway (by socket), so there is no fairness between clients of
+// stream interleaves the gateways' turns. A client is what the server
+// says it is (its address, see backend/clientaddr), and only one
+// gateway's queue sees it, so there is no fairness between clients of
 // different gateways beyond that interleaving.
 
 import (

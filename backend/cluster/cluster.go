@@ -89,8 +89,8 @@ type Settings struct {
 	AdmitWindow int
 	// MaxPerClient bounds one client's jobs in a gateway's admission
 	// queue: waiting there, or published and not yet taken by a worker
-	// (default limits.JobsPerClient). The server also caps a socket's
-	// jobs in flight.
+	// (default limits.JobsPerClient). The server also caps a client
+	// address's jobs in flight.
 	MaxPerClient int
 }
 

@@ -194,7 +194,7 @@ type Ticket interface {
 // attaches to the same job when it is already queued or running (sent
 // before through this or another gateway), or answers from the store when
 // it already has a result. client identifies who sent it (the server's
-// socket), for fairness and the per-client limit in admission. run.Spec
+// client address), for fairness and the per-client limit in admission. run.Spec
 // should be resolved, so that the job id does not depend on which
 // defaults a client left out. The ticket is a *Job.
 //

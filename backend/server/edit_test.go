@@ -232,7 +232,7 @@ func TestQueueFullAnswersBusy(t *testing.T) {
 	a.until(protocol.TypeStarted)
 	var waiting []*client
 	for i, want := range []int{0, 1, 2} {
-		c := ts.connect(t)
+		c := ts.connectFrom(t, fmt.Sprintf("127.0.2.%d", i+1)) // each its own client
 		c.send(protocol.TypeRun, fmt.Sprint("w", i), protocol.Run{Spec: spec(uint64(2+i), 2)})
 		for {
 			_, last := c.until(protocol.TypeQueued, protocol.TypeError)
@@ -245,7 +245,7 @@ func TestQueueFullAnswersBusy(t *testing.T) {
 		}
 		waiting = append(waiting, c)
 	}
-	full := ts.connect(t)
+	full := ts.connectFrom(t, "127.0.2.9")
 	full.send(protocol.TypeRun, "full", protocol.Run{Spec: spec(9, 2)})
 	if _, last := full.until(protocol.TypeError); last.Payload.(*protocol.Error).Code != protocol.CodeBusy {
 		t.Errorf("the client past the bound: %+v", last.Payload)
@@ -303,7 +303,7 @@ func TestManyClientsAllComplete(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make(chan string, clients)
 	for i := range clients {
-		c := ts.connect(t)
+		c := ts.connectFrom(t, fmt.Sprintf("127.0.1.%d", i+1)) // 50 clients, 50 addresses
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

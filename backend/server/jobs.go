@@ -47,8 +47,8 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		c.sendError(id, e)
 		return
 	}
-	log := s.log.With("conn", c.id, "request", id)
-	t, err := s.exec.Submit(context.Background(), r.Model, c.id, id, protocol.Run{Spec: spec, HeatMaps: run.HeatMaps}, c.events(id))
+	log := s.log.With("conn", c.id, "client", c.addr, "request", id)
+	t, err := s.exec.Submit(context.Background(), r.Model, c.addr, id, protocol.Run{Spec: spec, HeatMaps: run.HeatMaps}, c.events(id))
 	if !c.submitted(id, t, err) {
 		c.sendError(id, protocolError(err))
 		return
@@ -59,21 +59,37 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 }
 
 // reserve holds the request id in c.jobs while the request is submitted,
-// or says why it cannot: the id is in use, or the socket has MaxPerClient
-// requests already. c.mu is not held while the executor is called: it may
-// call back at once (a job with a stored result delivers it inside
-// Submit), and those callbacks take c.mu.
+// and counts it against the client's address, or says why it cannot: the
+// id is in use on this socket, or the address has MaxPerClient requests
+// already, from any of its sockets. c.mu is not held while the executor
+// is called: it may call back at once (a job with a stored result
+// delivers it inside Submit), and those callbacks take c.mu.
 func (c *conn) reserve(id string) *protocol.Error {
+	s := c.s
+	s.mu.Lock()
+	if max := s.cfg.MaxPerClient; s.addrJobs[c.addr] >= max {
+		s.mu.Unlock()
+		return &protocol.Error{Code: protocol.CodeTooMany, Message: fmt.Sprintf("too many requests from your address (%d queued or running, counting all its sockets): wait for one to finish or cancel one", max)}
+	}
+	s.addrJobs[c.addr]++
+	s.mu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, dup := c.jobs[id]; dup {
+		s.releaseJob(c.addr)
 		return &protocol.Error{Code: protocol.CodeDuplicateID, Message: "a request with this id is already queued or running", Field: "id"}
-	}
-	if max := c.s.cfg.MaxPerClient; len(c.jobs) >= max {
-		return &protocol.Error{Code: protocol.CodeTooMany, Message: fmt.Sprintf("too many requests from this client (%d queued or running): wait for one to finish or cancel one", max)}
 	}
 	c.jobs[id] = &pendingTicket{}
 	return nil
+}
+
+// releaseJob uncounts a request of the client address addr.
+func (s *Server) releaseJob(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.addrJobs[addr]--; s.addrJobs[addr] <= 0 {
+		delete(s.addrJobs, addr)
+	}
 }
 
 // submitted replaces the reservation of id by the request's ticket, or
@@ -88,6 +104,9 @@ func (c *conn) submitted(id string, t cluster.Ticket, err error) bool {
 		c.jobs[id] = t
 	}
 	c.mu.Unlock()
+	if err != nil {
+		c.s.releaseJob(c.addr)
+	}
 	if err == nil && pending != nil && pending.cancelled.Load() {
 		t.Cancel()
 	}
@@ -128,6 +147,7 @@ func (c *conn) await(id string, t cluster.Ticket, log *slog.Logger) {
 	c.mu.Lock()
 	delete(c.jobs, id)
 	c.mu.Unlock()
+	c.s.releaseJob(c.addr)
 	c.dropPreviews(id)
 	if err == nil {
 		c.s.metrics.jobs.WithLabelValues("ok").Inc()

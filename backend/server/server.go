@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 
+	"reword/backend/clientaddr"
 	"reword/backend/store"
 	"reword/shared/limits"
 	"reword/shared/protocol"
@@ -56,9 +57,20 @@ type Config struct {
 	// StoreBytes caps the stored images (default limits.StoreBytes); the
 	// least recently used are evicted beyond it.
 	StoreBytes int64
-	// MaxPerClient bounds the requests one socket has queued or running
-	// (default limits.JobsPerClient).
+	// MaxPerClient bounds the requests one client address has queued or
+	// running, from all its sockets together (default
+	// limits.JobsPerClient).
 	MaxPerClient int
+	// SocketsPerAddress bounds the sockets one client address has open
+	// (default limits.SocketsPerAddress), and MaxSockets those of every
+	// client together (default limits.Sockets).
+	SocketsPerAddress int
+	MaxSockets        int
+	// TrustedProxies lists the reverse proxies (CIDR prefixes or
+	// addresses) whose X-Forwarded-For header names the client; from
+	// anywhere else the header is ignored and the client is the peer
+	// (see backend/clientaddr).
+	TrustedProxies []string
 	// MessagesPerSecond limits each socket's incoming messages, with
 	// bursts of twice that (default limits.MessagesPerSecond).
 	MessagesPerSecond float64
@@ -80,6 +92,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPerClient == 0 {
 		c.MaxPerClient = limits.JobsPerClient
+	}
+	if c.SocketsPerAddress == 0 {
+		c.SocketsPerAddress = limits.SocketsPerAddress
+	}
+	if c.MaxSockets == 0 {
+		c.MaxSockets = limits.Sockets
 	}
 	if c.MessagesPerSecond == 0 {
 		c.MessagesPerSecond = limits.MessagesPerSecond
@@ -108,10 +126,17 @@ type Server struct {
 	mux     *http.ServeMux
 
 	upgrader upgrader
+	clients  clientaddr.Resolver
 
 	mu      sync.Mutex
 	conns   map[*conn]bool
 	closing bool
+	// sockets counts the sockets open or being opened, in all and per
+	// client address; addrJobs the requests queued or running per client
+	// address.
+	sockets     int
+	addrSockets map[string]int
+	addrJobs    map[string]int
 	// awaits counts the goroutines that report how a request ended, so
 	// that Shutdown sends those reports before closing the sockets.
 	awaits sync.WaitGroup
@@ -120,7 +145,8 @@ type Server struct {
 // New checks the configuration, opens the store and prepares the routes.
 func New(cfg Config) (*Server, error) {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, exec: cfg.Executor, origins: map[string]bool{}, conns: map[*conn]bool{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, exec: cfg.Executor, origins: map[string]bool{}, conns: map[*conn]bool{},
+		addrSockets: map[string]int{}, addrJobs: map[string]int{}}
 	switch {
 	case cfg.Version == "":
 		return nil, errors.New("server: Config.Version is empty; it keys the browser's cache of the front end")
@@ -130,6 +156,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("server: Config.Store is empty: give a data folder or a blob URL")
 	case cfg.MaxPerClient < 1:
 		return nil, fmt.Errorf("server: Config.MaxPerClient must be ≥ 1, got %d", cfg.MaxPerClient)
+	case cfg.SocketsPerAddress < 1 || cfg.MaxSockets < cfg.SocketsPerAddress:
+		return nil, fmt.Errorf("server: sockets per address must be ≥ 1 and at most the sockets in all, got %d and %d", cfg.SocketsPerAddress, cfg.MaxSockets)
+	}
+	var err error
+	if s.clients, err = clientaddr.NewResolver(cfg.TrustedProxies); err != nil {
+		return nil, err
 	}
 	for _, o := range cfg.AllowedOrigins {
 		norm, err := normalizeOrigin(o)
@@ -138,7 +170,6 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.origins[norm] = true
 	}
-	var err error
 	if s.wasm, err = loadWasm(cfg.WasmDir); err != nil {
 		return nil, err
 	}

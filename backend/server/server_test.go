@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -99,17 +101,48 @@ func (ts *testServer) dial(t *testing.T, origin string) (*client, error) {
 	if origin != "" {
 		h.Set("Origin", origin)
 	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
+	return ts.dialWith(t, "", h)
+}
+
+// dialWith opens a socket from the loopback address from (127.0.0.1 when
+// empty; any 127.x.y.z is a distinct client of the server) with extra
+// request headers. A refused upgrade's error carries the HTTP status and
+// body.
+func (ts *testServer) dialWith(t *testing.T, from string, h http.Header) (*client, error) {
+	t.Helper()
+	d := *websocket.DefaultDialer
+	if from != "" {
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		d.NetDialContext = nd.DialContext
+	}
+	ws, resp, err := d.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", h)
 	if err != nil {
+		if resp != nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return nil, &refusal{status: resp.StatusCode, body: strings.TrimSpace(string(b))}
+		}
 		return nil, err
 	}
 	t.Cleanup(func() { ws.Close() })
 	return &client{t: t, ws: ws}, nil
 }
 
-func (ts *testServer) connect(t *testing.T) *client {
+// refusal is a WebSocket upgrade the server answered with an HTTP error.
+type refusal struct {
+	status int
+	body   string
+}
+
+func (r *refusal) Error() string { return fmt.Sprintf("HTTP %d: %s", r.status, r.body) }
+
+func (ts *testServer) connect(t *testing.T) *client { return ts.connectFrom(t, "") }
+
+// connectFrom opens a socket from the loopback address from and reads
+// its hello.
+func (ts *testServer) connectFrom(t *testing.T, from string) *client {
 	t.Helper()
-	c, err := ts.dial(t, "")
+	c, err := ts.dialWith(t, from, nil)
 	must(t, err)
 	if m := c.next(); m.msg == nil || m.msg.Type != protocol.TypeHello {
 		t.Fatalf("first message is not hello: %+v", m)

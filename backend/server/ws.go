@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,8 @@ func newUpgrader(checkOrigin func(*http.Request) bool) upgrader {
 // so a slow client gets fresh previews instead of a growing backlog.
 type conn struct {
 	s       *Server
-	id      string // for logs and for fairness in the queue
+	id      string // for logs
+	addr    string // the client's address key: its limits and its turn in the queue
 	ws      *websocket.Conn
 	send    chan []byte
 	done    chan struct{}
@@ -80,21 +82,21 @@ func newConnID() string {
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
-		http.Error(w, "the server is shutting down", http.StatusServiceUnavailable)
+	addr := s.clients.Key(r)
+	if status, msg := s.openSocket(addr); status != 0 {
+		s.metrics.errors.WithLabelValues("sockets").Inc()
+		http.Error(w, msg, status)
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
+		s.closeSocket(addr)
 		// The upgrader has already answered with an HTTP error.
 		s.log.Info("websocket upgrade refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
 	c := &conn{
-		s: s, id: newConnID(), ws: ws,
+		s: s, id: newConnID(), addr: addr, ws: ws,
 		send: make(chan []byte, sendQueue), done: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), int(2*s.cfg.MessagesPerSecond)+1),
 		jobs:     map[string]cluster.Ticket{},
@@ -104,10 +106,40 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.conns[c] = true
 	s.mu.Unlock()
-	s.log.Info("socket opened", "conn", c.id, "remote", r.RemoteAddr)
+	s.log.Info("socket opened", "conn", c.id, "client", addr, "remote", r.RemoteAddr)
 	c.sendMessage(protocol.TypeHello, "", protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Model: s.ModelInfo()})
 	go c.writeLoop()
 	c.readLoop()
+}
+
+// openSocket counts a socket of the client address addr about to open,
+// or says why it may not: the server is shutting down, has MaxSockets
+// open, or addr has SocketsPerAddress open. Refused before the upgrade,
+// the answer is a plain HTTP error.
+func (s *Server) openSocket(addr string) (status int, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing:
+		return http.StatusServiceUnavailable, "the server is shutting down"
+	case s.sockets >= s.cfg.MaxSockets:
+		return http.StatusServiceUnavailable, fmt.Sprintf("the server has %d sockets open, its limit: try again later", s.cfg.MaxSockets)
+	case s.addrSockets[addr] >= s.cfg.SocketsPerAddress:
+		return http.StatusTooManyRequests, fmt.Sprintf("too many sockets from your address (%d open, the limit): close another tab or connection first", s.cfg.SocketsPerAddress)
+	}
+	s.sockets++
+	s.addrSockets[addr]++
+	return 0, ""
+}
+
+// closeSocket uncounts a socket that openSocket counted.
+func (s *Server) closeSocket(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sockets--
+	if s.addrSockets[addr]--; s.addrSockets[addr] <= 0 {
+		delete(s.addrSockets, addr)
+	}
 }
 
 func (c *conn) readLoop() {
@@ -118,6 +150,7 @@ func (c *conn) readLoop() {
 		c.s.mu.Lock()
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
+		c.s.closeSocket(c.addr)
 		c.s.log.Info("socket closed", "conn", c.id)
 	}()
 	c.ws.SetReadDeadline(time.Now().Add(pongWait))

@@ -25,8 +25,9 @@ const RequestIDBytes = 128
 
 // Jobs.
 const (
-	// JobsPerClient bounds the edits one client (one socket) has queued
-	// or running, at the server and in a gateway's admission queue.
+	// JobsPerClient bounds the edits one client — one address, however
+	// many sockets it opens — has queued or running, at the server and in
+	// a gateway's admission queue, where clients take turns by address.
 	JobsPerClient = 4
 	// QueuedJobs bounds the edits waiting: in the job stream (waiting or
 	// running), and in one gateway's admission queue per model. More are
@@ -34,6 +35,16 @@ const (
 	QueuedJobs = 64
 	// JobTimeout stops an edit that runs longer.
 	JobTimeout = 10 * time.Minute
+)
+
+// Sockets.
+const (
+	// SocketsPerAddress bounds the WebSockets one client address has
+	// open: a browser tab is one, so this leaves room for a household
+	// behind one address, not for a flood.
+	SocketsPerAddress = 16
+	// Sockets bounds the WebSockets open in all.
+	Sockets = 1024
 )
 
 // MessagesPerSecond limits what one socket sends, with bursts of twice

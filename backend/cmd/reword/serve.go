@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"reword/backend/clientaddr"
 	"reword/backend/cluster"
 	"reword/backend/diffusion"
 	"reword/backend/model"
@@ -45,7 +46,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", limits.StoreBytes>>20), "cap on stored images in MiB; the least recently used are evicted beyond it (env REWORD_STORE_MB)")
 	workers := fs.Int("workers", int(env.int64("REWORD_WORKERS", 1)), "edits run at once with --role all: only 1, since one engine runs one edit at a time; run --role worker processes to run edits in parallel (env REWORD_WORKERS)")
 	maxQueued := fs.Int("max-queued", int(env.int64("REWORD_MAX_QUEUED", limits.QueuedJobs)), "edits that may wait; more are refused with a busy error (env REWORD_MAX_QUEUED)")
-	perClient := fs.Int("max-per-client", int(env.int64("REWORD_MAX_PER_CLIENT", limits.JobsPerClient)), "edits one socket may have queued or running (env REWORD_MAX_PER_CLIENT)")
+	perClient := fs.Int("max-per-client", int(env.int64("REWORD_MAX_PER_CLIENT", limits.JobsPerClient)), "edits one client address may have queued or running, from all its sockets (env REWORD_MAX_PER_CLIENT)")
+	socketsPerAddr := fs.Int("max-sockets-per-address", int(env.int64("REWORD_MAX_SOCKETS_PER_ADDRESS", limits.SocketsPerAddress)), "WebSockets one client address may have open (env REWORD_MAX_SOCKETS_PER_ADDRESS)")
+	maxSockets := fs.Int("max-sockets", int(env.int64("REWORD_MAX_SOCKETS", limits.Sockets)), "WebSockets open in all (env REWORD_MAX_SOCKETS)")
+	proxies := fs.String("trusted-proxies", envOr("REWORD_TRUSTED_PROXIES", ""), "comma-separated reverse proxies (CIDR prefixes or addresses, e.g. 10.0.0.0/8) whose X-Forwarded-For names the client; from anywhere else the connection's address is the client (env REWORD_TRUSTED_PROXIES)")
 	jobTimeout := fs.Duration("job-timeout", env.duration("REWORD_JOB_TIMEOUT", limits.JobTimeout), "an edit running longer is stopped (env REWORD_JOB_TIMEOUT)")
 	rateLimit := fs.Float64("messages-per-second", limits.MessagesPerSecond, "messages one socket may send per second, with bursts of twice that")
 	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", limits.UploadBytes>>20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
@@ -89,6 +93,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *admitWindow < 1 {
 		return usageError("--admit-window must be ≥ 1, got %d", *admitWindow)
 	}
+	if *socketsPerAddr < 1 || *maxSockets < *socketsPerAddr {
+		return usageError("--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got %d and %d", *socketsPerAddr, *maxSockets)
+	}
+	if _, err := clientaddr.NewResolver(splitList(*proxies)); err != nil {
+		return usageError("--trusted-proxies: %v", err)
+	}
 	prov, err := ort.ParseProvider(*provider)
 	if err != nil {
 		return usageError("%v", err)
@@ -111,6 +121,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			Store:             *data,
 			StoreBytes:        *storeMB << 20,
 			MaxPerClient:      *perClient,
+			SocketsPerAddress: *socketsPerAddr,
+			MaxSockets:        *maxSockets,
+			TrustedProxies:    splitList(*proxies),
 			MessagesPerSecond: *rateLimit,
 			UploadBytes:       *uploadMB << 20,
 			AllowedOrigins:    splitList(*origins),

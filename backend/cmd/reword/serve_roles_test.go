@@ -265,6 +265,9 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 		{[]string{"serve", "--workers", "2"}, "role all runs one in-process worker"},
 		{[]string{"serve", "--admit-window", "0"}, "--admit-window must be ≥ 1, got 0"},
 		{[]string{"serve", "--data", "s3://bucket?region=x"}, "is a blob URL: give --nats-dir"},
+		{[]string{"serve", "--trusted-proxies", "10.0.0.0/8,proxy.example"}, `--trusted-proxies: trusted proxy "proxy.example" is neither an address`},
+		{[]string{"serve", "--max-sockets-per-address", "0"}, "--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got 0"},
+		{[]string{"serve", "--max-sockets", "4"}, "at most --max-sockets, got 16 and 4"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
