@@ -199,7 +199,7 @@ func TestBadPhotos(t *testing.T) {
 		{"corrupt", photoSpec(4, caption, "", data[:200], "x"), &Photo{Data: data[:200]}, photo.ErrCorrupt, ""},
 		{"unsupported", photoSpec(4, caption, "", []byte("BM6\x00"), "x"), &Photo{Data: []byte("BM6\x00")}, photo.ErrUnsupported, ""},
 		{"bomb", photoSpec(4, caption, "", bomb, "x"), &Photo{Data: bomb}, photo.ErrTooLarge, ""},
-		{"over the byte limit", photoSpec(4, caption, "", data, "x"), &Photo{Data: data, Limits: photo.Limits{MaxBytes: 100, MaxPixels: 1 << 20}}, photo.ErrTooLarge, ""},
+		{"over the byte limit", photoSpec(4, caption, "", data, "x"), &Photo{Data: data, Limits: photo.Limits{MaxBytes: 100, MaxPixels: 1 << 20, MaxDecodeBytes: 1 << 30}}, photo.ErrTooLarge, ""},
 		{"no bytes", photoSpec(4, caption, "", data, "x"), nil, nil, "no photo bytes"},
 		{"other bytes", photoSpec(4, caption, "", data, "x"), &Photo{Data: bomb}, nil, "not the spec's image"},
 		{"bytes without image", spec(4, "x"), &Photo{Data: data}, nil, "no \"image\""},

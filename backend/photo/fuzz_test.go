@@ -30,7 +30,7 @@ func addSeeds(f *testing.F) {
 // package's three causes, and a success must have the requested size.
 func FuzzPrepare(f *testing.F) {
 	addSeeds(f)
-	lim := Limits{MaxBytes: 1 << 20, MaxPixels: 1 << 20}
+	lim := Limits{MaxBytes: 1 << 20, MaxPixels: 1 << 20, MaxDecodeBytes: 16 << 20}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, fit := range []Fit{Crop, Letterbox} {
 			img, _, err := Prepare(data, 12, 20, fit, lim)

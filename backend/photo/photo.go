@@ -49,17 +49,22 @@ const (
 	GIF  Format = "GIF"
 )
 
-// Limits bound what Decode accepts. Both are checked before any pixel is
-// decoded: the byte count on the input, the pixel count on the header.
+// Limits bound what Decode accepts. All are checked before any pixel is
+// decoded: the byte count on the input, the pixel count and the memory
+// the decode would take on the header.
 type Limits struct {
 	// MaxBytes caps the file size.
 	MaxBytes int64
 	// MaxPixels caps width × height as the header declares them.
 	MaxPixels int64
+	// MaxDecodeBytes caps the memory one decode may allocate, as
+	// estimated from the header (see decodeCost): it is what refuses a
+	// 16-bit PNG or a progressive JPEG that the pixel cap lets through.
+	MaxDecodeBytes int64
 }
 
 // DefaultLimits are the server's default upload limits.
-var DefaultLimits = Limits{MaxBytes: limits.UploadBytes, MaxPixels: limits.UploadPixels}
+var DefaultLimits = Limits{MaxBytes: limits.UploadBytes, MaxPixels: limits.UploadPixels, MaxDecodeBytes: limits.UploadDecodeBytes}
 
 // maxSide caps either dimension whatever the pixel budget, so a 1×40M strip
 // cannot make the resampler's intermediate buffers huge.
@@ -114,8 +119,8 @@ func describeUnknown(data []byte) string {
 // Decode checks data against lim, decodes it and returns the stored image
 // (not yet turned upright) with what was learnt about it.
 func Decode(data []byte, lim Limits) (image.Image, Info, error) {
-	if lim.MaxBytes <= 0 || lim.MaxPixels <= 0 {
-		return nil, Info{}, fmt.Errorf("photo limits must be positive, got %d bytes and %d pixels", lim.MaxBytes, lim.MaxPixels)
+	if lim.MaxBytes <= 0 || lim.MaxPixels <= 0 || lim.MaxDecodeBytes <= 0 {
+		return nil, Info{}, fmt.Errorf("photo limits must be positive, got %d bytes, %d pixels and %d bytes to decode", lim.MaxBytes, lim.MaxPixels, lim.MaxDecodeBytes)
 	}
 	if int64(len(data)) > lim.MaxBytes {
 		return nil, Info{}, fmt.Errorf("%w: the file has %d bytes; the limit is %d", ErrTooLarge, len(data), lim.MaxBytes)
@@ -138,6 +143,9 @@ func Decode(data []byte, lim Limits) (image.Image, Info, error) {
 	if cfg.Width > maxSide || cfg.Height > maxSide || int64(cfg.Width)*int64(cfg.Height) > lim.MaxPixels {
 		return nil, info, fmt.Errorf("%w: the %s is %d×%d pixels; the limit is %d pixels and %d per side",
 			ErrTooLarge, f, cfg.Width, cfg.Height, lim.MaxPixels, maxSide)
+	}
+	if cost, why := decodeCost(f, data, cfg); cost > lim.MaxDecodeBytes {
+		return nil, info, tooCostly(f, cfg, cost, why, lim.MaxDecodeBytes)
 	}
 	img, err := decodeImage(f, data)
 	if err != nil {

@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"reword/backend/photo"
 	"reword/backend/store"
@@ -18,7 +22,31 @@ import (
 // byte and pixel limits before decoding, so a decompression bomb is refused
 // without being expanded, then a full decode, so a corrupt file is refused
 // here rather than in the middle of an edit.
+//
+// Uploads are bounded before any of that: at most UploadsAtOnce at once
+// (more: 503), UploadsPerMinute per client address (more: 429), each
+// body within UploadTimeout (more: 408), so that memory stays within
+// UploadsAtOnce × (UploadBytes + UploadDecodeBytes) and a slow client
+// holds its slot for a bounded time.
 func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.uploads <- struct{}{}:
+		defer func() { <-s.uploads }()
+	default:
+		s.refuseUpload(w, http.StatusServiceUnavailable, time.Second,
+			fmt.Sprintf("the server is busy with other uploads (%d at once, its limit): try again in a moment", s.cfg.UploadsAtOnce))
+		return
+	}
+	if ok, wait := s.uploadRate.Allow(s.clients.Key(r)); !ok {
+		s.refuseUpload(w, http.StatusTooManyRequests, wait,
+			fmt.Sprintf("too many uploads from your address (%g a minute, in bursts of %d): try again in %v", s.cfg.UploadsPerMinute, s.cfg.UploadBurst, wait.Round(time.Second)))
+		return
+	}
+	// The server's ReadTimeout is for small requests; a photo gets its
+	// own deadline.
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.cfg.UploadTimeout)); err != nil {
+		s.log.Warn("setting an upload's deadline", "err", err)
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.UploadBytes+64<<10)
 	data, status, err := s.readUpload(r)
 	if err != nil {
@@ -52,8 +80,16 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// refuseUpload answers an upload that may not start now, saying when to
+// try again.
+func (s *Server) refuseUpload(w http.ResponseWriter, status int, retry time.Duration, msg string) {
+	s.metrics.errors.WithLabelValues("upload").Inc()
+	w.Header().Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(retry.Seconds())))))
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
 func (s *Server) photoLimits() photo.Limits {
-	return photo.Limits{MaxBytes: s.cfg.UploadBytes, MaxPixels: int64(s.cfg.UploadPixels)}
+	return photo.Limits{MaxBytes: s.cfg.UploadBytes, MaxPixels: int64(s.cfg.UploadPixels), MaxDecodeBytes: s.cfg.UploadDecodeBytes}
 }
 
 func (s *Server) readUpload(r *http.Request) ([]byte, int, error) {
@@ -74,7 +110,8 @@ func (s *Server) readUpload(r *http.Request) ([]byte, int, error) {
 				return nil, http.StatusBadRequest, errors.New("the multipart body has no \"image\" field")
 			}
 			if err != nil {
-				return nil, uploadStatus(err), fmt.Errorf("reading the multipart body: %w", err)
+				status, err := s.readError(err)
+				return nil, status, err
 			}
 			if part.FormName() == "image" {
 				src = part
@@ -88,7 +125,8 @@ func (s *Server) readUpload(r *http.Request) ([]byte, int, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(src, s.cfg.UploadBytes+1))
 	if err != nil {
-		return nil, uploadStatus(err), fmt.Errorf("reading the upload: %w", err)
+		status, err := s.readError(err)
+		return nil, status, err
 	}
 	if int64(len(data)) > s.cfg.UploadBytes {
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("the photo is larger than %d MiB", s.cfg.UploadBytes>>20)
@@ -99,12 +137,16 @@ func (s *Server) readUpload(r *http.Request) ([]byte, int, error) {
 	return data, 0, nil
 }
 
-func uploadStatus(err error) int {
+// readError is the answer to an upload whose body could not be read.
+func (s *Server) readError(err error) (int, error) {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return http.StatusRequestEntityTooLarge
+	switch {
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("the photo is larger than %d MiB", s.cfg.UploadBytes>>20)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, fmt.Errorf("the upload took longer than %v: try a smaller photo or a faster connection", s.cfg.UploadTimeout)
 	}
-	return http.StatusBadRequest
+	return http.StatusBadRequest, fmt.Errorf("reading the upload: %w", err)
 }
 
 // extension names an uploaded format in its URL; the server answers every

@@ -51,6 +51,8 @@ func newMetrics(s *Server) *metrics {
 			func() float64 { _, r := s.jobCounts(); return float64(r) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reword_store_bytes", Help: "Bytes of stored images."},
 			func() float64 { _, b := s.store.Usage(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reword_uploads_in_progress", Help: "Photo uploads being read or decoded."},
+			func() float64 { return float64(len(s.uploads)) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "reword_sockets", Help: "Open WebSocket connections."},
 			func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(len(s.conns)) }),
 		collectors.NewGoCollector(),

@@ -26,8 +26,10 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"reword/backend/clientaddr"
+	"reword/backend/keyrate"
 	"reword/backend/store"
 	"reword/shared/limits"
 	"reword/shared/protocol"
@@ -74,11 +76,28 @@ type Config struct {
 	// MessagesPerSecond limits each socket's incoming messages, with
 	// bursts of twice that (default limits.MessagesPerSecond).
 	MessagesPerSecond float64
-	// UploadBytes caps one uploaded photo and UploadPixels its decoded
-	// size, checked before decoding (defaults limits.UploadBytes and
-	// limits.UploadPixels).
-	UploadBytes  int64
-	UploadPixels int
+	// UploadBytes caps one uploaded photo, UploadPixels its decoded size
+	// and UploadDecodeBytes the memory decoding it may take, all checked
+	// before decoding (defaults limits.UploadBytes, limits.UploadPixels,
+	// limits.UploadDecodeBytes).
+	UploadBytes       int64
+	UploadPixels      int
+	UploadDecodeBytes int64
+	// UploadsAtOnce bounds the uploads read and decoded at once (default
+	// limits.UploadsAtOnce); UploadsPerMinute and UploadBurst limit one
+	// client address's uploads (defaults limits.UploadsPerMinute and
+	// limits.UploadBurst); UploadTimeout bounds the time one upload's
+	// body takes to arrive (default limits.UploadTimeout).
+	UploadsAtOnce    int
+	UploadsPerMinute float64
+	UploadBurst      int
+	UploadTimeout    time.Duration
+	// HeaderTimeout, ReadTimeout and IdleTimeout are HTTPServer's
+	// (defaults limits.HeaderTimeout, limits.ReadTimeout,
+	// limits.IdleTimeout).
+	HeaderTimeout time.Duration
+	ReadTimeout   time.Duration
+	IdleTimeout   time.Duration
 	// AllowedOrigins lists extra origins (scheme://host[:port]) whose pages
 	// may open the WebSocket; the server's own origin is always allowed.
 	AllowedOrigins []string
@@ -108,6 +127,30 @@ func (c *Config) setDefaults() {
 	if c.UploadPixels == 0 {
 		c.UploadPixels = limits.UploadPixels
 	}
+	if c.UploadDecodeBytes == 0 {
+		c.UploadDecodeBytes = limits.UploadDecodeBytes
+	}
+	if c.UploadsAtOnce == 0 {
+		c.UploadsAtOnce = limits.UploadsAtOnce
+	}
+	if c.UploadsPerMinute == 0 {
+		c.UploadsPerMinute = limits.UploadsPerMinute
+	}
+	if c.UploadBurst == 0 {
+		c.UploadBurst = limits.UploadBurst
+	}
+	if c.UploadTimeout == 0 {
+		c.UploadTimeout = limits.UploadTimeout
+	}
+	if c.HeaderTimeout == 0 {
+		c.HeaderTimeout = limits.HeaderTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = limits.ReadTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = limits.IdleTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -127,6 +170,10 @@ type Server struct {
 
 	upgrader upgrader
 	clients  clientaddr.Resolver
+	// uploads holds a token per upload in progress; uploadRate limits
+	// each client address's uploads.
+	uploads    chan struct{}
+	uploadRate *keyrate.Limiter
 
 	mu      sync.Mutex
 	conns   map[*conn]bool
@@ -158,8 +205,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: Config.MaxPerClient must be ≥ 1, got %d", cfg.MaxPerClient)
 	case cfg.SocketsPerAddress < 1 || cfg.MaxSockets < cfg.SocketsPerAddress:
 		return nil, fmt.Errorf("server: sockets per address must be ≥ 1 and at most the sockets in all, got %d and %d", cfg.SocketsPerAddress, cfg.MaxSockets)
+	case cfg.UploadBytes < 1 || cfg.UploadPixels < 1 || cfg.UploadDecodeBytes < 1 || cfg.UploadsAtOnce < 1:
+		return nil, fmt.Errorf("server: upload limits must be ≥ 1, got %d bytes, %d pixels, %d bytes to decode, %d at once",
+			cfg.UploadBytes, cfg.UploadPixels, cfg.UploadDecodeBytes, cfg.UploadsAtOnce)
+	case cfg.UploadTimeout < 0 || cfg.HeaderTimeout < 0 || cfg.ReadTimeout < 0 || cfg.IdleTimeout < 0:
+		return nil, errors.New("server: timeouts must be positive (or zero for the default)")
 	}
+	s.uploads = make(chan struct{}, cfg.UploadsAtOnce)
 	var err error
+	if s.uploadRate, err = keyrate.New(cfg.UploadsPerMinute, cfg.UploadBurst); err != nil {
+		return nil, fmt.Errorf("server: uploads per minute: %w", err)
+	}
 	if s.clients, err = clientaddr.NewResolver(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
@@ -200,6 +256,23 @@ func (s *Server) routes() {
 	mux.HandleFunc("GET /images/{file}", s.serveImage)
 	mux.Handle("/", h)
 	s.mux = mux
+}
+
+// HTTPServer is the HTTP server to run s on: besides the header timeout,
+// a whole request (but an upload, which sets its own deadline) must
+// arrive within ReadTimeout, and a keep-alive connection without a
+// request closes after IdleTimeout, so that slow or idle clients cannot
+// hold connections open. There is no write timeout: a slow client may
+// take long to download the WebAssembly, and sockets set their own
+// deadlines per message.
+func (s *Server) HTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.cfg.HeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
+	}
 }
 
 // contentSecurityPolicy allows the page's own scripts and WebAssembly

@@ -61,7 +61,10 @@ func newTestServer(t *testing.T, exec Executor, tweak func(*Config)) *testServer
 	}
 	s, err := New(cfg)
 	must(t, err)
-	ts := httptest.NewServer(s)
+	// The HTTP server reword serve runs, with its timeouts.
+	ts := httptest.NewUnstartedServer(s)
+	ts.Config = s.HTTPServer()
+	ts.Start()
 	t.Cleanup(func() {
 		ctx, cancel := contextWithTimeout(10 * time.Second)
 		defer cancel()
@@ -387,7 +390,10 @@ func pngBytes(t *testing.T, w, h int) []byte {
 }
 
 func TestUploadAndServeImages(t *testing.T) {
-	ts := newTestServer(t, withoutModel(t), func(c *Config) { c.UploadBytes = 200 << 10; c.UploadPixels = 1_000_000 })
+	ts := newTestServer(t, withoutModel(t), func(c *Config) {
+		c.UploadBytes, c.UploadPixels = 200<<10, 1_000_000
+		c.UploadBurst = 20 // every upload below comes from one address
+	})
 	photo := pngBytes(t, 40, 30)
 
 	var body bytes.Buffer

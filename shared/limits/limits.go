@@ -15,8 +15,35 @@ const (
 	UploadBytes = 20 << 20
 	// UploadPixels caps an uploaded photo's decoded size, checked from its
 	// header before decoding, so that a decompression bomb is refused
-	// without being expanded.
-	UploadPixels = 40_000_000
+	// without being expanded. 16 MP holds a 12 MP phone photo; the model
+	// sees at most 512×512 of it.
+	UploadPixels = 16_000_000
+	// UploadDecodeBytes caps the memory one decode may take, estimated
+	// from the header: 16 MP at up to 8 bytes per pixel (a 16-bit PNG, a
+	// progressive 4:2:0 JPEG) fits; a progressive 4:4:4 JPEG (15 bytes
+	// per pixel) must be smaller.
+	UploadDecodeBytes = 160 << 20
+	// UploadsAtOnce bounds the uploads read and decoded at once, so
+	// that memory stays below UploadsAtOnce × (UploadBytes +
+	// UploadDecodeBytes); more are refused as busy.
+	UploadsAtOnce = 2
+	// UploadsPerMinute limits the uploads of one client address, with
+	// bursts of UploadBurst.
+	UploadsPerMinute = 10
+	UploadBurst      = 5
+	// UploadTimeout bounds the time one upload's body may take to
+	// arrive (20 MiB at 2 Mbit/s).
+	UploadTimeout = 90 * time.Second
+)
+
+// HTTP connections.
+const (
+	// ReadTimeout bounds reading one request other than an upload,
+	// headers and body; HeaderTimeout its headers alone.
+	ReadTimeout   = 30 * time.Second
+	HeaderTimeout = 10 * time.Second
+	// IdleTimeout closes a keep-alive connection with no request.
+	IdleTimeout = 2 * time.Minute
 )
 
 // RequestIDBytes bounds a client's request id. Every answer carries it,

@@ -53,6 +53,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	jobTimeout := fs.Duration("job-timeout", env.duration("REWORD_JOB_TIMEOUT", limits.JobTimeout), "an edit running longer is stopped (env REWORD_JOB_TIMEOUT)")
 	rateLimit := fs.Float64("messages-per-second", limits.MessagesPerSecond, "messages one socket may send per second, with bursts of twice that")
 	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", limits.UploadBytes>>20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
+	uploadsAtOnce := fs.Int("uploads-at-once", int(env.int64("REWORD_UPLOADS_AT_ONCE", limits.UploadsAtOnce)), "photo uploads read and decoded at once; more are refused as busy (env REWORD_UPLOADS_AT_ONCE)")
+	uploadsPerMinute := fs.Float64("uploads-per-minute", limits.UploadsPerMinute, "photo uploads one client address may make a minute, in bursts of "+strconv.Itoa(limits.UploadBurst))
 	threads := fs.Int("threads", int(env.int64("REWORD_THREADS", 0)), "ONNX Runtime threads per model call; 0 = one per core (env REWORD_THREADS)")
 	provider := fs.String("provider", envOr("REWORD_PROVIDER", "cpu"), "execution provider: cpu or cuda (env REWORD_PROVIDER)")
 	role := fs.String("role", envOr("REWORD_ROLE", "all"), "all: front end and model in one process, with its own embedded NATS; gateway: front end only, edits run on workers over NATS; worker: model only, takes jobs from NATS (env REWORD_ROLE; see docs/deployment.md)")
@@ -93,6 +95,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *admitWindow < 1 {
 		return usageError("--admit-window must be ≥ 1, got %d", *admitWindow)
 	}
+	if *uploadMB < 1 || *uploadsAtOnce < 1 || *uploadsPerMinute <= 0 {
+		return usageError("--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got %d, %d and %g", *uploadMB, *uploadsAtOnce, *uploadsPerMinute)
+	}
 	if *socketsPerAddr < 1 || *maxSockets < *socketsPerAddr {
 		return usageError("--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got %d and %d", *socketsPerAddr, *maxSockets)
 	}
@@ -126,6 +131,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			TrustedProxies:    splitList(*proxies),
 			MessagesPerSecond: *rateLimit,
 			UploadBytes:       *uploadMB << 20,
+			UploadsAtOnce:     *uploadsAtOnce,
+			UploadsPerMinute:  *uploadsPerMinute,
 			AllowedOrigins:    splitList(*origins),
 		},
 	}
@@ -225,7 +232,7 @@ func serveHTTP(ctx context.Context, srv *server.Server, o serveOptions, what str
 	if err != nil {
 		return nil, err
 	}
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	httpSrv := srv.HTTPServer()
 	fmt.Fprintf(o.stdout, "Reword %s serving on http://%s (%s)\n", buildVersion(), displayAddr(ln.Addr()), what)
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
@@ -283,7 +290,7 @@ func loadModel(o serveOptions) (*diffusion.Engine, model.Status, error) {
 
 // photoLimits bound the photos a worker edits as the server bounds uploads.
 func (o serveOptions) photoLimits() photo.Limits {
-	return photo.Limits{MaxBytes: o.server.UploadBytes, MaxPixels: photo.DefaultLimits.MaxPixels}
+	return photo.Limits{MaxBytes: o.server.UploadBytes, MaxPixels: photo.DefaultLimits.MaxPixels, MaxDecodeBytes: photo.DefaultLimits.MaxDecodeBytes}
 }
 
 func defaultWebDir() string {

@@ -268,6 +268,7 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 		{[]string{"serve", "--trusted-proxies", "10.0.0.0/8,proxy.example"}, `--trusted-proxies: trusted proxy "proxy.example" is neither an address`},
 		{[]string{"serve", "--max-sockets-per-address", "0"}, "--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got 0"},
 		{[]string{"serve", "--max-sockets", "4"}, "at most --max-sockets, got 16 and 4"},
+		{[]string{"serve", "--uploads-at-once", "0"}, "--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got 20, 0 and 10"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
