@@ -70,8 +70,9 @@ func heatPixels(values []byte) []byte {
 
 // drawHeat overlays word's w×h heat map on a row's image, smoothly
 // upsampled to the overlay size for an iw×ih image, and shows the legend
-// (the word, the map's grid, the colour scale); nil values clear both.
-func drawHeat(row int, word string, w, h int, values []byte, iw, ih int) {
+// (the word, whether it is pinned, the map's grid, the colour scale); nil
+// values clear both.
+func drawHeat(row int, word string, pinned bool, w, h int, values []byte, iw, ih int) {
 	cv := app.Window().GetElementByID(heatCanvasID(row))
 	if !cv.Truthy() {
 		return
@@ -81,6 +82,7 @@ func drawHeat(row int, word string, w, h int, values []byte, iw, ih int) {
 		cv.Call("getContext", "2d").Call("clearRect", 0, 0, cv.Get("width").Int(), cv.Get("height").Int())
 		cv.Get("dataset").Set("word", "")
 		cv.Get("dataset").Set("grid", "")
+		cv.Get("dataset").Set("pinned", "")
 		if legend.Truthy() {
 			legend.Set("hidden", true)
 		}
@@ -93,10 +95,16 @@ func drawHeat(row int, word string, w, h int, values []byte, iw, ih int) {
 	}
 	putRGBA(cv, ow, oh, heatPixels(px))
 	grid := strconv.Itoa(w) + "×" + strconv.Itoa(h)
+	pin := ""
+	if pinned {
+		pin = "pinned"
+	}
 	cv.Get("dataset").Set("word", word)
 	cv.Get("dataset").Set("grid", grid)
+	cv.Get("dataset").Set("pinned", pin)
 	if legend.Truthy() {
 		legend.Call("querySelector", ".heat-word").Set("textContent", word)
+		legend.Call("querySelector", ".heat-pin").Set("textContent", pin)
 		legend.Call("querySelector", ".heat-grid").Set("textContent", grid)
 		legend.Set("hidden", false)
 	}

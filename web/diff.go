@@ -1,6 +1,7 @@
 package web
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
@@ -46,6 +47,14 @@ type PromptWord struct {
 	// the indices the server's heat maps use.
 	Tokens []int
 	Status WordStatus
+	// Index is the word's place among its prompt's words.
+	Index int
+	// Counterpart is, for a target word, the index of the source word it
+	// stands for (kept or swapped); -1 for an added word (align.Diff).
+	Counterpart int
+	// FromSource marks a source word the target removed, shown among the
+	// target's words where it was (DiffWords).
+	FromSource bool
 }
 
 // Comparison is a target prompt compared with the source, as Prompt-to-Prompt
@@ -77,6 +86,82 @@ func KindLabel(k align.Kind) string {
 	return k.String()
 }
 
+// KindName is the comparison's edit kind as the editor shows it: a
+// refinement says whether it adds words, removes them, or both (a phrase
+// swapped for one of another length). The second value is the text of
+// the label, the first its stable name (data-kind).
+func (c Comparison) KindName() (name, text string) {
+	if c.Empty {
+		return "empty", "empty"
+	}
+	if c.Kind != align.Refine {
+		k := KindLabel(c.Kind)
+		return k, k
+	}
+	added := slices.ContainsFunc(c.Target, func(w PromptWord) bool { return w.Status == WordInserted })
+	removed := slices.ContainsFunc(c.Source, func(w PromptWord) bool { return w.Status == WordRemoved })
+	switch {
+	case added && removed:
+		return "add-remove", "add & remove"
+	case removed:
+		return "remove", "remove"
+	}
+	return "add", "add"
+}
+
+// KindTitle explains a kind name in a line.
+func KindTitle(name string) string {
+	switch name {
+	case "swap":
+		return "swap: each swapped word takes the place of the source's word; the rest keeps the source's attention"
+	case "add":
+		return "add: the added words get attention of their own; the rest keeps the source's"
+	case "remove":
+		return "remove: the removed words' attention is dropped; the rest keeps the source's"
+	case "add-remove":
+		return "add & remove: the new words get attention of their own, the removed ones' is dropped; the rest keeps the source's"
+	case "reweight":
+		return "reweight: the same prompt; only the word weights change"
+	}
+	return "an empty prompt"
+}
+
+// DiffWords returns the target's words in order, with the source words it
+// removed placed where they stood (FromSource): the edit's diff as the
+// editor shows it under the target.
+func (c Comparison) DiffWords() []PromptWord {
+	var out []PromptWord
+	next := 0
+	removedUpTo := func(end int) {
+		for ; next < end && next < len(c.Source); next++ {
+			if w := c.Source[next]; w.Status == WordRemoved {
+				w.FromSource = true
+				out = append(out, w)
+			}
+		}
+	}
+	for k, w := range c.Target {
+		if w.Counterpart < 0 {
+			// Removed words go before added ones, as a diff reads: up to
+			// the next word the target kept.
+			bound := len(c.Source)
+			for _, later := range c.Target[k+1:] {
+				if later.Counterpart >= 0 {
+					bound = later.Counterpart
+					break
+				}
+			}
+			removedUpTo(bound)
+		} else if w.Counterpart >= next {
+			removedUpTo(w.Counterpart)
+			next = w.Counterpart + 1
+		}
+		out = append(out, w)
+	}
+	removedUpTo(len(c.Source))
+	return out
+}
+
 // MaxContentTokens is how many content tokens a prompt may have before the
 // model ignores the rest (CLIP's context minus BOS and EOS).
 const MaxContentTokens = clip.ContextLength - 2
@@ -94,7 +179,8 @@ func promptWords(enc clip.Encoding, split []align.Word) []PromptWord {
 	for i, sw := range split {
 		text := enc.Text[sw.Start:sw.End]
 		w := PromptWord{Text: text, Key: wordKey(text), Start: sw.Start, End: sw.End,
-			Start16: u16[sw.Start], End16: u16[sw.End], Tokens: sw.Tokens, Status: WordKept}
+			Start16: u16[sw.Start], End16: u16[sw.End], Tokens: sw.Tokens, Status: WordKept,
+			Index: i, Counterpart: -1}
 		if d := enc.Truncated; d.Dropped > 0 && len(w.Tokens) > 0 {
 			switch {
 			case w.Tokens[0] >= d.First:
@@ -139,6 +225,7 @@ func Compare(tok *clip.Tokenizer, source, target string) Comparison {
 		if changed {
 			markIfKept(&c.Target[k], added)
 		}
+		c.Target[k].Counterpart = d.Counterpart[k]
 	}
 	return c
 }

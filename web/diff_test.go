@@ -129,3 +129,40 @@ func TestSplitWordsOffsets(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffShowsRemovedWords: the words a target drops from the source are
+// shown among its own, where they stood (before the words that replace
+// them), and the kind says whether words were added, removed or both.
+func TestDiffShowsRemovedWords(t *testing.T) {
+	tok := tokenizer(t)
+	for _, tc := range []struct {
+		source, target string
+		kind, words    string
+	}{
+		{"a red circle on a white background", "a red circle on grass", "add-remove",
+			"a=kept red=kept circle=kept on=kept -a=removed -white=removed -background=removed grass=inserted"},
+		{"a big circle", "a circle", "remove", "a=kept -big=removed circle=kept"},
+		{"a circle", "a big red circle", "add", "a=kept big=inserted red=inserted circle=kept"},
+		{"a red circle", "a blue circle", "swap", "a=kept blue=swapped circle=kept"},
+		{"a red circle", "a red circle", "reweight", "a=kept red=kept circle=kept"},
+	} {
+		c := Compare(tok, tc.source, tc.target)
+		if kind, _ := c.KindName(); kind != tc.kind {
+			t.Errorf("%q → %q: kind %q, want %q", tc.source, tc.target, kind, tc.kind)
+		}
+		var got []string
+		for _, w := range c.DiffWords() {
+			prefix := ""
+			if w.FromSource {
+				prefix = "-"
+			}
+			got = append(got, prefix+w.Text+"="+string(w.Status))
+		}
+		if strings.Join(got, " ") != tc.words {
+			t.Errorf("%q → %q: diff %q, want %q", tc.source, tc.target, strings.Join(got, " "), tc.words)
+		}
+	}
+	if _, text := Compare(tok, "a red circle on a white background", "a red circle on grass").KindName(); text != "add & remove" {
+		t.Errorf("label %q", text)
+	}
+}

@@ -3,8 +3,9 @@ package web
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
-	"time"
+	"strconv"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -16,6 +17,8 @@ import (
 // Editor is the main page. It owns the edit being composed and the
 // connection; its parts (prompts, word panel, controls, photo, results,
 // history) render from its state and report changes through callbacks.
+// Its behaviour lives in editor_run.go (the server's side of a run) and
+// editor_view.go (history, heat maps, what the page shows).
 type Editor struct {
 	app.Compo
 
@@ -25,44 +28,55 @@ type Editor struct {
 	conn    connState
 	hello   *protocol.Hello
 	problem string
-	sock    *socket
-	tok     *clip.Tokenizer
+	// linkProblem says why the edit link the page was opened with could
+	// not be read. It stays, and the address bar keeps that link, until
+	// the user changes the edit or dismisses it.
+	linkProblem string
+	sock        *socket
+	tok         *clip.Tokenizer
 
 	spec        edit.Spec
 	comparisons []Comparison
-	selected    *wordRef
-	hovered     *wordRef
+	// selected is the word whose panel is open; its heat map is pinned.
+	selected *wordRef
+	hovered  *wordRef
 	// photoURL shows the uploaded photo (a local object URL, or the
-	// server's copy for a photo that came with a link).
+	// server's copy for a photo that came with a link or from history).
 	photoURL string
 
-	run *runState
-	// shown is the run whose images are on screen: the current run, or a
-	// history entry.
-	shown *runState
-	// known is the last spec the server ran with its defaults filled in.
-	known   *edit.Spec
-	errors  map[string]string
-	history []historyEntry
+	// run is the latest request; shown is the run whose images are on
+	// screen (a refused run keeps the previous ones); status is the run
+	// whose phase the status line tells (run, or a history entry).
+	run, shown, status *runState
+	// refused says why Run was not sent ("" when it was).
+	refused string
+	// textProblems holds the settings whose text is not a value (the spec
+	// keeps the last value), serverErrors the problems the server found in
+	// the last refused run; both by spec field.
+	textProblems map[string]string
+	serverErrors map[string]string
+	history      []historyEntry
 	// autoRun runs the spec of an opened link once the server is ready.
-	autoRun   bool
-	shareLink string
-	shareNote string
-	seq       int
+	autoRun      bool
+	shareLink    string
+	shareNote    string
+	downloadNote string
+	seq          int
 }
 
-// OnMount loads the tokenizer, restores an edit link and connects (in the
-// browser only).
+// OnMount loads the tokenizer, the kept history and an edit link, and
+// connects (in the browser only).
 func (e *Editor) OnMount(ctx app.Context) {
 	e.init()
 	if !app.IsClient {
 		return
 	}
 	e.mounted = true
+	e.history = loadHistory(ctx)
 	if link := linkFromPage(ctx); link != "" {
 		s, err := specFromLink(link)
 		if err != nil {
-			e.problem = err.Error()
+			e.linkProblem = err.Error()
 		} else {
 			e.setSpec(s)
 			e.autoRun = true
@@ -71,7 +85,9 @@ func (e *Editor) OnMount(ctx app.Context) {
 			}
 		}
 	}
-	e.syncURL()
+	if e.linkProblem == "" {
+		e.syncURL()
+	}
 	e.sock = &socket{
 		url:       wsURL(),
 		onState:   e.handleState,
@@ -81,7 +97,7 @@ func (e *Editor) OnMount(ctx app.Context) {
 			e.problem = "The server sent a message this page cannot read: " + err.Error()
 		},
 	}
-	e.sock.connect(ctx)
+	e.sock.start(ctx)
 }
 
 // init prepares the state both the prerendered page and the browser start
@@ -119,12 +135,27 @@ func (e *Editor) setSpec(s edit.Spec) {
 }
 
 // changed applies an edit made by the user: the URL follows the spec, and
-// errors about the old values no longer apply.
+// what was said about the old values no longer applies.
 func (e *Editor) changed(s edit.Spec) {
 	e.setSpec(s)
-	e.errors = nil
+	e.serverErrors = nil
+	e.refused = ""
 	e.shareNote = ""
+	e.linkProblem = ""
 	e.syncURL()
+}
+
+// setTextProblem records whether a setting's text is a value.
+func (e *Editor) setTextProblem(field, problem string) {
+	if problem == "" {
+		delete(e.textProblems, field)
+		return
+	}
+	if e.textProblems == nil {
+		e.textProblems = map[string]string{}
+	}
+	e.textProblems[field] = problem
+	e.refused = ""
 }
 
 // syncURL puts the current edit's link in the address bar.
@@ -143,182 +174,56 @@ func (e *Editor) syncURL() {
 	replaceURL(link)
 }
 
-func (e *Editor) handleState(ctx app.Context, s connState) {
-	e.conn = s
-	if s == stateDisconnected && e.run.active() {
-		e.run.Phase = phaseFailed
-		e.run.Err = &protocol.Error{Code: protocol.CodeInternal, Message: "the connection dropped; run it again once reconnected"}
+// defaults are the model's spec defaults from the server's hello, nil
+// until a ready model said hello.
+func (e *Editor) defaults() *edit.Defaults {
+	if e.hello == nil || !e.hello.Model.Ready || e.hello.Model.Defaults == nil {
+		return nil
 	}
+	d := e.hello.Model.Defaults.SpecDefaults(e.hello.Model.ID)
+	return &d
 }
 
-func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
-	if e.run.apply(m) {
-		switch p := m.Payload.(type) {
-		case *protocol.Started:
-			e.known = &p.Spec
-		case *protocol.Result:
-			e.known = &p.Spec
-			e.history = slices.Insert(e.history, 0, historyEntry{Spec: cloneSpec(e.run.Spec), Result: *p})
-			e.history = e.history[:min(len(e.history), maxHistory)]
-		case *protocol.Error:
-			e.fileError(p)
-		}
-		return
+// problems are the fields that keep Run from sending the edit, in the
+// order of the form: text that is not a value, the rules the server
+// checks, and what the server said about the last refused run.
+func (e *Editor) problems() []fieldProblem {
+	if e.tok == nil {
+		return nil
 	}
-	switch p := m.Payload.(type) {
-	case *protocol.Hello:
-		e.hello = p
-		e.problem = ""
-		if p.Protocol != protocol.Version {
-			e.problem = fmt.Sprintf("The server speaks protocol %d; this page speaks %d. Reload the page.", p.Protocol, protocol.Version)
-			return
-		}
-		if e.autoRun && p.Model.Ready {
-			e.autoRun = false
-			e.startRun(ctx)
-		}
-	case *protocol.Error:
-		if m.ID == "" {
-			e.problem = p.Message
+	var out []fieldProblem
+	seen := map[string]bool{}
+	photo := e.spec.Image != ""
+	for _, field := range []string{"steps", "guidance", "seed", "cross", "self"} {
+		if p, ok := e.textProblems[field]; ok {
+			out = append(out, fieldProblem{field, sentence(fieldLabel(field, photo), p)})
+			seen[field] = true
 		}
 	}
+	for _, p := range checkSpec(e.tok, e.spec, e.defaults()) {
+		if !seen[p.Field] {
+			out = append(out, p)
+			seen[p.Field] = true
+		}
+	}
+	for _, field := range slices.Sorted(maps.Keys(e.serverErrors)) {
+		if !seen[field] {
+			out = append(out, fieldProblem{field, e.serverErrors[field]})
+		}
+	}
+	slices.SortStableFunc(out, func(a, b fieldProblem) int { return formRank(a.Field) - formRank(b.Field) })
+	return out
 }
-
-// fileError puts a refused run's problems next to the fields they concern;
-// what belongs to no field goes to the run status.
-func (e *Editor) fileError(p *protocol.Error) {
-	e.errors = map[string]string{}
-	for _, pr := range p.Problems {
-		e.errors[fieldKey(pr.Field)] = pr.Message
-	}
-	if p.Field != "" {
-		if _, ok := e.errors[fieldKey(p.Field)]; !ok {
-			e.errors[fieldKey(p.Field)] = p.Message
-		}
-	}
-}
-
-func (e *Editor) handlePreview(ctx app.Context, p protocol.Preview) {
-	if e.run.preview(p) && e.shown == e.run {
-		ctx.Defer(func(app.Context) { drawPreview(p) })
-	}
-}
-
-// startRun sends the current edit.
-func (e *Editor) startRun(ctx app.Context) {
-	if e.run.active() || e.tok == nil {
-		return
-	}
-	spec := runnable(e.tok, e.spec)
-	if spec.Image != "" && len(e.tok.Encode(spec.Source).IDs) <= 2 {
-		e.errors = map[string]string{"source": "Describe the photo as it is: the caption is what the photo is inverted with."}
-		return
-	}
-	e.seq++
-	id := fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), e.seq)
-	msg, err := protocol.Encode(protocol.TypeRun, id, protocol.Run{Spec: spec, HeatMaps: true})
-	if err != nil {
-		e.problem = "This edit cannot be sent: " + err.Error()
-		return
-	}
-	if err := e.sock.send(msg); err != nil {
-		e.problem = err.Error()
-		return
-	}
-	e.errors = nil
-	e.run = &runState{ID: id, Spec: spec, Phase: phaseSent}
-	e.shown = e.run
-}
-
-func (e *Editor) cancelRun(ctx app.Context) {
-	if !e.run.active() {
-		return
-	}
-	msg, err := protocol.Encode(protocol.TypeCancel, e.run.ID, protocol.Cancel{})
-	if err == nil {
-		err = e.sock.send(msg)
-	}
-	if err != nil {
-		e.problem = "Cancelling failed: " + err.Error()
-	}
-}
-
-func (e *Editor) share(ctx app.Context) {
-	if e.shareLink == "" {
-		return
-	}
-	url := pageLink(e.shareLink)
-	e.shareNote = "Copying…"
-	copyToClipboard(ctx, url, func(ctx app.Context, ok bool) {
-		if ok {
-			e.shareNote = "Link copied."
-		} else {
-			e.shareNote = "Copy the link below."
-		}
-	})
-}
-
-// openHistory shows a past result and restores its settings.
-func (e *Editor) openHistory(ctx app.Context, i int) {
-	h := e.history[i]
-	e.changed(cloneSpec(h.Spec))
-	res := h.Result
-	shown := &runState{ID: "history", Spec: h.Spec, Phase: phaseDone, Result: &res}
-	for _, img := range res.Images {
-		prompt := h.Spec.Source
-		role := protocol.RoleSource
-		if img.Row > 0 && img.Row <= len(h.Spec.Targets) {
-			prompt, role = h.Spec.Targets[img.Row-1], protocol.RoleTarget
-		}
-		im := img
-		shown.Rows = append(shown.Rows, rowView{Index: img.Row, Role: role, Prompt: prompt, Image: &im})
-	}
-	e.shown = shown
-}
-
-// hover overlays the hovered word's heat map on its row's image.
-func (e *Editor) hover(ctx app.Context, w *wordRef) {
-	prev := e.hovered
-	e.hovered = w
-	ctx.PreventUpdate()
-	if prev != nil {
-		drawHeat(prev.Prompt+1, "", 0, 0, nil, 0, 0)
-	}
-	if w == nil || e.shown == nil || e.shown.Result == nil {
-		return
-	}
-	// The maps belong to the prompts as they were run; a word of an edited
-	// prompt may no longer sit at the same tokens.
-	prompt := e.shown.Spec.Source
-	current := e.spec.Source
-	if w.Prompt != sourcePrompt {
-		if w.Prompt >= len(e.shown.Spec.Targets) || w.Prompt >= len(e.spec.Targets) {
-			return
-		}
-		prompt, current = e.shown.Spec.Targets[w.Prompt], e.spec.Targets[w.Prompt]
-	}
-	if prompt != current {
-		return
-	}
-	row := w.Prompt + 1
-	if wd, ht, values := wordHeat(e.shown.Result.HeatMaps, row, w.Tokens); values != nil {
-		iw, ih := 0, 0
-		for _, r := range e.shown.Rows {
-			if r.Index == row && r.Image != nil {
-				iw, ih = r.Image.Width, r.Image.Height
-			}
-		}
-		drawHeat(row, w.Key, wd, ht, values, iw, ih)
-	}
-}
-
-// imageURL resolves a result URL against the backend.
-func (e *Editor) imageURL(u string) string { return backendURL(wsURL(), u) }
 
 // Render draws the page.
 func (e *Editor) Render() app.UI {
 	e.init()
 	busy := e.run.active()
+	probs := e.problems()
+	errs := make(map[string]string, len(probs))
+	for _, p := range probs {
+		errs[p.Field] = p.Sentence
+	}
 	return app.Div().ID("app").Class("app").
 		DataSet("ready", e.mounted).
 		OnKeyDown(e.onKey).
@@ -331,13 +236,21 @@ func (e *Editor) Render() app.UI {
 			app.If(e.problem != "", func() app.UI {
 				return app.P().ID("problem").Class("notice problem").Role("alert").Text(e.problem)
 			}),
+			app.If(e.linkProblem != "", func() app.UI {
+				return app.Div().ID("link-problem").Class("notice problem").Role("alert").Body(
+					app.Span().Text(e.linkProblem),
+					app.Button().ID("link-problem-dismiss").Class("icon-button").Type("button").
+						Aria("label", "Dismiss").Text("×").
+						OnClick(func(ctx app.Context, ev app.Event) { e.linkProblem = "" }),
+				)
+			}),
 			app.Main().Class("layout").Body(
 				app.Div().Class("compose").Body(
 					&PromptEditor{
 						Spec:        e.spec,
 						Comparisons: e.comparisons,
 						Selected:    e.selected,
-						Errors:      e.errors,
+						Errors:      errs,
 						Photo:       e.spec.Image != "",
 						OnSource: func(ctx app.Context, text string) {
 							s := cloneSpec(e.spec)
@@ -360,28 +273,31 @@ func (e *Editor) Render() app.UI {
 						},
 						OnDropTarget: func(ctx app.Context, i int) {
 							s := cloneSpec(e.spec)
-							s.Targets = slices.Delete(s.Targets, i, i+1)
+							s.DropTarget(i)
 							e.selected = nil
 							e.changed(s)
+							e.syncInputs(ctx)
+							e.refreshHeat(ctx)
 						},
-						OnSelectWord: func(ctx app.Context, w wordRef) { e.selected = &w },
+						OnSelectWord: e.selectWord,
 						OnHoverWord:  e.hover,
 					},
-					e.renderWordPanel(),
+					e.renderWordPanel(errs),
 					e.renderActions(busy),
 					&Controls{
 						Spec:     e.spec,
-						Known:    e.known,
-						Errors:   e.errors,
+						Defaults: e.defaults(),
+						Errors:   errs,
 						OnChange: func(ctx app.Context, update func(edit.Spec) edit.Spec) { e.changed(update(cloneSpec(e.spec))) },
+						OnText:   func(ctx app.Context, field, problem string) { e.setTextProblem(field, problem) },
 					},
-					e.renderUpload(),
+					e.renderUpload(errs),
 				),
 				app.Div().Class("output").Body(
 					e.renderRunStatus(),
 					e.renderResults(),
 					e.renderRunSpec(),
-					&History{Entries: e.history, ImageURL: e.imageURL, OnOpen: e.openHistory},
+					&History{Entries: e.history, ImageURL: e.imageURL, OnOpen: e.openHistory, OnClear: e.clearHistory},
 				),
 			),
 		)
@@ -394,34 +310,42 @@ func (e *Editor) onKey(ctx app.Context, ev app.Event) {
 		ev.PreventDefault()
 		e.startRun(ctx)
 	case key == "Escape" && e.selected != nil:
-		e.selected = nil
+		e.closeWord(ctx)
 	}
 }
 
-func (e *Editor) renderWordPanel() app.UI {
+func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 	if e.selected == nil || e.tok == nil {
 		return nil
 	}
 	w := *e.selected
 	var global *edit.Window
-	switch {
+	switch d := e.defaults(); {
 	case e.spec.Cross != nil:
 		global = e.spec.Cross
-	case e.known != nil:
-		global = e.known.Cross
+	case d != nil:
+		global = &d.Cross
+	}
+	var needsWords []int
+	for i := range e.spec.Targets {
+		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 {
+			needsWords = append(needsWords, i)
+		}
 	}
 	return &WordPanel{
-		Word:        w,
-		Settings:    wordSettings(e.spec, w.Key),
-		InTargets:   wordApplies(e.tok, e.spec, w.Key),
-		GlobalCross: global,
-		Errors:      e.errors,
+		Word:         w,
+		Settings:     wordSettings(e.spec, w.Key),
+		InTargets:    wordApplies(e.tok, e.spec, w.Key),
+		BlendTargets: blendTargets(e.tok, e.spec, w.Key),
+		NeedsWords:   needsWords,
+		GlobalCross:  global,
+		Errors:       errs,
 		OnChange: func(ctx app.Context, update func(WordSettings) WordSettings) {
 			s := cloneSpec(e.spec)
 			setWordSettings(&s, w.Key, update(wordSettings(s, w.Key)))
 			e.changed(s)
 		},
-		OnClose: func(ctx app.Context) { e.selected = nil },
+		OnClose: e.closeWord,
 	}
 }
 
@@ -453,7 +377,7 @@ func (e *Editor) renderActions(busy bool) app.UI {
 	)
 }
 
-func (e *Editor) renderUpload() app.UI {
+func (e *Editor) renderUpload(errs map[string]string) app.UI {
 	upload := "/api/images"
 	if app.IsClient {
 		upload = backendURL(wsURL(), upload)
@@ -463,7 +387,7 @@ func (e *Editor) renderUpload() app.UI {
 		PreviewURL: e.photoURL,
 		Inversion:  e.spec.Inversion,
 		UploadURL:  upload,
-		Errors:     e.errors,
+		Errors:     errs,
 		OnUploaded: func(ctx app.Context, hash, previewURL string) {
 			s := cloneSpec(e.spec)
 			s.Image, s.Inversion = hash, edit.InversionDirect
@@ -485,24 +409,36 @@ func (e *Editor) renderUpload() app.UI {
 }
 
 func (e *Editor) renderRunStatus() app.UI {
-	if e.shown == nil {
+	switch {
+	case e.refused != "":
+		return app.P().ID("run-status").Class("run-status refused").DataSet("phase", "refused").
+			Role("alert").Text("Not run: " + e.refused)
+	case e.status == nil:
 		return app.P().ID("run-status").Class("run-status").DataSet("phase", "idle").
 			Text("Press Run (Ctrl+Enter) to render the source and its edits.")
 	}
-	return app.P().ID("run-status").Class("run-status").DataSet("phase", string(e.shown.Phase)).
-		Aria("live", "polite").Text(e.shown.statusText())
+	return app.P().ID("run-status").Class("run-status").DataSet("phase", string(e.status.Phase)).
+		DataSet("run", e.status.ID).Aria("live", "polite").Text(e.status.statusText())
 }
 
 func (e *Editor) renderResults() app.UI {
 	var rows []rowView
-	photo := ""
+	photo, seed := "", ""
 	if e.shown != nil {
 		rows = e.shown.Rows
+		s := e.shown.Spec
+		if e.shown.Result != nil {
+			s = e.shown.Result.Spec
+		}
+		if s.Seed != nil {
+			seed = strconv.FormatUint(*s.Seed, 10)
+		}
+		if s.Image != "" {
+			photo = e.photoURL
+		}
 	}
-	if e.spec.Image != "" {
-		photo = e.photoURL
-	}
-	return &Results{Rows: rows, PhotoURL: photo, ImageURL: e.imageURL}
+	return &Results{Rows: rows, PhotoURL: photo, ImageURL: e.imageURL, Seed: seed,
+		DownloadNote: e.downloadNote, OnDownloadAll: e.downloadAll}
 }
 
 // renderRunSpec shows the spec the server ran, every default filled in:
@@ -535,11 +471,16 @@ func (e *Editor) renderTopbar() app.UI {
 	case e.conn == stateDisconnected:
 		label = "disconnected, retrying…"
 	}
+	lastTry := ""
+	if e.sock != nil {
+		lastTry = e.sock.lastTry
+	}
 	return app.Header().Class("topbar").Body(
 		app.Img().Src("/web/icon.svg").Alt("").Width(32).Height(32),
 		app.H1().Text("Reword"),
 		app.Span().Class("tagline").Text("edit an image by rewording its prompt"),
-		app.Div().ID("status").Class("status").DataSet("state", string(e.conn)).Aria("live", "polite").Body(
+		app.Div().ID("status").Class("status").DataSet("state", string(e.conn)).DataSet("last-try", lastTry).
+			Aria("live", "polite").Body(
 			app.Span().Class("dot "+string(e.conn)),
 			app.Span().ID("status-text").Text(label),
 		),

@@ -39,6 +39,58 @@ func wordHeat(maps []protocol.HeatMap, row int, tokens []int) (w, h int, values 
 	return w, h, values
 }
 
+// heatOverlay is one row's part of a word's heat map view: the word (or
+// its counterpart) whose map that row's image shows.
+type heatOverlay struct {
+	Row    int
+	Word   string
+	Tokens []int
+}
+
+// heatOverlays places a word's attention side by side with its
+// counterpart's: a target word's map on its edit's image and the source
+// word it stands for (kept or swapped) on the source image; a source
+// word's map on the source image and, on each edit's image, the word that
+// stands for it there. unchanged(row) reports whether the row's prompt is
+// still the one that ran (maps belong to the prompts as run; row 0 is the
+// source); rows whose prompt changed are left out.
+func heatOverlays(comparisons []Comparison, w wordRef, unchanged func(row int) bool) []heatOverlay {
+	if len(comparisons) == 0 || !unchanged(w.Prompt+1) {
+		return nil
+	}
+	source := comparisons[0].Source
+	var out []heatOverlay
+	add := func(row int, pw PromptWord) {
+		if unchanged(row) && len(pw.Tokens) > 0 {
+			out = append(out, heatOverlay{Row: row, Word: pw.Text, Tokens: pw.Tokens})
+		}
+	}
+	if w.Prompt == sourcePrompt {
+		if w.Index < 0 || w.Index >= len(source) {
+			return nil
+		}
+		add(0, source[w.Index])
+		for e, c := range comparisons {
+			for _, tw := range c.Target {
+				if tw.Counterpart == w.Index {
+					add(e+1, tw)
+					break
+				}
+			}
+		}
+		return out
+	}
+	if w.Prompt >= len(comparisons) || w.Index < 0 || w.Index >= len(comparisons[w.Prompt].Target) {
+		return nil
+	}
+	tw := comparisons[w.Prompt].Target[w.Index]
+	add(w.Prompt+1, tw)
+	if cp := tw.Counterpart; cp >= 0 && cp < len(source) {
+		add(0, source[cp])
+	}
+	return out
+}
+
 func containsInt(s []int, v int) bool {
 	for _, x := range s {
 		if x == v {

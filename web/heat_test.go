@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -95,5 +96,44 @@ func TestHeatColourScale(t *testing.T) {
 	css := heatGradientCSS()
 	if !strings.HasPrefix(css, "linear-gradient(to right, rgb(0,0,4) 0%") || !strings.HasSuffix(css, "rgb(252,255,164) 100%)") {
 		t.Errorf("legend gradient %q", css)
+	}
+}
+
+// TestHeatOverlaysSideBySide: a word's map goes on its own image and its
+// counterpart's on the other side (source ↔ edit), only for rows whose
+// prompt is still the one that ran.
+func TestHeatOverlaysSideBySide(t *testing.T) {
+	tok := tokenizer(t)
+	comps := []Comparison{Compare(tok, "a red circle", "a blue circle"), Compare(tok, "a red circle", "a big red square")}
+	all := func(int) bool { return true }
+	show := func(os []heatOverlay) string {
+		var out []string
+		for _, o := range os {
+			out = append(out, fmt.Sprintf("%d:%s%v", o.Row, o.Word, o.Tokens))
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		w    wordRef
+		want string
+	}{
+		{wordRef{Prompt: 0, Index: 1, Key: "blue"}, "1:blue[2] 0:red[2]"},
+		{wordRef{Prompt: 1, Index: 1, Key: "big"}, "2:big[2]"},
+		{wordRef{Prompt: 1, Index: 3, Key: "square"}, "2:square[4]"},
+		{wordRef{Prompt: sourcePrompt, Index: 1, Key: "red"}, "0:red[2] 1:blue[2] 2:red[3]"},
+		{wordRef{Prompt: 5, Index: 0}, ""},
+	} {
+		if got := show(heatOverlays(comps, tc.w, all)); got != tc.want {
+			t.Errorf("%+v: overlays %q, want %q", tc.w, got, tc.want)
+		}
+	}
+	// Edit 1's prompt changed since the run: its map is gone, and so is a
+	// hovered word of it.
+	edited := func(row int) bool { return row != 1 }
+	if got := show(heatOverlays(comps, wordRef{Prompt: sourcePrompt, Index: 1}, edited)); got != "0:red[2] 2:red[3]" {
+		t.Errorf("with edit 1 changed: %q", got)
+	}
+	if got := heatOverlays(comps, wordRef{Prompt: 0, Index: 1}, edited); got != nil {
+		t.Errorf("a word of a changed prompt: %v", got)
 	}
 }

@@ -3,6 +3,7 @@ package web
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -16,7 +17,9 @@ const sourcePrompt = -1
 // wordRef names one word of one prompt.
 type wordRef struct {
 	Prompt int // sourcePrompt or a target index
-	Key    string
+	// Index is the word's place among its prompt's words.
+	Index int
+	Key   string
 	// Tokens are the word's CLIP token indices in its prompt (for heat maps).
 	Tokens []int
 }
@@ -62,8 +65,7 @@ func (p *PromptEditor) Render() app.UI {
 				Required(p.Photo).
 				Placeholder(sourceHint).
 				Aria("describedby", "source-hint").
-				OnInput(func(ctx app.Context, e app.Event) { p.OnSource(ctx, ctx.JSSrc().Get("value").String()) }).
-				OnSelect(func(ctx app.Context, e app.Event) { p.selectInText(ctx, sourcePrompt) }),
+				OnInput(func(ctx app.Context, e app.Event) { p.OnSource(ctx, ctx.JSSrc().Get("value").String()) }),
 			app.P().ID("source-hint").Class("hint").Text(sourceHint),
 			fieldError(p.Errors, "source"),
 			p.renderWords(sourcePrompt, source),
@@ -84,15 +86,8 @@ func (p *PromptEditor) renderTarget(i int) app.UI {
 		c = p.Comparisons[i]
 	}
 	id := "target-" + strconv.Itoa(i)
-	label := "Edited prompt"
-	if i > 0 {
-		label = fmt.Sprintf("Variant %d", i+1)
-	}
-	kind, kindLabel := "empty", "empty"
-	if !c.Empty {
-		kind = KindLabel(c.Kind)
-		kindLabel = kind
-	}
+	label := editName(i)
+	kind, kindText := c.KindName()
 	counter := fmt.Sprintf("%d/%d tokens", c.Tokens, MaxContentTokens)
 	if c.Dropped > 0 {
 		counter += fmt.Sprintf(" · %d ignored", c.Dropped)
@@ -101,7 +96,7 @@ func (p *PromptEditor) renderTarget(i int) app.UI {
 		app.Div().Class("prompt-head").Body(
 			app.Label().For(id).Text(label),
 			app.Span().ID("edit-kind-"+strconv.Itoa(i)).Class("kind kind-"+kind).DataSet("kind", kind).
-				Title("how Prompt-to-Prompt edits this variant").Text(kindLabel),
+				Title(KindTitle(kind)).Text(kindText),
 			app.Span().ID("token-count-"+strconv.Itoa(i)).Class("token-count").
 				DataSet("over", c.Dropped > 0).Text(counter),
 			app.If(len(p.Spec.Targets) > 1, func() app.UI {
@@ -112,42 +107,18 @@ func (p *PromptEditor) renderTarget(i int) app.UI {
 		),
 		app.Textarea().ID(id).Class("prompt-input").Rows(2).
 			Attr("value", p.Spec.Targets[i]).
-			Placeholder("reword the prompt: swap, add or keep words").
-			OnInput(func(ctx app.Context, e app.Event) { p.OnTarget(ctx, i, ctx.JSSrc().Get("value").String()) }).
-			OnSelect(func(ctx app.Context, e app.Event) { p.selectInText(ctx, i) }),
+			Placeholder("reword the prompt: swap, add or remove words").
+			OnInput(func(ctx app.Context, e app.Event) { p.OnTarget(ctx, i, ctx.JSSrc().Get("value").String()) }),
 		fieldError(p.Errors, "targets["+strconv.Itoa(i)+"]"),
-		p.renderWords(i, c.Target),
+		p.renderWords(i, c.DiffWords()),
 	)
-}
-
-// selectInText opens the word panel for the word a text selection starts
-// in. It reads the words when the event fires: go-app keeps an element's
-// first handler while its code stays the same, so a handler must not hold
-// state from the render that made it.
-func (p *PromptEditor) selectInText(ctx app.Context, prompt int) {
-	start := ctx.JSSrc().Get("selectionStart").Int()
-	end := ctx.JSSrc().Get("selectionEnd").Int()
-	if end <= start || len(p.Comparisons) == 0 {
-		return
-	}
-	words := p.Comparisons[0].Source
-	if prompt != sourcePrompt {
-		if prompt >= len(p.Comparisons) {
-			return
-		}
-		words = p.Comparisons[prompt].Target
-	}
-	for _, w := range words {
-		if start < w.End16 && w.Start16 < end {
-			p.OnSelectWord(ctx, wordRef{Prompt: prompt, Key: w.Key, Tokens: w.Tokens})
-			return
-		}
-	}
 }
 
 // renderWords draws a prompt's words as buttons: colour says what the edit
 // does with the word, a badge shows its reweight, and clicking opens its
-// panel. Hovering (or focusing) one overlays its attention on the image.
+// panel (and pins its heat map). Hovering (or focusing) one overlays its
+// attention on the images. Words a target removed from the source are
+// shown struck through where they stood; they are not buttons.
 func (p *PromptEditor) renderWords(prompt int, words []PromptWord) app.UI {
 	name := "source"
 	if prompt != sourcePrompt {
@@ -156,45 +127,82 @@ func (p *PromptEditor) renderWords(prompt int, words []PromptWord) app.UI {
 	return app.Div().ID("words-"+name).Class("words").Aria("label", "Words of the "+promptName(prompt)).Body(
 		app.Range(words).Slice(func(i int) app.UI {
 			w := words[i]
-			ref := wordRef{Prompt: prompt, Key: w.Key, Tokens: w.Tokens}
+			if w.FromSource {
+				return app.Span().Class("word removed").DataSet("status", string(WordRemoved)).DataSet("key", w.Key).
+					Title("removed: in the source prompt, not in this edit").
+					Aria("label", "removed: "+w.Text).Text(w.Text)
+			}
+			ref := wordRef{Prompt: prompt, Index: w.Index, Key: w.Key, Tokens: w.Tokens}
 			settings := wordSettings(p.Spec, w.Key)
+			mark := blendMark(settings.Blend, prompt)
 			selected := p.Selected != nil && p.Selected.Prompt == prompt && p.Selected.Key == w.Key
 			hover := func(ctx app.Context, e app.Event) { p.OnHoverWord(ctx, &ref) }
 			leave := func(ctx app.Context, e app.Event) { p.OnHoverWord(ctx, nil) }
 			// The scope ties the handlers to this word: without it go-app
 			// would keep the handlers (and ref) of the word first drawn here.
-			scope := app.EventScope(name, i, w.Key, fmt.Sprint(w.Tokens))
+			scope := app.EventScope(name, i, w.Index, w.Key, fmt.Sprint(w.Tokens))
 			return app.Button().Type("button").
-				ID(fmt.Sprintf("word-%s-%d", name, i)).
+				ID(fmt.Sprintf("word-%s-%d", name, w.Index)).
 				Class("word "+string(w.Status)).
 				DataSet("status", string(w.Status)).
 				DataSet("key", w.Key).
 				Aria("pressed", selected).
-				Title(statusTitle(w.Status)).
+				Title(p.wordTitle(w)).
 				OnClick(func(ctx app.Context, e app.Event) { p.OnSelectWord(ctx, ref) }, scope).
 				OnMouseEnter(hover, scope).OnFocus(hover, scope).
 				OnMouseLeave(leave, scope).OnBlur(leave, scope).
 				Body(
 					app.Text(w.Text),
 					app.If(settings.Reweight != 1, func() app.UI {
-						return app.Span().Class("weight").Text("×" + formatFactor(settings.Reweight))
+						return app.Span().Class("weight").Text("×" + displayFactor(settings.Reweight))
 					}),
-					app.If(settings.Blend, func() app.UI {
-						return app.Span().Class("blend-mark").Title("local blend word").Text("◐")
+					app.If(mark == blendWords, func() app.UI {
+						return app.Span().Class("blend-mark").Title("local blend word: the edit changes only where it is").Text("◐")
+					}),
+					app.If(mark == blendExclude, func() app.UI {
+						return app.Span().Class("blend-mark exclude").Title("excluded from the local blend: the edit never changes where it is").Text("⊘")
 					}),
 				)
 		}),
 	)
 }
 
+// wordTitle explains a word chip; a swapped word names the word it
+// replaces.
+func (p *PromptEditor) wordTitle(w PromptWord) string {
+	t := statusTitle(w.Status)
+	if w.Status == WordSwapped && w.Counterpart >= 0 && len(p.Comparisons) > 0 && w.Counterpart < len(p.Comparisons[0].Source) {
+		t = "swapped for “" + p.Comparisons[0].Source[w.Counterpart].Text + "”: takes its place"
+	}
+	return t + ". Click for its settings and to pin its attention map."
+}
+
+// blendMark is the blend mark a word chip of prompt shows: its role in
+// that target's blend, or for a source word its role in any target's.
+func blendMark(roles []blendRole, prompt int) blendRole {
+	if prompt != sourcePrompt {
+		if prompt < len(roles) {
+			return roles[prompt]
+		}
+		return blendNone
+	}
+	mark := blendNone
+	for _, r := range roles {
+		if r == blendWords {
+			return r
+		}
+		if r != blendNone {
+			mark = r
+		}
+	}
+	return mark
+}
+
 func promptName(prompt int) string {
 	if prompt == sourcePrompt {
 		return "source prompt"
 	}
-	if prompt == 0 {
-		return "edited prompt"
-	}
-	return fmt.Sprintf("variant %d", prompt+1)
+	return editName(prompt)
 }
 
 func statusTitle(s WordStatus) string {
@@ -206,7 +214,7 @@ func statusTitle(s WordStatus) string {
 	case WordInserted:
 		return "added: gets its own attention"
 	case WordRemoved:
-		return "dropped by the edited prompt"
+		return "removed by the edited prompt"
 	case WordCut:
 		return "cut: only its first tokens fit in the 77-token limit"
 	case WordIgnored:
@@ -217,6 +225,10 @@ func statusTitle(s WordStatus) string {
 
 // formatFactor writes a reweight factor briefly: 1.5, -0.25, 2.
 func formatFactor(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// displayFactor writes a factor for reading, with a real minus sign:
+// "−1", not the hyphen "-1".
+func displayFactor(f float64) string { return strings.Replace(formatFactor(f), "-", "−", 1) }
 
 // fieldError shows the server's (or the editor's) complaint about a field
 // right under it, announced to screen readers.

@@ -57,3 +57,14 @@ func TestRunStateErrors(t *testing.T) {
 		t.Errorf("invalid: %s %q", r.Phase, r.statusText())
 	}
 }
+
+// A run the server refuses says why in the form's words, not the spec's
+// field paths.
+func TestRunStateRefusedInWords(t *testing.T) {
+	r := &runState{ID: "r4", Phase: phaseSent}
+	r.apply(msg("r4", &protocol.Error{Code: protocol.CodeInvalidSpec, Message: "invalid edit spec: targets[0] is empty: write a prompt",
+		Field: "spec.targets[0]", Problems: []protocol.Problem{{Field: "spec.targets[0]", Message: "is empty: write a prompt"}}}))
+	if got := r.statusText(); got != "Not run: Edit 1 is empty: write a prompt." {
+		t.Errorf("status %q", got)
+	}
+}

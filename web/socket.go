@@ -19,10 +19,20 @@ const (
 )
 
 // Reconnection backoff: doubling from the first delay up to the cap, so a
-// restarted server is found again quickly without hammering a dead one.
+// restarted server is found again within a couple of seconds without
+// hammering a dead one. Coming back online or to the tab retries at once.
 const (
 	firstRetryDelay = 500 * time.Millisecond
-	maxRetryDelay   = 15 * time.Second
+	maxRetryDelay   = 2 * time.Second
+)
+
+// Why a connection attempt started (socket.lastTry): the page loading, the
+// backoff timer, the browser coming back online, the tab becoming visible.
+const (
+	tryStart   = "start"
+	tryTimer   = "timer"
+	tryOnline  = "online"
+	tryVisible = "visible"
 )
 
 // socket keeps one WebSocket to the server open, reconnecting with backoff.
@@ -39,14 +49,56 @@ type socket struct {
 	funcs   []app.Func
 	retries int
 	stopped bool
+	state   connState
+	// lastTry says why the latest attempt started (try…).
+	lastTry string
+	// timer counts scheduled retries: a retry runs only if no other
+	// attempt started since it was scheduled.
+	timer int
+	wake  []listener // the online and visibilitychange listeners
 }
 
-func (s *socket) connect(ctx app.Context) {
+// listener is an event listener the socket added to the page.
+type listener struct {
+	target app.Value
+	event  string
+	fn     app.Func
+}
+
+// start connects for the first time and retries at once when the browser
+// comes back online or the tab becomes visible while disconnected.
+func (s *socket) start(ctx app.Context) {
+	listen := func(target app.Value, event string, ok func() bool, reason string) {
+		f := app.FuncOf(func(app.Value, []app.Value) any {
+			ctx.Dispatch(func(ctx app.Context) {
+				if ok() && s.state == stateDisconnected {
+					s.connect(ctx, reason)
+				}
+			})
+			return nil
+		})
+		s.wake = append(s.wake, listener{target, event, f})
+		target.Call("addEventListener", event, f)
+	}
+	doc := app.Window().Get("document")
+	listen(app.Window(), "online", func() bool { return true }, tryOnline)
+	listen(doc, "visibilitychange", func() bool { return doc.Get("visibilityState").String() == "visible" }, tryVisible)
+	s.connect(ctx, tryStart)
+}
+
+func (s *socket) setState(ctx app.Context, st connState) {
+	s.state = st
+	s.onState(ctx, st)
+}
+
+func (s *socket) connect(ctx app.Context, reason string) {
 	if s.stopped {
 		return
 	}
 	s.release()
-	s.onState(ctx, stateConnecting)
+	s.timer++ // a pending retry is now moot
+	s.lastTry = reason
+	s.setState(ctx, stateConnecting)
 	ws := app.Window().Get("WebSocket").New(s.url)
 	// Preview frames arrive as ArrayBuffers, which copy into Go directly.
 	ws.Set("binaryType", "arraybuffer")
@@ -66,7 +118,7 @@ func (s *socket) connect(ctx app.Context) {
 	on("onopen", func(app.Value) {
 		ctx.Dispatch(func(ctx app.Context) {
 			s.retries = 0
-			s.onState(ctx, stateConnected)
+			s.setState(ctx, stateConnected)
 		})
 	})
 	on("onmessage", func(ev app.Value) {
@@ -99,7 +151,7 @@ func (s *socket) connect(ctx app.Context) {
 			return // a socket we already replaced
 		}
 		ctx.Dispatch(func(ctx app.Context) {
-			s.onState(ctx, stateDisconnected)
+			s.setState(ctx, stateDisconnected)
 			s.scheduleRetry(ctx)
 		})
 	})
@@ -109,10 +161,15 @@ func (s *socket) scheduleRetry(ctx app.Context) {
 	if s.stopped {
 		return
 	}
-	delay := firstRetryDelay << min(s.retries, 8)
-	delay = min(delay, maxRetryDelay)
+	delay := min(firstRetryDelay<<min(s.retries, 8), maxRetryDelay)
 	s.retries++
-	ctx.After(delay, s.connect)
+	s.timer++
+	timer := s.timer
+	ctx.After(delay, func(ctx app.Context) {
+		if timer == s.timer && s.state == stateDisconnected {
+			s.connect(ctx, tryTimer)
+		}
+	})
 }
 
 // send writes one text message. It fails when the socket is not open, so
@@ -129,6 +186,11 @@ func (s *socket) send(b []byte) error {
 func (s *socket) close() {
 	s.stopped = true
 	s.release()
+	for _, l := range s.wake {
+		l.target.Call("removeEventListener", l.event, l.fn)
+		l.fn.Release()
+	}
+	s.wake = nil
 }
 
 func (s *socket) release() {

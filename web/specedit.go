@@ -3,7 +3,6 @@ package web
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"maps"
 	"slices"
 	"strings"
 
@@ -35,38 +34,16 @@ func randomSeed() uint64 {
 
 // cloneSpec returns a deep copy of s, so that editing it never changes a spec
 // kept elsewhere (history entries, the last run).
-func cloneSpec(s edit.Spec) edit.Spec {
-	c := s
-	c.Targets = slices.Clone(s.Targets)
-	c.Blend = slices.Clone(s.Blend)
-	c.Reweights = maps.Clone(s.Reweights)
-	c.CrossWords = maps.Clone(s.CrossWords)
-	copyPtr := func(p *int) *int {
-		if p == nil {
-			return nil
-		}
-		v := *p
-		return &v
-	}
-	c.Steps, c.Width, c.Height = copyPtr(s.Steps), copyPtr(s.Width), copyPtr(s.Height)
-	if s.Seed != nil {
-		v := *s.Seed
-		c.Seed = &v
-	}
-	if s.Guidance != nil {
-		v := *s.Guidance
-		c.Guidance = &v
-	}
-	if s.Cross != nil {
-		v := *s.Cross
-		c.Cross = &v
-	}
-	if s.Self != nil {
-		v := *s.Self
-		c.Self = &v
-	}
-	return c
-}
+func cloneSpec(s edit.Spec) edit.Spec { return s.Clone() }
+
+// blendRole is a word's part in one target's local blend.
+type blendRole string
+
+const (
+	blendNone    blendRole = ""        // not part of the target's blend
+	blendWords   blendRole = "words"   // the target changes where the word is
+	blendExclude blendRole = "exclude" // the target never changes where it is
+)
 
 // WordSettings are the per-word controls of the word panel.
 type WordSettings struct {
@@ -74,18 +51,27 @@ type WordSettings struct {
 	Reweight float64
 	// Cross is the word's own cross-replace window; nil uses the global one.
 	Cross *edit.Window
-	// Blend marks the word as delimiting a local edit.
-	Blend bool
+	// Blend is the word's role in each target's local blend, by target.
+	Blend []blendRole
 }
 
 // wordSettings reads the settings of the word named key from s.
 func wordSettings(s edit.Spec, key string) WordSettings {
-	ws := WordSettings{Reweight: 1, Blend: slices.Contains(s.Blend, key)}
+	ws := WordSettings{Reweight: 1, Blend: make([]blendRole, len(s.Targets))}
 	if v, ok := s.Reweights[key]; ok {
 		ws.Reweight = v
 	}
 	if w, ok := s.CrossWords[key]; ok {
 		ws.Cross = &w
+	}
+	for i := range ws.Blend {
+		b := s.BlendOf(i)
+		switch {
+		case slices.Contains(b.Words, key):
+			ws.Blend[i] = blendWords
+		case slices.Contains(b.Exclude, key):
+			ws.Blend[i] = blendExclude
+		}
 	}
 	return ws
 }
@@ -109,12 +95,20 @@ func setWordSettings(s *edit.Spec, key string, ws WordSettings) {
 		}
 		s.CrossWords[key] = *ws.Cross
 	}
-	i := slices.Index(s.Blend, key)
-	switch {
-	case ws.Blend && i < 0:
-		s.Blend = append(s.Blend, key)
-	case !ws.Blend && i >= 0:
-		s.Blend = slices.Delete(s.Blend, i, i+1)
+	for i, role := range ws.Blend {
+		if i >= len(s.Targets) {
+			break
+		}
+		b := s.BlendOf(i).Clone()
+		b.Words = slices.DeleteFunc(b.Words, func(w string) bool { return w == key })
+		b.Exclude = slices.DeleteFunc(b.Exclude, func(w string) bool { return w == key })
+		switch role {
+		case blendWords:
+			b.Words = append(b.Words, key)
+		case blendExclude:
+			b.Exclude = append(b.Exclude, key)
+		}
+		s.SetBlend(i, b)
 	}
 	dropEmptyWordSettings(s)
 }
@@ -127,9 +121,6 @@ func dropEmptyWordSettings(s *edit.Spec) {
 	}
 	if len(s.CrossWords) == 0 {
 		s.CrossWords = nil
-	}
-	if len(s.Blend) == 0 {
-		s.Blend = nil
 	}
 }
 
@@ -148,6 +139,19 @@ func runnable(tok *clip.Tokenizer, s edit.Spec) edit.Spec {
 func wordApplies(tok *clip.Tokenizer, s edit.Spec, key string) bool {
 	found, _ := s.Words(tok).InTargets(key)
 	return found
+}
+
+// blendTargets lists the targets whose local blend can use the word named
+// key: those where it occurs in the source or in the target.
+func blendTargets(tok *clip.Tokenizer, s edit.Spec, key string) []int {
+	in := s.Words(tok)
+	var out []int
+	for i := range s.Targets {
+		if found, _ := in.InBlendOf(i, key); found {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // fieldKey turns the field path of a server error ("data.spec.steps",

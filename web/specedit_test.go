@@ -8,17 +8,23 @@ import (
 )
 
 func TestWordSettingsRoundTrip(t *testing.T) {
-	s := edit.Spec{Source: "a red circle", Targets: []string{"a blue circle"}}
+	s := edit.Spec{Source: "a red circle", Targets: []string{"a blue circle", "a blue square"}}
 	win := edit.Window{Start: 0.1, End: 0.5}
-	setWordSettings(&s, "blue", WordSettings{Reweight: 1.5, Cross: &win, Blend: true})
+	setWordSettings(&s, "blue", WordSettings{Reweight: 1.5, Cross: &win, Blend: []blendRole{blendNone, blendWords}})
 	got := wordSettings(s, "blue")
-	if got.Reweight != 1.5 || got.Cross == nil || *got.Cross != win || !got.Blend {
+	if got.Reweight != 1.5 || got.Cross == nil || *got.Cross != win || !reflect.DeepEqual(got.Blend, []blendRole{blendNone, blendWords}) {
 		t.Fatalf("settings did not round-trip: %+v", got)
 	}
-	if other := wordSettings(s, "circle"); other.Reweight != 1 || other.Cross != nil || other.Blend {
-		t.Errorf("an untouched word has settings: %+v", other)
+	// Blend words belong to their edit: the first edit has none.
+	if !reflect.DeepEqual(s.Blend, []edit.Blend{{}, {Words: []string{"blue"}}}) {
+		t.Errorf("spec blend %+v", s.Blend)
 	}
-	setWordSettings(&s, "blue", WordSettings{Reweight: 1})
+	setWordSettings(&s, "circle", WordSettings{Reweight: 1, Blend: []blendRole{blendExclude, blendNone}})
+	if other := wordSettings(s, "circle"); other.Reweight != 1 || other.Cross != nil || other.Blend[0] != blendExclude {
+		t.Errorf("circle: %+v", other)
+	}
+	setWordSettings(&s, "blue", WordSettings{Reweight: 1, Blend: []blendRole{blendNone, blendNone}})
+	setWordSettings(&s, "circle", WordSettings{Reweight: 1, Blend: []blendRole{blendNone, blendNone}})
 	if s.Reweights != nil || s.CrossWords != nil || s.Blend != nil {
 		t.Errorf("neutral settings left traces in the spec: %+v", s)
 	}
@@ -31,7 +37,7 @@ func TestRunnableDropsWordsThatNoLongerOccur(t *testing.T) {
 		Targets:    []string{"a blue square"},
 		Reweights:  map[string]float64{"blue": 2, "circle": 0.5},
 		CrossWords: map[string]edit.Window{"green": {End: 0.3}},
-		Blend:      []string{"circle", "square", "triangle"},
+		Blend:      []edit.Blend{{Words: []string{"circle", "square", "triangle"}}},
 	}
 	before := cloneSpec(s)
 	got := runnable(tok, s)
@@ -39,7 +45,7 @@ func TestRunnableDropsWordsThatNoLongerOccur(t *testing.T) {
 		Source:    "a red circle",
 		Targets:   []string{"a blue square"},
 		Reweights: map[string]float64{"blue": 2},
-		Blend:     []string{"circle", "square"},
+		Blend:     []edit.Blend{{Words: []string{"circle", "square"}}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("runnable:\n got %+v\nwant %+v", got, want)
@@ -70,10 +76,11 @@ func TestCloneSpecIsDeep(t *testing.T) {
 
 func TestFieldKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"data.spec.steps":    "steps",
-		"spec.targets[1]":    "targets[1]",
-		`reweights["cat"]`:   `reweights["cat"]`,
-		"data.spec.blend[0]": "blend[0]",
+		"data.spec.steps":              "steps",
+		"spec.targets[1]":              "targets[1]",
+		`reweights["cat"]`:             `reweights["cat"]`,
+		"data.spec.blend[0]":           "blend[0]",
+		`spec.blend[1].words["grass"]`: `blend[1].words["grass"]`,
 	} {
 		if got := fieldKey(in); got != want {
 			t.Errorf("fieldKey(%q) = %q, want %q", in, got, want)

@@ -9,7 +9,7 @@ import (
 )
 
 // WordPanel is the small panel of one word: its reweight, its own
-// cross-replace window, and whether it delimits a local edit.
+// cross-replace window, and its part in each edit's local blend.
 type WordPanel struct {
 	app.Compo
 
@@ -18,6 +18,12 @@ type WordPanel struct {
 	// InTargets is false for a word only the source has: Prompt-to-Prompt
 	// reweights and times only words of the edited prompts.
 	InTargets bool
+	// BlendTargets lists the edits whose local blend can use the word (it
+	// occurs in the source or in the edit).
+	BlendTargets []int
+	// NeedsWords lists the edits that exclude words but have no blend
+	// word, so that their exclusion does nothing yet.
+	NeedsWords []int
 	// GlobalCross is the cross window the word follows without its own
 	// (nil when the model default is not known yet).
 	GlobalCross *edit.Window
@@ -53,14 +59,22 @@ func (p *WordPanel) Render() app.UI {
 			app.If(!p.InTargets, func() app.UI {
 				return app.P().Class("hint").Text("Reweighting and word windows apply to words of the edited prompts; this word is only in the source.")
 			}),
-			app.Label().For("reweight").Body(
-				app.Text("Reweight "),
-				app.Output().ID("reweight-value").For("reweight").Text("×"+formatFactor(s.Reweight)),
+			app.Div().Class("inline-field").Body(
+				app.Label().For("reweight").Body(
+					app.Text("Reweight "),
+					app.Output().ID("reweight-value").For("reweight").Text("×"+displayFactor(s.Reweight)),
+				),
+				app.Button().ID("reweight-reset").Class("secondary small").Type("button").
+					Disabled(s.Reweight == 1 || !p.InTargets).
+					OnClick(func(ctx app.Context, e app.Event) {
+						p.OnChange(ctx, func(s WordSettings) WordSettings { s.Reweight = 1; return s })
+					}).
+					Text("Reset to ×1"),
 			),
 			app.Input().ID("reweight").Type("range").
 				Min(edit.UIMinReweight).Max(edit.UIMaxReweight).Step(0.1).
 				Value(formatFactor(s.Reweight)).Disabled(!p.InTargets).
-				Aria("valuetext", "times "+formatFactor(s.Reweight)).
+				Aria("valuetext", "times "+displayFactor(s.Reweight)).
 				OnInput(func(ctx app.Context, e app.Event) {
 					v, err := strconv.ParseFloat(ctx.JSSrc().Get("value").String(), 64)
 					if err != nil {
@@ -96,15 +110,55 @@ func (p *WordPanel) Render() app.UI {
 				)
 			}),
 			fieldError(p.Errors, "cross_words["+key+"]"),
-			app.Label().Class("check").Body(
-				app.Input().ID("word-blend").Type("checkbox").Checked(s.Blend).
-					OnChange(func(ctx app.Context, e app.Event) {
-						blend := ctx.JSSrc().Get("checked").Bool()
-						p.OnChange(ctx, func(s WordSettings) WordSettings { s.Blend = blend; return s })
-					}),
-				app.Text(" Use for local blend (edit only where this word is)"),
-			),
+			p.renderBlend(),
 		)
+}
+
+// renderBlend offers the word to the local blend of each edit it can
+// delimit: an edit with blend words changes only where they are; one
+// without changes everywhere.
+func (p *WordPanel) renderBlend() app.UI {
+	if len(p.BlendTargets) == 0 {
+		return nil
+	}
+	return app.FieldSet().ID("word-blend").Class("blend").Body(
+		app.Legend().Text("Local blend"),
+		app.P().Class("hint").Text("An edit with blend words changes only where they are (in the source or in the edit); an edit without them changes everywhere."),
+		app.Range(p.BlendTargets).Slice(func(k int) app.UI {
+			i := p.BlendTargets[k]
+			role := blendNone
+			if i < len(p.Settings.Blend) {
+				role = p.Settings.Blend[i]
+			}
+			id := "word-blend-" + strconv.Itoa(i)
+			entry := "blend[" + strconv.Itoa(i) + "]"
+			return app.Div().Class("blend-target").Body(
+				app.Div().Class("inline-field").Body(
+					app.Label().For(id).Text(editName(i)),
+					app.Select().ID(id).
+						OnChange(func(ctx app.Context, e app.Event) {
+							v := blendRole(ctx.JSSrc().Get("value").String())
+							p.OnChange(ctx, func(s WordSettings) WordSettings {
+								if i < len(s.Blend) {
+									s.Blend[i] = v
+								}
+								return s
+							})
+						}, app.EventScope(i)).
+						Body(
+							app.Option().Value(string(blendNone)).Selected(role == blendNone).Text("not used"),
+							app.Option().Value(string(blendWords)).Selected(role == blendWords).Text("change only here"),
+							app.Option().Value(string(blendExclude)).Selected(role == blendExclude).Text("never change here"),
+						),
+				),
+				app.If(role == blendExclude && containsInt(p.NeedsWords, i), func() app.UI {
+					return app.P().Class("hint").Text(editName(i) + " needs a blend word too: excluding only narrows a local blend.")
+				}),
+				fieldError(p.Errors, entry+".words["+strconv.Quote(p.Word.Key)+"]"),
+				fieldError(p.Errors, entry+".exclude["+strconv.Quote(p.Word.Key)+"]"),
+			)
+		}),
+	)
 }
 
 // crossEnd is where the word's cross window ends: its own, else the global

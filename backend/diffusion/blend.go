@@ -1,20 +1,23 @@
 package diffusion
 
+import "reword/shared/align"
+
 // localBlend is Prompt-to-Prompt's local blend as its later notebooks run it
-// (docs/algorithm.md, section 6): from
-// step start on, each target keeps the source's latent outside the region
-// where the blend words' accumulated cross-attention is strong.
+// (docs/algorithm.md, section 6), one per target: from step start on, a
+// blended target keeps the source's latent outside the region where its
+// blend words' accumulated cross-attention (in the source and in the
+// target) is strong, and inside the region of its excluded words.
 type localBlend struct {
-	start     int         // first step index the blend applies after
-	tokens    [][]float32 // per prompt (source first): 77-vector, 1 at blend-word tokens
-	gridW     int         // attention-map grid
+	start     int                // first step index the blend applies after
+	masks     []*align.BlendMask // per target; nil: that target is not blended
+	gridW     int                // attention-map grid
 	gridH     int
 	latW      int // latent grid the mask is upsampled to
 	latH      int
 	threshold float32
 
-	word, pooled []float32 // scratch, one map each
-	masks        [][]bool  // per prompt, latent-sized
+	word, pooled              []float32 // scratch, one map each
+	region, excluded, scratch []bool    // scratch, latent-sized
 }
 
 // blendThreshold and blendStart are the reference's defaults: masks keep
@@ -24,16 +27,14 @@ const (
 	blendStart     = 0.2
 )
 
-func newLocalBlend(tokens [][]float32, steps, gridW, gridH, latW, latH int) *localBlend {
-	b := &localBlend{
-		start: int(blendStart * float64(steps)), tokens: tokens,
+func newLocalBlend(masks []*align.BlendMask, steps, gridW, gridH, latW, latH int) *localBlend {
+	cells := latW * latH
+	return &localBlend{
+		start: int(blendStart * float64(steps)), masks: masks,
 		gridW: gridW, gridH: gridH, latW: latW, latH: latH, threshold: blendThreshold,
 		word: make([]float32, gridW*gridH), pooled: make([]float32, gridW*gridH),
+		region: make([]bool, cells), excluded: make([]bool, cells), scratch: make([]bool, cells),
 	}
-	for range tokens {
-		b.masks = append(b.masks, make([]bool, latW*latH))
-	}
-	return b
 }
 
 // active reports whether the blend applies after step i.
@@ -59,21 +60,29 @@ func (s *sampling) blend(i int) {
 	b.apply(s.unet.maps[s.e.blendOut].sums, source, targets, s.rowSize)
 }
 
-// apply blends the target rows of x (rows of rowSize values, source first)
-// towards source, using mapSums: per prompt, the running sum of the
-// attention maps [gridW·gridH, 77].
+// apply blends the blended target rows towards source, using mapSums:
+// per prompt (source first), the running sum of the attention maps
+// [gridW·gridH, 77]. Targets without a blend are left as they are.
 func (b *localBlend) apply(mapSums []float32, source []float32, targets [][]float32, rowSize int) {
-	n := b.gridW * b.gridH
-	for r := range b.tokens {
-		b.mask(mapSums[r*n*77:(r+1)*n*77], b.tokens[r], b.masks[r])
-	}
+	n := b.gridW * b.gridH * 77
+	src := mapSums[:n]
 	cells := b.latW * b.latH
 	channels := rowSize / cells
 	for t, x := range targets {
-		m := b.masks[t+1]
-		src := b.masks[0]
+		if t >= len(b.masks) || b.masks[t] == nil {
+			continue
+		}
+		m, tgt := b.masks[t], mapSums[(t+1)*n:(t+2)*n]
+		b.union(src, tgt, m.Source, m.Target, true, b.region)
+		if m.ExcludeSource != nil {
+			// The reference thresholds excluded words without pooling.
+			b.union(src, tgt, m.ExcludeSource, m.ExcludeTarget, false, b.excluded)
+			for p := range b.region {
+				b.region[p] = b.region[p] && !b.excluded[p]
+			}
+		}
 		for p := 0; p < cells; p++ {
-			if m[p] || src[p] {
+			if b.region[p] {
 				continue
 			}
 			for c := 0; c < channels; c++ {
@@ -83,10 +92,20 @@ func (b *localBlend) apply(mapSums []float32, source []float32, targets [][]floa
 	}
 }
 
+// union is the mask of the source's attention to srcTokens or the
+// target's to tgtTokens: the reference's mask[:1] + mask.
+func (b *localBlend) union(src, tgt, srcTokens, tgtTokens []float32, pool bool, out []bool) {
+	b.mask(src, srcTokens, pool, out)
+	b.mask(tgt, tgtTokens, pool, b.scratch)
+	for p := range out {
+		out[p] = out[p] || b.scratch[p]
+	}
+}
+
 // mask computes one prompt's binary mask at latent resolution: the summed
-// attention to its blend tokens, max-pooled 3×3, upsampled (nearest),
-// divided by its maximum and thresholded.
-func (b *localBlend) mask(sums []float32, tokens []float32, out []bool) {
+// attention to the tokens, max-pooled 3×3 (when pool is set), upsampled
+// (nearest), divided by its maximum and thresholded.
+func (b *localBlend) mask(sums []float32, tokens []float32, pool bool, out []bool) {
 	w, h := b.gridW, b.gridH
 	for p := range b.word {
 		var s float32
@@ -102,6 +121,11 @@ func (b *localBlend) mask(sums []float32, tokens []float32, out []bool) {
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
 			m := b.word[y*w+x]
+			if !pool {
+				b.pooled[y*w+x] = m
+				peak = max(peak, m)
+				continue
+			}
 			for dy := -1; dy <= 1; dy++ {
 				for dx := -1; dx <= 1; dx++ {
 					yy, xx := y+dy, x+dx

@@ -172,7 +172,7 @@ func TestBaselineAndControlDiffer(t *testing.T) {
 func TestPreviewsHeatMapsAndBlend(t *testing.T) {
 	e := loadTiny(t, Options{CacheBytes: -1})
 	s := spec(6, "a green circle", "a red square")
-	s.Blend = []string{"circle", "square"}
+	s.Blend = []edit.Blend{{Words: []string{"circle"}}, {Words: []string{"circle", "square"}}}
 	var mu sync.Mutex
 	var got []Preview
 	res, err := e.Edit(context.Background(), s, RunOptions{HeatMaps: true}, func(p Preview) {
@@ -217,6 +217,35 @@ func TestPreviewsHeatMapsAndBlend(t *testing.T) {
 	}
 	if !(sum > 0) {
 		t.Errorf("attention to 'circle' sums to %v", sum)
+	}
+}
+
+// Local blend belongs to each target: blending the third target leaves
+// the first two exactly as without any blend (they used to become copies
+// of the source when they lacked the blend word), and changes the third.
+func TestLocalBlendIsPerTarget(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	s := spec(8, "a blue circle", "a red square", "a green circle")
+	plain, err := e.Edit(context.Background(), s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Blend = []edit.Blend{{}, {}, {Words: []string{"green"}, Exclude: []string{"circle"}}}
+	blended, err := e.Edit(context.Background(), s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row := 1; row <= 2; row++ {
+		if !bytes.Equal(blended.Images[row].RGB, plain.Images[row].RGB) {
+			t.Errorf("row %d has no blend but changed when row 3 was blended", row)
+		}
+		if bytes.Equal(blended.Images[row].RGB, blended.Images[0].RGB) {
+			t.Errorf("row %d is a copy of the source", row)
+		}
+	}
+	// The third target keeps the source where its excluded word is.
+	if bytes.Equal(blended.Images[3].RGB, plain.Images[3].RGB) {
+		t.Error("the blended target is the same as without its blend")
 	}
 }
 

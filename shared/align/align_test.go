@@ -1,6 +1,7 @@
 package align
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -252,7 +253,7 @@ func TestWorkedExamples(t *testing.T) {
 
 	// Replace, cross {"default_": 1.0, "lion": 0.4}, self 0.4, blend (squirrel, lion).
 	ctrl, err := New(tok, Config{Source: squirrel, Targets: []string{lion}, Steps: 50, Cross: Window{0, 1},
-		CrossWords: map[string]Window{"lion": {0, 0.4}}, Self: Window{0, 0.4}, Blend: []string{"squirrel", "lion"}})
+		CrossWords: map[string]Window{"lion": {0, 0.4}}, Self: Window{0, 0.4}, Blend: []Blend{{Words: []string{"squirrel", "lion"}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,8 +275,9 @@ func TestWorkedExamples(t *testing.T) {
 		}
 	}
 	blend := ctrl.BlendMasks()
-	if len(blend) != 2 || blend[0][5] != 1 || blend[1][5] != 1 || sum(blend[0]) != 1 || sum(blend[1]) != 1 {
-		t.Errorf("blend masks: squirrel %v lion %v", nonzero(blend[0]), nonzero(blend[1]))
+	if len(blend) != 1 || blend[0] == nil || blend[0].Source[5] != 1 || blend[0].Target[5] != 1 ||
+		sum(blend[0].Source) != 1 || sum(blend[0].Target) != 1 || blend[0].ExcludeSource != nil {
+		t.Errorf("blend masks: %+v", blend)
 	}
 
 	// Refine: "A neoclassical painting of …", cross 0.5. The new word's
@@ -479,5 +481,33 @@ func TestWordTokens(t *testing.T) {
 		if got := WordTokens(tok, enc, word); !slices.Equal(got, want) {
 			t.Errorf("WordTokens(%q) = %v, want %v (tokens %q)", word, got, want, enc.Tokens)
 		}
+	}
+}
+
+// TestBlendMasksPerTarget: each target gets the blend it names and no
+// other; a target without blend words (or with excluded words only) is
+// not blended, and the words are looked up in the source and that target.
+func TestBlendMasksPerTarget(t *testing.T) {
+	tok := tokenizer(t)
+	ctrl, err := New(tok, Config{Source: "a red circle", Steps: 10, Cross: Window{End: 0.8},
+		Targets: []string{"a blue circle", "a red square", "a red circle on grass"},
+		Blend:   []Blend{{}, {Exclude: []string{"red"}}, {Words: []string{"grass", "circle"}, Exclude: []string{"red"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks := ctrl.BlendMasks()
+	if len(masks) != 3 || masks[0] != nil || masks[1] != nil || masks[2] == nil {
+		t.Fatalf("masks %+v; want only the third target blended", masks)
+	}
+	m := masks[2]
+	// a red circle: circle is token 3; a red circle on grass: circle 3, grass 5; red is token 2.
+	if fmt.Sprint(nonzero(m.Source), nonzero(m.Target), nonzero(m.ExcludeSource), nonzero(m.ExcludeTarget)) != "[3] [3 5] [2] [2]" {
+		t.Errorf("blend of target 3: words %v / %v, excluded %v / %v", nonzero(m.Source), nonzero(m.Target), nonzero(m.ExcludeSource), nonzero(m.ExcludeTarget))
+	}
+	if ctrl, err = New(tok, Config{Source: "a", Targets: []string{"b"}, Steps: 1, Blend: []Blend{{}}}); err != nil || ctrl.BlendMasks() != nil {
+		t.Errorf("an empty blend entry: masks %v, err %v; want none", ctrl.BlendMasks(), err)
+	}
+	if _, err := New(tok, Config{Source: "a", Targets: []string{"b"}, Steps: 1, Blend: []Blend{{}, {Words: []string{"a"}}}}); err == nil {
+		t.Error("more blends than targets accepted")
 	}
 }

@@ -52,11 +52,28 @@ type Config struct {
 	Self Window
 	// Reweights scales the attention of words of the targets.
 	Reweights map[string]float64
-	// Blend lists the local-blend words; each prompt uses those it contains.
-	Blend []string
+	// Blend is each target's local blend, in target order (shorter than
+	// Targets, or an empty entry: that target is not blended).
+	Blend []Blend
 	// ReferenceReplaceTail reproduces the reference's misalignment after the
 	// last swapped word of different token counts (see ReplaceMapper).
 	ReferenceReplaceTail bool
+}
+
+// Blend is one target's local blend: the words whose region the target
+// may change (looked up in the source and in the target) and the words
+// whose region it never changes (the reference's substruct_words).
+type Blend struct {
+	Words, Exclude []string
+}
+
+// BlendMask is one target's local blend as token masks: 77-vectors with 1
+// at the tokens of its blend words (Source, Target) and of its excluded
+// words (ExcludeSource, ExcludeTarget, nil when it excludes none), in the
+// source prompt and in the target.
+type BlendMask struct {
+	Source, Target               []float32
+	ExcludeSource, ExcludeTarget []float32
 }
 
 // Controller holds the per-edit alignment and produces the per-step control
@@ -70,7 +87,7 @@ type Controller struct {
 	// Per target and token: the cross window in steps [crossFrom, crossTo).
 	crossFrom, crossTo [][n77]int
 	selfFrom, selfTo   int
-	blend              [][]float32
+	blend              []*BlendMask
 }
 
 // New aligns the prompts of cfg. It returns an error for an invalid
@@ -135,18 +152,22 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		c.crossFrom = append(c.crossFrom, from)
 		c.crossTo = append(c.crossTo, to)
 	}
-	if len(cfg.Blend) > 0 {
-		for _, enc := range append([]clip.Encoding{src}, encodeAll(tok, cfg.Targets)...) {
-			mask := make([]float32, n77)
-			for _, w := range cfg.Blend {
-				for _, n := range WordTokens(tok, enc, w) {
-					if n < n77 {
-						mask[n] = 1
-					}
-				}
-			}
-			c.blend = append(c.blend, mask)
+	if len(cfg.Blend) > len(cfg.Targets) {
+		return nil, fmt.Errorf("align: %d local blends for %d targets", len(cfg.Blend), len(cfg.Targets))
+	}
+	for e, b := range cfg.Blend {
+		if len(b.Words) == 0 {
+			continue // excluded words alone blend nothing
 		}
+		if c.blend == nil {
+			c.blend = make([]*BlendMask, len(cfg.Targets))
+		}
+		tgt := tok.Encode(cfg.Targets[e])
+		m := &BlendMask{Source: tokenMask(tok, src, b.Words), Target: tokenMask(tok, tgt, b.Words)}
+		if len(b.Exclude) > 0 {
+			m.ExcludeSource, m.ExcludeTarget = tokenMask(tok, src, b.Exclude), tokenMask(tok, tgt, b.Exclude)
+		}
+		c.blend[e] = m
 	}
 	return c, nil
 }
@@ -189,12 +210,17 @@ func mapTarget(src, tgt clip.Encoding, referenceTail bool) (Kind, []float32, []f
 	return Refine, g, keep, nil
 }
 
-func encodeAll(tok *clip.Tokenizer, texts []string) []clip.Encoding {
-	out := make([]clip.Encoding, len(texts))
-	for i, t := range texts {
-		out[i] = tok.Encode(t)
+// tokenMask is a 77-vector with 1 at the tokens of words in the prompt.
+func tokenMask(tok *clip.Tokenizer, enc clip.Encoding, words []string) []float32 {
+	mask := make([]float32, n77)
+	for _, w := range words {
+		for _, n := range WordTokens(tok, enc, w) {
+			if n < n77 {
+				mask[n] = 1
+			}
+		}
 	}
-	return out
+	return mask
 }
 
 func ones(n int) []float32 {

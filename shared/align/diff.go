@@ -20,13 +20,22 @@ type Diff struct {
 	// word (Replace) or that the target adds (Refine: a token with
 	// attention of its own).
 	TargetChanged []bool
+	// Counterpart[k] is the index of the source word that target word k
+	// takes the place of: the same word, or the word it swaps; -1 for a
+	// word the target adds. Editors show a word's attention next to its
+	// counterpart's.
+	Counterpart []int
 }
 
 // Compare aligns target with source as New does.
 func Compare(source, target clip.Encoding) Diff {
 	m := matchPrompts(source, target)
 	d := Diff{Kind: m.kind, Source: m.source, Target: m.target,
-		SourceChanged: make([]bool, len(m.source)), TargetChanged: make([]bool, len(m.target))}
+		SourceChanged: make([]bool, len(m.source)), TargetChanged: make([]bool, len(m.target)),
+		Counterpart: make([]int, len(m.target))}
+	for k := range d.Counterpart {
+		d.Counterpart[k] = k // Reweight and Replace keep the words in place
+	}
 	switch m.kind {
 	case Replace:
 		for _, k := range m.swapped {
@@ -45,8 +54,37 @@ func Compare(source, target clip.Encoding) Diff {
 		for k, w := range m.source {
 			d.SourceChanged[k] = slices.ContainsFunc(w.Tokens, func(n int) bool { return n < n77-1 && !taken[n] })
 		}
+		d.Counterpart = refineCounterparts(m, d.TargetChanged)
 	}
 	return d
+}
+
+// refineCounterparts finds, for each target word of a Refine edit, the
+// source word its first aligned token comes from (-1 for added words).
+func refineCounterparts(m match, added []bool) []int {
+	wordOf := make(map[int]int) // source token → source word
+	for k, w := range m.source {
+		for _, n := range w.Tokens {
+			wordOf[n] = k
+		}
+	}
+	out := make([]int, len(m.target))
+	for k, w := range m.target {
+		out[k] = -1
+		if added[k] {
+			continue
+		}
+		for _, n := range w.Tokens {
+			if n >= len(m.aligned) || m.aligned[n] < 0 {
+				continue
+			}
+			if sk, ok := wordOf[m.aligned[n]]; ok {
+				out[k] = sk
+				break
+			}
+		}
+	}
+	return out
 }
 
 // match is how a target prompt aligns with the source: its kind and what

@@ -49,6 +49,37 @@ func TestCompareIsWhatNewRuns(t *testing.T) {
 	}
 }
 
+// TestCounterparts: each target word names the source word it stands for
+// (kept or swapped), and added words none, so that an editor can show a
+// word's attention next to its counterpart's.
+func TestCounterparts(t *testing.T) {
+	tok := tokenizer(t)
+	for _, tc := range []struct {
+		source, target string
+		want           string // per target word: its source word, or "+" for an added one
+	}{
+		{"a red circle", "a blue circle", "a red circle"},
+		{"a red circle", "a red circle", "a red circle"},
+		{"a circle", "a big red circle", "a + + circle"},
+		{"a red circle on a white background", "a red circle on grass", "a red circle on +"},
+		{"a big red circle", "red", "red"},
+	} {
+		d := Compare(tok.Encode(tc.source), tok.Encode(tc.target))
+		var got []string
+		for k := range d.Target {
+			if c := d.Counterpart[k]; c < 0 {
+				got = append(got, "+")
+			} else {
+				w := d.Source[c]
+				got = append(got, tc.source[w.Start:w.End])
+			}
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("%q → %q: counterparts %q, want %q", tc.source, tc.target, strings.Join(got, " "), tc.want)
+		}
+	}
+}
+
 func TestWordsSplitOnWhiteSpace(t *testing.T) {
 	tok := tokenizer(t)
 	e := tok.Encode("  a  cat,\tsitting ")

@@ -15,10 +15,10 @@ func (c *Controller) Kind(e int) Kind { return c.kinds[e] }
 // column = target token). The slice is shared: do not modify it.
 func (c *Controller) Mapper(e int) []float32 { return c.mapper[e] }
 
-// BlendMasks returns, for the source (index 0) and each target, a 77-vector
-// with 1 at the tokens of the local-blend words the prompt contains, or nil
-// when the edit has no blend words. The slices are shared: do not modify them.
-func (c *Controller) BlendMasks() [][]float32 { return c.blend }
+// BlendMasks returns each target's local blend, nil for a target that is
+// not blended, or nil when no target is. The masks are shared: do not
+// modify them.
+func (c *Controller) BlendMasks() []*BlendMask { return c.blend }
 
 // Step fills the control tensors of diffusion step i (0 ≤ i < Steps) into
 // preallocated buffers, the graph inputs of the instrumented UNet:

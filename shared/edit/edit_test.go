@@ -32,7 +32,7 @@ func TestJSONFieldNames(t *testing.T) {
 		Source: "a cat", Targets: []string{"a dog"}, Negative: "blurry", Seed: ptr(uint64(1)),
 		Steps: ptr(30), Guidance: ptr(5.0), Width: ptr(64), Height: ptr(64), Scheduler: "ddim", Model: "tiny",
 		Cross: ptr(Window{0.1, 0.9}), CrossWords: map[string]Window{"dog": Fraction(0.4)}, Self: ptr(Fraction(0.4)),
-		Reweights: map[string]float64{"dog": 2}, Blend: []string{"cat", "dog"},
+		Reweights: map[string]float64{"dog": 2}, Blend: []Blend{{Words: []string{"cat", "dog"}, Exclude: []string{"a"}}},
 		Image: strings.Repeat("ab", 32), Inversion: "npi",
 	}
 	js, err := json.Marshal(s)
@@ -41,7 +41,7 @@ func TestJSONFieldNames(t *testing.T) {
 	}
 	want := `{"source":"a cat","targets":["a dog"],"negative":"blurry","seed":1,"steps":30,"guidance":5,` +
 		`"width":64,"height":64,"scheduler":"ddim","model":"tiny","cross":[0.1,0.9],"cross_words":{"dog":0.4},` +
-		`"self":0.4,"reweights":{"dog":2},"blend":["cat","dog"],"image":"` + strings.Repeat("ab", 32) + `","inversion":"npi"}`
+		`"self":0.4,"reweights":{"dog":2},"blend":[{"words":["cat","dog"],"exclude":["a"]}],"image":"` + strings.Repeat("ab", 32) + `","inversion":"npi"}`
 	if string(js) != want {
 		t.Errorf("JSON form:\n got  %s\n want %s", js, want)
 	}
@@ -84,12 +84,12 @@ func TestValidateReferenceExamples(t *testing.T) {
 	for _, s := range []Spec{
 		squirrel(),
 		{Source: "A painting of a squirrel eating a burger", Targets: []string{"A painting of a lion eating a burger"}, Seed: ptr(uint64(8888)),
-			Cross: ptr(Fraction(1)), CrossWords: map[string]Window{"lion": Fraction(0.4)}, Blend: []string{"squirrel", "lion"}},
+			Cross: ptr(Fraction(1)), CrossWords: map[string]Window{"lion": Fraction(0.4)}, Blend: []Blend{{Words: []string{"squirrel", "lion"}}}},
 		{Source: "a photo of a house on a mountain", Targets: []string{"a photo of a house on a mountain at fall", "a photo of a house on a mountain at winter"}, Seed: ptr(uint64(1))},
-		{Source: "soup", Targets: []string{"pea soup with croutons"}, Seed: ptr(uint64(1)), Blend: []string{"soup"}, Reweights: map[string]float64{"croutons": 3}},
-		{Source: "pink bear riding a bicycle", Targets: []string{"pink bear riding a bicycle"}, Seed: ptr(uint64(1)), Reweights: map[string]float64{"pink": -1}, Blend: []string{"bicycle"}},
+		{Source: "soup", Targets: []string{"pea soup with croutons"}, Seed: ptr(uint64(1)), Blend: []Blend{{Words: []string{"soup"}}}, Reweights: map[string]float64{"croutons": 3}},
+		{Source: "pink bear riding a bicycle", Targets: []string{"pink bear riding a bicycle"}, Seed: ptr(uint64(1)), Reweights: map[string]float64{"pink": -1}, Blend: []Blend{{Words: []string{"bicycle"}}}},
 		{Source: "a cat sitting next to a mirror", Targets: []string{"a tiger sitting next to a mirror"}, Seed: ptr(uint64(0)),
-			Image: strings.Repeat("0", 64), Inversion: InversionDirect, Self: ptr(Fraction(0.5)), Reweights: map[string]float64{"tiger": 2}, Blend: []string{"cat", "tiger"}},
+			Image: strings.Repeat("0", 64), Inversion: InversionDirect, Self: ptr(Fraction(0.5)), Reweights: map[string]float64{"tiger": 2}, Blend: []Blend{{Words: []string{"cat", "tiger"}}}},
 	} {
 		if err := s.Validate(d); err != nil {
 			t.Errorf("%q → %q: %v", s.Source, s.Targets, err)
@@ -110,7 +110,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		Self:       ptr(Fraction(1.5)),
 		CrossWords: map[string]Window{"cat": Fraction(0.5)},
 		Reweights:  map[string]float64{"dog": 11, "": 1},
-		Blend:      []string{"dog", "dog", "horse"},
+		Blend:      []Blend{{Words: []string{"dog", "dog", "horse"}}, {Exclude: []string{"dog"}}, {}, {Words: []string{"x", "a"}, Exclude: []string{"x"}}, {}, {Words: []string{"z"}}},
 		Image:      "not-a-hash",
 		Inversion:  "nulltext",
 	}
@@ -124,31 +124,35 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		got[pr.Field] += pr.Message + " | "
 	}
 	for field, want := range map[string]string{
-		"source":             "required",
-		"targets":            "give 1 to 4",
-		"targets[1]":         "required",
-		"seed":               "required",
-		"steps":              "allowed 1..150",
-		"guidance":           "allowed 0..30",
-		"width":              "allowed: 64x64",
-		"scheduler":          `"euler" is not supported by model "tiny"; allowed: ddim`,
-		"model":              `"sd15"`,
-		"cross":              "start ≤ end",
-		"self":               "inside [0, 1]",
-		`cross_words["cat"]`: "does not occur in any target prompt",
-		`reweights["dog"]`:   "allowed -10..10",
-		`reweights[""]`:      "empty",
-		"blend[1]":           "listed twice",
-		"blend[2]":           `"horse" does not occur`,
-		"image":              "64 lowercase hex digits",
-		"inversion":          "allowed: direct, npi, ddim",
+		"source":                  "is empty",
+		"targets":                 "must be 1 to 4 prompts (there are 5)",
+		"targets[1]":              "is empty",
+		"seed":                    "is missing: give a whole number from 0 to",
+		"steps":                   "must be 1–150 (it is 0)",
+		"guidance":                "must be 0–30 (it is 31)",
+		"width":                   `gives the size 100x64, which model "tiny" does not make; it makes 64x64`,
+		"scheduler":               `must be one model "tiny" runs: ddim (it is "euler")`,
+		"model":                   `must be "tiny", the model these settings are for (it is "sd15")`,
+		"cross":                   "start before end (it is [0.6, 0.2])",
+		"self":                    "must be a fraction of the steps from 0 to 1 (it is 1.5)",
+		`cross_words["cat"]`:      "does not occur in any edited prompt",
+		`reweights["dog"]`:        "must be a factor from -10 to 10 (it is 11",
+		`reweights[""]`:           "is an empty word",
+		"blend":                   "has 6 entries for 5 edited prompts",
+		`blend[0].words["dog"]`:   "is listed twice",
+		`blend[0].words["horse"]`: "does not occur in the source prompt or edit 1",
+		"blend[1].exclude":        "needs blend words",
+		`blend[3].exclude["x"]`:   "is both a blend word and an excluded word of edit 4",
+		`blend[5].words["z"]`:     "does not occur in the source prompt or edit 6",
+		"image":                   "64 lowercase hex digits",
+		"inversion":               `must be one of direct, npi, ddim (it is "nulltext")`,
 	} {
 		if !strings.Contains(got[field], want) {
 			t.Errorf("%s: problems %q, want one mentioning %q", field, got[field], want)
 		}
 	}
 	s = Spec{Source: "a", Targets: []string{"a"}, Seed: ptr(uint64(1)), Inversion: InversionNPI}
-	if err := s.Validate(tinyDefaults("tiny")); err == nil || !strings.Contains(err.Error(), "inversion: is set but there is no image") {
+	if err := s.Validate(tinyDefaults("tiny")); err == nil || !strings.Contains(err.Error(), "inversion is set but there is no photo") {
 		t.Errorf("inversion without image: err = %v", err)
 	}
 }
@@ -157,7 +161,7 @@ func TestValidateWordsPastTheContext(t *testing.T) {
 	long := strings.Repeat("cat ", 80) + "dog"
 	s := Spec{Source: long, Targets: []string{long}, Seed: ptr(uint64(1)), Reweights: map[string]float64{"dog": 2, "cat": 2}}
 	err := s.Validate(tinyDefaults("tiny"))
-	if err == nil || !strings.Contains(err.Error(), `reweights["dog"]: "dog" occurs only past the 77-token limit`) || strings.Contains(err.Error(), `"cat"`) {
+	if err == nil || !strings.Contains(err.Error(), `reweights["dog"] occurs only past the 77-token limit`) || strings.Contains(err.Error(), `"cat"`) {
 		t.Errorf("err = %v", err)
 	}
 }
@@ -188,7 +192,7 @@ func TestLinkRoundTrip(t *testing.T) {
 		{Source: "ünïcödé “quotes” 🎨", Targets: []string{"x", "y", "z", "w"}, Negative: "n", Seed: ptr(uint64(1<<64 - 1)),
 			Steps: ptr(150), Guidance: ptr(0.1 + 0.2), Width: ptr(64), Height: ptr(64), Scheduler: "ddim", Model: "tiny",
 			Cross: ptr(Window{0.25, 1}), CrossWords: map[string]Window{"y": {0.1, 0.3}, "x": Fraction(1)}, Self: ptr(Fraction(0)),
-			Reweights: map[string]float64{"x": -10, "z": 1e-9}, Blend: []string{"x"}, Image: strings.Repeat("a", 64), Inversion: "ddim"},
+			Reweights: map[string]float64{"x": -10, "z": 1e-9}, Blend: []Blend{{}, {Words: []string{"y", "a"}, Exclude: []string{"x"}}}, Image: strings.Repeat("a", 64), Inversion: "ddim"},
 	}
 	for _, s := range specs {
 		link, err := EncodeLink(s)
@@ -218,7 +222,7 @@ func TestLinkRejectsTampering(t *testing.T) {
 		t.Fatal(err)
 	}
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	for i := len("v1."); i < len(link); i++ {
+	for i := len(linkPrefix); i < len(link); i++ {
 		for _, c := range []byte{alphabet[(strings.IndexByte(alphabet, link[i])+1)%64], alphabet[(strings.IndexByte(alphabet, link[i])+37)%64]} {
 			bad := link[:i] + string(c) + link[i+1:]
 			if _, err := DecodeLink(bad); err == nil || !strings.Contains(err.Error(), "damaged") {
@@ -229,7 +233,8 @@ func TestLinkRejectsTampering(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{link[:len(link)-3], "damaged"},
 		{link + "A", "damaged"},
-		{"v2.AAAA", "format version 2"},
+		{"v3.AAAA", "format version 3"},
+		{"v1.AAAA", "damaged"},
 		{"hello", "not an edit link"},
 		{"v1.", "too short"},
 		{"v1.*&^", "not base64url"},
@@ -277,7 +282,7 @@ func TestWindowJSON(t *testing.T) {
 func TestResolvedAlignsWithTheRealTokenizer(t *testing.T) {
 	s := squirrel()
 	s.CrossWords = map[string]Window{"lion": Fraction(0.4)}
-	s.Blend = []string{"squirrel", "lion"}
+	s.Blend = []Blend{{Words: []string{"squirrel", "lion"}}}
 	r, err := s.Resolve(sd1Defaults("sd15"))
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +295,7 @@ func TestResolvedAlignsWithTheRealTokenizer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ctrl.Targets() != 1 || ctrl.Steps() != 50 || ctrl.Kind(0) != align.Replace || len(ctrl.BlendMasks()) != 2 {
+	if ctrl.Targets() != 1 || ctrl.Steps() != 50 || ctrl.Kind(0) != align.Replace || len(ctrl.BlendMasks()) != 1 {
 		t.Errorf("controller: %d targets, %d steps, kind %v, %d blend masks", ctrl.Targets(), ctrl.Steps(), ctrl.Kind(0), len(ctrl.BlendMasks()))
 	}
 	w, c, self := make([]float32, 77*77), make([]float32, 77), make([]float32, 1)
@@ -314,7 +319,8 @@ func TestWithoutStrayWordsLeavesWhatValidates(t *testing.T) {
 	s := squirrel()
 	s.Reweights = map[string]float64{"lion": 2, "squirrel": 2, "tiger": 3}
 	s.CrossWords = map[string]Window{"burger": Fraction(0.5), "cat": Fraction(0.5)}
-	s.Blend = []string{"squirrel", "lion", "zebra"}
+	s.Targets = append(s.Targets, "A painting of a squirrel eating a pizza")
+	s.Blend = []Blend{{Words: []string{"squirrel", "lion", "zebra", "pizza"}, Exclude: []string{"zebra", "burger"}}, {Words: []string{"lion"}, Exclude: []string{"burger"}}, {Words: []string{"squirrel"}}}
 	if err := s.Validate(tinyDefaults("tiny")); err == nil {
 		t.Fatal("the spec with stray words validates")
 	}
@@ -322,12 +328,14 @@ func TestWithoutStrayWordsLeavesWhatValidates(t *testing.T) {
 	if err := out.Validate(tinyDefaults("tiny")); err != nil {
 		t.Fatalf("without stray words: %v", err)
 	}
-	if !reflect.DeepEqual(out.Reweights, map[string]float64{"lion": 2}) ||
+	// The second target has "squirrel", which a reweight may name; the
+	// third blend entry has no target.
+	if !reflect.DeepEqual(out.Reweights, map[string]float64{"lion": 2, "squirrel": 2}) ||
 		!reflect.DeepEqual(out.CrossWords, map[string]Window{"burger": Fraction(0.5)}) ||
-		!slices.Equal(out.Blend, []string{"squirrel", "lion"}) {
+		!reflect.DeepEqual(out.Blend, []Blend{{Words: []string{"squirrel", "lion"}, Exclude: []string{"burger"}}}) {
 		t.Errorf("kept reweights %v, cross words %v, blend %v", out.Reweights, out.CrossWords, out.Blend)
 	}
-	if len(s.Reweights) != 3 || len(s.CrossWords) != 2 || len(s.Blend) != 3 {
+	if len(s.Reweights) != 3 || len(s.CrossWords) != 2 || len(s.Blend) != 3 || len(s.Blend[0].Words) != 4 {
 		t.Error("WithoutStrayWords changed the spec it was given")
 	}
 }

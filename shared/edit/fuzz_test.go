@@ -10,17 +10,26 @@ import (
 	"testing"
 )
 
-// encodeRaw builds a v1 link around arbitrary JSON bytes.
+// encodeRaw builds a current link around arbitrary JSON bytes.
 func encodeRaw(t testing.TB, js []byte) string {
+	return encodeRawAs(t, linkPrefix, linkDictionaryV2, js)
+}
+
+// encodeRawV1 builds a version-1 link, as builds before v2 wrote them.
+func encodeRawV1(t testing.TB, js []byte) string {
+	return encodeRawAs(t, linkPrefixV1, linkDictionaryV1, js)
+}
+
+func encodeRawAs(t testing.TB, prefix, dict string, js []byte) string {
 	var buf bytes.Buffer
-	zw, err := flate.NewWriterDict(&buf, flate.BestCompression, []byte(linkDictionaryV1))
+	zw, err := flate.NewWriterDict(&buf, flate.BestCompression, []byte(dict))
 	if err != nil {
 		t.Fatal(err)
 	}
 	zw.Write(js)
 	zw.Close()
 	buf.Write(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(buf.Bytes())))
-	return linkPrefix + base64.RawURLEncoding.EncodeToString(buf.Bytes())
+	return prefix + base64.RawURLEncoding.EncodeToString(buf.Bytes())
 }
 
 // FuzzDecodeLink: any input either fails with an error or decodes to a spec
@@ -29,6 +38,7 @@ func FuzzDecodeLink(f *testing.F) {
 	link, _ := EncodeLink(squirrel())
 	f.Add(link)
 	f.Add(encodeRaw(f, []byte(`{"source":"a","targets":["b"],"cross":[0.1,0.2]}`)))
+	f.Add(encodeRawV1(f, []byte(`{"source":"a cat","targets":["a dog","a cow"],"blend":["cat","dog"]}`)))
 	f.Add("v1.AAAA")
 	f.Add("#v2.x")
 	f.Fuzz(func(t *testing.T, in string) {
@@ -52,7 +62,7 @@ func FuzzDecodeLink(f *testing.F) {
 func FuzzParseValidate(f *testing.F) {
 	js, _ := squirrel().MarshalJSON()
 	f.Add(js)
-	f.Add([]byte(`{"source":"a cat","targets":["a dog","a cow"],"seed":1,"steps":20,"guidance":0,"cross_words":{"dog":[0.1,0.5]},"blend":["cat"],"image":"` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `","inversion":"npi"}`))
+	f.Add([]byte(`{"source":"a cat","targets":["a dog","a cow"],"seed":1,"steps":20,"guidance":0,"cross_words":{"dog":[0.1,0.5]},"blend":[{"words":["cat"]},{"words":["cow"],"exclude":["a"]}],"image":"` + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + `","inversion":"npi"}`))
 	f.Add([]byte(`{"source":"","targets":[],"width":3}`))
 	f.Add([]byte(`null`))
 	d := tinyDefaults("tiny")

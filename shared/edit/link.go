@@ -9,33 +9,55 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+
+	"reword/shared/clip"
 )
 
 // An edit link carries a spec in the URL fragment (after "#", so it never
 // reaches a server log):
 //
-//	v1.<base64url, no padding>
+//	v2.<base64url, no padding>
 //
 // The payload is the spec's canonical JSON compressed with raw DEFLATE and
-// linkDictionaryV1 as preset dictionary, followed by the big-endian CRC-32
+// the version's preset dictionary, followed by the big-endian CRC-32
 // (IEEE) of the compressed bytes, so a damaged or edited link is refused
 // instead of decoding to a different edit. (A checksum of the JSON instead
-// would let edits to DEFLATE's ignored padding bits through.) The version prefix changes whenever the
-// format or the dictionary does; a build refuses versions it does not know.
+// would let edits to DEFLATE's ignored padding bits through.) The version
+// prefix changes whenever the format, the dictionary or the meaning of a
+// spec field does; a build refuses versions newer than its own and reads
+// the older ones it knows.
+//
+// Versions: v1 had "blend" as one list of words for every prompt; v2 has
+// one entry per target ({"words": […], "exclude": […]}). A v1 link opens
+// with each target blending the v1 words that occur in the source or in
+// it; a target with none of them is not blended (v1 turned such a target
+// into a copy of the source, which was the bug v2 fixes).
 const (
-	linkPrefix = "v1."
+	linkPrefix   = "v2."
+	linkPrefixV1 = "v1."
+	// linkVersion is the version EncodeLink writes.
+	linkVersion = 2
 	// MaxLinkBytes bounds an accepted fragment: longer input is refused
 	// before any decoding work.
 	MaxLinkBytes = 4096
 )
 
 // linkDictionaryV1 is the preset dictionary of v1 links: the JSON that specs
-// share. Part of the format: never change it without a new version.
+// shared. Part of the format: never change it.
 const linkDictionaryV1 = `{"source":"a photo of a ","targets":["a painting of a ","negative":"","seed":` +
 	`,"steps":50,"guidance":7.5,"width":512,"height":512,"scheduler":"ddim","model":"tiny",` +
 	`"cross":0.8,"cross_words":{"":[0.2,0.8]},"self":0.4,"reweights":{"":2,"blend":["` +
+	`"image":"","inversion":"direct"} with a in on of the and next to sitting on a table`
+
+// linkDictionaryV2 is the preset dictionary of v2 links. Part of the
+// format: never change it without a new version.
+const linkDictionaryV2 = `{"source":"a photo of a ","targets":["a painting of a ","negative":"","seed":` +
+	`,"steps":50,"guidance":7.5,"width":512,"height":512,"scheduler":"ddim","model":"tiny",` +
+	`"cross":0.8,"cross_words":{"":[0.2,0.8]},"self":0.4,"reweights":{"":2,` +
+	`"blend":[{},{"words":["","exclude":["` +
 	`"image":"","inversion":"direct"} with a in on of the and next to sitting on a table`
 
 // EncodeLink returns the link fragment of s (without the "#").
@@ -47,28 +69,30 @@ func EncodeLink(s Spec) (string, error) {
 	if len(js) > MaxSpecBytes {
 		return "", fmt.Errorf("edit link: the spec is %d bytes of JSON; the limit is %d", len(js), MaxSpecBytes)
 	}
-	var buf bytes.Buffer
-	zw, err := flate.NewWriterDict(&buf, flate.BestCompression, []byte(linkDictionaryV1))
-	if err != nil {
-		return "", fmt.Errorf("edit link: %w", err)
-	}
-	if _, err := zw.Write(js); err != nil {
-		return "", fmt.Errorf("edit link: %w", err)
-	}
-	if err := zw.Close(); err != nil {
-		return "", fmt.Errorf("edit link: %w", err)
-	}
-	buf.Write(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(buf.Bytes())))
-	link := linkPrefix + base64.RawURLEncoding.EncodeToString(buf.Bytes())
+	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV2))
 	if len(link) > MaxLinkBytes {
 		return "", fmt.Errorf("edit link: the link would be %d characters; the limit is %d (shorten the prompts)", len(link), MaxLinkBytes)
 	}
 	return link, nil
 }
 
-// DecodeLink parses a link fragment made by EncodeLink. It accepts the
-// fragment alone, with its "#", or a whole URL. The spec is decoded strictly
-// (see ParseSpec) but not validated: call Validate with the model's defaults.
+// compress is the payload of a link: js deflated with dict, then the
+// checksum of the compressed bytes.
+func compress(js []byte, dict string) []byte {
+	var buf bytes.Buffer
+	zw, err := flate.NewWriterDict(&buf, flate.BestCompression, []byte(dict))
+	if err != nil {
+		panic(err) // only an invalid level fails
+	}
+	zw.Write(js) // writes to a bytes.Buffer do not fail
+	zw.Close()
+	return binary.BigEndian.AppendUint32(buf.Bytes(), crc32.ChecksumIEEE(buf.Bytes()))
+}
+
+// DecodeLink parses a link fragment made by EncodeLink, or by an older
+// build (v1, see above). It accepts the fragment alone, with its "#", or a
+// whole URL. The spec is decoded strictly (see ParseSpec) but not
+// validated: call Validate with the model's defaults.
 func DecodeLink(link string) (Spec, error) {
 	if i := strings.LastIndexByte(link, '#'); i >= 0 {
 		link = link[i+1:]
@@ -76,40 +100,94 @@ func DecodeLink(link string) (Spec, error) {
 	if len(link) > MaxLinkBytes {
 		return Spec{}, fmt.Errorf("edit link is %d characters; the limit is %d", len(link), MaxLinkBytes)
 	}
+	if payload, ok := strings.CutPrefix(link, linkPrefixV1); ok {
+		js, err := decompress(payload, linkDictionaryV1)
+		if err != nil {
+			return Spec{}, err
+		}
+		return parseSpecV1(js)
+	}
 	payload, ok := strings.CutPrefix(link, linkPrefix)
 	if !ok {
 		v, _, dot := strings.Cut(link, ".")
-		if n, err := strconv.Atoi(strings.TrimPrefix(v, "v")); dot && strings.HasPrefix(v, "v") && err == nil && n > 1 {
-			return Spec{}, fmt.Errorf("edit link has format version %d; this build reads version 1 (update Reword)", n)
+		if n, err := strconv.Atoi(strings.TrimPrefix(v, "v")); dot && strings.HasPrefix(v, "v") && err == nil && n > linkVersion {
+			return Spec{}, fmt.Errorf("edit link has format version %d; this build reads versions 1 to %d (update Reword)", n, linkVersion)
 		}
 		return Spec{}, fmt.Errorf("not an edit link: it should start with %q", linkPrefix)
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
+	js, err := decompress(payload, linkDictionaryV2)
 	if err != nil {
-		return Spec{}, fmt.Errorf("edit link is damaged: not base64url text (%v)", err)
-	}
-	if len(raw) < 5 {
-		return Spec{}, errors.New("edit link is damaged: too short")
-	}
-	compressed, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
-	if crc32.ChecksumIEEE(compressed) != sum {
-		return Spec{}, errors.New("edit link is damaged: checksum mismatch (copy the whole link again)")
-	}
-	br := bytes.NewReader(compressed) // an io.ByteReader: flate reads no further than its stream
-	zr := flate.NewReaderDict(br, []byte(linkDictionaryV1))
-	js, err := io.ReadAll(io.LimitReader(zr, MaxSpecBytes+1))
-	if err != nil {
-		return Spec{}, fmt.Errorf("edit link is damaged: %v", err)
-	}
-	if len(js) > MaxSpecBytes {
-		return Spec{}, fmt.Errorf("edit link holds more than %d bytes of spec; refused", MaxSpecBytes)
-	}
-	if br.Len() != 0 {
-		return Spec{}, errors.New("edit link is damaged: unexpected data after the compressed spec")
+		return Spec{}, err
 	}
 	s, err := ParseSpec(js)
 	if err != nil {
 		return Spec{}, fmt.Errorf("edit link: %w", err)
 	}
+	return s, nil
+}
+
+// decompress checks and inflates a link's payload.
+func decompress(payload, dict string) ([]byte, error) {
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
+	if err != nil {
+		return nil, fmt.Errorf("edit link is damaged: not base64url text (%v)", err)
+	}
+	if len(raw) < 5 {
+		return nil, errors.New("edit link is damaged: too short")
+	}
+	compressed, sum := raw[:len(raw)-4], binary.BigEndian.Uint32(raw[len(raw)-4:])
+	if crc32.ChecksumIEEE(compressed) != sum {
+		return nil, errors.New("edit link is damaged: checksum mismatch (copy the whole link again)")
+	}
+	br := bytes.NewReader(compressed) // an io.ByteReader: flate reads no further than its stream
+	zr := flate.NewReaderDict(br, []byte(dict))
+	js, err := io.ReadAll(io.LimitReader(zr, MaxSpecBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("edit link is damaged: %v", err)
+	}
+	if len(js) > MaxSpecBytes {
+		return nil, fmt.Errorf("edit link holds more than %d bytes of spec; refused", MaxSpecBytes)
+	}
+	if br.Len() != 0 {
+		return nil, errors.New("edit link is damaged: unexpected data after the compressed spec")
+	}
+	return js, nil
+}
+
+// specV1 is the spec of v1 links: blend was one list of words that every
+// prompt looked up. The outer Blend hides the embedded one in JSON.
+type specV1 struct {
+	plainSpec
+	Blend []string `json:"blend,omitempty"`
+}
+
+type plainSpec Spec // no methods: the JSON of its fields as they are
+
+// parseSpecV1 decodes a v1 spec as strictly as ParseSpec and gives each
+// target the v1 blend words that occur in the source or in it.
+func parseSpecV1(js []byte) (Spec, error) {
+	var v specV1
+	if err := decodeStrict(js, &v); err != nil {
+		return Spec{}, fmt.Errorf("edit link (version 1): %w", err)
+	}
+	s := Spec(v.plainSpec)
+	s.Blend = nil
+	if len(v.Blend) > 0 {
+		tok, err := clip.Default()
+		if err != nil {
+			return Spec{}, err
+		}
+		in := s.Words(tok)
+		for i := range s.Targets {
+			var b Blend
+			for _, w := range v.Blend {
+				if found, _ := in.InBlendOf(i, w); found && !slices.Contains(b.Words, w) {
+					b.Words = append(b.Words, w)
+				}
+			}
+			s.SetBlend(i, b)
+		}
+	}
+	s.normalize()
 	return s, nil
 }

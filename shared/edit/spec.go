@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
+	"slices"
 )
 
 // Limits of a spec. Prompts beyond CLIP's 77 tokens are allowed (the UI shows
@@ -83,11 +85,11 @@ type Spec struct {
 	// Reweights scales the attention to words of the targets, MinReweight..
 	// MaxReweight (negative values push the concept away).
 	Reweights map[string]float64 `json:"reweights,omitempty"`
-	// Blend lists the words whose attention maps delimit a local edit
-	// (LocalBlend): outside them the targets keep the source's latents. Each
-	// prompt uses the blend words it contains, so ["cat", "tiger"] masks the
-	// cat in the source and the tiger in a target.
-	Blend []string `json:"blend,omitempty"`
+	// Blend holds each target's local blend, in the order of Targets: a
+	// target with blend words changes only where they are (see Blend); a
+	// target without an entry, or with an empty one, is not blended. At
+	// most one entry per target; trailing empty entries are left out.
+	Blend []Blend `json:"blend,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.
 	Image string `json:"image,omitempty"`
@@ -149,17 +151,25 @@ func ParseSpec(data []byte) (Spec, error) {
 	if len(data) > MaxSpecBytes {
 		return Spec{}, fmt.Errorf("edit spec is %d bytes; the limit is %d", len(data), MaxSpecBytes)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var s Spec
-	if err := dec.Decode(&s); err != nil {
-		return Spec{}, fmt.Errorf("edit spec: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Spec{}, errors.New("edit spec: unexpected data after the JSON object")
+	if err := decodeStrict(data, &s); err != nil {
+		return Spec{}, err
 	}
 	s.normalize()
 	return s, nil
+}
+
+// decodeStrict decodes exactly one JSON object without unknown fields.
+func decodeStrict(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("edit spec: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("edit spec: unexpected data after the JSON object")
+	}
+	return nil
 }
 
 // MarshalJSON is the canonical JSON form: fields in declaration order, map
@@ -179,7 +189,25 @@ func (s *Spec) normalize() {
 	if len(s.Reweights) == 0 {
 		s.Reweights = nil
 	}
-	if len(s.Blend) == 0 {
-		s.Blend = nil
+	s.normalizeBlend()
+}
+
+// Clone returns a deep copy of s: editing it never changes s.
+func (s Spec) Clone() Spec {
+	c := s
+	c.Targets = slices.Clone(s.Targets)
+	c.Blend = cloneBlends(s.Blend)
+	c.Reweights = maps.Clone(s.Reweights)
+	c.CrossWords = maps.Clone(s.CrossWords)
+	c.Seed, c.Steps, c.Width, c.Height = clonePtr(s.Seed), clonePtr(s.Steps), clonePtr(s.Width), clonePtr(s.Height)
+	c.Guidance, c.Cross, c.Self = clonePtr(s.Guidance), clonePtr(s.Cross), clonePtr(s.Self)
+	return c
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
 	}
+	v := *p
+	return &v
 }

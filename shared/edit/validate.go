@@ -17,7 +17,8 @@ import (
 type Problem struct {
 	// Field is the path of the field, e.g. "targets[1]" or `reweights["cat"]`.
 	Field string
-	// Message says what is wrong and what is allowed.
+	// Message says what is wrong and what is allowed, as a predicate of
+	// the field: "must be 1–150 (it is 1000)".
 	Message string
 }
 
@@ -32,7 +33,7 @@ func (p Problems) Error() string {
 			b.WriteString("; ")
 		}
 		b.WriteString(pr.Field)
-		b.WriteString(": ")
+		b.WriteString(" ")
 		b.WriteString(pr.Message)
 	}
 	return b.String()
@@ -55,7 +56,7 @@ type Resolved struct {
 	CrossWords map[string]Window
 	Self       Window
 	Reweights  map[string]float64
-	Blend      []string
+	Blend      []Blend // one entry per target; empty: not blended
 	Image      string
 	Inversion  string // "" without Image
 }
@@ -71,7 +72,7 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 		Seed: *s.Seed, Steps: d.Steps, Guidance: d.Guidance,
 		Width: d.Sizes[0].Width, Height: d.Sizes[0].Height,
 		Scheduler: d.Schedulers[0], Model: d.Model, Cross: d.Cross, Self: d.Self,
-		CrossWords: cloneMap(s.CrossWords), Reweights: cloneMap(s.Reweights), Blend: slices.Clone(s.Blend),
+		CrossWords: cloneMap(s.CrossWords), Reweights: cloneMap(s.Reweights), Blend: cloneBlends(s.Blend),
 		Image: s.Image, Inversion: s.Inversion,
 	}
 	if s.Steps != nil {
@@ -118,10 +119,37 @@ var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // listing every invalid field with the allowed values. Words named in
 // cross_words, reweights and blend must occur in the prompts (matched on CLIP
 // tokens, see align.WordTokens) within the 77-token context.
+//
+// Each message is a predicate of its field ("must be 1–150 (it is 1000)"),
+// so that a client can put it after the field's name in its own words
+// ("Steps must be 1–150 (it is 1000)") and Problems.Error reads as a
+// sentence too.
 func (s Spec) Validate(d Defaults) error {
 	if d.Model == "" || len(d.Sizes) == 0 || len(d.Schedulers) == 0 || d.Steps < MinSteps || d.Steps > MaxSteps {
 		return fmt.Errorf("edit: model defaults %+v are incomplete: they need a model id, sizes, schedulers and steps in %d..%d", d, MinSteps, MaxSteps)
 	}
+	p, err := s.check(&d)
+	if err != nil {
+		return err
+	}
+	if len(p) > 0 {
+		return p
+	}
+	return nil
+}
+
+// CheckFields returns the problems Validate reports that do not depend on
+// the model (everything but the size, the sampler and the model id), in
+// the same words: what an editor can check while it does not know the
+// model yet. It is empty when the tokenizer cannot load (Validate then
+// says so).
+func (s Spec) CheckFields() Problems {
+	p, _ := s.check(nil)
+	return p
+}
+
+// check collects the problems of s; d nil leaves out the model's checks.
+func (s Spec) check(d *Defaults) (Problems, error) {
 	var p Problems
 	add := func(field, format string, a ...any) {
 		p = append(p, Problem{Field: field, Message: fmt.Sprintf(format, a...)})
@@ -130,16 +158,16 @@ func (s Spec) Validate(d Defaults) error {
 	checkPrompt := func(field, text string, required bool) {
 		switch {
 		case required && strings.TrimSpace(text) == "":
-			add(field, "required: a non-empty prompt")
+			add(field, "is empty: write a prompt")
 		case len(text) > MaxPromptBytes:
-			add(field, "is %d bytes; the limit is %d", len(text), MaxPromptBytes)
+			add(field, "is too long: %d bytes, the limit is %d", len(text), MaxPromptBytes)
 		case !utf8.ValidString(text):
 			add(field, "is not valid UTF-8 text")
 		}
 	}
 	checkPrompt("source", s.Source, true)
 	if len(s.Targets) == 0 || len(s.Targets) > MaxTargets {
-		add("targets", "has %d prompts; give 1 to %d", len(s.Targets), MaxTargets)
+		add("targets", "must be 1 to %d prompts (there are %d)", MaxTargets, len(s.Targets))
 	}
 	for i, t := range s.Targets {
 		checkPrompt(fmt.Sprintf("targets[%d]", i), t, true)
@@ -147,33 +175,16 @@ func (s Spec) Validate(d Defaults) error {
 	checkPrompt("negative", s.Negative, false)
 
 	if s.Seed == nil {
-		add("seed", "required: an integer 0..%d (pick one at random for a new edit)", uint64(math.MaxUint64))
+		add("seed", "is missing: give a whole number from 0 to %d", uint64(math.MaxUint64))
 	}
 	if s.Steps != nil && (*s.Steps < MinSteps || *s.Steps > MaxSteps) {
-		add("steps", "is %d; allowed %d..%d", *s.Steps, MinSteps, MaxSteps)
+		add("steps", "must be %d–%d (it is %d)", MinSteps, MaxSteps, *s.Steps)
 	}
 	if g := s.Guidance; g != nil && !(*g >= MinGuidance && *g <= MaxGuidance) {
-		add("guidance", "is %v; allowed %v..%v", *g, MinGuidance, MaxGuidance)
+		add("guidance", "must be %v–%v (it is %v)", MinGuidance, MaxGuidance, *g)
 	}
-	size := d.Sizes[0]
-	if s.Width != nil {
-		size.Width = *s.Width
-	}
-	if s.Height != nil {
-		size.Height = *s.Height
-	}
-	if !slices.Contains(d.Sizes, size) {
-		field := "width"
-		if s.Width == nil {
-			field = "height"
-		}
-		add(field, "size %s is not supported by model %q; allowed: %s", size, d.Model, joinSizes(d.Sizes))
-	}
-	if s.Scheduler != "" && !slices.Contains(d.Schedulers, s.Scheduler) {
-		add("scheduler", "%q is not supported by model %q; allowed: %s", s.Scheduler, d.Model, strings.Join(d.Schedulers, ", "))
-	}
-	if s.Model != "" && s.Model != d.Model {
-		add("model", "%q is not the model these settings are for (%q)", s.Model, d.Model)
+	if d != nil {
+		s.checkModel(*d, add)
 	}
 	if s.Cross != nil {
 		checkWindow(add, "cross", *s.Cross)
@@ -186,45 +197,70 @@ func (s Spec) Validate(d Defaults) error {
 	}
 	for _, w := range sortedKeys(s.Reweights) {
 		if f := s.Reweights[w]; !(f >= MinReweight && f <= MaxReweight) {
-			add(wordField("reweights", w), "factor %v; allowed %v..%v (the editor's sliders use %v..%v)", f, MinReweight, MaxReweight, UIMinReweight, UIMaxReweight)
+			add(wordField("reweights", w), "must be a factor from %v to %v (it is %v; the editor's slider spans %v to %v)", MinReweight, MaxReweight, f, UIMinReweight, UIMaxReweight)
 		}
 	}
 	for _, c := range []struct {
 		field string
 		n     int
-	}{{"cross_words", len(s.CrossWords)}, {"reweights", len(s.Reweights)}, {"blend", len(s.Blend)}} {
+	}{{"cross_words", len(s.CrossWords)}, {"reweights", len(s.Reweights)}} {
 		if c.n > MaxWordEntries {
-			add(c.field, "has %d entries; the limit is %d", c.n, MaxWordEntries)
+			add(c.field, "has too many words: %d, the limit is %d", c.n, MaxWordEntries)
 		}
 	}
 	switch {
 	case s.Image != "" && !sha256Hex.MatchString(s.Image):
-		add("image", "%q is not a content hash: want 64 lowercase hex digits (SHA-256)", abbreviate([]byte(s.Image)))
+		add("image", "%q is not a photo's content hash: want 64 lowercase hex digits (SHA-256)", abbreviate([]byte(s.Image)))
 	case s.Image == "" && s.Inversion != "":
-		add("inversion", "is set but there is no image to invert")
+		add("inversion", "is set but there is no photo to invert")
 	}
 	if s.Inversion != "" && !slices.Contains(Inversions, s.Inversion) {
-		add("inversion", "%q is not an inversion method; allowed: %s", s.Inversion, strings.Join(Inversions, ", "))
+		add("inversion", "must be one of %s (it is %q)", strings.Join(Inversions, ", "), s.Inversion)
 	}
 
 	if err := checkWords(s, add); err != nil {
-		return err
+		return nil, err
 	}
-	if len(p) > 0 {
-		return p
+	return p, nil
+}
+
+// checkModel reports the fields the model does not support.
+func (s Spec) checkModel(d Defaults, add func(string, string, ...any)) {
+	size := d.Sizes[0]
+	if s.Width != nil {
+		size.Width = *s.Width
 	}
-	return nil
+	if s.Height != nil {
+		size.Height = *s.Height
+	}
+	if !slices.Contains(d.Sizes, size) {
+		field := "width"
+		if s.Width == nil {
+			field = "height"
+		}
+		add(field, "gives the size %s, which model %q does not make; it makes %s", size, d.Model, joinSizes(d.Sizes))
+	}
+	if s.Scheduler != "" && !slices.Contains(d.Schedulers, s.Scheduler) {
+		add("scheduler", "must be one model %q runs: %s (it is %q)", d.Model, strings.Join(d.Schedulers, ", "), s.Scheduler)
+	}
+	if s.Model != "" && s.Model != d.Model {
+		add("model", "must be %q, the model these settings are for (it is %q)", d.Model, s.Model)
+	}
 }
 
 func checkWindow(add func(string, string, ...any), field string, w Window) {
-	if !(w.Start >= 0 && w.Start <= w.End && w.End <= 1) {
-		add(field, "window [%v, %v] is not inside [0, 1] with start ≤ end", w.Start, w.End)
+	switch {
+	case w.Start == 0 && !(w.End >= 0 && w.End <= 1):
+		add(field, "must be a fraction of the steps from 0 to 1 (it is %v)", w.End)
+	case !(w.Start >= 0 && w.Start <= w.End && w.End <= 1):
+		add(field, "must be a part of the steps inside 0–1, start before end (it is [%v, %v])", w.Start, w.End)
 	}
 }
 
 // checkWords reports words of cross_words, reweights and blend that are
-// malformed or do not occur in the prompts they apply to (see Words). It
-// returns an error only if the tokenizer cannot load.
+// malformed or do not occur in the prompts they apply to (see Words), and
+// blend entries that do not fit the targets. It returns an error only if
+// the tokenizer cannot load.
 func checkWords(s Spec, add func(string, string, ...any)) error {
 	tok, err := clip.Default()
 	if err != nil {
@@ -234,38 +270,61 @@ func checkWords(s Spec, add func(string, string, ...any)) error {
 	check := func(field, word, where string, occurs func(string) (bool, bool)) {
 		switch {
 		case strings.TrimSpace(word) == "":
-			add(field, "the word is empty")
+			add(field, "is an empty word")
 			return
 		case len(word) > MaxWordBytes:
-			add(field, "word is %d bytes; the limit is %d", len(word), MaxWordBytes)
+			add(field, "is too long for a word: %d bytes, the limit is %d", len(word), MaxWordBytes)
 			return
 		case !utf8.ValidString(word):
-			add(field, "word is not valid UTF-8 text")
+			add(field, "is not valid UTF-8 text")
 			return
 		}
 		found, fits := occurs(word)
 		switch {
 		case !found:
-			add(field, "%q does not occur in %s", word, where)
+			add(field, "does not occur in %s", where)
 		case !fits:
-			add(field, "%q occurs only past the %d-token limit of %s, where the model ignores it", word, clip.ContextLength, where)
+			add(field, "occurs only past the %d-token limit of %s, where the model ignores it", clip.ContextLength, where)
 		}
 	}
 	for _, w := range sortedKeys(s.CrossWords) {
-		check(wordField("cross_words", w), w, "any target prompt", in.InTargets)
+		check(wordField("cross_words", w), w, "any edited prompt", in.InTargets)
 	}
 	for _, w := range sortedKeys(s.Reweights) {
-		check(wordField("reweights", w), w, "any target prompt", in.InTargets)
+		check(wordField("reweights", w), w, "any edited prompt", in.InTargets)
 	}
-	seen := map[string]bool{}
-	for i, w := range s.Blend {
-		field := fmt.Sprintf("blend[%d]", i)
-		if seen[w] {
-			add(field, "%q is listed twice", w)
-			continue
+	if len(s.Blend) > len(s.Targets) {
+		add("blend", "has %d entries for %d edited prompts: one entry per edited prompt, in order", len(s.Blend), len(s.Targets))
+	}
+	for i, b := range s.Blend {
+		entry := fmt.Sprintf("blend[%d]", i)
+		where := fmt.Sprintf("the source prompt or edit %d", i+1)
+		occurs := func(w string) (bool, bool) { return in.InBlendOf(i, w) }
+		if n := len(b.Words) + len(b.Exclude); n > MaxWordEntries {
+			add(entry, "has too many words: %d, the limit is %d", n, MaxWordEntries)
 		}
-		seen[w] = true
-		check(field, w, "the source or a target prompt", in.InPrompts)
+		if len(b.Words) == 0 && len(b.Exclude) > 0 {
+			add(entry+".exclude", "needs blend words: excluded words only narrow the region of a local blend, and edit %d has none", i+1)
+		}
+		seen := map[string]string{}
+		for _, list := range []struct {
+			name  string
+			words []string
+		}{{"words", b.Words}, {"exclude", b.Exclude}} {
+			for _, w := range list.words {
+				field := wordField(entry+"."+list.name, w)
+				if prev, ok := seen[w]; ok {
+					if prev == list.name {
+						add(field, "is listed twice")
+					} else {
+						add(field, "is both a blend word and an excluded word of edit %d", i+1)
+					}
+					continue
+				}
+				seen[w] = list.name
+				check(field, w, where, occurs)
+			}
+		}
 	}
 	return nil
 }
@@ -306,7 +365,7 @@ func (r Resolved) AlignConfig() align.Config {
 		CrossWords: crossWords,
 		Self:       align.Window(r.Self),
 		Reweights:  cloneMap(r.Reweights),
-		Blend:      slices.Clone(r.Blend),
+		Blend:      r.alignBlend(),
 	}
 }
 
@@ -320,7 +379,22 @@ func (r Resolved) Spec() Spec {
 		Source: r.Source, Targets: slices.Clone(r.Targets), Negative: r.Negative,
 		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
 		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossWords: cloneMap(r.CrossWords),
-		Self: &self, Reweights: cloneMap(r.Reweights), Blend: slices.Clone(r.Blend),
+		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend),
 		Image: r.Image, Inversion: r.Inversion,
 	}
+}
+
+// alignBlend is the local blend of each target for align.Config, nil when
+// no target is blended.
+func (r Resolved) alignBlend() []align.Blend {
+	if len(r.Blend) == 0 {
+		return nil
+	}
+	out := make([]align.Blend, len(r.Targets))
+	for i, b := range r.Blend {
+		if i < len(out) {
+			out[i] = align.Blend{Words: slices.Clone(b.Words), Exclude: slices.Clone(b.Exclude)}
+		}
+	}
+	return out
 }

@@ -11,7 +11,8 @@ import (
 // Words finds the words of a spec's word settings in its prompts, the one
 // rule for browser and server: words match on CLIP tokens
 // (align.WordTokens); reweights and cross_words apply in the targets, where
-// Prompt-to-Prompt looks them up, and blend words in any prompt; only an
+// Prompt-to-Prompt looks them up, and a target's blend words in the source
+// or in that target; only an
 // occurrence within the model's 77-token context counts. Validate refuses
 // a setting whose word does not occur where it applies; the editor uses
 // Words to show where a setting applies and to leave out the ones that no
@@ -43,15 +44,15 @@ func (w Words) InTargets(word string) (found, inContext bool) {
 	return w.occurs(word, w.targets)
 }
 
-// InPrompts reports whether word occurs in the source or a target prompt,
-// and whether an occurrence lies within the context.
-func (w Words) InPrompts(word string) (found, inContext bool) {
-	found, inContext = w.occurs(word, []clip.Encoding{w.source})
-	if !inContext {
-		f, in := w.occurs(word, w.targets)
-		found, inContext = found || f, in
+// InBlendOf reports whether word occurs in the source or in target i, the
+// prompts a blend word of target i is looked up in, and whether an
+// occurrence lies within the context.
+func (w Words) InBlendOf(i int, word string) (found, inContext bool) {
+	prompts := []clip.Encoding{w.source}
+	if i >= 0 && i < len(w.targets) {
+		prompts = append(prompts, w.targets[i])
 	}
-	return found, inContext
+	return w.occurs(word, prompts)
 }
 
 func (w Words) occurs(word string, prompts []clip.Encoding) (found, inContext bool) {
@@ -73,12 +74,25 @@ func (s Spec) WithoutStrayWords(tok *clip.Tokenizer) Spec {
 	applies := func(occurs func(string) (bool, bool)) func(string) bool {
 		return func(word string) bool { _, ok := occurs(word); return ok }
 	}
-	inTargets, inPrompts := applies(in.InTargets), applies(in.InPrompts)
+	inTargets := applies(in.InTargets)
 	s.Reweights = maps.Clone(s.Reweights)
 	maps.DeleteFunc(s.Reweights, func(w string, _ float64) bool { return !inTargets(w) })
 	s.CrossWords = maps.Clone(s.CrossWords)
 	maps.DeleteFunc(s.CrossWords, func(w string, _ Window) bool { return !inTargets(w) })
-	s.Blend = slices.DeleteFunc(slices.Clone(s.Blend), func(w string) bool { return !inPrompts(w) })
+	blend := cloneBlends(s.Blend)
+	if len(blend) > len(s.Targets) {
+		blend = blend[:len(s.Targets)] // entries of targets that are gone
+	}
+	for i := range blend {
+		stray := func(w string) bool { _, ok := in.InBlendOf(i, w); return !ok }
+		blend[i].Words = slices.DeleteFunc(blend[i].Words, stray)
+		blend[i].Exclude = slices.DeleteFunc(blend[i].Exclude, stray)
+		if len(blend[i].Words) == 0 {
+			// Excluded words narrow a blend; without words there is none.
+			blend[i].Exclude = nil
+		}
+	}
+	s.Blend = blend
 	s.normalize()
 	return s
 }

@@ -118,6 +118,17 @@ func DefaultsOf(d edit.Defaults) *ModelDefaults {
 	return out
 }
 
+// SpecDefaults converts the public form back to the model's spec
+// defaults, for clients that validate specs as the server will.
+func (d ModelDefaults) SpecDefaults(model string) edit.Defaults {
+	out := edit.Defaults{Model: model, Schedulers: append([]string(nil), d.Schedulers...),
+		Steps: d.Steps, Guidance: d.Guidance, Cross: d.Cross, Self: d.Self}
+	for _, s := range d.Sizes {
+		out.Sizes = append(out.Sizes, edit.Size{Width: s[0], Height: s[1]})
+	}
+	return out
+}
+
 // Run asks the server to render an edit. The server resolves omitted
 // fields from its model's defaults and validates everything.
 type Run struct {

@@ -2,8 +2,11 @@ package protocol
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
+
+	"reword/shared/edit"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -159,5 +162,15 @@ func TestLargeResultDecodesAsServerMessage(t *testing.T) {
 	}
 	if _, err := DecodeServer(make([]byte, MaxServerMessageBytes+1)); !errors.As(err, &pe) || pe.Code != CodeTooLarge {
 		t.Errorf("DecodeServer over its limit: %v", err)
+	}
+}
+
+// The defaults a hello carries convert back to the ones the server
+// validates with, so that a client checks specs by the same rules.
+func TestModelDefaultsRoundTrip(t *testing.T) {
+	d := edit.Defaults{Model: "tiny", Sizes: []edit.Size{{Width: 64, Height: 64}, {Width: 32, Height: 48}}, Schedulers: []string{"ddim", "dpmpp-2m"},
+		Steps: 50, Guidance: 7.5, Cross: edit.Fraction(0.8), Self: edit.Window{Start: 0.1, End: 0.4}}
+	if got := DefaultsOf(d).SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
+		t.Errorf("round trip: %+v, want %+v", got, d)
 	}
 }

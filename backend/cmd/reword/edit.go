@@ -31,8 +31,10 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 type editFlags struct {
 	targets, crossWords, reweights listFlag
 	cross, self                    *float64
-	blend                          *string
-	baseline                       *bool
+	// blend is the local blend of each target, filled by --blend and
+	// --blend-exclude for the --to given before them.
+	blend    []edit.Blend
+	baseline *bool
 }
 
 func addEditFlags(fs *flag.FlagSet) *editFlags {
@@ -42,7 +44,8 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&f.crossWords, "cross-word", "per-word cross window, word=fraction (repeatable)")
 	f.self = fs.Float64("self", -1, "fraction of the steps whose self-attention is replaced (default: the model's, 0.4)")
 	fs.Var(&f.reweights, "reweight", "scale the attention to a target word, word=factor (repeatable; -2..2 is the useful range)")
-	f.blend = fs.String("blend", "", "local-blend words, comma-separated (e.g. cat,tiger): outside them the targets keep the source")
+	fs.Var(&targetWords{f: f, name: "blend"}, "blend", "local blend of the --to before it: comma-separated words (e.g. --to \"a tiger\" --blend cat,tiger); that target changes only where they are (in the source or in it); a target without --blend is not blended")
+	fs.Var(&targetWords{f: f, name: "blend-exclude", exclude: true}, "blend-exclude", "words whose region the --to before it never changes, even inside its --blend words' region (comma-separated)")
 	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start")
 	return f
 }
@@ -66,10 +69,43 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	if spec.Reweights, err = wordValues(f.reweights, "reweight", func(v float64) float64 { return v }); err != nil {
 		return err
 	}
-	for _, w := range strings.Split(*f.blend, ",") {
-		if w = strings.TrimSpace(w); w != "" {
-			spec.Blend = append(spec.Blend, w)
+	for i, b := range f.blend {
+		spec.SetBlend(i, b)
+	}
+	return nil
+}
+
+// targetWords is --blend or --blend-exclude: words for the target of the
+// --to given before it (flag.FlagSet sets flags in command-line order).
+type targetWords struct {
+	f       *editFlags
+	name    string
+	exclude bool
+}
+
+func (w *targetWords) String() string { return "" }
+
+func (w *targetWords) Set(v string) error {
+	i := len(w.f.targets) - 1
+	if i < 0 {
+		return fmt.Errorf("a local blend belongs to one target: put --%s after that target's --to, e.g. --to \"a tiger\" --%s cat,tiger", w.name, w.name)
+	}
+	var words []string
+	for _, word := range strings.Split(v, ",") {
+		if word = strings.TrimSpace(word); word != "" {
+			words = append(words, word)
 		}
+	}
+	if len(words) == 0 {
+		return fmt.Errorf("no words: give comma-separated words, e.g. --%s cat,tiger", w.name)
+	}
+	for len(w.f.blend) <= i {
+		w.f.blend = append(w.f.blend, edit.Blend{})
+	}
+	if w.exclude {
+		w.f.blend[i].Exclude = append(w.f.blend[i].Exclude, words...)
+	} else {
+		w.f.blend[i].Words = append(w.f.blend[i].Words, words...)
 	}
 	return nil
 }

@@ -1,0 +1,117 @@
+package edit
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestBlendJSON(t *testing.T) {
+	s, err := ParseSpec([]byte(`{"source":"a cat","targets":["a dog","a cow","a cat"],"blend":[{"words":["cat"]},{"words":[],"exclude":[]},{},{}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Trailing entries that blend nothing are the same as none.
+	if !reflect.DeepEqual(s.Blend, []Blend{{Words: []string{"cat"}}}) {
+		t.Errorf("blend parsed as %+v", s.Blend)
+	}
+	js, _ := s.MarshalJSON()
+	if !strings.Contains(string(js), `"blend":[{"words":["cat"]}]`) {
+		t.Errorf("canonical JSON %s", js)
+	}
+	for _, c := range []struct{ in, want string }{
+		// The v1 form: a flat list of words.
+		{`{"source":"a","targets":["b"],"blend":["circle"]}`, `blend entry "circle": blend words belong to each target; write one entry per target, e.g. [{"words": ["circle"]}]`},
+		{`{"source":"a","targets":["b"],"blend":[{"word":["a"]}]}`, `unknown field "word"`},
+		{`{"source":"a","targets":["b"],"blend":[{"words":"a"}]}`, "blend entry"},
+	} {
+		if _, err := ParseSpec([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseSpec(%s): err = %v, want it to mention %q", c.in, err, c.want)
+		}
+	}
+}
+
+func TestSetBlendAndDropTarget(t *testing.T) {
+	s := Spec{Source: "a cat", Targets: []string{"a dog", "a cow", "a hen"}}
+	s.SetBlend(2, Blend{Words: []string{"hen"}})
+	if !reflect.DeepEqual(s.Blend, []Blend{{}, {}, {Words: []string{"hen"}}}) {
+		t.Fatalf("blend after SetBlend(2): %+v", s.Blend)
+	}
+	shared := s.Clone()
+	s.SetBlend(0, Blend{Words: []string{"dog"}, Exclude: []string{}})
+	if !reflect.DeepEqual(shared.Blend[0], Blend{}) {
+		t.Error("SetBlend wrote into a copy's entries")
+	}
+	// Dropping the second target keeps the third one's blend with it.
+	s.DropTarget(1)
+	if !reflect.DeepEqual(s.Targets, []string{"a dog", "a hen"}) || !reflect.DeepEqual(s.Blend, []Blend{{Words: []string{"dog"}}, {Words: []string{"hen"}}}) {
+		t.Errorf("after DropTarget(1): targets %q, blend %+v", s.Targets, s.Blend)
+	}
+	s.DropTarget(1)
+	s.SetBlend(0, Blend{})
+	if s.Blend != nil || !reflect.DeepEqual(shared.Targets, []string{"a dog", "a cow", "a hen"}) {
+		t.Errorf("blend %+v after clearing the last entry; copy's targets %q", s.Blend, shared.Targets)
+	}
+}
+
+// TestBlendValidatesPerTarget: a target's blend words are looked up in the
+// source and that target only: "grass" of the third target is not a word
+// of the first.
+func TestBlendValidatesPerTarget(t *testing.T) {
+	s := Spec{Source: "a red circle", Targets: []string{"a blue circle", "a red square", "a red circle on grass"}, Seed: ptr(uint64(3)),
+		Blend: []Blend{{}, {}, {Words: []string{"grass"}}}}
+	if err := s.Validate(tinyDefaults("tiny")); err != nil {
+		t.Fatal(err)
+	}
+	s.Blend = []Blend{{Words: []string{"grass"}}, {Words: []string{"circle"}, Exclude: []string{"red"}}}
+	err := s.Validate(tinyDefaults("tiny"))
+	if err == nil || !strings.Contains(err.Error(), `blend[0].words["grass"] does not occur in the source prompt or edit 1`) || strings.Contains(err.Error(), "blend[1]") {
+		t.Errorf("err = %v; want only grass of edit 1 refused", err)
+	}
+}
+
+// TestV1LinksOpen: a link an older build wrote (one blend list for every
+// prompt) opens with each target blending the words that occur in the
+// source or in it, and re-encodes as a current link.
+func TestV1LinksOpen(t *testing.T) {
+	// Written by `reword link encode` of the build before per-target blends.
+	const v1 = "v1.QgnFotQUheTMouScVPRATMopTUVIQVQWF5YmFiG4EFmQ0elFicXFSrGwsDWGB64hsmcgqnSUoKbG1gICAAD__xcJR4M"
+	s, err := DecodeLink(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Spec{Source: "a red circle", Targets: []string{"a blue circle", "a red square", "a red circle on grass"}, Seed: ptr(uint64(3)), Steps: ptr(12),
+		Blend: []Blend{{Words: []string{"circle"}}, {Words: []string{"circle"}}, {Words: []string{"grass", "circle"}}}}
+	if !reflect.DeepEqual(s, want) {
+		t.Fatalf("v1 link decoded to %+v\nwant %+v", s, want)
+	}
+	link, err := EncodeLink(s)
+	if err != nil || !strings.HasPrefix(link, "v2.") {
+		t.Fatalf("re-encoded as %q, %v", link, err)
+	}
+	// A word no prompt of a target has leaves that target unblended.
+	s, err = DecodeLink(encodeRawV1(t, []byte(`{"source":"a cat","targets":["a dog","a cow on grass"],"blend":["grass"]}`)))
+	if err != nil || !reflect.DeepEqual(s.Blend, []Blend{{}, {Words: []string{"grass"}}}) {
+		t.Errorf("v1 blend of a word one target has: %+v, %v", s.Blend, err)
+	}
+	if _, err := DecodeLink(encodeRawV1(t, []byte(`{"source":"a","targets":["b"],"blend":[{"words":["a"]}]}`))); err == nil || !strings.Contains(err.Error(), "version 1") {
+		t.Errorf("a v1 link with a v2 blend: err = %v", err)
+	}
+}
+
+// TestCheckFieldsNeedsNoModel: the checks an editor runs before it knows
+// the model are Validate's, less the model's.
+func TestCheckFieldsNeedsNoModel(t *testing.T) {
+	s := Spec{Source: "a cat", Targets: []string{"a dog"}, Seed: ptr(uint64(1)), Steps: ptr(1000), Scheduler: "euler", Guidance: ptr(-5.0)}
+	got := map[string]string{}
+	for _, p := range s.CheckFields() {
+		got[p.Field] = p.Message
+	}
+	if got["steps"] != "must be 1–150 (it is 1000)" || got["guidance"] != "must be 0–30 (it is -5)" || len(got) != 2 {
+		t.Errorf("CheckFields: %v", got)
+	}
+	err := s.Validate(tinyDefaults("tiny"))
+	if err == nil || !strings.Contains(err.Error(), "invalid edit spec: steps must be 1–150 (it is 1000); guidance must be 0–30 (it is -5); scheduler must be one") {
+		t.Errorf("Validate: %v", err)
+	}
+}

@@ -1,0 +1,202 @@
+package web
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"reword/shared/protocol"
+)
+
+// The editor's side of a run: sending it, the server's answers, and what
+// the page does with them.
+
+func (e *Editor) handleState(ctx app.Context, s connState) {
+	e.conn = s
+	if s == stateDisconnected && e.run.active() {
+		e.run.Phase = phaseFailed
+		e.run.Err = &protocol.Error{Code: protocol.CodeInternal, Message: "the connection dropped; run it again once reconnected"}
+	}
+}
+
+func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
+	if e.run.apply(m) {
+		switch p := m.Payload.(type) {
+		case *protocol.Started:
+			// The new run's rows replace the images on screen only now: a
+			// run the server refuses leaves the previous results.
+			e.shown = e.run
+		case *protocol.Result:
+			e.history = slices.Insert(e.history, 0, historyEntry{Spec: p.Spec, Result: *p})
+			e.history = e.history[:min(len(e.history), maxHistory)]
+			saveHistory(ctx, e.history)
+			e.refreshHeat(ctx)
+		case *protocol.Error:
+			e.fileError(p)
+		}
+		return
+	}
+	switch p := m.Payload.(type) {
+	case *protocol.Hello:
+		e.hello = p
+		e.problem = ""
+		if p.Protocol != protocol.Version {
+			e.problem = fmt.Sprintf("The server speaks protocol %d; this page speaks %d. Reload the page.", p.Protocol, protocol.Version)
+			return
+		}
+		// Images that failed while the server was away load again.
+		ctx.Defer(func(app.Context) { reloadBrokenImages() })
+		if e.autoRun && p.Model.Ready {
+			e.autoRun = false
+			e.startRun(ctx)
+		}
+	case *protocol.Error:
+		if m.ID == "" {
+			e.problem = p.Message
+		}
+	}
+}
+
+// fileError puts a refused run's problems next to the fields they concern,
+// worded like the editor's own checks.
+func (e *Editor) fileError(p *protocol.Error) {
+	e.serverErrors = map[string]string{}
+	photo := e.spec.Image != ""
+	for _, pr := range p.Problems {
+		field := fieldKey(pr.Field)
+		e.serverErrors[field] = sentence(fieldLabel(field, photo), pr.Message)
+	}
+	if p.Field != "" && len(p.Problems) == 0 {
+		e.serverErrors[fieldKey(p.Field)] = p.Message
+	}
+}
+
+func (e *Editor) handlePreview(ctx app.Context, p protocol.Preview) {
+	if e.run.preview(p) && e.shown == e.run {
+		ctx.Defer(func(app.Context) { drawPreview(p) })
+	}
+}
+
+// startRun sends the current edit, or says why it cannot: a refused Run
+// leaves the results on screen as they are.
+func (e *Editor) startRun(ctx app.Context) {
+	if e.run.active() || e.tok == nil {
+		return
+	}
+	if probs := e.problems(); len(probs) > 0 {
+		e.refused = probs[0].Sentence
+		if len(probs) > 1 {
+			e.refused += fmt.Sprintf(" (%d more problems are marked below.)", len(probs)-1)
+		}
+		return
+	}
+	spec := runnable(e.tok, e.spec)
+	e.seq++
+	id := fmt.Sprintf("run-%d-%d", time.Now().UnixMilli(), e.seq)
+	msg, err := protocol.Encode(protocol.TypeRun, id, protocol.Run{Spec: spec, HeatMaps: true})
+	if err != nil {
+		e.problem = "This edit cannot be sent: " + err.Error()
+		return
+	}
+	if err := e.sock.send(msg); err != nil {
+		e.problem = err.Error()
+		return
+	}
+	e.refused = ""
+	e.serverErrors = nil
+	e.run = &runState{ID: id, Spec: spec, Phase: phaseSent}
+	e.status = e.run
+	// On a phone the status and the images are below the form.
+	ctx.Defer(func(app.Context) { scrollIntoViewIfHidden("run-status") })
+}
+
+func (e *Editor) cancelRun(ctx app.Context) {
+	if !e.run.active() {
+		return
+	}
+	msg, err := protocol.Encode(protocol.TypeCancel, e.run.ID, protocol.Cancel{})
+	if err == nil {
+		err = e.sock.send(msg)
+	}
+	if err != nil {
+		e.problem = "Cancelling failed: " + err.Error()
+	}
+}
+
+func (e *Editor) share(ctx app.Context) {
+	if e.shareLink == "" {
+		return
+	}
+	url := pageLink(e.shareLink)
+	e.shareNote = "Copying…"
+	copyToClipboard(ctx, url, func(ctx app.Context, ok bool) {
+		if ok {
+			e.shareNote = "Link copied."
+		} else {
+			e.shareNote = "Copy the link below."
+		}
+	})
+}
+
+// downloadAll saves the images on screen, their spec and link as one zip.
+func (e *Editor) downloadAll(ctx app.Context) {
+	shown := e.shown
+	if shown == nil || shown.Result == nil {
+		return
+	}
+	rows, res, photo := slices.Clone(shown.Rows), shown.Result, shown.Spec.Image != ""
+	socketURL := wsURL() // read on the page's goroutine
+	e.downloadNote = "Preparing the download…"
+	ctx.Async(func() {
+		files, err := runFiles(rows, photo, res, func(u string) ([]byte, error) { return fetchBytes(backendURL(socketURL, u)) })
+		var data []byte
+		if err == nil {
+			data, err = buildZip(files, time.Now())
+		}
+		ctx.Dispatch(func(ctx app.Context) {
+			if err != nil {
+				e.downloadNote = "The download failed: " + err.Error()
+				return
+			}
+			name := zipName(res)
+			saveFile(ctx, name, "application/zip", data)
+			e.downloadNote = "Saved " + name + "."
+		})
+	})
+}
+
+// imageURL resolves a result URL against the backend.
+func (e *Editor) imageURL(u string) string { return backendURL(wsURL(), u) }
+
+// reloadBrokenImages loads again every image of the page that failed
+// (their URLs failed while the server was down): setting src, even to the
+// same URL, makes the browser fetch it again.
+func reloadBrokenImages() {
+	imgs := app.Window().Get("document").Call("querySelectorAll", "img")
+	for i := 0; i < imgs.Length(); i++ {
+		img := imgs.Index(i)
+		if src := img.Get("src").String(); src != "" && img.Get("complete").Bool() && img.Get("naturalWidth").Int() == 0 {
+			img.Set("src", src)
+		}
+	}
+}
+
+// scrollIntoViewIfHidden brings an element into view when it is outside
+// the window, gently unless the user asked for reduced motion.
+func scrollIntoViewIfHidden(id string) {
+	el := app.Window().GetElementByID(id)
+	if !el.Truthy() {
+		return
+	}
+	r := el.Call("getBoundingClientRect")
+	if top, bottom := r.Get("top").Float(), r.Get("bottom").Float(); top >= 0 && bottom <= app.Window().Get("innerHeight").Float() {
+		return
+	}
+	behavior := "smooth"
+	if app.Window().Call("matchMedia", "(prefers-reduced-motion: reduce)").Get("matches").Bool() {
+		behavior = "auto"
+	}
+	el.Call("scrollIntoView", map[string]any{"block": "start", "behavior": behavior})
+}

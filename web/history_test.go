@@ -1,0 +1,73 @@
+package web
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+
+	"reword/shared/edit"
+	"reword/shared/protocol"
+)
+
+func entry(source, target string, seed uint64, hash string) historyEntry {
+	spec := edit.Spec{Source: source, Targets: []string{target}, Seed: &seed, Steps: ptr(12), Guidance: ptr(9.0),
+		Cross: ptr(edit.Fraction(0.7)), Self: ptr(edit.Fraction(0.3)), Negative: "blurry", Model: "tiny",
+		Blend: []edit.Blend{{Words: []string{"circle"}}}}
+	img := func(row int) protocol.Image {
+		return protocol.Image{Row: row, Hash: hash, URL: "/images/" + hash + ".png", Width: 64, Height: 64}
+	}
+	return historyEntry{Spec: spec, Result: protocol.Result{Spec: spec, Images: []protocol.Image{img(0), img(1)},
+		HeatMaps: []protocol.HeatMap{{Row: 1, Token: 2, Width: 16, Height: 16, Values: make([]byte, 256)}}}}
+}
+
+// TestHistoryStorage: the browser keeps every setting and image of each
+// entry (not its heat maps), and shows only entries it can restore.
+func TestHistoryStorage(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	var entries []historyEntry
+	for i := range maxHistory + 3 {
+		entries = append(entries, entry("a red circle", "a blue circle", uint64(i), hash))
+	}
+	stored := forStorage(entries)
+	if len(stored) != maxHistory || stored[0].Result.HeatMaps != nil || entries[0].Result.HeatMaps == nil {
+		t.Fatalf("stored %d entries, heat maps %v (the originals keep theirs: %v)", len(stored), stored[0].Result.HeatMaps != nil, entries[0].Result.HeatMaps != nil)
+	}
+	js, err := json.Marshal(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back []historyEntry
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	back = fromStorage(back)
+	if !reflect.DeepEqual(back, stored) {
+		t.Errorf("stored history did not round-trip:\n%+v\n%+v", back[0], stored[0])
+	}
+	bad := entry("a red circle", "a blue circle", 1, hash)
+	bad.Result.Images[1].URL = "javascript:alert(1)"
+	noSeed := entry("a", "b", 1, hash)
+	noSeed.Spec.Seed = nil
+	if got := fromStorage([]historyEntry{bad, noSeed, entries[0]}); len(got) != 1 || *got[0].Spec.Seed != 0 {
+		t.Errorf("kept %d entries, want only the valid one", len(got))
+	}
+}
+
+// TestHistoryRestoresEverySetting: opening an entry restores what it ran
+// with, and the thumbnail says its prompt and seed.
+func TestHistoryRestoresEverySetting(t *testing.T) {
+	e := entry("a red circle", "a blue circle", 42, strings.Repeat("cd", 32))
+	s := e.restoreSpec()
+	if *s.Steps != 12 || *s.Guidance != 9 || s.Cross.End != 0.7 || s.Self.End != 0.3 || s.Negative != "blurry" || *s.Seed != 42 ||
+		s.Model != "" || !reflect.DeepEqual(s.Blend, e.Spec.Blend) {
+		t.Errorf("restored %+v", s)
+	}
+	*s.Steps = 1
+	if *e.Spec.Steps != 12 {
+		t.Error("restoring shares the entry's settings")
+	}
+	if prompt, seed := e.caption(); prompt != "a blue circle" || seed != "seed 42" {
+		t.Errorf("caption %q %q", prompt, seed)
+	}
+}
