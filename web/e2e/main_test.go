@@ -266,8 +266,10 @@ func canvasHasPixels(id string) string {
 // image hash of each row.
 func runAndWait(t *testing.T, ctx context.Context, rows int) []string {
 	t.Helper()
+	// The status names its run: wait for this one's end, not the last one's.
+	last := mustEval[string](t, ctx, `document.querySelector('#run-status').dataset.run ?? ''`)
 	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#run"))))
-	poll(t, ctx, `['done', 'failed', 'cancelled'].includes(document.querySelector('#run-status').dataset.phase)`, 90*time.Second)
+	poll(t, ctx, fmt.Sprintf(`(s => s.phase === 'refused' || s.run !== %q && ['done', 'failed', 'cancelled'].includes(s.phase))(document.querySelector('#run-status').dataset)`, last), 90*time.Second)
 	if phase := mustEval[string](t, ctx, `document.querySelector('#run-status').dataset.phase`); phase != "done" {
 		t.Fatalf("the run ended %s: %s", phase, mustEval[string](t, ctx, `document.querySelector('#run-status').textContent`))
 	}
@@ -281,4 +283,30 @@ func runAndWait(t *testing.T, ctx context.Context, rows int) []string {
 		}
 	}
 	return hashes
+}
+
+// choose picks a value of a select the way a user does (a change event).
+func choose(t *testing.T, ctx context.Context, id, value string) {
+	t.Helper()
+	typeInto(t, ctx, id, value, "change")
+}
+
+// pixels is a predicate-free digest of the pixels of a row's final image:
+// equal digests are equal pixels. (The PNGs' hashes differ whenever the
+// specs do, since each PNG carries its spec.)
+func pixels(t *testing.T, ctx context.Context, row int) string {
+	t.Helper()
+	img := fmt.Sprintf(`document.querySelector('#final-%d')`, row)
+	poll(t, ctx, img+`?.complete && `+img+`.naturalWidth > 0`, 10*time.Second)
+	return mustEval[string](t, ctx, `(() => { const i = `+img+`, c = document.createElement('canvas');
+		c.width = i.naturalWidth; c.height = i.naturalHeight; const g = c.getContext('2d'); g.drawImage(i, 0, 0);
+		const d = g.getImageData(0, 0, c.width, c.height).data; let h = 2166136261;
+		for (let k = 0; k < d.length; k++) { h ^= d[k]; h = Math.imul(h, 16777619) >>> 0 }
+		return c.width + 'x' + c.height + ':' + h.toString(16) })()`)
+}
+
+// fieldErrorText is the problem shown under a field ("" for none).
+func fieldErrorText(t *testing.T, ctx context.Context, field string) string {
+	t.Helper()
+	return mustEval[string](t, ctx, fmt.Sprintf(`document.querySelector('.field-error[data-field=%q]')?.textContent ?? ''`, field))
 }

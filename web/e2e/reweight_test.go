@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"reword/shared/edit"
 )
 
 // TestReweightFlow is flow 2: clicking a word opens its panel, the slider's
@@ -27,7 +29,7 @@ func TestReweightFlow(t *testing.T) {
 	if v := mustEval[string](t, ctx, `document.querySelector('#reweight-value').textContent`); v != "×1.5" {
 		t.Errorf("panel shows %q, want ×1.5", v)
 	}
-	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#word-blend"))))
+	mustEval[bool](t, ctx, `(() => { const s = document.querySelector('#word-blend-0'); s.value = 'words'; return s.dispatchEvent(new Event('change', {bubbles: true})) })()`)
 	poll(t, ctx, `!!document.querySelector('#words-0 [data-key="blue"] .blend-mark')`, 5*time.Second)
 	// Escape closes the panel (keyboard users).
 	must(t, chromedp.Do(ctx, chromedp.Focus(chromedp.CSS("#reweight")), chromedp.KeyEvent("\u001b")))
@@ -36,12 +38,12 @@ func TestReweightFlow(t *testing.T) {
 	runAndWait(t, ctx, 2)
 	var ran struct {
 		Reweights map[string]float64 `json:"reweights"`
-		Blend     []string           `json:"blend"`
+		Blend     []edit.Blend       `json:"blend"`
 		Steps     int                `json:"steps"`
 	}
 	must(t, json.Unmarshal([]byte(mustEval[string](t, ctx, `document.querySelector('#run-spec-json').textContent`)), &ran))
-	if ran.Reweights["blue"] != 1.5 || len(ran.Blend) != 1 || ran.Blend[0] != "blue" || ran.Steps != 10 {
-		t.Errorf("the server ran %+v; want reweights {blue: 1.5}, blend [blue], 10 steps", ran)
+	if ran.Reweights["blue"] != 1.5 || len(ran.Blend) != 1 || fmt.Sprint(ran.Blend[0].Words) != "[blue]" || ran.Steps != 10 {
+		t.Errorf("the server ran %+v; want reweights {blue: 1.5}, blend [{words: [blue]}], 10 steps", ran)
 	}
 
 	// Hovering the word overlays its attention on the edited image: the

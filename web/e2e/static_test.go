@@ -27,6 +27,7 @@ func TestStaticHosting(t *testing.T) {
 	t.Run("edit flow", func(t *testing.T) { staticEditFlow(t, ctx, site) })
 	t.Run("drop a photo", func(t *testing.T) { dropPhoto(t, ctx) })
 	t.Run("reconnects with backoff", func(t *testing.T) { reconnect(t, ctx, site) })
+	t.Run("reloads images that failed", func(t *testing.T) { reloadsImages(t, ctx, site) })
 }
 
 // staticEditFlow is flow 1 on the static site: typed prompts, a run with
@@ -100,9 +101,10 @@ func dropPhoto(t *testing.T, ctx context.Context) {
 }
 
 // reconnect stops the backend under a connected editor and starts it again
-// on the same address: the status goes disconnected, the editor retries at
-// growing intervals (not in a tight loop), and it is connected and ready to
-// run once the backend is back.
+// on the same address (item 5 of issue 20): the editor retries at growing
+// intervals, not in a tight loop, up to a low cap; coming back online or to
+// the tab retries at once; and it is connected and ready to run promptly
+// once the backend is back.
 func reconnect(t *testing.T, ctx context.Context, site *staticSite) {
 	var mu sync.Mutex
 	var attempts []time.Time
@@ -120,39 +122,79 @@ func reconnect(t *testing.T, ctx context.Context, site *staticSite) {
 		defer mu.Unlock()
 		return append([]time.Time(nil), attempts...)
 	}
-
-	down := time.Now()
-	site.stopBackend(t)
-	poll(t, ctx, `document.querySelector('#status').dataset.state !== 'connected'`, 10*time.Second)
-	poll(t, ctx, `document.querySelector('#status').dataset.state === 'disconnected' && document.querySelector('#run').disabled`, 10*time.Second)
-	// Two failed tries, then the backend comes back (it takes seconds to
-	// load the model, so at least one more try fails or waits): three or
-	// more intervals to compare.
-	for deadline := time.Now().Add(20 * time.Second); len(seen()) < 2; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d reconnection attempts in 20 s after the backend stopped, want 2", len(seen()))
+	waitAttempts := func(n int, within time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(within); len(seen()) < n; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d reconnection attempts after the backend stopped, want %d", len(seen()), n)
+			}
 		}
 	}
-	site.restartBackend(t)
-	poll(t, ctx, `document.querySelector('#status').dataset.state === 'connected' && !document.querySelector('#run').disabled`, 40*time.Second)
 
+	site.stopBackend(t)
+	poll(t, ctx, `document.querySelector('#status').dataset.state === 'disconnected' && document.querySelector('#run').disabled`, 10*time.Second)
+	// Five tries on the timer: delays 0.5, 1, 2, 2, 2 s.
+	waitAttempts(5, 30*time.Second)
 	tries := seen()
-	gaps := []time.Duration{tries[0].Sub(down)}
+	var gaps []time.Duration
 	for i := 1; i < len(tries); i++ {
 		gaps = append(gaps, tries[i].Sub(tries[i-1]))
 	}
 	t.Logf("reconnection attempts after the backend stopped, spaced %v", gaps)
-	if len(gaps) < 3 {
-		t.Fatalf("reconnected after %d attempts; a restarted backend cannot be up before the third", len(gaps))
-	}
-	// The first try waits the first delay (0.5 s); each later interval
-	// doubles. Timers on a loaded machine run late, so ask for 1.3×.
-	for i := 2; i < len(gaps); i++ {
-		if float64(gaps[i]) < 1.3*float64(gaps[i-1]) {
-			t.Errorf("attempt %d came %v after the one before, which came %v after its own: no backoff", i+1, gaps[i], gaps[i-1])
+	// No tight loop: every try waits at least the first delay (0.5 s);
+	// the delay doubles (1 s, then 2 s; timers on a loaded machine run
+	// late, so ask for 1.3×).
+	for i, g := range gaps {
+		if g < 400*time.Millisecond {
+			t.Errorf("attempt %d came %v after the one before: retrying without a delay", i+2, g)
 		}
 	}
-	if gaps[1] < 400*time.Millisecond {
-		t.Errorf("the second attempt came %v after the first: retrying without a delay", gaps[1])
+	if float64(gaps[1]) < 1.3*float64(gaps[0]) {
+		t.Errorf("the third attempt came %v after the second, which came %v after the first: no backoff", gaps[1], gaps[0])
 	}
+
+	// Back online, or back to the tab: a try at once, not on the timer.
+	poll(t, ctx, `document.querySelector('#status').dataset.state === 'disconnected'`, 10*time.Second)
+	mustEval[bool](t, ctx, `window.dispatchEvent(new Event('online'))`)
+	poll(t, ctx, `document.querySelector('#status').dataset.lastTry === 'online'`, 5*time.Second)
+	poll(t, ctx, `document.querySelector('#status').dataset.state === 'disconnected'`, 10*time.Second)
+	mustEval[bool](t, ctx, `document.dispatchEvent(new Event('visibilitychange'))`)
+	poll(t, ctx, `document.querySelector('#status').dataset.lastTry === 'visible'`, 5*time.Second)
+
+	// The backend is back (it prints its address once it serves, model
+	// loaded). The retry delay is capped at 2 s, so the next try comes
+	// within 2 s; 10 s leaves room for a loaded 2-core machine while still
+	// failing the old 15 s cap, which took 16 s after a 3 s restart.
+	site.restartBackend(t)
+	back := time.Now()
+	poll(t, ctx, `document.querySelector('#status').dataset.state === 'connected' && !document.querySelector('#run').disabled`, 40*time.Second)
+	if took := time.Since(back); took > 10*time.Second {
+		t.Errorf("reconnected %v after the backend was back; want within 10 s", took)
+	} else {
+		t.Logf("reconnected %v after the backend was back", took)
+	}
+}
+
+// reloadsImages: images whose URLs failed while the backend was down (here:
+// a reload of the page, without the browser's cache, shows the history
+// and a past run) load once the editor reconnects.
+func reloadsImages(t *testing.T, ctx context.Context, site *staticSite) {
+	_, err := chromedp.Call(ctx, network.Enable, network.EnableParams{})
+	must(t, err)
+	_, err = chromedp.Call(ctx, network.SetCacheDisabled, network.SetCacheDisabledParams{CacheDisabled: true})
+	must(t, err)
+	defer chromedp.Call(ctx, network.SetCacheDisabled, network.SetCacheDisabledParams{CacheDisabled: false})
+	site.stopBackend(t)
+	// The page without an edit link: a link would run itself on reconnect
+	// and draw new images, which would load anyway.
+	must(t, chromedp.Do(ctx, chromedp.Navigate(site.URL+"/")))
+	poll(t, ctx, `document.querySelector('#app')?.dataset.ready === 'true'`, 60*time.Second)
+	const broken = `(sel => { const imgs = Array.from(document.querySelectorAll(sel)); return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth === 0) })`
+	poll(t, ctx, broken+`('#history img')`, 20*time.Second)
+	clickWhenThere(t, ctx, "#history-0")
+	poll(t, ctx, broken+`('img.final')`, 20*time.Second)
+
+	site.restartBackend(t)
+	poll(t, ctx, `document.querySelector('#status').dataset.state === 'connected'`, 40*time.Second)
+	poll(t, ctx, `Array.from(document.querySelectorAll('#history img, img.final')).every(i => i.complete && i.naturalWidth > 0)`, 20*time.Second)
 }
