@@ -166,3 +166,13 @@ func TestDiffShowsRemovedWords(t *testing.T) {
 		t.Errorf("label %q", text)
 	}
 }
+
+func TestPlainWordsKeepOnlyTheContextMarks(t *testing.T) {
+	words := []PromptWord{{Text: "a", Status: WordSwapped}, {Text: "b", Status: WordRemoved}, {Text: "c", Status: WordIgnored}, {Text: "d", Status: WordCut}}
+	if got := statuses(plainWords(words)); got != "a=kept b=kept c=ignored d=cut" {
+		t.Errorf("plain words %q", got)
+	}
+	if words[0].Status != WordSwapped {
+		t.Error("plainWords changed its input")
+	}
+}

@@ -196,7 +196,7 @@ func rangeHint(field string) string {
 	case "guidance":
 		return fmt.Sprintf("%v–%v", edit.MinGuidance, edit.MaxGuidance)
 	case "cross", "self":
-		return "0–1, a fraction of the steps"
+		return "0–1"
 	case "seed":
 		return "digits only; the same seed gives the same source image"
 	}
@@ -204,19 +204,20 @@ func rangeHint(field string) string {
 }
 
 // windowHint explains a replacement window in a line, with the fraction
-// that applies: the field's, else the model default's.
+// that applies: the field's, else the model default's. The percentages
+// keep their sign on their line (a no-break space).
 func windowHint(field string, w *edit.Window) string {
 	pct := "the first part"
 	if w != nil {
 		switch {
 		case w.Start == 0:
-			pct = fmt.Sprintf("the first %d %%", int(math.Round(w.End*100)))
+			pct = fmt.Sprintf("the first %d\u00a0%%", int(math.Round(w.End*100)))
 		default:
-			pct = fmt.Sprintf("%d–%d %%", int(math.Round(w.Start*100)), int(math.Round(w.End*100)))
+			pct = fmt.Sprintf("%d–%d\u00a0%%", int(math.Round(w.Start*100)), int(math.Round(w.End*100)))
 		}
 	}
 	if field == "self" {
-		return "Keeps the source's shapes and details for " + pct + " of the steps."
+		return "Keeps the source's shapes for " + pct + " of the steps."
 	}
-	return "Keeps the source's layout (where each word is drawn) for " + pct + " of the steps."
+	return "Keeps the source's layout for " + pct + " of the steps."
 }

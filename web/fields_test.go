@@ -100,10 +100,10 @@ func TestParseSettingText(t *testing.T) {
 }
 
 func TestWindowHint(t *testing.T) {
-	if got := windowHint("cross", ptr(edit.Fraction(0.8))); got != "Keeps the source's layout (where each word is drawn) for the first 80 % of the steps." {
+	if got := windowHint("cross", ptr(edit.Fraction(0.8))); got != "Keeps the source's layout for the first 80\u00a0% of the steps." {
 		t.Errorf("cross: %q", got)
 	}
-	if got := windowHint("self", &edit.Window{Start: 0.2, End: 0.5}); !strings.Contains(got, "20–50 %") {
+	if got := windowHint("self", &edit.Window{Start: 0.2, End: 0.5}); !strings.Contains(got, "20–50\u00a0%") {
 		t.Errorf("self: %q", got)
 	}
 }

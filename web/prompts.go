@@ -53,6 +53,10 @@ func (p *PromptEditor) Render() app.UI {
 	if len(p.Comparisons) > 0 {
 		source = p.Comparisons[0].Source
 	}
+	if len(p.Comparisons) > 1 {
+		// The marks would tell Edit 1's diff only; each edit shows its own.
+		source = plainWords(source)
+	}
 	sourceLabel, sourceHint := "Source prompt", "the prompt of the image to edit"
 	if p.Photo {
 		sourceLabel, sourceHint = "Caption", "describe the photo as it is, e.g. “a red circle on a white background”"
@@ -73,7 +77,7 @@ func (p *PromptEditor) Render() app.UI {
 		app.Range(p.Spec.Targets).Slice(func(i int) app.UI { return p.renderTarget(i) }),
 		app.If(len(p.Spec.Targets) < edit.MaxTargets, func() app.UI {
 			return app.Button().ID("add-target").Class("secondary").Type("button").
-				Text("+ Add a variant").
+				Text("+ Add an edit").
 				OnClick(func(ctx app.Context, e app.Event) { p.OnAddTarget(ctx) })
 		}),
 		fieldError(p.Errors, "targets"),
@@ -196,6 +200,19 @@ func blendMark(roles []blendRole, prompt int) blendRole {
 		}
 	}
 	return mark
+}
+
+// plainWords drops the edit's marks from words, keeping those of the
+// context limit.
+func plainWords(words []PromptWord) []PromptWord {
+	out := make([]PromptWord, len(words))
+	for i, w := range words {
+		if w.Status != WordCut && w.Status != WordIgnored {
+			w.Status = WordKept
+		}
+		out[i] = w
+	}
+	return out
 }
 
 func promptName(prompt int) string {

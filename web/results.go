@@ -121,8 +121,10 @@ func (r *Results) renderRow(row rowView) app.UI {
 			app.Progress().ID("progress-"+n).Max(max(row.Total, 1)).Value(row.Step).
 				Aria("label", label+" progress"),
 			app.If(compare, func() app.UI {
+				// The slider moves the divider: the source shows left of it,
+				// so its far end (right) is all source.
 				return app.Label().Class("compare").Body(
-					app.Span().Class("hint").Text("source"),
+					app.Span().Class("hint").Text("edit"),
 					app.Input().ID("compare-"+n).Type("range").Min(0).Max(100).Step(1).Value(shown).
 						Aria("label", "Compare "+label+" with the source: how much of the source to show").
 						OnInput(func(ctx app.Context, e app.Event) {
@@ -135,7 +137,7 @@ func (r *Results) renderRow(row rowView) app.UI {
 							}
 							r.compare[row.Index] = min(max(v, 0), 100)
 						}, app.EventScope(row.Index)),
-					app.Span().Class("hint").Text("edit"),
+					app.Span().Class("hint").Text("source"),
 				)
 			}),
 			app.FigCaption().Body(

@@ -18,14 +18,14 @@ func TestWordsAUserUnderstands(t *testing.T) {
 	hint := func(id string) string {
 		return mustEval[string](t, ctx, `document.querySelector('#`+id+`-hint').textContent`)
 	}
-	if h := hint("cross"); !strings.Contains(h, "layout") || !strings.Contains(h, "first 80 % of the steps") {
+	if h := hint("cross"); !strings.Contains(h, "layout") || !strings.Contains(h, "first 80\u00a0% of the steps") {
 		t.Errorf("cross explained as %q", h)
 	}
-	if h := hint("self"); !strings.Contains(h, "first 40 % of the steps") {
+	if h := hint("self"); !strings.Contains(h, "first 40\u00a0% of the steps") {
 		t.Errorf("self explained as %q", h)
 	}
 	setField(t, ctx, "cross", "0.7")
-	poll(t, ctx, `document.querySelector('#cross-hint').textContent.includes('first 70 %')`, 5*time.Second)
+	poll(t, ctx, `document.querySelector('#cross-hint').textContent.includes('first 70\u00a0%')`, 5*time.Second)
 
 	// A phrase swapped for one of another length: words added and removed.
 	setPrompt(t, ctx, "source", "a red circle on a white background")
