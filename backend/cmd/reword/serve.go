@@ -59,6 +59,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	provider := fs.String("provider", envOr("REWORD_PROVIDER", "cpu"), "execution provider: cpu or cuda (env REWORD_PROVIDER)")
 	role := fs.String("role", envOr("REWORD_ROLE", "all"), "all: front end and model in one process, with its own embedded NATS; gateway: front end only, edits run on workers over NATS; worker: model only, takes jobs from NATS (env REWORD_ROLE; see docs/deployment.md)")
 	natsURL := fs.String("nats", envOr("REWORD_NATS", ""), "NATS server URLs, comma-separated, for --role gateway and worker (env REWORD_NATS)")
+	natsCreds := fs.String("nats-creds", envOr("REWORD_NATS_CREDS", ""), "NATS credentials file (user JWT and nkey seed, as nsc writes it) for --role gateway and worker (env REWORD_NATS_CREDS)")
+	natsNkey := fs.String("nats-nkey", envOr("REWORD_NATS_NKEY", ""), "file holding this role's NATS user nkey seed, for a server that lists user nkeys (env REWORD_NATS_NKEY)")
+	natsCA := fs.String("nats-tls-ca", envOr("REWORD_NATS_TLS_CA", ""), "PEM file of the CAs the NATS servers' certificates must chain to; default: the system's (env REWORD_NATS_TLS_CA)")
+	natsCert := fs.String("nats-tls-cert", envOr("REWORD_NATS_TLS_CERT", ""), "PEM client certificate, for NATS servers that verify clients (env REWORD_NATS_TLS_CERT)")
+	natsKey := fs.String("nats-tls-key", envOr("REWORD_NATS_TLS_KEY", ""), "the client certificate's PEM key (env REWORD_NATS_TLS_KEY)")
 	natsDir := fs.String("nats-dir", envOr("REWORD_NATS_DIR", ""), "--role all: folder of the embedded NATS's files, where jobs wait (env REWORD_NATS_DIR; default <data>/nats, required when --data is a blob URL)")
 	replicas := fs.Int("replicas", int(env.int64("REWORD_REPLICAS", 1)), "JetStream replicas of the job stream: 1 for one NATS server, 3 for a 3-node cluster (env REWORD_REPLICAS)")
 	ackWait := fs.Duration("ack-wait", env.duration("REWORD_ACK_WAIT", 30*time.Second), "a job whose worker stops heartbeating for this long goes to another worker (env REWORD_ACK_WAIT)")
@@ -66,12 +71,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	creds := cluster.Credentials{CredsFile: *natsCreds, NKeyFile: *natsNkey, TLSCA: *natsCA, TLSCert: *natsCert, TLSKey: *natsKey}
 	switch *role {
 	case "all":
 		// Role all is one process: its own NATS, one engine, one worker.
 		switch {
 		case *natsURL != "":
 			return usageError("--nats is for --role gateway and worker: role all runs its own NATS in process (its files go to --nats-dir)")
+		case creds != cluster.Credentials{}:
+			return usageError("--nats-creds, --nats-nkey and --nats-tls-* are for --role gateway and worker: role all's NATS runs in process, with no port to secure")
 		case *replicas != 1:
 			return usageError("--role all runs one embedded NATS server: --replicas must be 1, not %d", *replicas)
 		case *workers != 1:
@@ -140,9 +148,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *role == "all" {
 		return runAll(ctx, o)
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("reword-"+*role), nats.MaxReconnects(-1))
+	nc, err := cluster.Connect(*natsURL, "reword-"+*role, creds)
 	if err != nil {
-		return fmt.Errorf("connecting to NATS at %s: %w", *natsURL, err)
+		if strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+			err = fmt.Errorf("%w; give this role's NATS user with --nats-creds or --nats-nkey (docs/deployment.md lists the permissions each role needs)", err)
+		}
+		return err
 	}
 	defer nc.Close()
 	if *role == "worker" {
@@ -264,7 +275,7 @@ func runWorker(ctx context.Context, nc *nats.Conn, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	o.log.Info("worker taking jobs", "model", eng.Defaults().Model, "nats", nc.ConnectedUrlRedacted())
+	o.log.Info("worker taking jobs", "model", eng.Defaults().Model, "nats", cluster.RedactURLs(nc.ConnectedUrl()))
 	return w.Run(ctx)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"reword/backend/cluster"
+	"reword/backend/cluster/natstest"
 	"reword/shared/edit"
 	"reword/shared/protocol"
 )
@@ -268,6 +269,7 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 		{[]string{"serve", "--trusted-proxies", "10.0.0.0/8,proxy.example"}, `--trusted-proxies: trusted proxy "proxy.example" is neither an address`},
 		{[]string{"serve", "--max-sockets-per-address", "0"}, "--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got 0"},
 		{[]string{"serve", "--max-sockets", "4"}, "at most --max-sockets, got 16 and 4"},
+		{[]string{"serve", "--nats-nkey", "user.nk"}, "--nats-creds, --nats-nkey and --nats-tls-* are for --role gateway and worker"},
 		{[]string{"serve", "--uploads-at-once", "0"}, "--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got 20, 0 and 10"},
 	} {
 		var out, errb bytes.Buffer
@@ -284,4 +286,74 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 	if err == nil || errors.Is(err, errUsage) || !strings.Contains(err.Error(), "connecting to NATS at nats://127.0.0.1:1") {
 		t.Errorf("worker without a reachable NATS: %v", err)
 	}
+	// A password in the URL is never printed, in the error or the log.
+	errb.Reset()
+	err = runServe(ctx, []string{"--role", "gateway", "--nats", "nats://reword:s3cret@127.0.0.1:1"}, io.Discard, &errb)
+	if err == nil || strings.Contains(err.Error()+errb.String(), "s3cret") || !strings.Contains(err.Error(), "nats://reword:xxxxx@127.0.0.1:1") {
+		t.Errorf("gateway with a password in its NATS URL: %v\n%s", err, errb.String())
+	}
+	// A missing credentials file is named before connecting.
+	err = runServe(ctx, []string{"--role", "gateway", "--nats", "nats://127.0.0.1:1", "--nats-tls-cert", "client.pem"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "a TLS client certificate needs its key") {
+		t.Errorf("a client certificate without its key: %v", err)
+	}
+}
+
+// TestServeOverSecuredNATS runs a gateway and a worker as processes
+// against a NATS that requires TLS with client certificates and nkey
+// users with their role's permissions, given by the --nats-* flags: the
+// worker registers (the gateway becomes ready), and a worker started
+// without credentials exits saying how to give them.
+func TestServeOverSecuredNATS(t *testing.T) {
+	sn := natstest.Start(t,
+		natstest.User{Name: "gateway", Publish: cluster.GatewayPermissions.Publish, Subscribe: cluster.GatewayPermissions.Subscribe},
+		natstest.User{Name: "worker", Publish: cluster.WorkerPermissions.Publish, Subscribe: cluster.WorkerPermissions.Subscribe},
+	)
+	data, web := t.TempDir(), t.TempDir()
+	must(t, os.WriteFile(filepath.Join(web, "app.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644))
+	tlsFlags := []string{"--nats", sn.URL, "--nats-tls-ca", sn.CA, "--nats-tls-cert", sn.ClientCert, "--nats-tls-key", sn.ClientKey, "--data", data}
+	gw := startReword(t, "gateway", append([]string{"serve", "--role", "gateway", "--nats-nkey", sn.Seeds["gateway"],
+		"--web", web, "--addr", "127.0.0.1:0"}, tlsFlags...)...)
+	worker := startReword(t, "worker", append([]string{"serve", "--role", "worker", "--nats-nkey", sn.Seeds["worker"],
+		"--model", defaultPath("models/tiny"), "--threads", "1"}, tlsFlags...)...)
+	if !gw.stdout.Scan() {
+		t.Fatalf("the gateway printed no address: %v\n%s", gw.stdout.Err(), gw.stderr.String())
+	}
+	m := servingOn.FindStringSubmatch(gw.stdout.Text())
+	if m == nil {
+		t.Fatalf("gateway's first line: %q", gw.stdout.Text())
+	}
+	go func() {
+		for gw.stdout.Scan() {
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(m[1] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway was not ready within 60 s: the worker did not register over the secured NATS")
+		}
+		select {
+		case <-worker.done:
+			t.Fatalf("the worker exited: %v", worker.err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	stranger := startReword(t, "stranger", append([]string{"serve", "--role", "worker", "--model", defaultPath("models/tiny")}, tlsFlags...)...)
+	select {
+	case <-stranger.done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("a worker without credentials was not refused within 60 s")
+	}
+	if log := stranger.stderr.String(); stranger.err == nil || !strings.Contains(strings.ToLower(log), "authorization violation") || !strings.Contains(log, "--nats-nkey") {
+		t.Errorf("a worker without credentials: %v\n%s", stranger.err, log)
+	}
+	worker.stop(t)
+	gw.stop(t)
 }
