@@ -56,7 +56,7 @@ type WorkerStats struct {
 	Completed   int64 // ran to a stored result
 	FromStore   int64 // already had a result: answered from the store
 	Cancelled   int64
-	Failed      int64
+	Failed      int64 // ended with an error, panicked, or were not job messages
 	Redelivered int64 // received after another delivery of the same job
 }
 
@@ -250,9 +250,32 @@ type delivery struct {
 // an earlier delivery finished it, otherwise run on the engine, then
 // acknowledged (result stored), terminated (failed or cancelled) or handed
 // back (the worker is stopping).
+//
+// A panic anywhere in it ends the job, not the worker: the job fails with
+// an internal error and its message is terminated, since it would panic
+// on every worker it reached (in role all, a panic would take down the
+// whole server, and a poison message every worker in turn).
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
-	d, ok := w.decode(msg)
-	if !ok {
+	var d delivery // as far as it is known, for the recovery
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		w.failed.Add(1)
+		log := w.log
+		if d.log != nil {
+			log = d.log
+		}
+		log.Error("the job panicked; terminating it", "panic", v, "stack", string(debug.Stack()))
+		if d.jobID != "" {
+			w.publishError(d.jobID, d.requestID, &protocol.Error{Code: protocol.CodeInternal, Message: fmt.Sprintf("%v: %v", errPanicked, v)})
+		}
+		msg.Term()
+	}()
+	var ok bool
+	if d, ok = w.decode(msg); !ok {
+		w.failed.Add(1)
 		return
 	}
 	// Idempotence: a job that already has a result (an earlier delivery
@@ -275,6 +298,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	stopBeat := w.heartbeat(msg)
+	defer stopBeat()
 	d.queued = time.Since(d.meta.Timestamp)
 	res, err := w.run(jobCtx, d)
 	stopBeat()
@@ -290,8 +314,15 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 func (w *Worker) decode(msg jetstream.Msg) (delivery, bool) {
 	jobID := msg.Headers().Get(headerJob)
 	meta, err := msg.Metadata()
-	if err != nil || jobID == "" {
-		w.log.Error("a job message without metadata or job id; terminating it", "err", err)
+	switch {
+	case err != nil:
+		w.log.Error("a job message without metadata; terminating it", "err", err)
+		msg.Term()
+		return delivery{}, false
+	case !store.ValidHash(jobID):
+		// Job ids are what JobID makes: 64 lowercase hex digits, also
+		// the key of the job's stored result.
+		w.log.Error("a job message whose "+headerJob+" header is not a job id; terminating it", "header", fmt.Sprintf("%.80q", jobID))
 		msg.Term()
 		return delivery{}, false
 	}

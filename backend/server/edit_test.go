@@ -30,6 +30,7 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 type editEnv struct {
 	*testServer
 	local *cluster.Local
+	node  *cluster.Node
 }
 
 // newEditServer starts the deployment with settings and a server on it.
@@ -59,7 +60,7 @@ func newEditServer(t *testing.T, settings cluster.Settings, engine func(*diffusi
 		local.Close(ctx)
 	})
 	ts := newTestServer(t, local.Gateway, func(c *Config) { c.OpenStore = st })
-	return &editEnv{testServer: ts, local: local}
+	return &editEnv{testServer: ts, local: local, node: node}
 }
 
 // idle waits until the worker runs no job.
