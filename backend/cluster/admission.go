@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -139,10 +140,24 @@ func (j *Job) turn(ctx context.Context, a *admission) {
 
 // publish publishes the job to the stream, with its id as the message id.
 // For a job the stream had already, it looks whether its message is still
-// there, and if not, for its stored result.
+// there, and if not, for its stored result. A job that finished but whose
+// stored result lost an image (evicted) is published again under a
+// message id of its own, so that it runs again; two gateways doing so at
+// once still publish it once, since both derive the same id.
 func (j *Job) publish(ctx context.Context) publication {
+	p := j.publishAs(ctx, j.ID)
+	if !p.duplicate || p.inStream || p.stored != nil {
+		return p
+	}
+	if _, err := j.g.cfg.Store.Record(ctx, jobRecord(j.ID)); err != nil {
+		return p // cancelled or failed: never finished
+	}
+	return j.publishAs(ctx, j.ID+".again."+strconv.FormatUint(p.seq, 10))
+}
+
+func (j *Job) publishAs(ctx context.Context, msgID string) publication {
 	msg := &nats.Msg{Subject: jobSubject(j.model), Header: nats.Header{headerJob: []string{j.ID}}, Data: j.body}
-	ack, err := j.g.js.PublishMsg(ctx, msg, jetstream.WithMsgID(j.ID))
+	ack, err := j.g.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
 	switch {
 	case err != nil && strings.Contains(err.Error(), "maximum messages exceeded"):
 		return publication{err: errStreamFull}

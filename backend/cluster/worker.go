@@ -473,14 +473,23 @@ func (w *Worker) storedResult(ctx context.Context, jobID string) (*protocol.Resu
 	return storedResult(ctx, w.cfg.Store, jobID)
 }
 
+// storedResult is a job's stored result, when its record and every image
+// it names are still stored (as editjob.Cached checks a spec's): a result
+// whose images were evicted is run again rather than answered with
+// links that no longer work.
 func storedResult(ctx context.Context, st *store.Store, jobID string) (*protocol.Result, bool) {
 	data, err := st.Record(ctx, jobRecord(jobID))
 	if err != nil {
 		return nil, false
 	}
 	var res protocol.Result
-	if json.Unmarshal(data, &res) != nil {
+	if json.Unmarshal(data, &res) != nil || len(res.Images) == 0 {
 		return nil, false
+	}
+	for _, im := range res.Images {
+		if !st.ImageExists(ctx, im.Hash) {
+			return nil, false
+		}
 	}
 	return &res, true
 }

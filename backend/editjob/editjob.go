@@ -124,15 +124,18 @@ func Run(ctx context.Context, engine Engine, st *store.Store, req Request, ev Ev
 		return nil, fmt.Errorf("encoding the spec: %w", err)
 	}
 	res := &protocol.Result{Spec: req.Spec, Link: link}
+	// Each image is leased until the run has stored them all and its
+	// record, so that writing the last cannot evict the first.
 	for _, im := range out.Images {
 		var buf bytes.Buffer
 		if err := pngtext.Encode(&buf, im.NRGBA(), pngtext.SpecKey, string(specJSON)); err != nil {
 			return nil, fmt.Errorf("encoding image %d: %w", im.Row, err)
 		}
-		hash, err := st.PutImage(ctx, buf.Bytes(), "image/png")
+		hash, lease, err := st.PutImageLeased(ctx, buf.Bytes(), "image/png")
 		if err != nil {
 			return nil, err
 		}
+		defer lease.Release()
 		res.Images = append(res.Images, protocol.Image{Row: im.Row, Hash: hash, URL: ImageURL(hash), Width: im.Width, Height: im.Height})
 	}
 	key, err := RecordKey(req.Spec)
@@ -171,7 +174,7 @@ func Cached(ctx context.Context, st *store.Store, spec edit.Spec) (*protocol.Res
 		return nil, false
 	}
 	for _, im := range rec.Images {
-		if !st.HasImage(im.Hash) {
+		if !st.ImageExists(ctx, im.Hash) {
 			return nil, false
 		}
 	}

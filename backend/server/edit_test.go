@@ -37,13 +37,20 @@ type editEnv struct {
 // engine, when set, wraps the worker's engine (to make a job panic).
 func newEditServer(t *testing.T, settings cluster.Settings, engine func(*diffusion.Engine) cluster.Engine) *editEnv {
 	t.Helper()
+	return newEditServerWith(t, settings, engine, 0, nil)
+}
+
+// newEditServerWith is newEditServer with a cap on the shared store
+// (0: none) and the server's configuration tweaked.
+func newEditServerWith(t *testing.T, settings cluster.Settings, engine func(*diffusion.Engine) cluster.Engine, storeBytes int64, tweak func(*Config)) *editEnv {
+	t.Helper()
 	node, err := cluster.StartNode(cluster.NodeConfig{StoreDir: t.TempDir(), InProcess: true})
 	must(t, err)
 	t.Cleanup(node.Shutdown)
 	eng, err := diffusion.Load(tinytest.Dir(t), diffusion.Options{Threads: 1, Instrument: true})
 	must(t, err)
 	t.Cleanup(func() { eng.Close() })
-	st, err := store.Open(context.Background(), t.TempDir(), 0)
+	st, err := store.Open(context.Background(), t.TempDir(), storeBytes)
 	must(t, err)
 	t.Cleanup(func() { st.Close() })
 	var runner cluster.Engine = eng
@@ -59,7 +66,12 @@ func newEditServer(t *testing.T, settings cluster.Settings, engine func(*diffusi
 		defer cancel()
 		local.Close(ctx)
 	})
-	ts := newTestServer(t, local.Gateway, func(c *Config) { c.OpenStore = st })
+	ts := newTestServer(t, local.Gateway, func(c *Config) {
+		c.OpenStore = st
+		if tweak != nil {
+			tweak(c)
+		}
+	})
 	return &editEnv{testServer: ts, local: local, node: node}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"reword/backend/cluster"
 	"reword/backend/editjob"
+	"reword/backend/store"
 	"reword/shared/protocol"
 )
 
@@ -47,15 +48,49 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		c.sendError(id, e)
 		return
 	}
+	// The photo is leased until the job ends, so that uploads meanwhile
+	// cannot evict it while the job waits or runs.
+	var photo *store.Lease
+	if r.Image != "" {
+		var err error
+		if photo, err = s.store.Lease(context.Background(), r.Image); err != nil {
+			c.unreserve(id)
+			e := &protocol.Error{Code: protocol.CodeNotFound, Field: "spec.image", Message: editjob.ErrPhotoExpired.Error()}
+			if !errors.Is(err, store.ErrNotFound) {
+				s.log.Error("leasing a photo", "err", err)
+				e = &protocol.Error{Code: protocol.CodeInternal, Message: "the photo could not be reserved for the edit: " + err.Error()}
+			}
+			c.sendError(id, e)
+			return
+		}
+	}
 	log := s.log.With("conn", c.id, "client", c.addr, "request", id)
 	t, err := s.exec.Submit(context.Background(), r.Model, c.addr, id, protocol.Run{Spec: spec, HeatMaps: run.HeatMaps}, c.events(id))
 	if !c.submitted(id, t, err) {
+		release(photo)
 		c.sendError(id, protocolError(err))
 		return
 	}
 	log.Info("edit queued", "targets", len(r.Targets), "steps", r.Steps)
 	c.s.awaits.Add(1)
-	go c.await(id, t, log)
+	go func() {
+		defer release(photo)
+		c.await(id, t, log)
+	}()
+}
+
+func release(l *store.Lease) {
+	if l != nil {
+		l.Release()
+	}
+}
+
+// unreserve drops a reservation that will not be submitted.
+func (c *conn) unreserve(id string) {
+	c.mu.Lock()
+	delete(c.jobs, id)
+	c.mu.Unlock()
+	c.s.releaseJob(c.addr)
 }
 
 // reserve holds the request id in c.jobs while the request is submitted,

@@ -43,7 +43,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	webDir := fs.String("web", envOr("REWORD_WEB", defaultWebDir()), "folder holding app.wasm and its .br/.gz copies, as make build writes them (env REWORD_WEB)")
 	origins := fs.String("allow-origins", envOr("REWORD_ALLOW_ORIGINS", ""), "comma-separated extra origins allowed to open the WebSocket, e.g. https://reword.example (env REWORD_ALLOW_ORIGINS); the server's own origin is always allowed")
 	data := fs.String("data", envOr("REWORD_DATA", defaultDataDir()), "where photos and results are stored: a folder, or a blob URL such as s3://bucket?region=eu-west-1&endpoint=… (env REWORD_DATA)")
-	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", limits.StoreBytes>>20), "cap on stored images in MiB; the least recently used are evicted beyond it (env REWORD_STORE_MB)")
+	storeMB := fs.Int64("store-mb", env.int64("REWORD_STORE_MB", limits.StoreBytes>>20), "cap on stored images and results in MiB: this process evicts the least recently used beyond it, for the whole bucket; give it to one process per bucket, 0 to the others (role worker defaults to 0: it never evicts) (env REWORD_STORE_MB)")
 	workers := fs.Int("workers", int(env.int64("REWORD_WORKERS", 1)), "edits run at once with --role all: only 1, since one engine runs one edit at a time; run --role worker processes to run edits in parallel (env REWORD_WORKERS)")
 	maxQueued := fs.Int("max-queued", int(env.int64("REWORD_MAX_QUEUED", limits.QueuedJobs)), "edits that may wait; more are refused with a busy error (env REWORD_MAX_QUEUED)")
 	perClient := fs.Int("max-per-client", int(env.int64("REWORD_MAX_PER_CLIENT", limits.JobsPerClient)), "edits one client address may have queued or running, from all its sockets (env REWORD_MAX_PER_CLIENT)")
@@ -99,6 +99,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if env.err != nil {
 		return usageError("%v", env.err)
+	}
+	if *role == "worker" && !flagSet(fs, "store-mb") && os.Getenv("REWORD_STORE_MB") == "" {
+		*storeMB = 0 // the gateway evicts; see docs/deployment.md
+	}
+	if *storeMB < 0 {
+		return usageError("--store-mb must be ≥ 0 (0: never evict), got %d", *storeMB)
 	}
 	if *admitWindow < 1 {
 		return usageError("--admit-window must be ≥ 1, got %d", *admitWindow)

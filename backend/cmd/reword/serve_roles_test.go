@@ -270,6 +270,7 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 		{[]string{"serve", "--max-sockets-per-address", "0"}, "--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got 0"},
 		{[]string{"serve", "--max-sockets", "4"}, "at most --max-sockets, got 16 and 4"},
 		{[]string{"serve", "--nats-nkey", "user.nk"}, "--nats-creds, --nats-nkey and --nats-tls-* are for --role gateway and worker"},
+		{[]string{"serve", "--store-mb", "-1"}, "--store-mb must be ≥ 0 (0: never evict), got -1"},
 		{[]string{"serve", "--uploads-at-once", "0"}, "--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got 20, 0 and 10"},
 	} {
 		var out, errb bytes.Buffer

@@ -1,0 +1,53 @@
+package cluster
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestStoredResultNeedsItsImages: a job whose result record is stored
+// but one of whose images is gone (deleted by another process's
+// eviction, or a bucket lifecycle rule) is not answered from the store
+// with a dead link: it runs again and stores its images again.
+func TestStoredResultNeedsItsImages(t *testing.T) {
+	c := newTestCluster(t, 1, 1, 1, Settings{})
+	g := c.gateways[0]
+	run := c.resolved(g, runOf(8, 2))
+	first := newOutcome()
+	j, err := g.submit(context.Background(), c.model, "c", "again", run, first.events())
+	must(t, err)
+	must(t, waitJob(t, j, time.Minute))
+	// The job's message leaves the stream when the worker acks it, just
+	// after the result: until then the same job sent again attaches to it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := g.stream.Info(context.Background())
+		must(t, err)
+		if info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the finished job's message stayed in the stream")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	gone := first.result.Images[1].Hash
+	must(t, os.Remove(filepath.Join(c.storeDir, "images", gone)))
+
+	second := newOutcome()
+	j, err = g.submit(context.Background(), c.model, "c", "again", run, second.events())
+	must(t, err)
+	must(t, waitJob(t, j, time.Minute))
+	if second.result == nil || second.result.Cached {
+		t.Fatalf("answered from a stored result whose image is gone: %+v", second.result)
+	}
+	if st := c.totals(); st.Completed != 2 || st.FromStore != 0 {
+		t.Errorf("workers: %+v; want the job run twice", st)
+	}
+	if _, err := os.Stat(filepath.Join(c.storeDir, "images", gone)); err != nil {
+		t.Errorf("the image was not stored again: %v", err)
+	}
+}
