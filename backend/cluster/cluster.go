@@ -24,9 +24,11 @@
 // Guarantees: at-least-once delivery with idempotent results (a job whose
 // result record exists is answered from the store, never recomputed); a
 // worker that dies mid-job stops sending heartbeats and its job is
-// redelivered after AckWait; a job id is derived from the request id and
-// the resolved spec, so a client that reconnects to another gateway and
-// sends the same run again gets the stored or in-flight job, not a new one.
+// redelivered after AckWait; a job id is derived from the client (its
+// address), its request id and the resolved spec, so a client that
+// reconnects to another gateway and sends the same run again gets the
+// stored or in-flight job, not a new one, and no other client can reach
+// that job.
 package cluster
 
 import (
@@ -163,16 +165,22 @@ func SubjectToken(model string) string {
 	return b.String() + "-" + hex.EncodeToString(sum[:6])
 }
 
-// JobID identifies a job by the client's request id, the resolved spec
-// and whether heat maps were asked for: the same run sent again (after a
-// reconnect, to any gateway) is the same job.
-func JobID(requestID string, run protocol.Run) (string, error) {
+// JobID identifies a job by its owner (the client that sent it: its
+// address), the client's request id, the resolved spec and whether heat
+// maps were asked for: the same run sent again by the same client (after
+// a reconnect, to any gateway) is the same job, and another client's
+// never is — it can neither attach to the job nor, through it, cancel it.
+func JobID(owner, requestID string, run protocol.Run) (string, error) {
 	b, err := protocol.Encode(protocol.TypeRun, requestID, run)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(append([]byte("reword-job\x00"), b...))
-	return hex.EncodeToString(sum[:]), nil
+	h := sha256.New()
+	h.Write([]byte("reword-job\x00"))
+	h.Write([]byte(owner))
+	h.Write([]byte{0})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func jobSubject(model string) string  { return jobSubjectPrefix + SubjectToken(model) }

@@ -192,9 +192,10 @@ type Ticket interface {
 
 // Submit admits a run of model for the request requestID of client, or
 // attaches to the same job when it is already queued or running (sent
-// before through this or another gateway), or answers from the store when
-// it already has a result. client identifies who sent it (the server's
-// client address), for fairness and the per-client limit in admission. run.Spec
+// before by the same client, through this or another gateway), or answers
+// from the store when it already has a result. client identifies who sent
+// it (the server's client address): it owns the job (see JobID), takes
+// turns with other clients and is limited in admission. run.Spec
 // should be resolved, so that the job id does not depend on which
 // defaults a client left out. The ticket is a *Job.
 //
@@ -209,7 +210,7 @@ func (g *Gateway) Submit(ctx context.Context, model, client, requestID string, r
 }
 
 func (g *Gateway) submit(ctx context.Context, model, client, requestID string, run protocol.Run, ev Events) (*Job, error) {
-	jobID, err := JobID(requestID, run)
+	jobID, err := JobID(client, requestID, run)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ func TestSubmitWithEventsAlreadyFlowing(t *testing.T) {
 	c := newTestCluster(t, 1, 1, 0, Settings{})
 	g := c.gateways[0]
 	run := runOf(1, 2)
-	jobID, err := JobID("inflight", run)
+	jobID, err := JobID("c", "inflight", run)
 	must(t, err)
 	res, err := protocol.Encode(protocol.TypeResult, "inflight", protocol.Result{})
 	must(t, err)
