@@ -12,7 +12,7 @@ LDFLAGS   := -s -w -X reword/backend/buildinfo.Version=$(VERSION)
 ORT_DIR   := .cache/ort/1.24.1
 ORT_LIB   := $(ORT_DIR)/libonnxruntime.so.1
 WEB_OUT   := bin/web
-ADDR      ?= :8080
+ADDR      ?= 127.0.0.1:8080
 
 # Server packages (everything with goroutines serving clients) run under the
 # race detector; the rest without it, since the race runtime slows the

@@ -166,9 +166,9 @@ func (g *Gateway) Model(ctx context.Context, model string) (ModelEntry, error) {
 		ids = append(ids, e.Defaults.Model)
 	}
 	if model == "" {
-		return ModelEntry{}, fmt.Errorf("several models are served (%s): the spec must name one", strings.Join(ids, ", "))
+		return ModelEntry{}, fmt.Errorf("%w (%s): name one in spec.model", ErrSeveralModels, strings.Join(ids, ", "))
 	}
-	return ModelEntry{}, fmt.Errorf("no worker serves model %q (served: %s)", model, strings.Join(ids, ", "))
+	return ModelEntry{}, fmt.Errorf("%w: %q (served: %s)", ErrUnknownModel, model, strings.Join(ids, ", "))
 }
 
 // Events receive one job's messages. Each may be nil. They are called in

@@ -46,6 +46,13 @@ func putModel(ctx context.Context, kv jetstream.KeyValue, e ModelEntry) error {
 	return nil
 }
 
+// ErrSeveralModels means a spec names no model while several are served;
+// ErrUnknownModel that it names one no live worker serves.
+var (
+	ErrSeveralModels = errors.New("several models are served")
+	ErrUnknownModel  = errors.New("no worker serves model")
+)
+
 // ErrNoWorkers means no worker has registered a model recently.
 var ErrNoWorkers = errors.New("no GPU worker is connected: start `reword serve --role worker` pointed at the same NATS")
 

@@ -22,8 +22,15 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		c.sendError("", &protocol.Error{Code: protocol.CodeBadMessage, Message: "a run needs a request id in the envelope's id", Field: "id"})
 		return
 	}
-	entry, err := s.exec.Model(context.Background(), "")
-	if err != nil {
+	// The defaults are the spec's model's: with several models served, a
+	// spec names its model.
+	entry, err := s.exec.Model(context.Background(), run.Spec.Model)
+	switch {
+	case errors.Is(err, cluster.ErrSeveralModels), errors.Is(err, cluster.ErrUnknownModel):
+		c.sendError(id, &protocol.Error{Code: protocol.CodeInvalidSpec, Field: "spec.model", Message: err.Error(),
+			Problems: []protocol.Problem{{Field: "spec.model", Message: err.Error()}}})
+		return
+	case err != nil:
 		c.sendError(id, &protocol.Error{Code: protocol.CodeNotReady, Message: "the model is not ready: " + err.Error()})
 		return
 	}

@@ -22,13 +22,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"reword/backend/clientaddr"
+	"reword/backend/cluster"
 	"reword/backend/keyrate"
 	"reword/backend/store"
 	"reword/shared/limits"
@@ -101,6 +104,22 @@ type Config struct {
 	// AllowedOrigins lists extra origins (scheme://host[:port]) whose pages
 	// may open the WebSocket; the server's own origin is always allowed.
 	AllowedOrigins []string
+	// AllowedHosts lists the host names requests may be addressed to
+	// (their Host header), besides IP addresses and localhost: a name
+	// ("reword.example"), a suffix ("*.reword.example"), or "*" for any.
+	// Anything else is refused, so that a web page whose domain an
+	// attacker points at 127.0.0.1 (DNS rebinding) cannot reach a local
+	// instance with the browser's help.
+	AllowedHosts []string
+	// MetricsElsewhere takes /metrics off the routes: the caller serves
+	// MetricsHandler on a listener of its own.
+	MetricsElsewhere bool
+	// More than MaxViolations rate-limit violations within
+	// ViolationWindow close a socket (defaults limits.MessageViolations and
+	// limits.ViolationWindow): a client that keeps sending too fast is
+	// cut off, one that sometimes does is not, however long it stays.
+	MaxViolations   int
+	ViolationWindow time.Duration
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -138,6 +157,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.UploadBurst == 0 {
 		c.UploadBurst = limits.UploadBurst
+	}
+	if c.MaxViolations == 0 {
+		c.MaxViolations = limits.MessageViolations
+	}
+	if c.ViolationWindow == 0 {
+		c.ViolationWindow = limits.ViolationWindow
 	}
 	if c.UploadTimeout == 0 {
 		c.UploadTimeout = limits.UploadTimeout
@@ -211,6 +236,11 @@ func New(cfg Config) (*Server, error) {
 	case cfg.UploadTimeout < 0 || cfg.HeaderTimeout < 0 || cfg.ReadTimeout < 0 || cfg.IdleTimeout < 0:
 		return nil, errors.New("server: timeouts must be positive (or zero for the default)")
 	}
+	for _, h := range cfg.AllowedHosts {
+		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "/:@ ") || strings.Contains(h[1:], "*") || h != "*" && strings.HasPrefix(h, "*") && !strings.HasPrefix(h, "*.") {
+			return nil, fmt.Errorf("allowed host %q: give a host name (reword.example), a suffix (*.reword.example) or *", h)
+		}
+	}
 	s.uploads = make(chan struct{}, cfg.UploadsAtOnce)
 	var err error
 	if s.uploadRate, err = keyrate.New(cfg.UploadsPerMinute, cfg.UploadBurst); err != nil {
@@ -250,7 +280,9 @@ func (s *Server) routes() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.metrics.handler())
+	if !s.cfg.MetricsElsewhere {
+		mux.Handle("GET /metrics", s.metrics.handler())
+	}
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("POST /api/images", s.uploadImage)
 	mux.HandleFunc("GET /images/{file}", s.serveImage)
@@ -283,8 +315,17 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self' 'wasm-unsaf
 	"style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; " +
 	"worker-src 'self'; manifest-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
 
+// MetricsHandler serves the Prometheus metrics, for a listener of their
+// own (Config.MetricsElsewhere).
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler() }
+
 // ServeHTTP adds the headers every response carries and dispatches.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.hostAllowed(r.Host) {
+		s.metrics.errors.WithLabelValues("host").Inc()
+		http.Error(w, fmt.Sprintf("this server does not answer for host %q: add it to reword serve --allowed-hosts (the check keeps other sites' pages out of a local instance)", r.Host), http.StatusMisdirectedRequest)
+		return
+	}
 	hdr := w.Header()
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set("Referrer-Policy", "same-origin")
@@ -352,8 +393,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
 		return
 	}
-	if info := s.ModelInfo(); !info.Ready {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not ready", "problem": info.Problem})
+	// Several models served is ready: each spec names its own.
+	if _, err := s.exec.Model(r.Context(), ""); err != nil && !errors.Is(err, cluster.ErrSeveralModels) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "model not ready", "problem": s.ModelInfo().Problem})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -407,6 +449,31 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return s.store.Close()
 	}
 	return nil
+}
+
+// hostAllowed reports whether a request addressed to host (its Host
+// header) is answered: an IP address (DNS rebinding needs a name),
+// localhost and its subdomains (browsers resolve them to loopback
+// themselves), or a name in AllowedHosts.
+func (s *Server) hostAllowed(host string) bool {
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.ToLower(strings.Trim(name, "[]")), ".")
+	if name == "" {
+		return false
+	}
+	if _, err := netip.ParseAddr(name); err == nil || name == "localhost" || strings.HasSuffix(name, ".localhost") {
+		return true
+	}
+	for _, a := range s.cfg.AllowedHosts {
+		a = strings.ToLower(strings.TrimSpace(a))
+		if a == "*" || a == name || strings.HasPrefix(a, "*.") && strings.HasSuffix(name, a[1:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkOrigin allows requests without an Origin header (non-browser

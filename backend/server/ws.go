@@ -28,8 +28,6 @@ const (
 	// sendQueue bounds the JSON messages waiting for a slow client; past
 	// it the client is disconnected (previews never count: see previews).
 	sendQueue = 256
-	// maxViolations is how many rate-limit violations close a socket.
-	maxViolations = 20
 )
 
 const closeGoingAway = websocket.CloseGoingAway
@@ -63,7 +61,8 @@ type conn struct {
 	previews     map[previewKey][]byte
 	previewOrder []previewKey
 	previewReady chan struct{}
-	violations   int
+	violations   int       // rate-limit violations since windowStart
+	windowStart  time.Time //
 	closeOnce    sync.Once
 	// closing is set once closeWith has sent a close frame: from then on
 	// pongs no longer extend the read deadline that ends the socket.
@@ -176,8 +175,11 @@ func (c *conn) readLoop() {
 		}
 		if !c.limiter.Allow() {
 			c.mu.Lock()
+			if now := time.Now(); now.Sub(c.windowStart) > c.s.cfg.ViolationWindow {
+				c.windowStart, c.violations = now, 0
+			}
 			c.violations++
-			tooMany := c.violations > maxViolations
+			tooMany := c.violations > c.s.cfg.MaxViolations
 			c.mu.Unlock()
 			if tooMany {
 				c.closeWith(websocket.ClosePolicyViolation, "too many messages")

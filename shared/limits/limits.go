@@ -75,8 +75,13 @@ const (
 )
 
 // MessagesPerSecond limits what one socket sends, with bursts of twice
-// that.
-const MessagesPerSecond = 10
+// that. A socket is closed after MessageViolations messages over the
+// limit within ViolationWindow.
+const (
+	MessagesPerSecond = 10
+	MessageViolations = 20
+	ViolationWindow   = 10 * time.Second
+)
 
 // StoreBytes caps the stored images; the least recently used are evicted
 // beyond it.

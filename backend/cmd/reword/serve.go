@@ -38,7 +38,9 @@ func init() {
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "", stderr)
 	var env envDefaults
-	addr := fs.String("addr", envOr("REWORD_ADDR", ":8080"), "listen address (env REWORD_ADDR)")
+	addr := fs.String("addr", envOr("REWORD_ADDR", "127.0.0.1:8080"), "listen address; the default serves this machine only, :8080 every interface (then name the server with --allowed-hosts) (env REWORD_ADDR)")
+	allowedHosts := fs.String("allowed-hosts", envOr("REWORD_ALLOWED_HOSTS", ""), "comma-separated host names requests may be addressed to besides IP addresses and localhost, e.g. reword.example or *.reword.example (* for any); other Host headers get 421, which stops DNS rebinding (env REWORD_ALLOWED_HOSTS)")
+	metricsAddr := fs.String("metrics-addr", envOr("REWORD_METRICS_ADDR", ""), "serve /metrics on this address instead of --addr, e.g. 127.0.0.1:9090 (env REWORD_METRICS_ADDR)")
 	modelDir := fs.String("model", envOr("REWORD_MODEL", defaultPath("models/tiny")), "model folder (env REWORD_MODEL); required with --role worker, ignored with --role gateway")
 	webDir := fs.String("web", envOr("REWORD_WEB", defaultWebDir()), "folder holding app.wasm and its .br/.gz copies, as make build writes them (env REWORD_WEB)")
 	origins := fs.String("allow-origins", envOr("REWORD_ALLOW_ORIGINS", ""), "comma-separated extra origins allowed to open the WebSocket, e.g. https://reword.example (env REWORD_ALLOW_ORIGINS); the server's own origin is always allowed")
@@ -126,7 +128,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	o := serveOptions{
-		addr: *addr, data: *data, storeBytes: *storeMB << 20, natsDir: *natsDir, modelDir: *modelDir,
+		addr: *addr, metricsAddr: *metricsAddr, data: *data, storeBytes: *storeMB << 20, natsDir: *natsDir, modelDir: *modelDir,
 		log:    slog.New(slog.NewTextHandler(stderr, nil)),
 		stdout: stdout,
 		settings: cluster.Settings{
@@ -148,6 +150,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			UploadsAtOnce:     *uploadsAtOnce,
 			UploadsPerMinute:  *uploadsPerMinute,
 			AllowedOrigins:    splitList(*origins),
+			AllowedHosts:      splitList(*allowedHosts),
+			MetricsElsewhere:  *metricsAddr != "",
 		},
 	}
 	o.server.Logger = o.log
@@ -170,16 +174,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // serveOptions is what every role takes from the flags.
 type serveOptions struct {
-	addr       string
-	data       string
-	storeBytes int64
-	natsDir    string
-	modelDir   string
-	settings   cluster.Settings
-	engine     diffusion.Options
-	server     server.Config // Executor and OpenStore are the role's to set
-	log        *slog.Logger
-	stdout     io.Writer
+	addr        string
+	metricsAddr string
+	data        string
+	storeBytes  int64
+	natsDir     string
+	modelDir    string
+	settings    cluster.Settings
+	engine      diffusion.Options
+	server      server.Config // Executor and OpenStore are the role's to set
+	log         *slog.Logger
+	stdout      io.Writer
 }
 
 // runGateway serves the front end and runs edits on the cluster's
@@ -250,11 +255,31 @@ func serveHTTP(ctx context.Context, srv *server.Server, o serveOptions, what str
 		return nil, err
 	}
 	httpSrv := srv.HTTPServer()
+	errc := make(chan error, 2)
+	// /metrics on a listener of its own: one that need not be reachable
+	// from where the editor is.
+	var mln net.Listener
+	if o.metricsAddr != "" {
+		if mln, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
 	fmt.Fprintf(o.stdout, "Reword %s serving on http://%s (%s)\n", buildVersion(), displayAddr(ln.Addr()), what)
-	errc := make(chan error, 1)
+	if mln != nil {
+		metricsSrv := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: limits.HeaderTimeout, ReadTimeout: limits.ReadTimeout, IdleTimeout: limits.IdleTimeout}
+		httpSrv.RegisterOnShutdown(func() { metricsSrv.Close() })
+		fmt.Fprintf(o.stdout, "metrics on http://%s/metrics\n", displayAddr(mln.Addr()))
+		go func() {
+			if err := metricsSrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
 	go func() { errc <- httpSrv.Serve(ln) }()
 	select {
 	case err := <-errc:
+		httpSrv.Close()
 		return nil, err
 	case <-ctx.Done():
 		return httpSrv, nil
