@@ -17,10 +17,11 @@ ADDR      ?= 127.0.0.1:8080
 # Server packages (everything with goroutines serving clients) run under the
 # race detector; the rest without it, since the race runtime slows the
 # numeric tests several-fold on 2 cores. Each package runs once.
-RACE_PKGS   := ./backend/server/... ./backend/queue/... ./backend/store/... ./backend/cluster/... ./backend/editjob/... ./shared/protocol/...
-RACE_FILTER := /backend/(server|queue|store|cluster|editjob)(/|$$)|/shared/protocol(/|$$)
+RACE_PKGS   := ./backend/server/... ./backend/queue/... ./backend/store/... ./backend/cluster/... ./backend/editjob/... \
+               ./backend/clientaddr/... ./backend/keyrate/... ./shared/protocol/...
+RACE_FILTER := /backend/(server|queue|store|cluster|editjob|clientaddr|keyrate)(/|$$)|/shared/protocol(/|$$)
 
-.PHONY: build run test ort deps-browser fmt-check vet unit e2e bench tiny-model clean
+.PHONY: build run test ort deps-browser fmt-check vet unit fuzz e2e bench tiny-model clean
 
 build: bin/reword wasm
 
@@ -82,10 +83,30 @@ unit: ort
 	$(GO) test -count=1 $$($(GO) list ./... | grep -Ev '$(RACE_FILTER)')
 	$(GO) test -count=1 -race $(RACE_PKGS)
 
+# Every fuzz target runs for FUZZ_TIME beyond its seed corpus (testdata,
+# which unit runs anyway): a few seconds each keeps make test short while
+# new code meets inputs nobody wrote down. A failing input is written to
+# the package's testdata/fuzz, where it stays as a seed.
+FUZZ_TIME    ?= 4s
+FUZZ_TARGETS := ./shared/edit:FuzzDecodeLink ./shared/edit:FuzzParseValidate \
+                ./shared/protocol:FuzzDecode ./shared/protocol:FuzzDecodePreview \
+                ./shared/clip:FuzzEncode ./backend/photo:FuzzPrepare ./backend/photo:FuzzEXIF \
+                ./backend/clientaddr:FuzzAddr
+
+fuzz:
+	@missing=$$(git grep -h -o '^func Fuzz[A-Za-z0-9_]*' -- '*.go' | sed 's/^func //' | sort -u | \
+	  while read -r f; do case " $(FUZZ_TARGETS) " in *:$$f\ *) ;; *) echo "$$f";; esac; done); \
+	  if [ -n "$$missing" ]; then echo "fuzz targets missing from FUZZ_TARGETS in the Makefile:" $$missing; exit 1; fi
+	@for target in $(FUZZ_TARGETS); do \
+	  pkg=$${target%%:*}; name=$${target##*:}; \
+	  echo "fuzz $$pkg $$name for $(FUZZ_TIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
+	done
+
 e2e: deps-browser build ort
 	REWORD_BIN=$(CURDIR)/bin/reword $(GO) test -count=1 -tags e2e -v ./web/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
 
-test: fmt-check vet unit e2e
+test: fmt-check vet unit fuzz e2e
 
 # The quick benchmarks: Go micro-benchmarks (tokenizer, schedulers, …) and
 # the engine and instrumentation ratios on the tiny model. The long ones run

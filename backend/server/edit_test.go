@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -301,67 +300,6 @@ func TestPanickingJobFailsAlone(t *testing.T) {
 	}
 	if st := ts.local.Worker.Stats(); st.Failed != 1 || st.Completed != 1 || st.Redelivered != 0 {
 		t.Errorf("worker stats: %+v; want one failed, one completed, nothing redelivered", st)
-	}
-}
-
-// TestManyClientsAllComplete is the load test: 50 clients at once, each
-// running a short edit; every one gets its own result, nothing is lost.
-// It is bounded by the clients' read deadlines, not timed.
-func TestManyClientsAllComplete(t *testing.T) {
-	if testing.Short() {
-		t.Skip("load test")
-	}
-	ts := newEditServer(t, cluster.Settings{MaxQueued: 100}, nil)
-	const clients = 50
-	var wg sync.WaitGroup
-	results := make(chan string, clients)
-	for i := range clients {
-		c := ts.connectFrom(t, fmt.Sprintf("127.0.1.%d", i+1)) // 50 clients, 50 addresses
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := fmt.Sprintf("c%d", i)
-			b, _ := protocol.Encode(protocol.TypeRun, id, protocol.Run{Spec: spec(uint64(100+i), 2)})
-			if err := c.ws.WriteMessage(1, b); err != nil {
-				t.Error(err)
-				return
-			}
-			for {
-				c.ws.SetReadDeadline(time.Now().Add(3 * time.Minute))
-				typ, data, err := c.ws.ReadMessage()
-				if err != nil {
-					t.Errorf("client %s: %v", id, err)
-					return
-				}
-				if typ != 1 {
-					continue
-				}
-				m, err := protocol.Decode(data)
-				if err != nil {
-					t.Errorf("client %s: %v", id, err)
-					return
-				}
-				switch p := m.Payload.(type) {
-				case *protocol.Result:
-					if m.ID == id && len(p.Images) == 2 {
-						results <- id
-					}
-					return
-				case *protocol.Error:
-					t.Errorf("client %s: %+v", id, p)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(results)
-	seen := map[string]bool{}
-	for id := range results {
-		seen[id] = true
-	}
-	if len(seen) != clients {
-		t.Errorf("%d of %d clients got their result", len(seen), clients)
 	}
 }
 
