@@ -18,22 +18,32 @@ import (
 )
 
 // secureNATS is a JetStream server on loopback that speaks only TLS,
-// verifies client certificates, and admits two nkey users, a gateway and
-// a worker, each with its role's Permissions.
+// verifies client certificates, and admits two users, a gateway and a
+// worker, each with its role's Permissions: listed by nkey, or (operator
+// mode) issued as JWTs in credentials files.
 type secureNATS struct {
 	*natstest.Server
 	gateway, worker Credentials
 }
 
-func startSecureNATS(t *testing.T) *secureNATS {
+func startSecureNATS(t *testing.T, operatorMode bool) *secureNATS {
 	t.Helper()
-	s := &secureNATS{Server: natstest.Start(t,
-		natstest.User{Name: "gateway", Publish: GatewayPermissions.Publish, Subscribe: GatewayPermissions.Subscribe},
-		natstest.User{Name: "worker", Publish: WorkerPermissions.Publish, Subscribe: WorkerPermissions.Subscribe},
-	)}
+	users := []natstest.User{
+		{Name: "gateway", Publish: GatewayPermissions.Publish, Subscribe: GatewayPermissions.Subscribe},
+		{Name: "worker", Publish: WorkerPermissions.Publish, Subscribe: WorkerPermissions.Subscribe},
+	}
+	start := natstest.Start
+	if operatorMode {
+		start = natstest.StartOperator
+	}
+	s := &secureNATS{Server: start(t, users...)}
 	tlsFiles := Credentials{TLSCA: s.CA, TLSCert: s.ClientCert, TLSKey: s.ClientKey}
 	s.gateway, s.worker = tlsFiles, tlsFiles
-	s.gateway.NKeyFile, s.worker.NKeyFile = s.Seeds["gateway"], s.Seeds["worker"]
+	if operatorMode {
+		s.gateway.CredsFile, s.worker.CredsFile = s.Creds["gateway"], s.Creds["worker"]
+	} else {
+		s.gateway.NKeyFile, s.worker.NKeyFile = s.Seeds["gateway"], s.Seeds["worker"]
+	}
 	return s
 }
 
@@ -65,12 +75,18 @@ func (v *violations) list() []string {
 }
 
 // TestSecuredNATSLeastPrivilege runs a gateway and a worker, each with
-// only its role's Permissions, over TLS with client certificates and
-// nkeys: a job runs to its result, a running job is cancelled, with no
-// permission violation on either side. The worker's user cannot submit a
-// job, the gateway's cannot publish a job's events.
+// only its role's Permissions, over TLS with client certificates, as nkey
+// users and as JWT users with credentials files: a job runs to its
+// result, a running job is cancelled, with no permission violation on
+// either side. The worker's user cannot submit a job, the gateway's cannot
+// publish a job's events.
 func TestSecuredNATSLeastPrivilege(t *testing.T) {
-	sn := startSecureNATS(t)
+	for _, mode := range []string{"nkeys", "creds"} {
+		t.Run(mode, func(t *testing.T) { leastPrivilege(t, startSecureNATS(t, mode == "creds")) })
+	}
+}
+
+func leastPrivilege(t *testing.T, sn *secureNATS) {
 	gwViolations, wViolations := newViolations(), newViolations()
 	gwConn, err := Connect(sn.URL, "gateway", sn.gateway, gwViolations.handler())
 	must(t, err)
@@ -170,7 +186,7 @@ func TestSecuredNATSLeastPrivilege(t *testing.T) {
 // nkey the server does not know, without a client certificate, or not
 // trusting the server's CA, is refused, and says why.
 func TestSecuredNATSRefusesStrangers(t *testing.T) {
-	sn := startSecureNATS(t)
+	sn := startSecureNATS(t, false)
 	strangerSeed := natstest.UnknownSeed(t)
 	tlsOnly := Credentials{TLSCA: sn.CA, TLSCert: sn.ClientCert, TLSKey: sn.ClientKey}
 	withSeed := func(c Credentials, seed string) Credentials { c.NKeyFile = seed; return c }
@@ -202,6 +218,24 @@ func TestSecuredNATSRefusesStrangers(t *testing.T) {
 	nc, err := Connect(sn.URL, "worker", sn.worker)
 	must(t, err)
 	nc.Close()
+	// In operator mode: no credentials file, or one issued by another
+	// operator, is refused.
+	op := startSecureNATS(t, true)
+	other := startSecureNATS(t, true)
+	foreign := op.worker
+	foreign.CredsFile = other.Creds["worker"]
+	for name, c := range map[string]Credentials{"no credentials file": tlsOnlyOf(op), "another operator's user": foreign} {
+		if nc, err := Connect(op.URL, "stranger", c, nats.MaxReconnects(0)); err == nil {
+			nc.Close()
+			t.Errorf("operator mode, %s: connected", name)
+		} else if !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+			t.Errorf("operator mode, %s: %v", name, err)
+		}
+	}
+}
+
+func tlsOnlyOf(sn *secureNATS) Credentials {
+	return Credentials{TLSCA: sn.CA, TLSCert: sn.ClientCert, TLSKey: sn.ClientKey}
 }
 
 // TestCredentialsChecked: contradictory or missing files are refused

@@ -1,8 +1,10 @@
 // Package natstest starts a secured NATS JetStream server on loopback for
-// tests: TLS only, client certificates verified, and nkey users, each
-// with its own publish and subscribe permissions. The certificate
-// authority, certificates and nkeys are made for each server and thrown
-// away with the test's temporary folder.
+// tests: TLS only, client certificates verified, and users with their own
+// publish and subscribe permissions — listed by public nkey (Start), or
+// issued as user JWTs by a trusted operator and presented with a
+// credentials file (StartOperator). The certificate authority,
+// certificates, keys and JWTs are made for each server and thrown away
+// with the test's temporary folder.
 package natstest
 
 import (
@@ -19,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 )
@@ -39,16 +42,17 @@ type Server struct {
 	// the client's certificates; ClientCert and ClientKey a client
 	// certificate the server accepts.
 	CA, ClientCert, ClientKey string
-	// Seeds maps each user's name to a file holding its nkey seed.
-	Seeds map[string]string
+	// Seeds maps each user's name to a file holding its nkey seed
+	// (Start); Creds to its credentials file (StartOperator).
+	Seeds, Creds map[string]string
 }
 
-// Start starts a server admitting users and stops it when the test ends.
+// Start starts a server admitting users by their nkeys and stops it when
+// the test ends.
 func Start(t testing.TB, users ...User) *Server {
 	t.Helper()
 	dir := t.TempDir()
-	s := &Server{Seeds: map[string]string{}}
-	serverCert, serverKey := s.makePKI(t, dir)
+	s := &Server{Seeds: map[string]string{}, Creds: map[string]string{}}
 	var nkeyUsers []*natsserver.NkeyUser
 	for _, u := range users {
 		kp, err := nkeys.CreateUser()
@@ -64,14 +68,78 @@ func Start(t testing.TB, users ...User) *Server {
 			Subscribe: &natsserver.SubjectPermission{Allow: u.Subscribe},
 		}})
 	}
+	s.start(t, dir, &natsserver.Options{Nkeys: nkeyUsers})
+	return s
+}
+
+// StartOperator starts a server in operator mode — users are JWTs issued
+// by an account of an operator the server trusts, with JetStream enabled
+// for that account — and writes each user's credentials file.
+func StartOperator(t testing.TB, users ...User) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	s := &Server{Seeds: map[string]string{}, Creds: map[string]string{}}
+	operator, err := nkeys.CreateOperator()
+	check(t, err)
+	opPub, err := operator.PublicKey()
+	check(t, err)
+	opClaims := jwt.NewOperatorClaims(opPub)
+	opJWT, err := opClaims.Encode(operator)
+	check(t, err)
+	opClaims, err = jwt.DecodeOperatorClaims(opJWT)
+	check(t, err)
+	account, err := nkeys.CreateAccount()
+	check(t, err)
+	accPub, err := account.PublicKey()
+	check(t, err)
+	accClaims := jwt.NewAccountClaims(accPub)
+	accClaims.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	accJWT, err := accClaims.Encode(operator)
+	check(t, err)
+	resolver := &natsserver.MemAccResolver{}
+	check(t, resolver.Store(accPub, accJWT))
+	// JetStream needs the operator's system account.
+	system, err := nkeys.CreateAccount()
+	check(t, err)
+	sysPub, err := system.PublicKey()
+	check(t, err)
+	sysJWT, err := jwt.NewAccountClaims(sysPub).Encode(operator)
+	check(t, err)
+	check(t, resolver.Store(sysPub, sysJWT))
+	for _, u := range users {
+		kp, err := nkeys.CreateUser()
+		check(t, err)
+		seed, err := kp.Seed()
+		check(t, err)
+		public, err := kp.PublicKey()
+		check(t, err)
+		claims := jwt.NewUserClaims(public)
+		claims.IssuerAccount = accPub
+		claims.Permissions.Pub.Allow.Add(u.Publish...)
+		claims.Permissions.Sub.Allow.Add(u.Subscribe...)
+		userJWT, err := claims.Encode(account)
+		check(t, err)
+		creds, err := jwt.FormatUserConfig(userJWT, seed)
+		check(t, err)
+		s.Creds[u.Name] = filepath.Join(dir, u.Name+".creds")
+		check(t, os.WriteFile(s.Creds[u.Name], creds, 0o600))
+	}
+	s.start(t, dir, &natsserver.Options{TrustedOperators: []*jwt.OperatorClaims{opClaims}, AccountResolver: resolver, SystemAccount: sysPub})
+	return s
+}
+
+// start completes opts with JetStream and TLS on loopback and starts the
+// server.
+func (s *Server) start(t testing.TB, dir string, opts *natsserver.Options) {
+	t.Helper()
+	serverCert, serverKey := s.makePKI(t, dir)
 	tlsCfg, err := natsserver.GenTLSConfig(&natsserver.TLSConfigOpts{CertFile: serverCert, KeyFile: serverKey, CaFile: s.CA, Verify: true})
 	check(t, err)
-	srv, err := natsserver.NewServer(&natsserver.Options{
-		Host: "127.0.0.1", Port: natsserver.RANDOM_PORT, JetStream: true, StoreDir: filepath.Join(dir, "jetstream"),
-		NoSigs: true, NoLog: true,
-		TLS: true, TLSVerify: true, TLSConfig: tlsCfg, TLSTimeout: 5,
-		Nkeys: nkeyUsers,
-	})
+	opts.Host, opts.Port = "127.0.0.1", natsserver.RANDOM_PORT
+	opts.JetStream, opts.StoreDir = true, filepath.Join(dir, "jetstream")
+	opts.NoSigs, opts.NoLog = true, true
+	opts.TLS, opts.TLSVerify, opts.TLSConfig, opts.TLSTimeout = true, true, tlsCfg, 5
+	srv, err := natsserver.NewServer(opts)
 	check(t, err)
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
@@ -82,7 +150,6 @@ func Start(t testing.TB, users ...User) *Server {
 		srv.WaitForShutdown()
 	})
 	s.URL = srv.ClientURL()
-	return s
 }
 
 // makePKI writes a certificate authority, a server certificate for

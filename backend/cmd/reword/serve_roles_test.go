@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -301,22 +302,32 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 }
 
 // TestServeOverSecuredNATS runs a gateway and a worker as processes
-// against a NATS that requires TLS with client certificates and nkey
-// users with their role's permissions, given by the --nats-* flags: the
-// worker registers (the gateway becomes ready), and a worker started
-// without credentials exits saying how to give them.
+// against a NATS that requires TLS with client certificates and users
+// with their role's permissions — nkey users given with --nats-nkey, JWT
+// users with --nats-creds — and the --nats-tls-* flags: the worker
+// registers (the gateway becomes ready), and a worker started without
+// credentials exits saying how to give them.
 func TestServeOverSecuredNATS(t *testing.T) {
-	sn := natstest.Start(t,
-		natstest.User{Name: "gateway", Publish: cluster.GatewayPermissions.Publish, Subscribe: cluster.GatewayPermissions.Subscribe},
-		natstest.User{Name: "worker", Publish: cluster.WorkerPermissions.Publish, Subscribe: cluster.WorkerPermissions.Subscribe},
-	)
+	users := []natstest.User{
+		{Name: "gateway", Publish: cluster.GatewayPermissions.Publish, Subscribe: cluster.GatewayPermissions.Subscribe},
+		{Name: "worker", Publish: cluster.WorkerPermissions.Publish, Subscribe: cluster.WorkerPermissions.Subscribe},
+	}
+	t.Run("nkeys", func(t *testing.T) {
+		sn := natstest.Start(t, users...)
+		serveOverSecuredNATS(t, sn, []string{"--nats-nkey", sn.Seeds["gateway"]}, []string{"--nats-nkey", sn.Seeds["worker"]})
+	})
+	t.Run("creds", func(t *testing.T) {
+		sn := natstest.StartOperator(t, users...)
+		serveOverSecuredNATS(t, sn, []string{"--nats-creds", sn.Creds["gateway"]}, []string{"--nats-creds", sn.Creds["worker"]})
+	})
+}
+
+func serveOverSecuredNATS(t *testing.T, sn *natstest.Server, gatewayUser, workerUser []string) {
 	data, web := t.TempDir(), t.TempDir()
 	must(t, os.WriteFile(filepath.Join(web, "app.wasm"), []byte("\x00asm\x01\x00\x00\x00"), 0o644))
 	tlsFlags := []string{"--nats", sn.URL, "--nats-tls-ca", sn.CA, "--nats-tls-cert", sn.ClientCert, "--nats-tls-key", sn.ClientKey, "--data", data}
-	gw := startReword(t, "gateway", append([]string{"serve", "--role", "gateway", "--nats-nkey", sn.Seeds["gateway"],
-		"--web", web, "--addr", "127.0.0.1:0"}, tlsFlags...)...)
-	worker := startReword(t, "worker", append([]string{"serve", "--role", "worker", "--nats-nkey", sn.Seeds["worker"],
-		"--model", defaultPath("models/tiny"), "--threads", "1"}, tlsFlags...)...)
+	gw := startReword(t, "gateway", slices.Concat([]string{"serve", "--role", "gateway", "--web", web, "--addr", "127.0.0.1:0"}, gatewayUser, tlsFlags)...)
+	worker := startReword(t, "worker", slices.Concat([]string{"serve", "--role", "worker", "--model", defaultPath("models/tiny"), "--threads", "1"}, workerUser, tlsFlags)...)
 	if !gw.stdout.Scan() {
 		t.Fatalf("the gateway printed no address: %v\n%s", gw.stdout.Err(), gw.stderr.String())
 	}
