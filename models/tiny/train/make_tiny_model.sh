@@ -33,18 +33,32 @@ if ! "$py" -c 'import torch, numpy' 2>/dev/null; then
 	exit 1
 fi
 
+# --resume when an interrupted run left its checkpoint in $1.
+resume_flag() {
+	if [[ -d "$1/checkpoint" ]]; then
+		echo "== resuming the interrupted run in $1" >&2
+		echo --resume
+	fi
+}
+
 if [[ -z "$trained" ]]; then
 	trained=$work/trained
 	mkdir -p "$work"
 	echo "== drawing the training set"
 	go run ./models/tiny/train/datagen -out "$work/data" -n 60000 -seed 1
-	resume=()
-	if [[ -d "$trained/checkpoint" ]]; then
-		echo "== resuming the interrupted run in $trained"
-		resume=(--resume)
+	# Two parts, each resumable: the VAE (its own run, so that a change to
+	# the diffusion recipe never retrains it), then the text encoder and
+	# UNet on the VAE's latents.
+	vae=$work/vae
+	if [[ ! -f "$vae/vae.npz" ]]; then
+		echo "== training the VAE"
+		(cd models/tiny/train && nice -n 10 "$py" train.py --vae-only --data "$root/$work/data" --out "$root/$vae" \
+			--threads "${REWORD_TINY_THREADS:-0}" $(resume_flag "$vae"))
 	fi
-	echo "== training (this is the long part)"
-	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$root/$work/data" --out "$root/$trained" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" "${resume[@]}")
+	echo "== training the text encoder and UNet (the long part)"
+	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$root/$work/data" --vae-weights "$root/$vae/vae.npz" \
+		--out "$root/$trained" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" \
+		$(resume_flag "$trained"))
 fi
 echo "== exporting ONNX files and model.json from $trained"
 (cd models/tiny/train && "$py" export.py --trained "$(cd "$root" && realpath "$trained")" --model "$root/models/tiny")

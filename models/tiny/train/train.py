@@ -68,7 +68,7 @@ RECIPE = dict(
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
     vae_crop_steps=0, vae_crop_size=32,
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0],
-    grounding_weight=0.1, grounding_min_res=8,
+    grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -377,7 +377,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         eps = training_noise(x0.shape, r['lowfreq_noise'], dev, gen)
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        grounding = r['grounding_weight'] > 0
+        grounding = r['grounding_weight'] > 0 and stage >= r['grounding_cycle']
         tinysd.Attention.recorded = [] if grounding else None
         pred = unet(xt, t.float(), te(tok))
         snr = ac[t] / (1 - ac[t])
@@ -444,8 +444,16 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
     return ema_te.eval(), ema_unet.eval(), stats
 
 
+def vae_recipe(r):
+    """The part of recipe r the VAE depends on."""
+    return {k: v for k, v in r.items() if k == 'seed' or k.startswith('vae_') or k == 'validation_images'}
+
+
 def save_npz(path, module):
-    np.savez(path, **{k: v.detach().float().cpu().contiguous().numpy() for k, v in module.state_dict().items()})
+    """Writes the state dict atomically: a run killed while saving leaves no half-written file to be mistaken for a result."""
+    tmp = path + '.tmp.npz'
+    np.savez(tmp, **{k: v.detach().float().cpu().contiguous().numpy() for k, v in module.state_dict().items()})
+    os.replace(tmp, path)
 
 
 def main():
@@ -468,6 +476,8 @@ def main():
     ap.add_argument('--high-t', action='store_true', help='half of each batch at t >= 600, weighted by max(1, 0.1/SNR) (experimental)')
     ap.add_argument('--te-causal', action='store_true', help='a causal text encoder as CLIP (the first model) instead of te_windows')
     ap.add_argument('--grounding-weight', type=float, help='override the recipe (0: no grounding loss)')
+    ap.add_argument('--grounding-cycle', type=int, help='override the recipe: the first cosine cycle (1 or 2) with the grounding loss')
+    ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--te-token-std', type=float, help='initial std of the text encoder token embedding (recipe: te_token_init_std)')
     ap.add_argument('--vae-weights', help='a vae.npz an earlier run wrote: reuse it instead of training the VAE (for sweeps)')
     ap.add_argument('--latents', help='with --vae-weights: a .npy of the encoded, scaled training latents; '
@@ -542,6 +552,14 @@ def main():
         r['te_windows'] = None
     if args.grounding_weight is not None:
         r['grounding_weight'] = args.grounding_weight
+    if args.grounding_cycle is not None:
+        if args.grounding_cycle not in (1, 2):
+            ap.error(f'--grounding-cycle must be 1 or 2, got {args.grounding_cycle}')
+        r['grounding_cycle'] = args.grounding_cycle
+    if args.grounding_min_res is not None:
+        if args.grounding_min_res < 1:
+            ap.error(f'--grounding-min-res must be at least 1, got {args.grounding_min_res}')
+        r['grounding_min_res'] = args.grounding_min_res
     if args.te_token_std is not None:
         r['te_token_init_std'] = args.te_token_std
     dev = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
@@ -582,7 +600,10 @@ def main():
     log(f'data: {len(images)} scenes; device {device_name}; torch {torch.__version__}')
 
     ckpt = Checkpoints(args.out)
-    ckpt.open(dict(recipe=r, data=dict(seed=info['seed'], count=info['count']), device=dev.type, processes=args.processes,
+    # A VAE-only run belongs to the VAE's part of the recipe alone.
+    recipe = vae_recipe(r) if args.vae_only else r
+    ckpt.open(dict(recipe=recipe, data=dict(seed=info['seed'], count=info['count']), device=dev.type,
+                   processes=None if args.vae_only else args.processes,
                    vae_weights=args.vae_weights and os.path.abspath(args.vae_weights)), args.resume)
     try:
         finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info)
@@ -600,6 +621,10 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
         vae.to(dev).eval()
         vae_stats = dict(reused=os.path.abspath(args.vae_weights), params=tinysd.n_params(vae), seconds=0.0,
                          validation_psnr_db=None)
+        # A VAE trained by train.py --vae-only comes with its record.
+        record = os.path.join(os.path.dirname(args.vae_weights), 'vae.json')
+        if os.path.isfile(record):
+            vae_stats.update(json.load(open(record))['vae'], reused=os.path.basename(os.path.dirname(os.path.abspath(args.vae_weights))))
         log(f'vae: reusing {args.vae_weights}')
     elif vae_done is not None:
         vae = tinysd.AutoencoderKL().to(dev)
@@ -613,9 +638,10 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
         ckpt.save('vae-done', dict(vae=vae.state_dict(), stats=vae_stats, gen=gen.get_state()))
         ckpt.drop('vae-progress')
     if args.vae_only:
-        save_npz(os.path.join(args.out, 'vae.npz'), vae)
         with open(os.path.join(args.out, 'vae.json'), 'w') as f:
-            json.dump(dict(recipe=r, device=device_name, vae=vae_stats), f, indent=1)
+            json.dump(dict(recipe=vae_recipe(r),
+                           device=device_name, vae=vae_stats), f, indent=1)
+        save_npz(os.path.join(args.out, 'vae.npz'), vae)  # last: its presence means the VAE is done
         if not args.keep_checkpoint:
             ckpt.remove()
         return
