@@ -66,60 +66,22 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 
-	// VAE round trips of drawn scenes, each passed as a PNG photo.
-	rng := rand.New(rand.NewPCG(11, 12))
-	var vae eval.Tally
-	for _, c := range scene.EvalPrompts(*nPrompts, 2) {
-		s, err := scene.SceneFor(rng, c)
-		if err != nil {
-			return err
-		}
-		var b bytes.Buffer
-		if err := png.Encode(&b, s.Render()); err != nil {
-			return err
-		}
-		rt, err := e.RoundTrip(ctx, diffusion.Photo{Data: b.Bytes()})
-		if err != nil {
-			return err
-		}
-		if err := vae.Add(c, rt.NRGBA()); err != nil {
-			return err
-		}
+	vae, err := scoreVAERoundTrips(ctx, e, *nPrompts)
+	if err != nil {
+		return err
 	}
-
 	prompts := scene.EvalPrompts(*nPrompts, 1)
 	promptSet := "held-out"
 	if *seen {
 		prompts, promptSet = scene.SeenPrompts(*nPrompts, 1), "seen"
 	}
-	// One tally per seed, so that the report shows how much the numbers
-	// move between seeds, not only their mean.
-	perSeed := make([]eval.Tally, *nSeeds)
-	var kept []image.Image
-	total := len(prompts) * *nSeeds
 	start := time.Now()
-	done := 0
-	for seed := 0; seed < *nSeeds; seed++ {
-		for _, c := range prompts {
-			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: *steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
-			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
-			if err != nil {
-				return err
-			}
-			img := res.Images[0].NRGBA()
-			if err := perSeed[seed].Add(c, img); err != nil {
-				return err
-			}
-			if len(kept) < 64 {
-				kept = append(kept, img)
-				fmt.Fprintf(stderr, "grid %d: %s (seed %d)\n", len(kept)-1, c.Text, seed)
-			}
-			done++
-			fmt.Fprintf(stderr, "\r%d/%d images", done, total)
-		}
+	perSeed, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
+	if err != nil {
+		return err
 	}
-	fmt.Fprintln(stderr)
 	elapsed := time.Since(start)
+	total := len(prompts) * *nSeeds
 	var gen eval.Tally
 	for _, t := range perSeed {
 		gen.Merge(t)
@@ -144,6 +106,62 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 	return nil
+}
+
+// scoreVAERoundTrips scores the engine's VAE round trips of n drawn scenes,
+// each passed as a PNG photo: the ceiling the decoder puts on any generation.
+func scoreVAERoundTrips(ctx context.Context, e *diffusion.Engine, n int) (eval.Tally, error) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	var vae eval.Tally
+	for _, c := range scene.EvalPrompts(n, 2) {
+		s, err := scene.SceneFor(rng, c)
+		if err != nil {
+			return vae, err
+		}
+		var b bytes.Buffer
+		if err := png.Encode(&b, s.Render()); err != nil {
+			return vae, err
+		}
+		rt, err := e.RoundTrip(ctx, diffusion.Photo{Data: b.Bytes()})
+		if err != nil {
+			return vae, err
+		}
+		if err := vae.Add(c, rt.NRGBA()); err != nil {
+			return vae, err
+		}
+	}
+	return vae, nil
+}
+
+// scoreGenerations generates every prompt at seeds 0..nSeeds-1 and scores
+// each image, one tally per seed so that the report shows how much the
+// numbers move between seeds, not only their mean. It keeps the first 64
+// images for the grid.
+func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64, progress io.Writer) ([]eval.Tally, []image.Image, error) {
+	perSeed := make([]eval.Tally, nSeeds)
+	var kept []image.Image
+	total, done := len(prompts)*nSeeds, 0
+	for seed := 0; seed < nSeeds; seed++ {
+		for _, c := range prompts {
+			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
+			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
+			if err != nil {
+				return nil, nil, err
+			}
+			img := res.Images[0].NRGBA()
+			if err := perSeed[seed].Add(c, img); err != nil {
+				return nil, nil, err
+			}
+			if len(kept) < 64 {
+				kept = append(kept, img)
+				fmt.Fprintf(progress, "grid %d: %s (seed %d)\n", len(kept)-1, c.Text, seed)
+			}
+			done++
+			fmt.Fprintf(progress, "\r%d/%d images", done, total)
+		}
+	}
+	fmt.Fprintln(progress)
+	return perSeed, kept, nil
 }
 
 func writeModelGrid(path string, imgs []image.Image) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -74,30 +75,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	creds := cluster.Credentials{CredsFile: *natsCreds, NKeyFile: *natsNkey, TLSCA: *natsCA, TLSCert: *natsCert, TLSKey: *natsKey}
-	switch *role {
-	case "all":
-		// Role all is one process: its own NATS, one engine, one worker.
-		switch {
-		case *natsURL != "":
-			return usageError("--nats is for --role gateway and worker: role all runs its own NATS in process (its files go to --nats-dir)")
-		case creds != cluster.Credentials{}:
-			return usageError("--nats-creds, --nats-nkey and --nats-tls-* are for --role gateway and worker: role all's NATS runs in process, with no port to secure")
-		case *replicas != 1:
-			return usageError("--role all runs one embedded NATS server: --replicas must be 1, not %d", *replicas)
-		case *workers != 1:
-			return usageError("--workers %d: role all runs one in-process worker, as its engine runs one edit at a time; run --role worker processes to run edits in parallel (docs/deployment.md)", *workers)
-		}
-	case "gateway", "worker":
-		if *natsURL == "" {
-			return usageError("--role %s needs --nats (the NATS server URLs)", *role)
-		}
-		// A worker registers its model with the whole cluster, so it never
-		// falls back to the repository's tiny model the way role all does.
-		if *role == "worker" && !flagSet(fs, "model") && os.Getenv("REWORD_MODEL") == "" {
-			return usageError("--role worker needs --model (the model folder this worker serves)")
-		}
-	default:
-		return usageError("--role is all, gateway or worker, not %q", *role)
+	if err := checkRole(fs, *role, *natsURL, creds, *replicas, *workers); err != nil {
+		return err
 	}
 	if env.err != nil {
 		return usageError("%v", env.err)
@@ -105,20 +84,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *role == "worker" && !flagSet(fs, "store-mb") && os.Getenv("REWORD_STORE_MB") == "" {
 		*storeMB = 0 // the gateway evicts; see docs/deployment.md
 	}
-	if *storeMB < 0 {
-		return usageError("--store-mb must be ≥ 0 (0: never evict), got %d", *storeMB)
-	}
-	if *admitWindow < 1 {
-		return usageError("--admit-window must be ≥ 1, got %d", *admitWindow)
-	}
-	if *uploadMB < 1 || *uploadsAtOnce < 1 || *uploadsPerMinute <= 0 {
-		return usageError("--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got %d, %d and %g", *uploadMB, *uploadsAtOnce, *uploadsPerMinute)
-	}
-	if *socketsPerAddr < 1 || *maxSockets < *socketsPerAddr {
-		return usageError("--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got %d and %d", *socketsPerAddr, *maxSockets)
-	}
-	if _, err := clientaddr.NewResolver(splitList(*proxies)); err != nil {
-		return usageError("--trusted-proxies: %v", err)
+	if err := checkServeLimits(*storeMB, *admitWindow, *uploadMB, *uploadsAtOnce, *uploadsPerMinute, *socketsPerAddr, *maxSockets, *proxies); err != nil {
+		return err
 	}
 	prov, err := ort.ParseProvider(*provider)
 	if err != nil {
@@ -155,21 +122,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		},
 	}
 	o.server.Logger = o.log
-	if *role == "all" {
-		return runAll(ctx, o)
-	}
-	nc, err := cluster.Connect(*natsURL, "reword-"+*role, creds)
-	if err != nil {
-		if strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
-			err = fmt.Errorf("%w; give this role's NATS user with --nats-creds or --nats-nkey (docs/deployment.md lists the permissions each role needs)", err)
-		}
-		return err
-	}
-	defer nc.Close()
-	if *role == "worker" {
-		return runWorker(ctx, nc, o)
-	}
-	return runGateway(ctx, nc, o)
+	return runRole(ctx, *role, *natsURL, creds, o)
 }
 
 // serveOptions is what every role takes from the flags.
@@ -402,4 +355,75 @@ func displayAddr(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// checkRole checks the flags that depend on --role: role all runs its own
+// NATS and one worker; gateway and worker need the NATS servers.
+func checkRole(fs *flag.FlagSet, role, natsURL string, creds cluster.Credentials, replicas, workers int) error {
+	switch role {
+	case "all":
+		// Role all is one process: its own NATS, one engine, one worker.
+		switch {
+		case natsURL != "":
+			return usageError("--nats is for --role gateway and worker: role all runs its own NATS in process (its files go to --nats-dir)")
+		case creds != cluster.Credentials{}:
+			return usageError("--nats-creds, --nats-nkey and --nats-tls-* are for --role gateway and worker: role all's NATS runs in process, with no port to secure")
+		case replicas != 1:
+			return usageError("--role all runs one embedded NATS server: --replicas must be 1, not %d", replicas)
+		case workers != 1:
+			return usageError("--workers %d: role all runs one in-process worker, as its engine runs one edit at a time; run --role worker processes to run edits in parallel (docs/deployment.md)", workers)
+		}
+	case "gateway", "worker":
+		if natsURL == "" {
+			return usageError("--role %s needs --nats (the NATS server URLs)", role)
+		}
+		// A worker registers its model with the whole cluster, so it never
+		// falls back to the repository's tiny model the way role all does.
+		if role == "worker" && !flagSet(fs, "model") && os.Getenv("REWORD_MODEL") == "" {
+			return usageError("--role worker needs --model (the model folder this worker serves)")
+		}
+	default:
+		return usageError("--role is all, gateway or worker, not %q", role)
+	}
+	return nil
+}
+
+// checkServeLimits checks the numeric flags and the proxy list.
+func checkServeLimits(storeMB int64, admitWindow int, uploadMB int64, uploadsAtOnce int, uploadsPerMinute float64, socketsPerAddr, maxSockets int, proxies string) error {
+	if storeMB < 0 {
+		return usageError("--store-mb must be ≥ 0 (0: never evict), got %d", storeMB)
+	}
+	if admitWindow < 1 {
+		return usageError("--admit-window must be ≥ 1, got %d", admitWindow)
+	}
+	if uploadMB < 1 || uploadsAtOnce < 1 || uploadsPerMinute <= 0 {
+		return usageError("--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got %d, %d and %g", uploadMB, uploadsAtOnce, uploadsPerMinute)
+	}
+	if socketsPerAddr < 1 || maxSockets < socketsPerAddr {
+		return usageError("--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got %d and %d", socketsPerAddr, maxSockets)
+	}
+	if _, err := clientaddr.NewResolver(splitList(proxies)); err != nil {
+		return usageError("--trusted-proxies: %v", err)
+	}
+	return nil
+}
+
+// runRole runs the process as its --role: role all on its own, gateway and
+// worker connected to the NATS servers.
+func runRole(ctx context.Context, role, natsURL string, creds cluster.Credentials, o serveOptions) error {
+	if role == "all" {
+		return runAll(ctx, o)
+	}
+	nc, err := cluster.Connect(natsURL, "reword-"+role, creds)
+	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+			err = fmt.Errorf("%w; give this role's NATS user with --nats-creds or --nats-nkey (docs/deployment.md lists the permissions each role needs)", err)
+		}
+		return err
+	}
+	defer nc.Close()
+	if role == "worker" {
+		return runWorker(ctx, nc, o)
+	}
+	return runGateway(ctx, nc, o)
 }
