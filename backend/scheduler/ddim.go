@@ -17,7 +17,7 @@ type DDIM struct{ noiseLevels }
 
 // NewDDIM returns a DDIM scheduler for a run of steps steps.
 func NewDDIM(cfg Config, steps int) (*DDIM, error) {
-	n, err := newNoiseLevels(cfg, steps)
+	n, err := newNoiseLevels(cfg, steps, Config.Timesteps)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,8 @@ import "math"
 //
 // The first step has no history and the last step lands on the clean
 // image (σ = 0); both are first order (DDIM), as in diffusers with
-// final_sigmas_type "zero".
+// final_sigmas_type "zero". Its timesteps are Config.DPMSolverTimesteps,
+// which are not DDIM's for the same number of steps.
 type DPMSolver struct {
 	noiseLevels
 	prevX0     []float32 // D₋₁ of every latent value
@@ -24,7 +25,7 @@ type DPMSolver struct {
 
 // NewDPMSolver returns a DPM-Solver++ 2M scheduler for a run of steps steps.
 func NewDPMSolver(cfg Config, steps int) (*DPMSolver, error) {
-	n, err := newNoiseLevels(cfg, steps)
+	n, err := newNoiseLevels(cfg, steps, Config.DPMSolverTimesteps)
 	if err != nil {
 		return nil, err
 	}

@@ -32,11 +32,13 @@ type Spacing string
 
 const (
 	// Leading takes every (N/steps)-th timestep from 0, plus the offset:
-	// [981, 961, …, 1] for 50 steps of 1000 with offset 1 (SD 1.x).
+	// [981, 961, …, 1] for 50 DDIM steps of 1000 with offset 1 (SD 1.x).
+	// DPM-Solver++ divides by steps + 1 instead: [951, 932, …, 20].
 	Leading Spacing = "leading"
 	// Trailing counts back from the last training timestep: [999, 979, …, 19].
 	Trailing Spacing = "trailing"
-	// Linspace spreads the steps evenly over [0, N−1], rounded.
+	// Linspace spreads the steps evenly over [0, N−1], rounded (DPM-Solver++:
+	// steps + 1 points, without 0).
 	Linspace Spacing = "linspace"
 )
 
@@ -117,39 +119,116 @@ func (c Config) AlphasCumprod() []float64 {
 	return out
 }
 
-// Timesteps returns the training timesteps a run of the given number of
-// steps visits, highest (noisiest) first.
+// Timesteps returns the training timesteps a DDIM run of the given number of
+// steps visits, highest (noisiest) first, spaced as diffusers'
+// DDIMScheduler.set_timesteps spaces them: leading takes every
+// (N // steps)-th timestep from 0 plus the offset; trailing and linspace
+// are those of spacedTrailing and spacedLinspace with steps − 1 intervals.
+// One deliberate difference: a single linspace step is the last training
+// timestep, where numpy's one-point linspace would give timestep 0.
 func (c Config) Timesteps(steps int) ([]int, error) {
-	if err := c.Validate(); err != nil {
+	if err := c.checkSteps(steps); err != nil {
 		return nil, err
 	}
-	if steps < 1 || steps > c.TrainTimesteps {
-		return nil, fmt.Errorf("scheduler: %d steps; want 1..%d (the model's training timesteps)", steps, c.TrainTimesteps)
-	}
 	n := c.TrainTimesteps
-	ts := make([]int, steps)
 	switch c.Spacing {
 	case Leading:
-		ratio := n / steps
-		for k := range ts {
-			ts[k] = (steps-1-k)*ratio + c.StepsOffset
-		}
-		if ts[0] >= n {
-			return nil, fmt.Errorf("scheduler: steps_offset %d pushes the first of %d leading timesteps to %d, past the last training timestep %d", c.StepsOffset, steps, ts[0], n-1)
-		}
+		return c.spacedLeading(steps, n/steps, 0)
 	case Trailing:
-		ratio := float64(n) / float64(steps)
-		for k := range ts {
-			ts[k] = int(math.Round(float64(n)-float64(k)*ratio)) - 1
+		return spacedTrailing(n, steps), nil
+	default:
+		if steps == 1 {
+			return []int{n - 1}, nil
 		}
-	case Linspace:
-		for k := range ts {
-			if steps == 1 {
-				ts[k] = n - 1
-				continue
-			}
-			ts[k] = int(math.Round(float64(n-1) * float64(steps-1-k) / float64(steps-1)))
-		}
+		return spacedLinspace(n-1, steps-1, steps), nil
+	}
+}
+
+// DPMSolverTimesteps returns the training timesteps a DPM-Solver++ run of
+// the given number of steps visits, highest first, spaced as diffusers'
+// DPMSolverMultistepScheduler.set_timesteps spaces them (with its default
+// lambda_min_clipped of −∞, so all N training timesteps are eligible).
+// That scheduler divides the range into steps + 1 intervals and drops the
+// lowest point, because its last step goes to σ = 0 rather than to a
+// timestep: leading takes every (N // (steps+1))-th timestep from the
+// first interval up, plus the offset ([951, 932, …, 20] for 50 steps of
+// 1000 with offset 1, where DDIM has [981, …, 1]); linspace takes steps + 1
+// evenly spaced points of [0, N−1] without 0. Trailing is DDIM's.
+func (c Config) DPMSolverTimesteps(steps int) ([]int, error) {
+	if err := c.checkSteps(steps); err != nil {
+		return nil, err
+	}
+	n := c.TrainTimesteps
+	switch c.Spacing {
+	case Leading:
+		return c.spacedLeading(steps, n/(steps+1), 1)
+	case Trailing:
+		return spacedTrailing(n, steps), nil
+	default:
+		return spacedLinspace(n-1, steps, steps), nil
+	}
+}
+
+// checkSteps validates c and the number of steps of a run.
+func (c Config) checkSteps(steps int) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if steps < 1 || steps > c.TrainTimesteps {
+		return fmt.Errorf("scheduler: %d steps; want 1..%d (the model's training timesteps)", steps, c.TrainTimesteps)
+	}
+	return nil
+}
+
+// spacedLeading returns (steps − 1 − k + skip)·ratio + offset for k = 0 …
+// steps−1: multiples of ratio from skip·ratio up, plus the offset, highest
+// first.
+func (c Config) spacedLeading(steps, ratio, skip int) ([]int, error) {
+	n := c.TrainTimesteps
+	if ratio == 0 {
+		return nil, fmt.Errorf("scheduler: %d steps with leading spacing leave less than one of the %d training timesteps per step; use fewer steps", steps, n)
+	}
+	ts := make([]int, steps)
+	for k := range ts {
+		ts[k] = (steps-1-k+skip)*ratio + c.StepsOffset
+	}
+	if ts[0] >= n {
+		return nil, fmt.Errorf("scheduler: steps_offset %d pushes the first of %d leading timesteps to %d, past the last training timestep %d", c.StepsOffset, steps, ts[0], n-1)
 	}
 	return ts, nil
+}
+
+// spacedTrailing counts back from n in steps of n/steps, rounds half to
+// even and subtracts 1: diffusers' round(arange(n, 0, −n/steps)) − 1. The
+// values are computed as numpy's arange computes them (start + i·delta,
+// with delta the difference of its first two values) so that ties round
+// the same way. Where numpy's length, ceil(n / (n/steps)), comes out one
+// too many in floating point (61 steps of 1000, for one), diffusers gets
+// an extra timestep −1; this returns the first steps values only.
+func spacedTrailing(n, steps int) []int {
+	start := float64(n)
+	delta := (start - start/float64(steps)) - start
+	ts := make([]int, steps)
+	for k := range ts {
+		v := start + float64(float64(k)*delta) // explicit conversion: no fused multiply-add
+		ts[k] = int(math.RoundToEven(v)) - 1
+	}
+	return ts
+}
+
+// spacedLinspace returns the highest steps of the intervals+1 points
+// numpy.linspace(0, top, intervals+1) gives (j·(top/intervals), the last
+// exactly top), rounded half to even like numpy's round, highest first.
+func spacedLinspace(top, intervals, steps int) []int {
+	step := float64(top) / float64(intervals)
+	ts := make([]int, steps)
+	for k := range ts {
+		j := intervals - k
+		v := float64(top)
+		if j != intervals {
+			v = float64(j) * step
+		}
+		ts[k] = int(math.RoundToEven(v))
+	}
+	return ts
 }

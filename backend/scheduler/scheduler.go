@@ -53,8 +53,11 @@ type noiseLevels struct {
 	next       int     // the step index Step expects next
 }
 
-func newNoiseLevels(cfg Config, steps int) (noiseLevels, error) {
-	ts, err := cfg.Timesteps(steps)
+// newNoiseLevels takes the run's timesteps from the scheduler's own spacing
+// (Config.Timesteps or Config.DPMSolverTimesteps): diffusers spaces them
+// differently per scheduler.
+func newNoiseLevels(cfg Config, steps int, spacing func(Config, int) ([]int, error)) (noiseLevels, error) {
+	ts, err := spacing(cfg, steps)
 	if err != nil {
 		return noiseLevels{}, err
 	}

@@ -51,10 +51,88 @@ func TestTimesteps(t *testing.T) {
 	if got, _ := cfg.Timesteps(4); !slices.Equal(got, []int{999, 666, 333, 0}) {
 		t.Fatalf("linspace: %v", got)
 	}
+	// Ties round half to even, as numpy's round does in
+	// DDIMScheduler.set_timesteps: linspace(0, 999, 7) has 832.5 and
+	// 166.5; 1000 − k·62.5 has 812.5, 562.5, 312.5 and 62.5.
+	if got, _ := cfg.Timesteps(7); !slices.Equal(got, []int{999, 832, 666, 500, 333, 166, 0}) {
+		t.Fatalf("linspace, 7 steps: %v", got)
+	}
+	cfg.Spacing = Trailing
+	if got, _ := cfg.Timesteps(16); !slices.Equal(got, trailing16) {
+		t.Fatalf("trailing, 16 steps: %v", got)
+	}
 	for _, bad := range []int{0, -1, 1001} {
 		if _, err := SD1().Timesteps(bad); err == nil || !strings.Contains(err.Error(), "steps") {
 			t.Errorf("%d steps: err = %v", bad, err)
 		}
+	}
+}
+
+// trailing16 is diffusers' trailing spacing of 16 steps of 1000:
+// round(1000 − k·62.5) − 1 with ties to even.
+var trailing16 = []int{999, 937, 874, 811, 749, 687, 624, 561, 499, 437, 374, 311, 249, 187, 124, 61}
+
+// The DPM-Solver++ timesteps, derived by hand from the formulas of
+// diffusers' DPMSolverMultistepScheduler.set_timesteps (N training
+// timesteps, lambda_min_clipped −∞): leading is
+// k·(N // (steps+1)) + offset for k = steps … 1; trailing is
+// round(N − k·N/steps) − 1 for k = 0 … steps−1; linspace is
+// round(j·(N−1)/steps) for j = steps … 1; numpy rounds ties to even.
+func TestDPMSolverTimestepsMatchDiffusers(t *testing.T) {
+	down := func(first, step, n int) []int {
+		out := make([]int, n)
+		for k := range out {
+			out[k] = first - k*step
+		}
+		return out
+	}
+	with := func(spacing Spacing, offset int) Config {
+		c := SD1()
+		c.Spacing, c.StepsOffset = spacing, offset
+		return c
+	}
+	for _, c := range []struct {
+		name  string
+		cfg   Config
+		steps int
+		want  []int
+	}{
+		// 1000 // 51 = 19: 50·19 + 1 = 951 down to 1·19 + 1 = 20.
+		{"leading 50, offset 1", SD1(), 50, down(951, 19, 50)},
+		// 1000 // 21 = 47: 20·47 + 1 = 941 down to 48.
+		{"leading 20, offset 1", SD1(), 20, down(941, 47, 20)},
+		{"leading 10, offset 1", SD1(), 10, []int{901, 811, 721, 631, 541, 451, 361, 271, 181, 91}},
+		{"leading 1, offset 1", SD1(), 1, []int{501}},
+		// 1000 // 26 = 38: 25·38 = 950 down to 38.
+		{"leading 25, offset 0", with(Leading, 0), 25, down(950, 38, 25)},
+		{"trailing 16", with(Trailing, 1), 16, trailing16},
+		// The list diffusers issue #9261 prints for 13 trailing steps.
+		{"trailing 13", with(Trailing, 1), 13, []int{999, 922, 845, 768, 691, 614, 537, 461, 384, 307, 230, 153, 76}},
+		// linspace(0, 999, 5) = 0, 249.75, 499.5, 749.25, 999, without 0.
+		{"linspace 4", with(Linspace, 1), 4, []int{999, 749, 500, 250}},
+		// Steps of 166.5: 832.5 and 166.5 round down to even.
+		{"linspace 6", with(Linspace, 1), 6, []int{999, 832, 666, 500, 333, 166}},
+		// Steps of 49.95.
+		{"linspace 20", with(Linspace, 1), 20, []int{999, 949, 899, 849, 799, 749, 699, 649, 599, 549, 500, 450, 400, 350, 300, 250, 200, 150, 100, 50}},
+	} {
+		got, err := c.cfg.DPMSolverTimesteps(c.steps)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%s: got %v, %v; want %v", c.name, got, err, c.want)
+		}
+	}
+	// The scheduler runs them; DDIM keeps its own (981 … 1 for 50 steps).
+	dpm, _ := New(DPMSolverName, SD1(), 50)
+	ddim, _ := New(DDIMName, SD1(), 50)
+	if dpm.Timesteps()[0] != 951 || ddim.Timesteps()[0] != 981 {
+		t.Errorf("first timesteps: DPM-Solver++ %d, DDIM %d; want 951 and 981", dpm.Timesteps()[0], ddim.Timesteps()[0])
+	}
+	// 1000 steps leave 1000 // 1001 = 0 timesteps per step; 999 steps with
+	// offset 1 start at 1000, past the last training timestep.
+	if _, err := SD1().DPMSolverTimesteps(1000); err == nil || !strings.Contains(err.Error(), "fewer steps") {
+		t.Errorf("1000 leading steps: %v", err)
+	}
+	if _, err := SD1().DPMSolverTimesteps(999); err == nil || !strings.Contains(err.Error(), "steps_offset") {
+		t.Errorf("999 leading steps with offset 1: %v", err)
 	}
 }
 
@@ -209,10 +287,18 @@ func sampleError(t *testing.T, s Scheduler) float64 {
 }
 
 func TestDPMSolverIsSecondOrder(t *testing.T) {
+	// Both solvers run on DDIM's grid of timesteps, so that every run ends
+	// at the same timestep and the errors compare the updates alone
+	// (DPM-Solver++'s own grid stops at a step count's ratio + 1, which
+	// moves with the number of steps).
 	errAt := func(name string, steps int) float64 {
-		s, err := New(name, SD1(), steps)
+		n, err := newNoiseLevels(SD1(), steps, Config.Timesteps)
 		if err != nil {
 			t.Fatal(err)
+		}
+		var s Scheduler = &DDIM{n}
+		if name == DPMSolverName {
+			s = &DPMSolver{noiseLevels: n}
 		}
 		return sampleError(t, s)
 	}
