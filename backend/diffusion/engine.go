@@ -123,7 +123,7 @@ func Load(dir string, opts Options) (*Engine, error) {
 	if e.decoder, err = ort.NewSession(m.Path(m.VAEDecoder.File), so); err != nil {
 		return nil, err
 	}
-	if e.encoder, err = ort.NewSession(m.Path(m.VAEEncoder.File), so); err != nil {
+	if e.encoder, err = openEncoder(m, so); err != nil {
 		return nil, err
 	}
 	if err := e.checkSessions(desc); err != nil {

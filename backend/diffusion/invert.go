@@ -8,6 +8,8 @@ import (
 	"math"
 	"time"
 
+	"reword/backend/graph"
+	"reword/backend/model"
 	"reword/backend/ort"
 	"reword/backend/photo"
 	"reword/backend/scheduler"
@@ -176,7 +178,8 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 
 // encodePhoto decodes, fits and VAE-encodes a photo: the posterior mean
 // times the scaling factor (docs/algorithm.md, section 8). The mean, not a
-// sample: an encoder that outputs mean and log-variance gives it exactly.
+// sample: an encoder that outputs mean and log-variance gives it exactly,
+// and one that samples was rewritten to output the mean (openEncoder).
 func (e *Engine) encodePhoto(ctx context.Context, p *Photo) ([]float32, error) {
 	rgb, err := e.preparePhoto(p)
 	if err != nil {
@@ -264,6 +267,36 @@ func (e *Engine) RoundTrip(ctx context.Context, p Photo) (Image, error) {
 	}
 	m := e.manifest
 	return Image{Row: 0, Width: m.Image.Width, Height: m.Image.Height, RGB: images[0]}, nil
+}
+
+// openEncoder opens the VAE encoder so that it returns the posterior mean,
+// which inversion needs: the same photo then inverts to the same latents
+// bit for bit, run after run. A derived manifest first learns which output
+// the export has (model.Manifest.UseEncoderOutputs); an encoder whose
+// output is a random draw mean + std·ε is rewritten in memory to return
+// the mean, and one that is random in another form is refused with the fix.
+func openEncoder(m *model.Manifest, so ort.Options) (*ort.Session, error) {
+	path := m.Path(m.VAEEncoder.File)
+	if m.Derived {
+		names, err := graph.OutputNames(path)
+		if err != nil {
+			return nil, fmt.Errorf("model %s: VAE encoder: %w", m.Dir, err)
+		}
+		if err := m.UseEncoderOutputs(names); err != nil {
+			return nil, err
+		}
+	}
+	if m.VAEEncoder.OutputKind != "sample" {
+		return ort.NewSession(path, so)
+	}
+	mean, err := graph.PosteriorMeanFile(path, m.VAEEncoder.Output)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: VAE encoder: %w", m.Dir, err)
+	}
+	if mean == nil {
+		return ort.NewSession(path, so)
+	}
+	return ort.NewSessionFromBytes(path+" (posterior mean)", mean, so)
 }
 
 // checkEncoder verifies the VAE encoder's input and output against the

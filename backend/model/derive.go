@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // SD 1.x conventions used when a diffusers export does not state them.
@@ -71,13 +72,48 @@ func deriveManifest(dir string) (*Manifest, error) {
 	m.TextEncoder = Component{File: "text_encoder/model.onnx", Input: "input_ids", Output: "last_hidden_state"}
 	m.UNet.Component = Component{File: "unet/model.onnx", Input: "sample", Output: "out_sample"}
 	m.VAEDecoder = Component{File: "vae_decoder/model.onnx", Input: "latent_sample", Output: "sample"}
-	m.VAEEncoder.Component = Component{File: "vae_encoder/model.onnx", Input: "sample", Output: "latent_sample"}
+	// The encoder's output depends on the exporter; UseEncoderOutputs
+	// settles it from the file when the engine loads it.
+	m.VAEEncoder.Component = Component{File: "vae_encoder/model.onnx", Input: "sample", Output: sampleEncoderOutput}
 	m.VAEEncoder.OutputKind = "sample"
 	if channels != len(sdPreviewMatrix) {
 		return nil, fmt.Errorf("model %s: the UNet has %d latent channels; only 4-channel Stable Diffusion 1.x/2.x exports are supported without a model.json", dir, channels)
 	}
 	m.Preview.LatentRGBMatrix = sdPreviewMatrix
 	return m, m.validate()
+}
+
+// Output names of the VAE encoder in a diffusers-layout ONNX export, which
+// no config file states.
+const (
+	// optimumEncoderOutput is Optimum's: the posterior's mean and
+	// log-variance, channels first (current Optimum versions).
+	optimumEncoderOutput = "latent_parameters"
+	// sampleEncoderOutput is diffusers' conversion script's (and older
+	// Optimum's): a random draw of the posterior.
+	sampleEncoderOutput = "latent_sample"
+)
+
+// UseEncoderOutputs completes a derived manifest with the output names of
+// its VAE encoder file: an encoder with latent_parameters gives the
+// posterior mean exactly and is used as it is; one with only latent_sample
+// returns a random draw, which the engine rewrites to return the mean when
+// it loads the encoder (graph.PosteriorMean). A manifest read from
+// model.json states its encoder and is left as it is.
+func (m *Manifest) UseEncoderOutputs(names []string) error {
+	if !m.Derived {
+		return nil
+	}
+	switch {
+	case slices.Contains(names, optimumEncoderOutput):
+		m.VAEEncoder.Output, m.VAEEncoder.OutputKind = optimumEncoderOutput, "mean_logvar"
+	case slices.Contains(names, sampleEncoderOutput):
+		m.VAEEncoder.Output, m.VAEEncoder.OutputKind = sampleEncoderOutput, "sample"
+	default:
+		return fmt.Errorf("model %s: the VAE encoder %s has outputs %v; without a model.json it must have %q (Optimum's export) or %q (diffusers' conversion script)",
+			m.Dir, m.VAEEncoder.File, names, optimumEncoderOutput, sampleEncoderOutput)
+	}
+	return nil
 }
 
 // readOptionalJSON decodes path into v; a missing file leaves v unchanged.

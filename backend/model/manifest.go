@@ -52,8 +52,10 @@ type Manifest struct {
 	} `json:"unet"`
 	VAEEncoder struct {
 		Component
-		// OutputKind is "mean_logvar" (latent_parameters, 2C channels) or
-		// "sample" (a random draw of the posterior, the standard export).
+		// OutputKind is "mean_logvar" (latent_parameters, 2C channels:
+		// Optimum's export) or "sample" (latent_sample, C channels, a
+		// random draw mean + std·ε in diffusers' conversion script, which
+		// the engine rewrites to return the mean when it loads it).
 		OutputKind string `json:"output_kind"`
 	} `json:"vae_encoder"`
 	VAEDecoder Component `json:"vae_decoder"`

@@ -152,3 +152,35 @@ func TestTinyManifestReadsAsBefore(t *testing.T) {
 		}
 	}
 }
+
+// A derived manifest takes the VAE encoder's output from the export:
+// Optimum's latent_parameters (mean and log-variance) before diffusers'
+// latent_sample; a model.json's encoder is never second-guessed.
+func TestUseEncoderOutputs(t *testing.T) {
+	derived := func() *Manifest {
+		m, err := Load(writeFolder(t, map[string]string{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := derived()
+	if err := m.UseEncoderOutputs([]string{"latent_parameters"}); err != nil || m.VAEEncoder.Output != "latent_parameters" || m.VAEEncoder.OutputKind != "mean_logvar" {
+		t.Errorf("Optimum export: %v, output %q kind %q", err, m.VAEEncoder.Output, m.VAEEncoder.OutputKind)
+	}
+	m = derived()
+	if err := m.UseEncoderOutputs([]string{"latent_sample"}); err != nil || m.VAEEncoder.Output != "latent_sample" || m.VAEEncoder.OutputKind != "sample" {
+		t.Errorf("diffusers export: %v, output %q kind %q", err, m.VAEEncoder.Output, m.VAEEncoder.OutputKind)
+	}
+	if err := derived().UseEncoderOutputs([]string{"z"}); err == nil || !strings.Contains(err.Error(), `"latent_parameters" (Optimum's export)`) {
+		t.Errorf("unknown output: %v", err)
+	}
+	stated, err := Load(writeFolder(t, map[string]string{ManifestFile: validManifest}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := stated.VAEEncoder
+	if err := stated.UseEncoderOutputs([]string{"latent_sample"}); err != nil || stated.VAEEncoder != before {
+		t.Errorf("model.json encoder changed to %+v (%v)", stated.VAEEncoder, err)
+	}
+}
