@@ -65,6 +65,11 @@ type Comparison struct {
 	Kind align.Kind
 	// Empty is true when the target has no tokens at all.
 	Empty bool
+	// Choice is the kind the user chose (align.Auto or "" when the prompts
+	// decide); Refused is true when the prompts do not allow it and Kind
+	// is what auto gives instead.
+	Choice  align.Choice
+	Refused bool
 	// Source and Target are the words of both prompts with their status
 	// relative to each other.
 	Source, Target []PromptWord
@@ -199,9 +204,23 @@ func promptWords(enc clip.Encoding, split []align.Word) []PromptWord {
 // (align.Compare), the very match the server builds its attention controls
 // from.
 func Compare(tok *clip.Tokenizer, source, target string) Comparison {
+	return CompareAs(tok, source, target, align.Auto)
+}
+
+// CompareAs is Compare for a target whose edit kind the user chose. When the
+// prompts do not allow that kind (a replace across different word counts)
+// it shows the kind auto would run, with Refused set: the form says why
+// next to the kind, and Run is refused until it changes.
+func CompareAs(tok *clip.Tokenizer, source, target string, choice align.Choice) Comparison {
 	src, tgt := tok.Encode(source), tok.Encode(target)
-	d := align.Compare(src, tgt)
+	d, err := align.CompareAs(src, tgt, choice)
+	refused := err != nil
+	if refused {
+		d = align.Compare(src, tgt)
+	}
 	c := Comparison{
+		Choice:  choice,
+		Refused: refused,
 		Source:  promptWords(src, d.Source),
 		Target:  promptWords(tgt, d.Target),
 		Tokens:  len(tgt.IDs) - 2,
@@ -263,4 +282,25 @@ func utf16Offsets(s string) []int {
 	}
 	out[len(s)] = n
 	return out
+}
+
+// ChoiceLabel is the text of a kind choice in the edit's kind menu: auto
+// says what it resolves to (resolved, a KindName text), the forced kinds
+// the names the spec and the CLI use.
+func ChoiceLabel(c align.Choice, resolved string) string {
+	if c == align.Auto || c == "" {
+		return "auto: " + resolved
+	}
+	return string(c)
+}
+
+// ChoiceTitle explains a kind choice in a line.
+func ChoiceTitle(c align.Choice) string {
+	switch c {
+	case align.ForceReplace:
+		return "replace: swap the words one for one (needs as many words as the source)"
+	case align.ForceRefine:
+		return "refine: align the tokens; changed words get attention of their own (what PIE-Bench runs)"
+	}
+	return "auto: replace when the edit has as many words as the source, refine otherwise"
 }

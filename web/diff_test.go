@@ -176,3 +176,27 @@ func TestPlainWordsKeepOnlyTheContextMarks(t *testing.T) {
 		t.Error("plainWords changed its input")
 	}
 }
+
+// TestCompareAsChosenKind: a chosen kind re-marks the words; a replace the
+// prompts cannot take falls back to what auto gives, marked Refused; the
+// menu's auto entry names what it resolves to.
+func TestCompareAsChosenKind(t *testing.T) {
+	tok, err := clip.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := CompareAs(tok, "a red circle", "a blue circle", align.ForceRefine)
+	if name, _ := c.KindName(); name != "add-remove" || c.Refused || c.Choice != align.ForceRefine {
+		t.Errorf("forced refine: kind %q, refused %v, choice %q", name, c.Refused, c.Choice)
+	}
+	c = CompareAs(tok, "a red circle", "a blue circle on grass", align.ForceReplace)
+	if name, _ := c.KindName(); name != "add-remove" || !c.Refused {
+		t.Errorf("impossible replace: kind %q, refused %v; want auto's add-remove, refused", name, c.Refused)
+	}
+	if l := ChoiceLabel(align.Auto, "swap"); l != "auto: swap" {
+		t.Errorf("auto label %q", l)
+	}
+	if l := ChoiceLabel(align.ForceRefine, "swap"); l != "refine" {
+		t.Errorf("refine label %q", l)
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
+	"reword/shared/align"
 	"reword/shared/clip"
 	"reword/shared/edit"
 	"reword/shared/protocol"
@@ -129,8 +130,8 @@ func (e *Editor) setSpec(s edit.Spec) {
 	if e.tok == nil {
 		return
 	}
-	for _, t := range s.Targets {
-		e.comparisons = append(e.comparisons, Compare(e.tok, s.Source, t))
+	for i, t := range s.Targets {
+		e.comparisons = append(e.comparisons, CompareAs(e.tok, s.Source, t, s.KindOf(i)))
 	}
 }
 
@@ -278,6 +279,11 @@ func (e *Editor) Render() app.UI {
 							e.changed(s)
 							e.syncInputs(ctx)
 							e.refreshHeat(ctx)
+						},
+						OnKind: func(ctx app.Context, i int, c align.Choice) {
+							s := cloneSpec(e.spec)
+							s.SetKind(i, c)
+							e.changed(s)
 						},
 						OnSelectWord: e.selectWord,
 						OnHoverWord:  e.hover,

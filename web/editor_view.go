@@ -66,6 +66,7 @@ func (e *Editor) syncInputs(ctx app.Context) {
 	}
 	for i, t := range s.Targets {
 		values["target-"+strconv.Itoa(i)] = t
+		values["edit-kind-choice-"+strconv.Itoa(i)] = string(s.KindOf(i))
 	}
 	ctx.Defer(func(app.Context) {
 		for id, v := range values {

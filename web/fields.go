@@ -49,8 +49,8 @@ func checkSpec(tok *clip.Tokenizer, s edit.Spec, d *edit.Defaults) []fieldProble
 // formRank orders spec fields as the form shows them: prompts, word
 // settings, the settings from steps to the negative prompt, the photo.
 func formRank(field string) int {
-	order := []string{"source", "targets", "reweights", "cross_words", "blend",
-		"steps", "guidance", "seed", "scheduler", "cross", "self", "negative", "width", "height", "model", "image", "inversion"}
+	order := []string{"source", "targets", "kinds", "reweights", "cross_words", "blend",
+		"steps", "guidance", "seed", "scheduler", "cross", "self", "replace_tail", "negative", "width", "height", "model", "image", "inversion"}
 	for i, f := range order {
 		if field == f || strings.HasPrefix(field, f+"[") || strings.HasPrefix(field, f+".") {
 			return i
@@ -79,6 +79,9 @@ func fieldLabel(field string, photo bool) string {
 	var n int
 	if _, err := fmt.Sscanf(field, "targets[%d]", &n); err == nil {
 		return editName(n)
+	}
+	if _, err := fmt.Sscanf(field, "kinds[%d]", &n); err == nil {
+		return "The kind of " + editName(n)
 	}
 	if _, err := fmt.Sscanf(field, "blend[%d]", &n); err == nil {
 		if strings.HasSuffix(field, ".exclude") {
@@ -118,6 +121,10 @@ func fieldLabel(field string, photo bool) string {
 		return "Inversion"
 	case "blend":
 		return "Local blend"
+	case "kinds":
+		return "Edit kinds"
+	case "replace_tail":
+		return "Replace tail"
 	}
 	return field
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
+	"reword/shared/align"
 	"reword/shared/edit"
 )
 
@@ -43,6 +44,8 @@ type PromptEditor struct {
 	OnTarget     func(ctx app.Context, i int, text string)
 	OnAddTarget  func(ctx app.Context)
 	OnDropTarget func(ctx app.Context, i int)
+	// OnKind chooses target i's edit kind.
+	OnKind       func(ctx app.Context, i int, c align.Choice)
 	OnSelectWord func(ctx app.Context, w wordRef)
 	OnHoverWord  func(ctx app.Context, w *wordRef)
 }
@@ -100,7 +103,8 @@ func (p *PromptEditor) renderTarget(i int) app.UI {
 		app.Div().Class("prompt-head").Body(
 			app.Label().For(id).Text(label),
 			app.Span().ID("edit-kind-"+strconv.Itoa(i)).Class("kind kind-"+kind).DataSet("kind", kind).
-				Title(KindTitle(kind)).Text(kindText),
+				DataSet("choice", string(p.Spec.KindOf(i))).DataSet("refused", c.Refused).Title(KindTitle(kind)).Text(kindText),
+			p.renderKindChoice(i, label, kindText),
 			app.Span().ID("token-count-"+strconv.Itoa(i)).Class("token-count").
 				DataSet("over", c.Dropped > 0).Text(counter),
 			app.If(len(p.Spec.Targets) > 1, func() app.UI {
@@ -114,8 +118,30 @@ func (p *PromptEditor) renderTarget(i int) app.UI {
 			Placeholder("reword the prompt: swap, add or remove words").
 			OnInput(func(ctx app.Context, e app.Event) { p.OnTarget(ctx, i, ctx.JSSrc().Get("value").String()) }),
 		fieldError(p.Errors, "targets["+strconv.Itoa(i)+"]"),
+		fieldError(p.Errors, "kinds["+strconv.Itoa(i)+"]"),
 		p.renderWords(i, c.DiffWords()),
 	)
+}
+
+// renderKindChoice is the menu next to an edit's kind badge: auto (which
+// names the kind it resolved to), replace or refine. The word-count rule
+// guesses wrong where a phrase changes at the same length, so the user
+// has the last word.
+func (p *PromptEditor) renderKindChoice(i int, label, resolved string) app.UI {
+	chosen := p.Spec.KindOf(i)
+	return app.Select().ID("edit-kind-choice-"+strconv.Itoa(i)).Class("kind-choice").
+		Aria("label", "Kind of "+label).Title(ChoiceTitle(chosen)).
+		OnChange(func(ctx app.Context, e app.Event) {
+			p.OnKind(ctx, i, align.Choice(ctx.JSSrc().Get("value").String()))
+		}).
+		Body(app.Range(align.Choices).Slice(func(k int) app.UI {
+			c := align.Choices[k]
+			text := ChoiceLabel(c, resolved)
+			if c == align.Auto && chosen != align.Auto {
+				text = string(c) // resolved is the forced kind, not what auto would give
+			}
+			return app.Option().Value(string(c)).Selected(c == chosen).Title(ChoiceTitle(c)).Text(text)
+		}))
 }
 
 // renderWords draws a prompt's words as buttons: colour says what the edit

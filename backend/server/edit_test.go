@@ -15,6 +15,7 @@ import (
 	"reword/backend/diffusion"
 	"reword/backend/store"
 	"reword/models/tiny/tinytest"
+	"reword/shared/align"
 	"reword/shared/edit"
 	"reword/shared/protocol"
 )
@@ -175,6 +176,10 @@ func TestInvalidSpecListsEveryProblem(t *testing.T) {
 	s := spec(1, 500)
 	g := 99.0
 	s.Guidance = &g
+	// The server checks a chosen kind against the prompts again: a replace
+	// needs as many words as the source.
+	s.Targets = []string{"a big blue circle"}
+	s.Kinds = []align.Choice{align.ForceReplace}
 	c.send(protocol.TypeRun, "bad", protocol.Run{Spec: s})
 	e, ok := c.next().msg.Payload.(*protocol.Error)
 	if !ok || e.Code != protocol.CodeInvalidSpec || len(e.Problems) < 2 {
@@ -184,8 +189,8 @@ func TestInvalidSpecListsEveryProblem(t *testing.T) {
 	for _, p := range e.Problems {
 		fields[p.Field] = true
 	}
-	if !fields["spec.steps"] || !fields["spec.guidance"] {
-		t.Errorf("problems %+v do not name spec.steps and spec.guidance", e.Problems)
+	if !fields["spec.steps"] || !fields["spec.guidance"] || !fields["spec.kinds[0]"] {
+		t.Errorf("problems %+v do not name spec.steps, spec.guidance and spec.kinds[0]", e.Problems)
 	}
 	// A photo that was never uploaded is reported as expired.
 	s = spec(1, 2)

@@ -164,7 +164,7 @@ func unevenSwap(tok *clip.Tokenizer, src, tgt string, k Kind) bool {
 	if k != Replace {
 		return false
 	}
-	m := matchPrompts(tok.Encode(src), tok.Encode(tgt))
+	m, _ := matchPrompts(tok.Encode(src), tok.Encode(tgt), Auto)
 	for _, k := range m.swapped {
 		if len(m.source[k].Tokens) != len(m.target[k].Tokens) {
 			return true

@@ -55,6 +55,9 @@ type Config struct {
 	// Blend is each target's local blend, in target order (shorter than
 	// Targets, or an empty entry: that target is not blended).
 	Blend []Blend
+	// Kinds is the edit kind chosen for each target, in target order
+	// (shorter than Targets, or an empty entry: Auto).
+	Kinds []Choice
 	// ReferenceReplaceTail reproduces the reference's misalignment after the
 	// last swapped word of different token counts (see ReplaceMapper).
 	ReferenceReplaceTail bool
@@ -92,7 +95,8 @@ type Controller struct {
 
 // New aligns the prompts of cfg. It returns an error for an invalid
 // configuration: no or too many targets, steps < 1, windows outside [0, 1],
-// non-finite reweights.
+// non-finite reweights, more kinds than targets, or a kind the prompts do
+// not allow (a *ChoiceError).
 func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 	if len(cfg.Targets) == 0 {
 		return nil, fmt.Errorf("align: no target prompts")
@@ -115,15 +119,23 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		}
 	}
 
+	if len(cfg.Kinds) > len(cfg.Targets) {
+		return nil, fmt.Errorf("align: %d edit kinds for %d targets", len(cfg.Kinds), len(cfg.Targets))
+	}
+
 	src := tok.Encode(cfg.Source)
 	c := &Controller{steps: cfg.Steps}
 	c.selfFrom, c.selfTo = int(cfg.Self.Start*float64(cfg.Steps)), int(cfg.Self.End*float64(cfg.Steps))
 	crossFrom, crossTo := crossSteps(cfg.Cross, cfg.Steps)
-	for _, target := range cfg.Targets {
+	for e, target := range cfg.Targets {
 		tgt := tok.Encode(target)
-		kind, mapper, keep, err := mapTarget(src, tgt, cfg.ReferenceReplaceTail)
+		choice := Auto
+		if e < len(cfg.Kinds) && cfg.Kinds[e] != "" {
+			choice = cfg.Kinds[e]
+		}
+		kind, mapper, keep, err := mapTarget(src, tgt, choice, cfg.ReferenceReplaceTail)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("target %d: %w", e+1, err)
 		}
 		eq := ones(n77)
 		for _, w := range sortedKeys(cfg.Reweights) {
@@ -178,10 +190,13 @@ func crossSteps(w Window, steps int) (from, to int) {
 	return int(w.Start * rows), int(w.End * rows)
 }
 
-// mapTarget classifies a target and builds its mapper G and keep vector a
-// from the match the editor's diff shows (Compare).
-func mapTarget(src, tgt clip.Encoding, referenceTail bool) (Kind, []float32, []float32, error) {
-	m := matchPrompts(src, tgt)
+// mapTarget classifies a target as chosen and builds its mapper G and keep
+// vector a from the match the editor's diff shows (CompareAs).
+func mapTarget(src, tgt clip.Encoding, choice Choice, referenceTail bool) (Kind, []float32, []float32, error) {
+	m, err := matchPrompts(src, tgt, choice)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	switch m.kind {
 	case Reweight:
 		g := make([]float32, n77*n77)

@@ -27,9 +27,21 @@ type Diff struct {
 	Counterpart []int
 }
 
-// Compare aligns target with source as New does.
+// Compare aligns target with source as New does when the kind is left to
+// the prompts (Auto).
 func Compare(source, target clip.Encoding) Diff {
-	m := matchPrompts(source, target)
+	d, _ := CompareAs(source, target, Auto) // Auto always has a kind
+	return d
+}
+
+// CompareAs aligns target with source as New does for a target whose kind
+// is chosen c. It returns a *ChoiceError when the prompts do not allow the
+// kind chosen (a replace needs as many words in both prompts).
+func CompareAs(source, target clip.Encoding, c Choice) (Diff, error) {
+	m, err := matchPrompts(source, target, c)
+	if err != nil {
+		return Diff{}, err
+	}
 	d := Diff{Kind: m.kind, Source: m.source, Target: m.target,
 		SourceChanged: make([]bool, len(m.source)), TargetChanged: make([]bool, len(m.target)),
 		Counterpart: make([]int, len(m.target))}
@@ -56,7 +68,7 @@ func Compare(source, target clip.Encoding) Diff {
 		}
 		d.Counterpart = refineCounterparts(m, d.TargetChanged)
 	}
-	return d
+	return d, nil
 }
 
 // refineCounterparts finds, for each target word of a Refine edit, the
@@ -100,43 +112,62 @@ type match struct {
 	aligned []int
 }
 
-// matchPrompts classifies target: Reweight when its tokens are the
-// source's, Replace when it is the source with some words swapped, Refine
-// otherwise.
-func matchPrompts(src, tgt clip.Encoding) match {
+// matchPrompts classifies target for the kind chosen. Auto: Reweight when
+// its tokens are the source's, Replace when it is the source with some
+// words swapped, Refine otherwise. A forced kind is used even where Auto
+// would pick another (identical prompts give the identity mapper either
+// way); Replace is refused when the prompts have no word-for-word match.
+func matchPrompts(src, tgt clip.Encoding, c Choice) (match, error) {
 	m := match{source: Words(src), target: Words(tgt)}
-	switch {
-	case slices.Equal(src.IDs, tgt.IDs):
-		m.kind = Reweight
-	case m.findSwaps(src, tgt):
-		m.kind = Replace
-	default:
+	switch c {
+	case Auto, "":
+		swapped, err := m.findSwaps(src, tgt)
+		switch {
+		case slices.Equal(src.IDs, tgt.IDs):
+			m.kind = Reweight
+		case err == nil && len(swapped) > 0:
+			m.kind, m.swapped = Replace, swapped
+		default:
+			m.kind = Refine
+		}
+	case ForceReplace:
+		swapped, err := m.findSwaps(src, tgt)
+		if err != nil {
+			return match{}, err
+		}
+		m.kind, m.swapped = Replace, swapped
+	case ForceRefine:
 		m.kind = Refine
+	default:
+		return match{}, &ChoiceError{Choice: c}
+	}
+	if m.kind == Refine {
 		m.aligned = Align(contextIDs(src), contextIDs(tgt))
 	}
-	return m
+	return m, nil
 }
 
-// findSwaps records the words that tokenize differently, when both prompts
-// have the same number of words, and reports whether target is source with
-// those words swapped: something differs, and every differing word has
-// tokens on both sides.
-func (m *match) findSwaps(src, tgt clip.Encoding) bool {
+// findSwaps returns the words that tokenize differently, the same index
+// in both prompts, or why the target is not the source with words swapped:
+// the prompts have different numbers of words, or a differing word has no
+// tokens on one side (cleaning removed all of it), so nothing can take its
+// place. An identical target has no swapped words and no error.
+func (m *match) findSwaps(src, tgt clip.Encoding) ([]int, error) {
 	if len(m.source) != len(m.target) {
-		return false
+		return nil, &ChoiceError{Choice: ForceReplace, SourceWords: len(m.source), TargetWords: len(m.target), Word: -1}
 	}
+	var swapped []int
 	for k := range m.source {
 		s, t := m.source[k].Tokens, m.target[k].Tokens
 		if slices.Equal(tokenIDs(src, s), tokenIDs(tgt, t)) {
 			continue
 		}
 		if len(s) == 0 || len(t) == 0 {
-			m.swapped = nil
-			return false
+			return nil, &ChoiceError{Choice: ForceReplace, SourceWords: len(m.source), TargetWords: len(m.target), Word: k}
 		}
-		m.swapped = append(m.swapped, k)
+		swapped = append(swapped, k)
 	}
-	return len(m.swapped) > 0
+	return swapped, nil
 }
 
 // contextIDs returns the ids the text encoder sees, unpadded: at most 77,

@@ -85,8 +85,8 @@ func (s *Spec) SetBlend(i int, b Blend) {
 	s.normalizeBlend()
 }
 
-// DropTarget removes target i with its blend entry, so that the other
-// targets keep theirs.
+// DropTarget removes target i with its blend entry and its kind, so that
+// the other targets keep theirs.
 func (s *Spec) DropTarget(i int) {
 	if i < 0 || i >= len(s.Targets) {
 		return
@@ -95,7 +95,11 @@ func (s *Spec) DropTarget(i int) {
 	if i < len(s.Blend) {
 		s.Blend = slices.Delete(cloneBlends(s.Blend), i, i+1)
 	}
+	if i < len(s.Kinds) {
+		s.Kinds = slices.Delete(slices.Clone(s.Kinds), i, i+1)
+	}
 	s.normalizeBlend()
+	s.normalizeKinds()
 }
 
 // normalizeBlend drops trailing entries that blend nothing (a missing

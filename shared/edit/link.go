@@ -35,6 +35,12 @@ import (
 // with each target blending the v1 words that occur in the source or in
 // it; a target with none of them is not blended (v1 turned such a target
 // into a copy of the source, which was the bug v2 fixes).
+//
+// "kinds" and "replace_tail" joined v2 without a new version: they are
+// optional, and absent they mean what every link before them ran (each
+// target's kind from its words, the aligned tail), so every v2 link still
+// opens as it ran. A build that predates them refuses a link that sets
+// them as an unknown field rather than running a different edit.
 const (
 	linkPrefix   = "v2."
 	linkPrefixV1 = "v1."

@@ -19,6 +19,8 @@ import (
 	"maps"
 	"math"
 	"slices"
+
+	"reword/shared/align"
 )
 
 // Limits of a spec. Prompts beyond CLIP's 77 tokens are allowed (the UI shows
@@ -57,6 +59,12 @@ type Spec struct {
 	// Targets are the reworded prompts, 1 to MaxTargets, each rendered as
 	// one variant of the edit. A target equal to Source is a pure reweight.
 	Targets []string `json:"targets"`
+	// Kinds is the edit kind chosen for each target, in the order of
+	// Targets: "auto" (the default: a word swap when the target has as
+	// many words as the source, a refinement otherwise), "replace" or
+	// "refine" (align.Choice). A target without an entry is auto; trailing
+	// auto entries are left out.
+	Kinds []align.Choice `json:"kinds,omitempty"`
 	// Negative is the negative prompt ("" = none).
 	Negative string `json:"negative,omitempty"`
 	// Seed picks the initial noise; required so that an edit is reproducible.
@@ -90,6 +98,10 @@ type Spec struct {
 	// target without an entry, or with an empty one, is not blended. At
 	// most one entry per target; trailing empty entries are left out.
 	Blend []Blend `json:"blend,omitempty"`
+	// ReplaceTail is how a word swap maps the tokens after its last
+	// swapped word: "aligned" (the default, left out) or "reference", the
+	// published code's mapping, to reproduce published numbers.
+	ReplaceTail string `json:"replace_tail,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.
 	Image string `json:"image,omitempty"`
@@ -190,12 +202,14 @@ func (s *Spec) normalize() {
 		s.Reweights = nil
 	}
 	s.normalizeBlend()
+	s.normalizeKinds()
 }
 
 // Clone returns a deep copy of s: editing it never changes s.
 func (s Spec) Clone() Spec {
 	c := s
 	c.Targets = slices.Clone(s.Targets)
+	c.Kinds = slices.Clone(s.Kinds)
 	c.Blend = cloneBlends(s.Blend)
 	c.Reweights = maps.Clone(s.Reweights)
 	c.CrossWords = maps.Clone(s.CrossWords)

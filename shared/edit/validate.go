@@ -57,8 +57,13 @@ type Resolved struct {
 	Self       Window
 	Reweights  map[string]float64
 	Blend      []Blend // one entry per target; empty: not blended
-	Image      string
-	Inversion  string // "" without Image
+	// Kinds is the kind chosen per target, canonical as in Spec (trailing
+	// auto entries left out).
+	Kinds []align.Choice
+	// ReplaceTail is ReplaceTailAligned or ReplaceTailReference.
+	ReplaceTail string
+	Image       string
+	Inversion   string // "" without Image
 }
 
 // Resolve validates s against the model's defaults and fills in every
@@ -74,6 +79,10 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 		Scheduler: d.Schedulers[0], Model: d.Model, Cross: d.Cross, Self: d.Self,
 		CrossWords: cloneMap(s.CrossWords), Reweights: cloneMap(s.Reweights), Blend: cloneBlends(s.Blend),
 		Image: s.Image, Inversion: s.Inversion,
+		Kinds: slices.Clone(s.Kinds), ReplaceTail: ReplaceTailAligned,
+	}
+	if s.ReplaceTail != "" {
+		r.ReplaceTail = s.ReplaceTail
 	}
 	if s.Steps != nil {
 		r.Steps = *s.Steps
@@ -218,9 +227,12 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 		add("inversion", "must be one of %s (it is %q)", strings.Join(Inversions, ", "), s.Inversion)
 	}
 
-	if err := checkWords(s, add); err != nil {
+	tok, err := clip.Default()
+	if err != nil {
 		return nil, err
 	}
+	checkWords(s, tok, add)
+	checkKinds(s, tok, add)
 	return p, nil
 }
 
@@ -259,13 +271,8 @@ func checkWindow(add func(string, string, ...any), field string, w Window) {
 
 // checkWords reports words of cross_words, reweights and blend that are
 // malformed or do not occur in the prompts they apply to (see Words), and
-// blend entries that do not fit the targets. It returns an error only if
-// the tokenizer cannot load.
-func checkWords(s Spec, add func(string, string, ...any)) error {
-	tok, err := clip.Default()
-	if err != nil {
-		return err
-	}
+// blend entries that do not fit the targets.
+func checkWords(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 	in := s.Words(tok)
 	check := func(field, word, where string, occurs func(string) (bool, bool)) {
 		switch {
@@ -326,7 +333,6 @@ func checkWords(s Spec, add func(string, string, ...any)) error {
 			}
 		}
 	}
-	return nil
 }
 
 func wordField(name, word string) string { return name + "[" + strconv.Quote(word) + "]" }
@@ -366,6 +372,10 @@ func (r Resolved) AlignConfig() align.Config {
 		Self:       align.Window(r.Self),
 		Reweights:  cloneMap(r.Reweights),
 		Blend:      r.alignBlend(),
+		Kinds:      slices.Clone(r.Kinds),
+		// The reference tail is the published code's mapping, kept so
+		// that its numbers can be reproduced (docs/algorithm.md, 4.1).
+		ReferenceReplaceTail: r.ReplaceTail == ReplaceTailReference,
 	}
 }
 
@@ -375,13 +385,15 @@ func (r Resolved) AlignConfig() align.Config {
 func (r Resolved) Spec() Spec {
 	seed, steps, guidance, width, height := r.Seed, r.Steps, r.Guidance, r.Width, r.Height
 	cross, self := r.Cross, r.Self
-	return Spec{
+	s := Spec{
 		Source: r.Source, Targets: slices.Clone(r.Targets), Negative: r.Negative,
 		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
 		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossWords: cloneMap(r.CrossWords),
 		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend),
-		Image: r.Image, Inversion: r.Inversion,
+		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail,
 	}
+	s.normalize() // the default replace tail is left out
+	return s
 }
 
 // alignBlend is the local blend of each target for align.Config, nil when

@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
 	"reword/backend/diffusion"
+	"reword/shared/align"
 	"reword/shared/edit"
 )
 
@@ -33,8 +35,12 @@ type editFlags struct {
 	cross, self                    *float64
 	// blend is the local blend of each target, filled by --blend and
 	// --blend-exclude for the --to given before them.
-	blend    []edit.Blend
-	baseline *bool
+	blend []edit.Blend
+	// kinds is the edit kind of each target, filled by --kind for the --to
+	// given before it ("" where none was given: auto).
+	kinds       []align.Choice
+	replaceTail *string
+	baseline    *bool
 }
 
 func addEditFlags(fs *flag.FlagSet) *editFlags {
@@ -46,6 +52,8 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&f.reweights, "reweight", "scale the attention to a target word, word=factor (repeatable; -2..2 is the useful range)")
 	fs.Var(&targetWords{f: f, name: "blend"}, "blend", "local blend of the --to before it: comma-separated words (e.g. --to \"a tiger\" --blend cat,tiger); that target changes only where they are (in the source or in it); a target without --blend is not blended")
 	fs.Var(&targetWords{f: f, name: "blend-exclude", exclude: true}, "blend-exclude", "words whose region the --to before it never changes, even inside its --blend words' region (comma-separated)")
+	fs.Var(&targetKind{f: f}, "kind", "edit kind of the --to before it: auto (the default: replace when the target has as many words as the source, refine otherwise), replace (swap words one for one; needs as many words) or refine (align the tokens; what PIE-Bench runs), e.g. --to \"a cat sleeping\" --kind refine")
+	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
 	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start")
 	return f
 }
@@ -72,6 +80,43 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	for i, b := range f.blend {
 		spec.SetBlend(i, b)
 	}
+	for i, k := range f.kinds {
+		spec.SetKind(i, k)
+	}
+	if t := *f.replaceTail; t != "" && !slices.Contains(edit.ReplaceTails, t) {
+		return usageError("--replace-tail %q: want one of %s", t, strings.Join(edit.ReplaceTails, ", "))
+	}
+	spec.ReplaceTail = *f.replaceTail
+	return nil
+}
+
+// targetKind is --kind: the edit kind of the target of the --to given
+// before it, checked here so that a typo is a usage error naming the
+// flag. Whether the prompts allow the kind is the spec's check.
+type targetKind struct{ f *editFlags }
+
+func (k *targetKind) String() string { return "" }
+
+func (k *targetKind) Set(v string) error {
+	i := len(k.f.targets) - 1
+	if i < 0 {
+		return fmt.Errorf("an edit kind belongs to one target: put --kind after that target's --to, e.g. --to \"a cat sleeping\" --kind refine")
+	}
+	c := align.Choice(strings.TrimSpace(v))
+	if !slices.Contains(align.Choices, c) {
+		names := make([]string, len(align.Choices))
+		for j, n := range align.Choices {
+			names[j] = string(n)
+		}
+		return fmt.Errorf("%q is no edit kind: want one of %s", v, strings.Join(names, ", "))
+	}
+	for len(k.f.kinds) <= i {
+		k.f.kinds = append(k.f.kinds, "")
+	}
+	if k.f.kinds[i] != "" {
+		return fmt.Errorf("--to %q has two kinds (%s and %s): give one --kind per target", k.f.targets[i], k.f.kinds[i], c)
+	}
+	k.f.kinds[i] = c
 	return nil
 }
 

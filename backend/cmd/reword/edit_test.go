@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"reword/shared/align"
 	"reword/shared/edit"
 )
 
@@ -36,5 +37,45 @@ func TestBlendFlagsBelongToTheirTarget(t *testing.T) {
 	}
 	if _, err := parse("--to", "a tiger", "--blend", " , "); err == nil || !strings.Contains(err.Error(), "no words") {
 		t.Errorf("--blend without words: %v", err)
+	}
+}
+
+// TestKindFlagsBelongToTheirTarget: --kind applies to the --to before it,
+// a target without one is auto, and a misplaced, unknown or repeated
+// --kind says what is wrong; --replace-tail sets the spec's option.
+func TestKindFlagsBelongToTheirTarget(t *testing.T) {
+	parse := func(args ...string) (edit.Spec, error) {
+		fs := newFlagSet("edit", "", io.Discard)
+		f := addEditFlags(fs)
+		var s edit.Spec
+		if err := parseFlags(fs, args); err != nil {
+			return s, err
+		}
+		return s, f.apply(&s)
+	}
+	s, err := parse("--to", "a cat sleeping", "--kind", "refine", "--to", "a big dog", "--to", "a red cat", "--kind", "replace",
+		"--replace-tail", "reference")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []align.Choice{align.ForceRefine, align.Auto, align.ForceReplace}
+	if !reflect.DeepEqual(s.Kinds, want) || s.ReplaceTail != edit.ReplaceTailReference {
+		t.Errorf("kinds %q, replace tail %q; want %q and reference", s.Kinds, s.ReplaceTail, want)
+	}
+	if s, err := parse("--to", "a dog", "--kind", "auto"); err != nil || s.Kinds != nil || s.ReplaceTail != "" {
+		t.Errorf("--kind auto: kinds %q, tail %q, %v; want none", s.Kinds, s.ReplaceTail, err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kind", "refine", "--to", "a dog"}, "put --kind after that target's --to"},
+		{[]string{"--to", "a dog", "--kind", "swap"}, `"swap" is no edit kind: want one of auto, replace, refine`},
+		{[]string{"--to", "a dog", "--kind", "refine", "--kind", "replace"}, `--to "a dog" has two kinds (refine and replace)`},
+		{[]string{"--to", "a dog", "--replace-tail", "published"}, `--replace-tail "published": want one of aligned, reference`},
+	} {
+		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v; want an error with %q", c.args, err, c.want)
+		}
 	}
 }

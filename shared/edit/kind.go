@@ -1,0 +1,110 @@
+package edit
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"reword/shared/align"
+	"reword/shared/clip"
+)
+
+// Replace tails: how a word swap maps the tokens after its last swapped
+// word (docs/algorithm.md, section 4.1).
+const (
+	// ReplaceTailAligned maps them in order, past the swapped word's
+	// tokens; the default.
+	ReplaceTailAligned = "aligned"
+	// ReplaceTailReference maps them as the published Prompt-to-Prompt
+	// code does (mapper[j, j]), which shifts them by the token difference
+	// of the swapped words; for reproducing published numbers.
+	ReplaceTailReference = "reference"
+)
+
+// ReplaceTails lists the accepted replace tails, the default first.
+var ReplaceTails = []string{ReplaceTailAligned, ReplaceTailReference}
+
+// KindOf returns the edit kind chosen for target i (align.Auto when none).
+func (s Spec) KindOf(i int) align.Choice {
+	if i < 0 || i >= len(s.Kinds) || s.Kinds[i] == "" {
+		return align.Auto
+	}
+	return s.Kinds[i]
+}
+
+// SetKind chooses target i's edit kind, growing or trimming s.Kinds so that
+// it stays canonical. It copies the list first: other copies of the spec
+// may share it.
+func (s *Spec) SetKind(i int, c align.Choice) {
+	if i < 0 {
+		return
+	}
+	s.Kinds = slices.Clone(s.Kinds)
+	for len(s.Kinds) <= i {
+		s.Kinds = append(s.Kinds, align.Auto)
+	}
+	s.Kinds[i] = c
+	s.normalizeKinds()
+}
+
+// normalizeKinds writes "" as auto, drops trailing auto entries (a missing
+// entry means the same) and the aligned replace tail (the default), so that
+// equal edits have one JSON form. It never writes into the slice it was
+// given, which other copies of the spec may share.
+func (s *Spec) normalizeKinds() {
+	if s.ReplaceTail == ReplaceTailAligned {
+		s.ReplaceTail = ""
+	}
+	n := len(s.Kinds)
+	for n > 0 && (s.Kinds[n-1] == align.Auto || s.Kinds[n-1] == "") {
+		n--
+	}
+	if n == 0 {
+		s.Kinds = nil
+		return
+	}
+	if !slices.Contains(s.Kinds[:n], "") {
+		s.Kinds = s.Kinds[:n]
+		return
+	}
+	out := slices.Clone(s.Kinds[:n])
+	for i, c := range out {
+		if c == "" {
+			out[i] = align.Auto
+		}
+	}
+	s.Kinds = out
+}
+
+// checkKinds reports kinds that are unknown, more kinds than targets, a
+// replace the prompts do not allow (see align.CompareAs) and an unknown
+// replace tail.
+func checkKinds(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
+	if s.ReplaceTail != "" && !slices.Contains(ReplaceTails, s.ReplaceTail) {
+		add("replace_tail", "must be one of %s (it is %q)", strings.Join(ReplaceTails, ", "), s.ReplaceTail)
+	}
+	if len(s.Kinds) > len(s.Targets) {
+		add("kinds", "has %d entries for %d edited prompts: one kind per edited prompt, in order", len(s.Kinds), len(s.Targets))
+	}
+	names := make([]string, len(align.Choices))
+	for i, c := range align.Choices {
+		names[i] = string(c)
+	}
+	src := tok.Encode(s.Source)
+	for i, c := range s.Kinds {
+		field := fmt.Sprintf("kinds[%d]", i)
+		switch {
+		case c != "" && !slices.Contains(align.Choices, c):
+			add(field, "must be one of %s (it is %q)", strings.Join(names, ", "), string(c))
+			continue
+		case i >= len(s.Targets) || strings.TrimSpace(s.Targets[i]) == "" || strings.TrimSpace(s.Source) == "":
+			continue // the prompts' own problems say enough
+		}
+		_, err := align.CompareAs(src, tok.Encode(s.Targets[i]), c)
+		var ce *align.ChoiceError
+		if errors.As(err, &ce) {
+			add(field, "cannot be %s: %s", string(c), ce.Reason(fmt.Sprintf("edit %d", i+1)))
+		}
+	}
+}
