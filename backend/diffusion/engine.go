@@ -114,13 +114,15 @@ func Load(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.text, err = ort.NewSession(m.Path(m.TextEncoder.File), so); err != nil {
+	if e.text, err = openSession(m, m.TextEncoder.File, "text encoder", so, graph.Float32IORewrite); err != nil {
 		return nil, err
 	}
+	// The instrumented UNet's inputs and outputs are float32 whatever the
+	// export's precision: Instrument casts an fp16 export's at the boundary.
 	if e.unet, err = ort.NewSession(unetPath, so); err != nil {
 		return nil, err
 	}
-	if e.decoder, err = ort.NewSession(m.Path(m.VAEDecoder.File), so); err != nil {
+	if e.decoder, err = openSession(m, m.VAEDecoder.File, "VAE decoder", so, graph.Float32IORewrite); err != nil {
 		return nil, err
 	}
 	if e.encoder, err = openEncoder(m, so); err != nil {
@@ -136,6 +138,23 @@ func Load(dir string, opts Options) (*Engine, error) {
 	e.cache = newSourceCache(limit)
 	ok = true
 	return e, nil
+}
+
+// openSession opens the model file of the manifest m after the rewrites it
+// needs (in memory; none: the file as it is). Every model gets
+// graph.Float32IORewrite, so that the engine feeds and reads float32
+// tensors whether the export is fp32 or fp16: one code path, with the
+// conversion inside the graph.
+func openSession(m *model.Manifest, file, what string, so ort.Options, rewrites ...graph.Rewrite) (*ort.Session, error) {
+	path := m.Path(file)
+	rewritten, err := graph.RewriteFile(path, what, rewrites...)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", m.Dir, err)
+	}
+	if rewritten == nil {
+		return ort.NewSession(path, so)
+	}
+	return ort.NewSessionFromBytes(path, rewritten, so)
 }
 
 // instrumentedUNet returns the path of unet/model.p2p.onnx and its
@@ -176,6 +195,9 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Descri
 		}
 		if err := desc.CheckLayout(); err != nil {
 			problem = fmt.Sprintf("model %s: %s: %v: run `%s` again", m.Dir, path, err, command)
+		} else if desc.SampleType == "float16" || desc.HiddenStatesType == "float16" {
+			problem = fmt.Sprintf("model %s: %s takes float16 inputs: an earlier Reword instrumented this fp16 export without "+
+				"casting its inputs and outputs to float32: run `%s` again", m.Dir, path, command)
 		} else if want := selfReplaceLimit(desc, opts.SelfReplaceMaxQueries); want >= 0 && desc.SelfReplaceMaxQueries != want {
 			problem = fmt.Sprintf("model %s: %s edits self-attention up to %d query positions; the manifest asks for %d: run `%s` again",
 				m.Dir, path, desc.SelfReplaceMaxQueries, want, command)

@@ -275,10 +275,10 @@ func (e *Engine) RoundTrip(ctx context.Context, p Photo) (Image, error) {
 // the export has (model.Manifest.UseEncoderOutputs); an encoder whose
 // output is a random draw mean + std·ε is rewritten in memory to return
 // the mean, and one that is random in another form is refused with the fix.
+// Like every model, an fp16 encoder gets float32 inputs and outputs.
 func openEncoder(m *model.Manifest, so ort.Options) (*ort.Session, error) {
-	path := m.Path(m.VAEEncoder.File)
 	if m.Derived {
-		names, err := graph.OutputNames(path)
+		names, err := graph.OutputNames(m.Path(m.VAEEncoder.File))
 		if err != nil {
 			return nil, fmt.Errorf("model %s: VAE encoder: %w", m.Dir, err)
 		}
@@ -286,17 +286,18 @@ func openEncoder(m *model.Manifest, so ort.Options) (*ort.Session, error) {
 			return nil, err
 		}
 	}
-	if m.VAEEncoder.OutputKind != "sample" {
-		return ort.NewSession(path, so)
+	var rewrites []graph.Rewrite
+	if m.VAEEncoder.OutputKind == "sample" {
+		// First: PosteriorMean finds the sum that Float32IO's Cast
+		// would hide behind the output.
+		rewrites = append(rewrites, graph.PosteriorMeanRewrite(m.VAEEncoder.Output))
 	}
-	mean, err := graph.PosteriorMeanFile(path, m.VAEEncoder.Output)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: VAE encoder: %w", m.Dir, err)
+	rewrites = append(rewrites, graph.Float32IORewrite)
+	s, err := openSession(m, m.VAEEncoder.File, "VAE encoder", so, rewrites...)
+	if m.VAEEncoder.OutputKind == "sample" {
+		err = graph.WithEncoderAdvice(err)
 	}
-	if mean == nil {
-		return ort.NewSession(path, so)
-	}
-	return ort.NewSessionFromBytes(path+" (posterior mean)", mean, so)
+	return s, err
 }
 
 // checkEncoder verifies the VAE encoder's input and output against the

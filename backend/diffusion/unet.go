@@ -38,7 +38,7 @@ type mapsOutput struct {
 func (e *Engine) checkUNet(desc *graph.Description) error {
 	for _, name := range []string{graph.SampleInput, graph.HiddenStatesInput, graph.CrossWeightsInput, graph.CrossKeepInput, graph.SelfWeightInput} {
 		if i, ok := e.unet.Input(name); !ok || i.DType != ort.Float32 {
-			return fmt.Errorf("UNet %s: want a float32 input %q (float16 models are not supported yet), the model has %v", e.unet.Name(), name, e.unet.InputInfo())
+			return fmt.Errorf("UNet %s: want a float32 input %q (Instrument casts an fp16 export's float16 inputs to float32; instrument it again if it is older), the model has %v", e.unet.Name(), name, e.unet.InputInfo())
 		}
 	}
 	ts, ok := e.unet.Input(graph.TimestepInput)

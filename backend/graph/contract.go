@@ -49,6 +49,15 @@
 // 512 px, F = 4), or the nearest coarser one the model has (see
 // Options.MapsQueries). The finer ones serve attention heat maps.
 //
+// # Precision
+//
+// Every input and output of the instrumented UNet is float32 (or the
+// export's integer timestep): an fp16 export's float16 sample, timestep,
+// encoder_hidden_states and output get Casts at the graph boundary
+// (Float32IO; Description.Float16IO lists them). The cross-attention edit
+// runs in float32 whatever the Softmax's precision; the self-attention
+// edit in the precision of the layer's P·V product.
+//
 // Description lists every attention layer (name, kind, resolution, heads,
 // edited or not) and is stored in the instrumented model's metadata, where
 // ReadDescription finds it.

@@ -98,6 +98,10 @@ type Description struct {
 	SampleType       string `json:"sample_type"`
 	TimestepType     string `json:"timestep_type"`
 	HiddenStatesType string `json:"encoder_hidden_states_type"`
+	// Float16IO lists the UNet's own inputs and outputs that the export
+	// declared float16 (an fp16 export) and that Instrument made float32,
+	// with Casts at the graph boundary (Float32IO).
+	Float16IO []string `json:"float16_io,omitempty"`
 }
 
 // Count returns how many layers of the kind there are and how many of them
@@ -165,6 +169,9 @@ func (d *Description) WriteTable(w io.Writer) error {
 	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E] float32 (T = %s)\n",
 		SampleInput, d.SampleType, TimestepInput, d.TimestepType, HiddenStatesInput, d.HiddenStatesType,
 		CrossWeightsInput, CrossKeepInput, SelfWeightInput, tokensText(d.Tokens))
+	if err == nil && len(d.Float16IO) > 0 {
+		_, err = fmt.Fprintf(w, "float16 export: %s cast from and to float32 at the graph boundary\n", strings.Join(d.Float16IO, ", "))
+	}
 	return err
 }
 

@@ -60,7 +60,7 @@ func newFixture(t *testing.T, cfg attnblock.Config, opts graph.Options, store st
 			t.Fatal(err)
 		}
 	}
-	if f.orig, err = ort.NewSession(src, ort.Options{Threads: 1}); err != nil {
+	if f.orig, err = openFloat32IO(src); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.orig.Close() })
@@ -69,6 +69,19 @@ func newFixture(t *testing.T, cfg attnblock.Config, opts graph.Options, store st
 	}
 	t.Cleanup(func() { f.inst.Close() })
 	return f
+}
+
+// openFloat32IO opens a model file with float32 inputs and outputs: an
+// fp16 export's through graph.Float32IO, as the engine opens its models.
+func openFloat32IO(path string) (*ort.Session, error) {
+	b, err := graph.RewriteFile(path, "test model", graph.Float32IORewrite)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return ort.NewSession(path, ort.Options{Threads: 1})
+	}
+	return ort.NewSessionFromBytes(path, b, ort.Options{Threads: 1})
 }
 
 // instrumentStreamed instruments with a tiny inline limit, so that every

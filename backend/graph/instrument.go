@@ -47,8 +47,19 @@ func Instrument(m *onnxpb.ModelProto, opts Options) (*Description, error) {
 	if err := a.plan(opts); err != nil {
 		return nil, err
 	}
+	if err := checkFloat32IO(m.GetGraph()); err != nil {
+		return nil, err
+	}
 	r := newRewriter(a)
 	r.rewrite()
+	// After the rewrite, whose prelude reads the sample's shape: an fp16
+	// export's float16 inputs and outputs become float32 ones, so the
+	// engine feeds every model the same way (float32io.go).
+	converted, err := Float32IO(m.GetGraph())
+	if err != nil {
+		return nil, err // checked above: not reached
+	}
+	a.noteFloat32IO(converted)
 	desc := a.desc
 	for _, l := range a.layers {
 		desc.Layers = append(desc.Layers, l.Layer)
@@ -59,6 +70,23 @@ func Instrument(m *onnxpb.ModelProto, opts Options) (*Description, error) {
 	}
 	setMetadata(m, DescriptionKey, text)
 	return &desc, nil
+}
+
+// noteFloat32IO records in the description which of the UNet's own inputs
+// and outputs Float32IO converted: those inputs are now fed as float32.
+func (a *analysis) noteFloat32IO(converted []string) {
+	d := &a.desc
+	d.Float16IO = converted
+	for _, name := range converted {
+		switch name {
+		case SampleInput:
+			d.SampleType = "float32"
+		case TimestepInput:
+			d.TimestepType = "float32"
+		case HiddenStatesInput:
+			d.HiddenStatesType = "float32"
+		}
+	}
 }
 
 // Analyze describes the attention layers of the UNet in m, and what
@@ -114,9 +142,12 @@ type rewriter struct {
 	minus2     string // [1] int64: −2
 	minus1     string // [1] int64: −1
 	end        string // [1] int64: INT64_MAX, "to the end" for Slice
-	// Controls reshaped for broadcasting, by element type.
-	crossW, crossC, selfW, selfKeep map[onnxgraph.DataType]string
-	maps                            map[string][]string // output name → per-layer float32 means
+	// Controls reshaped for broadcasting: the cross controls in float32
+	// (the cross edit always runs in float32), the self ones by element
+	// type.
+	crossW, crossC  string
+	selfW, selfKeep map[onnxgraph.DataType]string
+	maps            map[string][]string // output name → per-layer float32 means
 }
 
 func newRewriter(a *analysis) *rewriter {
@@ -125,8 +156,6 @@ func newRewriter(a *analysis) *rewriter {
 		g:        a.model.GetGraph(),
 		pre:      onnxgraph.NewBuilder(NodeMarker + "prelude/"),
 		after:    map[*onnxpb.NodeProto][]*onnxpb.NodeProto{},
-		crossW:   map[onnxgraph.DataType]string{},
-		crossC:   map[onnxgraph.DataType]string{},
 		selfW:    map[onnxgraph.DataType]string{},
 		selfKeep: map[onnxgraph.DataType]string{},
 		maps:     map[string][]string{},
@@ -217,8 +246,8 @@ func (r *rewriter) prelude() {
 	// E ≥ 1 this is W itself.
 	zeros := p.Op("ConstantOfShape", []string{p.Op("Concat", []string{r.one, r.tokens, r.tokens}, onnxgraph.AttrInt("axis", 0))})
 	padded := p.Op("Concat", []string{CrossWeightsInput, zeros}, onnxgraph.AttrInt("axis", 0))
-	r.crossW[onnxgraph.Float] = p.Op("Slice", []string{padded, r.zero, mmTargets, r.zero})
-	r.crossC[onnxgraph.Float] = p.Op("Reshape", []string{CrossKeepInput, cShape})
+	r.crossW = p.Op("Slice", []string{padded, r.zero, mmTargets, r.zero})
+	r.crossC = p.Op("Reshape", []string{CrossKeepInput, cShape})
 	s := p.Op("Reshape", []string{SelfWeightInput, p.Int64s("self_shape", -1, 1, 1, 1)})
 	r.selfW[onnxgraph.Float] = s
 	r.selfKeep[onnxgraph.Float] = p.Op("Sub", []string{p.Float32s("one_f", []int64{1}, []float32{1}), s})
@@ -250,31 +279,48 @@ func reroute(n *onnxpb.NodeProto, layer string) (original, fresh string) {
 //	P_tgt ← P_src·W + P_tgt ⊙ c   (cond target rows only)
 //
 // viewing P, [B·heads, N, T] or [B, heads, N, T], as [B, heads·N, T].
+//
+// The edit runs in float32 whatever the Softmax's precision: a float16
+// Softmax's probabilities are widened (exactly) and the edited ones
+// rounded back. P_src·W sums T products, which float32 keeps accurate,
+// and neutral controls (W = 0, c = 1) give back every probability bit for
+// bit, so the rounding back is exact too. It also keeps the no-op exact
+// on ONNX Runtime's CPU provider, which has no float16 Softmax or MatMul
+// and drops the float16 round trip between them in the original graph:
+// with a float32 edit in between it drops it in the instrumented graph as
+// well (a float16 edit kept it, and moved outputs by a float16 step).
 func (r *rewriter) editCross(l *attention) {
 	dt := r.a.ix.ElemType(l.softmax.GetOutput()[0])
 	b := onnxgraph.NewBuilder(l.Name + NodeMarker)
 	probs, raw := reroute(l.softmax, l.Name)
 	shape := b.Op("Shape", []string{raw})
+	if dt != onnxgraph.Float {
+		raw = b.Op("Cast", []string{raw}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	}
 	rows := b.Op("Reshape", []string{raw, r.rowsByKeys})
 	src := b.Op("Slice", []string{rows, r.srcRow, r.tgtRow, r.zero})
 	targets := b.Op("Slice", []string{rows, r.tgtRow, r.end, r.zero})
-	mapped := b.Op("MatMul", []string{src, r.control(r.crossW, dt)})
-	own := b.Op("Mul", []string{targets, r.control(r.crossC, dt)})
+	mapped := b.Op("MatMul", []string{src, r.crossW})
+	own := b.Op("Mul", []string{targets, r.crossC})
 	edited := b.Op("Add", []string{mapped, own})
 	// ScatterND writes the edited rows over the target rows: at most one
 	// pass over the tensor (Split + Concat took two).
 	all := b.Op("ScatterND", []string{rows, r.tgtIndices, edited})
-	b.OpTo("Reshape", probs, []string{all, shape})
+	if dt == onnxgraph.Float {
+		b.OpTo("Reshape", probs, []string{all, shape})
+	} else {
+		b.OpTo("Cast", probs, []string{b.Op("Reshape", []string{all, shape})}, onnxgraph.AttrInt("to", int64(dt)))
+	}
 	if l.Maps != "" {
-		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, all, shape, dt))
+		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, all, shape))
 	}
 	r.after[l.softmax] = b.Nodes()
 	r.inits = append(r.inits, b.Initializers()...)
 }
 
-// headMean averages the cond rows of edited probabilities [B, heads·N, T]
-// over heads, giving float32 [1+E, N, T].
-func (r *rewriter) headMean(b *onnxgraph.Builder, all, shape string, dt onnxgraph.DataType) string {
+// headMean averages the cond rows of edited float32 probabilities
+// [B, heads·N, T] over heads, giving float32 [1+E, N, T].
+func (r *rewriter) headMean(b *onnxgraph.Builder, all, shape string) string {
 	cond := b.Op("Slice", []string{all, r.srcRow, r.end, r.zero})
 	queries := b.Op("Slice", []string{shape, r.minus2, r.minus1, r.zero})
 	byHead := b.Op("Reshape", []string{cond,
@@ -284,9 +330,6 @@ func (r *rewriter) headMean(b *onnxgraph.Builder, all, shape string, dt onnxgrap
 		mean = b.Op("ReduceMean", []string{byHead, b.Int64s("head_axis", 1)}, onnxgraph.AttrInt("keepdims", 0))
 	} else {
 		mean = b.Op("ReduceMean", []string{byHead}, onnxgraph.AttrInts("axes", 1), onnxgraph.AttrInt("keepdims", 0))
-	}
-	if dt != onnxgraph.Float {
-		mean = b.Op("Cast", []string{mean}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
 	}
 	return mean
 }

@@ -3,7 +3,6 @@ package graph
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -182,36 +181,22 @@ func markInputs(n *onnxpb.NodeProto, needed map[string]bool) {
 // PosteriorMeanFile returns the VAE encoder model at path rewritten by
 // PosteriorMean to output the posterior mean as output, encoded for
 // ort.NewSessionFromBytes, or nil when the output is not random and the
-// file can be used as it is. The graph is read first without the weights;
-// only an encoder that needs the rewrite is read whole. Weights in external
-// files are refused: a model given as bytes has no folder to find them in.
+// file can be used as it is (RewriteFile with PosteriorMeanRewrite, whose
+// refusal of external weights names Optimum's export as the other fix).
 func PosteriorMeanFile(path, output string) ([]byte, error) {
-	m, err := modelfile.Read(path)
-	if err != nil {
-		return nil, err
+	b, err := RewriteFile(path, "VAE encoder", PosteriorMeanRewrite(output))
+	return b, WithEncoderAdvice(err)
+}
+
+// WithEncoderAdvice adds to a RewriteFile error about a sampling VAE
+// encoder's external weights the fix that needs no rewrite: Optimum's
+// export, whose latent_parameters output is deterministic.
+func WithEncoderAdvice(err error) error {
+	if !errors.Is(err, ErrExternalWeights) {
+		return err
 	}
-	changed, err := PosteriorMean(m.Proto.GetGraph(), output)
-	if err != nil || !changed {
-		return nil, err
-	}
-	if m.HasExternalData() {
-		return nil, fmt.Errorf("%s: the VAE encoder's output %q is a random sample of the posterior and its weights are in external files; "+
-			"Reword rewrites such an encoder to output the mean in memory, which external weights prevent: embed the weights in the "+
-			"model file, or export the VAE encoder with Hugging Face Optimum (optimum-cli export onnx), whose vae_encoder "+
-			"outputs latent_parameters (mean and log-variance)", path, output)
-	}
-	m, err = modelfile.ReadWithOptions(path, modelfile.Options{InlineLimit: math.MaxInt})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := PosteriorMean(m.Proto.GetGraph(), output); err != nil {
-		return nil, err
-	}
-	b, err := proto.Marshal(m.Proto)
-	if err != nil {
-		return nil, fmt.Errorf("%s: encoding the rewritten VAE encoder: %w", path, err)
-	}
-	return b, nil
+	return fmt.Errorf("%w; or export the VAE encoder with Hugging Face Optimum (optimum-cli export onnx), whose vae_encoder "+
+		"outputs latent_parameters (mean and log-variance)", err)
 }
 
 // OutputNames returns the names of the graph outputs of the model file at

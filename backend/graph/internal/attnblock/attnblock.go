@@ -51,6 +51,10 @@ type Config struct {
 	// FP16 stores weights and computes in float16, with float32 inputs and
 	// outputs cast at the edges (like an export with keep_io_types).
 	FP16 bool
+	// FP16IO (with FP16) makes the inputs and outputs float16 too, a float
+	// timestep included, with no Casts at the edges: an fp16 export as
+	// torch writes it from a float16 pipeline (diffusers' --fp16).
+	FP16IO bool
 	// Height and Width of the latent; both must be even.
 	Height, Width int
 	// Channels of the latent, model Dim, attention Heads (Dim % Heads == 0),
@@ -231,18 +235,25 @@ func (n *Network) Model() *onnxpb.ModelProto {
 	if c.DynamicSpatial {
 		h, w = onnxgraph.Symbolic("height"), onnxgraph.Symbolic("width")
 	}
+	io, timestepType := onnxgraph.Float, c.TimestepType
+	if c.FP16 && c.FP16IO {
+		io = onnxgraph.Float16
+		if timestepType == onnxgraph.Float {
+			timestepType = onnxgraph.Float16
+		}
+	}
 	g.Input = append(g.Input,
-		onnxgraph.TensorInfo("sample", onnxgraph.Float, batch, onnxgraph.Fixed(int64(c.Channels)), h, w),
-		onnxgraph.TensorInfo("timestep", c.TimestepType, batch),
-		onnxgraph.TensorInfo("encoder_hidden_states", onnxgraph.Float, batch, onnxgraph.Fixed(int64(c.Tokens)), onnxgraph.Fixed(int64(c.CtxDim))))
-	g.Output = append(g.Output, onnxgraph.TensorInfo("out_sample", onnxgraph.Float, batch, onnxgraph.Fixed(int64(c.Channels)), h, w))
+		onnxgraph.TensorInfo("sample", io, batch, onnxgraph.Fixed(int64(c.Channels)), h, w),
+		onnxgraph.TensorInfo("timestep", timestepType, batch),
+		onnxgraph.TensorInfo("encoder_hidden_states", io, batch, onnxgraph.Fixed(int64(c.Tokens)), onnxgraph.Fixed(int64(c.CtxDim))))
+	g.Output = append(g.Output, onnxgraph.TensorInfo("out_sample", io, batch, onnxgraph.Fixed(int64(c.Channels)), h, w))
 	mb := &modelBuilder{g: g, fp16: c.FP16}
 	compute := onnxgraph.Float
 	if c.FP16 {
 		compute = onnxgraph.Float16
 	}
 	x, ctx := "sample", "encoder_hidden_states"
-	if c.FP16 {
+	if c.FP16 && !c.FP16IO {
 		x = mb.node("Cast", "/Cast", []string{x}, onnxgraph.AttrInt("to", int64(compute)))
 		ctx = mb.node("Cast", "/Cast_1", []string{ctx}, onnxgraph.AttrInt("to", int64(compute)))
 	}
@@ -284,7 +295,7 @@ func (n *Network) Model() *onnxpb.ModelProto {
 	hs = mb.node("MatMul", "/conv_out/MatMul", []string{hs, mb.weight("conv_out.weight", n.wout, int64(c.Dim), int64(c.Channels))})
 	r := mb.node("Reshape", "/conv_out/Reshape", []string{hs, mb.ints("/conv_out/shape", 0, int64(c.Height), int64(c.Width), int64(c.Channels))})
 	last := "/conv_out/Transpose"
-	if c.FP16 {
+	if c.FP16 && !c.FP16IO {
 		tr := mb.node("Transpose", last, []string{r}, onnxgraph.AttrInts("perm", 0, 3, 1, 2))
 		mb.g.Node = append(mb.g.Node, &onnxpb.NodeProto{Name: proto.String("/Cast_out"), OpType: proto.String("Cast"),
 			Input: []string{tr}, Output: []string{"out_sample"}, Attribute: []*onnxpb.AttributeProto{onnxgraph.AttrInt("to", int64(onnxgraph.Float))}})

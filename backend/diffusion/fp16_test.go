@@ -1,0 +1,226 @@
+package diffusion
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"reword/backend/graph"
+	"reword/backend/internal/fp16export"
+	"reword/backend/model"
+	"reword/backend/ort"
+	"reword/models/tiny/scene"
+	"reword/models/tiny/tinytest"
+	"reword/shared/clip"
+	"reword/shared/edit"
+)
+
+// fp16Tiny returns a private copy of the tiny model whose four ONNX files
+// are float16 exports of the float32 ones, float16 inputs and outputs
+// included, as GPU users' --fp16 exports come (fp16export).
+func fp16Tiny(t *testing.T, opts fp16export.Options) string {
+	t.Helper()
+	dir := tinytest.Private(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{m.TextEncoder.File, m.UNet.File, m.VAEDecoder.File, m.VAEEncoder.File} {
+		if err := fp16export.ConvertFile(m.Path(f), m.Path(f), opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// Tolerances of the fp16 copies against the float32 model. An fp16 run is
+// not the float32 run: weights and activations are rounded to 11
+// significant bits and the differences grow over the steps. Measured on
+// the tiny model (8 DDIM steps, 64×64, ONNX Runtime 1.24.1's CPU
+// provider): 51.9–66.7 dB for generated and edited images, 65.6 dB for
+// the round trip, with the Softmax in float16 or upcast. The bounds leave
+// room for a retrained tiny model and still mean the same image (40 dB is
+// an RMS error of 2.6 levels of 255).
+const (
+	// minFP16PSNR bounds the PSNR of every generated or edited image.
+	minFP16PSNR = 40.0
+	// minFP16RoundTripPSNR bounds the PSNR of a photo's VAE round trip.
+	minFP16RoundTripPSNR = 50.0
+	// maxFP16HeatMapDiff bounds the heat maps' difference (attention
+	// probabilities averaged over steps, heads and layers), measured at
+	// 2–3·10⁻⁴.
+	maxFP16HeatMapDiff = 0.01
+)
+
+// TestFP16ModelMatchesFloat32 runs generation, an edit and a photo's VAE
+// round trip on fp16 copies of the tiny model, with float16 Softmax and
+// with the Softmax upcast to float32, against the float32 model.
+func TestFP16ModelMatchesFloat32(t *testing.T) {
+	ref := loadTiny(t, Options{CacheBytes: -1})
+	gen := GenerateRequest{Prompt: "a blue square", Seed: 3, Steps: 8}
+	s := spec(8, "a green circle", "a red square")
+	photo, _, _ := drawnPhoto(t, scene.Colour(2), scene.Shape(1), scene.Position(0), 5)
+	want := runFP16Checks(t, ref, gen, s, photo)
+	for _, upcast := range []bool{false, true} {
+		t.Run(fmt.Sprintf("upcast-softmax=%v", upcast), func(t *testing.T) {
+			e, err := Load(fp16Tiny(t, fp16export.Options{UpcastSoftmax: upcast}), Options{Instrument: true, Threads: 1, CacheBytes: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			checkFP16UNet(t, e, upcast)
+			checkNeutralIsNoOp(t, e)
+			compareFP16(t, runFP16Checks(t, e, gen, s, photo), want)
+		})
+	}
+}
+
+// compareFP16 checks each image and heat map of an fp16 run against the
+// float32 run's.
+func compareFP16(t *testing.T, got, want []namedImage) {
+	t.Helper()
+	for i, w := range want {
+		p := psnrRGB(got[i].rgb, w.rgb)
+		limit := minFP16PSNR
+		if w.name == "round trip" {
+			limit = minFP16RoundTripPSNR
+		}
+		t.Logf("%s: PSNR %.1f dB against float32", w.name, p)
+		if p < limit {
+			t.Errorf("%s: PSNR %.1f dB against the float32 model, want ≥ %.0f", w.name, p, limit)
+		}
+		if w.heat == nil {
+			continue
+		}
+		h := heatMapDiff(got[i].heat, w.heat)
+		t.Logf("%s: heat maps max |diff| %.2g", w.name, h)
+		if h > maxFP16HeatMapDiff {
+			t.Errorf("%s: heat maps differ from the float32 model's by up to %.3g, want ≤ %g", w.name, h, maxFP16HeatMapDiff)
+		}
+	}
+}
+
+// namedImage is one image of a run, with the heat maps of its row (edits).
+type namedImage struct {
+	name string
+	rgb  []byte
+	heat [][]float32
+}
+
+// runFP16Checks generates, edits (source and two targets) and round-trips
+// a photo on e.
+func runFP16Checks(t *testing.T, e *Engine, gen GenerateRequest, s edit.Spec, photo []byte) []namedImage {
+	t.Helper()
+	ctx := context.Background()
+	g, err := e.Generate(ctx, gen, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []namedImage{{name: "generate", rgb: g.Images[0].RGB}}
+	res, err := e.Edit(ctx, s, RunOptions{HeatMaps: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, img := range res.Images {
+		out = append(out, namedImage{name: fmt.Sprintf("edit row %d", i), rgb: img.RGB, heat: res.HeatMaps[i].Maps})
+	}
+	rt, err := e.RoundTrip(ctx, Photo{Data: photo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, namedImage{name: "round trip", rgb: rt.RGB})
+}
+
+// checkFP16UNet checks what the instrumentation made of the fp16 UNet:
+// float32 inputs and outputs for the engine, the attention edit in the
+// precision the Softmax computes in, float32 attention maps.
+func checkFP16UNet(t *testing.T, e *Engine, upcast bool) {
+	t.Helper()
+	desc, err := graph.ReadDescription(e.unet.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(desc.Float16IO) != fmt.Sprint([]string{"sample", "timestep", "encoder_hidden_states", "out_sample"}) {
+		t.Errorf("converted inputs and outputs %v", desc.Float16IO)
+	}
+	wantDType := "float16"
+	if upcast {
+		wantDType = "float32"
+	}
+	for _, l := range desc.Layers {
+		if l.DType != wantDType {
+			t.Errorf("layer %s edits in %s, want %s", l.Name, l.DType, wantDType)
+		}
+	}
+	for _, list := range [][]ort.Info{e.unet.InputInfo(), e.unet.OutputInfo(), e.text.OutputInfo(), e.decoder.InputInfo(),
+		e.decoder.OutputInfo(), e.encoder.InputInfo(), e.encoder.OutputInfo()} {
+		for _, i := range list {
+			if i.DType != ort.Float32 && i.DType != ort.Int64 && i.DType != ort.Int32 {
+				t.Errorf("%s is %s: the engine feeds and reads float32", i.Name, i.DType)
+			}
+		}
+	}
+}
+
+// checkNeutralIsNoOp runs the instrumented fp16 UNet with neutral controls
+// and the fp16 export as it is (through graph.Float32IO, as the engine
+// opens every model) on the same random batch: the outputs must be equal
+// bit for bit.
+func checkNeutralIsNoOp(t *testing.T, e *Engine) {
+	t.Helper()
+	m := e.manifest
+	orig, err := openSession(m, m.UNet.File, "UNet", ort.Options{Threads: 1}, graph.Float32IORewrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	const targets = 2
+	batch := graph.Batch(targets)
+	r := rand.New(rand.NewPCG(5, 6))
+	hidden := make([]float32, batch*clip.ContextLength*e.hidden)
+	for i := range hidden {
+		hidden[i] = float32(r.NormFloat64())
+	}
+	u, err := e.bindUNet(batch, 1+targets, targets, hidden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.close()
+	for i := range u.sample {
+		u.sample[i] = float32(r.NormFloat64())
+	}
+	if err := u.run(context.Background(), 501); err != nil {
+		t.Fatal(err)
+	}
+	feeds := map[string]ort.Value{}
+	for _, name := range []string{graph.SampleInput, graph.TimestepInput, graph.HiddenStatesInput} {
+		feeds[name] = u.inputs[name]
+	}
+	outs, err := orig.Run(feeds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outs.Destroy()
+	want, _, err := outs.Float32(m.UNet.Output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if math.Float32bits(u.out[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("neutral controls: output %d is %v, the fp16 export gives %v", i, u.out[i], want[i])
+		}
+	}
+}
+
+// heatMapDiff is the largest difference between two rows' heat maps.
+func heatMapDiff(a, b [][]float32) float64 {
+	d := 0.0
+	for k := range a {
+		for i := range a[k] {
+			d = math.Max(d, math.Abs(float64(a[k][i])-float64(b[k][i])))
+		}
+	}
+	return d
+}
