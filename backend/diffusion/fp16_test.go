@@ -2,14 +2,20 @@ package diffusion
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"reword/backend/graph"
+	"reword/backend/graph/modelfile"
 	"reword/backend/internal/fp16export"
 	"reword/backend/model"
 	"reword/backend/ort"
@@ -272,5 +278,55 @@ func TestFP16SamplingEncoder(t *testing.T) {
 		} else if !slices.Equal(got, first) {
 			t.Fatal("two loads of the fp16 sampling encoder encode the same photo differently")
 		}
+	}
+}
+
+// An fp16 export instrumented by an earlier build kept its float16 inputs,
+// which this engine does not feed: Load asks for the instrumentation again,
+// or redoes it when allowed.
+func TestEarlierFP16InstrumentationIsRedone(t *testing.T) {
+	dir := fp16Tiny(t, fp16export.Options{})
+	e, err := Load(dir, Options{Instrument: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	path := filepath.Join(dir, graph.UNetDir, graph.InstrumentedFile)
+	m, err := modelfile.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := graph.ReadDescription(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The earlier build's description: the export's own input types.
+	desc.SampleType, desc.HiddenStatesType, desc.Float16IO = "float16", "float16", nil
+	text, err := json.Marshal(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range m.Proto.GetMetadataProps() {
+		if p.GetKey() == graph.DescriptionKey {
+			p.Value = proto.String(string(text))
+		}
+	}
+	tmp := path + ".old"
+	if err := m.Write(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir, Options{Threads: 1}); err == nil || !strings.Contains(err.Error(), "takes float16 inputs") ||
+		!strings.Contains(err.Error(), "reword instrument") {
+		t.Fatalf("earlier fp16 instrumentation: %v", err)
+	}
+	if e, err = Load(dir, Options{Instrument: true, Threads: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	if desc, err = graph.ReadDescription(path); err != nil || desc.SampleType != "float32" || len(desc.Float16IO) == 0 {
+		t.Errorf("re-instrumented: %+v, %v", desc, err)
 	}
 }
