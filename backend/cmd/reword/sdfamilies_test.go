@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"reword/backend/internal/sdtest"
+)
+
+// The CLI on SD-1.5- and SD-2.1-shaped Optimum exports (backend/internal/
+// sdtest, random weights): `reword instrument` lists every attention layer
+// at its resolution; on the SD 2.1 one (v-prediction, Linear projections),
+// generate, edit and invert then write images of the model's size (noise by
+// design). backend/diffusion runs and checks every job on both families;
+// here the commands are run once, to keep the test short.
+func TestCommandsOnSDShapedExports(t *testing.T) {
+	for _, f := range []sdtest.Family{sdtest.SD15, sdtest.SD21} {
+		t.Run(string(f), func(t *testing.T) {
+			cfg := sdtest.Small(f)
+			model := t.TempDir()
+			if err := sdtest.Write(model, cfg); err != nil {
+				t.Fatal(err)
+			}
+			latent := fmt.Sprintf("%dx%d", cfg.SampleSize, cfg.SampleSize)
+			checkInstrumentTable(t, cfg, runOK(t, "instrument", "-latent", latent, model))
+			if f != sdtest.SD21 {
+				return
+			}
+			dir := t.TempDir()
+			side := 8 * cfg.SampleSize
+			common := []string{"--model", model, "--threads", "1", "--steps", "2"}
+			runOK(t, append([]string{"generate", "--prompt", "a cat", "--seed", "1", "--out", filepath.Join(dir, "gen.png")}, common...)...)
+			checkPNGSize(t, filepath.Join(dir, "gen.png"), side)
+			runOK(t, append([]string{"edit", "--prompt", "a cat", "--to", "a dog", "--seed", "1", "--out", filepath.Join(dir, "edit")}, common...)...)
+			checkPNGSize(t, filepath.Join(dir, "edit", "target-1.png"), side)
+			runOK(t, append([]string{"invert", "--image", filepath.Join(dir, "gen.png"), "--prompt", "a cat", "--to", "a dog",
+				"--out", filepath.Join(dir, "inv")}, common...)...)
+			checkPNGSize(t, filepath.Join(dir, "inv", "reconstruction.png"), side)
+			checkPNGSize(t, filepath.Join(dir, "inv", "target-1.png"), side)
+		})
+	}
+}
+
+// checkInstrumentTable finds each of the export's attention layers in the
+// table `reword instrument` prints, with its kind and resolution.
+func checkInstrumentTable(t *testing.T, cfg sdtest.Config, out string) {
+	t.Helper()
+	rows := map[string][]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 {
+			rows[f[0]] = f
+		}
+	}
+	for _, l := range cfg.Layers() {
+		side := cfg.SampleSize / l.Stride
+		kind := map[bool]string{true: "cross", false: "self"}[l.Cross]
+		if f := rows[l.Name]; len(f) < 3 || f[1] != kind || f[2] != fmt.Sprintf("%d×%d", side, side) {
+			t.Errorf("instrument lists %s as %v; want %s at %d×%d", l.Name, f, kind, side, side)
+		}
+	}
+	if len(rows) < len(cfg.Layers()) {
+		t.Errorf("instrument output has %d rows:\n%s", len(rows), out)
+	}
+}
+
+// runOK runs the CLI and returns its standard output, failing on an error.
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("%s: exit %d: %s", args[0], code, stderr.String())
+	}
+	return stdout.String()
+}
+
+func checkPNGSize(t *testing.T, path string, side int) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil || img.Bounds() != image.Rect(0, 0, side, side) {
+		t.Fatalf("%s: %v, bounds %v; want %d×%d", path, err, img.Bounds(), side, side)
+	}
+}

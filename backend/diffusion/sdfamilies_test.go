@@ -1,0 +1,168 @@
+package diffusion
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"reword/backend/graph"
+	"reword/backend/internal/sdtest"
+	"reword/backend/scheduler"
+	"reword/models/tiny/scene"
+	"reword/shared/edit"
+)
+
+// loadSD writes a small SD-shaped Optimum export of family f
+// (backend/internal/sdtest), instruments its UNet at its own latent size
+// (what `reword instrument -latent 16x16` does; Optimum's UNet accepts any
+// size) and loads it with the manifest derived from its configs.
+func loadSD(t *testing.T, f sdtest.Family) (*Engine, sdtest.Config) {
+	t.Helper()
+	cfg := sdtest.Small(f)
+	dir := t.TempDir()
+	if err := sdtest.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
+	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, cfg
+}
+
+// The SD-1.5- and SD-2.1-shaped exports load with derived manifests (the
+// 2.1 one v-prediction, 1024/16-wide text states) and run every kind of job
+// end to end: generate, edit, photo inversion. Their images are noise, so
+// what is checked is shapes, determinism, that neutral controls leave the
+// UNet exactly as exported, and that Prompt-to-Prompt's controls reach it.
+func TestSDShapedFamiliesRunEndToEnd(t *testing.T) {
+	for _, f := range []sdtest.Family{sdtest.SD15, sdtest.SD21} {
+		t.Run(string(f), func(t *testing.T) {
+			e, cfg := loadSD(t, f)
+			m := e.Manifest()
+			side := 8 * cfg.SampleSize
+			if !m.Derived || m.Image.Width != side || m.Latent.Width != cfg.SampleSize || string(m.Schedule.Prediction) != cfg.Prediction ||
+				m.VAEEncoder.Output != "latent_parameters" || e.hidden != cfg.CrossDim {
+				t.Fatalf("manifest: derived %v, %d px, latent %d, %s, encoder output %q, text width %d", m.Derived, m.Image.Width,
+					m.Latent.Width, m.Schedule.Prediction, m.VAEEncoder.Output, e.hidden)
+			}
+			if f == sdtest.SD21 && m.Schedule.Prediction != scheduler.VPrediction {
+				t.Fatalf("SD 2.1 predicts %s", m.Schedule.Prediction)
+			}
+			checkNeutralIsNoOp(t, e)
+			checkSDGenerate(t, e, side)
+			checkSDEdit(t, e)
+			checkSDPhoto(t, e)
+		})
+	}
+}
+
+// checkSDGenerate: one image of the model's size, the same bytes for the
+// same seed, other bytes for another.
+func checkSDGenerate(t *testing.T, e *Engine, side int) {
+	t.Helper()
+	ctx := context.Background()
+	req := GenerateRequest{Prompt: "a photo of a cat", Seed: 3, Steps: 3}
+	a, err := e.Generate(ctx, req, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.Generate(ctx, req, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Images) != 1 || len(a.Images[0].RGB) != 3*side*side || !bytes.Equal(a.Images[0].RGB, b.Images[0].RGB) {
+		t.Fatalf("generate: %d images, or two runs of one seed differ", len(a.Images))
+	}
+	req.Seed = 4
+	c, err := e.Generate(ctx, req, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(a.Images[0].RGB, c.Images[0].RGB) {
+		t.Fatal("seeds 3 and 4 gave the same image")
+	}
+}
+
+// checkSDEdit: an edit is deterministic; its controls change the target and
+// leave the source; with the cross window over the whole run a word swap
+// makes the target's cross-attention maps the source's in every layer.
+func checkSDEdit(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx := context.Background()
+	s := edit.Spec{Source: "a photo of a cat", Targets: []string{"a photo of a dog"}, Seed: ptr(uint64(7)), Steps: ptr(3),
+		Cross: &edit.Window{Start: 0, End: 1}}
+	p2p, err := e.Edit(ctx, s, RunOptions{HeatMaps: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.Edit(ctx, s, RunOptions{HeatMaps: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := e.Edit(ctx, s, RunOptions{HeatMaps: true, Baseline: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p2p.Images) != 2 || !bytes.Equal(p2p.Images[1].RGB, again.Images[1].RGB) {
+		t.Fatal("two runs of one edit differ")
+	}
+	if bytes.Equal(p2p.Images[1].RGB, base.Images[1].RGB) || !bytes.Equal(p2p.Images[0].RGB, base.Images[0].RGB) {
+		t.Fatal("the controls left the target as the baseline, or changed the source")
+	}
+	if d := mapsDiff(p2p); d > 1e-6 {
+		t.Errorf("controlled target's maps differ from the source's by %g", d)
+	}
+	if d := mapsDiff(base); d < 1e-4 {
+		t.Errorf("uncontrolled target's maps equal the source's (max difference %g)", d)
+	}
+}
+
+// mapsDiff is the largest difference between the heat maps of rows 0 and 1.
+func mapsDiff(r *Result) float32 {
+	var d float32
+	for k, m := range r.HeatMaps[0].Maps {
+		for q, v := range m {
+			d = max(d, v-r.HeatMaps[1].Maps[k][q], r.HeatMaps[1].Maps[k][q]-v)
+		}
+	}
+	return d
+}
+
+// checkSDPhoto: a photo is fitted to the model's size and inverted; Direct
+// Inversion's source row is exactly the VAE round trip, and a second run
+// gives the same bytes.
+func checkSDPhoto(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx := context.Background()
+	data, _, caption := drawnPhoto(t, scene.Red, scene.Circle, scene.Left, 3)
+	rt, err := e.RoundTrip(ctx, Photo{Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := photoSpec(3, caption, edit.InversionDirect, data, "a green circle on the left")
+	first, err := e.Edit(ctx, s, RunOptions{Photo: &Photo{Data: data}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.Edit(ctx, s, RunOptions{Photo: &Photo{Data: data}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(first.Images[0].RGB, rt.RGB) {
+		t.Fatalf("direct reconstruction differs from the VAE round trip (PSNR %.1f dB)", psnrRGB(first.Images[0].RGB, rt.RGB))
+	}
+	for r := range first.Images {
+		if !bytes.Equal(first.Images[r].RGB, second.Images[r].RGB) {
+			t.Fatalf("row %d differs between two inversions of one photo", r)
+		}
+	}
+	if bytes.Equal(first.Images[1].RGB, first.Images[0].RGB) {
+		t.Fatal("the target is the reconstruction: the edit did nothing")
+	}
+}

@@ -1,0 +1,181 @@
+// Package sdtest builds Stable-Diffusion-shaped model folders with random
+// weights, for tests: what a user gets from Optimum's ONNX export
+// (`optimum-cli export onnx --model <sd> <dir>`) of SD 1.5 or SD 2.1, laid
+// out the same way, with the same ONNX input and output names and diffusers'
+// module structure and node names, but narrow, so that a test runs the whole
+// engine on it in seconds. The images are noise by design: what the tests
+// check is structure, shapes, determinism and that controls reach the UNet.
+//
+// The folder (Write) holds model_index.json, text_encoder/, unet/,
+// vae_encoder/, vae_decoder/ (each model.onnx and config.json),
+// scheduler/scheduler_config.json and tokenizer/. The UNet is
+// UNet2DConditionModel with SD's block layout: three CrossAttnDownBlock2D
+// and a DownBlock2D, a UNetMidBlock2DCrossAttn, an UpBlock2D and three
+// CrossAttnUpBlock2D, two resnets per down block and three per up block,
+// so its 16 transformers (32 attention Softmax nodes, attn1 and attn2) sit
+// at the same relative resolutions as in the real model. The families
+// differ as the real ones do: SD 1.5 has 1×1-conv proj_in/proj_out, eight
+// heads everywhere, a quick-GELU text encoder 768 wide and ε-prediction;
+// SD 2.1 has Linear proj_in/proj_out (use_linear_projection), a fixed head
+// width, a GELU text encoder 1024 wide and v-prediction. Small widths keep
+// those ratios (48 and 64 wide text states).
+//
+// Everything is built in Go at test time (no Python, no downloads, no
+// generated files in the repository), deterministically from Config.Seed.
+package sdtest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	"reword/backend/graph/onnxpb"
+)
+
+// Family is the model family a folder is shaped like.
+type Family string
+
+// The families Write builds.
+const (
+	SD15 Family = "sd15"
+	SD21 Family = "sd21"
+)
+
+// layersPerBlock is diffusers' layers_per_block for SD's UNet.
+const layersPerBlock = 2
+
+// Config sizes a folder.
+type Config struct {
+	Family Family
+	// SampleSize is the UNet's sample_size, the latent side; the images
+	// are 8× that (the VAE downsamples three times).
+	SampleSize int
+	// Channels is block_out_channels (SD: 320, 640, 1280, 1280); every
+	// entry a multiple of 32, the GroupNorm groups.
+	Channels []int
+	// Heads is the attention heads of every UNet transformer (SD 1.5's
+	// attention_head_dim, 8); 0 means HeadDim-wide heads (SD 2.1: 64).
+	Heads, HeadDim int
+	// LinearProjection is use_linear_projection (SD 2.x).
+	LinearProjection bool
+	// CrossDim is the text encoder's width, the UNet's
+	// cross_attention_dim (SD 1.5: 768, SD 2.1: 1024).
+	CrossDim int
+	// TextLayers and TextHeads size the text encoder; TextGELU uses GELU
+	// (SD 2.x's OpenCLIP) instead of CLIP's quick GELU.
+	TextLayers, TextHeads int
+	TextGELU              bool
+	// VAEChannels is the VAE's block_out_channels (SD: 128, 256, 512,
+	// 512); four blocks, so 8× down and up; multiples of 8.
+	VAEChannels []int
+	// Prediction is the scheduler's prediction_type.
+	Prediction string
+	Seed       int64
+}
+
+// Small is family f at test width: a 16×16 latent (128 px images), UNet
+// widths 32, 64, 64, 64, text states 1/16 of the real width.
+func Small(f Family) Config {
+	c := Config{Family: f, SampleSize: 16, Channels: []int{32, 64, 64, 64}, TextLayers: 2, TextHeads: 4,
+		VAEChannels: []int{8, 16, 16, 16}, Seed: 1}
+	switch f {
+	case SD21:
+		c.HeadDim, c.LinearProjection, c.CrossDim, c.TextGELU, c.Prediction = 8, true, 1024/16, true, "v_prediction"
+	default:
+		c.Heads, c.CrossDim, c.Prediction = 8, 768/16, "epsilon"
+	}
+	return c
+}
+
+// heads is the head count of a transformer c channels wide.
+func (c Config) heads(channels int) int {
+	if c.Heads > 0 {
+		return c.Heads
+	}
+	return channels / c.HeadDim
+}
+
+// Layer is one attention layer a UNet built from the config has.
+type Layer struct {
+	// Name is the attention module's scope, as backend/graph names layers
+	// (/down_blocks.0/attentions.0/transformer_blocks.0/attn1).
+	Name string
+	// Cross is true for attn2 (keys from the text).
+	Cross bool
+	// Stride is latent positions per side of one query position.
+	Stride int
+	// Heads is the layer's head count.
+	Heads int
+}
+
+// Layers lists the UNet's attention layers in graph order.
+func (c Config) Layers() []Layer {
+	var out []Layer
+	add := func(scope string, stride, channels int) {
+		for _, a := range []string{"attn1", "attn2"} {
+			out = append(out, Layer{Name: scope + "/transformer_blocks.0/" + a, Cross: a == "attn2", Stride: stride, Heads: c.heads(channels)})
+		}
+	}
+	n := len(c.Channels)
+	for i := 0; i < n-1; i++ {
+		for j := 0; j < layersPerBlock; j++ {
+			add(fmt.Sprintf("/down_blocks.%d/attentions.%d", i, j), 1<<i, c.Channels[i])
+		}
+	}
+	add("/mid_block/attentions.0", 1<<(n-1), c.Channels[n-1])
+	for i := 1; i < n; i++ {
+		for j := 0; j <= layersPerBlock; j++ {
+			add(fmt.Sprintf("/up_blocks.%d/attentions.%d", i, j), 1<<(n-1-i), c.Channels[n-1-i])
+		}
+	}
+	return out
+}
+
+// Write builds the folder into dir (created if needed).
+func Write(dir string, c Config) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	for rel, m := range map[string]*onnxpb.ModelProto{
+		"text_encoder/model.onnx": TextEncoder(c),
+		"unet/model.onnx":         UNet(c),
+		"vae_encoder/model.onnx":  VAEEncoder(c),
+		"vae_decoder/model.onnx":  VAEDecoder(c),
+	} {
+		raw, err := proto.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("sdtest: encoding %s: %w", rel, err)
+		}
+		if err := writeFile(filepath.Join(dir, rel), raw); err != nil {
+			return err
+		}
+	}
+	return writeConfigs(dir, c)
+}
+
+func (c Config) validate() error {
+	if len(c.Channels) < 2 || c.SampleSize < 1<<(len(c.Channels)-1) || c.CrossDim <= 0 || c.TextHeads <= 0 ||
+		c.CrossDim%c.TextHeads != 0 || len(c.VAEChannels) != 4 || (c.Heads <= 0) == (c.HeadDim <= 0) {
+		return fmt.Errorf("sdtest: bad config %+v", c)
+	}
+	for _, ch := range c.Channels {
+		if ch%normGroups != 0 || ch%c.heads(ch) != 0 {
+			return fmt.Errorf("sdtest: UNet width %d is not a multiple of %d groups and of its heads", ch, normGroups)
+		}
+	}
+	for _, ch := range c.VAEChannels {
+		if ch%vaeGroups != 0 {
+			return fmt.Errorf("sdtest: VAE width %d is not a multiple of %d", ch, vaeGroups)
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
