@@ -63,7 +63,7 @@ func TestSDShapedFamiliesRunEndToEnd(t *testing.T) {
 }
 
 // checkSDGenerate: one image of the model's size, the same bytes for the
-// same seed, other bytes for another.
+// same seed, other bytes for another seed or sampler.
 func checkSDGenerate(t *testing.T, e *Engine, side int) {
 	t.Helper()
 	ctx := context.Background()
@@ -86,6 +86,15 @@ func checkSDGenerate(t *testing.T, e *Engine, side int) {
 	}
 	if bytes.Equal(a.Images[0].RGB, c.Images[0].RGB) {
 		t.Fatal("seeds 3 and 4 gave the same image")
+	}
+	// The other sampler, on ε and on v-prediction.
+	req.Scheduler = "dpmpp-2m"
+	d, err := e.Generate(ctx, req, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Images[0].RGB) != 3*side*side || bytes.Equal(d.Images[0].RGB, c.Images[0].RGB) {
+		t.Fatal("DPM-Solver++ gave no image of the model's size, or DDIM's")
 	}
 }
 
