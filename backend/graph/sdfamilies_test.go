@@ -10,14 +10,15 @@ import (
 	"reword/backend/internal/sdtest"
 )
 
-// SD-1.5- and SD-2.1-shaped exports (backend/internal/sdtest: Optimum's
-// layout and names, diffusers' modules, random weights): instrumenting
-// finds each of the 32 attention Softmax nodes under its diffusers module
-// name, with its kind, resolution and head count, gives every
-// cross-attention resolution a maps output, and local blend the 1/16 one,
-// for either proj_in (SD 1.5's 1×1 conv, SD 2.1's Linear).
+// SD-1.5-, SD-2.1- and SDXL-shaped exports (backend/internal/sdtest:
+// Optimum's layout and names, diffusers' modules, random weights):
+// instrumenting finds each attention Softmax node (32 in SD, 140 in SDXL)
+// under its diffusers module name, with its kind, resolution and head
+// count, gives every cross-attention resolution a maps output, and local
+// blend the 1/16 one, for either proj_in (SD 1.5's 1×1 conv, SD 2.1's and
+// SDXL's Linear) and with SDXL's extra UNet inputs.
 func TestSDShapedExportsAreInstrumented(t *testing.T) {
-	for _, f := range []sdtest.Family{sdtest.SD15, sdtest.SD21} {
+	for _, f := range []sdtest.Family{sdtest.SD15, sdtest.SD21, sdtest.SDXL} {
 		t.Run(string(f), func(t *testing.T) {
 			cfg := sdtest.Small(f)
 			dir := t.TempDir()
@@ -47,8 +48,9 @@ func TestSDShapedExportsAreInstrumented(t *testing.T) {
 func checkSDLayers(t *testing.T, cfg sdtest.Config, desc *graph.Description) {
 	t.Helper()
 	want := cfg.Layers()
-	if len(desc.Layers) != len(want) || len(want) != 32 {
-		t.Fatalf("found %d attention layers, the export has %d (SD's UNet: 32)", len(desc.Layers), len(want))
+	total := map[sdtest.Family]int{sdtest.SD15: 32, sdtest.SD21: 32, sdtest.SDXL: 140}[cfg.Family]
+	if len(desc.Layers) != len(want) || len(want) != total {
+		t.Fatalf("found %d attention layers, the export has %d (the real UNet: %d)", len(desc.Layers), len(want), total)
 	}
 	for i, l := range desc.Layers {
 		w := want[i]
@@ -69,17 +71,21 @@ func checkSDLayers(t *testing.T, cfg sdtest.Config, desc *graph.Description) {
 }
 
 // checkSDMaps: one maps output per cross-attention resolution (SD at 512 px:
-// 64², 32², 16², 8²), finest first, and local blend on the one with 1/16 of
-// the latent's positions (16×16 at 512 px).
+// 64², 32², 16², 8²; SDXL at 1024 px: 64², 32²), finest first, and local
+// blend on the one with 1/16 of the latent's positions (16×16 at 512 px,
+// 32×32 at 1024 px).
 func checkSDMaps(t *testing.T, cfg sdtest.Config, desc *graph.Description) {
 	t.Helper()
 	var got []string
 	for _, m := range desc.Maps {
 		got = append(got, fmt.Sprintf("%d:%d", m.Stride, len(m.Layers)))
 	}
-	// Strides 1, 2, 4: two down and three up transformers each; 8: mid.
-	if fmt.Sprint(got) != "[1:5 2:5 4:5 8:1]" {
-		t.Errorf("maps outputs (stride:layers) %v, want [1:5 2:5 4:5 8:1]", got)
+	// SD: strides 1, 2, 4 have two down and three up transformers each, 8
+	// the mid block's; SDXL: stride 2 two down and three up transformers
+	// of 2 blocks, stride 4 two down, the mid and three up of 10.
+	want := map[sdtest.Family]string{sdtest.SD15: "[1:5 2:5 4:5 8:1]", sdtest.SD21: "[1:5 2:5 4:5 8:1]", sdtest.SDXL: "[2:10 4:60]"}[cfg.Family]
+	if fmt.Sprint(got) != want {
+		t.Errorf("maps outputs (stride:layers) %v, want %s", got, want)
 	}
 	if want := graph.MapsOutputName(4); desc.BlendMaps != want {
 		t.Errorf("local blend reads %s, want %s (the %d×%d maps)", desc.BlendMaps, want, cfg.SampleSize/4, cfg.SampleSize/4)

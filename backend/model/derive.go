@@ -51,9 +51,18 @@ func deriveManifest(dir string) (*Manifest, error) {
 	var unet struct {
 		SampleSize *int `json:"sample_size"`
 		InChannels *int `json:"in_channels"`
+		// AdditionEmbedType "text_time" is SDXL's UNet, which also takes
+		// text_embeds and time_ids.
+		AdditionEmbedType string `json:"addition_embed_type"`
 	}
 	if err := readOptionalJSON(filepath.Join(dir, "unet", "config.json"), &unet); err != nil {
 		return nil, err
+	}
+	// An SDXL export would otherwise pass for SD 1.x here and fail later on
+	// a missing UNet input or a text width mismatch, in words that do not
+	// say why.
+	if _, err := os.Stat(filepath.Join(dir, "text_encoder_2", "model.onnx")); err == nil || unet.AdditionEmbedType == "text_time" {
+		return nil, fmt.Errorf("model %s is an SDXL export (a second text encoder; a UNet that also takes text_embeds and time_ids): Reword runs Stable Diffusion 1.x and 2.x exports, not SDXL yet", dir)
 	}
 	var vae struct {
 		ScalingFactor *float64 `json:"scaling_factor"`

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"strings"
 	"testing"
 
 	"reword/backend/internal/sdtest"
@@ -41,5 +42,16 @@ func TestDerivedManifestOfSDShapedExports(t *testing.T) {
 		if err := m.UseEncoderOutputs([]string{"latent_parameters"}); err != nil || m.VAEEncoder.OutputKind != "mean_logvar" {
 			t.Errorf("%s: Optimum's encoder output: %v, kind %q", f, err, m.VAEEncoder.OutputKind)
 		}
+	}
+}
+
+// An SDXL export is refused by name, not misread as SD 1.x.
+func TestSDXLExportIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := sdtest.Write(dir, sdtest.Small(sdtest.SDXL)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "is an SDXL export") {
+		t.Fatalf("loading an SDXL export: %v", err)
 	}
 }

@@ -16,18 +16,28 @@ const diffusersVersion = "0.30.0"
 // tokenizer/ holds the configs only: Reword tokenizes with its embedded
 // CLIP tokenizer (shared/clip), so vocab.json and merges.txt are left out.
 func writeConfigs(dir string, c Config) error {
-	sched := "PNDMScheduler"
-	if c.Family == SD21 {
+	sched, pipeline := "PNDMScheduler", "ORTStableDiffusionPipeline"
+	switch c.Family {
+	case SD21:
 		sched = "DDIMScheduler"
+	case SDXL:
+		sched, pipeline = "EulerDiscreteScheduler", "ORTStableDiffusionXLPipeline"
+	}
+	index := map[string]any{
+		"_class_name": pipeline, "_diffusers_version": diffusersVersion,
+		"scheduler": []string{"diffusers", sched}, "text_encoder": []string{"transformers", "CLIPTextModel"},
+		"tokenizer": []string{"transformers", "CLIPTokenizer"}, "unet": []string{"diffusers", "UNet2DConditionModel"},
+		"vae_encoder": []string{"diffusers", "AutoencoderKL"}, "vae_decoder": []string{"diffusers", "AutoencoderKL"},
+	}
+	if c.Family == SDXL {
+		index["text_encoder_2"] = []string{"transformers", "CLIPTextModelWithProjection"}
+		index["tokenizer_2"] = []string{"transformers", "CLIPTokenizer"}
+		index["force_zeros_for_empty_prompt"] = true
+	} else {
+		index["feature_extractor"], index["safety_checker"], index["requires_safety_checker"] = []any{nil, nil}, []any{nil, nil}, false
 	}
 	files := map[string]any{
-		"model_index.json": map[string]any{
-			"_class_name": "ORTStableDiffusionPipeline", "_diffusers_version": diffusersVersion,
-			"scheduler": []string{"diffusers", sched}, "text_encoder": []string{"transformers", "CLIPTextModel"},
-			"tokenizer": []string{"transformers", "CLIPTokenizer"}, "unet": []string{"diffusers", "UNet2DConditionModel"},
-			"vae_encoder": []string{"diffusers", "AutoencoderKL"}, "vae_decoder": []string{"diffusers", "AutoencoderKL"},
-			"feature_extractor": []any{nil, nil}, "safety_checker": []any{nil, nil}, "requires_safety_checker": false,
-		},
+		"model_index.json": index,
 		"scheduler/scheduler_config.json": map[string]any{
 			"_class_name": sched, "_diffusers_version": diffusersVersion,
 			"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": false,
@@ -37,7 +47,7 @@ func writeConfigs(dir string, c Config) error {
 		"unet/config.json":         unetConfig(c),
 		"vae_encoder/config.json":  vaeConfig(c),
 		"vae_decoder/config.json":  vaeConfig(c),
-		"text_encoder/config.json": textConfig(c),
+		"text_encoder/config.json": textConfig(c.textSpecs()[0], "CLIPTextModel"),
 		"tokenizer/tokenizer_config.json": map[string]any{
 			"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": true,
 			"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
@@ -46,6 +56,11 @@ func writeConfigs(dir string, c Config) error {
 		"tokenizer/special_tokens_map.json": map[string]any{
 			"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": padToken(c),
 		},
+	}
+	if c.Family == SDXL {
+		files["text_encoder_2/config.json"] = textConfig(c.textSpecs()[1], "CLIPTextModelWithProjection")
+		files["tokenizer_2/tokenizer_config.json"] = files["tokenizer/tokenizer_config.json"]
+		files["tokenizer_2/special_tokens_map.json"] = files["tokenizer/special_tokens_map.json"]
 	}
 	for rel, v := range files {
 		raw, err := json.MarshalIndent(v, "", "  ")
@@ -59,7 +74,9 @@ func writeConfigs(dir string, c Config) error {
 	return nil
 }
 
-// padToken is the family's: SD 2.x's OpenCLIP tokenizer pads with "!".
+// padToken is the family's: SD 2.x's OpenCLIP tokenizer pads with "!"
+// (SDXL's second tokenizer too; its first pads with EOS, which is what is
+// written for both here).
 func padToken(c Config) string {
 	if c.Family == SD21 {
 		return "!"
@@ -73,7 +90,11 @@ func unetConfig(c Config) map[string]any {
 	for i := range down {
 		down[i], up[i] = "CrossAttnDownBlock2D", "CrossAttnUpBlock2D"
 	}
-	down[len(down)-1], up[0] = "DownBlock2D", "UpBlock2D"
+	for i, attn := range c.Attention {
+		if !attn {
+			down[i], up[len(up)-1-i] = "DownBlock2D", "UpBlock2D"
+		}
+	}
 	cfg := map[string]any{
 		"_class_name": "UNet2DConditionModel", "_diffusers_version": diffusersVersion,
 		"act_fn": "silu", "block_out_channels": c.Channels, "center_input_sample": false,
@@ -94,6 +115,12 @@ func unetConfig(c Config) map[string]any {
 		cfg["attention_head_dim"] = heads
 		cfg["upcast_attention"] = c.Family == SD21
 	}
+	if c.Family == SDXL {
+		cfg["transformer_layers_per_block"] = c.Depth
+		cfg["addition_embed_type"] = "text_time"
+		cfg["addition_time_embed_dim"] = c.AddTimeDim
+		cfg["projection_class_embeddings_input_dim"] = c.TextEmbedsDim + sdxlTimeIDs*c.AddTimeDim
+	}
 	return cfg
 }
 
@@ -104,19 +131,31 @@ func vaeConfig(c Config) map[string]any {
 		"down_block_types": []string{"DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"},
 		"up_block_types":   []string{"UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"},
 		"layers_per_block": vaeResnetsPerBlk, "norm_num_groups": vaeGroups, "sample_size": 8 * c.SampleSize,
-		"scaling_factor": 0.18215,
+		"scaling_factor": scalingFactor(c),
 	}
 }
 
-func textConfig(c Config) map[string]any {
+// scalingFactor is the family's VAE latent scale.
+func scalingFactor(c Config) float64 {
+	if c.Family == SDXL {
+		return 0.13025
+	}
+	return 0.18215
+}
+
+func textConfig(s textSpec, arch string) map[string]any {
 	act := "quick_gelu"
-	if c.TextGELU {
+	if s.gelu {
 		act = "gelu"
 	}
-	return map[string]any{
-		"architectures": []string{"CLIPTextModel"}, "model_type": "clip_text_model",
-		"hidden_act": act, "hidden_size": c.CrossDim, "intermediate_size": 4 * c.CrossDim,
-		"max_position_embeddings": 77, "num_attention_heads": c.TextHeads, "num_hidden_layers": c.TextLayers,
+	cfg := map[string]any{
+		"architectures": []string{arch}, "model_type": "clip_text_model",
+		"hidden_act": act, "hidden_size": s.width, "intermediate_size": 4 * s.width,
+		"max_position_embeddings": 77, "num_attention_heads": s.heads, "num_hidden_layers": s.layers,
 		"vocab_size": vocabSize, "layer_norm_eps": 1e-5, "torch_dtype": "float32",
 	}
+	if s.projection {
+		cfg["projection_dim"] = s.width
+	}
+	return cfg
 }

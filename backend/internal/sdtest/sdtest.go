@@ -13,7 +13,12 @@
 // and a DownBlock2D, a UNetMidBlock2DCrossAttn, an UpBlock2D and three
 // CrossAttnUpBlock2D, two resnets per down block and three per up block,
 // so its 16 transformers (32 attention Softmax nodes, attn1 and attn2) sit
-// at the same relative resolutions as in the real model. The families
+// at the same relative resolutions as in the real model. The SDXL-shaped
+// folder has SDXL's layout instead (three blocks, attention in the lower
+// two with 2 and 10 transformer blocks each, 10 in the mid block: 140
+// attention layers), the text_embeds and time_ids inputs, and a second
+// text encoder with projection in text_encoder_2/; Reword does not run
+// SDXL yet, so only its UNet's instrumentation is tested. The families
 // differ as the real ones do: SD 1.5 has 1×1-conv proj_in/proj_out, eight
 // heads everywhere, a quick-GELU text encoder 768 wide and ε-prediction;
 // SD 2.1 has Linear proj_in/proj_out (use_linear_projection), a fixed head
@@ -41,6 +46,7 @@ type Family string
 const (
 	SD15 Family = "sd15"
 	SD21 Family = "sd21"
+	SDXL Family = "sdxl"
 )
 
 // layersPerBlock is diffusers' layers_per_block for SD's UNet.
@@ -58,8 +64,20 @@ type Config struct {
 	// Heads is the attention heads of every UNet transformer (SD 1.5's
 	// attention_head_dim, 8); 0 means HeadDim-wide heads (SD 2.1: 64).
 	Heads, HeadDim int
-	// LinearProjection is use_linear_projection (SD 2.x).
+	// Attention says which down blocks are CrossAttnDownBlock2D (the
+	// others DownBlock2D); up block i mirrors down block n−1−i. Depth is
+	// each down block's transformer_layers_per_block (SD: 1; SDXL: 1, 2,
+	// 10), mirrored the same way; the mid block takes the last block's.
+	Attention []bool
+	Depth     []int
+	// LinearProjection is use_linear_projection (SD 2.x, SDXL).
 	LinearProjection bool
+	// TextTime is SDXL's addition_embed_type "text_time": the UNet also
+	// takes text_embeds [batch, TextEmbedsDim] (the second text encoder's
+	// pooled projection) and time_ids [batch, 6] (sizes and crop), each
+	// time id embedded AddTimeDim wide.
+	TextTime                  bool
+	TextEmbedsDim, AddTimeDim int
 	// CrossDim is the text encoder's width, the UNet's
 	// cross_attention_dim (SD 1.5: 768, SD 2.1: 1024).
 	CrossDim int
@@ -79,8 +97,15 @@ type Config struct {
 // widths 32, 64, 64, 64, text states 1/16 of the real width.
 func Small(f Family) Config {
 	c := Config{Family: f, SampleSize: 16, Channels: []int{32, 64, 64, 64}, TextLayers: 2, TextHeads: 4,
-		VAEChannels: []int{8, 16, 16, 16}, Seed: 1}
+		Attention: []bool{true, true, true, false}, Depth: []int{1, 1, 1, 1}, VAEChannels: []int{8, 16, 16, 16}, Seed: 1}
 	switch f {
+	case SDXL:
+		// Three blocks (320, 640, 1280 wide), attention in the lower two
+		// with 2 and 10 transformer blocks, 64-wide heads, text states 2048
+		// wide (both encoders' penultimate states), pooled 1280.
+		c.Channels, c.Attention, c.Depth = []int{32, 64, 64}, []bool{false, true, true}, []int{1, 2, 10}
+		c.HeadDim, c.LinearProjection, c.CrossDim, c.Prediction = 8, true, 2048/16, "epsilon"
+		c.TextTime, c.TextEmbedsDim, c.AddTimeDim = true, 1280/16, 256/16
 	case SD21:
 		c.HeadDim, c.LinearProjection, c.CrossDim, c.TextGELU, c.Prediction = 8, true, 1024/16, true, "v_prediction"
 	default:
@@ -113,21 +138,26 @@ type Layer struct {
 // Layers lists the UNet's attention layers in graph order.
 func (c Config) Layers() []Layer {
 	var out []Layer
-	add := func(scope string, stride, channels int) {
-		for _, a := range []string{"attn1", "attn2"} {
-			out = append(out, Layer{Name: scope + "/transformer_blocks.0/" + a, Cross: a == "attn2", Stride: stride, Heads: c.heads(channels)})
+	add := func(scope string, depth, stride, channels int) {
+		for k := 0; k < depth; k++ {
+			for _, a := range []string{"attn1", "attn2"} {
+				out = append(out, Layer{Name: fmt.Sprintf("%s/transformer_blocks.%d/%s", scope, k, a), Cross: a == "attn2",
+					Stride: stride, Heads: c.heads(channels)})
+			}
 		}
 	}
 	n := len(c.Channels)
-	for i := 0; i < n-1; i++ {
-		for j := 0; j < layersPerBlock; j++ {
-			add(fmt.Sprintf("/down_blocks.%d/attentions.%d", i, j), 1<<i, c.Channels[i])
+	for i := 0; i < n; i++ {
+		for j := 0; j < layersPerBlock && c.Attention[i]; j++ {
+			add(fmt.Sprintf("/down_blocks.%d/attentions.%d", i, j), c.Depth[i], 1<<i, c.Channels[i])
 		}
 	}
-	add("/mid_block/attentions.0", 1<<(n-1), c.Channels[n-1])
-	for i := 1; i < n; i++ {
-		for j := 0; j <= layersPerBlock; j++ {
-			add(fmt.Sprintf("/up_blocks.%d/attentions.%d", i, j), 1<<(n-1-i), c.Channels[n-1-i])
+	// The last down block has no downsampler: the mid block runs at its
+	// resolution.
+	add("/mid_block/attentions.0", c.Depth[n-1], 1<<(n-1), c.Channels[n-1])
+	for i := 0; i < n; i++ {
+		for j := 0; j <= layersPerBlock && c.Attention[n-1-i]; j++ {
+			add(fmt.Sprintf("/up_blocks.%d/attentions.%d", i, j), c.Depth[n-1-i], 1<<(n-1-i), c.Channels[n-1-i])
 		}
 	}
 	return out
@@ -138,12 +168,16 @@ func Write(dir string, c Config) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	for rel, m := range map[string]*onnxpb.ModelProto{
+	models := map[string]*onnxpb.ModelProto{
 		"text_encoder/model.onnx": TextEncoder(c),
 		"unet/model.onnx":         UNet(c),
 		"vae_encoder/model.onnx":  VAEEncoder(c),
 		"vae_decoder/model.onnx":  VAEDecoder(c),
-	} {
+	}
+	if m := TextEncoder2(c); m != nil {
+		models["text_encoder_2/model.onnx"] = m
+	}
+	for rel, m := range models {
 		raw, err := proto.Marshal(m)
 		if err != nil {
 			return fmt.Errorf("sdtest: encoding %s: %w", rel, err)
@@ -156,7 +190,8 @@ func Write(dir string, c Config) error {
 }
 
 func (c Config) validate() error {
-	if len(c.Channels) < 2 || c.SampleSize < 1<<(len(c.Channels)-1) || c.CrossDim <= 0 || c.TextHeads <= 0 ||
+	if len(c.Channels) < 2 || len(c.Attention) != len(c.Channels) || len(c.Depth) != len(c.Channels) ||
+		c.SampleSize < 1<<(len(c.Channels)-1) || c.CrossDim <= 0 || c.TextHeads <= 0 ||
 		c.CrossDim%c.TextHeads != 0 || len(c.VAEChannels) != 4 || (c.Heads <= 0) == (c.HeadDim <= 0) {
 		return fmt.Errorf("sdtest: bad config %+v", c)
 	}

@@ -46,6 +46,51 @@ func TestComponentsRunWithSDShapes(t *testing.T) {
 	}
 }
 
+// The SDXL-shaped folder's components run with Optimum's SDXL names: two
+// text encoders with every layer's states (the second with text_embeds),
+// their widths adding up to the UNet's cross_attention_dim, and a UNet that
+// also takes text_embeds and time_ids.
+func TestSDXLComponentsRun(t *testing.T) {
+	c := Small(SDXL)
+	dir := t.TempDir()
+	if err := Write(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]int64, 77)
+	for i := range ids {
+		ids[i] = 49407
+	}
+	ids[0] = 49406
+	specs := c.textSpecs()
+	first := runModel(t, filepath.Join(dir, "text_encoder/model.onnx"), "input_ids", []int64{1, 77}, ids)
+	second := runModel(t, filepath.Join(dir, "text_encoder_2/model.onnx"), "input_ids", []int64{1, 77}, ids)
+	checkShape(t, first, "pooler_output", 1, int64(specs[0].width))
+	checkShape(t, second, "text_embeds", 1, int64(c.TextEmbedsDim))
+	for i := 0; i <= c.TextLayers; i++ {
+		checkShape(t, first, fmt.Sprintf("hidden_states.%d", i), 1, 77, int64(specs[0].width))
+		checkShape(t, second, fmt.Sprintf("hidden_states.%d", i), 1, 77, int64(specs[1].width))
+	}
+	if specs[0].width+specs[1].width != c.CrossDim {
+		t.Errorf("text widths %d + %d, the UNet takes %d", specs[0].width, specs[1].width, c.CrossDim)
+	}
+	side := int64(c.SampleSize)
+	feeds := map[string][]float32{"sample": noise(2 * 4 * side * side), "timestep": {999, 999},
+		"encoder_hidden_states": noise(2 * 77 * int64(c.CrossDim)), "text_embeds": noise(2 * int64(c.TextEmbedsDim)),
+		"time_ids": {128, 128, 0, 0, 128, 128, 128, 128, 0, 0, 128, 128}}
+	shapes := map[string][]int64{"sample": {2, 4, side, side}, "timestep": {2}, "encoder_hidden_states": {2, 77, int64(c.CrossDim)},
+		"text_embeds": {2, int64(c.TextEmbedsDim)}, "time_ids": {2, 6}}
+	values := map[string]ort.Value{}
+	for name, data := range feeds {
+		v, err := ort.NewTensor(shapes[name], data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Destroy()
+		values[name] = v
+	}
+	checkShape(t, runFeeds(t, filepath.Join(dir, "unet/model.onnx"), values), "out_sample", 2, 4, side, side)
+}
+
 // Write is deterministic: the same config gives the same bytes.
 func TestWriteIsDeterministic(t *testing.T) {
 	c := Small(SD21)

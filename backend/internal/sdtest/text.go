@@ -13,14 +13,56 @@ import (
 // tokenizer can produce.
 const vocabSize = 49408
 
-// TextEncoder builds CLIPTextModel as Optimum exports it: input input_ids
-// int64 [batch_size, sequence_length]; outputs last_hidden_state float32
-// [batch_size, sequence_length, CrossDim] and pooler_output [batch_size,
-// CrossDim] (the final state at the EOS token, the highest id).
-func TextEncoder(c Config) *onnxpb.ModelProto {
-	b := newBuilder("main_graph", c.Seed+1)
+// textSpec sizes one text encoder.
+type textSpec struct {
+	width, heads, layers int
+	gelu                 bool
+	// projection adds CLIPTextModelWithProjection's text_projection and
+	// its text_embeds output (SDXL's second encoder) instead of
+	// pooler_output.
+	projection bool
+	// hiddenStates adds every layer's input and the last layer's output as
+	// hidden_states.0 … hidden_states.<layers> (Optimum's SDXL exports: the
+	// UNet reads the penultimate).
+	hiddenStates bool
+	seed         int64
+}
+
+// textSpecs are the family's text encoders: one, or SDXL's two (CLIP ViT-L
+// and OpenCLIP ViT-bigG, whose widths add up to CrossDim).
+func (c Config) textSpecs() []textSpec {
+	if c.Family != SDXL {
+		return []textSpec{{width: c.CrossDim, heads: c.TextHeads, layers: c.TextLayers, gelu: c.TextGELU, seed: c.Seed + 1}}
+	}
+	first := c.CrossDim * 768 / 2048
+	return []textSpec{
+		{width: first, heads: c.TextHeads, layers: c.TextLayers, hiddenStates: true, seed: c.Seed + 1},
+		{width: c.CrossDim - first, heads: c.TextHeads, layers: c.TextLayers, gelu: true, projection: true, hiddenStates: true, seed: c.Seed + 4},
+	}
+}
+
+// TextEncoder builds the family's (first) text encoder, CLIPTextModel, as
+// Optimum exports it: input input_ids int64 [batch_size, sequence_length];
+// outputs last_hidden_state float32 [batch_size, sequence_length, width]
+// and pooler_output [batch_size, width] (the final state at the EOS token,
+// the highest id), and for SDXL hidden_states.*.
+func TextEncoder(c Config) *onnxpb.ModelProto { return textEncoder(c.textSpecs()[0]) }
+
+// TextEncoder2 builds SDXL's second text encoder,
+// CLIPTextModelWithProjection: outputs text_embeds [batch_size, width] (the
+// projected pooled state), last_hidden_state and hidden_states.*. It is nil
+// for the other families.
+func TextEncoder2(c Config) *onnxpb.ModelProto {
+	if specs := c.textSpecs(); len(specs) > 1 {
+		return textEncoder(specs[1])
+	}
+	return nil
+}
+
+func textEncoder(s textSpec) *onnxpb.ModelProto {
+	b := newBuilder("main_graph", s.seed)
 	batch, seq := onnxgraph.Symbolic("batch_size"), onnxgraph.Symbolic("sequence_length")
-	d := int64(c.CrossDim)
+	d := int64(s.width)
 	b.g.Input = append(b.g.Input, onnxgraph.TensorInfo("input_ids", onnxgraph.Int64, batch, seq))
 	tok := b.node("Gather", "/embeddings/token_embedding",
 		[]string{b.random("text_model.embeddings.token_embedding.weight", 0, 0.5, vocabSize, d), "input_ids"})
@@ -32,18 +74,39 @@ func TextEncoder(c Config) *onnxpb.ModelProto {
 		[]string{b.random("text_model.embeddings.position_embedding.weight", 0, 0.5, clip.ContextLength, d), b.ints("text_model.embeddings.position_ids", positions...)})
 	h := b.node("Add", "/embeddings", []string{tok, pos})
 	mask := causalMask(b)
-	for i := 0; i < c.TextLayers; i++ {
-		h = textLayer(b, c, fmt.Sprintf("/encoder/layers.%d", i), h, mask)
+	var outs []*onnxpb.ValueInfoProto
+	for i := 0; i <= s.layers; i++ {
+		if s.hiddenStates {
+			name := fmt.Sprintf("hidden_states.%d", i)
+			b.g.Node = append(b.g.Node, &onnxpb.NodeProto{Name: ptr("/Identity_" + name), OpType: ptr("Identity"), Input: []string{h}, Output: []string{name}})
+			outs = append(outs, onnxgraph.TensorInfo(name, onnxgraph.Float, batch, seq, onnxgraph.Fixed(d)))
+		}
+		if i < s.layers {
+			h = textLayer(b, s, fmt.Sprintf("/encoder/layers.%d", i), h, mask)
+		}
 	}
-	h = b.layerNorm("/final_layer_norm", h, c.CrossDim)
+	b.layerNorm("/final_layer_norm", h, s.width)
 	b.g.Node[len(b.g.Node)-1].Output[0] = "last_hidden_state"
-	// pooler_output: last_hidden_state[arange(B), input_ids.argmax(-1)].
+	// The pooled state: last_hidden_state[arange(B), input_ids.argmax(-1)].
 	eos := b.node("ArgMax", "", []string{"input_ids"}, onnxgraph.AttrInt("axis", -1), onnxgraph.AttrInt("keepdims", 1))
+	pooled, pooledName := "pooler_output", "pooler_output"
+	if s.projection {
+		pooled, pooledName = "/pooled", "text_embeds"
+	}
 	b.g.Node = append(b.g.Node, &onnxpb.NodeProto{Name: ptr("/GatherND"), OpType: ptr("GatherND"),
-		Input: []string{"last_hidden_state", eos}, Output: []string{"pooler_output"}, Attribute: []*onnxpb.AttributeProto{onnxgraph.AttrInt("batch_dims", 1)}})
-	b.g.Output = append(b.g.Output,
-		onnxgraph.TensorInfo("last_hidden_state", onnxgraph.Float, batch, seq, onnxgraph.Fixed(d)),
-		onnxgraph.TensorInfo("pooler_output", onnxgraph.Float, batch, onnxgraph.Fixed(d)))
+		Input: []string{"last_hidden_state", eos}, Output: []string{pooled}, Attribute: []*onnxpb.AttributeProto{onnxgraph.AttrInt("batch_dims", 1)}})
+	if s.projection {
+		b.linear("/text_projection", pooled, s.width, s.width, false)
+		b.g.Node[len(b.g.Node)-1].Output[0] = "text_embeds"
+	}
+	pooledOut := onnxgraph.TensorInfo(pooledName, onnxgraph.Float, batch, onnxgraph.Fixed(d))
+	last := onnxgraph.TensorInfo("last_hidden_state", onnxgraph.Float, batch, seq, onnxgraph.Fixed(d))
+	if s.projection {
+		b.g.Output = append(b.g.Output, pooledOut, last)
+	} else {
+		b.g.Output = append(b.g.Output, last, pooledOut)
+	}
+	b.g.Output = append(b.g.Output, outs...)
 	return b.model()
 }
 
@@ -64,9 +127,9 @@ func causalMask(b *builder) string {
 
 // textLayer is CLIPEncoderLayer: layer_norm1, masked self attention,
 // layer_norm2, mlp (fc1, the family's activation, fc2), residuals.
-func textLayer(b *builder, c Config, scope, x, mask string) string {
-	d := c.CrossDim
-	heads := c.TextHeads
+func textLayer(b *builder, c textSpec, scope, x, mask string) string {
+	d := c.width
+	heads := c.heads
 	hd := d / heads
 	a := scope + "/self_attn"
 	n := b.layerNorm(scope+"/layer_norm1", x, d)
@@ -83,7 +146,7 @@ func textLayer(b *builder, c Config, scope, x, mask string) string {
 	o = b.node("Reshape", a, []string{o, b.ints(b.fresh(a, "merge"), 0, -1, int64(d))})
 	x = b.node("Add", scope, []string{x, b.linear(a+"/out_proj", o, d, d, true)})
 	m := b.linear(scope+"/mlp/fc1", b.layerNorm(scope+"/layer_norm2", x, d), d, 4*d, true)
-	if c.TextGELU {
+	if c.gelu {
 		m = b.gelu(scope+"/mlp/activation_fn", m)
 	} else {
 		m = b.quickGELU(scope+"/mlp/activation_fn", m)

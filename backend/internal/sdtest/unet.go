@@ -21,6 +21,12 @@ func UNet(c Config) *onnxpb.ModelProto {
 		onnxgraph.TensorInfo("encoder_hidden_states", onnxgraph.Float, batch, onnxgraph.Symbolic("sequence_length"), onnxgraph.Fixed(int64(c.CrossDim))))
 	u := &unetBuilder{builder: b, c: c, tembDim: 4 * c.Channels[0]}
 	temb := u.timeEmbedding("timestep")
+	if c.TextTime {
+		b.g.Input = append(b.g.Input,
+			onnxgraph.TensorInfo("text_embeds", onnxgraph.Float, batch, onnxgraph.Fixed(int64(c.TextEmbedsDim))),
+			onnxgraph.TensorInfo("time_ids", onnxgraph.Float, batch, onnxgraph.Fixed(sdxlTimeIDs)))
+		temb = u.addTextTime(temb)
+	}
 	h := b.conv("/conv_in", "sample", 4, c.Channels[0], 3, 1)
 	skips := []skip{{h, c.Channels[0]}}
 	h, cur, skips := u.down(h, temb, skips)
@@ -48,21 +54,48 @@ type unetBuilder struct {
 	tembDim int
 }
 
+// sdxlTimeIDs is the length of SDXL's time_ids: original size, crop
+// corner and target size, two numbers each.
+const sdxlTimeIDs = 6
+
 // timeEmbedding is Timesteps (flip_sin_to_cos, freq_shift 0) and
 // TimestepEmbedding (linear_1, SiLU, linear_2).
 func (u *unetBuilder) timeEmbedding(t string) string {
-	half := u.c.Channels[0] / 2
+	x := u.sinusoid("/time_proj", t, u.c.Channels[0])
+	return u.timestepEmbedding("/time_embedding", x, u.c.Channels[0])
+}
+
+// sinusoid is diffusers' Timesteps of width dim for a 1-D tensor t: [N, dim],
+// cosines first.
+func (u *unetBuilder) sinusoid(scope, t string, dim int) string {
+	half := dim / 2
 	freqs := make([]float32, half)
 	for i := range freqs {
 		freqs[i] = float32(math.Exp(-math.Log(10000) * float64(i) / float64(half)))
 	}
-	x := u.node("Unsqueeze", "/time_proj", []string{t, u.ints("/time_proj/axes", 1)})
-	x = u.node("Mul", "/time_proj", []string{x, u.floats("/time_proj/freqs", freqs, 1, int64(half))})
-	x = u.node("Concat", "/time_proj", []string{u.node("Cos", "/time_proj", []string{x}), u.node("Sin", "/time_proj", []string{x})},
+	x := u.node("Unsqueeze", scope, []string{t, u.ints(scope+"/axes", 1)})
+	x = u.node("Mul", scope, []string{x, u.floats(scope+"/freqs", freqs, 1, int64(half))})
+	return u.node("Concat", scope, []string{u.node("Cos", scope, []string{x}), u.node("Sin", scope, []string{x})},
 		onnxgraph.AttrInt("axis", -1))
-	x = u.linear("/time_embedding/linear_1", x, u.c.Channels[0], u.tembDim, true)
-	x = u.silu("/time_embedding/act", x)
-	return u.linear("/time_embedding/linear_2", x, u.tembDim, u.tembDim, true)
+}
+
+// timestepEmbedding is TimestepEmbedding: linear_1, SiLU, linear_2.
+func (u *unetBuilder) timestepEmbedding(scope, x string, in int) string {
+	x = u.linear(scope+"/linear_1", x, in, u.tembDim, true)
+	x = u.silu(scope+"/act", x)
+	return u.linear(scope+"/linear_2", x, u.tembDim, u.tembDim, true)
+}
+
+// addTextTime adds SDXL's "text_time" embedding to temb: each time id
+// embedded by add_time_proj, flattened, after text_embeds, through
+// add_embedding.
+func (u *unetBuilder) addTextTime(temb string) string {
+	flat := u.node("Reshape", "", []string{"time_ids", u.ints("/flat", -1)})
+	ids := u.sinusoid("/add_time_proj", flat, u.c.AddTimeDim)
+	ids = u.node("Reshape", "", []string{ids, u.ints("/per_row", -1, int64(sdxlTimeIDs*u.c.AddTimeDim))})
+	x := u.node("Concat", "", []string{"text_embeds", ids}, onnxgraph.AttrInt("axis", -1))
+	aug := u.timestepEmbedding("/add_embedding", x, u.c.TextEmbedsDim+sdxlTimeIDs*u.c.AddTimeDim)
+	return u.node("Add", "", []string{temb, aug})
 }
 
 // down is CrossAttnDownBlock2D for every block but the last (DownBlock2D),
@@ -76,8 +109,8 @@ func (u *unetBuilder) down(h, temb string, skips []skip) (string, int, []skip) {
 		for j := 0; j < layersPerBlock; j++ {
 			h = u.resnet(fmt.Sprintf("%s/resnets.%d", scope, j), h, temb, cur, out, u.tembDim, normGroups, 1e-5)
 			cur = out
-			if i != last {
-				h = u.transformer(fmt.Sprintf("%s/attentions.%d", scope, j), h, cur, u.c.heads(cur))
+			if u.c.Attention[i] {
+				h = u.transformer(fmt.Sprintf("%s/attentions.%d", scope, j), h, cur, u.c.Depth[i])
 			}
 			skips = append(skips, skip{h, cur})
 		}
@@ -92,7 +125,7 @@ func (u *unetBuilder) down(h, temb string, skips []skip) (string, int, []skip) {
 // mid is UNetMidBlock2DCrossAttn: resnet, transformer, resnet.
 func (u *unetBuilder) mid(h, temb string, c int) string {
 	h = u.resnet("/mid_block/resnets.0", h, temb, c, c, u.tembDim, normGroups, 1e-5)
-	h = u.transformer("/mid_block/attentions.0", h, c, u.c.heads(c))
+	h = u.transformer("/mid_block/attentions.0", h, c, u.c.Depth[len(u.c.Depth)-1])
 	return u.resnet("/mid_block/resnets.1", h, temb, c, c, u.tembDim, normGroups, 1e-5)
 }
 
@@ -110,8 +143,8 @@ func (u *unetBuilder) up(h, temb string, cur int, skips []skip) string {
 			h = u.node("Concat", scope, []string{h, s.t}, onnxgraph.AttrInt("axis", 1))
 			h = u.resnet(fmt.Sprintf("%s/resnets.%d", scope, j), h, temb, cur+s.c, out, u.tembDim, normGroups, 1e-5)
 			cur = out
-			if i != 0 {
-				h = u.transformer(fmt.Sprintf("%s/attentions.%d", scope, j), h, cur, u.c.heads(cur))
+			if u.c.Attention[n-1-i] {
+				h = u.transformer(fmt.Sprintf("%s/attentions.%d", scope, j), h, cur, u.c.Depth[n-1-i])
 			}
 		}
 		if i != n-1 {
@@ -121,24 +154,28 @@ func (u *unetBuilder) up(h, temb string, cur int, skips []skip) string {
 	return h
 }
 
-// transformer is Transformer2DModel with one BasicTransformerBlock: GroupNorm,
-// proj_in (a 1×1 conv before flattening in SD 1.x; a Linear after it with
-// use_linear_projection, SD 2.x), self attention attn1, cross attention
-// attn2, GEGLU feed-forward, proj_out, and the residual.
-func (u *unetBuilder) transformer(scope, x string, c, heads int) string {
+// transformer is Transformer2DModel with depth BasicTransformerBlocks:
+// GroupNorm, proj_in (a 1×1 conv before flattening in SD 1.x; a Linear
+// after it with use_linear_projection, SD 2.x and SDXL), per block self
+// attention attn1, cross attention attn2 and a GEGLU feed-forward, then
+// proj_out and the residual.
+func (u *unetBuilder) transformer(scope, x string, c, depth int) string {
+	heads := u.c.heads(c)
 	h := u.groupNorm(scope+"/norm", x, c, normGroups, 1e-6)
 	if u.c.LinearProjection {
 		h = u.linear(scope+"/proj_in", u.tokens(scope, h, c), c, c, true)
 	} else {
 		h = u.tokens(scope, u.conv(scope+"/proj_in", h, c, c, 1, 1), c)
 	}
-	blk := scope + "/transformer_blocks.0"
-	n1 := u.layerNorm(blk+"/norm1", h, c)
-	a := u.attention(blk+"/attn1", n1, n1, c, c, heads, false)
-	h = u.node("Add", blk, []string{a, h})
-	a = u.attention(blk+"/attn2", u.layerNorm(blk+"/norm2", h, c), "encoder_hidden_states", c, u.c.CrossDim, heads, false)
-	h = u.node("Add", blk, []string{a, h})
-	h = u.node("Add", blk, []string{u.geglu(blk+"/ff", u.layerNorm(blk+"/norm3", h, c), c), h})
+	for k := 0; k < depth; k++ {
+		blk := fmt.Sprintf("%s/transformer_blocks.%d", scope, k)
+		n1 := u.layerNorm(blk+"/norm1", h, c)
+		a := u.attention(blk+"/attn1", n1, n1, c, c, heads, false)
+		h = u.node("Add", blk, []string{a, h})
+		a = u.attention(blk+"/attn2", u.layerNorm(blk+"/norm2", h, c), "encoder_hidden_states", c, u.c.CrossDim, heads, false)
+		h = u.node("Add", blk, []string{a, h})
+		h = u.node("Add", blk, []string{u.geglu(blk+"/ff", u.layerNorm(blk+"/norm3", h, c), c), h})
+	}
 	if u.c.LinearProjection {
 		h = u.spatial(scope, u.linear(scope+"/proj_out", h, c, c, true), x, c)
 	} else {
