@@ -50,7 +50,7 @@ func checkSpec(tok *clip.Tokenizer, s edit.Spec, d *edit.Defaults) []fieldProble
 // settings, the settings from steps to the negative prompt, the photo.
 func formRank(field string) int {
 	order := []string{"source", "targets", "kinds", "reweights", "cross_words", "blend",
-		"steps", "guidance", "seed", "scheduler", "cross", "self", "replace_tail", "negative", "width", "height", "model", "image", "inversion"}
+		"steps", "guidance", "seed", "scheduler", "cross", "self", "self_max_tokens", "replace_tail", "negative", "width", "height", "model", "image", "inversion"}
 	for i, f := range order {
 		if field == f || strings.HasPrefix(field, f+"[") || strings.HasPrefix(field, f+".") {
 			return i
@@ -125,6 +125,8 @@ func fieldLabel(field string, photo bool) string {
 		return "Edit kinds"
 	case "replace_tail":
 		return "Replace tail"
+	case "self_max_tokens":
+		return "Self-attention layers"
 	}
 	return field
 }

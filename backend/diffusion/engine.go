@@ -160,8 +160,8 @@ func openSession(m *model.Manifest, file, what string, so ort.Options, rewrites 
 // instrumentedUNet returns the path of unet/model.p2p.onnx and its
 // description, writing it first when allowed and it is missing, older than
 // the UNet it derives from, of another layout than this build reads (an
-// earlier version's single maps output) or made with other self-replace
-// layers than the manifest asks for.
+// earlier version's single maps output, or layout 2's fixed self-replace
+// layers).
 func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Description, error) {
 	orig := m.Path(m.UNet.File)
 	path := strings.TrimSuffix(orig, graph.OriginalFile) + graph.InstrumentedFile
@@ -173,9 +173,9 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Descri
 	if oerr != nil {
 		return "", nil, fmt.Errorf("model %s: %w", m.Dir, oerr)
 	}
-	// The self-replace layers are fixed when the graph is written, so an
-	// instrumented file made with other settings than the manifest's is
-	// written again.
+	// The manifest's self-replace limit becomes the description's default
+	// (what `reword instrument` shows); runs choose their layers anyway
+	// (selflayers.go), so a file written with another default still serves.
 	opts := graph.Options{SelfReplaceMaxQueries: m.Defaults.SelfReplaceMaxTokens}
 	command := fmt.Sprintf("reword instrument %s", m.Dir)
 	if n := opts.SelfReplaceMaxQueries; n > 0 {
@@ -198,9 +198,6 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Descri
 		} else if desc.SampleType == "float16" || desc.HiddenStatesType == "float16" {
 			problem = fmt.Sprintf("model %s: %s takes float16 inputs: an earlier Reword instrumented this fp16 export without "+
 				"casting its inputs and outputs to float32: run `%s` again", m.Dir, path, command)
-		} else if want := selfReplaceLimit(desc, opts.SelfReplaceMaxQueries); want >= 0 && desc.SelfReplaceMaxQueries != want {
-			problem = fmt.Sprintf("model %s: %s edits self-attention up to %d query positions; the manifest asks for %d: run `%s` again",
-				m.Dir, path, desc.SelfReplaceMaxQueries, want, command)
 		}
 	}
 	if problem == "" {
@@ -216,22 +213,6 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Descri
 		return "", nil, fmt.Errorf("instrumenting the UNet of %s wrote %s, expected %s", m.Dir, written, path)
 	}
 	return path, desc, nil
-}
-
-// selfReplaceLimit returns the largest self-attention query count at most
-// maxQueries among desc's layers (0 if none), or −1 when maxQueries is 0
-// (graph's default, which any instrumented file may have used).
-func selfReplaceLimit(desc *graph.Description, maxQueries int) int {
-	if maxQueries <= 0 {
-		return -1
-	}
-	best := 0
-	for _, l := range desc.Layers {
-		if l.Kind == graph.Self && l.Queries <= maxQueries {
-			best = max(best, l.Queries)
-		}
-	}
-	return best
 }
 
 // checkSessions verifies the models' inputs and outputs against the manifest

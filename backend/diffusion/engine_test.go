@@ -321,33 +321,6 @@ func TestErrors(t *testing.T) {
 	if _, err := Load(bare, Options{}); err == nil || !strings.Contains(err.Error(), "reword instrument") {
 		t.Errorf("uninstrumented model: %v", err)
 	}
-	// An instrumented UNet whose self-replace layers differ from the
-	// manifest's is refused, and written again when allowed.
-	instrumented, err := Load(bare, Options{Instrument: true, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	instrumented.Close()
-	manifest := filepath.Join(bare, "model.json")
-	raw, err := os.ReadFile(manifest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changed := strings.Replace(string(raw), `"self_replace_max_tokens": 256`, `"self_replace_max_tokens": 64`, 1)
-	if changed == string(raw) {
-		t.Fatal("the tiny model's manifest has no self_replace_max_tokens of 256 to change")
-	}
-	if err := os.WriteFile(manifest, []byte(changed), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Load(bare, Options{}); err == nil || !strings.Contains(err.Error(), "-self-max-queries 64") {
-		t.Errorf("stale self-replace layers: %v", err)
-	}
-	again, err := Load(bare, Options{Instrument: true, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	again.Close()
 }
 
 // With the cross window over the whole run, a word swap copies the source's

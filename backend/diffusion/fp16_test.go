@@ -195,7 +195,7 @@ func checkNeutralIsNoOp(t *testing.T, e *Engine) {
 	for i := range hidden {
 		hidden[i] = float32(r.NormFloat64())
 	}
-	u, err := e.bindUNet(batch, 1+targets, targets, hidden)
+	u, err := e.bindUNet(batch, 1+targets, targets, hidden, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

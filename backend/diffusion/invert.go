@@ -152,7 +152,7 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 	copy(x, z0)
 
 	// One conditional row and no targets: the source alone.
-	u, err := e.bindUNet(1, 1, 0, emb)
+	u, err := e.bindUNet(1, 1, 0, emb, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -55,6 +55,7 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 			return nil, err
 		}
 		j.ctrl = ctrl
+		j.selfLayers = e.desc.SelfLayerWeights(e.selfMaxTokens(r))
 		if masks := ctrl.BlendMasks(); masks != nil {
 			b := e.maps[e.blendOut]
 			j.blend = newLocalBlend(masks, r.Steps, b.w, b.h, e.manifest.Latent.Width, e.manifest.Latent.Height)
@@ -107,8 +108,10 @@ type job struct {
 	scheduler string
 	opts      RunOptions
 	ctrl      *align.Controller // nil: no control (generation, baseline)
-	blend     *localBlend       // nil: no local blending
-	origin    origin
+	// selfLayers are the per-layer self-replace weights (nil: none).
+	selfLayers []float32
+	blend      *localBlend // nil: no local blending
+	origin     origin
 }
 
 // origin is where a run starts and how its source row is obtained. A

@@ -60,7 +60,7 @@ func (e *Engine) prepare(ctx context.Context, j *job, pv *previews) (*sampling, 
 		return nil, err
 	}
 	stepped := s.rows - s.uncondFirst
-	if s.unet, err = e.bindUNet(stepped+s.rows, s.rows, s.rows-1, hidden); err != nil {
+	if s.unet, err = e.bindUNet(stepped+s.rows, s.rows, s.rows-1, hidden, j.selfLayers); err != nil {
 		return nil, err
 	}
 	s.controls = controlSchedule{ctrl: j.ctrl, ctl: s.unet.ctl}

@@ -23,6 +23,10 @@ type unetFacts struct {
 	// heatOut index the ones local blend and heat maps read.
 	maps              []mapsOutput
 	blendOut, heatOut int
+	// desc is the instrumented UNet's description: its self layers and
+	// their default limit choose a run's self-replace layers
+	// (selflayers.go).
+	desc *graph.Description
 }
 
 // mapsOutput is one attention-map output of the instrumented UNet.
@@ -58,6 +62,10 @@ func (e *Engine) checkUNet(desc *graph.Description) error {
 	if err := e.checkMaps(desc); err != nil {
 		return fmt.Errorf("UNet %s: %w: instrument it again with `reword instrument`", e.unet.Name(), err)
 	}
+	if err := e.checkSelfLayers(desc); err != nil {
+		return fmt.Errorf("UNet %s: %w: instrument it again with `reword instrument`", e.unet.Name(), err)
+	}
+	e.desc = desc
 	return nil
 }
 
@@ -146,8 +154,9 @@ type unetCall struct {
 
 // bindUNet allocates a UNet call of batch rows, rows of them conditional,
 // with targets edited rows among those (the controls' E) and the batch's
-// text states hidden ([batch, 77, hidden]). Close frees its tensors.
-func (e *Engine) bindUNet(batch, rows, targets int, hidden []float32) (*unetCall, error) {
+// text states hidden ([batch, 77, hidden]) and the run's per-layer
+// self-replace weights selfLayers (nil: none). Close frees its tensors.
+func (e *Engine) bindUNet(batch, rows, targets int, hidden, selfLayers []float32) (*unetCall, error) {
 	m := e.manifest
 	C, H, W := m.Latent.Channels, m.Latent.Height, m.Latent.Width
 	u := &unetCall{
@@ -175,6 +184,7 @@ func (e *Engine) bindUNet(batch, rows, targets int, hidden []float32) (*unetCall
 		graph.CrossWeightsInput: u.tensors.add(ort.NewTensor(wShape, u.ctl.CrossW)),
 		graph.CrossKeepInput:    u.tensors.add(ort.NewTensor(cShape, u.ctl.CrossC)),
 		graph.SelfWeightInput:   u.tensors.add(ort.NewTensor(sShape, u.ctl.SelfW)),
+		graph.SelfLayersInput:   u.tensors.add(e.selfLayersTensor(selfLayers)),
 	}
 	u.outputs = map[string]ort.Value{m.UNet.Output: u.tensors.add(ort.NewTensor(latent, u.out))}
 	for _, o := range u.maps {

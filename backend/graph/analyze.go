@@ -449,7 +449,10 @@ func (a *analysis) plan(opts Options) error {
 		case Cross:
 			l.Edited = true
 		case Self:
-			l.Edited = l.Queries <= d.SelfReplaceMaxQueries
+			// Every self layer gets the switchable edit, so that a run can
+			// choose its layers (SelfLayersInput); the limit only sets the
+			// default. A negative limit leaves self attention alone.
+			l.Edited = opts.SelfReplaceMaxQueries >= 0
 			if l.Edited {
 				pv, err := a.probsTimesValues(l.softmax)
 				if err != nil {

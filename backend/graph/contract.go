@@ -27,10 +27,15 @@
 //     layer, target e's probabilities become A_src·W_e + A_tgt ⊙ c_e, with
 //     A [heads·queries, T] rows and c broadcast over heads and queries
 //     (T: text tokens, 77 for CLIP).
-//   - p2p_self_w [E]: in every self-attention layer with few enough query
-//     positions (Options.SelfReplaceMaxQueries), target e's attention output
-//     becomes s_e·(A_src·V_tgt) + (1−s_e)·(A_tgt·V_tgt): the source's
-//     self-attention pattern applied to the target's values. s_e in [0, 1].
+//   - p2p_self_w [E] and p2p_self_layers [L]: in self-attention layer k
+//     (the k-th of Description.SelfLayers), target e's attention output
+//     becomes s·(A_src·V_tgt) + (1−s)·(A_tgt·V_tgt) with s = s_e·l_k: the
+//     source's self-attention pattern applied to the target's values.
+//     s_e and l_k in [0, 1]. l is fed once per run: it chooses the layers
+//     (Description.SelfLayerWeights; by default those with at most
+//     Description.SelfReplaceMaxQueries query positions), so the layers
+//     change without instrumenting again. A layer whose l_k or every s_e
+//     is 0 skips the edit (an If node), so it costs nothing.
 //
 // W = 0, c = 1, s = 0 is an exact no-op: the instrumented model then matches
 // the original bit for bit in float32. W = I, c = 0 copies the source's
@@ -84,6 +89,9 @@ const (
 	CrossKeepInput = "p2p_cross_c"
 	// SelfWeightInput is the per-target self-replace weight: float32 [E].
 	SelfWeightInput = "p2p_self_w"
+	// SelfLayersInput is the per-layer self-replace weight: float32 [L],
+	// one per self-attention layer of Description.SelfLayers, in order.
+	SelfLayersInput = "p2p_self_layers"
 	// MapsOutputPrefix starts the names of the attention-map outputs; the
 	// stride F (a power of two) follows.
 	MapsOutputPrefix = "p2p_maps_div"
@@ -100,7 +108,9 @@ const (
 // must check it (Description.CheckLayout): a file of another layout runs
 // but its outputs would be misread. Layout 2 has a maps output per
 // cross-attention resolution; files without a recorded layout have one.
-const LayoutVersion = 2
+// Layout 3 adds SelfLayersInput: every self-attention layer can take the
+// self-replace edit, chosen per run (layout 2 fixed the layers).
+const LayoutVersion = 3
 
 // ErrLayout reports an instrumented file of another LayoutVersion.
 var ErrLayout = errors.New("the instrumented UNet has another interface than this build expects")

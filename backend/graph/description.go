@@ -52,7 +52,9 @@ type Layer struct {
 	// DType is the element type the probabilities are computed in.
 	DType string `json:"dtype"`
 	// Edited says whether the control is spliced in: always for cross
-	// attention, for self attention when Queries ≤ SelfReplaceMaxQueries.
+	// attention; for self attention, whether a run can switch the
+	// self-replace edit on (every self layer unless instrumented with a
+	// negative limit; which run it is SelfLayersInput's choice).
 	Edited bool `json:"edited"`
 	// Maps names the maps output this layer's probabilities are averaged
 	// into, or is empty.
@@ -87,8 +89,9 @@ type Description struct {
 	Latent Size `json:"latent"`
 	// LatentFixed says whether the model only accepts Latent.
 	LatentFixed bool `json:"latent_fixed"`
-	// SelfReplaceMaxQueries is the largest query count of a self-attention
-	// layer that got the self-replace edit (0: none).
+	// SelfReplaceMaxQueries is the default self-replace limit: a run
+	// that does not choose edits the self-attention layers with at most
+	// this many query positions (0: none).
 	SelfReplaceMaxQueries int `json:"self_replace_max_queries"`
 	// Tokens is the text sequence length T the model declares, 0 when it
 	// leaves it dynamic (then the text encoder's length, 77 for CLIP).
@@ -118,6 +121,32 @@ func (d *Description) Count(kind Kind) (total, edited int) {
 	return total, edited
 }
 
+// SelfLayers returns the self-attention layers that can take the
+// self-replace edit, in the order of SelfLayersInput's entries.
+func (d *Description) SelfLayers() []Layer {
+	var out []Layer
+	for _, l := range d.Layers {
+		if l.Kind == Self && l.Edited {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// SelfLayerWeights returns the SelfLayersInput value of a run that
+// self-replaces the layers with at most maxQueries query positions at the
+// reference latent: 1 for those, 0 for the others (maxQueries ≤ 0: none).
+func (d *Description) SelfLayerWeights(maxQueries int) []float32 {
+	layers := d.SelfLayers()
+	w := make([]float32, len(layers))
+	for k, l := range layers {
+		if l.Queries <= maxQueries {
+			w[k] = 1
+		}
+	}
+	return w
+}
+
 // WriteTable prints one line per attention layer and a summary.
 func (d *Description) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -131,10 +160,10 @@ func (d *Description) WriteTable(w io.Writer) error {
 		switch {
 		case l.Edited && l.Kind == Cross:
 			edited = "yes (W, c)"
-		case l.Edited:
+		case l.Edited && l.Queries <= d.SelfReplaceMaxQueries:
 			edited = "yes (self-replace)"
-		case l.Kind == Self:
-			edited = fmt.Sprintf("no (> %d queries)", d.SelfReplaceMaxQueries)
+		case l.Edited:
+			edited = fmt.Sprintf("per run (> %d queries: off by default)", d.SelfReplaceMaxQueries)
 		}
 		maps := l.Maps
 		if maps == "" {
@@ -151,7 +180,7 @@ func (d *Description) WriteTable(w io.Writer) error {
 	if !d.LatentFixed {
 		latent += " (reference size; the model accepts others)"
 	}
-	_, err := fmt.Fprintf(w, "\n%d cross-attention layers (%d edited), %d self-attention layers (%d with self-replace, ≤ %d queries); resolutions at %s; opset %d\n",
+	_, err := fmt.Fprintf(w, "\n%d cross-attention layers (%d edited), %d self-attention layers (%d with self-replace, chosen per run; by default ≤ %d queries); resolutions at %s; opset %d\n",
 		cross, crossEdited, self, selfEdited, d.SelfReplaceMaxQueries, latent, d.Opset)
 	if err != nil {
 		return err
@@ -166,9 +195,9 @@ func (d *Description) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
-	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E] float32 (T = %s)\n",
+	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E], %s [%d] float32 (T = %s)\n",
 		SampleInput, d.SampleType, TimestepInput, d.TimestepType, HiddenStatesInput, d.HiddenStatesType,
-		CrossWeightsInput, CrossKeepInput, SelfWeightInput, tokensText(d.Tokens))
+		CrossWeightsInput, CrossKeepInput, SelfWeightInput, SelfLayersInput, len(d.SelfLayers()), tokensText(d.Tokens))
 	if err == nil && len(d.Float16IO) > 0 {
 		_, err = fmt.Fprintf(w, "float16 export: %s cast from and to float32 at the graph boundary\n", strings.Join(d.Float16IO, ", "))
 	}
@@ -199,6 +228,8 @@ func (d *Description) CheckLayout() error {
 	switch {
 	case d.Layout == 0:
 		return fmt.Errorf("%w: it was written by an earlier version of Reword (one attention-map output; layout %d has one per cross-attention resolution)", ErrLayout, LayoutVersion)
+	case d.Layout == 2:
+		return fmt.Errorf("%w: it has layout 2, whose self-replace layers were fixed when it was written; layout %d chooses them per run", ErrLayout, LayoutVersion)
 	case d.Layout != LayoutVersion:
 		return fmt.Errorf("%w: it has layout %d, this build reads layout %d", ErrLayout, d.Layout, LayoutVersion)
 	}

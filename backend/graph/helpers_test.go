@@ -200,8 +200,11 @@ func unetFeeds(t *testing.T, desc *graph.Description, sampleShape, ctxShape []in
 	return feeds
 }
 
-func addControls(t *testing.T, feeds map[string]ort.Value, ctl graph.Controls) {
+// addControls feeds ctl, and the description's default self-replace
+// layers (setSelfLayers changes them).
+func addControls(t *testing.T, feeds map[string]ort.Value, desc *graph.Description, ctl graph.Controls) {
 	t.Helper()
+	setSelfLayers(t, feeds, desc.SelfLayerWeights(desc.SelfReplaceMaxQueries))
 	if err := ctl.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +219,19 @@ func addControls(t *testing.T, feeds map[string]ort.Value, ctl graph.Controls) {
 		}
 		feeds[name] = tensor
 	}
+}
+
+// setSelfLayers feeds w as the per-layer self-replace weights.
+func setSelfLayers(t *testing.T, feeds map[string]ort.Value, w []float32) {
+	t.Helper()
+	tensor, err := ort.NewTensor([]int64{int64(len(w))}, w)
+	if err != nil {
+		t.Fatalf("%s: %v", graph.SelfLayersInput, err)
+	}
+	if old, ok := feeds[graph.SelfLayersInput]; ok {
+		old.Destroy()
+	}
+	feeds[graph.SelfLayersInput] = tensor
 }
 
 func destroy(feeds map[string]ort.Value) {
@@ -247,13 +263,22 @@ func (f *fixture) runOriginal(t *testing.T, in attnblock.Inputs) []float32 {
 	return out
 }
 
-// runInstrumented returns out_sample and every maps output by name.
+// runInstrumented returns out_sample and every maps output by name, with
+// the description's default self-replace layers.
 func (f *fixture) runInstrumented(t *testing.T, in attnblock.Inputs, ctl graph.Controls) ([]float32, map[string][]float32) {
+	t.Helper()
+	return f.runInstrumentedLayers(t, in, ctl, f.desc.SelfLayerWeights(f.desc.SelfReplaceMaxQueries))
+}
+
+// runInstrumentedLayers is runInstrumented with the per-layer self-replace
+// weights w.
+func (f *fixture) runInstrumentedLayers(t *testing.T, in attnblock.Inputs, ctl graph.Controls, w []float32) ([]float32, map[string][]float32) {
 	t.Helper()
 	ss, cs := f.shapes(in.Batch)
 	feeds := unetFeeds(t, f.desc, ss, cs, in)
 	defer destroy(feeds)
-	addControls(t, feeds, ctl)
+	addControls(t, feeds, f.desc, ctl)
+	setSelfLayers(t, feeds, w)
 	outs, err := f.inst.Run(feeds)
 	if err != nil {
 		t.Fatal(err)

@@ -18,13 +18,16 @@ type Options struct {
 	// means the model's own size; models whose sample input has a dynamic
 	// height and width need it (64×64 for 512 px SD 1.x).
 	Latent Size
-	// SelfReplaceMaxQueries: self-attention layers with at most this many
-	// query positions at Latent get the self-replace edit. Zero means
+	// SelfReplaceMaxQueries is the default self-replace limit recorded in
+	// the description (Description.SelfReplaceMaxQueries): a run edits the
+	// self-attention layers with at most this many query positions at
+	// Latent unless it feeds SelfLayersInput otherwise. Every self layer
+	// gets the switchable edit whatever the limit. Zero means
 	// Latent.Positions()/16, i.e. the 16×16 layers and coarser at 512 px,
-	// Prompt-to-Prompt's default (the null-text setting uses 32×32: 1024).
-	// For the 16×16-latent tiny model that default is 16 positions: its
-	// 4×4 layers (down_blocks.2, mid_block, up_blocks.0); its manifest asks
-	// for 256, every self-attention layer. Negative: none.
+	// Prompt-to-Prompt's default (PnPInversion uses 32×32: 1024). For the
+	// 16×16-latent tiny model that default is 16 positions: its 4×4 layers
+	// (down_blocks.2, mid_block, up_blocks.0); its manifest asks for 256,
+	// every self-attention layer. Negative: no self layer gets the edit.
 	SelfReplaceMaxQueries int
 	// MapsQueries selects the maps output local blending reads
 	// (Description.BlendMaps): that of the cross-attention layers with
@@ -142,35 +145,38 @@ type rewriter struct {
 	minus2     string // [1] int64: −2
 	minus1     string // [1] int64: −1
 	end        string // [1] int64: INT64_MAX, "to the end" for Slice
-	// Controls reshaped for broadcasting: the cross controls in float32
-	// (the cross edit always runs in float32), the self ones by element
-	// type.
-	crossW, crossC  string
-	selfW, selfKeep map[onnxgraph.DataType]string
-	maps            map[string][]string // output name → per-layer float32 means
+	// Controls reshaped for broadcasting, in float32: the cross edit
+	// always runs in float32; the self edit casts its weights to the
+	// layer's element type inside its branch.
+	crossW, crossC string
+	selfW          string // s [E] reshaped to [E,1,1,1]
+	// selfActive is bool [L]: whether self layer k runs its edit.
+	selfActive string
+	oneF       string              // float32 [1]: 1
+	maps       map[string][]string // output name → per-layer float32 means
 }
 
 func newRewriter(a *analysis) *rewriter {
 	return &rewriter{
-		a:        a,
-		g:        a.model.GetGraph(),
-		pre:      onnxgraph.NewBuilder(NodeMarker + "prelude/"),
-		after:    map[*onnxpb.NodeProto][]*onnxpb.NodeProto{},
-		selfW:    map[onnxgraph.DataType]string{},
-		selfKeep: map[onnxgraph.DataType]string{},
-		maps:     map[string][]string{},
+		a:     a,
+		g:     a.model.GetGraph(),
+		pre:   onnxgraph.NewBuilder(NodeMarker + "prelude/"),
+		after: map[*onnxpb.NodeProto][]*onnxpb.NodeProto{},
+		maps:  map[string][]string{},
 	}
 }
 
 func (r *rewriter) rewrite() {
 	r.addInputs()
 	r.prelude()
+	selfIndex := 0
 	for _, l := range r.a.layers {
 		switch {
 		case l.Kind == Cross:
 			r.editCross(l)
 		case l.Edited:
-			r.editSelf(l)
+			r.editSelf(l, selfIndex)
+			selfIndex++
 		}
 	}
 	post := onnxgraph.NewBuilder(NodeMarker + "maps/")
@@ -209,13 +215,25 @@ func (r *rewriter) queriesDim(out MapsOutput) onnxgraph.Dim {
 	return onnxgraph.Symbolic(out.Name + "_queries")
 }
 
+// selfLayers counts the self layers that get the switchable edit.
+func (a *analysis) selfLayers() int {
+	n := 0
+	for _, l := range a.layers {
+		if l.Kind == Self && l.Edited {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *rewriter) addInputs() {
 	e := onnxgraph.Symbolic("p2p_targets")
 	t := r.tokensDim()
 	r.g.Input = append(r.g.Input,
 		onnxgraph.TensorInfo(CrossWeightsInput, onnxgraph.Float, e, t, t),
 		onnxgraph.TensorInfo(CrossKeepInput, onnxgraph.Float, e, t),
-		onnxgraph.TensorInfo(SelfWeightInput, onnxgraph.Float, e))
+		onnxgraph.TensorInfo(SelfWeightInput, onnxgraph.Float, e),
+		onnxgraph.TensorInfo(SelfLayersInput, onnxgraph.Float, onnxgraph.Fixed(int64(r.a.selfLayers()))))
 }
 
 // prelude computes the row bookkeeping and the broadcastable controls once,
@@ -249,19 +267,14 @@ func (r *rewriter) prelude() {
 	r.crossW = p.Op("Slice", []string{padded, r.zero, mmTargets, r.zero})
 	r.crossC = p.Op("Reshape", []string{CrossKeepInput, cShape})
 	s := p.Op("Reshape", []string{SelfWeightInput, p.Int64s("self_shape", -1, 1, 1, 1)})
-	r.selfW[onnxgraph.Float] = s
-	r.selfKeep[onnxgraph.Float] = p.Op("Sub", []string{p.Float32s("one_f", []int64{1}, []float32{1}), s})
-}
-
-// control returns a prelude tensor cast to the element type dt, creating the
-// Cast once per type.
-func (r *rewriter) control(cache map[onnxgraph.DataType]string, dt onnxgraph.DataType) string {
-	if name, ok := cache[dt]; ok {
-		return name
-	}
-	name := r.pre.Op("Cast", []string{cache[onnxgraph.Float]}, onnxgraph.AttrInt("to", int64(dt)))
-	cache[dt] = name
-	return name
+	r.selfW = s
+	r.oneF = p.Float32s("one_f", []int64{1}, []float32{1})
+	// A self layer runs its edit only when its weight and some target's s
+	// are positive: active[k] = layers[k]·max(s, 0) > 0 (the 0 keeps the
+	// max defined with no targets).
+	zeroF := p.Float32s("zero_f", []int64{1}, []float32{0})
+	sMax := p.Op("ReduceMax", []string{p.Op("Concat", []string{SelfWeightInput, zeroF}, onnxgraph.AttrInt("axis", 0))}, onnxgraph.AttrInt("keepdims", 1))
+	r.selfActive = p.Op("Greater", []string{p.Op("Mul", []string{SelfLayersInput, sMax}), zeroF})
 }
 
 // reroute makes node n write a fresh tensor instead of its output 0 and
@@ -339,34 +352,55 @@ func (r *rewriter) headMean(b *onnxgraph.Builder, all, shape string) string {
 //	O_tgt ← s·(P_src·V_tgt) + (1−s)·O_tgt   (cond target rows only)
 //
 // which equals replacing the target's probabilities by the source's with
-// weight s, without copying the [heads, N, N] probabilities.
-func (r *rewriter) editSelf(l *attention) {
+// weight s, without copying the [heads, N, N] probabilities. Here s is
+// target e's weight times the layer's (SelfLayersInput[k]). The edit sits
+// in the then-branch of an If on the layer's selfActive entry, so a layer a
+// run leaves out, and every layer under neutral controls, costs no
+// product: its else-branch passes O through unchanged, bit for bit.
+func (r *rewriter) editSelf(l *attention, k int) {
 	pv := l.pv
 	probs, values := pv.GetInput()[0], pv.GetInput()[1]
 	dt := r.a.ix.ElemType(probs)
 	b := onnxgraph.NewBuilder(l.Name + NodeMarker)
 	out, raw := reroute(pv, l.Name)
+	index := b.Int64s("self_layer", int64(k))
+	active := b.Op("Gather", []string{r.selfActive, index}, onnxgraph.AttrInt("axis", 0))
+
+	t := onnxgraph.NewBuilder(l.Name + NodeMarker + "then/")
 	// View P, V and O as [B, heads, rows, cols] whatever the layout.
 	byHead := func(x string) (view, shape string) {
-		shape = b.Op("Shape", []string{x})
-		last2 := b.Op("Slice", []string{shape, r.minus2, r.end, r.zero})
-		return b.Op("Concat", []string{r.batch, r.minus1, last2}, onnxgraph.AttrInt("axis", 0)), shape
+		shape = t.Op("Shape", []string{x})
+		last2 := t.Op("Slice", []string{shape, r.minus2, r.end, r.zero})
+		return t.Op("Concat", []string{r.batch, r.minus1, last2}, onnxgraph.AttrInt("axis", 0)), shape
 	}
 	pView, _ := byHead(probs)
 	vView, vShape := byHead(values)
-	p4 := b.Op("Reshape", []string{probs, pView})
-	v4 := b.Op("Reshape", []string{values, vView})
-	o4 := b.Op("Reshape", []string{raw, vView}) // self attention: O has V's shape
-	srcProbs := b.Op("Slice", []string{p4, r.srcRow, r.tgtRow, r.zero})
-	tgtValues := b.Op("Slice", []string{v4, r.mmTgtRow, r.end, r.zero})
-	replaced := b.Op("MatMul", []string{srcProbs, tgtValues})
-	targets := b.Op("Slice", []string{o4, r.tgtRow, r.end, r.zero})
-	edited := b.Op("Add", []string{
-		b.Op("Mul", []string{replaced, r.control(r.selfW, dt)}),
-		b.Op("Mul", []string{targets, r.control(r.selfKeep, dt)}),
+	p4 := t.Op("Reshape", []string{probs, pView})
+	v4 := t.Op("Reshape", []string{values, vView})
+	o4 := t.Op("Reshape", []string{raw, vView}) // self attention: O has V's shape
+	srcProbs := t.Op("Slice", []string{p4, r.srcRow, r.tgtRow, r.zero})
+	tgtValues := t.Op("Slice", []string{v4, r.mmTgtRow, r.end, r.zero})
+	replaced := t.Op("MatMul", []string{srcProbs, tgtValues})
+	targets := t.Op("Slice", []string{o4, r.tgtRow, r.end, r.zero})
+	s := t.Op("Mul", []string{r.selfW, t.Op("Gather", []string{SelfLayersInput, index}, onnxgraph.AttrInt("axis", 0))})
+	keep := t.Op("Sub", []string{r.oneF, s})
+	if dt != onnxgraph.Float {
+		s = t.Op("Cast", []string{s}, onnxgraph.AttrInt("to", int64(dt)))
+		keep = t.Op("Cast", []string{keep}, onnxgraph.AttrInt("to", int64(dt)))
+	}
+	edited := t.Op("Add", []string{
+		t.Op("Mul", []string{replaced, s}),
+		t.Op("Mul", []string{targets, keep}),
 	})
-	all := b.Op("ScatterND", []string{o4, r.tgtIndices, edited})
-	b.OpTo("Reshape", out, []string{all, vShape})
+	all := t.Op("ScatterND", []string{o4, r.tgtIndices, edited})
+	result := t.Op("Reshape", []string{all, vShape})
+
+	e := onnxgraph.NewBuilder(l.Name + NodeMarker + "else/")
+	unchanged := e.Op("Identity", []string{raw})
+	b.Node("If", l.Name+NodeMarker+"self_replace", []string{active}, []string{out},
+		onnxgraph.AttrGraph("then_branch", t.Subgraph(l.Name+NodeMarker+"then", result, dt)),
+		onnxgraph.AttrGraph("else_branch", e.Subgraph(l.Name+NodeMarker+"else", unchanged, dt)))
 	r.after[pv] = b.Nodes()
 	r.inits = append(r.inits, b.Initializers()...)
+	r.inits = append(r.inits, t.Initializers()...)
 }

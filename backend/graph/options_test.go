@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -25,13 +26,17 @@ func TestDefaultOptionsOnSmallLatent(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 8×8 latent: the default limit is 64/16 = 4 queries, below every
-	// layer, so no self layer is edited, and local blend reads the maps of
-	// the 4×4 (16-query) layer, the coarsest at or above 4.
+	// layer, so no self layer is edited by default (each can be, per run),
+	// and local blend reads the maps of the 4×4 (16-query) layer, the
+	// coarsest at or above 4.
 	if desc.SelfReplaceMaxQueries != 4 {
 		t.Errorf("default self-replace limit %d, want 4", desc.SelfReplaceMaxQueries)
 	}
-	if _, edited := desc.Count(graph.Self); edited != 0 {
-		t.Errorf("%d self layers edited by default, want 0", edited)
+	if self, edited := desc.Count(graph.Self); edited != self || len(desc.SelfLayers()) != self {
+		t.Errorf("%d of %d self layers switchable (%d listed), want all", edited, self, len(desc.SelfLayers()))
+	}
+	if w := desc.SelfLayerWeights(desc.SelfReplaceMaxQueries); slices.Contains(w, 1) {
+		t.Errorf("default self-layer weights %v, want none on", w)
 	}
 	if cross, edited := desc.Count(graph.Cross); cross != 3 || edited != 3 {
 		t.Errorf("cross layers %d (edited %d), want 3 (3)", cross, edited)
@@ -47,7 +52,7 @@ func TestDefaultOptionsOnSmallLatent(t *testing.T) {
 	if err := desc.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"/mid_block/attentions.0/transformer_blocks.0/attn2", "no (> 4 queries)", "yes (W, c)", "p2p_maps_div2 [1+E, 16, T] (local blend)", "p2p_maps_div1 [1+E, 64, T]:", "timestep int64"} {
+	for _, want := range []string{"/mid_block/attentions.0/transformer_blocks.0/attn2", "per run (> 4 queries: off by default)", "yes (W, c)", "p2p_self_layers [3]", "p2p_maps_div2 [1+E, 16, T] (local blend)", "p2p_maps_div1 [1+E, 64, T]:", "timestep int64"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -63,9 +68,10 @@ func TestSelfReplaceLimitAndMapsChoice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range desc.Layers {
-		if l.Kind == graph.Self && l.Edited != (l.Queries <= 16) {
-			t.Errorf("self layer %s with %d queries: edited %v", l.Name, l.Queries, l.Edited)
+	w := desc.SelfLayerWeights(desc.SelfReplaceMaxQueries)
+	for k, l := range desc.SelfLayers() {
+		if on := w[k] == 1; on != (l.Queries <= 16) {
+			t.Errorf("self layer %s with %d queries: on by default %v", l.Name, l.Queries, on)
 		}
 	}
 	if desc.BlendMaps != "p2p_maps_div1" || len(desc.Maps) != 2 {

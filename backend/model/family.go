@@ -31,9 +31,11 @@ type Defaults struct {
 	// CrossReplace and SelfReplace are the Prompt-to-Prompt windows, as
 	// fractions of the steps.
 	CrossReplace, SelfReplace float64
-	// SelfReplaceMaxTokens: self-attention layers with at most this many
-	// query positions get the self-replace edit when the UNet is
-	// instrumented; 0 = backend/graph's default (16×16 at 512 px).
+	// SelfReplaceMaxTokens: by default a run self-replaces in the
+	// self-attention layers with at most this many query positions (a
+	// spec's self_max_tokens chooses otherwise, and photo edits on
+	// SD-shaped latents default to 1024); 0 = backend/graph's default
+	// (16×16 at 512 px).
 	SelfReplaceMaxTokens int
 }
 

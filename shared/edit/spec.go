@@ -39,6 +39,14 @@ const (
 	UIMinReweight  = -2.0     // the paper's range, used by the editor's sliders
 	UIMaxReweight  = 2.0      //
 	MaxSpecBytes   = 16 << 10 // JSON form of a spec
+	// MaxSelfMaxTokens bounds self_max_tokens: the query positions of a
+	// 1024×1024 latent, more than any model's largest layer, so every
+	// useful value fits.
+	MaxSelfMaxTokens = 1 << 20
+	// PhotoSelfMaxTokens is the self-replace limit a photo edit takes by
+	// default on a model with an SD-shaped latent (64×64 or more):
+	// PnPInversion's, the 32×32 layers and coarser at 512 px.
+	PhotoSelfMaxTokens = 1024
 )
 
 // Inversion methods for editing a photo (docs/algorithm.md, section 8).
@@ -90,6 +98,12 @@ type Spec struct {
 	// Self is the part of the steps during which the targets' self attention
 	// is replaced by the source's (self_replace_steps).
 	Self *Window `json:"self,omitempty"`
+	// SelfMaxTokens chooses the self-attention layers Self applies to:
+	// those with at most this many query positions at the model's
+	// reference latent (256: the 16×16 layers and coarser at 512 px),
+	// 1..MaxSelfMaxTokens. Omitted, the model's default applies, which for
+	// a photo on a model with an SD-shaped latent is PhotoSelfMaxTokens.
+	SelfMaxTokens *int `json:"self_max_tokens,omitempty"`
 	// Reweights scales the attention to words of the targets, MinReweight..
 	// MaxReweight (negative values push the concept away).
 	Reweights map[string]float64 `json:"reweights,omitempty"`
@@ -215,6 +229,7 @@ func (s Spec) Clone() Spec {
 	c.CrossWords = maps.Clone(s.CrossWords)
 	c.Seed, c.Steps, c.Width, c.Height = clonePtr(s.Seed), clonePtr(s.Steps), clonePtr(s.Width), clonePtr(s.Height)
 	c.Guidance, c.Cross, c.Self = clonePtr(s.Guidance), clonePtr(s.Cross), clonePtr(s.Self)
+	c.SelfMaxTokens = clonePtr(s.SelfMaxTokens)
 	return c
 }
 

@@ -55,8 +55,12 @@ type Resolved struct {
 	Cross      Window
 	CrossWords map[string]Window
 	Self       Window
-	Reweights  map[string]float64
-	Blend      []Blend // one entry per target; empty: not blended
+	// SelfMaxTokens is the spec's self-replace limit, 0 when it sets none:
+	// the default depends on the model and on whether a photo is edited,
+	// which the engine knows (backend/diffusion).
+	SelfMaxTokens int
+	Reweights     map[string]float64
+	Blend         []Blend // one entry per target; empty: not blended
 	// Kinds is the kind chosen per target, canonical as in Spec (trailing
 	// auto entries left out).
 	Kinds []align.Choice
@@ -104,6 +108,9 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 	}
 	if s.Self != nil {
 		r.Self = *s.Self
+	}
+	if s.SelfMaxTokens != nil {
+		r.SelfMaxTokens = *s.SelfMaxTokens
 	}
 	if s.Image != "" && s.Inversion == "" {
 		r.Inversion = Inversions[0]
@@ -200,6 +207,9 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	}
 	if s.Self != nil {
 		checkWindow(add, "self", *s.Self)
+	}
+	if n := s.SelfMaxTokens; n != nil && (*n < 1 || *n > MaxSelfMaxTokens) {
+		add("self_max_tokens", "must be a count of query positions from 1 to %d, e.g. 256 for the 16×16 layers and coarser at 512 px (it is %d)", MaxSelfMaxTokens, *n)
 	}
 	for _, w := range sortedKeys(s.CrossWords) {
 		checkWindow(add, wordField("cross_words", w), s.CrossWords[w])
@@ -391,6 +401,11 @@ func (r Resolved) Spec() Spec {
 		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossWords: cloneMap(r.CrossWords),
 		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend),
 		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail,
+	}
+	if r.SelfMaxTokens > 0 {
+		// Left out otherwise: the default is the engine's to choose.
+		n := r.SelfMaxTokens
+		s.SelfMaxTokens = &n
 	}
 	s.normalize() // the default replace tail is left out
 	return s

@@ -98,7 +98,7 @@ func (b *instrumentBench) run(ctx context.Context, w io.Writer) error {
 	}
 	cross, _ := b.desc.Count(graph.Cross)
 	_, selfEdited := b.desc.Count(graph.Self)
-	fmt.Fprintf(w, "%s (%d cross layers edited, %d self layers with self-replace, maps %s)\n", b.src, cross, selfEdited, describeMapsOutputs(b.desc))
+	fmt.Fprintf(w, "%s (%d cross layers edited, %d self layers with self-replace chosen per run, maps %s; neutral controls)\n", b.src, cross, selfEdited, describeMapsOutputs(b.desc))
 	fmt.Fprintf(w, "  original      median %7.2f ms  (min %.2f)\n", toMillis(medianDuration(origTimes)), toMillis(shortestDuration(origTimes)))
 	fmt.Fprintf(w, "  instrumented  median %7.2f ms  (min %.2f)\n", toMillis(medianDuration(instTimes)), toMillis(shortestDuration(instTimes)))
 	sort.Float64s(ratios)
@@ -196,10 +196,12 @@ func (b *instrumentBench) feeds() (map[string]ort.Value, error) {
 	}
 	ctl := graph.NoOpControls(b.targets, int(tokens))
 	ws, cs, ss := ctl.Shapes()
+	layers := d.SelfLayerWeights(d.SelfReplaceMaxQueries)
 	for name, c := range map[string]struct {
 		shape []int64
 		data  []float32
-	}{graph.CrossWeightsInput: {ws, ctl.CrossW}, graph.CrossKeepInput: {cs, ctl.CrossC}, graph.SelfWeightInput: {ss, ctl.SelfW}} {
+	}{graph.CrossWeightsInput: {ws, ctl.CrossW}, graph.CrossKeepInput: {cs, ctl.CrossC}, graph.SelfWeightInput: {ss, ctl.SelfW},
+		graph.SelfLayersInput: {[]int64{int64(len(layers))}, layers}} {
 		t, err := ort.NewTensor(c.shape, c.data)
 		if err := add(name, t, err); err != nil {
 			return nil, err

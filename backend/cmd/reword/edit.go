@@ -40,7 +40,30 @@ type editFlags struct {
 	// given before it ("" where none was given: auto).
 	kinds       []align.Choice
 	replaceTail *string
-	baseline    *bool
+	// selfMax is --self-max-tokens, nil when not given (the model's
+	// default).
+	selfMax  *int
+	baseline *bool
+}
+
+// optionalInt is an int flag that records whether it was given, so that
+// no value has to stand for "the default".
+type optionalInt struct{ p **int }
+
+func (o optionalInt) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return strconv.Itoa(**o.p)
+}
+
+func (o optionalInt) Set(v string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", v)
+	}
+	*o.p = &n
+	return nil
 }
 
 func addEditFlags(fs *flag.FlagSet) *editFlags {
@@ -54,6 +77,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&targetWords{f: f, name: "blend-exclude", exclude: true}, "blend-exclude", "words whose region the --to before it never changes, even inside its --blend words' region (comma-separated)")
 	fs.Var(&targetKind{f: f}, "kind", "edit kind of the --to before it: auto (the default: replace when the target has as many words as the source, refine otherwise), replace (swap words one for one; needs as many words) or refine (align the tokens; what PIE-Bench runs), e.g. --to \"a cat sleeping\" --kind refine")
 	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
+	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
 	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start")
 	return f
 }
@@ -87,6 +111,10 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 		return usageError("--replace-tail %q: want one of %s", t, strings.Join(edit.ReplaceTails, ", "))
 	}
 	spec.ReplaceTail = *f.replaceTail
+	if n := f.selfMax; n != nil && (*n < 1 || *n > edit.MaxSelfMaxTokens) {
+		return usageError("--self-max-tokens %d: want a count of query positions from 1 to %d (256: the 16×16 layers and coarser at 512 px)", *n, edit.MaxSelfMaxTokens)
+	}
+	spec.SelfMaxTokens = f.selfMax
 	return nil
 }
 

@@ -79,3 +79,37 @@ func TestKindFlagsBelongToTheirTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestSelfMaxTokensFlag: --self-max-tokens sets the spec's limit, left out
+// it leaves the model's default, and a count out of range or no number
+// says what is allowed.
+func TestSelfMaxTokensFlag(t *testing.T) {
+	parse := func(args ...string) (edit.Spec, error) {
+		fs := newFlagSet("edit", "", io.Discard)
+		f := addEditFlags(fs)
+		var s edit.Spec
+		if err := parseFlags(fs, args); err != nil {
+			return s, err
+		}
+		return s, f.apply(&s)
+	}
+	s, err := parse("--to", "a dog", "--self-max-tokens", "1024")
+	if err != nil || s.SelfMaxTokens == nil || *s.SelfMaxTokens != 1024 {
+		t.Errorf("--self-max-tokens 1024: %v, %v", s.SelfMaxTokens, err)
+	}
+	if s, err := parse("--to", "a dog"); err != nil || s.SelfMaxTokens != nil {
+		t.Errorf("no --self-max-tokens: %v, %v; want none", s.SelfMaxTokens, err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "a dog", "--self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
+		{[]string{"--to", "a dog", "--self-max-tokens", "-3"}, "--self-max-tokens -3: want a count"},
+		{[]string{"--to", "a dog", "--self-max-tokens", "many"}, `"many" is not a whole number`},
+	} {
+		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v; want an error with %q", c.args, err, c.want)
+		}
+	}
+}

@@ -29,7 +29,7 @@ var defaultLatent = graph.Size{Height: 64, Width: 64}
 func runInstrument(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("instrument", "MODEL_DIR", stderr)
 	latentFlag := fs.String("latent", "", "reference latent size HxW for models whose sample size is dynamic (default 64x64, i.e. 512 px SD 1.x; 96x96 for 768 px SD 2.x)")
-	selfMax := fs.Int("self-max-queries", -1, "self-attention layers with at most this many query positions get self-replace; -1: latent positions/16 (16x16 at 512 px), 0: none")
+	selfMax := fs.Int("self-max-queries", -1, "the default self-replace layers, recorded in the file: those with at most this many query positions (runs may choose others: the spec's self_max_tokens); -1: latent positions/16 (16x16 at 512 px), 0: no self layer can self-replace")
 	mapsQueries := fs.Int("maps-queries", 0, "local blending reads the maps output of the cross-attention layers with this many query positions (every resolution gets one); 0: the coarsest layers with at least latent positions/16")
 	dryRun := fs.Bool("dry-run", false, "print the attention layers and what would be edited, write nothing")
 	fs.Usage = func() {
@@ -38,7 +38,7 @@ func runInstrument(ctx context.Context, args []string, stdout, stderr io.Writer)
 Reads MODEL_DIR/unet/model.onnx (a diffusers-layout ONNX export: Reword's tiny
 model or your own SD 1.x / 2.x export), finds every attention Softmax and
 writes MODEL_DIR/unet/model.p2p.onnx next to it with Prompt-to-Prompt control
-inputs (p2p_cross_w, p2p_cross_c, p2p_self_w) and an attention-map output per
+inputs (p2p_cross_w, p2p_cross_c, p2p_self_w, p2p_self_layers) and an attention-map output per
 cross-attention resolution (p2p_maps_div<stride>).
 External weight files stay where they are; weights are never loaded.
 

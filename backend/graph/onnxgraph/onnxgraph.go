@@ -122,6 +122,29 @@ func AttrString(name, v string) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_STRING.Enum(), S: []byte(v)}
 }
 
+// AttrGraph makes a graph attribute (an If node's branches).
+func AttrGraph(name string, g *onnxpb.GraphProto) *onnxpb.AttributeProto {
+	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: g}
+}
+
+// Subgraph returns a graph of the builder's nodes whose one output is the
+// tensor out of element type elem, shape left to inference: a branch of an
+// If node. Its nodes may read any tensor of the enclosing graph; the
+// builder's initializers are not included (the caller puts them in the
+// enclosing graph, where the branch can read them).
+func (b *Builder) Subgraph(name, out string, elem DataType) *onnxpb.GraphProto {
+	return &onnxpb.GraphProto{
+		Name: proto.String(name),
+		Node: b.nodes,
+		Output: []*onnxpb.ValueInfoProto{{
+			Name: proto.String(out),
+			Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
+				ElemType: proto.Int32(int32(elem)),
+			}}},
+		}},
+	}
+}
+
 // Attr returns the node's attribute with the given name, or nil.
 func Attr(n *onnxpb.NodeProto, name string) *onnxpb.AttributeProto {
 	for _, a := range n.GetAttribute() {

@@ -1,0 +1,177 @@
+package diffusion
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"reword/backend/graph"
+	"reword/backend/graph/modelfile"
+	"reword/backend/model"
+	"reword/models/tiny/tinytest"
+	"reword/shared/edit"
+)
+
+// tinyWithSelfDefault copies the model folder src (the tiny model's
+// layout) with its manifest's self_replace_max_tokens set to limit,
+// instruments it and loads it.
+func tinyWithSelfDefault(t *testing.T, src, limit string) (*Engine, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := tinytest.Copy(src, dir); err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(dir, "model.json")
+	raw, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(raw), `"self_replace_max_tokens": 256`, `"self_replace_max_tokens": `+limit, 1)
+	if changed == string(raw) {
+		t.Fatal("the tiny model's manifest has no self_replace_max_tokens of 256 to change")
+	}
+	if err := os.WriteFile(manifest, []byte(changed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, Options{Instrument: true, Threads: 1, CacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, dir
+}
+
+// The spec's self_max_tokens chooses the self-replace layers of a run on
+// the same instrumented UNet: a limit the manifest gives as its default
+// runs exactly as the spec asking for it, and a limit covering fewer
+// layers changes the target.
+func TestSelfMaxTokensPerRun(t *testing.T) {
+	ctx := context.Background()
+	// Both engines from one copy, so that they share every weight.
+	base := t.TempDir()
+	if err := tinytest.Copy(tinytest.Dir(t), base); err != nil {
+		t.Fatal(err)
+	}
+	full, err := Load(base, Options{Instrument: true, Threads: 1, CacheBytes: -1}) // manifest default 256: every self layer
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer full.Close()
+	s := spec(6, "a green circle")
+	s.Self = &edit.Window{Start: 0, End: 1}
+	def, err := full.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SelfMaxTokens = ptr(64) // the 8×8 and 4×4 layers
+	fewer, err := full.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(def.Images[1].RGB, fewer.Images[1].RGB) {
+		t.Error("self_max_tokens 64 gave the same target as every layer")
+	}
+	if !bytes.Equal(def.Images[0].RGB, fewer.Images[0].RGB) {
+		t.Error("self_max_tokens changed the source image")
+	}
+
+	// The same limit as the manifest's default, on a file instrumented
+	// with that default: the same pixels.
+	limited, _ := tinyWithSelfDefault(t, base, "64")
+	s.SelfMaxTokens = nil
+	byDefault, err := limited.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(byDefault.Images[1].RGB, fewer.Images[1].RGB) {
+		t.Error("manifest default 64 and spec self_max_tokens 64 gave different targets")
+	}
+	s.SelfMaxTokens = ptr(256)
+	all, err := limited.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(all.Images[1].RGB, def.Images[1].RGB) {
+		t.Error("self_max_tokens 256 on a model whose default is 64 differs from the default-256 run")
+	}
+
+	s.SelfMaxTokens = ptr(0)
+	if _, err := full.Edit(ctx, s, RunOptions{}, nil); err == nil || !strings.Contains(err.Error(), "self_max_tokens") {
+		t.Errorf("self_max_tokens 0: %v", err)
+	}
+}
+
+// The default limit: the spec's, else PnPInversion's for a photo on an
+// SD-shaped latent, else the manifest's, else the instrumented UNet's.
+func TestSelfMaxTokensDefault(t *testing.T) {
+	desc := &graph.Description{SelfReplaceMaxQueries: 256}
+	e := &Engine{manifest: &model.Manifest{}}
+	e.desc = desc
+	photo := strings.Repeat("a", 64)
+	for _, c := range []struct {
+		side, manifest, spec int
+		image                string
+		want                 int
+	}{
+		{side: 16, manifest: 256, want: 256},
+		{side: 16, manifest: 256, image: photo, want: 256}, // the tiny model: not SD-shaped
+		{side: 64, manifest: 0, want: 256},
+		{side: 64, manifest: 0, image: photo, want: edit.PhotoSelfMaxTokens},
+		{side: 96, manifest: 512, image: photo, want: edit.PhotoSelfMaxTokens},
+		{side: 64, manifest: 512, want: 512},
+		{side: 64, manifest: 512, spec: 64, image: photo, want: 64},
+	} {
+		e.manifest.Latent.Height, e.manifest.Latent.Width = c.side, c.side
+		e.manifest.Defaults.SelfReplaceMaxTokens = c.manifest
+		r := edit.Resolved{SelfMaxTokens: c.spec, Image: c.image}
+		if got := e.selfMaxTokens(r); got != c.want {
+			t.Errorf("%d×%d latent, manifest %d, spec %d, photo %v: limit %d, want %d", c.side, c.side, c.manifest, c.spec, c.image != "", got, c.want)
+		}
+	}
+}
+
+// A layout-2 file (self-replace layers fixed when it was written, no
+// p2p_self_layers input) is refused with the command to run, and
+// instrumented again when Load may write.
+func TestLayout2InstrumentedUNet(t *testing.T) {
+	_, dir := tinyWithSelfDefault(t, tinytest.Dir(t), "64")
+	path := filepath.Join(dir, graph.UNetDir, graph.InstrumentedFile)
+	m, err := modelfile.Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range m.Proto.GetMetadataProps() {
+		if p.GetKey() == graph.DescriptionKey {
+			*p.Value = strings.Replace(p.GetValue(), `"layout":3`, `"layout":2`, 1)
+			found = strings.Contains(p.GetValue(), `"layout":2`)
+		}
+	}
+	if !found {
+		t.Fatal("no layout 3 description in the instrumented file")
+	}
+	tmp := path + ".old"
+	if err := m.Write(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(dir, Options{Threads: 1})
+	if err == nil || !strings.Contains(err.Error(), "layout 2") || !strings.Contains(err.Error(), "reword instrument -self-max-queries 64") {
+		t.Fatalf("layout-2 instrumented UNet: %v", err)
+	}
+	t.Logf("refused: %v", err)
+	e, err := Load(dir, Options{Instrument: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	desc, err := graph.ReadDescription(path)
+	if err != nil || desc.CheckLayout() != nil || desc.SelfReplaceMaxQueries != 64 {
+		t.Errorf("re-instrumented file: %v, %v, default limit %d", err, desc.CheckLayout(), desc.SelfReplaceMaxQueries)
+	}
+}
