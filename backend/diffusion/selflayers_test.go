@@ -24,6 +24,19 @@ func tinyWithSelfDefault(t *testing.T, src, limit string) (*Engine, string) {
 	if err := tinytest.Copy(src, dir); err != nil {
 		t.Fatal(err)
 	}
+	setSelfDefault(t, dir, limit)
+	e, err := Load(dir, Options{Instrument: true, Threads: 1, CacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e, dir
+}
+
+// setSelfDefault sets the self_replace_max_tokens of the tiny model's
+// manifest in dir (256 as committed) to limit.
+func setSelfDefault(t *testing.T, dir, limit string) {
+	t.Helper()
 	manifest := filepath.Join(dir, "model.json")
 	raw, err := os.ReadFile(manifest)
 	if err != nil {
@@ -36,12 +49,6 @@ func tinyWithSelfDefault(t *testing.T, src, limit string) (*Engine, string) {
 	if err := os.WriteFile(manifest, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e, err := Load(dir, Options{Instrument: true, Threads: 1, CacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e, dir
 }
 
 // The spec's self_max_tokens chooses the self-replace layers of a run on
@@ -173,5 +180,28 @@ func TestLayout2InstrumentedUNet(t *testing.T) {
 	desc, err := graph.ReadDescription(path)
 	if err != nil || desc.CheckLayout() != nil || desc.SelfReplaceMaxQueries != 64 {
 		t.Errorf("re-instrumented file: %v, %v, default limit %d", err, desc.CheckLayout(), desc.SelfReplaceMaxQueries)
+	}
+}
+
+// A manifest whose default limit changed still loads its instrumented UNet
+// as it is (the layers are a run's choice), and runs take the new default.
+func TestManifestSelfDefaultNeedsNoInstrumenting(t *testing.T) {
+	dir := t.TempDir()
+	if err := tinytest.Copy(tinytest.Dir(t), dir); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, Options{Instrument: true, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	setSelfDefault(t, dir, "64")
+	e, err = Load(dir, Options{Threads: 1}) // may not instrument
+	if err != nil {
+		t.Fatalf("changed manifest default: %v", err)
+	}
+	defer e.Close()
+	if e.desc.SelfReplaceMaxQueries != 256 || e.selfMaxTokens(edit.Resolved{}) != 64 {
+		t.Errorf("file default %d, run default %d; want 256 and 64", e.desc.SelfReplaceMaxQueries, e.selfMaxTokens(edit.Resolved{}))
 	}
 }
