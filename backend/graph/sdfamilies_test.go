@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -92,5 +93,32 @@ func checkSDMaps(t *testing.T, cfg sdtest.Config, desc *graph.Description) {
 	}
 	if desc.Tokens != 0 || desc.TimestepType != "float32" || desc.SampleType != "float32" {
 		t.Errorf("inputs: tokens %d, timestep %s, sample %s; want dynamic, float32, float32", desc.Tokens, desc.TimestepType, desc.SampleType)
+	}
+}
+
+// TestFullSizeSD15 writes a full-size SD-1.5-shaped export (sdtest.Full:
+// 3.4 GB of random UNet weights in external data, a fixed 64×64 latent)
+// into $REWORD_SD_FULL_DIR and instruments it: 32 attention layers at
+// 64×64 (4096 queries), 32×32, 16×16 and 8×8, with 8 heads each. The folder
+// then serves `reword bench instrument -model $REWORD_SD_FULL_DIR -unets
+// unet`. It needs minutes and 4 GB of disk, so it runs only when asked.
+func TestFullSizeSD15(t *testing.T) {
+	dir := os.Getenv("REWORD_SD_FULL_DIR")
+	if dir == "" {
+		t.Skip("set REWORD_SD_FULL_DIR to a folder to write the full-size SD-1.5-shaped export into")
+	}
+	cfg := sdtest.Full(sdtest.SD15)
+	cfg.FixedLatent = true
+	if err := sdtest.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	desc, _, err := graph.InstrumentDir(dir, graph.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSDLayers(t, cfg, desc)
+	checkSDMaps(t, cfg, desc)
+	if l := desc.Layers[0]; l.Queries != 4096 || l.Heads != 8 {
+		t.Errorf("first layer %s: %d queries, %d heads; want 4096 and 8", l.Name, l.Queries, l.Heads)
 	}
 }

@@ -26,6 +26,7 @@ type builder struct {
 	g     *onnxpb.GraphProto
 	rng   *rand.Rand
 	taken map[string]int
+	ext   *externalData // nil: every weight inside the model
 }
 
 func newBuilder(name string, seed int64) *builder {
@@ -70,9 +71,11 @@ func (b *builder) floats(name string, v []float32, dims ...int64) string {
 	for i, x := range v {
 		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
 	}
-	b.g.Initializer = append(b.g.Initializer, &onnxpb.TensorProto{
-		Name: proto.String(name), DataType: proto.Int32(int32(onnxgraph.Float)), Dims: dims, RawData: raw,
-	})
+	t := &onnxpb.TensorProto{Name: proto.String(name), DataType: proto.Int32(int32(onnxgraph.Float)), Dims: dims}
+	if !b.ext.store(t, raw) {
+		t.RawData = raw
+	}
+	b.g.Initializer = append(b.g.Initializer, t)
 	return name
 }
 

@@ -90,7 +90,16 @@ type Config struct {
 	VAEChannels []int
 	// Prediction is the scheduler's prediction_type.
 	Prediction string
-	Seed       int64
+	// FixedLatent declares the UNet's sample height and width as
+	// SampleSize instead of leaving them dynamic as Optimum does (an export
+	// with static shapes, which tools that need a fixed size, such as `reword
+	// bench instrument`, can measure).
+	FixedLatent bool
+	// ExternalData writes each component's weights into model.onnx_data
+	// beside its model.onnx, as Optimum does past protobuf's 2 GB limit
+	// (Full's UNet is 3.4 GB).
+	ExternalData bool
+	Seed         int64
 }
 
 // Small is family f at test width: a 16×16 latent (128 px images), UNet
@@ -110,6 +119,25 @@ func Small(f Family) Config {
 		c.HeadDim, c.LinearProjection, c.CrossDim, c.TextGELU, c.Prediction = 8, true, 1024/16, true, "v_prediction"
 	default:
 		c.Heads, c.CrossDim, c.Prediction = 8, 768/16, "epsilon"
+	}
+	return c
+}
+
+// Full is family f at the real model's size: SD 1.5 at 512 px (UNet 860 M
+// parameters, 3.4 GB float32), SD 2.1 at 768 px, SDXL at 1024 px, with
+// their text encoders' widths and depths and the VAE's widths, and every
+// weight in external data files. It is for benchmarks on a machine with
+// the disk and memory for it, not for tests.
+func Full(f Family) Config {
+	c := Small(f)
+	c.Channels, c.CrossDim, c.TextLayers, c.TextHeads = []int{320, 640, 1280, 1280}, 768, 12, 12
+	c.SampleSize, c.VAEChannels, c.ExternalData = 64, []int{128, 256, 512, 512}, true
+	switch f {
+	case SD21:
+		c.SampleSize, c.HeadDim, c.CrossDim, c.TextLayers, c.TextHeads = 96, 64, 1024, 23, 16
+	case SDXL:
+		c.SampleSize, c.Channels, c.HeadDim, c.CrossDim = 128, []int{320, 640, 1280}, 64, 2048
+		c.TextEmbedsDim, c.AddTimeDim, c.TextHeads = 1280, 256, 4 // heads dividing both encoders' widths
 	}
 	return c
 }
@@ -168,25 +196,48 @@ func Write(dir string, c Config) error {
 	if err := c.validate(); err != nil {
 		return err
 	}
-	models := map[string]*onnxpb.ModelProto{
-		"text_encoder/model.onnx": TextEncoder(c),
-		"unet/model.onnx":         UNet(c),
-		"vae_encoder/model.onnx":  VAEEncoder(c),
-		"vae_decoder/model.onnx":  VAEDecoder(c),
+	specs := c.textSpecs()
+	models := map[string]func(*externalData) *onnxpb.ModelProto{
+		"text_encoder": func(e *externalData) *onnxpb.ModelProto { return textEncoder(specs[0], e) },
+		"unet":         func(e *externalData) *onnxpb.ModelProto { return buildUNet(c, e) },
+		"vae_encoder":  func(e *externalData) *onnxpb.ModelProto { return buildVAEEncoder(c, e) },
+		"vae_decoder":  func(e *externalData) *onnxpb.ModelProto { return buildVAEDecoder(c, e) },
 	}
-	if m := TextEncoder2(c); m != nil {
-		models["text_encoder_2/model.onnx"] = m
+	if len(specs) > 1 {
+		models["text_encoder_2"] = func(e *externalData) *onnxpb.ModelProto { return textEncoder(specs[1], e) }
 	}
-	for rel, m := range models {
-		raw, err := proto.Marshal(m)
-		if err != nil {
-			return fmt.Errorf("sdtest: encoding %s: %w", rel, err)
-		}
-		if err := writeFile(filepath.Join(dir, rel), raw); err != nil {
+	for sub, build := range models {
+		if err := writeModel(filepath.Join(dir, sub), c.ExternalData, build); err != nil {
 			return err
 		}
 	}
 	return writeConfigs(dir, c)
+}
+
+// writeModel builds one component into dir/model.onnx, with its weights in
+// dir/model.onnx_data when external is set.
+func writeModel(dir string, external bool, build func(*externalData) *onnxpb.ModelProto) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var ext *externalData
+	if external {
+		var err error
+		if ext, err = newExternalData(filepath.Join(dir, externalFile)); err != nil {
+			return err
+		}
+	}
+	m := build(ext)
+	if ext != nil {
+		if err := ext.close(); err != nil {
+			return fmt.Errorf("sdtest: %s: %w", dir, err)
+		}
+	}
+	raw, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("sdtest: encoding %s: %w", dir, err)
+	}
+	return writeFile(filepath.Join(dir, "model.onnx"), raw)
 }
 
 func (c Config) validate() error {

@@ -115,6 +115,28 @@ func TestWriteIsDeterministic(t *testing.T) {
 	}
 }
 
+// With ExternalData every component keeps its large weights in
+// model.onnx_data, which ONNX Runtime reads; FixedLatent fixes the UNet's
+// sample size.
+func TestExternalDataRuns(t *testing.T) {
+	c := Small(SD15)
+	c.ExternalData, c.FixedLatent = true, true
+	dir := t.TempDir()
+	if err := Write(dir, c); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"unet", "text_encoder", "vae_encoder", "vae_decoder"} {
+		onnx, err1 := os.Stat(filepath.Join(dir, sub, "model.onnx"))
+		data, err2 := os.Stat(filepath.Join(dir, sub, externalFile))
+		// The narrow VAE's weights are mostly under the 1 KB kept inside.
+		if err1 != nil || err2 != nil || data.Size() == 0 || sub != "vae_encoder" && sub != "vae_decoder" && data.Size() < onnx.Size() {
+			t.Fatalf("%s: %v %v: the weights are not outside model.onnx", sub, err1, err2)
+		}
+	}
+	side := int64(c.SampleSize)
+	checkShape(t, runUNet(t, filepath.Join(dir, "unet/model.onnx"), c, side), "out_sample", 2, 4, side, side)
+}
+
 // outputs are a model's outputs by name, with their shapes.
 type outputs map[string]struct {
 	data  []float32

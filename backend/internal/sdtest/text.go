@@ -46,7 +46,7 @@ func (c Config) textSpecs() []textSpec {
 // outputs last_hidden_state float32 [batch_size, sequence_length, width]
 // and pooler_output [batch_size, width] (the final state at the EOS token,
 // the highest id), and for SDXL hidden_states.*.
-func TextEncoder(c Config) *onnxpb.ModelProto { return textEncoder(c.textSpecs()[0]) }
+func TextEncoder(c Config) *onnxpb.ModelProto { return textEncoder(c.textSpecs()[0], nil) }
 
 // TextEncoder2 builds SDXL's second text encoder,
 // CLIPTextModelWithProjection: outputs text_embeds [batch_size, width] (the
@@ -54,13 +54,14 @@ func TextEncoder(c Config) *onnxpb.ModelProto { return textEncoder(c.textSpecs()
 // for the other families.
 func TextEncoder2(c Config) *onnxpb.ModelProto {
 	if specs := c.textSpecs(); len(specs) > 1 {
-		return textEncoder(specs[1])
+		return textEncoder(specs[1], nil)
 	}
 	return nil
 }
 
-func textEncoder(s textSpec) *onnxpb.ModelProto {
+func textEncoder(s textSpec, ext *externalData) *onnxpb.ModelProto {
 	b := newBuilder("main_graph", s.seed)
+	b.ext = ext
 	batch, seq := onnxgraph.Symbolic("batch_size"), onnxgraph.Symbolic("sequence_length")
 	d := int64(s.width)
 	b.g.Input = append(b.g.Input, onnxgraph.TensorInfo("input_ids", onnxgraph.Int64, batch, seq))

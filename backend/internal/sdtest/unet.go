@@ -12,11 +12,18 @@ import (
 // inputs sample float32 [batch_size, 4, height, width] (height and width
 // dynamic), timestep float32 [steps], encoder_hidden_states float32
 // [batch_size, sequence_length, CrossDim]; output out_sample.
-func UNet(c Config) *onnxpb.ModelProto {
+func UNet(c Config) *onnxpb.ModelProto { return buildUNet(c, nil) }
+
+func buildUNet(c Config, ext *externalData) *onnxpb.ModelProto {
 	b := newBuilder("main_graph", c.Seed)
+	b.ext = ext
 	batch := onnxgraph.Symbolic("batch_size")
+	h, w := onnxgraph.Symbolic("height"), onnxgraph.Symbolic("width")
+	if c.FixedLatent {
+		h, w = onnxgraph.Fixed(int64(c.SampleSize)), onnxgraph.Fixed(int64(c.SampleSize))
+	}
 	b.g.Input = append(b.g.Input,
-		onnxgraph.TensorInfo("sample", onnxgraph.Float, batch, onnxgraph.Fixed(4), onnxgraph.Symbolic("height"), onnxgraph.Symbolic("width")),
+		onnxgraph.TensorInfo("sample", onnxgraph.Float, batch, onnxgraph.Fixed(4), h, w),
 		onnxgraph.TensorInfo("timestep", onnxgraph.Float, onnxgraph.Symbolic("steps")),
 		onnxgraph.TensorInfo("encoder_hidden_states", onnxgraph.Float, batch, onnxgraph.Symbolic("sequence_length"), onnxgraph.Fixed(int64(c.CrossDim))))
 	u := &unetBuilder{builder: b, c: c, tembDim: 4 * c.Channels[0]}
@@ -27,15 +34,15 @@ func UNet(c Config) *onnxpb.ModelProto {
 			onnxgraph.TensorInfo("time_ids", onnxgraph.Float, batch, onnxgraph.Fixed(sdxlTimeIDs)))
 		temb = u.addTextTime(temb)
 	}
-	h := b.conv("/conv_in", "sample", 4, c.Channels[0], 3, 1)
-	skips := []skip{{h, c.Channels[0]}}
-	h, cur, skips := u.down(h, temb, skips)
-	h = u.mid(h, temb, cur)
-	h = u.up(h, temb, cur, skips)
-	h = b.silu("/conv_act", b.groupNorm("/conv_norm_out", h, c.Channels[0], normGroups, 1e-5))
-	b.conv("/conv_out", h, c.Channels[0], 4, 3, 1)
+	x := b.conv("/conv_in", "sample", 4, c.Channels[0], 3, 1)
+	skips := []skip{{x, c.Channels[0]}}
+	x, cur, skips := u.down(x, temb, skips)
+	x = u.mid(x, temb, cur)
+	x = u.up(x, temb, cur, skips)
+	x = b.silu("/conv_act", b.groupNorm("/conv_norm_out", x, c.Channels[0], normGroups, 1e-5))
+	b.conv("/conv_out", x, c.Channels[0], 4, 3, 1)
 	b.g.Node[len(b.g.Node)-1].Output[0] = "out_sample" // the Conv, named as Optimum names the output
-	b.g.Output = append(b.g.Output, onnxgraph.TensorInfo("out_sample", onnxgraph.Float, batch, onnxgraph.Fixed(4), onnxgraph.Symbolic("height"), onnxgraph.Symbolic("width")))
+	b.g.Output = append(b.g.Output, onnxgraph.TensorInfo("out_sample", onnxgraph.Float, batch, onnxgraph.Fixed(4), h, w))
 	return b.model()
 }
 

@@ -18,8 +18,11 @@ const (
 // exports them: input sample float32 [batch_size, 3, sample_height,
 // sample_width]; output latent_parameters [batch_size, 8, sample_height/8,
 // sample_width/8], the posterior's mean and log-variance.
-func VAEEncoder(c Config) *onnxpb.ModelProto {
+func VAEEncoder(c Config) *onnxpb.ModelProto { return buildVAEEncoder(c, nil) }
+
+func buildVAEEncoder(c Config, ext *externalData) *onnxpb.ModelProto {
 	b := newBuilder("main_graph", c.Seed+2)
+	b.ext = ext
 	batch := onnxgraph.Symbolic("batch_size")
 	b.g.Input = append(b.g.Input, onnxgraph.TensorInfo("sample", onnxgraph.Float, batch, onnxgraph.Fixed(3),
 		onnxgraph.Symbolic("sample_height"), onnxgraph.Symbolic("sample_width")))
@@ -49,8 +52,11 @@ func VAEEncoder(c Config) *onnxpb.ModelProto {
 // exports them: input latent_sample float32 [batch_size, 4, latent_height,
 // latent_width]; output sample [batch_size, 3, latent_height·8,
 // latent_width·8].
-func VAEDecoder(c Config) *onnxpb.ModelProto {
+func VAEDecoder(c Config) *onnxpb.ModelProto { return buildVAEDecoder(c, nil) }
+
+func buildVAEDecoder(c Config, ext *externalData) *onnxpb.ModelProto {
 	b := newBuilder("main_graph", c.Seed+3)
+	b.ext = ext
 	batch := onnxgraph.Symbolic("batch_size")
 	b.g.Input = append(b.g.Input, onnxgraph.TensorInfo("latent_sample", onnxgraph.Float, batch, onnxgraph.Fixed(4),
 		onnxgraph.Symbolic("latent_height"), onnxgraph.Symbolic("latent_width")))
