@@ -27,6 +27,9 @@
 //
 // Everything is built in Go at test time (no Python, no downloads, no
 // generated files in the repository), deterministically from Config.Seed.
+// Small gives the test sizes; Full the real ones (an SD 1.5 UNet of 859.52 M
+// parameters, as the real one has), its weights streamed into Optimum's
+// model.onnx_data files, for benchmarks.
 package sdtest
 
 import (
