@@ -91,3 +91,21 @@ func checkPNGSize(t *testing.T, path string, side int) {
 		t.Fatalf("%s: %v, bounds %v; want %d×%d", path, err, img.Bounds(), side, side)
 	}
 }
+
+// `reword bench instrument` measures an SD-shaped export laid out as
+// sdtest.Full writes the full-size one (weights in model.onnx_data, a fixed
+// latent), here at test width: the path a full-size measurement takes.
+func TestBenchInstrumentOnSDShapedExport(t *testing.T) {
+	c := sdtest.Small(sdtest.SD15)
+	c.FixedLatent, c.ExternalData = true, true
+	model := t.TempDir()
+	if err := sdtest.Write(model, c); err != nil {
+		t.Fatal(err)
+	}
+	out := runOK(t, "bench", "instrument", "-model", model, "-unets", "unet", "-reps", "3", "-profile-runs", "0")
+	for _, want := range []string{"16 cross layers edited", "p2p_maps_div8 from 1 layers", "ratio instrumented/original"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
