@@ -10,8 +10,9 @@ import (
 
 // UNet builds the family's UNet2DConditionModel as Optimum exports it:
 // inputs sample float32 [batch_size, 4, height, width] (height and width
-// dynamic), timestep float32 [steps], encoder_hidden_states float32
-// [batch_size, sequence_length, CrossDim]; output out_sample.
+// dynamic unless Config.FixedLatent), timestep float32 [steps],
+// encoder_hidden_states float32 [batch_size, sequence_length, CrossDim],
+// and for SDXL text_embeds and time_ids; output out_sample.
 func UNet(c Config) *onnxpb.ModelProto { return buildUNet(c, nil) }
 
 func buildUNet(c Config, ext *externalData) *onnxpb.ModelProto {
@@ -105,9 +106,9 @@ func (u *unetBuilder) addTextTime(temb string) string {
 	return u.node("Add", "", []string{temb, aug})
 }
 
-// down is CrossAttnDownBlock2D for every block but the last (DownBlock2D),
-// with layers_per_block resnets (and transformers) each and a stride-2
-// conv downsampler after all but the last.
+// down is CrossAttnDownBlock2D where Config.Attention says so and
+// DownBlock2D elsewhere, with layers_per_block resnets (and transformers)
+// each and a stride-2 conv downsampler after all but the last.
 func (u *unetBuilder) down(h, temb string, skips []skip) (string, int, []skip) {
 	cur := u.c.Channels[0]
 	last := len(u.c.Channels) - 1
@@ -136,7 +137,8 @@ func (u *unetBuilder) mid(h, temb string, c int) string {
 	return u.resnet("/mid_block/resnets.1", h, temb, c, c, u.tembDim, normGroups, 1e-5)
 }
 
-// up is UpBlock2D then CrossAttnUpBlock2D, layers_per_block+1 resnets each,
+// up mirrors down (CrossAttnUpBlock2D where the mirrored down block has
+// attention, UpBlock2D elsewhere), layers_per_block+1 resnets each,
 // every resnet taking the last down-path output concatenated on channels,
 // and a nearest ×2 upsampler after all but the last block.
 func (u *unetBuilder) up(h, temb string, cur int, skips []skip) string {
