@@ -2,6 +2,8 @@ package graph_test
 
 import (
 	"fmt"
+	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"reword/backend/graph"
 	"reword/backend/graph/modelfile"
 	"reword/backend/internal/sdtest"
+	"reword/backend/ort"
 )
 
 // SD-1.5-, SD-2.1- and SDXL-shaped exports (backend/internal/sdtest:
@@ -121,4 +124,100 @@ func TestFullSizeSD15(t *testing.T) {
 	if l := desc.Layers[0]; l.Queries != 4096 || l.Heads != 8 {
 		t.Errorf("first layer %s: %d queries, %d heads; want 4096 and 8", l.Name, l.Queries, l.Heads)
 	}
+}
+
+// On the SDXL-shaped UNet (text_embeds and time_ids besides the usual
+// inputs), the instrumented graph with neutral controls gives the export's
+// output bit for bit, and random controls change it: the rewrite holds with
+// SDXL's layout and extra inputs, though the engine does not run SDXL
+// yet. The lowest blocks are 2 transformer blocks deep instead of 10, which
+// keeps ONNX Runtime's session setup (most of this test's time) short.
+func TestSDXLShapedNeutralControlsAreNoOp(t *testing.T) {
+	cfg := sdtest.Small(sdtest.SDXL)
+	cfg.Depth = []int{1, 2, 2}
+	dir := t.TempDir()
+	if err := sdtest.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	side := cfg.SampleSize
+	desc, instPath, err := graph.InstrumentDir(dir, graph.Options{Latent: graph.Size{Height: side, Width: side}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := openFloat32IO(filepath.Join(dir, "unet", "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	inst, err := ort.NewSession(instPath, ort.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	const targets = 1
+	feeds := sdxlFeeds(t, cfg, graph.Batch(targets))
+	defer destroy(feeds)
+	want := runOut(t, orig, feeds)
+	for name, ctl := range map[string]graph.Controls{"neutral": graph.NoOpControls(targets, 77), "random": randomControls(targets, 77, 3)} {
+		all := map[string]ort.Value{}
+		for k, v := range feeds {
+			all[k] = v
+		}
+		addControls(t, all, desc, ctl)
+		got := runOut(t, inst, all)
+		same := true
+		for i := range want {
+			same = same && math.Float32bits(got[i]) == math.Float32bits(want[i])
+		}
+		if same != (name == "neutral") {
+			t.Errorf("%s controls: output equal to the export's: %v", name, same)
+		}
+		for k := range all {
+			if _, own := feeds[k]; !own {
+				all[k].Destroy()
+			}
+		}
+	}
+}
+
+// sdxlFeeds are random inputs of the SDXL-shaped UNet at the given batch.
+func sdxlFeeds(t *testing.T, cfg sdtest.Config, batch int) map[string]ort.Value {
+	t.Helper()
+	r := rand.New(rand.NewSource(1))
+	b, side := int64(batch), int64(cfg.SampleSize)
+	ts := make([]float32, batch)
+	ids := make([]float32, 6*batch)
+	for i := range ts {
+		ts[i] = 501
+		copy(ids[6*i:], []float32{1024, 1024, 0, 0, 1024, 1024})
+	}
+	data := map[string][]float32{"sample": normal(r, batch*4*cfg.SampleSize*cfg.SampleSize), "timestep": ts,
+		"encoder_hidden_states": normal(r, batch*77*cfg.CrossDim), "text_embeds": normal(r, batch*cfg.TextEmbedsDim), "time_ids": ids}
+	shapes := map[string][]int64{"sample": {b, 4, side, side}, "timestep": {b}, "encoder_hidden_states": {b, 77, int64(cfg.CrossDim)},
+		"text_embeds": {b, int64(cfg.TextEmbedsDim)}, "time_ids": {b, 6}}
+	feeds := map[string]ort.Value{}
+	for name, v := range data {
+		tensor, err := ort.NewTensor(shapes[name], v)
+		if err != nil {
+			destroy(feeds)
+			t.Fatal(err)
+		}
+		feeds[name] = tensor
+	}
+	return feeds
+}
+
+// runOut runs s on feeds and returns a copy of out_sample.
+func runOut(t *testing.T, s *ort.Session, feeds map[string]ort.Value) []float32 {
+	t.Helper()
+	outs, err := s.Run(feeds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outs.Destroy()
+	out, _, err := outs.Float32("out_sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), out...)
 }
