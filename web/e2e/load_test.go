@@ -86,17 +86,17 @@ func TestEditorLoadsAndGreets(t *testing.T) {
 func TestScreenshots(t *testing.T) {
 	ctx := tab(t)
 	openEditor(t, ctx, srv.URL+"/")
-	// A seed whose edit shows what Prompt-to-Prompt does: the circle changes
-	// colour and keeps its place, size and background (seed 3 of the
-	// current tiny model: grass around the circle in both images).
-	setPrompt(t, ctx, "seed", "3")
+	// Seed 1, fixed before looking at any picture (the first of the gallery's
+	// seeds 1–8): the committed screenshots show a typical edit, not a
+	// chosen one. Changing it to a seed that looks better is picking.
+	setPrompt(t, ctx, "seed", "1")
 	runAndWait(t, ctx, 2)
 	// The seed was only typed (input events, no change event): the run must
 	// still have used it, which the URL's edit link records.
 	link := mustEval[string](t, ctx, `location.hash`)
 	spec, err := edit.DecodeLink(link)
 	must(t, err)
-	if spec.Seed == nil || *spec.Seed != 3 {
+	if spec.Seed == nil || *spec.Seed != 1 {
 		t.Fatalf("the typed seed did not reach the edit: link spec %+v", spec)
 	}
 	for _, size := range []struct {
