@@ -176,7 +176,13 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Descri
 	// The manifest's self-replace limit becomes the description's default
 	// (what `reword instrument` shows); runs choose their layers anyway
 	// (selflayers.go), so a file written with another default still serves.
-	opts := graph.Options{SelfReplaceMaxQueries: m.Defaults.SelfReplaceMaxTokens}
+	// The manifest's latent size is the reference size: exports whose
+	// sample height and width are dynamic (every optimum export) cannot
+	// be instrumented without one.
+	opts := graph.Options{
+		SelfReplaceMaxQueries: m.Defaults.SelfReplaceMaxTokens,
+		Latent:                graph.Size{Height: m.Latent.Height, Width: m.Latent.Width},
+	}
 	command := fmt.Sprintf("reword instrument %s", m.Dir)
 	if n := opts.SelfReplaceMaxQueries; n > 0 {
 		command = fmt.Sprintf("reword instrument -self-max-queries %d %s", n, m.Dir)

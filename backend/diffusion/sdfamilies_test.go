@@ -238,3 +238,31 @@ func loadFP16SD(t *testing.T, cfg sdtest.Config, upcast bool) *Engine {
 	t.Cleanup(func() { e.Close() })
 	return e
 }
+
+// An optimum export's UNet has a dynamic sample height and width, so the
+// engine must give the instrumentation the manifest's latent size when it
+// instruments the UNet itself (Options.Instrument, as `reword serve`,
+// `generate` and `edit` load models): without it every uninstrumented
+// optimum export was refused.
+func TestEngineInstrumentsDynamicExport(t *testing.T) {
+	cfg := sdtest.Small(sdtest.SD15)
+	dir := t.TempDir()
+	if err := sdtest.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1, Instrument: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	d, err := graph.ReadDescription(filepath.Join(dir, "unet", graph.InstrumentedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}); d.Latent != want {
+		t.Errorf("instrumented at latent %v, want the manifest's %v", d.Latent, want)
+	}
+	if _, err := e.Generate(context.Background(), GenerateRequest{Prompt: "a photo of a cat", Seed: 1, Steps: 2}, RunOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
