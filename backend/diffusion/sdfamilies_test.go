@@ -20,11 +20,7 @@ import (
 // size) and loads it with the manifest derived from its configs.
 func loadSD(t *testing.T, f sdtest.Family) (*Engine, sdtest.Config) {
 	t.Helper()
-	cfg := sdtest.Small(f)
-	dir := t.TempDir()
-	if err := sdtest.Write(dir, cfg); err != nil {
-		t.Fatal(err)
-	}
+	dir, cfg := writeSD(t, f)
 	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
 	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
 		t.Fatal(err)
@@ -245,11 +241,7 @@ func loadFP16SD(t *testing.T, cfg sdtest.Config, upcast bool) *Engine {
 // `generate` and `edit` load models): without it every uninstrumented
 // optimum export was refused.
 func TestEngineInstrumentsDynamicExport(t *testing.T) {
-	cfg := sdtest.Small(sdtest.SD15)
-	dir := t.TempDir()
-	if err := sdtest.Write(dir, cfg); err != nil {
-		t.Fatal(err)
-	}
+	dir, cfg := writeSD(t, sdtest.SD15)
 	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1, Instrument: true})
 	if err != nil {
 		t.Fatal(err)
@@ -265,4 +257,16 @@ func TestEngineInstrumentsDynamicExport(t *testing.T) {
 	if _, err := e.Generate(context.Background(), GenerateRequest{Prompt: "a photo of a cat", Seed: 1, Steps: 2}, RunOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// writeSD writes a small SD-shaped optimum export of family f into a
+// temporary folder.
+func writeSD(t *testing.T, f sdtest.Family) (string, sdtest.Config) {
+	t.Helper()
+	cfg := sdtest.Small(f)
+	dir := t.TempDir()
+	if err := sdtest.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	return dir, cfg
 }
