@@ -10,6 +10,7 @@ import (
 
 	"reword/backend/graph"
 	"reword/backend/graph/modelfile"
+	"reword/backend/model"
 )
 
 func init() {
@@ -20,7 +21,8 @@ func init() {
 	})
 }
 
-// defaultLatent is assumed for UNets whose sample size is dynamic: SD 1.x at
+// defaultLatent is assumed for UNets whose sample size is dynamic and whose
+// folder gives no manifest (manifestLatent): SD 1.x at
 // 512 px. It only changes the resolutions printed and the meaning of
 // absolute query counts given by flags; the default edits are relative to
 // the latent size.
@@ -84,8 +86,8 @@ Flags:
 		return err
 	}
 	if _, fixed := graph.FixedLatent(m.Proto); !fixed && opts.Latent == (graph.Size{}) {
-		opts.Latent = defaultLatent
-		fmt.Fprintf(stdout, "The UNet accepts any latent size; resolutions below are for %s (pass -latent to change).\n\n", defaultLatent)
+		opts.Latent = manifestLatent(dir)
+		fmt.Fprintf(stdout, "The UNet accepts any latent size; resolutions below are for %s (pass -latent to change).\n\n", opts.Latent)
 	}
 	if *dryRun {
 		desc, err := graph.Analyze(m.Proto, opts)
@@ -131,4 +133,15 @@ func parseSize(s string) (graph.Size, error) {
 		dims[i] = n
 	}
 	return graph.Size{Height: dims[0], Width: dims[1]}, nil
+}
+
+// manifestLatent is the latent size a dynamic UNet is instrumented for: the
+// one its model's manifest gives (model.json, or unet/config.json's
+// sample_size in an export folder: 96 for 768 px SD 2.x), which is what the
+// engine instruments at too, or defaultLatent for a folder without one.
+func manifestLatent(dir string) graph.Size {
+	if m, err := model.Load(dir); err == nil && m.Latent.Height > 0 && m.Latent.Width > 0 {
+		return graph.Size{Height: m.Latent.Height, Width: m.Latent.Width}
+	}
+	return defaultLatent
 }

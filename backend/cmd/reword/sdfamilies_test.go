@@ -27,8 +27,13 @@ func TestCommandsOnSDShapedExports(t *testing.T) {
 			if err := sdtest.Write(model, cfg); err != nil {
 				t.Fatal(err)
 			}
-			latent := fmt.Sprintf("%dx%d", cfg.SampleSize, cfg.SampleSize)
-			checkInstrumentTable(t, cfg, runOK(t, "instrument", "-latent", latent, model))
+			// SD 1.5 names its latent size; SD 2.1's comes from its
+			// unet/config.json sample_size, as the engine's would.
+			args := []string{"instrument", model}
+			if f == sdtest.SD15 {
+				args = []string{"instrument", "-latent", fmt.Sprintf("%dx%d", cfg.SampleSize, cfg.SampleSize), model}
+			}
+			checkInstrumentTable(t, cfg, runOK(t, args...))
 			if f != sdtest.SD21 {
 				return
 			}
