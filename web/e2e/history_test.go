@@ -55,10 +55,11 @@ func TestHistoryRestoresWholeRuns(t *testing.T) {
 	if ran.Steps != 6 || ran.Guidance != 9 || ran.Cross != 0.7 || ran.Self != 0.3 || ran.Negative != "blurry" || ran.Seed != 11 {
 		t.Errorf("the restored run ran %+v", ran)
 	}
-	// The run that used the defaults restores them as values, not as the
-	// previous entry's text left in the fields.
+	// The run that used the defaults restores them as values (the tiny
+	// model's guidance is 4), not as the previous entry's text left in the
+	// fields.
 	clickWhenThere(t, ctx, "#history-1")
-	poll(t, ctx, fields+` === '["a blue square","5","7.5","0.8","0.4","","12"]'`, 5*time.Second)
+	poll(t, ctx, fields+` === '["a blue square","5","4","0.8","0.4","","12"]'`, 5*time.Second)
 	if s := mustEval[string](t, ctx, `document.querySelector('#row-1 .seed').textContent`); s != "seed 12" {
 		t.Errorf("the restored run's card says %q", s)
 	}
