@@ -37,7 +37,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	nPrompts := fs.Int("prompts", 200, "held-out prompts to generate")
 	nSeeds := fs.Int("seeds", 2, "seeds per prompt")
 	steps := fs.Int("steps", 50, "DDIM steps")
-	guidance := fs.Float64("guidance", 7.5, "classifier-free guidance scale")
+	guidance := fs.Float64("guidance", -1, "classifier-free guidance scale (default: the model's)")
 	threads := fs.Int("threads", 0, "ONNX Runtime threads (0: one per core)")
 	grid := fs.String("grid", "", "write the first 64 generated images to this PNG file")
 	seen := fs.Bool("seen", false, "score prompts built from triples training draws instead of the held-out ones")
@@ -76,6 +76,9 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		prompts, promptSet = scene.SeenPrompts(*nPrompts, 1), "seen"
 	}
 	start := time.Now()
+	if *guidance < 0 {
+		*guidance = e.Manifest().Defaults.GuidanceScale
+	}
 	perSeed, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
 	if err != nil {
 		return err
