@@ -86,7 +86,10 @@ unit: ort
 # Every fuzz target runs for FUZZ_TIME beyond its seed corpus (testdata,
 # which unit runs anyway): a few seconds each keeps make test short while
 # new code meets inputs nobody wrote down. A failing input is written to
-# the package's testdata/fuzz, where it stays as a seed.
+# the package's testdata/fuzz, where it stays as a seed. Go 1.26's fuzz
+# coordinator sometimes fails a run at the -fuzztime deadline with a bare
+# "context deadline exceeded" under CPU load (golang/go#75804): that
+# signature with no new input in testdata/fuzz is reported, not failed.
 FUZZ_TIME    ?= 4s
 FUZZ_TARGETS := ./shared/edit:FuzzDecodeLink ./shared/edit:FuzzParseValidate \
                 ./shared/protocol:FuzzDecode ./shared/protocol:FuzzDecodePreview \
@@ -97,10 +100,16 @@ fuzz:
 	@missing=$$(git grep -h -o '^func Fuzz[A-Za-z0-9_]*' -- '*.go' | sed 's/^func //' | sort -u | \
 	  while read -r f; do case " $(FUZZ_TARGETS) " in *:$$f\ *) ;; *) echo "$$f";; esac; done); \
 	  if [ -n "$$missing" ]; then echo "fuzz targets missing from FUZZ_TARGETS in the Makefile:" $$missing; exit 1; fi
-	@for target in $(FUZZ_TARGETS); do \
-	  pkg=$${target%%:*}; name=$${target##*:}; \
+	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	for target in $(FUZZ_TARGETS); do \
+	  pkg=$${target%%:*}; name=$${target##*:}; corpus=$$pkg/testdata/fuzz/$$name; \
 	  echo "fuzz $$pkg $$name for $(FUZZ_TIME)"; \
-	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
+	  before=$$( (ls "$$corpus" 2>/dev/null || true) | wc -l); \
+	  if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg >"$$log" 2>&1; then cat "$$log"; continue; fi; \
+	  cat "$$log"; after=$$( (ls "$$corpus" 2>/dev/null || true) | wc -l); \
+	  if [ "$$before" = "$$after" ] && grep -q '^    context deadline exceeded$$' "$$log"; then \
+	    echo "fuzz $$name: Go's fuzz coordinator raced its own -fuzztime deadline (golang/go#75804, fixed in Go 1.27); no failing input was found or written, so this is not a failure"; \
+	  else exit 1; fi; \
 	done
 
 e2e: deps-browser build ort
