@@ -452,22 +452,7 @@ func TestOldInstrumentedUNet(t *testing.T) {
 	old := `{"layers":[],"maps":[{"name":"p2p_maps_div4","stride":4,"resolution":{"height":4,"width":4},"layers":[]}],` +
 		`"latent":{"height":16,"width":16},"latent_fixed":true,"self_replace_max_queries":256,"tokens":77,"opset":14,` +
 		`"sample_type":"float32","timestep_type":"float32","encoder_hidden_states_type":"float32"}`
-	found := false
-	for _, p := range m.Proto.GetMetadataProps() {
-		if p.GetKey() == graph.DescriptionKey {
-			*p.Value, found = old, true
-		}
-	}
-	if !found {
-		t.Fatal("no description in the instrumented file")
-	}
-	tmp := path + ".old"
-	if err := m.Write(tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+	replaceDescription(t, m, path, func(string) string { return old })
 	_, err = Load(dir, Options{Threads: 1})
 	if err == nil || !strings.Contains(err.Error(), "earlier version of Reword") || !strings.Contains(err.Error(), "reword instrument") {
 		t.Fatalf("old instrumented UNet: %v", err)
@@ -499,13 +484,31 @@ func TestOldInstrumentedUNet(t *testing.T) {
 			break
 		}
 	}
+	replaceDescription(t, m, path, func(d string) string { return d })
+	if _, err := Load(dir, Options{Threads: 1}); err == nil || !strings.Contains(err.Error(), "p2p_maps_div2") || !strings.Contains(err.Error(), "instrument it again") {
+		t.Errorf("output missing: %v", err)
+	}
+}
+
+// replaceDescription rewrites the instrumentation description of the
+// instrumented UNet m with edit and writes it back to path, as an earlier
+// Reword would have left the file.
+func replaceDescription(t *testing.T, m *modelfile.Model, path string, edit func(string) string) {
+	t.Helper()
+	found := false
+	for _, p := range m.Proto.GetMetadataProps() {
+		if p.GetKey() == graph.DescriptionKey {
+			*p.Value, found = edit(p.GetValue()), true
+		}
+	}
+	if !found {
+		t.Fatal("no description in the instrumented file")
+	}
+	tmp := path + ".old"
 	if err := m.Write(tmp); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := Load(dir, Options{Threads: 1}); err == nil || !strings.Contains(err.Error(), "p2p_maps_div2") || !strings.Contains(err.Error(), "instrument it again") {
-		t.Errorf("output missing: %v", err)
 	}
 }

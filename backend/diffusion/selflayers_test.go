@@ -150,23 +150,12 @@ func TestLayout2InstrumentedUNet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := false
-	for _, p := range m.Proto.GetMetadataProps() {
-		if p.GetKey() == graph.DescriptionKey {
-			*p.Value = strings.Replace(p.GetValue(), `"layout":3`, `"layout":2`, 1)
-			found = strings.Contains(p.GetValue(), `"layout":2`)
+	replaceDescription(t, m, path, func(d string) string {
+		if !strings.Contains(d, `"layout":3`) {
+			t.Fatal("no layout 3 description in the instrumented file")
 		}
-	}
-	if !found {
-		t.Fatal("no layout 3 description in the instrumented file")
-	}
-	tmp := path + ".old"
-	if err := m.Write(tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
+		return strings.Replace(d, `"layout":3`, `"layout":2`, 1)
+	})
 	_, err = Load(dir, Options{Threads: 1})
 	if err == nil || !strings.Contains(err.Error(), "layout 2") || !strings.Contains(err.Error(), "reword instrument -self-max-queries 64") {
 		t.Fatalf("layout-2 instrumented UNet: %v", err)

@@ -14,16 +14,7 @@ import (
 // the --to before them; a target without them is not blended, and a
 // --blend before any --to says where it goes.
 func TestBlendFlagsBelongToTheirTarget(t *testing.T) {
-	parse := func(args ...string) (edit.Spec, error) {
-		fs := newFlagSet("edit", "", io.Discard)
-		f := addEditFlags(fs)
-		var s edit.Spec
-		if err := parseFlags(fs, args); err != nil {
-			return s, err
-		}
-		return s, f.apply(&s)
-	}
-	s, err := parse("--to", "a blue circle", "--to", "a red square", "--to", "a red circle on grass",
+	s, err := parseEditFlags("--to", "a blue circle", "--to", "a red square", "--to", "a red circle on grass",
 		"--blend", "grass", "--blend", "circle", "--blend-exclude", "red")
 	if err != nil {
 		t.Fatal(err)
@@ -32,10 +23,10 @@ func TestBlendFlagsBelongToTheirTarget(t *testing.T) {
 	if !reflect.DeepEqual(s.Blend, want) || len(s.Targets) != 3 {
 		t.Errorf("blend %+v, targets %q; want %+v", s.Blend, s.Targets, want)
 	}
-	if _, err := parse("--blend", "cat,tiger", "--to", "a tiger"); err == nil || !strings.Contains(err.Error(), "put --blend after that target's --to") {
+	if _, err := parseEditFlags("--blend", "cat,tiger", "--to", "a tiger"); err == nil || !strings.Contains(err.Error(), "put --blend after that target's --to") {
 		t.Errorf("--blend before --to: %v", err)
 	}
-	if _, err := parse("--to", "a tiger", "--blend", " , "); err == nil || !strings.Contains(err.Error(), "no words") {
+	if _, err := parseEditFlags("--to", "a tiger", "--blend", " , "); err == nil || !strings.Contains(err.Error(), "no words") {
 		t.Errorf("--blend without words: %v", err)
 	}
 }
@@ -44,16 +35,7 @@ func TestBlendFlagsBelongToTheirTarget(t *testing.T) {
 // a target without one is auto, and a misplaced, unknown or repeated
 // --kind says what is wrong; --replace-tail sets the spec's option.
 func TestKindFlagsBelongToTheirTarget(t *testing.T) {
-	parse := func(args ...string) (edit.Spec, error) {
-		fs := newFlagSet("edit", "", io.Discard)
-		f := addEditFlags(fs)
-		var s edit.Spec
-		if err := parseFlags(fs, args); err != nil {
-			return s, err
-		}
-		return s, f.apply(&s)
-	}
-	s, err := parse("--to", "a cat sleeping", "--kind", "refine", "--to", "a big dog", "--to", "a red cat", "--kind", "replace",
+	s, err := parseEditFlags("--to", "a cat sleeping", "--kind", "refine", "--to", "a big dog", "--to", "a red cat", "--kind", "replace",
 		"--replace-tail", "reference")
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +44,7 @@ func TestKindFlagsBelongToTheirTarget(t *testing.T) {
 	if !reflect.DeepEqual(s.Kinds, want) || s.ReplaceTail != edit.ReplaceTailReference {
 		t.Errorf("kinds %q, replace tail %q; want %q and reference", s.Kinds, s.ReplaceTail, want)
 	}
-	if s, err := parse("--to", "a dog", "--kind", "auto"); err != nil || s.Kinds != nil || s.ReplaceTail != "" {
+	if s, err := parseEditFlags("--to", "a dog", "--kind", "auto"); err != nil || s.Kinds != nil || s.ReplaceTail != "" {
 		t.Errorf("--kind auto: kinds %q, tail %q, %v; want none", s.Kinds, s.ReplaceTail, err)
 	}
 	for _, c := range []struct {
@@ -74,7 +56,7 @@ func TestKindFlagsBelongToTheirTarget(t *testing.T) {
 		{[]string{"--to", "a dog", "--kind", "refine", "--kind", "replace"}, `--to "a dog" has two kinds (refine and replace)`},
 		{[]string{"--to", "a dog", "--replace-tail", "published"}, `--replace-tail "published": want one of aligned, reference`},
 	} {
-		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := parseEditFlags(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v; want an error with %q", c.args, err, c.want)
 		}
 	}
@@ -84,20 +66,11 @@ func TestKindFlagsBelongToTheirTarget(t *testing.T) {
 // it leaves the model's default, and a count out of range or no number
 // says what is allowed.
 func TestSelfMaxTokensFlag(t *testing.T) {
-	parse := func(args ...string) (edit.Spec, error) {
-		fs := newFlagSet("edit", "", io.Discard)
-		f := addEditFlags(fs)
-		var s edit.Spec
-		if err := parseFlags(fs, args); err != nil {
-			return s, err
-		}
-		return s, f.apply(&s)
-	}
-	s, err := parse("--to", "a dog", "--self-max-tokens", "1024")
+	s, err := parseEditFlags("--to", "a dog", "--self-max-tokens", "1024")
 	if err != nil || s.SelfMaxTokens == nil || *s.SelfMaxTokens != 1024 {
 		t.Errorf("--self-max-tokens 1024: %v, %v", s.SelfMaxTokens, err)
 	}
-	if s, err := parse("--to", "a dog"); err != nil || s.SelfMaxTokens != nil {
+	if s, err := parseEditFlags("--to", "a dog"); err != nil || s.SelfMaxTokens != nil {
 		t.Errorf("no --self-max-tokens: %v, %v; want none", s.SelfMaxTokens, err)
 	}
 	for _, c := range []struct {
@@ -108,8 +81,19 @@ func TestSelfMaxTokensFlag(t *testing.T) {
 		{[]string{"--to", "a dog", "--self-max-tokens", "-3"}, "--self-max-tokens -3: want a count"},
 		{[]string{"--to", "a dog", "--self-max-tokens", "many"}, `"many" is not a whole number`},
 	} {
-		if _, err := parse(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := parseEditFlags(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v; want an error with %q", c.args, err, c.want)
 		}
 	}
+}
+
+// parseEditFlags parses `reword edit` flags into a spec as the command does.
+func parseEditFlags(args ...string) (edit.Spec, error) {
+	fs := newFlagSet("edit", "", io.Discard)
+	f := addEditFlags(fs)
+	var s edit.Spec
+	if err := parseFlags(fs, args); err != nil {
+		return s, err
+	}
+	return s, f.apply(&s)
 }
