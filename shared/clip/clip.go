@@ -78,6 +78,7 @@ const (
 	VocabSize = 49408
 	// BOS is <|startoftext|>.
 	BOS int32 = 49406
-	// EOS is <|endoftext|>; SD 1.x also pads with it.
+	// EOS is <|endoftext|>; SD 1.x's tokenizer also pads with it (SD 2.x's
+	// and SDXL's second pad with "!": Encoding.PaddedWith, Tokenizer.PadID).
 	EOS int32 = 49407
 )

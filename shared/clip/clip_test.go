@@ -381,3 +381,46 @@ func BenchmarkEncode77Tokens(b *testing.B) {
 		tok.Encode(prompt)
 	}
 }
+
+// Padding per tokenizer: SD 2.x's tokenizer (and SDXL's second) pads with
+// "!" (id 0) after EOS, as Hugging Face's CLIPTokenizer with pad_token "!"
+// gives "a photo of a cat" [49406, 320, 1125, 539, 320, 2368, 49407, 0, …];
+// SD 1.x's with EOS. The ids up to EOS, which alignment reads, are the same.
+func TestPaddedWithPadToken(t *testing.T) {
+	tok := tokenizer(t)
+	for token, want := range map[string]int32{"": EOS, "<|endoftext|>": EOS, "!": 0, "!</w>": 256, "<|startoftext|>": BOS} {
+		if got, err := tok.PadID(token); err != nil || got != want {
+			t.Errorf("PadID(%q) = %d, %v; want %d", token, got, err, want)
+		}
+	}
+	if _, err := tok.PadID("[PAD]"); err == nil || !strings.Contains(err.Error(), `"[PAD]" is not in CLIP's vocabulary`) {
+		t.Errorf("PadID of a token outside the vocabulary: %v", err)
+	}
+	enc := tok.Encode("a photo of a cat")
+	bang, _ := tok.PadID("!")
+	sd2 := enc.PaddedWith(ContextLength, bang)
+	head := []int32{49406, 320, 1125, 539, 320, 2368, 49407}
+	if len(sd2) != ContextLength || !slices.Equal(sd2[:len(head)], head) {
+		t.Fatalf("SD 2.x padding starts %v, want %v", sd2[:len(head)], head)
+	}
+	for i, id := range sd2[len(head):] {
+		if id != 0 {
+			t.Fatalf("SD 2.x padding: id %d at %d, want 0", id, len(head)+i)
+		}
+	}
+	sd1 := enc.Padded(ContextLength)
+	if !slices.Equal(sd1[:len(head)], head) || sd1[ContextLength-1] != EOS || !slices.Equal(sd1, enc.PaddedWith(ContextLength, EOS)) {
+		t.Errorf("SD 1.x padding: %v", sd1[:10])
+	}
+	// An overlong prompt keeps EOS last under either pad, and the short
+	// lengths behave as Padded's.
+	long := tok.Encode(strings.Repeat("cat ", 90))
+	if got := long.PaddedWith(ContextLength, 0); got[ContextLength-1] != EOS || !slices.Equal(got, long.Padded(ContextLength)) {
+		t.Errorf("overlong prompt padded with 0 ends %v", got[70:])
+	}
+	for n, want := range map[int][]int32{0: {}, 1: {EOS}, 2: {BOS, EOS}, 8: {BOS, 320, 1125, 539, 320, 2368, EOS, 0}} {
+		if got := enc.PaddedWith(n, 0); !slices.Equal(got, want) {
+			t.Errorf("PaddedWith(%d, 0) = %v, want %v", n, got, want)
+		}
+	}
+}

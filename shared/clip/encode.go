@@ -46,15 +46,25 @@ type Encoding struct {
 
 // Padded returns the ids as the SD 1.x text encoder takes them: exactly n ids,
 // cut so that the last kept id is EOS and padded with EOS. Its length is
-// max(n, 0); for n == 1 it is just [EOS].
-func (e Encoding) Padded(n int) []int32 {
+// max(n, 0); for n == 1 it is just [EOS]. It is PaddedWith(n, EOS).
+func (e Encoding) Padded(n int) []int32 { return e.PaddedWith(n, EOS) }
+
+// PaddedWith returns exactly n ids, cut so that the last kept id is EOS,
+// with pad after it: Hugging Face's CLIPTokenizer with padding="max_length"
+// and truncation, for a tokenizer whose pad token is pad. SD 1.x's tokenizer
+// pads with EOS; SD 2.x's and SDXL's second one with "!" (id 0,
+// Tokenizer.PadID). The ids up to EOS are the same whatever pad is, so the
+// padding never changes which token sits where (shared/align aligns the
+// unpadded ids). For n == 1 it is just [EOS].
+func (e Encoding) PaddedWith(n int, pad int32) []int32 {
 	if n <= 0 {
 		return []int32{}
 	}
 	out := make([]int32, n)
 	kept := copy(out[:n-1], e.IDs[:max(len(e.IDs)-1, 0)])
-	for i := kept; i < n; i++ {
-		out[i] = EOS
+	out[kept] = EOS
+	for i := kept + 1; i < n; i++ {
+		out[i] = pad
 	}
 	return out
 }

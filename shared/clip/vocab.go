@@ -173,6 +173,27 @@ func (t *Tokenizer) TokenString(id int32) (string, error) {
 	return t.vocab[id], nil
 }
 
+// PadID returns the id of a tokenizer's pad token as Hugging Face's
+// tokenizer_config.json or special_tokens_map.json writes it ("pad_token"):
+// a string of CLIP's vocabulary, which Hugging Face looks up as it is
+// ("!" is id 0, the single-byte symbol, not "!</w>"). "" means EOS, the pad
+// of SD 1.x's tokenizer (and of Reword's models, which state none). A
+// string outside the vocabulary is an error: Hugging Face would pad with
+// the unknown token there, which no Stable Diffusion tokenizer does.
+func (t *Tokenizer) PadID(token string) (int32, error) {
+	if token == "" {
+		return EOS, nil
+	}
+	// A linear search: it runs once per model load, and an inverse map
+	// would cost every browser tab another 49,408 strings.
+	for id, s := range t.vocab {
+		if s == token {
+			return int32(id), nil
+		}
+	}
+	return 0, fmt.Errorf("clip: pad token %q is not in CLIP's vocabulary (Stable Diffusion tokenizers pad with %q or %q)", token, "<|endoftext|>", "!")
+}
+
 // Decode turns ids back into text: the UTF-8 bytes of each token, a space
 // after each end-of-word token, special tokens as their names. It returns an
 // error for an id outside the vocabulary. Decoding reverses cleaning only
