@@ -81,11 +81,11 @@ def attention_table(unet, ctx_dim):
     return rows
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--trained', required=True, help='directory written by train.py')
     ap.add_argument('--model', required=True, help='model directory to write (models/tiny)')
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     training = json.load(open(os.path.join(args.trained, 'training.json')))
     vae, te, unet = load(args.trained, training['recipe'])

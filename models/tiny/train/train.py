@@ -475,6 +475,7 @@ def main():
     ap.add_argument('--lowfreq-weights', help='coarse noise with these comma-separated weights (4x4 grid, 2x2 grid), e.g. 0.3,0.3')
     ap.add_argument('--high-t', action='store_true', help='half of each batch at t >= 600, weighted by max(1, 0.1/SNR) (experimental)')
     ap.add_argument('--te-causal', action='store_true', help='a causal text encoder as CLIP (the first model) instead of te_windows')
+    ap.add_argument('--te-windows', help='override the recipe: comma-separated context window of each text encoder layer, e.g. 0,0')
     ap.add_argument('--grounding-weight', type=float, help='override the recipe (0: no grounding loss)')
     ap.add_argument('--grounding-cycle', type=int, help='override the recipe: the first cosine cycle (1 or 2) with the grounding loss')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
@@ -548,8 +549,17 @@ def main():
         r['unet_lr'] = args.unet_lr
     if args.unet_warmup is not None:
         r['unet_warmup'] = args.unet_warmup
+    if args.te_causal and args.te_windows:
+        ap.error('--te-causal and --te-windows exclude each other')
     if args.te_causal:
         r['te_windows'] = None
+    if args.te_windows:
+        try:
+            r['te_windows'] = [int(w) for w in args.te_windows.split(',')]
+        except ValueError:
+            ap.error(f'--te-windows wants comma-separated whole numbers, one per text encoder layer, got {args.te_windows!r}')
+        if len(r['te_windows']) != len(RECIPE['te_windows']) or min(r['te_windows']) < 0:
+            ap.error(f"--te-windows wants {len(RECIPE['te_windows'])} non-negative windows (one per layer), got {args.te_windows!r}")
     if args.grounding_weight is not None:
         r['grounding_weight'] = args.grounding_weight
     if args.grounding_cycle is not None:
