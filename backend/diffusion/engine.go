@@ -13,7 +13,9 @@
 //	blend.go     local blend
 //	previews.go  progressive previews (package preview), never blocking
 //	heatmaps.go  attention maps summed over the steps, and heat maps
-//	codec.go     the text encoder and the VAE decoder
+//	text.go      the text encoders (one, or SDXL's two) and the
+//	             conditioning they give the UNet
+//	codec.go     the VAE decoder
 //	invert.go    photos: VAE encoding, DDIM inversion, and the inversion
 //	             methods as strategies for the run's origin
 //	cache.go     the source cache of trajectories
@@ -76,9 +78,11 @@ type Engine struct {
 	tok      *clip.Tokenizer
 	project  preview.Projector
 
-	text, unet, decoder *ort.Session
-	hidden              int // text embedding width
-	unetFacts               // what the UNet's inputs and outputs are (unet.go)
+	texts         []*textEncoder // one, or SDXL's two (text.go)
+	unet, decoder *ort.Session
+	hidden        int // text states' width (the encoders' widths added)
+	pooled        int // the pooled embedding's width (SDXL's text_embeds); 0: none
+	unetFacts         // what the UNet's inputs and outputs are (unet.go)
 
 	encoder *ort.Session // the VAE encoder, for photos (invert.go)
 
@@ -87,8 +91,9 @@ type Engine struct {
 }
 
 // Load opens the model folder dir: its manifest, and one ONNX Runtime
-// session each for the text encoder, the instrumented UNet, the VAE decoder
-// and the VAE encoder (for photos), created once and reused by every job.
+// session each for the text encoders, the instrumented UNet, the VAE
+// decoder and the VAE encoder (for photos), created once and reused by
+// every job.
 func Load(dir string, opts Options) (*Engine, error) {
 	m, err := model.Load(dir)
 	if err != nil {
@@ -114,7 +119,7 @@ func Load(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.text, err = openSession(m, m.TextEncoder.File, "text encoder", so, graph.Float32IORewrite); err != nil {
+	if err := e.openTextEncoders(so); err != nil {
 		return nil, err
 	}
 	// The instrumented UNet's inputs and outputs are float32 whatever the
@@ -225,16 +230,9 @@ func instrumentedUNet(m *model.Manifest, instrument bool) (string, *graph.Descri
 // and the instrumentation contract, and reads what varies between exports.
 func (e *Engine) checkSessions(desc *graph.Description) error {
 	m := e.manifest
-	in, ok := e.text.Input(m.TextEncoder.Input)
-	if !ok || in.DType != ort.Int32 && in.DType != ort.Int64 {
-		return fmt.Errorf("text encoder: want an int32 or int64 input %q, the model has %v", m.TextEncoder.Input, e.text.InputInfo())
+	if err := e.checkTextEncoders(); err != nil {
+		return err
 	}
-	out, ok := e.text.Output(m.TextEncoder.Output)
-	if !ok || len(out.Shape) != 3 || out.Shape[2] <= 0 || out.DType != ort.Float32 {
-		return fmt.Errorf("text encoder: want a float32 output %q of shape [batch, 77, hidden], the model has %v", m.TextEncoder.Output, e.text.OutputInfo())
-	}
-	e.hidden = int(out.Shape[2])
-
 	if err := e.checkUNet(desc); err != nil {
 		return err
 	}
@@ -262,7 +260,11 @@ func (e *Engine) LocalBlendSize() (width, height int) {
 // Close releases the sessions. The engine must not be used afterwards.
 func (e *Engine) Close() error {
 	var errs []error
-	for _, s := range []*ort.Session{e.text, e.unet, e.decoder, e.encoder} {
+	sessions := []*ort.Session{e.unet, e.decoder, e.encoder}
+	for _, t := range e.texts {
+		sessions = append(sessions, t.s)
+	}
+	for _, s := range sessions {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}

@@ -166,7 +166,7 @@ func checkFP16UNet(t *testing.T, e *Engine, upcast bool) {
 			t.Errorf("layer %s edits in %s, want %s", l.Name, l.DType, wantDType)
 		}
 	}
-	for _, list := range [][]ort.Info{e.unet.InputInfo(), e.unet.OutputInfo(), e.text.OutputInfo(), e.decoder.InputInfo(),
+	for _, list := range [][]ort.Info{e.unet.InputInfo(), e.unet.OutputInfo(), e.texts[0].s.OutputInfo(), e.decoder.InputInfo(),
 		e.decoder.OutputInfo(), e.encoder.InputInfo(), e.encoder.OutputInfo()} {
 		for _, i := range list {
 			if i.DType != ort.Float32 && i.DType != ort.Int64 && i.DType != ort.Int32 {
@@ -191,11 +191,17 @@ func checkNeutralIsNoOp(t *testing.T, e *Engine) {
 	const targets = 2
 	batch := graph.Batch(targets)
 	r := rand.New(rand.NewPCG(5, 6))
-	hidden := make([]float32, batch*clip.ContextLength*e.hidden)
-	for i := range hidden {
-		hidden[i] = float32(r.NormFloat64())
+	text := condition{hidden: make([]float32, batch*clip.ContextLength*e.hidden)}
+	for i := range text.hidden {
+		text.hidden[i] = float32(r.NormFloat64())
 	}
-	u, err := e.bindUNet(batch, 1+targets, targets, hidden, nil)
+	if e.pooled > 0 {
+		text.pooled = make([]float32, batch*e.pooled)
+		for i := range text.pooled {
+			text.pooled[i] = float32(r.NormFloat64())
+		}
+	}
+	u, err := e.bindUNet(batch, 1+targets, targets, text, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,8 +213,10 @@ func checkNeutralIsNoOp(t *testing.T, e *Engine) {
 		t.Fatal(err)
 	}
 	feeds := map[string]ort.Value{}
-	for _, name := range []string{graph.SampleInput, graph.TimestepInput, graph.HiddenStatesInput} {
-		feeds[name] = u.inputs[name]
+	for _, name := range []string{graph.SampleInput, graph.TimestepInput, graph.HiddenStatesInput, TextEmbedsInput, TimeIDsInput} {
+		if v, ok := u.inputs[name]; ok {
+			feeds[name] = v
+		}
 	}
 	outs, err := orig.Run(feeds)
 	if err != nil {

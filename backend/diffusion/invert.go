@@ -143,7 +143,7 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 		return nil, err
 	}
 	ts := ddim.Timesteps()
-	emb, err := e.encode(ctx, []string{caption})
+	text, err := e.encode(ctx, []string{caption})
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +152,7 @@ func (e *Engine) invert(ctx context.Context, z0 []float32, caption string, steps
 	copy(x, z0)
 
 	// One conditional row and no targets: the source alone.
-	u, err := e.bindUNet(1, 1, 0, emb, nil)
+	u, err := e.bindUNet(1, 1, 0, text, nil)
 	if err != nil {
 		return nil, err
 	}

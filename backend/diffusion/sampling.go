@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"reword/backend/scheduler"
-	"reword/shared/clip"
 )
 
 // sampling is one run in progress: the stages a job is made of and the
@@ -110,28 +109,36 @@ func (s *sampling) chooseSource() {
 // textStates encodes the unconditional prompt (the negative one, or the
 // source for negative-prompt inversion) and every prompt, laid out as the
 // batch takes them: an unconditional row per stepped row, then every
-// row's own prompt.
-func (s *sampling) textStates(ctx context.Context) ([]float32, error) {
+// row's own prompt. Each row's pooled embedding (SDXL) is its own
+// prompt's, so an edit's target rows take the target's, as diffusers'
+// Prompt-to-Prompt for SDXL does. Without a negative prompt, a model with
+// force_zeros_for_empty_prompt (SDXL) gets zero unconditional rows.
+func (s *sampling) textStates(ctx context.Context) (condition, error) {
 	t0 := time.Now()
-	uncond := s.j.negative
-	if s.j.origin.uncondSource {
-		uncond = s.j.prompts[0]
+	// uncond and cond index the encoded prompts: the unconditional rows'
+	// (−1: zeros) and the first conditional row's.
+	prompts, uncond, cond := s.j.prompts, -1, 0
+	switch {
+	case s.j.origin.uncondSource:
+		uncond = 0 // the source prompt's own encoding
+	case s.j.negative == "" && s.e.manifest.ZeroEmptyNegative:
+	default:
+		prompts, uncond, cond = append([]string{s.j.negative}, prompts...), 0, 1
 	}
-	emb, err := s.e.encode(ctx, append([]string{uncond}, s.j.prompts...))
+	enc, err := s.e.encode(ctx, prompts)
 	if err != nil {
-		return nil, err
+		return condition{}, err
 	}
-	stepped, size := s.rows-s.uncondFirst, clip.ContextLength*s.e.hidden
-	hidden := make([]float32, (stepped+s.rows)*size)
-	for b := 0; b < stepped+s.rows; b++ {
-		from := 0 // the unconditional prompt
+	stepped := s.rows - s.uncondFirst
+	from := make([]int, stepped+s.rows)
+	for b := range from {
+		from[b] = uncond
 		if b >= stepped {
-			from = 1 + b - stepped
+			from[b] = cond + b - stepped
 		}
-		copy(hidden[b*size:], emb[from*size:(from+1)*size])
 	}
 	s.res.Timings.TextEncoder = time.Since(t0)
-	return hidden, nil
+	return enc.gather(s.e, from), nil
 }
 
 // startLatents puts x_T in every row: all rows start from the same noise.

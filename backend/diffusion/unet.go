@@ -54,7 +54,10 @@ func (e *Engine) checkUNet(desc *graph.Description) error {
 	// batch (the diffusers ONNX pipeline feeds one); others one per row.
 	e.timestepOne = len(ts.Shape) == 1 && ts.Shape[0] == 1
 	if hs, _ := e.unet.Input(graph.HiddenStatesInput); len(hs.Shape) == 3 && hs.Shape[2] > 0 && int(hs.Shape[2]) != e.hidden {
-		return fmt.Errorf("UNet takes text embeddings of width %d; the text encoder gives %d", hs.Shape[2], e.hidden)
+		return fmt.Errorf("UNet takes text embeddings of width %d; the text encoders give %d", hs.Shape[2], e.hidden)
+	}
+	if err := e.checkTextTime(); err != nil {
+		return err
 	}
 	if _, ok := e.unet.Output(e.manifest.UNet.Output); !ok {
 		return fmt.Errorf("UNet: no output %q (the model has %v)", e.manifest.UNet.Output, e.unet.OutputInfo())
@@ -67,6 +70,56 @@ func (e *Engine) checkUNet(desc *graph.Description) error {
 	}
 	e.desc = desc
 	return nil
+}
+
+// The inputs of SDXL's UNet besides SD's (addition_embed_type
+// "text_time"), as diffusers and Optimum name them.
+const (
+	// TextEmbedsInput takes the second text encoder's pooled projection,
+	// [batch, width].
+	TextEmbedsInput = "text_embeds"
+	// TimeIDsInput takes SDXL's size conditioning, [batch, 6]: the
+	// original height and width, the crop's top and left, the target
+	// height and width (timeIDs).
+	TimeIDsInput = "time_ids"
+)
+
+// timeIDCount is the length of one row's time_ids.
+const timeIDCount = 6
+
+// checkTextTime verifies that the UNet takes text_embeds and time_ids
+// exactly when the manifest says it does (unet.text_time), with the pooled
+// embedding's width: a manifest and a UNet that disagree would otherwise
+// fail at the first step with ONNX Runtime's words.
+func (e *Engine) checkTextTime() error {
+	te, hasTE := e.unet.Input(TextEmbedsInput)
+	ti, hasTI := e.unet.Input(TimeIDsInput)
+	if !e.manifest.UNet.TextTime {
+		if hasTE || hasTI {
+			return fmt.Errorf("UNet takes %s and %s (an SDXL UNet) but the manifest has one text encoder and no unet.text_time: "+
+				"derive it from the SDXL export folder (no model.json) or state text_encoder_2 and unet.text_time", TextEmbedsInput, TimeIDsInput)
+		}
+		return nil
+	}
+	if !hasTE || te.DType != ort.Float32 || len(te.Shape) != 2 || !hasTI || ti.DType != ort.Float32 || len(ti.Shape) != 2 {
+		return fmt.Errorf("UNet: the manifest says it is SDXL's (unet.text_time) but it lacks the float32 inputs %s [batch, width] and %s [batch, %d]; it has %v",
+			TextEmbedsInput, TimeIDsInput, timeIDCount, e.unet.InputInfo())
+	}
+	if w := te.Shape[1]; w > 0 && int(w) != e.pooled {
+		return fmt.Errorf("UNet takes %s of width %d; the second text encoder's %s gives %d", TextEmbedsInput, w, e.manifest.TextEncoder2.Pooled, e.pooled)
+	}
+	if n := ti.Shape[1]; n > 0 && n != timeIDCount {
+		return fmt.Errorf("UNet takes %s of %d values per row; SDXL base's are %d (original size, crop corner, target size; a refiner's 5 are not supported)", TimeIDsInput, n, timeIDCount)
+	}
+	return nil
+}
+
+// timeIDs are SDXL's size conditioning of one row, as diffusers'
+// StableDiffusionXLPipeline sets them by default: the original size and the
+// target size are the image's (height, width), the crop corner (0, 0).
+func (e *Engine) timeIDs() [timeIDCount]float32 {
+	h, w := float32(e.manifest.Image.Height), float32(e.manifest.Image.Width)
+	return [timeIDCount]float32{h, w, 0, 0, h, w}
 }
 
 // checkMaps reads the maps outputs from the description and checks that
@@ -130,7 +183,8 @@ func (e *Engine) mapNames() []string {
 
 // unetCall is the UNet bound to one run's buffers, allocated once and
 // reused by every step: the batch's latents (sample), the timestep, the
-// text states (hidden), the attention controls (ctl) as inputs; the
+// text conditioning (text; for SDXL also the pooled text_embeds and the
+// time_ids), the attention controls (ctl) as inputs; the
 // noise prediction (out) and every attention-map output (maps, [rows,
 // w·h, 77]: the conditional rows only) as outputs.
 //
@@ -142,7 +196,8 @@ type unetCall struct {
 	e           *Engine
 	batch, rows int
 	sample, out []float32
-	hidden      []float32
+	text        condition
+	timeIDs     []float32 // [batch, 6] when the UNet takes time_ids
 	ctl         graph.Controls
 	maps        []*mapsRun
 	tsF32       []float32
@@ -154,13 +209,13 @@ type unetCall struct {
 
 // bindUNet allocates a UNet call of batch rows, rows of them conditional,
 // with targets edited rows among those (the controls' E) and the batch's
-// text states hidden ([batch, 77, hidden]) and the run's per-layer
+// text conditioning text (a row each) and the run's per-layer
 // self-replace weights selfLayers (nil: none). Close frees its tensors.
-func (e *Engine) bindUNet(batch, rows, targets int, hidden, selfLayers []float32) (*unetCall, error) {
+func (e *Engine) bindUNet(batch, rows, targets int, text condition, selfLayers []float32) (*unetCall, error) {
 	m := e.manifest
 	C, H, W := m.Latent.Channels, m.Latent.Height, m.Latent.Width
 	u := &unetCall{
-		e: e, batch: batch, rows: rows, hidden: hidden,
+		e: e, batch: batch, rows: rows, text: text,
 		sample: make([]float32, batch*C*H*W), out: make([]float32, batch*C*H*W),
 		ctl: graph.NoOpControls(targets, clip.ContextLength), maps: e.mapsOutputs(rows),
 	}
@@ -180,11 +235,14 @@ func (e *Engine) bindUNet(batch, rows, targets int, hidden, selfLayers []float32
 	u.inputs = map[string]ort.Value{
 		graph.SampleInput:       u.tensors.add(ort.NewTensor(latent, u.sample)),
 		graph.TimestepInput:     timestep,
-		graph.HiddenStatesInput: u.tensors.add(ort.NewTensor([]int64{int64(batch), clip.ContextLength, int64(e.hidden)}, hidden)),
+		graph.HiddenStatesInput: u.tensors.add(ort.NewTensor([]int64{int64(batch), clip.ContextLength, int64(e.hidden)}, text.hidden)),
 		graph.CrossWeightsInput: u.tensors.add(ort.NewTensor(wShape, u.ctl.CrossW)),
 		graph.CrossKeepInput:    u.tensors.add(ort.NewTensor(cShape, u.ctl.CrossC)),
 		graph.SelfWeightInput:   u.tensors.add(ort.NewTensor(sShape, u.ctl.SelfW)),
 		graph.SelfLayersInput:   u.tensors.add(e.selfLayersTensor(selfLayers)),
+	}
+	if m.UNet.TextTime {
+		u.bindTextTime()
 	}
 	u.outputs = map[string]ort.Value{m.UNet.Output: u.tensors.add(ort.NewTensor(latent, u.out))}
 	for _, o := range u.maps {
@@ -195,6 +253,20 @@ func (e *Engine) bindUNet(batch, rows, targets int, hidden, selfLayers []float32
 		return nil, u.tensors.err
 	}
 	return u, nil
+}
+
+// bindTextTime adds SDXL's inputs: every row's pooled embedding as
+// text_embeds and the model's time_ids, the same for every row (diffusers
+// gives the unconditional rows the same ones unless told otherwise).
+func (u *unetCall) bindTextTime() {
+	e, batch := u.e, u.batch
+	ids := e.timeIDs()
+	u.timeIDs = make([]float32, 0, batch*timeIDCount)
+	for range batch {
+		u.timeIDs = append(u.timeIDs, ids[:]...)
+	}
+	u.inputs[TextEmbedsInput] = u.tensors.add(ort.NewTensor([]int64{int64(batch), int64(e.pooled)}, u.text.pooled))
+	u.inputs[TimeIDsInput] = u.tensors.add(ort.NewTensor([]int64{int64(batch), timeIDCount}, u.timeIDs))
 }
 
 // run evaluates the UNet at timestep t on the current inputs, writing out

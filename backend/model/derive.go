@@ -10,11 +10,13 @@ import (
 	"slices"
 )
 
-// SD 1.x conventions used when a diffusers export does not state them.
+// Conventions used when a diffusers export does not state them.
 const (
-	sdScalingFactor = 0.18215 // SD 1.x VAE; docs/algorithm.md, section 9
-	sdVAEFactor     = 8       // pixels per latent cell
-	sdSampleSize    = 64      // latent cells per side at 512 px
+	sdScalingFactor   = 0.18215 // SD 1.x and 2.x VAE; docs/algorithm.md, section 9
+	sdxlScalingFactor = 0.13025 // SDXL's VAE
+	sdVAEFactor       = 8       // pixels per latent cell
+	sdSampleSize      = 64      // latent cells per side at 512 px
+	sdxlSampleSize    = 128     // SDXL's 1024 px
 )
 
 // sdPreviewMatrix are ComfyUI's SD 1.5 latent→RGB factors (no bias).
@@ -25,17 +27,54 @@ var sdPreviewMatrix = [][3]float64{
 	{-0.2120, -0.2616, -0.7177},
 }
 
+// sdxlPreviewMatrix and sdxlPreviewBias are ComfyUI's SDXL latent→RGB
+// factors: SDXL's VAE has latents of another scale and colour basis.
+var (
+	sdxlPreviewMatrix = [][3]float64{
+		{0.3651, 0.4232, 0.4341},
+		{-0.2533, -0.0042, 0.1068},
+		{0.1076, 0.1111, -0.0362},
+		{-0.3165, -0.2492, -0.2188},
+	}
+	sdxlPreviewBias = []float64{0.1084, -0.0175, -0.0011}
+)
+
+// unetConfig is what a manifest is derived from in unet/config.json.
+type unetConfig struct {
+	SampleSize *int `json:"sample_size"`
+	InChannels *int `json:"in_channels"`
+	// AdditionEmbedType "text_time" is SDXL's UNet, which also takes
+	// text_embeds and time_ids.
+	AdditionEmbedType string `json:"addition_embed_type"`
+}
+
 // deriveManifest builds a manifest for a diffusers ONNX export without a
-// model.json from scheduler/scheduler_config.json, unet/config.json and
-// vae_decoder/config.json where present, and SD 1.x conventions otherwise.
+// model.json from scheduler/scheduler_config.json, unet/config.json,
+// vae_decoder/config.json and the tokenizers' configs where present, and
+// the family's conventions otherwise: SD 1.x/2.x, or SDXL (base) when the
+// folder has a second text encoder and a "text_time" UNet (deriveSDXL).
 func deriveManifest(dir string) (*Manifest, error) {
+	var unet unetConfig
+	unetFound, err := readOptionalJSON(filepath.Join(dir, "unet", "config.json"), &unet)
+	if err != nil {
+		return nil, err
+	}
+	xl, err := isSDXL(dir, unet, unetFound)
+	if err != nil {
+		return nil, err
+	}
+	fam, size, scale := SD1, sdSampleSize, sdScalingFactor
 	m := &Manifest{Format: ManifestFormat, Name: filepath.Base(filepath.Clean(dir)), Derived: true}
 	m.Description = "Stable Diffusion ONNX export (manifest derived from the folder's configs)"
+	if xl {
+		fam, size, scale = SDXL, sdxlSampleSize, sdxlScalingFactor
+		m.Description = "Stable Diffusion XL ONNX export (manifest derived from the folder's configs)"
+	}
 
 	// The family's schedule, with what the export's scheduler config
 	// states.
 	var sched statedSchedule
-	if err := readOptionalJSON(filepath.Join(dir, "scheduler", "scheduler_config.json"), &sched); err != nil {
+	if _, err := readOptionalJSON(filepath.Join(dir, "scheduler", "scheduler_config.json"), &sched); err != nil {
 		return nil, err
 	}
 	// Stable Diffusion pipelines force steps_offset to 1 whatever the
@@ -43,42 +82,26 @@ func deriveManifest(dir string) (*Manifest, error) {
 	// pipeline), so the derived manifest does too.
 	one := 1
 	sched.StepsOffset = &one
-	m.Family = SD1.Name
-	m.Schedule = sched.over(SD1.Schedule)
-	m.Defaults = statedDefaults{}.over(SD1.Defaults)
+	m.Family = fam.Name
+	m.Schedule = sched.over(fam.Schedule)
+	m.Defaults = statedDefaults{}.over(fam.Defaults)
 	m.UNet.PredictionType = string(m.Schedule.Prediction)
 
-	var unet struct {
-		SampleSize *int `json:"sample_size"`
-		InChannels *int `json:"in_channels"`
-		// AdditionEmbedType "text_time" is SDXL's UNet, which also takes
-		// text_embeds and time_ids.
-		AdditionEmbedType string `json:"addition_embed_type"`
-	}
-	if err := readOptionalJSON(filepath.Join(dir, "unet", "config.json"), &unet); err != nil {
-		return nil, err
-	}
-	// An SDXL export would otherwise pass for SD 1.x here and fail later on
-	// a missing UNet input or a text width mismatch, in words that do not
-	// say why.
-	if _, err := os.Stat(filepath.Join(dir, "text_encoder_2", "model.onnx")); err == nil || unet.AdditionEmbedType == "text_time" {
-		return nil, fmt.Errorf("model %s is an SDXL export (a second text encoder; a UNet that also takes text_embeds and time_ids): Reword runs Stable Diffusion 1.x and 2.x exports, not SDXL yet", dir)
-	}
 	var vae struct {
 		ScalingFactor *float64 `json:"scaling_factor"`
 	}
-	if err := readOptionalJSON(filepath.Join(dir, "vae_decoder", "config.json"), &vae); err != nil {
+	if _, err := readOptionalJSON(filepath.Join(dir, "vae_decoder", "config.json"), &vae); err != nil {
 		return nil, err
 	}
-	size, channels := sdSampleSize, 4
+	channels := 4
 	setIf(&size, unet.SampleSize)
 	setIf(&channels, unet.InChannels)
 	m.Latent.Channels, m.Latent.Width, m.Latent.Height = channels, size, size
-	m.Latent.ScalingFactor = sdScalingFactor
+	m.Latent.ScalingFactor = scale
 	setIf(&m.Latent.ScalingFactor, vae.ScalingFactor)
 	m.Image.Width, m.Image.Height, m.Image.Channels = size*sdVAEFactor, size*sdVAEFactor, 3
 
-	m.TextEncoder = Component{File: "text_encoder/model.onnx", Input: "input_ids", Output: "last_hidden_state"}
+	m.TextEncoder = TextEncoder{Component: Component{File: "text_encoder/model.onnx", Input: "input_ids", Output: "last_hidden_state"}}
 	m.UNet.Component = Component{File: "unet/model.onnx", Input: "sample", Output: "out_sample"}
 	m.VAEDecoder = Component{File: "vae_decoder/model.onnx", Input: "latent_sample", Output: "sample"}
 	// The encoder's output depends on the exporter; UseEncoderOutputs
@@ -86,9 +109,17 @@ func deriveManifest(dir string) (*Manifest, error) {
 	m.VAEEncoder.Component = Component{File: "vae_encoder/model.onnx", Input: "sample", Output: sampleEncoderOutput}
 	m.VAEEncoder.OutputKind = "sample"
 	if channels != len(sdPreviewMatrix) {
-		return nil, fmt.Errorf("model %s: the UNet has %d latent channels; only 4-channel Stable Diffusion 1.x/2.x exports are supported without a model.json", dir, channels)
+		return nil, fmt.Errorf("model %s: the UNet has %d latent channels; only 4-channel Stable Diffusion 1.x/2.x/XL exports are supported without a model.json", dir, channels)
 	}
 	m.Preview.LatentRGBMatrix = sdPreviewMatrix
+	if xl {
+		m.Preview.LatentRGBMatrix, m.Preview.LatentRGBBias = sdxlPreviewMatrix, sdxlPreviewBias
+		if err := deriveSDXL(dir, m); err != nil {
+			return nil, err
+		}
+	} else if m.TextEncoder.PadToken, _, err = readPadToken(dir, "tokenizer"); err != nil {
+		return nil, err
+	}
 	return m, m.validate()
 }
 
@@ -125,17 +156,18 @@ func (m *Manifest) UseEncoderOutputs(names []string) error {
 	return nil
 }
 
-// readOptionalJSON decodes path into v; a missing file leaves v unchanged.
-func readOptionalJSON(path string, v any) error {
+// readOptionalJSON decodes path into v and reports whether the file
+// exists; a missing file leaves v unchanged.
+func readOptionalJSON(path string, v any) (bool, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return true, fmt.Errorf("%s: %w", path, err)
 	}
-	return nil
+	return true, nil
 }

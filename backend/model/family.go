@@ -52,8 +52,20 @@ var SD1 = Family{
 	},
 }
 
+// SDXL is Stable Diffusion XL (base): SD 1.x's noise schedule (SDXL was
+// trained with the same betas), 50 steps at guidance 5 (diffusers'
+// StableDiffusionXLPipeline default) and the reference's windows.
+var SDXL = Family{
+	Name:     "sdxl",
+	Schedule: scheduler.SD1(),
+	Defaults: Defaults{
+		Steps: 50, GuidanceScale: 5, Schedulers: scheduler.Names,
+		CrossReplace: 0.8, SelfReplace: 0.4,
+	},
+}
+
 // families are the families a manifest may name.
-var families = map[string]Family{SD1.Name: SD1}
+var families = map[string]Family{SD1.Name: SD1, SDXL.Name: SDXL}
 
 // LookupFamily returns the family called name.
 func LookupFamily(name string) (Family, error) {

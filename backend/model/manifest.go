@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"reword/backend/scheduler"
+	"reword/shared/clip"
 	"reword/shared/edit"
 )
 
@@ -45,12 +46,26 @@ type Manifest struct {
 		Width         int     `json:"width"`
 		ScalingFactor float64 `json:"scaling_factor"`
 	} `json:"latent"`
-	TextEncoder Component `json:"text_encoder"`
-	UNet        struct {
+	TextEncoder TextEncoder `json:"text_encoder"`
+	// TextEncoder2 is SDXL's second text encoder (nil: the model has one).
+	// Both encode every prompt; their states are concatenated token by
+	// token, the first's then the second's, into the UNet's text states,
+	// and its Pooled output is the UNet's text_embeds.
+	TextEncoder2 *TextEncoder `json:"text_encoder_2,omitempty"`
+	UNet         struct {
 		Component
 		PredictionType string `json:"prediction_type"`
+		// TextTime is SDXL's addition_embed_type "text_time": the UNet
+		// also takes text_embeds (the second encoder's pooled output) and
+		// time_ids (original size, crop corner, target size).
+		TextTime bool `json:"text_time,omitempty"`
 	} `json:"unet"`
-	VAEEncoder struct {
+	// ZeroEmptyNegative is diffusers' force_zeros_for_empty_prompt (SDXL):
+	// a run without a negative prompt gives its unconditional rows zero
+	// text states and a zero pooled embedding instead of the encoding of
+	// the empty prompt, as the model was trained to be guided.
+	ZeroEmptyNegative bool `json:"force_zeros_for_empty_prompt,omitempty"`
+	VAEEncoder        struct {
 		Component
 		// OutputKind is "mean_logvar" (latent_parameters, 2C channels:
 		// Optimum's export) or "sample" (latent_sample, C channels, a
@@ -83,6 +98,28 @@ type Component struct {
 	Output string `json:"output"`
 }
 
+// TextEncoder is one text encoder and how its tokenizer pads prompts.
+type TextEncoder struct {
+	Component
+	// PadToken is the tokenizer's pad token, as Hugging Face's tokenizer
+	// configs state it: "" (or "<|endoftext|>") pads with EOS, as SD 1.x's
+	// tokenizer and Reword's models do; SD 2.x's and SDXL's second
+	// tokenizer pad with "!" (shared/clip, Tokenizer.PadID).
+	PadToken string `json:"pad_token,omitempty"`
+	// Pooled names the output the UNet takes as text_embeds (SDXL's second
+	// encoder: "text_embeds"); "" when the UNet takes none from it.
+	Pooled string `json:"pooled_output,omitempty"`
+}
+
+// PadID is the id the encoder's prompts are padded with.
+func (t TextEncoder) PadID() (int32, error) {
+	tok, err := clip.Default()
+	if err != nil {
+		return 0, err
+	}
+	return tok.PadID(t.PadToken)
+}
+
 // ManifestFormat is the format string of the model.json files this code reads.
 const ManifestFormat = "reword-model/1"
 
@@ -104,7 +141,7 @@ func Load(dir string) (*Manifest, error) {
 		}
 	case errors.Is(err, fs.ErrNotExist):
 		if !st.Ready() {
-			return nil, errors.New(st.Problem())
+			return nil, missingFiles(dir, st)
 		}
 		m, err = deriveManifest(dir)
 		if err != nil {
@@ -114,10 +151,14 @@ func Load(dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("reading model manifest: %w", err)
 	}
 	m.Dir = dir
-	for _, c := range []struct{ what, file string }{
+	files := []struct{ what, file string }{
 		{"text_encoder", m.TextEncoder.File}, {"unet", m.UNet.File},
 		{"vae_decoder", m.VAEDecoder.File}, {"vae_encoder", m.VAEEncoder.File},
-	} {
+	}
+	if m.TextEncoder2 != nil {
+		files = append(files, struct{ what, file string }{"text_encoder_2", m.TextEncoder2.File})
+	}
+	for _, c := range files {
 		if _, err := os.Stat(m.Path(c.file)); err != nil {
 			return nil, fmt.Errorf("model %s: %s file: %w", dir, c.what, err)
 		}
@@ -190,19 +231,11 @@ func (m *Manifest) validate() error {
 	if l.Channels <= 0 || l.Width <= 0 || l.Height <= 0 || !(l.ScalingFactor > 0) {
 		bad("latent: want positive channels, width, height and scaling_factor, got %+v", l)
 	}
-	for _, c := range []struct {
-		name string
-		c    Component
-	}{{"text_encoder", m.TextEncoder}, {"unet", m.UNet.Component}, {"vae_encoder", m.VAEEncoder.Component}, {"vae_decoder", m.VAEDecoder}} {
-		// The UNet's inputs are the fixed diffusers names (sample,
-		// timestep, encoder_hidden_states), so only its output is named.
-		if c.c.File == "" || c.c.Output == "" || (c.c.Input == "" && c.name != "unet") {
-			bad("%s: file, input and output are required", c.name)
-		}
-		if filepath.IsAbs(c.c.File) || strings.HasPrefix(filepath.Clean(filepath.FromSlash(c.c.File)), "..") {
-			bad("%s: file %q must be a path inside the model folder", c.name, c.c.File)
-		}
-	}
+	checkComponent(bad, "text_encoder", m.TextEncoder.Component)
+	checkComponent(bad, "unet", m.UNet.Component)
+	checkComponent(bad, "vae_encoder", m.VAEEncoder.Component)
+	checkComponent(bad, "vae_decoder", m.VAEDecoder)
+	m.validateText(bad)
 	if k := m.VAEEncoder.OutputKind; k != "mean_logvar" && k != "sample" {
 		bad("vae_encoder.output_kind: %q is not \"mean_logvar\" or \"sample\"", k)
 	}
@@ -220,6 +253,45 @@ func (m *Manifest) validate() error {
 		return errors.New("invalid model manifest: " + strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// validateText reports the problems of the text encoders: their pad
+// tokens, and SDXL's parts, which come together or not at all.
+func (m *Manifest) validateText(bad func(format string, a ...any)) {
+	if _, err := m.TextEncoder.PadID(); err != nil {
+		bad("text_encoder.pad_token: %v", err)
+	}
+	if m.TextEncoder.Pooled != "" {
+		bad("text_encoder.pooled_output: only text_encoder_2 (SDXL's second encoder) gives the UNet a pooled embedding")
+	}
+	t := m.TextEncoder2
+	switch {
+	case t == nil && m.UNet.TextTime:
+		bad("unet.text_time is set but text_encoder_2 is not: SDXL's UNet takes text_embeds from the second text encoder")
+	case t == nil:
+	case !m.UNet.TextTime:
+		bad("text_encoder_2 is set but unet.text_time is not: a second text encoder is SDXL's, whose UNet takes text_embeds and time_ids")
+	case t.Pooled == "":
+		bad("text_encoder_2.pooled_output is required: it names the output the UNet takes as text_embeds")
+	}
+	if t != nil {
+		checkComponent(bad, "text_encoder_2", t.Component)
+		if _, err := t.PadID(); err != nil {
+			bad("text_encoder_2.pad_token: %v", err)
+		}
+	}
+}
+
+// checkComponent reports a component without its file, input or output
+// (the UNet's inputs are the fixed diffusers names, so only its output is
+// named), or whose file is outside the model folder.
+func checkComponent(bad func(format string, a ...any), name string, c Component) {
+	if c.File == "" || c.Output == "" || (c.Input == "" && name != "unet") {
+		bad("%s: file, input and output are required", name)
+	}
+	if filepath.IsAbs(c.File) || strings.HasPrefix(filepath.Clean(filepath.FromSlash(c.File)), "..") {
+		bad("%s: file %q must be a path inside the model folder", name, c.File)
+	}
 }
 
 // SpecDefaults describes the model for edit specs: its id, its size, and

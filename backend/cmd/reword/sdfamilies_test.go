@@ -52,6 +52,32 @@ func TestCommandsOnSDShapedExports(t *testing.T) {
 	}
 }
 
+// The CLI on the SDXL-shaped Optimum export (two text encoders, a UNet
+// that also takes text_embeds and time_ids; its lowest blocks 2 transformer
+// blocks deep instead of 10 to keep it short): `reword instrument` lists
+// every attention layer at its resolution at the size unet/config.json
+// states, and generate, edit and invert write images of the model's size.
+func TestCommandsOnSDXLShapedExport(t *testing.T) {
+	cfg := sdtest.Small(sdtest.SDXL)
+	cfg.Depth = []int{1, 2, 2}
+	model := t.TempDir()
+	if err := sdtest.Write(model, cfg); err != nil {
+		t.Fatal(err)
+	}
+	checkInstrumentTable(t, cfg, runOK(t, "instrument", model))
+	dir := t.TempDir()
+	side := 8 * cfg.SampleSize
+	common := []string{"--model", model, "--threads", "1", "--steps", "2"}
+	runOK(t, append([]string{"generate", "--prompt", "a cat", "--seed", "1", "--out", filepath.Join(dir, "gen.png")}, common...)...)
+	checkPNGSize(t, filepath.Join(dir, "gen.png"), side)
+	runOK(t, append([]string{"edit", "--prompt", "a cat", "--to", "a dog", "--reweight", "dog=2", "--seed", "1", "--out", filepath.Join(dir, "edit")}, common...)...)
+	checkPNGSize(t, filepath.Join(dir, "edit", "target-1.png"), side)
+	runOK(t, append([]string{"invert", "--image", filepath.Join(dir, "gen.png"), "--prompt", "a cat", "--to", "a dog",
+		"--out", filepath.Join(dir, "inv")}, common...)...)
+	checkPNGSize(t, filepath.Join(dir, "inv", "reconstruction.png"), side)
+	checkPNGSize(t, filepath.Join(dir, "inv", "target-1.png"), side)
+}
+
 // checkInstrumentTable finds each of the export's attention layers in the
 // table `reword instrument` prints, with its kind and resolution.
 func checkInstrumentTable(t *testing.T, cfg sdtest.Config, out string) {

@@ -11,10 +11,12 @@ const diffusersVersion = "0.30.0"
 
 // writeConfigs writes the JSON files of an Optimum export folder, with the
 // keys diffusers and transformers write for the family. Reword reads
-// scheduler_config.json, unet/config.json and vae_decoder/config.json
-// (backend/model); the others are there so that the folder is complete.
-// tokenizer/ holds the configs only: Reword tokenizes with its embedded
-// CLIP tokenizer (shared/clip), so vocab.json and merges.txt are left out.
+// scheduler_config.json, unet/config.json, vae_decoder/config.json and the
+// tokenizers' pad tokens, and for SDXL model_index.json and the text
+// encoders' config.json (backend/model); the others are there so that the
+// folder is complete. The tokenizer folders hold the configs only: Reword
+// tokenizes with its embedded CLIP tokenizer (shared/clip), so vocab.json
+// and merges.txt are left out.
 func writeConfigs(dir string, c Config) error {
 	sched, pipeline := "PNDMScheduler", "ORTStableDiffusionPipeline"
 	switch c.Family {
@@ -44,23 +46,17 @@ func writeConfigs(dir string, c Config) error {
 			"num_train_timesteps": 1000, "prediction_type": c.Prediction, "set_alpha_to_one": false,
 			"skip_prk_steps": true, "steps_offset": 1, "trained_betas": nil,
 		},
-		"unet/config.json":         unetConfig(c),
-		"vae_encoder/config.json":  vaeConfig(c),
-		"vae_decoder/config.json":  vaeConfig(c),
-		"text_encoder/config.json": textConfig(c.textSpecs()[0], "CLIPTextModel"),
-		"tokenizer/tokenizer_config.json": map[string]any{
-			"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": true,
-			"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-			"pad_token": padToken(c),
-		},
-		"tokenizer/special_tokens_map.json": map[string]any{
-			"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": padToken(c),
-		},
+		"unet/config.json":                  unetConfig(c),
+		"vae_encoder/config.json":           vaeConfig(c),
+		"vae_decoder/config.json":           vaeConfig(c),
+		"text_encoder/config.json":          textConfig(c.textSpecs()[0], "CLIPTextModel"),
+		"tokenizer/tokenizer_config.json":   tokenizerConfig(padToken(c, 0)),
+		"tokenizer/special_tokens_map.json": specialTokens(padToken(c, 0)),
 	}
 	if c.Family == SDXL {
 		files["text_encoder_2/config.json"] = textConfig(c.textSpecs()[1], "CLIPTextModelWithProjection")
-		files["tokenizer_2/tokenizer_config.json"] = files["tokenizer/tokenizer_config.json"]
-		files["tokenizer_2/special_tokens_map.json"] = files["tokenizer/special_tokens_map.json"]
+		files["tokenizer_2/tokenizer_config.json"] = tokenizerConfig(padToken(c, 1))
+		files["tokenizer_2/special_tokens_map.json"] = specialTokens(padToken(c, 1))
 	}
 	for rel, v := range files {
 		raw, err := json.MarshalIndent(v, "", "  ")
@@ -74,14 +70,30 @@ func writeConfigs(dir string, c Config) error {
 	return nil
 }
 
-// padToken is the family's: SD 2.x's OpenCLIP tokenizer pads with "!"
-// (SDXL's second tokenizer too; its first pads with EOS, which is what is
-// written for both here).
-func padToken(c Config) string {
-	if c.Family == SD21 {
+// padToken is the pad token of the family's tokenizer i (0: tokenizer/,
+// 1: tokenizer_2/): SD 2.x's OpenCLIP tokenizer pads with "!", and so does
+// SDXL's second; SD 1.x's and SDXL's first pad with EOS.
+func padToken(c Config, i int) string {
+	if c.Family == SD21 || c.Family == SDXL && i == 1 {
 		return "!"
 	}
 	return "<|endoftext|>"
+}
+
+// tokenizerConfig is a CLIPTokenizer's tokenizer_config.json, with the
+// pad token as transformers writes an AddedToken (an object), which is
+// how current Hub folders state it.
+func tokenizerConfig(pad string) map[string]any {
+	return map[string]any{
+		"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": true,
+		"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+		"pad_token": map[string]any{"__type": "AddedToken", "content": pad, "lstrip": false, "normalized": true, "rstrip": false, "single_word": false},
+	}
+}
+
+// specialTokens is a CLIPTokenizer's special_tokens_map.json.
+func specialTokens(pad string) map[string]any {
+	return map[string]any{"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": pad}
 }
 
 func unetConfig(c Config) map[string]any {
