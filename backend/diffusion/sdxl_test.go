@@ -1,6 +1,7 @@
 package diffusion
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"math/rand/v2"
@@ -12,7 +13,9 @@ import (
 	"reword/backend/internal/sdtest"
 	"reword/backend/model"
 	"reword/backend/ort"
+	"reword/shared/align"
 	"reword/shared/clip"
+	"reword/shared/edit"
 )
 
 // sdxlConfig is the SDXL-shaped export the engine tests run: SDXL's
@@ -27,8 +30,15 @@ func sdxlConfig() sdtest.Config {
 }
 
 // loadSDXL writes the SDXL-shaped export, instruments it at its own latent
-// size and loads it with the manifest derived from its configs.
+// size and loads it with the manifest derived from its configs, without a
+// source cache.
 func loadSDXL(t *testing.T) (*Engine, sdtest.Config) {
+	return loadSDXLCache(t, -1)
+}
+
+// loadSDXLCache is loadSDXL with a source cache of cacheBytes (0: the
+// default).
+func loadSDXLCache(t *testing.T, cacheBytes int64) (*Engine, sdtest.Config) {
 	t.Helper()
 	cfg := sdxlConfig()
 	dir := t.TempDir()
@@ -39,7 +49,7 @@ func loadSDXL(t *testing.T) (*Engine, sdtest.Config) {
 	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
 		t.Fatal(err)
 	}
-	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1})
+	e, err := Load(dir, Options{Threads: 1, CacheBytes: cacheBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +65,7 @@ func loadSDXL(t *testing.T) (*Engine, sdtest.Config) {
 // target's cross-attention maps become the source's), and a photo inverts
 // with Direct Inversion's reconstruction exactly the VAE round trip.
 func TestSDXLShapedExportRunsEndToEnd(t *testing.T) {
-	e, cfg := loadSDXL(t)
+	e, cfg := loadSDXLCache(t, 0)
 	m := e.Manifest()
 	side := 8 * cfg.SampleSize
 	if !m.Derived || m.Family != model.SDXL.Name || m.Image.Width != side || m.Latent.ScalingFactor != 0.13025 ||
@@ -70,6 +80,58 @@ func TestSDXLShapedExportRunsEndToEnd(t *testing.T) {
 	checkSDGenerate(t, e, side)
 	checkSDEdit(t, e)
 	checkSDPhoto(t, e)
+	checkSDXLControls(t, e)
+}
+
+// checkSDXLControls: the other Prompt-to-Prompt controls run on SDXL and
+// change the target: a refinement (an added word), a reweight of a word of
+// a target equal to the source, a local blend; and an edit whose source is
+// in the source cache gives the same bytes as one that denoises it. The
+// blend excludes a word: random weights spread a word's attention so evenly
+// that its region is the whole image, where blending to it changes
+// nothing and excluding it keeps the source.
+func checkSDXLControls(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx := context.Background()
+	const source = "a photo of a cat"
+	base := edit.Spec{Source: source, Seed: ptr(uint64(5)), Steps: ptr(2), Cross: &edit.Window{Start: 0, End: 1}}
+	run := func(what string, s edit.Spec, opts RunOptions) *Result {
+		t.Helper()
+		res, err := e.Edit(ctx, s, opts, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return res
+	}
+	refine := base
+	refine.Targets, refine.Kinds = []string{"a photo of a fluffy cat"}, []align.Choice{align.ForceRefine}
+	baseline := run("refine baseline", refine, RunOptions{Baseline: true, NoSourceCache: true})
+	uncached := run("refine", refine, RunOptions{NoSourceCache: true})
+	if bytes.Equal(uncached.Images[1].RGB, baseline.Images[1].RGB) {
+		t.Error("refine: the controls left the target as the baseline")
+	}
+	first := run("refine, filling the cache", refine, RunOptions{})
+	cached := run("refine from the cache", refine, RunOptions{})
+	if first.SourceCached || !cached.SourceCached {
+		t.Errorf("source cache: first run cached %v, second %v", first.SourceCached, cached.SourceCached)
+	}
+	for r := range uncached.Images {
+		if !bytes.Equal(cached.Images[r].RGB, uncached.Images[r].RGB) || !bytes.Equal(first.Images[r].RGB, uncached.Images[r].RGB) {
+			t.Errorf("row %d differs between runs with and without the source cache", r)
+		}
+	}
+	reweight := base
+	reweight.Targets, reweight.Reweights = []string{source}, map[string]float64{"cat": 2}
+	if rw := run("reweight", reweight, RunOptions{NoSourceCache: true}); bytes.Equal(rw.Images[1].RGB, rw.Images[0].RGB) {
+		t.Error("reweighting cat ×2 left the image as the source")
+	}
+	swap := base
+	swap.Targets = []string{"a photo of a dog"}
+	plain := run("swap", swap, RunOptions{NoSourceCache: true})
+	swap.Blend = []edit.Blend{{Words: []string{"cat"}, Exclude: []string{"photo"}}}
+	if blended := run("blend", swap, RunOptions{NoSourceCache: true}); bytes.Equal(blended.Images[1].RGB, plain.Images[1].RGB) {
+		t.Error("local blend left the target as it was without it")
+	}
 }
 
 // SDXL's conditioning, on one loaded engine: the text states and pooled
