@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"reword/backend/graph"
@@ -11,6 +12,7 @@ import (
 	"reword/backend/internal/sdtest"
 	"reword/backend/scheduler"
 	"reword/models/tiny/scene"
+	"reword/shared/clip"
 	"reword/shared/edit"
 )
 
@@ -36,8 +38,10 @@ func loadSD(t *testing.T, f sdtest.Family) (*Engine, sdtest.Config) {
 // The SD-1.5- and SD-2.1-shaped exports load with derived manifests (the
 // 2.1 one v-prediction, 1024/16-wide text states) and run every kind of job
 // end to end: generate, edit, photo inversion. Their images are noise, so
-// what is checked is shapes, determinism, that neutral controls leave the
-// UNet exactly as exported, and that Prompt-to-Prompt's controls reach it.
+// what is checked is shapes, determinism, that prompts are padded as the
+// export's tokenizer pads them (SD 2.1: "!"), that neutral controls leave
+// the UNet exactly as exported, and that Prompt-to-Prompt's controls reach
+// it.
 func TestSDShapedFamiliesRunEndToEnd(t *testing.T) {
 	for _, f := range []sdtest.Family{sdtest.SD15, sdtest.SD21} {
 		t.Run(string(f), func(t *testing.T) {
@@ -52,11 +56,32 @@ func TestSDShapedFamiliesRunEndToEnd(t *testing.T) {
 			if f == sdtest.SD21 && m.Schedule.Prediction != scheduler.VPrediction {
 				t.Fatalf("SD 2.1 predicts %s", m.Schedule.Prediction)
 			}
+			checkPadding(t, e, map[sdtest.Family]int32{sdtest.SD15: clip.EOS, sdtest.SD21: 0}[f])
 			checkNeutralIsNoOp(t, e)
 			checkSDGenerate(t, e, side)
 			checkSDEdit(t, e)
 			checkSDPhoto(t, e)
 		})
+	}
+}
+
+// checkPadding: prompts reach the text encoder padded with the export's
+// pad token, pad (SD 2.x's tokenizer: "!", id 0; SD 1.x's: EOS), as its
+// own tokenizer pads them: the states are those of the encoder run on
+// those ids.
+func checkPadding(t *testing.T, e *Engine, pad int32) {
+	t.Helper()
+	if e.texts[0].pad != pad {
+		t.Fatalf("pads with %d, want %d", e.texts[0].pad, pad)
+	}
+	const prompt = "a photo of a cat"
+	got, err := e.encode(context.Background(), []string{prompt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := runEncoder(t, e.texts[0].s, e.tok.Encode(prompt).PaddedWith(clip.ContextLength, pad))
+	if !slices.Equal(got.hidden, want[e.manifest.TextEncoder.Output]) {
+		t.Errorf("the text states are not those of the prompt padded with %d", pad)
 	}
 }
 
