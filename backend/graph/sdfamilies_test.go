@@ -129,8 +129,8 @@ func TestFullSizeSD15(t *testing.T) {
 // On the SDXL-shaped UNet (text_embeds and time_ids besides the usual
 // inputs), the instrumented graph with neutral controls gives the export's
 // output bit for bit, and random controls change it: the rewrite holds with
-// SDXL's layout and extra inputs, though the engine does not run SDXL
-// yet. The lowest blocks are 2 transformer blocks deep instead of 10, which
+// SDXL's layout and extra inputs (backend/diffusion runs the whole
+// engine on it). The lowest blocks are 2 transformer blocks deep instead of 10, which
 // keeps ONNX Runtime's session setup (most of this test's time) short.
 func TestSDXLShapedNeutralControlsAreNoOp(t *testing.T) {
 	cfg := sdtest.Small(sdtest.SDXL)

@@ -26,7 +26,8 @@ type Manifest struct {
 	// Dir is the folder the manifest describes.
 	Dir string `json:"-"`
 	// Derived is true when there was no model.json and the manifest was
-	// built from the folder's diffusers configs and SD 1.x conventions.
+	// built from the folder's diffusers configs and its family's
+	// conventions (SD 1.x/2.x or SDXL).
 	Derived bool `json:"-"`
 
 	Format      string `json:"format"`
@@ -124,7 +125,7 @@ func (t TextEncoder) PadID() (int32, error) {
 const ManifestFormat = "reword-model/1"
 
 // Load reads the manifest of the model folder dir: model.json when present,
-// otherwise one derived from a diffusers-layout Stable Diffusion 1.x/2.x ONNX
+// otherwise one derived from a diffusers-layout Stable Diffusion 1.x/2.x/XL ONNX
 // export. Every file the manifest names must exist.
 func Load(dir string) (*Manifest, error) {
 	st, err := Check(dir)

@@ -35,7 +35,7 @@ type engineFlags struct {
 
 func addEngineFlags(fs *flag.FlagSet) engineFlags {
 	return engineFlags{
-		model:   fs.String("model", defaultPath("models/tiny"), "model folder (diffusers-layout ONNX export with model.json, or an SD 1.x/2.x export)"),
+		model:   fs.String("model", defaultPath("models/tiny"), "model folder (diffusers-layout ONNX export with model.json, or an SD 1.x/2.x/XL export)"),
 		threads: fs.Int("threads", 0, "ONNX Runtime threads (0 = one per core)"),
 		json:    fs.Bool("json", false, "print a machine-readable JSON summary instead of text"),
 	}

@@ -38,7 +38,7 @@ func runInstrument(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprint(stderr, `Usage: reword instrument [flags] MODEL_DIR
 
 Reads MODEL_DIR/unet/model.onnx (a diffusers-layout ONNX export: Reword's tiny
-model or your own SD 1.x / 2.x export), finds every attention Softmax and
+model or your own SD 1.x / 2.x / XL export), finds every attention Softmax and
 writes MODEL_DIR/unet/model.p2p.onnx next to it with Prompt-to-Prompt control
 inputs (p2p_cross_w, p2p_cross_c, p2p_self_w, p2p_self_layers) and an attention-map output per
 cross-attention resolution (p2p_maps_div<stride>).

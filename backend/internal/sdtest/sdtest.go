@@ -17,8 +17,8 @@
 // folder has SDXL's layout instead (three blocks, attention in the lower
 // two with 2 and 10 transformer blocks each, 10 in the mid block: 140
 // attention layers), the text_embeds and time_ids inputs, and a second
-// text encoder with projection in text_encoder_2/; Reword does not run
-// SDXL yet, so only its UNet's instrumentation is tested. The families
+// text encoder with projection in text_encoder_2/, and tokenizer_2/ padding
+// with "!" as SDXL's does. The families
 // differ as the real ones do: SD 1.5 has 1×1-conv proj_in/proj_out, eight
 // heads everywhere, a quick-GELU text encoder 768 wide and ε-prediction;
 // SD 2.1 has Linear proj_in/proj_out (use_linear_projection), a fixed head
