@@ -218,6 +218,14 @@ func checkNeutralIsNoOp(t *testing.T, e *Engine) {
 			feeds[name] = v
 		}
 	}
+	if e.timestepScalar { // made by every run, and gone after it
+		ts, err := u.scalarTimestep(501)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ts.Destroy()
+		feeds[graph.TimestepInput] = ts
+	}
 	outs, err := orig.Run(feeds)
 	if err != nil {
 		t.Fatal(err)

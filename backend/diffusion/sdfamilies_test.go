@@ -295,3 +295,47 @@ func writeSD(t *testing.T, f sdtest.Family) (string, sdtest.Config) {
 	}
 	return dir, cfg
 }
+
+// An export whose UNet takes a scalar (rank-0) timestep, as some do, runs:
+// the engine feeds a new rank-0 tensor every step (onnxruntime_go's
+// NewTensor refuses an empty shape), neutral controls leave the UNet as
+// exported, and the images are those of the same export with Optimum's
+// [steps] timestep, bit for bit (the UNet broadcasts either over the
+// batch).
+func TestScalarTimestepExport(t *testing.T) {
+	cfg := sdtest.Small(sdtest.SD15)
+	cfg.ScalarTimestep = true
+	dir := t.TempDir()
+	if err := sdtest.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
+	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if !e.timestepScalar {
+		t.Fatalf("timestep input %v not read as a scalar", e.unet.InputInfo())
+	}
+	checkNeutralIsNoOp(t, e)
+	ref, _ := loadSD(t, sdtest.SD15)
+	ctx := context.Background()
+	s := edit.Spec{Source: "a photo of a cat", Targets: []string{"a photo of a dog"}, Seed: ptr(uint64(2)), Steps: ptr(2)}
+	got, err := e.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range want.Images {
+		if !bytes.Equal(got.Images[r].RGB, want.Images[r].RGB) {
+			t.Errorf("row %d differs from the [steps]-timestep export's (PSNR %.1f dB)", r, psnrRGB(got.Images[r].RGB, want.Images[r].RGB))
+		}
+	}
+}

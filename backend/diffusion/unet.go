@@ -18,7 +18,10 @@ import (
 // loads: how it takes timesteps, and its attention-map outputs.
 type unetFacts struct {
 	timestepType ort.DType // float32 or int64
-	timestepOne  bool      // one timestep for the whole batch
+	timestepOne  bool      // one timestep for the whole batch, shape [1]
+	// timestepScalar: one timestep for the whole batch as a scalar (rank
+	// 0), which every step feeds anew (unetCall.run).
+	timestepScalar bool
 	// maps are the attention-map outputs, finest first; blendOut and
 	// heatOut index the ones local blend and heat maps read.
 	maps              []mapsOutput
@@ -53,6 +56,7 @@ func (e *Engine) checkUNet(desc *graph.Description) error {
 	// Some exports declare a single timestep that broadcasts over the
 	// batch (the diffusers ONNX pipeline feeds one); others one per row.
 	e.timestepOne = len(ts.Shape) == 1 && ts.Shape[0] == 1
+	e.timestepScalar = len(ts.Shape) == 0
 	if hs, _ := e.unet.Input(graph.HiddenStatesInput); len(hs.Shape) == 3 && hs.Shape[2] > 0 && int(hs.Shape[2]) != e.hidden {
 		return fmt.Errorf("UNet takes text embeddings of width %d; the text encoders give %d", hs.Shape[2], e.hidden)
 	}
@@ -220,14 +224,16 @@ func (e *Engine) bindUNet(batch, rows, targets int, text condition, selfLayers [
 		ctl: graph.NoOpControls(targets, clip.ContextLength), maps: e.mapsOutputs(rows),
 	}
 	tsLen := batch
-	if e.timestepOne {
+	if e.timestepOne || e.timestepScalar {
 		tsLen = 1
 	}
 	u.tsF32, u.tsI64 = make([]float32, tsLen), make([]int64, tsLen)
-	var timestep ort.Value
-	if e.timestepType == ort.Int64 {
+	var timestep ort.Value // a scalar's is made by every run
+	switch {
+	case e.timestepScalar:
+	case e.timestepType == ort.Int64:
 		timestep = u.tensors.add(ort.NewTensor([]int64{int64(tsLen)}, u.tsI64))
-	} else {
+	default:
 		timestep = u.tensors.add(ort.NewTensor([]int64{int64(tsLen)}, u.tsF32))
 	}
 	latent := []int64{int64(batch), int64(C), int64(H), int64(W)}
@@ -275,6 +281,15 @@ func (u *unetCall) run(ctx context.Context, t int) error {
 	for b := range u.tsF32 {
 		u.tsF32[b], u.tsI64[b] = float32(t), int64(t)
 	}
+	if u.e.timestepScalar {
+		ts, err := u.scalarTimestep(t)
+		if err != nil {
+			return err
+		}
+		defer ts.Destroy()
+		u.inputs[graph.TimestepInput] = ts
+		defer delete(u.inputs, graph.TimestepInput)
+	}
 	if err := u.e.unet.RunInto(ctx, u.inputs, u.outputs); err != nil {
 		return err
 	}
@@ -282,6 +297,16 @@ func (u *unetCall) run(ctx context.Context, t int) error {
 		o.accumulate()
 	}
 	return nil
+}
+
+// scalarTimestep is timestep t for a UNet that takes a scalar one: a new
+// rank-0 tensor per step, since onnxruntime_go's scalars cannot change
+// value (ort.NewScalar).
+func (u *unetCall) scalarTimestep(t int) (ort.Value, error) {
+	if u.e.timestepType == ort.Int64 {
+		return ort.NewScalar(int64(t))
+	}
+	return ort.NewScalar(float32(t))
 }
 
 func (u *unetCall) close() { u.tensors.destroy() }

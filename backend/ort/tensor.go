@@ -64,6 +64,18 @@ func NewTensor[T onnx.TensorData](shape []int64, data []T) (*Tensor[T], error) {
 	return onnx.NewTensor(onnx.NewShape(shape...), data)
 }
 
+// NewScalar makes a tensor of rank 0 holding v, for a model input declared
+// as a scalar: NewTensor cannot, since onnxruntime_go refuses an empty
+// shape. Its value is fixed: onnxruntime_go's Scalar.Set replaces the Go
+// slice without updating ONNX Runtime's view of it, so a new value needs a
+// new scalar.
+func NewScalar[T onnx.TensorData](v T) (Value, error) {
+	if err := Init(); err != nil {
+		return nil, err
+	}
+	return onnx.NewScalar(v)
+}
+
 // NewFloat16Tensor makes a float16 tensor from float32 values, rounding to
 // nearest even; it is how float32 data is fed to an fp16 model.
 func NewFloat16Tensor(shape []int64, data []float32) (Value, error) {

@@ -98,6 +98,11 @@ type Config struct {
 	// with static shapes, which tools that need a fixed size, such as `reword
 	// bench instrument`, can measure).
 	FixedLatent bool
+	// ScalarTimestep declares the UNet's timestep input as a scalar (rank
+	// 0), one timestep for the whole batch, as some exports do (diffusers'
+	// own UNet takes a 0-d timestep and broadcasts it), instead of
+	// Optimum's [steps].
+	ScalarTimestep bool
 	// ExternalData writes each component's weights into model.onnx_data
 	// beside its model.onnx, as Optimum does past protobuf's 2 GB limit
 	// (Full's UNet is 3.4 GB).

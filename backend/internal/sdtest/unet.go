@@ -23,12 +23,20 @@ func buildUNet(c Config, ext *externalData) *onnxpb.ModelProto {
 	if c.FixedLatent {
 		h, w = onnxgraph.Fixed(int64(c.SampleSize)), onnxgraph.Fixed(int64(c.SampleSize))
 	}
+	timestep := onnxgraph.TensorInfo("timestep", onnxgraph.Float, onnxgraph.Symbolic("steps"))
+	t := "timestep"
+	if c.ScalarTimestep {
+		// A 0-d timestep, made [1] for the embedding, which broadcasts
+		// over the batch.
+		timestep = onnxgraph.TensorInfo("timestep", onnxgraph.Float)
+		t = b.node("Unsqueeze", "/time_proj", []string{"timestep", b.ints("/time_proj/scalar_axes", 0)})
+	}
 	b.g.Input = append(b.g.Input,
 		onnxgraph.TensorInfo("sample", onnxgraph.Float, batch, onnxgraph.Fixed(4), h, w),
-		onnxgraph.TensorInfo("timestep", onnxgraph.Float, onnxgraph.Symbolic("steps")),
+		timestep,
 		onnxgraph.TensorInfo("encoder_hidden_states", onnxgraph.Float, batch, onnxgraph.Symbolic("sequence_length"), onnxgraph.Fixed(int64(c.CrossDim))))
 	u := &unetBuilder{builder: b, c: c, tembDim: 4 * c.Channels[0]}
-	temb := u.timeEmbedding("timestep")
+	temb := u.timeEmbedding(t)
 	if c.TextTime {
 		b.g.Input = append(b.g.Input,
 			onnxgraph.TensorInfo("text_embeds", onnxgraph.Float, batch, onnxgraph.Fixed(int64(c.TextEmbedsDim))),
