@@ -1,7 +1,9 @@
 package web
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -33,6 +35,15 @@ type Controls struct {
 	// OnText reports a field whose text is not a value ("" once it is):
 	// the spec keeps its last value, and Run is refused until it is fixed.
 	OnText func(ctx app.Context, field, problem string)
+	// Photo is true when the source is an uploaded photo, whose default
+	// self-attention layers may differ (edit.Defaults.PhotoSelfMaxTokens).
+	Photo bool
+	// TailShifts holds each target's Comparison.TailShift: whether the
+	// replace tail changes anything in this edit.
+	TailShifts []int
+
+	// referenceOpen is whether the user opened the reference settings.
+	referenceOpen bool
 }
 
 // Render draws the controls.
@@ -100,10 +111,13 @@ func (c *Controls) Render() app.UI {
 			app.Select().ID("scheduler").
 				OnChange(func(ctx app.Context, e app.Event) {
 					v := ctx.JSSrc().Get("value").String()
+					if v == menuDefault {
+						v = "" // the model's, which the spec leaves out
+					}
 					c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.Scheduler = v; return s })
 				}).
 				Body(
-					app.Option().Value("").Selected(s.Scheduler == "").Text(defaultLabel(defaultScheduler)),
+					app.Option().Value(menuDefault).Selected(s.Scheduler == "").Text(defaultLabel(defaultScheduler)),
 					app.Range(schedulers).Slice(func(i int) app.UI {
 						return app.Option().Value(schedulers[i]).Selected(s.Scheduler == schedulers[i]).Text(schedulers[i])
 					}),
@@ -112,6 +126,7 @@ func (c *Controls) Render() app.UI {
 		),
 		c.window("cross", "Cross-replace until", s.Cross, cross, d.Cross, c.Defaults != nil),
 		c.window("self", "Self-replace until", s.Self, self, d.Self, c.Defaults != nil),
+		c.reference(d, self),
 		app.Div().Class("field wide").Body(
 			app.Label().For("negative").Text("Negative prompt"),
 			app.Input().ID("negative").Type("text").Value(s.Negative).Placeholder("none").
@@ -234,4 +249,207 @@ func windowText(w *edit.Window) string {
 		return formatFactor(w.Start) + "–" + formatFactor(w.End)
 	}
 	return formatFactor(w.End)
+}
+
+// reference holds the settings that reproduce published setups (which
+// self-attention layers self-replace acts in, the replace tail), folded
+// away until the user opens them or the edit sets one: the defaults suit
+// most edits, and the form stays short on a phone.
+func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
+	s := c.Spec
+	_, selfProblem := c.Errors["self_max_tokens"]
+	_, tailProblem := c.Errors["replace_tail"]
+	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || selfProblem || tailProblem
+	return app.Details().ID("reference-settings").Class("field wide reference-settings").Open(open).
+		On("toggle", func(ctx app.Context, e app.Event) {
+			// Kept here, so that the section stays as the user left it
+			// when a setting inside goes back to its default.
+			c.referenceOpen = ctx.JSSrc().Get("open").Bool()
+			ctx.PreventUpdate()
+		}).
+		Body(
+			app.Summary().Text("Layers and replace tail (to reproduce published settings)"),
+			c.selfLayers(d, self),
+			c.replaceTail(),
+		)
+}
+
+// selfLayers is the self_max_tokens setting, a menu of the model's
+// self-attention layers by grid: a limit between two grids takes the same
+// layers as the coarser one, so the grids are every choice there is.
+// applies is the self-replace window that applies, for the hint.
+func (c *Controls) selfLayers(d edit.Defaults, applies *edit.Window) app.UI {
+	const id = "self-max-tokens"
+	value := c.Spec.SelfMaxTokens
+	opts := selfLayerOptions(d, value, c.Photo)
+	// Full width: the choices name their grids and layer counts.
+	return app.Div().Class("field wide").Body(
+		app.Label().For(id).Text("Self-attention layers"),
+		app.Select().ID(id).Aria("describedby", id+"-hint").
+			OnChange(func(ctx app.Context, e app.Event) {
+				n := selfMaxTokensValue(ctx.JSSrc().Get("value").String())
+				c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.SelfMaxTokens = n; return s })
+			}).
+			Body(app.Range(opts).Slice(func(i int) app.UI {
+				return app.Option().Value(opts[i].Value).Selected(opts[i].Value == selfMenuValue(value)).Text(opts[i].Text)
+			})),
+		app.P().ID(id+"-hint").Class("hint").Text(selfLayersHint(d, value, applies, c.Photo)),
+		fieldError(c.Errors, "self_max_tokens"),
+	)
+}
+
+// replaceTail is the replace_tail setting: the reference's mapping of the
+// tokens after a swapped word of another token count, for reproducing
+// published numbers.
+func (c *Controls) replaceTail() app.UI {
+	const id = "replace-tail"
+	value := c.Spec.ReplaceTail
+	opts := []choiceOption{
+		{edit.ReplaceTailAligned, edit.ReplaceTailAligned + " (default)"},
+		{edit.ReplaceTailReference, edit.ReplaceTailReference + ": as the published code"},
+	}
+	if value := tailMenuValue(value); value != edit.ReplaceTailAligned && value != edit.ReplaceTailReference {
+		// A value a link brought: shown as it is, next to its problem.
+		opts = append(opts, choiceOption{value, value})
+	}
+	return app.Div().Class("field wide").Body(
+		app.Label().For(id).Text("Replace tail"),
+		app.Select().ID(id).Aria("describedby", id+"-hint").
+			OnChange(func(ctx app.Context, e app.Event) {
+				v := ctx.JSSrc().Get("value").String()
+				if v == edit.ReplaceTailAligned {
+					v = "" // the default, which the spec leaves out
+				}
+				c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.ReplaceTail = v; return s })
+			}).
+			Body(app.Range(opts).Slice(func(i int) app.UI {
+				return app.Option().Value(opts[i].Value).Selected(opts[i].Value == tailMenuValue(value)).Text(opts[i].Text)
+			})),
+		app.P().ID(id+"-hint").Class("hint").Text(tailHint(c.TailShifts)),
+		fieldError(c.Errors, "replace_tail"),
+	)
+}
+
+// choiceOption is one entry of a settings menu.
+type choiceOption struct {
+	// Value is the option's value: the setting as the spec writes it, or
+	// menuDefault. Never "": go-app leaves an empty value attribute out,
+	// and the option's value is then its text.
+	Value, Text string
+}
+
+// menuDefault is the value of a menu's "model default" option.
+const menuDefault = "default"
+
+// selfMenuValue is the self-attention layers menu's value for a spec's
+// self_max_tokens.
+func selfMenuValue(n *int) string {
+	if n == nil {
+		return menuDefault
+	}
+	return strconv.Itoa(*n)
+}
+
+// schedulerMenuValue is the sampler menu's value for a spec's scheduler.
+func schedulerMenuValue(name string) string {
+	if name == "" {
+		return menuDefault
+	}
+	return name
+}
+
+// tailMenuValue is the replace tail menu's value for a spec's
+// replace_tail: the default is left out of a spec, and named in the menu.
+func tailMenuValue(tail string) string {
+	if tail == "" {
+		return edit.ReplaceTailAligned
+	}
+	return tail
+}
+
+// selfLayerOptions are the choices of the self-attention layers menu: the
+// model's default, then each grid of the model's self-attention layers
+// (its position count takes it and every coarser grid), then the spec's
+// value when it is none of those (a link may carry any count).
+func selfLayerOptions(d edit.Defaults, value *int, photo bool) []choiceOption {
+	def := "model default"
+	if photo && d.PhotoSelfMaxTokens != d.SelfMaxTokens {
+		// PnPInversion's layers, which photo edits take on SD-sized models.
+		def = "photo default"
+	}
+	if n := d.DefaultSelfMaxTokens(photo); n > 0 {
+		def += ": " + selfLayersText(d, n)
+	}
+	opts := []choiceOption{{menuDefault, def}}
+	var grids []int
+	for _, g := range d.SelfLayers {
+		n := g.Tokens()
+		grids = append(grids, n)
+		opts = append(opts, choiceOption{strconv.Itoa(n), selfLayersText(d, n)})
+	}
+	if value != nil && !slices.Contains(grids, *value) {
+		opts = append(opts, choiceOption{strconv.Itoa(*value), selfLayersText(d, *value)})
+	}
+	return opts
+}
+
+// selfLayersText names the layers a limit of n takes: "16×16 and coarser
+// (≤ 256 positions, 10 of 10 layers)", or the bare limit when the model's
+// layers are not known.
+func selfLayersText(d edit.Defaults, n int) string {
+	layers, of, words := d.SelfLayersWithin(n)
+	if of == 0 {
+		return "≤ " + strconv.Itoa(n) + " positions"
+	}
+	return words + " (≤ " + strconv.Itoa(n) + " positions, " + strconv.Itoa(layers) + " of " + strconv.Itoa(of) + " layers)"
+}
+
+// selfLayersHint says in a line what the setting does at the value that
+// applies.
+func selfLayersHint(d edit.Defaults, value *int, applies *edit.Window, photo bool) string {
+	n := d.DefaultSelfMaxTokens(photo)
+	if value != nil {
+		n = *value
+	}
+	if applies != nil && applies.End <= applies.Start {
+		return "Self-replace until is 0: no layer keeps the source's shapes."
+	}
+	layers, of, _ := d.SelfLayersWithin(n)
+	switch {
+	case n <= 0 || of == 0:
+		return "The self-attention layers that keep the source's shapes: finer ones keep more detail and take more time."
+	case layers == 0:
+		return "No self-attention layer has this few positions: the source's shapes are not kept."
+	}
+	return "Keeps the source's shapes in " + strconv.Itoa(layers) + " of the " + strconv.Itoa(of) +
+		" self-attention layers; finer ones keep more detail and take more time."
+}
+
+// selfMaxTokensValue reads the menu's value: menuDefault (or anything not
+// a number) is the model's default.
+func selfMaxTokensValue(v string) *int {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil
+	}
+	return &n
+}
+
+// tailHint says whether the replace tail matters for this edit: only a
+// swap of words with different token counts maps the words after them
+// differently.
+func tailHint(shifts []int) string {
+	var edits []string
+	for i, n := range shifts {
+		if n != 0 {
+			edits = append(edits, editName(i))
+		}
+	}
+	switch len(edits) {
+	case 0:
+		return "How a swap maps the words after swapped words of different token counts; no edit here has such a swap, so both run the same edit."
+	case 1:
+		return edits[0] + " swaps words of different token counts: reference shifts the words after them by the difference, as the published code does."
+	}
+	return strings.Join(edits, ", ") + " swap words of different token counts: reference shifts the words after them by the difference, as the published code does."
 }

@@ -76,6 +76,11 @@ type Comparison struct {
 	// Tokens is the number of content tokens in the target; Dropped how
 	// many of them are past the context.
 	Tokens, Dropped int
+	// TailShift is, for a word swap, how many more tokens the target's
+	// swapped words have than the source's: the reference replace tail
+	// (edit.ReplaceTailReference) maps the tokens after them that far off,
+	// so at 0 both tails run the same edit.
+	TailShift int
 }
 
 // KindLabel names an edit kind the way the editor shows it.
@@ -246,7 +251,21 @@ func CompareAs(tok *clip.Tokenizer, source, target string, choice align.Choice) 
 		}
 		c.Target[k].Counterpart = d.Counterpart[k]
 	}
+	if d.Kind == align.Replace {
+		c.TailShift = swappedTokens(c.Target) - swappedTokens(c.Source)
+	}
 	return c
+}
+
+// swappedTokens counts the tokens of a prompt's swapped words.
+func swappedTokens(words []PromptWord) int {
+	n := 0
+	for _, w := range words {
+		if w.Status == WordSwapped {
+			n += len(w.Tokens)
+		}
+	}
+	return n
 }
 
 // markIfKept sets the status of a word the context limit did not already

@@ -159,6 +159,15 @@ func (e *Editor) setTextProblem(field, problem string) {
 	e.refused = ""
 }
 
+// tailShifts is each target's Comparison.TailShift.
+func (e *Editor) tailShifts() []int {
+	out := make([]int, len(e.comparisons))
+	for i, c := range e.comparisons {
+		out[i] = c.TailShift
+	}
+	return out
+}
+
 // syncURL puts the current edit's link in the address bar.
 func (e *Editor) syncURL() {
 	if !app.IsClient || e.tok == nil {
@@ -291,11 +300,13 @@ func (e *Editor) Render() app.UI {
 					e.renderWordPanel(errs),
 					e.renderActions(busy),
 					&Controls{
-						Spec:     e.spec,
-						Defaults: e.defaults(),
-						Errors:   errs,
-						OnChange: func(ctx app.Context, update func(edit.Spec) edit.Spec) { e.changed(update(cloneSpec(e.spec))) },
-						OnText:   func(ctx app.Context, field, problem string) { e.setTextProblem(field, problem) },
+						Spec:       e.spec,
+						Defaults:   e.defaults(),
+						Errors:     errs,
+						OnChange:   func(ctx app.Context, update func(edit.Spec) edit.Spec) { e.changed(update(cloneSpec(e.spec))) },
+						OnText:     func(ctx app.Context, field, problem string) { e.setTextProblem(field, problem) },
+						Photo:      e.spec.Image != "",
+						TailShifts: e.tailShifts(),
 					},
 					e.renderUpload(errs),
 				),

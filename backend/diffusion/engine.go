@@ -280,8 +280,13 @@ func (e *Engine) Tokenizer() *clip.Tokenizer { return e.tok }
 
 // Defaults describes the model for edit specs: its id, size, schedulers,
 // default steps and guidance, and the Prompt-to-Prompt windows, as its
-// family and manifest set them (model.Manifest.SpecDefaults).
-func (e *Engine) Defaults() edit.Defaults { return e.manifest.SpecDefaults() }
+// family and manifest set them (model.Manifest.SpecDefaults), with the
+// self-attention layers a run can choose (describeSelfLayers).
+func (e *Engine) Defaults() edit.Defaults {
+	d := e.manifest.SpecDefaults()
+	e.describeSelfLayers(&d)
+	return d
+}
 
 // CacheStats reports the source cache's entries and bytes.
 func (e *Engine) CacheStats() (entries int, bytes int64) { return e.cache.stats() }

@@ -1,7 +1,9 @@
 package diffusion
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"reword/backend/graph"
 	"reword/backend/ort"
@@ -33,20 +35,48 @@ func (e *Engine) checkSelfLayers(desc *graph.Description) error {
 }
 
 // selfMaxTokens is the self-replace limit of a run: the spec's when it sets
-// one; otherwise, for a photo on a model with an SD-shaped latent,
-// PnPInversion's; otherwise the manifest's default, or the instrumented
-// UNet's (1/16 of the latent positions) when the manifest has none.
+// one, else the default (defaultSelfMaxTokens).
 func (e *Engine) selfMaxTokens(r edit.Resolved) int {
+	if r.SelfMaxTokens > 0 {
+		return r.SelfMaxTokens
+	}
+	return e.defaultSelfMaxTokens(r.Image != "")
+}
+
+// defaultSelfMaxTokens is the self-replace limit of a run whose spec sets
+// none: for a photo on a model with an SD-shaped latent, PnPInversion's;
+// otherwise the manifest's default, or the instrumented UNet's (1/16 of
+// the latent positions) when the manifest has none.
+func (e *Engine) defaultSelfMaxTokens(photo bool) int {
 	m := e.manifest
 	switch {
-	case r.SelfMaxTokens > 0:
-		return r.SelfMaxTokens
-	case r.Image != "" && m.Latent.Height >= sdLatentSide && m.Latent.Width >= sdLatentSide:
+	case photo && m.Latent.Height >= sdLatentSide && m.Latent.Width >= sdLatentSide:
 		return edit.PhotoSelfMaxTokens
 	case m.Defaults.SelfReplaceMaxTokens > 0:
 		return m.Defaults.SelfReplaceMaxTokens
 	}
 	return e.desc.SelfReplaceMaxQueries
+}
+
+// describeSelfLayers adds to d what a client needs to offer self_max_tokens
+// as a choice: the self-attention layers by query grid, coarsest first, and
+// the default limits. Every grid's position count is a limit that takes
+// exactly the layers up to it, so the grids are all the choices there are.
+func (e *Engine) describeSelfLayers(d *edit.Defaults) {
+	if e.desc == nil {
+		return
+	}
+	count := map[graph.Size]int{}
+	for _, l := range e.desc.SelfLayers() {
+		count[l.Resolution]++
+	}
+	for grid, n := range count {
+		d.SelfLayers = append(d.SelfLayers, edit.SelfLayerGroup{Grid: edit.Size{Width: grid.Width, Height: grid.Height}, Layers: n})
+	}
+	slices.SortFunc(d.SelfLayers, func(a, b edit.SelfLayerGroup) int {
+		return cmp.Or(a.Tokens()-b.Tokens(), a.Grid.Width-b.Grid.Width)
+	})
+	d.SelfMaxTokens, d.PhotoSelfMaxTokens = e.defaultSelfMaxTokens(false), e.defaultSelfMaxTokens(true)
 }
 
 // selfLayersTensor makes the p2p_self_layers tensor of weights w, all zero

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -192,5 +193,39 @@ func TestManifestSelfDefaultNeedsNoInstrumenting(t *testing.T) {
 	defer e.Close()
 	if e.desc.SelfReplaceMaxQueries != 256 || e.selfMaxTokens(edit.Resolved{}) != 64 {
 		t.Errorf("file default %d, run default %d; want 256 and 64", e.desc.SelfReplaceMaxQueries, e.selfMaxTokens(edit.Resolved{}))
+	}
+	// The defaults a client is told follow the manifest, with the tiny
+	// model's layers: 4 at 4×4, 3 at 8×8, 3 at 16×16.
+	d := e.Defaults()
+	want := []edit.SelfLayerGroup{{Grid: edit.Size{Width: 4, Height: 4}, Layers: 4}, {Grid: edit.Size{Width: 8, Height: 8}, Layers: 3}, {Grid: edit.Size{Width: 16, Height: 16}, Layers: 3}}
+	if !slices.Equal(d.SelfLayers, want) || d.SelfMaxTokens != 64 || d.PhotoSelfMaxTokens != 64 {
+		t.Errorf("defaults: layers %v, limits %d and %d (photo); want %v, 64 and 64", d.SelfLayers, d.SelfMaxTokens, d.PhotoSelfMaxTokens, want)
+	}
+}
+
+// A client is told the self-attention layers by grid, coarsest first, and
+// the default limits of both kinds of run, as selfMaxTokens applies them.
+func TestDefaultsDescribeSelfLayers(t *testing.T) {
+	layer := func(kind graph.Kind, side int, edited bool) graph.Layer {
+		return graph.Layer{Kind: kind, Resolution: graph.Size{Height: side, Width: side}, Queries: side * side, Edited: edited}
+	}
+	// An SD-1.5-shaped UNet at 512 px: 64×64 down to 8×8, cross layers
+	// and a self layer instrumented without the edit left out.
+	desc := &graph.Description{SelfReplaceMaxQueries: 256, Layers: []graph.Layer{
+		layer(graph.Self, 64, true), layer(graph.Cross, 64, true), layer(graph.Self, 64, true), layer(graph.Self, 32, true),
+		layer(graph.Self, 16, true), layer(graph.Self, 8, true), layer(graph.Self, 8, false), layer(graph.Cross, 8, true),
+	}}
+	e := &Engine{manifest: &model.Manifest{}}
+	e.desc = desc
+	e.manifest.Latent.Height, e.manifest.Latent.Width = 64, 64
+	var d edit.Defaults
+	e.describeSelfLayers(&d)
+	want := []edit.SelfLayerGroup{{Grid: edit.Size{Width: 8, Height: 8}, Layers: 1}, {Grid: edit.Size{Width: 16, Height: 16}, Layers: 1},
+		{Grid: edit.Size{Width: 32, Height: 32}, Layers: 1}, {Grid: edit.Size{Width: 64, Height: 64}, Layers: 2}}
+	if !slices.Equal(d.SelfLayers, want) || d.SelfMaxTokens != 256 || d.PhotoSelfMaxTokens != edit.PhotoSelfMaxTokens {
+		t.Errorf("layers %v, limits %d and %d (photo); want %v, 256 and %d", d.SelfLayers, d.SelfMaxTokens, d.PhotoSelfMaxTokens, want, edit.PhotoSelfMaxTokens)
+	}
+	if n, of, words := d.SelfLayersWithin(d.PhotoSelfMaxTokens); n != 3 || of != 5 || words != "32×32 and coarser" {
+		t.Errorf("the photo default takes %d of %d layers, %q", n, of, words)
 	}
 }

@@ -183,6 +183,7 @@ func TestInvalidSpecListsEveryProblem(t *testing.T) {
 	// and the self-replace limit, which a client may send out of range.
 	zero := 0
 	s.SelfMaxTokens = &zero
+	s.ReplaceTail = "sideways"
 	c.send(protocol.TypeRun, "bad", protocol.Run{Spec: s})
 	e, ok := c.next().msg.Payload.(*protocol.Error)
 	if !ok || e.Code != protocol.CodeInvalidSpec || len(e.Problems) < 2 {
@@ -192,8 +193,8 @@ func TestInvalidSpecListsEveryProblem(t *testing.T) {
 	for _, p := range e.Problems {
 		fields[p.Field] = true
 	}
-	if !fields["spec.steps"] || !fields["spec.guidance"] || !fields["spec.kinds[0]"] || !fields["spec.self_max_tokens"] {
-		t.Errorf("problems %+v do not name spec.steps, spec.guidance, spec.kinds[0] and spec.self_max_tokens", e.Problems)
+	if !fields["spec.steps"] || !fields["spec.guidance"] || !fields["spec.kinds[0]"] || !fields["spec.self_max_tokens"] || !fields["spec.replace_tail"] {
+		t.Errorf("problems %+v do not name spec.steps, spec.guidance, spec.kinds[0], spec.self_max_tokens and spec.replace_tail", e.Problems)
 	}
 	// A photo that was never uploaded is reported as expired.
 	s = spec(1, 2)

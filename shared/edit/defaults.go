@@ -1,6 +1,9 @@
 package edit
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Size is an image size in pixels.
 type Size struct {
@@ -24,4 +27,73 @@ type Defaults struct {
 	// Cross and Self are the default cross- and self-attention replacement
 	// windows.
 	Cross, Self Window
+	// SelfLayers are the model's self-attention layers that self_max_tokens
+	// chooses from, grouped by query positions at the reference latent,
+	// finest last. Empty when the server does not say (a model without an
+	// instrumented UNet yet, or an older server): validation never needs
+	// them, an editor shows them as the choices of the setting.
+	SelfLayers []SelfLayerGroup
+	// SelfMaxTokens is the self-replace limit a run takes when its spec
+	// sets none, and PhotoSelfMaxTokens the one a photo edit takes; 0 when
+	// not known.
+	SelfMaxTokens, PhotoSelfMaxTokens int
+}
+
+// SelfLayerGroup is the model's self-attention layers of one query grid.
+type SelfLayerGroup struct {
+	// Grid is the query grid at the reference latent; its Width×Height
+	// positions are the self_max_tokens value that takes these layers and
+	// every coarser one.
+	Grid Size
+	// Layers is how many self-attention layers have this grid.
+	Layers int
+}
+
+// Tokens is the query positions of the group's layers.
+func (g SelfLayerGroup) Tokens() int { return g.Grid.Width * g.Grid.Height }
+
+// DefaultSelfMaxTokens is the self-replace limit a spec without
+// self_max_tokens runs with: PhotoSelfMaxTokens for a photo edit,
+// SelfMaxTokens otherwise (0 when the server did not say).
+func (d Defaults) DefaultSelfMaxTokens(photo bool) int {
+	if photo {
+		return d.PhotoSelfMaxTokens
+	}
+	return d.SelfMaxTokens
+}
+
+// SelfLayersWithin says which self-attention layers a limit of n query
+// positions takes: how many of the model's, of how many, and in words
+// ("16×16 and coarser", "all", "none": the grids are the reference
+// latent's, so the words hold at any image size).
+func (d Defaults) SelfLayersWithin(n int) (layers, of int, words string) {
+	finest, coarsest := -1, -1
+	for i, g := range d.SelfLayers {
+		of += g.Layers
+		if coarsest < 0 || g.Tokens() < d.SelfLayers[coarsest].Tokens() {
+			coarsest = i
+		}
+		if g.Tokens() <= n {
+			layers += g.Layers
+			if finest < 0 || g.Tokens() > d.SelfLayers[finest].Tokens() {
+				finest = i
+			}
+		}
+	}
+	switch {
+	case of == 0:
+		return 0, 0, ""
+	case layers == 0:
+		return 0, of, "none"
+	case len(d.SelfLayers) == 1:
+		return layers, of, gridWords(d.SelfLayers[0].Grid)
+	case finest == coarsest:
+		return layers, of, gridWords(d.SelfLayers[finest].Grid) + " only"
+	}
+	return layers, of, gridWords(d.SelfLayers[finest].Grid) + " and coarser"
+}
+
+// gridWords writes a grid as people read it: 16×16.
+func gridWords(s Size) string {
+	return strings.Replace(s.String(), "x", "×", 1)
 }

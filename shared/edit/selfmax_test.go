@@ -64,3 +64,33 @@ func TestSelfMaxTokens(t *testing.T) {
 		t.Errorf("self_max_tokens %d: %v", MaxSelfMaxTokens, err)
 	}
 }
+
+// TestSelfLayersWithin: a limit takes the layers whose grid has at most
+// that many positions, and says which in words the editor shows.
+func TestSelfLayersWithin(t *testing.T) {
+	d := tinyDefaults("tiny")
+	if n, of, words := d.SelfLayersWithin(256); n != 0 || of != 0 || words != "" {
+		t.Errorf("without layers: %d of %d, %q", n, of, words)
+	}
+	// The tiny model's: 4 layers at 4×4, 3 at 8×8, 3 at 16×16.
+	d.SelfLayers = []SelfLayerGroup{{Size{4, 4}, 4}, {Size{8, 8}, 3}, {Size{16, 16}, 3}}
+	for _, c := range []struct {
+		limit, layers int
+		words         string
+	}{
+		{1, 0, "none"}, {15, 0, "none"}, {16, 4, "4×4 only"}, {63, 4, "4×4 only"},
+		{64, 7, "8×8 and coarser"}, {256, 10, "16×16 and coarser"}, {MaxSelfMaxTokens, 10, "16×16 and coarser"},
+	} {
+		if n, of, words := d.SelfLayersWithin(c.limit); n != c.layers || of != 10 || words != c.words {
+			t.Errorf("limit %d: %d of %d layers, %q; want %d of 10, %q", c.limit, n, of, words, c.layers, c.words)
+		}
+	}
+	d.SelfLayers = d.SelfLayers[2:]
+	if n, of, words := d.SelfLayersWithin(300); n != 3 || of != 3 || words != "16×16" {
+		t.Errorf("one grid: %d of %d, %q", n, of, words)
+	}
+	d.SelfMaxTokens, d.PhotoSelfMaxTokens = 256, 1024
+	if d.DefaultSelfMaxTokens(false) != 256 || d.DefaultSelfMaxTokens(true) != 1024 {
+		t.Errorf("defaults: %d, %d", d.DefaultSelfMaxTokens(false), d.DefaultSelfMaxTokens(true))
+	}
+}

@@ -104,6 +104,22 @@ type ModelDefaults struct {
 	Self       edit.Window `json:"self"`
 	Inversions []string    `json:"inversions"` // photo inversion methods, the default first
 	MaxTargets int         `json:"max_targets"`
+	// SelfLayers are the self-attention layers self_max_tokens chooses
+	// from, one entry per query grid, coarsest first; SelfMaxTokens and
+	// PhotoSelfMaxTokens the limits a spec without one runs with (a
+	// generated source, a photo). Left out when the server does not know
+	// them: older clients ignore them, and an editor then offers only the
+	// default.
+	SelfLayers         []SelfLayerGroup `json:"self_layers,omitempty"`
+	SelfMaxTokens      int              `json:"self_max_tokens,omitempty"`
+	PhotoSelfMaxTokens int              `json:"photo_self_max_tokens,omitempty"`
+}
+
+// SelfLayerGroup is edit.SelfLayerGroup in the public JSON form: the
+// query grid [width, height] at the reference latent and its layer count.
+type SelfLayerGroup struct {
+	Grid   [2]int `json:"grid"`
+	Layers int    `json:"layers"`
 }
 
 // DefaultsOf converts a model's spec defaults to their public form.
@@ -115,6 +131,10 @@ func DefaultsOf(d edit.Defaults) *ModelDefaults {
 	for _, s := range d.Sizes {
 		out.Sizes = append(out.Sizes, [2]int{s.Width, s.Height})
 	}
+	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
+	for _, g := range d.SelfLayers {
+		out.SelfLayers = append(out.SelfLayers, SelfLayerGroup{Grid: [2]int{g.Grid.Width, g.Grid.Height}, Layers: g.Layers})
+	}
 	return out
 }
 
@@ -125,6 +145,10 @@ func (d ModelDefaults) SpecDefaults(model string) edit.Defaults {
 		Steps: d.Steps, Guidance: d.Guidance, Cross: d.Cross, Self: d.Self}
 	for _, s := range d.Sizes {
 		out.Sizes = append(out.Sizes, edit.Size{Width: s[0], Height: s[1]})
+	}
+	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
+	for _, g := range d.SelfLayers {
+		out.SelfLayers = append(out.SelfLayers, edit.SelfLayerGroup{Grid: edit.Size{Width: g.Grid[0], Height: g.Grid[1]}, Layers: g.Layers})
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -172,5 +173,19 @@ func TestModelDefaultsRoundTrip(t *testing.T) {
 		Steps: 50, Guidance: 7.5, Cross: edit.Fraction(0.8), Self: edit.Window{Start: 0.1, End: 0.4}}
 	if got := DefaultsOf(d).SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
 		t.Errorf("round trip: %+v, want %+v", got, d)
+	}
+	// The self-attention layers survive the JSON form too.
+	d.SelfLayers = []edit.SelfLayerGroup{{Grid: edit.Size{Width: 4, Height: 4}, Layers: 4}, {Grid: edit.Size{Width: 16, Height: 8}, Layers: 3}}
+	d.SelfMaxTokens, d.PhotoSelfMaxTokens = 128, 1024
+	js, err := json.Marshal(DefaultsOf(d))
+	if err != nil || !strings.Contains(string(js), `"self_layers":[{"grid":[4,4],"layers":4},{"grid":[16,8],"layers":3}],"self_max_tokens":128,"photo_self_max_tokens":1024`) {
+		t.Fatalf("JSON form %s, %v", js, err)
+	}
+	var back ModelDefaults
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
+		t.Errorf("round trip with self layers: %+v, want %+v", got, d)
 	}
 }

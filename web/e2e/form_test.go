@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -109,4 +110,29 @@ func TestSelectingTextOpensNoPanel(t *testing.T) {
 	}
 	clickWhenThere(t, ctx, `#words-0 [data-key="circle"]`)
 	poll(t, ctx, `document.querySelector('#word-panel-word')?.textContent === 'circle'`, 5*time.Second)
+}
+
+// TestSettingsMenusBackToDefault: choosing a menu's default option again
+// leaves the setting to the model. (The default options once had no value
+// attribute, so the browser took their text, "ddim (default)", for the
+// value, which the server refused.)
+func TestSettingsMenusBackToDefault(t *testing.T) {
+	ctx := tab(t)
+	openEditor(t, ctx, srv.URL+"/")
+	setField(t, ctx, "steps", "3")
+	for id, other := range map[string]string{"scheduler": "ddim", "self-max-tokens": "64", "replace-tail": "reference"} {
+		choose(t, ctx, id, other)
+		choose(t, ctx, id, mustEval[string](t, ctx, `document.querySelector('#`+id+` option').value`))
+	}
+	for _, field := range []string{"scheduler", "self_max_tokens", "replace_tail"} {
+		if p := fieldErrorText(t, ctx, field); p != "" {
+			t.Errorf("%s back to its default: %s", field, p)
+		}
+	}
+	runAndWait(t, ctx, 2)
+	var ran map[string]any
+	must(t, json.Unmarshal([]byte(mustEval[string](t, ctx, `document.querySelector('#run-spec-json').textContent`)), &ran))
+	if ran["scheduler"] != "ddim" || ran["self_max_tokens"] != nil || ran["replace_tail"] != nil {
+		t.Errorf("ran scheduler %v, self_max_tokens %v, replace_tail %v; want the model's ddim and neither of the others", ran["scheduler"], ran["self_max_tokens"], ran["replace_tail"])
+	}
 }

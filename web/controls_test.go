@@ -1,0 +1,127 @@
+package web
+
+import (
+	"strings"
+	"testing"
+
+	"reword/shared/align"
+	"reword/shared/clip"
+	"reword/shared/edit"
+)
+
+// tinySelfDefaults are tinyDefaults with the tiny model's self-attention
+// layers, as its server's hello tells them.
+func tinySelfDefaults() edit.Defaults {
+	d := *tinyDefaults
+	d.SelfLayers = []edit.SelfLayerGroup{{Grid: edit.Size{Width: 4, Height: 4}, Layers: 4},
+		{Grid: edit.Size{Width: 8, Height: 8}, Layers: 3}, {Grid: edit.Size{Width: 16, Height: 16}, Layers: 3}}
+	d.SelfMaxTokens, d.PhotoSelfMaxTokens = 256, 256
+	return d
+}
+
+// TestSelfLayerOptions: the menu offers the default (naming its layers)
+// and one choice per grid, and shows a value a link brought that is none
+// of them.
+func TestSelfLayerOptions(t *testing.T) {
+	d := tinySelfDefaults()
+	got := selfLayerOptions(d, nil, false)
+	want := []choiceOption{
+		{"default", "model default: 16×16 and coarser (≤ 256 positions, 10 of 10 layers)"},
+		{"16", "4×4 only (≤ 16 positions, 4 of 10 layers)"},
+		{"64", "8×8 and coarser (≤ 64 positions, 7 of 10 layers)"},
+		{"256", "16×16 and coarser (≤ 256 positions, 10 of 10 layers)"},
+	}
+	if !equalOptions(got, want) {
+		t.Errorf("options\n%v\nwant\n%v", got, want)
+	}
+	if got := selfLayerOptions(d, ptr(64), false); len(got) != 4 {
+		t.Errorf("a grid's value adds an option: %v", got)
+	}
+	got = selfLayerOptions(d, ptr(0), false)
+	if last := got[len(got)-1]; last != (choiceOption{"0", "none (≤ 0 positions, 0 of 10 layers)"}) {
+		t.Errorf("a link's 0: %v", last)
+	}
+	// An SD-sized model whose photo edits take PnPInversion's layers.
+	d.SelfLayers = append(d.SelfLayers, edit.SelfLayerGroup{Grid: edit.Size{Width: 32, Height: 32}, Layers: 2})
+	d.PhotoSelfMaxTokens = 1024
+	if got := selfLayerOptions(d, nil, true)[0].Text; got != "photo default: 32×32 and coarser (≤ 1024 positions, 12 of 12 layers)" {
+		t.Errorf("photo default %q", got)
+	}
+	// Before the server said hello: the default and the spec's own value.
+	got = selfLayerOptions(edit.Defaults{}, ptr(300), false)
+	if !equalOptions(got, []choiceOption{{"default", "model default"}, {"300", "≤ 300 positions"}}) {
+		t.Errorf("without the model's layers: %v", got)
+	}
+}
+
+func equalOptions(a, b []choiceOption) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSelfLayersHint(t *testing.T) {
+	d := tinySelfDefaults()
+	self := edit.Fraction(0.4)
+	for _, c := range []struct {
+		value *int
+		self  edit.Window
+		want  string
+	}{
+		{nil, self, "Keeps the source's shapes in 10 of the 10 self-attention layers"},
+		{ptr(64), self, "Keeps the source's shapes in 7 of the 10"},
+		{ptr(8), self, "No self-attention layer has this few positions"},
+		{ptr(64), edit.Fraction(0), "Self-replace until is 0"},
+	} {
+		if got := selfLayersHint(d, c.value, &c.self, false); !strings.HasPrefix(got, c.want) {
+			t.Errorf("%v, self %v: %q, want %q…", c.value, c.self, got, c.want)
+		}
+	}
+	if got := selfLayersHint(edit.Defaults{}, nil, nil, false); !strings.HasPrefix(got, "The self-attention layers that keep") {
+		t.Errorf("unknown model: %q", got)
+	}
+	if n := selfMaxTokensValue("64"); n == nil || *n != 64 || selfMaxTokensValue(menuDefault) != nil {
+		t.Errorf("menu values: %v, %v", n, selfMaxTokensValue(menuDefault))
+	}
+	if selfMenuValue(nil) != menuDefault || selfMenuValue(ptr(64)) != "64" || tailMenuValue("") != "aligned" || tailMenuValue("reference") != "reference" {
+		t.Errorf("menu values of specs: %q %q %q %q", selfMenuValue(nil), selfMenuValue(ptr(64)), tailMenuValue(""), tailMenuValue("reference"))
+	}
+}
+
+// TestTailShift: the replace tail matters only for a swap of words with
+// different token counts, and the hint names the edits that have one.
+func TestTailShift(t *testing.T) {
+	tok, err := clip.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		target string
+		choice align.Choice
+		shift  int
+	}{
+		{"a blue circle", align.Auto, 0},
+		{"a aquamarine circle", align.Auto, 1}, // aqu·amarine
+		{"a aquamarine circle", align.ForceRefine, 0},
+		{"a red circle on grass", align.Auto, 0},
+	} {
+		if got := CompareAs(tok, "a red circle", c.target, c.choice).TailShift; got != c.shift {
+			t.Errorf("%q as %s: shift %d, want %d", c.target, c.choice, got, c.shift)
+		}
+	}
+	if h := tailHint([]int{0, 0}); !strings.Contains(h, "no edit here has such a swap") {
+		t.Errorf("no shift: %q", h)
+	}
+	if h := tailHint([]int{0, -1}); !strings.HasPrefix(h, "Edit 2 swaps words of different token counts") {
+		t.Errorf("one shift: %q", h)
+	}
+	if h := tailHint([]int{1, 0, 2}); !strings.HasPrefix(h, "Edit 1, Edit 3 swap words") {
+		t.Errorf("two shifts: %q", h)
+	}
+}
