@@ -181,7 +181,7 @@ func (t *textEncoder) run(ctx context.Context, encs []clip.Encoding) (states, po
 func (c condition) gather(e *Engine, from []int) condition {
 	size := clip.ContextLength * e.hidden
 	out := condition{hidden: make([]float32, len(from)*size)}
-	if c.pooled != nil || e.pooled > 0 {
+	if e.pooled > 0 {
 		out.pooled = make([]float32, len(from)*e.pooled)
 	}
 	for b, r := range from {
