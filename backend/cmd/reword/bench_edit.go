@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"reword/backend/diffusion"
+	"reword/shared/align"
 	"reword/shared/edit"
 )
 
@@ -27,6 +28,7 @@ type benchEditFlags struct {
 	steps                                  *int
 	cross, self                            *float64
 	quick                                  *bool
+	refineSwaps                            *bool
 }
 
 func addBenchEditFlags(fs *flag.FlagSet) benchEditFlags {
@@ -43,6 +45,8 @@ func addBenchEditFlags(fs *flag.FlagSet) benchEditFlags {
 		cross:    fs.Float64("cross", -1, "cross-replace window for every P2P edit, 0…1 (default: the model's)"),
 		self:     fs.Float64("self", -1, "self-replace window for every P2P edit, 0…1 (default: the model's)"),
 		quick:    fs.Bool("quick", false, "a smoke run of about 2 minutes: 5 colour, 2 shape, 2 phrase and 1+1 reweight pairs at 2 seeds (flags given explicitly win)"),
+		refineSwaps: fs.Bool("refine-swaps", false, "also run every word swap (colour, shape) with edit kind refine, as PIE-Bench and PnPInversion run every edit: "+
+			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),
 	}
 }
 
@@ -115,25 +119,31 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for _, be := range set {
 		total += len(be.seeds)
 	}
+	methods := editMethods
+	if *f.refineSwaps {
+		methods = []string{methodP2P, methodP2PRefine, methodBaseline}
+	}
 	var records []editRecord
 	start := time.Now()
 	done := 0
 	for i := range set {
 		be := &set[i]
 		for k, seed := range be.seeds {
-			p2p, base, err := runBenchPair(ctx, e, be, seed, f)
+			scores, err := runBenchPair(ctx, e, be, seed, f)
 			if err != nil {
 				return err
 			}
 			row := be.kind
-			// Both methods start from the same source image, so the
-			// P2P run's source decides the row of both.
-			if mustChangeBackground(*be, p2p.srcBackground) {
+			// Every method starts from the same source image, so the
+			// P2P run's source decides the row of all.
+			if mustChangeBackground(*be, scores[methodP2P].srcBackground) {
 				row = rowMustChange
 			}
-			records = append(records,
-				editRecord{edit: be, row: row, method: methodP2P, seedIndex: k, seed: seed, score: p2p},
-				editRecord{edit: be, row: row, method: methodBaseline, seedIndex: k, seed: seed, score: base})
+			for _, m := range methods {
+				if sc, ok := scores[m]; ok {
+					records = append(records, editRecord{edit: be, row: row, method: m, seedIndex: k, seed: seed, score: sc})
+				}
+			}
 			done++
 			if done%10 == 0 || done == total {
 				el := time.Since(start)
@@ -145,7 +155,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds()}
+		seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
@@ -161,9 +171,10 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return printEditReport(stdout, run, records)
 }
 
-// runBenchPair runs one edit at one seed with Prompt-to-Prompt and with the
-// baseline, and scores both.
-func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64, f benchEditFlags) (p2p, base editScore, err error) {
+// runBenchPair runs one edit at one seed with Prompt-to-Prompt, with the
+// baseline and, with -refine-swaps, with Prompt-to-Prompt as a refinement,
+// and scores each by method.
+func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64, f benchEditFlags) (map[string]editScore, error) {
 	spec := edit.Spec{Source: be.source, Targets: []string{be.target}, Seed: &seed}
 	if *f.steps > 0 {
 		spec.Steps = f.steps
@@ -177,28 +188,44 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 	if be.reweight() {
 		spec.Reweights = map[string]float64{be.word: be.factor}
 	}
-	fail := func(method string, err error) error {
-		return fmt.Errorf("%s edit %q → %q, seed %d: %w", method, be.source, be.target, seed, err)
+	scores := map[string]editScore{}
+	// run edits with opts and scores the target against the source.
+	run := func(method string, s edit.Spec, opts diffusion.RunOptions) (diffusion.Image, error) {
+		res, err := e.Edit(ctx, s, opts, nil)
+		if err == nil {
+			scores[method], err = score(*be, res.Images[0], res.Images[1])
+		}
+		if err != nil {
+			return diffusion.Image{}, fmt.Errorf("%s edit %q → %q, seed %d: %w", method, be.source, be.target, seed, err)
+		}
+		return res.Images[0], nil
 	}
-	res, err := e.Edit(ctx, spec, diffusion.RunOptions{}, nil)
+	src, err := run(methodP2P, spec, diffusion.RunOptions{})
 	if err != nil {
-		return p2p, base, fail(methodP2P, err)
+		return nil, err
 	}
-	src := res.Images[0]
-	if p2p, err = score(*be, src, res.Images[1]); err != nil {
-		return p2p, base, fail(methodP2P, err)
+	if *f.refineSwaps {
+		switch be.kind {
+		case kindColour, kindShape:
+			refine := spec.Clone()
+			refine.Kinds = []align.Choice{align.ForceRefine}
+			if _, err := run(methodP2PRefine, refine, diffusion.RunOptions{}); err != nil {
+				return nil, err
+			}
+		case kindRefine:
+			// An added phrase changes the word count, so auto already
+			// refines: the same edit, not run twice.
+			scores[methodP2PRefine] = scores[methodP2P]
+		}
 	}
 	if be.reweight() {
 		// The baseline of a reweight is its target prompt alone, which is
 		// the source prompt: the source image, so it is not run again.
-		base, err = score(*be, src, src)
-		return p2p, base, err
+		scores[methodBaseline], err = score(*be, src, src)
+		return scores, err
 	}
-	if res, err = e.Edit(ctx, spec, diffusion.RunOptions{Baseline: true}, nil); err != nil {
-		return p2p, base, fail(methodBaseline, err)
+	if _, err := run(methodBaseline, spec, diffusion.RunOptions{Baseline: true}); err != nil {
+		return nil, err
 	}
-	if base, err = score(*be, res.Images[0], res.Images[1]); err != nil {
-		return p2p, base, fail(methodBaseline, err)
-	}
-	return p2p, base, nil
+	return scores, nil
 }

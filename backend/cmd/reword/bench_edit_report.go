@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -17,6 +18,26 @@ type editRun struct {
 	seeds        int
 	pairs        int
 	seconds      float64
+	// methods are the methods run, in report order (editMethods when
+	// empty).
+	methods []string
+}
+
+// methodList is the run's methods in report order.
+func (run editRun) methodList() []string {
+	if len(run.methods) == 0 {
+		return editMethods
+	}
+	return run.methods
+}
+
+// shown reports whether the report has a row for method in row: every
+// row has the default run's methods, an extra method only the rows it ran.
+func shown(row, method string, records []editRecord) bool {
+	if method == methodP2P || method == methodBaseline {
+		return true
+	}
+	return slices.ContainsFunc(records, func(r editRecord) bool { return inRow(row, r.row) && r.method == method })
 }
 
 // methodLabel names the method in a row; a reweight's baseline is the
@@ -30,9 +51,10 @@ func methodLabel(row, method string) string {
 }
 
 func printEditReport(w io.Writer, run editRun, records []editRecord) error {
-	edits := len(records) / len(editMethods)
-	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × 2 methods, %d steps, guidance %.1f, cross %.2f, self %.2f, %.0f s\n",
-		run.model, run.split, run.pairs, run.seeds, edits, run.steps, run.guidance, run.cross, run.self, run.seconds)
+	methods := run.methodList()
+	edits := tallyOf(records, func(r editRecord) bool { return r.method == methodP2P }).n
+	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f, %.0f s\n",
+		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.seconds)
 	var sets []string
 	for _, s := range promptSets {
 		sets = append(sets, fmt.Sprintf("%s (%q)", s, setExamples[s]))
@@ -41,13 +63,21 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	fmt.Fprintf(w, "Background changed: PSNR outside both objects below %.0f dB. Broken: no object found in the edited image. "+
 		"Kept: the edited image's largest object has the source's attribute (judged where both show one).\n", bgChangedBelow)
 	fmt.Fprintf(w, "Colour swaps to a colour the source's background forbids (white on white, black on black) have their own row; %q leaves them and the reweights out. "+
-		"Seed k is the k-th of each edit's own seeds.\n\n", rowSummary)
+		"Seed k is the k-th of each edit's own seeds.\n", rowSummary)
+	if slices.Contains(methods, methodP2PRefine) {
+		fmt.Fprintf(w, "%s: the word swaps run with edit kind refine (the swapped word gets attention of its own), as PIE-Bench and PnPInversion run every edit; "+
+			"added phrases are refinements already (the same edits as %s), reweights are left out.\n", methodP2PRefine, methodP2P)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "By kind, each seed and all seeds:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "| kind\t| method\t| seed\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
 	for _, row := range reportRows {
-		for _, m := range editMethods {
+		for _, m := range methods {
+			if !shown(row, m, records) {
+				continue
+			}
 			for k := 0; k <= run.seeds; k++ {
 				if k < run.seeds && run.seeds == 1 {
 					continue
@@ -72,7 +102,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
 	for _, row := range reportRows {
 		for _, set := range promptSets {
-			for _, m := range editMethods {
+			for _, m := range methods {
 				t := tallyOf(records, func(r editRecord) bool { return inRow(row, r.row) && r.method == m && r.edit.set == set })
 				if t.n == 0 {
 					continue
@@ -92,6 +122,7 @@ func cells(tabbed string) string { return strings.ReplaceAll(tabbed, "\t", "\t| 
 type editJSON struct {
 	Model                    string           `json:"model"`
 	Split                    string           `json:"split"`
+	Methods                  []string         `json:"methods"`
 	Steps                    int              `json:"steps"`
 	Guidance                 float64          `json:"guidance"`
 	Cross                    float64          `json:"cross"`
@@ -168,12 +199,12 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 }
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
-	out := editJSON{Model: run.model, Split: run.split, Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
+	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
 		SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {
-			for _, m := range editMethods {
+			for _, m := range run.methodList() {
 				for k := -1; k < run.seeds; k++ {
 					t := tallyOf(records, func(r editRecord) bool {
 						return inRow(row, r.row) && r.method == m && (set == "all" || r.edit.set == set) && (k < 0 || r.seedIndex == k)

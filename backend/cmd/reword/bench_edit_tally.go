@@ -9,8 +9,13 @@ import (
 const (
 	methodP2P      = "Prompt-to-Prompt"
 	methodBaseline = "baseline"
+	// methodP2PRefine is Prompt-to-Prompt with every edit a refinement
+	// (-refine-swaps): word swaps run with edit kind refine, as PIE-Bench
+	// and PnPInversion run every edit, next to the replace auto gives them.
+	methodP2PRefine = "Prompt-to-Prompt, refine"
 )
 
+// editMethods are the methods of the default run.
 var editMethods = []string{methodP2P, methodBaseline}
 
 // Rows of the report besides the edit kinds.

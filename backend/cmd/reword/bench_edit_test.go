@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"reword/backend/diffusion"
 	"reword/models/tiny/scene"
 	"reword/models/tiny/tinytest"
 )
@@ -124,6 +125,74 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 	}
 }
 
+// TestEditReportWithRefineSwaps: -refine-swaps adds a method that has rows
+// for the swaps, the added phrases and the summary, and none for the
+// reweights, which it leaves out; the default methods' rows stay as they
+// were.
+func TestEditReportWithRefineSwaps(t *testing.T) {
+	src := drawn(scene.PlainWhite, placed(redSquare))
+	blue := redSquare
+	blue.Colour = scene.Blue
+	toBlue := colourSwap(setBare, redSquare, scene.Blue, scene.PlainGray)
+	phrase := addedPhrase(setBare, redSquare, scene.Stripes)
+	boost := colourReweight(setBare, redSquare, scene.PlainWhite, 2)
+	swapped, moved := drawn(scene.PlainWhite, placed(blue)), blue
+	moved.Position = scene.Right
+	rec := func(e *benchEdit, method string, res diffusion.Image) editRecord {
+		return editRecord{edit: e, row: e.kind, method: method, seed: 7, score: mustScore(t, *e, src, res)}
+	}
+	striped := drawn(scene.Stripes, placed(redSquare))
+	records := []editRecord{
+		rec(&toBlue, methodP2P, swapped), rec(&toBlue, methodP2PRefine, drawn(scene.PlainWhite, placed(moved))), rec(&toBlue, methodBaseline, swapped),
+		rec(&phrase, methodP2P, striped), rec(&phrase, methodP2PRefine, striped), rec(&phrase, methodBaseline, src),
+		rec(&boost, methodP2P, src), rec(&boost, methodBaseline, src),
+	}
+	run := editRun{model: "test", split: "report", steps: 50, guidance: 4, cross: 0.8, self: 0.4, seeds: 1, pairs: 3,
+		methods: []string{methodP2P, methodP2PRefine, methodBaseline}}
+	var text bytes.Buffer
+	if err := printEditReport(&text, run, records); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "3 prompt pairs × 1 seeds = 3 edits × 3 methods") || !strings.Contains(text.String(), "as PIE-Bench and PnPInversion run every edit") {
+		t.Errorf("header:\n%s", text.String())
+	}
+	rows := tableRows(text.String())
+	for _, want := range [][]string{
+		{kindColour, methodP2P, "all", "1", "100 %"},
+		{kindColour, methodP2PRefine, "all", "1", "100 %"},
+		{kindRefine, methodP2PRefine, "all", "1", "100 %"},
+		{rowSummary, methodP2PRefine, "all", "2", "100 %"},
+		{kindBoost, methodP2P, "all", "1"},
+		{kindColour, setBare, methodP2PRefine, "1"},
+	} {
+		if !hasRow(rows, want) {
+			t.Errorf("report lacks a row starting %q:\n%s", want, text.String())
+		}
+	}
+	for _, row := range []string{kindBoost, kindSuppress, kindShape} {
+		if hasRow(rows, []string{row, methodP2PRefine}) {
+			t.Errorf("a %s row for %s, which did not run it", methodP2PRefine, row)
+		}
+	}
+	var js bytes.Buffer
+	if err := writeEditJSON(&js, run, records); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		parsedEditJSON
+		Methods []string `json:"methods"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Methods, run.methods) || len(got.Edits) != len(records) {
+		t.Errorf("methods %q, %d edits", got.Methods, len(got.Edits))
+	}
+	if g, ok := got.group(kindColour, "all", methodP2PRefine, -1); !ok || g.Kept["position"].Kept != 0 || g.Kept["position"].Judged != 1 {
+		t.Errorf("refined colour swap group: %+v", g)
+	}
+}
+
 // TestBenchCommandsOnTinyModel runs bench edit and bench model on the
 // committed model with a few short edits and images.
 func TestBenchCommandsOnTinyModel(t *testing.T) {
@@ -131,7 +200,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 	t.Run("edit", func(t *testing.T) {
 		var out, errb bytes.Buffer
 		args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4",
-			"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "1", "-seeds", "2"}
+			"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "1", "-seeds", "2", "-refine-swaps"}
 		if code := run(args, &out, &errb); code != 0 {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
@@ -139,9 +208,22 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 			t.Fatalf("%v in %s", err, out.String())
 		}
-		// 1 colour swap and 1 prompt reweighted each way, 2 seeds, 2 methods.
-		if len(got.Edits) != 3*2*2 {
-			t.Fatalf("%d edits, want 12", len(got.Edits))
+		// 1 colour swap and 1 prompt reweighted each way, 2 seeds, 2
+		// methods, and the colour swap refined.
+		if len(got.Edits) != 3*2*2+2 {
+			t.Fatalf("%d edits, want 14", len(got.Edits))
+		}
+		refined := 0
+		for _, e := range got.Edits {
+			if e.Method == methodP2PRefine {
+				refined++
+				if e.Kind != kindColour {
+					t.Errorf("a %s edit refined: %+v", e.Kind, e)
+				}
+			}
+		}
+		if refined != 2 {
+			t.Errorf("%d refined edits, want the colour swap at 2 seeds", refined)
 		}
 		for _, e := range got.Edits {
 			if e.Kind == kindSuppress && e.Method == methodBaseline && (e.MaskIoU != 1 || e.BackgroundPSNRDB != 60) {

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"reword/models/tiny/tinytest"
+)
+
+// TestBenchEngineOnTinyModel runs bench engine briefly on the committed
+// model: the main table's rows, and the self-replace layers table with one
+// row per grid of the tiny model's self-attention layers, each ratio to
+// the run without self-replace.
+func TestBenchEngineOnTinyModel(t *testing.T) {
+	var out, errb bytes.Buffer
+	args := []string{"bench", "engine", "-model", tinytest.Private(t), "-threads", "1", "-reps", "1", "-steps", "2"}
+	if code := run(args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	rows := tableRows(out.String())
+	for _, want := range [][]string{
+		{"generate (1 prompt, 2 rows)", "2"},
+		{"edit E=1, P2P, cached source (3 rows)", "3"},
+		{"self 0: no layer", "0 of 10"},
+		{"self 1, self_max_tokens 16: 4×4 only", "4 of 10"},
+		{"self 1, self_max_tokens 64: 8×8 and coarser", "7 of 10"},
+		{"self 1, self_max_tokens 256: 16×16 and coarser", "10 of 10"},
+	} {
+		if !hasRow(rows, want) {
+			t.Errorf("no row starting %q:\n%s", want, out.String())
+		}
+	}
+	if !hasRow(rows, []string{"self 0: no layer", "0 of 10"}) || !strings.Contains(out.String(), "| 1.000 ") {
+		t.Errorf("the row without self-replace is not the ratios' 1:\n%s", out.String())
+	}
+	t.Log("\n" + out.String())
+}
