@@ -149,17 +149,20 @@ func Load(dir string, opts Options) (*Engine, error) {
 // needs (in memory; none: the file as it is). Every model gets
 // graph.Float32IORewrite, so that the engine feeds and reads float32
 // tensors whether the export is fp32 or fp16: one code path, with the
-// conversion inside the graph.
+// conversion inside the graph. Weights in external files stay there:
+// ONNX Runtime reads them from the model's folder for the rewritten graph.
 func openSession(m *model.Manifest, file, what string, so ort.Options, rewrites ...graph.Rewrite) (*ort.Session, error) {
 	path := m.Path(file)
-	rewritten, err := graph.RewriteFile(path, what, rewrites...)
-	if err != nil {
+	r, err := graph.RewriteKeepingWeights(path, what, rewrites...)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("model %s: %w", m.Dir, err)
-	}
-	if rewritten == nil {
+	case r == nil:
 		return ort.NewSession(path, so)
+	case r.Dir == "":
+		return ort.NewSessionFromBytes(path, r.Model, so)
 	}
-	return ort.NewSessionFromBytes(path, rewritten, so)
+	return ort.NewSessionFromExternalModel(path, ort.ExternalModel{Model: r.Model, Dir: r.Dir, Probe: r.Probe, Weights: r.Weights}, so)
 }
 
 // instrumentedUNet returns the path of unet/model.p2p.onnx and its
