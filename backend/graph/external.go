@@ -194,12 +194,21 @@ func externalSpan(t *onnxpb.TensorProto) (string, int64, error) {
 	return clean, end, nil
 }
 
-// firstExternal returns the first initializer of g with external weights,
-// or nil.
+// firstExternal returns the first initializer with external weights of g
+// or of the subgraphs nested in it, or nil.
 func firstExternal(g *onnxpb.GraphProto) *onnxpb.TensorProto {
 	for _, t := range g.GetInitializer() {
 		if t.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
 			return t
+		}
+	}
+	for _, n := range g.GetNode() {
+		for _, a := range n.GetAttribute() {
+			for _, sub := range subgraphs(a) {
+				if t := firstExternal(sub); t != nil {
+					return t
+				}
+			}
 		}
 	}
 	return nil

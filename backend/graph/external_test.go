@@ -132,21 +132,22 @@ func runSample(t *testing.T, s *ort.Session, in attnblock.Inputs) []float32 {
 // External weights that ONNX Runtime would not read for the rewritten
 // model are refused before it tries, with what is wrong and what is
 // allowed: a file outside the model's folder, named so or linked to (ONNX
-// Runtime 1.24.1 resolves links and refuses both), a missing file, a file
-// too short for the weights.
+// Runtime 1.24.1 resolves links and refuses both), weights of a subgraph
+// (which the probe cannot declare as inputs), a missing file, a file too
+// short for the weights.
 func TestExternalWeightsRefused(t *testing.T) {
 	for _, c := range []struct {
 		name   string
-		change func(t *testing.T, dir string, loc *onnxpb.StringStringEntryProto)
+		change func(t *testing.T, dir string, m *onnxpb.ModelProto, loc *onnxpb.StringStringEntryProto)
 		want   []string
 	}{
-		{"outside the folder", func(t *testing.T, dir string, loc *onnxpb.StringStringEntryProto) {
+		{"outside the folder", func(t *testing.T, dir string, _ *onnxpb.ModelProto, loc *onnxpb.StringStringEntryProto) {
 			if err := os.Rename(filepath.Join(dir, "weights.pb"), filepath.Join(filepath.Dir(dir), "weights.pb")); err != nil {
 				t.Fatal(err)
 			}
 			loc.Value = proto.String("../weights.pb")
 		}, []string{"outside the model's folder", "beside model.onnx"}},
-		{"linked from outside", func(t *testing.T, dir string, _ *onnxpb.StringStringEntryProto) {
+		{"linked from outside", func(t *testing.T, dir string, _ *onnxpb.ModelProto, _ *onnxpb.StringStringEntryProto) {
 			elsewhere := filepath.Join(t.TempDir(), "weights.pb")
 			if err := os.Rename(filepath.Join(dir, "weights.pb"), elsewhere); err != nil {
 				t.Fatal(err)
@@ -155,9 +156,27 @@ func TestExternalWeightsRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"a link to", "outside the model's folder", "in place of the link"}},
-		{"missing", func(t *testing.T, _ string, loc *onnxpb.StringStringEntryProto) { loc.Value = proto.String("gone.pb") },
+		{"in a subgraph", func(t *testing.T, _ string, m *onnxpb.ModelProto, loc *onnxpb.StringStringEntryProto) {
+			// An If whose branch holds a weight of the external file.
+			g := m.GetGraph()
+			var w *onnxpb.TensorProto
+			for _, init := range g.GetInitializer() {
+				if len(init.GetExternalData()) > 0 && init.GetExternalData()[0] == loc {
+					w = init
+				}
+			}
+			branch := &onnxpb.GraphProto{Name: proto.String("branch"), Initializer: []*onnxpb.TensorProto{w},
+				Output: []*onnxpb.ValueInfoProto{{Name: w.Name}}}
+			g.Node = append(g.Node, &onnxpb.NodeProto{Name: proto.String("/if"), OpType: proto.String("If"), Input: []string{"cond"},
+				Output: []string{"unused"}, Attribute: []*onnxpb.AttributeProto{
+					{Name: proto.String("then_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: branch},
+					{Name: proto.String("else_branch"), Type: onnxpb.AttributeProto_GRAPH.Enum(), G: branch}}})
+		}, []string{"of a subgraph of node \"/if\"", "only the main graph's initializers"}},
+		{"missing", func(t *testing.T, _ string, _ *onnxpb.ModelProto, loc *onnxpb.StringStringEntryProto) {
+			loc.Value = proto.String("gone.pb")
+		},
 			[]string{"gone.pb", "cannot be read", "must stay beside its model.onnx"}},
-		{"truncated", func(t *testing.T, dir string, _ *onnxpb.StringStringEntryProto) {
+		{"truncated", func(t *testing.T, dir string, _ *onnxpb.ModelProto, _ *onnxpb.StringStringEntryProto) {
 			if err := os.Truncate(filepath.Join(dir, "weights.pb"), 100); err != nil {
 				t.Fatal(err)
 			}
@@ -168,7 +187,7 @@ func TestExternalWeightsRefused(t *testing.T) {
 			m := readModel(t, external)
 			for _, init := range m.GetGraph().GetInitializer() {
 				if init.GetDataLocation() == onnxpb.TensorProto_EXTERNAL {
-					c.change(t, filepath.Dir(external), init.GetExternalData()[0])
+					c.change(t, filepath.Dir(external), m, init.GetExternalData()[0])
 					break
 				}
 			}
