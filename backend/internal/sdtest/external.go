@@ -2,11 +2,16 @@ package sdtest
 
 import (
 	"bufio"
+	"encoding/binary"
+	"fmt"
+	"math"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"google.golang.org/protobuf/proto"
 
+	"reword/backend/graph/modelfile"
 	"reword/backend/graph/onnxpb"
 )
 
@@ -64,4 +69,48 @@ func (e *externalData) close() error {
 		e.err = err
 	}
 	return e.err
+}
+
+// ExternalizeFile moves the embedded weights of the model file at path
+// (those of 1 KiB or more, float32 or raw) into model.onnx_data beside it
+// and rewrites the file to refer to them, as Optimum saves an export with
+// external data. Tests make external-data copies of models that another
+// tool wrote embedded this way, such as fp16export's float16 copies.
+func ExternalizeFile(path string) error {
+	m, err := modelfile.ReadWithOptions(path, modelfile.Options{InlineLimit: math.MaxInt})
+	if err != nil {
+		return err
+	}
+	if m.HasExternalData() {
+		return fmt.Errorf("sdtest: %s has external weights already", path)
+	}
+	ext, err := newExternalData(filepath.Join(filepath.Dir(path), externalFile))
+	if err != nil {
+		return err
+	}
+	moved := 0
+	for _, t := range m.Proto.GetGraph().GetInitializer() {
+		raw := t.GetRawData()
+		if len(raw) == 0 && len(t.GetFloatData()) > 0 {
+			raw = make([]byte, 4*len(t.GetFloatData()))
+			for i, v := range t.GetFloatData() {
+				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+			}
+		}
+		if ext.store(t, raw) {
+			t.RawData, t.FloatData = nil, nil
+			moved++
+		}
+	}
+	if err := ext.close(); err != nil {
+		return fmt.Errorf("sdtest: %s: %w", path, err)
+	}
+	if moved == 0 {
+		return fmt.Errorf("sdtest: %s has no weight of %d bytes or more to move out", path, minExternalBytes)
+	}
+	raw, err := proto.Marshal(m.Proto)
+	if err != nil {
+		return fmt.Errorf("sdtest: encoding %s: %w", path, err)
+	}
+	return writeFile(path, raw)
 }
