@@ -1,8 +1,10 @@
 package diffusion
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"reword/backend/graph"
@@ -94,5 +96,38 @@ func checkFloat32Sessions(t *testing.T, e *Engine) {
 				}
 			}
 		}
+	}
+}
+
+// An fp16 VAE encoder that samples the posterior and keeps its weights in
+// an external file gets both rewrites in memory (posterior mean, float32
+// inputs and outputs) with its weights read where they are: it encodes a
+// photo to the latents it gives with its weights embedded, bit for bit.
+func TestFP16SamplingEncoderExternalWeights(t *testing.T) {
+	data, _, _ := drawnPhoto(t, scene.Blue, scene.Square, scene.Right, 5)
+	dir := samplingTiny(t)
+	path := filepath.Join(dir, "vae_encoder", "model.onnx")
+	if err := fp16export.ConvertFile(path, path, fp16export.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	encode := func() []float32 {
+		t.Helper()
+		e, err := Load(dir, Options{Instrument: true, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		latents, err := e.encodePhoto(context.Background(), &Photo{Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return latents
+	}
+	want := encode()
+	if err := sdtest.ExternalizeFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := encode(); !slices.Equal(got, want) {
+		t.Fatal("the encoder with external weights encodes the photo otherwise than with embedded ones")
 	}
 }

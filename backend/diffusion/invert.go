@@ -275,7 +275,8 @@ func (e *Engine) RoundTrip(ctx context.Context, p Photo) (Image, error) {
 // the export has (model.Manifest.UseEncoderOutputs); an encoder whose
 // output is a random draw mean + std·ε is rewritten in memory to return
 // the mean, and one that is random in another form is refused with the fix.
-// Like every model, an fp16 encoder gets float32 inputs and outputs.
+// Like every model, an fp16 encoder gets float32 inputs and outputs; either
+// rewrite leaves weights in external files where they are.
 func openEncoder(m *model.Manifest, so ort.Options) (*ort.Session, error) {
 	if m.Derived {
 		names, err := graph.OutputNames(m.Path(m.VAEEncoder.File))
@@ -293,11 +294,7 @@ func openEncoder(m *model.Manifest, so ort.Options) (*ort.Session, error) {
 		rewrites = append(rewrites, graph.PosteriorMeanRewrite(m.VAEEncoder.Output))
 	}
 	rewrites = append(rewrites, graph.Float32IORewrite)
-	s, err := openSession(m, m.VAEEncoder.File, "VAE encoder", so, rewrites...)
-	if m.VAEEncoder.OutputKind == "sample" {
-		err = graph.WithEncoderAdvice(err)
-	}
-	return s, err
+	return openSession(m, m.VAEEncoder.File, "VAE encoder", so, rewrites...)
 }
 
 // checkEncoder verifies the VAE encoder's input and output against the
