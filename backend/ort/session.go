@@ -103,7 +103,8 @@ func NewSession(path string, opts Options) (*Session, error) {
 }
 
 // NewSessionFromBytes loads a model held in memory; name is used in errors.
-// Models with external weight files must be loaded with NewSession instead.
+// Models with external weight files must be loaded with NewSession or
+// NewSessionFromExternalModel instead.
 func NewSessionFromBytes(name string, model []byte, opts Options) (*Session, error) {
 	if err := Init(); err != nil {
 		return nil, err
