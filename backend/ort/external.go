@@ -16,7 +16,7 @@ import (
 const externalDataDirKey = "session.model_external_initializers_file_folder_path"
 
 // ExternalModel is a model held in memory whose weights stay in external
-// files, as graph.RewriteExternal returns a rewritten export that keeps
+// files, as graph.RewriteKeepingWeights returns a rewritten export that keeps
 // its weight files.
 type ExternalModel struct {
 	// Model is the encoded model; the locations of its external
