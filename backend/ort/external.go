@@ -8,11 +8,11 @@ import (
 	onnx "github.com/yalue/onnxruntime_go"
 )
 
-// externalDataDirKey is ONNX Runtime's session config entry (since 1.17;
-// kOrtSessionOptionsModelExternalInitializersFileFolderPath) naming the
-// folder whose files the external initializers of a model loaded from
-// bytes refer to. Without it ONNX Runtime resolves their locations against
-// the process's working directory.
+// externalDataDirKey is ONNX Runtime's session config entry
+// (kOrtSessionOptionsModelExternalInitializersFileFolderPath, in 1.24.1)
+// naming the folder whose files the external initializers of a model
+// loaded from bytes refer to. Without it ONNX Runtime 1.24.1 refuses them
+// ("model_path must not be empty").
 const externalDataDirKey = "session.model_external_initializers_file_folder_path"
 
 // ExternalModel is a model held in memory whose weights stay in external
