@@ -26,7 +26,9 @@
 //   - p2p_cross_w [E, T, T] and p2p_cross_c [E, T]: in every cross-attention
 //     layer, target e's probabilities become A_src·W_e + A_tgt ⊙ c_e, with
 //     A [heads·queries, T] rows and c broadcast over heads and queries
-//     (T: text tokens, 77 for CLIP).
+//     (T: text tokens, 77 for CLIP). When all of W is 0 and all of c is 1
+//     (neutral), a layer whose probabilities are float32 skips the edit (an
+//     If node), which gives the same values.
 //   - p2p_self_w [E] and p2p_self_layers [L]: in self-attention layer k
 //     (the k-th of Description.SelfLayers), target e's attention output
 //     becomes s·(A_src·V_tgt) + (1−s)·(A_tgt·V_tgt) with s = s_e·l_k: the
@@ -98,6 +100,17 @@ const (
 	// NodeMarker is part of the name of every node the instrumentation
 	// inserts (profilers use it to attribute time).
 	NodeMarker = "/p2p/"
+	// ThenMarker and ElseMarker are part of the names of the nodes inside
+	// the branches of the If nodes the instrumentation inserts. ONNX
+	// Runtime's profiler times such a node on its own and again within its
+	// If node's time, so a profile's totals must skip them.
+	ThenMarker = NodeMarker + "then/"
+	ElseMarker = NodeMarker + "else/"
+	// MovedMarker is part of the names of the branch nodes that compute an
+	// original node of the UNet (a float32 layer's Softmax or P·V MatMul,
+	// which the branches take over so that the untaken edit costs no copy):
+	// their time is the original graph's work, not the edit's.
+	MovedMarker = "moved_"
 	// DescriptionKey is the model metadata key that holds the Description
 	// as JSON.
 	DescriptionKey = "reword.p2p.description"

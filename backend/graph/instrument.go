@@ -139,7 +139,6 @@ type rewriter struct {
 	mmTgtRow   string
 	tgtIndices string // [E, 1] int64: B−E … B−1, the cond target rows, for ScatterND
 	rowsByKeys string // [3] int64: (B, −1, T)
-	condRows   string // [1] int64: 1+E
 	tokens     string // [1] int64: T
 	zero, one  string // [1] int64
 	minus2     string // [1] int64: −2
@@ -152,8 +151,18 @@ type rewriter struct {
 	selfW          string // s [E] reshaped to [E,1,1,1]
 	// selfActive is bool [L]: whether self layer k runs its edit.
 	selfActive string
-	oneF       string              // float32 [1]: 1
-	maps       map[string][]string // output name → per-layer float32 means
+	// crossActive is bool [1]: whether the cross controls change anything
+	// (some W ≠ 0 or c ≠ 1); float32 cross layers skip the edit otherwise.
+	crossActive string
+	oneF        string // float32 [1]: 1
+	// maps: output name → per-layer head means, float32 [1+E, N, T].
+	maps map[string][]string
+	// moved are original nodes that now run inside an inserted If's
+	// branches, so the rewritten graph leaves them out.
+	moved map[*onnxpb.NodeProto]bool
+	// headShapes caches, for a fixed latent, the [B, −1, N, T] shape
+	// tensor of the layers with N queries (computed once in the prelude).
+	headShapes map[int]string
 }
 
 func newRewriter(a *analysis) *rewriter {
@@ -163,6 +172,9 @@ func newRewriter(a *analysis) *rewriter {
 		pre:   onnxgraph.NewBuilder(NodeMarker + "prelude/"),
 		after: map[*onnxpb.NodeProto][]*onnxpb.NodeProto{},
 		maps:  map[string][]string{},
+		moved: map[*onnxpb.NodeProto]bool{},
+		// headShapes is filled by prelude.
+		headShapes: map[int]string{},
 	}
 }
 
@@ -184,20 +196,31 @@ func (r *rewriter) rewrite() {
 		// The mean over layers of per-layer head means is the mean over all
 		// layer×head maps that Prompt-to-Prompt's attention store takes,
 		// as long as the layers have equal head counts (they do within one
-		// resolution of SD-style UNets).
-		post.OpTo("Mean", out.Name, r.maps[out.Name])
+		// resolution of SD-style UNets). ONNX Runtime's Mean adds its
+		// inputs in order and multiplies the sum by 1/n; these Adds and Mul
+		// do the same, bit for bit (tested against Mean), in less time:
+		// its variadic Mean has no fast path.
+		means := r.maps[out.Name]
+		sum := means[0]
+		for _, m := range means[1:] {
+			sum = post.Op("Add", []string{sum, m})
+		}
+		post.OpTo("Mul", out.Name, []string{sum, post.Float32s("inverse_count", []int64{1}, []float32{1 / float32(len(means))})})
 		r.g.Output = append(r.g.Output, onnxgraph.TensorInfo(out.Name, onnxgraph.Float,
 			onnxgraph.Symbolic("p2p_cond_rows"), r.queriesDim(out), r.tokensDim()))
 	}
 	nodes := append([]*onnxpb.NodeProto(nil), r.pre.Nodes()...)
 	for _, n := range r.g.GetNode() {
-		nodes = append(nodes, n)
+		if !r.moved[n] {
+			nodes = append(nodes, n)
+		}
 		nodes = append(nodes, r.after[n]...)
 	}
 	nodes = append(nodes, post.Nodes()...)
 	r.g.Node = nodes
 	r.g.Initializer = append(r.g.Initializer, r.pre.Initializers()...)
 	r.g.Initializer = append(r.g.Initializer, r.inits...)
+	r.g.Initializer = append(r.g.Initializer, post.Initializers()...)
 	r.a.model.ProducerName = proto.String(r.a.model.GetProducerName() + "+reword-p2p")
 }
 
@@ -247,34 +270,56 @@ func (r *rewriter) prelude() {
 	r.targets = p.Op("Shape", []string{SelfWeightInput})
 	r.tgtRow = p.Op("Sub", []string{r.batch, r.targets})
 	r.srcRow = p.Op("Sub", []string{r.tgtRow, r.one})
-	r.condRows = p.Op("Add", []string{r.targets, r.one})
-	mmTargets := p.Op("Max", []string{r.targets, r.one})
-	r.mmTgtRow = p.Op("Sub", []string{r.batch, mmTargets})
 	scalar := p.Int64s("scalar_shape")
 	rowRange := p.Op("Range", []string{
 		p.Op("Reshape", []string{r.tgtRow, scalar}), p.Op("Reshape", []string{r.batch, scalar}), p.Op("Reshape", []string{r.one, scalar})})
 	r.tgtIndices = p.Op("Reshape", []string{rowRange, p.Int64s("index_shape", -1, 1)})
 	r.tokens = p.Op("Slice", []string{p.Op("Shape", []string{CrossWeightsInput}), r.minus1, r.end, r.zero})
 	r.rowsByKeys = p.Op("Concat", []string{r.batch, r.minus1, r.tokens}, onnxgraph.AttrInt("axis", 0))
+	r.oneF = p.Float32s("one_f", []int64{1}, []float32{1})
+	r.preludeControls()
+	if r.a.desc.LatentFixed {
+		for _, l := range r.a.layers {
+			if n := l.Queries; l.Maps != "" && r.headShapes[n] == "" {
+				r.headShapes[n] = p.Op("Concat", []string{r.batch, r.minus1, p.Int64s("queries", int64(n)), r.tokens}, onnxgraph.AttrInt("axis", 0))
+			}
+		}
+	}
+}
 
+// preludeControls reshapes the controls for broadcasting and decides which
+// edits run.
+func (r *rewriter) preludeControls() {
+	p := r.pre
 	// c [E,T] → [E,1,T]: broadcast over heads·queries. s [E] → [E,1,1,1]:
 	// broadcast over heads, queries and channels.
 	cShape := p.Op("Concat", []string{r.targets, r.one, r.tokens}, onnxgraph.AttrInt("axis", 0))
 	// W padded with a zero matrix to max(E,1) matrices (see mmTgtRow); for
 	// E ≥ 1 this is W itself.
+	mmTargets := p.Op("Max", []string{r.targets, r.one})
+	r.mmTgtRow = p.Op("Sub", []string{r.batch, mmTargets})
 	zeros := p.Op("ConstantOfShape", []string{p.Op("Concat", []string{r.one, r.tokens, r.tokens}, onnxgraph.AttrInt("axis", 0))})
 	padded := p.Op("Concat", []string{CrossWeightsInput, zeros}, onnxgraph.AttrInt("axis", 0))
 	r.crossW = p.Op("Slice", []string{padded, r.zero, mmTargets, r.zero})
 	r.crossC = p.Op("Reshape", []string{CrossKeepInput, cShape})
-	s := p.Op("Reshape", []string{SelfWeightInput, p.Int64s("self_shape", -1, 1, 1, 1)})
-	r.selfW = s
-	r.oneF = p.Float32s("one_f", []int64{1}, []float32{1})
+	r.selfW = p.Op("Reshape", []string{SelfWeightInput, p.Int64s("self_shape", -1, 1, 1, 1)})
 	// A self layer runs its edit only when its weight and some target's s
 	// are positive: active[k] = layers[k]·max(s, 0) > 0 (the 0 keeps the
 	// max defined with no targets).
 	zeroF := p.Float32s("zero_f", []int64{1}, []float32{0})
 	sMax := p.Op("ReduceMax", []string{p.Op("Concat", []string{SelfWeightInput, zeroF}, onnxgraph.AttrInt("axis", 0))}, onnxgraph.AttrInt("keepdims", 1))
 	r.selfActive = p.Op("Greater", []string{p.Op("Mul", []string{SelfLayersInput, sMax}), zeroF})
+	// The cross edit gives every probability back bit for bit when all of
+	// W is 0 and all of c is 1 (editCross), so it runs only when some
+	// entry of W or of c − 1 is not 0 (x − 1 = 0 exactly when x = 1; a NaN
+	// counts as a change). The appended 0 keeps the minimum defined with
+	// no targets, whose empty controls change nothing.
+	flat := p.Int64s("flat_shape", -1)
+	changes := p.Op("Concat", []string{p.Op("Reshape", []string{CrossWeightsInput, flat}),
+		p.Op("Reshape", []string{p.Op("Sub", []string{CrossKeepInput, r.oneF}), flat}), zeroF}, onnxgraph.AttrInt("axis", 0))
+	unchanged := p.Op("Cast", []string{p.Op("Equal", []string{changes, zeroF})}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	allUnchanged := p.Op("ReduceMin", []string{unchanged}, onnxgraph.AttrInt("keepdims", 1))
+	r.crossActive = p.Op("Not", []string{p.Op("Cast", []string{allUnchanged}, onnxgraph.AttrInt("to", int64(onnxgraph.Bool)))})
 }
 
 // reroute makes node n write a fresh tensor instead of its output 0 and
@@ -293,23 +338,73 @@ func reroute(n *onnxpb.NodeProto, layer string) (original, fresh string) {
 //
 // viewing P, [B·heads, N, T] or [B, heads, N, T], as [B, heads·N, T].
 //
-// The edit runs in float32 whatever the Softmax's precision: a float16
-// Softmax's probabilities are widened (exactly) and the edited ones
-// rounded back. P_src·W sums T products, which float32 keeps accurate,
-// and neutral controls (W = 0, c = 1) give back every probability bit for
-// bit, so the rounding back is exact too. It also keeps the no-op exact
-// on ONNX Runtime's CPU provider, which has no float16 Softmax or MatMul
-// and drops the float16 round trip between them in the original graph:
-// with a float32 edit in between it drops it in the instrumented graph as
-// well (a float16 edit kept it, and moved outputs by a float16 step).
+// With neutral controls (W = 0, c = 1) the edit gives every probability
+// back bit for bit: P_src·W sums zeros, P_tgt ⊙ 1 is P_tgt, and adding 0
+// changes nothing. A float32 layer therefore runs it only when the
+// controls change something: the Softmax moves into an If on crossActive
+// whose then-branch is the Softmax and the edit and whose else-branch is
+// the Softmax alone, which writes the If's output directly (an Identity
+// there would copy the probabilities). Either branch computes exactly what
+// the always-on edit did, so no output changes, and under neutral controls
+// (plain generation, the steps after cross_replace) the layer costs the If
+// and nothing else.
+//
+// A float16 Softmax keeps the always-on edit after it (editCross16).
 func (r *rewriter) editCross(l *attention) {
+	if r.a.ix.ElemType(l.softmax.GetOutput()[0]) != onnxgraph.Float {
+		r.editCross16(l)
+		return
+	}
+	b := onnxgraph.NewBuilder(l.Name + NodeMarker)
+	probs := l.softmax.GetOutput()[0]
+	t := onnxgraph.NewBuilder(l.Name + ThenMarker)
+	raw := t.NamedOp(MovedMarker+"Softmax", "Softmax", l.softmax.GetInput(), l.softmax.GetAttribute()...)
+	all, shape := r.crossEdit(t, raw)
+	edited := t.Op("Reshape", []string{all, shape})
+	e := onnxgraph.NewBuilder(l.Name + ElseMarker)
+	plain := e.NamedOp(MovedMarker+"Softmax", "Softmax", l.softmax.GetInput(), l.softmax.GetAttribute()...)
+	b.Node("If", l.Name+NodeMarker+"cross_edit", []string{r.crossActive}, []string{probs},
+		onnxgraph.AttrGraph("then_branch", t.Subgraph(l.Name+NodeMarker+"then", edited, onnxgraph.Float)),
+		onnxgraph.AttrGraph("else_branch", e.Subgraph(l.Name+NodeMarker+"else", plain, onnxgraph.Float)))
+	if l.Maps != "" {
+		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, l, probs, ""))
+	}
+	r.moved[l.softmax] = true
+	r.after[l.softmax] = b.Nodes()
+	r.inits = append(r.inits, b.Initializers()...)
+	r.inits = append(r.inits, t.Initializers()...)
+	r.inits = append(r.inits, e.Initializers()...)
+}
+
+// editCross16 splices the cross edit after a float16 Softmax, always on.
+//
+// The edit runs in float32: the probabilities are widened (exactly) and the
+// edited ones rounded back. P_src·W sums T products, which float32 keeps
+// accurate, and neutral controls give back every probability bit for bit,
+// so the rounding back is exact too. It also keeps the no-op exact on ONNX
+// Runtime's CPU provider, which has no float16 Softmax or MatMul and drops
+// the float16 round trip between them in the original graph: with a
+// float32 edit in between it drops it in the instrumented graph as well (a
+// float16 edit kept it, and moved outputs by a float16 step). The Softmax
+// stays outside any If for the same reason: inside a branch its round trip
+// to the outer graph's float16 MatMuls would be kept.
+func (r *rewriter) editCross16(l *attention) {
 	dt := r.a.ix.ElemType(l.softmax.GetOutput()[0])
 	b := onnxgraph.NewBuilder(l.Name + NodeMarker)
 	probs, raw := reroute(l.softmax, l.Name)
-	shape := b.Op("Shape", []string{raw})
-	if dt != onnxgraph.Float {
-		raw = b.Op("Cast", []string{raw}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	all, shape := r.crossEdit(b, b.Op("Cast", []string{raw}, onnxgraph.AttrInt("to", int64(onnxgraph.Float))))
+	b.OpTo("Cast", probs, []string{b.Op("Reshape", []string{all, shape})}, onnxgraph.AttrInt("to", int64(dt)))
+	if l.Maps != "" {
+		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, l, all, shape))
 	}
+	r.after[l.softmax] = b.Nodes()
+	r.inits = append(r.inits, b.Initializers()...)
+}
+
+// crossEdit adds the edit of float32 probabilities raw to b and returns the
+// edited ones as [B, heads·N, T] rows, and raw's shape.
+func (r *rewriter) crossEdit(b *onnxgraph.Builder, raw string) (all, shape string) {
+	shape = b.Op("Shape", []string{raw})
 	rows := b.Op("Reshape", []string{raw, r.rowsByKeys})
 	src := b.Op("Slice", []string{rows, r.srcRow, r.tgtRow, r.zero})
 	targets := b.Op("Slice", []string{rows, r.tgtRow, r.end, r.zero})
@@ -318,33 +413,30 @@ func (r *rewriter) editCross(l *attention) {
 	edited := b.Op("Add", []string{mapped, own})
 	// ScatterND writes the edited rows over the target rows: at most one
 	// pass over the tensor (Split + Concat took two).
-	all := b.Op("ScatterND", []string{rows, r.tgtIndices, edited})
-	if dt == onnxgraph.Float {
-		b.OpTo("Reshape", probs, []string{all, shape})
-	} else {
-		b.OpTo("Cast", probs, []string{b.Op("Reshape", []string{all, shape})}, onnxgraph.AttrInt("to", int64(dt)))
-	}
-	if l.Maps != "" {
-		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, all, shape))
-	}
-	r.after[l.softmax] = b.Nodes()
-	r.inits = append(r.inits, b.Initializers()...)
+	return b.Op("ScatterND", []string{rows, r.tgtIndices, edited}), shape
 }
 
-// headMean averages the cond rows of edited float32 probabilities
-// [B, heads·N, T] over heads, giving float32 [1+E, N, T].
-func (r *rewriter) headMean(b *onnxgraph.Builder, all, shape string) string {
-	cond := b.Op("Slice", []string{all, r.srcRow, r.end, r.zero})
-	queries := b.Op("Slice", []string{shape, r.minus2, r.minus1, r.zero})
-	byHead := b.Op("Reshape", []string{cond,
-		b.Op("Concat", []string{r.condRows, r.minus1, queries, r.tokens}, onnxgraph.AttrInt("axis", 0))})
-	var mean string
-	if r.a.opset >= 18 {
-		mean = b.Op("ReduceMean", []string{byHead, b.Int64s("head_axis", 1)}, onnxgraph.AttrInt("keepdims", 0))
-	} else {
-		mean = b.Op("ReduceMean", []string{byHead}, onnxgraph.AttrInts("axes", 1), onnxgraph.AttrInt("keepdims", 0))
+// headMean averages the cond rows of float32 probabilities x (layer l's, in
+// any layout whose rows are the batch's) over heads, giving float32
+// [1+E, N, T]. The cond rows are cut out first: ONNX Runtime's ReduceMean
+// takes longer over the whole batch than a Slice and the ReduceMean over
+// the cond rows. The shape [B, −1, N, T] to view x by head comes from the
+// prelude when the latent is fixed, and otherwise takes N from probsShape,
+// the shape of the layer's probabilities ([…, N, T]); "" means x's own.
+func (r *rewriter) headMean(b *onnxgraph.Builder, l *attention, x, probsShape string) string {
+	byHeadShape := r.headShapes[l.Queries]
+	if byHeadShape == "" {
+		if probsShape == "" {
+			probsShape = b.Op("Shape", []string{x})
+		}
+		queries := b.Op("Slice", []string{probsShape, r.minus2, r.minus1, r.zero})
+		byHeadShape = b.Op("Concat", []string{r.batch, r.minus1, queries, r.tokens}, onnxgraph.AttrInt("axis", 0))
 	}
-	return mean
+	byHead := b.Op("Slice", []string{b.Op("Reshape", []string{x, byHeadShape}), r.srcRow, r.end, r.zero})
+	if r.a.opset >= 18 {
+		return b.Op("ReduceMean", []string{byHead, b.Int64s("head_axis", 1)}, onnxgraph.AttrInt("keepdims", 0))
+	}
+	return b.Op("ReduceMean", []string{byHead}, onnxgraph.AttrInts("axes", 1), onnxgraph.AttrInt("keepdims", 0))
 }
 
 // editSelf splices, after a self-attention layer's P·V product,
@@ -356,17 +448,43 @@ func (r *rewriter) headMean(b *onnxgraph.Builder, all, shape string) string {
 // target e's weight times the layer's (SelfLayersInput[k]). The edit sits
 // in the then-branch of an If on the layer's selfActive entry, so a layer a
 // run leaves out, and every layer under neutral controls, costs no
-// product: its else-branch passes O through unchanged, bit for bit.
+// product: its else-branch gives O unchanged, bit for bit. In float32 the
+// P·V product itself moves into both branches, so that the else-branch
+// writes O straight into the If's output instead of copying it (an
+// Identity); in float16 it stays outside, where ONNX Runtime's CPU
+// provider handles its float16 round trip as in the original graph.
 func (r *rewriter) editSelf(l *attention, k int) {
 	pv := l.pv
 	probs, values := pv.GetInput()[0], pv.GetInput()[1]
 	dt := r.a.ix.ElemType(probs)
 	b := onnxgraph.NewBuilder(l.Name + NodeMarker)
-	out, raw := reroute(pv, l.Name)
 	index := b.Int64s("self_layer", int64(k))
 	active := b.Op("Gather", []string{r.selfActive, index}, onnxgraph.AttrInt("axis", 0))
+	t := onnxgraph.NewBuilder(l.Name + ThenMarker)
+	e := onnxgraph.NewBuilder(l.Name + ElseMarker)
+	out := pv.GetOutput()[0]
+	var raw, unchanged string
+	if dt == onnxgraph.Float {
+		r.moved[pv] = true
+		raw = t.NamedOp(MovedMarker+"MatMul", "MatMul", pv.GetInput(), pv.GetAttribute()...)
+		unchanged = e.NamedOp(MovedMarker+"MatMul", "MatMul", pv.GetInput(), pv.GetAttribute()...)
+	} else {
+		_, raw = reroute(pv, l.Name)
+		unchanged = e.Op("Identity", []string{raw})
+	}
+	result := r.selfEdit(t, probs, values, raw, index, dt)
+	b.Node("If", l.Name+NodeMarker+"self_replace", []string{active}, []string{out},
+		onnxgraph.AttrGraph("then_branch", t.Subgraph(l.Name+NodeMarker+"then", result, dt)),
+		onnxgraph.AttrGraph("else_branch", e.Subgraph(l.Name+NodeMarker+"else", unchanged, dt)))
+	r.after[pv] = b.Nodes()
+	r.inits = append(r.inits, b.Initializers()...)
+	r.inits = append(r.inits, t.Initializers()...)
+	r.inits = append(r.inits, e.Initializers()...)
+}
 
-	t := onnxgraph.NewBuilder(l.Name + NodeMarker + "then/")
+// selfEdit adds to t the self-replace edit of the attention output raw
+// (P·V, element type dt) of self layer index, and returns the edited output.
+func (r *rewriter) selfEdit(t *onnxgraph.Builder, probs, values, raw, index string, dt onnxgraph.DataType) string {
 	// View P, V and O as [B, heads, rows, cols] whatever the layout.
 	byHead := func(x string) (view, shape string) {
 		shape = t.Op("Shape", []string{x})
@@ -393,14 +511,5 @@ func (r *rewriter) editSelf(l *attention, k int) {
 		t.Op("Mul", []string{targets, keep}),
 	})
 	all := t.Op("ScatterND", []string{o4, r.tgtIndices, edited})
-	result := t.Op("Reshape", []string{all, vShape})
-
-	e := onnxgraph.NewBuilder(l.Name + NodeMarker + "else/")
-	unchanged := e.Op("Identity", []string{raw})
-	b.Node("If", l.Name+NodeMarker+"self_replace", []string{active}, []string{out},
-		onnxgraph.AttrGraph("then_branch", t.Subgraph(l.Name+NodeMarker+"then", result, dt)),
-		onnxgraph.AttrGraph("else_branch", e.Subgraph(l.Name+NodeMarker+"else", unchanged, dt)))
-	r.after[pv] = b.Nodes()
-	r.inits = append(r.inits, b.Initializers()...)
-	r.inits = append(r.inits, t.Initializers()...)
+	return t.Op("Reshape", []string{all, vShape})
 }

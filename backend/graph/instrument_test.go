@@ -42,6 +42,10 @@ func variants() []variant {
 			c.Layout = attnblock.SDPA
 			c.FP16, c.FP16IO, c.UpcastSoftmax, c.TimestepType = true, true, true, onnxgraph.Float
 		}, fp16: true, scoped: true},
+		// A dynamic height and width (Optimum's exports): the graph finds
+		// each layer's query count at run time.
+		{name: "sdpa/dynamic-latent", cfg: func(c *attnblock.Config) { c.Layout = attnblock.SDPA; c.DynamicSpatial = true }, scoped: true},
+		{name: "classic/fp16/dynamic-latent", cfg: func(c *attnblock.Config) { c.FP16 = true; c.DynamicSpatial = true }, fp16: true, scoped: true},
 	}
 }
 
@@ -58,7 +62,11 @@ func TestInstrumentedBlocks(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			cfg := attnblock.DefaultConfig()
 			v.cfg(&cfg)
-			f := newFixture(t, cfg, editAllSelf, v.store)
+			opts := editAllSelf
+			if cfg.DynamicSpatial {
+				opts.Latent = graph.Size{Height: cfg.Height, Width: cfg.Width}
+			}
+			f := newFixture(t, cfg, opts, v.store)
 			checkDescription(t, f, v)
 			batch := graph.Batch(targets)
 			in := randomInputs(cfg, batch, 7)
@@ -177,7 +185,7 @@ func checkDescription(t *testing.T, f *fixture, v variant) {
 	if f.net.Cfg.TimestepType == onnxgraph.Float {
 		wantTimestep = "float32"
 	}
-	if d.TimestepType != wantTimestep || d.Tokens != f.net.Cfg.Tokens || !d.LatentFixed || d.Latent != (graph.Size{Height: 8, Width: 8}) {
+	if d.TimestepType != wantTimestep || d.Tokens != f.net.Cfg.Tokens || d.LatentFixed == f.net.Cfg.DynamicSpatial || d.Latent != (graph.Size{Height: 8, Width: 8}) {
 		t.Errorf("description %+v", d)
 	}
 	stored, err := graph.ReadDescription(f.instPath)

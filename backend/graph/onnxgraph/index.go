@@ -129,6 +129,13 @@ func nodeOutputType(n *onnxpb.NodeProto, types map[string]DataType) DataType {
 		return Bool
 	case "Where":
 		return in(1)
+	case "If":
+		// The branches' outputs: the instrumentation's If nodes declare
+		// their element type.
+		if a := Attr(n, "then_branch"); a != nil && len(a.GetG().GetOutput()) > 0 {
+			return TensorElemType(a.GetG().GetOutput()[0])
+		}
+		return onnxpb.TensorProto_UNDEFINED
 	case "Constant":
 		return constantType(n)
 	case "ConstantOfShape":

@@ -71,6 +71,14 @@ func (b *Builder) Op(op string, inputs []string, attrs ...*onnxpb.AttributeProto
 	return name + "_output"
 }
 
+// NamedOp is Op with the node named after base instead of op (still with
+// the builder's prefix and a number), for names that say more than the op.
+func (b *Builder) NamedOp(base, op string, inputs []string, attrs ...*onnxpb.AttributeProto) string {
+	name := b.fresh(base)
+	b.Node(op, name, inputs, []string{name + "_output"}, attrs...)
+	return name + "_output"
+}
+
 // OpTo adds a node that writes the named output.
 func (b *Builder) OpTo(op, output string, inputs []string, attrs ...*onnxpb.AttributeProto) {
 	b.Node(op, b.fresh(op), inputs, []string{output}, attrs...)
