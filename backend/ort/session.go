@@ -49,6 +49,11 @@ type Options struct {
 	// every operator call, to a file whose name starts with it, when the
 	// session is closed.
 	ProfilePrefix string
+	// DisableCPUArena turns off ONNX Runtime's CPU memory arena, which
+	// keeps the memory a run allocated for the next ones and grows in
+	// large steps: each tensor is then allocated and freed on its own, so
+	// a process's peak memory follows what the tensors need (benchmarks).
+	DisableCPUArena bool
 }
 
 // Info describes one input or output of a model.
@@ -164,6 +169,11 @@ func sessionOptions(opts Options) (*onnx.SessionOptions, error) {
 	if opts.ProfilePrefix != "" {
 		if err := so.EnableProfiling(opts.ProfilePrefix); err != nil {
 			return nil, fmt.Errorf("enabling profiling: %w", err)
+		}
+	}
+	if opts.DisableCPUArena {
+		if err := so.SetCpuMemArena(false); err != nil {
+			return nil, fmt.Errorf("disabling the CPU memory arena: %w", err)
 		}
 	}
 	switch opts.Provider {

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"reword/backend/graph"
@@ -21,7 +19,7 @@ import (
 func init() {
 	registerBench(benchmark{
 		name:    "instrument",
-		summary: "instrumented/original UNet step time on the tiny model, and where the added time goes",
+		summary: "instrumented/original UNet run time and peak memory on the tiny model, and where the added time goes",
 		run:     runBenchInstrument,
 	})
 }
@@ -32,25 +30,40 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	unetDirs := fs.String("unets", "unet,unet_sdpa", "comma-separated UNet subfolders of the model folder to measure (each holds model.onnx)")
 	targets := fs.Int("targets", 1, "edit targets E; the batch is 2(1+E)")
 	reps := fs.Int("reps", 40, "timed runs of each model, interleaved")
-	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads (0: one per core)")
+	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads (0: one per core); with 1 the CPU time of each run is measured too")
 	profileRuns := fs.Int("profile-runs", 20, "runs of each model under ONNX Runtime's profiler (0: skip profiling)")
+	controls := fs.String("controls", neutralControls+","+editControls, "controls to time the instrumented model with: neutral (W = 0, c = 1, s = 0: the output is the original's), edit (random W and c, s = 1 on the default self-replace layers)")
+	memoryRuns := fs.Int("memory-runs", 2, "runs of each model in a process of its own, whose peak resident set size is reported (0: skip)")
+	separate := fs.Bool("separate", false, "time each model in a process of its own (-reps runs after one warm-up), never two models loaded at once: for UNets too large for that, at the price of no interleaving")
+	child := fs.String("child", "", "internal: the measurement a child process makes (JSON)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *child != "" {
+		var c benchChild
+		if err := json.Unmarshal([]byte(*child), &c); err != nil {
+			return usageError("-child: %v", err)
+		}
+		return c.run(ctx, os.Stdout)
 	}
 	if fs.NArg() != 0 {
 		return usageError("unexpected arguments %v", fs.Args())
 	}
-	if *targets < 0 || *reps < 3 || *threads < 0 || *profileRuns < 0 {
-		return usageError("need -targets ≥ 0, -reps ≥ 3, -threads ≥ 0, -profile-runs ≥ 0")
+	if *targets < 0 || *reps < 3 || *threads < 0 || *profileRuns < 0 || *memoryRuns < 0 {
+		return usageError("need -targets ≥ 0, -reps ≥ 3, -threads ≥ 0, -profile-runs ≥ 0, -memory-runs ≥ 0")
 	}
-	fmt.Fprintf(stdout, "UNet step time, instrumented (no-op controls) / original, batch %d (E=%d), %d thread(s), %d interleaved runs each, ONNX Runtime %s\n\n",
+	kinds, err := parseControlKinds(*controls)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "UNet run time, instrumented / original, batch %d (E=%d), %d thread(s), %d runs each, ONNX Runtime %s\n\n",
 		graph.Batch(*targets), *targets, *threads, *reps, ort.RuntimeVersion())
 	for _, sub := range strings.Split(*unetDirs, ",") {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		b := &instrumentBench{src: filepath.Join(*modelDir, strings.TrimSpace(sub), graph.OriginalFile),
-			targets: *targets, reps: *reps, threads: *threads, profileRuns: *profileRuns}
+		b := &instrumentBench{src: filepath.Join(*modelDir, strings.TrimSpace(sub), graph.OriginalFile), controls: kinds,
+			targets: *targets, reps: *reps, threads: *threads, profileRuns: *profileRuns, memoryRuns: *memoryRuns, separate: *separate}
 		if err := b.run(ctx, stdout); err != nil {
 			return fmt.Errorf("%s: %w", b.src, err)
 		}
@@ -58,13 +71,33 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	return nil
 }
 
+func parseControlKinds(s string) ([]string, error) {
+	var kinds []string
+	for _, k := range strings.Split(s, ",") {
+		switch k = strings.TrimSpace(k); k {
+		case neutralControls, editControls:
+			kinds = append(kinds, k)
+		default:
+			return nil, usageError("-controls: unknown controls %q (use %s, %s or both)", k, neutralControls, editControls)
+		}
+	}
+	return kinds, nil
+}
+
 // instrumentBench measures one UNet export.
 type instrumentBench struct {
-	src                           string
-	targets, reps, threads        int
-	profileRuns                   int
-	desc                          *graph.Description
-	origPath, instPath, profileIn string
+	src                    string
+	controls               []string
+	targets, reps, threads int
+	profileRuns            int
+	memoryRuns             int
+	separate               bool
+
+	desc               *graph.Description
+	origPath, instPath string
+	origIn, instIn     []benchInput
+	feeds              *benchFeeds
+	tmp                string
 }
 
 func (b *instrumentBench) run(ctx context.Context, w io.Writer) error {
@@ -73,39 +106,26 @@ func (b *instrumentBench) run(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := b.instrument(tmp); err != nil {
+	b.tmp = tmp
+	if err := b.instrument(); err != nil {
 		return err
 	}
-	b.profileIn = tmp
-	feeds, err := b.feeds()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		for _, v := range feeds {
-			v.Destroy()
-		}
-	}()
-	orig, inst, err := b.sessions("")
-	if err != nil {
-		return err
-	}
-	origTimes, instTimes, ratios, err := b.time(ctx, orig, inst, feeds)
-	orig.Close()
-	inst.Close()
-	if err != nil {
-		return err
+	if b.instPath != filepath.Join(tmp, graph.InstrumentedFile) {
+		defer os.Remove(b.instPath)
 	}
 	cross, _ := b.desc.Count(graph.Cross)
 	_, selfEdited := b.desc.Count(graph.Self)
-	fmt.Fprintf(w, "%s (%d cross layers edited, %d self layers with self-replace chosen per run, maps %s; neutral controls)\n", b.src, cross, selfEdited, describeMapsOutputs(b.desc))
-	fmt.Fprintf(w, "  original      median %7.2f ms  (min %.2f)\n", toMillis(medianDuration(origTimes)), toMillis(shortestDuration(origTimes)))
-	fmt.Fprintf(w, "  instrumented  median %7.2f ms  (min %.2f)\n", toMillis(medianDuration(instTimes)), toMillis(shortestDuration(instTimes)))
-	sort.Float64s(ratios)
-	fmt.Fprintf(w, "  ratio instrumented/original: median %.3f (per interleaved pair; quartiles %.3f–%.3f; ratio of minima %.3f)\n",
-		ratios[len(ratios)/2], ratios[len(ratios)/4], ratios[3*len(ratios)/4], float64(shortestDuration(instTimes))/float64(shortestDuration(origTimes)))
-	if b.profileRuns > 0 {
-		if err := b.profile(ctx, w, feeds); err != nil {
+	fmt.Fprintf(w, "%s (%d cross layers edited, %d self layers with self-replace chosen per run, maps %s)\n", b.src, cross, selfEdited, describeMapsOutputs(b.desc))
+	if b.separate {
+		err = b.timeSeparately(ctx, w)
+	} else {
+		err = b.timeTogether(ctx, w)
+	}
+	if err != nil {
+		return err
+	}
+	if b.memoryRuns > 0 && !b.separate {
+		if err := b.memory(ctx, w, true); err != nil {
 			return err
 		}
 	}
@@ -113,109 +133,31 @@ func (b *instrumentBench) run(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
-// instrument writes the instrumented copy into tmp when the model keeps its
-// weights inside model.onnx; with external weight files it must sit next to
-// the original, as `reword instrument` writes it.
-func (b *instrumentBench) instrument(tmp string) error {
+// instrument writes the instrumented copy into b.tmp when the model keeps
+// its weights inside model.onnx; with external weight files it must sit next
+// to the original, as `reword instrument` writes it (and is removed after).
+func (b *instrumentBench) instrument() error {
 	m, err := modelfile.Read(b.src)
 	if err != nil {
 		return err
 	}
+	if b.origIn, err = graphInputs(m.Proto.GetGraph()); err != nil {
+		return err
+	}
 	b.origPath = b.src
-	dst := filepath.Join(tmp, graph.InstrumentedFile)
+	dst := filepath.Join(b.tmp, graph.InstrumentedFile)
 	if m.HasExternalData() {
 		dst = filepath.Join(filepath.Dir(b.src), graph.InstrumentedFile)
 	}
 	if b.desc, err = graph.Instrument(m.Proto, graph.Options{}); err != nil {
 		return err
 	}
+	if b.instIn, err = graphInputs(m.Proto.GetGraph()); err != nil {
+		return err
+	}
+	b.feeds = newBenchFeeds(b.desc, b.targets)
 	b.instPath = dst
 	return m.Write(dst)
-}
-
-// feeds are random UNet inputs at batch 2(1+E) and no-op controls.
-func (b *instrumentBench) feeds() (map[string]ort.Value, error) {
-	d := b.desc
-	batch := int64(graph.Batch(b.targets))
-	s, err := ort.NewSession(b.origPath, ort.Options{Threads: 1})
-	if err != nil {
-		return nil, err
-	}
-	ctxInfo, _ := s.Input(graph.HiddenStatesInput)
-	sampleInfo, _ := s.Input(graph.SampleInput)
-	s.Close()
-	if len(ctxInfo.Shape) != 3 || ctxInfo.Shape[2] <= 0 || len(sampleInfo.Shape) != 4 || sampleInfo.Shape[1] <= 0 {
-		return nil, fmt.Errorf("need fixed channel counts for %s %v and %s %v", graph.SampleInput, sampleInfo.Shape, graph.HiddenStatesInput, ctxInfo.Shape)
-	}
-	tokens := int64(d.Tokens)
-	if tokens == 0 {
-		tokens = 77
-	}
-	r := rand.New(rand.NewSource(1))
-	normal := func(n int64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64())
-		}
-		return v
-	}
-	feeds := map[string]ort.Value{}
-	add := func(name string, v ort.Value, err error) error {
-		if err != nil {
-			return fmt.Errorf("input %s: %w", name, err)
-		}
-		feeds[name] = v
-		return nil
-	}
-	sampleShape := []int64{batch, sampleInfo.Shape[1], int64(d.Latent.Height), int64(d.Latent.Width)}
-	ctxShape := []int64{batch, tokens, ctxInfo.Shape[2]}
-	if d.SampleType != "float32" || d.HiddenStatesType != "float32" {
-		return nil, fmt.Errorf("the benchmark feeds float32 sample and encoder_hidden_states; this model takes %s and %s", d.SampleType, d.HiddenStatesType)
-	}
-	v, err := ort.NewTensor(sampleShape, normal(sampleShape[0]*sampleShape[1]*sampleShape[2]*sampleShape[3]))
-	if err := add(graph.SampleInput, v, err); err != nil {
-		return nil, err
-	}
-	h, err := ort.NewTensor(ctxShape, normal(ctxShape[0]*ctxShape[1]*ctxShape[2]))
-	if err := add(graph.HiddenStatesInput, h, err); err != nil {
-		return nil, err
-	}
-	switch d.TimestepType {
-	case "float32":
-		t, err := ort.NewTensor([]int64{batch}, repeatValue(float32(501), batch))
-		if err := add(graph.TimestepInput, t, err); err != nil {
-			return nil, err
-		}
-	case "int64":
-		t, err := ort.NewTensor([]int64{batch}, repeatValue(int64(501), batch))
-		if err := add(graph.TimestepInput, t, err); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, fmt.Errorf("timestep type %s is not supported by the benchmark", d.TimestepType)
-	}
-	ctl := graph.NoOpControls(b.targets, int(tokens))
-	ws, cs, ss := ctl.Shapes()
-	layers := d.SelfLayerWeights(d.SelfReplaceMaxQueries)
-	for name, c := range map[string]struct {
-		shape []int64
-		data  []float32
-	}{graph.CrossWeightsInput: {ws, ctl.CrossW}, graph.CrossKeepInput: {cs, ctl.CrossC}, graph.SelfWeightInput: {ss, ctl.SelfW},
-		graph.SelfLayersInput: {[]int64{int64(len(layers))}, layers}} {
-		t, err := ort.NewTensor(c.shape, c.data)
-		if err := add(name, t, err); err != nil {
-			return nil, err
-		}
-	}
-	return feeds, nil
-}
-
-func repeatValue[T any](v T, n int64) []T {
-	out := make([]T, n)
-	for i := range out {
-		out[i] = v
-	}
-	return out
 }
 
 // sessions opens the original and the instrumented model, with profiling
@@ -238,184 +180,116 @@ func (b *instrumentBench) sessions(profilePrefix string) (orig, inst *ort.Sessio
 	return orig, inst, nil
 }
 
-// only keeps the feeds a session takes.
-func feedsFor(s *ort.Session, feeds map[string]ort.Value) map[string]ort.Value {
-	out := map[string]ort.Value{}
-	for _, in := range s.InputInfo() {
-		out[in.Name] = feeds[in.Name]
+// cpuValid says whether a run's thread CPU time is its compute: with one
+// intra-op thread ONNX Runtime runs the graph on the calling thread.
+func (b *instrumentBench) cpuValid() bool { return b.threads == 1 && threadCPUTime() > 0 }
+
+// timeTogether loads both models in this process and times them in
+// interleaved pairs (which goes first alternates), after warm-up pairs, for
+// each kind of controls; the per-pair ratios cancel most of the load that
+// other processes put on a shared machine.
+func (b *instrumentBench) timeTogether(ctx context.Context, w io.Writer) error {
+	orig, inst, err := b.sessions("")
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	defer inst.Close()
+	of, err := b.feeds.forSession(b.origIn, neutralControls)
+	if err != nil {
+		return err
+	}
+	defer destroyValues(of)
+	for _, kind := range b.controls {
+		inf, err := b.feeds.forSession(b.instIn, kind)
+		if err != nil {
+			return err
+		}
+		o, in, err := b.pairs(ctx, orig, inst, of, inf)
+		if err == nil {
+			b.report(w, kind, fmt.Sprintf("%d interleaved pairs", b.reps), o, in, true)
+			if b.profileRuns > 0 {
+				err = b.profile(ctx, w, kind, of, inf)
+			}
+		}
+		destroyValues(inf)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runTimes are the wall-clock and thread CPU times of a model's runs.
+type runTimes struct{ wall, cpu []time.Duration }
+
+func (b *instrumentBench) pairs(ctx context.Context, orig, inst *ort.Session, of, inf map[string]ort.Value) (o, in runTimes, err error) {
+	once := func(s *ort.Session, f map[string]ort.Value, t *runTimes) error {
+		wall, cpu, err := runUNetOnce(ctx, s, f)
+		if t != nil {
+			t.wall, t.cpu = append(t.wall, wall), append(t.cpu, cpu)
+		}
+		return err
+	}
+	for i := 0; i < 3+b.reps && err == nil; i++ {
+		ot, it := &o, &in
+		if i < 3 {
+			ot, it = nil, nil // warm-up
+		}
+		if i%2 == 0 {
+			if err = once(orig, of, ot); err == nil {
+				err = once(inst, inf, it)
+			}
+		} else if err = once(inst, inf, it); err == nil {
+			err = once(orig, of, ot)
+		}
+	}
+	return o, in, err
+}
+
+// report prints the times of both models under one kind of controls and
+// their ratio: per pair when paired, else of the medians.
+func (b *instrumentBench) report(w io.Writer, kind, how string, o, in runTimes, paired bool) {
+	fmt.Fprintf(w, "  %s controls, %s:\n", kind, how)
+	clocks := []struct {
+		name   string
+		o, in  []time.Duration
+		usable bool
+	}{{"CPU time", o.cpu, in.cpu, b.cpuValid()}, {"wall clock", o.wall, in.wall, true}}
+	for _, c := range clocks {
+		if !c.usable {
+			continue
+		}
+		oq, iq := quartiles(durationsMs(c.o)), quartiles(durationsMs(c.in))
+		fmt.Fprintf(w, "    %-10s  original %8.2f ms (quartiles %.2f–%.2f), instrumented %8.2f ms (%.2f–%.2f)\n",
+			c.name, oq[1], oq[0], oq[2], iq[1], iq[0], iq[2])
+		if paired {
+			r := make([]float64, len(c.o))
+			for i := range r {
+				r[i] = float64(c.in[i]) / float64(c.o[i])
+			}
+			q := quartiles(r)
+			fmt.Fprintf(w, "    %-10s  ratio instrumented/original: median %.3f per pair (quartiles %.3f–%.3f)\n", c.name, q[1], q[0], q[2])
+		} else {
+			fmt.Fprintf(w, "    %-10s  ratio instrumented/original: %.3f (of the medians)\n", c.name, iq[1]/oq[1])
+		}
+	}
+}
+
+func durationsMs(d []time.Duration) []float64 {
+	out := make([]float64, len(d))
+	for i, x := range d {
+		out[i] = float64(x) / float64(time.Millisecond)
 	}
 	return out
 }
 
-func runUNetOnce(ctx context.Context, s *ort.Session, feeds map[string]ort.Value) (time.Duration, error) {
-	start := time.Now()
-	outs, err := s.RunContext(ctx, feeds)
-	d := time.Since(start)
-	if err != nil {
-		return 0, err
-	}
-	outs.Destroy()
-	return d, nil
-}
-
-// time runs both models alternately (which one goes first alternates too),
-// after warm-up runs, and returns their times and the per-pair ratios.
-func (b *instrumentBench) time(ctx context.Context, orig, inst *ort.Session, feeds map[string]ort.Value) (o, in []time.Duration, ratios []float64, err error) {
-	of, inf := feedsFor(orig, feeds), feedsFor(inst, feeds)
-	for i := 0; i < 3; i++ {
-		if _, err := runUNetOnce(ctx, orig, of); err != nil {
-			return nil, nil, nil, err
-		}
-		if _, err := runUNetOnce(ctx, inst, inf); err != nil {
-			return nil, nil, nil, err
-		}
-	}
-	for i := 0; i < b.reps; i++ {
-		var to, ti time.Duration
-		if i%2 == 0 {
-			if to, err = runUNetOnce(ctx, orig, of); err == nil {
-				ti, err = runUNetOnce(ctx, inst, inf)
-			}
-		} else {
-			if ti, err = runUNetOnce(ctx, inst, inf); err == nil {
-				to, err = runUNetOnce(ctx, orig, of)
-			}
-		}
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		o, in = append(o, to), append(in, ti)
-		ratios = append(ratios, float64(ti)/float64(to))
-	}
-	return o, in, ratios, nil
-}
-
-// profile runs both models under ONNX Runtime's profiler and reports the
-// kernel time of the inserted nodes by op type and by part of the edit.
-func (b *instrumentBench) profile(ctx context.Context, w io.Writer, feeds map[string]ort.Value) error {
-	prefix := filepath.Join(b.profileIn, "profile_")
-	orig, inst, err := b.sessions(prefix)
-	if err != nil {
-		return err
-	}
-	for i := 0; i < b.profileRuns; i++ {
-		if _, err = runUNetOnce(ctx, orig, feedsFor(orig, feeds)); err != nil {
-			break
-		}
-		if _, err = runUNetOnce(ctx, inst, feedsFor(inst, feeds)); err != nil {
-			break
-		}
-	}
-	orig.Close()
-	inst.Close()
-	if err != nil {
-		return err
-	}
-	po, err := readORTProfile(prefix+"orig", b.desc)
-	if err != nil {
-		return err
-	}
-	pi, err := readORTProfile(prefix+"inst", b.desc)
-	if err != nil {
-		return err
-	}
-	per := func(us int64, p *ortProfile) float64 { return float64(us) / 1000 / float64(p.runs) }
-	fmt.Fprintf(w, "  ONNX Runtime profiler, %d runs each (kernel time, ms/run): original %.2f, instrumented %.2f (ratio %.3f), of which inserted nodes %.2f (%d nodes)\n",
-		b.profileRuns, per(po.total, po), per(pi.total, pi), per(pi.total, pi)/per(po.total, po), per(pi.inserted, pi), pi.insertedNodes)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "    inserted op\tms/run\tnodes\t")
-	for _, op := range sortedProfileKeys(pi.byOp) {
-		fmt.Fprintf(tw, "    %s\t%.3f\t%d\t\n", op, per(pi.byOp[op], pi), pi.nodesByOp[op])
-	}
-	tw.Flush()
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "    part of the edit\tms/run\t")
-	for _, part := range sortedProfileKeys(pi.byPart) {
-		fmt.Fprintf(tw, "    %s\t%.3f\t\n", part, per(pi.byPart[part], pi))
-	}
-	tw.Flush()
-	return nil
-}
-
-// ortProfile sums an ONNX Runtime profile.
-type ortProfile struct {
-	runs          int
-	total         int64 // µs of all node kernels
-	inserted      int64 // µs of nodes the instrumentation added
-	insertedNodes int
-	byOp          map[string]int64
-	nodesByOp     map[string]int
-	byPart        map[string]int64
-}
-
-func readORTProfile(prefix string, desc *graph.Description) (*ortProfile, error) {
-	files, err := filepath.Glob(prefix + "*.json")
-	if err != nil || len(files) != 1 {
-		return nil, fmt.Errorf("expected one ONNX Runtime profile %s*.json, found %d (%v)", prefix, len(files), err)
-	}
-	raw, err := os.ReadFile(files[0])
-	if err != nil {
-		return nil, err
-	}
-	var events []struct {
-		Cat  string `json:"cat"`
-		Name string `json:"name"`
-		Dur  int64  `json:"dur"`
-		Args struct {
-			Op string `json:"op_name"`
-		} `json:"args"`
-	}
-	if err := json.Unmarshal(raw, &events); err != nil {
-		return nil, fmt.Errorf("reading profile %s: %w", files[0], err)
-	}
-	kinds := map[string]graph.Kind{}
-	for _, l := range desc.Layers {
-		kinds[l.Name] = l.Kind
-	}
-	p := &ortProfile{byOp: map[string]int64{}, nodesByOp: map[string]int{}, byPart: map[string]int64{}}
-	seen := map[string]bool{}
-	for _, e := range events {
-		if e.Cat == "Session" && e.Name == "model_run" {
-			p.runs++
-		}
-		if e.Cat != "Node" || !strings.HasSuffix(e.Name, "_kernel_time") {
-			continue
-		}
-		p.total += e.Dur
-		node := strings.TrimSuffix(e.Name, "_kernel_time")
-		i := strings.Index(node, graph.NodeMarker)
-		if i < 0 {
-			continue
-		}
-		p.inserted += e.Dur
-		p.byOp[e.Args.Op] += e.Dur
-		if !seen[node] {
-			seen[node] = true
-			p.insertedNodes++
-			p.nodesByOp[e.Args.Op]++
-		}
-		switch layer := node[:i]; {
-		case layer == "":
-			p.byPart["prelude and maps output"] += e.Dur
-		case kinds[layer] == graph.Self:
-			p.byPart["self-replace layers"] += e.Dur
-		default:
-			p.byPart["cross-attention layers (edit and head means)"] += e.Dur
-		}
-	}
-	if p.runs == 0 {
-		return nil, fmt.Errorf("profile %s has no model runs", files[0])
-	}
-	return p, nil
-}
-
-func sortedProfileKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
+// quartiles returns the first quartile, the median and the third quartile
+// (the values at ranks n/4, n/2 and 3n/4 of the sorted values).
+func quartiles(v []float64) [3]float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return [3]float64{s[len(s)/4], s[len(s)/2], s[3*len(s)/4]}
 }
 
 func describeMapsOutputs(d *graph.Description) string {
@@ -425,21 +299,3 @@ func describeMapsOutputs(d *graph.Description) string {
 	}
 	return strings.Join(names, ", ")
 }
-
-func medianDuration(d []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func shortestDuration(d []time.Duration) time.Duration {
-	m := d[0]
-	for _, x := range d[1:] {
-		if x < m {
-			m = x
-		}
-	}
-	return m
-}
-
-func toMillis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

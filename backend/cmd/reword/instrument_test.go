@@ -76,16 +76,19 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
-// TestBenchInstrumentReports runs the benchmark briefly; it checks the report
-// is complete, not the timing.
+// TestBenchInstrumentReports runs the benchmark briefly (edit controls, so
+// that the profile has the edit's nodes); it checks the report is complete,
+// not the timing.
 func TestBenchInstrumentReports(t *testing.T) {
 	dir := tinytest.Private(t)
 	var out, errb bytes.Buffer
-	code := run([]string{"bench", "instrument", "-model", dir, "-unets", "unet", "-reps", "3", "-profile-runs", "2"}, &out, &errb)
+	code := run([]string{"bench", "instrument", "-model", dir, "-unets", "unet", "-reps", "3", "-profile-runs", "2",
+		"-controls", "edit", "-memory-runs", "1"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, errb.String())
 	}
-	for _, want := range []string{"ratio instrumented/original: median", "of which inserted nodes", "ScatterND", "cross-attention layers"} {
+	for _, want := range []string{"ratio instrumented/original: median", "of which inserted nodes", "ScatterND", "cross-attention layers",
+		"peak memory, with ONNX Runtime's CPU memory arena", "peak memory, without the CPU memory arena", "ratio instrumented/original while running"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
