@@ -28,7 +28,11 @@ type engineConfig struct {
 // engineSample collects one configuration's timings over the runs.
 type engineSample struct {
 	perStep, first, total []time.Duration
-	rows                  int // UNet rows per step
+	// cpuPerStep is the process's CPU time per step (processCPUTime),
+	// which other processes on a shared machine do not inflate; empty
+	// where it is not measured.
+	cpuPerStep []time.Duration
+	rows       int // UNet rows per step
 }
 
 func runBenchEngine(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -130,9 +134,13 @@ func timeConfigs(ctx context.Context, configs []engineConfig, reps, steps int) (
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
+			cpu0 := processCPUTime()
 			res, err := c.run()
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.name, err)
+			}
+			if cpu := processCPUTime() - cpu0; cpu0 > 0 {
+				got[i].cpuPerStep = append(got[i].cpuPerStep, cpu/time.Duration(steps))
 			}
 			got[i].perStep = append(got[i].perStep, res.Timings.PerStep())
 			got[i].first = append(got[i].first, res.Timings.FirstPreview)
@@ -164,21 +172,35 @@ func printEngineTable(w io.Writer, configs []engineConfig, got []engineSample) e
 }
 
 // printSelfLayerTable prints the cost of the self-replace layers: each
-// configuration's time per step divided by the first's (no layer) and by
-// the main table's E=1 no control (plain).
+// configuration's CPU and wall-clock time per step divided by the first's
+// (no layer), and its time per step by the main table's E=1 no control
+// (plain). The CPU ratio is the steadier reading on a shared machine.
 func printSelfLayerTable(w io.Writer, configs []engineConfig, got []engineSample, plain time.Duration) error {
 	if len(configs) < 2 {
 		fmt.Fprintln(w, "\nThe model lists no self-attention layers: no self-replace cost to measure.")
 		return nil
 	}
-	fmt.Fprintln(w, "\nSelf-replace layers (self_max_tokens), edit E=1, P2P, no source cache, self-replace during every step:")
-	off := median(got[0].perStep)
+	fmt.Fprintln(w, "\nSelf-replace layers (self_max_tokens), edit E=1, P2P, no source cache, self-replace during every step "+
+		"(CPU: the process's, every thread, which other processes do not inflate):")
+	off, offCPU := median(got[0].perStep), medianOrZero(got[0].cpuPerStep)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| configuration\t| layers\t| time/step\t| ÷ self 0\t| ÷ E=1 no control\t|")
+	fmt.Fprintln(tw, "| configuration\t| layers\t| CPU/step\t| ÷ self 0, CPU\t| time/step\t| ÷ self 0\t| ÷ E=1 no control\t|")
 	for i, c := range configs {
-		ps := median(got[i].perStep)
-		fmt.Fprintf(tw, "| %s\t| %d of %d\t| %v\t| %.3f\t| %.2f\t|\n", c.name, c.layers, c.selfOf, ps.Round(10*time.Microsecond),
+		ps, cpu := median(got[i].perStep), medianOrZero(got[i].cpuPerStep)
+		cpuCells := "–\t| –"
+		if offCPU > 0 {
+			cpuCells = fmt.Sprintf("%v\t| %.3f", cpu.Round(10*time.Microsecond), float64(cpu)/float64(offCPU))
+		}
+		fmt.Fprintf(tw, "| %s\t| %d of %d\t| %s\t| %v\t| %.3f\t| %.2f\t|\n", c.name, c.layers, c.selfOf, cpuCells, ps.Round(10*time.Microsecond),
 			float64(ps)/float64(off), float64(ps)/float64(plain))
 	}
 	return tw.Flush()
+}
+
+// medianOrZero is median, or 0 for no samples.
+func medianOrZero(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return median(d)
 }

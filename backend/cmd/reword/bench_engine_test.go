@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"strings"
 	"testing"
 
 	"reword/models/tiny/tinytest"
@@ -31,8 +30,11 @@ func TestBenchEngineOnTinyModel(t *testing.T) {
 			t.Errorf("no row starting %q:\n%s", want, out.String())
 		}
 	}
-	if !hasRow(rows, []string{"self 0: no layer", "0 of 10"}) || !strings.Contains(out.String(), "| 1.000 ") {
-		t.Errorf("the row without self-replace is not the ratios' 1:\n%s", out.String())
+	// The row without self-replace is both ratios' 1, the CPU time measured.
+	for _, r := range rows {
+		if len(r) > 5 && r[0] == "self 0: no layer" && (r[3] != "1.000" || r[5] != "1.000" || r[2] == "–") {
+			t.Errorf("the row without self-replace: %q", r)
+		}
 	}
 	t.Log("\n" + out.String())
 }
