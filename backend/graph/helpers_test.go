@@ -32,6 +32,9 @@ type fixture struct {
 
 func newFixture(t *testing.T, cfg attnblock.Config, opts graph.Options, store storage) *fixture {
 	t.Helper()
+	if cfg.DynamicSpatial && opts.Latent == (graph.Size{}) {
+		opts.Latent = graph.Size{Height: cfg.Height, Width: cfg.Width} // the size a run feeds
+	}
 	net, err := attnblock.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -360,15 +360,25 @@ func (r *rewriter) editCross(l *attention) {
 	t := onnxgraph.NewBuilder(l.Name + ThenMarker)
 	raw := t.NamedOp(MovedMarker+"Softmax", "Softmax", l.softmax.GetInput(), l.softmax.GetAttribute()...)
 	all, shape := r.crossEdit(t, raw)
-	edited := t.Op("Reshape", []string{all, shape})
+	thenOut := []string{t.Op("Reshape", []string{all, shape})}
 	e := onnxgraph.NewBuilder(l.Name + ElseMarker)
-	plain := e.NamedOp(MovedMarker+"Softmax", "Softmax", l.softmax.GetInput(), l.softmax.GetAttribute()...)
-	b.Node("If", l.Name+NodeMarker+"cross_edit", []string{r.crossActive}, []string{probs},
-		onnxgraph.AttrGraph("then_branch", t.Subgraph(l.Name+NodeMarker+"then", edited, onnxgraph.Float)),
-		onnxgraph.AttrGraph("else_branch", e.Subgraph(l.Name+NodeMarker+"else", plain, onnxgraph.Float)))
+	elseOut := []string{e.NamedOp(MovedMarker+"Softmax", "Softmax", l.softmax.GetInput(), l.softmax.GetAttribute()...)}
+	outs := []string{probs}
 	if l.Maps != "" {
-		r.maps[l.Maps] = append(r.maps[l.Maps], r.headMean(b, l, probs, ""))
+		// The head mean is an output of the If, computed in its branches:
+		// ONNX Runtime orders nodes by a depth-first walk back from the
+		// graph's outputs, which put a head mean computed outside after
+		// the whole UNet and kept every layer's probabilities alive until
+		// then (a tenth more peak memory at SD 1.5's size), read back
+		// from memory instead of cache.
+		thenOut = append(thenOut, r.headMean(t, l, thenOut[0], ""))
+		elseOut = append(elseOut, r.headMean(e, l, elseOut[0], ""))
+		outs = append(outs, l.Name+NodeMarker+"head_mean")
+		r.maps[l.Maps] = append(r.maps[l.Maps], outs[1])
 	}
+	b.Node("If", l.Name+NodeMarker+"cross_edit", []string{r.crossActive}, outs,
+		onnxgraph.AttrGraph("then_branch", t.SubgraphOutputs(l.Name+NodeMarker+"then", onnxgraph.Float, thenOut...)),
+		onnxgraph.AttrGraph("else_branch", e.SubgraphOutputs(l.Name+NodeMarker+"else", onnxgraph.Float, elseOut...)))
 	r.moved[l.softmax] = true
 	r.after[l.softmax] = b.Nodes()
 	r.inits = append(r.inits, b.Initializers()...)
@@ -387,7 +397,10 @@ func (r *rewriter) editCross(l *attention) {
 // float32 edit in between it drops it in the instrumented graph as well (a
 // float16 edit kept it, and moved outputs by a float16 step). The Softmax
 // stays outside any If for the same reason: inside a branch its round trip
-// to the outer graph's float16 MatMuls would be kept.
+// to the outer graph's float16 MatMuls would be kept. So does the head
+// mean, which ONNX Runtime may therefore run late and keep the float32
+// probabilities alive until then (see editCross): float16 exports are
+// for GPUs, where the CPU's memory matters less.
 func (r *rewriter) editCross16(l *attention) {
 	dt := r.a.ix.ElemType(l.softmax.GetOutput()[0])
 	b := onnxgraph.NewBuilder(l.Name + NodeMarker)

@@ -62,11 +62,7 @@ func TestInstrumentedBlocks(t *testing.T) {
 		t.Run(v.name, func(t *testing.T) {
 			cfg := attnblock.DefaultConfig()
 			v.cfg(&cfg)
-			opts := editAllSelf
-			if cfg.DynamicSpatial {
-				opts.Latent = graph.Size{Height: cfg.Height, Width: cfg.Width}
-			}
-			f := newFixture(t, cfg, opts, v.store)
+			f := newFixture(t, cfg, editAllSelf, v.store)
 			checkDescription(t, f, v)
 			batch := graph.Batch(targets)
 			in := randomInputs(cfg, batch, 7)

@@ -141,16 +141,22 @@ func AttrGraph(name string, g *onnxpb.GraphProto) *onnxpb.AttributeProto {
 // builder's initializers are not included (the caller puts them in the
 // enclosing graph, where the branch can read them).
 func (b *Builder) Subgraph(name, out string, elem DataType) *onnxpb.GraphProto {
-	return &onnxpb.GraphProto{
-		Name: proto.String(name),
-		Node: b.nodes,
-		Output: []*onnxpb.ValueInfoProto{{
+	return b.SubgraphOutputs(name, elem, out)
+}
+
+// SubgraphOutputs is Subgraph with several outputs, all of element type
+// elem.
+func (b *Builder) SubgraphOutputs(name string, elem DataType, outs ...string) *onnxpb.GraphProto {
+	g := &onnxpb.GraphProto{Name: proto.String(name), Node: b.nodes}
+	for _, out := range outs {
+		g.Output = append(g.Output, &onnxpb.ValueInfoProto{
 			Name: proto.String(out),
 			Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
 				ElemType: proto.Int32(int32(elem)),
 			}}},
-		}},
+		})
 	}
+	return g
 }
 
 // Attr returns the node's attribute with the given name, or nil.
