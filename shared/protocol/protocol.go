@@ -326,18 +326,23 @@ type Message struct {
 
 // Decode parses one message from a client strictly. The returned error is
 // an *Error whose code says what was wrong, ready to send back to the peer.
-func Decode(b []byte) (*Message, error) { return decode(b, MaxMessageBytes) }
+func Decode(b []byte) (*Message, error) { return decode(b, MaxMessageBytes, true) }
 
-// DecodeServer is Decode for a message a server sends, which may be up to
-// MaxServerMessageBytes long.
-func DecodeServer(b []byte) (*Message, error) { return decode(b, MaxServerMessageBytes) }
+// DecodeServer parses one message a server sends, which may be up to
+// MaxServerMessageBytes long. Unlike Decode it ignores fields it does not
+// know in the envelope and payload: a server adds fields (a hello's new
+// defaults, say) within a protocol version, and an editor built before
+// them, cached in a browser or deployed as a static site, must still talk
+// to it. What the client sends stays strict, since the server re-validates
+// everything. Edit specs inside a payload keep their own strict decoding.
+func DecodeServer(b []byte) (*Message, error) { return decode(b, MaxServerMessageBytes, false) }
 
-func decode(b []byte, limit int) (*Message, error) {
+func decode(b []byte, limit int, strict bool) (*Message, error) {
 	if len(b) > limit {
 		return nil, &Error{Code: CodeTooLarge, Message: fmt.Sprintf("message is %d bytes; the limit is %d", len(b), limit)}
 	}
 	var env Envelope
-	if err := strictUnmarshal(b, &env); err != nil {
+	if err := unmarshalOne(b, &env, strict); err != nil {
 		return nil, &Error{Code: CodeBadMessage, Message: "invalid envelope: " + err.Error()}
 	}
 	if env.V != Version {
@@ -354,17 +359,19 @@ func decode(b []byte, limit int) (*Message, error) {
 	if len(env.Data) == 0 {
 		return nil, &Error{Code: CodeBadMessage, Message: fmt.Sprintf("%s message has no data", env.Type), Field: "data"}
 	}
-	if err := strictUnmarshal(env.Data, p); err != nil {
+	if err := unmarshalOne(env.Data, p, strict); err != nil {
 		return nil, &Error{Code: CodeBadMessage, Message: fmt.Sprintf("invalid %s data: %v", env.Type, err), Field: "data"}
 	}
 	return &Message{Envelope: env, Payload: p}, nil
 }
 
-// strictUnmarshal decodes exactly one JSON value, rejecting unknown fields
-// and trailing data.
-func strictUnmarshal(b []byte, v any) error {
+// unmarshalOne decodes exactly one JSON value, rejecting trailing data and,
+// when strict, unknown fields.
+func unmarshalOne(b []byte, v any, strict bool) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(v); err != nil {
 		return err
 	}

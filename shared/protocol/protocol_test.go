@@ -49,6 +49,33 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
+// TestDecodeServerIgnoresNewFields: an editor built before a server added
+// fields (in the envelope or a payload) still reads its messages, while a
+// client's message with an unknown field stays refused (TestDecodeRejects).
+func TestDecodeServerIgnoresNewFields(t *testing.T) {
+	msg := `{"v":1,"type":"hello","id":"r1","trace":"x","data":{"server":"newer","protocol":1,"model":{"id":"tiny","ready":true},"future_default":{"a":[1,2]}}}`
+	m, err := DecodeServer([]byte(msg))
+	if err != nil {
+		t.Fatalf("DecodeServer: %v", err)
+	}
+	if h, ok := m.Payload.(*Hello); !ok || h.Server != "newer" || h.Model.ID != "tiny" || m.ID != "r1" {
+		t.Fatalf("decoded %+v %+v", m.Envelope, m.Payload)
+	}
+	if _, err := Decode([]byte(msg)); err == nil {
+		t.Error("Decode (a client's message) accepted unknown fields")
+	}
+	for _, bad := range []string{
+		`{"v":1,"type":"hello","data":{"server":"x"}} {}`,
+		`{"v":2,"type":"hello","data":{"server":"x"}}`,
+		`{"v":1,"type":"launch","data":{}}`,
+		`{"v":1,"type":"hello","data":{"server":1}}`,
+	} {
+		if _, err := DecodeServer([]byte(bad)); err == nil {
+			t.Errorf("DecodeServer accepted %s", bad)
+		}
+	}
+}
+
 func TestEncodeUnknownType(t *testing.T) {
 	if _, err := Encode("nope", "", struct{}{}); err == nil {
 		t.Error("no error for an unknown type")
