@@ -126,6 +126,35 @@ func TestFullSizeSD15(t *testing.T) {
 	}
 }
 
+// TestFullSizeSDXL writes a full-size SDXL-shaped export (sdtest.Full: the
+// UNet's 10 GB of random float32 weights in external data, a fixed 128×128
+// latent for 1024 px images; two text encoders and the VAE beside it) into
+// $REWORD_SDXL_FULL_DIR and instruments it: 140 attention layers at 64×64
+// (4096 queries, 10 heads) and 32×32 (1024 queries, 20 heads). The folder
+// then serves `reword bench instrument -model $REWORD_SDXL_FULL_DIR -unets
+// unet -separate` (the UNet is too large to load twice on a 24 GB machine).
+// It needs minutes and 12 GB of disk, so it runs only when asked.
+func TestFullSizeSDXL(t *testing.T) {
+	dir := os.Getenv("REWORD_SDXL_FULL_DIR")
+	if dir == "" {
+		t.Skip("set REWORD_SDXL_FULL_DIR to a folder to write the full-size SDXL-shaped export into")
+	}
+	cfg := sdtest.Full(sdtest.SDXL)
+	cfg.FixedLatent = true
+	if err := sdtest.Write(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	desc, _, err := graph.InstrumentDir(dir, graph.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSDLayers(t, cfg, desc)
+	checkSDMaps(t, cfg, desc)
+	if l := desc.Layers[0]; l.Queries != 4096 || l.Heads != 10 {
+		t.Errorf("first layer %s: %d queries, %d heads; want 4096 and 10", l.Name, l.Queries, l.Heads)
+	}
+}
+
 // On the SDXL-shaped UNet (text_embeds and time_ids besides the usual
 // inputs), the instrumented graph with neutral controls gives the export's
 // output bit for bit, and random controls change it: the rewrite holds with

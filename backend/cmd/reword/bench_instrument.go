@@ -34,7 +34,8 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	profileRuns := fs.Int("profile-runs", 20, "runs of each model under ONNX Runtime's profiler (0: skip profiling)")
 	controls := fs.String("controls", neutralControls+","+editControls, "controls to time the instrumented model with: neutral (W = 0, c = 1, s = 0: the output is the original's), edit (random W and c, s = 1 on the default self-replace layers)")
 	memoryRuns := fs.Int("memory-runs", 2, "runs of each model in a process of its own, whose peak resident set size is reported (0: skip)")
-	separate := fs.Bool("separate", false, "time each model in a process of its own (-reps runs after one warm-up), never two models loaded at once: for UNets too large for that, at the price of no interleaving")
+	separate := fs.Bool("separate", false, "time each model in processes of its own (-reps runs after two warm-up runs), never two models loaded at once: for UNets too large for that, at the price of no interleaving")
+	processes := fs.Int("processes", 1, "with -separate: processes per model, run in rounds (original, then instrumented per controls)")
 	child := fs.String("child", "", "internal: the measurement a child process makes (JSON)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -49,8 +50,8 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	if fs.NArg() != 0 {
 		return usageError("unexpected arguments %v", fs.Args())
 	}
-	if *targets < 0 || *reps < 3 || *threads < 0 || *profileRuns < 0 || *memoryRuns < 0 {
-		return usageError("need -targets ≥ 0, -reps ≥ 3, -threads ≥ 0, -profile-runs ≥ 0, -memory-runs ≥ 0")
+	if *targets < 0 || *reps < 3 || *threads < 0 || *profileRuns < 0 || *memoryRuns < 0 || *processes < 1 {
+		return usageError("need -targets ≥ 0, -reps ≥ 3, -threads ≥ 0, -profile-runs ≥ 0, -memory-runs ≥ 0, -processes ≥ 1")
 	}
 	kinds, err := parseControlKinds(*controls)
 	if err != nil {
@@ -63,7 +64,8 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 			return err
 		}
 		b := &instrumentBench{src: filepath.Join(*modelDir, strings.TrimSpace(sub), graph.OriginalFile), controls: kinds,
-			targets: *targets, reps: *reps, threads: *threads, profileRuns: *profileRuns, memoryRuns: *memoryRuns, separate: *separate}
+			targets: *targets, reps: *reps, threads: *threads, profileRuns: *profileRuns, memoryRuns: *memoryRuns,
+			separate: *separate, processes: *processes}
 		if err := b.run(ctx, stdout); err != nil {
 			return fmt.Errorf("%s: %w", b.src, err)
 		}
@@ -92,6 +94,7 @@ type instrumentBench struct {
 	profileRuns            int
 	memoryRuns             int
 	separate               bool
+	processes              int
 
 	desc               *graph.Description
 	origPath, instPath string
@@ -133,9 +136,14 @@ func (b *instrumentBench) run(ctx context.Context, w io.Writer) error {
 	return nil
 }
 
+// benchInstrumentedFile is the instrumented copy's name when it must sit
+// beside the original: never the engine's model.p2p.onnx, which the
+// benchmark leaves as it was.
+const benchInstrumentedFile = "model.p2p.bench.onnx"
+
 // instrument writes the instrumented copy into b.tmp when the model keeps
 // its weights inside model.onnx; with external weight files it must sit next
-// to the original, as `reword instrument` writes it (and is removed after).
+// to the original, where they resolve (and is removed after).
 func (b *instrumentBench) instrument() error {
 	m, err := modelfile.Read(b.src)
 	if err != nil {
@@ -147,7 +155,7 @@ func (b *instrumentBench) instrument() error {
 	b.origPath = b.src
 	dst := filepath.Join(b.tmp, graph.InstrumentedFile)
 	if m.HasExternalData() {
-		dst = filepath.Join(filepath.Dir(b.src), graph.InstrumentedFile)
+		dst = filepath.Join(filepath.Dir(b.src), benchInstrumentedFile)
 	}
 	if b.desc, err = graph.Instrument(m.Proto, graph.Options{}); err != nil {
 		return err

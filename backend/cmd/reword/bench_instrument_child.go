@@ -64,6 +64,12 @@ func (c benchChild) spawn(ctx context.Context) (*childReport, error) {
 	}
 	cmd := exec.CommandContext(ctx, exe, "bench", "instrument", "-child", string(spec))
 	cmd.Env = append(os.Environ(), runAsMainEnv)
+	if c.NoArena {
+		// glibc then maps every allocation of 64 KiB or more on its own
+		// and unmaps it when freed, so the resident set follows the live
+		// tensors instead of keeping freed blocks in malloc's heap.
+		cmd.Env = append(cmd.Env, "MALLOC_MMAP_THRESHOLD_=65536")
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // child returns the measurement of the original model (instrumented false)
@@ -39,34 +40,79 @@ func (b *instrumentBench) memory(ctx context.Context, w io.Writer, arena bool) e
 				return err
 			}
 		}
-		b.reportMemory(w, fmt.Sprintf("%d run(s)", b.memoryRuns), !na, orig, inst)
+		b.reportMemory(w, fmt.Sprintf("one process per model, %d run(s)", b.memoryRuns), !na, orig, inst)
 	}
 	return nil
 }
 
-// timeSeparately times and measures each model in a process of its own:
-// the original, then the instrumented one under each kind of controls, one
-// warm-up and b.reps runs each. Nothing is interleaved, so the ratios are of
-// medians, and the CPU time (one thread) is the reading to trust on a
-// shared machine.
+// separateWarmup is the warm-up runs of a process of its own: ONNX
+// Runtime plans a run's memory from the first and allocates that plan in
+// the second, whose page faults can take longer than the run.
+const separateWarmup = 2
+
+// timeSeparately times and measures each model in processes of their own:
+// b.processes rounds of the original, then the instrumented one under each
+// kind of controls, separateWarmup warm-up runs and b.reps timed runs each.
+// Nothing is interleaved, so the ratios are of the medians of the pooled
+// runs, and the CPU time (one thread) is the reading to trust on a shared
+// machine. More than one process per model shows how much a model's speed
+// varies from process to process (where its large tensors land in memory).
 func (b *instrumentBench) timeSeparately(ctx context.Context, w io.Writer) error {
-	orig, err := b.child(ctx, false, neutralControls, 1, b.reps, false)
-	if err != nil {
-		return err
+	variants := append([]string{""}, b.controls...) // "": the original
+	reports := map[string][]*childReport{}
+	for p := 0; p < b.processes; p++ {
+		for _, v := range variants {
+			kind := v
+			if v == "" {
+				kind = neutralControls
+			}
+			r, err := b.child(ctx, v != "", kind, separateWarmup, b.reps, false)
+			if err != nil {
+				return err
+			}
+			reports[v] = append(reports[v], r)
+		}
+	}
+	pool := func(rs []*childReport) (t runTimes) {
+		for _, r := range rs {
+			t.wall, t.cpu = append(t.wall, r.Wall...), append(t.cpu, r.CPU...)
+		}
+		return t
+	}
+	how := fmt.Sprintf("%d process(es) per model, %d runs each after %d warm-up runs", b.processes, b.reps, separateWarmup)
+	for _, kind := range b.controls {
+		b.report(w, kind, how, pool(reports[""]), pool(reports[kind]), false)
+		if b.processes > 1 && b.cpuValid() {
+			fmt.Fprintf(w, "    CPU time    medians per process: original %s ms, instrumented %s ms\n",
+				processMedians(reports[""]), processMedians(reports[kind]))
+		}
+	}
+	peak := func(rs []*childReport) *childReport {
+		max := rs[0]
+		for _, r := range rs[1:] {
+			if r.RunPeakKB > max.RunPeakKB {
+				max = r
+			}
+		}
+		return max
 	}
 	inst := map[string]*childReport{}
 	for _, kind := range b.controls {
-		if inst[kind], err = b.child(ctx, true, kind, 1, b.reps, false); err != nil {
-			return err
-		}
-		b.report(w, kind, fmt.Sprintf("one process per model, %d runs after a warm-up", b.reps),
-			runTimes{orig.Wall, orig.CPU}, runTimes{inst[kind].Wall, inst[kind].CPU}, false)
+		inst[kind] = peak(reports[kind])
 	}
-	b.reportMemory(w, fmt.Sprintf("%d run(s) after a warm-up", b.reps), true, orig, inst)
+	b.reportMemory(w, how+", the largest peak of a model's processes", true, peak(reports[""]), inst)
 	if b.memoryRuns > 0 {
 		return b.memory(ctx, w, false)
 	}
 	return nil
+}
+
+func processMedians(rs []*childReport) string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%.0f", quartiles(durationsMs(r.CPU))[1]))
+	}
+	return strings.Join(out, ", ")
 }
 
 // reportMemory prints the peak resident set sizes: the process's while
@@ -77,9 +123,9 @@ func (b *instrumentBench) reportMemory(w io.Writer, how string, arena bool, orig
 	mb := func(kb int64) float64 { return float64(kb) / 1024 }
 	allocator := "with ONNX Runtime's CPU memory arena, as the engine runs"
 	if !arena {
-		allocator = "without the CPU memory arena: what the tensors need"
+		allocator = "without the CPU memory arena, allocations of 64 KiB or more unmapped when freed: what the live tensors need"
 	}
-	fmt.Fprintf(w, "  peak memory, %s; one process per model, %s (resident set: VmHWM, reset after loading):\n", allocator, how)
+	fmt.Fprintf(w, "  peak memory, %s; %s (resident set: VmHWM, reset after loading):\n", allocator, how)
 	fmt.Fprintf(w, "    original                         running %9.1f MB (loading %.1f MB, before loading %.1f MB)\n",
 		mb(orig.RunPeakKB), mb(orig.LoadPeakKB), mb(orig.BaseKB))
 	for _, kind := range b.controls {

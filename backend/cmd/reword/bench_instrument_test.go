@@ -26,7 +26,7 @@ func TestBenchInstrumentSeparateOnSDXLShapedExport(t *testing.T) {
 	}
 	out := runOK(t, "bench", "instrument", "-model", model, "-unets", "unet", "-reps", "3", "-profile-runs", "0",
 		"-memory-runs", "0", "-separate")
-	for _, want := range []string{"neutral controls, one process per model, 3 runs after a warm-up", "edit controls, one process per model",
+	for _, want := range []string{"neutral controls, 1 process(es) per model, 3 runs each after 2 warm-up runs", "edit controls, 1 process(es) per model",
 		"ratio instrumented/original: ", "peak memory, with ONNX Runtime's CPU memory arena", "instrumented, edit    controls   running"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
