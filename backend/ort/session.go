@@ -54,6 +54,12 @@ type Options struct {
 	// large steps: each tensor is then allocated and freed on its own, so
 	// a process's peak memory follows what the tensors need (benchmarks).
 	DisableCPUArena bool
+	// DisableMemPattern turns off ONNX Runtime's memory pattern: after a
+	// model's first run at given input shapes it allocates one block for
+	// all its planned tensors in each run, which the arena then holds
+	// beside what the first run allocated. Without it the arena holds what
+	// one run needs (benchmarks of models that fill the machine).
+	DisableMemPattern bool
 }
 
 // Info describes one input or output of a model.
@@ -174,6 +180,11 @@ func sessionOptions(opts Options) (*onnx.SessionOptions, error) {
 	if opts.DisableCPUArena {
 		if err := so.SetCpuMemArena(false); err != nil {
 			return nil, fmt.Errorf("disabling the CPU memory arena: %w", err)
+		}
+	}
+	if opts.DisableMemPattern {
+		if err := so.SetMemPattern(false); err != nil {
+			return nil, fmt.Errorf("disabling the memory pattern: %w", err)
 		}
 	}
 	switch opts.Provider {

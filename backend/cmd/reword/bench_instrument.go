@@ -31,11 +31,12 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	targets := fs.Int("targets", 1, "edit targets E; the batch is 2(1+E)")
 	reps := fs.Int("reps", 40, "timed runs of each model, interleaved")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads (0: one per core); with 1 the CPU time of each run is measured too")
-	profileRuns := fs.Int("profile-runs", 20, "runs of each model under ONNX Runtime's profiler (0: skip profiling)")
+	profileRuns := fs.Int("profile-runs", 20, "runs of each model under ONNX Runtime's profiler (0: skip profiling; with -separate, any other number profiles the timed runs of each model's first process)")
 	controls := fs.String("controls", neutralControls+","+editControls, "controls to time the instrumented model with: neutral (W = 0, c = 1, s = 0: the output is the original's), edit (random W and c, s = 1 on the default self-replace layers)")
 	memoryRuns := fs.Int("memory-runs", 2, "runs of each model in a process of its own, whose peak resident set size is reported (0: skip)")
 	separate := fs.Bool("separate", false, "time each model in processes of its own (-reps runs after two warm-up runs), never two models loaded at once: for UNets too large for that, at the price of no interleaving")
 	processes := fs.Int("processes", 1, "with -separate: processes per model, run in rounds (original, then instrumented per controls)")
+	memPattern := fs.Bool("mem-pattern", true, "ONNX Runtime's memory pattern (false: the arena holds one run's memory instead of that and a planned block, for models that would not fit otherwise)")
 	child := fs.String("child", "", "internal: the measurement a child process makes (JSON)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -57,15 +58,19 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "UNet run time, instrumented / original, batch %d (E=%d), %d thread(s), %d runs each, ONNX Runtime %s\n\n",
-		graph.Batch(*targets), *targets, *threads, *reps, ort.RuntimeVersion())
+	pattern := ""
+	if !*memPattern {
+		pattern = ", memory pattern off"
+	}
+	fmt.Fprintf(stdout, "UNet run time, instrumented / original, batch %d (E=%d), %d thread(s), %d runs each, ONNX Runtime %s%s\n\n",
+		graph.Batch(*targets), *targets, *threads, *reps, ort.RuntimeVersion(), pattern)
 	for _, sub := range strings.Split(*unetDirs, ",") {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		b := &instrumentBench{src: filepath.Join(*modelDir, strings.TrimSpace(sub), graph.OriginalFile), controls: kinds,
 			targets: *targets, reps: *reps, threads: *threads, profileRuns: *profileRuns, memoryRuns: *memoryRuns,
-			separate: *separate, processes: *processes}
+			separate: *separate, processes: *processes, memPattern: *memPattern}
 		if err := b.run(ctx, stdout); err != nil {
 			return fmt.Errorf("%s: %w", b.src, err)
 		}
@@ -95,6 +100,7 @@ type instrumentBench struct {
 	memoryRuns             int
 	separate               bool
 	processes              int
+	memPattern             bool
 
 	desc               *graph.Description
 	origPath, instPath string
@@ -171,7 +177,7 @@ func (b *instrumentBench) instrument() error {
 // sessions opens the original and the instrumented model, with profiling
 // into files starting with profilePrefix when it is set.
 func (b *instrumentBench) sessions(profilePrefix string) (orig, inst *ort.Session, err error) {
-	opts := ort.Options{Threads: b.threads}
+	opts := ort.Options{Threads: b.threads, DisableMemPattern: !b.memPattern}
 	if profilePrefix != "" {
 		opts.ProfilePrefix = profilePrefix + "orig"
 	}
@@ -195,35 +201,54 @@ func (b *instrumentBench) cpuValid() bool { return b.threads == 1 && threadCPUTi
 // timeTogether loads both models in this process and times them in
 // interleaved pairs (which goes first alternates), after warm-up pairs, for
 // each kind of controls; the per-pair ratios cancel most of the load that
-// other processes put on a shared machine.
+// other processes put on a shared machine. The profile, if asked for, runs
+// after with sessions of its own, the timing sessions closed, so that no
+// more than two models are loaded at once.
 func (b *instrumentBench) timeTogether(ctx context.Context, w io.Writer) error {
+	feeds := map[string]map[string]ort.Value{}
+	defer func() {
+		for _, f := range feeds {
+			destroyValues(f)
+		}
+	}()
+	var err error
+	if feeds[""], err = b.feeds.forSession(b.origIn, neutralControls); err != nil {
+		return err
+	}
+	for _, kind := range b.controls {
+		if feeds[kind], err = b.feeds.forSession(b.instIn, kind); err != nil {
+			return err
+		}
+	}
+	if err := b.pairsPerKind(ctx, w, feeds); err != nil {
+		return err
+	}
+	for _, kind := range b.controls {
+		if b.profileRuns > 0 {
+			fmt.Fprintf(w, "  %s controls, profile:\n", kind)
+			if err := b.profile(ctx, w, kind, feeds[""], feeds[kind]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pairsPerKind times the interleaved pairs of each kind of controls with
+// one pair of sessions; feeds[""] are the original's.
+func (b *instrumentBench) pairsPerKind(ctx context.Context, w io.Writer, feeds map[string]map[string]ort.Value) error {
 	orig, inst, err := b.sessions("")
 	if err != nil {
 		return err
 	}
 	defer orig.Close()
 	defer inst.Close()
-	of, err := b.feeds.forSession(b.origIn, neutralControls)
-	if err != nil {
-		return err
-	}
-	defer destroyValues(of)
 	for _, kind := range b.controls {
-		inf, err := b.feeds.forSession(b.instIn, kind)
+		o, in, err := b.pairs(ctx, orig, inst, feeds[""], feeds[kind])
 		if err != nil {
 			return err
 		}
-		o, in, err := b.pairs(ctx, orig, inst, of, inf)
-		if err == nil {
-			b.report(w, kind, fmt.Sprintf("%d interleaved pairs", b.reps), o, in, true)
-			if b.profileRuns > 0 {
-				err = b.profile(ctx, w, kind, of, inf)
-			}
-		}
-		destroyValues(inf)
-		if err != nil {
-			return err
-		}
+		b.report(w, kind, fmt.Sprintf("%d interleaved pairs", b.reps), o, in, true)
 	}
 	return nil
 }

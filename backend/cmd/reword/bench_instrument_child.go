@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -35,6 +36,12 @@ type benchChild struct {
 	// NoArena runs without ONNX Runtime's CPU memory arena
 	// (ort.Options.DisableCPUArena).
 	NoArena bool `json:"no_arena"`
+	// NoMemPattern runs without ONNX Runtime's memory pattern
+	// (ort.Options.DisableMemPattern).
+	NoMemPattern bool `json:"no_mem_pattern"`
+	// Profile, when set, profiles every run into a file starting with it
+	// (ort.Options.ProfilePrefix).
+	Profile string `json:"profile,omitempty"`
 }
 
 // childReport is a child's answer, printed as JSON on its standard output.
@@ -104,11 +111,16 @@ func (c benchChild) run(ctx context.Context, w *os.File) error {
 		return err
 	}
 	defer destroyValues(feeds)
+	// Go's garbage from reading the graph would otherwise sit in the
+	// resident set, a few MB that differ from process to process.
+	m = nil
+	debug.FreeOSMemory()
 	var r childReport
 	if r.BaseKB, err = procStatusKB("VmRSS"); err != nil {
 		return err
 	}
-	s, err := ort.NewSession(c.Model, ort.Options{Threads: c.Threads, DisableCPUArena: c.NoArena})
+	s, err := ort.NewSession(c.Model, ort.Options{Threads: c.Threads, DisableCPUArena: c.NoArena, DisableMemPattern: c.NoMemPattern,
+		ProfilePrefix: c.Profile})
 	if err != nil {
 		return err
 	}

@@ -4,15 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 )
 
 // child returns the measurement of the original model (instrumented false)
 // or of the instrumented one under the given controls, in a process of its
 // own.
-func (b *instrumentBench) child(ctx context.Context, instrumented bool, controls string, warmup, runs int, noArena bool) (*childReport, error) {
+func (b *instrumentBench) child(ctx context.Context, instrumented bool, controls string, warmup, runs int, noArena bool, profile string) (*childReport, error) {
 	c := benchChild{Model: b.origPath, Desc: b.instPath, Controls: controls, Targets: b.targets, Threads: b.threads,
-		Warmup: warmup, Runs: runs, NoArena: noArena}
+		Warmup: warmup, Runs: runs, NoArena: noArena, NoMemPattern: !b.memPattern, Profile: profile}
 	if instrumented {
 		c.Model = b.instPath
 	}
@@ -30,13 +31,13 @@ func (b *instrumentBench) memory(ctx context.Context, w io.Writer, arena bool) e
 		noArena = []bool{false, true}
 	}
 	for _, na := range noArena {
-		orig, err := b.child(ctx, false, neutralControls, 0, b.memoryRuns, na)
+		orig, err := b.child(ctx, false, neutralControls, 0, b.memoryRuns, na, "")
 		if err != nil {
 			return err
 		}
 		inst := map[string]*childReport{}
 		for _, kind := range b.controls {
-			if inst[kind], err = b.child(ctx, true, kind, 0, b.memoryRuns, na); err != nil {
+			if inst[kind], err = b.child(ctx, true, kind, 0, b.memoryRuns, na, ""); err != nil {
 				return err
 			}
 		}
@@ -45,14 +46,20 @@ func (b *instrumentBench) memory(ctx context.Context, w io.Writer, arena bool) e
 	return nil
 }
 
-// separateWarmup is the warm-up runs of a process of its own: ONNX
-// Runtime plans a run's memory from the first and allocates that plan in
-// the second, whose page faults can take longer than the run.
-const separateWarmup = 2
+// separateWarmup is the warm-up runs of a process of its own: with its
+// memory pattern ONNX Runtime plans a run's memory from the first and
+// allocates that plan in the second, whose page faults can take longer than
+// the run; without it the first run allocates what the others reuse.
+func (b *instrumentBench) separateWarmup() int {
+	if b.memPattern {
+		return 2
+	}
+	return 1
+}
 
 // timeSeparately times and measures each model in processes of their own:
 // b.processes rounds of the original, then the instrumented one under each
-// kind of controls, separateWarmup warm-up runs and b.reps timed runs each.
+// kind of controls, b.separateWarmup() warm-up runs and b.reps timed runs each.
 // Nothing is interleaved, so the ratios are of the medians of the pooled
 // runs, and the CPU time (one thread) is the reading to trust on a shared
 // machine. More than one process per model shows how much a model's speed
@@ -60,13 +67,19 @@ const separateWarmup = 2
 func (b *instrumentBench) timeSeparately(ctx context.Context, w io.Writer) error {
 	variants := append([]string{""}, b.controls...) // "": the original
 	reports := map[string][]*childReport{}
+	profiles := map[string]string{}
 	for p := 0; p < b.processes; p++ {
 		for _, v := range variants {
 			kind := v
 			if v == "" {
 				kind = neutralControls
 			}
-			r, err := b.child(ctx, v != "", kind, separateWarmup, b.reps, false)
+			profile := ""
+			if p == 0 && b.profileRuns > 0 {
+				profile = filepath.Join(b.tmp, "profile_"+v+"_")
+				profiles[v] = profile
+			}
+			r, err := b.child(ctx, v != "", kind, b.separateWarmup(), b.reps, false, profile)
 			if err != nil {
 				return err
 			}
@@ -79,12 +92,18 @@ func (b *instrumentBench) timeSeparately(ctx context.Context, w io.Writer) error
 		}
 		return t
 	}
-	how := fmt.Sprintf("%d process(es) per model, %d runs each after %d warm-up runs", b.processes, b.reps, separateWarmup)
+	how := fmt.Sprintf("%d process(es) per model, %d runs each after %d warm-up runs", b.processes, b.reps, b.separateWarmup())
 	for _, kind := range b.controls {
 		b.report(w, kind, how, pool(reports[""]), pool(reports[kind]), false)
 		if b.processes > 1 && b.cpuValid() {
 			fmt.Fprintf(w, "    CPU time    medians per process: original %s ms, instrumented %s ms\n",
 				processMedians(reports[""]), processMedians(reports[kind]))
+		}
+		if b.profileRuns > 0 {
+			how := fmt.Sprintf("the %d timed runs of each model's first process", b.reps)
+			if err := b.reportProfiles(w, how, profiles[""], profiles[kind], b.separateWarmup()); err != nil {
+				return err
+			}
 		}
 	}
 	peak := func(rs []*childReport) *childReport {

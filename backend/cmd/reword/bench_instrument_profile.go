@@ -33,17 +33,25 @@ func (b *instrumentBench) profile(ctx context.Context, w io.Writer, controls str
 	if err != nil {
 		return err
 	}
-	po, err := readORTProfile(prefix+"orig", b.desc)
+	return b.reportProfiles(w, fmt.Sprintf("%d runs each", b.profileRuns), prefix+"orig", prefix+"inst", 0)
+}
+
+// reportProfiles reads the original's and the instrumented model's
+// profiles (files starting with the prefixes), leaving out their first skip
+// runs, and prints the kernel times.
+func (b *instrumentBench) reportProfiles(w io.Writer, how, origPrefix, instPrefix string, skip int) error {
+	po, err := readORTProfile(origPrefix, b.desc, skip)
 	if err != nil {
 		return err
 	}
-	pi, err := readORTProfile(prefix+"inst", b.desc)
+	pi, err := readORTProfile(instPrefix, b.desc, skip)
 	if err != nil {
 		return err
 	}
 	per := func(us int64, p *ortProfile) float64 { return float64(us) / 1000 / float64(p.runs) }
-	fmt.Fprintf(w, "    ONNX Runtime profiler, %d runs each (kernel time, ms/run): original %.2f, instrumented %.2f (ratio %.3f), of which inserted nodes %.2f (%d nodes)\n",
-		b.profileRuns, per(po.total, po), per(pi.total, pi), per(pi.total, pi)/per(po.total, po), per(pi.inserted, pi), pi.insertedNodes)
+	fmt.Fprintf(w, "    ONNX Runtime profiler, %s (kernel time, ms/run): original %.2f, instrumented %.2f (ratio %.3f), of which inserted nodes %.2f (%d nodes, %.4f of the original's)\n",
+		how, per(po.total, po), per(pi.total, pi), per(pi.total, pi)/per(po.total, po), per(pi.inserted, pi), pi.insertedNodes,
+		per(pi.inserted, pi)/per(po.total, po))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "      inserted op\tms/run\tnodes\t")
 	for _, op := range sortedProfileKeys(pi.byOp) {
@@ -88,7 +96,7 @@ type profileEvent struct {
 // Softmax and P·V MatMul that the branches compute in place of the
 // original graph's (graph.MovedMarker) out of the inserted time, which
 // leaves "If" with the If nodes' own overhead.
-func readORTProfile(prefix string, desc *graph.Description) (*ortProfile, error) {
+func readORTProfile(prefix string, desc *graph.Description, skip int) (*ortProfile, error) {
 	files, err := filepath.Glob(prefix + "*.json")
 	if err != nil || len(files) != 1 {
 		return nil, fmt.Errorf("expected one ONNX Runtime profile %s*.json, found %d (%v)", prefix, len(files), err)
@@ -102,11 +110,27 @@ func readORTProfile(prefix string, desc *graph.Description) (*ortProfile, error)
 		return nil, fmt.Errorf("reading profile %s: %w", files[0], err)
 	}
 	p := &ortProfile{byOp: map[string]int64{}, nodesByOp: map[string]int{}, byPart: map[string]int64{}}
-	p.add(events, desc)
+	p.add(skipRuns(events, skip), desc)
 	if p.runs == 0 {
 		return nil, fmt.Errorf("profile %s has no model runs", files[0])
 	}
 	return p, nil
+}
+
+// skipRuns drops the first n runs' events: a process's warm-up runs, whose
+// kernels also take the page faults of memory the process touches first.
+// ONNX Runtime writes a run's node events before its model_run event, so
+// everything up to the n-th model_run goes.
+func skipRuns(events []profileEvent, n int) []profileEvent {
+	for i, e := range events {
+		if n == 0 {
+			return events[i:]
+		}
+		if e.Cat == "Session" && e.Name == "model_run" {
+			n--
+		}
+	}
+	return nil
 }
 
 func (p *ortProfile) add(events []profileEvent, desc *graph.Description) {

@@ -97,3 +97,23 @@ func TestProfileCountsBranchesOnce(t *testing.T) {
 		t.Errorf("by part %v", p.byPart)
 	}
 }
+
+// Skipping a process's warm-up runs drops their node events, which ONNX
+// Runtime writes before each run's model_run event.
+func TestProfileSkipsWarmupRuns(t *testing.T) {
+	node := func(dur int64) profileEvent {
+		e := profileEvent{Cat: "Node", Name: "/a/conv_kernel_time", Dur: dur}
+		e.Args.Op = "Conv"
+		return e
+	}
+	run := profileEvent{Cat: "Session", Name: "model_run"}
+	events := []profileEvent{node(900), run, node(100), run, node(110), run}
+	p := &ortProfile{byOp: map[string]int64{}, nodesByOp: map[string]int{}, byPart: map[string]int64{}}
+	p.add(skipRuns(events, 1), &graph.Description{})
+	if p.runs != 2 || p.total != 210 {
+		t.Errorf("after skipping one run: %d runs, %d µs; want 2 and 210", p.runs, p.total)
+	}
+	if got := skipRuns(events, 3); len(got) != 0 {
+		t.Errorf("skipping every run left %d events", len(got))
+	}
+}
