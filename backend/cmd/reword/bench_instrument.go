@@ -36,6 +36,7 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	memoryRuns := fs.Int("memory-runs", 2, "runs of each model in a process of its own, whose peak resident set size is reported (0: skip)")
 	separate := fs.Bool("separate", false, "time each model in processes of its own (-reps runs after two warm-up runs), never two models loaded at once: for UNets too large for that, at the price of no interleaving")
 	processes := fs.Int("processes", 1, "with -separate: processes per model, run in rounds (original, then instrumented per controls)")
+	arena := fs.Bool("arena", true, "time with ONNX Runtime's CPU memory arena, as the engine runs (false: each tensor allocated and freed on its own; its page faults then count in every run)")
 	memPattern := fs.Bool("mem-pattern", true, "ONNX Runtime's memory pattern (false: the arena holds one run's memory instead of that and a planned block, for models that would not fit otherwise)")
 	child := fs.String("child", "", "internal: the measurement a child process makes (JSON)")
 	if err := parseFlags(fs, args); err != nil {
@@ -59,8 +60,11 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 		return err
 	}
 	pattern := ""
+	if !*arena {
+		pattern += ", CPU memory arena off"
+	}
 	if !*memPattern {
-		pattern = ", memory pattern off"
+		pattern += ", memory pattern off"
 	}
 	fmt.Fprintf(stdout, "UNet run time, instrumented / original, batch %d (E=%d), %d thread(s), %d runs each, ONNX Runtime %s%s\n\n",
 		graph.Batch(*targets), *targets, *threads, *reps, ort.RuntimeVersion(), pattern)
@@ -70,7 +74,7 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 		b := &instrumentBench{src: filepath.Join(*modelDir, strings.TrimSpace(sub), graph.OriginalFile), controls: kinds,
 			targets: *targets, reps: *reps, threads: *threads, profileRuns: *profileRuns, memoryRuns: *memoryRuns,
-			separate: *separate, processes: *processes, memPattern: *memPattern}
+			separate: *separate, processes: *processes, arena: *arena, memPattern: *memPattern}
 		if err := b.run(ctx, stdout); err != nil {
 			return fmt.Errorf("%s: %w", b.src, err)
 		}
@@ -100,7 +104,7 @@ type instrumentBench struct {
 	memoryRuns             int
 	separate               bool
 	processes              int
-	memPattern             bool
+	arena, memPattern      bool
 
 	desc               *graph.Description
 	origPath, instPath string
@@ -177,7 +181,7 @@ func (b *instrumentBench) instrument() error {
 // sessions opens the original and the instrumented model, with profiling
 // into files starting with profilePrefix when it is set.
 func (b *instrumentBench) sessions(profilePrefix string) (orig, inst *ort.Session, err error) {
-	opts := ort.Options{Threads: b.threads, DisableMemPattern: !b.memPattern}
+	opts := ort.Options{Threads: b.threads, DisableCPUArena: !b.arena, DisableMemPattern: !b.memPattern}
 	if profilePrefix != "" {
 		opts.ProfilePrefix = profilePrefix + "orig"
 	}

@@ -79,7 +79,7 @@ func (b *instrumentBench) timeSeparately(ctx context.Context, w io.Writer) error
 				profile = filepath.Join(b.tmp, "profile_"+v+"_")
 				profiles[v] = profile
 			}
-			r, err := b.child(ctx, v != "", kind, b.separateWarmup(), b.reps, false, profile)
+			r, err := b.child(ctx, v != "", kind, b.separateWarmup(), b.reps, !b.arena, profile)
 			if err != nil {
 				return err
 			}
@@ -119,8 +119,8 @@ func (b *instrumentBench) timeSeparately(ctx context.Context, w io.Writer) error
 	for _, kind := range b.controls {
 		inst[kind] = peak(reports[kind])
 	}
-	b.reportMemory(w, how+", the largest peak of a model's processes", true, peak(reports[""]), inst)
-	if b.memoryRuns > 0 {
+	b.reportMemory(w, how+", the largest peak of a model's processes", b.arena, peak(reports[""]), inst)
+	if b.memoryRuns > 0 && b.arena {
 		return b.memory(ctx, w, false)
 	}
 	return nil
