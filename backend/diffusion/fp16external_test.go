@@ -7,7 +7,6 @@ import (
 	"slices"
 	"testing"
 
-	"reword/backend/graph"
 	"reword/backend/graph/modelfile"
 	"reword/backend/internal/fp16export"
 	"reword/backend/internal/sdtest"
@@ -68,16 +67,7 @@ func loadExport(t *testing.T, cfg sdtest.Config, fp16 bool) *Engine {
 			t.Fatalf("%s: external data %v, %v", sub, m != nil && m.HasExternalData(), err)
 		}
 	}
-	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
-	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
+	return instrumentAndLoad(t, dir, cfg, -1)
 }
 
 // checkFloat32Sessions checks that every model of e takes and returns

@@ -16,6 +16,24 @@ import (
 	"reword/shared/edit"
 )
 
+// instrumentAndLoad instruments the export in dir at its own latent size
+// (what `reword instrument -latent 16x16` does; Optimum's UNet accepts any
+// size) and loads it, one thread, with a source cache of cacheBytes (-1:
+// none), closed when the test ends.
+func instrumentAndLoad(t *testing.T, dir string, cfg sdtest.Config, cacheBytes int64) *Engine {
+	t.Helper()
+	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
+	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Load(dir, Options{Threads: 1, CacheBytes: cacheBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
 // loadSD writes a small SD-shaped Optimum export of family f
 // (backend/internal/sdtest), instruments its UNet at its own latent size
 // (what `reword instrument -latent 16x16` does; Optimum's UNet accepts any
@@ -23,16 +41,7 @@ import (
 func loadSD(t *testing.T, f sdtest.Family) (*Engine, sdtest.Config) {
 	t.Helper()
 	dir, cfg := writeSD(t, f)
-	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
-	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e, cfg
+	return instrumentAndLoad(t, dir, cfg, -1), cfg
 }
 
 // The SD-1.5- and SD-2.1-shaped exports load with derived manifests (the
@@ -248,16 +257,7 @@ func loadFP16SD(t *testing.T, cfg sdtest.Config, upcast bool) *Engine {
 			t.Fatal(err)
 		}
 	}
-	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
-	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e
+	return instrumentAndLoad(t, dir, cfg, -1)
 }
 
 // An optimum export's UNet has a dynamic sample height and width, so the
@@ -309,15 +309,7 @@ func TestScalarTimestepExport(t *testing.T) {
 	if err := sdtest.Write(dir, cfg); err != nil {
 		t.Fatal(err)
 	}
-	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
-	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := Load(dir, Options{Threads: 1, CacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := instrumentAndLoad(t, dir, cfg, -1)
 	if !e.timestepScalar {
 		t.Fatalf("timestep input %v not read as a scalar", e.unet.InputInfo())
 	}

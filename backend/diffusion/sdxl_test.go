@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"reword/backend/graph"
 	"reword/backend/internal/sdtest"
 	"reword/backend/model"
 	"reword/backend/ort"
@@ -45,16 +44,7 @@ func loadSDXLCache(t *testing.T, cacheBytes int64) (*Engine, sdtest.Config) {
 	if err := sdtest.Write(dir, cfg); err != nil {
 		t.Fatal(err)
 	}
-	latent := graph.Size{Height: cfg.SampleSize, Width: cfg.SampleSize}
-	if _, _, err := graph.InstrumentDir(dir, graph.Options{Latent: latent}); err != nil {
-		t.Fatal(err)
-	}
-	e, err := Load(dir, Options{Threads: 1, CacheBytes: cacheBytes})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.Close() })
-	return e, cfg
+	return instrumentAndLoad(t, dir, cfg, cacheBytes), cfg
 }
 
 // The SDXL-shaped export (two text encoders, a UNet that also takes

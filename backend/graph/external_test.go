@@ -117,16 +117,7 @@ func runSample(t *testing.T, s *ort.Session, in attnblock.Inputs) []float32 {
 		}
 		feeds[name] = x
 	}
-	outs, err := s.Run(feeds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outs.Destroy()
-	out, _, err := outs.Float32("out_sample")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return runOut(t, s, feeds)
 }
 
 // External weights that ONNX Runtime would not read for the rewritten

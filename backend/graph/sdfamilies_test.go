@@ -106,24 +106,7 @@ func checkSDMaps(t *testing.T, cfg sdtest.Config, desc *graph.Description) {
 // then serves `reword bench instrument -model $REWORD_SD_FULL_DIR -unets
 // unet`. It needs minutes and 4 GB of disk, so it runs only when asked.
 func TestFullSizeSD15(t *testing.T) {
-	dir := os.Getenv("REWORD_SD_FULL_DIR")
-	if dir == "" {
-		t.Skip("set REWORD_SD_FULL_DIR to a folder to write the full-size SD-1.5-shaped export into")
-	}
-	cfg := sdtest.Full(sdtest.SD15)
-	cfg.FixedLatent = true
-	if err := sdtest.Write(dir, cfg); err != nil {
-		t.Fatal(err)
-	}
-	desc, _, err := graph.InstrumentDir(dir, graph.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	checkSDLayers(t, cfg, desc)
-	checkSDMaps(t, cfg, desc)
-	if l := desc.Layers[0]; l.Queries != 4096 || l.Heads != 8 {
-		t.Errorf("first layer %s: %d queries, %d heads; want 4096 and 8", l.Name, l.Queries, l.Heads)
-	}
+	instrumentFullSize(t, "REWORD_SD_FULL_DIR", sdtest.SD15, 8)
 }
 
 // TestFullSizeSDXL writes a full-size SDXL-shaped export (sdtest.Full: the
@@ -135,11 +118,20 @@ func TestFullSizeSD15(t *testing.T) {
 // unet -separate` (the UNet is too large to load twice on a 24 GB machine).
 // It needs minutes and 12 GB of disk, so it runs only when asked.
 func TestFullSizeSDXL(t *testing.T) {
-	dir := os.Getenv("REWORD_SDXL_FULL_DIR")
+	instrumentFullSize(t, "REWORD_SDXL_FULL_DIR", sdtest.SDXL, 10)
+}
+
+// instrumentFullSize writes the full-size export of family f into the
+// folder $env names (skipping when it is unset), instruments it, and checks
+// every layer and maps output, and that the first layer has 4096 queries
+// and heads heads.
+func instrumentFullSize(t *testing.T, env string, f sdtest.Family, heads int) {
+	t.Helper()
+	dir := os.Getenv(env)
 	if dir == "" {
-		t.Skip("set REWORD_SDXL_FULL_DIR to a folder to write the full-size SDXL-shaped export into")
+		t.Skipf("set %s to a folder to write the full-size export into", env)
 	}
-	cfg := sdtest.Full(sdtest.SDXL)
+	cfg := sdtest.Full(f)
 	cfg.FixedLatent = true
 	if err := sdtest.Write(dir, cfg); err != nil {
 		t.Fatal(err)
@@ -150,8 +142,8 @@ func TestFullSizeSDXL(t *testing.T) {
 	}
 	checkSDLayers(t, cfg, desc)
 	checkSDMaps(t, cfg, desc)
-	if l := desc.Layers[0]; l.Queries != 4096 || l.Heads != 10 {
-		t.Errorf("first layer %s: %d queries, %d heads; want 4096 and 10", l.Name, l.Queries, l.Heads)
+	if l := desc.Layers[0]; l.Queries != 4096 || l.Heads != heads {
+		t.Errorf("first layer %s: %d queries, %d heads; want 4096 and %d", l.Name, l.Queries, l.Heads, heads)
 	}
 }
 
