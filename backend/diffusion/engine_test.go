@@ -416,6 +416,17 @@ func TestHeatMapsAtEveryResolution(t *testing.T) {
 			}
 		}
 	}
+	// A run that reads no maps asks the UNet for none, and draws the same
+	// image.
+	plain, err := e.Generate(ctx, req, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := func(r *Result) []byte { return r.Images[0].RGB }
+	if len(plain.HeatMaps) != 0 || !bytes.Equal(img(plain), img(res)) || !bytes.Equal(img(plain), img(fine)) {
+		t.Errorf("without maps: %d heat maps, same image as with all maps %v, as with heat maps %v",
+			len(plain.HeatMaps), bytes.Equal(img(plain), img(res)), bytes.Equal(img(plain), img(fine)))
+	}
 }
 
 // An instrumented UNet written by an earlier version (one maps output, no

@@ -64,10 +64,10 @@ func (e *Engine) prepare(ctx context.Context, j *job, pv *previews) (*sampling, 
 	}
 	s.controls = controlSchedule{ctrl: j.ctrl, ctl: s.unet.ctl}
 	if j.blend != nil {
-		s.unet.maps[e.blendOut].sum()
+		s.unet.readMaps(e.blendOut)
 	}
 	for _, o := range e.heatMapOutputs(j.opts) {
-		s.unet.maps[o].sum()
+		s.unet.readMaps(o)
 	}
 	return s, nil
 }

@@ -3,6 +3,7 @@ package diffusion
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,35 +142,39 @@ func TestSelfMaxTokensDefault(t *testing.T) {
 	}
 }
 
-// A layout-2 file (self-replace layers fixed when it was written, no
-// p2p_self_layers input) is refused with the command to run, and
-// instrumented again when Load may write.
-func TestLayout2InstrumentedUNet(t *testing.T) {
-	_, dir := tinyWithSelfDefault(t, tinytest.Dir(t), "64")
-	path := filepath.Join(dir, graph.UNetDir, graph.InstrumentedFile)
-	m, err := modelfile.Read(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	replaceDescription(t, m, path, func(d string) string {
-		if !strings.Contains(d, `"layout":3`) {
-			t.Fatal("no layout 3 description in the instrumented file")
+// Files of earlier layouts are refused with the command to run, and
+// instrumented again when Load may write: layout 2 (self-replace layers
+// fixed when it was written, no p2p_self_layers input) and layout 3 (every
+// maps output computed in every run, no p2p_maps_wanted input).
+func TestOlderLayoutInstrumentedUNet(t *testing.T) {
+	for _, old := range []int{2, 3} {
+		_, dir := tinyWithSelfDefault(t, tinytest.Dir(t), "64")
+		path := filepath.Join(dir, graph.UNetDir, graph.InstrumentedFile)
+		m, err := modelfile.Read(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return strings.Replace(d, `"layout":3`, `"layout":2`, 1)
-	})
-	_, err = Load(dir, Options{Threads: 1})
-	if err == nil || !strings.Contains(err.Error(), "layout 2") || !strings.Contains(err.Error(), "reword instrument -self-max-queries 64") {
-		t.Fatalf("layout-2 instrumented UNet: %v", err)
-	}
-	t.Logf("refused: %v", err)
-	e, err := Load(dir, Options{Instrument: true, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.Close()
-	desc, err := graph.ReadDescription(path)
-	if err != nil || desc.CheckLayout() != nil || desc.SelfReplaceMaxQueries != 64 {
-		t.Errorf("re-instrumented file: %v, %v, default limit %d", err, desc.CheckLayout(), desc.SelfReplaceMaxQueries)
+		current := fmt.Sprintf(`"layout":%d`, graph.LayoutVersion)
+		replaceDescription(t, m, path, func(d string) string {
+			if !strings.Contains(d, current) {
+				t.Fatalf("no layout %d description in the instrumented file", graph.LayoutVersion)
+			}
+			return strings.Replace(d, current, fmt.Sprintf(`"layout":%d`, old), 1)
+		})
+		_, err = Load(dir, Options{Threads: 1})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("layout %d", old)) || !strings.Contains(err.Error(), "reword instrument -self-max-queries 64") {
+			t.Fatalf("layout-%d instrumented UNet: %v", old, err)
+		}
+		t.Logf("refused: %v", err)
+		e, err := Load(dir, Options{Instrument: true, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.Close()
+		desc, err := graph.ReadDescription(path)
+		if err != nil || desc.CheckLayout() != nil || desc.SelfReplaceMaxQueries != 64 {
+			t.Errorf("re-instrumented file: %v, %v, default limit %d", err, desc.CheckLayout(), desc.SelfReplaceMaxQueries)
+		}
 	}
 }
 

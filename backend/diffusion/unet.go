@@ -204,8 +204,13 @@ type unetCall struct {
 	timeIDs     []float32 // [batch, 6] when the UNet takes time_ids
 	ctl         graph.Controls
 	maps        []*mapsRun
-	tsF32       []float32
-	tsI64       []int64
+	// mapsWanted feeds graph.MapsWantedInput: 1 for the maps outputs
+	// something reads (readMaps), whose tensors mapTensors are then bound;
+	// the others come back empty and are left out.
+	mapsWanted []float32
+	mapTensors []ort.Value
+	tsF32      []float32
+	tsI64      []int64
 
 	inputs, outputs map[string]ort.Value
 	tensors         tensorSet
@@ -247,18 +252,28 @@ func (e *Engine) bindUNet(batch, rows, targets int, text condition, selfLayers [
 		graph.SelfWeightInput:   u.tensors.add(ort.NewTensor(sShape, u.ctl.SelfW)),
 		graph.SelfLayersInput:   u.tensors.add(e.selfLayersTensor(selfLayers)),
 	}
+	u.mapsWanted = make([]float32, len(u.maps))
+	u.inputs[graph.MapsWantedInput] = u.tensors.add(ort.NewTensor([]int64{int64(len(u.maps))}, u.mapsWanted))
 	if m.UNet.TextTime {
 		u.bindTextTime()
 	}
 	u.outputs = map[string]ort.Value{m.UNet.Output: u.tensors.add(ort.NewTensor(latent, u.out))}
 	for _, o := range u.maps {
-		u.outputs[o.name] = u.tensors.add(ort.NewTensor([]int64{int64(rows), int64(o.w * o.h), clip.ContextLength}, o.values))
+		u.mapTensors = append(u.mapTensors, u.tensors.add(ort.NewTensor([]int64{int64(rows), int64(o.w * o.h), clip.ContextLength}, o.values)))
 	}
 	if u.tensors.err != nil {
 		u.close()
 		return nil, u.tensors.err
 	}
 	return u, nil
+}
+
+// readMaps asks every later run for maps output i and sums it over the
+// runs.
+func (u *unetCall) readMaps(i int) {
+	u.maps[i].sum()
+	u.mapsWanted[i] = 1
+	u.outputs[u.maps[i].name] = u.mapTensors[i]
 }
 
 // bindTextTime adds SDXL's inputs: every row's pooled embedding as

@@ -50,7 +50,10 @@
 // cross-attention resolution holds the cross-attention probabilities of the
 // cond rows (source first), averaged over heads and over the cross-attention
 // layers that run at 1/F of the latent's height and width (N = (H/F)·(W/F)
-// query positions). The maps are taken after the edit, so target rows show
+// query positions). The input p2p_maps_wanted [M] (one float32 per maps
+// output, in Description.Maps order) asks for them: an output whose entry is
+// 0 is empty ([0, N, T]) and costs no head mean, so a run that reads no
+// maps (plain generation without heat maps) does not pay for them. The maps are taken after the edit, so target rows show
 // the attention that shaped them. Description.BlendMaps names the one local
 // blending reads: by default the stride Prompt-to-Prompt uses (16×16 at
 // 512 px, F = 4), or the nearest coarser one the model has (see
@@ -94,6 +97,10 @@ const (
 	// SelfLayersInput is the per-layer self-replace weight: float32 [L],
 	// one per self-attention layer of Description.SelfLayers, in order.
 	SelfLayersInput = "p2p_self_layers"
+	// MapsWantedInput asks for the maps outputs: float32 [M], one per
+	// output of Description.Maps, in order; a positive entry computes that
+	// output, 0 leaves it empty.
+	MapsWantedInput = "p2p_maps_wanted"
 	// MapsOutputPrefix starts the names of the attention-map outputs; the
 	// stride F (a power of two) follows.
 	MapsOutputPrefix = "p2p_maps_div"
@@ -122,8 +129,9 @@ const (
 // but its outputs would be misread. Layout 2 has a maps output per
 // cross-attention resolution; files without a recorded layout have one.
 // Layout 3 adds SelfLayersInput: every self-attention layer can take the
-// self-replace edit, chosen per run (layout 2 fixed the layers).
-const LayoutVersion = 3
+// self-replace edit, chosen per run (layout 2 fixed the layers). Layout 4
+// adds MapsWantedInput: a maps output is computed only when a run asks.
+const LayoutVersion = 4
 
 // ErrLayout reports an instrumented file of another LayoutVersion.
 var ErrLayout = errors.New("the instrumented UNet has another interface than this build expects")

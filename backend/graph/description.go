@@ -195,9 +195,9 @@ func (d *Description) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
-	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E], %s [%d] float32 (T = %s)\n",
+	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E], %s [%d], %s [%d] float32 (T = %s)\n",
 		SampleInput, d.SampleType, TimestepInput, d.TimestepType, HiddenStatesInput, d.HiddenStatesType,
-		CrossWeightsInput, CrossKeepInput, SelfWeightInput, SelfLayersInput, len(d.SelfLayers()), tokensText(d.Tokens))
+		CrossWeightsInput, CrossKeepInput, SelfWeightInput, SelfLayersInput, len(d.SelfLayers()), MapsWantedInput, len(d.Maps), tokensText(d.Tokens))
 	if err == nil && len(d.Float16IO) > 0 {
 		_, err = fmt.Fprintf(w, "float16 export: %s cast from and to float32 at the graph boundary\n", strings.Join(d.Float16IO, ", "))
 	}
@@ -230,6 +230,8 @@ func (d *Description) CheckLayout() error {
 		return fmt.Errorf("%w: it was written by an earlier version of Reword (one attention-map output; layout %d has one per cross-attention resolution)", ErrLayout, LayoutVersion)
 	case d.Layout == 2:
 		return fmt.Errorf("%w: it has layout 2, whose self-replace layers were fixed when it was written; layout %d chooses them per run", ErrLayout, LayoutVersion)
+	case d.Layout == 3:
+		return fmt.Errorf("%w: it has layout 3, which computes every attention-map output in every run; layout %d computes those a run asks for (%s)", ErrLayout, LayoutVersion, MapsWantedInput)
 	case d.Layout != LayoutVersion:
 		return fmt.Errorf("%w: it has layout %d, this build reads layout %d", ErrLayout, d.Layout, LayoutVersion)
 	}

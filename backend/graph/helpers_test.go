@@ -203,11 +203,17 @@ func unetFeeds(t *testing.T, desc *graph.Description, sampleShape, ctxShape []in
 	return feeds
 }
 
-// addControls feeds ctl, and the description's default self-replace
-// layers (setSelfLayers changes them).
+// addControls feeds ctl, the description's default self-replace layers
+// (setSelfLayers changes them) and asks for every maps output
+// (setMapsWanted changes that).
 func addControls(t *testing.T, feeds map[string]ort.Value, desc *graph.Description, ctl graph.Controls) {
 	t.Helper()
 	setSelfLayers(t, feeds, desc.SelfLayerWeights(desc.SelfReplaceMaxQueries))
+	all := make([]float32, len(desc.Maps))
+	for i := range all {
+		all[i] = 1
+	}
+	setMapsWanted(t, feeds, all)
 	if err := ctl.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -227,14 +233,26 @@ func addControls(t *testing.T, feeds map[string]ort.Value, desc *graph.Descripti
 // setSelfLayers feeds w as the per-layer self-replace weights.
 func setSelfLayers(t *testing.T, feeds map[string]ort.Value, w []float32) {
 	t.Helper()
+	setVector(t, feeds, graph.SelfLayersInput, w)
+}
+
+// setMapsWanted feeds w as the maps outputs asked for.
+func setMapsWanted(t *testing.T, feeds map[string]ort.Value, w []float32) {
+	t.Helper()
+	setVector(t, feeds, graph.MapsWantedInput, w)
+}
+
+// setVector feeds the float32 vector w as input name, replacing its value.
+func setVector(t *testing.T, feeds map[string]ort.Value, name string, w []float32) {
+	t.Helper()
 	tensor, err := ort.NewTensor([]int64{int64(len(w))}, w)
 	if err != nil {
-		t.Fatalf("%s: %v", graph.SelfLayersInput, err)
+		t.Fatalf("%s: %v", name, err)
 	}
-	if old, ok := feeds[graph.SelfLayersInput]; ok {
+	if old, ok := feeds[name]; ok {
 		old.Destroy()
 	}
-	feeds[graph.SelfLayersInput] = tensor
+	feeds[name] = tensor
 }
 
 func destroy(feeds map[string]ort.Value) {

@@ -155,6 +155,7 @@ type rewriter struct {
 	// (some W ≠ 0 or c ≠ 1); float32 cross layers skip the edit otherwise.
 	crossActive string
 	oneF        string // float32 [1]: 1
+	zeroF       string // float32 [1]: 0
 	// maps: output name → per-layer head means, float32 [1+E, N, T].
 	maps map[string][]string
 	// moved are original nodes that now run inside an inserted If's
@@ -163,6 +164,10 @@ type rewriter struct {
 	// headShapes caches, for a fixed latent, the [B, −1, N, T] shape
 	// tensor of the layers with N queries (computed once in the prelude).
 	headShapes map[int]string
+	// mapsEnd holds, per maps output, where its layers' head means stop
+	// taking rows: the batch's end when the run asks for the output
+	// (MapsWantedInput), else the first cond row, which leaves them empty.
+	mapsEnd map[string]string
 }
 
 func newRewriter(a *analysis) *rewriter {
@@ -173,8 +178,9 @@ func newRewriter(a *analysis) *rewriter {
 		after: map[*onnxpb.NodeProto][]*onnxpb.NodeProto{},
 		maps:  map[string][]string{},
 		moved: map[*onnxpb.NodeProto]bool{},
-		// headShapes is filled by prelude.
+		// headShapes and mapsEnd are filled by prelude.
 		headShapes: map[int]string{},
+		mapsEnd:    map[string]string{},
 	}
 }
 
@@ -256,7 +262,8 @@ func (r *rewriter) addInputs() {
 		onnxgraph.TensorInfo(CrossWeightsInput, onnxgraph.Float, e, t, t),
 		onnxgraph.TensorInfo(CrossKeepInput, onnxgraph.Float, e, t),
 		onnxgraph.TensorInfo(SelfWeightInput, onnxgraph.Float, e),
-		onnxgraph.TensorInfo(SelfLayersInput, onnxgraph.Float, onnxgraph.Fixed(int64(r.a.selfLayers()))))
+		onnxgraph.TensorInfo(SelfLayersInput, onnxgraph.Float, onnxgraph.Fixed(int64(r.a.selfLayers()))),
+		onnxgraph.TensorInfo(MapsWantedInput, onnxgraph.Float, onnxgraph.Fixed(int64(len(r.a.desc.Maps)))))
 }
 
 // prelude computes the row bookkeeping and the broadcastable controls once,
@@ -277,7 +284,15 @@ func (r *rewriter) prelude() {
 	r.tokens = p.Op("Slice", []string{p.Op("Shape", []string{CrossWeightsInput}), r.minus1, r.end, r.zero})
 	r.rowsByKeys = p.Op("Concat", []string{r.batch, r.minus1, r.tokens}, onnxgraph.AttrInt("axis", 0))
 	r.oneF = p.Float32s("one_f", []int64{1}, []float32{1})
+	r.zeroF = p.Float32s("zero_f", []int64{1}, []float32{0})
 	r.preludeControls()
+	// A head mean of the rows [srcRow, srcRow) is an empty tensor, which
+	// costs neither the copy of the cond rows nor the mean.
+	for j, out := range r.a.desc.Maps {
+		wanted := p.Op("Gather", []string{MapsWantedInput, p.Int64s(fmt.Sprintf("maps_output_%d", j), int64(j))}, onnxgraph.AttrInt("axis", 0))
+		asked := p.Op("Greater", []string{wanted, r.zeroF})
+		r.mapsEnd[out.Name] = p.Op("Where", []string{asked, r.end, r.srcRow})
+	}
 	if r.a.desc.LatentFixed {
 		for _, l := range r.a.layers {
 			if n := l.Queries; l.Maps != "" && r.headShapes[n] == "" {
@@ -306,9 +321,8 @@ func (r *rewriter) preludeControls() {
 	// A self layer runs its edit only when its weight and some target's s
 	// are positive: active[k] = layers[k]·max(s, 0) > 0 (the 0 keeps the
 	// max defined with no targets).
-	zeroF := p.Float32s("zero_f", []int64{1}, []float32{0})
-	sMax := p.Op("ReduceMax", []string{p.Op("Concat", []string{SelfWeightInput, zeroF}, onnxgraph.AttrInt("axis", 0))}, onnxgraph.AttrInt("keepdims", 1))
-	r.selfActive = p.Op("Greater", []string{p.Op("Mul", []string{SelfLayersInput, sMax}), zeroF})
+	sMax := p.Op("ReduceMax", []string{p.Op("Concat", []string{SelfWeightInput, r.zeroF}, onnxgraph.AttrInt("axis", 0))}, onnxgraph.AttrInt("keepdims", 1))
+	r.selfActive = p.Op("Greater", []string{p.Op("Mul", []string{SelfLayersInput, sMax}), r.zeroF})
 	// The cross edit gives every probability back bit for bit when all of
 	// W is 0 and all of c is 1 (editCross), so it runs only when some
 	// entry of W or of c − 1 is not 0 (x − 1 = 0 exactly when x = 1; a NaN
@@ -316,8 +330,8 @@ func (r *rewriter) preludeControls() {
 	// no targets, whose empty controls change nothing.
 	flat := p.Int64s("flat_shape", -1)
 	changes := p.Op("Concat", []string{p.Op("Reshape", []string{CrossWeightsInput, flat}),
-		p.Op("Reshape", []string{p.Op("Sub", []string{CrossKeepInput, r.oneF}), flat}), zeroF}, onnxgraph.AttrInt("axis", 0))
-	unchanged := p.Op("Cast", []string{p.Op("Equal", []string{changes, zeroF})}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+		p.Op("Reshape", []string{p.Op("Sub", []string{CrossKeepInput, r.oneF}), flat}), r.zeroF}, onnxgraph.AttrInt("axis", 0))
+	unchanged := p.Op("Cast", []string{p.Op("Equal", []string{changes, r.zeroF})}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
 	allUnchanged := p.Op("ReduceMin", []string{unchanged}, onnxgraph.AttrInt("keepdims", 1))
 	r.crossActive = p.Op("Not", []string{p.Op("Cast", []string{allUnchanged}, onnxgraph.AttrInt("to", int64(onnxgraph.Bool)))})
 }
@@ -445,7 +459,7 @@ func (r *rewriter) headMean(b *onnxgraph.Builder, l *attention, x, probsShape st
 		queries := b.Op("Slice", []string{probsShape, r.minus2, r.minus1, r.zero})
 		byHeadShape = b.Op("Concat", []string{r.batch, r.minus1, queries, r.tokens}, onnxgraph.AttrInt("axis", 0))
 	}
-	byHead := b.Op("Slice", []string{b.Op("Reshape", []string{x, byHeadShape}), r.srcRow, r.end, r.zero})
+	byHead := b.Op("Slice", []string{b.Op("Reshape", []string{x, byHeadShape}), r.srcRow, r.mapsEnd[l.Maps], r.zero})
 	if r.a.opset >= 18 {
 		return b.Op("ReduceMean", []string{byHead, b.Int64s("head_axis", 1)}, onnxgraph.AttrInt("keepdims", 0))
 	}

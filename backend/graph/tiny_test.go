@@ -68,11 +68,20 @@ func (r tinyRun) inputs(batch int, seed int64) attnblock.Inputs {
 
 func (r tinyRun) run(t *testing.T, s *ort.Session, in attnblock.Inputs, ctl *graph.Controls) ort.Outputs {
 	t.Helper()
+	return r.runAsking(t, s, in, ctl, nil)
+}
+
+// runAsking is run asking for the maps outputs wanted (nil: all of them).
+func (r tinyRun) runAsking(t *testing.T, s *ort.Session, in attnblock.Inputs, ctl *graph.Controls, wanted []float32) ort.Outputs {
+	t.Helper()
 	b := int64(in.Batch)
 	feeds := unetFeeds(t, r.desc, []int64{b, 4, int64(r.latent), int64(r.latent)}, []int64{b, int64(r.tokens), int64(r.ctx)}, in)
 	defer destroy(feeds)
 	if ctl != nil {
 		addControls(t, feeds, r.desc, *ctl)
+		if wanted != nil {
+			setMapsWanted(t, feeds, wanted)
+		}
 	}
 	outs, err := s.Run(feeds)
 	if err != nil {
@@ -178,6 +187,11 @@ func TestTinyModel(t *testing.T) {
 					t.Logf("E=%d (c) %s: max |target − source·W| %.2g", targets, m.Name, worst)
 				}
 				o.Destroy()
+
+				// (d) maps asked for one output at a time, and none.
+				for _, c := range []graph.Controls{noop, ctl} {
+					checkMapsAsked(t, r, inst, in, c, targets)
+				}
 			}
 		})
 	}
@@ -189,6 +203,42 @@ func TestTinyModel(t *testing.T) {
 				t.Errorf("the two layouts describe layer %d differently: %+v vs %+v", i, la, lb)
 			}
 		}
+	}
+}
+
+// checkMapsAsked runs the instrumented UNet asking for every maps output,
+// for each one alone and for none: the UNet's output and every asked-for
+// output are the same bit for bit whatever else is asked, and an output not
+// asked for is empty, [0, N, T].
+func checkMapsAsked(t *testing.T, r tinyRun, inst *ort.Session, in attnblock.Inputs, ctl graph.Controls, targets int) {
+	t.Helper()
+	all := r.runAsking(t, inst, in, &ctl, nil)
+	defer all.Destroy()
+	want := float32Output(t, all, "out_sample")
+	for only := -1; only < len(r.desc.Maps); only++ {
+		wanted := make([]float32, len(r.desc.Maps))
+		what := "no maps"
+		if only >= 0 {
+			wanted[only] = 1
+			what = r.desc.Maps[only].Name + " alone"
+		}
+		o := r.runAsking(t, inst, in, &ctl, wanted)
+		bitwiseEqual(t, fmt.Sprintf("E=%d, %s: output", targets, what), float32Output(t, o, "out_sample"), want)
+		for i, m := range r.desc.Maps {
+			if i == only {
+				bitwiseEqual(t, fmt.Sprintf("E=%d, %s: %s", targets, what, m.Name),
+					mapsOutput(t, o, m, targets, r.tokens), mapsOutput(t, all, m, targets, r.tokens))
+				continue
+			}
+			v, shape, err := o.Float32(m.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(v) != 0 || len(shape) != 3 || shape[0] != 0 || shape[1] != int64(m.Resolution.Positions()) || shape[2] != int64(r.tokens) {
+				t.Errorf("E=%d, %s: %s has shape %v (%d values), want [0 %d %d]", targets, what, m.Name, shape, len(v), m.Resolution.Positions(), r.tokens)
+			}
+		}
+		o.Destroy()
 	}
 }
 

@@ -184,6 +184,28 @@ func TestRunIntoReusesOutputs(t *testing.T) {
 	}
 }
 
+// TestRunIntoLeavesOutOutputs runs a model with its one output left out
+// (computed and dropped) and refuses outputs it does not have or that come
+// without a value.
+func TestRunIntoLeavesOutOutputs(t *testing.T) {
+	s := addModel(t)
+	x := mustTensor(t, []int64{1, 3}, []float32{1, 2, 3})
+	y := mustTensor(t, []int64{1, 3}, []float32{1, 1, 1})
+	in := map[string]Value{"x": x, "y": y}
+	if err := s.RunInto(context.Background(), in, map[string]Value{}); err != nil {
+		t.Fatalf("no outputs given: %v", err)
+	}
+	z := mustTensor(t, []int64{1, 3}, make([]float32, 3))
+	err := s.RunInto(context.Background(), in, map[string]Value{"z": z, "w": z})
+	if err == nil || !strings.Contains(err.Error(), "unknown output name(s) w") {
+		t.Errorf("unknown output: err = %v", err)
+	}
+	err = s.RunInto(context.Background(), in, map[string]Value{"z": nil})
+	if err == nil || !strings.Contains(err.Error(), `output "z" was given no value`) {
+		t.Errorf("nil output: err = %v", err)
+	}
+}
+
 func TestRunRejectsBadInputs(t *testing.T) {
 	s := addModel(t)
 	x := mustTensor(t, []int64{1, 3}, []float32{1, 2, 3})

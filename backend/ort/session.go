@@ -281,23 +281,32 @@ func (s *Session) RunContext(ctx context.Context, inputs map[string]Value) (Outp
 	return res, nil
 }
 
-// RunInto is Run with caller-allocated outputs: every model output must be
-// given a value of the right shape and type, which ONNX Runtime fills in
-// place. It avoids an allocation per call in loops that run a model many
-// times with the same shapes.
+// RunInto is Run with caller-allocated outputs: a model output given a
+// value of the right shape and type is filled in place; one not given is
+// computed all the same (ONNX Runtime runs the whole graph) and dropped, so
+// leave out only outputs that cost nothing, such as empty ones. It avoids an
+// allocation per call in loops that run a model many times with the same
+// shapes.
 func (s *Session) RunInto(ctx context.Context, inputs, outputs map[string]Value) error {
+	for name, v := range outputs {
+		if _, ok := find(s.outputs, name); !ok {
+			return fmt.Errorf("%s: %s", s.name, unknownNames(outputs, s.outputs, "output"))
+		}
+		if v == nil {
+			return fmt.Errorf("%s: output %q was given no value", s.name, name)
+		}
+	}
 	outs := make([]Value, len(s.outputs))
 	for i, o := range s.outputs {
-		v, ok := outputs[o.Name]
-		if !ok || v == nil {
-			return fmt.Errorf("%s: no value given for output %q", s.name, o.Name)
+		outs[i] = outputs[o.Name]
+	}
+	err := s.run(ctx, inputs, outs)
+	for i, o := range s.outputs {
+		if _, ok := outputs[o.Name]; !ok && outs[i] != nil {
+			outs[i].Destroy() // allocated by ONNX Runtime for this run
 		}
-		outs[i] = v
 	}
-	if len(outputs) != len(s.outputs) {
-		return fmt.Errorf("%s: %s", s.name, unknownNames(outputs, s.outputs, "output"))
-	}
-	return s.run(ctx, inputs, outs)
+	return err
 }
 
 func (s *Session) run(ctx context.Context, inputs map[string]Value, outs []Value) error {

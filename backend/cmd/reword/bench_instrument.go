@@ -37,6 +37,7 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	separate := fs.Bool("separate", false, "time each model in processes of its own (-reps runs after two warm-up runs), never two models loaded at once: for UNets too large for that, at the price of no interleaving")
 	processes := fs.Int("processes", 1, "with -separate: processes per model, run in rounds (original, then instrumented per controls)")
 	arena := fs.Bool("arena", true, "time with ONNX Runtime's CPU memory arena, as the engine runs (false: each tensor allocated and freed on its own; its page faults then count in every run)")
+	maps := fs.String("maps", mapsNone, "attention-map outputs the instrumented model computes: none (plain generation), heat (the one the editor's heat maps read) or all")
 	memPattern := fs.Bool("mem-pattern", true, "ONNX Runtime's memory pattern (false: the arena holds one run's memory instead of that and a planned block, for models that would not fit otherwise)")
 	child := fs.String("child", "", "internal: the measurement a child process makes (JSON)")
 	if err := parseFlags(fs, args); err != nil {
@@ -59,6 +60,9 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	if err := checkMapsChoice(*maps); err != nil {
+		return err
+	}
 	pattern := ""
 	if !*arena {
 		pattern += ", CPU memory arena off"
@@ -66,14 +70,14 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	if !*memPattern {
 		pattern += ", memory pattern off"
 	}
-	fmt.Fprintf(stdout, "UNet run time, instrumented / original, batch %d (E=%d), %d thread(s), %d runs each, ONNX Runtime %s%s\n\n",
-		graph.Batch(*targets), *targets, *threads, *reps, ort.RuntimeVersion(), pattern)
+	fmt.Fprintf(stdout, "UNet run time, instrumented / original, batch %d (E=%d), %d thread(s), %d runs each, attention maps asked: %s, ONNX Runtime %s%s\n\n",
+		graph.Batch(*targets), *targets, *threads, *reps, *maps, ort.RuntimeVersion(), pattern)
 	for _, sub := range strings.Split(*unetDirs, ",") {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		b := &instrumentBench{src: filepath.Join(*modelDir, strings.TrimSpace(sub), graph.OriginalFile), controls: kinds,
-			targets: *targets, reps: *reps, threads: *threads, profileRuns: *profileRuns, memoryRuns: *memoryRuns,
+			targets: *targets, maps: *maps, reps: *reps, threads: *threads, profileRuns: *profileRuns, memoryRuns: *memoryRuns,
 			separate: *separate, processes: *processes, arena: *arena, memPattern: *memPattern}
 		if err := b.run(ctx, stdout); err != nil {
 			return fmt.Errorf("%s: %w", b.src, err)
@@ -99,6 +103,7 @@ func parseControlKinds(s string) ([]string, error) {
 type instrumentBench struct {
 	src                    string
 	controls               []string
+	maps                   string
 	targets, reps, threads int
 	profileRuns            int
 	memoryRuns             int
@@ -173,7 +178,7 @@ func (b *instrumentBench) instrument() error {
 	if b.instIn, err = graphInputs(m.Proto.GetGraph()); err != nil {
 		return err
 	}
-	b.feeds = newBenchFeeds(b.desc, b.targets)
+	b.feeds = newBenchFeeds(b.desc, b.targets, b.maps)
 	b.instPath = dst
 	return m.Write(dst)
 }

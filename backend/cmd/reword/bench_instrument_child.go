@@ -29,6 +29,7 @@ type benchChild struct {
 	Model    string `json:"model"` // the model file to run
 	Desc     string `json:"desc"`  // the instrumented file, whose description sizes the inputs
 	Controls string `json:"controls"`
+	Maps     string `json:"maps"` // the attention-map outputs asked for (mapsNone, …)
 	Targets  int    `json:"targets"`
 	Threads  int    `json:"threads"`
 	Warmup   int    `json:"warmup"`
@@ -106,7 +107,7 @@ func (c benchChild) run(ctx context.Context, w *os.File) error {
 	if err := ort.Init(); err != nil {
 		return err
 	}
-	feeds, err := newBenchFeeds(desc, c.Targets).forSession(inputs, c.Controls)
+	feeds, err := newBenchFeeds(desc, c.Targets, c.Maps).forSession(inputs, c.Controls)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"hash/fnv"
 	"math/rand"
 
+	"reword/backend/diffusion"
 	"reword/backend/graph"
 	"reword/backend/graph/onnxgraph"
 	"reword/backend/graph/onnxpb"
@@ -22,6 +23,26 @@ const (
 	// where both edits run.
 	editControls = "edit"
 )
+
+// Maps outputs the benchmark asks the instrumented UNet for.
+const (
+	// mapsNone asks for none: plain generation, and edits without local
+	// blend or heat maps.
+	mapsNone = "none"
+	// mapsHeat asks for the output the editor's heat maps read: the finest
+	// with at most diffusion.MaxHeatMapPositions positions.
+	mapsHeat = "heat"
+	// mapsAll asks for every resolution.
+	mapsAll = "all"
+)
+
+func checkMapsChoice(s string) error {
+	switch s {
+	case mapsNone, mapsHeat, mapsAll:
+		return nil
+	}
+	return usageError("-maps: unknown choice %q (use %s, %s or %s)", s, mapsNone, mapsHeat, mapsAll)
+}
 
 // benchInput is one input of a UNet as its graph declares it.
 type benchInput struct {
@@ -50,16 +71,42 @@ func graphInputs(g *onnxpb.GraphProto) ([]benchInput, error) {
 type benchFeeds struct {
 	desc    *graph.Description
 	targets int
+	maps    string // mapsNone, mapsHeat or mapsAll
 	tokens  int64
 	data    map[string][]float32 // the UNet's own float inputs, by name
 }
 
-func newBenchFeeds(desc *graph.Description, targets int) *benchFeeds {
+func newBenchFeeds(desc *graph.Description, targets int, maps string) *benchFeeds {
 	tokens := int64(desc.Tokens)
 	if tokens == 0 {
 		tokens = 77 // CLIP's sequence length, what the engine feeds a dynamic one
 	}
-	return &benchFeeds{desc: desc, targets: targets, tokens: tokens, data: map[string][]float32{}}
+	return &benchFeeds{desc: desc, targets: targets, maps: maps, tokens: tokens, data: map[string][]float32{}}
+}
+
+// mapsWanted is the graph.MapsWantedInput value of f.maps.
+func (f *benchFeeds) mapsWanted() []float32 {
+	w := make([]float32, len(f.desc.Maps))
+	switch f.maps {
+	case mapsAll:
+		for i := range w {
+			w[i] = 1
+		}
+	case mapsHeat:
+		if len(w) == 0 {
+			break
+		}
+		// Maps are listed finest first; with every grid over the cap the
+		// engine takes the coarsest.
+		heat := len(w) - 1
+		for i := len(w) - 1; i >= 0; i-- {
+			if f.desc.Maps[i].Resolution.Positions() <= diffusion.MaxHeatMapPositions {
+				heat = i
+			}
+		}
+		w[heat] = 1
+	}
+	return w
 }
 
 // shape sizes input in at batch B: a dynamic first dimension is the batch,
@@ -110,6 +157,9 @@ func (f *benchFeeds) forSession(inputs []benchInput, controls string) (map[strin
 			v, err = ort.NewTensor(ss, ctl.SelfW)
 		case graph.SelfLayersInput:
 			v, err = ort.NewTensor([]int64{int64(len(layers))}, layers)
+		case graph.MapsWantedInput:
+			wanted := f.mapsWanted()
+			v, err = ort.NewTensor([]int64{int64(len(wanted))}, wanted)
 		default:
 			v, err = f.unetInput(in)
 		}

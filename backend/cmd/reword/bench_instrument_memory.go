@@ -12,7 +12,7 @@ import (
 // or of the instrumented one under the given controls, in a process of its
 // own.
 func (b *instrumentBench) child(ctx context.Context, instrumented bool, controls string, warmup, runs int, noArena bool, profile string) (*childReport, error) {
-	c := benchChild{Model: b.origPath, Desc: b.instPath, Controls: controls, Targets: b.targets, Threads: b.threads,
+	c := benchChild{Model: b.origPath, Desc: b.instPath, Controls: controls, Maps: b.maps, Targets: b.targets, Threads: b.threads,
 		Warmup: warmup, Runs: runs, NoArena: noArena, NoMemPattern: !b.memPattern, Profile: profile}
 	if instrumented {
 		c.Model = b.instPath

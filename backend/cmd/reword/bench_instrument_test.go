@@ -25,7 +25,7 @@ func TestBenchInstrumentSeparateOnSDXLShapedExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := runOK(t, "bench", "instrument", "-model", model, "-unets", "unet", "-reps", "3", "-profile-runs", "0",
-		"-memory-runs", "0", "-separate")
+		"-memory-runs", "0", "-separate", "-maps", "all")
 	for _, want := range []string{"neutral controls, 1 process(es) per model, 3 runs each after 2 warm-up runs", "edit controls, 1 process(es) per model",
 		"ratio instrumented/original: ", "peak memory, with ONNX Runtime's CPU memory arena", "instrumented, edit    controls   running"} {
 		if !strings.Contains(out, want) {
@@ -40,7 +40,7 @@ func TestBenchInstrumentSeparateOnSDXLShapedExport(t *testing.T) {
 // other dynamic dimension is refused by name.
 func TestBenchInputShapes(t *testing.T) {
 	desc := &graph.Description{Latent: graph.Size{Height: 12, Width: 16}}
-	f := newBenchFeeds(desc, 2)
+	f := newBenchFeeds(desc, 2, mapsNone)
 	dyn, fixed := onnxgraph.Symbolic, onnxgraph.Fixed
 	for _, c := range []struct {
 		in   benchInput

@@ -76,6 +76,24 @@ func TestParseSize(t *testing.T) {
 	}
 }
 
+// TestBenchInstrumentRefusesBadFlags checks the flags' errors name what is
+// allowed.
+func TestBenchInstrumentRefusesBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-maps", "some"}, `-maps: unknown choice "some" (use none, heat or all)`},
+		{[]string{"-controls", "off"}, `-controls: unknown controls "off"`},
+		{[]string{"-reps", "1"}, "-reps ≥ 3"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"bench", "instrument"}, c.args...), &out, &errb); code != 2 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}
+
 // TestBenchInstrumentReports runs the benchmark briefly (edit controls, so
 // that the profile has the edit's nodes); it checks the report is complete,
 // not the timing.
@@ -83,11 +101,11 @@ func TestBenchInstrumentReports(t *testing.T) {
 	dir := tinytest.Private(t)
 	var out, errb bytes.Buffer
 	code := run([]string{"bench", "instrument", "-model", dir, "-unets", "unet", "-reps", "3", "-profile-runs", "2",
-		"-controls", "edit", "-memory-runs", "1"}, &out, &errb)
+		"-controls", "edit", "-memory-runs", "1", "-maps", "heat"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %s", code, errb.String())
 	}
-	for _, want := range []string{"ratio instrumented/original: median", "of which inserted nodes", "ScatterND", "cross-attention layers",
+	for _, want := range []string{"attention maps asked: heat", "ratio instrumented/original: median", "of which inserted nodes", "ScatterND", "cross-attention layers",
 		"peak memory, with ONNX Runtime's CPU memory arena", "peak memory, without the CPU memory arena", "ratio instrumented/original while running"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
