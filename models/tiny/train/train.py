@@ -52,6 +52,8 @@ from checkpoint import Checkpoints
 # Switches measured and left off (models/tiny/README.md, "Why position words
 # were ignored"), all off by default so the random stream stays the recipe's:
 #   vae_augment     random flips/rotations of VAE training batches
+#   swap_consistency  weight of the word-swap consistency loss (swap_consistency_loss),
+#                   in the cycles that have the grounding loss
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
 #                   quarter of the pixels: 0.19 against 0.70 s/step on 2
 #                   cores), the rest on whole images. 2,000 of 2,500 steps
@@ -68,7 +70,7 @@ RECIPE = dict(
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
     vae_crop_steps=0, vae_crop_size=32,
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0],
-    grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2,
+    grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -242,9 +244,50 @@ def grounding_loss(maps, masks, regions, min_res):
     return torch.stack(terms).mean()
 
 
+def swap_words(tok, regions, groups, gen):
+    """Swaps one object word of each caption for another word of its group.
+
+    tok: [B, K] ids; regions: [B, K] each token's region (train_unet's
+    convention: -1 none, 0 background, i+1 object i); groups: [G, M] the ids of
+    each group (colours, shapes), padded with -1. A colour word that names
+    the background is no object word and stays. Returns the new ids and [B]
+    which rows have a word swapped (captions without an object word, dropped
+    ones included, have none).
+    """
+    member = (tok[..., None, None] == groups).any(-1)  # [B, K, G]
+    candidate = member.any(-1) & (regions >= 1)
+    has = candidate.any(1)
+    pick = (torch.rand(tok.shape, device=tok.device, generator=gen) * candidate).argmax(1)  # a random candidate
+    rows = torch.arange(len(tok), device=tok.device)
+    old = tok[rows, pick]
+    group = member[rows, pick].float().argmax(-1)
+    sizes = (groups >= 0).sum(1)[group]
+    at = (groups[group] == old[:, None]).float().argmax(-1)
+    shift = 1 + (torch.rand(len(tok), device=tok.device, generator=gen) * (sizes - 1)).long().clamp(max=sizes - 2)
+    new = groups[group, (at + shift) % sizes]
+    swapped = tok.clone()
+    swapped[rows, pick] = torch.where(has, new, old)
+    return swapped, has
+
+
+def swap_consistency_loss(pred, swapped_pred, masks):
+    """The mean squared difference of two noise predictions away from every object.
+
+    pred, swapped_pred: [B, 4, 16, 16] the UNet's predictions for the same noisy
+    latents under a caption and under the caption with one object word
+    swapped; masks: [B, 2, 16, 16] each object's coverage (0..1). Cells within
+    one cell of an object are left out. The scenes' backgrounds do not depend
+    on an object's colour or shape, so neither should the prediction there:
+    this is the property Prompt-to-Prompt needs to keep the background of an
+    edit.
+    """
+    away = (F.max_pool2d(masks.sum(1, keepdim=True), 3, stride=1, padding=1) == 0).float()
+    return ((pred - swapped_pred).pow(2) * away).sum() / (away.sum() * pred.shape[1]).clamp(min=1)
+
+
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
                judge_every=0, deadline=None, save_every=0, out=None, masks=None, regions=None, progress=None,
-               stop_after=None):
+               stop_after=None, swap_groups=None):
     """Trains text encoder + UNet for steps steps (cosine from lr after warmup); returns the EMA models and stats.
 
     stage numbers the cosine cycle (it seeds the cycle's random streams).
@@ -256,11 +299,12 @@ def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=N
     0.69 s for one process of 2 threads: torch 1.13 runs the attention's
     batched matmuls on one thread whatever the thread count).
     judge(step, te, unet) scores the EMA models every judge_every steps
-    (one process only: the others would wait on it).
+    (one process only: the others would wait on it). swap_groups: [G, M]
+    word ids for the swap consistency loss (swap_words).
     """
     kw = dict(latents=latents, ids=ids, empty_ids=empty_ids, r=r, dev=dev, stage=stage, steps=steps, lr=lr,
               warmup=warmup, init=init, deadline=deadline, save_every=save_every, out=out, masks=masks, regions=regions,
-              progress=progress, stop_after=stop_after)
+              progress=progress, stop_after=stop_after, swap_groups=swap_groups)
     if processes == 1:
         return _train_unet_rank(0, 1, judge=judge, judge_every=judge_every, **kw)
     # Rank 0 hands its result back through a file: a pipe could fill up while
@@ -327,7 +371,8 @@ def _check_in_step(params):
 
 
 def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init, deadline,
-                     save_every, out, masks=None, regions=None, progress=None, stop_after=None, judge=None, judge_every=0):
+                     save_every, out, masks=None, regions=None, progress=None, stop_after=None, judge=None, judge_every=0,
+                     swap_groups=None):
     # Every rank builds the same initial weights, applies the same averaged
     # gradients and so keeps the same weights; each draws its own share of
     # the batch.
@@ -393,6 +438,14 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
             loss = loss + r['grounding_weight'] * g
             if lead and ((step + 1) % 500 == 0 or step == 0):
                 log(f'step {step + 1}: grounding term {g.item():.4f}')
+            if r['swap_consistency'] > 0:
+                swapped, has = swap_words(tok, reg, swap_groups, gen)
+                if has.any():
+                    swapped_pred = unet(xt[has], t[has].float(), te(swapped[has]))
+                    c = swap_consistency_loss(pred[has], swapped_pred, masks[idx][has].float() / 16)
+                    loss = loss + r['swap_consistency'] * c
+                    if lead and ((step + 1) % 500 == 0 or step == 0):
+                        log(f'step {step + 1}: swap consistency term {c.item():.5f}')
         opt.zero_grad()
         loss.backward()
         late = deadline is not None and time.time() > deadline
@@ -478,6 +531,8 @@ def main():
     ap.add_argument('--te-windows', help='override the recipe: comma-separated context window of each text encoder layer, e.g. 0,0')
     ap.add_argument('--grounding-weight', type=float, help='override the recipe (0: no grounding loss)')
     ap.add_argument('--grounding-cycle', type=int, help='override the recipe: the first cosine cycle (1 or 2) with the grounding loss')
+    ap.add_argument('--swap-consistency', type=float, help='override the recipe: weight of the word-swap consistency loss '
+                                                           '(in the cycles with the grounding loss; 0: none)')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--te-token-std', type=float, help='initial std of the text encoder token embedding (recipe: te_token_init_std)')
     ap.add_argument('--vae-weights', help='a vae.npz an earlier run wrote: reuse it instead of training the VAE (for sweeps)')
@@ -566,6 +621,10 @@ def main():
         if args.grounding_cycle not in (1, 2):
             ap.error(f'--grounding-cycle must be 1 or 2, got {args.grounding_cycle}')
         r['grounding_cycle'] = args.grounding_cycle
+    if args.swap_consistency is not None:
+        if args.swap_consistency < 0:
+            ap.error(f'--swap-consistency must be at least 0, got {args.swap_consistency}')
+        r['swap_consistency'] = args.swap_consistency
     if args.grounding_min_res is not None:
         if args.grounding_min_res < 1:
             ap.error(f'--grounding-min-res must be at least 1, got {args.grounding_min_res}')
@@ -598,10 +657,17 @@ def main():
     ids = torch.from_numpy(np.load(os.path.join(args.data, 'input_ids.npy')).astype(np.int64)).to(dev)
     info = json.load(open(os.path.join(args.data, 'info.json')))
     empty_ids = torch.tensor(info['empty_input_ids'], dtype=torch.int64, device=dev)
-    masks = regions = None
+    masks = regions = swap_groups = None
     if r['grounding_weight'] > 0:
         masks = torch.from_numpy(np.load(os.path.join(args.data, 'object_masks.npy'))).to(dev)
         regions = torch.from_numpy(np.load(os.path.join(args.data, 'token_regions.npy')).astype(np.int64)).to(dev)
+    if r['swap_consistency'] > 0:
+        if r['grounding_weight'] <= 0:
+            raise SystemExit('the swap consistency loss runs with the grounding loss: give it a grounding weight')
+        if 'swap_groups' not in info:
+            raise SystemExit(f'{args.data}/info.json has no swap_groups: draw the data again with datagen')
+        width = max(len(g) for g in info['swap_groups'])
+        swap_groups = torch.tensor([g + [-1] * (width - len(g)) for g in info['swap_groups']], device=dev)
     if images.shape[1:] != (tinysd.IMAGE_SIZE, tinysd.IMAGE_SIZE, 3) or ids.shape[1] != tinysd.MAX_TOKENS:
         raise SystemExit(f'unexpected data shapes: images {tuple(images.shape)}, input_ids {tuple(ids.shape)}')
     device_name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else (
@@ -616,13 +682,13 @@ def main():
                    processes=None if args.vae_only else args.processes,
                    vae_weights=args.vae_weights and os.path.abspath(args.vae_weights)), args.resume)
     try:
-        finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info)
+        finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups)
     except Stopped:
         log(f'stopped after the checkpoint at {args.stop_after}, as asked; continue with --resume')
         raise SystemExit(3)
 
 
-def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info):
+def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups):
     """Everything after loading the data: the VAE, the latents, the UNet cycles, the weights and the record."""
     vae_done = ckpt.load('vae-done')
     if args.vae_weights:
@@ -695,7 +761,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
             te, unet, stats = train_unet(
                 latents, ids, empty_ids, r, dev, i + 1, steps, lr, warmup, init, args.processes,
                 judge if last else None, args.judge_every, deadline, args.save_every if last else 0, args.out, masks, regions,
-                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after)
+                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after, swap_groups)
             if judge is not None and last:
                 stats.setdefault('judged', []).append(dict(step=stats['steps_done'], **judge(stats['steps_done'], te, unet)))
                 log('judged', json.dumps(stats['judged'][-1]))

@@ -13,7 +13,10 @@
 //	               for a missing second object
 //	token_regions.npy int8 [N, 77]  the scene region each token describes:
 //	               0 the background, i+1 object i, -1 none (BOS, EOS, "and")
-//	info.json      seed, count and the ids of the empty caption (for caption dropout)
+//	info.json      seed, count, the ids of the empty caption (for caption
+//	               dropout) and swap_groups: the ids of the colour words and
+//	               of the shape words, each group words one object attribute
+//	               may take (for the word-swap consistency loss)
 //
 // The masks and regions feed the training loss that grounds each word's
 // cross-attention in the part of the image it describes.
@@ -129,12 +132,17 @@ func run(args []string) error {
 	if err := os.WriteFile(filepath.Join(*out, "captions.txt"), []byte(strings.Join(captions, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
+	groups, err := swapGroups(tok)
+	if err != nil {
+		return err
+	}
 	info := map[string]any{
 		"seed":            *seed,
 		"count":           *n,
 		"image_size":      scene.ImageSize,
 		"max_tokens":      clip.ContextLength,
 		"empty_input_ids": tok.Encode("").Padded(clip.ContextLength),
+		"swap_groups":     groups,
 	}
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
@@ -197,4 +205,31 @@ func tokenRegions(enc clip.Encoding, c scene.Caption) ([]int8, error) {
 		out[k] = int8(c.Words[w].Region)
 	}
 	return out, nil
+}
+
+// swapGroups returns the CLIP ids of the colour words and of the shape
+// words, in scene's order. The trainer swaps such a word for another of its
+// group to ask that the image away from the word's object not depend on it.
+func swapGroups(tok *clip.Tokenizer) ([][]int32, error) {
+	var colours, shapes []string
+	for _, c := range scene.Colours {
+		colours = append(colours, c.String())
+	}
+	for _, s := range scene.Shapes {
+		shapes = append(shapes, s.String())
+	}
+	var groups [][]int32
+	for _, words := range [][]string{colours, shapes} {
+		var ids []int32
+		for _, w := range words {
+			// IDs frame the word's tokens with BOS and EOS.
+			enc := tok.Encode(w)
+			if len(enc.IDs) != 3 {
+				return nil, fmt.Errorf("the word %q is %d CLIP tokens; a swap needs words of one token", w, len(enc.IDs)-2)
+			}
+			ids = append(ids, enc.IDs[1])
+		}
+		groups = append(groups, ids)
+	}
+	return groups, nil
 }
