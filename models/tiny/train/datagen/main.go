@@ -69,13 +69,37 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading the CLIP tokenizer: %w", err)
 	}
-	const px = scene.ImageSize * scene.ImageSize * 3
-	images := make([]byte, *n*px)
-	ids := make([]int32, *n*clip.ContextLength)
-	captions := make([]string, *n)
-	masks := make([]byte, *n*maskBytes)
-	regions := make([]byte, *n*clip.ContextLength)
+	d, err := draw(tok, *seed, *n)
+	if err != nil {
+		return err
+	}
+	return d.write(*out, tok)
+}
 
+// dataset is the drawn training set, each array flat in scene order.
+type dataset struct {
+	seed     uint64
+	n        int
+	images   []byte  // [n, ImageSize, ImageSize, 3] RGB
+	ids      []int32 // [n, ContextLength]
+	captions []string
+	masks    []byte // [n, maxObjects, latentSize, latentSize]
+	regions  []byte // [n, ContextLength], int8 values
+}
+
+const imageBytes = scene.ImageSize * scene.ImageSize * 3
+
+// draw draws scenes 0…n−1 of seed on one goroutine per core.
+func draw(tok *clip.Tokenizer, seed uint64, n int) (*dataset, error) {
+	d := &dataset{
+		seed:     seed,
+		n:        n,
+		images:   make([]byte, n*imageBytes),
+		ids:      make([]int32, n*clip.ContextLength),
+		captions: make([]string, n),
+		masks:    make([]byte, n*maskBytes),
+		regions:  make([]byte, n*clip.ContextLength),
+	}
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
@@ -83,53 +107,64 @@ func run(args []string) error {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := w; i < *n; i += workers {
-				s, c := scene.TrainingExample(*seed, i)
-				img := s.Render()
-				dst := images[i*px : (i+1)*px]
-				for p := 0; p < scene.ImageSize*scene.ImageSize; p++ {
-					copy(dst[3*p:3*p+3], img.Pix[4*p:4*p+3])
-				}
-				enc := tok.Encode(c.Text)
-				if enc.Truncated.Dropped > 0 {
-					errs[w] = fmt.Errorf("caption %q of scene %d does not fit in %d tokens", c.Text, i, clip.ContextLength)
+			for i := w; i < n; i += workers {
+				if err := d.drawScene(tok, i); err != nil {
+					errs[w] = err
 					return
-				}
-				copy(ids[i*clip.ContextLength:], enc.Padded(clip.ContextLength))
-				captions[i] = c.Text
-				if err := latentMasks(s, masks[i*maskBytes:(i+1)*maskBytes]); err != nil {
-					errs[w] = fmt.Errorf("scene %d: %w", i, err)
-					return
-				}
-				r, err := tokenRegions(enc, c)
-				if err != nil {
-					errs[w] = fmt.Errorf("scene %d: %w", i, err)
-					return
-				}
-				for k, v := range r {
-					regions[i*clip.ContextLength+k] = byte(v)
 				}
 			}
 		}(w)
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return nil, err
 	}
+	return d, nil
+}
 
-	if err := npy.Write(filepath.Join(*out, "images.npy"), "|u1", []int{*n, scene.ImageSize, scene.ImageSize, 3}, images); err != nil {
+// drawScene fills scene i's rows of every array.
+func (d *dataset) drawScene(tok *clip.Tokenizer, i int) error {
+	s, c := scene.TrainingExample(d.seed, i)
+	img := s.Render()
+	dst := d.images[i*imageBytes : (i+1)*imageBytes]
+	for p := 0; p < scene.ImageSize*scene.ImageSize; p++ {
+		copy(dst[3*p:3*p+3], img.Pix[4*p:4*p+3])
+	}
+	enc := tok.Encode(c.Text)
+	if enc.Truncated.Dropped > 0 {
+		return fmt.Errorf("caption %q of scene %d does not fit in %d tokens", c.Text, i, clip.ContextLength)
+	}
+	copy(d.ids[i*clip.ContextLength:], enc.Padded(clip.ContextLength))
+	d.captions[i] = c.Text
+	if err := latentMasks(s, d.masks[i*maskBytes:(i+1)*maskBytes]); err != nil {
+		return fmt.Errorf("scene %d: %w", i, err)
+	}
+	r, err := tokenRegions(enc, c)
+	if err != nil {
+		return fmt.Errorf("scene %d: %w", i, err)
+	}
+	for k, v := range r {
+		d.regions[i*clip.ContextLength+k] = byte(v)
+	}
+	return nil
+}
+
+// write writes the files the package comment lists into out.
+func (d *dataset) write(out string, tok *clip.Tokenizer) error {
+	n := d.n
+	if err := npy.Write(filepath.Join(out, "images.npy"), "|u1", []int{n, scene.ImageSize, scene.ImageSize, 3}, d.images); err != nil {
 		return err
 	}
-	if err := npy.WriteInt32(filepath.Join(*out, "input_ids.npy"), []int{*n, clip.ContextLength}, ids); err != nil {
+	if err := npy.WriteInt32(filepath.Join(out, "input_ids.npy"), []int{n, clip.ContextLength}, d.ids); err != nil {
 		return err
 	}
-	if err := npy.Write(filepath.Join(*out, "object_masks.npy"), "|u1", []int{*n, maxObjects, latentSize, latentSize}, masks); err != nil {
+	if err := npy.Write(filepath.Join(out, "object_masks.npy"), "|u1", []int{n, maxObjects, latentSize, latentSize}, d.masks); err != nil {
 		return err
 	}
-	if err := npy.Write(filepath.Join(*out, "token_regions.npy"), "|i1", []int{*n, clip.ContextLength}, regions); err != nil {
+	if err := npy.Write(filepath.Join(out, "token_regions.npy"), "|i1", []int{n, clip.ContextLength}, d.regions); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(*out, "captions.txt"), []byte(strings.Join(captions, "\n")+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(out, "captions.txt"), []byte(strings.Join(d.captions, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
 	groups, err := swapGroups(tok)
@@ -137,8 +172,8 @@ func run(args []string) error {
 		return err
 	}
 	info := map[string]any{
-		"seed":            *seed,
-		"count":           *n,
+		"seed":            d.seed,
+		"count":           n,
 		"image_size":      scene.ImageSize,
 		"max_tokens":      clip.ContextLength,
 		"empty_input_ids": tok.Encode("").Padded(clip.ContextLength),
@@ -148,7 +183,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(*out, "info.json"), append(b, '\n'), 0o644)
+	return os.WriteFile(filepath.Join(out, "info.json"), append(b, '\n'), 0o644)
 }
 
 // The latent grid the masks are written at: the VAE downsamples by 4.
