@@ -27,12 +27,14 @@ type benchEditFlags struct {
 	split                                  *string
 	steps                                  *int
 	cross, self                            *float64
+	selfMax                                **int // *selfMax nil: the model's (a cell of its own, as the flag set keeps its address)
 	quick                                  *bool
 	refineSwaps                            *bool
 }
 
 func addBenchEditFlags(fs *flag.FlagSet) benchEditFlags {
-	return benchEditFlags{
+	f := benchEditFlags{
+		selfMax:  new(*int),
 		fs:       fs,
 		engine:   addEngineFlags(fs),
 		colour:   fs.Int("colour", 70, "colour-swap prompt pairs (each run at every seed)"),
@@ -48,6 +50,8 @@ func addBenchEditFlags(fs *flag.FlagSet) benchEditFlags {
 		refineSwaps: fs.Bool("refine-swaps", false, "also run every word swap (colour, shape) with edit kind refine, as PIE-Bench and PnPInversion run every edit: "+
 			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),
 	}
+	fs.Var(optionalInt{f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
+	return f
 }
 
 // quickCounts are -quick's values for the flags not given explicitly.
@@ -85,6 +89,9 @@ func (f benchEditFlags) counts() (editCounts, error) {
 		if v != -1 && (v < 0 || v > 1) {
 			return nil, usageError("--%s is %g: want a fraction of the steps, 0…1", name, v)
 		}
+	}
+	if n := *f.selfMax; n != nil && (*n < 1 || *n > edit.MaxSelfMaxTokens) {
+		return nil, usageError("--self-max-tokens is %d: want a count of query positions from 1 to %d", *n, edit.MaxSelfMaxTokens)
 	}
 	return c, nil
 }
@@ -155,7 +162,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
@@ -164,6 +171,9 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if *f.self >= 0 {
 		run.self = *f.self
+	}
+	if n := *f.selfMax; n != nil {
+		run.selfMax = *n
 	}
 	if *f.engine.json {
 		return writeEditJSON(stdout, run, records)
@@ -185,6 +195,7 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 	if *f.self >= 0 {
 		spec.Self = &edit.Window{End: *f.self}
 	}
+	spec.SelfMaxTokens = *f.selfMax
 	if be.reweight() {
 		spec.Reweights = map[string]float64{be.word: be.factor}
 	}

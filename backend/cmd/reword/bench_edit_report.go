@@ -15,6 +15,7 @@ type editRun struct {
 	steps        int
 	guidance     float64
 	cross, self  float64
+	selfMax      int // self_max_tokens
 	seeds        int
 	pairs        int
 	seconds      float64
@@ -53,8 +54,8 @@ func methodLabel(row, method string) string {
 func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	methods := run.methodList()
 	edits := tallyOf(records, func(r editRecord) bool { return r.method == methodP2P }).n
-	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f, %.0f s\n",
-		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.seconds)
+	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f (self_max_tokens %d), %.0f s\n",
+		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.selfMax, run.seconds)
 	var sets []string
 	for _, s := range promptSets {
 		sets = append(sets, fmt.Sprintf("%s (%q)", s, setExamples[s]))
@@ -127,6 +128,7 @@ type editJSON struct {
 	Guidance                 float64          `json:"guidance"`
 	Cross                    float64          `json:"cross"`
 	Self                     float64          `json:"self"`
+	SelfMaxTokens            int              `json:"self_max_tokens"`
 	SeedsPerEdit             int              `json:"seeds_per_edit"`
 	PromptPairs              int              `json:"prompt_pairs"`
 	Seconds                  float64          `json:"seconds"`
@@ -200,7 +202,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
+		SelfMaxTokens: run.selfMax, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

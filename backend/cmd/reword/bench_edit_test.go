@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -23,6 +24,8 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-split", "half"}, `--split is "half": want report, tune or all`},
 		{[]string{"-cross", "1.5"}, "--cross is 1.5"},
 		{[]string{"-steps", "-2"}, "--steps is -2"},
+		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens is 0: want a count of query positions from 1 to"},
+		{[]string{"-self-max-tokens", "many"}, "self-max-tokens"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		var out, errb bytes.Buffer
@@ -34,9 +37,10 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 
 // parsedEditJSON is the part of bench edit's JSON the tests read.
 type parsedEditJSON struct {
-	SeedsPerEdit int              `json:"seeds_per_edit"`
-	Groups       []editGroupJSON  `json:"groups"`
-	Edits        []editRecordJSON `json:"edits"`
+	SelfMaxTokens int              `json:"self_max_tokens"`
+	SeedsPerEdit  int              `json:"seeds_per_edit"`
+	Groups        []editGroupJSON  `json:"groups"`
+	Edits         []editRecordJSON `json:"edits"`
 }
 
 func (p parsedEditJSON) group(row, set, method string, seed int) (editGroupJSON, bool) {
@@ -247,6 +251,42 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		}
 		if colours != 2 {
 			t.Errorf("%d colour swaps in the groups, want 2", colours)
+		}
+	})
+	t.Run("self-max-tokens", func(t *testing.T) {
+		// One colour swap with self-replace over every step, in the 4×4
+		// layers only and with the model's default (every layer up to
+		// 16×16): the flag must reach the run and change the edit.
+		edits := map[int]editRecordJSON{}
+		for _, limit := range []int{16, 0} {
+			args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4", "-self", "1",
+				"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "0", "-seeds", "1"}
+			if limit > 0 {
+				args = append(args, "-self-max-tokens", fmt.Sprint(limit))
+			}
+			var out, errb bytes.Buffer
+			if code := run(args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			var got parsedEditJSON
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+				t.Fatalf("%v in %s", err, out.String())
+			}
+			want := limit
+			if limit == 0 {
+				want = 256 // the tiny model's 16×16 layers and coarser
+			}
+			if got.SelfMaxTokens != want {
+				t.Errorf("-self-max-tokens %d: the report says self_max_tokens %d, want %d", limit, got.SelfMaxTokens, want)
+			}
+			for _, e := range got.Edits {
+				if e.Method == methodP2P {
+					edits[limit] = e
+				}
+			}
+		}
+		if a, b := edits[16], edits[0]; a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB {
+			t.Errorf("self-replace in the 4×4 layers only scored as in every layer (%+v): the limit did not reach the run", a)
 		}
 	})
 	t.Run("model", func(t *testing.T) {
