@@ -27,14 +27,13 @@ type benchEditFlags struct {
 	split                                  *string
 	steps                                  *int
 	cross, self                            *float64
-	selfMax                                **int // *selfMax nil: the model's (a cell of its own, as the flag set keeps its address)
+	selfMax                                *int // nil: the model's
 	quick                                  *bool
 	refineSwaps                            *bool
 }
 
-func addBenchEditFlags(fs *flag.FlagSet) benchEditFlags {
-	f := benchEditFlags{
-		selfMax:  new(*int),
+func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
+	f := &benchEditFlags{
 		fs:       fs,
 		engine:   addEngineFlags(fs),
 		colour:   fs.Int("colour", 70, "colour-swap prompt pairs (each run at every seed)"),
@@ -50,7 +49,7 @@ func addBenchEditFlags(fs *flag.FlagSet) benchEditFlags {
 		refineSwaps: fs.Bool("refine-swaps", false, "also run every word swap (colour, shape) with edit kind refine, as PIE-Bench and PnPInversion run every edit: "+
 			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),
 	}
-	fs.Var(optionalInt{f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
+	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
 	return f
 }
 
@@ -58,7 +57,7 @@ func addBenchEditFlags(fs *flag.FlagSet) benchEditFlags {
 var quickCounts = map[string]int{"colour": 5, "shape": 2, "phrase": 2, "reweight": 1, "seeds": 2}
 
 // counts applies -quick and checks the values.
-func (f benchEditFlags) counts() (editCounts, error) {
+func (f *benchEditFlags) counts() (editCounts, error) {
 	if *f.quick {
 		target := map[string]*int{"colour": f.colour, "shape": f.shape, "phrase": f.phrase, "reweight": f.reweight, "seeds": f.seeds}
 		for name, v := range quickCounts {
@@ -90,8 +89,8 @@ func (f benchEditFlags) counts() (editCounts, error) {
 			return nil, usageError("--%s is %g: want a fraction of the steps, 0…1", name, v)
 		}
 	}
-	if n := *f.selfMax; n != nil && (*n < 1 || *n > edit.MaxSelfMaxTokens) {
-		return nil, usageError("--self-max-tokens is %d: want a count of query positions from 1 to %d", *n, edit.MaxSelfMaxTokens)
+	if err := checkSelfMaxTokens(f.selfMax); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
@@ -172,8 +171,8 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *f.self >= 0 {
 		run.self = *f.self
 	}
-	if n := *f.selfMax; n != nil {
-		run.selfMax = *n
+	if f.selfMax != nil {
+		run.selfMax = *f.selfMax
 	}
 	if *f.engine.json {
 		return writeEditJSON(stdout, run, records)
@@ -184,7 +183,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // runBenchPair runs one edit at one seed with Prompt-to-Prompt, with the
 // baseline and, with -refine-swaps, with Prompt-to-Prompt as a refinement,
 // and scores each by method.
-func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64, f benchEditFlags) (map[string]editScore, error) {
+func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64, f *benchEditFlags) (map[string]editScore, error) {
 	spec := edit.Spec{Source: be.source, Targets: []string{be.target}, Seed: &seed}
 	if *f.steps > 0 {
 		spec.Steps = f.steps
@@ -195,7 +194,7 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 	if *f.self >= 0 {
 		spec.Self = &edit.Window{End: *f.self}
 	}
-	spec.SelfMaxTokens = *f.selfMax
+	spec.SelfMaxTokens = f.selfMax
 	if be.reweight() {
 		spec.Reweights = map[string]float64{be.word: be.factor}
 	}

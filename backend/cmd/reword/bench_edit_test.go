@@ -24,7 +24,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-split", "half"}, `--split is "half": want report, tune or all`},
 		{[]string{"-cross", "1.5"}, "--cross is 1.5"},
 		{[]string{"-steps", "-2"}, "--steps is -2"},
-		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens is 0: want a count of query positions from 1 to"},
+		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
 		{[]string{"-self-max-tokens", "many"}, "self-max-tokens"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {

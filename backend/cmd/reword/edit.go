@@ -46,6 +46,15 @@ type editFlags struct {
 	baseline *bool
 }
 
+// checkSelfMaxTokens checks a --self-max-tokens flag (nil: not given)
+// before it goes into a spec, in the flag's own words.
+func checkSelfMaxTokens(n *int) error {
+	if n != nil && (*n < 1 || *n > edit.MaxSelfMaxTokens) {
+		return usageError("--self-max-tokens %d: want a count of query positions from 1 to %d (256: the 16×16 layers and coarser at 512 px)", *n, edit.MaxSelfMaxTokens)
+	}
+	return nil
+}
+
 // optionalInt is an int flag that records whether it was given, so that
 // no value has to stand for "the default".
 type optionalInt struct{ p **int }
@@ -111,8 +120,8 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 		return usageError("--replace-tail %q: want one of %s", t, strings.Join(edit.ReplaceTails, ", "))
 	}
 	spec.ReplaceTail = *f.replaceTail
-	if n := f.selfMax; n != nil && (*n < 1 || *n > edit.MaxSelfMaxTokens) {
-		return usageError("--self-max-tokens %d: want a count of query positions from 1 to %d (256: the 16×16 layers and coarser at 512 px)", *n, edit.MaxSelfMaxTokens)
+	if err := checkSelfMaxTokens(f.selfMax); err != nil {
+		return err
 	}
 	spec.SelfMaxTokens = f.selfMax
 	return nil
