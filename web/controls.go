@@ -252,14 +252,15 @@ func windowText(w *edit.Window) string {
 }
 
 // reference holds the settings that reproduce published setups (which
-// self-attention layers self-replace acts in, the replace tail), folded
-// away until the user opens them or the edit sets one: the defaults suit
-// most edits, and the form stays short on a phone.
+// self-attention layers self-replace acts in, the replace tail) and the
+// opt-in that keeps the source's text states, folded away until the user
+// opens them or the edit sets one: the defaults suit most edits, and the
+// form stays short on a phone.
 func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 	s := c.Spec
 	_, selfProblem := c.Errors["self_max_tokens"]
 	_, tailProblem := c.Errors["replace_tail"]
-	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || selfProblem || tailProblem
+	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || s.KeepSourceText || selfProblem || tailProblem
 	return app.Details().ID("reference-settings").Class("field wide reference-settings").Open(open).
 		On("toggle", func(ctx app.Context, e app.Event) {
 			// Kept here, so that the section stays as the user left it
@@ -268,10 +269,30 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 			ctx.PreventUpdate()
 		}).
 		Body(
-			app.Summary().Text("Layers and replace tail (to reproduce published settings)"),
+			app.Summary().Text("Layers, replace tail and text states"),
 			c.selfLayers(d, self),
 			c.replaceTail(),
+			c.keepSourceText(),
 		)
+}
+
+// keepSourceText is the keep_source_text opt-in: every target takes the
+// source's text states for the words it kept, so that only the reworded
+// words' states differ.
+func (c *Controls) keepSourceText() app.UI {
+	const id = "keep-source-text"
+	return app.Div().Class("field wide").Body(
+		app.Label().Class("check").Body(
+			app.Input().ID(id).Type("checkbox").Checked(c.Spec.KeepSourceText).Aria("describedby", id+"-hint").
+				OnChange(func(ctx app.Context, e app.Event) {
+					on := ctx.JSSrc().Get("checked").Bool()
+					c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.KeepSourceText = on; return s })
+				}),
+			app.Text(" Keep the source's text for unchanged words"),
+		),
+		app.P().ID(id+"-hint").Class("hint").Text("Off by default. On, only the reworded words' text states differ from the source's: "+
+			"for a text encoder that folds every word into the words after it."),
+	)
 }
 
 // selfLayers is the self_max_tokens setting, a menu of the model's

@@ -69,10 +69,16 @@ func (e *Editor) syncInputs(ctx app.Context) {
 		values["target-"+strconv.Itoa(i)] = t
 		values["edit-kind-choice-"+strconv.Itoa(i)] = string(s.KindOf(i))
 	}
+	checked := map[string]bool{"keep-source-text": s.KeepSourceText}
 	ctx.Defer(func(app.Context) {
 		for id, v := range values {
 			if el := app.Window().GetElementByID(id); el.Truthy() && el.Get("value").String() != v {
 				el.Set("value", v)
+			}
+		}
+		for id, v := range checked {
+			if el := app.Window().GetElementByID(id); el.Truthy() && el.Get("checked").Bool() != v {
+				el.Set("checked", v)
 			}
 		}
 	})

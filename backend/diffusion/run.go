@@ -56,6 +56,11 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 		}
 		j.ctrl = ctrl
 		j.selfLayers = e.desc.SelfLayerWeights(e.selfMaxTokens(r))
+		if r.KeepSourceText {
+			for t := range ctrl.Targets() {
+				j.textFrom = append(j.textFrom, ctrl.TextSource(t))
+			}
+		}
 		if masks := ctrl.BlendMasks(); masks != nil {
 			b := e.maps[e.blendOut]
 			j.blend = newLocalBlend(masks, r.Steps, b.w, b.h, e.manifest.Latent.Width, e.manifest.Latent.Height)
@@ -110,8 +115,12 @@ type job struct {
 	ctrl      *align.Controller // nil: no control (generation, baseline)
 	// selfLayers are the per-layer self-replace weights (nil: none).
 	selfLayers []float32
-	blend      *localBlend // nil: no local blending
-	origin     origin
+	// textFrom, when set, gives each target the source's text states at
+	// the positions of the words it kept (align.Controller.TextSource, one
+	// entry per target): the spec's keep_source_text.
+	textFrom [][]int
+	blend    *localBlend // nil: no local blending
+	origin   origin
 }
 
 // origin is where a run starts and how its source row is obtained. A

@@ -137,8 +137,10 @@ func (s *sampling) textStates(ctx context.Context) (condition, error) {
 			from[b] = cond + b - stepped
 		}
 	}
+	c := enc.gather(s.e, from)
+	c.keepSourceText(s.e, stepped, s.j.textFrom)
 	s.res.Timings.TextEncoder = time.Since(t0)
-	return enc.gather(s.e, from), nil
+	return c, nil
 }
 
 // startLatents puts x_T in every row: all rows start from the same noise.

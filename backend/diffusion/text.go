@@ -195,3 +195,22 @@ func (c condition) gather(e *Engine, from []int) condition {
 	}
 	return out
 }
+
+// keepSourceText copies, for each target t, the source's text state at
+// position textFrom[t][n] into the target's position n (the spec's
+// keep_source_text). The conditional rows start at batch row cond: the
+// source's, then the targets' in order. Pooled embeddings stay each
+// prompt's own: they are no token's state.
+func (c condition) keepSourceText(e *Engine, cond int, textFrom [][]int) {
+	size, h := clip.ContextLength*e.hidden, e.hidden
+	src := c.hidden[cond*size : (cond+1)*size]
+	for t, from := range textFrom {
+		b := cond + 1 + t
+		tgt := c.hidden[b*size : (b+1)*size]
+		for n, w := range from {
+			if w >= 0 {
+				copy(tgt[n*h:(n+1)*h], src[w*h:(w+1)*h])
+			}
+		}
+	}
+}

@@ -89,8 +89,10 @@ type Controller struct {
 	mapper, keep, equalizer [][]float32
 	// Per target and token: the cross window in steps [crossFrom, crossTo).
 	crossFrom, crossTo [][n77]int
-	selfFrom, selfTo   int
-	blend              []*BlendMask
+	// textSource is, per target, TextSource.
+	textSource       [][]int
+	selfFrom, selfTo int
+	blend            []*BlendMask
 }
 
 // New aligns the prompts of cfg. It returns an error for an invalid
@@ -133,7 +135,11 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		if e < len(cfg.Kinds) && cfg.Kinds[e] != "" {
 			choice = cfg.Kinds[e]
 		}
-		kind, mapper, keep, err := mapTarget(src, tgt, choice, cfg.ReferenceReplaceTail)
+		m, err := matchPrompts(src, tgt, choice)
+		if err != nil {
+			return nil, fmt.Errorf("target %d: %w", e+1, err)
+		}
+		kind, mapper, keep, err := mapTarget(m, cfg.ReferenceReplaceTail)
 		if err != nil {
 			return nil, fmt.Errorf("target %d: %w", e+1, err)
 		}
@@ -163,6 +169,7 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		c.equalizer = append(c.equalizer, eq)
 		c.crossFrom = append(c.crossFrom, from)
 		c.crossTo = append(c.crossTo, to)
+		c.textSource = append(c.textSource, textSource(src, tgt, m, mapper))
 	}
 	if len(cfg.Blend) > len(cfg.Targets) {
 		return nil, fmt.Errorf("align: %d local blends for %d targets", len(cfg.Blend), len(cfg.Targets))
@@ -190,13 +197,9 @@ func crossSteps(w Window, steps int) (from, to int) {
 	return int(w.Start * rows), int(w.End * rows)
 }
 
-// mapTarget classifies a target as chosen and builds its mapper G and keep
-// vector a from the match the editor's diff shows (CompareAs).
-func mapTarget(src, tgt clip.Encoding, choice Choice, referenceTail bool) (Kind, []float32, []float32, error) {
-	m, err := matchPrompts(src, tgt, choice)
-	if err != nil {
-		return 0, nil, nil, err
-	}
+// mapTarget builds a target's mapper G and keep vector a from its match
+// with the source, the one the editor's diff shows (CompareAs).
+func mapTarget(m match, referenceTail bool) (Kind, []float32, []float32, error) {
 	switch m.kind {
 	case Reweight:
 		g := make([]float32, n77*n77)

@@ -116,6 +116,14 @@ type Spec struct {
 	// swapped word: "aligned" (the default, left out) or "reference", the
 	// published code's mapping, to reproduce published numbers.
 	ReplaceTail string `json:"replace_tail,omitempty"`
+	// KeepSourceText gives every target the source's text states at the
+	// positions of the words it kept (BOS, EOS and padding included;
+	// align.Controller.TextSource), so that only the reworded words'
+	// states differ from the source's. Off by default: it is an opt-in
+	// for text encoders that fold every word into every later state (a
+	// causal encoder's EOS and padding sum up the whole prompt), whose
+	// unchanged words then carry the edit into the whole image.
+	KeepSourceText bool `json:"keep_source_text,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.
 	Image string `json:"image,omitempty"`

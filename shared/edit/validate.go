@@ -66,8 +66,10 @@ type Resolved struct {
 	Kinds []align.Choice
 	// ReplaceTail is ReplaceTailAligned or ReplaceTailReference.
 	ReplaceTail string
-	Image       string
-	Inversion   string // "" without Image
+	// KeepSourceText is the spec's keep_source_text.
+	KeepSourceText bool
+	Image          string
+	Inversion      string // "" without Image
 }
 
 // Resolve validates s against the model's defaults and fills in every
@@ -83,7 +85,7 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 		Scheduler: d.Schedulers[0], Model: d.Model, Cross: d.Cross, Self: d.Self,
 		CrossWords: cloneMap(s.CrossWords), Reweights: cloneMap(s.Reweights), Blend: cloneBlends(s.Blend),
 		Image: s.Image, Inversion: s.Inversion,
-		Kinds: slices.Clone(s.Kinds), ReplaceTail: ReplaceTailAligned,
+		Kinds: slices.Clone(s.Kinds), ReplaceTail: ReplaceTailAligned, KeepSourceText: s.KeepSourceText,
 	}
 	if s.ReplaceTail != "" {
 		r.ReplaceTail = s.ReplaceTail
@@ -401,6 +403,7 @@ func (r Resolved) Spec() Spec {
 		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossWords: cloneMap(r.CrossWords),
 		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend),
 		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail,
+		KeepSourceText: r.KeepSourceText,
 	}
 	if r.SelfMaxTokens > 0 {
 		// Left out otherwise: the default is the engine's to choose.

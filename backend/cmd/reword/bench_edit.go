@@ -28,6 +28,7 @@ type benchEditFlags struct {
 	steps                                  *int
 	cross, self                            *float64
 	selfMax                                *int // nil: the model's
+	keepText                               *bool
 	quick                                  *bool
 	refineSwaps                            *bool
 }
@@ -50,6 +51,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),
 	}
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
+	f.keepText = fs.Bool("keep-source-text", false, "every P2P edit keeps the source's text states for the words it did not change (the spec's keep_source_text; the baseline has no control to keep them with)")
 	return f
 }
 
@@ -161,7 +163,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, keepText: *f.keepText, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
@@ -195,6 +197,7 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		spec.Self = &edit.Window{End: *f.self}
 	}
 	spec.SelfMaxTokens = f.selfMax
+	spec.KeepSourceText = *f.keepText
 	if be.reweight() {
 		spec.Reweights = map[string]float64{be.word: be.factor}
 	}

@@ -16,6 +16,7 @@ type editRun struct {
 	guidance     float64
 	cross, self  float64
 	selfMax      int // self_max_tokens
+	keepText     bool
 	seeds        int
 	pairs        int
 	seconds      float64
@@ -54,8 +55,12 @@ func methodLabel(row, method string) string {
 func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	methods := run.methodList()
 	edits := tallyOf(records, func(r editRecord) bool { return r.method == methodP2P }).n
-	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f (self_max_tokens %d), %.0f s\n",
-		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.selfMax, run.seconds)
+	keep := ""
+	if run.keepText {
+		keep = ", keep_source_text"
+	}
+	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f (self_max_tokens %d%s), %.0f s\n",
+		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.selfMax, keep, run.seconds)
 	var sets []string
 	for _, s := range promptSets {
 		sets = append(sets, fmt.Sprintf("%s (%q)", s, setExamples[s]))
@@ -129,6 +134,7 @@ type editJSON struct {
 	Cross                    float64          `json:"cross"`
 	Self                     float64          `json:"self"`
 	SelfMaxTokens            int              `json:"self_max_tokens"`
+	KeepSourceText           bool             `json:"keep_source_text"`
 	SeedsPerEdit             int              `json:"seeds_per_edit"`
 	PromptPairs              int              `json:"prompt_pairs"`
 	Seconds                  float64          `json:"seconds"`
@@ -202,7 +208,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
+		SelfMaxTokens: run.selfMax, KeepSourceText: run.keepText, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

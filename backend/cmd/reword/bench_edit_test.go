@@ -37,10 +37,11 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 
 // parsedEditJSON is the part of bench edit's JSON the tests read.
 type parsedEditJSON struct {
-	SelfMaxTokens int              `json:"self_max_tokens"`
-	SeedsPerEdit  int              `json:"seeds_per_edit"`
-	Groups        []editGroupJSON  `json:"groups"`
-	Edits         []editRecordJSON `json:"edits"`
+	SelfMaxTokens  int              `json:"self_max_tokens"`
+	KeepSourceText bool             `json:"keep_source_text"`
+	SeedsPerEdit   int              `json:"seeds_per_edit"`
+	Groups         []editGroupJSON  `json:"groups"`
+	Edits          []editRecordJSON `json:"edits"`
 }
 
 func (p parsedEditJSON) group(row, set, method string, seed int) (editGroupJSON, bool) {
@@ -287,6 +288,38 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		}
 		if a, b := edits[16], edits[0]; a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB {
 			t.Errorf("self-replace in the 4×4 layers only scored as in every layer (%+v): the limit did not reach the run", a)
+		}
+	})
+	t.Run("keep-source-text", func(t *testing.T) {
+		// One colour swap with and without the source's text states for
+		// the kept words, cross-replace off so that the text states alone
+		// steer the target: the flag must reach the run and change it.
+		edits := map[bool]editRecordJSON{}
+		for _, keep := range []bool{true, false} {
+			args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4", "-cross", "0",
+				"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "0", "-seeds", "1"}
+			if keep {
+				args = append(args, "-keep-source-text")
+			}
+			var out, errb bytes.Buffer
+			if code := run(args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			var got parsedEditJSON
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+				t.Fatalf("%v in %s", err, out.String())
+			}
+			if got.KeepSourceText != keep {
+				t.Errorf("-keep-source-text %v: the report says keep_source_text %v", keep, got.KeepSourceText)
+			}
+			for _, e := range got.Edits {
+				if e.Method == methodP2P {
+					edits[keep] = e
+				}
+			}
+		}
+		if a, b := edits[true], edits[false]; a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB {
+			t.Errorf("the edit with the source's text states scored as without them (%+v): the flag did not reach the run", a)
 		}
 	})
 	t.Run("model", func(t *testing.T) {

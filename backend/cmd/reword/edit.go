@@ -42,8 +42,8 @@ type editFlags struct {
 	replaceTail *string
 	// selfMax is --self-max-tokens, nil when not given (the model's
 	// default).
-	selfMax  *int
-	baseline *bool
+	selfMax            *int
+	keepText, baseline *bool
 }
 
 // checkSelfMaxTokens checks a --self-max-tokens flag (nil: not given)
@@ -87,6 +87,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&targetKind{f: f}, "kind", "edit kind of the --to before it: auto (the default: replace when the target has as many words as the source, refine otherwise), replace (swap words one for one; needs as many words) or refine (align the tokens; what PIE-Bench runs), e.g. --to \"a cat sleeping\" --kind refine")
 	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
+	f.keepText = fs.Bool("keep-source-text", false, "give each target the source's text states at the positions of the words it kept, so only the reworded words' states differ (opt-in; the spec's keep_source_text)")
 	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start")
 	return f
 }
@@ -124,6 +125,7 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 		return err
 	}
 	spec.SelfMaxTokens = f.selfMax
+	spec.KeepSourceText = *f.keepText
 	return nil
 }
 

@@ -87,6 +87,20 @@ func TestSelfMaxTokensFlag(t *testing.T) {
 	}
 }
 
+// TestKeepSourceTextFlag: --keep-source-text turns the spec's opt-in on;
+// without it the spec leaves it off.
+func TestKeepSourceTextFlag(t *testing.T) {
+	if s, err := parseEditFlags("--to", "a dog", "--keep-source-text"); err != nil || !s.KeepSourceText {
+		t.Errorf("--keep-source-text: %v, %v; want it on", s.KeepSourceText, err)
+	}
+	if s, err := parseEditFlags("--to", "a dog"); err != nil || s.KeepSourceText {
+		t.Errorf("no --keep-source-text: %v, %v; want it off", s.KeepSourceText, err)
+	}
+	if _, err := parseEditFlags("--to", "a dog", "--keep-source-text=maybe"); err == nil || !strings.Contains(err.Error(), "keep-source-text") {
+		t.Errorf("--keep-source-text=maybe: %v; want an error naming the flag", err)
+	}
+}
+
 // parseEditFlags parses `reword edit` flags into a spec as the command does.
 func parseEditFlags(args ...string) (edit.Spec, error) {
 	fs := newFlagSet("edit", "", io.Discard)
