@@ -44,13 +44,17 @@ var attentionKinds = []string{attnColour, attnShape, attnSize, attnPosition, att
 
 // wordShare is one word of one image at one attention resolution: the share
 // of the word's cross-attention mass inside its region, and the region's
-// area fraction, which is the share a uniform map would give.
+// area fraction, which is the share a uniform map would give. AtBackground
+// is the word's mean share of a background pixel's attention: under
+// Prompt-to-Prompt's injected maps, how much of what a background pixel
+// reads changes when the word is swapped.
 type wordShare struct {
 	Kind          string
 	Word          string
 	Stride        int
 	Width, Height int
 	Share, Area   float64
+	AtBackground  float64
 }
 
 // errTooFewObjects: the evaluator found fewer objects than the caption
@@ -216,7 +220,12 @@ func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatM
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, wordShare{Kind: kind, Word: word.Text, Stride: hm.Stride, Width: hm.Width, Height: hm.Height, Share: share, Area: area})
+			atBackground, err := meanOver(hm, tokens[w], background)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, wordShare{Kind: kind, Word: word.Text, Stride: hm.Stride, Width: hm.Width, Height: hm.Height,
+				Share: share, Area: area, AtBackground: atBackground})
 		}
 	}
 	return out, nil
@@ -300,6 +309,41 @@ func massShare(hm diffusion.HeatMap, tokens []int, mask []bool) (share, area flo
 	return in / mass, float64(pixels) / float64(n*n), nil
 }
 
+// meanOver returns the mean over mask's pixels of the summed maps of
+// tokens: the tokens' share of such a pixel's attention (each cell's value
+// is a softmax share, so it applies to every pixel the cell covers); 0
+// for an empty mask.
+func meanOver(hm diffusion.HeatMap, tokens []int, mask []bool) (float64, error) {
+	const n = scene.ImageSize
+	if len(mask) != n*n || hm.Width <= 0 || hm.Height <= 0 || n%hm.Width != 0 || n%hm.Height != 0 {
+		return 0, fmt.Errorf("a %d-pixel mask or a %dx%d grid does not fit a %dx%d image", len(mask), hm.Width, hm.Height, n, n)
+	}
+	for _, k := range tokens {
+		if k < 0 || k >= len(hm.Maps) || len(hm.Maps[k]) != hm.Width*hm.Height {
+			return 0, fmt.Errorf("token %d has no %dx%d map", k, hm.Width, hm.Height)
+		}
+	}
+	cw, ch := n/hm.Width, n/hm.Height
+	var sum float64
+	pixels := 0
+	for y := 0; y < n; y++ {
+		for x := 0; x < n; x++ {
+			if !mask[y*n+x] {
+				continue
+			}
+			pixels++
+			q := (y/ch)*hm.Width + x/cw
+			for _, k := range tokens {
+				sum += float64(hm.Maps[k][q])
+			}
+		}
+	}
+	if pixels == 0 {
+		return 0, nil
+	}
+	return sum / float64(pixels), nil
+}
+
 // matchObjects assigns each mention a distinct found object: the one
 // assignment that names the fewest wrong shapes and colours, then lies
 // nearest the named positions. A single mention takes the largest object,
@@ -366,6 +410,8 @@ type attentionRow struct {
 	Area  float64 `json:"area"`
 	// Above is the fraction of instances whose share beats their area.
 	Above float64 `json:"above_uniform"`
+	// AtBackground is the mean of wordShare.AtBackground.
+	AtBackground float64 `json:"at_background_pixel"`
 }
 
 type attentionReport struct {
@@ -406,6 +452,7 @@ func summarizeShares(all []wordShare) []attentionRow {
 				r.N++
 				r.Share += s.Share
 				r.Area += s.Area
+				r.AtBackground += s.AtBackground
 				if s.Share > s.Area {
 					r.Above++
 				}
@@ -417,6 +464,7 @@ func summarizeShares(all []wordShare) []attentionRow {
 			r.Share /= float64(r.N)
 			r.Area /= float64(r.N)
 			r.Above /= float64(r.N)
+			r.AtBackground /= float64(r.N)
 			rows = append(rows, r)
 		}
 	}
@@ -426,9 +474,10 @@ func summarizeShares(all []wordShare) []attentionRow {
 func (r attentionReport) writeTable(w io.Writer) error {
 	fmt.Fprintf(w, "model %s: %d images (%d single-object prompts, %d two-object, x %d seeds; %d skipped: fewer objects found than named), DDIM %d steps, guidance %g\n",
 		r.Model, r.Images, r.Prompts, r.Pairs, r.Seeds, r.Skipped, r.Steps, r.Guidance)
-	fmt.Fprintf(w, "share: the word's cross-attention mass (mean over steps, heads and the layers of one resolution) inside its object's mask, or for background words outside every object; area: that region's fraction of the image, what a uniform map gives\n\n")
+	fmt.Fprintf(w, "share: the word's cross-attention mass (mean over steps, heads and the layers of one resolution) inside its object's mask, or for background words outside every object; area: that region's fraction of the image, what a uniform map gives; "+
+		"at bg px: the word's mean share of a background pixel's attention (what a swap of it changes there under injected maps)\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "RESOLUTION\tWORD\tN\tSHARE\tAREA\tSHARE/AREA\tSHARE > AREA\tUSED BY\t")
+	fmt.Fprintln(tw, "RESOLUTION\tWORD\tN\tSHARE\tAREA\tSHARE/AREA\tSHARE > AREA\tAT BG PX\tUSED BY\t")
 	for _, row := range r.Rows {
 		var uses []string
 		if row.Width == r.HeatMapGrid[0] && row.Height == r.HeatMapGrid[1] {
@@ -441,8 +490,8 @@ func (r attentionReport) writeTable(w io.Writer) error {
 		if used == "" {
 			used = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%.3f\t%.2f\t%.0f %%\t%s\t\n",
-			row.Resolution, row.Kind, row.N, row.Share, row.Area, row.Share/row.Area, 100*row.Above, used)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%.3f\t%.2f\t%.0f %%\t%.3f\t%s\t\n",
+			row.Resolution, row.Kind, row.N, row.Share, row.Area, row.Share/row.Area, 100*row.Above, row.AtBackground, used)
 	}
 	return tw.Flush()
 }

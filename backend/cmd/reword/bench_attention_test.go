@@ -113,6 +113,30 @@ func TestAttentionSharesOfARealGeneration(t *testing.T) {
 			if err != nil || math.Abs(share-a) > 1e-12 {
 				t.Errorf("%dx%d uniform map: share %v, area %v, %v", hm.Width, hm.Height, share, a, err)
 			}
+			if at, err := meanOver(uniform, tok, outside); err != nil || math.Abs(at-0.25) > 1e-12 {
+				t.Errorf("%dx%d uniform map: %v of a background pixel's attention, %v; want 0.25", hm.Width, hm.Height, at, err)
+			}
+			// A background pixel's mean share, times the background's
+			// pixels in cells, is the mass outside the object.
+			at, err := meanOver(hm, tok, outside)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mass float64
+			for _, v := range hm.Maps[tok[0]] {
+				mass += float64(v)
+			}
+			cell := float64(scene.ImageSize*scene.ImageSize) / float64(hm.Width*hm.Height)
+			if got := at * float64(count(outside)) / cell; math.Abs(got-out*mass) > 1e-6*mass {
+				t.Errorf("%dx%d: mean share at background pixels gives mass %v outside, massShare %v", hm.Width, hm.Height, got, out*mass)
+			}
+			all := make([]int, len(hm.Maps))
+			for k := range all {
+				all[k] = k
+			}
+			if sum, err := meanOver(hm, all, outside); err != nil || sum > 1+1e-5 || sum <= 0 {
+				t.Errorf("%dx%d: every token's share of a background pixel sums to %v, %v; want (0, 1]", hm.Width, hm.Height, sum, err)
+			}
 		}
 	}
 	if measured == 0 {
@@ -145,6 +169,12 @@ func TestMassShareRefusesBadInput(t *testing.T) {
 	}
 	if _, _, err := massShare(hm, []int{0}, mask[:10]); err == nil || !strings.Contains(err.Error(), "mask has 10 pixels") {
 		t.Errorf("short mask: %v", err)
+	}
+	if _, err := meanOver(hm, []int{5}, mask); err == nil || !strings.Contains(err.Error(), "token 5") {
+		t.Errorf("meanOver, missing token: %v", err)
+	}
+	if _, err := meanOver(hm, []int{0}, mask[:10]); err == nil || !strings.Contains(err.Error(), "10-pixel mask") {
+		t.Errorf("meanOver, short mask: %v", err)
 	}
 	if _, ok := matchObjects(make([]scene.Mention, 2), make([]eval.Object, 1)); ok {
 		t.Error("two mentions matched to one object")

@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"reword/backend/diffusion"
 	"reword/shared/align"
+	"reword/shared/clip"
 	"reword/shared/edit"
 )
 
@@ -29,6 +31,7 @@ type benchEditFlags struct {
 	cross, self                            *float64
 	selfMax                                *int // nil: the model's
 	keepText                               *bool
+	blendChanged                           *bool
 	quick                                  *bool
 	refineSwaps                            *bool
 }
@@ -51,6 +54,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),
 	}
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
+	f.blendChanged = fs.Bool("blend-changed", false, "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words); the baseline is not blended")
 	f.keepText = fs.Bool("keep-source-text", false, "every P2P edit keeps the source's text states for the words it did not change (the spec's keep_source_text; the baseline has no control to keep them with)")
 	return f
 }
@@ -163,7 +167,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, keepText: *f.keepText, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, keepText: *f.keepText, blendChanged: *f.blendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
@@ -198,6 +202,15 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 	}
 	spec.SelfMaxTokens = f.selfMax
 	spec.KeepSourceText = *f.keepText
+	if *f.blendChanged {
+		words, err := changedWords(be.source, be.target)
+		if err != nil {
+			return nil, err
+		}
+		if len(words) > 0 {
+			spec.Blend = []edit.Blend{{Words: words}}
+		}
+	}
 	if be.reweight() {
 		spec.Reweights = map[string]float64{be.word: be.factor}
 	}
@@ -237,8 +250,38 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		scores[methodBaseline], err = score(*be, src, src)
 		return scores, err
 	}
+	spec.Blend = nil // the baseline is each prompt alone
 	if _, err := run(methodBaseline, spec, diffusion.RunOptions{Baseline: true}); err != nil {
 		return nil, err
 	}
 	return scores, nil
+}
+
+// changedWords are the words an edit of source into target changes, as
+// the editor's diff marks them: the source's swapped or dropped words and
+// the target's swapped or added ones, each once.
+func changedWords(source, target string) ([]string, error) {
+	tok, err := clip.Default()
+	if err != nil {
+		return nil, err
+	}
+	src, tgt := tok.Encode(source), tok.Encode(target)
+	d := align.Compare(src, tgt)
+	var words []string
+	add := func(text string, w align.Word) {
+		if word := text[w.Start:w.End]; !slices.Contains(words, word) {
+			words = append(words, word)
+		}
+	}
+	for k, changed := range d.SourceChanged {
+		if changed {
+			add(source, d.Source[k])
+		}
+	}
+	for k, changed := range d.TargetChanged {
+		if changed {
+			add(target, d.Target[k])
+		}
+	}
+	return words, nil
 }

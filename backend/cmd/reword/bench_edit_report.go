@@ -17,6 +17,7 @@ type editRun struct {
 	cross, self  float64
 	selfMax      int // self_max_tokens
 	keepText     bool
+	blendChanged bool
 	seeds        int
 	pairs        int
 	seconds      float64
@@ -58,6 +59,9 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	keep := ""
 	if run.keepText {
 		keep = ", keep_source_text"
+	}
+	if run.blendChanged {
+		keep += ", local blend on the changed words"
 	}
 	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f (self_max_tokens %d%s), %.0f s\n",
 		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.selfMax, keep, run.seconds)
@@ -135,6 +139,7 @@ type editJSON struct {
 	Self                     float64          `json:"self"`
 	SelfMaxTokens            int              `json:"self_max_tokens"`
 	KeepSourceText           bool             `json:"keep_source_text"`
+	BlendChanged             bool             `json:"blend_changed"`
 	SeedsPerEdit             int              `json:"seeds_per_edit"`
 	PromptPairs              int              `json:"prompt_pairs"`
 	Seconds                  float64          `json:"seconds"`
@@ -208,7 +213,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, KeepSourceText: run.keepText, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
+		SelfMaxTokens: run.selfMax, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

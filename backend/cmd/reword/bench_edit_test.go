@@ -39,6 +39,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 type parsedEditJSON struct {
 	SelfMaxTokens  int              `json:"self_max_tokens"`
 	KeepSourceText bool             `json:"keep_source_text"`
+	BlendChanged   bool             `json:"blend_changed"`
 	SeedsPerEdit   int              `json:"seeds_per_edit"`
 	Groups         []editGroupJSON  `json:"groups"`
 	Edits          []editRecordJSON `json:"edits"`
@@ -322,6 +323,37 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("the edit with the source's text states scored as without them (%+v): the flag did not reach the run", a)
 		}
 	})
+	t.Run("blend-changed", func(t *testing.T) {
+		// One colour swap with and without local blend on the swapped
+		// words: the flag must reach the run and change the edit.
+		edits := map[bool]editRecordJSON{}
+		for _, blend := range []bool{true, false} {
+			args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4",
+				"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "0", "-seeds", "1"}
+			if blend {
+				args = append(args, "-blend-changed")
+			}
+			var out, errb bytes.Buffer
+			if code := run(args, &out, &errb); code != 0 {
+				t.Fatalf("exit %d: %s", code, errb.String())
+			}
+			var got parsedEditJSON
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+				t.Fatalf("%v in %s", err, out.String())
+			}
+			if got.BlendChanged != blend {
+				t.Errorf("-blend-changed %v: the report says blend_changed %v", blend, got.BlendChanged)
+			}
+			for _, e := range got.Edits {
+				if e.Method == methodP2P {
+					edits[blend] = e
+				}
+			}
+		}
+		if a, b := edits[true], edits[false]; a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB {
+			t.Errorf("the edit blended on its swapped words scored as without the blend (%+v): the flag did not reach the run", a)
+		}
+	})
 	t.Run("model", func(t *testing.T) {
 		var out, errb bytes.Buffer
 		args := []string{"bench", "model", "-model", dir, "-threads", "1", "-prompts", "2", "-seeds", "2", "-steps", "4"}
@@ -360,4 +392,24 @@ func hasRow(rows [][]string, prefix []string) bool {
 		}
 	}
 	return false
+}
+
+// TestChangedWords: the words local blend takes with -blend-changed are
+// what the editor's diff marks: a swap's two words, an addition's new
+// words, nothing for an unchanged prompt.
+func TestChangedWords(t *testing.T) {
+	for _, c := range []struct {
+		source, target string
+		want           []string
+	}{
+		{"a red circle on grass", "a blue circle on grass", []string{"red", "blue"}},
+		{"a red circle", "a red square", []string{"circle", "square"}},
+		{"a red circle", "a red circle on grass", []string{"on", "grass"}},
+		{"a red circle", "a red circle", nil},
+	} {
+		got, err := changedWords(c.source, c.target)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%q → %q: %q, %v; want %q", c.source, c.target, got, err, c.want)
+		}
+	}
 }
