@@ -318,6 +318,9 @@ class Attention(nn.Module):
     # A list while training with the grounding loss: every cross-attention
     # layer appends its head-averaged probabilities [B, N, K].
     recorded = None
+    # A diagnostic's hook (pathways.py): called with the module and its
+    # probabilities as computed, it returns those the layer uses.
+    probs_hook = None
 
     def __init__(self, dim, ctx_dim, heads, head_dim):
         super().__init__()
@@ -341,6 +344,8 @@ class Attention(nn.Module):
             k = k.reshape(b, m, h, d).permute(0, 2, 1, 3).reshape(b * h, m, d)
             v = v.reshape(b, m, h, d).permute(0, 2, 1, 3).reshape(b * h, m, d)
             probs = torch.softmax(torch.matmul(q, k.transpose(1, 2)) * self.scale, dim=-1)
+            if Attention.probs_hook is not None:
+                probs = Attention.probs_hook(self, probs)
             out = torch.matmul(probs, v).reshape(b, h, n, d).permute(0, 2, 1, 3).reshape(b, n, h * d)
         else:
             q = q.reshape(b, n, h, d).transpose(1, 2)
