@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 )
 
 // TestKeepSourceText: the opt-in that keeps the source's text states for
@@ -15,12 +13,7 @@ import (
 // run carries keep_source_text and draws another edit; the share link and
 // the history bring it back.
 func TestKeepSourceText(t *testing.T) {
-	ctx := tab(t, chromedp.WithNewBrowserContext())
-	openEditor(t, ctx, srv.URL+"/")
-	setPrompt(t, ctx, "source", "a red circle")
-	setPrompt(t, ctx, "target-0", "a blue circle")
-	setField(t, ctx, "seed", "21")
-	setField(t, ctx, "steps", "4")
+	ctx := redToBlue(t)
 	setField(t, ctx, "cross", "0") // the text states alone steer the target
 	runAndWait(t, ctx, 2)
 	own := pixels(t, ctx, 1)

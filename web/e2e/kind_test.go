@@ -17,12 +17,7 @@ import (
 // words, and the choice runs, travels in the share link and comes back
 // from the history.
 func TestEditKindChoice(t *testing.T) {
-	ctx := tab(t, chromedp.WithNewBrowserContext())
-	openEditor(t, ctx, srv.URL+"/")
-	setPrompt(t, ctx, "source", "a red circle")
-	setPrompt(t, ctx, "target-0", "a blue circle")
-	setField(t, ctx, "seed", "21")
-	setField(t, ctx, "steps", "4")
+	ctx := redToBlue(t)
 	badge := `document.querySelector('#edit-kind-0')`
 	autoOption := `document.querySelector('#edit-kind-choice-0 option[value="auto"]').textContent`
 	poll(t, ctx, badge+`.dataset.kind === 'swap' && `+autoOption+` === 'auto: swap'`, 5*time.Second)

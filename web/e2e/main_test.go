@@ -310,3 +310,16 @@ func fieldErrorText(t *testing.T, ctx context.Context, field string) string {
 	t.Helper()
 	return mustEval[string](t, ctx, fmt.Sprintf(`document.querySelector('.field-error[data-field=%q]')?.textContent ?? ''`, field))
 }
+
+// redToBlue opens the editor in a fresh browser context with the edit most
+// tests start from: "a red circle" → "a blue circle", seed 21, 4 steps.
+func redToBlue(t *testing.T) context.Context {
+	t.Helper()
+	ctx := tab(t, chromedp.WithNewBrowserContext())
+	openEditor(t, ctx, srv.URL+"/")
+	setPrompt(t, ctx, "source", "a red circle")
+	setPrompt(t, ctx, "target-0", "a blue circle")
+	setField(t, ctx, "seed", "21")
+	setField(t, ctx, "steps", "4")
+	return ctx
+}

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"reword/shared/edit"
 )
 
@@ -20,12 +18,7 @@ import (
 // history, and a link with values out of range says so next to them and
 // is not run.
 func TestSelfLayersAndReplaceTail(t *testing.T) {
-	ctx := tab(t, chromedp.WithNewBrowserContext())
-	openEditor(t, ctx, srv.URL+"/")
-	setPrompt(t, ctx, "source", "a red circle")
-	setPrompt(t, ctx, "target-0", "a blue circle")
-	setField(t, ctx, "seed", "21")
-	setField(t, ctx, "steps", "4")
+	ctx := redToBlue(t)
 	setField(t, ctx, "self", "1")
 	// Folded away until opened: the defaults suit most edits.
 	section := `document.querySelector('#reference-settings')`

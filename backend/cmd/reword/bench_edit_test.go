@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -259,99 +258,35 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		// One colour swap with self-replace over every step, in the 4×4
 		// layers only and with the model's default (every layer up to
 		// 16×16): the flag must reach the run and change the edit.
-		edits := map[int]editRecordJSON{}
-		for _, limit := range []int{16, 0} {
-			args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4", "-self", "1",
-				"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "0", "-seeds", "1"}
-			if limit > 0 {
-				args = append(args, "-self-max-tokens", fmt.Sprint(limit))
-			}
-			var out, errb bytes.Buffer
-			if code := run(args, &out, &errb); code != 0 {
-				t.Fatalf("exit %d: %s", code, errb.String())
-			}
-			var got parsedEditJSON
-			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
-				t.Fatalf("%v in %s", err, out.String())
-			}
-			want := limit
-			if limit == 0 {
-				want = 256 // the tiny model's 16×16 layers and coarser
-			}
-			if got.SelfMaxTokens != want {
-				t.Errorf("-self-max-tokens %d: the report says self_max_tokens %d, want %d", limit, got.SelfMaxTokens, want)
-			}
-			for _, e := range got.Edits {
-				if e.Method == methodP2P {
-					edits[limit] = e
-				}
-			}
+		only4x4, only4x4Edit := oneColourSwap(t, dir, "-self", "1", "-self-max-tokens", "16")
+		def, defEdit := oneColourSwap(t, dir, "-self", "1")
+		if only4x4.SelfMaxTokens != 16 || def.SelfMaxTokens != 256 { // 256: the tiny model's 16×16 layers and coarser
+			t.Errorf("the reports say self_max_tokens %d and %d, want 16 and 256", only4x4.SelfMaxTokens, def.SelfMaxTokens)
 		}
-		if a, b := edits[16], edits[0]; a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB {
-			t.Errorf("self-replace in the 4×4 layers only scored as in every layer (%+v): the limit did not reach the run", a)
+		if sameScores(only4x4Edit, defEdit) {
+			t.Errorf("self-replace in the 4×4 layers only scored as in every layer (%+v): the limit did not reach the run", only4x4Edit)
 		}
 	})
 	t.Run("keep-source-text", func(t *testing.T) {
-		// One colour swap with and without the source's text states for
-		// the kept words, cross-replace off so that the text states alone
-		// steer the target: the flag must reach the run and change it.
-		edits := map[bool]editRecordJSON{}
-		for _, keep := range []bool{true, false} {
-			args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4", "-cross", "0",
-				"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "0", "-seeds", "1"}
-			if keep {
-				args = append(args, "-keep-source-text")
-			}
-			var out, errb bytes.Buffer
-			if code := run(args, &out, &errb); code != 0 {
-				t.Fatalf("exit %d: %s", code, errb.String())
-			}
-			var got parsedEditJSON
-			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
-				t.Fatalf("%v in %s", err, out.String())
-			}
-			if got.KeepSourceText != keep {
-				t.Errorf("-keep-source-text %v: the report says keep_source_text %v", keep, got.KeepSourceText)
-			}
-			for _, e := range got.Edits {
-				if e.Method == methodP2P {
-					edits[keep] = e
-				}
-			}
+		// Cross-replace off, so that the text states alone steer the
+		// target: the flag must reach the run and change the edit.
+		kept, keptEdit := oneColourSwap(t, dir, "-cross", "0", "-keep-source-text")
+		own, ownEdit := oneColourSwap(t, dir, "-cross", "0")
+		if !kept.KeepSourceText || own.KeepSourceText {
+			t.Errorf("the reports say keep_source_text %v with the flag and %v without", kept.KeepSourceText, own.KeepSourceText)
 		}
-		if a, b := edits[true], edits[false]; a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB {
-			t.Errorf("the edit with the source's text states scored as without them (%+v): the flag did not reach the run", a)
+		if sameScores(keptEdit, ownEdit) {
+			t.Errorf("the edit with the source's text states scored as without them (%+v): the flag did not reach the run", keptEdit)
 		}
 	})
 	t.Run("blend-changed", func(t *testing.T) {
-		// One colour swap with and without local blend on the swapped
-		// words: the flag must reach the run and change the edit.
-		edits := map[bool]editRecordJSON{}
-		for _, blend := range []bool{true, false} {
-			args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4",
-				"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "0", "-seeds", "1"}
-			if blend {
-				args = append(args, "-blend-changed")
-			}
-			var out, errb bytes.Buffer
-			if code := run(args, &out, &errb); code != 0 {
-				t.Fatalf("exit %d: %s", code, errb.String())
-			}
-			var got parsedEditJSON
-			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
-				t.Fatalf("%v in %s", err, out.String())
-			}
-			if got.BlendChanged != blend {
-				t.Errorf("-blend-changed %v: the report says blend_changed %v", blend, got.BlendChanged)
-			}
-			for _, e := range got.Edits {
-				if e.Method == methodP2P {
-					edits[blend] = e
-				}
-			}
+		blended, blendedEdit := oneColourSwap(t, dir, "-blend-changed")
+		plain, plainEdit := oneColourSwap(t, dir)
+		if !blended.BlendChanged || plain.BlendChanged {
+			t.Errorf("the reports say blend_changed %v with the flag and %v without", blended.BlendChanged, plain.BlendChanged)
 		}
-		if a, b := edits[true], edits[false]; a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB {
-			t.Errorf("the edit blended on its swapped words scored as without the blend (%+v): the flag did not reach the run", a)
+		if sameScores(blendedEdit, plainEdit) {
+			t.Errorf("the edit blended on its swapped words scored as without the blend (%+v): the flag did not reach the run", blendedEdit)
 		}
 	})
 	t.Run("model", func(t *testing.T) {
@@ -412,4 +347,34 @@ func TestChangedWords(t *testing.T) {
 			t.Errorf("%q → %q: %q, %v; want %q", c.source, c.target, got, err, c.want)
 		}
 	}
+}
+
+// oneColourSwap runs bench edit on one colour swap at one seed and 4 steps
+// with extra flags, and returns the JSON report and its Prompt-to-Prompt
+// edit.
+func oneColourSwap(t *testing.T, dir string, extra ...string) (parsedEditJSON, editRecordJSON) {
+	t.Helper()
+	args := append([]string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "4",
+		"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "0", "-seeds", "1"}, extra...)
+	var out, errb bytes.Buffer
+	if code := run(args, &out, &errb); code != 0 {
+		t.Fatalf("%q: exit %d: %s", extra, code, errb.String())
+	}
+	var got parsedEditJSON
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	for _, e := range got.Edits {
+		if e.Method == methodP2P {
+			return got, e
+		}
+	}
+	t.Fatalf("%q: no Prompt-to-Prompt edit in %s", extra, out.String())
+	return got, editRecordJSON{}
+}
+
+// sameScores reports whether two edits scored alike: a flag that changes
+// the edit changes its mask or its background.
+func sameScores(a, b editRecordJSON) bool {
+	return a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB
 }
