@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
+	"reword/models/tiny/scene"
 	"reword/shared/align"
 	"reword/shared/clip"
+	"reword/shared/edit"
 )
 
 // keepSourceText puts the source's state at every position the target
@@ -77,5 +80,32 @@ func TestKeepSourceTextEdit(t *testing.T) {
 	}
 	if !bytes.Equal(own.Images[2].RGB, kept.Images[2].RGB) {
 		t.Error("keep_source_text changed a target identical to the source")
+	}
+}
+
+// A photo edit takes the option with every inversion method: the
+// reconstruction (the source row) stays the same, the edit changes.
+func TestKeepSourceTextPhotoEdit(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	ctx := context.Background()
+	data, _, caption := drawnPhoto(t, scene.Blue, scene.Square, scene.Center, 5)
+	target := strings.Replace(caption, "blue", "yellow", 1)
+	for _, m := range edit.Inversions {
+		s := photoSpec(4, caption, m, data, target)
+		own, err := e.Edit(ctx, s, RunOptions{Photo: &Photo{Data: data}}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+		s.KeepSourceText = true
+		kept, err := e.Edit(ctx, s, RunOptions{Photo: &Photo{Data: data}}, nil)
+		if err != nil {
+			t.Fatalf("%s, keep_source_text: %v", m, err)
+		}
+		if !bytes.Equal(own.Images[0].RGB, kept.Images[0].RGB) {
+			t.Errorf("%s: keep_source_text changed the reconstruction", m)
+		}
+		if bytes.Equal(own.Images[1].RGB, kept.Images[1].RGB) {
+			t.Errorf("%s: keep_source_text did not change the edit", m)
+		}
 	}
 }
