@@ -14,9 +14,10 @@ import "reword/shared/clip"
 // of an added word, and of a word whose token count changed keep the
 // target's own states, and so do every position the reference tail
 // misaligns and the last padding positions of a target shorter than its
-// source, which the shifted tail leaves without a counterpart. An encoder that lets every token see the swapped word (a
-// causal one: CLIP's EOS and padding states sum up the whole prompt) then
-// carries the swap into the swapped word's tokens alone.
+// source, which the shifted tail leaves without a counterpart. An encoder
+// that lets every token see the swapped word (a causal one: CLIP's EOS
+// and padding states sum up the whole prompt) then carries the swap into
+// the swapped word's tokens alone.
 func (c *Controller) TextSource(e int) []int { return c.textSource[e] }
 
 // textSource is TextSource of one target from its alignment.

@@ -275,16 +275,60 @@ func wordTokens(c scene.Caption, enc clip.Encoding) ([][]int, error) {
 // pixels it covers, and the mask's area fraction: the share of a uniform
 // map. A word with no attention at all has no share to report.
 func massShare(hm diffusion.HeatMap, tokens []int, mask []bool) (share, area float64, err error) {
+	inside, pixels, err := maskCells(hm, tokens, mask)
+	if err != nil {
+		return 0, 0, err
+	}
+	cell := float64(len(mask)) / float64(len(inside))
+	var mass, in float64
+	for _, k := range tokens {
+		for q, v := range hm.Maps[k] {
+			mass += float64(v)
+			in += float64(v) * float64(inside[q]) / cell
+		}
+	}
+	if !(mass > 0) {
+		return 0, 0, fmt.Errorf("tokens %v carry no attention at %dx%d", tokens, hm.Width, hm.Height)
+	}
+	return in / mass, float64(pixels) / float64(len(mask)), nil
+}
+
+// meanOver returns the mean over mask's pixels of the summed maps of
+// tokens: the tokens' share of such a pixel's attention (each cell's value
+// is a softmax share, so it applies to every pixel the cell covers); 0
+// for an empty mask.
+func meanOver(hm diffusion.HeatMap, tokens []int, mask []bool) (float64, error) {
+	inside, pixels, err := maskCells(hm, tokens, mask)
+	if err != nil || pixels == 0 {
+		return 0, err
+	}
+	var sum float64
+	for _, k := range tokens {
+		for q, v := range hm.Maps[k] {
+			sum += float64(v) * float64(inside[q])
+		}
+	}
+	return sum / float64(pixels), nil
+}
+
+// maskCells checks that hm's grid tiles a mask of scene.ImageSize² pixels
+// and holds a map for each of tokens, and counts the mask's pixels in each
+// cell of the grid and in all.
+func maskCells(hm diffusion.HeatMap, tokens []int, mask []bool) (inside []int, pixels int, err error) {
 	const n = scene.ImageSize
 	if len(mask) != n*n {
-		return 0, 0, fmt.Errorf("mask has %d pixels, want %d", len(mask), n*n)
+		return nil, 0, fmt.Errorf("mask has %d pixels, want %d", len(mask), n*n)
 	}
 	if hm.Width <= 0 || hm.Height <= 0 || n%hm.Width != 0 || n%hm.Height != 0 {
-		return 0, 0, fmt.Errorf("a %dx%d attention grid does not tile a %dx%d image", hm.Width, hm.Height, n, n)
+		return nil, 0, fmt.Errorf("a %dx%d attention grid does not tile a %dx%d image", hm.Width, hm.Height, n, n)
+	}
+	for _, k := range tokens {
+		if k < 0 || k >= len(hm.Maps) || len(hm.Maps[k]) != hm.Width*hm.Height {
+			return nil, 0, fmt.Errorf("token %d has no %dx%d map", k, hm.Width, hm.Height)
+		}
 	}
 	cw, ch := n/hm.Width, n/hm.Height
-	inside := make([]int, hm.Width*hm.Height)
-	pixels := 0
+	inside = make([]int, hm.Width*hm.Height)
 	for y := 0; y < n; y++ {
 		for x := 0; x < n; x++ {
 			if mask[y*n+x] {
@@ -293,55 +337,7 @@ func massShare(hm diffusion.HeatMap, tokens []int, mask []bool) (share, area flo
 			}
 		}
 	}
-	var mass, in float64
-	for _, k := range tokens {
-		if k < 0 || k >= len(hm.Maps) || len(hm.Maps[k]) != len(inside) {
-			return 0, 0, fmt.Errorf("token %d has no %dx%d map", k, hm.Width, hm.Height)
-		}
-		for q, v := range hm.Maps[k] {
-			mass += float64(v)
-			in += float64(v) * float64(inside[q]) / float64(cw*ch)
-		}
-	}
-	if !(mass > 0) {
-		return 0, 0, fmt.Errorf("tokens %v carry no attention at %dx%d", tokens, hm.Width, hm.Height)
-	}
-	return in / mass, float64(pixels) / float64(n*n), nil
-}
-
-// meanOver returns the mean over mask's pixels of the summed maps of
-// tokens: the tokens' share of such a pixel's attention (each cell's value
-// is a softmax share, so it applies to every pixel the cell covers); 0
-// for an empty mask.
-func meanOver(hm diffusion.HeatMap, tokens []int, mask []bool) (float64, error) {
-	const n = scene.ImageSize
-	if len(mask) != n*n || hm.Width <= 0 || hm.Height <= 0 || n%hm.Width != 0 || n%hm.Height != 0 {
-		return 0, fmt.Errorf("a %d-pixel mask or a %dx%d grid does not fit a %dx%d image", len(mask), hm.Width, hm.Height, n, n)
-	}
-	for _, k := range tokens {
-		if k < 0 || k >= len(hm.Maps) || len(hm.Maps[k]) != hm.Width*hm.Height {
-			return 0, fmt.Errorf("token %d has no %dx%d map", k, hm.Width, hm.Height)
-		}
-	}
-	cw, ch := n/hm.Width, n/hm.Height
-	var sum float64
-	pixels := 0
-	for y := 0; y < n; y++ {
-		for x := 0; x < n; x++ {
-			if !mask[y*n+x] {
-				continue
-			}
-			pixels++
-			q := (y/ch)*hm.Width + x/cw
-			for _, k := range tokens {
-				sum += float64(hm.Maps[k][q])
-			}
-		}
-	}
-	if pixels == 0 {
-		return 0, nil
-	}
-	return sum / float64(pixels), nil
+	return inside, pixels, nil
 }
 
 // matchObjects assigns each mention a distinct found object: the one

@@ -173,7 +173,7 @@ func TestMassShareRefusesBadInput(t *testing.T) {
 	if _, err := meanOver(hm, []int{5}, mask); err == nil || !strings.Contains(err.Error(), "token 5") {
 		t.Errorf("meanOver, missing token: %v", err)
 	}
-	if _, err := meanOver(hm, []int{0}, mask[:10]); err == nil || !strings.Contains(err.Error(), "10-pixel mask") {
+	if _, err := meanOver(hm, []int{0}, mask[:10]); err == nil || !strings.Contains(err.Error(), "mask has 10 pixels") {
 		t.Errorf("meanOver, short mask: %v", err)
 	}
 	if _, ok := matchObjects(make([]scene.Mention, 2), make([]eval.Object, 1)); ok {

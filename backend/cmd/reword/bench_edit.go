@@ -250,7 +250,6 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		scores[methodBaseline], err = score(*be, src, src)
 		return scores, err
 	}
-	spec.Blend = nil // the baseline is each prompt alone
 	if _, err := run(methodBaseline, spec, diffusion.RunOptions{Baseline: true}); err != nil {
 		return nil, err
 	}
