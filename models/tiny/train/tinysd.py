@@ -26,6 +26,37 @@ def group_norm(c):
     return nn.GroupNorm(8, c, eps=1e-5)
 
 
+class CellNorm(nn.Module):
+    """Normalises each latent cell over its own channels (a LayerNorm per position), with GroupNorm's affine.
+
+    GroupNorm's mean and variance span every position, so in a word swap the
+    swapped object's new content shifts the normalisation of the background
+    too (pathways.py measured that share). Here no statistic crosses
+    positions. The parameters keep GroupNorm's names and shapes, so a
+    GroupNorm model's weights load as a starting point.
+    """
+
+    def __init__(self, c, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(c))
+        self.bias = nn.Parameter(torch.zeros(c))
+
+    def forward(self, x):
+        mean = x.mean(dim=1, keepdim=True)
+        var = (x - mean).pow(2).mean(dim=1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+def use_cell_norm(module):
+    """Replaces every GroupNorm inside module by a CellNorm of the same width (in place)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.GroupNorm):
+            setattr(module, name, CellNorm(child.num_channels, child.eps))
+        else:
+            use_cell_norm(child)
+
+
 # ---------------------------------------------------------------- VAE
 class VAEResnetBlock(nn.Module):
     def __init__(self, cin, cout):
@@ -551,6 +582,11 @@ def text_encoder_and_unet(recipe):
     """The text encoder and UNet a training recipe (train.RECIPE, or the one a training.json recorded) describes."""
     te = CLIPTextModel(token_init_std=recipe['te_token_init_std'], windows=recipe.get('te_windows'))
     unet = UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=recipe.get('attention_pos_embed', False))
+    norm = recipe.get('unet_norm', 'group')
+    if norm == 'cell':
+        use_cell_norm(unet)
+    elif norm != 'group':
+        raise ValueError(f"unet_norm must be 'group' or 'cell', got {norm!r}")
     return te, unet
 
 

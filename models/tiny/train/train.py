@@ -52,6 +52,8 @@ from checkpoint import Checkpoints
 # Switches measured and left off (models/tiny/README.md, "Why position words
 # were ignored"), all off by default so the random stream stays the recipe's:
 #   vae_augment     random flips/rotations of VAE training batches
+#   unet_norm       'cell': CellNorm instead of GroupNorm in the UNet (no statistic
+#                   spans positions)
 #   swap_consistency  weight of the word-swap consistency loss (swap_consistency_loss),
 #                   in the cycles that have the grounding loss
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
@@ -69,7 +71,7 @@ RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
     vae_crop_steps=0, vae_crop_size=32,
-    attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0],
+    attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
@@ -534,6 +536,8 @@ def main():
     ap.add_argument('--swap-consistency', type=float, help='override the recipe: weight of the word-swap consistency loss '
                                                            '(in the cycles with the grounding loss; 0: none)')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
+    ap.add_argument('--unet-norm', choices=('group', 'cell'), help="override the recipe: the UNet's normalisation, "
+                    "'group' (GroupNorm, statistics over all positions) or 'cell' (each position over its own channels)")
     ap.add_argument('--te-token-std', type=float, help='initial std of the text encoder token embedding (recipe: te_token_init_std)')
     ap.add_argument('--vae-weights', help='a vae.npz an earlier run wrote: reuse it instead of training the VAE (for sweeps)')
     ap.add_argument('--latents', help='with --vae-weights: a .npy of the encoded, scaled training latents; '
@@ -631,6 +635,8 @@ def main():
         r['grounding_min_res'] = args.grounding_min_res
     if args.te_token_std is not None:
         r['te_token_init_std'] = args.te_token_std
+    if args.unet_norm is not None:
+        r['unet_norm'] = args.unet_norm
     dev = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
                        ('cpu' if args.device == 'auto' else args.device))
     cores = len(os.sched_getaffinity(0))
