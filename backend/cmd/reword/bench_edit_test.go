@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -295,9 +297,27 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		if code := run(args, &out, &errb); code != 0 {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
-		for _, want := range []string{"background", "generated, seed 0", "generated, seed 1", "generated   ", "VAE round trip"} {
+		for _, want := range []string{"background", "generated, seed 0", "generated, seed 1", "generated   ", "VAE round trip",
+			"shape kept, by shape and size", "size unnamed"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
+			}
+		}
+		// 2 prompts × 2 seeds in the generated shape table, 2 drawn scenes
+		// in the VAE's: the counts in parentheses add up to that.
+		_, tables, _ := strings.Cut(out.String(), "shape kept, by shape and size:")
+		gen, vae, _ := strings.Cut(tables, "VAE round trip (drawn)")
+		for _, c := range []struct {
+			table string
+			want  int
+		}{{gen, 4}, {vae, 2}} {
+			n := 0
+			for _, m := range regexp.MustCompile(`\((\d+)\)`).FindAllStringSubmatch(c.table, -1) {
+				k, _ := strconv.Atoi(m[1])
+				n += k
+			}
+			if n != c.want {
+				t.Errorf("shape table counts %d images, want %d:\n%s", n, c.want, c.table)
 			}
 		}
 	})

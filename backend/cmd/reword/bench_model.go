@@ -66,7 +66,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 
-	vae, err := scoreVAERoundTrips(ctx, e, *nPrompts)
+	vae, vaeShapes, err := scoreVAERoundTrips(ctx, e, *nPrompts)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *guidance < 0 {
 		*guidance = e.Manifest().Defaults.GuidanceScale
 	}
-	perSeed, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
+	perSeed, genShapes, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
 	if err != nil {
 		return err
 	}
@@ -102,6 +102,9 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	vae.PrintRow(stdout, "VAE round trip (drawn)")
 	fmt.Fprintf(stdout, "position, size and background are scored only where the prompt names them (position: %d of %d, size: %d of %d, background: %d of %d); \"all\" leaves the background out\n",
 		gen.PositionNamed, gen.N, gen.SizeNamed, gen.N, gen.BackgroundNamed, gen.N)
+	fmt.Fprintln(stdout, "shape kept, by shape and size:")
+	genShapes.Print(stdout, "generated")
+	vaeShapes.Print(stdout, "VAE round trip (drawn)")
 	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
 	if *grid != "" {
 		if err := writeModelGrid(*grid, kept); err != nil {
@@ -112,36 +115,51 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // scoreVAERoundTrips scores the engine's VAE round trips of n drawn scenes,
-// each passed as a PNG photo: the ceiling the decoder puts on any generation.
-func scoreVAERoundTrips(ctx context.Context, e *diffusion.Engine, n int) (eval.Tally, error) {
+// each passed as a PNG photo: the ceiling the decoder puts on any
+// generation. The shape table counts each scene under its drawn size.
+func scoreVAERoundTrips(ctx context.Context, e *diffusion.Engine, n int) (eval.Tally, eval.ShapeTable, error) {
 	rng := rand.New(rand.NewPCG(11, 12))
 	var vae eval.Tally
+	var shapes eval.ShapeTable
 	for _, c := range scene.EvalPrompts(n, 2) {
 		s, err := scene.SceneFor(rng, c)
 		if err != nil {
-			return vae, err
+			return vae, shapes, err
 		}
 		var b bytes.Buffer
 		if err := png.Encode(&b, s.Render()); err != nil {
-			return vae, err
+			return vae, shapes, err
 		}
 		rt, err := e.RoundTrip(ctx, diffusion.Photo{Data: b.Bytes()})
 		if err != nil {
-			return vae, err
+			return vae, shapes, err
 		}
-		if err := vae.Add(c, rt.NRGBA()); err != nil {
-			return vae, err
+		v, err := vae.Judge(c, rt.NRGBA())
+		if err != nil {
+			return vae, shapes, err
 		}
+		o := s.Objects[0]
+		shapes.Add(o.Shape, o.Size.String(), v.Shape)
 	}
-	return vae, nil
+	return vae, shapes, nil
+}
+
+// promptSize is the size column a generated image of one-object prompt c
+// counts under: the size the prompt names, or eval.SizeUnnamed.
+func promptSize(c scene.Caption) string {
+	if m := c.Mentions[0]; m.NamesSize {
+		return m.Size.String()
+	}
+	return eval.SizeUnnamed
 }
 
 // scoreGenerations generates every prompt at seeds 0..nSeeds-1 and scores
 // each image, one tally per seed so that the report shows how much the
-// numbers move between seeds, not only their mean. It keeps the first 64
-// images for the grid.
-func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64, progress io.Writer) ([]eval.Tally, []image.Image, error) {
+// numbers move between seeds, not only their mean, and one shape table over
+// every seed. It keeps the first 64 images for the grid.
+func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64, progress io.Writer) ([]eval.Tally, eval.ShapeTable, []image.Image, error) {
 	perSeed := make([]eval.Tally, nSeeds)
+	var shapes eval.ShapeTable
 	var kept []image.Image
 	total, done := len(prompts)*nSeeds, 0
 	for seed := 0; seed < nSeeds; seed++ {
@@ -149,12 +167,14 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
 			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
 			if err != nil {
-				return nil, nil, err
+				return nil, shapes, nil, err
 			}
 			img := res.Images[0].NRGBA()
-			if err := perSeed[seed].Add(c, img); err != nil {
-				return nil, nil, err
+			v, err := perSeed[seed].Judge(c, img)
+			if err != nil {
+				return nil, shapes, nil, err
 			}
+			shapes.Add(c.Mentions[0].Shape, promptSize(c), v.Shape)
 			if len(kept) < 64 {
 				kept = append(kept, img)
 				fmt.Fprintf(progress, "grid %d: %s (seed %d)\n", len(kept)-1, c.Text, seed)
@@ -164,7 +184,7 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 		}
 	}
 	fmt.Fprintln(progress)
-	return perSeed, kept, nil
+	return perSeed, shapes, kept, nil
 }
 
 func writeModelGrid(path string, imgs []image.Image) error {

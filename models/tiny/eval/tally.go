@@ -21,13 +21,20 @@ type Tally struct {
 
 // Add analyzes img, judges it against its prompt c and counts the verdict.
 func (t *Tally) Add(c scene.Caption, img image.Image) error {
+	_, err := t.Judge(c, img)
+	return err
+}
+
+// Judge is Add that also returns the verdict, for a caller that breaks the
+// counts down further (ShapeTable).
+func (t *Tally) Judge(c scene.Caption, img image.Image) (Verdict, error) {
 	r, err := Analyze(img)
 	if err != nil {
-		return err
+		return Verdict{}, err
 	}
 	v, err := CheckSingle(c, r)
 	if err != nil {
-		return err
+		return Verdict{}, err
 	}
 	b := func(ok bool) int {
 		if ok {
@@ -47,12 +54,12 @@ func (t *Tally) Add(c scene.Caption, img image.Image) error {
 	if c.NamesBackground {
 		bg, err := Background(img)
 		if err != nil {
-			return err
+			return Verdict{}, err
 		}
 		t.BackgroundNamed++
 		t.Background += b(bg == c.Background)
 	}
-	return nil
+	return v, nil
 }
 
 // Merge adds u's counts to t (per-seed tallies into a total).

@@ -111,6 +111,8 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None):
     train, val = images[:-n_val], images[-n_val:]
     to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
     vae = tinysd.AutoencoderKL().to(dev)
+    if r.get('vae_init_from'):
+        vae.load_state_dict(tinysd.npz_state(r['vae_init_from']), strict=True)
     opt = torch.optim.Adam(vae.parameters(), r['vae_lr'])
     start, before = 0, 0.0
     saved = ckpt.load('vae-progress')
@@ -542,6 +544,8 @@ def main():
     ap.add_argument('--vae-weights', help='a vae.npz an earlier run wrote: reuse it instead of training the VAE (for sweeps)')
     ap.add_argument('--latents', help='with --vae-weights: a .npy of the encoded, scaled training latents; '
                                       'read when it exists, written otherwise (sweeps share one encoding)')
+    ap.add_argument('--vae-init-from', help='a vae.npz to continue training the VAE from (with --vae-steps and --vae-lr: a second cycle)')
+    ap.add_argument('--vae-lr', type=float, help='override the recipe')
     ap.add_argument('--vae-only', action='store_true', help='train the VAE, write vae.npz and stop (for sweeps that share one VAE)')
     ap.add_argument('--judge', help='the judge binary (go build ./models/tiny/train/judge): score the model at checkpoints')
     ap.add_argument('--judge-every', type=int, default=0, help='judge every N UNet steps as well as at the end')
@@ -576,6 +580,14 @@ def main():
         r['vae_steps'] = args.vae_steps
     if args.unet_steps is not None:
         r['unet_steps'] = args.unet_steps
+    if args.vae_lr is not None:
+        r['vae_lr'] = args.vae_lr
+    if args.vae_init_from:
+        if args.vae_weights:
+            ap.error('--vae-init-from trains the VAE on; --vae-weights reuses one untrained: give one of them')
+        if not os.path.isfile(args.vae_init_from):
+            ap.error(f'--vae-init-from: {args.vae_init_from} does not exist')
+        r['vae_init_from'] = os.path.abspath(args.vae_init_from)
     r['vae_augment'] |= args.vae_augment
     if args.vae_crop_steps is not None:
         if args.vae_crop_steps < 0:

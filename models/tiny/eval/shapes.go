@@ -1,0 +1,73 @@
+package eval
+
+import (
+	"fmt"
+	"io"
+
+	"reword/models/tiny/scene"
+)
+
+// SizeUnnamed is the size column of ShapeTable for prompts that leave the
+// size to the model.
+const SizeUnnamed = "size unnamed"
+
+// ShapeTable counts, per shape and size, the images that kept the shape they
+// were asked for. Tally's one shape rate hides where shapes go wrong; this
+// breakdown shows it (the second generation's VAE, for one, turns most small
+// stars into squares while it keeps every big one).
+type ShapeTable struct {
+	kept, total map[shapeCell]int
+}
+
+type shapeCell struct {
+	shape scene.Shape
+	size  string
+}
+
+// shapeColumns are the size columns, in print order.
+var shapeColumns = []string{scene.Small.String(), scene.Big.String(), SizeUnnamed}
+
+// Add counts one image of the given shape and size (a scene.Size's name or
+// SizeUnnamed) that kept its shape or not.
+func (t *ShapeTable) Add(shape scene.Shape, size string, kept bool) {
+	if t.total == nil {
+		t.kept, t.total = map[shapeCell]int{}, map[shapeCell]int{}
+	}
+	c := shapeCell{shape, size}
+	t.total[c]++
+	if kept {
+		t.kept[c]++
+	}
+}
+
+// Rate returns the fraction of the images of that shape and size that kept
+// it, and how many there were (0, 0 when none).
+func (t ShapeTable) Rate(shape scene.Shape, size string) (rate float64, n int) {
+	c := shapeCell{shape, size}
+	if n = t.total[c]; n == 0 {
+		return 0, 0
+	}
+	return float64(t.kept[c]) / float64(n), n
+}
+
+// Print writes the table under title: one row per shape, one column per
+// size, each cell the share that kept the shape and the image count ("-"
+// where there was none).
+func (t ShapeTable) Print(w io.Writer, title string) {
+	fmt.Fprintf(w, "%-22s", title)
+	for _, col := range shapeColumns {
+		fmt.Fprintf(w, " %14s", col)
+	}
+	fmt.Fprintln(w)
+	for _, s := range scene.Shapes {
+		fmt.Fprintf(w, "  %-20s", s)
+		for _, col := range shapeColumns {
+			cell := "-"
+			if r, n := t.Rate(s, col); n > 0 {
+				cell = fmt.Sprintf("%.1f%% (%d)", 100*r, n)
+			}
+			fmt.Fprintf(w, " %14s", cell)
+		}
+		fmt.Fprintln(w)
+	}
+}

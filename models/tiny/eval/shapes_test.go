@@ -1,0 +1,54 @@
+package eval
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"reword/models/tiny/scene"
+)
+
+// TestShapeTableCountsJudgedShapes: Judge's verdict feeds the table, each
+// image under its shape and size, and Print shows every shape with the
+// share kept and the count, "-" where nothing was counted.
+func TestShapeTableCountsJudgedShapes(t *testing.T) {
+	star := scene.Object{Shape: scene.Star, Colour: scene.Red, Size: scene.Big, Position: scene.Left}
+	square := scene.Object{Shape: scene.Square, Colour: scene.Red, Size: scene.Big, Position: scene.Left}
+	c := scene.NewCaption([]scene.Mention{{Object: star, NamesColour: true, NamesSize: true, NamesPosition: true}}, scene.PlainCyan, false)
+	rng := rand.New(rand.NewPCG(7, 8))
+	var tl Tally
+	var tab ShapeTable
+	for _, o := range []scene.Object{star, star, square} {
+		v, err := tl.Judge(c, scene.Place(rng, scene.PlainCyan, []scene.Object{o}).Render())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tab.Add(scene.Star, scene.Big.String(), v.Shape)
+	}
+	tab.Add(scene.Star, SizeUnnamed, false)
+	if tl.N != 3 || tl.Shape != 2 {
+		t.Fatalf("Judge counted %d of %d shapes right, want 2 of 3", tl.Shape, tl.N)
+	}
+	if r, n := tab.Rate(scene.Star, scene.Big.String()); n != 3 || r != 2.0/3 {
+		t.Errorf("big stars: %v of %d, want 2/3 of 3", r, n)
+	}
+	if r, n := tab.Rate(scene.Star, SizeUnnamed); n != 1 || r != 0 {
+		t.Errorf("unnamed-size stars: %v of %d, want 0 of 1", r, n)
+	}
+	if r, n := tab.Rate(scene.Circle, scene.Small.String()); n != 0 || r != 0 {
+		t.Errorf("small circles, never counted: %v of %d", r, n)
+	}
+	var out bytes.Buffer
+	tab.Print(&out, "generated")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1+len(scene.Shapes) {
+		t.Fatalf("%d lines, want a title and one per shape:\n%s", len(lines), out.String())
+	}
+	if f := strings.Fields(lines[4]); strings.Join(f, " ") != "star - 66.7% (3) 0.0% (1)" {
+		t.Errorf("star row %q", lines[4])
+	}
+	if f := strings.Fields(lines[1]); strings.Join(f, " ") != "circle - - -" {
+		t.Errorf("circle row %q", lines[1])
+	}
+}
