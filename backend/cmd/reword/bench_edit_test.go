@@ -298,7 +298,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		for _, want := range []string{"background", "generated, seed 0", "generated, seed 1", "generated   ", "VAE round trip",
-			"shape kept, by shape and size", "size unnamed"} {
+			"shape kept, by shape and size", "size unnamed", "named background, by background"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
@@ -307,6 +307,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		// in the VAE's: the counts in parentheses add up to that.
 		_, tables, _ := strings.Cut(out.String(), "shape kept, by shape and size:")
 		gen, vae, _ := strings.Cut(tables, "VAE round trip (drawn)")
+		vae, _, _ = strings.Cut(vae, "named background")
 		for _, c := range []struct {
 			table string
 			want  int

@@ -79,7 +79,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *guidance < 0 {
 		*guidance = e.Manifest().Defaults.GuidanceScale
 	}
-	perSeed, genShapes, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
+	perSeed, genShapes, genBackgrounds, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
 	if err != nil {
 		return err
 	}
@@ -105,6 +105,8 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintln(stdout, "shape kept, by shape and size:")
 	genShapes.Print(stdout, "generated")
 	vaeShapes.Print(stdout, "VAE round trip (drawn)")
+	fmt.Fprintln(stdout, "named background, by background:")
+	genBackgrounds.Print(stdout, "generated")
 	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
 	if *grid != "" {
 		if err := writeModelGrid(*grid, kept); err != nil {
@@ -155,26 +157,33 @@ func promptSize(c scene.Caption) string {
 
 // scoreGenerations generates every prompt at seeds 0..nSeeds-1 and scores
 // each image, one tally per seed so that the report shows how much the
-// numbers move between seeds, not only their mean, and one shape table over
-// every seed. It keeps the first 64 images for the grid.
-func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64, progress io.Writer) ([]eval.Tally, eval.ShapeTable, []image.Image, error) {
-	perSeed := make([]eval.Tally, nSeeds)
-	var shapes eval.ShapeTable
-	var kept []image.Image
+// numbers move between seeds, not only their mean, and one shape table and
+// one background table over every seed. It keeps the first 64 images for
+// the grid.
+func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64,
+	progress io.Writer) (perSeed []eval.Tally, shapes eval.ShapeTable, backgrounds eval.BackgroundTable, kept []image.Image, err error) {
+	perSeed = make([]eval.Tally, nSeeds)
 	total, done := len(prompts)*nSeeds, 0
 	for seed := 0; seed < nSeeds; seed++ {
 		for _, c := range prompts {
 			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
 			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
 			if err != nil {
-				return nil, shapes, nil, err
+				return nil, shapes, backgrounds, nil, err
 			}
 			img := res.Images[0].NRGBA()
 			v, err := perSeed[seed].Judge(c, img)
 			if err != nil {
-				return nil, shapes, nil, err
+				return nil, shapes, backgrounds, nil, err
 			}
 			shapes.Add(c.Mentions[0].Shape, promptSize(c), v.Shape)
+			if c.NamesBackground {
+				shown, err := eval.Background(img)
+				if err != nil {
+					return nil, shapes, backgrounds, nil, err
+				}
+				backgrounds.Add(c.Background, shown)
+			}
 			if len(kept) < 64 {
 				kept = append(kept, img)
 				fmt.Fprintf(progress, "grid %d: %s (seed %d)\n", len(kept)-1, c.Text, seed)
@@ -184,7 +193,7 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 		}
 	}
 	fmt.Fprintln(progress)
-	return perSeed, shapes, kept, nil
+	return perSeed, shapes, backgrounds, kept, nil
 }
 
 func writeModelGrid(path string, imgs []image.Image) error {

@@ -3,6 +3,7 @@ package eval
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"reword/models/tiny/scene"
 )
@@ -69,5 +70,52 @@ func (t ShapeTable) Print(w io.Writer, title string) {
 			fmt.Fprintf(w, " %14s", cell)
 		}
 		fmt.Fprintln(w)
+	}
+}
+
+// BackgroundTable counts, per background a prompt names, which background
+// the image showed: Tally's one background rate hides which backgrounds the
+// model cannot draw and what it draws instead.
+type BackgroundTable struct {
+	shown map[[2]scene.Background]int // [named, judged]
+}
+
+// Add counts one image whose prompt named background named and that showed
+// judged.
+func (t *BackgroundTable) Add(named, judged scene.Background) {
+	if t.shown == nil {
+		t.shown = map[[2]scene.Background]int{}
+	}
+	t.shown[[2]scene.Background{named, judged}]++
+}
+
+// Rate returns the fraction of the images naming background b that showed
+// it, and how many named it (0, 0 when none).
+func (t BackgroundTable) Rate(b scene.Background) (rate float64, n int) {
+	for _, judged := range scene.Backgrounds {
+		n += t.shown[[2]scene.Background{b, judged}]
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(t.shown[[2]scene.Background{b, b}]) / float64(n), n
+}
+
+// Print writes one row per background named at least once: the share that
+// showed it, the count, and what the others showed instead.
+func (t BackgroundTable) Print(w io.Writer, title string) {
+	fmt.Fprintf(w, "%-22s %14s  %s\n", title, "shown", "instead")
+	for _, b := range scene.Backgrounds {
+		r, n := t.Rate(b)
+		if n == 0 {
+			continue
+		}
+		var instead []string
+		for _, judged := range scene.Backgrounds {
+			if k := t.shown[[2]scene.Background{b, judged}]; judged != b && k > 0 {
+				instead = append(instead, fmt.Sprintf("%s %d", judged, k))
+			}
+		}
+		fmt.Fprintf(w, "  %-20s %14s  %s\n", b, fmt.Sprintf("%.1f%% (%d)", 100*r, n), strings.Join(instead, ", "))
 	}
 }

@@ -52,3 +52,33 @@ func TestShapeTableCountsJudgedShapes(t *testing.T) {
 		t.Errorf("circle row %q", lines[1])
 	}
 }
+
+// TestBackgroundTableNamesWhatWasShownInstead: each named background's
+// share shown and the backgrounds drawn instead, in scene order; a
+// background no prompt named has no row.
+func TestBackgroundTableNamesWhatWasShownInstead(t *testing.T) {
+	var tab BackgroundTable
+	tab.Add(scene.PlainWhite, scene.PlainGray)
+	tab.Add(scene.PlainWhite, scene.PlainWhite)
+	tab.Add(scene.PlainWhite, scene.Stripes)
+	tab.Add(scene.PlainWhite, scene.PlainGray)
+	tab.Add(scene.Grass, scene.Grass)
+	if r, n := tab.Rate(scene.PlainWhite); n != 4 || r != 0.25 {
+		t.Errorf("white: %v of %d, want 1/4 of 4", r, n)
+	}
+	if r, n := tab.Rate(scene.PlainCyan); n != 0 || r != 0 {
+		t.Errorf("cyan, never named: %v of %d", r, n)
+	}
+	var out bytes.Buffer
+	tab.Print(&out, "generated")
+	want := []string{"generated shown instead", "white 25.0% (4) gray 2, striped 1", "grass 100.0% (1)"}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
+	}
+	for i, l := range lines {
+		if got := strings.Join(strings.Fields(l), " "); got != want[i] {
+			t.Errorf("line %d: %q, want %q", i, got, want[i])
+		}
+	}
+}
