@@ -62,7 +62,7 @@ from checkpoint import Checkpoints
 #                   cost 3.7 dB (30.6 against 34.4 dB) and shapes: drawn
 #                   held-out scenes kept their shape through the VAE in 81 %
 #                   against 89 %
-#   lowfreq_noise   weights of extra white noise drawn on 4x4, then 2x2 grids
+#   lowfreq_noise   weights of extra white noise drawn on 4x4, then 2x2, then 1x1 grids
 #                   and upsampled into the training noise, so that at high t
 #                   the noisy latent no longer gives the layout away
 #   high_t_*        a fraction of each batch draws t from [high_t_min, 999],
@@ -204,7 +204,10 @@ def training_noise(shape, lowfreq, dev, gen):
     """Gaussian noise; with lowfreq, extra energy at coarse scales, scaled to unit variance per sample.
 
     lowfreq[i] weighs white noise drawn on a grid 2**(i+2) times coarser
-    than the latent (4x4, then 2x2 on a 16x16 latent), upsampled bilinearly.
+    than the latent (4x4, then 2x2, then 1x1 on a 16x16 latent), upsampled
+    bilinearly. The 1x1 grid is "offset noise" (one value per channel): at
+    high t the noisy latent's mean then no longer gives away the image's
+    mean, whose leak keeps a model from drawing far-from-average images.
     """
     eps = torch.randn(shape, device=dev, generator=gen)
     if not lowfreq:
@@ -529,7 +532,7 @@ def main():
     ap.add_argument('--vae-crop-steps', type=int, help='train the VAE on random 32x32 crops for this many of its steps (measured to cost quality)')
     ap.add_argument('--vae-augment', action='store_true', help='random flips/rotations in VAE training (experimental)')
     ap.add_argument('--lowfreq-noise', action='store_true', help='coarse noise in the training noise, weights 0.8 and 0.8 (experimental)')
-    ap.add_argument('--lowfreq-weights', help='coarse noise with these comma-separated weights (4x4 grid, 2x2 grid), e.g. 0.3,0.3')
+    ap.add_argument('--lowfreq-weights', help='coarse noise with these comma-separated weights (4x4 grid, 2x2 grid, 1x1 grid = offset noise), e.g. 0.3,0.3 or 0,0,0.3')
     ap.add_argument('--high-t', action='store_true', help='half of each batch at t >= 600, weighted by max(1, 0.1/SNR) (experimental)')
     ap.add_argument('--te-causal', action='store_true', help='a causal text encoder as CLIP (the first model) instead of te_windows')
     ap.add_argument('--te-windows', help='override the recipe: comma-separated context window of each text encoder layer, e.g. 0,0')
@@ -601,9 +604,9 @@ def main():
         try:
             r['lowfreq_noise'] = [float(v) for v in args.lowfreq_weights.split(',')]
         except ValueError:
-            ap.error(f'--lowfreq-weights wants comma-separated numbers (4x4 grid, 2x2 grid), got {args.lowfreq_weights!r}')
-        if not 1 <= len(r['lowfreq_noise']) <= 2 or min(r['lowfreq_noise']) < 0:
-            ap.error(f'--lowfreq-weights wants one or two non-negative weights, got {args.lowfreq_weights!r}')
+            ap.error(f'--lowfreq-weights wants comma-separated numbers (4x4 grid, 2x2 grid, 1x1 grid), got {args.lowfreq_weights!r}')
+        if not 1 <= len(r['lowfreq_noise']) <= 3 or min(r['lowfreq_noise']) < 0:
+            ap.error(f'--lowfreq-weights wants one to three non-negative weights, got {args.lowfreq_weights!r}')
     if args.high_t:
         r['high_t_fraction'], r['high_t_snr'] = 0.5, 0.1
     for flag, path in (('--vae-weights', args.vae_weights),
