@@ -19,6 +19,37 @@ import export
 import tinysd
 
 
+@torch.no_grad()
+def sample(te, unet, vae, ids, empty_ids, scale, seed, steps, guidance, dev, offset=None):
+    """uint8 images [len(ids), 64, 64, 3] for the prompts ids, as the engine's DDIM would draw them.
+
+    offset, a [4] tensor, is added to every initial noise latent (leak.py)."""
+    ac = tinysd.alphas_cumprod().double().to(dev)
+    ratio = len(ac) // steps
+    timesteps = [(steps - 1 - k) * ratio + 1 for k in range(steps)]
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+    n = len(ids)
+    x = torch.randn((n, tinysd.LATENT_CHANNELS, tinysd.LATENT_SIZE, tinysd.LATENT_SIZE), device=dev, generator=gen)
+    if offset is not None:
+        x = x + offset.to(dev, x.dtype)[None, :, None, None]
+    ctx = torch.cat([te(empty_ids[None].expand(n, -1)), te(ids)])
+    for t in timesteps:
+        tt = torch.full((2 * n,), float(t), device=dev)
+        uncond, cond = unet(torch.cat([x, x]), tt, ctx).chunk(2)
+        eps = (uncond + guidance * (cond - uncond)).double()
+        a, a_prev = ac[t], (ac[t - ratio] if t - ratio >= 0 else ac[0])
+        x0 = (x.double() - (1 - a).sqrt() * eps) / a.sqrt()
+        x = (a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps).float()
+    img = vae.decode(x / scale).clamp(-1, 1)
+    return ((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def first_timestep(steps):
+    """The first timestep of sample's DDIM schedule (981 for 50 steps)."""
+    return (steps - 1) * (len(tinysd.alphas_cumprod()) // steps) + 1
+
+
 class Judge:
     def __init__(self, binary, workdir, prompts, seeds, dev, steps=50, guidance=7.5):
         self.binary, self.workdir, self.n, self.seeds, self.dev = binary, workdir, prompts, seeds, dev
@@ -29,26 +60,9 @@ class Judge:
             subprocess.run([binary, 'prompts', '-out', d, '-n', str(prompts)] + extra, check=True)
             self.sets[name] = (torch.from_numpy(np.load(os.path.join(d, 'input_ids.npy')).astype(np.int64)).to(dev), extra)
 
-    @torch.no_grad()
     def sample(self, te, unet, vae, ids, empty_ids, scale, seed):
         """uint8 images [len(ids), 64, 64, 3] for the prompts ids, as the engine's DDIM would draw them."""
-        ac = tinysd.alphas_cumprod().double().to(self.dev)
-        ratio = len(ac) // self.steps
-        timesteps = [(self.steps - 1 - k) * ratio + 1 for k in range(self.steps)]
-        gen = torch.Generator(device=self.dev)
-        gen.manual_seed(seed)
-        n = len(ids)
-        x = torch.randn((n, tinysd.LATENT_CHANNELS, tinysd.LATENT_SIZE, tinysd.LATENT_SIZE), device=self.dev, generator=gen)
-        ctx = torch.cat([te(empty_ids[None].expand(n, -1)), te(ids)])
-        for t in timesteps:
-            tt = torch.full((2 * n,), float(t), device=self.dev)
-            uncond, cond = unet(torch.cat([x, x]), tt, ctx).chunk(2)
-            eps = (uncond + self.guidance * (cond - uncond)).double()
-            a, a_prev = ac[t], (ac[t - ratio] if t - ratio >= 0 else ac[0])
-            x0 = (x.double() - (1 - a).sqrt() * eps) / a.sqrt()
-            x = (a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps).float()
-        img = vae.decode(x / scale).clamp(-1, 1)
-        return ((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return sample(te, unet, vae, ids, empty_ids, scale, seed, self.steps, self.guidance, self.dev)
 
     def __call__(self, step, te, unet, vae, empty_ids, scale):
         """Scores of both prompt sets, as {'heldout': {...}, 'seen': {...}}."""

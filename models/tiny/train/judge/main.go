@@ -11,6 +11,10 @@
 //	    reads uint8 [k*n, 64, 64, 3] images, k seeds of the same n prompts
 //	    one after the other, and prints one JSON object of the rates
 //	    (colour, shape, position, size, all, found) and counts.
+//	judge backgrounds -images FILE.npy
+//	    reads uint8 [k, 64, 64, 3] images of any prompts and prints one JSON
+//	    object {"backgrounds": [...]}: the background the evaluator sees in
+//	    each image, in order (leak.py counts them).
 package main
 
 import (
@@ -37,7 +41,7 @@ func main() {
 	}
 }
 
-const usage = "usage: judge prompts -out DIR [-n N] [-seen] | judge score -images FILE.npy [-n N] [-seen]"
+const usage = "usage: judge prompts -out DIR [-n N] [-seen] | judge score -images FILE.npy [-n N] [-seen] | judge backgrounds -images FILE.npy"
 
 func run(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -47,7 +51,7 @@ func run(args []string, stdout io.Writer) error {
 	n := fs.Int("n", 200, "number of prompts")
 	seen := fs.Bool("seen", false, "prompts of triples training draws instead of held-out ones")
 	out := fs.String("out", "", "prompts: directory to write into")
-	images := fs.String("images", "", "score: the generated images")
+	images := fs.String("images", "", "score, backgrounds: the generated images")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -73,6 +77,15 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 		return json.NewEncoder(stdout).Encode(report(t))
+	case "backgrounds":
+		if *images == "" {
+			return errors.New("backgrounds: -images is required")
+		}
+		names, err := backgrounds(*images)
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(map[string][]string{"backgrounds": names})
 	}
 	return fmt.Errorf("unknown subcommand %q; %s", args[0], usage)
 }
@@ -101,28 +114,60 @@ func writePrompts(dir string, prompts []scene.Caption) error {
 	return os.WriteFile(filepath.Join(dir, "prompts.txt"), []byte(strings.Join(texts, "\n")+"\n"), 0o644)
 }
 
-func score(path string, prompts []scene.Caption) (eval.Tally, error) {
+// readImages reads uint8 [k, 64, 64, 3] images (k ≥ 1) written by numpy.
+func readImages(path string) ([]*image.NRGBA, error) {
 	shape, data, err := npy.ReadUint8(path)
 	if err != nil {
-		return eval.Tally{}, err
+		return nil, err
 	}
 	const s = scene.ImageSize
-	if len(shape) != 4 || shape[1] != s || shape[2] != s || shape[3] != 3 || shape[0] == 0 || shape[0]%len(prompts) != 0 {
-		return eval.Tally{}, fmt.Errorf("%s has shape %v; want [k*%d, %d, %d, 3] for the %d prompts", path, shape, len(prompts), s, s, len(prompts))
+	if len(shape) != 4 || shape[1] != s || shape[2] != s || shape[3] != 3 || shape[0] == 0 {
+		return nil, fmt.Errorf("%s has shape %v; want [k, %d, %d, 3] with k ≥ 1", path, shape, s, s)
 	}
-	var t eval.Tally
-	for i := 0; i < shape[0]; i++ {
+	imgs := make([]*image.NRGBA, shape[0])
+	for i := range imgs {
 		img := image.NewNRGBA(image.Rect(0, 0, s, s))
 		px := data[i*s*s*3 : (i+1)*s*s*3]
 		for p := 0; p < s*s; p++ {
 			copy(img.Pix[4*p:4*p+3], px[3*p:3*p+3])
 			img.Pix[4*p+3] = 255
 		}
+		imgs[i] = img
+	}
+	return imgs, nil
+}
+
+func score(path string, prompts []scene.Caption) (eval.Tally, error) {
+	imgs, err := readImages(path)
+	if err != nil {
+		return eval.Tally{}, err
+	}
+	if len(imgs)%len(prompts) != 0 {
+		return eval.Tally{}, fmt.Errorf("%s holds %d images; want k×%d for the %d prompts", path, len(imgs), len(prompts), len(prompts))
+	}
+	var t eval.Tally
+	for i, img := range imgs {
 		if err := t.Add(prompts[i%len(prompts)], img); err != nil {
 			return t, err
 		}
 	}
 	return t, nil
+}
+
+func backgrounds(path string) ([]string, error) {
+	imgs, err := readImages(path)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(imgs))
+	for i, img := range imgs {
+		b, err := eval.Background(img)
+		if err != nil {
+			return nil, err
+		}
+		names[i] = b.String()
+	}
+	return names, nil
 }
 
 func report(t eval.Tally) map[string]any {

@@ -103,9 +103,42 @@ func TestBadInput(t *testing.T) {
 		{"score", "-images", filepath.Join(dir, "missing.npy")},
 		{"score", "-images", wrong, "-n", "2"}, // 3 images are not k×2
 		{"prompts", "-out", dir, "-n", "0"},
+		{"backgrounds"},
+		{"backgrounds", "-images", filepath.Join(dir, "missing.npy")},
 	} {
 		if err := run(args, new(bytes.Buffer)); err == nil {
 			t.Errorf("judge %q: no error", args)
 		}
+	}
+}
+
+// TestBackgroundsOfDrawnScenes: each image's background, in order, as the
+// evaluator sees it.
+func TestBackgroundsOfDrawnScenes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	obj := scene.Object{Shape: scene.Circle, Colour: scene.Red, Size: scene.Big, Position: scene.Left}
+	var data []byte
+	var want []string
+	for _, bg := range scene.Backgrounds {
+		img := scene.Place(rng, bg, []scene.Object{obj}).Render()
+		for p := 0; p < scene.ImageSize*scene.ImageSize; p++ {
+			data = append(data, img.Pix[4*p:4*p+3]...)
+		}
+		want = append(want, bg.String())
+	}
+	path := filepath.Join(t.TempDir(), "images.npy")
+	if err := npy.Write(path, "|u1", []int{len(want), scene.ImageSize, scene.ImageSize, 3}, data); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run([]string{"backgrounds", "-images", path}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Backgrounds []string }
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if strings.Join(got.Backgrounds, ",") != strings.Join(want, ",") {
+		t.Errorf("backgrounds %v, want %v", got.Backgrounds, want)
 	}
 }
