@@ -52,6 +52,7 @@ def main():
     ap.add_argument('--judge', required=True, help='the judge binary')
     ap.add_argument('--count', type=int, default=16, help='captions per background, sampled as one batch from seed 0')
     ap.add_argument('--guidance', type=float, help="classifier-free guidance (default: the model's, export.DEFAULT_GUIDANCE)")
+    ap.add_argument('--backgrounds', default=','.join(PHRASES), help='comma-separated backgrounds to sample (default: all)')
     ap.add_argument('--steps', type=int, default=50)
     ap.add_argument('--threads', type=int, default=0, help='torch threads (0: all cores)')
     args = ap.parse_args()
@@ -59,6 +60,9 @@ def main():
         ap.error('--count and --steps must be at least 1')
     if not (os.path.isfile(args.judge) and os.access(args.judge, os.X_OK)):
         ap.error(f'--judge: {args.judge} is not an executable file (go build -o BIN ./models/tiny/train/judge)')
+    chosen = args.backgrounds.split(',')
+    if unknown := [b for b in chosen if b not in PHRASES]:
+        ap.error(f"--backgrounds: unknown {', '.join(unknown)}; the backgrounds are {', '.join(PHRASES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
     record = json.load(open(os.path.join(args.trained, 'training.json')))
@@ -77,7 +81,8 @@ def main():
     print(f'{args.count} training captions per background, one batch from seed 0, DDIM {args.steps}, guidance {guidance}; '
           f'leak = {leak:.4f} x (background mean latent - mean latent)')
     print(f"{'background':<10} {'plain noise':<34} {'noise + the background leak':<34}")
-    for name, phrase in PHRASES.items():
+    for name in chosen:
+        phrase = PHRASES[name]
         rows = [i for i, c in enumerate(captions) if phrase in c]
         if len(rows) < args.count:
             raise SystemExit(f'only {len(rows)} captions name the {name} background; want {args.count}')
