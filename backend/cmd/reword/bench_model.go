@@ -136,12 +136,12 @@ func scoreVAERoundTrips(ctx context.Context, e *diffusion.Engine, n int) (eval.T
 		if err != nil {
 			return vae, shapes, err
 		}
-		v, err := vae.Judge(c, rt.NRGBA())
+		j, err := vae.Judge(c, rt.NRGBA())
 		if err != nil {
 			return vae, shapes, err
 		}
 		o := s.Objects[0]
-		shapes.Add(o.Shape, o.Size.String(), v.Shape)
+		shapes.Add(o.Shape, o.Size.String(), j.Shape)
 	}
 	return vae, shapes, nil
 }
@@ -172,17 +172,13 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 				return nil, shapes, backgrounds, nil, err
 			}
 			img := res.Images[0].NRGBA()
-			v, err := perSeed[seed].Judge(c, img)
+			j, err := perSeed[seed].Judge(c, img)
 			if err != nil {
 				return nil, shapes, backgrounds, nil, err
 			}
-			shapes.Add(c.Mentions[0].Shape, promptSize(c), v.Shape)
-			if c.NamesBackground {
-				shown, err := eval.Background(img)
-				if err != nil {
-					return nil, shapes, backgrounds, nil, err
-				}
-				backgrounds.Add(c.Background, shown)
+			shapes.Add(c.Mentions[0].Shape, promptSize(c), j.Shape)
+			if j.BackgroundJudged {
+				backgrounds.Add(c.Background, j.Background)
 			}
 			if len(kept) < 64 {
 				kept = append(kept, img)

@@ -141,9 +141,15 @@ func TestTallyScoresNamedBackground(t *testing.T) {
 	for _, c := range []struct {
 		caption scene.Caption
 		img     image.Image
-	}{{named, onGrass}, {named, onCyan}, {unnamed, onCyan}} {
-		if err := tl.Add(c.caption, c.img); err != nil {
+		judged  bool             // Judge reports a background
+		shown   scene.Background // the one it reports
+	}{{named, onGrass, true, scene.Grass}, {named, onCyan, true, scene.PlainCyan}, {unnamed, onCyan, false, 0}} {
+		j, err := tl.Judge(c.caption, c.img)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if j.BackgroundJudged != c.judged || (c.judged && j.Background != c.shown) {
+			t.Errorf("%q: judged %v background %v, want %v %v", c.caption.Text, j.BackgroundJudged, j.Background, c.judged, c.shown)
 		}
 	}
 	if tl.BackgroundNamed != 2 || tl.Background != 1 {

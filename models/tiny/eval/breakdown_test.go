@@ -20,11 +20,14 @@ func TestShapeTableCountsJudgedShapes(t *testing.T) {
 	var tl Tally
 	var tab ShapeTable
 	for _, o := range []scene.Object{star, star, square} {
-		v, err := tl.Judge(c, scene.Place(rng, scene.PlainCyan, []scene.Object{o}).Render())
+		j, err := tl.Judge(c, scene.Place(rng, scene.PlainCyan, []scene.Object{o}).Render())
 		if err != nil {
 			t.Fatal(err)
 		}
-		tab.Add(scene.Star, scene.Big.String(), v.Shape)
+		if j.BackgroundJudged {
+			t.Errorf("the prompt names no background, yet Judge judged one: %+v", j)
+		}
+		tab.Add(scene.Star, scene.Big.String(), j.Shape)
 	}
 	tab.Add(scene.Star, SizeUnnamed, false)
 	if tl.N != 3 || tl.Shape != 2 {

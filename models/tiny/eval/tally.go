@@ -25,17 +25,26 @@ func (t *Tally) Add(c scene.Caption, img image.Image) error {
 	return err
 }
 
-// Judge is Add that also returns the verdict, for a caller that breaks the
-// counts down further (ShapeTable).
-func (t *Tally) Judge(c scene.Caption, img image.Image) (Verdict, error) {
+// Judgement is what Tally.Judge found in one image: the object's verdict
+// and, where the prompt names a background, the background the image shows.
+type Judgement struct {
+	Verdict
+	Background       scene.Background
+	BackgroundJudged bool // the prompt names a background, so Background was judged
+}
+
+// Judge is Add that also returns what it found, for a caller that breaks the
+// counts down further (ShapeTable, BackgroundTable).
+func (t *Tally) Judge(c scene.Caption, img image.Image) (Judgement, error) {
 	r, err := Analyze(img)
 	if err != nil {
-		return Verdict{}, err
+		return Judgement{}, err
 	}
 	v, err := CheckSingle(c, r)
 	if err != nil {
-		return Verdict{}, err
+		return Judgement{}, err
 	}
+	j := Judgement{Verdict: v}
 	b := func(ok bool) int {
 		if ok {
 			return 1
@@ -54,12 +63,13 @@ func (t *Tally) Judge(c scene.Caption, img image.Image) (Verdict, error) {
 	if c.NamesBackground {
 		bg, err := Background(img)
 		if err != nil {
-			return Verdict{}, err
+			return Judgement{}, err
 		}
 		t.BackgroundNamed++
 		t.Background += b(bg == c.Background)
+		j.Background, j.BackgroundJudged = bg, true
 	}
-	return v, nil
+	return j, nil
 }
 
 // Merge adds u's counts to t (per-seed tallies into a total).

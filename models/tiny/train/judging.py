@@ -26,7 +26,6 @@ def sample(te, unet, vae, ids, empty_ids, scale, seed, steps, guidance, dev, off
     offset, a [4] tensor, is added to every initial noise latent (leak.py)."""
     ac = tinysd.alphas_cumprod().double().to(dev)
     ratio = len(ac) // steps
-    timesteps = [(steps - 1 - k) * ratio + 1 for k in range(steps)]
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
     n = len(ids)
@@ -34,7 +33,7 @@ def sample(te, unet, vae, ids, empty_ids, scale, seed, steps, guidance, dev, off
     if offset is not None:
         x = x + offset.to(dev, x.dtype)[None, :, None, None]
     ctx = torch.cat([te(empty_ids[None].expand(n, -1)), te(ids)])
-    for t in timesteps:
+    for t in timesteps(steps):
         tt = torch.full((2 * n,), float(t), device=dev)
         uncond, cond = unet(torch.cat([x, x]), tt, ctx).chunk(2)
         eps = (uncond + guidance * (cond - uncond)).double()
@@ -45,9 +44,10 @@ def sample(te, unet, vae, ids, empty_ids, scale, seed, steps, guidance, dev, off
     return ((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def first_timestep(steps):
-    """The first timestep of sample's DDIM schedule (981 for 50 steps)."""
-    return (steps - 1) * (len(tinysd.alphas_cumprod()) // steps) + 1
+def timesteps(steps):
+    """sample's DDIM timesteps, noisiest first: SD's leading spacing with offset 1 (981, 961, …, 1 for 50)."""
+    ratio = len(tinysd.alphas_cumprod()) // steps
+    return [(steps - 1 - k) * ratio + 1 for k in range(steps)]
 
 
 class Judge:

@@ -30,6 +30,7 @@ import torch
 
 import export
 import judging
+import tinysd
 
 # How captions name each background (scene.Background.Phrase), in the judge's names.
 PHRASES = {'white': 'on a white background', 'black': 'on a black background', 'gray': 'on a gray background',
@@ -77,7 +78,7 @@ def main():
     empty = torch.tensor(json.load(open(os.path.join(args.data, 'info.json')))['empty_input_ids'], dtype=torch.int64)
     # The mean of all latents, from an evenly spread sample of them.
     mean_all = torch.from_numpy(np.asarray(latents[::20]).mean(axis=(0, 2, 3)))
-    leak = float(judging.tinysd.alphas_cumprod()[judging.first_timestep(args.steps)].sqrt())
+    leak = float(tinysd.alphas_cumprod()[judging.timesteps(args.steps)[0]].sqrt())
     print(f'{args.count} training captions per background, one batch from seed 0, DDIM {args.steps}, guidance {guidance}; '
           f'leak = {leak:.4f} x (background mean latent - mean latent)')
     print(f"{'background':<10} {'plain noise':<34} {'noise + the background leak':<34}")

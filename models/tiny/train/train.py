@@ -53,7 +53,8 @@ from checkpoint import Checkpoints
 # were ignored"), all off by default so the random stream stays the recipe's:
 #   vae_augment     random flips/rotations of VAE training batches
 #   unet_norm       'cell': CellNorm instead of GroupNorm in the UNet (no statistic
-#                   spans positions)
+#                   spans positions); in pictures Prompt-to-Prompt then kept
+#                   fewer backgrounds, not more, and generation lost shape
 #   swap_consistency  weight of the word-swap consistency loss (swap_consistency_loss),
 #                   in the cycles that have the grounding loss
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
@@ -64,7 +65,10 @@ from checkpoint import Checkpoints
 #                   against 89 %
 #   lowfreq_noise   weights of extra white noise drawn on 4x4, then 2x2, then 1x1 grids
 #                   and upsampled into the training noise, so that at high t
-#                   the noisy latent no longer gives the layout away
+#                   the noisy latent no longer gives the layout (4x4, 2x2) or
+#                   the mean colour (1x1, offset noise) away; offset noise 0.3
+#                   drew the white background the recipe's model never draws,
+#                   in a fine-tune: for the next generation's recipe
 #   high_t_*        a fraction of each batch draws t from [high_t_min, 999],
 #                   and every step weighs at least high_t_snr/SNR
 RECIPE = dict(
