@@ -289,3 +289,48 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// TestGenerateDrawsNamedBackgrounds generates held-out prompts that name
+// each background, white included, and checks the evaluator finds it: the
+// second generation never drew a white background (it read the background
+// off the initial noise's mean), and offset noise in the third cycle's
+// training is what cured it (models/tiny/README.md).
+func TestGenerateDrawsNamedBackgrounds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates 18 images with 20 DDIM steps")
+	}
+	e := loadEngine(t)
+	ctx := context.Background()
+	const perBackground = 3
+	prompts := map[scene.Background][]scene.Caption{}
+	for _, c := range scene.EvalPrompts(400, 9) {
+		if c.NamesBackground && len(prompts[c.Background]) < perBackground {
+			prompts[c.Background] = append(prompts[c.Background], c)
+		}
+	}
+	for _, b := range scene.Backgrounds {
+		if len(prompts[b]) < perBackground {
+			t.Fatalf("EvalPrompts(400, 9) names the %s background in %d prompts, want %d", b, len(prompts[b]), perBackground)
+		}
+		shown := 0
+		for i, c := range prompts[b] {
+			res, err := e.Generate(ctx, diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(i), Steps: 20, Scheduler: scheduler.DDIMName},
+				diffusion.RunOptions{NoSourceCache: true}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := eval.Background(res.Images[0].NRGBA())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%q (seed %d): %s background", c.Text, i, got)
+			shown += b2i(got == b)
+		}
+		// Measured on the committed model: every one of them (`reword bench
+		// model` draws 97-100 % of named backgrounds per seed); the bound
+		// leaves room for a platform's float differences.
+		if shown < perBackground-1 {
+			t.Errorf("the %s background was drawn in %d of %d prompts naming it, want >= %d", b, shown, perBackground, perBackground-1)
+		}
+	}
+}

@@ -32,11 +32,12 @@ OPSET = 14
 DEFAULT_GUIDANCE = 4.0
 
 
-def load(trained, recipe):
+def load(trained, recipe, vae_weights=None):
     te, unet = tinysd.text_encoder_and_unet(recipe)
     parts = {'vae': tinysd.AutoencoderKL(), 'text_encoder': te, 'unet': unet}
     for name, m in parts.items():
-        m.load_state_dict(tinysd.npz_state(os.path.join(trained, name + '.npz')), strict=True)
+        path = vae_weights if name == 'vae' and vae_weights else os.path.join(trained, name + '.npz')
+        m.load_state_dict(tinysd.npz_state(path), strict=True)
         m.eval()
     return parts['vae'], parts['text_encoder'], parts['unet']
 
@@ -88,10 +89,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--trained', required=True, help='directory written by train.py')
     ap.add_argument('--model', required=True, help='model directory to write (models/tiny)')
+    ap.add_argument('--vae', help="a vae.npz to export instead of TRAINED/vae.npz: a decoder train.py --vae-decoder-only "
+                                  "fine-tuned for the same encoder, so for the latents the UNet learned")
     args = ap.parse_args(argv)
+    if args.vae and not os.path.isfile(args.vae):
+        ap.error(f'--vae: {args.vae} does not exist')
     torch.set_num_threads(1)
     training = json.load(open(os.path.join(args.trained, 'training.json')))
-    vae, te, unet = load(args.trained, training['recipe'])
+    vae, te, unet = load(args.trained, training['recipe'], args.vae)
     ctx = te.hidden_size
     L, S = tinysd.LATENT_SIZE, tinysd.IMAGE_SIZE
     batch = {0: 'batch'}
@@ -164,6 +169,13 @@ def main(argv=None):
                                   unet=training['unet']['unet_params'])),
         file_bytes=sizes,
     )
+    # A fine-tuned decoder comes with its own record (train.py --vae-only writes vae.json beside vae.npz):
+    # the VAE fields then describe the decoder's run, the rest the text encoder's and UNet's.
+    decoder_record = args.vae and os.path.join(os.path.dirname(args.vae), 'vae.json')
+    if decoder_record and os.path.isfile(decoder_record):
+        decoder = json.load(open(decoder_record))
+        manifest['training'].update(vae_recipe=decoder['recipe'], vae_seconds=decoder['vae']['seconds'],
+                                    vae_validation_psnr_db=decoder['vae']['validation_psnr_db'])
     with open(os.path.join(args.model, 'model.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
         f.write('\n')

@@ -71,10 +71,17 @@ from checkpoint import Checkpoints
 #                   in a fine-tune: for the next generation's recipe
 #   high_t_*        a fraction of each batch draws t from [high_t_min, 999],
 #                   and every step weighs at least high_t_snr/SNR
+#   vae_decoder_only  train only the decoder (post_quant_conv, decoder): the
+#                   encoder and so every latent the UNet learned stay as they
+#                   are, as SD's fine-tuned decoders (ft-MSE) did; with
+#                   vae_init_from, a better decoder for a trained model
+#   vae_object_weight  each latent cell an object covers weighs 1 + this in the
+#                   reconstruction loss: a small star is a few dozen of 4,096
+#                   pixels, and the plain loss lets the VAE round its tips
 RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
-    vae_crop_steps=0, vae_crop_size=32,
+    vae_crop_steps=0, vae_crop_size=32, vae_decoder_only=False, vae_object_weight=0.0,
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
@@ -109,15 +116,37 @@ def cosine_lr(step, total, base, warmup, final_fraction):
     return base * warm * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * step / total)))
 
 
-def train_vae(images, r, dev, gen, ckpt, every, stop_after=None):
-    """images: uint8 tensor [N,64,64,3] on dev. Returns the VAE and stats; saves its progress in ckpt."""
+def vae_trained_parameters(vae, decoder_only):
+    """The parameters a VAE run trains: all of them, or only those decode() uses."""
+    if not decoder_only:
+        return list(vae.parameters())
+    for p in list(vae.encoder.parameters()) + list(vae.quant_conv.parameters()):
+        p.requires_grad_(False)
+    return list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+
+
+def reconstruction_loss(xr, x, cell_weights):
+    """MSE + ½·L1 per pixel; with cell_weights [B,16,16] (None: uniform), a weighted mean over the pixels of each cell."""
+    # L1 keeps edges (star tips, ring holes) sharper than MSE alone.
+    if cell_weights is None:
+        return (xr - x).pow(2).mean() + 0.5 * (xr - x).abs().mean()  # the recipe's arithmetic, bit for bit
+    err = (xr - x).pow(2) + 0.5 * (xr - x).abs()
+    w = F.interpolate(cell_weights[:, None], size=x.shape[-2:], mode='nearest')
+    return (err * w).sum() / (w.sum() * x.shape[1])
+
+
+def train_vae(images, r, dev, gen, ckpt, every, stop_after=None, masks=None):
+    """images: uint8 tensor [N,64,64,3] on dev; masks: object_masks [N,2,16,16] (for vae_object_weight).
+    Returns the VAE and stats; saves its progress in ckpt."""
     n_val = r['validation_images']
     train, val = images[:-n_val], images[-n_val:]
     to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
     vae = tinysd.AutoencoderKL().to(dev)
     if r.get('vae_init_from'):
         vae.load_state_dict(tinysd.npz_state(r['vae_init_from']), strict=True)
-    opt = torch.optim.Adam(vae.parameters(), r['vae_lr'])
+    if r['vae_object_weight'] > 0 and (r['vae_crop_steps'] or r['vae_augment']):
+        raise SystemExit('vae_object_weight weighs whole, untransformed images: not with vae_crop_steps or vae_augment')
+    opt = torch.optim.Adam(vae_trained_parameters(vae, r['vae_decoder_only']), r['vae_lr'])
     start, before = 0, 0.0
     saved = ckpt.load('vae-progress')
     if saved is not None:
@@ -130,7 +159,11 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None):
     for step in range(start, r['vae_steps']):
         for g in opt.param_groups:
             g['lr'] = cosine_lr(step, r['vae_steps'], r['vae_lr'], 50, 0.05)
-        x = to_float(train[torch.randint(0, len(train), (r['vae_batch'],), device=dev, generator=gen)])
+        pick = torch.randint(0, len(train), (r['vae_batch'],), device=dev, generator=gen)
+        x = to_float(train[pick])
+        cell_weights = None
+        if r['vae_object_weight'] > 0:
+            cell_weights = 1 + r['vae_object_weight'] * (masks[pick] > 0).any(dim=1).float()
         # With vae_augment, a random flip/rotation per batch: the VAE is a codec and should not
         # care where a shape sits or which way it points, and this way it
         # also sees shapes at the positions training never draws them
@@ -147,11 +180,11 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None):
             x = torch.rot90(x, k % 4, dims=(2, 3))
             if k >= 4:
                 x = torch.flip(x, dims=(3,))
-        mean, logvar = vae.encode(x)
+        with torch.set_grad_enabled(not r['vae_decoder_only']):
+            mean, logvar = vae.encode(x)
         z = mean + torch.randn(mean.shape, device=dev, generator=gen) * torch.exp(0.5 * logvar)
         xr = vae.decode(z)
-        # L1 keeps edges (star tips, ring holes) sharper than MSE alone.
-        rec = (xr - x).pow(2).mean() + 0.5 * (xr - x).abs().mean()
+        rec = reconstruction_loss(xr, x, cell_weights)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
         loss = rec + r['vae_kl_weight'] * kl
         opt.zero_grad()
@@ -513,6 +546,18 @@ def vae_recipe(r):
     return {k: v for k, v in r.items() if k == 'seed' or k.startswith('vae_') or k == 'validation_images'}
 
 
+def recorded(r):
+    """Recipe r as training.json records it: the weights it started from by their folder (and file) name,
+    not by this machine's path (as vae.reused does)."""
+    out = dict(r)
+    if out.get('init_from'):
+        out['init_from'] = os.path.basename(out['init_from'])
+    if out.get('vae_init_from'):
+        out['vae_init_from'] = os.path.join(os.path.basename(os.path.dirname(out['vae_init_from'])),
+                                            os.path.basename(out['vae_init_from']))
+    return out
+
+
 def save_npz(path, module):
     """Writes the state dict atomically: a run killed while saving leaves no half-written file to be mistaken for a result."""
     tmp = path + '.tmp.npz'
@@ -553,6 +598,10 @@ def main():
                                       'read when it exists, written otherwise (sweeps share one encoding)')
     ap.add_argument('--vae-init-from', help='a vae.npz to continue training the VAE from (with --vae-steps and --vae-lr: a second cycle)')
     ap.add_argument('--vae-lr', type=float, help='override the recipe')
+    ap.add_argument('--vae-decoder-only', action='store_true', help='train only the decoder; the encoder (and every latent) stays '
+                                                                     '(with --vae-init-from: a better decoder for a trained model)')
+    ap.add_argument('--vae-object-weight', type=float, help='override the recipe: extra weight of the latent cells an object covers '
+                                                            'in the reconstruction loss (0: uniform)')
     ap.add_argument('--vae-only', action='store_true', help='train the VAE, write vae.npz and stop (for sweeps that share one VAE)')
     ap.add_argument('--judge', help='the judge binary (go build ./models/tiny/train/judge): score the model at checkpoints')
     ap.add_argument('--judge-every', type=int, default=0, help='judge every N UNet steps as well as at the end')
@@ -596,6 +645,14 @@ def main():
             ap.error(f'--vae-init-from: {args.vae_init_from} does not exist')
         r['vae_init_from'] = os.path.abspath(args.vae_init_from)
     r['vae_augment'] |= args.vae_augment
+    if args.vae_decoder_only:
+        if not args.vae_init_from:
+            ap.error('--vae-decoder-only trains a decoder for an existing encoder: give --vae-init-from')
+        r['vae_decoder_only'] = True
+    if args.vae_object_weight is not None:
+        if args.vae_object_weight < 0:
+            ap.error(f'--vae-object-weight must be at least 0, got {args.vae_object_weight}')
+        r['vae_object_weight'] = args.vae_object_weight
     if args.vae_crop_steps is not None:
         if args.vae_crop_steps < 0:
             ap.error(f'--vae-crop-steps must be at least 0, got {args.vae_crop_steps}')
@@ -683,7 +740,7 @@ def main():
     info = json.load(open(os.path.join(args.data, 'info.json')))
     empty_ids = torch.tensor(info['empty_input_ids'], dtype=torch.int64, device=dev)
     masks = regions = swap_groups = None
-    if r['grounding_weight'] > 0:
+    if r['grounding_weight'] > 0 or r['vae_object_weight'] > 0:
         masks = torch.from_numpy(np.load(os.path.join(args.data, 'object_masks.npy'))).to(dev)
         regions = torch.from_numpy(np.load(os.path.join(args.data, 'token_regions.npy')).astype(np.int64)).to(dev)
     if r['swap_consistency'] > 0:
@@ -735,12 +792,12 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
         gen.set_state(vae_done['gen'])  # the latent encoding draws from where the VAE's training left it
         log('vae: trained in an earlier sitting')
     else:
-        vae, vae_stats = train_vae(images, r, dev, gen, ckpt, args.checkpoint_every, stop_after)
+        vae, vae_stats = train_vae(images, r, dev, gen, ckpt, args.checkpoint_every, stop_after, masks)
         ckpt.save('vae-done', dict(vae=vae.state_dict(), stats=vae_stats, gen=gen.get_state()))
         ckpt.drop('vae-progress')
     if args.vae_only:
         with open(os.path.join(args.out, 'vae.json'), 'w') as f:
-            json.dump(dict(recipe=vae_recipe(r),
+            json.dump(dict(recipe=recorded(vae_recipe(r)),
                            device=device_name, vae=vae_stats), f, indent=1)
         save_npz(os.path.join(args.out, 'vae.npz'), vae)  # last: its presence means the VAE is done
         if not args.keep_checkpoint:
@@ -799,7 +856,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
 
     for name, m in (('vae', vae), ('text_encoder', te), ('unet', unet)):
         save_npz(os.path.join(args.out, name + '.npz'), m)
-    report = dict(recipe=r, device=device_name, torch=torch.__version__, data=dict(seed=info['seed'], count=info['count']),
+    report = dict(recipe=recorded(r), device=device_name, torch=torch.__version__, data=dict(seed=info['seed'], count=info['count']),
                   vae=vae_stats, unet=unet_stats, latent_scaling_factor=scale,
                   preview=dict(matrix=matrix, bias=bias, rms_error=round(resid, 4)),
                   total_seconds=round(ckpt.seconds(), 1), sittings=len(ckpt.sittings()))
