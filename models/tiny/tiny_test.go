@@ -188,9 +188,9 @@ func TestMain(m *testing.M) {
 
 // The VAE must keep what the evaluator reads: a drawn scene passed through
 // the engine's VAE round trip must still show its colour, position and
-// size, and mostly its shape (the decoder blurs the tips of small stars and
-// triangles; the thresholds guard against regressions of the committed
-// model).
+// size, and its shape (the third generation's decoder keeps 97 % of these
+// shapes, the second's kept 90 %: it blurred the tips of small stars; the
+// thresholds guard against regressions of the committed model).
 func TestVAERoundTripKeepsScenes(t *testing.T) {
 	e := loadEngine(t)
 	ctx := context.Background()
@@ -229,7 +229,7 @@ func TestVAERoundTripKeepsScenes(t *testing.T) {
 		name string
 		got  int
 		min  float64
-	}{{"colour", colour, 0.98}, {"position", position, 0.98}, {"size", size, 0.95}, {"shape", shape, 0.80}} {
+	}{{"colour", colour, 0.98}, {"position", position, 0.98}, {"size", size, 0.95}, {"shape", shape, 0.92}} {
 		if f(c.got) < c.min {
 			t.Errorf("%s kept in %.2f of VAE round trips, want >= %.2f", c.name, f(c.got), c.min)
 		}
@@ -272,11 +272,11 @@ func TestGenerateFollowsPrompt(t *testing.T) {
 		shape += b2i(v.Found && v.Shape)
 		position += b2i(v.Found && v.Position)
 	}
-	// Measured by `reword bench model -guidance 7.5` on 600 images of the
-	// committed model:
-	// colour 99.5 %, shape 75.8 %, position 99.0 %. The bounds leave room
-	// for a platform's float differences flipping a borderline image (this
-	// machine: 10, 7 and 10 of 10).
+	// Measured by `reword bench model` on 600 images of the committed model
+	// at its default guidance 4 (this test keeps 7.5, the second
+	// generation's): colour 98.7 %, shape 83.5 %, position 97.5 %. The
+	// bounds leave room for a platform's float differences flipping a
+	// borderline image (this machine, at 7.5: 10, 7 and 9 of 10).
 	if colour < 8 || shape < 5 || position < 8 {
 		t.Errorf("of %d images, %d show the prompt's colour (want >= 8), %d its shape (want >= 5), %d its position (want >= 8)",
 			len(prompts), colour, shape, position)
