@@ -546,15 +546,20 @@ def vae_recipe(r):
     return {k: v for k, v in r.items() if k == 'seed' or k.startswith('vae_') or k == 'validation_images'}
 
 
+def short_path(path):
+    """A weights file by its folder and file name (work/vae/vae.npz -> vae/vae.npz): records name what a run
+    started from without this machine's paths."""
+    path = os.path.abspath(path)
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+
+
 def recorded(r):
-    """Recipe r as training.json records it: the weights it started from by their folder (and file) name,
-    not by this machine's path (as vae.reused does)."""
+    """Recipe r as training.json records it: the weights it started from by short names (short_path)."""
     out = dict(r)
     if out.get('init_from'):
         out['init_from'] = os.path.basename(out['init_from'])
     if out.get('vae_init_from'):
-        out['vae_init_from'] = os.path.join(os.path.basename(os.path.dirname(out['vae_init_from'])),
-                                            os.path.basename(out['vae_init_from']))
+        out['vae_init_from'] = short_path(out['vae_init_from'])
     return out
 
 
@@ -777,7 +782,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
         vae = tinysd.AutoencoderKL()
         vae.load_state_dict(tinysd.npz_state(args.vae_weights), strict=True)
         vae.to(dev).eval()
-        vae_stats = dict(reused=os.path.abspath(args.vae_weights), params=tinysd.n_params(vae), seconds=0.0,
+        vae_stats = dict(reused=short_path(args.vae_weights), params=tinysd.n_params(vae), seconds=0.0,
                          validation_psnr_db=None)
         # A VAE trained by train.py --vae-only comes with its record.
         record = os.path.join(os.path.dirname(args.vae_weights), 'vae.json')
