@@ -1,7 +1,7 @@
 """Export the trained tiny model to ONNX and write its manifest.
 
-Reads vae.npz, text_encoder.npz, unet.npz and training.json (written by train.py) and writes, into
---model (models/tiny):
+Reads vae.npz (or the fine-tuned decoder's vae.npz that --vae names), text_encoder.npz, unet.npz and
+training.json (written by train.py) and writes, into --model (models/tiny):
 
   text_encoder/model.onnx  input_ids int32 [B,77] -> last_hidden_state [B,77,128]
   unet/model.onnx          sample [B,4,16,16], timestep float [B], encoder_hidden_states [B,77,128]
