@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
 	"math"
 	"math/rand/v2"
@@ -245,17 +246,11 @@ func TestGenerateFollowsPrompt(t *testing.T) {
 		t.Skip("generates 10 images with 20 DDIM steps")
 	}
 	e := loadEngine(t)
-	ctx := context.Background()
 	guidance := 7.5
 	prompts := scene.EvalPrompts(10, 5)
 	var colour, shape, position int
 	for i, c := range prompts {
-		res, err := e.Generate(ctx, diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(i), Steps: 20, Guidance: &guidance, Scheduler: scheduler.DDIMName},
-			diffusion.RunOptions{NoSourceCache: true}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := eval.Analyze(res.Images[0].NRGBA())
+		r, err := eval.Analyze(generate20(t, e, c.Text, uint64(i), &guidance))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,6 +278,18 @@ func TestGenerateFollowsPrompt(t *testing.T) {
 	}
 }
 
+// generate20 generates prompt at seed with 20 DDIM steps (guidance nil:
+// the model's default) and returns the image.
+func generate20(t *testing.T, e *diffusion.Engine, prompt string, seed uint64, guidance *float64) image.Image {
+	t.Helper()
+	res, err := e.Generate(context.Background(), diffusion.GenerateRequest{Prompt: prompt, Seed: seed, Steps: 20, Guidance: guidance,
+		Scheduler: scheduler.DDIMName}, diffusion.RunOptions{NoSourceCache: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Images[0].NRGBA()
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -300,7 +307,6 @@ func TestGenerateDrawsNamedBackgrounds(t *testing.T) {
 		t.Skip("generates 18 images with 20 DDIM steps")
 	}
 	e := loadEngine(t)
-	ctx := context.Background()
 	const perBackground = 3
 	prompts := map[scene.Background][]scene.Caption{}
 	for _, c := range scene.EvalPrompts(400, 9) {
@@ -314,21 +320,17 @@ func TestGenerateDrawsNamedBackgrounds(t *testing.T) {
 		}
 		shown := 0
 		for i, c := range prompts[b] {
-			res, err := e.Generate(ctx, diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(i), Steps: 20, Scheduler: scheduler.DDIMName},
-				diffusion.RunOptions{NoSourceCache: true}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := eval.Background(res.Images[0].NRGBA())
+			got, err := eval.Background(generate20(t, e, c.Text, uint64(i), nil))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("%q (seed %d): %s background", c.Text, i, got)
 			shown += b2i(got == b)
 		}
-		// Measured on the committed model: every one of them (`reword bench
-		// model` draws 97-100 % of named backgrounds per seed); the bound
-		// leaves room for a platform's float differences.
+		// This machine, committed model: 17 of 18 (one striped background
+		// drawn gray; `reword bench model` draws 93.5 % of named backgrounds
+		// over three seeds, every miss striped). One miss per background
+		// is allowed for a platform's float differences.
 		if shown < perBackground-1 {
 			t.Errorf("the %s background was drawn in %d of %d prompts naming it, want >= %d", b, shown, perBackground, perBackground-1)
 		}

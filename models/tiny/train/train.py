@@ -117,7 +117,7 @@ def cosine_lr(step, total, base, warmup, final_fraction):
 
 
 def vae_trained_parameters(vae, decoder_only):
-    """The parameters a VAE run trains: all of them, or only those decode() uses."""
+    """The parameters a VAE run trains: all of them, or only those decode() uses (the encoder's are then frozen)."""
     if not decoder_only:
         return list(vae.parameters())
     for p in list(vae.encoder.parameters()) + list(vae.quant_conv.parameters()):
@@ -747,6 +747,7 @@ def main():
     masks = regions = swap_groups = None
     if r['grounding_weight'] > 0 or r['vae_object_weight'] > 0:
         masks = torch.from_numpy(np.load(os.path.join(args.data, 'object_masks.npy'))).to(dev)
+    if r['grounding_weight'] > 0:
         regions = torch.from_numpy(np.load(os.path.join(args.data, 'token_regions.npy')).astype(np.int64)).to(dev)
     if r['swap_consistency'] > 0:
         if r['grounding_weight'] <= 0:
