@@ -70,7 +70,8 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 		sets = append(sets, fmt.Sprintf("%s (%q)", s, setExamples[s]))
 	}
 	fmt.Fprintf(w, "Prompt sets: %s.\n", strings.Join(sets, ", "))
-	fmt.Fprintf(w, "Background changed: PSNR outside both objects below %.0f dB. Broken: no object found in the edited image. "+
+	fmt.Fprintf(w, "Background changed: PSNR outside both objects below %.0f dB. Another background: the edited image shows another kind of background than its source "+
+		"(gray become grass: drawn anew as a whole, not retextured). Broken: no object found in the edited image. "+
 		"Kept: the edited image's largest object has the source's attribute (judged where both show one).\n", bgChangedBelow)
 	fmt.Fprintf(w, "Colour swaps to a colour the source's background forbids (white on white, black on black) have their own row; %q leaves them and the reweights out. "+
 		"Seed k is the k-th of each edit's own seeds.\n", rowSummary)
@@ -82,7 +83,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 
 	fmt.Fprintln(w, "By kind, each seed and all seeds:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| kind\t| method\t| seed\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
+	fmt.Fprintln(tw, "| kind\t| method\t| seed\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
 	for _, row := range reportRows {
 		for _, m := range methods {
 			if !shown(row, m, records) {
@@ -109,7 +110,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 
 	fmt.Fprintln(w, "\nBy prompt set, all seeds:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
+	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
 	for _, row := range reportRows {
 		for _, set := range promptSets {
 			for _, m := range methods {
@@ -151,19 +152,22 @@ type editJSON struct {
 // editGroupJSON is one cell of the breakdown: a report row, a prompt set
 // ("all" for every set) and a method, at one seed index (null: all seeds).
 type editGroupJSON struct {
-	Row               string              `json:"row"`
-	Set               string              `json:"set"`
-	Method            string              `json:"method"`
-	Seed              *int                `json:"seed"`
-	Edits             int                 `json:"edits"`
-	Succeeded         int                 `json:"succeeded"`
-	Success           float64             `json:"success"`
-	MaskIoU           float64             `json:"mask_iou"`
-	CentroidShiftPx   *float64            `json:"centroid_shift_px"`
-	BackgroundPSNRDB  float64             `json:"background_psnr_db"`
-	BackgroundChanged int                 `json:"background_changed"`
-	Broken            int                 `json:"broken"`
-	Kept              map[string]keptJSON `json:"kept"`
+	Row               string   `json:"row"`
+	Set               string   `json:"set"`
+	Method            string   `json:"method"`
+	Seed              *int     `json:"seed"`
+	Edits             int      `json:"edits"`
+	Succeeded         int      `json:"succeeded"`
+	Success           float64  `json:"success"`
+	MaskIoU           float64  `json:"mask_iou"`
+	CentroidShiftPx   *float64 `json:"centroid_shift_px"`
+	BackgroundPSNRDB  float64  `json:"background_psnr_db"`
+	BackgroundChanged int      `json:"background_changed"`
+	// BackgroundReplaced counts the edits whose image shows another kind
+	// of background than their source's.
+	BackgroundReplaced int                 `json:"background_replaced"`
+	Broken             int                 `json:"broken"`
+	Kept               map[string]keptJSON `json:"kept"`
 }
 
 type keptJSON struct {
@@ -174,24 +178,25 @@ type keptJSON struct {
 
 // editRecordJSON is one scored edit.
 type editRecordJSON struct {
-	Row               string          `json:"row"`
-	Kind              string          `json:"kind"`
-	Set               string          `json:"set"`
-	Method            string          `json:"method"`
-	Source            string          `json:"source"`
-	Target            string          `json:"target"`
-	Reweight          *reweightJSON   `json:"reweight,omitempty"`
-	SeedIndex         int             `json:"seed_index"`
-	Seed              uint64          `json:"seed"`
-	Success           bool            `json:"success"`
-	MaskIoU           float64         `json:"mask_iou"`
-	CentroidShiftPx   *float64        `json:"centroid_shift_px"`
-	BackgroundPSNRDB  float64         `json:"background_psnr_db"`
-	BackgroundChanged bool            `json:"background_changed"`
-	Broken            bool            `json:"broken"`
-	SourceBackground  string          `json:"source_background"`
-	EditBackground    string          `json:"edit_background"`
-	Kept              map[string]bool `json:"kept"`
+	Row                string          `json:"row"`
+	Kind               string          `json:"kind"`
+	Set                string          `json:"set"`
+	Method             string          `json:"method"`
+	Source             string          `json:"source"`
+	Target             string          `json:"target"`
+	Reweight           *reweightJSON   `json:"reweight,omitempty"`
+	SeedIndex          int             `json:"seed_index"`
+	Seed               uint64          `json:"seed"`
+	Success            bool            `json:"success"`
+	MaskIoU            float64         `json:"mask_iou"`
+	CentroidShiftPx    *float64        `json:"centroid_shift_px"`
+	BackgroundPSNRDB   float64         `json:"background_psnr_db"`
+	BackgroundChanged  bool            `json:"background_changed"`
+	BackgroundReplaced bool            `json:"background_replaced"`
+	Broken             bool            `json:"broken"`
+	SourceBackground   string          `json:"source_background"`
+	EditBackground     string          `json:"edit_background"`
+	Kept               map[string]bool `json:"kept"`
 }
 
 type reweightJSON struct {
@@ -201,7 +206,7 @@ type reweightJSON struct {
 
 func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 	g := editGroupJSON{Row: row, Set: set, Method: method, Seed: seed, Edits: t.n, Succeeded: t.ok, Success: t.successRate(),
-		MaskIoU: t.meanIoU(), BackgroundPSNRDB: t.meanPSNR(), BackgroundChanged: t.bgChanged, Broken: t.broken, Kept: map[string]keptJSON{}}
+		MaskIoU: t.meanIoU(), BackgroundPSNRDB: t.meanPSNR(), BackgroundChanged: t.bgChanged, BackgroundReplaced: t.bgReplaced, Broken: t.broken, Kept: map[string]keptJSON{}}
 	if m, ok := t.meanShift(); ok {
 		g.CentroidShiftPx = &m
 	}
@@ -239,7 +244,7 @@ func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 		s := r.score
 		e := editRecordJSON{Row: r.row, Kind: r.edit.kind, Set: r.edit.set, Method: r.method, Source: r.edit.source, Target: r.edit.target,
 			SeedIndex: r.seedIndex, Seed: r.seed, Success: s.success, MaskIoU: s.iou, BackgroundPSNRDB: s.bgPSNR, BackgroundChanged: s.bgChanged(),
-			Broken: s.broken, SourceBackground: s.srcBackground.String(), EditBackground: s.background.String(), Kept: map[string]bool{}}
+			BackgroundReplaced: s.bgReplaced(), Broken: s.broken, SourceBackground: s.srcBackground.String(), EditBackground: s.background.String(), Kept: map[string]bool{}}
 		if r.edit.reweight() {
 			e.Reweight = &reweightJSON{Word: r.edit.word, Factor: r.edit.factor}
 		}

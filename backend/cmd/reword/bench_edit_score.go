@@ -34,6 +34,12 @@ type editScore struct {
 
 func (s editScore) bgChanged() bool { return s.bgPSNR < bgChangedBelow }
 
+// bgReplaced reports whether the edited image shows another kind of
+// background than its source (gray become grass): a changed background
+// that was drawn anew as a whole, where a texture or tone that moved
+// keeps its kind.
+func (s editScore) bgReplaced() bool { return s.background != s.srcBackground }
+
 // score judges edited image res against source src for edit e.
 func score(e benchEdit, src, res diffusion.Image) (editScore, error) {
 	si, ri := src.NRGBA(), res.NRGBA()

@@ -41,7 +41,7 @@ func TestScoreColourSwap(t *testing.T) {
 
 	// The faithful edit: only the colour changes.
 	s := mustScore(t, e, src, drawn(scene.PlainGray, placed(blue)))
-	if !s.success || s.broken || s.bgChanged() || s.iou < 0.99 {
+	if !s.success || s.broken || s.bgChanged() || s.bgReplaced() || s.iou < 0.99 {
 		t.Errorf("faithful colour swap: %+v", s)
 	}
 	for _, at := range []attribute{attrShape, attrPosition, attrSize} {
@@ -61,7 +61,7 @@ func TestScoreColourSwap(t *testing.T) {
 	moved := blue
 	moved.Position, moved.Size, moved.Shape = scene.Right, scene.Small, scene.Star
 	s = mustScore(t, e, src, drawn(scene.Grass, placed(moved)))
-	if !s.success || !s.bgChanged() || s.background != scene.Grass {
+	if !s.success || !s.bgChanged() || !s.bgReplaced() || s.background != scene.Grass {
 		t.Errorf("colour swap on grass: success %v, background %.1f dB (%s)", s.success, s.bgPSNR, s.background)
 	}
 	for _, at := range []attribute{attrShape, attrPosition, attrSize} {

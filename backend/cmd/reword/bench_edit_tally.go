@@ -55,7 +55,10 @@ type tally struct {
 	n, ok, shifts     int
 	iou, shift, psnr  float64
 	bgChanged, broken int
-	kept, judged      map[attribute]int
+	// bgReplaced counts the edits whose image shows another kind of
+	// background than their source's (editScore.bgReplaced).
+	bgReplaced   int
+	kept, judged map[attribute]int
 }
 
 func (t *tally) add(s editScore) {
@@ -71,6 +74,9 @@ func (t *tally) add(s editScore) {
 	}
 	if s.bgChanged() {
 		t.bgChanged++
+	}
+	if s.bgReplaced() {
+		t.bgReplaced++
 	}
 	if s.broken {
 		t.broken++
@@ -140,11 +146,11 @@ func (t *tally) keptCells() string {
 	return strings.Join(cells, "\t")
 }
 
-// fullRow is row plus the counts of changed backgrounds and broken outputs
-// and the kept attributes.
+// fullRow is row plus the counts of changed and replaced backgrounds and
+// of broken outputs, and the kept attributes.
 func (t *tally) fullRow() string {
 	if t.n == 0 {
-		return fmt.Sprintf("0\t%s\t–\t–\t%s", t.row(), t.keptCells())
+		return fmt.Sprintf("0\t%s\t–\t–\t–\t%s", t.row(), t.keptCells())
 	}
-	return fmt.Sprintf("%d\t%s\t%d\t%d\t%s", t.n, t.row(), t.bgChanged, t.broken, t.keptCells())
+	return fmt.Sprintf("%d\t%s\t%d\t%d\t%d\t%s", t.n, t.row(), t.bgChanged, t.bgReplaced, t.broken, t.keptCells())
 }

@@ -91,7 +91,7 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 	}
 	rows := tableRows(text.String())
 	for _, want := range [][]string{
-		{"kind", "method", "seed", "edits", "edit success", "mask IoU", "centroid shift px", "background PSNR dB", "background changed", "broken", "shape kept", "colour kept", "position kept", "size kept"},
+		{"kind", "method", "seed", "edits", "edit success", "mask IoU", "centroid shift px", "background PSNR dB", "background changed", "another background", "broken", "shape kept", "colour kept", "position kept", "size kept"},
 		{rowMustChange, methodP2P, "all", "2", "100 %"},
 		{kindColour, methodP2P, "1", "1", "100 %"},
 		{kindColour, methodBaseline, "all", "2", "100 %"},
@@ -114,14 +114,25 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 	if len(got.Edits) != len(records) || got.SeedsPerEdit != 2 {
 		t.Fatalf("%d edits, %d seeds per edit; want %d and 2", len(got.Edits), got.SeedsPerEdit, len(records))
 	}
+	// Replaced backgrounds: seed 1's blue swaps (white → black, both
+	// methods) and every white swap (white → gray).
+	replaced := 0
+	for _, e := range got.Edits {
+		if e.BackgroundReplaced {
+			replaced++
+		}
+	}
+	if replaced != 6 {
+		t.Errorf("%d edits with another background; want 6", replaced)
+	}
 	all, ok := got.group(kindColour, "all", methodP2P, -1)
-	if !ok || all.Edits != 2 || all.Succeeded != 2 || all.BackgroundChanged != 1 || all.Kept["position"].Kept != 2 {
+	if !ok || all.Edits != 2 || all.Succeeded != 2 || all.BackgroundChanged != 1 || all.BackgroundReplaced != 1 || all.Kept["position"].Kept != 2 {
 		t.Errorf("colour swaps, all seeds: %+v", all)
 	}
 	for seed, changed := range []int{0, 1} {
 		g, ok := got.group(kindColour, "all", methodP2P, seed)
-		if !ok || g.Edits != 1 || g.BackgroundChanged != changed {
-			t.Errorf("colour swaps, seed %d: %+v; want 1 edit, %d changed backgrounds", seed, g, changed)
+		if !ok || g.Edits != 1 || g.BackgroundChanged != changed || g.BackgroundReplaced != changed {
+			t.Errorf("colour swaps, seed %d: %+v; want 1 edit, %d changed and replaced backgrounds", seed, g, changed)
 		}
 	}
 	if g, ok := got.group(rowMustChange, setPosition, methodBaseline, -1); !ok || g.Edits != 2 {
