@@ -55,8 +55,14 @@ from checkpoint import Checkpoints
 #   unet_norm       'cell': CellNorm instead of GroupNorm in the UNet (no statistic
 #                   spans positions); in pictures Prompt-to-Prompt then kept
 #                   fewer backgrounds, not more, and generation lost shape
-#   swap_consistency  weight of the word-swap consistency loss (swap_consistency_loss),
-#                   in the cycles that have the grounding loss
+#   swap_consistency  weight of the word-swap consistency loss, in the cycles
+#                   that have the grounding loss; swap_consistency_mode 'cells'
+#                   (swap_consistency_loss: the noise predictions cell by cell)
+#                   or 'background_mean' (background_mean_loss: the predicted
+#                   clean latent's mean colour away from the objects), on the
+#                   timesteps from swap_consistency_min_t up. background_mean
+#                   at 1 from t 600 halved the changed backgrounds in an arm:
+#                   for the next generation's recipe
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
 #                   quarter of the pixels: 0.19 against 0.70 s/step on 2
 #                   cores), the rest on whole images. 2,000 of 2,500 steps
@@ -84,6 +90,7 @@ RECIPE = dict(
     vae_crop_steps=0, vae_crop_size=32, vae_decoder_only=False, vae_object_weight=0.0,
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
+    swap_consistency_mode='cells', swap_consistency_min_t=0,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -329,6 +336,24 @@ def swap_consistency_loss(pred, swapped_pred, masks):
     return ((pred - swapped_pred).pow(2) * away).sum() / (away.sum() * pred.shape[1]).clamp(min=1)
 
 
+def background_mean_loss(x0, swapped_x0, masks):
+    """The squared difference of two predicted clean latents' mean, per channel, away from every object.
+
+    x0, swapped_x0: [B, 4, 16, 16] the clean latents the UNet's noise
+    predictions imply for the same noisy latents under a caption and under
+    the caption with one object word swapped; masks as swap_consistency_loss.
+    Only the mean over the background's cells is compared, not each cell: our
+    reading is that the background's colour decides which background an
+    unnamed one becomes in the first steps (Prompt-to-Prompt's swaps drew
+    another one as often as a fresh generation did), and the cell-by-cell
+    loss made the words weaker everywhere (models/tiny/README.md).
+    """
+    away = (F.max_pool2d(masks.sum(1, keepdim=True), 3, stride=1, padding=1) == 0).float()
+    cells = away.sum((2, 3)).clamp(min=1)
+    diff = ((x0 - swapped_x0) * away).sum((2, 3)) / cells
+    return diff.pow(2).mean()
+
+
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
                judge_every=0, deadline=None, save_every=0, out=None, masks=None, regions=None, progress=None,
                stop_after=None, swap_groups=None):
@@ -484,9 +509,17 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                 log(f'step {step + 1}: grounding term {g.item():.4f}')
             if r['swap_consistency'] > 0:
                 swapped, has = swap_words(tok, reg, swap_groups, gen)
+                has = has & (t >= r['swap_consistency_min_t'])
                 if has.any():
                     swapped_pred = unet(xt[has], t[has].float(), te(swapped[has]))
-                    c = swap_consistency_loss(pred[has], swapped_pred, masks[idx][has].float() / 16)
+                    m = masks[idx][has].float() / 16
+                    if r['swap_consistency_mode'] == 'background_mean':
+                        ah = a[has]
+                        clean = (xt[has] - (1 - ah).sqrt() * pred[has]) / ah.sqrt()
+                        swapped_clean = (xt[has] - (1 - ah).sqrt() * swapped_pred) / ah.sqrt()
+                        c = background_mean_loss(clean, swapped_clean, m)
+                    else:
+                        c = swap_consistency_loss(pred[has], swapped_pred, m)
                     loss = loss + r['swap_consistency'] * c
                     if lead and ((step + 1) % 500 == 0 or step == 0):
                         log(f'step {step + 1}: swap consistency term {c.item():.5f}')
@@ -594,6 +627,10 @@ def main():
     ap.add_argument('--grounding-cycle', type=int, help='override the recipe: the first cosine cycle (1 or 2) with the grounding loss')
     ap.add_argument('--swap-consistency', type=float, help='override the recipe: weight of the word-swap consistency loss '
                                                            '(in the cycles with the grounding loss; 0: none)')
+    ap.add_argument('--swap-consistency-mode', choices=('cells', 'background_mean'),
+                    help="override the recipe: what the swap consistency loss compares, the noise predictions cell by cell "
+                         "away from the objects ('cells') or the predicted clean latent's mean there ('background_mean')")
+    ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-norm', choices=('group', 'cell'), help="override the recipe: the UNet's normalisation, "
                     "'group' (GroupNorm, statistics over all positions) or 'cell' (each position over its own channels)")
@@ -710,6 +747,12 @@ def main():
         if args.swap_consistency < 0:
             ap.error(f'--swap-consistency must be at least 0, got {args.swap_consistency}')
         r['swap_consistency'] = args.swap_consistency
+    if args.swap_consistency_mode is not None:
+        r['swap_consistency_mode'] = args.swap_consistency_mode
+    if args.swap_consistency_min_t is not None:
+        if not 0 <= args.swap_consistency_min_t <= 999:
+            ap.error(f'--swap-consistency-min-t must be a timestep, 0 to 999, got {args.swap_consistency_min_t}')
+        r['swap_consistency_min_t'] = args.swap_consistency_min_t
     if args.grounding_min_res is not None:
         if args.grounding_min_res < 1:
             ap.error(f'--grounding-min-res must be at least 1, got {args.grounding_min_res}')
