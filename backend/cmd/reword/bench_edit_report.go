@@ -71,7 +71,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	}
 	fmt.Fprintf(w, "Prompt sets: %s.\n", strings.Join(sets, ", "))
 	fmt.Fprintf(w, "Background changed: PSNR outside both objects below %.0f dB. Another background: the edited image shows another kind of background than its source "+
-		"(gray become grass: drawn anew as a whole, not retextured). Broken: no object found in the edited image. "+
+		"(gray turned grass: drawn anew as a whole, not retextured). Broken: no object found in the edited image. "+
 		"Kept: the edited image's largest object has the source's attribute (judged where both show one).\n", bgChangedBelow)
 	fmt.Fprintf(w, "Colour swaps to a colour the source's background forbids (white on white, black on black) have their own row; %q leaves them and the reweights out. "+
 		"Seed k is the k-th of each edit's own seeds.\n", rowSummary)

@@ -34,10 +34,11 @@ type editScore struct {
 
 func (s editScore) bgChanged() bool { return s.bgPSNR < bgChangedBelow }
 
-// bgReplaced reports whether the edited image shows another kind of
-// background than its source (gray become grass): a changed background
-// that was drawn anew as a whole, where a texture or tone that moved
-// keeps its kind.
+// bgReplaced reports whether the evaluator sees another kind of background
+// in the edited image than in its source (gray turned grass): a background
+// drawn anew as a whole, which bgChanged does not tell from a texture or
+// tone that moved. The two are counted apart, not nested: a faint change
+// of kind can stay above bgChangedBelow.
 func (s editScore) bgReplaced() bool { return s.background != s.srcBackground }
 
 // score judges edited image res against source src for edit e.
