@@ -309,27 +309,28 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		for _, want := range []string{"background", "generated, seed 0", "generated, seed 1", "generated   ", "VAE round trip",
-			"shape kept, by shape and size", "size unnamed", "named background, by background"} {
+			"shape kept, by shape and size", "size unnamed", "object colour, by colour", "named background, by background"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
 		}
-		// 2 prompts × 2 seeds in the generated shape table, 2 drawn scenes
-		// in the VAE's: the counts in parentheses add up to that.
+		// 2 prompts × 2 seeds in the generated shape and colour tables, 2
+		// drawn scenes in the VAE's: the counts in parentheses add up to that.
 		_, tables, _ := strings.Cut(out.String(), "shape kept, by shape and size:")
 		gen, vae, _ := strings.Cut(tables, "VAE round trip (drawn)")
-		vae, _, _ = strings.Cut(vae, "named background")
+		vae, colours, _ := strings.Cut(vae, "object colour, by colour:")
+		colours, _, _ = strings.Cut(colours, "named background")
 		for _, c := range []struct {
-			table string
-			want  int
-		}{{gen, 4}, {vae, 2}} {
+			name, table string
+			want        int
+		}{{"generated shape", gen, 4}, {"VAE shape", vae, 2}, {"colour", colours, 4}} {
 			n := 0
 			for _, m := range regexp.MustCompile(`\((\d+)\)`).FindAllStringSubmatch(c.table, -1) {
 				k, _ := strconv.Atoi(m[1])
 				n += k
 			}
 			if n != c.want {
-				t.Errorf("shape table counts %d images, want %d:\n%s", n, c.want, c.table)
+				t.Errorf("%s table counts %d images, want %d:\n%s", c.name, n, c.want, c.table)
 			}
 		}
 	})

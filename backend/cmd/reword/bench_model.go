@@ -79,7 +79,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *guidance < 0 {
 		*guidance = e.Manifest().Defaults.GuidanceScale
 	}
-	perSeed, genShapes, genBackgrounds, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
+	perSeed, genShapes, genColours, genBackgrounds, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
 	if err != nil {
 		return err
 	}
@@ -105,6 +105,8 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintln(stdout, "shape kept, by shape and size:")
 	genShapes.Print(stdout, "generated")
 	vaeShapes.Print(stdout, "VAE round trip (drawn)")
+	fmt.Fprintln(stdout, "object colour, by colour:")
+	genColours.Print(stdout, "generated")
 	fmt.Fprintln(stdout, "named background, by background:")
 	genBackgrounds.Print(stdout, "generated")
 	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
@@ -157,11 +159,11 @@ func promptSize(c scene.Caption) string {
 
 // scoreGenerations generates every prompt at seeds 0..nSeeds-1 and scores
 // each image, one tally per seed so that the report shows how much the
-// numbers move between seeds, not only their mean, and one shape table and
-// one background table over every seed. It keeps the first 64 images for
+// numbers move between seeds, not only their mean, and one shape, colour
+// and background table over every seed. It keeps the first 64 images for
 // the grid.
 func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64,
-	progress io.Writer) (perSeed []eval.Tally, shapes eval.ShapeTable, backgrounds eval.BackgroundTable, kept []image.Image, err error) {
+	progress io.Writer) (perSeed []eval.Tally, shapes eval.ShapeTable, colours eval.ColourTable, backgrounds eval.BackgroundTable, kept []image.Image, err error) {
 	perSeed = make([]eval.Tally, nSeeds)
 	total, done := len(prompts)*nSeeds, 0
 	for seed := 0; seed < nSeeds; seed++ {
@@ -169,14 +171,17 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
 			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
 			if err != nil {
-				return nil, shapes, backgrounds, nil, err
+				return nil, shapes, colours, backgrounds, nil, err
 			}
 			img := res.Images[0].NRGBA()
 			j, err := perSeed[seed].Judge(c, img)
 			if err != nil {
-				return nil, shapes, backgrounds, nil, err
+				return nil, shapes, colours, backgrounds, nil, err
 			}
 			shapes.Add(c.Mentions[0].Shape, promptSize(c), j.Shape)
+			if c.Mentions[0].NamesColour {
+				colours.Add(c.Mentions[0].Colour, j.Object)
+			}
 			if j.BackgroundJudged {
 				backgrounds.Add(c.Background, j.Background)
 			}
@@ -189,7 +194,7 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 		}
 	}
 	fmt.Fprintln(progress)
-	return perSeed, shapes, backgrounds, kept, nil
+	return perSeed, shapes, colours, backgrounds, kept, nil
 }
 
 func writeModelGrid(path string, imgs []image.Image) error {

@@ -119,3 +119,64 @@ func (t BackgroundTable) Print(w io.Writer, title string) {
 		fmt.Fprintf(w, "  %-20s %14s  %s\n", b, fmt.Sprintf("%.1f%% (%d)", 100*r, n), strings.Join(instead, ", "))
 	}
 }
+
+// NoObject is ColourTable's name for an image in which no object was found.
+const NoObject = "no object"
+
+// ColourTable counts, per object colour a prompt names, which colour the
+// image's object had: Tally's one colour rate hides which colours a model
+// loses and what it draws instead (a training term that weakens the words
+// shows there first).
+type ColourTable struct {
+	shown map[scene.Colour]map[string]int // named → judged colour's name, or NoObject
+}
+
+// Add counts one image whose prompt named colour named; o is the object
+// judged (nil when none was found).
+func (t *ColourTable) Add(named scene.Colour, o *Object) {
+	if t.shown == nil {
+		t.shown = map[scene.Colour]map[string]int{}
+	}
+	if t.shown[named] == nil {
+		t.shown[named] = map[string]int{}
+	}
+	judged := NoObject
+	if o != nil {
+		judged = o.Colour.String()
+	}
+	t.shown[named][judged]++
+}
+
+// Rate returns the fraction of the images naming colour c whose object had
+// it, and how many named it (0, 0 when none).
+func (t ColourTable) Rate(c scene.Colour) (rate float64, n int) {
+	for _, k := range t.shown[c] {
+		n += k
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(t.shown[c][c.String()]) / float64(n), n
+}
+
+// Print writes one row per colour named at least once: the share shown, the
+// count, and what the others showed instead (in scene order, then NoObject).
+func (t ColourTable) Print(w io.Writer, title string) {
+	fmt.Fprintf(w, "%-22s %14s  %s\n", title, "shown", "instead")
+	for _, c := range scene.Colours {
+		r, n := t.Rate(c)
+		if n == 0 {
+			continue
+		}
+		var instead []string
+		for _, judged := range scene.Colours {
+			if k := t.shown[c][judged.String()]; judged != c && k > 0 {
+				instead = append(instead, fmt.Sprintf("%s %d", judged, k))
+			}
+		}
+		if k := t.shown[c][NoObject]; k > 0 {
+			instead = append(instead, fmt.Sprintf("%s %d", NoObject, k))
+		}
+		fmt.Fprintf(w, "  %-20s %14s  %s\n", c, fmt.Sprintf("%.1f%% (%d)", 100*r, n), strings.Join(instead, ", "))
+	}
+}

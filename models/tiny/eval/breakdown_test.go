@@ -85,3 +85,34 @@ func TestBackgroundTableNamesWhatWasShownInstead(t *testing.T) {
 		}
 	}
 }
+
+// TestColourTableNamesWhatWasShownInstead: each named colour's share shown,
+// the colours drawn instead in scene order and images without an object
+// last; a colour no prompt named has no row.
+func TestColourTableNamesWhatWasShownInstead(t *testing.T) {
+	var tab ColourTable
+	tab.Add(scene.Yellow, &Object{Colour: scene.White})
+	tab.Add(scene.Yellow, &Object{Colour: scene.Yellow})
+	tab.Add(scene.Yellow, nil)
+	tab.Add(scene.Yellow, &Object{Colour: scene.Orange})
+	tab.Add(scene.Yellow, &Object{Colour: scene.White})
+	tab.Add(scene.Red, &Object{Colour: scene.Red})
+	if r, n := tab.Rate(scene.Yellow); n != 5 || r != 0.2 {
+		t.Errorf("yellow: %v of %d, want 1/5 of 5", r, n)
+	}
+	if r, n := tab.Rate(scene.Blue); n != 0 || r != 0 {
+		t.Errorf("blue, never named: %v of %d", r, n)
+	}
+	var out bytes.Buffer
+	tab.Print(&out, "generated")
+	want := []string{"generated shown instead", "red 100.0% (1)", "yellow 20.0% (5) orange 1, white 2, no object 1"}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
+	}
+	for i, l := range lines {
+		if got := strings.Join(strings.Fields(l), " "); got != want[i] {
+			t.Errorf("line %d: %q, want %q", i, got, want[i])
+		}
+	}
+}
