@@ -77,47 +77,29 @@ func (t ShapeTable) Print(w io.Writer, title string) {
 // the image showed: Tally's one background rate hides which backgrounds the
 // model cannot draw and what it draws instead.
 type BackgroundTable struct {
-	shown map[[2]scene.Background]int // [named, judged]
+	shown shownTable
 }
 
 // Add counts one image whose prompt named background named and that showed
 // judged.
 func (t *BackgroundTable) Add(named, judged scene.Background) {
-	if t.shown == nil {
-		t.shown = map[[2]scene.Background]int{}
-	}
-	t.shown[[2]scene.Background{named, judged}]++
+	t.shown.add(named.String(), judged.String())
 }
 
 // Rate returns the fraction of the images naming background b that showed
 // it, and how many named it (0, 0 when none).
 func (t BackgroundTable) Rate(b scene.Background) (rate float64, n int) {
-	for _, judged := range scene.Backgrounds {
-		n += t.shown[[2]scene.Background{b, judged}]
-	}
-	if n == 0 {
-		return 0, 0
-	}
-	return float64(t.shown[[2]scene.Background{b, b}]) / float64(n), n
+	return t.shown.rate(b.String())
 }
 
 // Print writes one row per background named at least once: the share that
 // showed it, the count, and what the others showed instead.
 func (t BackgroundTable) Print(w io.Writer, title string) {
-	fmt.Fprintf(w, "%-22s %14s  %s\n", title, "shown", "instead")
-	for _, b := range scene.Backgrounds {
-		r, n := t.Rate(b)
-		if n == 0 {
-			continue
-		}
-		var instead []string
-		for _, judged := range scene.Backgrounds {
-			if k := t.shown[[2]scene.Background{b, judged}]; judged != b && k > 0 {
-				instead = append(instead, fmt.Sprintf("%s %d", judged, k))
-			}
-		}
-		fmt.Fprintf(w, "  %-20s %14s  %s\n", b, fmt.Sprintf("%.1f%% (%d)", 100*r, n), strings.Join(instead, ", "))
+	order := make([]string, len(scene.Backgrounds))
+	for i, b := range scene.Backgrounds {
+		order[i] = b.String()
 	}
+	t.shown.print(w, title, order)
 }
 
 // NoObject is ColourTable's name for an image in which no object was found.
@@ -128,55 +110,74 @@ const NoObject = "no object"
 // loses and what it draws instead (a training term that weakens the words
 // shows there first).
 type ColourTable struct {
-	shown map[scene.Colour]map[string]int // named → judged colour's name, or NoObject
+	shown shownTable
 }
 
 // Add counts one image whose prompt named colour named; o is the object
 // judged (nil when none was found).
 func (t *ColourTable) Add(named scene.Colour, o *Object) {
-	if t.shown == nil {
-		t.shown = map[scene.Colour]map[string]int{}
-	}
-	if t.shown[named] == nil {
-		t.shown[named] = map[string]int{}
-	}
 	judged := NoObject
 	if o != nil {
 		judged = o.Colour.String()
 	}
-	t.shown[named][judged]++
+	t.shown.add(named.String(), judged)
 }
 
 // Rate returns the fraction of the images naming colour c whose object had
 // it, and how many named it (0, 0 when none).
 func (t ColourTable) Rate(c scene.Colour) (rate float64, n int) {
-	for _, k := range t.shown[c] {
-		n += k
-	}
-	if n == 0 {
-		return 0, 0
-	}
-	return float64(t.shown[c][c.String()]) / float64(n), n
+	return t.shown.rate(c.String())
 }
 
 // Print writes one row per colour named at least once: the share shown, the
 // count, and what the others showed instead (in scene order, then NoObject).
 func (t ColourTable) Print(w io.Writer, title string) {
-	fmt.Fprintf(w, "%-22s %14s  %s\n", title, "shown", "instead")
+	order := make([]string, 0, len(scene.Colours)+1)
 	for _, c := range scene.Colours {
-		r, n := t.Rate(c)
+		order = append(order, c.String())
+	}
+	t.shown.print(w, title, append(order, NoObject))
+}
+
+// shownTable counts images by what their prompt named and what the
+// evaluator judged them to show, both by name.
+type shownTable map[string]map[string]int
+
+func (t *shownTable) add(named, judged string) {
+	if *t == nil {
+		*t = shownTable{}
+	}
+	if (*t)[named] == nil {
+		(*t)[named] = map[string]int{}
+	}
+	(*t)[named][judged]++
+}
+
+func (t shownTable) rate(named string) (rate float64, n int) {
+	for _, k := range t[named] {
+		n += k
+	}
+	if n == 0 {
+		return 0, 0
+	}
+	return float64(t[named][named]) / float64(n), n
+}
+
+// print writes a row per name in order that was named at least once, and
+// lists what was shown instead in the same order.
+func (t shownTable) print(w io.Writer, title string, order []string) {
+	fmt.Fprintf(w, "%-22s %14s  %s\n", title, "shown", "instead")
+	for _, named := range order {
+		r, n := t.rate(named)
 		if n == 0 {
 			continue
 		}
 		var instead []string
-		for _, judged := range scene.Colours {
-			if k := t.shown[c][judged.String()]; judged != c && k > 0 {
+		for _, judged := range order {
+			if k := t[named][judged]; judged != named && k > 0 {
 				instead = append(instead, fmt.Sprintf("%s %d", judged, k))
 			}
 		}
-		if k := t.shown[c][NoObject]; k > 0 {
-			instead = append(instead, fmt.Sprintf("%s %d", NoObject, k))
-		}
-		fmt.Fprintf(w, "  %-20s %14s  %s\n", c, fmt.Sprintf("%.1f%% (%d)", 100*r, n), strings.Join(instead, ", "))
+		fmt.Fprintf(w, "  %-20s %14s  %s\n", named, fmt.Sprintf("%.1f%% (%d)", 100*r, n), strings.Join(instead, ", "))
 	}
 }

@@ -75,15 +75,7 @@ func TestBackgroundTableNamesWhatWasShownInstead(t *testing.T) {
 	var out bytes.Buffer
 	tab.Print(&out, "generated")
 	want := []string{"generated shown instead", "white 25.0% (4) gray 2, striped 1", "grass 100.0% (1)"}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != len(want) {
-		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
-	}
-	for i, l := range lines {
-		if got := strings.Join(strings.Fields(l), " "); got != want[i] {
-			t.Errorf("line %d: %q, want %q", i, got, want[i])
-		}
-	}
+	checkLines(t, out.String(), want)
 }
 
 // TestColourTableNamesWhatWasShownInstead: each named colour's share shown,
@@ -106,9 +98,16 @@ func TestColourTableNamesWhatWasShownInstead(t *testing.T) {
 	var out bytes.Buffer
 	tab.Print(&out, "generated")
 	want := []string{"generated shown instead", "red 100.0% (1)", "yellow 20.0% (5) orange 1, white 2, no object 1"}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	checkLines(t, out.String(), want)
+}
+
+// checkLines compares a printed table's lines, each with its runs of spaces
+// made one, with want.
+func checkLines(t *testing.T, out string, want []string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != len(want) {
-		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out.String())
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), out)
 	}
 	for i, l := range lines {
 		if got := strings.Join(strings.Fields(l), " "); got != want[i] {
