@@ -14,12 +14,13 @@ ORT_LIB   := $(ORT_DIR)/libonnxruntime.so.1
 WEB_OUT   := bin/web
 ADDR      ?= 127.0.0.1:8080
 
-# Server packages (everything with goroutines serving clients) run under the
-# race detector; the rest without it, since the race runtime slows the
-# numeric tests several-fold on 2 cores. Each package runs once.
+# Server packages (everything with goroutines serving clients) and backend/ort
+# (a run is cancelled from the context's goroutine) run under the race
+# detector; the rest without it, since the race runtime slows the numeric
+# tests several-fold on 2 cores. Each package runs once.
 RACE_PKGS   := ./backend/server/... ./backend/queue/... ./backend/store/... ./backend/cluster/... ./backend/editjob/... \
-               ./backend/clientaddr/... ./backend/keyrate/... ./shared/protocol/...
-RACE_FILTER := /backend/(server|queue|store|cluster|editjob|clientaddr|keyrate)(/|$$)|/shared/protocol(/|$$)
+               ./backend/clientaddr/... ./backend/keyrate/... ./backend/ort/... ./shared/protocol/...
+RACE_FILTER := /backend/(server|queue|store|cluster|editjob|clientaddr|keyrate|ort)(/|$$)|/shared/protocol(/|$$)
 
 .PHONY: build run test ort deps-browser fmt-check vet unit fuzz e2e bench tiny-model clean
 

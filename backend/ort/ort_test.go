@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -235,6 +236,32 @@ func TestRunContextCancelled(t *testing.T) {
 	_, err := s.RunContext(ctx, map[string]Value{"x": x, "y": x})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+// TestRunCancelledAsItEnds cancels runs at every moment around their end:
+// the cancellation's Terminate must never touch run options the finished
+// run has destroyed (make test runs this package under the race detector,
+// which saw exactly that once in a cluster test).
+func TestRunCancelledAsItEnds(t *testing.T) {
+	s := addModel(t)
+	x := mustTensor(t, []int64{1, 3}, []float32{1, 2, 3})
+	for i := 0; i < 300; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			for range i % 7 {
+				runtime.Gosched()
+			}
+			cancel()
+		}()
+		out, err := s.RunContext(ctx, map[string]Value{"x": x, "y": x})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("run %d: %v, want success or context.Canceled", i, err)
+		}
+		for _, v := range out {
+			v.Destroy()
+		}
+		cancel()
 	}
 }
 

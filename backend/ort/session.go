@@ -333,9 +333,20 @@ func (s *Session) run(ctx context.Context, inputs map[string]Value, outs []Value
 	if err != nil {
 		return err
 	}
-	defer ro.Destroy()
-	stop := context.AfterFunc(ctx, func() { ro.Terminate() })
-	defer stop()
+	// A cancellation that fires as the run ends may already be inside
+	// Terminate when stop is called: the options are destroyed only once it
+	// has returned, or Terminate would touch freed memory.
+	terminated := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(terminated)
+		ro.Terminate()
+	})
+	defer func() {
+		if !stop() {
+			<-terminated
+		}
+		ro.Destroy()
+	}()
 	if err := s.dyn.RunWithOptions(ins, outs, ro); err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: run aborted: %w", s.name, ctx.Err())
