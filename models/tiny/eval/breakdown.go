@@ -164,7 +164,8 @@ func (t shownTable) rate(named string) (rate float64, n int) {
 }
 
 // print writes a row per name in order that was named at least once, and
-// lists what was shown instead in the same order.
+// lists what was shown instead in the same order; order must hold every
+// name the table may have counted (each table passes all of its values).
 func (t shownTable) print(w io.Writer, title string, order []string) {
 	fmt.Fprintf(w, "%-22s %14s  %s\n", title, "shown", "instead")
 	for _, named := range order {
