@@ -60,9 +60,10 @@ from checkpoint import Checkpoints
 #                   (swap_consistency_loss: the noise predictions cell by cell)
 #                   or 'background_mean' (background_mean_loss: the predicted
 #                   clean latent's mean colour away from the objects), on the
-#                   timesteps from swap_consistency_min_t up. background_mean
-#                   at 1 from t 600 halved the changed backgrounds in an arm:
-#                   for the next generation's recipe
+#                   timesteps from swap_consistency_min_t up, on the cells
+#                   more than swap_consistency_margin cells from every object.
+#                   background_mean at 1 from t 600 halved the changed
+#                   backgrounds and cost generation size and colour
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
 #                   quarter of the pixels: 0.19 against 0.70 s/step on 2
 #                   cores), the rest on whole images. 2,000 of 2,500 steps
@@ -90,7 +91,7 @@ RECIPE = dict(
     vae_crop_steps=0, vae_crop_size=32, vae_decoder_only=False, vae_object_weight=0.0,
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
-    swap_consistency_mode='cells', swap_consistency_min_t=0,
+    swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_margin=1,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -321,34 +322,43 @@ def swap_words(tok, regions, groups, gen):
     return swapped, has
 
 
-def swap_consistency_loss(pred, swapped_pred, masks):
+def away_from_objects(masks, margin):
+    """[B, 1, 16, 16] 1 on the cells more than margin cells (Chebyshev) from every object, else 0.
+
+    masks: [B, 2, 16, 16] each object's coverage (0..1).
+    """
+    return (F.max_pool2d(masks.sum(1, keepdim=True), 2 * margin + 1, stride=1, padding=margin) == 0).float()
+
+
+def swap_consistency_loss(pred, swapped_pred, masks, margin=1):
     """The mean squared difference of two noise predictions away from every object.
 
     pred, swapped_pred: [B, 4, 16, 16] the UNet's predictions for the same noisy
     latents under a caption and under the caption with one object word
     swapped; masks: [B, 2, 16, 16] each object's coverage (0..1). Cells within
-    one cell of an object are left out. The scenes' backgrounds do not depend
+    margin cells of an object are left out. The scenes' backgrounds do not depend
     on an object's colour or shape, so neither should the prediction there:
     this is the property Prompt-to-Prompt needs to keep the background of an
     edit.
     """
-    away = (F.max_pool2d(masks.sum(1, keepdim=True), 3, stride=1, padding=1) == 0).float()
+    away = away_from_objects(masks, margin)
     return ((pred - swapped_pred).pow(2) * away).sum() / (away.sum() * pred.shape[1]).clamp(min=1)
 
 
-def background_mean_loss(x0, swapped_x0, masks):
+def background_mean_loss(x0, swapped_x0, masks, margin=1):
     """The squared difference of two predicted clean latents' mean, per channel, away from every object.
 
     x0, swapped_x0: [B, 4, 16, 16] the clean latents the UNet's noise
     predictions imply for the same noisy latents under a caption and under
-    the caption with one object word swapped; masks as swap_consistency_loss.
+    the caption with one object word swapped; masks and margin as
+    swap_consistency_loss.
     Only the mean over the background's cells is compared, not each cell: our
     reading is that the background's colour decides which background an
     unnamed one becomes in the first steps (Prompt-to-Prompt's swaps drew
     another one as often as a fresh generation did), and the cell-by-cell
     loss made the words weaker everywhere (models/tiny/README.md).
     """
-    away = (F.max_pool2d(masks.sum(1, keepdim=True), 3, stride=1, padding=1) == 0).float()
+    away = away_from_objects(masks, margin)
     cells = away.sum((2, 3)).clamp(min=1)
     diff = ((x0 - swapped_x0) * away).sum((2, 3)) / cells
     return diff.pow(2).mean()
@@ -517,9 +527,9 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                         ah = a[has]
                         clean = (xt[has] - (1 - ah).sqrt() * pred[has]) / ah.sqrt()
                         swapped_clean = (xt[has] - (1 - ah).sqrt() * swapped_pred) / ah.sqrt()
-                        c = background_mean_loss(clean, swapped_clean, m)
+                        c = background_mean_loss(clean, swapped_clean, m, r['swap_consistency_margin'])
                     else:
-                        c = swap_consistency_loss(pred[has], swapped_pred, m)
+                        c = swap_consistency_loss(pred[has], swapped_pred, m, r['swap_consistency_margin'])
                     loss = loss + r['swap_consistency'] * c
                     if lead and ((step + 1) % 500 == 0 or step == 0):
                         log(f'step {step + 1}: swap consistency term {c.item():.5f}')
@@ -630,6 +640,8 @@ def main():
     ap.add_argument('--swap-consistency-mode', choices=('cells', 'background_mean'),
                     help="override the recipe: what the swap consistency loss compares, the noise predictions cell by cell "
                          "away from the objects ('cells') or the predicted clean latent's mean there ('background_mean')")
+    ap.add_argument('--swap-consistency-margin', type=int,
+                    help='override the recipe: the swap consistency loss leaves out the cells within this many cells of an object')
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-norm', choices=('group', 'cell'), help="override the recipe: the UNet's normalisation, "
@@ -749,6 +761,10 @@ def main():
         r['swap_consistency'] = args.swap_consistency
     if args.swap_consistency_mode is not None:
         r['swap_consistency_mode'] = args.swap_consistency_mode
+    if args.swap_consistency_margin is not None:
+        if not 0 <= args.swap_consistency_margin <= 7:
+            ap.error(f'--swap-consistency-margin must be 0 to 7 cells, got {args.swap_consistency_margin}')
+        r['swap_consistency_margin'] = args.swap_consistency_margin
     if args.swap_consistency_min_t is not None:
         if not 0 <= args.swap_consistency_min_t <= 999:
             ap.error(f'--swap-consistency-min-t must be a timestep, 0 to 999, got {args.swap_consistency_min_t}')
