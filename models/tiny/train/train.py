@@ -61,7 +61,9 @@ from checkpoint import Checkpoints
 #                   or 'background_mean' (background_mean_loss: the predicted
 #                   clean latent's mean colour away from the objects), on the
 #                   timesteps from swap_consistency_min_t up, on the cells
-#                   more than swap_consistency_margin cells from every object.
+#                   more than swap_consistency_margin cells from every object,
+#                   swapping words of the swap_consistency_groups (indices into
+#                   info.json's swap_groups: 0 the colours, 1 the shapes).
 #                   background_mean at 1 from t 600 halved the changed
 #                   backgrounds and cost generation size and colour
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
@@ -92,6 +94,7 @@ RECIPE = dict(
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_margin=1,
+    swap_consistency_groups=[0, 1],
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -642,6 +645,9 @@ def main():
                          "away from the objects ('cells') or the predicted clean latent's mean there ('background_mean')")
     ap.add_argument('--swap-consistency-margin', type=int,
                     help='override the recipe: the swap consistency loss leaves out the cells within this many cells of an object')
+    ap.add_argument('--swap-consistency-groups',
+                    help="override the recipe: comma-separated indices of info.json's swap_groups whose words the swap "
+                         "consistency loss swaps (0: colours, 1: shapes), e.g. 0")
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-norm', choices=('group', 'cell'), help="override the recipe: the UNet's normalisation, "
@@ -765,6 +771,11 @@ def main():
         if not 0 <= args.swap_consistency_margin <= 7:
             ap.error(f'--swap-consistency-margin must be 0 to 7 cells, got {args.swap_consistency_margin}')
         r['swap_consistency_margin'] = args.swap_consistency_margin
+    if args.swap_consistency_groups is not None:
+        try:
+            r['swap_consistency_groups'] = [int(g) for g in args.swap_consistency_groups.split(',')]
+        except ValueError:
+            ap.error(f'--swap-consistency-groups wants comma-separated group indices, e.g. 0 or 0,1, got {args.swap_consistency_groups!r}')
     if args.swap_consistency_min_t is not None:
         if not 0 <= args.swap_consistency_min_t <= 999:
             ap.error(f'--swap-consistency-min-t must be a timestep, 0 to 999, got {args.swap_consistency_min_t}')
@@ -813,8 +824,13 @@ def main():
             raise SystemExit('the swap consistency loss runs with the grounding loss: give it a grounding weight')
         if 'swap_groups' not in info:
             raise SystemExit(f'{args.data}/info.json has no swap_groups: draw the data again with datagen')
-        width = max(len(g) for g in info['swap_groups'])
-        swap_groups = torch.tensor([g + [-1] * (width - len(g)) for g in info['swap_groups']], device=dev)
+        chosen = r['swap_consistency_groups']
+        if not chosen or any(not 0 <= g < len(info['swap_groups']) for g in chosen) or len(set(chosen)) != len(chosen):
+            raise SystemExit(f"swap_consistency_groups {chosen} must name distinct groups of {args.data}/info.json's "
+                             f"{len(info['swap_groups'])} swap_groups (0 to {len(info['swap_groups']) - 1})")
+        groups = [info['swap_groups'][g] for g in chosen]
+        width = max(len(g) for g in groups)
+        swap_groups = torch.tensor([g + [-1] * (width - len(g)) for g in groups], device=dev)
     if images.shape[1:] != (tinysd.IMAGE_SIZE, tinysd.IMAGE_SIZE, 3) or ids.shape[1] != tinysd.MAX_TOKENS:
         raise SystemExit(f'unexpected data shapes: images {tuple(images.shape)}, input_ids {tuple(ids.shape)}')
     device_name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else (
