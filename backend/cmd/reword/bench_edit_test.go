@@ -309,21 +309,28 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		for _, want := range []string{"background", "generated, seed 0", "generated, seed 1", "generated   ", "VAE round trip",
-			"shape kept, by shape and size", "size unnamed", "object colour, by colour", "named background, by background"} {
+			"shape kept, by shape and size", "size unnamed", "object colour, by colour", "object size, by size", "named background, by background"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
 		}
 		// 2 prompts × 2 seeds in the generated shape and colour tables, 2
-		// drawn scenes in the VAE's: the counts in parentheses add up to that.
+		// drawn scenes in the VAE's, and in the size table each image whose
+		// prompt names a size: the counts in parentheses add up to that.
+		named := regexp.MustCompile(`size: (\d+) of (\d+)`).FindStringSubmatch(out.String())
+		if named == nil {
+			t.Fatalf("output does not say how many prompts name a size:\n%s", out.String())
+		}
+		sizeNamed, _ := strconv.Atoi(named[1])
 		_, tables, _ := strings.Cut(out.String(), "shape kept, by shape and size:")
 		gen, vae, _ := strings.Cut(tables, "VAE round trip (drawn)")
 		vae, colours, _ := strings.Cut(vae, "object colour, by colour:")
-		colours, _, _ = strings.Cut(colours, "named background")
+		colours, sizes, _ := strings.Cut(colours, "object size, by size:")
+		sizes, _, _ = strings.Cut(sizes, "named background")
 		for _, c := range []struct {
 			name, table string
 			want        int
-		}{{"generated shape", gen, 4}, {"VAE shape", vae, 2}, {"colour", colours, 4}} {
+		}{{"generated shape", gen, 4}, {"VAE shape", vae, 2}, {"colour", colours, 4}, {"size", sizes, sizeNamed}} {
 			n := 0
 			for _, m := range regexp.MustCompile(`\((\d+)\)`).FindAllStringSubmatch(c.table, -1) {
 				k, _ := strconv.Atoi(m[1])

@@ -79,7 +79,7 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *guidance < 0 {
 		*guidance = e.Manifest().Defaults.GuidanceScale
 	}
-	perSeed, genShapes, genColours, genBackgrounds, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
+	perSeed, genTables, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
 	if err != nil {
 		return err
 	}
@@ -103,12 +103,14 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "position, size and background are scored only where the prompt names them (position: %d of %d, size: %d of %d, background: %d of %d); \"all\" leaves the background out\n",
 		gen.PositionNamed, gen.N, gen.SizeNamed, gen.N, gen.BackgroundNamed, gen.N)
 	fmt.Fprintln(stdout, "shape kept, by shape and size:")
-	genShapes.Print(stdout, "generated")
+	genTables.shapes.Print(stdout, "generated")
 	vaeShapes.Print(stdout, "VAE round trip (drawn)")
 	fmt.Fprintln(stdout, "object colour, by colour:")
-	genColours.Print(stdout, "generated")
+	genTables.colours.Print(stdout, "generated")
+	fmt.Fprintln(stdout, "object size, by size:")
+	genTables.sizes.Print(stdout, "generated")
 	fmt.Fprintln(stdout, "named background, by background:")
-	genBackgrounds.Print(stdout, "generated")
+	genTables.backgrounds.Print(stdout, "generated")
 	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
 	if *grid != "" {
 		if err := writeModelGrid(*grid, kept); err != nil {
@@ -157,13 +159,21 @@ func promptSize(c scene.Caption) string {
 	return eval.SizeUnnamed
 }
 
+// generationTables break the generated images' scores down by what their
+// prompts named, over every seed.
+type generationTables struct {
+	shapes      eval.ShapeTable
+	colours     eval.ColourTable
+	sizes       eval.SizeTable
+	backgrounds eval.BackgroundTable
+}
+
 // scoreGenerations generates every prompt at seeds 0..nSeeds-1 and scores
 // each image, one tally per seed so that the report shows how much the
-// numbers move between seeds, not only their mean, and one shape, colour
-// and background table over every seed. It keeps the first 64 images for
-// the grid.
+// numbers move between seeds, not only their mean, and one set of tables
+// over every seed. It keeps the first 64 images for the grid.
 func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64,
-	progress io.Writer) (perSeed []eval.Tally, shapes eval.ShapeTable, colours eval.ColourTable, backgrounds eval.BackgroundTable, kept []image.Image, err error) {
+	progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
 	perSeed = make([]eval.Tally, nSeeds)
 	total, done := len(prompts)*nSeeds, 0
 	for seed := 0; seed < nSeeds; seed++ {
@@ -171,19 +181,23 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
 			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
 			if err != nil {
-				return nil, shapes, colours, backgrounds, nil, err
+				return nil, tables, nil, err
 			}
 			img := res.Images[0].NRGBA()
 			j, err := perSeed[seed].Judge(c, img)
 			if err != nil {
-				return nil, shapes, colours, backgrounds, nil, err
+				return nil, tables, nil, err
 			}
-			shapes.Add(c.Mentions[0].Shape, promptSize(c), j.Shape)
-			if c.Mentions[0].NamesColour {
-				colours.Add(c.Mentions[0].Colour, j.Object)
+			m := c.Mentions[0]
+			tables.shapes.Add(m.Shape, promptSize(c), j.Shape)
+			if m.NamesColour {
+				tables.colours.Add(m.Colour, j.Object)
+			}
+			if m.NamesSize {
+				tables.sizes.Add(m.Size, j.Object)
 			}
 			if j.BackgroundJudged {
-				backgrounds.Add(c.Background, j.Background)
+				tables.backgrounds.Add(c.Background, j.Background)
 			}
 			if len(kept) < 64 {
 				kept = append(kept, img)
@@ -194,7 +208,7 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 		}
 	}
 	fmt.Fprintln(progress)
-	return perSeed, shapes, colours, backgrounds, kept, nil
+	return perSeed, tables, kept, nil
 }
 
 func writeModelGrid(path string, imgs []image.Image) error {

@@ -102,7 +102,8 @@ func (t BackgroundTable) Print(w io.Writer, title string) {
 	t.shown.print(w, title, order)
 }
 
-// NoObject is ColourTable's name for an image in which no object was found.
+// NoObject is ColourTable's and SizeTable's name for an image in which no
+// object was found.
 const NoObject = "no object"
 
 // ColourTable counts, per object colour a prompt names, which colour the
@@ -135,6 +136,39 @@ func (t ColourTable) Print(w io.Writer, title string) {
 	order := make([]string, 0, len(scene.Colours)+1)
 	for _, c := range scene.Colours {
 		order = append(order, c.String())
+	}
+	t.shown.print(w, title, append(order, NoObject))
+}
+
+// SizeTable counts, per object size a prompt names, which size the image's
+// object had: Tally's one size rate hides whether a model draws objects too
+// small or too big (a training term that costs size shows which).
+type SizeTable struct {
+	shown shownTable
+}
+
+// Add counts one image whose prompt named size named; o is the object judged
+// (nil when none was found).
+func (t *SizeTable) Add(named scene.Size, o *Object) {
+	judged := NoObject
+	if o != nil {
+		judged = o.Size.String()
+	}
+	t.shown.add(named.String(), judged)
+}
+
+// Rate returns the fraction of the images naming size s whose object had it,
+// and how many named it (0, 0 when none).
+func (t SizeTable) Rate(s scene.Size) (rate float64, n int) {
+	return t.shown.rate(s.String())
+}
+
+// Print writes one row per size named at least once: the share shown, the
+// count, and what the others showed instead (the other size, then NoObject).
+func (t SizeTable) Print(w io.Writer, title string) {
+	order := make([]string, 0, len(scene.Sizes)+1)
+	for _, s := range scene.Sizes {
+		order = append(order, s.String())
 	}
 	t.shown.print(w, title, append(order, NoObject))
 }

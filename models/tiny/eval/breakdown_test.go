@@ -101,6 +101,24 @@ func TestColourTableNamesWhatWasShownInstead(t *testing.T) {
 	checkLines(t, out.String(), want)
 }
 
+// TestSizeTableNamesWhatWasShownInstead: each named size's share shown, the
+// other size and images without an object as what was shown instead.
+func TestSizeTableNamesWhatWasShownInstead(t *testing.T) {
+	var tab SizeTable
+	tab.Add(scene.Big, &Object{Size: scene.Big})
+	tab.Add(scene.Big, &Object{Size: scene.Small})
+	tab.Add(scene.Big, &Object{Size: scene.Small})
+	tab.Add(scene.Big, nil)
+	tab.Add(scene.Small, &Object{Size: scene.Small})
+	if r, n := tab.Rate(scene.Big); n != 4 || r != 0.25 {
+		t.Errorf("big: %v of %d, want 1/4 of 4", r, n)
+	}
+	var out bytes.Buffer
+	tab.Print(&out, "generated")
+	want := []string{"generated shown instead", "small 100.0% (1)", "big 25.0% (4) small 2, no object 1"}
+	checkLines(t, out.String(), want)
+}
+
 // checkLines compares a printed table's lines, each with its runs of spaces
 // made one, with want.
 func checkLines(t *testing.T, out string, want []string) {
