@@ -95,11 +95,7 @@ func (t BackgroundTable) Rate(b scene.Background) (rate float64, n int) {
 // Print writes one row per background named at least once: the share that
 // showed it, the count, and what the others showed instead.
 func (t BackgroundTable) Print(w io.Writer, title string) {
-	order := make([]string, len(scene.Backgrounds))
-	for i, b := range scene.Backgrounds {
-		order[i] = b.String()
-	}
-	t.shown.print(w, title, order)
+	t.shown.print(w, title, names(scene.Backgrounds))
 }
 
 // NoObject is ColourTable's and SizeTable's name for an image in which no
@@ -117,11 +113,7 @@ type ColourTable struct {
 // Add counts one image whose prompt named colour named; o is the object
 // judged (nil when none was found).
 func (t *ColourTable) Add(named scene.Colour, o *Object) {
-	judged := NoObject
-	if o != nil {
-		judged = o.Colour.String()
-	}
-	t.shown.add(named.String(), judged)
+	t.shown.addObject(named.String(), o, func(o *Object) fmt.Stringer { return o.Colour })
 }
 
 // Rate returns the fraction of the images naming colour c whose object had
@@ -133,11 +125,7 @@ func (t ColourTable) Rate(c scene.Colour) (rate float64, n int) {
 // Print writes one row per colour named at least once: the share shown, the
 // count, and what the others showed instead (in scene order, then NoObject).
 func (t ColourTable) Print(w io.Writer, title string) {
-	order := make([]string, 0, len(scene.Colours)+1)
-	for _, c := range scene.Colours {
-		order = append(order, c.String())
-	}
-	t.shown.print(w, title, append(order, NoObject))
+	t.shown.print(w, title, append(names(scene.Colours), NoObject))
 }
 
 // SizeTable counts, per object size a prompt names, which size the image's
@@ -150,11 +138,7 @@ type SizeTable struct {
 // Add counts one image whose prompt named size named; o is the object judged
 // (nil when none was found).
 func (t *SizeTable) Add(named scene.Size, o *Object) {
-	judged := NoObject
-	if o != nil {
-		judged = o.Size.String()
-	}
-	t.shown.add(named.String(), judged)
+	t.shown.addObject(named.String(), o, func(o *Object) fmt.Stringer { return o.Size })
 }
 
 // Rate returns the fraction of the images naming size s whose object had it,
@@ -166,11 +150,16 @@ func (t SizeTable) Rate(s scene.Size) (rate float64, n int) {
 // Print writes one row per size named at least once: the share shown, the
 // count, and what the others showed instead (the other size, then NoObject).
 func (t SizeTable) Print(w io.Writer, title string) {
-	order := make([]string, 0, len(scene.Sizes)+1)
-	for _, s := range scene.Sizes {
-		order = append(order, s.String())
+	t.shown.print(w, title, append(names(scene.Sizes), NoObject))
+}
+
+// names returns each value's name, in order.
+func names[T fmt.Stringer](values []T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = v.String()
 	}
-	t.shown.print(w, title, append(order, NoObject))
+	return out
 }
 
 // shownTable counts images by what their prompt named and what the
@@ -185,6 +174,16 @@ func (t *shownTable) add(named, judged string) {
 		(*t)[named] = map[string]int{}
 	}
 	(*t)[named][judged]++
+}
+
+// addObject counts one image whose prompt named named and whose judged
+// object o (nil when none was found) showed shown(o), or NoObject.
+func (t *shownTable) addObject(named string, o *Object, shown func(*Object) fmt.Stringer) {
+	judged := NoObject
+	if o != nil {
+		judged = shown(o).String()
+	}
+	t.add(named, judged)
 }
 
 func (t shownTable) rate(named string) (rate float64, n int) {
