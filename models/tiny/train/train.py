@@ -87,6 +87,12 @@ from checkpoint import Checkpoints
 #   vae_object_weight  each latent cell an object covers weighs 1 + this in the
 #                   reconstruction loss: a small star is a few dozen of 4,096
 #                   pixels, and the plain loss lets the VAE round its tips
+#   preserve_weight weight of a term that keeps the UNet's noise predictions
+#                   near those of the weights the run started from (init_from,
+#                   frozen), in the cycles that have the grounding loss: a
+#                   fine-tune that adds a term (swap_consistency) then changes
+#                   what the term asks and as little else as it can (the
+#                   background-mean term alone cost generation its size row)
 RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
@@ -94,7 +100,7 @@ RECIPE = dict(
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_margin=1,
-    swap_consistency_groups=[0, 1],
+    swap_consistency_groups=[0, 1], preserve_weight=0.0,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -369,7 +375,7 @@ def background_mean_loss(x0, swapped_x0, masks, margin=1):
 
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
                judge_every=0, deadline=None, save_every=0, out=None, masks=None, regions=None, progress=None,
-               stop_after=None, swap_groups=None):
+               stop_after=None, swap_groups=None, teacher=None):
     """Trains text encoder + UNet for steps steps (cosine from lr after warmup); returns the EMA models and stats.
 
     stage numbers the cosine cycle (it seeds the cycle's random streams).
@@ -382,11 +388,12 @@ def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=N
     batched matmuls on one thread whatever the thread count).
     judge(step, te, unet) scores the EMA models every judge_every steps
     (one process only: the others would wait on it). swap_groups: [G, M]
-    word ids for the swap consistency loss (swap_words).
+    word ids for the swap consistency loss (swap_words). teacher: state dicts
+    of the frozen weights the preserve term keeps the predictions near.
     """
     kw = dict(latents=latents, ids=ids, empty_ids=empty_ids, r=r, dev=dev, stage=stage, steps=steps, lr=lr,
               warmup=warmup, init=init, deadline=deadline, save_every=save_every, out=out, masks=masks, regions=regions,
-              progress=progress, stop_after=stop_after, swap_groups=swap_groups)
+              progress=progress, stop_after=stop_after, swap_groups=swap_groups, teacher=teacher)
     if processes == 1:
         return _train_unet_rank(0, 1, judge=judge, judge_every=judge_every, **kw)
     # Rank 0 hands its result back through a file: a pipe could fill up while
@@ -454,7 +461,7 @@ def _check_in_step(params):
 
 def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init, deadline,
                      save_every, out, masks=None, regions=None, progress=None, stop_after=None, judge=None, judge_every=0,
-                     swap_groups=None):
+                     swap_groups=None, teacher=None):
     # Every rank builds the same initial weights, applies the same averaged
     # gradients and so keeps the same weights; each draws its own share of
     # the batch.
@@ -468,6 +475,12 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         unet.load_state_dict(init['unet'], strict=True)
     ema_te.load_state_dict(te.state_dict())
     ema_unet.load_state_dict(unet.state_dict())
+    frozen = None
+    if teacher is not None:
+        frozen = new_models(r, dev)
+        for m, name in zip(frozen, ('text_encoder', 'unet')):
+            m.load_state_dict(teacher[name], strict=True)
+            m.eval().requires_grad_(False)
     params = list(unet.parameters()) + list(te.parameters())
     ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
     opt = torch.optim.AdamW(params, lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -505,6 +518,10 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         a = ac[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         grounding = r['grounding_weight'] > 0 and stage >= r['grounding_cycle']
+        preserve = grounding and frozen is not None and r['preserve_weight'] > 0
+        if preserve:
+            with torch.no_grad():  # before the maps are recorded: the frozen UNet's are not the run's
+                frozen_pred = frozen[1](xt, t.float(), frozen[0](tok))
         tinysd.Attention.recorded = [] if grounding else None
         pred = unet(xt, t.float(), te(tok))
         snr = ac[t] / (1 - ac[t])
@@ -512,6 +529,12 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         if r['high_t_snr'] > 0:
             weight = weight * torch.clamp(r['high_t_snr'] / snr, min=1.0)
         loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
+        if preserve:
+            # Weighted as the denoising loss: the frozen model's prediction is a second target.
+            p = ((pred - frozen_pred).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
+            loss = loss + r['preserve_weight'] * p
+            if lead and ((step + 1) % 500 == 0 or step == 0):
+                log(f'step {step + 1}: preserve term {p.item():.5f}')
         if grounding:
             # A dropped caption names no region.
             reg = torch.where(drop[:, None], torch.full_like(regions[idx], -1), regions[idx])
@@ -648,6 +671,8 @@ def main():
     ap.add_argument('--swap-consistency-groups',
                     help="override the recipe: comma-separated indices of info.json's swap_groups whose words the swap "
                          "consistency loss swaps (0: colours, 1: shapes), e.g. 0")
+    ap.add_argument('--preserve-weight', type=float, help='override the recipe: weight of the term that keeps the noise '
+                    'predictions near the --init-from weights (frozen), in the cycles with the grounding loss')
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-norm', choices=('group', 'cell'), help="override the recipe: the UNet's normalisation, "
@@ -780,6 +805,12 @@ def main():
         if not 0 <= args.swap_consistency_min_t <= 999:
             ap.error(f'--swap-consistency-min-t must be a timestep, 0 to 999, got {args.swap_consistency_min_t}')
         r['swap_consistency_min_t'] = args.swap_consistency_min_t
+    if args.preserve_weight is not None:
+        if args.preserve_weight < 0:
+            ap.error(f'--preserve-weight must be at least 0, got {args.preserve_weight}')
+        if args.preserve_weight > 0 and not args.init_from:
+            ap.error('--preserve-weight keeps the predictions near the weights the run starts from: give --init-from')
+        r['preserve_weight'] = args.preserve_weight
     if args.grounding_min_res is not None:
         if args.grounding_min_res < 1:
             ap.error(f'--grounding-min-res must be at least 1, got {args.grounding_min_res}')
@@ -905,6 +936,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
     init = None
     if r.get('init_from'):
         init = {name: tinysd.npz_state(os.path.join(r['init_from'], name + '.npz')) for name in ('text_encoder', 'unet')}
+    teacher = init if r['preserve_weight'] > 0 else None
     stages = [('unet', r['unet_steps'], r['unet_lr'], r['unet_warmup'])]
     if r['continue_steps']:
         stages.append(('continue', r['continue_steps'], r['continue_lr'], r['continue_warmup']))
@@ -924,7 +956,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
             te, unet, stats = train_unet(
                 latents, ids, empty_ids, r, dev, i + 1, steps, lr, warmup, init, args.processes,
                 judge if last else None, args.judge_every, deadline, args.save_every if last else 0, args.out, masks, regions,
-                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after, swap_groups)
+                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after, swap_groups, teacher)
             if judge is not None and last:
                 stats.setdefault('judged', []).append(dict(step=stats['steps_done'], **judge(stats['steps_done'], te, unet)))
                 log('judged', json.dumps(stats['judged'][-1]))
