@@ -688,7 +688,8 @@ def main():
     ap.add_argument('--vae-object-weight', type=float, help='override the recipe: extra weight of the latent cells an object covers '
                                                             'in the reconstruction loss (0: uniform)')
     ap.add_argument('--vae-only', action='store_true', help='train the VAE, write vae.npz and stop (for sweeps that share one VAE)')
-    ap.add_argument('--judge', help='the judge binary (go build ./models/tiny/train/judge): score the model at checkpoints')
+    ap.add_argument('--judge', help='the judge binary (go build ./models/tiny/train/judge): score the model at checkpoints '
+                    '(and, with --init-from, the weights the run starts from)')
     ap.add_argument('--judge-every', type=int, default=0, help='judge every N UNet steps as well as at the end')
     ap.add_argument('--judge-prompts', type=int, default=200, help='prompts per judged set (held-out and seen)')
     ap.add_argument('--judge-seeds', type=int, default=2, help='seeds per prompt when judging')
@@ -937,6 +938,16 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
     if r.get('init_from'):
         init = {name: tinysd.npz_state(os.path.join(r['init_from'], name + '.npz')) for name in ('text_encoder', 'unet')}
     teacher = init if r['preserve_weight'] > 0 else None
+    judged_start = None
+    if judge is not None and init is not None and ckpt.load('unet1-done') is None:
+        # The weights the run starts from, judged on this device with the judge's seeds: the
+        # baseline its judgements compare with (another device draws other noise).
+        te0, unet0 = new_models(r, dev)
+        te0.load_state_dict(init['text_encoder'])
+        unet0.load_state_dict(init['unet'])
+        judged_start = dict(step=0, **judge(0, te0, unet0))
+        log('judged', json.dumps(judged_start))
+        del te0, unet0
     stages = [('unet', r['unet_steps'], r['unet_lr'], r['unet_warmup'])]
     if r['continue_steps']:
         stages.append(('continue', r['continue_steps'], r['continue_lr'], r['continue_warmup']))
@@ -966,6 +977,8 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
         init = {'text_encoder': te.state_dict(), 'unet': unet.state_dict()}
     unet_stats = stage_stats.pop('unet')
     unet_stats.update(stage_stats)
+    if judged_start is not None:
+        unet_stats['judged_start'] = judged_start
 
     for name, m in (('vae', vae), ('text_encoder', te), ('unet', unet)):
         save_npz(os.path.join(args.out, name + '.npz'), m)
