@@ -92,7 +92,10 @@ from checkpoint import Checkpoints
 #                   frozen), in the cycles that have the grounding loss: a
 #                   fine-tune that adds a term (swap_consistency) then changes
 #                   what the term asks and as little else as it can (the
-#                   background-mean term alone cost generation its size row)
+#                   background-mean term alone cost generation its size row);
+#                   preserve_region 'all' (every cell) or 'objects' (only the
+#                   cells within swap_consistency_margin of an object: the
+#                   cells the background-mean term leaves out)
 RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
@@ -100,7 +103,7 @@ RECIPE = dict(
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_margin=1,
-    swap_consistency_groups=[0, 1], preserve_weight=0.0,
+    swap_consistency_groups=[0, 1], preserve_weight=0.0, preserve_region='all',
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -531,7 +534,13 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
         if preserve:
             # Weighted as the denoising loss: the frozen model's prediction is a second target.
-            p = ((pred - frozen_pred).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
+            sq = (pred - frozen_pred).pow(2)
+            if r['preserve_region'] == 'objects':
+                near = 1 - away_from_objects(masks[idx].float() / 16, r['swap_consistency_margin'])
+                per_image = (sq * near).sum((1, 2, 3)) / (near.sum((1, 2, 3)) * sq.shape[1]).clamp(min=1)
+            else:
+                per_image = sq.mean(dim=(1, 2, 3))
+            p = (per_image * weight).mean()
             loss = loss + r['preserve_weight'] * p
             if lead and ((step + 1) % 500 == 0 or step == 0):
                 log(f'step {step + 1}: preserve term {p.item():.5f}')
@@ -673,6 +682,9 @@ def main():
                          "consistency loss swaps (0: colours, 1: shapes), e.g. 0")
     ap.add_argument('--preserve-weight', type=float, help='override the recipe: weight of the term that keeps the noise '
                     'predictions near the --init-from weights (frozen), in the cycles with the grounding loss')
+    ap.add_argument('--preserve-region', choices=('all', 'objects'),
+                    help="override the recipe: where the preserve term applies: every cell, or only the cells within "
+                         "--swap-consistency-margin of an object")
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-norm', choices=('group', 'cell'), help="override the recipe: the UNet's normalisation, "
@@ -812,6 +824,8 @@ def main():
         if args.preserve_weight > 0 and not args.init_from:
             ap.error('--preserve-weight keeps the predictions near the weights the run starts from: give --init-from')
         r['preserve_weight'] = args.preserve_weight
+    if args.preserve_region is not None:
+        r['preserve_region'] = args.preserve_region
     if args.grounding_min_res is not None:
         if args.grounding_min_res < 1:
             ap.error(f'--grounding-min-res must be at least 1, got {args.grounding_min_res}')
