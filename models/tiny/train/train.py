@@ -376,6 +376,20 @@ def background_mean_loss(x0, swapped_x0, masks, margin=1):
     return diff.pow(2).mean()
 
 
+def preserve_loss(pred, frozen_pred, weight, near=None):
+    """The squared difference of the run's and the frozen model's noise predictions, weighted per image as the
+    denoising loss (weight: [B]), so that the frozen model's prediction is a second target.
+
+    near: [B, 1, 16, 16] the cells to count (1) or leave out (0); None counts every cell.
+    """
+    sq = (pred - frozen_pred).pow(2)
+    if near is None:
+        per_image = sq.mean(dim=(1, 2, 3))
+    else:
+        per_image = (sq * near).sum((1, 2, 3)) / (near.sum((1, 2, 3)) * sq.shape[1]).clamp(min=1)
+    return (per_image * weight).mean()
+
+
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
                judge_every=0, deadline=None, save_every=0, out=None, masks=None, regions=None, progress=None,
                stop_after=None, swap_groups=None, teacher=None):
@@ -532,22 +546,17 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         if r['high_t_snr'] > 0:
             weight = weight * torch.clamp(r['high_t_snr'] / snr, min=1.0)
         loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
+        cover = masks[idx].float() / 16 if grounding else None  # each object's share of every latent cell
         if preserve:
-            # Weighted as the denoising loss: the frozen model's prediction is a second target.
-            sq = (pred - frozen_pred).pow(2)
-            if r['preserve_region'] == 'objects':
-                near = 1 - away_from_objects(masks[idx].float() / 16, r['swap_consistency_margin'])
-                per_image = (sq * near).sum((1, 2, 3)) / (near.sum((1, 2, 3)) * sq.shape[1]).clamp(min=1)
-            else:
-                per_image = sq.mean(dim=(1, 2, 3))
-            p = (per_image * weight).mean()
+            near = 1 - away_from_objects(cover, r['swap_consistency_margin']) if r['preserve_region'] == 'objects' else None
+            p = preserve_loss(pred, frozen_pred, weight, near)
             loss = loss + r['preserve_weight'] * p
             if lead and ((step + 1) % 500 == 0 or step == 0):
                 log(f'step {step + 1}: preserve term {p.item():.5f}')
         if grounding:
             # A dropped caption names no region.
             reg = torch.where(drop[:, None], torch.full_like(regions[idx], -1), regions[idx])
-            g = grounding_loss(tinysd.Attention.recorded, masks[idx].float() / 16, reg, r['grounding_min_res'])
+            g = grounding_loss(tinysd.Attention.recorded, cover, reg, r['grounding_min_res'])
             tinysd.Attention.recorded = None
             loss = loss + r['grounding_weight'] * g
             if lead and ((step + 1) % 500 == 0 or step == 0):
@@ -557,7 +566,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                 has = has & (t >= r['swap_consistency_min_t'])
                 if has.any():
                     swapped_pred = unet(xt[has], t[has].float(), te(swapped[has]))
-                    m = masks[idx][has].float() / 16
+                    m = cover[has]
                     if r['swap_consistency_mode'] == 'background_mean':
                         ah = a[has]
                         clean = (xt[has] - (1 - ah).sqrt() * pred[has]) / ah.sqrt()
@@ -834,6 +843,17 @@ def main():
         r['te_token_init_std'] = args.te_token_std
     if args.unet_norm is not None:
         r['unet_norm'] = args.unet_norm
+    # The swap consistency and preserve terms run in the cycles that have the grounding loss: refuse a
+    # recipe where none has it rather than train without the term asked for.
+    cycles = 2 if r['continue_steps'] else 1
+    for key, flag in (('swap_consistency', '--swap-consistency'), ('preserve_weight', '--preserve-weight')):
+        if r[key] > 0 and (r['grounding_weight'] <= 0 or r['grounding_cycle'] > cycles):
+            fix = ('a --grounding-weight above 0' if r['grounding_weight'] <= 0 else
+                   '--grounding-cycle 1, or a second cycle with --continue-steps')
+            ap.error(f"{flag} runs in the cycles with the grounding loss, and none of this run's {cycles} has it "
+                     f"(grounding weight {r['grounding_weight']}, from cycle {r['grounding_cycle']}): give {fix}")
+    if r['preserve_region'] != 'all' and r['preserve_weight'] <= 0:
+        ap.error('--preserve-region chooses where the preserve term applies: give --preserve-weight above 0 too')
     dev = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
                        ('cpu' if args.device == 'auto' else args.device))
     cores = len(os.sched_getaffinity(0))
@@ -866,8 +886,6 @@ def main():
     if r['grounding_weight'] > 0:
         regions = torch.from_numpy(np.load(os.path.join(args.data, 'token_regions.npy')).astype(np.int64)).to(dev)
     if r['swap_consistency'] > 0:
-        if r['grounding_weight'] <= 0:
-            raise SystemExit('the swap consistency loss runs with the grounding loss: give it a grounding weight')
         if 'swap_groups' not in info:
             raise SystemExit(f'{args.data}/info.json has no swap_groups: draw the data again with datagen')
         chosen = r['swap_consistency_groups']
