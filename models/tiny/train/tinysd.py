@@ -444,13 +444,13 @@ class Transformer2DModel(nn.Module):
     the attention instrumentation see an ordinary SD attention block.
     """
 
-    def __init__(self, c, ctx_dim, heads, head_dim, ff_mult, res, pos_embed):
+    def __init__(self, c, ctx_dim, heads, head_dim, ff_mult, res, pos_embed, depth=1):
         super().__init__()
         inner = heads * head_dim
         self.norm = group_norm(c)
         self.proj_in = nn.Linear(c, inner)
         self.pos_embed = nn.Parameter(0.5 * sincos_2d(inner, res).reshape(inner, res * res).t()[None].contiguous()) if pos_embed else None
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(inner, ctx_dim, heads, head_dim, ff_mult)])
+        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(inner, ctx_dim, heads, head_dim, ff_mult) for _ in range(depth)])
         self.proj_out = nn.Linear(inner, c)
 
     def forward(self, x, ctx):
@@ -537,11 +537,15 @@ class UNet2DConditionModel(nn.Module):
     attention_pos_embed, another in every Transformer2DModel.
     """
 
-    def __init__(self, chans=(32, 64, 64), ctx_dim=128, heads=4, head_dim=16, ff_mult=2, layers=1, attention_pos_embed=False):
+    def __init__(self, chans=(32, 64, 64), ctx_dim=128, heads=4, head_dim=16, ff_mult=2, layers=1, attention_pos_embed=False,
+                 attention_depth=(1, 1, 1)):
         super().__init__()
+        if len(attention_depth) != len(chans) or min(attention_depth) < 1:
+            raise ValueError(f'attention_depth wants {len(chans)} depths of at least 1 (finest resolution first), got {attention_depth}')
         c0 = chans[0]
         temb = 4 * c0
-        attn = dict(ctx_dim=ctx_dim, heads=heads, head_dim=head_dim, ff_mult=ff_mult, pos_embed=attention_pos_embed)
+        base = dict(ctx_dim=ctx_dim, heads=heads, head_dim=head_dim, ff_mult=ff_mult, pos_embed=attention_pos_embed)
+        attn_at = lambda level: dict(base, depth=attention_depth[level])
         self.conv_in = nn.Conv2d(LATENT_CHANNELS, c0, 3, padding=1)
         self.pos_embed = nn.Parameter(0.5 * sincos_2d(c0, LATENT_SIZE)[None])  # starts as a 2D sin/cos code, then learned
         self.time_proj = Timesteps(c0)
@@ -550,16 +554,16 @@ class UNet2DConditionModel(nn.Module):
         skip_chans, prev, res = [c0], c0, LATENT_SIZE
         for i, c in enumerate(chans):
             last = i == len(chans) - 1
-            self.down_blocks.append(CrossAttnDownBlock2D(prev, c, temb, attn, layers, not last, res))
+            self.down_blocks.append(CrossAttnDownBlock2D(prev, c, temb, attn_at(i), layers, not last, res))
             skip_chans += [c] * layers + ([] if last else [c])
             prev = c
             res = res if last else res // 2
-        self.mid_block = UNetMidBlock2DCrossAttn(prev, temb, attn, res)
+        self.mid_block = UNetMidBlock2DCrossAttn(prev, temb, attn_at(len(chans) - 1), res)
         self.up_blocks = nn.ModuleList()
         for i, c in enumerate(reversed(chans)):
             last = i == len(chans) - 1
             skips = [skip_chans.pop() for _ in range(layers + 1)]
-            self.up_blocks.append(CrossAttnUpBlock2D(skips, c, prev, temb, attn, not last, res))
+            self.up_blocks.append(CrossAttnUpBlock2D(skips, c, prev, temb, attn_at(len(chans) - 1 - i), not last, res))
             prev = c
             res = res if last else res * 2
         self.conv_norm_out = group_norm(c0)
@@ -581,7 +585,8 @@ class UNet2DConditionModel(nn.Module):
 def text_encoder_and_unet(recipe):
     """The text encoder and UNet a training recipe (train.RECIPE, or the one a training.json recorded) describes."""
     te = CLIPTextModel(token_init_std=recipe['te_token_init_std'], windows=recipe.get('te_windows'))
-    unet = UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=recipe.get('attention_pos_embed', False))
+    unet = UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=recipe.get('attention_pos_embed', False),
+                                attention_depth=tuple(recipe.get('unet_attention_depth', (1, 1, 1))))
     norm = recipe.get('unet_norm', 'group')
     if norm == 'cell':
         use_cell_norm(unet)

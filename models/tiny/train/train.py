@@ -52,6 +52,9 @@ from checkpoint import Checkpoints
 # Switches measured and left off (models/tiny/README.md, "Why position words
 # were ignored"), all off by default so the random stream stays the recipe's:
 #   vae_augment     random flips/rotations of VAE training batches
+#   unet_attention_depth  transformer blocks in each attention module of the
+#                   UNet, per resolution, finest first ([2, 1, 1]: two at 16x16,
+#                   where the word maps Prompt-to-Prompt injects are sharpest)
 #   unet_norm       'cell': CellNorm instead of GroupNorm in the UNet (no statistic
 #                   spans positions); in pictures Prompt-to-Prompt then kept
 #                   fewer backgrounds, not more, and generation lost shape
@@ -101,6 +104,7 @@ RECIPE = dict(
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
     vae_crop_steps=0, vae_crop_size=32, vae_decoder_only=False, vae_object_weight=0.0,
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
+    unet_attention_depth=[1, 1, 1],
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_margin=1,
     swap_consistency_groups=[0, 1], preserve_weight=0.0, preserve_region='all',
@@ -696,6 +700,8 @@ def main():
                          "--swap-consistency-margin of an object")
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
+    ap.add_argument('--unet-attention-depth', help='override the recipe: transformer blocks per UNet attention module at each '
+                    'resolution, finest first, comma-separated (recipe: 1,1,1)')
     ap.add_argument('--unet-norm', choices=('group', 'cell'), help="override the recipe: the UNet's normalisation, "
                     "'group' (GroupNorm, statistics over all positions) or 'cell' (each position over its own channels)")
     ap.add_argument('--te-token-std', type=float, help='initial std of the text encoder token embedding (recipe: te_token_init_std)')
@@ -780,6 +786,7 @@ def main():
     for flag, path in (('--vae-weights', args.vae_weights),
                        ('--init-from', args.init_from and os.path.join(args.init_from, 'unet.npz')),
                        ('--init-from', args.init_from and os.path.join(args.init_from, 'text_encoder.npz')),
+                       ('--init-from', args.init_from and os.path.join(args.init_from, 'training.json')),
                        ('--judge', args.judge)):
         if path and not os.path.isfile(path):
             ap.error(f'{flag}: {path} does not exist')
@@ -843,6 +850,23 @@ def main():
         r['te_token_init_std'] = args.te_token_std
     if args.unet_norm is not None:
         r['unet_norm'] = args.unet_norm
+    if args.unet_attention_depth is not None:
+        try:
+            depth = [int(v) for v in args.unet_attention_depth.split(',')]
+        except ValueError:
+            depth = []
+        if len(depth) != len(r['unet_attention_depth']) or min(depth) < 1:
+            ap.error(f'--unet-attention-depth wants {len(r["unet_attention_depth"])} comma-separated whole numbers of at least 1 '
+                     f'(16x16, 8x8, 4x4), got {args.unet_attention_depth!r}')
+        r['unet_attention_depth'] = depth
+    if args.init_from:
+        # The UNet continued must have the shape of the one saved: take it from the run that saved it.
+        with open(os.path.join(args.init_from, 'training.json')) as f:
+            saved = json.load(f)['recipe'].get('unet_attention_depth', [1, 1, 1])
+        if args.unet_attention_depth is not None and r['unet_attention_depth'] != saved:
+            ap.error(f'--unet-attention-depth {args.unet_attention_depth} differs from the {saved} of the --init-from '
+                     'weights: a run continues a UNet of the same shape')
+        r['unet_attention_depth'] = saved
     # The swap consistency and preserve terms run in the cycles that have the grounding loss: refuse a
     # recipe where none has it rather than train without the term asked for.
     cycles = 2 if r['continue_steps'] else 1
