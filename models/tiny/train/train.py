@@ -53,8 +53,10 @@ from checkpoint import Checkpoints
 # were ignored"), all off by default so the random stream stays the recipe's:
 #   vae_augment     random flips/rotations of VAE training batches
 #   unet_attention_depth  transformer blocks in each attention module of the
-#                   UNet, per resolution, finest first ([2, 1, 1]: two at 16x16,
-#                   where the word maps Prompt-to-Prompt injects are sharpest)
+#                   UNet, per resolution, finest first; [2, 1, 1] (two at 16x16,
+#                   where the word maps Prompt-to-Prompt injects are sharpest),
+#                   trained from scratch, localised the words better and lost
+#                   generation shape and size
 #   unet_norm       'cell': CellNorm instead of GroupNorm in the UNet (no statistic
 #                   spans positions); in pictures Prompt-to-Prompt then kept
 #                   fewer backgrounds, not more, and generation lost shape
