@@ -722,7 +722,7 @@ def main():
     ap.add_argument('--judge-every', type=int, default=0, help='judge every N UNet steps as well as at the end')
     ap.add_argument('--judge-prompts', type=int, default=200, help='prompts per judged set (held-out and seen)')
     ap.add_argument('--judge-seeds', type=int, default=2, help='seeds per prompt when judging')
-    ap.add_argument('--init-from', help='a directory with text_encoder.npz and unet.npz to continue training from (recipe: init_from)')
+    ap.add_argument('--init-from', help='a directory with text_encoder.npz, unet.npz and the training.json of the run that wrote them (the UNet keeps its shape) to continue training from (recipe: init_from)')
     ap.add_argument('--continue-steps', type=int, help='override the recipe (0: no second stage)')
     ap.add_argument('--unet-lr', type=float, help='override the recipe')
     ap.add_argument('--unet-warmup', type=int, help='override the recipe')
