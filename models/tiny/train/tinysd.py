@@ -535,6 +535,8 @@ class UNet2DConditionModel(nn.Module):
     block. A learned 2D position embedding is added after conv_in (without
     it the prototype's position accuracy stayed below chance); with
     attention_pos_embed, another in every Transformer2DModel.
+    attention_depth gives the transformer blocks of each attention module
+    per resolution, finest first; the mid block takes the coarsest's.
     """
 
     def __init__(self, chans=(32, 64, 64), ctx_dim=128, heads=4, head_dim=16, ff_mult=2, layers=1, attention_pos_embed=False,
