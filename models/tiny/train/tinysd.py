@@ -349,8 +349,9 @@ class Attention(nn.Module):
     # A list while training with the grounding loss: every cross-attention
     # layer appends its head-averaged probabilities [B, N, K].
     recorded = None
-    # A diagnostic's hook (pathways.py): called with the module and its
-    # probabilities as computed, it returns those the layer uses.
+    # A hook (pathways.py's diagnostic, train.py's injected swap term): called
+    # with the module and its probabilities as computed ([B*heads, N, K] in the
+    # classic layout, [B, heads, N, K] in sdpa), it returns those the layer uses.
     probs_hook = None
 
     def __init__(self, dim, ctx_dim, heads, head_dim):
@@ -384,6 +385,8 @@ class Attention(nn.Module):
             v = v.reshape(b, m, h, d).transpose(1, 2)
             s = math.sqrt(self.scale)
             probs = torch.softmax(torch.matmul(q * s, k.transpose(-2, -1) * s), dim=-1)
+            if Attention.probs_hook is not None:
+                probs = Attention.probs_hook(self, probs)
             out = torch.matmul(probs, v).transpose(1, 2).reshape(b, n, h * d)
         if Attention.recorded is not None and self.is_cross:
             Attention.recorded.append(probs.reshape(b, h, n, m).mean(1))
