@@ -38,32 +38,37 @@ BANDS = [(800, 1000), (600, 800), (400, 600), (200, 400), (0, 200)]
 
 
 class Shared:
-    """Records one pass's attention probabilities and GroupNorm statistics, and puts them into the next."""
+    """Records one pass's attention probabilities and GroupNorm statistics, and puts them into the next.
+
+    The probabilities go through train.MapInjection, the training term's own record and replay of
+    Prompt-to-Prompt's maps, so that this diagnostic and the term put in the same thing.
+    """
 
     def __init__(self):
-        self.mode, self.inject, self.store, self.at = None, set(), {}, {}
+        self.maps = train.MapInjection()
+        self.mode, self.inject, self.norms, self.at = None, set(), [], 0
 
-    def start(self, mode, inject=()):
-        self.mode, self.inject, self.at = mode, set(inject), {}
+    def start(self, mode, inject=(), rows=0):
+        """mode 'record', or 'inject' the kinds named ('cross', 'self', 'norm') into a pass over rows rows."""
+        self.mode, self.inject, self.at = mode, set(inject), 0
         if mode == 'record':
-            self.store = {'cross': [], 'self': [], 'norm': []}
-
-    def take(self, kind, value):
-        if self.mode == 'record':
-            self.store[kind].append(value.detach())
-            return value
-        i = self.at.get(kind, 0)
-        self.at[kind] = i + 1
-        return self.store[kind][i] if kind in self.inject else value
-
-    def probs(self, module, probs):
-        return self.take('cross' if module.is_cross else 'self', probs)
+            self.maps.record()
+            self.norms = []
+        else:
+            every = torch.arange(rows)
+            self.maps.inject(every, torch.full((rows,), 'cross' in self.inject), torch.full((rows,), 'self' in self.inject))
 
     def group_norm(self, module, x):
         b = x.shape[0]
         g = x.reshape(b, module.num_groups, -1)
         stats = torch.stack([g.mean(-1), g.var(-1, unbiased=False)])
-        mean, var = self.take('norm', stats)
+        if self.mode == 'record':
+            self.norms.append(stats.detach())
+        else:
+            if 'norm' in self.inject:
+                stats = self.norms[self.at]
+            self.at += 1
+        mean, var = stats
         y = ((g - mean[..., None]) / torch.sqrt(var[..., None] + module.eps)).reshape_as(x)
         return y * module.weight[None, :, None, None] + module.bias[None, :, None, None]
 
@@ -73,12 +78,11 @@ def hooked(shared):
     """Routes every attention layer's probabilities and every GroupNorm through shared."""
     forward = torch.nn.GroupNorm.forward
     torch.nn.GroupNorm.forward = lambda m, x: shared.group_norm(m, x)
-    tinysd.Attention.probs_hook = shared.probs
     try:
-        yield
+        with train.probs_hook(shared.maps):
+            yield
     finally:
         torch.nn.GroupNorm.forward = forward
-        tinysd.Attention.probs_hook = None
 
 
 def main():
@@ -93,6 +97,7 @@ def main():
     if args.batches < 1:
         ap.error(f'--batches must be at least 1, got {args.batches}')
     torch.set_num_threads(args.threads)
+    tinysd.Attention.layout = train.TRAINING_LAYOUT  # batch first in the probabilities, as MapInjection reads them
     recipe = json.load(open(os.path.join(args.model, 'training.json')))['recipe']
     te, unet = tinysd.text_encoder_and_unet(recipe)
     te.load_state_dict(tinysd.npz_state(os.path.join(args.model, 'text_encoder.npz')), strict=True)
@@ -136,7 +141,7 @@ def main():
                 on = m[torch.arange(len(m)), which.clamp(min=0)][:, None] > 0.5
                 for mode in MODES:
                     parts = mode.split('+')
-                    shared.start('inject', [p for p in parts if p in ('cross', 'self', 'norm')])
+                    shared.start('inject', [p for p in parts if p in ('cross', 'self', 'norm')], len(tok))
                     p = unet(xt, t.float(), kept if 'text' in parts else ctx_swapped)
                     d = (p - pred).pow(2)
                     acc = totals[(band, mode)]

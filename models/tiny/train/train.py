@@ -405,8 +405,9 @@ class MapInjection:
     where cross is true and in the self-attention layers where self_ is. The
     recorded maps are detached: the edit is given the source's maps, as at
     sampling, and the term that compares the two passes does not reshape them
-    (the grounding loss does). Training's sdpa layout puts the batch first in
-    the probabilities ([B, heads, N, K]).
+    (the grounding loss does). The probabilities must come batch first, in
+    the sdpa layout ([B, heads, N, K]) training and pathways.py compute in.
+    pathways.py measures with the same record and replay.
     """
 
     def __init__(self):
