@@ -108,6 +108,12 @@ from checkpoint import Checkpoints
 #                   preserve_region 'all' (every cell) or 'objects' (only the
 #                   cells within swap_consistency_margin of an object: the
 #                   cells the background-mean term leaves out)
+#   text_encoder_frozen  a fine-tune (init_from) trains only the UNet: the text
+#                   encoder keeps the states the starting weights give every
+#                   word, so a term on word swaps can change how the UNet reads
+#                   them and not what the words carry (a size word reaches its
+#                   object through the noun's state, which the swap term could
+#                   otherwise make deaf to the words before it)
 RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
@@ -117,6 +123,7 @@ RECIPE = dict(
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_margin=1,
     swap_consistency_groups=[0, 1], swap_consistency_object=0.0, preserve_weight=0.0, preserve_region='all',
+    text_encoder_frozen=False,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
     caption_dropout=0.1, min_snr_gamma=5.0, ema_decay=0.999, grad_clip=1.0,
@@ -578,6 +585,11 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
             m.eval().requires_grad_(False)
     params = list(unet.parameters()) + list(te.parameters())
     ema_params = list(ema_unet.parameters()) + list(ema_te.parameters())
+    if r['text_encoder_frozen']:
+        # The EMA copy then stays equal to the starting text encoder, and the
+        # optimiser and the gradient averaging see only the UNet.
+        te.requires_grad_(False)
+        params, ema_params = list(unet.parameters()), list(ema_unet.parameters())
     opt = torch.optim.AdamW(params, lr, betas=(0.9, 0.99), weight_decay=0.01)
     ac = tinysd.alphas_cumprod().to(dev)
     bs = r['unet_batch'] // world
@@ -804,6 +816,8 @@ def main():
     ap.add_argument('--preserve-region', choices=('all', 'objects'),
                     help="override the recipe: where the preserve term applies: every cell, or only the cells within "
                          "--swap-consistency-margin of an object")
+    ap.add_argument('--freeze-text-encoder', action='store_true',
+                    help='with --init-from, train only the UNet: the text encoder keeps the starting weights')
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-attention-depth', help='override the recipe: transformer blocks per UNet attention module at each '
@@ -959,6 +973,10 @@ def main():
         r['preserve_weight'] = args.preserve_weight
     if args.preserve_region is not None:
         r['preserve_region'] = args.preserve_region
+    if args.freeze_text_encoder:
+        if not args.init_from:
+            ap.error('--freeze-text-encoder keeps the text encoder of the weights a run starts from: give --init-from')
+        r['text_encoder_frozen'] = True
     if args.grounding_min_res is not None:
         if args.grounding_min_res < 1:
             ap.error(f'--grounding-min-res must be at least 1, got {args.grounding_min_res}')
