@@ -66,7 +66,7 @@ from checkpoint import Checkpoints
 #                   (swap_consistency_loss: the noise predictions cell by cell)
 #                   or 'background_mean' (background_mean_loss: the predicted
 #                   clean latent's mean colour away from the objects), on the
-#                   timesteps from swap_consistency_min_t up, on the cells
+#                   timesteps from swap_consistency_min_t to swap_consistency_max_t, on the cells
 #                   more than swap_consistency_margin cells from every object,
 #                   swapping words of the swap_consistency_groups (indices into
 #                   info.json's swap_groups: 0 the colours, 1 the shapes).
@@ -121,7 +121,8 @@ RECIPE = dict(
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     unet_attention_depth=[1, 1, 1],
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
-    swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_margin=1,
+    swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_max_t=999,
+    swap_consistency_margin=1,
     swap_consistency_groups=[0, 1], swap_consistency_object=0.0, preserve_weight=0.0, preserve_region='all',
     text_encoder_frozen=False,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
@@ -657,7 +658,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                 log(f'step {step + 1}: grounding term {g.item():.4f}')
             if r['swap_consistency'] > 0:
                 swapped, has = swap_words(tok, reg, swap_groups, gen)
-                has = has & (t >= r['swap_consistency_min_t'])
+                has = has & (t >= r['swap_consistency_min_t']) & (t <= r['swap_consistency_max_t'])
                 if inject:
                     has = has & (t > INJECT_CROSS_ABOVE_T)  # below, Prompt-to-Prompt's edit uses its own maps
                 if has.any() and inject:
@@ -819,6 +820,8 @@ def main():
     ap.add_argument('--freeze-text-encoder', action='store_true',
                     help='with --init-from, train only the UNet: the text encoder keeps the starting weights')
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
+    ap.add_argument('--swap-consistency-max-t', type=int, help='override the recipe: the swap consistency loss only on timesteps up to '
+                    'this one (the layout, and so every size, is settled at the highest)')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-attention-depth', help='override the recipe: transformer blocks per UNet attention module at each '
                     'resolution, finest first, comma-separated (recipe: 1,1,1)')
@@ -965,6 +968,13 @@ def main():
         if not 0 <= args.swap_consistency_min_t <= 999:
             ap.error(f'--swap-consistency-min-t must be a timestep, 0 to 999, got {args.swap_consistency_min_t}')
         r['swap_consistency_min_t'] = args.swap_consistency_min_t
+    if args.swap_consistency_max_t is not None:
+        if not 0 <= args.swap_consistency_max_t <= 999:
+            ap.error(f'--swap-consistency-max-t must be a timestep, 0 to 999, got {args.swap_consistency_max_t}')
+        r['swap_consistency_max_t'] = args.swap_consistency_max_t
+    if r['swap_consistency_max_t'] < r['swap_consistency_min_t']:
+        ap.error(f"--swap-consistency-max-t {r['swap_consistency_max_t']} is below the minimum timestep "
+                 f"{r['swap_consistency_min_t']}: the term would never run")
     if args.preserve_weight is not None:
         if args.preserve_weight < 0:
             ap.error(f'--preserve-weight must be at least 0, got {args.preserve_weight}')
