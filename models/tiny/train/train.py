@@ -66,7 +66,8 @@ from checkpoint import Checkpoints
 #                   (swap_consistency_loss: the noise predictions cell by cell)
 #                   or 'background_mean' (background_mean_loss: the predicted
 #                   clean latent's mean colour away from the objects), on the
-#                   timesteps from swap_consistency_min_t to swap_consistency_max_t, on the cells
+#                   timesteps from swap_consistency_min_t to
+#                   swap_consistency_max_t, on the cells
 #                   more than swap_consistency_margin cells from every object,
 #                   swapping words of the swap_consistency_groups (indices into
 #                   info.json's swap_groups: 0 the colours, 1 the shapes).
@@ -77,7 +78,9 @@ from checkpoint import Checkpoints
 #                   Prompt-to-Prompt does at sampling: MapInjection), with
 #                   swap_consistency_object weighing a second term that asks
 #                   the injected pass to draw the swapped word's object as the
-#                   frozen init_from weights draw it without the maps
+#                   frozen init_from weights draw it without the maps; in
+#                   either window of timesteps alone (up to 600, from 600)
+#                   it cost generation size as over all of them
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
 #                   quarter of the pixels: 0.19 against 0.70 s/step on 2
 #                   cores), the rest on whole images. 2,000 of 2,500 steps
@@ -113,7 +116,9 @@ from checkpoint import Checkpoints
 #                   word, so a term on word swaps can change how the UNet reads
 #                   them and not what the words carry (a size word reaches its
 #                   object through the noun's state, which the swap term could
-#                   otherwise make deaf to the words before it)
+#                   otherwise make deaf to the words before it); measured
+#                   beside the injected term: the size cost stayed, so the
+#                   UNet carries it (models/tiny/README.md)
 RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
