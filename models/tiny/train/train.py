@@ -826,7 +826,7 @@ def main():
                     help='with --init-from, train only the UNet: the text encoder keeps the starting weights')
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--swap-consistency-max-t', type=int, help='override the recipe: the swap consistency loss only on timesteps up to '
-                    'this one (the layout, and so every size, is settled at the highest)')
+                    'this one (with --swap-consistency-min-t: a window)')
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-attention-depth', help='override the recipe: transformer blocks per UNet attention module at each '
                     'resolution, finest first, comma-separated (recipe: 1,1,1)')
@@ -980,6 +980,9 @@ def main():
     if r['swap_consistency_max_t'] < r['swap_consistency_min_t']:
         ap.error(f"--swap-consistency-max-t {r['swap_consistency_max_t']} is below the minimum timestep "
                  f"{r['swap_consistency_min_t']}: the term would never run")
+    if r['swap_consistency_mode'] == 'injected' and r['swap_consistency_max_t'] <= INJECT_CROSS_ABOVE_T:
+        ap.error(f"--swap-consistency-max-t {r['swap_consistency_max_t']}: the injected term runs only above t "
+                 f"{INJECT_CROSS_ABOVE_T}, where Prompt-to-Prompt puts the maps in, so it would never run")
     if args.preserve_weight is not None:
         if args.preserve_weight < 0:
             ap.error(f'--preserve-weight must be at least 0, got {args.preserve_weight}')
