@@ -969,14 +969,15 @@ def main():
         ap.error('--swap-consistency-object runs beside the injected swap consistency term: give --swap-consistency above 0')
     if r['swap_consistency_object'] > 0 and not args.init_from:
         ap.error('--swap-consistency-object compares with the weights the run starts from (frozen): give --init-from')
-    if args.swap_consistency_min_t is not None:
-        if not 0 <= args.swap_consistency_min_t <= 999:
-            ap.error(f'--swap-consistency-min-t must be a timestep, 0 to 999, got {args.swap_consistency_min_t}')
-        r['swap_consistency_min_t'] = args.swap_consistency_min_t
-    if args.swap_consistency_max_t is not None:
-        if not 0 <= args.swap_consistency_max_t <= 999:
-            ap.error(f'--swap-consistency-max-t must be a timestep, 0 to 999, got {args.swap_consistency_max_t}')
-        r['swap_consistency_max_t'] = args.swap_consistency_max_t
+    for end in ('min', 'max'):  # the window of timesteps the swap consistency terms run on
+        value, flag = getattr(args, f'swap_consistency_{end}_t'), f'--swap-consistency-{end}-t'
+        if value is None:
+            continue
+        if not 0 <= value <= 999:
+            ap.error(f'{flag} must be a timestep, 0 to 999, got {value}')
+        if r['swap_consistency'] <= 0:
+            ap.error(f'{flag} chooses when the swap consistency term runs: give --swap-consistency above 0 too')
+        r[f'swap_consistency_{end}_t'] = value
     if r['swap_consistency_max_t'] < r['swap_consistency_min_t']:
         ap.error(f"--swap-consistency-max-t {r['swap_consistency_max_t']} is below the minimum timestep "
                  f"{r['swap_consistency_min_t']}: the term would never run")
