@@ -587,16 +587,24 @@ class UNet2DConditionModel(nn.Module):
         return self.conv_out(F.silu(self.conv_norm_out(x)))
 
 
+def architecture(recipe):
+    """The recipe keys that decide what the text encoder and UNet compute, with the defaults of recipes
+    recorded before each key existed: two recipes with equal architectures build the same model."""
+    return dict(te_windows=recipe.get('te_windows'), attention_pos_embed=recipe.get('attention_pos_embed', False),
+                unet_attention_depth=list(recipe.get('unet_attention_depth', (1, 1, 1))),
+                unet_norm=recipe.get('unet_norm', 'group'))
+
+
 def text_encoder_and_unet(recipe):
     """The text encoder and UNet a training recipe (train.RECIPE, or the one a training.json recorded) describes."""
-    te = CLIPTextModel(token_init_std=recipe['te_token_init_std'], windows=recipe.get('te_windows'))
-    unet = UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=recipe.get('attention_pos_embed', False),
-                                attention_depth=tuple(recipe.get('unet_attention_depth', (1, 1, 1))))
-    norm = recipe.get('unet_norm', 'group')
-    if norm == 'cell':
+    a = architecture(recipe)
+    te = CLIPTextModel(token_init_std=recipe['te_token_init_std'], windows=a['te_windows'])
+    unet = UNet2DConditionModel(ctx_dim=te.hidden_size, attention_pos_embed=a['attention_pos_embed'],
+                                attention_depth=tuple(a['unet_attention_depth']))
+    if a['unet_norm'] == 'cell':
         use_cell_norm(unet)
-    elif norm != 'group':
-        raise ValueError(f"unet_norm must be 'group' or 'cell', got {norm!r}")
+    elif a['unet_norm'] != 'group':
+        raise ValueError(f"unet_norm must be 'group' or 'cell', got {a['unet_norm']!r}")
     return te, unet
 
 

@@ -108,9 +108,12 @@ from checkpoint import Checkpoints
 #                   fine-tune that adds a term (swap_consistency) then changes
 #                   what the term asks and as little else as it can (the
 #                   background-mean term alone cost generation its size row);
-#                   preserve_region 'all' (every cell) or 'objects' (only the
+#                   preserve_region 'all' (every cell), 'objects' (only the
 #                   cells within swap_consistency_margin of an object: the
-#                   cells the background-mean term leaves out)
+#                   cells the background-mean term leaves out) or 'ring'
+#                   (those of them no object touches: where an object's
+#                   extent is decided, without its own cells, whose colour a
+#                   swap must change)
 #   text_encoder_frozen  a fine-tune (init_from) trains only the UNet: the text
 #                   encoder keeps the states the starting weights give every
 #                   word, so a term on word swaps can change how the UNet reads
@@ -466,6 +469,23 @@ def object_follow_loss(edited, fresh, on):
     return ((edited - fresh).pow(2) * on).sum() / (on.sum() * edited.shape[1]).clamp(min=1)
 
 
+def preserve_cells(masks, region, margin):
+    """[B, 1, 16, 16] the cells the preserve term counts (1) for preserve_region region, or None for every cell.
+
+    masks: [B, 2, 16, 16] each object's coverage (0..1). 'objects': the cells
+    within margin cells of an object, its own included; 'ring': those of them
+    no object touches.
+    """
+    if region == 'all':
+        return None
+    near = 1 - away_from_objects(masks, margin)
+    if region == 'objects':
+        return near
+    if region == 'ring':
+        return near * (masks.sum(1, keepdim=True) == 0).float()
+    raise ValueError(f"preserve_region must be 'all', 'objects' or 'ring', got {region!r}")
+
+
 def preserve_loss(pred, frozen_pred, weight, near=None):
     """The squared difference of the run's and the frozen model's noise predictions, weighted per image as the
     denoising loss (weight: [B]), so that the frozen model's prediction is a second target.
@@ -648,7 +668,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
         cover = masks[idx].float() / 16 if grounding else None  # each object's share of every latent cell
         if preserve:
-            near = 1 - away_from_objects(cover, r['swap_consistency_margin']) if r['preserve_region'] == 'objects' else None
+            near = preserve_cells(cover, r['preserve_region'], r['swap_consistency_margin'])
             p = preserve_loss(pred, frozen_pred, weight, near)
             loss = loss + r['preserve_weight'] * p
             if lead and ((step + 1) % 500 == 0 or step == 0):
@@ -819,9 +839,9 @@ def main():
                          "consistency loss swaps (0: colours, 1: shapes), e.g. 0")
     ap.add_argument('--preserve-weight', type=float, help='override the recipe: weight of the term that keeps the noise '
                     'predictions near the --init-from weights (frozen), in the cycles with the grounding loss')
-    ap.add_argument('--preserve-region', choices=('all', 'objects'),
-                    help="override the recipe: where the preserve term applies: every cell, or only the cells within "
-                         "--swap-consistency-margin of an object")
+    ap.add_argument('--preserve-region', choices=('all', 'objects', 'ring'),
+                    help="override the recipe: where the preserve term applies: every cell, only the cells within "
+                         "--swap-consistency-margin of an object, or only those of them no object touches")
     ap.add_argument('--freeze-text-encoder', action='store_true',
                     help='with --init-from, train only the UNet: the text encoder keeps the starting weights')
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
