@@ -113,7 +113,10 @@ from checkpoint import Checkpoints
 #                   cells the background-mean term leaves out) or 'ring'
 #                   (those of them no object touches: where an object's
 #                   extent is decided, without its own cells, whose colour a
-#                   swap must change)
+#                   swap must change); measured beside the injected term: the
+#                   ring at 10 held size and gave back fewer backgrounds than
+#                   'objects' did, at 3 it no longer held size
+#                   (models/tiny/README.md)
 #   text_encoder_frozen  a fine-tune (init_from) trains only the UNet: the text
 #                   encoder keeps the states the starting weights give every
 #                   word, so a term on word swaps can change how the UNet reads
