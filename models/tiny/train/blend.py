@@ -41,9 +41,7 @@ def blend_npz(base_path, tuned_path, alpha, out_path):
             if b[k].shape != t[k].shape:
                 raise SystemExit(f'{k}: shape {b[k].shape} in {base_path} but {t[k].shape} in {tuned_path}')
             out[k] = blend_arrays(b[k], t[k], alpha)
-    tmp = out_path + '.tmp.npz'
-    np.savez(tmp, **out)
-    os.replace(tmp, out_path)
+    tinysd.save_npz_arrays(out_path, out)
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ Only the sizes are small. Runs on torch 1.13 (Debian, export) and 2.x (GPU
 training) alike: nothing here uses an API newer than 1.13.
 """
 import math
+import os
 
 import numpy as np
 import torch
@@ -617,6 +618,14 @@ def npz_state(path):
     """A state dict from an .npz of float32 arrays, as train.py writes them."""
     with np.load(path) as w:
         return {k: torch.from_numpy(w[k]) for k in w.files}
+
+
+def save_npz_arrays(path, arrays):
+    """Writes name -> numpy array to path atomically: a run killed while saving leaves no half-written file to be
+    mistaken for a result."""
+    tmp = path + '.tmp.npz'
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
 
 
 def n_params(m):

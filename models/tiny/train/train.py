@@ -191,6 +191,9 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None, masks=None):
     """images: uint8 tensor [N,64,64,3] on dev; masks: object_masks [N,2,16,16] (for vae_object_weight).
     Returns the VAE and stats; saves its progress in ckpt."""
     n_val = r['validation_images']
+    if len(images) <= n_val:
+        raise SystemExit(f'the VAE keeps the last {n_val} scenes for validation and trains on the rest, but the data '
+                         f'has {len(images)}: draw more than {n_val} with datagen -n')
     train, val = images[:-n_val], images[-n_val:]
     to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
     vae = tinysd.AutoencoderKL().to(dev)
@@ -796,10 +799,8 @@ def recorded(r):
 
 
 def save_npz(path, module):
-    """Writes the state dict atomically: a run killed while saving leaves no half-written file to be mistaken for a result."""
-    tmp = path + '.tmp.npz'
-    np.savez(tmp, **{k: v.detach().float().cpu().contiguous().numpy() for k, v in module.state_dict().items()})
-    os.replace(tmp, path)
+    """Writes the module's state dict as float32 arrays, atomically (tinysd.save_npz_arrays)."""
+    tinysd.save_npz_arrays(path, {k: v.detach().float().cpu().contiguous().numpy() for k, v in module.state_dict().items()})
 
 
 def main():
