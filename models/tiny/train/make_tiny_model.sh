@@ -2,8 +2,9 @@
 # Reproduces models/tiny from nothing: draws the training set with the Go
 # scene drawer, trains the VAE, text encoder and UNet with the fixed, seeded
 # recipe in train.py (the second generation), fine-tunes them as the third
-# generation did (the VAE's decoder; a UNet cycle with offset noise), and
-# exports the ONNX files and model.json.
+# generation did (the VAE's decoder; a UNet cycle with offset noise) and as
+# the fourth did (a short cycle that holds the picture still under a word
+# swap), and exports the ONNX files and model.json.
 #
 #   bash models/tiny/train/make_tiny_model.sh     (or: make tiny-model)
 #
@@ -24,7 +25,7 @@
 #                        what the first two parts write, e.g. on a GPU machine,
 #                        or train/recover.py's copy of the second generation's
 #                        files, which git history keeps): skip those parts and
-#                        run the third generation's from it
+#                        run the third and fourth generations' from it
 #   REWORD_TINY_THREADS    torch CPU threads for the VAE (default: all cores)
 #   REWORD_TINY_PROCESSES  data-parallel UNet processes (default: one per core, up to 4)
 set -euo pipefail
@@ -99,9 +100,27 @@ if [[ ! -f "$third/training.json" ]]; then
 		--out "$root/$third" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" \
 		$(resume_flag "$third"))
 fi
+# The fourth generation: a short cycle from the third's weights that teaches
+# the UNet to keep the picture under a word swap (models/tiny/README.md,
+# "Fourth generation"). A caption and its one-word swap are denoised side by
+# side, the swap with the caption's attention maps put in as Prompt-to-Prompt
+# puts them, and their noise predictions are pulled together outside the
+# swapped object (--swap-consistency); the cells ringing each object, not the
+# objects' own, are held to the third generation's predictions
+# (--preserve-weight on the ring), which keeps the sizes it drew.
+fourth=$work/fourth
+if [[ ! -f "$fourth/training.json" ]]; then
+	echo "== a fourth UNet cycle: pictures that hold still under a word swap"
+	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$data" --vae-weights "$trained/vae.npz" --init-from "$root/$third" \
+		--unet-steps 600 --continue-steps 0 --unet-lr 2e-4 --unet-warmup 50 --grounding-cycle 1 --lowfreq-weights 0,0,0.3 \
+		--swap-consistency 15 --swap-consistency-mode injected --preserve-weight 10 --preserve-region ring \
+		--out "$root/$fourth" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" \
+		$(resume_flag "$fourth"))
+fi
 echo "== exporting ONNX files and model.json"
-(cd models/tiny/train && "$py" export.py --trained "$root/$third" --vae "$root/$decoder/vae.npz" --model "$root/models/tiny")
+(cd models/tiny/train && "$py" export.py --trained "$root/$fourth" --vae "$root/$decoder/vae.npz" --model "$root/models/tiny")
 cp "$trained/training.json" models/tiny/train/training.json
 cp "$decoder/vae.json" models/tiny/train/training-decoder.json
 cp "$third/training.json" models/tiny/train/training-third.json
+cp "$fourth/training.json" models/tiny/train/training-fourth.json
 echo "== done: models/tiny"

@@ -141,13 +141,13 @@ def check(model_dir, out):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--model', required=True, help='the exported model folder (models/tiny): its ONNX files and training record')
-    ap.add_argument('--training', help="the model's training record (default: MODEL/train/training-third.json, "
+    ap.add_argument('--training', help="the model's training record (default: MODEL/train/training-fourth.json, "
                                        "the record of the committed weights' last training run)")
     ap.add_argument('--out', required=True, help='folder for vae.npz, text_encoder.npz, unet.npz and a copy of training.json')
     ap.add_argument('--check', action='store_true', help='re-export the recovered weights and require byte-identical ONNX files')
     args = ap.parse_args()
     torch.set_num_threads(1)
-    training = args.training or os.path.join(args.model, 'train', 'training-third.json')
+    training = args.training or os.path.join(args.model, 'train', 'training-fourth.json')
     for p in [training] + [os.path.join(args.model, p, 'model.onnx') for p in PARTS]:
         if not os.path.isfile(p):
             ap.error(f'{p} does not exist')
