@@ -101,19 +101,22 @@ if [[ ! -f "$third/training.json" ]]; then
 		$(resume_flag "$third"))
 fi
 # The fourth generation: a short cycle from the third's weights that teaches
-# the UNet to keep the picture under a word swap (models/tiny/README.md,
-# "Fourth generation"). A caption and its one-word swap are denoised side by
-# side, the swap with the caption's attention maps put in as Prompt-to-Prompt
-# puts them, and their noise predictions are pulled together outside the
-# swapped object (--swap-consistency); the cells ringing each object, not the
-# objects' own, are held to the third generation's predictions
-# (--preserve-weight on the ring), which keeps the sizes it drew.
+# the UNet to keep the picture under a colour swap (models/tiny/README.md,
+# "Fourth generation"). A caption and its one-word colour swap are denoised
+# side by side, the swap with the caption's attention maps put in as
+# Prompt-to-Prompt puts them, and their noise predictions are pulled together
+# outside the swapped object (--swap-consistency; colour swaps only, group 0:
+# on shape swaps too it taught the UNet to hold the old outline); the cells
+# ringing each object, not the objects' own, are held to the third
+# generation's predictions (--preserve-weight on the ring), which keeps the
+# sizes it drew.
 fourth=$work/fourth
 if [[ ! -f "$fourth/training.json" ]]; then
 	echo "== a fourth UNet cycle: pictures that hold still under a word swap"
 	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$data" --vae-weights "$trained/vae.npz" --init-from "$root/$third" \
 		--unet-steps 600 --continue-steps 0 --unet-lr 2e-4 --unet-warmup 50 --grounding-cycle 1 --lowfreq-weights 0,0,0.3 \
-		--swap-consistency 15 --swap-consistency-mode injected --preserve-weight 10 --preserve-region ring \
+		--swap-consistency 10 --swap-consistency-mode injected --swap-consistency-groups 0 \
+		--preserve-weight 10 --preserve-region ring \
 		--out "$root/$fourth" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" \
 		$(resume_flag "$fourth"))
 fi
