@@ -19,6 +19,7 @@ files to be byte-identical to the model's: the recovery is exact or it fails.
 """
 import argparse
 import filecmp
+import glob
 import json
 import os
 import shutil
@@ -138,16 +139,37 @@ def check(model_dir, out):
     print('check: every re-exported ONNX file is byte-identical to the model\'s')
 
 
+def training_record(model_dir):
+    """The training record in MODEL/train whose recipe is the one model.json embeds.
+
+    model.json names the recipe of the run whose weights it holds, not the record's file, and each
+    generation adds a record (training.json, training-third.json, …): matching the recipe finds the
+    right one without a file name that every new generation would have to change here."""
+    manifest = os.path.join(model_dir, 'model.json')
+    if not os.path.isfile(manifest):
+        raise SystemExit(f'{manifest} does not exist: give --training')
+    recipe = json.load(open(manifest)).get('training', {}).get('recipe')
+    if recipe is None:
+        raise SystemExit(f'{manifest} records no training recipe: give --training')
+    candidates = sorted(glob.glob(os.path.join(model_dir, 'train', 'training*.json')))
+    found = [p for p in candidates if json.load(open(p)).get('recipe') == recipe]
+    if len(found) != 1:
+        names = ', '.join(os.path.basename(p) for p in candidates) or 'none'
+        raise SystemExit(f"{len(found)} of the training records in {os.path.join(model_dir, 'train')} ({names}) "
+                         f'have the recipe {manifest} records; one must: give --training')
+    return found[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--model', required=True, help='the exported model folder (models/tiny): its ONNX files and training record')
-    ap.add_argument('--training', help="the model's training record (default: MODEL/train/training-fourth.json, "
-                                       "the record of the committed weights' last training run)")
+    ap.add_argument('--training', help="the model's training record (default: the record in MODEL/train whose recipe "
+                                       "model.json records, i.e. that of the committed weights' last training run)")
     ap.add_argument('--out', required=True, help='folder for vae.npz, text_encoder.npz, unet.npz and a copy of training.json')
     ap.add_argument('--check', action='store_true', help='re-export the recovered weights and require byte-identical ONNX files')
     args = ap.parse_args()
     torch.set_num_threads(1)
-    training = args.training or os.path.join(args.model, 'train', 'training-fourth.json')
+    training = args.training or training_record(args.model)
     for p in [training] + [os.path.join(args.model, p, 'model.onnx') for p in PARTS]:
         if not os.path.isfile(p):
             ap.error(f'{p} does not exist')
@@ -158,7 +180,8 @@ def main():
     for name, state in states.items():
         np.savez(os.path.join(args.out, name + '.npz'), **state)
     shutil.copyfile(training, os.path.join(args.out, 'training.json'))
-    print(f'recovered {", ".join(f"{k} ({len(v)} tensors)" for k, v in states.items())} into {args.out}')
+    print(f'recovered {", ".join(f"{k} ({len(v)} tensors)" for k, v in states.items())} from {os.path.basename(training)}\'s '
+          f'recipe into {args.out}')
     if args.check:
         check(args.model, args.out)
 
