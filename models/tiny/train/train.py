@@ -80,7 +80,15 @@ from checkpoint import Checkpoints
 #                   the injected pass to draw the swapped word's object as the
 #                   frozen init_from weights draw it without the maps; in
 #                   either window of timesteps alone (up to 600, from 600)
-#                   it cost generation size as over all of them
+#                   it cost generation size as over all of them;
+#                   swap_consistency_x0_cap above 0 weighs each image of the
+#                   'cells' or 'injected' term by its timestep's (1 - ᾱ)/ᾱ,
+#                   clipped to [1, cap] and divided by its mean over the
+#                   timesteps the term runs on: the same total weight, moved
+#                   to the high timesteps, where a difference in the noise
+#                   prediction is a difference in the clean latent scaled down
+#                   by up to 15 (t 999) and where the background's kind is
+#                   chosen
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
 #                   quarter of the pixels: 0.19 against 0.70 s/step on 2
 #                   cores), the rest on whole images. 2,000 of 2,500 steps
@@ -133,7 +141,7 @@ RECIPE = dict(
     unet_attention_depth=[1, 1, 1],
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_max_t=999,
-    swap_consistency_margin=1,
+    swap_consistency_margin=1, swap_consistency_x0_cap=0.0,
     swap_consistency_groups=[0, 1], swap_consistency_object=0.0, preserve_weight=0.0, preserve_region='all',
     text_encoder_frozen=False,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
@@ -377,7 +385,7 @@ def away_from_objects(masks, margin):
     return (F.max_pool2d(masks.sum(1, keepdim=True), 2 * margin + 1, stride=1, padding=margin) == 0).float()
 
 
-def swap_consistency_loss(pred, swapped_pred, masks, margin=1):
+def swap_consistency_loss(pred, swapped_pred, masks, margin=1, weight=None):
     """The mean squared difference of two noise predictions away from every object.
 
     pred, swapped_pred: [B, 4, 16, 16] the UNet's predictions for the same noisy
@@ -386,10 +394,27 @@ def swap_consistency_loss(pred, swapped_pred, masks, margin=1):
     margin cells of an object are left out. The scenes' backgrounds do not depend
     on an object's colour or shape, so neither should the prediction there:
     this is the property Prompt-to-Prompt needs to keep the background of an
-    edit.
+    edit. weight: [B] each image's weight (None: 1 each).
     """
     away = away_from_objects(masks, margin)
-    return ((pred - swapped_pred).pow(2) * away).sum() / (away.sum() * pred.shape[1]).clamp(min=1)
+    diff = (pred - swapped_pred).pow(2) * away
+    if weight is not None:
+        diff = diff * weight[:, None, None, None]
+    return diff.sum() / (away.sum() * pred.shape[1]).clamp(min=1)
+
+
+def x0_weights(ac, t, cap, first_t, last_t):
+    """Each timestep's weight for a noise-prediction term read as a clean-latent term.
+
+    ac: the schedule's alphas_cumprod; t: [B] timesteps. The clean latents
+    two noise predictions imply differ by sqrt((1 - ᾱ)/ᾱ) times the
+    predictions' difference, so the squared difference is weighed by
+    (1 - ᾱ)/ᾱ, clipped to [1, cap] (unclipped it runs to 214 at t 999), and
+    divided by that weight's mean over the timesteps first_t..last_t the
+    term runs on, so the term keeps its total weight and only moves it.
+    """
+    ratio = ((1 - ac) / ac).clamp(1, cap)
+    return ratio[t] / ratio[first_t:last_t + 1].mean()
 
 
 def background_mean_loss(x0, swapped_x0, masks, margin=1):
@@ -624,6 +649,16 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         params, ema_params = list(unet.parameters()), list(ema_unet.parameters())
     opt = torch.optim.AdamW(params, lr, betas=(0.9, 0.99), weight_decay=0.01)
     ac = tinysd.alphas_cumprod().to(dev)
+
+    def swap_weight(t):
+        """The swap consistency term's per-image weights at timesteps t (None: equal)."""
+        if r['swap_consistency_x0_cap'] <= 0:
+            return None
+        first = r['swap_consistency_min_t']
+        if r['swap_consistency_mode'] == 'injected':
+            first = max(first, INJECT_CROSS_ABOVE_T + 1)
+        return x0_weights(ac, t, r['swap_consistency_x0_cap'], first, r['swap_consistency_max_t'])
+
     bs = r['unet_batch'] // world
     lead = rank == 0
     losses, judged, start, before = [], [], 0, 0.0
@@ -698,7 +733,8 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                     with probs_hook(maps):
                         edited = unet(xt[has], th.float(), ctx_swapped)
                     # The edit is asked to keep the source's prediction away from the objects, not the reverse.
-                    c = swap_consistency_loss(pred[has].detach(), edited, m, r['swap_consistency_margin'])
+                    c = swap_consistency_loss(pred[has].detach(), edited, m, r['swap_consistency_margin'],
+                                              swap_weight(th))
                     loss = loss + r['swap_consistency'] * c
                     if r['swap_consistency_object'] > 0:
                         with torch.no_grad():  # the frozen weights': the run's own would let the word weaken
@@ -721,7 +757,8 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                         swapped_clean = (xt[has] - (1 - ah).sqrt() * swapped_pred) / ah.sqrt()
                         c = background_mean_loss(clean, swapped_clean, m, r['swap_consistency_margin'])
                     else:
-                        c = swap_consistency_loss(pred[has], swapped_pred, m, r['swap_consistency_margin'])
+                        c = swap_consistency_loss(pred[has], swapped_pred, m, r['swap_consistency_margin'],
+                                                  swap_weight(t[has]))
                     loss = loss + r['swap_consistency'] * c
                     if lead and ((step + 1) % 500 == 0 or step == 0):
                         log(f'step {step + 1}: swap consistency term {c.item():.5f}')
@@ -851,6 +888,10 @@ def main():
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
     ap.add_argument('--swap-consistency-max-t', type=int, help='override the recipe: the swap consistency loss only on timesteps up to '
                     'this one (with --swap-consistency-min-t: a window)')
+    ap.add_argument('--swap-consistency-x0-cap', type=float,
+                    help="override the recipe: weigh each image's swap consistency term by its timestep's (1 - alphabar)/alphabar "
+                         "clipped to [1, CAP], normalised to the same mean weight over the timesteps the term runs on "
+                         "(the term read on the clean latent, moved to the high timesteps; 0: every timestep alike)")
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-attention-depth', help='override the recipe: transformer blocks per UNet attention module at each '
                     'resolution, finest first, comma-separated (recipe: 1,1,1)')
@@ -1008,6 +1049,16 @@ def main():
     if r['swap_consistency_mode'] == 'injected' and r['swap_consistency_max_t'] <= INJECT_CROSS_ABOVE_T:
         ap.error(f"--swap-consistency-max-t {r['swap_consistency_max_t']}: the injected term runs only above t "
                  f"{INJECT_CROSS_ABOVE_T}, where Prompt-to-Prompt puts the maps in, so it would never run")
+    if args.swap_consistency_x0_cap is not None:
+        cap = args.swap_consistency_x0_cap
+        if cap != 0 and cap < 1:
+            ap.error(f'--swap-consistency-x0-cap must be 0 (off) or at least 1, got {cap}')
+        if cap and r['swap_consistency'] <= 0:
+            ap.error('--swap-consistency-x0-cap weighs the swap consistency term: give --swap-consistency above 0 too')
+        if cap and r['swap_consistency_mode'] == 'background_mean':
+            ap.error("--swap-consistency-x0-cap weighs a noise-prediction term ('cells' or 'injected'); "
+                     "'background_mean' already compares clean latents")
+        r['swap_consistency_x0_cap'] = cap
     if args.preserve_weight is not None:
         if args.preserve_weight < 0:
             ap.error(f'--preserve-weight must be at least 0, got {args.preserve_weight}')
