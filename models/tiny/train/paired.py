@@ -3,15 +3,16 @@
     python3 paired.py A.json B.json
 
 A.json and B.json are `reword bench edit -json` outputs of two models on the same split and seeds:
-every edit (kind, prompt set, method, source, target, seed) then appears in both, and each of its
+every edit (row, prompt set, method, source, target, seed) then appears in both, and each of its
 yes/no outcomes (success, background changed, another background, broken) can be paired. Counts
 alone hide how noisy they are: 43 changed backgrounds against 36 may be seven edits that changed
 one way, or twenty that changed each way. The exact sign test (McNemar's) on the edits whose
 outcome differs gives the two-sided p-value of seeing a split at least that lopsided if neither
 model were the better one.
 
-Prints one line per kind of edit and outcome for the Prompt-to-Prompt edits (the method the models
-are compared on). Refuses runs with different settings and files whose edits do not pair one to one.
+Prints one line per row of `bench edit` (kind of edit) and outcome for the Prompt-to-Prompt edits
+(the method the models are compared on). Refuses runs with different settings and files whose edits
+do not pair one to one.
 """
 import argparse
 import json
@@ -20,6 +21,9 @@ import sys
 
 OUTCOMES = ('success', 'background_changed', 'background_replaced', 'broken')
 METHOD = 'Prompt-to-Prompt'
+# What bench edit -json records of how it ran: two runs pair only if they agree on all of it.
+SETTINGS = ('split', 'steps', 'guidance', 'cross', 'self', 'self_max_tokens', 'keep_source_text', 'blend_changed',
+            'seeds_per_edit', 'background_changed_below_db')
 
 
 def edits_by_key(path):
@@ -35,7 +39,7 @@ def edits_by_key(path):
     for e in doc['edits']:
         if e['method'] != METHOD:
             continue
-        key = (e['kind'], e['set'], e['source'], e['target'], e['seed'])
+        key = (e['row'], e['set'], e['source'], e['target'], e['seed'])
         if key in out:
             raise SystemExit(f'{path}: the edit {key} appears twice')
         out[key] = e
@@ -53,18 +57,17 @@ def sign_test(b, c):
 
 
 def compare(a, b):
-    """Rows (kind, outcome, edits, count in A, count in B, only in A, only in B, p) for paired edits."""
-    kinds = sorted({k[0] for k in a})
-    rows = []
-    for kind in kinds:
-        keys = [k for k in a if k[0] == kind]
+    """Lines (row, outcome, edits, count in A, count in B, only in A, only in B, p) for paired edits."""
+    out = []
+    for row in sorted({k[0] for k in a}):
+        keys = [k for k in a if k[0] == row]
         for outcome in OUTCOMES:
             in_a = sum(bool(a[k][outcome]) for k in keys)
             in_b = sum(bool(b[k][outcome]) for k in keys)
             only_a = sum(bool(a[k][outcome]) and not b[k][outcome] for k in keys)
             only_b = sum(bool(b[k][outcome]) and not a[k][outcome] for k in keys)
-            rows.append((kind, outcome, len(keys), in_a, in_b, only_a, only_b, sign_test(only_a, only_b)))
-    return rows
+            out.append((row, outcome, len(keys), in_a, in_b, only_a, only_b, sign_test(only_a, only_b)))
+    return out
 
 
 def main(argv=None):
@@ -74,7 +77,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     doc_a, a = edits_by_key(args.a)
     doc_b, b = edits_by_key(args.b)
-    for field in ('split', 'steps', 'guidance', 'cross', 'self'):
+    for field in SETTINGS:
         if doc_a.get(field) != doc_b.get(field):
             raise SystemExit(f'the runs differ in {field} ({doc_a.get(field)!r} against {doc_b.get(field)!r}): '
                              'only runs with the same settings pair')
@@ -82,9 +85,11 @@ def main(argv=None):
         missing = len(a.keys() - b.keys()) + len(b.keys() - a.keys())
         raise SystemExit(f'{missing} edits appear in one file only: the runs must share split, prompts and seeds')
     print(f'A = {args.a} ({doc_a.get("model")}), B = {args.b} ({doc_b.get("model")}); {METHOD}, split {doc_a.get("split")}')
-    print(f'{"kind":<14} {"outcome":<20} {"edits":>5} {"A":>4} {"B":>4} {"A only":>6} {"B only":>6} {"p (sign test)":>13}')
-    for kind, outcome, n, in_a, in_b, only_a, only_b, p in compare(a, b):
-        print(f'{kind:<14} {outcome:<20} {n:>5} {in_a:>4} {in_b:>4} {only_a:>6} {only_b:>6} {p:>13.3f}')
+    lines = compare(a, b)
+    w = max(len('row'), *(len(line[0]) for line in lines))
+    print(f'{"row":<{w}} {"outcome":<20} {"edits":>5} {"A":>4} {"B":>4} {"A only":>6} {"B only":>6} {"p (sign test)":>13}')
+    for row, outcome, n, in_a, in_b, only_a, only_b, p in lines:
+        print(f'{row:<{w}} {outcome:<20} {n:>5} {in_a:>4} {in_b:>4} {only_a:>6} {only_b:>6} {p:>13.3f}')
 
 
 if __name__ == '__main__':
