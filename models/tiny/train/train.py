@@ -407,10 +407,10 @@ def swap_consistency_loss(pred, swapped_pred, masks, margin=1, weight=None):
     return diff.sum() / (away.sum() * pred.shape[1]).clamp(min=1)
 
 
-def x0_weights(ac, t, cap, first_t, last_t):
+def x0_weights(ac, cap, first_t, last_t):
     """Each timestep's weight for a noise-prediction term read as a clean-latent term.
 
-    ac: the schedule's alphas_cumprod; t: [B] timesteps. The clean latents
+    ac: the schedule's alphas_cumprod; returns one weight per timestep. The clean latents
     two noise predictions imply differ by sqrt((1 - ᾱ)/ᾱ) times the
     predictions' difference, so the squared difference is weighed by
     (1 - ᾱ)/ᾱ, clipped to [1, cap] (unclipped it runs to 214 at t 999), and
@@ -418,7 +418,7 @@ def x0_weights(ac, t, cap, first_t, last_t):
     term runs on, so the term keeps its total weight and only moves it.
     """
     ratio = ((1 - ac) / ac).clamp(1, cap)
-    return ratio[t] / ratio[first_t:last_t + 1].mean()
+    return ratio / ratio[first_t:last_t + 1].mean()
 
 
 def background_mean_loss(x0, swapped_x0, masks, margin=1):
@@ -653,15 +653,12 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         params, ema_params = list(unet.parameters()), list(ema_unet.parameters())
     opt = torch.optim.AdamW(params, lr, betas=(0.9, 0.99), weight_decay=0.01)
     ac = tinysd.alphas_cumprod().to(dev)
-
-    def swap_weight(t):
-        """The swap consistency term's per-image weights at timesteps t (None: equal)."""
-        if r['swap_consistency_x0_cap'] <= 0:
-            return None
+    swap_weights = None  # the swap consistency term's weight per timestep; None: every timestep alike
+    if r['swap_consistency_x0_cap'] > 0:
         first = r['swap_consistency_min_t']
         if r['swap_consistency_mode'] == 'injected':
             first = max(first, INJECT_CROSS_ABOVE_T + 1)
-        return x0_weights(ac, t, r['swap_consistency_x0_cap'], first, r['swap_consistency_max_t'])
+        swap_weights = x0_weights(ac, r['swap_consistency_x0_cap'], first, r['swap_consistency_max_t'])
 
     bs = r['unet_batch'] // world
     lead = rank == 0
@@ -738,7 +735,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                         edited = unet(xt[has], th.float(), ctx_swapped)
                     # The edit is asked to keep the source's prediction away from the objects, not the reverse.
                     c = swap_consistency_loss(pred[has].detach(), edited, m, r['swap_consistency_margin'],
-                                              swap_weight(th))
+                                              None if swap_weights is None else swap_weights[th])
                     loss = loss + r['swap_consistency'] * c
                     if r['swap_consistency_object'] > 0:
                         with torch.no_grad():  # the frozen weights': the run's own would let the word weaken
@@ -762,7 +759,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                         c = background_mean_loss(clean, swapped_clean, m, r['swap_consistency_margin'])
                     else:
                         c = swap_consistency_loss(pred[has], swapped_pred, m, r['swap_consistency_margin'],
-                                                  swap_weight(t[has]))
+                                                  None if swap_weights is None else swap_weights[t[has]])
                     loss = loss + r['swap_consistency'] * c
                     if lead and ((step + 1) % 500 == 0 or step == 0):
                         log(f'step {step + 1}: swap consistency term {c.item():.5f}')
