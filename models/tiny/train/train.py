@@ -92,7 +92,11 @@ from checkpoint import Checkpoints
 #                   terms: fewer colour swaps drew another kind of
 #                   background (17 and 22 of 210 against 26), and at λ 10
 #                   fewer swaps succeeded (87.6 against 91 %), at λ 7 no
-#                   fewer backgrounds changed (models/tiny/README.md)
+#                   fewer backgrounds changed (models/tiny/README.md);
+#                   swap_consistency_unroll above 0 runs the 'injected' term
+#                   that many more sampler steps along both passes' own
+#                   trajectories (unrolled_swap_terms) and averages it over
+#                   the steps
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
 #                   quarter of the pixels: 0.19 against 0.70 s/step on 2
 #                   cores), the rest on whole images. 2,000 of 2,500 steps
@@ -145,7 +149,7 @@ RECIPE = dict(
     unet_attention_depth=[1, 1, 1],
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_max_t=999,
-    swap_consistency_margin=1, swap_consistency_x0_cap=0.0,
+    swap_consistency_margin=1, swap_consistency_x0_cap=0.0, swap_consistency_unroll=0,
     swap_consistency_groups=[0, 1], swap_consistency_object=0.0, preserve_weight=0.0, preserve_region='all',
     text_encoder_frozen=False,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
@@ -490,6 +494,49 @@ def probs_hook(hook):
         tinysd.Attention.probs_hook = None
 
 
+# The sampler's stride: 50 DDIM steps over 1,000 timesteps.
+SAMPLER_STRIDE = 20
+
+
+def ddim_step(x, eps, a, a_next):
+    """One deterministic DDIM step (η 0) of noisy latents x with noise prediction eps, from ᾱ a to ᾱ a_next ([B, 1, 1, 1])."""
+    x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+
+
+def unrolled_swap_terms(unet, maps, ac, x, t, source_eps, edited_eps, source_ctx, swapped_ctx, masks, margin, steps,
+                        weights=None):
+    """The injected swap consistency term on the next `steps` sampler steps of both trajectories, one per step.
+
+    From the same noisy latents x at timesteps t ([B]), the source follows its
+    own prediction source_eps (no gradient: the source is given) and the edit
+    edited_eps, one DDIM step of the sampler's stride at a time; at each step
+    the source pass (source_ctx, no gradient) records its maps and the edit
+    pass (swapped_ctx) runs with them put in under Prompt-to-Prompt's windows,
+    and the two noise predictions are compared away from the objects as
+    swap_consistency_loss does. A one-step term never sees the edit's latents
+    drift from the source's: an unnamed background's kind is chosen over
+    several steps, and a small difference that the next steps amplify is what
+    turns a gray background into grass (models/tiny/README.md). The gradient
+    runs through the edit's whole trajectory. weights: per-timestep weights
+    (x0_weights) or None. Returns the sum of the steps' terms.
+    """
+    rows = torch.arange(len(x), device=x.device)
+    xs, xe, total = x, x, 0.0
+    for _ in range(steps):
+        t_next = (t - SAMPLER_STRIDE).clamp(min=0)
+        a, a_next = ac[t][:, None, None, None], ac[t_next][:, None, None, None]
+        xs, xe, t = ddim_step(xs, source_eps, a, a_next), ddim_step(xe, edited_eps, a, a_next), t_next
+        maps.record()
+        with torch.no_grad(), probs_hook(maps):
+            source_eps = unet(xs, t.float(), source_ctx)
+        maps.inject(rows, t > INJECT_CROSS_ABOVE_T, t > INJECT_SELF_ABOVE_T)
+        with probs_hook(maps):
+            edited_eps = unet(xe, t.float(), swapped_ctx)
+        total = total + swap_consistency_loss(source_eps, edited_eps, masks, margin, None if weights is None else weights[t])
+    return total
+
+
 def object_follow_loss(edited, fresh, on):
     """The mean squared difference of two noise predictions on the swapped word's object.
 
@@ -736,6 +783,13 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                     # The edit is asked to keep the source's prediction away from the objects, not the reverse.
                     c = swap_consistency_loss(pred[has].detach(), edited, m, r['swap_consistency_margin'],
                                               None if swap_weights is None else swap_weights[th])
+                    if r['swap_consistency_unroll'] > 0:
+                        with torch.no_grad():
+                            source_ctx = te(tok[has])
+                        u = unrolled_swap_terms(unet, maps, ac, xt[has], th, pred[has].detach(), edited, source_ctx,
+                                                ctx_swapped, m, r['swap_consistency_margin'],
+                                                r['swap_consistency_unroll'], swap_weights)
+                        c = (c + u) / (1 + r['swap_consistency_unroll'])  # the term's mean over the steps
                     loss = loss + r['swap_consistency'] * c
                     if r['swap_consistency_object'] > 0:
                         with torch.no_grad():  # the frozen weights': the run's own would let the word weaken
@@ -893,6 +947,10 @@ def main():
                     help="override the recipe: weigh each image's swap consistency term by its timestep's (1 - alphabar)/alphabar "
                          "clipped to [1, CAP], normalised to the same mean weight over the timesteps the term runs on "
                          "(the term read on the clean latent, moved to the high timesteps; 0: every timestep alike)")
+    ap.add_argument('--swap-consistency-unroll', type=int,
+                    help="override the recipe: with --swap-consistency-mode injected, run both passes this many more "
+                         "sampler steps (DDIM, stride 20) along their own trajectories and average the term over the "
+                         "steps, the gradient through the edit's trajectory (0: the one step, 0 to 10)")
     ap.add_argument('--grounding-min-res', type=int, help='override the recipe: ground the cross-attention layers of at least this side')
     ap.add_argument('--unet-attention-depth', help='override the recipe: transformer blocks per UNet attention module at each '
                     'resolution, finest first, comma-separated (recipe: 1,1,1)')
@@ -1050,6 +1108,14 @@ def main():
     if r['swap_consistency_mode'] == 'injected' and r['swap_consistency_max_t'] <= INJECT_CROSS_ABOVE_T:
         ap.error(f"--swap-consistency-max-t {r['swap_consistency_max_t']}: the injected term runs only above t "
                  f"{INJECT_CROSS_ABOVE_T}, where Prompt-to-Prompt puts the maps in, so it would never run")
+    if args.swap_consistency_unroll is not None:
+        k = args.swap_consistency_unroll
+        if not 0 <= k <= 10:
+            ap.error(f'--swap-consistency-unroll must be 0 to 10 sampler steps, got {k}')
+        if k and (r['swap_consistency'] <= 0 or r['swap_consistency_mode'] != 'injected'):
+            ap.error('--swap-consistency-unroll runs the injected swap consistency term along the trajectories: '
+                     'give --swap-consistency above 0 and --swap-consistency-mode injected')
+        r['swap_consistency_unroll'] = k
     if args.swap_consistency_x0_cap is not None:
         cap = args.swap_consistency_x0_cap
         if cap != 0 and cap < 1:
