@@ -341,6 +341,59 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			}
 		}
 	})
+	t.Run("model, each prompt its own seeds", func(t *testing.T) {
+		seeds := func(extra ...string) (string, [][2]string) {
+			var out, errb bytes.Buffer
+			args := append([]string{"bench", "model", "-model", dir, "-threads", "1", "-prompts", "2", "-seeds", "2", "-steps", "2"}, extra...)
+			if code := run(args, &out, &errb); code != 0 {
+				t.Fatalf("%v: exit %d: %s", extra, code, errb.String())
+			}
+			var got [][2]string // (prompt, seed) of each image, in order
+			for _, m := range regexp.MustCompile(`grid \d+: (.+) \(seed (\d+)\)`).FindAllStringSubmatch(errb.String(), -1) {
+				got = append(got, [2]string{m[1], m[2]})
+			}
+			if len(got) != 4 {
+				t.Fatalf("%v: %d generated images in the progress, want 2 prompts × 2 seeds:\n%s", extra, len(got), errb.String())
+			}
+			return out.String(), got
+		}
+		out, own := seeds("-prompt-seeds")
+		if !strings.Contains(out, "each prompt's own") {
+			t.Errorf("the report does not say each prompt had its own seeds:\n%s", out)
+		}
+		sharedOut, shared := seeds()
+		if !strings.Contains(sharedOut, "seeds 0..1, shared by every prompt") {
+			t.Errorf("the default report does not say its seeds are shared:\n%s", sharedOut)
+		}
+		for i, img := range own {
+			prompt, k := i%2, i/2 // seed by seed, prompt by prompt
+			if want := strconv.FormatUint(promptSeed(prompt, k), 10); img[1] != want {
+				t.Errorf("image %d (%q) used seed %s, want prompt %d's seed %d, %s", i, img[0], img[1], prompt, k, want)
+			}
+			if want := strconv.Itoa(k); shared[i][1] != want {
+				t.Errorf("shared seeds: image %d used seed %s, want %s", i, shared[i][1], want)
+			}
+		}
+	})
+}
+
+func TestPromptSeedsAreDistinctAndFixed(t *testing.T) {
+	seen := map[uint64][2]int{}
+	for prompt := 0; prompt < 200; prompt++ {
+		for k := 0; k < 3; k++ {
+			s := promptSeed(prompt, k)
+			if s != promptSeed(prompt, k) {
+				t.Fatalf("promptSeed(%d, %d) differs between calls", prompt, k)
+			}
+			if s >= 1_000_000 {
+				t.Errorf("promptSeed(%d, %d) = %d, want below a million", prompt, k, s)
+			}
+			if o, ok := seen[s]; ok {
+				t.Errorf("prompts %d and %d share seed %d (k %d and %d)", o[0], prompt, s, o[1], k)
+			}
+			seen[s] = [2]int{prompt, k}
+		}
+	}
 }
 
 // tableRows splits a Markdown-style table's lines into trimmed cells.

@@ -36,6 +36,8 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dir := fs.String("model", defaultPath("models/tiny"), "model folder (holding model.json)")
 	nPrompts := fs.Int("prompts", 200, "held-out prompts to generate")
 	nSeeds := fs.Int("seeds", 2, "seeds per prompt")
+	promptSeeds := fs.Bool("prompt-seeds", false, "give each prompt its own seeds, drawn from its index, instead of seeds 0..N-1 "+
+		"shared by every prompt (a shared seed is one initial noise for all prompts, so its misses come together)")
 	steps := fs.Int("steps", 50, "DDIM steps")
 	guidance := fs.Float64("guidance", -1, "classifier-free guidance scale (default: the model's)")
 	threads := fs.Int("threads", 0, "ONNX Runtime threads (0: one per core)")
@@ -79,7 +81,11 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *guidance < 0 {
 		*guidance = e.Manifest().Defaults.GuidanceScale
 	}
-	perSeed, genTables, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, *steps, guidance, stderr)
+	seedFor, seeding := sharedSeed, fmt.Sprintf("seeds 0..%d, shared by every prompt", *nSeeds-1)
+	if *promptSeeds {
+		seedFor, seeding = promptSeed, "each prompt's own, drawn from its index; seed k is the k-th of each prompt's seeds"
+	}
+	perSeed, genTables, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, seedFor, *steps, guidance, stderr)
 	if err != nil {
 		return err
 	}
@@ -90,8 +96,8 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		gen.Merge(t)
 	}
 
-	fmt.Fprintf(stdout, "model %s (engine): %d %s prompts x %d seeds, DDIM %d steps, guidance %g\n",
-		*dir, len(prompts), promptSet, *nSeeds, *steps, *guidance)
+	fmt.Fprintf(stdout, "model %s (engine): %d %s prompts x %d seeds (%s), DDIM %d steps, guidance %g\n",
+		*dir, len(prompts), promptSet, *nSeeds, seeding, *steps, *guidance)
 	eval.PrintHeader(stdout)
 	if *nSeeds > 1 {
 		for seed, t := range perSeed {
@@ -168,23 +174,37 @@ type generationTables struct {
 	backgrounds eval.BackgroundTable
 }
 
-// scoreGenerations generates every prompt at seeds 0..nSeeds-1 and scores
-// each image, one tally per seed so that the report shows how much the
-// numbers move between seeds, not only their mean, and one set of tables
-// over every seed. It keeps the first 64 images for the grid.
-func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds, steps int, guidance *float64,
-	progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
+// sharedSeed gives every prompt seed k as its k-th seed: one initial noise
+// per seed for all prompts, as the tables in the READMEs were measured.
+func sharedSeed(prompt, k int) uint64 { return uint64(k) }
+
+// promptSeed is the k-th seed of the prompt-th prompt under -prompt-seeds:
+// each image its own initial noise, so that a rate over N prompts × S seeds
+// rests on N·S noises, not S, and fixed by (prompt, k) so that two models'
+// runs compare image by image. Seeds stay below a million, as bench edit's.
+func promptSeed(prompt, k int) uint64 {
+	return rand.New(rand.NewPCG(uint64(prompt), uint64(k))).Uint64() % 1_000_000
+}
+
+// scoreGenerations generates every prompt at nSeeds seeds, the k-th being
+// seedFor(prompt index, k), and scores each image, one tally per k so that
+// the report shows how much the numbers move between seeds, not only their
+// mean, and one set of tables over every seed. It keeps the first 64 images
+// for the grid.
+func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds int, seedFor func(prompt, k int) uint64,
+	steps int, guidance *float64, progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
 	perSeed = make([]eval.Tally, nSeeds)
 	total, done := len(prompts)*nSeeds, 0
-	for seed := 0; seed < nSeeds; seed++ {
-		for _, c := range prompts {
-			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: uint64(seed), Steps: steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
+	for k := 0; k < nSeeds; k++ {
+		for i, c := range prompts {
+			seed := seedFor(i, k)
+			req := diffusion.GenerateRequest{Prompt: c.Text, Seed: seed, Steps: steps, Guidance: guidance, Scheduler: scheduler.DDIMName}
 			res, err := e.Generate(ctx, req, diffusion.RunOptions{NoSourceCache: true}, nil)
 			if err != nil {
 				return nil, tables, nil, err
 			}
 			img := res.Images[0].NRGBA()
-			j, err := perSeed[seed].Judge(c, img)
+			j, err := perSeed[k].Judge(c, img)
 			if err != nil {
 				return nil, tables, nil, err
 			}
