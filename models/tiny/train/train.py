@@ -79,7 +79,9 @@ from checkpoint import Checkpoints
 #                   Prompt-to-Prompt does at sampling: MapInjection), with
 #                   swap_consistency_object weighing a second term that asks
 #                   the injected pass to draw the swapped word's object as the
-#                   frozen init_from weights draw it without the maps; in
+#                   frozen init_from weights draw it without the maps
+#                   (swap_consistency_object_mode 'cells': cell by cell;
+#                   'mean': only the object's mean per channel, its colour); in
 #                   either window of timesteps alone (up to 600, from 600)
 #                   it cost generation size as over all of them;
 #                   swap_consistency_x0_cap above 0 weighs each image of the
@@ -152,7 +154,7 @@ RECIPE = dict(
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_max_t=999,
     swap_consistency_margin=1, swap_consistency_x0_cap=0.0, swap_consistency_unroll=0,
-    swap_consistency_groups=[0, 1], swap_consistency_object=0.0, preserve_weight=0.0, preserve_region='all',
+    swap_consistency_groups=[0, 1], swap_consistency_object=0.0, swap_consistency_object_mode='cells', preserve_weight=0.0, preserve_region='all',
     text_encoder_frozen=False,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
@@ -554,6 +556,22 @@ def object_follow_loss(edited, fresh, on):
     return ((edited - fresh).pow(2) * on).sum() / (on.sum() * edited.shape[1]).clamp(min=1)
 
 
+def object_mean_follow_loss(edited, fresh, on):
+    """The squared difference of two noise predictions' means over the swapped word's object, per channel.
+
+    As object_follow_loss, but only the object's mean is compared: the mean
+    carries the object's colour, which the edit must take from the new word,
+    and not its outline, which the edit must keep from the source's maps
+    while the fresh prediction draws its own (measured: the cell-by-cell term
+    beside the preserve term on the ring cost colour swaps their success).
+    Images whose object covers no cell count for nothing.
+    """
+    cells = on.sum((2, 3))  # [B, 1]
+    diff = ((edited - fresh) * on).sum((2, 3)) / cells.clamp(min=1)
+    has = (cells > 0).float()
+    return (diff.pow(2) * has).sum() / (has.sum() * edited.shape[1]).clamp(min=1)
+
+
 def preserve_cells(masks, region, margin):
     """[B, 1, 16, 16] the cells the preserve term counts (1) for preserve_region region, or None for every cell.
 
@@ -818,7 +836,8 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                         changed = swapped[has] != tok[has]
                         which = (reg[has] * changed).sum(1) - 1  # the swapped word's object
                         on = (m[torch.arange(len(m), device=dev), which][:, None] > 0.5).float()
-                        o = object_follow_loss(edited, fresh, on)
+                        follow = object_mean_follow_loss if r['swap_consistency_object_mode'] == 'mean' else object_follow_loss
+                        o = follow(edited, fresh, on)
                         loss = loss + r['swap_consistency_object'] * o
                         if lead and ((step + 1) % 500 == 0 or step == 0):
                             log(f'step {step + 1}: object follow term {o.item():.5f}')
@@ -949,6 +968,9 @@ def main():
                     help="override the recipe: with --swap-consistency-mode injected, weight of a term that asks the "
                          "injected pass to draw the swapped word's object as the --init-from weights (frozen) draw it "
                          "without the maps (0: none)")
+    ap.add_argument('--swap-consistency-object-mode', choices=('cells', 'mean'),
+                    help="override the recipe: what the object term compares on the swapped word's object, the noise "
+                         "predictions cell by cell ('cells') or their mean per channel, the object's colour ('mean')")
     ap.add_argument('--swap-consistency-margin', type=int,
                     help='override the recipe: the swap consistency loss leaves out the cells within this many cells of an object')
     ap.add_argument('--swap-consistency-groups',
@@ -1107,6 +1129,10 @@ def main():
         if args.swap_consistency_object < 0:
             ap.error(f'--swap-consistency-object must be at least 0, got {args.swap_consistency_object}')
         r['swap_consistency_object'] = args.swap_consistency_object
+    if args.swap_consistency_object_mode is not None:
+        if r['swap_consistency_object'] <= 0:
+            ap.error('--swap-consistency-object-mode chooses what the object term compares: give --swap-consistency-object above 0 too')
+        r['swap_consistency_object_mode'] = args.swap_consistency_object_mode
     if r['swap_consistency_object'] > 0 and r['swap_consistency_mode'] != 'injected':
         ap.error(f"--swap-consistency-object weighs a term of --swap-consistency-mode injected, not of "
                  f"{r['swap_consistency_mode']!r}: give --swap-consistency-mode injected")
