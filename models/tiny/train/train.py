@@ -81,7 +81,9 @@ from checkpoint import Checkpoints
 #                   the injected pass to draw the swapped word's object as the
 #                   frozen init_from weights draw it without the maps
 #                   (swap_consistency_object_mode 'cells': cell by cell;
-#                   'mean': only the object's mean per channel, its colour); in
+#                   'mean': only the object's mean per channel, its colour;
+#                   either beside the preserve term on the ring: more colour
+#                   swaps failed, no more backgrounds kept); in
 #                   either window of timesteps alone (up to 600, from 600)
 #                   it cost generation size as over all of them;
 #                   swap_consistency_x0_cap above 0 weighs each image of the
