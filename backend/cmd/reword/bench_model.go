@@ -175,7 +175,8 @@ type generationTables struct {
 }
 
 // sharedSeed gives every prompt seed k as its k-th seed: one initial noise
-// per seed for all prompts, as the tables in the READMEs were measured.
+// per seed for all prompts, as the READMEs' tables were measured unless they
+// say otherwise.
 func sharedSeed(prompt, k int) uint64 { return uint64(k) }
 
 // promptSeed is the k-th seed of the prompt-th prompt under -prompt-seeds:

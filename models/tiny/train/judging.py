@@ -38,8 +38,7 @@ def sample(te, unet, vae, ids, empty_ids, scale, seed, steps, guidance, dev, off
         uncond, cond = unet(torch.cat([x, x]), tt, ctx).chunk(2)
         eps = (uncond + guidance * (cond - uncond)).double()
         a, a_prev = ac[t], (ac[t - ratio] if t - ratio >= 0 else ac[0])
-        x0 = (x.double() - (1 - a).sqrt() * eps) / a.sqrt()
-        x = (a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps).float()
+        x = tinysd.ddim_step(x.double(), eps, a, a_prev).float()
     img = vae.decode(x / scale).clamp(-1, 1)
     return ((img + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 

@@ -637,3 +637,13 @@ def alphas_cumprod(n=1000, beta_start=0.00085, beta_end=0.012):
     """SD's scaled_linear schedule: betas linear in sqrt space."""
     betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, n, dtype=torch.float64) ** 2
     return torch.cumprod(1 - betas, 0).float()
+
+
+def ddim_step(x, eps, a, a_next):
+    """One deterministic DDIM step (η 0) of noisy latents x with noise prediction eps, from ᾱ a to ᾱ a_next.
+
+    The engine's scheduler step (backend/scheduler); a_next is ᾱ of the next
+    timestep, or alphas_cumprod[0] past the last (SD's set_alpha_to_one false).
+    """
+    x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+    return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps

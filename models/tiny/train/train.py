@@ -500,14 +500,8 @@ def probs_hook(hook):
         tinysd.Attention.probs_hook = None
 
 
-# The sampler's stride: 50 DDIM steps over 1,000 timesteps.
-SAMPLER_STRIDE = 20
-
-
-def ddim_step(x, eps, a, a_next):
-    """One deterministic DDIM step (η 0) of noisy latents x with noise prediction eps, from ᾱ a to ᾱ a_next ([B, 1, 1, 1])."""
-    x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
-    return a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+# The sampler's stride: the engine's 50 DDIM steps over the schedule's 1,000 timesteps.
+SAMPLER_STRIDE = len(tinysd.alphas_cumprod()) // 50
 
 
 def unrolled_swap_terms(unet, maps, ac, x, t, source_eps, edited_eps, source_ctx, swapped_ctx, masks, margin, steps,
@@ -533,7 +527,7 @@ def unrolled_swap_terms(unet, maps, ac, x, t, source_eps, edited_eps, source_ctx
     for _ in range(steps):
         t_next = (t - SAMPLER_STRIDE).clamp(min=0)
         a, a_next = ac[t][:, None, None, None], ac[t_next][:, None, None, None]
-        xs, xe, t = ddim_step(xs, source_eps, a, a_next), ddim_step(xe, edited_eps, a, a_next), t_next
+        xs, xe, t = tinysd.ddim_step(xs, source_eps, a, a_next), tinysd.ddim_step(xe, edited_eps, a, a_next), t_next
         maps.record()
         with torch.no_grad(), probs_hook(maps):
             source_eps = unet(xs, t.float(), source_ctx)
@@ -790,7 +784,8 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         if inject:
             maps.record()
         with probs_hook(maps if inject else None):
-            pred = unet(xt, t.float(), te(tok))
+            ctx = te(tok)
+            pred = unet(xt, t.float(), ctx)
         snr = ac[t] / (1 - ac[t])
         weight = torch.clamp(snr, max=r['min_snr_gamma']) / snr  # Min-SNR for epsilon prediction
         if r['high_t_snr'] > 0:
@@ -825,9 +820,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                     c = swap_consistency_loss(pred[has].detach(), edited, m, r['swap_consistency_margin'],
                                               None if swap_weights is None else swap_weights[th])
                     if r['swap_consistency_unroll'] > 0:
-                        with torch.no_grad():
-                            source_ctx = te(tok[has])
-                        u = unrolled_swap_terms(unet, maps, ac, xt[has], th, pred[has].detach(), edited, source_ctx,
+                        u = unrolled_swap_terms(unet, maps, ac, xt[has], th, pred[has].detach(), edited, ctx[has].detach(),
                                                 ctx_swapped, m, r['swap_consistency_margin'],
                                                 r['swap_consistency_unroll'], swap_weights)
                         c = (c + u) / (1 + r['swap_consistency_unroll'])  # the term's mean over the steps
