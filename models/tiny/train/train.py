@@ -124,6 +124,10 @@ from checkpoint import Checkpoints
 #   vae_object_weight  each latent cell an object covers weighs 1 + this in the
 #                   reconstruction loss: a small star is a few dozen of 4,096
 #                   pixels, and the plain loss lets the VAE round its tips
+#   unet_object_weight  the same for the UNet's denoising loss (a weighted
+#                   mean per image): the generated shapes the evaluator misses
+#                   are big squares' corners, small stars' points and circles'
+#                   outlines, a few cells of 256 each
 #   preserve_weight weight of a term that keeps the UNet's noise predictions
 #                   near those of the weights the run started from (init_from,
 #                   frozen), in the cycles that have the grounding loss: a
@@ -157,6 +161,7 @@ RECIPE = dict(
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_max_t=999,
     swap_consistency_margin=1, swap_consistency_x0_cap=0.0, swap_consistency_unroll=0,
     swap_consistency_groups=[0, 1], swap_consistency_object=0.0, swap_consistency_object_mode='cells', preserve_weight=0.0, preserve_region='all',
+    unet_object_weight=0.0,
     text_encoder_frozen=False,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
     continue_steps=3000, continue_lr=3e-4, continue_warmup=100,
@@ -585,6 +590,23 @@ def preserve_cells(masks, region, margin):
     raise ValueError(f"preserve_region must be 'all', 'objects' or 'ring', got {region!r}")
 
 
+def denoising_loss(pred, eps, weight, cover=None, object_weight=0.0):
+    """The epsilon MSE per image times weight ([B], Min-SNR), averaged over the batch.
+
+    With object_weight above 0, each latent cell an object touches (cover: [B, 2, 16, 16], each object's
+    share of the cell) counts 1 + object_weight, the others 1, a weighted mean per image: the few cells
+    that hold a small star's points or a square's corners then weigh more against the wide background
+    (as vae_object_weight does for the decoder; the edge cells an object only partly covers are where
+    its shape is, so they count in full).
+    """
+    sq = (pred - eps).pow(2)
+    if object_weight <= 0:
+        return (sq.mean(dim=(1, 2, 3)) * weight).mean()  # the recipe's arithmetic, bit for bit
+    cells = 1 + object_weight * (cover > 0).any(dim=1, keepdim=True).float()
+    per_image = (sq * cells).sum((1, 2, 3)) / (cells.sum((1, 2, 3)) * sq.shape[1])
+    return (per_image * weight).mean()
+
+
 def preserve_loss(pred, frozen_pred, weight, near=None):
     """The squared difference of the run's and the frozen model's noise predictions, weighted per image as the
     denoising loss (weight: [B]), so that the frozen model's prediction is a second target.
@@ -790,8 +812,8 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         weight = torch.clamp(snr, max=r['min_snr_gamma']) / snr  # Min-SNR for epsilon prediction
         if r['high_t_snr'] > 0:
             weight = weight * torch.clamp(r['high_t_snr'] / snr, min=1.0)
-        loss = ((pred - eps).pow(2).mean(dim=(1, 2, 3)) * weight).mean()
-        cover = masks[idx].float() / 16 if grounding else None  # each object's share of every latent cell
+        cover = masks[idx].float() / 16 if grounding or r['unet_object_weight'] > 0 else None  # each object's share of every latent cell
+        loss = denoising_loss(pred, eps, weight, cover, r['unet_object_weight'])
         if preserve:
             near = preserve_cells(cover, r['preserve_region'], r['swap_consistency_margin'])
             p = preserve_loss(pred, frozen_pred, weight, near)
@@ -976,6 +998,9 @@ def main():
     ap.add_argument('--preserve-region', choices=('all', 'objects', 'ring'),
                     help="override the recipe: where the preserve term applies: every cell, only the cells within "
                          "--swap-consistency-margin of an object, or only those of them no object touches")
+    ap.add_argument('--unet-object-weight', type=float,
+                    help='override the recipe: the denoising loss counts each latent cell an object touches 1 + W, '
+                         'the others 1, a weighted mean per image (0: every cell alike)')
     ap.add_argument('--freeze-text-encoder', action='store_true',
                     help='with --init-from, train only the UNet: the text encoder keeps the starting weights')
     ap.add_argument('--swap-consistency-min-t', type=int, help='override the recipe: the swap consistency loss only on timesteps from this one up')
@@ -1176,6 +1201,10 @@ def main():
         r['preserve_weight'] = args.preserve_weight
     if args.preserve_region is not None:
         r['preserve_region'] = args.preserve_region
+    if args.unet_object_weight is not None:
+        if args.unet_object_weight < 0:
+            ap.error(f'--unet-object-weight must be at least 0 (0: every latent cell alike), got {args.unet_object_weight}')
+        r['unet_object_weight'] = args.unet_object_weight
     if args.freeze_text_encoder:
         if not args.init_from:
             ap.error('--freeze-text-encoder keeps the text encoder of the weights a run starts from: give --init-from')
@@ -1243,7 +1272,7 @@ def main():
     info = json.load(open(os.path.join(args.data, 'info.json')))
     empty_ids = torch.tensor(info['empty_input_ids'], dtype=torch.int64, device=dev)
     masks = regions = swap_groups = None
-    if r['grounding_weight'] > 0 or r['vae_object_weight'] > 0:
+    if r['grounding_weight'] > 0 or r['vae_object_weight'] > 0 or r['unet_object_weight'] > 0:
         masks = torch.from_numpy(np.load(os.path.join(args.data, 'object_masks.npy'))).to(dev)
     if r['grounding_weight'] > 0:
         regions = torch.from_numpy(np.load(os.path.join(args.data, 'token_regions.npy')).astype(np.int64)).to(dev)
