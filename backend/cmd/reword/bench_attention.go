@@ -42,6 +42,22 @@ const (
 
 var attentionKinds = []string{attnColour, attnShape, attnSize, attnPosition, attnBackground, attnPhrase}
 
+// The tokens no measured word covers, for splitting a background pixel's
+// attention over the whole prompt: the caption's other words (articles,
+// "and", the position phrase's "at the"), BOS, EOS, and the padding after
+// EOS, which the heat maps leave out and which takes what the prompt's own
+// tokens do not.
+const (
+	attnOtherWords = "other words"
+	attnStart      = "BOS"
+	attnEnd        = "EOS"
+	attnPadding    = "padding"
+)
+
+// pixelKinds are the groups a background pixel's attention is split into;
+// they cover every key position once, so one image's shares add up to 1.
+var pixelKinds = append(slices.Clone(attentionKinds), attnOtherWords, attnStart, attnEnd, attnPadding)
+
 // wordShare is one word of one image at one attention resolution: the share
 // of the word's cross-attention mass inside its region, and the region's
 // area fraction, which is the share a uniform map would give. AtBackground
@@ -55,6 +71,17 @@ type wordShare struct {
 	Width, Height int
 	Share, Area   float64
 	AtBackground  float64
+}
+
+// pixelSplit is one image at one attention resolution: the mean share of
+// a background pixel's attention that each group of pixelKinds takes (a
+// kind the caption lacks takes 0). Under Prompt-to-Prompt's injected maps
+// a background pixel keeps these weights, so the groups whose text states
+// a swap changes are what can reach it through cross-attention.
+type pixelSplit struct {
+	Stride        int
+	Width, Height int
+	Shares        map[string]float64
 }
 
 // errTooFewObjects: the evaluator found fewer objects than the caption
@@ -97,6 +124,7 @@ func benchAttention(ctx context.Context, args []string, stdout, stderr io.Writer
 	rep.HeatMapGrid[0], rep.HeatMapGrid[1] = e.HeatMapSize()
 	rep.LocalBlendGrid[0], rep.LocalBlendGrid[1] = e.LocalBlendSize()
 	var all []wordShare
+	var allSplits []pixelSplit
 	total := len(prompts) * *nSeeds
 	for seed := 0; seed < *nSeeds; seed++ {
 		for _, c := range prompts {
@@ -110,7 +138,7 @@ func benchAttention(ctx context.Context, args []string, stdout, stderr io.Writer
 				return err
 			}
 			rep.Images++
-			shares, err := measureAttention(c, e.Tokenizer().Encode(c.Text), res.HeatMaps, found)
+			shares, splits, err := measureAttention(c, e.Tokenizer().Encode(c.Text), res.HeatMaps, found)
 			if errors.Is(err, errTooFewObjects) {
 				rep.Skipped++
 				continue
@@ -119,11 +147,13 @@ func benchAttention(ctx context.Context, args []string, stdout, stderr io.Writer
 				return fmt.Errorf("%q (seed %d): %w", c.Text, seed, err)
 			}
 			all = append(all, shares...)
+			allSplits = append(allSplits, splits...)
 			fmt.Fprintf(stderr, "\r%d/%d images", rep.Images, total)
 		}
 	}
 	fmt.Fprintln(stderr)
 	rep.Rows = summarizeShares(all)
+	rep.BackgroundPixel = summarizeSplits(allSplits)
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -177,31 +207,35 @@ func attentionPrompts(singles, pairs int, seen, background bool) []scene.Caption
 // measureAttention measures one generated image: maps are its heat maps
 // (row 0 at every resolution), enc the caption's CLIP encoding, found what
 // the evaluator saw in the image. Each named object is matched to a found
-// object; a word's attention is the sum of its tokens' maps.
-func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatMap, found eval.Result) ([]wordShare, error) {
+// object; a word's attention is the sum of its tokens' maps. It also splits
+// a background pixel's attention over pixelKinds, once per resolution.
+func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatMap, found eval.Result) ([]wordShare, []pixelSplit, error) {
 	if len(c.Words) == 0 {
-		return nil, fmt.Errorf("caption %q has no words", c.Text)
+		return nil, nil, fmt.Errorf("caption %q has no words", c.Text)
 	}
 	match, ok := matchObjects(c.Mentions, found.Objects)
 	if !ok {
-		return nil, errTooFewObjects
+		return nil, nil, errTooFewObjects
 	}
 	tokens, err := wordTokens(c, enc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	background := make([]bool, len(found.Foreground))
 	for p, fg := range found.Foreground {
 		background[p] = !fg
 	}
 	var out []wordShare
+	var splits []pixelSplit
 	for _, hm := range maps {
 		if hm.Row != 0 {
 			continue
 		}
-		if len(hm.Tokens) != len(enc.Tokens) || len(hm.Maps) != len(hm.Tokens) {
-			return nil, fmt.Errorf("heat map of %q has %d tokens and %d maps; the caption encodes to %d tokens", hm.Prompt, len(hm.Tokens), len(hm.Maps), len(enc.Tokens))
+		if len(hm.Tokens) != len(enc.Tokens) || len(hm.Maps) != len(hm.Tokens) || len(hm.Tokens) < 2 {
+			return nil, nil, fmt.Errorf("heat map of %q has %d tokens and %d maps; the caption encodes to %d tokens", hm.Prompt, len(hm.Tokens), len(hm.Maps), len(enc.Tokens))
 		}
+		split := pixelSplit{Stride: hm.Stride, Width: hm.Width, Height: hm.Height, Shares: make(map[string]float64, len(pixelKinds))}
+		measured := make([]bool, len(hm.Tokens))
 		for w, word := range c.Words {
 			kind, mask := "", []bool(nil)
 			switch {
@@ -218,17 +252,56 @@ func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatM
 			}
 			share, area, err := massShare(hm, tokens[w], mask)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			atBackground, err := meanOver(hm, tokens[w], background)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			out = append(out, wordShare{Kind: kind, Word: word.Text, Stride: hm.Stride, Width: hm.Width, Height: hm.Height,
 				Share: share, Area: area, AtBackground: atBackground})
+			split.Shares[kind] += atBackground
+			for _, k := range tokens[w] {
+				measured[k] = true
+			}
+		}
+		if err := splitUnmeasured(hm, measured, background, &split); err != nil {
+			return nil, nil, err
+		}
+		splits = append(splits, split)
+	}
+	return out, splits, nil
+}
+
+// splitUnmeasured adds to split the share of a background pixel's
+// attention in hm that the tokens no measured word covers take: the
+// caption's other content tokens, BOS (the first token), EOS (the last)
+// and the padding, which takes the rest of each softmax row.
+func splitUnmeasured(hm diffusion.HeatMap, measured []bool, background []bool, split *pixelSplit) error {
+	var other []int
+	for k := 1; k < len(hm.Tokens)-1; k++ {
+		if !measured[k] {
+			other = append(other, k)
 		}
 	}
-	return out, nil
+	all := make([]int, len(hm.Tokens))
+	for k := range all {
+		all[k] = k
+	}
+	for _, g := range []struct {
+		kind   string
+		tokens []int
+	}{{attnOtherWords, other}, {attnStart, []int{0}}, {attnEnd, []int{len(hm.Tokens) - 1}}, {attnPadding, all}} {
+		v, err := meanOver(hm, g.tokens, background)
+		if err != nil {
+			return err
+		}
+		split.Shares[g.kind] = v
+	}
+	// The padding's keys are not in the heat maps: they take what the
+	// prompt's own tokens leave of each row's softmax.
+	split.Shares[attnPadding] = max(0, 1-split.Shares[attnPadding])
+	return nil
 }
 
 // objectWordKind says which attribute of m an object word names, or ""
@@ -422,6 +495,46 @@ type attentionReport struct {
 	HeatMapGrid    [2]int         `json:"heat_map_grid"`
 	LocalBlendGrid [2]int         `json:"local_blend_grid"`
 	Rows           []attentionRow `json:"rows"`
+	// BackgroundPixel splits a background pixel's attention over every key
+	// position, per resolution (finest first).
+	BackgroundPixel []pixelRow `json:"background_pixel"`
+}
+
+// pixelRow is the mean over images of pixelSplit at one resolution.
+type pixelRow struct {
+	Resolution string `json:"resolution"`
+	Stride     int    `json:"stride"`
+	// Images counts the images averaged.
+	Images int `json:"images"`
+	// Shares maps each group of pixelKinds to its mean share; they add up
+	// to 1.
+	Shares map[string]float64 `json:"shares"`
+}
+
+// summarizeSplits averages the splits per resolution, finest first.
+func summarizeSplits(all []pixelSplit) []pixelRow {
+	var rows []pixelRow
+	at := map[int]int{}
+	for _, sp := range all {
+		i, ok := at[sp.Stride]
+		if !ok {
+			i = len(rows)
+			at[sp.Stride] = i
+			rows = append(rows, pixelRow{Resolution: fmt.Sprintf("%dx%d", sp.Width, sp.Height), Stride: sp.Stride,
+				Shares: make(map[string]float64, len(pixelKinds))})
+		}
+		rows[i].Images++
+		for _, k := range pixelKinds {
+			rows[i].Shares[k] += sp.Shares[k]
+		}
+	}
+	for i := range rows {
+		for k := range rows[i].Shares {
+			rows[i].Shares[k] /= float64(rows[i].Images)
+		}
+	}
+	slices.SortFunc(rows, func(a, b pixelRow) int { return a.Stride - b.Stride })
+	return rows
 }
 
 // summarizeShares averages the measurements per resolution (finest first)
@@ -488,6 +601,23 @@ func (r attentionReport) writeTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%.3f\t%.2f\t%.0f %%\t%.3f\t%s\t\n",
 			row.Resolution, row.Kind, row.N, row.Share, row.Area, row.Share/row.Area, 100*row.Above, row.AtBackground, used)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\na background pixel's attention, split over every key position (each row adds up to 1):\n\n")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "RESOLUTION\tIMAGES\t")
+	for _, k := range pixelKinds {
+		fmt.Fprintf(tw, "%s\t", strings.ToUpper(k))
+	}
+	fmt.Fprintln(tw)
+	for _, row := range r.BackgroundPixel {
+		fmt.Fprintf(tw, "%s\t%d\t", row.Resolution, row.Images)
+		for _, k := range pixelKinds {
+			fmt.Fprintf(tw, "%.3f\t", row.Shares[k])
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

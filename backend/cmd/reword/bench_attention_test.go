@@ -41,7 +41,7 @@ func TestAttentionSharesOfARealGeneration(t *testing.T) {
 			t.Fatal(err)
 		}
 		enc := e.Tokenizer().Encode(c.Text)
-		shares, err := measureAttention(c, enc, res.HeatMaps, found)
+		shares, splits, err := measureAttention(c, enc, res.HeatMaps, found)
 		if errors.Is(err, errTooFewObjects) && len(c.Mentions) > 1 {
 			t.Logf("%q: %d objects found, not measured", c.Text, len(found.Objects))
 			continue
@@ -78,6 +78,46 @@ func TestAttentionSharesOfARealGeneration(t *testing.T) {
 			for _, k := range []string{attnColour, attnShape, attnPosition, attnBackground, attnPhrase} {
 				if !kinds[stride][k] {
 					t.Errorf("%q: no %s word measured at stride %d", c.Text, k, stride)
+				}
+			}
+		}
+		checkSplits(t, c.Text, shares, splits)
+
+		// On maps that give every one of the 77 key positions the same
+		// weight, each group takes its token count over 77.
+		uniform := make([]diffusion.HeatMap, len(res.HeatMaps))
+		for i, hm := range res.HeatMaps {
+			uniform[i] = hm
+			uniform[i].Maps = make([][]float32, len(hm.Maps))
+			for k := range uniform[i].Maps {
+				uniform[i].Maps[k] = make([]float32, hm.Width*hm.Height)
+				for q := range uniform[i].Maps[k] {
+					uniform[i].Maps[k][q] = 1.0 / 77
+				}
+			}
+		}
+		_, evenly, err := measureAttention(c, enc, uniform, found)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens, err := wordTokens(c, enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		words := 0 // the content tokens of the measured words
+		for w, word := range c.Words {
+			object := word.Region >= scene.ObjectRegion(0) && objectWordKind(c.Mentions[int(word.Region-scene.ObjectRegion(0))], word.Text) != ""
+			if word.Region == scene.BackgroundRegion || object {
+				words += len(tokens[w])
+			}
+		}
+		n := len(enc.IDs)
+		want := map[string]float64{attnStart: 1.0 / 77, attnEnd: 1.0 / 77, attnPadding: float64(77-n) / 77,
+			attnOtherWords: float64(n-2-words) / 77}
+		for _, sp := range evenly {
+			for k, v := range want {
+				if math.Abs(sp.Shares[k]-v) > 1e-6 {
+					t.Errorf("%q, uniform %dx%d maps: %s takes %v of a background pixel, want %v", c.Text, sp.Width, sp.Height, k, sp.Shares[k], v)
 				}
 			}
 		}
@@ -144,6 +184,44 @@ func TestAttentionSharesOfARealGeneration(t *testing.T) {
 	}
 }
 
+// checkSplits checks one image's background-pixel splits: one per
+// resolution, every share in [0, 1], adding up to 1, the measured words'
+// groups equal to their words' AtBackground, and the padding, which the
+// tiny model's text encoder always has, taking a share.
+func checkSplits(t *testing.T, prompt string, shares []wordShare, splits []pixelSplit) {
+	t.Helper()
+	if len(splits) != 3 {
+		t.Fatalf("%q: %d background-pixel splits, want one per resolution (3)", prompt, len(splits))
+	}
+	for _, sp := range splits {
+		sum := 0.0
+		for _, k := range pixelKinds {
+			v := sp.Shares[k]
+			if v < 0 || v > 1 || math.IsNaN(v) {
+				t.Errorf("%q %dx%d: %s takes %v of a background pixel", prompt, sp.Width, sp.Height, k, v)
+			}
+			sum += v
+		}
+		if math.Abs(sum-1) > 1e-5 {
+			t.Errorf("%q %dx%d: the groups add up to %v, want 1", prompt, sp.Width, sp.Height, sum)
+		}
+		byKind := map[string]float64{}
+		for _, s := range shares {
+			if s.Stride == sp.Stride {
+				byKind[s.Kind] += s.AtBackground
+			}
+		}
+		for _, k := range attentionKinds {
+			if math.Abs(byKind[k]-sp.Shares[k]) > 1e-12 {
+				t.Errorf("%q %dx%d: %s takes %v of a background pixel, its words %v", prompt, sp.Width, sp.Height, k, sp.Shares[k], byKind[k])
+			}
+		}
+		if !(sp.Shares[attnPadding] > 0) {
+			t.Errorf("%q %dx%d: the padding takes %v of a background pixel", prompt, sp.Width, sp.Height, sp.Shares[attnPadding])
+		}
+	}
+}
+
 func count(v []bool) int {
 	n := 0
 	for _, b := range v {
@@ -203,6 +281,24 @@ func TestBenchAttentionCommand(t *testing.T) {
 	}
 	if len(resolutions) != 3 || !resolutions["16x16"] || !resolutions["8x8"] || !resolutions["4x4"] {
 		t.Errorf("resolutions %v, want 16x16, 8x8 and 4x4", resolutions)
+	}
+	if len(rep.BackgroundPixel) != 3 || rep.BackgroundPixel[0].Resolution != "16x16" || rep.BackgroundPixel[2].Resolution != "4x4" {
+		t.Fatalf("background-pixel rows %+v, want 16x16, 8x8, 4x4", rep.BackgroundPixel)
+	}
+	for _, r := range rep.BackgroundPixel {
+		sum := 0.0
+		for _, k := range pixelKinds {
+			sum += r.Shares[k]
+		}
+		if r.Images != 1 || len(r.Shares) != len(pixelKinds) || math.Abs(sum-1) > 1e-5 {
+			t.Errorf("background-pixel row %+v: images %d, %d groups adding up to %v; want 1 image, %d groups, 1", r, r.Images, len(r.Shares), sum, len(pixelKinds))
+		}
+	}
+	errb.Reset()
+	out.Reset()
+	if code := run([]string{"bench", "attention", "-model", dir, "-prompts", "1", "-pairs", "0", "-steps", "4", "-threads", "1"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "a background pixel's attention, split over every key position") || !strings.Contains(out.String(), "PADDING") {
+		t.Errorf("table: exit %d, stdout %s, stderr %s", code, out.String(), errb.String())
 	}
 	for _, args := range [][]string{{"-prompts", "0", "-pairs", "0"}, {"-steps", "0"}, {"extra"}} {
 		errb.Reset()
