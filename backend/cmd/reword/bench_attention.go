@@ -44,7 +44,7 @@ var attentionKinds = []string{attnColour, attnShape, attnSize, attnPosition, att
 
 // The tokens no measured word covers, for splitting a background pixel's
 // attention over the whole prompt: the caption's other words (articles,
-// "and", the position phrase's "at the"), BOS, EOS, and the padding after
+// "and", the position phrase's "on the", "at the", "in the"), BOS, EOS, and the padding after
 // EOS, which the heat maps leave out and which takes what the prompt's own
 // tokens do not.
 const (
@@ -221,9 +221,16 @@ func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatM
 	if err != nil {
 		return nil, nil, err
 	}
+	if n := len(enc.IDs); n < 2 || enc.IDs[0] != clip.BOS || enc.IDs[n-1] != clip.EOS {
+		return nil, nil, fmt.Errorf("encoding of %q does not run from BOS to EOS: %v", c.Text, enc.IDs)
+	}
 	background := make([]bool, len(found.Foreground))
+	backgroundPixels := 0
 	for p, fg := range found.Foreground {
 		background[p] = !fg
+		if !fg {
+			backgroundPixels++
+		}
 	}
 	var out []wordShare
 	var splits []pixelSplit
@@ -231,7 +238,7 @@ func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatM
 		if hm.Row != 0 {
 			continue
 		}
-		if len(hm.Tokens) != len(enc.Tokens) || len(hm.Maps) != len(hm.Tokens) || len(hm.Tokens) < 2 {
+		if len(hm.Tokens) != len(enc.Tokens) || len(hm.Maps) != len(hm.Tokens) {
 			return nil, nil, fmt.Errorf("heat map of %q has %d tokens and %d maps; the caption encodes to %d tokens", hm.Prompt, len(hm.Tokens), len(hm.Maps), len(enc.Tokens))
 		}
 		split := pixelSplit{Stride: hm.Stride, Width: hm.Width, Height: hm.Height, Shares: make(map[string]float64, len(pixelKinds))}
@@ -265,6 +272,9 @@ func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatM
 				measured[k] = true
 			}
 		}
+		if backgroundPixels == 0 {
+			continue // no background pixel to split
+		}
 		if err := splitUnmeasured(hm, measured, background, &split); err != nil {
 			return nil, nil, err
 		}
@@ -273,7 +283,7 @@ func measureAttention(c scene.Caption, enc clip.Encoding, maps []diffusion.HeatM
 	return out, splits, nil
 }
 
-// splitUnmeasured adds to split the share of a background pixel's
+// splitUnmeasured sets in split the share of a background pixel's
 // attention in hm that the tokens no measured word covers take: the
 // caption's other content tokens, BOS (the first token), EOS (the last)
 // and the padding, which takes the rest of each softmax row.
@@ -291,7 +301,7 @@ func splitUnmeasured(hm diffusion.HeatMap, measured []bool, background []bool, s
 	for _, g := range []struct {
 		kind   string
 		tokens []int
-	}{{attnOtherWords, other}, {attnStart, []int{0}}, {attnEnd, []int{len(hm.Tokens) - 1}}, {attnPadding, all}} {
+	}{{attnOtherWords, other}, {attnStart, []int{0}}, {attnEnd, []int{len(hm.Tokens) - 1}}} {
 		v, err := meanOver(hm, g.tokens, background)
 		if err != nil {
 			return err
@@ -299,8 +309,16 @@ func splitUnmeasured(hm diffusion.HeatMap, measured []bool, background []bool, s
 		split.Shares[g.kind] = v
 	}
 	// The padding's keys are not in the heat maps: they take what the
-	// prompt's own tokens leave of each row's softmax.
-	split.Shares[attnPadding] = max(0, 1-split.Shares[attnPadding])
+	// prompt's own tokens leave of each row's softmax. The maps are float32
+	// means, so the prompt's sum may pass 1 by rounding, not by more.
+	prompt, err := meanOver(hm, all, background)
+	if err != nil {
+		return err
+	}
+	if prompt > 1+1e-4 {
+		return fmt.Errorf("the prompt's tokens take %v of a background pixel's attention at %dx%d; a softmax row adds up to 1", prompt, hm.Width, hm.Height)
+	}
+	split.Shares[attnPadding] = max(0, 1-prompt)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"reword/models/tiny/eval"
 	"reword/models/tiny/scene"
 	"reword/models/tiny/tinytest"
+	"reword/shared/clip"
 )
 
 // The measurement on real generations of the tiny model: every share lies in
@@ -81,46 +82,7 @@ func TestAttentionSharesOfARealGeneration(t *testing.T) {
 				}
 			}
 		}
-		checkSplits(t, c.Text, shares, splits)
-
-		// On maps that give every one of the 77 key positions the same
-		// weight, each group takes its token count over 77.
-		uniform := make([]diffusion.HeatMap, len(res.HeatMaps))
-		for i, hm := range res.HeatMaps {
-			uniform[i] = hm
-			uniform[i].Maps = make([][]float32, len(hm.Maps))
-			for k := range uniform[i].Maps {
-				uniform[i].Maps[k] = make([]float32, hm.Width*hm.Height)
-				for q := range uniform[i].Maps[k] {
-					uniform[i].Maps[k][q] = 1.0 / 77
-				}
-			}
-		}
-		_, evenly, err := measureAttention(c, enc, uniform, found)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tokens, err := wordTokens(c, enc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		words := 0 // the content tokens of the measured words
-		for w, word := range c.Words {
-			object := word.Region >= scene.ObjectRegion(0) && objectWordKind(c.Mentions[int(word.Region-scene.ObjectRegion(0))], word.Text) != ""
-			if word.Region == scene.BackgroundRegion || object {
-				words += len(tokens[w])
-			}
-		}
-		n := len(enc.IDs)
-		want := map[string]float64{attnStart: 1.0 / 77, attnEnd: 1.0 / 77, attnPadding: float64(77-n) / 77,
-			attnOtherWords: float64(n-2-words) / 77}
-		for _, sp := range evenly {
-			for k, v := range want {
-				if math.Abs(sp.Shares[k]-v) > 1e-6 {
-					t.Errorf("%q, uniform %dx%d maps: %s takes %v of a background pixel, want %v", c.Text, sp.Width, sp.Height, k, sp.Shares[k], v)
-				}
-			}
-		}
+		checkSplits(t, c.Text, splits)
 
 		// Controlled maps on the real masks.
 		mask := found.Objects[match[0]].Mask
@@ -185,10 +147,9 @@ func TestAttentionSharesOfARealGeneration(t *testing.T) {
 }
 
 // checkSplits checks one image's background-pixel splits: one per
-// resolution, every share in [0, 1], adding up to 1, the measured words'
-// groups equal to their words' AtBackground, and the padding, which the
-// tiny model's text encoder always has, taking a share.
-func checkSplits(t *testing.T, prompt string, shares []wordShare, splits []pixelSplit) {
+// resolution, every share in [0, 1], adding up to 1 (the padding is what the
+// prompt's tokens leave, so a token counted twice or never shows here).
+func checkSplits(t *testing.T, prompt string, splits []pixelSplit) {
 	t.Helper()
 	if len(splits) != 3 {
 		t.Fatalf("%q: %d background-pixel splits, want one per resolution (3)", prompt, len(splits))
@@ -205,20 +166,97 @@ func checkSplits(t *testing.T, prompt string, shares []wordShare, splits []pixel
 		if math.Abs(sum-1) > 1e-5 {
 			t.Errorf("%q %dx%d: the groups add up to %v, want 1", prompt, sp.Width, sp.Height, sum)
 		}
-		byKind := map[string]float64{}
-		for _, s := range shares {
-			if s.Stride == sp.Stride {
-				byKind[s.Kind] += s.AtBackground
+	}
+}
+
+// On maps that give each of the 77 key positions the same weight, every
+// group of a two-object caption takes its token count over 77: the
+// counts are written out from the caption's words, not from the code.
+func TestBackgroundPixelSplitOnUniformMaps(t *testing.T) {
+	tok, err := clip.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := scene.NewCaption([]scene.Mention{
+		{Object: scene.Object{Shape: scene.Circle, Colour: scene.Red, Size: scene.Small, Position: scene.Left}, NamesColour: true, NamesPosition: true},
+		{Object: scene.Object{Shape: scene.Square, Colour: scene.Blue, Size: scene.Small, Position: scene.Right}, NamesColour: true, NamesPosition: true},
+	}, scene.PlainGray, true)
+	const text = "a red circle on the left and a blue square on the right on a gray background"
+	if c.Text != text {
+		t.Fatalf("caption %q, want %q", c.Text, text)
+	}
+	enc := tok.Encode(c.Text)
+	if len(enc.IDs) != 19 { // BOS, 17 one-token words, EOS
+		t.Fatalf("%d tokens %v, want 19", len(enc.IDs), enc.Tokens)
+	}
+	// Two found objects where the caption puts them, as the evaluator reports them.
+	const n = scene.ImageSize
+	found := eval.Result{Foreground: make([]bool, n*n)}
+	for _, m := range c.Mentions {
+		o := eval.Object{Shape: m.Shape, Colour: m.Colour, Size: m.Size, Position: m.Position, Mask: make([]bool, n*n)}
+		o.CenterX, o.CenterY = m.Position.Anchor()
+		for y := int(o.CenterY) - 4; y < int(o.CenterY)+4; y++ {
+			for x := int(o.CenterX) - 4; x < int(o.CenterX)+4; x++ {
+				o.Mask[y*n+x], found.Foreground[y*n+x] = true, true
+				o.Area++
 			}
 		}
-		for _, k := range attentionKinds {
-			if math.Abs(byKind[k]-sp.Shares[k]) > 1e-12 {
-				t.Errorf("%q %dx%d: %s takes %v of a background pixel, its words %v", prompt, sp.Width, sp.Height, k, sp.Shares[k], byKind[k])
+		found.Objects = append(found.Objects, o)
+	}
+	var maps []diffusion.HeatMap
+	for _, stride := range []int{1, 2, 4} {
+		side := 16 / stride
+		hm := diffusion.HeatMap{Prompt: c.Text, Tokens: enc.Tokens, Stride: stride, Width: side, Height: side}
+		for range enc.Tokens {
+			m := make([]float32, side*side)
+			for q := range m {
+				m[q] = 1.0 / 77
+			}
+			hm.Maps = append(hm.Maps, m)
+		}
+		maps = append(maps, hm)
+	}
+	_, splits, err := measureAttention(c, enc, maps, found)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSplits(t, c.Text, splits)
+	want := map[string]float64{ // token counts
+		attnColour: 2, attnShape: 2, attnSize: 0, attnPosition: 2, attnBackground: 1,
+		attnPhrase:     3, // on, a, background
+		attnOtherWords: 7, // a, on, the, and, a, on, the
+		attnStart:      1, attnEnd: 1,
+		attnPadding: 77 - 19,
+	}
+	for _, sp := range splits {
+		for k, v := range want {
+			if math.Abs(sp.Shares[k]-v/77) > 1e-6 {
+				t.Errorf("%dx%d: %s takes %v of a background pixel, want %v/77", sp.Width, sp.Height, k, sp.Shares[k], v)
 			}
 		}
-		if !(sp.Shares[attnPadding] > 0) {
-			t.Errorf("%q %dx%d: the padding takes %v of a background pixel", prompt, sp.Width, sp.Height, sp.Shares[attnPadding])
+	}
+
+	// An image with no background pixel has nothing to split.
+	for p := range found.Foreground {
+		found.Foreground[p] = true
+	}
+	if _, splits, err := measureAttention(c, enc, maps, found); err != nil || len(splits) != 0 {
+		t.Errorf("no background: %d splits, %v; want none", len(splits), err)
+	}
+	// A prompt whose tokens take more than a whole softmax row is refused.
+	for q := range maps[0].Maps[0] {
+		maps[0].Maps[0][q] = 1
+	}
+	for p := range found.Foreground {
+		found.Foreground[p] = false
+	}
+	for _, o := range found.Objects {
+		for p, in := range o.Mask {
+			found.Foreground[p] = found.Foreground[p] || in
 		}
+	}
+	if _, _, err := measureAttention(c, enc, maps, found); err == nil || !strings.Contains(err.Error(), "a softmax row adds up to 1") {
+		t.Errorf("maps adding up to more than 1: %v", err)
 	}
 }
 
@@ -290,15 +328,14 @@ func TestBenchAttentionCommand(t *testing.T) {
 		for _, k := range pixelKinds {
 			sum += r.Shares[k]
 		}
-		if r.Images != 1 || len(r.Shares) != len(pixelKinds) || math.Abs(sum-1) > 1e-5 {
-			t.Errorf("background-pixel row %+v: images %d, %d groups adding up to %v; want 1 image, %d groups, 1", r, r.Images, len(r.Shares), sum, len(pixelKinds))
+		if r.Images != 1 || math.Abs(sum-1) > 1e-5 {
+			t.Errorf("background-pixel row %+v: %d images, groups adding up to %v; want 1 image, 1", r, r.Images, sum)
 		}
 	}
-	errb.Reset()
-	out.Reset()
-	if code := run([]string{"bench", "attention", "-model", dir, "-prompts", "1", "-pairs", "0", "-steps", "4", "-threads", "1"}, &out, &errb); code != 0 ||
-		!strings.Contains(out.String(), "a background pixel's attention, split over every key position") || !strings.Contains(out.String(), "PADDING") {
-		t.Errorf("table: exit %d, stdout %s, stderr %s", code, out.String(), errb.String())
+	var table bytes.Buffer
+	if err := rep.writeTable(&table); err != nil || !strings.Contains(table.String(), "a background pixel's attention, split over every key position") ||
+		!strings.Contains(table.String(), "PADDING") {
+		t.Errorf("table: %v\n%s", err, table.String())
 	}
 	for _, args := range [][]string{{"-prompts", "0", "-pairs", "0"}, {"-steps", "0"}, {"extra"}} {
 		errb.Reset()

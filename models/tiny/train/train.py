@@ -1202,8 +1202,8 @@ def main():
     if args.preserve_region is not None:
         r['preserve_region'] = args.preserve_region
     if args.unet_object_weight is not None:
-        if args.unet_object_weight < 0:
-            ap.error(f'--unet-object-weight must be at least 0 (0: every latent cell alike), got {args.unet_object_weight}')
+        if not math.isfinite(args.unet_object_weight) or args.unet_object_weight < 0:
+            ap.error(f'--unet-object-weight must be a number of at least 0 (0: every latent cell alike), got {args.unet_object_weight}')
         r['unet_object_weight'] = args.unet_object_weight
     if args.freeze_text_encoder:
         if not args.init_from:
