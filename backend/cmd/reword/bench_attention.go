@@ -44,9 +44,9 @@ var attentionKinds = []string{attnColour, attnShape, attnSize, attnPosition, att
 
 // The tokens no measured word covers, for splitting a background pixel's
 // attention over the whole prompt: the caption's other words (articles,
-// "and", the position phrase's "on the", "at the", "in the"), BOS, EOS, and the padding after
-// EOS, which the heat maps leave out and which takes what the prompt's own
-// tokens do not.
+// "and", the position phrase's "on the", "at the", "in the"), BOS, EOS,
+// and the padding after EOS, which the heat maps leave out and which takes
+// what the prompt's own tokens do not.
 const (
 	attnOtherWords = "other words"
 	attnStart      = "BOS"

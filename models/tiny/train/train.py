@@ -204,6 +204,13 @@ def vae_trained_parameters(vae, decoder_only):
     return list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
 
 
+def object_cell_weights(masks, object_weight):
+    """[B, 16, 16]: 1 + object_weight on every latent cell an object touches (masks: [B, 2, 16, 16], any
+    coverage scale), 1 elsewhere. The edge cells an object only partly covers are where its outline is,
+    so they count in full."""
+    return 1 + object_weight * (masks > 0).any(dim=1).float()
+
+
 def reconstruction_loss(xr, x, cell_weights):
     """MSE + ½·L1 per pixel; with cell_weights [B,16,16] (None: uniform), a weighted mean over the pixels of each cell."""
     # L1 keeps edges (star tips, ring holes) sharper than MSE alone.
@@ -245,7 +252,7 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None, masks=None):
         x = to_float(train[pick])
         cell_weights = None
         if r['vae_object_weight'] > 0:
-            cell_weights = 1 + r['vae_object_weight'] * (masks[pick] > 0).any(dim=1).float()
+            cell_weights = object_cell_weights(masks[pick], r['vae_object_weight'])
         # With vae_augment, a random flip/rotation per batch: the VAE is a codec and should not
         # care where a shape sits or which way it points, and this way it
         # also sees shapes at the positions training never draws them
@@ -593,16 +600,15 @@ def preserve_cells(masks, region, margin):
 def denoising_loss(pred, eps, weight, cover=None, object_weight=0.0):
     """The epsilon MSE per image times weight ([B], Min-SNR), averaged over the batch.
 
-    With object_weight above 0, each latent cell an object touches (cover: [B, 2, 16, 16], each object's
-    share of the cell) counts 1 + object_weight, the others 1, a weighted mean per image: the few cells
-    that hold a small star's points or a square's corners then weigh more against the wide background
-    (as vae_object_weight does for the decoder; the edge cells an object only partly covers are where
-    its shape is, so they count in full).
+    With object_weight above 0, the cells are weighed by object_cell_weights (cover: [B, 2, 16, 16], each
+    object's share of the cell), a weighted mean per image: the few cells that hold a small star's points
+    or a square's corners then weigh more against the wide background, as vae_object_weight does for the
+    decoder.
     """
     sq = (pred - eps).pow(2)
     if object_weight <= 0:
         return (sq.mean(dim=(1, 2, 3)) * weight).mean()  # the recipe's arithmetic, bit for bit
-    cells = 1 + object_weight * (cover > 0).any(dim=1, keepdim=True).float()
+    cells = object_cell_weights(cover, object_weight)[:, None]
     per_image = (sq * cells).sum((1, 2, 3)) / (cells.sum((1, 2, 3)) * sq.shape[1])
     return (per_image * weight).mean()
 
