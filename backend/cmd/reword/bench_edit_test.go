@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"image/png"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -10,6 +14,7 @@ import (
 	"testing"
 
 	"reword/backend/diffusion"
+	"reword/models/tiny/eval"
 	"reword/models/tiny/scene"
 	"reword/models/tiny/tinytest"
 )
@@ -373,6 +378,57 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			if want := strconv.Itoa(k); shared[i][1] != want {
 				t.Errorf("shared seeds: image %d used seed %s, want %s", i, shared[i][1], want)
 			}
+		}
+	})
+	t.Run("model, every image written", func(t *testing.T) {
+		images := filepath.Join(t.TempDir(), "images")
+		args := []string{"bench", "model", "-model", dir, "-threads", "1", "-prompts", "2", "-seeds", "2", "-steps", "2", "-prompt-seeds", "-images", images}
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		index, err := os.ReadFile(filepath.Join(images, "index.tsv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := strings.Split(strings.TrimSpace(string(index)), "\n")
+		if len(rows) != 5 || rows[0] != strings.TrimSpace(indexHeader) {
+			t.Fatalf("index.tsv: want the header and 4 rows, got\n%s", index)
+		}
+		prompts := scene.EvalPrompts(2, 1)
+		for i, row := range rows[1:] {
+			prompt, k := i%2, i/2
+			cols := strings.Split(row, "\t")
+			file := fmt.Sprintf("p%03d-k%d.png", prompt, k)
+			if len(cols) != 8 || cols[0] != file || cols[1] != prompts[prompt].Text || cols[2] != strconv.FormatUint(promptSeed(prompt, k), 10) {
+				t.Errorf("index row %d = %q, want %s, %q, prompt %d's seed %d", i, row, file, prompts[prompt].Text, prompt, k)
+			}
+			f, err := os.Open(filepath.Join(images, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := png.Decode(f)
+			f.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			r, err := eval.Analyze(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// What the index says is what the evaluator finds in the file.
+			shape := "-"
+			if len(r.Objects) > 0 {
+				shape = r.Objects[0].Shape.String()
+			}
+			if cols[3] != shape {
+				t.Errorf("%s: index says shape %s, the evaluator finds %s in the file", file, cols[3], shape)
+			}
+		}
+		// A second run into the same folder would overwrite the first's images.
+		errb.Reset()
+		if code := run(args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "already holds an index.tsv") {
+			t.Errorf("a second run into %s: exit %d, %s; want a refusal", images, code, errb.String())
 		}
 	})
 }

@@ -42,6 +42,8 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	guidance := fs.Float64("guidance", -1, "classifier-free guidance scale (default: the model's)")
 	threads := fs.Int("threads", 0, "ONNX Runtime threads (0: one per core)")
 	grid := fs.String("grid", "", "write the first 64 generated images to this PNG file")
+	imagesDir := fs.String("images", "", "write every generated image to this folder (created; must hold no index.tsv), "+
+		"with index.tsv: file, prompt, seed and what the evaluator found, for checking its verdicts by eye")
 	seen := fs.Bool("seen", false, "score prompts built from triples training draws instead of the held-out ones")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -56,6 +58,14 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if f.v < 1 {
 			return usageError("--%s is %d: want 1 or more", f.name, f.v)
 		}
+	}
+	var sink *imageSink
+	if *imagesDir != "" {
+		var err error
+		if sink, err = newImageSink(*imagesDir); err != nil {
+			return err
+		}
+		defer sink.close()
 	}
 	// Writing the instrumented UNet into the model folder on first use is
 	// allowed, as for every engine subcommand.
@@ -85,8 +95,11 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *promptSeeds {
 		seedFor, seeding = promptSeed, "each prompt's own, drawn from its index; seed k is the k-th of each prompt's seeds"
 	}
-	perSeed, genTables, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, seedFor, *steps, guidance, stderr)
+	perSeed, genTables, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, seedFor, *steps, guidance, sink, stderr)
 	if err != nil {
+		return err
+	}
+	if err := sink.close(); err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
@@ -191,9 +204,9 @@ func promptSeed(prompt, k int) uint64 {
 // seedFor(prompt index, k), and scores each image, one tally per k so that
 // the report shows how much the numbers move between seeds, not only their
 // mean, and one set of tables over every seed. It keeps the first 64 images
-// for the grid.
+// for the grid and hands every image to sink when it is not nil.
 func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds int, seedFor func(prompt, k int) uint64,
-	steps int, guidance *float64, progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
+	steps int, guidance *float64, sink *imageSink, progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
 	perSeed = make([]eval.Tally, nSeeds)
 	total, done := len(prompts)*nSeeds, 0
 	for k := 0; k < nSeeds; k++ {
@@ -219,6 +232,9 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 			}
 			if j.BackgroundJudged {
 				tables.backgrounds.Add(c.Background, j.Background)
+			}
+			if err := sink.add(i, k, seed, c, img, j); err != nil {
+				return nil, tables, nil, err
 			}
 			if len(kept) < 64 {
 				kept = append(kept, img)

@@ -49,8 +49,8 @@ func (tl *tally) add(t *testing.T, s scene.Scene, r Result, logFailures int) {
 		tl.size += ok(o.Size == p.Size)
 		tl.position += ok(o.Position == p.Position)
 		if logFailures > 0 && (o.Shape != p.Shape || o.Colour != p.Colour || o.Size != p.Size || o.Position != p.Position) {
-			t.Logf("drawn %v r=%.2f rot=%.2f on %v; found %v %v %v %v r=%.2f hole=%.3f solidity=%.3f compact=%.3f",
-				p.Object, p.Radius, p.Rotation, s.Background, o.Shape, o.Colour, o.Size, o.Position, o.Radius, o.HoleRatio, o.Solidity, o.Compactness)
+			t.Logf("drawn %v r=%.2f rot=%.2f on %v; found %v %v %v %v r=%.2f hole=%.3f solidity=%.3f threefold=%.2f fourfold=%.2f",
+				p.Object, p.Radius, p.Rotation, s.Background, o.Shape, o.Colour, o.Size, o.Position, o.Radius, o.HoleRatio, o.Solidity, o.Threefold, o.Fourfold)
 		}
 	}
 }

@@ -1,0 +1,288 @@
+// Command labelsheet turns generated images into sheets a person labels by
+// eye, and the person's labels into a labelled set the evaluator's tests
+// read (models/tiny/eval/testdata/labelled).
+//
+//	labelsheet sheets -images DIR -suffix -k1.png -out SHEETS [-seed 1]
+//	    reads DIR/index.tsv (`reword bench model -images DIR`), takes the
+//	    images whose file name ends in the suffix, shuffles them and writes
+//	    SHEETS/sheet-NN.png (30 numbered tiles each, 3× enlarged, nothing
+//	    else: no prompt, no verdict) and SHEETS/order.tsv (tile number →
+//	    file). SHEETS must not exist yet.
+//	labelsheet assemble -images DIR -sheets SHEETS -labels FILE -out SET
+//	    reads FILE, one label per tile number in order (whitespace
+//	    separated; circle, square, triangle, star, ring or unclear), and
+//	    writes SET/generated.png (the images 10 to a row, in index.tsv's
+//	    order) and SET/labels.tsv (tile, prompt, seed, label). SET must not
+//	    hold a set yet.
+//
+// A person labels the largest object of each tile as the shape they see,
+// or unclear; the evaluator's tests then compare its verdicts with theirs.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/image/font"
+	"golang.org/x/image/font/basicfont"
+	"golang.org/x/image/math/fixed"
+
+	"reword/models/tiny/scene"
+)
+
+// Sheet layout: tiles of 64 px images enlarged 3×, a 16 px caption strip
+// above each for its number.
+const (
+	scale     = 3
+	tile      = scene.ImageSize * scale
+	caption   = 16
+	gap       = 8
+	sheetCols = 6
+	sheetRows = 5
+	perGrid   = 10 // images per row of a set's generated.png
+)
+
+// labels are what a person may call a tile.
+var labels = map[string]bool{"circle": true, "square": true, "triangle": true, "star": true, "ring": true, "unclear": true}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "labelsheet:", err)
+		os.Exit(2)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("want a subcommand: sheets or assemble")
+	}
+	fs := flag.NewFlagSet("labelsheet "+args[0], flag.ContinueOnError)
+	images := fs.String("images", "", "folder written by `reword bench model -images` (required)")
+	switch args[0] {
+	case "sheets":
+		suffix := fs.String("suffix", ".png", "take the images whose file name ends in this (e.g. -k1.png: each prompt's second seed)")
+		out := fs.String("out", "", "folder for the sheets, created (required)")
+		seed := fs.Uint64("seed", 1, "seed of the shuffle")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *images == "" || *out == "" {
+			return errors.New("sheets: -images and -out are required")
+		}
+		return writeSheets(*images, *suffix, *out, *seed)
+	case "assemble":
+		sheets := fs.String("sheets", "", "folder written by labelsheet sheets (required)")
+		labelFile := fs.String("labels", "", "the person's labels, one per tile number in order (required)")
+		out := fs.String("out", "", "folder of the labelled set (required)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *images == "" || *sheets == "" || *labelFile == "" || *out == "" {
+			return errors.New("assemble: -images, -sheets, -labels and -out are required")
+		}
+		return assemble(*images, *sheets, *labelFile, *out)
+	}
+	return fmt.Errorf("unknown subcommand %q: want sheets or assemble", args[0])
+}
+
+// indexRow is one row of bench model's index.tsv.
+type indexRow struct{ file, prompt, seed string }
+
+func readIndex(dir string) ([]indexRow, error) {
+	f, err := os.Open(filepath.Join(dir, "index.tsv"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var rows []indexRow
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		cols := strings.Split(sc.Text(), "\t")
+		if line == 1 {
+			if len(cols) < 3 || cols[0] != "file" || cols[1] != "prompt" || cols[2] != "seed" {
+				return nil, fmt.Errorf("%s/index.tsv: header %q is not bench model's (file, prompt, seed, …)", dir, sc.Text())
+			}
+			continue
+		}
+		if len(cols) < 3 {
+			return nil, fmt.Errorf("%s/index.tsv line %d: %d columns, want at least 3", dir, line, len(cols))
+		}
+		rows = append(rows, indexRow{cols[0], cols[1], cols[2]})
+	}
+	return rows, sc.Err()
+}
+
+func readImage(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if b := img.Bounds(); b.Dx() != scene.ImageSize || b.Dy() != scene.ImageSize {
+		return nil, fmt.Errorf("%s is %dx%d, want %dx%d", path, b.Dx(), b.Dy(), scene.ImageSize, scene.ImageSize)
+	}
+	return img, nil
+}
+
+func selectRows(dir, suffix string) ([]indexRow, error) {
+	all, err := readIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	var rows []indexRow
+	for _, r := range all {
+		if strings.HasSuffix(r.file, suffix) {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("no image in %s/index.tsv ends in %q", dir, suffix)
+	}
+	return rows, nil
+}
+
+func writeSheets(dir, suffix, out string, seed uint64) error {
+	rows, err := selectRows(dir, suffix)
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return fmt.Errorf("-out: %w (name a folder that does not exist yet)", err)
+	}
+	rand.New(rand.NewPCG(seed, 0)).Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	var order strings.Builder
+	order.WriteString("tile\tfile\n")
+	per := sheetCols * sheetRows
+	for s := 0; s*per < len(rows); s++ {
+		sheet := image.NewRGBA(image.Rect(0, 0, sheetCols*(tile+gap), sheetRows*(tile+caption+gap)))
+		draw.Draw(sheet, sheet.Bounds(), image.NewUniform(color.RGBA{255, 0, 255, 255}), image.Point{}, draw.Src)
+		for k := 0; k < per && s*per+k < len(rows); k++ {
+			n := s*per + k
+			img, err := readImage(filepath.Join(dir, rows[n].file))
+			if err != nil {
+				return err
+			}
+			x, y := (k%sheetCols)*(tile+gap), (k/sheetCols)*(tile+caption+gap)
+			d := font.Drawer{Dst: sheet, Src: image.NewUniform(color.Black), Face: basicfont.Face7x13, Dot: fixed.P(x+2, y+12)}
+			d.DrawString(strconv.Itoa(n))
+			for py := 0; py < tile; py++ {
+				for px := 0; px < tile; px++ {
+					sheet.Set(x+px, y+caption+py, img.At(px/scale, py/scale))
+				}
+			}
+			fmt.Fprintf(&order, "%d\t%s\n", n, rows[n].file)
+		}
+		if err := writePNG(filepath.Join(out, fmt.Sprintf("sheet-%02d.png", s)), sheet); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(out, "order.tsv"), []byte(order.String()), 0o644)
+}
+
+func assemble(dir, sheets, labelFile, out string) error {
+	order, err := readOrder(filepath.Join(sheets, "order.tsv"))
+	if err != nil {
+		return err
+	}
+	text, err := os.ReadFile(labelFile)
+	if err != nil {
+		return err
+	}
+	given := strings.Fields(string(text))
+	if len(given) != len(order) {
+		return fmt.Errorf("%s holds %d labels for %d tiles", labelFile, len(given), len(order))
+	}
+	labelOf := map[string]string{}
+	for n, l := range given {
+		if !labels[l] {
+			return fmt.Errorf("%s: tile %d's label %q is none of circle, square, triangle, star, ring, unclear", labelFile, n, l)
+		}
+		labelOf[order[n]] = l
+	}
+	all, err := readIndex(dir)
+	if err != nil {
+		return err
+	}
+	var rows []indexRow
+	for _, r := range all {
+		if _, ok := labelOf[r.file]; ok {
+			rows = append(rows, r)
+		}
+	}
+	if len(rows) != len(order) {
+		return fmt.Errorf("%s/index.tsv lists %d of the %d labelled files", dir, len(rows), len(order))
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(out, "labels.tsv")); err == nil {
+		return fmt.Errorf("%s already holds a labelled set (labels.tsv): name another folder", out)
+	}
+	s := scene.ImageSize
+	grid := image.NewNRGBA(image.Rect(0, 0, perGrid*s, (len(rows)+perGrid-1)/perGrid*s))
+	var tsv strings.Builder
+	tsv.WriteString("tile\tprompt\tseed\tlabel\n")
+	for k, r := range rows {
+		img, err := readImage(filepath.Join(dir, r.file))
+		if err != nil {
+			return err
+		}
+		at := image.Pt((k%perGrid)*s, (k/perGrid)*s)
+		draw.Draw(grid, image.Rectangle{at, at.Add(image.Pt(s, s))}, img, img.Bounds().Min, draw.Src)
+		fmt.Fprintf(&tsv, "%d\t%s\t%s\t%s\n", k, r.prompt, r.seed, labelOf[r.file])
+	}
+	if err := writePNG(filepath.Join(out, "generated.png"), grid); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, "labels.tsv"), []byte(tsv.String()), 0o644)
+}
+
+// readOrder reads a sheets folder's order.tsv: the file of each tile number.
+func readOrder(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var files []string
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		if line == 1 {
+			continue
+		}
+		cols := strings.Split(sc.Text(), "\t")
+		if len(cols) != 2 || cols[0] != strconv.Itoa(len(files)) {
+			return nil, fmt.Errorf("%s line %d: %q is not tile %d and its file", path, line, sc.Text(), len(files))
+		}
+		files = append(files, cols[1])
+	}
+	return files, sc.Err()
+}
+
+func writePNG(path string, img image.Image) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	// Best compression: labelled sets are committed.
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(f, img); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
