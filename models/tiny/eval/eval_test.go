@@ -145,3 +145,44 @@ func TestEmptyBackgroundHasNoObjects(t *testing.T) {
 		}
 	}
 }
+
+// TestRecolourKeepsMask measures the ceiling of bench edit's mask IoU: a
+// colour swap that changes nothing but the colour (the same drawn object
+// recoloured to another colour its background allows) must give nearly the
+// same foreground mask, whatever the two colours' contrast with the
+// background, or a perfect edit would read as a moved outline.
+func TestRecolourKeepsMask(t *testing.T) {
+	var sum, lowest float64 = 0, 1
+	n := 0
+	for i := 0; n < 500; i++ {
+		s, _ := scene.TrainingExample(13, i)
+		if len(s.Objects) != 1 {
+			continue
+		}
+		before, err := Analyze(s.Render())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range scene.Colours {
+			if c == s.Objects[0].Colour || !s.Background.Allows(c) {
+				continue
+			}
+			recoloured := s
+			recoloured.Objects = []scene.Placed{s.Objects[0]}
+			recoloured.Objects[0].Colour = c
+			after, err := Analyze(recoloured.Render())
+			if err != nil {
+				t.Fatal(err)
+			}
+			iou := IoU(before.Foreground, after.Foreground)
+			sum += iou
+			lowest = math.Min(lowest, iou)
+			n++
+		}
+	}
+	mean := sum / float64(n)
+	t.Logf("%d recolourings: mask IoU mean %.3f, min %.3f", n, mean, lowest)
+	if mean < 0.98 || lowest < 0.85 {
+		t.Errorf("recolouring alone gives mask IoU mean %.3f, min %.3f: want >= 0.98 and >= 0.85", mean, lowest)
+	}
+}
