@@ -34,6 +34,7 @@ type benchEditFlags struct {
 	blendChanged                           *bool
 	quick                                  *bool
 	refineSwaps                            *bool
+	images                                 *string
 }
 
 func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
@@ -55,6 +56,8 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 	}
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
 	f.blendChanged = fs.Bool("blend-changed", false, "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words); the baseline is not blended")
+	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
+		"with index.tsv: each edit's prompts, seed, method and scores, for checking the verdicts by eye")
 	f.keepText = fs.Bool("keep-source-text", false, "every P2P edit keeps the source's text states for the words it did not change (the spec's keep_source_text; the baseline has no control to keep them with)")
 	return f
 }
@@ -118,6 +121,13 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	var images *imageFolder
+	if *f.images != "" {
+		if images, err = newImageFolder(*f.images, editImageColumns...); err != nil {
+			return err
+		}
+		defer images.close()
+	}
 	e, err := f.engine.load()
 	if err != nil {
 		return err
@@ -141,7 +151,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for i := range set {
 		be := &set[i]
 		for k, seed := range be.seeds {
-			scores, err := runBenchPair(ctx, e, be, seed, f)
+			scores, err := runBenchPair(ctx, e, be, seed, f, images.editWriter(i, k))
 			if err != nil {
 				return err
 			}
@@ -180,6 +190,9 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if f.selfMax != nil {
 		run.selfMax = *f.selfMax
 	}
+	if err := images.close(); err != nil {
+		return err
+	}
 	if *f.engine.json {
 		return writeEditJSON(stdout, run, records)
 	}
@@ -188,8 +201,8 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // runBenchPair runs one edit at one seed with Prompt-to-Prompt, with the
 // baseline and, with -refine-swaps, with Prompt-to-Prompt as a refinement,
-// and scores each by method.
-func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64, f *benchEditFlags) (map[string]editScore, error) {
+// and scores each by method; w, when not nil, writes each image.
+func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64, f *benchEditFlags, w *editWriter) (map[string]editScore, error) {
 	spec := edit.Spec{Source: be.source, Targets: []string{be.target}, Seed: &seed}
 	if *f.steps > 0 {
 		spec.Steps = f.steps
@@ -221,6 +234,9 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		if err == nil {
 			scores[method], err = score(*be, res.Images[0], res.Images[1])
 		}
+		if err == nil {
+			err = w.add(be, seed, method, res.Images[0], &res.Images[1], scores[method])
+		}
 		if err != nil {
 			return diffusion.Image{}, fmt.Errorf("%s edit %q → %q, seed %d: %w", method, be.source, be.target, seed, err)
 		}
@@ -247,8 +263,10 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 	if be.reweight() {
 		// The baseline of a reweight is its target prompt alone, which is
 		// the source prompt: the source image, so it is not run again.
-		scores[methodBaseline], err = score(*be, src, src)
-		return scores, err
+		if scores[methodBaseline], err = score(*be, src, src); err != nil {
+			return nil, err
+		}
+		return scores, w.add(be, seed, methodBaseline, src, nil, scores[methodBaseline])
 	}
 	if _, err := run(methodBaseline, spec, diffusion.RunOptions{Baseline: true}); err != nil {
 		return nil, err

@@ -307,6 +307,77 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("the edit blended on its swapped words scored as without the blend (%+v): the flag did not reach the run", blendedEdit)
 		}
 	})
+	t.Run("edit, every image written", func(t *testing.T) {
+		images := filepath.Join(t.TempDir(), "images")
+		args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "2",
+			"-colour", "1", "-shape", "0", "-phrase", "0", "-reweight", "1", "-seeds", "1", "-images", images}
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		var got parsedEditJSON
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("%v in %s", err, out.String())
+		}
+		index, err := os.ReadFile(filepath.Join(images, "index.tsv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(index)), "\n")
+		if lines[0] != strings.Join(editImageColumns, "\t") || len(lines)-1 != len(got.Edits) {
+			t.Fatalf("index.tsv: header %q and %d rows for %d scored edits", lines[0], len(lines)-1, len(got.Edits))
+		}
+		yes := map[bool]string{true: "yes", false: "no"}
+		pngs := map[string]bool{}
+		for _, e := range got.Edits {
+			// The row of the same edit, seed and method says what the
+			// report scored, and names files that hold images.
+			var row []string
+			for _, l := range lines[1:] {
+				c := strings.Split(l, "\t")
+				if c[2] == e.Kind && c[4] == e.Source && c[5] == e.Target && c[6] == strconv.FormatUint(e.Seed, 10) && c[7] == e.Method {
+					row = c
+				}
+			}
+			if row == nil {
+				t.Fatalf("no index row for %s %s %q → %q seed %d", e.Kind, e.Method, e.Source, e.Target, e.Seed)
+			}
+			if row[8] != yes[e.Success] || row[9] != fmt.Sprintf("%.3f", e.MaskIoU) || row[11] != yes[e.BackgroundChanged] ||
+				row[12] != e.SourceBackground || row[13] != e.EditBackground || row[14] != yes[e.Broken] {
+				t.Errorf("index row %q disagrees with the report's %+v", row, e)
+			}
+			for _, file := range row[:2] {
+				f, err := os.Open(filepath.Join(images, file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				img, err := png.Decode(f)
+				f.Close()
+				if err != nil {
+					t.Fatalf("%s: %v", file, err)
+				}
+				pngs[file] = true
+				if file == row[0] {
+					r, err := eval.Analyze(img)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if broken := len(r.Objects) == 0; broken != e.Broken {
+						t.Errorf("%s: the report says broken %v, the evaluator finds %d objects in the file", file, e.Broken, len(r.Objects))
+					}
+				}
+			}
+		}
+		// A colour swap's source, edit and baseline; each reweight's source
+		// and edit (its baseline is the source).
+		if len(pngs) != 3+2+2 {
+			t.Errorf("%d image files named in the index, want 7: %v", len(pngs), pngs)
+		}
+		errb.Reset()
+		if code := run(args, &out, &errb); code != 1 || !strings.Contains(errb.String(), "already holds an index.tsv") {
+			t.Errorf("a second run into %s: exit %d, %s; want a refusal", images, code, errb.String())
+		}
+	})
 	t.Run("model", func(t *testing.T) {
 		var out, errb bytes.Buffer
 		args := []string{"bench", "model", "-model", dir, "-threads", "1", "-prompts", "2", "-seeds", "2", "-steps", "4"}
@@ -392,7 +463,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Fatal(err)
 		}
 		rows := strings.Split(strings.TrimSpace(string(index)), "\n")
-		if len(rows) != 5 || rows[0] != strings.TrimSpace(indexHeader) {
+		if len(rows) != 5 || rows[0] != strings.Join(modelImageColumns, "\t") {
 			t.Fatalf("index.tsv: want the header and 4 rows, got\n%s", index)
 		}
 		prompts := scene.EvalPrompts(2, 1)

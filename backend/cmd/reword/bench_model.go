@@ -59,13 +59,13 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usageError("--%s is %d: want 1 or more", f.name, f.v)
 		}
 	}
-	var sink *imageSink
+	var images *imageFolder
 	if *imagesDir != "" {
 		var err error
-		if sink, err = newImageSink(*imagesDir); err != nil {
+		if images, err = newImageFolder(*imagesDir, modelImageColumns...); err != nil {
 			return err
 		}
-		defer sink.close()
+		defer images.close()
 	}
 	// Writing the instrumented UNet into the model folder on first use is
 	// allowed, as for every engine subcommand.
@@ -95,11 +95,11 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *promptSeeds {
 		seedFor, seeding = promptSeed, "each prompt's own, drawn from its index; seed k is the k-th of each prompt's seeds"
 	}
-	perSeed, genTables, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, seedFor, *steps, guidance, sink, stderr)
+	perSeed, genTables, kept, err := scoreGenerations(ctx, e, prompts, *nSeeds, seedFor, *steps, guidance, images, stderr)
 	if err != nil {
 		return err
 	}
-	if err := sink.close(); err != nil {
+	if err := images.close(); err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
@@ -204,9 +204,9 @@ func promptSeed(prompt, k int) uint64 {
 // seedFor(prompt index, k), and scores each image, one tally per k so that
 // the report shows how much the numbers move between seeds, not only their
 // mean, and one set of tables over every seed. It keeps the first 64 images
-// for the grid and hands every image to sink when it is not nil.
+// for the grid and writes every image to images when it is not nil.
 func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds int, seedFor func(prompt, k int) uint64,
-	steps int, guidance *float64, sink *imageSink, progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
+	steps int, guidance *float64, images *imageFolder, progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
 	perSeed = make([]eval.Tally, nSeeds)
 	total, done := len(prompts)*nSeeds, 0
 	for k := 0; k < nSeeds; k++ {
@@ -233,7 +233,7 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 			if j.BackgroundJudged {
 				tables.backgrounds.Add(c.Background, j.Background)
 			}
-			if err := sink.add(i, k, seed, c, img, j); err != nil {
+			if err := images.addGenerated(i, k, seed, c, img, j); err != nil {
 				return nil, tables, nil, err
 			}
 			if len(kept) < 64 {
