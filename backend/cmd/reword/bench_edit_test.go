@@ -102,6 +102,11 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 		{kindColour, methodBaseline, "all", "2", "100 %"},
 		{kindColour, setBare, methodP2P, "2", "100 %"},
 		{kindBoost, "baseline (= the source)", "all", "0", "–"},
+		// By the colour swapped to: both seeds of the swap to blue, one
+		// of which repainted the background.
+		{"to", "method", "edits", "edit success", "mask IoU"},
+		{"blue", methodP2P, "2", "100 %"},
+		{"white", methodBaseline, "2", "100 %"},
 	} {
 		if !hasRow(rows, want) {
 			t.Errorf("report lacks a row starting %q:\n%s", want, text.String())
