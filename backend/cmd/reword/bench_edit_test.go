@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"image"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -352,15 +353,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 				t.Errorf("index row %q disagrees with the report's %+v", row, e)
 			}
 			for _, file := range row[:2] {
-				f, err := os.Open(filepath.Join(images, file))
-				if err != nil {
-					t.Fatal(err)
-				}
-				img, err := png.Decode(f)
-				f.Close()
-				if err != nil {
-					t.Fatalf("%s: %v", file, err)
-				}
+				img := readPNG(t, filepath.Join(images, file))
 				pngs[file] = true
 				if file == row[0] {
 					r, err := eval.Analyze(img)
@@ -479,16 +472,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			if len(cols) != 8 || cols[0] != file || cols[1] != prompts[prompt].Text || cols[2] != strconv.FormatUint(promptSeed(prompt, k), 10) {
 				t.Errorf("index row %d = %q, want %s, %q, prompt %d's seed %d", i, row, file, prompts[prompt].Text, prompt, k)
 			}
-			f, err := os.Open(filepath.Join(images, file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			img, err := png.Decode(f)
-			f.Close()
-			if err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			r, err := eval.Analyze(img)
+			r, err := eval.Analyze(readPNG(t, filepath.Join(images, file)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -507,6 +491,21 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("a second run into %s: exit %d, %s; want a refusal", images, code, errb.String())
 		}
 	})
+}
+
+// readPNG decodes the PNG file at path.
+func readPNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
 }
 
 // tableRows splits a Markdown-style table's lines into trimmed cells.
