@@ -121,13 +121,6 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	var images *imageFolder
-	if *f.images != "" {
-		if images, err = newImageFolder(*f.images, editImageColumns...); err != nil {
-			return err
-		}
-		defer images.close()
-	}
 	e, err := f.engine.load()
 	if err != nil {
 		return err
@@ -135,6 +128,15 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer e.Close()
 	if err := needSceneImages(e); err != nil {
 		return err
+	}
+	// The folder is made once the run can start, so that a refused run
+	// leaves no index.tsv behind to refuse the next.
+	var images *imageFolder
+	if *f.images != "" {
+		if images, err = newImageFolder(*f.images, editImageColumns...); err != nil {
+			return err
+		}
+		defer images.close()
 	}
 
 	total := 0

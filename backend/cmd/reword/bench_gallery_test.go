@@ -1,8 +1,6 @@
 package main
 
 import (
-	"image/png"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,15 +60,7 @@ func TestGalleryPicture(t *testing.T) {
 	if err := writeGallery(path, []galleryRow{row, row}); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := readPNG(t, path)
 	side := 64 * galleryScale
 	if w := img.Bounds().Dx(); w != 2*galleryMargin+len(gallerySeeds)*side+(len(gallerySeeds)-1)*galleryGap {
 		t.Errorf("gallery is %d px wide", w)

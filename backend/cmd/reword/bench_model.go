@@ -59,14 +59,6 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return usageError("--%s is %d: want 1 or more", f.name, f.v)
 		}
 	}
-	var images *imageFolder
-	if *imagesDir != "" {
-		var err error
-		if images, err = newImageFolder(*imagesDir, modelImageColumns...); err != nil {
-			return err
-		}
-		defer images.close()
-	}
 	// Writing the instrumented UNet into the model folder on first use is
 	// allowed, as for every engine subcommand.
 	e, err := diffusion.Load(*dir, diffusion.Options{Threads: *threads, Instrument: true})
@@ -76,6 +68,14 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer e.Close()
 	if err := needSceneImages(e); err != nil {
 		return err
+	}
+	// The folder is made once the run can start (see bench edit).
+	var images *imageFolder
+	if *imagesDir != "" {
+		if images, err = newImageFolder(*imagesDir, modelImageColumns...); err != nil {
+			return err
+		}
+		defer images.close()
 	}
 
 	vae, vaeShapes, err := scoreVAERoundTrips(ctx, e, *nPrompts)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"image"
 	"image/png"
 	"math/rand/v2"
 	"os"
@@ -38,15 +37,7 @@ func TestInvertCommand(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 	for _, name := range []string{"reconstruction.png", "target-1.png", "target-2.png"} {
-		f, err := os.Open(filepath.Join(out, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil || img.Bounds() != image.Rect(0, 0, 64, 64) {
-			t.Fatalf("%s: %v, bounds %v", name, err, img.Bounds())
-		}
+		checkPNGSize(t, filepath.Join(out, name), 64)
 	}
 	if !strings.Contains(stdout.String(), "npi inversion") {
 		t.Errorf("stdout does not report the inversion: %s", stdout.String())

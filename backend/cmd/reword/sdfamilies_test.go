@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"image"
-	"image/png"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,14 +110,8 @@ func runOK(t *testing.T, args ...string) string {
 
 func checkPNGSize(t *testing.T, path string, side int) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil || img.Bounds() != image.Rect(0, 0, side, side) {
-		t.Fatalf("%s: %v, bounds %v; want %d×%d", path, err, img.Bounds(), side, side)
+	if b := readPNG(t, path).Bounds(); b != image.Rect(0, 0, side, side) {
+		t.Fatalf("%s: bounds %v; want %d×%d", path, b, side, side)
 	}
 }
 
