@@ -71,7 +71,11 @@ from checkpoint import Checkpoints
 #                   swap_consistency_max_t, on the cells
 #                   more than swap_consistency_margin cells from every object,
 #                   swapping words of the swap_consistency_groups (indices into
-#                   info.json's swap_groups: 0 the colours, 1 the shapes).
+#                   info.json's swap_groups: 0 the colours, 1 the shapes);
+#                   swap_consistency_targets maps words to how often each is
+#                   drawn as the swap's new word, relative to 1 for the words
+#                   it leaves out (default: every other word of the group
+#                   alike).
 #                   background_mean at 1 from t 600 halved the changed
 #                   backgrounds and cost generation size and colour;
 #                   'injected' (the cells, but the swapped pass runs with
@@ -160,7 +164,7 @@ RECIPE = dict(
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
     swap_consistency_mode='cells', swap_consistency_min_t=0, swap_consistency_max_t=999,
     swap_consistency_margin=1, swap_consistency_x0_cap=0.0, swap_consistency_unroll=0,
-    swap_consistency_groups=[0, 1], swap_consistency_object=0.0, swap_consistency_object_mode='cells', preserve_weight=0.0, preserve_region='all',
+    swap_consistency_groups=[0, 1], swap_consistency_targets={}, swap_consistency_object=0.0, swap_consistency_object_mode='cells', preserve_weight=0.0, preserve_region='all',
     unet_object_weight=0.0,
     text_encoder_frozen=False,
     unet_steps=3500, unet_batch=32, unet_lr=1e-3, unet_warmup=200, unet_final_lr_fraction=0.1,
@@ -377,13 +381,15 @@ def grounding_loss(maps, masks, regions, min_res):
     return torch.stack(terms).mean()
 
 
-def swap_words(tok, regions, groups, gen):
+def swap_words(tok, regions, groups, gen, targets=None):
     """Swaps one object word of each caption for another word of its group.
 
     tok: [B, K] ids; regions: [B, K] each token's region (train_unet's
     convention: -1 none, 0 background, i+1 object i); groups: [G, M] the ids of
     each group (colours, shapes), padded with -1. A colour word that names
-    the background is no object word and stays. Returns the new ids and [B]
+    the background is no object word and stays. targets: None to draw the new
+    word uniformly among the rest of its group, or [G, M] weights (0 on the
+    padding) to draw it in proportion to them. Returns the new ids and [B]
     which rows have a word swapped (captions without an object word, dropped
     ones included, have none).
     """
@@ -396,11 +402,39 @@ def swap_words(tok, regions, groups, gen):
     group = member[rows, pick].float().argmax(-1)
     sizes = (groups >= 0).sum(1)[group]
     at = (groups[group] == old[:, None]).float().argmax(-1)
-    shift = 1 + (torch.rand(len(tok), device=tok.device, generator=gen) * (sizes - 1)).long().clamp(max=sizes - 2)
-    new = groups[group, (at + shift) % sizes]
+    if targets is None:
+        shift = 1 + (torch.rand(len(tok), device=tok.device, generator=gen) * (sizes - 1)).long().clamp(max=sizes - 2)
+        new = groups[group, (at + shift) % sizes]
+    else:
+        weights = targets[group].clone()
+        weights[rows, at] = 0  # never the word itself
+        new = groups[group, torch.multinomial(weights, 1, generator=gen)[:, 0]]
     swapped = tok.clone()
     swapped[rows, pick] = torch.where(has, new, old)
     return swapped, has
+
+
+def target_weights(targets, info, chosen, width, dev):
+    """[G, width] each group word's weight as a swap's new word, or None when targets names none.
+
+    targets: the recipe's swap_consistency_targets, word -> weight (the
+    words it leaves out weigh 1); info: the data's info.json, whose
+    swap_group_words spell out the ids of swap_groups; chosen: the indices of
+    the groups swapped. Every named word must belong to a chosen group.
+    """
+    if not targets:
+        return None
+    if 'swap_group_words' not in info:
+        raise SystemExit("the data's info.json has no swap_group_words to find swap_consistency_targets' words in: "
+                         'draw the data again with datagen')
+    words = [info['swap_group_words'][g] for g in chosen]
+    known = {w for group in words for w in group}
+    unknown = sorted(set(targets) - known)
+    if unknown:
+        raise SystemExit(f'swap_consistency_targets names {", ".join(unknown)}, not a word of the swapped groups '
+                         f'({", ".join(sorted(known))})')
+    rows = [[float(targets.get(w, 1.0)) for w in group] + [0.0] * (width - len(group)) for group in words]
+    return torch.tensor(rows, device=dev)
 
 
 def away_from_objects(masks, margin):
@@ -629,7 +663,7 @@ def preserve_loss(pred, frozen_pred, weight, near=None):
 
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
                judge_every=0, deadline=None, save_every=0, out=None, masks=None, regions=None, progress=None,
-               stop_after=None, swap_groups=None, teacher=None):
+               stop_after=None, swap_groups=None, swap_targets=None, teacher=None):
     """Trains text encoder + UNet for steps steps (cosine from lr after warmup); returns the EMA models and stats.
 
     stage numbers the cosine cycle (it seeds the cycle's random streams).
@@ -642,12 +676,14 @@ def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=N
     batched matmuls on one thread whatever the thread count).
     judge(step, te, unet) scores the EMA models every judge_every steps
     (one process only: the others would wait on it). swap_groups: [G, M]
-    word ids for the swap consistency loss (swap_words). teacher: state dicts
+    word ids for the swap consistency loss and swap_targets their weights as
+    a swap's new word (swap_words). teacher: state dicts
     of the frozen weights the preserve term keeps the predictions near.
     """
     kw = dict(latents=latents, ids=ids, empty_ids=empty_ids, r=r, dev=dev, stage=stage, steps=steps, lr=lr,
               warmup=warmup, init=init, deadline=deadline, save_every=save_every, out=out, masks=masks, regions=regions,
-              progress=progress, stop_after=stop_after, swap_groups=swap_groups, teacher=teacher)
+              progress=progress, stop_after=stop_after, swap_groups=swap_groups, swap_targets=swap_targets,
+              teacher=teacher)
     if processes == 1:
         return _train_unet_rank(0, 1, judge=judge, judge_every=judge_every, **kw)
     # Rank 0 hands its result back through a file: a pipe could fill up while
@@ -733,7 +769,7 @@ def _check_in_step(params):
 
 def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init, deadline,
                      save_every, out, masks=None, regions=None, progress=None, stop_after=None, judge=None, judge_every=0,
-                     swap_groups=None, teacher=None):
+                     swap_groups=None, swap_targets=None, teacher=None):
     # Every rank builds the same initial weights, applies the same averaged
     # gradients and so keeps the same weights; each draws its own share of
     # the batch.
@@ -835,7 +871,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
             if lead and ((step + 1) % 500 == 0 or step == 0):
                 log(f'step {step + 1}: grounding term {g.item():.4f}')
             if r['swap_consistency'] > 0:
-                swapped, has = swap_words(tok, reg, swap_groups, gen)
+                swapped, has = swap_words(tok, reg, swap_groups, gen, swap_targets)
                 has = has & (t >= r['swap_consistency_min_t']) & (t <= r['swap_consistency_max_t'])
                 if inject:
                     has = has & (t > INJECT_CROSS_ABOVE_T)  # below, Prompt-to-Prompt's edit uses its own maps
@@ -999,6 +1035,10 @@ def main():
     ap.add_argument('--swap-consistency-groups',
                     help="override the recipe: comma-separated indices of info.json's swap_groups whose words the swap "
                          "consistency loss swaps (0: colours, 1: shapes), e.g. 0")
+    ap.add_argument('--swap-consistency-targets',
+                    help='override the recipe: comma-separated WORD=WEIGHT, how often the swap consistency loss draws '
+                         'each word as the new word of a swap, relative to 1 for the words left out, e.g. '
+                         'white=3,black=3,yellow=3')
     ap.add_argument('--preserve-weight', type=float, help='override the recipe: weight of the term that keeps the noise '
                     'predictions near the --init-from weights (frozen), in the cycles with the grounding loss')
     ap.add_argument('--preserve-region', choices=('all', 'objects', 'ring'),
@@ -1151,6 +1191,18 @@ def main():
             r['swap_consistency_groups'] = [int(g) for g in args.swap_consistency_groups.split(',')]
         except ValueError:
             ap.error(f'--swap-consistency-groups wants comma-separated group indices, e.g. 0 or 0,1, got {args.swap_consistency_groups!r}')
+    if args.swap_consistency_targets is not None:
+        targets = {}
+        for part in filter(None, args.swap_consistency_targets.split(',')):
+            word, _, weight = part.partition('=')
+            try:
+                targets[word.strip()] = float(weight)
+            except ValueError:
+                weight = None
+            if weight is None or not word.strip() or not 0 < targets[word.strip()] <= 100:
+                ap.error('--swap-consistency-targets wants comma-separated WORD=WEIGHT with weights above 0 and up '
+                         f'to 100, e.g. white=3,black=3, got {args.swap_consistency_targets!r}')
+        r['swap_consistency_targets'] = targets
     if args.swap_consistency_object is not None:
         if args.swap_consistency_object < 0:
             ap.error(f'--swap-consistency-object must be at least 0, got {args.swap_consistency_object}')
@@ -1277,7 +1329,7 @@ def main():
     ids = torch.from_numpy(np.load(os.path.join(args.data, 'input_ids.npy')).astype(np.int64)).to(dev)
     info = json.load(open(os.path.join(args.data, 'info.json')))
     empty_ids = torch.tensor(info['empty_input_ids'], dtype=torch.int64, device=dev)
-    masks = regions = swap_groups = None
+    masks = regions = swap_groups = swap_targets = None
     if r['grounding_weight'] > 0 or r['vae_object_weight'] > 0 or r['unet_object_weight'] > 0:
         masks = torch.from_numpy(np.load(os.path.join(args.data, 'object_masks.npy'))).to(dev)
     if r['grounding_weight'] > 0:
@@ -1292,6 +1344,7 @@ def main():
         groups = [info['swap_groups'][g] for g in chosen]
         width = max(len(g) for g in groups)
         swap_groups = torch.tensor([g + [-1] * (width - len(g)) for g in groups], device=dev)
+        swap_targets = target_weights(r['swap_consistency_targets'], info, chosen, width, dev)
     if images.shape[1:] != (tinysd.IMAGE_SIZE, tinysd.IMAGE_SIZE, 3) or ids.shape[1] != tinysd.MAX_TOKENS:
         raise SystemExit(f'unexpected data shapes: images {tuple(images.shape)}, input_ids {tuple(ids.shape)}')
     device_name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else (
@@ -1306,13 +1359,15 @@ def main():
                    processes=None if args.vae_only else args.processes,
                    vae_weights=args.vae_weights and os.path.abspath(args.vae_weights)), args.resume)
     try:
-        finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups)
+        finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups,
+               swap_targets)
     except Stopped:
         log(f'stopped after the checkpoint at {args.stop_after}, as asked; continue with --resume')
         raise SystemExit(3)
 
 
-def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups):
+def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups,
+           swap_targets):
     """Everything after loading the data: the VAE, the latents, the UNet cycles, the weights and the record."""
     vae_done = ckpt.load('vae-done')
     if args.vae_weights:
@@ -1396,7 +1451,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
             te, unet, stats = train_unet(
                 latents, ids, empty_ids, r, dev, i + 1, steps, lr, warmup, init, args.processes,
                 judge if last else None, args.judge_every, deadline, args.save_every if last else 0, args.out, masks, regions,
-                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after, swap_groups, teacher)
+                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after, swap_groups, swap_targets, teacher)
             if judge is not None and last:
                 stats.setdefault('judged', []).append(dict(step=stats['steps_done'], **judge(stats['steps_done'], te, unet)))
                 log('judged', json.dumps(stats['judged'][-1]))

@@ -16,7 +16,9 @@
 //	info.json      seed, count, the ids of the empty caption (for caption
 //	               dropout) and swap_groups: the ids of the colour words and
 //	               of the shape words, each group words one object attribute
-//	               may take (for the word-swap consistency loss)
+//	               may take (for the word-swap consistency loss), and
+//	               swap_group_words: the same words spelled out, in the same
+//	               order (so that a recipe can name them)
 //
 // The masks and regions feed the training loss that grounds each word's
 // cross-attention in the part of the image it describes.
@@ -167,17 +169,18 @@ func (d *dataset) write(out string, tok *clip.Tokenizer) error {
 	if err := os.WriteFile(filepath.Join(out, "captions.txt"), []byte(strings.Join(d.captions, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
-	groups, err := swapGroups(tok)
+	groups, words, err := swapGroups(tok)
 	if err != nil {
 		return err
 	}
 	info := map[string]any{
-		"seed":            d.seed,
-		"count":           n,
-		"image_size":      scene.ImageSize,
-		"max_tokens":      clip.ContextLength,
-		"empty_input_ids": tok.Encode("").Padded(clip.ContextLength),
-		"swap_groups":     groups,
+		"seed":             d.seed,
+		"count":            n,
+		"image_size":       scene.ImageSize,
+		"max_tokens":       clip.ContextLength,
+		"empty_input_ids":  tok.Encode("").Padded(clip.ContextLength),
+		"swap_groups":      groups,
+		"swap_group_words": words,
 	}
 	b, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
@@ -243,9 +246,10 @@ func tokenRegions(enc clip.Encoding, c scene.Caption) ([]int8, error) {
 }
 
 // swapGroups returns the CLIP ids of the colour words and of the shape
-// words, in scene's order. The trainer swaps such a word for another of its
-// group to ask that the image away from the word's object not depend on it.
-func swapGroups(tok *clip.Tokenizer) ([][]int32, error) {
+// words, in scene's order, and the words themselves. The trainer swaps such a
+// word for another of its group to ask that the image away from the word's
+// object not depend on it.
+func swapGroups(tok *clip.Tokenizer) ([][]int32, [][]string, error) {
 	var colours, shapes []string
 	for _, c := range scene.Colours {
 		colours = append(colours, c.String())
@@ -260,11 +264,11 @@ func swapGroups(tok *clip.Tokenizer) ([][]int32, error) {
 			// IDs frame the word's tokens with BOS and EOS.
 			enc := tok.Encode(w)
 			if len(enc.IDs) != 3 {
-				return nil, fmt.Errorf("the word %q is %d CLIP tokens; a swap needs words of one token", w, len(enc.IDs)-2)
+				return nil, nil, fmt.Errorf("the word %q is %d CLIP tokens; a swap needs words of one token", w, len(enc.IDs)-2)
 			}
 			ids = append(ids, enc.IDs[1])
 		}
 		groups = append(groups, ids)
 	}
-	return groups, nil
+	return groups, [][]string{colours, shapes}, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"reword/models/tiny/scene"
@@ -14,7 +15,7 @@ func TestSwapGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, err := swapGroups(tok)
+	groups, groupWords, err := swapGroups(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,6 +28,9 @@ func TestSwapGroups(t *testing.T) {
 	}
 	for _, s := range scene.Shapes {
 		words = append(words, s.String())
+	}
+	if got := append(append([]string(nil), groupWords[0]...), groupWords[1]...); strings.Join(got, " ") != strings.Join(words, " ") {
+		t.Errorf("group words %v, want %v", got, words)
 	}
 	ids := append(append([]int32(nil), groups[0]...), groups[1]...)
 	for i, w := range words {
