@@ -8,12 +8,19 @@
 //	    SHEETS/sheet-NN.png (30 numbered tiles each, 3× enlarged, nothing
 //	    else: no prompt, no verdict) and SHEETS/order.tsv (tile number →
 //	    file). SHEETS must not exist yet.
-//	labelsheet assemble -images DIR -sheets SHEETS -labels FILE -out SET
+//	labelsheet assemble -images DIR -sheets SHEETS -labels FILE -out SET [-name labels]
 //	    reads FILE, one label per tile number in order (whitespace
 //	    separated; circle, square, triangle, star, ring or unclear), and
 //	    writes SET/generated.png (the images 10 to a row, in index.tsv's
-//	    order) and SET/labels.tsv (tile, prompt, seed, label). SET must not
-//	    hold a set yet.
+//	    order) and SET/NAME.tsv (tile, prompt, seed, label). SET must not
+//	    hold NAME.tsv yet; a generated.png it holds already must be the one
+//	    assemble would write (a second labeller's labels of the same set).
+//	labelsheet unpack -set SET -out DIR
+//	    the way back: writes a labelled set's images as bench model writes
+//	    them (DIR/tNNN.png and an index.tsv of their prompts and seeds, no
+//	    labels), so that a second labeller gets sheets of the same images
+//	    (with another -seed) without running the model again. DIR must not
+//	    exist yet.
 //
 // A person labels the largest object of each tile as the shape they see,
 // or unclear; the evaluator's tests then compare its verdicts with theirs.
@@ -31,6 +38,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -53,6 +61,9 @@ const (
 	perGrid   = 10 // images per row of a set's generated.png
 )
 
+// labelsName is what a set's labels file may be called (without .tsv).
+var labelsName = regexp.MustCompile(`^labels(-[a-z0-9][a-z0-9-]*)?$`)
+
 // labels are what a person may call a tile.
 var labels = map[string]bool{"circle": true, "square": true, "triangle": true, "star": true, "ring": true, "unclear": true}
 
@@ -65,7 +76,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("want a subcommand: sheets or assemble")
+		return errors.New("want a subcommand: sheets, assemble or unpack")
 	}
 	fs := flag.NewFlagSet("labelsheet "+args[0], flag.ContinueOnError)
 	images := fs.String("images", "", "folder written by `reword bench model -images` (required)")
@@ -85,15 +96,29 @@ func run(args []string) error {
 		sheets := fs.String("sheets", "", "folder written by labelsheet sheets (required)")
 		labelFile := fs.String("labels", "", "the person's labels, one per tile number in order (required)")
 		out := fs.String("out", "", "folder of the labelled set (required)")
+		name := fs.String("name", "labels", "the labels' file in the set, without .tsv: labels for the first labeller, e.g. labels-second for another")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if *images == "" || *sheets == "" || *labelFile == "" || *out == "" {
 			return errors.New("assemble: -images, -sheets, -labels and -out are required")
 		}
-		return assemble(*images, *sheets, *labelFile, *out)
+		if !labelsName.MatchString(*name) {
+			return fmt.Errorf("assemble: -name %q must be labels or labels-WORD (letters, digits, hyphens)", *name)
+		}
+		return assemble(*images, *sheets, *labelFile, *out, *name)
+	case "unpack":
+		set := fs.String("set", "", "a labelled set: generated.png and labels.tsv (required)")
+		out := fs.String("out", "", "folder for the images and index.tsv, created (required)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *set == "" || *out == "" {
+			return errors.New("unpack: -set and -out are required")
+		}
+		return unpack(*set, *out)
 	}
-	return fmt.Errorf("unknown subcommand %q: want sheets or assemble", args[0])
+	return fmt.Errorf("unknown subcommand %q: want sheets, assemble or unpack", args[0])
 }
 
 // indexRow is one row of bench model's index.tsv.
@@ -194,7 +219,7 @@ func writeSheets(dir, suffix, out string, seed uint64) error {
 	return os.WriteFile(filepath.Join(out, "order.tsv"), []byte(order.String()), 0o644)
 }
 
-func assemble(dir, sheets, labelFile, out string) error {
+func assemble(dir, sheets, labelFile, out, name string) error {
 	order, err := readOrder(filepath.Join(sheets, "order.tsv"))
 	if err != nil {
 		return err
@@ -230,8 +255,9 @@ func assemble(dir, sheets, labelFile, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(out, "labels.tsv")); err == nil {
-		return fmt.Errorf("%s already holds a labelled set (labels.tsv): name another folder", out)
+	labelsPath := filepath.Join(out, name+".tsv")
+	if _, err := os.Stat(labelsPath); err == nil {
+		return fmt.Errorf("%s already holds %s.tsv: name another folder or -name", out, name)
 	}
 	s := scene.ImageSize
 	grid := image.NewNRGBA(image.Rect(0, 0, perGrid*s, (len(rows)+perGrid-1)/perGrid*s))
@@ -246,10 +272,108 @@ func assemble(dir, sheets, labelFile, out string) error {
 		draw.Draw(grid, image.Rectangle{at, at.Add(image.Pt(s, s))}, img, img.Bounds().Min, draw.Src)
 		fmt.Fprintf(&tsv, "%d\t%s\t%s\t%s\n", k, r.prompt, r.seed, labelOf[r.file])
 	}
-	if err := writePNG(filepath.Join(out, "generated.png"), grid); err != nil {
+	gridPath := filepath.Join(out, "generated.png")
+	if held, err := os.Open(gridPath); err == nil {
+		// Another labeller's set: the labels must be of the same images.
+		img, err := png.Decode(held)
+		held.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", gridPath, err)
+		}
+		if !sameImage(img, grid) {
+			return fmt.Errorf("%s holds other images than %s's labelled ones (or in another order): these labels belong to another set", gridPath, dir)
+		}
+	} else if err := writePNG(gridPath, grid); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(out, "labels.tsv"), []byte(tsv.String()), 0o644)
+	return os.WriteFile(labelsPath, []byte(tsv.String()), 0o644)
+}
+
+// sameImage reports whether two images have the same size and colours.
+func sameImage(a, b image.Image) bool {
+	ab, bb := a.Bounds(), b.Bounds()
+	if ab.Size() != bb.Size() {
+		return false
+	}
+	for y := 0; y < ab.Dy(); y++ {
+		for x := 0; x < ab.Dx(); x++ {
+			r1, g1, b1, a1 := a.At(ab.Min.X+x, ab.Min.Y+y).RGBA()
+			r2, g2, b2, a2 := b.At(bb.Min.X+x, bb.Min.Y+y).RGBA()
+			if r1 != r2 || g1 != g2 || b1 != b2 || a1 != a2 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// unpack writes a labelled set's images and an index.tsv of their prompts
+// and seeds (not their labels) into out, as bench model -images does.
+func unpack(set, out string) error {
+	f, err := os.Open(filepath.Join(set, "generated.png"))
+	if err != nil {
+		return err
+	}
+	grid, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("%s/generated.png: %w", set, err)
+	}
+	rows, err := readSetRows(filepath.Join(set, "labels.tsv"))
+	if err != nil {
+		return err
+	}
+	s := scene.ImageSize
+	if b := grid.Bounds(); b.Dx() != perGrid*s || b.Dy() != (len(rows)+perGrid-1)/perGrid*s {
+		return fmt.Errorf("%s/generated.png is %dx%d: not %d images %d to a row", set, b.Dx(), b.Dy(), len(rows), perGrid)
+	}
+	if err := os.Mkdir(out, 0o755); err != nil {
+		return fmt.Errorf("-out: %w (name a folder that does not exist yet)", err)
+	}
+	var index strings.Builder
+	index.WriteString("file\tprompt\tseed\n")
+	for k, r := range rows {
+		img := image.NewNRGBA(image.Rect(0, 0, s, s))
+		at := grid.Bounds().Min.Add(image.Pt((k%perGrid)*s, (k/perGrid)*s))
+		draw.Draw(img, img.Bounds(), grid, at, draw.Src)
+		name := fmt.Sprintf("t%03d.png", k)
+		if err := writePNG(filepath.Join(out, name), img); err != nil {
+			return err
+		}
+		fmt.Fprintf(&index, "%s\t%s\t%s\n", name, r.prompt, r.seed)
+	}
+	return os.WriteFile(filepath.Join(out, "index.tsv"), []byte(index.String()), 0o644)
+}
+
+// readSetRows reads a set's labels.tsv for its prompts and seeds, in tile order.
+func readSetRows(path string) ([]indexRow, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var rows []indexRow
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		cols := strings.Split(sc.Text(), "\t")
+		if line == 1 {
+			if strings.Join(cols, " ") != "tile prompt seed label" {
+				return nil, fmt.Errorf("%s: header %q, want tile, prompt, seed, label", path, sc.Text())
+			}
+			continue
+		}
+		if len(cols) != 4 || cols[0] != strconv.Itoa(len(rows)) {
+			return nil, fmt.Errorf("%s line %d: %q is not tile %d's prompt, seed and label", path, line, sc.Text(), len(rows))
+		}
+		rows = append(rows, indexRow{file: cols[0], prompt: cols[1], seed: cols[2]})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("%s lists no tile", path)
+	}
+	return rows, nil
 }
 
 // readOrder reads a sheets folder's order.tsv: the file of each tile number.

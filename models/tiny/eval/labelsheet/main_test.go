@@ -164,3 +164,119 @@ func TestRunRejectsBadArguments(t *testing.T) {
 		t.Errorf("a suffix no image has: %v", err)
 	}
 }
+
+// labelAll assembles labels for every tile of sheets into set under name:
+// tile i gets names[i % 6], so each file's label is known.
+func labelAll(t *testing.T, images, sheets, set, name string) map[string]string {
+	t.Helper()
+	order, err := readOrder(filepath.Join(sheets, "order.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"circle", "square", "triangle", "star", "ring", "unclear"}
+	byFile := map[string]string{}
+	var text strings.Builder
+	for i, f := range order {
+		byFile[f] = names[i%len(names)]
+		fmt.Fprintln(&text, names[i%len(names)])
+	}
+	file := filepath.Join(t.TempDir(), "labels.txt")
+	if err := os.WriteFile(file, []byte(text.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run([]string{"assemble", "-images", images, "-sheets", sheets, "-labels", file, "-out", set, "-name", name}); err != nil {
+		t.Fatal(err)
+	}
+	return byFile
+}
+
+// A second labeller labels the same set from its unpacked images: their
+// labels land beside the first's, for the same tiles, and generated.png
+// stays as it was.
+func TestUnpackForASecondLabeller(t *testing.T) {
+	const n = 23
+	dir, _ := benchFolder(t, n)
+	first := filepath.Join(t.TempDir(), "sheets")
+	if err := run([]string{"sheets", "-images", dir, "-suffix", "-k0.png", "-out", first}); err != nil {
+		t.Fatal(err)
+	}
+	set := filepath.Join(t.TempDir(), "set")
+	labelAll(t, dir, first, set, "labels")
+	gridBefore, err := os.ReadFile(filepath.Join(set, "generated.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	unpacked := filepath.Join(t.TempDir(), "unpacked")
+	if err := run([]string{"unpack", "-set", set, "-out", unpacked}); err != nil {
+		t.Fatal(err)
+	}
+	index, err := os.ReadFile(filepath.Join(unpacked, "index.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(index)), "\n") {
+		if len(strings.Split(line, "\t")) != 3 {
+			t.Fatalf("the unpacked index.tsv's line %q is not file, prompt and seed alone (no label)", line)
+		}
+	}
+	second := filepath.Join(t.TempDir(), "sheets")
+	if err := run([]string{"sheets", "-images", unpacked, "-out", second, "-seed", "2"}); err != nil {
+		t.Fatal(err)
+	}
+	byFile := labelAll(t, unpacked, second, set, "labels-second")
+
+	gridAfter, err := os.ReadFile(filepath.Join(set, "generated.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(gridAfter) != string(gridBefore) {
+		t.Error("assembling the second labeller's labels rewrote generated.png")
+	}
+	firstRows, err := readSetRows(filepath.Join(set, "labels.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secondTSV, err := os.ReadFile(filepath.Join(set, "labels-second.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(secondTSV)), "\n")
+	if len(lines) != n+1 {
+		t.Fatalf("labels-second.tsv: %d lines, want %d", len(lines), n+1)
+	}
+	for k, line := range lines[1:] {
+		want := fmt.Sprintf("%d\t%s\t%s\t%s", k, firstRows[k].prompt, firstRows[k].seed, byFile[fmt.Sprintf("t%03d.png", k)])
+		if line != want {
+			t.Fatalf("labels-second.tsv row %d = %q, want %q", k, line, want)
+		}
+	}
+
+	// Labels of other images do not go into this set, and names are checked.
+	other, _ := benchFolder(t, n)
+	otherSheets := filepath.Join(t.TempDir(), "sheets")
+	if err := run([]string{"sheets", "-images", other, "-suffix", "-k1.png", "-out", otherSheets}); err != nil {
+		t.Fatal(err)
+	}
+	labels := filepath.Join(t.TempDir(), "labels.txt")
+	os.WriteFile(labels, []byte(strings.Repeat("circle\n", n)), 0o644)
+	for _, c := range []struct{ name, want string }{
+		{"labels-third", "other images"},
+		{"labels-second", "already holds labels-second.tsv"},
+		{"../escape", "must be labels or labels-WORD"},
+	} {
+		err := run([]string{"assemble", "-images", other, "-sheets", otherSheets, "-labels", labels, "-out", set, "-name", c.name})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("-name %s with other images: %v, want an error saying %q", c.name, err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(set, "labels-third.tsv")); err == nil {
+		t.Error("a refused assemble wrote labels-third.tsv")
+	}
+	if err := run([]string{"unpack", "-set", set, "-out", unpacked}); err == nil || !strings.Contains(err.Error(), "does not exist yet") {
+		t.Errorf("unpacking into an existing folder: %v", err)
+	}
+	if err := run([]string{"unpack", "-set", first, "-out", filepath.Join(t.TempDir(), "u")}); err == nil {
+		t.Error("unpacked a folder that is no labelled set")
+	}
+}
