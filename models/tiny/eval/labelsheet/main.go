@@ -125,27 +125,45 @@ func run(args []string) error {
 type indexRow struct{ file, prompt, seed string }
 
 func readIndex(dir string) ([]indexRow, error) {
-	f, err := os.Open(filepath.Join(dir, "index.tsv"))
+	path := filepath.Join(dir, "index.tsv")
+	header, lines, err := readTSV(path)
 	if err != nil {
 		return nil, err
 	}
+	if len(header) < 3 || header[0] != "file" || header[1] != "prompt" || header[2] != "seed" {
+		return nil, fmt.Errorf("%s: header %q is not bench model's (file, prompt, seed, …)", path, strings.Join(header, "\t"))
+	}
+	rows := make([]indexRow, len(lines))
+	for k, cols := range lines {
+		if len(cols) < 3 {
+			return nil, fmt.Errorf("%s line %d: %d columns, want at least 3", path, k+2, len(cols))
+		}
+		rows[k] = indexRow{cols[0], cols[1], cols[2]}
+	}
+	return rows, nil
+}
+
+// readTSV reads a tab-separated file: its first line's columns and every
+// later line's.
+func readTSV(path string) (header []string, rows [][]string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
 	defer f.Close()
-	var rows []indexRow
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
 		cols := strings.Split(sc.Text(), "\t")
 		if line == 1 {
-			if len(cols) < 3 || cols[0] != "file" || cols[1] != "prompt" || cols[2] != "seed" {
-				return nil, fmt.Errorf("%s/index.tsv: header %q is not bench model's (file, prompt, seed, …)", dir, sc.Text())
-			}
-			continue
+			header = cols
+		} else {
+			rows = append(rows, cols)
 		}
-		if len(cols) < 3 {
-			return nil, fmt.Errorf("%s/index.tsv line %d: %d columns, want at least 3", dir, line, len(cols))
-		}
-		rows = append(rows, indexRow{cols[0], cols[1], cols[2]})
 	}
-	return rows, sc.Err()
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return header, rows, nil
 }
 
 func readImage(path string) (image.Image, error) {
@@ -347,55 +365,40 @@ func unpack(set, out string) error {
 
 // readSetRows reads a set's labels.tsv for its prompts and seeds, in tile order.
 func readSetRows(path string) ([]indexRow, error) {
-	f, err := os.Open(path)
+	header, lines, err := readTSV(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var rows []indexRow
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		cols := strings.Split(sc.Text(), "\t")
-		if line == 1 {
-			if strings.Join(cols, " ") != "tile prompt seed label" {
-				return nil, fmt.Errorf("%s: header %q, want tile, prompt, seed, label", path, sc.Text())
-			}
-			continue
-		}
-		if len(cols) != 4 || cols[0] != strconv.Itoa(len(rows)) {
-			return nil, fmt.Errorf("%s line %d: %q is not tile %d's prompt, seed and label", path, line, sc.Text(), len(rows))
-		}
-		rows = append(rows, indexRow{file: cols[0], prompt: cols[1], seed: cols[2]})
+	if strings.Join(header, " ") != "tile prompt seed label" {
+		return nil, fmt.Errorf("%s: header %q, want tile, prompt, seed, label", path, strings.Join(header, "\t"))
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if len(rows) == 0 {
+	if len(lines) == 0 {
 		return nil, fmt.Errorf("%s lists no tile", path)
+	}
+	rows := make([]indexRow, len(lines))
+	for k, cols := range lines {
+		if len(cols) != 4 || cols[0] != strconv.Itoa(k) {
+			return nil, fmt.Errorf("%s line %d: %q is not tile %d's prompt, seed and label", path, k+2, strings.Join(cols, "\t"), k)
+		}
+		rows[k] = indexRow{file: cols[0], prompt: cols[1], seed: cols[2]}
 	}
 	return rows, nil
 }
 
 // readOrder reads a sheets folder's order.tsv: the file of each tile number.
 func readOrder(path string) ([]string, error) {
-	f, err := os.Open(path)
+	_, lines, err := readTSV(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var files []string
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		if line == 1 {
-			continue
+	files := make([]string, len(lines))
+	for k, cols := range lines {
+		if len(cols) != 2 || cols[0] != strconv.Itoa(k) {
+			return nil, fmt.Errorf("%s line %d: %q is not tile %d and its file", path, k+2, strings.Join(cols, "\t"), k)
 		}
-		cols := strings.Split(sc.Text(), "\t")
-		if len(cols) != 2 || cols[0] != strconv.Itoa(len(files)) {
-			return nil, fmt.Errorf("%s line %d: %q is not tile %d and its file", path, line, sc.Text(), len(files))
-		}
-		files = append(files, cols[1])
+		files[k] = cols[1]
 	}
-	return files, sc.Err()
+	return files, nil
 }
 
 func writePNG(path string, img image.Image) error {

@@ -77,20 +77,8 @@ func TestSheetsThenAssemble(t *testing.T) {
 		t.Error("sheets wrote into an existing folder")
 	}
 
-	// Label tile i by i's remainder, so that each file's label is known.
-	names := []string{"circle", "square", "triangle", "star", "ring", "unclear"}
-	want := map[string]string{}
-	var text strings.Builder
-	for i, f := range order {
-		want[f] = names[i%len(names)]
-		fmt.Fprintln(&text, names[i%len(names)])
-	}
-	labelFile := filepath.Join(t.TempDir(), "labels.txt")
-	os.WriteFile(labelFile, []byte(text.String()), 0o644)
 	set := filepath.Join(t.TempDir(), "set")
-	if err := run([]string{"assemble", "-images", dir, "-sheets", sheets, "-labels", labelFile, "-out", set}); err != nil {
-		t.Fatal(err)
-	}
+	want := labelAll(t, dir, sheets, set, "labels")
 	tsv, err := os.ReadFile(filepath.Join(set, "labels.tsv"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +115,8 @@ func TestSheetsThenAssemble(t *testing.T) {
 			}
 		}
 	}
+	labelFile := filepath.Join(t.TempDir(), "labels.txt")
+	os.WriteFile(labelFile, []byte(strings.Repeat("circle\n", n)), 0o644)
 	if err := run([]string{"assemble", "-images", dir, "-sheets", sheets, "-labels", labelFile, "-out", set}); err == nil ||
 		!strings.Contains(err.Error(), "already holds") {
 		t.Errorf("assembling over a set: %v, want a refusal", err)
