@@ -75,7 +75,8 @@ from checkpoint import Checkpoints
 #                   swap_consistency_targets maps words to how often each is
 #                   drawn as the swap's new word, relative to 1 for the words
 #                   it leaves out (default: every other word of the group
-#                   alike).
+#                   alike; yellow, white and black at 3 and 6 kept no more
+#                   of the swaps to them and cost swaps to the other colours).
 #                   background_mean at 1 from t 600 halved the changed
 #                   backgrounds and cost generation size and colour;
 #                   'injected' (the cells, but the swapped pass runs with
@@ -1196,12 +1197,13 @@ def main():
         for part in filter(None, args.swap_consistency_targets.split(',')):
             word, _, weight = part.partition('=')
             try:
-                targets[word.strip()] = float(weight)
+                w = float(weight)
             except ValueError:
-                weight = None
-            if weight is None or not word.strip() or not 0 < targets[word.strip()] <= 100:
+                w = float('nan')
+            if not word.strip() or not 0 < w <= 100:
                 ap.error('--swap-consistency-targets wants comma-separated WORD=WEIGHT with weights above 0 and up '
                          f'to 100, e.g. white=3,black=3, got {args.swap_consistency_targets!r}')
+            targets[word.strip()] = w
         r['swap_consistency_targets'] = targets
     if args.swap_consistency_object is not None:
         if args.swap_consistency_object < 0:
