@@ -1000,6 +1000,8 @@ def main():
     ap.add_argument('--data', required=True, help='directory written by datagen')
     ap.add_argument('--out', required=True, help='directory for the .npz weights and training.json')
     ap.add_argument('--device', default='auto', help="'auto' (CUDA when available), 'cuda' or 'cpu'")
+    ap.add_argument('--seed', type=int, help="override the recipe: the seed of every part's random streams (batches, "
+                    'noise, timesteps, swaps); a run with another seed measures how far training noise alone moves a result')
     ap.add_argument('--threads', type=int, default=0,
                     help='CPU threads for the VAE and the latent encoding (default 0: one per core this process may use)')
     ap.add_argument('--processes', type=int, default=0,
@@ -1183,6 +1185,10 @@ def main():
         r['swap_consistency'] = args.swap_consistency
     if args.swap_consistency_mode is not None:
         r['swap_consistency_mode'] = args.swap_consistency_mode
+    if args.seed is not None:
+        if not 0 <= args.seed < 2 ** 31:
+            ap.error(f'--seed must be 0 to {2 ** 31 - 1}, got {args.seed}')
+        r['seed'] = args.seed
     if args.swap_consistency_margin is not None:
         if not 0 <= args.swap_consistency_margin <= 7:
             ap.error(f'--swap-consistency-margin must be 0 to 7 cells, got {args.swap_consistency_margin}')
