@@ -166,15 +166,11 @@ func readTSV(path string) (header []string, rows [][]string, err error) {
 	return header, rows, nil
 }
 
+// readImage decodes one generated image, which must be scene-sized.
 func readImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
+	img, err := decodePNG(path)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if b := img.Bounds(); b.Dx() != scene.ImageSize || b.Dy() != scene.ImageSize {
 		return nil, fmt.Errorf("%s is %dx%d, want %dx%d", path, b.Dx(), b.Dy(), scene.ImageSize, scene.ImageSize)
@@ -291,20 +287,33 @@ func assemble(dir, sheets, labelFile, out, name string) error {
 		fmt.Fprintf(&tsv, "%d\t%s\t%s\t%s\n", k, r.prompt, r.seed, labelOf[r.file])
 	}
 	gridPath := filepath.Join(out, "generated.png")
-	if held, err := os.Open(gridPath); err == nil {
-		// Another labeller's set: the labels must be of the same images.
-		img, err := png.Decode(held)
-		held.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", gridPath, err)
+	switch held, err := decodePNG(gridPath); {
+	case errors.Is(err, os.ErrNotExist):
+		if err := writePNG(gridPath, grid); err != nil {
+			return err
 		}
-		if !sameImage(img, grid) {
-			return fmt.Errorf("%s holds other images than %s's labelled ones (or in another order): these labels belong to another set", gridPath, dir)
-		}
-	} else if err := writePNG(gridPath, grid); err != nil {
+	case err != nil:
 		return err
+	case !sameImage(held, grid):
+		// Another labeller's labels must be of the same images.
+		return fmt.Errorf("%s holds other images than %s's labelled ones (or in another order): these labels belong to another set", gridPath, dir)
 	}
 	return os.WriteFile(labelsPath, []byte(tsv.String()), 0o644)
+}
+
+// decodePNG decodes a PNG file; an error wraps os.ErrNotExist when there is
+// none.
+func decodePNG(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return img, nil
 }
 
 // sameImage reports whether two images have the same size and colours.
@@ -328,14 +337,9 @@ func sameImage(a, b image.Image) bool {
 // unpack writes a labelled set's images and an index.tsv of their prompts
 // and seeds (not their labels) into out, as bench model -images does.
 func unpack(set, out string) error {
-	f, err := os.Open(filepath.Join(set, "generated.png"))
+	grid, err := decodePNG(filepath.Join(set, "generated.png"))
 	if err != nil {
 		return err
-	}
-	grid, err := png.Decode(f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("%s/generated.png: %w", set, err)
 	}
 	rows, err := readSetRows(filepath.Join(set, "labels.tsv"))
 	if err != nil {
