@@ -260,6 +260,17 @@ func TestUnpackForASecondLabeller(t *testing.T) {
 			t.Errorf("-name %s with other images: %v, want an error saying %q", c.name, err, c.want)
 		}
 	}
+	// A generated.png that is no PNG is reported, not written over.
+	broken := filepath.Join(t.TempDir(), "broken")
+	os.Mkdir(broken, 0o755)
+	os.WriteFile(filepath.Join(broken, "generated.png"), []byte("not a png"), 0o644)
+	if err := run([]string{"assemble", "-images", other, "-sheets", otherSheets, "-labels", labels, "-out", broken}); err == nil ||
+		!strings.Contains(err.Error(), "generated.png") {
+		t.Errorf("assembling beside an unreadable generated.png: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(broken, "generated.png")); string(b) != "not a png" {
+		t.Error("assemble wrote over an unreadable generated.png")
+	}
 	if _, err := os.Stat(filepath.Join(set, "labels-third.tsv")); err == nil {
 		t.Error("a refused assemble wrote labels-third.tsv")
 	}
