@@ -80,8 +80,10 @@ trained=$(cd "$root" && realpath "$trained")
 # (models/tiny/README.md, "Third generation"), each resumable. First the
 # VAE's decoder alone, for the same encoder and so for the latents the UNet
 # learned, with the cells objects cover weighted 5× (small stars kept their
-# points through the VAE in 74 % instead of 26 %). One thread: the result is
-# then the same on any machine (thread counts change the order of sums).
+# points through the VAE in 74 % instead of 26 %). One thread: the result then
+# does not depend on the core count (thread counts change the order of sums);
+# a CPU with other vector instructions still gives other weights
+# (models/tiny/README.md, "Training").
 decoder=$work/decoder
 if [[ ! -f "$decoder/vae.npz" ]]; then
 	echo "== fine-tuning the VAE's decoder"
