@@ -91,6 +91,11 @@ def shared_norm(g, k, node, rows):
 def rewrite(model, t_min, t_max):
     """Rewrites model in place; returns how many GroupNorms now share statistics."""
     graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), 0)
+    if opset >= 18:
+        # ReduceMean takes its axes as an input from opset 18 on, and torch exports GroupNorm as
+        # GroupNormalization there: neither is what this rewrite writes or looks for.
+        raise ValueError(f'the UNet is exported at opset {opset}; normshare.py handles opsets below 18 (the tiny model: 14)')
     names = {i.name for i in graph.input}
     missing = [n for n in (SAMPLE, TIMESTEP, TARGETS) if n not in names]
     if missing:
