@@ -124,8 +124,10 @@ func (c *Controls) Render() app.UI {
 				),
 			fieldError(c.Errors, "scheduler"),
 		),
-		c.window("cross", "Cross-replace until", s.Cross, cross, d.Cross, c.Defaults != nil),
-		c.window("self", "Self-replace until", s.Self, self, d.Self, c.Defaults != nil),
+		c.window("cross", "Cross-replace until", s.Cross, cross, defaultLabel(defaultWindow(d.Cross, c.Defaults != nil)),
+			func(s edit.Spec, w *edit.Window) edit.Spec { s.Cross = w; return s }),
+		c.window("self", "Self-replace until", s.Self, self, defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
+			func(s edit.Spec, w *edit.Window) edit.Spec { s.Self = w; return s }),
 		c.reference(d, self),
 		app.Div().Class("field wide").Body(
 			app.Label().For("negative").Text("Negative prompt"),
@@ -141,13 +143,11 @@ func (c *Controls) Render() app.UI {
 	)
 }
 
-// window is a replacement window's field with a line that says what it
-// does at the fraction that applies.
-func (c *Controls) window(id, label string, value, applies *edit.Window, def edit.Window, known bool) app.UI {
-	placeholder := "model default"
-	if known {
-		placeholder = windowText(&def) + " (default)"
-	}
+// window is the field of a part of the steps, from the first, with a line
+// that says what it does at the fraction that applies. set puts the typed
+// window into a spec, nil for an empty field; like field's parse, it must
+// not capture render-time state.
+func (c *Controls) window(id, label string, value, applies *edit.Window, placeholder string, set func(edit.Spec, *edit.Window) edit.Spec) app.UI {
 	return app.Div().Class("field").Body(
 		app.Label().For(id).Text(label),
 		app.Input().ID(id).Type("number").Min(0).Max(1).Step(0.05).Value(windowText(value)).
@@ -159,14 +159,7 @@ func (c *Controls) window(id, label string, value, applies *edit.Window, def edi
 					fw := edit.Fraction(*f)
 					w = &fw
 				}
-				return func(s edit.Spec) edit.Spec {
-					if id == "self" {
-						s.Self = w
-					} else {
-						s.Cross = w
-					}
-					return s
-				}, problem
+				return func(s edit.Spec) edit.Spec { return set(s, w) }, problem
 			})),
 		app.P().ID(id+"-hint").Class("hint").Text(windowHint(id, applies)),
 		app.P().Class("hint range").Text(rangeHint(id)),
@@ -227,6 +220,13 @@ func defaultFloat(f float64, known bool) string {
 	return formatFactor(f)
 }
 
+func defaultWindow(w edit.Window, known bool) string {
+	if !known {
+		return ""
+	}
+	return windowText(&w)
+}
+
 func intText(p *int) string {
 	if p == nil {
 		return ""
@@ -253,14 +253,16 @@ func windowText(w *edit.Window) string {
 
 // reference holds the settings that reproduce published setups (which
 // self-attention layers self-replace acts in, the replace tail) and the
-// opt-in that keeps the source's text states, folded away until the user
-// opens them or the edit sets one: the defaults suit most edits, and the
-// form stays short on a phone.
+// opt-ins that keep the source's text states and its GroupNorm statistics,
+// folded away until the user opens them or the edit sets one: the defaults
+// suit most edits, and the form stays short on a phone.
 func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 	s := c.Spec
 	_, selfProblem := c.Errors["self_max_tokens"]
 	_, tailProblem := c.Errors["replace_tail"]
-	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || s.KeepSourceText || selfProblem || tailProblem
+	_, normProblem := c.Errors["norm"]
+	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || s.KeepSourceText || s.Norm != nil ||
+		selfProblem || tailProblem || normProblem
 	return app.Details().ID("reference-settings").Class("field wide reference-settings").Open(open).
 		On("toggle", func(ctx app.Context, e app.Event) {
 			// Kept here, so that the section stays as the user left it
@@ -269,10 +271,13 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 			ctx.PreventUpdate()
 		}).
 		Body(
-			app.Summary().Text("Layers, replace tail and text states"),
+			app.Summary().Text("Layers, replace tail, text states and GroupNorm statistics"),
 			c.selfLayers(d, self),
 			c.replaceTail(),
 			c.keepSourceText(),
+			// No default to show: an empty field is off.
+			c.window("norm", "Source's GroupNorm statistics until", s.Norm, s.Norm, "off",
+				func(s edit.Spec, w *edit.Window) edit.Spec { s.Norm = w; return s }),
 		)
 }
 

@@ -204,7 +204,7 @@ func (e *Editor) problems() []fieldProblem {
 	var out []fieldProblem
 	seen := map[string]bool{}
 	photo := e.spec.Image != ""
-	for _, field := range []string{"steps", "guidance", "seed", "cross", "self"} {
+	for _, field := range []string{"steps", "guidance", "seed", "cross", "self", "norm"} {
 		if p, ok := e.textProblems[field]; ok {
 			out = append(out, fieldProblem{field, sentence(fieldLabel(field, photo), p)})
 			seen[field] = true

@@ -58,7 +58,7 @@ func (e *Editor) syncInputs(ctx app.Context) {
 	values := map[string]string{
 		"source": s.Source, "steps": intText(s.Steps), "guidance": floatText(s.Guidance),
 		"cross": windowText(s.Cross), "self": windowText(s.Self), "negative": s.Negative, "scheduler": schedulerMenuValue(s.Scheduler),
-		"self-max-tokens": selfMenuValue(s.SelfMaxTokens), "replace-tail": tailMenuValue(s.ReplaceTail),
+		"self-max-tokens": selfMenuValue(s.SelfMaxTokens), "replace-tail": tailMenuValue(s.ReplaceTail), "norm": windowText(s.Norm),
 	}
 	if s.Seed != nil {
 		values["seed"] = strconv.FormatUint(*s.Seed, 10)

@@ -50,7 +50,7 @@ func checkSpec(tok *clip.Tokenizer, s edit.Spec, d *edit.Defaults) []fieldProble
 // settings, the settings from steps to the negative prompt, the photo.
 func formRank(field string) int {
 	order := []string{"source", "targets", "kinds", "reweights", "cross_words", "blend",
-		"steps", "guidance", "seed", "scheduler", "cross", "self", "self_max_tokens", "replace_tail", "negative", "width", "height", "model", "image", "inversion"}
+		"steps", "guidance", "seed", "scheduler", "cross", "self", "self_max_tokens", "replace_tail", "norm", "negative", "width", "height", "model", "image", "inversion"}
 	for i, f := range order {
 		if field == f || strings.HasPrefix(field, f+"[") || strings.HasPrefix(field, f+".") {
 			return i
@@ -127,6 +127,8 @@ func fieldLabel(field string, photo bool) string {
 		return "Replace tail"
 	case "self_max_tokens":
 		return "Self-attention layers"
+	case "norm":
+		return "Source's GroupNorm statistics until"
 	}
 	return field
 }
@@ -204,7 +206,7 @@ func rangeHint(field string) string {
 		return fmt.Sprintf("%d–%d", edit.MinSteps, edit.MaxSteps)
 	case "guidance":
 		return fmt.Sprintf("%v–%v", edit.MinGuidance, edit.MaxGuidance)
-	case "cross", "self":
+	case "cross", "self", "norm":
 		return "0–1"
 	case "seed":
 		return "digits only; the same seed gives the same source image"
@@ -212,10 +214,18 @@ func rangeHint(field string) string {
 	return ""
 }
 
-// windowHint explains a replacement window in a line, with the fraction
-// that applies: the field's, else the model default's. The percentages
-// keep their sign on their line (a no-break space).
+// windowHint explains a window in a line, with the fraction that applies:
+// the field's, else the model default's (norm has none: it is off). The
+// percentages keep their sign on their line (a no-break space).
 func windowHint(field string, w *edit.Window) string {
+	if field == "norm" {
+		switch {
+		case w == nil:
+			return "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits normalise with the source's statistics: " + normEffect
+		case w.End <= w.Start:
+			return "Off: this window holds no steps."
+		}
+	}
 	pct := "the first part"
 	if w != nil {
 		switch {
@@ -225,8 +235,17 @@ func windowHint(field string, w *edit.Window) string {
 			pct = fmt.Sprintf("%d–%d\u00a0%%", int(math.Round(w.Start*100)), int(math.Round(w.End*100)))
 		}
 	}
-	if field == "self" {
+	switch field {
+	case "self":
 		return "Keeps the source's shapes for " + pct + " of the steps."
+	case "norm":
+		return "The edits normalise with the source's statistics for " + pct + " of the steps: " + normEffect
 	}
 	return "Keeps the source's layout for " + pct + " of the steps."
 }
+
+// normEffect is what the norm window is for: without it, the reworded
+// words shift every group's mean and variance, and that shift reaches the
+// background.
+const normEffect = "the reworded words change what the features are but not their overall brightness and contrast, " +
+	"which keeps more of the background, of reweights especially."

@@ -108,6 +108,50 @@ func TestWindowHint(t *testing.T) {
 	}
 }
 
+// TestNormField: the norm window has no model default, so its hint says
+// it is off until set, and then for which steps the edits take the
+// source's statistics; its range is a fraction like the other windows',
+// and its problems are worded with its label, in the form's order.
+func TestNormField(t *testing.T) {
+	for _, c := range []struct {
+		w    *edit.Window
+		want string
+	}{
+		{nil, "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits normalise with the source's statistics: "},
+		{ptr(edit.Fraction(0.4)), "The edits normalise with the source's statistics for the first 40\u00a0% of the steps: "},
+		{&edit.Window{Start: 0.1, End: 0.3}, "The edits normalise with the source's statistics for 10–30\u00a0% of the steps: "},
+		{ptr(edit.Fraction(0)), "Off: this window holds no steps."},
+		{&edit.Window{Start: 0.3, End: 0.3}, "Off: this window holds no steps."},
+	} {
+		got := windowHint("norm", c.w)
+		if !strings.HasPrefix(got, c.want) {
+			t.Errorf("norm %v: %q, want %q…", c.w, got, c.want)
+		}
+		if strings.Contains(got, "layout") || strings.Contains(got, "shapes") {
+			t.Errorf("norm %v: %q speaks of a replacement window", c.w, got)
+		}
+	}
+	if !strings.HasSuffix(windowHint("norm", ptr(edit.Fraction(0.4))), "keeps more of the background, of reweights especially.") {
+		t.Errorf("norm 0.4: %q does not say what it is for", windowHint("norm", ptr(edit.Fraction(0.4))))
+	}
+	if got := rangeHint("norm"); got != "0–1" {
+		t.Errorf("norm's range %q, want 0–1", got)
+	}
+	if got := fieldLabel("norm", false); got != "Source's GroupNorm statistics until" {
+		t.Errorf("norm's label %q", got)
+	}
+	fields := []string{"negative", "norm", "self_max_tokens", "replace_tail", "self"}
+	slices.SortStableFunc(fields, func(a, b string) int { return formRank(a) - formRank(b) })
+	if strings.Join(fields, " ") != "self self_max_tokens replace_tail norm negative" {
+		t.Errorf("norm's problem is not in the form's order: %v", fields)
+	}
+	s := edit.Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(3)), Norm: ptr(edit.Fraction(1.5))}
+	probs := checkSpec(tokenizer(t), s, tinyDefaults)
+	if want := "Source's GroupNorm statistics until must be a fraction of the steps from 0 to 1 (it is 1.5)."; len(probs) != 1 || probs[0] != (fieldProblem{"norm", want}) {
+		t.Errorf("norm 1.5: %v, want %q", probs, want)
+	}
+}
+
 func TestDisplayFactorUsesARealMinus(t *testing.T) {
 	if displayFactor(-1) != "−1" || displayFactor(-0.5) != "−0.5" || displayFactor(1.5) != "1.5" {
 		t.Errorf("%q %q %q", displayFactor(-1), displayFactor(-0.5), displayFactor(1.5))

@@ -19,5 +19,5 @@ func (c controlSchedule) at(i int) error {
 	if c.ctrl == nil {
 		return nil
 	}
-	return c.ctrl.Step(i, c.ctl.CrossW, c.ctl.CrossC, c.ctl.SelfW)
+	return c.ctrl.Step(i, c.ctl.CrossW, c.ctl.CrossC, c.ctl.SelfW, c.ctl.NormW)
 }

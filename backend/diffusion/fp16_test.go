@@ -3,6 +3,7 @@ package diffusion
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -121,8 +122,8 @@ type namedImage struct {
 	heat [][]float32
 }
 
-// runFP16Checks generates, edits (source and two targets) and round-trips
-// a photo on e.
+// runFP16Checks generates, edits (source and two targets), tries a norm
+// window and round-trips a photo on e.
 func runFP16Checks(t *testing.T, e *Engine, gen GenerateRequest, s edit.Spec, photo []byte) []namedImage {
 	t.Helper()
 	ctx := context.Background()
@@ -137,6 +138,16 @@ func runFP16Checks(t *testing.T, e *Engine, gen GenerateRequest, s edit.Spec, ph
 	}
 	for i, img := range res.Images {
 		out = append(out, namedImage{name: fmt.Sprintf("edit row %d", i), rgb: img.RGB, heat: res.HeatMaps[i].Maps})
+	}
+	// An fp16 UNet's GroupNorms are float16, which the norm control leaves
+	// alone (backend/graph): a norm window is refused, naming the field;
+	// on the float32 model it runs.
+	normed := s.Clone()
+	normed.Norm = &edit.Window{End: 0.5}
+	_, err = e.Edit(ctx, normed, RunOptions{}, nil)
+	var probs edit.Problems
+	if fp16 := e.desc.Float16IO != nil; fp16 != (err != nil) || err != nil && (!errors.As(err, &probs) || probs[0].Field != "norm" || !strings.Contains(err.Error(), "float16")) {
+		t.Errorf("a norm window on a UNet with float16 I/O %v: %v; want a refusal naming norm exactly on the fp16 copy", fp16, err)
 	}
 	rt, err := e.RoundTrip(ctx, Photo{Data: photo})
 	if err != nil {

@@ -27,7 +27,9 @@ type sampling struct {
 	// trajectory. Its unconditional row is then left out of the batch
 	// (uncondFirst = 1), but its conditional row stays, because the
 	// targets' attention control reads the source's attention in the
-	// same call.
+	// same call. A job that needs the unconditional row too
+	// (job.sourceRows) keeps it and steps the source row like the others;
+	// the replayed latent overwrites the result at every step.
 	source      *sourceEntry
 	uncondFirst int
 	// record, when set, stores the denoised source row's trajectory in
@@ -85,7 +87,7 @@ func (s *sampling) close() {
 func (s *sampling) chooseSource() {
 	e, j := s.e, s.j
 	defer func() {
-		if s.source != nil {
+		if s.source != nil && !j.sourceRows {
 			s.uncondFirst = 1
 		}
 	}()

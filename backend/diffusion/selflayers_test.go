@@ -144,10 +144,11 @@ func TestSelfMaxTokensDefault(t *testing.T) {
 
 // Files of earlier layouts are refused with the command to run, and
 // instrumented again when Load may write: layout 2 (self-replace layers
-// fixed when it was written, no p2p_self_layers input) and layout 3 (every
-// maps output computed in every run, no p2p_maps_wanted input).
+// fixed when it was written, no p2p_self_layers input), layout 3 (every
+// maps output computed in every run, no p2p_maps_wanted input) and layout
+// 4 (no p2p_norm_w input).
 func TestOlderLayoutInstrumentedUNet(t *testing.T) {
-	for _, old := range []int{2, 3} {
+	for _, old := range []int{2, 3, 4} {
 		_, dir := tinyWithSelfDefault(t, tinytest.Dir(t), "64")
 		path := filepath.Join(dir, graph.UNetDir, graph.InstrumentedFile)
 		m, err := modelfile.Read(path)

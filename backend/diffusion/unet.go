@@ -43,7 +43,7 @@ type mapsOutput struct {
 // instrumentation contract (backend/graph) and the text encoder's width,
 // and reads what varies between exports.
 func (e *Engine) checkUNet(desc *graph.Description) error {
-	for _, name := range []string{graph.SampleInput, graph.HiddenStatesInput, graph.CrossWeightsInput, graph.CrossKeepInput, graph.SelfWeightInput} {
+	for _, name := range []string{graph.SampleInput, graph.HiddenStatesInput, graph.CrossWeightsInput, graph.CrossKeepInput, graph.SelfWeightInput, graph.NormWeightInput} {
 		if i, ok := e.unet.Input(name); !ok || i.DType != ort.Float32 {
 			return fmt.Errorf("UNet %s: want a float32 input %q (Instrument casts an fp16 export's float16 inputs to float32; instrument it again if it is older), the model has %v", e.unet.Name(), name, e.unet.InputInfo())
 		}
@@ -242,14 +242,15 @@ func (e *Engine) bindUNet(batch, rows, targets int, text condition, selfLayers [
 		timestep = u.tensors.add(ort.NewTensor([]int64{int64(tsLen)}, u.tsF32))
 	}
 	latent := []int64{int64(batch), int64(C), int64(H), int64(W)}
-	wShape, cShape, sShape := u.ctl.Shapes()
+	wShape, cShape, perTarget := u.ctl.Shapes()
 	u.inputs = map[string]ort.Value{
 		graph.SampleInput:       u.tensors.add(ort.NewTensor(latent, u.sample)),
 		graph.TimestepInput:     timestep,
 		graph.HiddenStatesInput: u.tensors.add(ort.NewTensor([]int64{int64(batch), clip.ContextLength, int64(e.hidden)}, text.hidden)),
 		graph.CrossWeightsInput: u.tensors.add(ort.NewTensor(wShape, u.ctl.CrossW)),
 		graph.CrossKeepInput:    u.tensors.add(ort.NewTensor(cShape, u.ctl.CrossC)),
-		graph.SelfWeightInput:   u.tensors.add(ort.NewTensor(sShape, u.ctl.SelfW)),
+		graph.SelfWeightInput:   u.tensors.add(ort.NewTensor(perTarget, u.ctl.SelfW)),
+		graph.NormWeightInput:   u.tensors.add(ort.NewTensor(perTarget, u.ctl.NormW)),
 		graph.SelfLayersInput:   u.tensors.add(e.selfLayersTensor(selfLayers)),
 	}
 	u.mapsWanted = make([]float32, len(u.maps))

@@ -46,7 +46,10 @@ type analysis struct {
 	ix     *onnxgraph.Index
 	opset  int64
 	layers []*attention
-	desc   Description
+	// norms are the GroupNorms' InstanceNormalization nodes, in graph
+	// order: NormWeightInput's edit follows each.
+	norms []*onnxpb.NodeProto
+	desc  Description
 }
 
 // analyze finds and classifies every attention Softmax of a UNet and checks
@@ -69,7 +72,7 @@ func analyze(m *onnxpb.ModelProto, latent Size) (*analysis, error) {
 				ErrFusedAttention, n.GetName(), n.GetOpType())
 		}
 	}
-	for _, name := range []string{CrossWeightsInput, CrossKeepInput, SelfWeightInput} {
+	for _, name := range []string{CrossWeightsInput, CrossKeepInput, SelfWeightInput, NormWeightInput} {
 		if _, ok := a.ix.Input[name]; ok {
 			return nil, fmt.Errorf("the model already has input %q: it is instrumented already (instrument the original model.onnx)", name)
 		}
@@ -86,7 +89,31 @@ func analyze(m *onnxpb.ModelProto, latent Size) (*analysis, error) {
 	if err := a.findAttention(); err != nil {
 		return nil, err
 	}
+	a.findNorms()
 	return a, nil
+}
+
+// findNorms collects the float32 InstanceNormalization nodes: torch exports
+// nn.GroupNorm before opset 18 as Reshape to [B, groups, −1],
+// InstanceNormalization, Reshape back and the per-channel affine, so each
+// is one GroupNorm's normalisation (a real InstanceNorm is the special
+// case of one channel per group, and shares statistics the same way).
+func (a *analysis) findNorms() {
+	for _, n := range a.model.GetGraph().GetNode() {
+		if n.GetOpType() != "InstanceNormalization" || n.GetDomain() != "" || len(n.GetInput()) != 3 || len(n.GetOutput()) != 1 {
+			continue
+		}
+		// Float32 only. A float16 node is left alone: ONNX Runtime's CPU
+		// provider runs it in float32 and keeps its output unrounded into
+		// the next nodes, which any edit after it in float16 or between
+		// Casts rounds, so neutral controls would no longer give the
+		// export's output bit for bit (measured on the tiny model's fp16
+		// copy).
+		if a.ix.ElemType(n.GetInput()[0]) == onnxgraph.Float {
+			a.norms = append(a.norms, n)
+		}
+	}
+	a.desc.NormLayers = len(a.norms)
 }
 
 func inputNames(g *onnxpb.GraphProto) []string {

@@ -38,8 +38,20 @@
 //     Description.SelfReplaceMaxQueries query positions), so the layers
 //     change without instrumenting again. A layer whose l_k or every s_e
 //     is 0 skips the edit (an If node), so it costs nothing.
+//   - p2p_norm_w [E]: at every GroupNorm (torch exports it as Reshape,
+//     InstanceNormalization, Reshape, affine), target e's rows become
+//     g·ŷ + (1−g)·y, g = g_e in [0, 1], where y is the row's own
+//     normalisation and ŷ the same row normalised with the mean and
+//     variance of each group in its source row: the conditional target
+//     row with the cond source row's, the unconditional with the uncond
+//     source row's, so that classifier-free guidance never subtracts rows
+//     normalised by different statistics. It needs the whole standard
+//     layout: a batch without the uncond source row (B ≠ 2(1+E)) is left
+//     alone whatever g says. Every GroupNorm skips the edit when every
+//     g_e is 0 (an If node). Only float32 GroupNorms take it (not an fp16
+//     export's); Description.NormLayers counts those it reaches.
 //
-// W = 0, c = 1, s = 0 is an exact no-op: the instrumented model then matches
+// W = 0, c = 1, s = 0, g = 0 is an exact no-op: the instrumented model then matches
 // the original bit for bit in float32. W = I, c = 0 copies the source's
 // cross-attention maps into every target exactly. E may be 0 (plain
 // generation: the controls are then empty tensors).
@@ -94,6 +106,9 @@ const (
 	CrossKeepInput = "p2p_cross_c"
 	// SelfWeightInput is the per-target self-replace weight: float32 [E].
 	SelfWeightInput = "p2p_self_w"
+	// NormWeightInput is the per-target weight of the source's GroupNorm
+	// statistics: float32 [E].
+	NormWeightInput = "p2p_norm_w"
 	// SelfLayersInput is the per-layer self-replace weight: float32 [L],
 	// one per self-attention layer of Description.SelfLayers, in order.
 	SelfLayersInput = "p2p_self_layers"
@@ -131,7 +146,9 @@ const (
 // Layout 3 adds SelfLayersInput: every self-attention layer can take the
 // self-replace edit, chosen per run (layout 2 fixed the layers). Layout 4
 // adds MapsWantedInput: a maps output is computed only when a run asks.
-const LayoutVersion = 4
+// Layout 5 adds NormWeightInput: the targets' GroupNorms can take the
+// source's statistics.
+const LayoutVersion = 5
 
 // ErrLayout reports an instrumented file of another LayoutVersion.
 var ErrLayout = errors.New("the instrumented UNet has another interface than this build expects")
@@ -164,10 +181,13 @@ type Controls struct {
 	CrossC []float32
 	// SelfW is [Targets]: the self-replace weight of each target.
 	SelfW []float32
+	// NormW is [Targets]: the weight of the source's GroupNorm statistics
+	// in each target's.
+	NormW []float32
 }
 
 // NoOpControls returns controls that leave every target unedited (W = 0,
-// c = 1, s = 0).
+// c = 1, s = 0, g = 0).
 func NoOpControls(targets, tokens int) Controls {
 	c := Controls{
 		Targets: targets,
@@ -175,6 +195,7 @@ func NoOpControls(targets, tokens int) Controls {
 		CrossW:  make([]float32, targets*tokens*tokens),
 		CrossC:  make([]float32, targets*tokens),
 		SelfW:   make([]float32, targets),
+		NormW:   make([]float32, targets),
 	}
 	for i := range c.CrossC {
 		c.CrossC[i] = 1
@@ -183,7 +204,7 @@ func NoOpControls(targets, tokens int) Controls {
 }
 
 // Validate checks the sizes against Targets and Tokens, that every value is
-// finite and that self-replace weights lie in [0, 1]. The graph itself does
+// finite and that self-replace and GroupNorm weights lie in [0, 1]. The graph itself does
 // not check: mismatched E between the inputs would broadcast silently.
 func (c Controls) Validate() error {
 	if c.Targets < 0 || c.Tokens <= 0 {
@@ -197,6 +218,7 @@ func (c Controls) Validate() error {
 		{CrossWeightsInput, c.CrossW, c.Targets * c.Tokens * c.Tokens},
 		{CrossKeepInput, c.CrossC, c.Targets * c.Tokens},
 		{SelfWeightInput, c.SelfW, c.Targets},
+		{NormWeightInput, c.NormW, c.Targets},
 	} {
 		if len(f.v) != f.want {
 			return fmt.Errorf("controls: %s has %d values, want %d for %d targets × %d tokens", f.name, len(f.v), f.want, c.Targets, c.Tokens)
@@ -207,16 +229,22 @@ func (c Controls) Validate() error {
 			}
 		}
 	}
-	for e, s := range c.SelfW {
-		if s < 0 || s > 1 {
-			return fmt.Errorf("controls: %s[%d] = %v is outside [0, 1]", SelfWeightInput, e, s)
+	for _, f := range []struct {
+		name string
+		v    []float32
+	}{{SelfWeightInput, c.SelfW}, {NormWeightInput, c.NormW}} {
+		for e, w := range f.v {
+			if w < 0 || w > 1 {
+				return fmt.Errorf("controls: %s[%d] = %v is outside [0, 1]", f.name, e, w)
+			}
 		}
 	}
 	return nil
 }
 
-// Shapes returns the tensor shapes of CrossW, CrossC and SelfW.
-func (c Controls) Shapes() (crossW, crossC, selfW []int64) {
+// Shapes returns the tensor shapes of CrossW and CrossC, and of SelfW
+// and NormW (both [E]).
+func (c Controls) Shapes() (crossW, crossC, perTarget []int64) {
 	e, t := int64(c.Targets), int64(c.Tokens)
 	return []int64{e, t, t}, []int64{e, t}, []int64{e}
 }

@@ -93,6 +93,11 @@ type Description struct {
 	// that does not choose edits the self-attention layers with at most
 	// this many query positions (0: none).
 	SelfReplaceMaxQueries int `json:"self_replace_max_queries"`
+	// NormLayers is how many GroupNorms (float32 InstanceNormalization
+	// nodes in the export) NormWeightInput reaches; 0 for a UNet without
+	// them (an fp16 export's are float16; one at opset 18 or later writes
+	// GroupNormalization instead), on which the input changes nothing.
+	NormLayers int `json:"norm_layers"`
 	// Tokens is the text sequence length T the model declares, 0 when it
 	// leaves it dynamic (then the text encoder's length, 77 for CLIP).
 	Tokens int   `json:"tokens"`
@@ -195,9 +200,12 @@ func (d *Description) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
-	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E], %s [%d], %s [%d] float32 (T = %s)\n",
+	if _, err := fmt.Fprintf(w, "%d GroupNorms can take the source's statistics (%s)\n", d.NormLayers, NormWeightInput); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E], %s [E], %s [%d], %s [%d] float32 (T = %s)\n",
 		SampleInput, d.SampleType, TimestepInput, d.TimestepType, HiddenStatesInput, d.HiddenStatesType,
-		CrossWeightsInput, CrossKeepInput, SelfWeightInput, SelfLayersInput, len(d.SelfLayers()), MapsWantedInput, len(d.Maps), tokensText(d.Tokens))
+		CrossWeightsInput, CrossKeepInput, SelfWeightInput, NormWeightInput, SelfLayersInput, len(d.SelfLayers()), MapsWantedInput, len(d.Maps), tokensText(d.Tokens))
 	if err == nil && len(d.Float16IO) > 0 {
 		_, err = fmt.Fprintf(w, "float16 export: %s cast from and to float32 at the graph boundary\n", strings.Join(d.Float16IO, ", "))
 	}
@@ -232,6 +240,8 @@ func (d *Description) CheckLayout() error {
 		return fmt.Errorf("%w: it has layout 2, whose self-replace layers were fixed when it was written; layout %d chooses them per run", ErrLayout, LayoutVersion)
 	case d.Layout == 3:
 		return fmt.Errorf("%w: it has layout 3, which computes every attention-map output in every run; layout %d computes those a run asks for (%s)", ErrLayout, LayoutVersion, MapsWantedInput)
+	case d.Layout == 4:
+		return fmt.Errorf("%w: it has layout 4, without the GroupNorm control (%s) of layout %d", ErrLayout, NormWeightInput, LayoutVersion)
 	case d.Layout != LayoutVersion:
 		return fmt.Errorf("%w: it has layout %d, this build reads layout %d", ErrLayout, d.Layout, LayoutVersion)
 	}

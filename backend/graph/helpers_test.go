@@ -217,11 +217,11 @@ func addControls(t *testing.T, feeds map[string]ort.Value, desc *graph.Descripti
 	if err := ctl.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	w, c, s := ctl.Shapes()
+	w, c, e := ctl.Shapes()
 	for name, v := range map[string]struct {
 		shape []int64
 		data  []float32
-	}{graph.CrossWeightsInput: {w, ctl.CrossW}, graph.CrossKeepInput: {c, ctl.CrossC}, graph.SelfWeightInput: {s, ctl.SelfW}} {
+	}{graph.CrossWeightsInput: {w, ctl.CrossW}, graph.CrossKeepInput: {c, ctl.CrossC}, graph.SelfWeightInput: {e, ctl.SelfW}, graph.NormWeightInput: {e, ctl.NormW}} {
 		tensor, err := ort.NewTensor(v.shape, v.data)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)

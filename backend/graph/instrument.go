@@ -151,6 +151,12 @@ type rewriter struct {
 	selfW          string // s [E] reshaped to [E,1,1,1]
 	// selfActive is bool [L]: whether self layer k runs its edit.
 	selfActive string
+	// The GroupNorm edit's rows: normRows [2E, 1] int64 are the target
+	// rows, uncond then cond, for ScatterND (normRowsFlat: [2E], for
+	// Gather); normSource [2E] the source row each takes its statistics
+	// from; normW [2E, 1, 1] float32 its weight g (0 outside the standard
+	// layout); normActive bool [1] whether some g > 0.
+	normRows, normRowsFlat, normSource, normW, normActive string
 	// crossActive is bool [1]: whether the cross controls change anything
 	// (some W ≠ 0 or c ≠ 1); float32 cross layers skip the edit otherwise.
 	crossActive string
@@ -196,6 +202,9 @@ func (r *rewriter) rewrite() {
 			r.editSelf(l, selfIndex)
 			selfIndex++
 		}
+	}
+	for k, n := range r.a.norms {
+		r.editNorm(n, k)
 	}
 	post := onnxgraph.NewBuilder(NodeMarker + "maps/")
 	for _, out := range r.a.desc.Maps {
@@ -262,6 +271,7 @@ func (r *rewriter) addInputs() {
 		onnxgraph.TensorInfo(CrossWeightsInput, onnxgraph.Float, e, t, t),
 		onnxgraph.TensorInfo(CrossKeepInput, onnxgraph.Float, e, t),
 		onnxgraph.TensorInfo(SelfWeightInput, onnxgraph.Float, e),
+		onnxgraph.TensorInfo(NormWeightInput, onnxgraph.Float, e),
 		onnxgraph.TensorInfo(SelfLayersInput, onnxgraph.Float, onnxgraph.Fixed(int64(r.a.selfLayers()))),
 		onnxgraph.TensorInfo(MapsWantedInput, onnxgraph.Float, onnxgraph.Fixed(int64(len(r.a.desc.Maps)))))
 }
@@ -286,6 +296,7 @@ func (r *rewriter) prelude() {
 	r.oneF = p.Float32s("one_f", []int64{1}, []float32{1})
 	r.zeroF = p.Float32s("zero_f", []int64{1}, []float32{0})
 	r.preludeControls()
+	r.preludeNorm(rowRange, scalar)
 	// A head mean of the rows [srcRow, srcRow) is an empty tensor, which
 	// costs neither the copy of the cond rows nor the mean.
 	for j, out := range r.a.desc.Maps {
@@ -334,6 +345,31 @@ func (r *rewriter) preludeControls() {
 	unchanged := p.Op("Cast", []string{p.Op("Equal", []string{changes, r.zeroF})}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
 	allUnchanged := p.Op("ReduceMin", []string{unchanged}, onnxgraph.AttrInt("keepdims", 1))
 	r.crossActive = p.Op("Not", []string{p.Op("Cast", []string{allUnchanged}, onnxgraph.AttrInt("to", int64(onnxgraph.Bool)))})
+}
+
+// preludeNorm lays out the rows of the GroupNorm edit in the standard
+// layout [uncond source, uncond targets 1..E, cond source, cond targets
+// 1..E]: condRows are the cond target rows B−E … B−1 ([E]), scalar the
+// shape of a scalar.
+func (r *rewriter) preludeNorm(condRows, scalar string) {
+	p := r.pre
+	uncondRows := p.Op("Range", []string{p.Op("Reshape", []string{r.one, scalar}),
+		p.Op("Reshape", []string{p.Op("Add", []string{r.targets, r.one}), scalar}), p.Op("Reshape", []string{r.one, scalar})})
+	r.normRowsFlat = p.Op("Concat", []string{uncondRows, condRows}, onnxgraph.AttrInt("axis", 0))
+	r.normRows = p.Op("Reshape", []string{r.normRowsFlat, p.Int64s("norm_index_shape", -1, 1)})
+	// Each uncond target takes the uncond source's (row 0), each cond
+	// target the cond source's.
+	r.normSource = p.Op("Concat", []string{p.Op("Expand", []string{r.zero, r.targets}), p.Op("Expand", []string{r.srcRow, r.targets})}, onnxgraph.AttrInt("axis", 0))
+	// Only in the standard layout, B = 2(1+E): without the uncond source
+	// row (the source-cache layout) the uncond targets have no statistics
+	// to take, so g is 0 for every row.
+	standard := p.Op("Equal", []string{r.batch, p.Op("Mul", []string{p.Op("Add", []string{r.targets, r.one}), p.Int64s("two", 2)})})
+	gate := p.Op("Cast", []string{standard}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
+	g := p.Op("Mul", []string{p.Op("Concat", []string{NormWeightInput, NormWeightInput}, onnxgraph.AttrInt("axis", 0)), gate})
+	r.normW = p.Op("Reshape", []string{g, p.Int64s("norm_w_shape", -1, 1, 1)})
+	// Some g > 0; the appended 0 keeps the maximum defined with no targets.
+	gMax := p.Op("ReduceMax", []string{p.Op("Concat", []string{g, r.zeroF}, onnxgraph.AttrInt("axis", 0))}, onnxgraph.AttrInt("keepdims", 1))
+	r.normActive = p.Op("Greater", []string{gMax, r.zeroF})
 }
 
 // reroute makes node n write a fresh tensor instead of its output 0 and
@@ -460,10 +496,7 @@ func (r *rewriter) headMean(b *onnxgraph.Builder, l *attention, x, probsShape st
 		byHeadShape = b.Op("Concat", []string{r.batch, r.minus1, queries, r.tokens}, onnxgraph.AttrInt("axis", 0))
 	}
 	byHead := b.Op("Slice", []string{b.Op("Reshape", []string{x, byHeadShape}), r.srcRow, r.mapsEnd[l.Maps], r.zero})
-	if r.a.opset >= 18 {
-		return b.Op("ReduceMean", []string{byHead, b.Int64s("head_axis", 1)}, onnxgraph.AttrInt("keepdims", 0))
-	}
-	return b.Op("ReduceMean", []string{byHead}, onnxgraph.AttrInts("axes", 1), onnxgraph.AttrInt("keepdims", 0))
+	return r.reduceMean(b, byHead, 1, false)
 }
 
 // editSelf splices, after a self-attention layer's P·V product,
@@ -539,4 +572,76 @@ func (r *rewriter) selfEdit(t *onnxgraph.Builder, probs, values, raw, index stri
 	})
 	all := t.Op("ScatterND", []string{o4, r.tgtIndices, edited})
 	return t.Op("Reshape", []string{all, vShape})
+}
+
+// editNorm splices, after a GroupNorm's InstanceNormalization n (the k-th,
+// float32),
+//
+//	y_tgt ← g·ŷ_tgt + (1−g)·y_tgt,  ŷ_tgt = (x_tgt − μ_src)/√(σ²_src + ε)·scale + bias
+//
+// for the target rows (uncond and cond), each normalised with the
+// statistics of its own source row (per row and group, over the group's
+// values); y is the node's own output, which every other row keeps bit
+// for bit, and so does a target with g = 0. The node sits in the
+// then-branch of an If on normActive with the edit, and alone in its
+// else-branch, which writes its output straight into the If's (as in
+// editCross).
+func (r *rewriter) editNorm(n *onnxpb.NodeProto, k int) {
+	scope := fmt.Sprintf("%s%snorm_%d/", n.GetName(), NodeMarker, k)
+	b := onnxgraph.NewBuilder(scope)
+	t := onnxgraph.NewBuilder(scope + "then/")
+	e := onnxgraph.NewBuilder(scope + "else/")
+	r.moved[n] = true
+	normed := t.NamedOp(MovedMarker+"InstanceNormalization", "InstanceNormalization", n.GetInput(), n.GetAttribute()...)
+	unchanged := e.NamedOp(MovedMarker+"InstanceNormalization", "InstanceNormalization", n.GetInput(), n.GetAttribute()...)
+	result := r.normEdit(t, n, normed)
+	b.Node("If", scope+"norm_share", []string{r.normActive}, []string{n.GetOutput()[0]},
+		onnxgraph.AttrGraph("then_branch", t.Subgraph(scope+"then", result, onnxgraph.Float)),
+		onnxgraph.AttrGraph("else_branch", e.Subgraph(scope+"else", unchanged, onnxgraph.Float)))
+	r.after[n] = b.Nodes()
+	r.inits = append(r.inits, b.Initializers()...)
+	r.inits = append(r.inits, t.Initializers()...)
+	r.inits = append(r.inits, e.Initializers()...)
+}
+
+// normEdit adds to t the edit of the target rows of InstanceNormalization
+// n, whose own output is normed, and returns the edited output.
+func (r *rewriter) normEdit(t *onnxgraph.Builder, n *onnxpb.NodeProto, normed string) string {
+	x, scale, bias := n.GetInput()[0], n.GetInput()[1], n.GetInput()[2]
+	eps := float32(1e-5) // InstanceNormalization's default
+	if a := onnxgraph.Attr(n, "epsilon"); a != nil {
+		eps = a.GetF()
+	}
+	// [B, C, …] viewed as [B, C, values]: 0 copies a dimension.
+	byChannel := t.Int64s("by_channel", 0, 0, -1)
+	x3 := t.Op("Reshape", []string{x, byChannel})
+	mean := r.reduceMean(t, x3, 2, true)
+	centred := t.Op("Sub", []string{x3, mean})
+	variance := r.reduceMean(t, t.Op("Mul", []string{centred, centred}), 2, true)
+	fromSource := func(stat string) string {
+		return t.Op("Gather", []string{stat, r.normSource}, onnxgraph.AttrInt("axis", 0))
+	}
+	rows := t.Op("Gather", []string{x3, r.normRowsFlat}, onnxgraph.AttrInt("axis", 0))
+	std := t.Op("Sqrt", []string{t.Op("Add", []string{fromSource(variance), t.Float32s("epsilon", []int64{1}, []float32{eps})})})
+	perChannel := t.Int64s("channel_axis", 1) // scale and bias [C] → [C, 1]
+	scaleC := t.Op("Unsqueeze", []string{scale, perChannel})
+	biasC := t.Op("Unsqueeze", []string{bias, perChannel})
+	shared := t.Op("Add", []string{t.Op("Mul", []string{t.Op("Div", []string{t.Op("Sub", []string{rows, fromSource(mean)}), std}), scaleC}), biasC})
+	all := t.Op("Reshape", []string{normed, byChannel})
+	own := t.Op("Gather", []string{all, r.normRowsFlat}, onnxgraph.AttrInt("axis", 0))
+	// g·ŷ + (1−g)·y is ŷ exactly at g = 1 and y at g = 0 (ŷ is finite).
+	edited := t.Op("Add", []string{t.Op("Mul", []string{shared, r.normW}), t.Op("Mul", []string{own, t.Op("Sub", []string{r.oneF, r.normW})})})
+	return t.Op("Reshape", []string{t.Op("ScatterND", []string{all, r.normRows, edited}), t.Op("Shape", []string{x})})
+}
+
+// reduceMean averages x over one axis, in the form the model's opset takes.
+func (r *rewriter) reduceMean(b *onnxgraph.Builder, x string, axis int64, keepDims bool) string {
+	keep := int64(0)
+	if keepDims {
+		keep = 1
+	}
+	if r.a.opset >= 18 {
+		return b.Op("ReduceMean", []string{x, b.Int64s("axis", axis)}, onnxgraph.AttrInt("keepdims", keep))
+	}
+	return b.Op("ReduceMean", []string{x}, onnxgraph.AttrInts("axes", axis), onnxgraph.AttrInt("keepdims", keep))
 }

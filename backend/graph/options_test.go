@@ -315,6 +315,10 @@ func TestOldLayoutIsRefused(t *testing.T) {
 	if !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), "earlier version of Reword") {
 		t.Errorf("old description: %v", err)
 	}
+	desc.Layout = 4
+	if err := desc.CheckLayout(); !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), graph.NormWeightInput) {
+		t.Errorf("layout 4: %v; want a refusal naming %s", err, graph.NormWeightInput)
+	}
 	desc.Layout = graph.LayoutVersion + 1
 	if err := desc.CheckLayout(); !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), fmt.Sprintf("layout %d", graph.LayoutVersion+1)) {
 		t.Errorf("newer layout: %v", err)

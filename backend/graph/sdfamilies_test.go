@@ -44,6 +44,11 @@ func TestSDShapedExportsAreInstrumented(t *testing.T) {
 			}
 			checkSDLayers(t, cfg, desc)
 			checkSDMaps(t, cfg, desc)
+			// Every resnet and transformer has GroupNorms, exported as
+			// InstanceNormalization below opset 18.
+			if want := countOps(t, filepath.Join(dir, "unet", "model.onnx"), "InstanceNormalization"); desc.NormLayers != want || want == 0 {
+				t.Errorf("%d GroupNorms reached by the norm control; the export has %d InstanceNormalization nodes", desc.NormLayers, want)
+			}
 		})
 	}
 }
@@ -149,7 +154,8 @@ func instrumentFullSize(t *testing.T, env string, f sdtest.Family, heads int) {
 
 // On the SDXL-shaped UNet (text_embeds and time_ids besides the usual
 // inputs), the instrumented graph with neutral controls gives the export's
-// output bit for bit, and random controls change it: the rewrite holds with
+// output bit for bit, and random controls change it, as do the source's
+// GroupNorm statistics alone: the rewrite holds with
 // SDXL's layout and extra inputs (backend/diffusion runs the whole
 // engine on it). The lowest blocks are 2 transformer blocks deep instead of 10, which
 // keeps ONNX Runtime's session setup (most of this test's time) short.
@@ -179,7 +185,11 @@ func TestSDXLShapedNeutralControlsAreNoOp(t *testing.T) {
 	feeds := sdxlFeeds(t, cfg, graph.Batch(targets))
 	defer destroy(feeds)
 	want := runOut(t, orig, feeds)
-	for name, ctl := range map[string]graph.Controls{"neutral": graph.NoOpControls(targets, 77), "random": randomControls(targets, 77, 3)} {
+	norm := graph.NoOpControls(targets, 77)
+	for e := range norm.NormW {
+		norm.NormW[e] = 1
+	}
+	for name, ctl := range map[string]graph.Controls{"neutral": graph.NoOpControls(targets, 77), "random": randomControls(targets, 77, 3), "norm": norm} {
 		all := map[string]ort.Value{}
 		for k, v := range feeds {
 			all[k] = v

@@ -202,8 +202,8 @@ func span(from, to int) []int {
 
 // run evaluates all steps of a controller.
 type run struct {
-	c           *Controller
-	w, cc, self [][]float32 // per step
+	c                 *Controller
+	w, cc, self, norm [][]float32 // per step
 }
 
 func runAll(t *testing.T, c *Controller) run {
@@ -211,11 +211,11 @@ func runAll(t *testing.T, c *Controller) run {
 	e := c.Targets()
 	r := run{c: c}
 	for i := range c.Steps() {
-		w, cc, s := make([]float32, e*77*77), make([]float32, e*77), make([]float32, e)
-		if err := c.Step(i, w, cc, s); err != nil {
+		w, cc, s, g := make([]float32, e*77*77), make([]float32, e*77), make([]float32, e), make([]float32, e)
+		if err := c.Step(i, w, cc, s, g); err != nil {
 			t.Fatal(err)
 		}
-		r.w, r.cc, r.self = append(r.w, w), append(r.cc, cc), append(r.self, s)
+		r.w, r.cc, r.self, r.norm = append(r.w, w), append(r.cc, cc), append(r.self, s), append(r.norm, g)
 	}
 	return r
 }
@@ -223,23 +223,30 @@ func runAll(t *testing.T, c *Controller) run {
 func TestSchedules(t *testing.T) {
 	tok := tokenizer(t)
 	for _, c := range []struct {
-		cross, self           Window
-		crossSteps, selfSteps []int
+		cross, self, norm                Window
+		crossSteps, selfSteps, normSteps []int
 	}{
-		{Window{0, 0.8}, Window{0, 0.4}, span(0, 40), span(0, 20)},
-		{Window{0, 0.4}, Window{0, 0.6}, span(0, 20), span(0, 30)},
-		{Window{0, 1}, Window{0, 0.5}, span(0, 50), span(0, 25)},
-		{Window{0.2, 0.6}, Window{0.1, 0.3}, span(10, 30), span(5, 15)},
+		{Window{0, 0.8}, Window{0, 0.4}, Window{}, span(0, 40), span(0, 20), nil},
+		{Window{0, 0.4}, Window{0, 0.6}, Window{0, 0.4}, span(0, 20), span(0, 30), span(0, 20)},
+		{Window{0, 1}, Window{0, 0.5}, Window{0, 1}, span(0, 50), span(0, 25), span(0, 50)},
+		{Window{0.2, 0.6}, Window{0.1, 0.3}, Window{0.5, 0.7}, span(10, 30), span(5, 15), span(25, 35)},
 	} {
-		ctrl, err := New(tok, Config{Source: "a cat", Targets: []string{"a dog"}, Steps: 50, Cross: c.cross, Self: c.self})
+		ctrl, err := New(tok, Config{Source: "a cat", Targets: []string{"a dog", "a big dog"}, Steps: 50, Cross: c.cross, Self: c.self, Norm: c.norm})
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := runAll(t, ctrl)
 		gotCross := steps(50, func(i int) bool { return r.cc[i][2] == 0 }) // c = 1 − α for a swap
 		gotSelf := steps(50, func(i int) bool { return r.self[i][0] == 1 })
-		if !slices.Equal(gotCross, c.crossSteps) || !slices.Equal(gotSelf, c.selfSteps) {
-			t.Errorf("cross %v self %v: cross steps %v, self steps %v; want %v, %v", c.cross, c.self, gotCross, gotSelf, c.crossSteps, c.selfSteps)
+		gotNorm := steps(50, func(i int) bool { return r.norm[i][0] == 1 && r.norm[i][1] == 1 })
+		if !slices.Equal(gotCross, c.crossSteps) || !slices.Equal(gotSelf, c.selfSteps) || !slices.Equal(gotNorm, c.normSteps) {
+			t.Errorf("cross %v self %v norm %v: cross steps %v, self steps %v, norm steps %v; want %v, %v, %v",
+				c.cross, c.self, c.norm, gotCross, gotSelf, gotNorm, c.crossSteps, c.selfSteps, c.normSteps)
+		}
+		for i := range 50 {
+			if r.norm[i][0] != r.norm[i][1] || (r.norm[i][0] != 0 && r.norm[i][0] != 1) {
+				t.Errorf("norm %v step %d: weights %v, want 0 or 1 for both targets", c.norm, i, r.norm[i])
+			}
 		}
 	}
 }
@@ -433,16 +440,17 @@ func TestStepChecksBuffersAndAllocatesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, c, s := make([]float32, 2*77*77), make([]float32, 2*77), make([]float32, 2)
-	if allocs := testing.AllocsPerRun(20, func() { _ = ctrl.Step(3, w, c, s) }); allocs != 0 {
+	w, c, s, g := make([]float32, 2*77*77), make([]float32, 2*77), make([]float32, 2), make([]float32, 2)
+	if allocs := testing.AllocsPerRun(20, func() { _ = ctrl.Step(3, w, c, s, g) }); allocs != 0 {
 		t.Errorf("Step allocates %v times", allocs)
 	}
 	for _, bad := range []func() error{
-		func() error { return ctrl.Step(50, w, c, s) },
-		func() error { return ctrl.Step(-1, w, c, s) },
-		func() error { return ctrl.Step(0, w[:77*77], c, s) },
-		func() error { return ctrl.Step(0, w, c[:1], s) },
-		func() error { return ctrl.Step(0, w, c, nil) },
+		func() error { return ctrl.Step(50, w, c, s, g) },
+		func() error { return ctrl.Step(-1, w, c, s, g) },
+		func() error { return ctrl.Step(0, w[:77*77], c, s, g) },
+		func() error { return ctrl.Step(0, w, c[:1], s, g) },
+		func() error { return ctrl.Step(0, w, c, nil, g) },
+		func() error { return ctrl.Step(0, w, c, s, g[:1]) },
 	} {
 		if bad() == nil {
 			t.Error("Step accepted a bad step index or buffer")

@@ -50,6 +50,9 @@ type Config struct {
 	CrossWords map[string]Window
 	// Self is the self-attention replacement window.
 	Self Window
+	// Norm is the window in which the targets' GroupNorms take the
+	// source's statistics (empty: never).
+	Norm Window
 	// Reweights scales the attention of words of the targets.
 	Reweights map[string]float64
 	// Blend is each target's local blend, in target order (shorter than
@@ -92,6 +95,7 @@ type Controller struct {
 	// textSource is, per target, TextSource.
 	textSource       [][]int
 	selfFrom, selfTo int
+	normFrom, normTo int
 	blend            []*BlendMask
 }
 
@@ -106,7 +110,7 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 	if cfg.Steps < 1 {
 		return nil, fmt.Errorf("align: %d steps; want at least 1", cfg.Steps)
 	}
-	windows := map[string]Window{"cross": cfg.Cross, "self": cfg.Self}
+	windows := map[string]Window{"cross": cfg.Cross, "self": cfg.Self, "norm": cfg.Norm}
 	for w, win := range cfg.CrossWords {
 		windows[fmt.Sprintf("cross window of %q", w)] = win
 	}
@@ -128,6 +132,7 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 	src := tok.Encode(cfg.Source)
 	c := &Controller{steps: cfg.Steps}
 	c.selfFrom, c.selfTo = int(cfg.Self.Start*float64(cfg.Steps)), int(cfg.Self.End*float64(cfg.Steps))
+	c.normFrom, c.normTo = int(cfg.Norm.Start*float64(cfg.Steps)), int(cfg.Norm.End*float64(cfg.Steps))
 	crossFrom, crossTo := crossSteps(cfg.Cross, cfg.Steps)
 	for e, target := range cfg.Targets {
 		tgt := tok.Encode(target)

@@ -26,10 +26,11 @@ func (c *Controller) BlendMasks() []*BlendMask { return c.blend }
 //	crossW  p2p_cross_w  [E,77,77]  W_e[w,n] at crossW[(e*77+w)*77+n]
 //	crossC  p2p_cross_c  [E,77]     c_e[n]   at crossC[e*77+n]
 //	selfW   p2p_self_w   [E]        1 inside the self window, else 0
+//	normW   p2p_norm_w   [E]        1 inside the norm window, else 0
 //
 // It allocates nothing. It returns an error if i is out of range or a buffer
 // has the wrong length.
-func (c *Controller) Step(i int, crossW, crossC, selfW []float32) error {
+func (c *Controller) Step(i int, crossW, crossC, selfW, normW []float32) error {
 	e := len(c.kinds)
 	switch {
 	case i < 0 || i >= c.steps:
@@ -40,6 +41,8 @@ func (c *Controller) Step(i int, crossW, crossC, selfW []float32) error {
 		return fmt.Errorf("align: cross c buffer has %d values; want %d (E=%d × 77)", len(crossC), e*n77, e)
 	case len(selfW) != e:
 		return fmt.Errorf("align: self weight buffer has %d values; want E=%d", len(selfW), e)
+	case len(normW) != e:
+		return fmt.Errorf("align: norm weight buffer has %d values; want E=%d", len(normW), e)
 	}
 	var alpha [n77]float32
 	for t := range e {
@@ -60,9 +63,12 @@ func (c *Controller) Step(i int, crossW, crossC, selfW []float32) error {
 				wr[n] = gr[n] * alpha[n] * eq[n]
 			}
 		}
-		selfW[t] = 0
+		selfW[t], normW[t] = 0, 0
 		if i >= c.selfFrom && i < c.selfTo {
 			selfW[t] = 1
+		}
+		if i >= c.normFrom && i < c.normTo {
+			normW[t] = 1
 		}
 	}
 	return nil

@@ -108,6 +108,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		Model:      "sd15",
 		Cross:      ptr(Window{0.6, 0.2}),
 		Self:       ptr(Fraction(1.5)),
+		Norm:       ptr(Window{0.5, 1.2}),
 		CrossWords: map[string]Window{"cat": Fraction(0.5)},
 		Reweights:  map[string]float64{"dog": 11, "": 1},
 		Blend:      []Blend{{Words: []string{"dog", "dog", "horse"}}, {Exclude: []string{"dog"}}, {}, {Words: []string{"x", "a"}, Exclude: []string{"x"}}, {}, {Words: []string{"z"}}},
@@ -135,6 +136,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		"model":                   `must be "tiny", the model these settings are for (it is "sd15")`,
 		"cross":                   "start before end (it is [0.6, 0.2])",
 		"self":                    "must be a fraction of the steps from 0 to 1 (it is 1.5)",
+		"norm":                    "must be a part of the steps inside 0–1, start before end (it is [0.5, 1.2])",
 		`cross_words["cat"]`:      "does not occur in any edited prompt",
 		`reweights["dog"]`:        "must be a factor from -10 to 10 (it is 11",
 		`reweights[""]`:           "is an empty word",
@@ -283,6 +285,7 @@ func TestResolvedAlignsWithTheRealTokenizer(t *testing.T) {
 	s := squirrel()
 	s.CrossWords = map[string]Window{"lion": Fraction(0.4)}
 	s.Blend = []Blend{{Words: []string{"squirrel", "lion"}}}
+	s.Norm = &Window{0.1, 0.3}
 	r, err := s.Resolve(sd1Defaults("sd15"))
 	if err != nil {
 		t.Fatal(err)
@@ -298,13 +301,22 @@ func TestResolvedAlignsWithTheRealTokenizer(t *testing.T) {
 	if ctrl.Targets() != 1 || ctrl.Steps() != 50 || ctrl.Kind(0) != align.Replace || len(ctrl.BlendMasks()) != 1 {
 		t.Errorf("controller: %d targets, %d steps, kind %v, %d blend masks", ctrl.Targets(), ctrl.Steps(), ctrl.Kind(0), len(ctrl.BlendMasks()))
 	}
-	w, c, self := make([]float32, 77*77), make([]float32, 77), make([]float32, 1)
-	if err := ctrl.Step(0, w, c, self); err != nil {
+	w, c, self, norm := make([]float32, 77*77), make([]float32, 77), make([]float32, 1), make([]float32, 1)
+	if err := ctrl.Step(0, w, c, self, norm); err != nil {
 		t.Fatal(err)
 	}
 	// lion ×2 inside the window; lion is token 5.
-	if w[5*77+5] != 2 || self[0] != 1 {
-		t.Errorf("step 0: W[lion,lion] = %v, self = %v; want 2 and 1", w[5*77+5], self[0])
+	if w[5*77+5] != 2 || self[0] != 1 || norm[0] != 0 {
+		t.Errorf("step 0: W[lion,lion] = %v, self = %v, norm = %v; want 2, 1 and 0", w[5*77+5], self[0], norm[0])
+	}
+	// The norm window [0.1, 0.3) of 50 steps is steps 5 to 14.
+	for i, want := range map[int]float32{4: 0, 5: 1, 14: 1, 15: 0} {
+		if err := ctrl.Step(i, w, c, self, norm); err != nil {
+			t.Fatal(err)
+		}
+		if norm[0] != want {
+			t.Errorf("step %d: norm weight %v, want %v", i, norm[0], want)
+		}
 	}
 }
 

@@ -36,11 +36,12 @@ import (
 // it; a target with none of them is not blended (v1 turned such a target
 // into a copy of the source, which was the bug v2 fixes).
 //
-// "kinds", "replace_tail", "self_max_tokens" and "keep_source_text"
-// joined v2 without a new version: they are optional, and absent they mean
-// what every link before them ran (each target's kind from its words, the
-// aligned tail, the model's default self-replace layers, each target's own
-// text states), so every v2 link still opens as
+// "kinds", "replace_tail", "self_max_tokens", "keep_source_text" and
+// "norm" joined v2 without a new version: they are optional, and absent
+// they mean what every link before them ran (each target's kind from its
+// words, the aligned tail, the model's default self-replace layers, each
+// target's own text states and GroupNorm statistics), so every v2 link
+// still opens as
 // it ran — except a photo edit on a model with an SD-shaped latent, whose
 // default layers became PnPInversion's (PhotoSelfMaxTokens) with the
 // field (the tiny model's are unchanged). A build that predates them refuses a link that sets

@@ -124,6 +124,16 @@ type Spec struct {
 	// causal encoder's EOS and padding sum up the whole prompt), whose
 	// unchanged words then carry the edit into the whole image.
 	KeepSourceText bool `json:"keep_source_text,omitempty"`
+	// Norm is the part of the steps during which every target's GroupNorms
+	// normalise with the source's statistics (each group's mean and
+	// variance; the target's conditional row from the source's
+	// conditional row, its unconditional row from the source's), so the
+	// reworded words change what the features are but not their overall
+	// brightness and contrast per group, which otherwise carry the change
+	// into the background. Omitted or empty: never. Opt-in: it needs the
+	// source denoised in the same batch (a cached source still is, at one
+	// more row per step), and a UNet with GroupNorms.
+	Norm *Window `json:"norm,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.
 	Image string `json:"image,omitempty"`
@@ -236,7 +246,7 @@ func (s Spec) Clone() Spec {
 	c.Reweights = maps.Clone(s.Reweights)
 	c.CrossWords = maps.Clone(s.CrossWords)
 	c.Seed, c.Steps, c.Width, c.Height = clonePtr(s.Seed), clonePtr(s.Steps), clonePtr(s.Width), clonePtr(s.Height)
-	c.Guidance, c.Cross, c.Self = clonePtr(s.Guidance), clonePtr(s.Cross), clonePtr(s.Self)
+	c.Guidance, c.Cross, c.Self, c.Norm = clonePtr(s.Guidance), clonePtr(s.Cross), clonePtr(s.Self), clonePtr(s.Norm)
 	c.SelfMaxTokens = clonePtr(s.SelfMaxTokens)
 	return c
 }

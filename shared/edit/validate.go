@@ -68,8 +68,10 @@ type Resolved struct {
 	ReplaceTail string
 	// KeepSourceText is the spec's keep_source_text.
 	KeepSourceText bool
-	Image          string
-	Inversion      string // "" without Image
+	// Norm is the spec's norm window; empty when it has none.
+	Norm      Window
+	Image     string
+	Inversion string // "" without Image
 }
 
 // Resolve validates s against the model's defaults and fills in every
@@ -113,6 +115,9 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 	}
 	if s.SelfMaxTokens != nil {
 		r.SelfMaxTokens = *s.SelfMaxTokens
+	}
+	if s.Norm != nil && s.Norm.End > s.Norm.Start {
+		r.Norm = *s.Norm
 	}
 	if s.Image != "" && s.Inversion == "" {
 		r.Inversion = Inversions[0]
@@ -209,6 +214,9 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	}
 	if s.Self != nil {
 		checkWindow(add, "self", *s.Self)
+	}
+	if s.Norm != nil {
+		checkWindow(add, "norm", *s.Norm)
 	}
 	if n := s.SelfMaxTokens; n != nil && (*n < 1 || *n > MaxSelfMaxTokens) {
 		add("self_max_tokens", "must be a count of query positions from 1 to %d, e.g. 256 for the 16×16 layers and coarser at 512 px (it is %d)", MaxSelfMaxTokens, *n)
@@ -382,6 +390,7 @@ func (r Resolved) AlignConfig() align.Config {
 		Cross:      align.Window(r.Cross),
 		CrossWords: crossWords,
 		Self:       align.Window(r.Self),
+		Norm:       align.Window(r.Norm),
 		Reweights:  cloneMap(r.Reweights),
 		Blend:      r.alignBlend(),
 		Kinds:      slices.Clone(r.Kinds),
@@ -409,6 +418,11 @@ func (r Resolved) Spec() Spec {
 		// Left out otherwise: the default is the engine's to choose.
 		n := r.SelfMaxTokens
 		s.SelfMaxTokens = &n
+	}
+	if r.Norm.End > r.Norm.Start {
+		// Left out when empty, as every spec before the field ran.
+		norm := r.Norm
+		s.Norm = &norm
 	}
 	s.normalize() // the default replace tail is left out
 	return s

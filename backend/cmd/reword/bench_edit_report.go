@@ -17,7 +17,8 @@ type editRun struct {
 	steps        int
 	guidance     float64
 	cross, self  float64
-	selfMax      int // self_max_tokens
+	selfMax      int     // self_max_tokens
+	norm         float64 // the norm window's end (0: none)
 	keepText     bool
 	blendChanged bool
 	seeds        int
@@ -59,6 +60,9 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	methods := run.methodList()
 	edits := tallyOf(records, func(r editRecord) bool { return r.method == methodP2P }).n
 	keep := ""
+	if run.norm > 0 {
+		keep += fmt.Sprintf(", norm %.2f", run.norm)
+	}
 	if run.keepText {
 		keep = ", keep_source_text"
 	}
@@ -167,6 +171,7 @@ type editJSON struct {
 	Cross                    float64          `json:"cross"`
 	Self                     float64          `json:"self"`
 	SelfMaxTokens            int              `json:"self_max_tokens"`
+	Norm                     float64          `json:"norm"`
 	KeepSourceText           bool             `json:"keep_source_text"`
 	BlendChanged             bool             `json:"blend_changed"`
 	SeedsPerEdit             int              `json:"seeds_per_edit"`
@@ -246,7 +251,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
+		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

@@ -30,6 +30,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-colour", "0", "-shape", "0", "-phrase", "0", "-reweight", "0"}, "nothing to edit"},
 		{[]string{"-split", "half"}, `--split is "half": want report, tune or all`},
 		{[]string{"-cross", "1.5"}, "--cross is 1.5"},
+		{[]string{"-norm", "-0.2"}, "--norm is -0.2: want a fraction of the steps"},
 		{[]string{"-steps", "-2"}, "--steps is -2"},
 		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
 		{[]string{"-self-max-tokens", "many"}, "self-max-tokens"},
@@ -46,6 +47,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 type parsedEditJSON struct {
 	SelfMaxTokens  int              `json:"self_max_tokens"`
 	KeepSourceText bool             `json:"keep_source_text"`
+	Norm           float64          `json:"norm"`
 	BlendChanged   bool             `json:"blend_changed"`
 	SeedsPerEdit   int              `json:"seeds_per_edit"`
 	Groups         []editGroupJSON  `json:"groups"`
@@ -301,6 +303,18 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		}
 		if sameScores(keptEdit, ownEdit) {
 			t.Errorf("the edit with the source's text states scored as without them (%+v): the flag did not reach the run", keptEdit)
+		}
+	})
+	t.Run("norm", func(t *testing.T) {
+		// The source's GroupNorm statistics over every step: the flag
+		// must reach the run and change the edit.
+		shared, sharedEdit := oneColourSwap(t, dir, "-norm", "1")
+		own, ownEdit := oneColourSwap(t, dir)
+		if shared.Norm != 1 || own.Norm != 0 {
+			t.Errorf("the reports say norm %v with the flag and %v without", shared.Norm, own.Norm)
+		}
+		if sameScores(sharedEdit, ownEdit) {
+			t.Errorf("the edit with the source's GroupNorm statistics scored as without them (%+v): the flag did not reach the run", sharedEdit)
 		}
 	})
 	t.Run("blend-changed", func(t *testing.T) {

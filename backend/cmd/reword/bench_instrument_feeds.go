@@ -22,6 +22,10 @@ const (
 	// model's default self-replace layers): the first steps of an edit,
 	// where both edits run.
 	editControls = "edit"
+	// normControls are editControls with every target's GroupNorms taking
+	// the source's statistics (g = 1): the steps inside an edit's opt-in
+	// norm window.
+	normControls = "norm"
 )
 
 // Maps outputs the benchmark asks the instrumented UNet for.
@@ -133,7 +137,7 @@ func (f *benchFeeds) shape(in benchInput) ([]int64, error) {
 }
 
 // forSession returns the feeds of a model with the given inputs; controls
-// (neutralControls or editControls) is what the instrumented model's
+// (neutralControls, editControls or normControls) is what the instrumented model's
 // control inputs get. The caller destroys the values.
 func (f *benchFeeds) forSession(inputs []benchInput, controls string) (map[string]ort.Value, error) {
 	feeds := map[string]ort.Value{}
@@ -144,7 +148,7 @@ func (f *benchFeeds) forSession(inputs []benchInput, controls string) (map[strin
 		}
 	}()
 	ctl, layers := f.controls(controls)
-	ws, cs, ss := ctl.Shapes()
+	ws, cs, perTarget := ctl.Shapes()
 	for _, in := range inputs {
 		var v ort.Value
 		var err error
@@ -154,7 +158,9 @@ func (f *benchFeeds) forSession(inputs []benchInput, controls string) (map[strin
 		case graph.CrossKeepInput:
 			v, err = ort.NewTensor(cs, ctl.CrossC)
 		case graph.SelfWeightInput:
-			v, err = ort.NewTensor(ss, ctl.SelfW)
+			v, err = ort.NewTensor(perTarget, ctl.SelfW)
+		case graph.NormWeightInput:
+			v, err = ort.NewTensor(perTarget, ctl.NormW)
 		case graph.SelfLayersInput:
 			v, err = ort.NewTensor([]int64{int64(len(layers))}, layers)
 		case graph.MapsWantedInput:
@@ -177,7 +183,7 @@ func (f *benchFeeds) forSession(inputs []benchInput, controls string) (map[strin
 func (f *benchFeeds) controls(kind string) (graph.Controls, []float32) {
 	ctl := graph.NoOpControls(f.targets, int(f.tokens))
 	layers := f.desc.SelfLayerWeights(f.desc.SelfReplaceMaxQueries)
-	if kind != editControls {
+	if kind != editControls && kind != normControls {
 		return ctl, layers
 	}
 	r := rand.New(rand.NewSource(2))
@@ -189,6 +195,9 @@ func (f *benchFeeds) controls(kind string) (graph.Controls, []float32) {
 	}
 	for i := range ctl.SelfW {
 		ctl.SelfW[i] = 1
+		if kind == normControls {
+			ctl.NormW[i] = 1
+		}
 	}
 	return ctl, layers
 }

@@ -14,7 +14,7 @@ import (
 // the full-size one (weights in model.onnx_data, a fixed latent; its lowest
 // blocks 2 transformer blocks deep instead of 10): the inputs come from the
 // graph's declarations, text_embeds and time_ids included, each model runs
-// in a process of its own, and the report has both kinds of controls and
+// in a process of its own, and the report has every kind of controls and
 // the peak memory of those processes.
 func TestBenchInstrumentSeparateOnSDXLShapedExport(t *testing.T) {
 	c := sdtest.Small(sdtest.SDXL)
@@ -25,8 +25,9 @@ func TestBenchInstrumentSeparateOnSDXLShapedExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := runOK(t, "bench", "instrument", "-model", model, "-unets", "unet", "-reps", "3", "-profile-runs", "0",
-		"-memory-runs", "0", "-separate", "-maps", "all")
+		"-memory-runs", "0", "-separate", "-maps", "all", "-controls", "neutral,edit,norm")
 	for _, want := range []string{"neutral controls, 1 process(es) per model, 3 runs each after 2 warm-up runs", "edit controls, 1 process(es) per model",
+		"norm controls, 1 process(es) per model",
 		"ratio instrumented/original: ", "peak memory, with ONNX Runtime's CPU memory arena", "instrumented, edit    controls   running"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
@@ -115,5 +116,30 @@ func TestProfileSkipsWarmupRuns(t *testing.T) {
 	}
 	if got := skipRuns(events, 3); len(got) != 0 {
 		t.Errorf("skipping every run left %d events", len(got))
+	}
+}
+
+// Each kind of controls feeds what it says: the neutral ones change
+// nothing, the edit ones every target's cross and self attention but not
+// its GroupNorms, the norm ones those too.
+func TestBenchControls(t *testing.T) {
+	desc := &graph.Description{Latent: graph.Size{Height: 4, Width: 4}}
+	f := newBenchFeeds(desc, 2, mapsNone)
+	for kind, want := range map[string][2]float32{neutralControls: {0, 0}, editControls: {1, 0}, normControls: {1, 1}} {
+		ctl, _ := f.controls(kind)
+		if err := ctl.Validate(); err != nil {
+			t.Errorf("%s: %v", kind, err)
+		}
+		for e := range ctl.Targets {
+			if ctl.SelfW[e] != want[0] || ctl.NormW[e] != want[1] {
+				t.Errorf("%s controls, target %d: s = %v, g = %v; want %v and %v", kind, e, ctl.SelfW[e], ctl.NormW[e], want[0], want[1])
+			}
+		}
+	}
+	if _, err := parseControlKinds("neutral,norm"); err != nil {
+		t.Errorf("neutral,norm: %v", err)
+	}
+	if _, err := parseControlKinds("fast"); err == nil || !strings.Contains(err.Error(), "norm") {
+		t.Errorf("an unknown kind: %v; want an error listing the kinds", err)
 	}
 }

@@ -101,6 +101,20 @@ func TestKeepSourceTextFlag(t *testing.T) {
 	}
 }
 
+// TestNormFlag: --norm f sets the spec's norm window [0, f); without it
+// the spec has none.
+func TestNormFlag(t *testing.T) {
+	if s, err := parseEditFlags("--to", "a dog", "--norm", "0.4"); err != nil || s.Norm == nil || *s.Norm != edit.Fraction(0.4) {
+		t.Errorf("--norm 0.4: %v, %v; want [0, 0.4)", s.Norm, err)
+	}
+	if s, err := parseEditFlags("--to", "a dog"); err != nil || s.Norm != nil {
+		t.Errorf("no --norm: %v, %v; want none", s.Norm, err)
+	}
+	if _, err := parseEditFlags("--to", "a dog", "--norm", "early"); err == nil || !strings.Contains(err.Error(), "norm") {
+		t.Errorf("--norm early: %v; want an error naming the flag", err)
+	}
+}
+
 // parseEditFlags parses `reword edit` flags into a spec as the command does.
 func parseEditFlags(args ...string) (edit.Spec, error) {
 	fs := newFlagSet("edit", "", io.Discard)

@@ -12,8 +12,11 @@ different statistics (sharing on the conditional rows alone turned the whole pic
 A call without the source's unconditional row (a source replayed from the cache) shares nothing, so
 `bench edit`'s baseline, which replays the source Prompt-to-Prompt cached, is the model's own.
 
-This is an experiment, not an engine control: the window is fixed in the copy's graph and applies to
-every target of every edit. `reword bench edit -model COPY` then measures it against DIR.
+The engine now has this as an opt-in control, the spec's "norm" window (`reword edit --norm`, `bench
+edit -norm`), which gives the same results edit by edit (models/tiny/README.md): this copy, with its
+window fixed in the graph for every target of every edit, stays as the tool the first measurements
+were made with and the reference the control was checked against. `reword bench edit -model COPY`
+measures it against DIR.
 """
 import argparse
 import os
