@@ -128,8 +128,13 @@ const (
 	// If node's time, so a profile's totals must skip them.
 	ThenMarker = NodeMarker + "then/"
 	ElseMarker = NodeMarker + "else/"
+	// NormScope follows a GroupNorm's InstanceNormalization node name, and
+	// the GroupNorm's index, in the names of the nodes its edit inserts
+	// (before NodeMarker, where an attention edit has its layer's name).
+	NormScope = "/p2p_norm_"
 	// MovedMarker is part of the names of the branch nodes that compute an
-	// original node of the UNet (a float32 layer's Softmax or P·V MatMul,
+	// original node of the UNet (a float32 layer's Softmax or P·V MatMul, a
+	// GroupNorm's InstanceNormalization,
 	// which the branches take over so that the untaken edit costs no copy):
 	// their time is the original graph's work, not the edit's.
 	MovedMarker = "moved_"

@@ -587,17 +587,19 @@ func (r *rewriter) selfEdit(t *onnxgraph.Builder, probs, values, raw, index stri
 // else-branch, which writes its output straight into the If's (as in
 // editCross).
 func (r *rewriter) editNorm(n *onnxpb.NodeProto, k int) {
-	scope := fmt.Sprintf("%s%snorm_%d/", n.GetName(), NodeMarker, k)
-	b := onnxgraph.NewBuilder(scope)
-	t := onnxgraph.NewBuilder(scope + "then/")
-	e := onnxgraph.NewBuilder(scope + "else/")
+	// Named as the other edits, so that profiles attribute the branches'
+	// nodes (ThenMarker, ElseMarker) and the moved node (MovedMarker).
+	name := fmt.Sprintf("%s%s%d", n.GetName(), NormScope, k)
+	b := onnxgraph.NewBuilder(name + NodeMarker)
+	t := onnxgraph.NewBuilder(name + ThenMarker)
+	e := onnxgraph.NewBuilder(name + ElseMarker)
 	r.moved[n] = true
 	normed := t.NamedOp(MovedMarker+"InstanceNormalization", "InstanceNormalization", n.GetInput(), n.GetAttribute()...)
 	unchanged := e.NamedOp(MovedMarker+"InstanceNormalization", "InstanceNormalization", n.GetInput(), n.GetAttribute()...)
 	result := r.normEdit(t, n, normed)
-	b.Node("If", scope+"norm_share", []string{r.normActive}, []string{n.GetOutput()[0]},
-		onnxgraph.AttrGraph("then_branch", t.Subgraph(scope+"then", result, onnxgraph.Float)),
-		onnxgraph.AttrGraph("else_branch", e.Subgraph(scope+"else", unchanged, onnxgraph.Float)))
+	b.Node("If", name+NodeMarker+"norm_share", []string{r.normActive}, []string{n.GetOutput()[0]},
+		onnxgraph.AttrGraph("then_branch", t.Subgraph(name+NodeMarker+"then", result, onnxgraph.Float)),
+		onnxgraph.AttrGraph("else_branch", e.Subgraph(name+NodeMarker+"else", unchanged, onnxgraph.Float)))
 	r.after[n] = b.Nodes()
 	r.inits = append(r.inits, b.Initializers()...)
 	r.inits = append(r.inits, t.Initializers()...)

@@ -31,14 +31,7 @@ const (
 // the rewritten file's path.
 func referenceNormShare(t *testing.T, path string) string {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &onnxpb.ModelProto{}
-	if err := proto.Unmarshal(raw, m); err != nil {
-		t.Fatal(err)
-	}
+	m := readModel(t, path)
 	g := m.GetGraph()
 	var nodes []*onnxpb.NodeProto
 	count := 0
@@ -228,16 +221,8 @@ func runReference(t *testing.T, r tinyRun, s *ort.Session, in attnblock.Inputs, 
 // countOps counts the nodes of an op type in the main graph of a model file.
 func countOps(t *testing.T, path, op string) int {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &onnxpb.ModelProto{}
-	if err := proto.Unmarshal(raw, m); err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, node := range m.GetGraph().GetNode() {
+	for _, node := range readModel(t, path).GetGraph().GetNode() {
 		if node.GetOpType() == op {
 			n++
 		}

@@ -133,7 +133,8 @@ func (b *instrumentBench) run(ctx context.Context, w io.Writer) error {
 	}
 	cross, _ := b.desc.Count(graph.Cross)
 	_, selfEdited := b.desc.Count(graph.Self)
-	fmt.Fprintf(w, "%s (%d cross layers edited, %d self layers with self-replace chosen per run, maps %s)\n", b.src, cross, selfEdited, describeMapsOutputs(b.desc))
+	fmt.Fprintf(w, "%s (%d cross layers edited, %d self layers with self-replace chosen per run, %d GroupNorms with the norm control, maps %s)\n",
+		b.src, cross, selfEdited, b.desc.NormLayers, describeMapsOutputs(b.desc))
 	if b.separate {
 		err = b.timeSeparately(ctx, w)
 	} else {

@@ -93,8 +93,9 @@ type profileEvent struct {
 // A node inside an inserted If's branches is timed on its own and again
 // within its If, so the totals count the If alone. Its own time then moves
 // from the If to its op type, and for the copies of the original
-// Softmax and P·V MatMul that the branches compute in place of the
-// original graph's (graph.MovedMarker) out of the inserted time, which
+// Softmax, P·V MatMul and InstanceNormalization that the branches compute
+// in place of the original graph's (graph.MovedMarker) out of the inserted
+// time, which
 // leaves "If" with the If nodes' own overhead.
 func readORTProfile(prefix string, desc *graph.Description, skip int) (*ortProfile, error) {
 	files, err := filepath.Glob(prefix + "*.json")
@@ -161,6 +162,8 @@ func (p *ortProfile) add(events []profileEvent, desc *graph.Description) {
 			part = "prelude and maps output"
 		case kinds[layer] == graph.Self:
 			part = "self-replace layers"
+		case strings.Contains(layer, graph.NormScope):
+			part = "GroupNorms (norm control)"
 		}
 		switch {
 		case !nested:

@@ -64,9 +64,10 @@ func TestBenchInputShapes(t *testing.T) {
 }
 
 // A profile's totals count a node inside an inserted If once, within the
-// If; the copies of the original Softmax and P·V MatMul that the branches
-// compute are the original graph's work, not the edit's, and "If" keeps
-// only the If nodes' own time.
+// If; the copies of the original Softmax, P·V MatMul and
+// InstanceNormalization that the branches compute are the original
+// graph's work, not the edit's, and "If" keeps only the If nodes' own
+// time.
 func TestProfileCountsBranchesOnce(t *testing.T) {
 	desc := &graph.Description{Layers: []graph.Layer{{Name: "/a/attn2", Kind: graph.Cross}, {Name: "/a/attn1", Kind: graph.Self}}}
 	ev := func(name, op string, dur int64) profileEvent {
@@ -84,17 +85,19 @@ func TestProfileCountsBranchesOnce(t *testing.T) {
 		ev("/a/attn1/p2p/self_replace", "If", 30),
 		ev("/a/attn1"+graph.ThenMarker+graph.MovedMarker+"MatMul_1", "MatMul", 10),
 		ev("/a/attn1"+graph.ThenMarker+"ScatterND_9", "ScatterND", 12),
+		ev("/a/norm/InstanceNormalization"+graph.NormScope+"0"+graph.NodeMarker+"norm_share", "If", 20),
+		ev("/a/norm/InstanceNormalization"+graph.NormScope+"0"+graph.ElseMarker+graph.MovedMarker+"InstanceNormalization_1", "InstanceNormalization", 15),
 	}
 	p := &ortProfile{byOp: map[string]int64{}, nodesByOp: map[string]int{}, byPart: map[string]int64{}}
 	p.add(events, desc)
-	if p.runs != 1 || p.total != 100+2+50+5+30 || p.inserted != 2+(50-40)+5+(30-10) {
-		t.Errorf("runs %d, total %d µs, inserted %d µs; want 1, 187, 37", p.runs, p.total, p.inserted)
+	if p.runs != 1 || p.total != 100+2+50+5+30+20 || p.inserted != 2+(50-40)+5+(30-10)+(20-15) {
+		t.Errorf("runs %d, total %d µs, inserted %d µs; want 1, 207, 42", p.runs, p.total, p.inserted)
 	}
-	if p.byOp["If"] != 50-40+30-10-12 || p.byOp["ScatterND"] != 12 || p.byOp["Softmax"] != 0 || p.byOp["MatMul"] != 0 {
-		t.Errorf("by op %v; want If 18 (the Ifs' own time), ScatterND 12, no Softmax or MatMul", p.byOp)
+	if p.byOp["If"] != 50-40+30-10-12+20-15 || p.byOp["ScatterND"] != 12 || p.byOp["Softmax"] != 0 || p.byOp["MatMul"] != 0 || p.byOp["InstanceNormalization"] != 0 {
+		t.Errorf("by op %v; want If 23 (the Ifs' own time), ScatterND 12, no Softmax, MatMul or InstanceNormalization", p.byOp)
 	}
 	if p.byPart["self-replace layers"] != 30-10 || p.byPart["cross-attention layers (edit and head means)"] != 50-40+5 ||
-		p.byPart["prelude and maps output"] != 2 {
+		p.byPart["prelude and maps output"] != 2 || p.byPart["GroupNorms (norm control)"] != 20-15 {
 		t.Errorf("by part %v", p.byPart)
 	}
 }
