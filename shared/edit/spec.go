@@ -132,7 +132,8 @@ type Spec struct {
 	// brightness and contrast per group, which otherwise carry the change
 	// into the background. Omitted or empty: never. Opt-in: it needs the
 	// source denoised in the same batch (a cached source still is, at one
-	// more row per step), and a UNet with GroupNorms.
+	// more row per step), and a UNet with float32 GroupNorms (not an fp16
+	// export's).
 	Norm *Window `json:"norm,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.
