@@ -153,10 +153,12 @@ type rewriter struct {
 	selfActive string
 	// The GroupNorm edit's rows: normRows [2E, 1] int64 are the target
 	// rows, uncond then cond, for ScatterND (normRowsFlat: [2E], for
-	// Gather); normSource [2E] the source row each takes its statistics
-	// from; normW [2E, 1, 1] float32 its weight g (0 outside the standard
-	// layout); normActive bool [1] whether some g > 0.
-	normRows, normRowsFlat, normSource, normW, normActive string
+	// Gather); normSourceRows [2] the uncond and cond source rows, whose
+	// statistics alone are computed; normSource [2E] which of the two
+	// each target takes them from; normW [2E, 1, 1] float32 its weight g
+	// (0 outside the standard layout); normActive bool [1] whether some
+	// g > 0.
+	normRows, normRowsFlat, normSourceRows, normSource, normW, normActive string
 	// crossActive is bool [1]: whether the cross controls change anything
 	// (some W ≠ 0 or c ≠ 1); float32 cross layers skip the edit otherwise.
 	crossActive string
@@ -357,9 +359,11 @@ func (r *rewriter) preludeNorm(condRows, scalar string) {
 		p.Op("Reshape", []string{p.Op("Add", []string{r.targets, r.one}), scalar}), p.Op("Reshape", []string{r.one, scalar})})
 	r.normRowsFlat = p.Op("Concat", []string{uncondRows, condRows}, onnxgraph.AttrInt("axis", 0))
 	r.normRows = p.Op("Reshape", []string{r.normRowsFlat, p.Int64s("norm_index_shape", -1, 1)})
-	// Each uncond target takes the uncond source's (row 0), each cond
-	// target the cond source's.
-	r.normSource = p.Op("Concat", []string{p.Op("Expand", []string{r.zero, r.targets}), p.Op("Expand", []string{r.srcRow, r.targets})}, onnxgraph.AttrInt("axis", 0))
+	// The statistics are taken of the two source rows only, uncond (row 0)
+	// then cond: each uncond target takes the first's, each cond target
+	// the second's.
+	r.normSourceRows = p.Op("Concat", []string{r.zero, r.srcRow}, onnxgraph.AttrInt("axis", 0))
+	r.normSource = p.Op("Concat", []string{p.Op("Expand", []string{r.zero, r.targets}), p.Op("Expand", []string{r.one, r.targets})}, onnxgraph.AttrInt("axis", 0))
 	// Only in the standard layout, B = 2(1+E): without the uncond source
 	// row (the source-cache layout) the uncond targets have no statistics
 	// to take, so g is 0 for every row.
@@ -617,8 +621,9 @@ func (r *rewriter) normEdit(t *onnxgraph.Builder, n *onnxpb.NodeProto, normed st
 	// [B, C, …] viewed as [B, C, values]: 0 copies a dimension.
 	byChannel := t.Int64s("by_channel", 0, 0, -1)
 	x3 := t.Op("Reshape", []string{x, byChannel})
-	mean := r.reduceMean(t, x3, 2, true)
-	centred := t.Op("Sub", []string{x3, mean})
+	sources := t.Op("Gather", []string{x3, r.normSourceRows}, onnxgraph.AttrInt("axis", 0))
+	mean := r.reduceMean(t, sources, 2, true)
+	centred := t.Op("Sub", []string{sources, mean})
 	variance := r.reduceMean(t, t.Op("Mul", []string{centred, centred}), 2, true)
 	fromSource := func(stat string) string {
 		return t.Op("Gather", []string{stat, r.normSource}, onnxgraph.AttrInt("axis", 0))
