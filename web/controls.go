@@ -253,7 +253,7 @@ func windowText(w *edit.Window) string {
 
 // reference holds the settings that reproduce published setups (which
 // self-attention layers self-replace acts in, the replace tail) and the
-// opt-ins that keep the source's text states and its GroupNorm statistics,
+// opt-ins that keep the source's text states and its GroupNorm means,
 // folded away until the user opens them or the edit sets one: the defaults
 // suit most edits, and the form stays short on a phone.
 func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
@@ -271,12 +271,12 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 			ctx.PreventUpdate()
 		}).
 		Body(
-			app.Summary().Text("Layers, replace tail, text states and GroupNorm statistics"),
+			app.Summary().Text("Layers, replace tail, text states and GroupNorm means"),
 			c.selfLayers(d, self),
 			c.replaceTail(),
 			c.keepSourceText(),
 			// No default to show: an empty field is off.
-			c.window("norm", "Source's GroupNorm statistics until", s.Norm, s.Norm, "off",
+			c.window("norm", "Source's GroupNorm means until", s.Norm, s.Norm, "off",
 				func(s edit.Spec, w *edit.Window) edit.Spec { s.Norm = w; return s }),
 		)
 }

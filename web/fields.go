@@ -128,7 +128,7 @@ func fieldLabel(field string, photo bool) string {
 	case "self_max_tokens":
 		return "Self-attention layers"
 	case "norm":
-		return "Source's GroupNorm statistics until"
+		return "Source's GroupNorm means until"
 	}
 	return field
 }
@@ -221,7 +221,7 @@ func windowHint(field string, w *edit.Window) string {
 	if field == "norm" {
 		switch {
 		case w == nil:
-			return "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits normalise with the source's statistics: " + normEffect
+			return "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits' GroupNorms centre on the source's means: " + normEffect
 		case w.End <= w.Start:
 			return "Off: this window holds no steps."
 		}
@@ -239,13 +239,12 @@ func windowHint(field string, w *edit.Window) string {
 	case "self":
 		return "Keeps the source's shapes for " + pct + " of the steps."
 	case "norm":
-		return "The edits normalise with the source's statistics for " + pct + " of the steps: " + normEffect
+		return "The edits' GroupNorms centre on the source's means for " + pct + " of the steps: " + normEffect
 	}
 	return "Keeps the source's layout for " + pct + " of the steps."
 }
 
 // normEffect is what the norm window is for: without it, the reworded
-// words shift every group's mean and variance, and that shift reaches the
-// background.
-const normEffect = "the reworded words change what the features are but not their overall brightness and contrast, " +
+// words shift every group's mean, and that shift reaches the background.
+const normEffect = "the reworded words change what the features are but not their overall level, " +
 	"which keeps more of the background, of reweights especially."

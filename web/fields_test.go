@@ -110,16 +110,16 @@ func TestWindowHint(t *testing.T) {
 
 // TestNormField: the norm window has no model default, so its hint says
 // it is off until set, and then for which steps the edits take the
-// source's statistics; its range is a fraction like the other windows',
+// source's means; its range is a fraction like the other windows',
 // and its problems are worded with its label, in the form's order.
 func TestNormField(t *testing.T) {
 	for _, c := range []struct {
 		w    *edit.Window
 		want string
 	}{
-		{nil, "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits normalise with the source's statistics: "},
-		{ptr(edit.Fraction(0.4)), "The edits normalise with the source's statistics for the first 40\u00a0% of the steps: "},
-		{&edit.Window{Start: 0.1, End: 0.3}, "The edits normalise with the source's statistics for 10–30\u00a0% of the steps: "},
+		{nil, "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits' GroupNorms centre on the source's means: "},
+		{ptr(edit.Fraction(0.4)), "The edits' GroupNorms centre on the source's means for the first 40\u00a0% of the steps: "},
+		{&edit.Window{Start: 0.1, End: 0.3}, "The edits' GroupNorms centre on the source's means for 10–30\u00a0% of the steps: "},
 		{ptr(edit.Fraction(0)), "Off: this window holds no steps."},
 		{&edit.Window{Start: 0.3, End: 0.3}, "Off: this window holds no steps."},
 	} {
@@ -137,7 +137,7 @@ func TestNormField(t *testing.T) {
 	if got := rangeHint("norm"); got != "0–1" {
 		t.Errorf("norm's range %q, want 0–1", got)
 	}
-	if got := fieldLabel("norm", false); got != "Source's GroupNorm statistics until" {
+	if got := fieldLabel("norm", false); got != "Source's GroupNorm means until" {
 		t.Errorf("norm's label %q", got)
 	}
 	fields := []string{"negative", "norm", "self_max_tokens", "replace_tail", "self"}
@@ -147,7 +147,7 @@ func TestNormField(t *testing.T) {
 	}
 	s := edit.Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(3)), Norm: ptr(edit.Fraction(1.5))}
 	probs := checkSpec(tokenizer(t), s, tinyDefaults)
-	if want := "Source's GroupNorm statistics until must be a fraction of the steps from 0 to 1 (it is 1.5)."; len(probs) != 1 || probs[0] != (fieldProblem{"norm", want}) {
+	if want := "Source's GroupNorm means until must be a fraction of the steps from 0 to 1 (it is 1.5)."; len(probs) != 1 || probs[0] != (fieldProblem{"norm", want}) {
 		t.Errorf("norm 1.5: %v, want %q", probs, want)
 	}
 }

@@ -60,7 +60,7 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 			if e.desc.NormLayers == 0 {
 				return nil, edit.Problems{{Field: "norm", Message: fmt.Sprintf("cannot apply: the UNet of model %s has no float32 GroupNorm "+
 					"(InstanceNormalization in its export; an fp16 export's run in float16, an export at opset 18 or later has GroupNormalization) "+
-					"whose statistics the targets could share; leave it out for this model", e.manifest.ID())}}
+					"whose means the targets could share; leave it out for this model", e.manifest.ID())}}
 			}
 			j.sourceRows = true
 		}
@@ -125,7 +125,7 @@ type job struct {
 	selfLayers []float32
 	// sourceRows keeps both of the source's rows in every UNet call even
 	// when its latents are replayed: the norm control's targets take
-	// their GroupNorm statistics from them.
+	// their GroupNorm means from them.
 	sourceRows bool
 	// textFrom, when set, gives each target the source's text states at
 	// the positions of the words it kept (align.Controller.TextSource, one

@@ -41,11 +41,11 @@
 //   - p2p_norm_w [E]: at every GroupNorm (torch exports it as Reshape,
 //     InstanceNormalization, Reshape, affine), target e's rows become
 //     g·ŷ + (1−g)·y, g = g_e in [0, 1], where y is the row's own
-//     normalisation and ŷ the same row normalised with the mean and
-//     variance of each group in its source row: the conditional target
-//     row with the cond source row's, the unconditional with the uncond
-//     source row's, so that classifier-free guidance never subtracts rows
-//     normalised by different statistics. It needs the whole standard
+//     normalisation and ŷ the same row centred on the mean of each group
+//     in its source row and scaled by its own variance: the conditional
+//     target row on the cond source row's mean, the unconditional on the
+//     uncond source row's, so that classifier-free guidance never
+//     subtracts rows centred on different means. It needs the whole standard
 //     layout: a batch without the uncond source row (B ≠ 2(1+E)) is left
 //     alone whatever g says. Every GroupNorm skips the edit when every
 //     g_e is 0 (an If node). Only float32 GroupNorms take it (not an fp16
@@ -107,7 +107,7 @@ const (
 	// SelfWeightInput is the per-target self-replace weight: float32 [E].
 	SelfWeightInput = "p2p_self_w"
 	// NormWeightInput is the per-target weight of the source's GroupNorm
-	// statistics: float32 [E].
+	// means: float32 [E].
 	NormWeightInput = "p2p_norm_w"
 	// SelfLayersInput is the per-layer self-replace weight: float32 [L],
 	// one per self-attention layer of Description.SelfLayers, in order.
@@ -152,8 +152,9 @@ const (
 // self-replace edit, chosen per run (layout 2 fixed the layers). Layout 4
 // adds MapsWantedInput: a maps output is computed only when a run asks.
 // Layout 5 adds NormWeightInput: the targets' GroupNorms can take the
-// source's statistics.
-const LayoutVersion = 5
+// source's statistics, mean and variance. Layout 6 takes the source's
+// mean alone, the same input with another meaning.
+const LayoutVersion = 6
 
 // ErrLayout reports an instrumented file of another LayoutVersion.
 var ErrLayout = errors.New("the instrumented UNet has another interface than this build expects")
@@ -186,8 +187,8 @@ type Controls struct {
 	CrossC []float32
 	// SelfW is [Targets]: the self-replace weight of each target.
 	SelfW []float32
-	// NormW is [Targets]: the weight of the source's GroupNorm statistics
-	// in each target's.
+	// NormW is [Targets]: the weight of the source's GroupNorm means in
+	// each target's.
 	NormW []float32
 }
 

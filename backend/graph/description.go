@@ -200,7 +200,7 @@ func (d *Description) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
-	if _, err := fmt.Fprintf(w, "%d GroupNorms can take the source's statistics (%s)\n", d.NormLayers, NormWeightInput); err != nil {
+	if _, err := fmt.Fprintf(w, "%d GroupNorms can take the source's means (%s)\n", d.NormLayers, NormWeightInput); err != nil {
 		return err
 	}
 	_, err = fmt.Fprintf(w, "inputs: %s %s, %s %s, %s %s; controls %s [E,T,T], %s [E,T], %s [E], %s [E], %s [%d], %s [%d] float32 (T = %s)\n",
@@ -242,6 +242,8 @@ func (d *Description) CheckLayout() error {
 		return fmt.Errorf("%w: it has layout 3, which computes every attention-map output in every run; layout %d computes those a run asks for (%s)", ErrLayout, LayoutVersion, MapsWantedInput)
 	case d.Layout == 4:
 		return fmt.Errorf("%w: it has layout 4, without the GroupNorm control (%s) of layout %d", ErrLayout, NormWeightInput, LayoutVersion)
+	case d.Layout == 5:
+		return fmt.Errorf("%w: it has layout 5, whose GroupNorm control (%s) shares the source's variance too; layout %d shares its mean alone", ErrLayout, NormWeightInput, LayoutVersion)
 	case d.Layout != LayoutVersion:
 		return fmt.Errorf("%w: it has layout %d, this build reads layout %d", ErrLayout, d.Layout, LayoutVersion)
 	}

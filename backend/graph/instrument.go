@@ -154,7 +154,7 @@ type rewriter struct {
 	// The GroupNorm edit's rows: normRows [2E, 1] int64 are the target
 	// rows, uncond then cond, for ScatterND (normRowsFlat: [2E], for
 	// Gather); normSourceRows [2] the uncond and cond source rows, whose
-	// statistics alone are computed; normSource [2E] which of the two
+	// means alone are computed; normSource [2E] which of the two
 	// each target takes them from; normW [2E, 1, 1] float32 its weight g
 	// (0 outside the standard layout); normActive bool [1] whether some
 	// g > 0.
@@ -359,14 +359,14 @@ func (r *rewriter) preludeNorm(condRows, scalar string) {
 		p.Op("Reshape", []string{p.Op("Add", []string{r.targets, r.one}), scalar}), p.Op("Reshape", []string{r.one, scalar})})
 	r.normRowsFlat = p.Op("Concat", []string{uncondRows, condRows}, onnxgraph.AttrInt("axis", 0))
 	r.normRows = p.Op("Reshape", []string{r.normRowsFlat, p.Int64s("norm_index_shape", -1, 1)})
-	// The statistics are taken of the two source rows only, uncond (row 0)
+	// The means are taken of the two source rows only, uncond (row 0)
 	// then cond: each uncond target takes the first's, each cond target
 	// the second's.
 	r.normSourceRows = p.Op("Concat", []string{r.zero, r.srcRow}, onnxgraph.AttrInt("axis", 0))
 	r.normSource = p.Op("Concat", []string{p.Op("Expand", []string{r.zero, r.targets}), p.Op("Expand", []string{r.one, r.targets})}, onnxgraph.AttrInt("axis", 0))
 	// Only in the standard layout, B = 2(1+E): without the uncond source
-	// row (the source-cache layout) the uncond targets have no statistics
-	// to take, so g is 0 for every row.
+	// row (the source-cache layout) the uncond targets have no mean to
+	// take, so g is 0 for every row.
 	standard := p.Op("Equal", []string{r.batch, p.Op("Mul", []string{p.Op("Add", []string{r.targets, r.one}), p.Int64s("two", 2)})})
 	gate := p.Op("Cast", []string{standard}, onnxgraph.AttrInt("to", int64(onnxgraph.Float)))
 	g := p.Op("Mul", []string{p.Op("Concat", []string{NormWeightInput, NormWeightInput}, onnxgraph.AttrInt("axis", 0)), gate})
@@ -581,11 +581,11 @@ func (r *rewriter) selfEdit(t *onnxgraph.Builder, probs, values, raw, index stri
 // editNorm splices, after a GroupNorm's InstanceNormalization n (the k-th,
 // float32),
 //
-//	y_tgt ← g·ŷ_tgt + (1−g)·y_tgt,  ŷ_tgt = (x_tgt − μ_src)/√(σ²_src + ε)·scale + bias
+//	y_tgt ← g·ŷ_tgt + (1−g)·y_tgt,  ŷ_tgt = (x_tgt − μ_src)/√(σ²_tgt + ε)·scale + bias
 //
-// for the target rows (uncond and cond), each normalised with the
-// statistics of its own source row (per row and group, over the group's
-// values); y is the node's own output, which every other row keeps bit
+// for the target rows (uncond and cond), each centred on the mean of its
+// own source row and scaled by its own variance (per row and group, over
+// the group's values); y is the node's own output, which every other row keeps bit
 // for bit, and so does a target with g = 0. The node sits in the
 // then-branch of an If on normActive with the edit, and alone in its
 // else-branch, which writes its output straight into the If's (as in
@@ -622,18 +622,19 @@ func (r *rewriter) normEdit(t *onnxgraph.Builder, n *onnxpb.NodeProto, normed st
 	byChannel := t.Int64s("by_channel", 0, 0, -1)
 	x3 := t.Op("Reshape", []string{x, byChannel})
 	sources := t.Op("Gather", []string{x3, r.normSourceRows}, onnxgraph.AttrInt("axis", 0))
-	mean := r.reduceMean(t, sources, 2, true)
-	centred := t.Op("Sub", []string{sources, mean})
-	variance := r.reduceMean(t, t.Op("Mul", []string{centred, centred}), 2, true)
-	fromSource := func(stat string) string {
-		return t.Op("Gather", []string{stat, r.normSource}, onnxgraph.AttrInt("axis", 0))
-	}
+	sourceMean := t.Op("Gather", []string{r.reduceMean(t, sources, 2, true), r.normSource}, onnxgraph.AttrInt("axis", 0))
+	// Only the source's mean: its variance too (the first form of this
+	// control) cost colour swaps across large brightness steps, and the
+	// variance alone kept fewer backgrounds than sharing nothing (see
+	// the tiny model's README), so each target keeps its own spread.
 	rows := t.Op("Gather", []string{x3, r.normRowsFlat}, onnxgraph.AttrInt("axis", 0))
-	std := t.Op("Sqrt", []string{t.Op("Add", []string{fromSource(variance), t.Float32s("epsilon", []int64{1}, []float32{eps})})})
+	centred := t.Op("Sub", []string{rows, r.reduceMean(t, rows, 2, true)})
+	variance := r.reduceMean(t, t.Op("Mul", []string{centred, centred}), 2, true)
+	std := t.Op("Sqrt", []string{t.Op("Add", []string{variance, t.Float32s("epsilon", []int64{1}, []float32{eps})})})
 	perChannel := t.Int64s("channel_axis", 1) // scale and bias [C] → [C, 1]
 	scaleC := t.Op("Unsqueeze", []string{scale, perChannel})
 	biasC := t.Op("Unsqueeze", []string{bias, perChannel})
-	shared := t.Op("Add", []string{t.Op("Mul", []string{t.Op("Div", []string{t.Op("Sub", []string{rows, fromSource(mean)}), std}), scaleC}), biasC})
+	shared := t.Op("Add", []string{t.Op("Mul", []string{t.Op("Div", []string{t.Op("Sub", []string{rows, sourceMean}), std}), scaleC}), biasC})
 	all := t.Op("Reshape", []string{normed, byChannel})
 	own := t.Op("Gather", []string{all, r.normRowsFlat}, onnxgraph.AttrInt("axis", 0))
 	// g·ŷ + (1−g)·y is ŷ exactly at g = 1 and y at g = 0 (ŷ is finite).

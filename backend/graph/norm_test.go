@@ -17,15 +17,15 @@ import (
 
 // Inputs of the reference model referenceNormShare writes.
 const (
-	refSourceRows = "ref_source_rows" // int64 [B]: the row whose statistics each row blends in
+	refSourceRows = "ref_source_rows" // int64 [B]: the row whose mean each row blends in
 	refWeights    = "ref_norm_w"      // float32 [B, 1, 1]: how much of them
 )
 
 // referenceNormShare rewrites the original UNet at path into a second,
 // independent implementation of NormWeightInput's edit: every
 // InstanceNormalization becomes the explicit formula over the whole batch,
-// each row r becoming g_r·norm(x_r; stats[src_r]) + (1−g_r)·norm(x_r;
-// stats[r]), where the test computes src and g per row (the instrumented
+// each row r becoming g_r·norm(x_r; μ[src_r], σ²[r]) + (1−g_r)·norm(x_r;
+// μ[r], σ²[r]), where the test computes src and g per row (the instrumented
 // graph computes its target rows and scatters them over the node's own
 // output). It returns
 // the rewritten file's path.
@@ -51,7 +51,7 @@ func referenceNormShare(t *testing.T, path string) string {
 		mean := b.Op("ReduceMean", []string{x3}, onnxgraph.AttrInts("axes", 2), onnxgraph.AttrInt("keepdims", 1))
 		d := b.Op("Sub", []string{x3, mean})
 		variance := b.Op("ReduceMean", []string{b.Op("Mul", []string{d, d})}, onnxgraph.AttrInts("axes", 2), onnxgraph.AttrInt("keepdims", 1))
-		// Every row normalised with its source row's statistics, then
+		// Every row centred on its source row's mean (its own variance), then
 		// blended with its own normalisation by its weight.
 		from := func(stat string) string {
 			return b.Op("Gather", []string{stat, refSourceRows}, onnxgraph.AttrInt("axis", 0))
@@ -64,7 +64,7 @@ func referenceNormShare(t *testing.T, path string) string {
 					b.Op("Unsqueeze", []string{scale, axis})}),
 				b.Op("Unsqueeze", []string{bias, axis})})
 		}
-		own, shared := normalise(mean, variance), normalise(from(mean), from(variance))
+		own, shared := normalise(mean, variance), normalise(from(mean), variance)
 		y := b.Op("Add", []string{b.Op("Mul", []string{shared, refWeights}),
 			b.Op("Mul", []string{own, b.Op("Sub", []string{b.Float32s("one", []int64{1}, []float32{1}), refWeights})})})
 		b.OpTo("Reshape", n.GetOutput()[0], []string{y, b.Op("Shape", []string{x})})

@@ -319,6 +319,10 @@ func TestOldLayoutIsRefused(t *testing.T) {
 	if err := desc.CheckLayout(); !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), graph.NormWeightInput) {
 		t.Errorf("layout 4: %v; want a refusal naming %s", err, graph.NormWeightInput)
 	}
+	desc.Layout = 5
+	if err := desc.CheckLayout(); !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), "variance") {
+		t.Errorf("layout 5: %v; want a refusal saying its GroupNorm control shares the variance too", err)
+	}
 	desc.Layout = graph.LayoutVersion + 1
 	if err := desc.CheckLayout(); !errors.Is(err, graph.ErrLayout) || !strings.Contains(err.Error(), fmt.Sprintf("layout %d", graph.LayoutVersion+1)) {
 		t.Errorf("newer layout: %v", err)

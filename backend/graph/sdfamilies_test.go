@@ -155,7 +155,7 @@ func instrumentFullSize(t *testing.T, env string, f sdtest.Family, heads int) {
 // On the SDXL-shaped UNet (text_embeds and time_ids besides the usual
 // inputs), the instrumented graph with neutral controls gives the export's
 // output bit for bit, and random controls change it, as do the source's
-// GroupNorm statistics alone: the rewrite holds with
+// GroupNorm means alone: the rewrite holds with
 // SDXL's layout and extra inputs (backend/diffusion runs the whole
 // engine on it). The lowest blocks are 2 transformer blocks deep instead of 10, which
 // keeps ONNX Runtime's session setup (most of this test's time) short.

@@ -51,7 +51,7 @@ type Config struct {
 	// Self is the self-attention replacement window.
 	Self Window
 	// Norm is the window in which the targets' GroupNorms take the
-	// source's statistics (empty: never).
+	// source's means (empty: never).
 	Norm Window
 	// Reweights scales the attention of words of the targets.
 	Reweights map[string]float64

@@ -86,7 +86,7 @@ func TestV1LinksOpen(t *testing.T) {
 		t.Fatalf("v1 link decoded to %+v\nwant %+v", s, want)
 	}
 	link, err := EncodeLink(s)
-	if err != nil || !strings.HasPrefix(link, "v2.") {
+	if err != nil || !strings.HasPrefix(link, linkPrefix) {
 		t.Fatalf("re-encoded as %q, %v", link, err)
 	}
 	// A word no prompt of a target has leaves that target unblended.

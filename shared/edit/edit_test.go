@@ -235,7 +235,8 @@ func TestLinkRejectsTampering(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{link[:len(link)-3], "damaged"},
 		{link + "A", "damaged"},
-		{"v3.AAAA", "format version 3"},
+		{"v4.AAAA", "format version 4"},
+		{"v2.AAAA", "damaged"},
 		{"v1.AAAA", "damaged"},
 		{"hello", "not an edit link"},
 		{"v1.", "too short"},

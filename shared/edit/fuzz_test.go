@@ -12,7 +12,12 @@ import (
 
 // encodeRaw builds a current link around arbitrary JSON bytes.
 func encodeRaw(t testing.TB, js []byte) string {
-	return encodeRawAs(t, linkPrefix, linkDictionaryV2, js)
+	return encodeRawAs(t, linkPrefix, linkDictionaryV3, js)
+}
+
+// encodeRawV2 builds a version-2 link, as builds before v3 wrote them.
+func encodeRawV2(t testing.TB, js []byte) string {
+	return encodeRawAs(t, linkPrefixV2, linkDictionaryV2, js)
 }
 
 // encodeRawV1 builds a version-1 link, as builds before v2 wrote them.
@@ -39,8 +44,11 @@ func FuzzDecodeLink(f *testing.F) {
 	f.Add(link)
 	f.Add(encodeRaw(f, []byte(`{"source":"a","targets":["b"],"cross":[0.1,0.2]}`)))
 	f.Add(encodeRawV1(f, []byte(`{"source":"a cat","targets":["a dog","a cow"],"blend":["cat","dog"]}`)))
+	f.Add(encodeRawV2(f, []byte(`{"source":"a cat","targets":["a dog"],"norm":0.4}`)))
+	f.Add(encodeRawV2(f, []byte(`{"source":"a cat","targets":["a dog"],"keep_source_text":true}`)))
 	f.Add("v1.AAAA")
 	f.Add("#v2.x")
+	f.Add("#v3.x")
 	f.Fuzz(func(t *testing.T, in string) {
 		s, err := DecodeLink(in)
 		if err != nil {

@@ -19,7 +19,7 @@ import (
 // An edit link carries a spec in the URL fragment (after "#", so it never
 // reaches a server log):
 //
-//	v2.<base64url, no padding>
+//	v3.<base64url, no padding>
 //
 // The payload is the spec's canonical JSON compressed with raw DEFLATE and
 // the version's preset dictionary, followed by the big-endian CRC-32
@@ -46,11 +46,18 @@ import (
 // default layers became PnPInversion's (PhotoSelfMaxTokens) with the
 // field (the tiny model's are unchanged). A build that predates them refuses a link that sets
 // them as an unknown field rather than running a different edit.
+//
+// v3 changed the meaning of "norm": in v2 the targets' GroupNorms took the
+// source's mean and variance, in v3 its mean alone (docs/algorithm.md,
+// 7.1). Its dictionary is v2's. A v2 link that sets a norm window is
+// refused, since no build runs that edit any more; every other v2 link
+// opens as it ran.
 const (
-	linkPrefix   = "v2."
+	linkPrefix   = "v3."
+	linkPrefixV2 = "v2."
 	linkPrefixV1 = "v1."
 	// linkVersion is the version EncodeLink writes.
-	linkVersion = 2
+	linkVersion = 3
 	// MaxLinkBytes bounds an accepted fragment: longer input is refused
 	// before any decoding work.
 	MaxLinkBytes = 4096
@@ -62,6 +69,10 @@ const linkDictionaryV1 = `{"source":"a photo of a ","targets":["a painting of a 
 	`,"steps":50,"guidance":7.5,"width":512,"height":512,"scheduler":"ddim","model":"tiny",` +
 	`"cross":0.8,"cross_words":{"":[0.2,0.8]},"self":0.4,"reweights":{"":2,"blend":["` +
 	`"image":"","inversion":"direct"} with a in on of the and next to sitting on a table`
+
+// linkDictionaryV3 is the preset dictionary of v3 links: v2's (v3 changed
+// a field's meaning, not the JSON that specs share).
+const linkDictionaryV3 = linkDictionaryV2
 
 // linkDictionaryV2 is the preset dictionary of v2 links. Part of the
 // format: never change it without a new version.
@@ -80,7 +91,7 @@ func EncodeLink(s Spec) (string, error) {
 	if len(js) > MaxSpecBytes {
 		return "", fmt.Errorf("edit link: the spec is %d bytes of JSON; the limit is %d", len(js), MaxSpecBytes)
 	}
-	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV2))
+	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV3))
 	if len(link) > MaxLinkBytes {
 		return "", fmt.Errorf("edit link: the link would be %d characters; the limit is %d (shorten the prompts)", len(link), MaxLinkBytes)
 	}
@@ -101,7 +112,7 @@ func compress(js []byte, dict string) []byte {
 }
 
 // DecodeLink parses a link fragment made by EncodeLink, or by an older
-// build (v1, see above). It accepts the fragment alone, with its "#", or a
+// build (v1 and v2, see above). It accepts the fragment alone, with its "#", or a
 // whole URL. The spec is decoded strictly (see ParseSpec) but not
 // validated: call Validate with the model's defaults.
 func DecodeLink(link string) (Spec, error) {
@@ -118,6 +129,13 @@ func DecodeLink(link string) (Spec, error) {
 		}
 		return parseSpecV1(js)
 	}
+	if payload, ok := strings.CutPrefix(link, linkPrefixV2); ok {
+		js, err := decompress(payload, linkDictionaryV2)
+		if err != nil {
+			return Spec{}, err
+		}
+		return parseSpecV2(js)
+	}
 	payload, ok := strings.CutPrefix(link, linkPrefix)
 	if !ok {
 		v, _, dot := strings.Cut(link, ".")
@@ -126,7 +144,7 @@ func DecodeLink(link string) (Spec, error) {
 		}
 		return Spec{}, fmt.Errorf("not an edit link: it should start with %q", linkPrefix)
 	}
-	js, err := decompress(payload, linkDictionaryV2)
+	js, err := decompress(payload, linkDictionaryV3)
 	if err != nil {
 		return Spec{}, err
 	}
@@ -163,6 +181,23 @@ func decompress(payload, dict string) ([]byte, error) {
 		return nil, errors.New("edit link is damaged: unexpected data after the compressed spec")
 	}
 	return js, nil
+}
+
+// parseSpecV2 decodes a v2 spec, which is a v3 spec unless it sets a norm
+// window: v2's norm shared the source's GroupNorm variance too, an edit
+// that no build runs any more, so such a link is refused rather than
+// opened as another edit.
+func parseSpecV2(js []byte) (Spec, error) {
+	s, err := ParseSpec(js)
+	if err != nil {
+		return Spec{}, fmt.Errorf("edit link (version 2): %w", err)
+	}
+	if s.Norm != nil && s.Norm.End > s.Norm.Start {
+		return Spec{}, errors.New("edit link (version 2) sets norm, which in the build that made it gave the targets " +
+			"the source's GroupNorm mean and variance; this build gives them the mean alone, so the link cannot open as it ran " +
+			"(make the edit again with a current build to share it)")
+	}
+	return s, nil
 }
 
 // specV1 is the spec of v1 links: blend was one list of words that every

@@ -63,3 +63,34 @@ func TestNormWindow(t *testing.T) {
 		t.Errorf("a string for norm: %v; want an error saying what a window is", err)
 	}
 }
+
+// TestNormInOlderLinks: v2 links ran norm as the source's GroupNorm mean
+// and variance, which no build runs any more, so a v2 link that sets a
+// norm window is refused with a message that says why; a v2 link without
+// one (or with an empty one) opens as it ran, and the current version
+// carries the window.
+func TestNormInOlderLinks(t *testing.T) {
+	withNorm := encodeRawV2(t, []byte(`{"source":"a red circle","targets":["a blue circle"],"seed":3,"norm":0.4}`))
+	if _, err := DecodeLink(withNorm); err == nil || !strings.Contains(err.Error(), "version 2") ||
+		!strings.Contains(err.Error(), "mean alone") {
+		t.Errorf("a v2 link with a norm window: %v; want a refusal naming the version and what changed", err)
+	}
+	for _, js := range []string{
+		`{"source":"a red circle","targets":["a blue circle"],"seed":3,"keep_source_text":true}`,
+		`{"source":"a red circle","targets":["a blue circle"],"seed":3,"norm":[0.3,0.3]}`,
+	} {
+		s, err := DecodeLink(encodeRawV2(t, []byte(js)))
+		want, perr := ParseSpec([]byte(js))
+		if err != nil || perr != nil || !reflect.DeepEqual(s, want) {
+			t.Errorf("v2 link of %s: %+v, %v; want %+v", js, s, err, want)
+		}
+	}
+	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Norm: ptr(Fraction(0.4))}
+	link, err := EncodeLink(s)
+	if err != nil || !strings.HasPrefix(link, "v3.") {
+		t.Fatalf("EncodeLink: %q, %v; want a v3 link", link, err)
+	}
+	if back, err := DecodeLink(link); err != nil || back.Norm == nil || *back.Norm != Fraction(0.4) {
+		t.Errorf("v3 round trip of norm: %+v, %v", back.Norm, err)
+	}
+}

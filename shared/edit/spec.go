@@ -125,12 +125,12 @@ type Spec struct {
 	// unchanged words then carry the edit into the whole image.
 	KeepSourceText bool `json:"keep_source_text,omitempty"`
 	// Norm is the part of the steps during which every target's GroupNorms
-	// normalise with the source's statistics (each group's mean and
-	// variance; the target's conditional row from the source's
-	// conditional row, its unconditional row from the source's), so the
-	// reworded words change what the features are but not their overall
-	// brightness and contrast per group, which otherwise carry the change
-	// into the background. Omitted or empty: never. Opt-in: it needs the
+	// centre each group on the source's mean instead of their own (the
+	// target's conditional row on the source's conditional row, its
+	// unconditional row on the source's; each keeps its own variance), so
+	// the reworded words change what the features are but not each
+	// group's overall level, which otherwise carries the change into the
+	// background. Links before version 3 shared the variance too. Omitted or empty: never. Opt-in: it needs the
 	// source denoised in the same batch (a cached source still is, at one
 	// more row per step), and a UNet with float32 GroupNorms (not an fp16
 	// export's).

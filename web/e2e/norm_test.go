@@ -29,7 +29,7 @@ func TestNormWindow(t *testing.T) {
 		t.Errorf("the hint of an empty norm field: %q", h)
 	}
 	setField(t, ctx, "norm", "0.4")
-	poll(t, ctx, hint+`.startsWith('The edits normalise with the source\'s statistics for the first 40\u00a0%')`, 5*time.Second)
+	poll(t, ctx, hint+`.startsWith('The edits\' GroupNorms centre on the source\'s means for the first 40\u00a0%')`, 5*time.Second)
 	if norm := linkNorm(t, ctx); norm == nil || *norm != edit.Fraction(0.4) {
 		t.Errorf("the share link's norm is %v, want 0.4", norm)
 	}
@@ -38,7 +38,7 @@ func TestNormWindow(t *testing.T) {
 		t.Errorf("the run did not carry norm 0.4: %s", ran)
 	}
 	if pixels(t, ctx, 1) == own {
-		t.Error("the edit with the source's GroupNorm statistics drew the same target as without them")
+		t.Error("the edit with the source's GroupNorm means drew the same target as without them")
 	}
 
 	link := mustEval[string](t, ctx, `location.href`)
@@ -78,7 +78,7 @@ func TestNormWindowOutOfRange(t *testing.T) {
 	ctx := tab(t)
 	openEditor(t, ctx, srv.URL+"/e#"+link)
 	poll(t, ctx, `document.querySelector('#run-status').dataset.phase === 'refused'`, 20*time.Second)
-	if got := fieldErrorText(t, ctx, "norm"); got != "Source's GroupNorm statistics until must be a fraction of the steps from 0 to 1 (it is 1.5)." {
+	if got := fieldErrorText(t, ctx, "norm"); got != "Source's GroupNorm means until must be a fraction of the steps from 0 to 1 (it is 1.5)." {
 		t.Errorf("norm 1.5: %q", got)
 	}
 	if !mustEval[bool](t, ctx, `document.querySelector('#reference-settings').open && document.querySelector('#norm').value === '1.5'`) {

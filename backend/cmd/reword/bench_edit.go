@@ -50,7 +50,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		steps:    fs.Int("steps", 0, "diffusion steps (0 = the model's default)"),
 		cross:    fs.Float64("cross", -1, "cross-replace window for every P2P edit, 0…1 (default: the model's)"),
 		self:     fs.Float64("self", -1, "self-replace window for every P2P edit, 0…1 (default: the model's)"),
-		norm:     fs.Float64("norm", 0, "the part of the steps, from the first, in which every P2P edit's GroupNorms take the source's statistics, 0…1 (the spec's norm; default 0: none; the baseline has no control to share them with)"),
+		norm:     fs.Float64("norm", 0, "the part of the steps, from the first, in which every P2P edit's GroupNorms centre on the source's means, 0…1 (the spec's norm; default 0: none; the baseline has no control to share them with)"),
 		quick:    fs.Bool("quick", false, "a smoke run of about 2 minutes: 5 colour, 2 shape, 2 phrase and 1+1 reweight pairs at 2 seeds (flags given explicitly win)"),
 		refineSwaps: fs.Bool("refine-swaps", false, "also run every word swap (colour, shape) with edit kind refine, as PIE-Bench and PnPInversion run every edit: "+
 			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),

@@ -306,7 +306,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		}
 	})
 	t.Run("norm", func(t *testing.T) {
-		// The source's GroupNorm statistics over every step: the flag
+		// The source's GroupNorm means over every step: the flag
 		// must reach the run and change the edit.
 		shared, sharedEdit := oneColourSwap(t, dir, "-norm", "1")
 		own, ownEdit := oneColourSwap(t, dir)
@@ -314,7 +314,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("the reports say norm %v with the flag and %v without", shared.Norm, own.Norm)
 		}
 		if sameScores(sharedEdit, ownEdit) {
-			t.Errorf("the edit with the source's GroupNorm statistics scored as without them (%+v): the flag did not reach the run", sharedEdit)
+			t.Errorf("the edit with the source's GroupNorm means scored as without them (%+v): the flag did not reach the run", sharedEdit)
 		}
 	})
 	t.Run("blend-changed", func(t *testing.T) {

@@ -23,7 +23,7 @@ const (
 	// where both edits run.
 	editControls = "edit"
 	// normControls are editControls with every target's GroupNorms taking
-	// the source's statistics (g = 1): the steps inside an edit's opt-in
+	// the source's means (g = 1): the steps inside an edit's opt-in
 	// norm window.
 	normControls = "norm"
 )
