@@ -124,9 +124,9 @@ func (c *Controls) Render() app.UI {
 				),
 			fieldError(c.Errors, "scheduler"),
 		),
-		c.window("cross", "Cross-replace until", s.Cross, cross, defaultLabel(defaultWindow(d.Cross, c.Defaults != nil)),
+		c.window("cross", "Cross-replace until", s.Cross, windowHint("cross", cross), defaultLabel(defaultWindow(d.Cross, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Cross = w; return s }),
-		c.window("self", "Self-replace until", s.Self, self, defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
+		c.window("self", "Self-replace until", s.Self, windowHint("self", self), defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Self = w; return s }),
 		c.reference(d, self),
 		app.Div().Class("field wide").Body(
@@ -147,7 +147,7 @@ func (c *Controls) Render() app.UI {
 // that says what it does at the fraction that applies. set puts the typed
 // window into a spec, nil for an empty field; like field's parse, it must
 // not capture render-time state.
-func (c *Controls) window(id, label string, value, applies *edit.Window, placeholder string, set func(edit.Spec, *edit.Window) edit.Spec) app.UI {
+func (c *Controls) window(id, label string, value *edit.Window, hint, placeholder string, set func(edit.Spec, *edit.Window) edit.Spec) app.UI {
 	return app.Div().Class("field").Body(
 		app.Label().For(id).Text(label),
 		app.Input().ID(id).Type("number").Min(0).Max(1).Step(0.05).Value(windowText(value)).
@@ -161,7 +161,7 @@ func (c *Controls) window(id, label string, value, applies *edit.Window, placeho
 				}
 				return func(s edit.Spec) edit.Spec { return set(s, w) }, problem
 			})),
-		app.P().ID(id+"-hint").Class("hint").Text(windowHint(id, applies)),
+		app.P().ID(id+"-hint").Class("hint").Text(hint),
 		app.P().Class("hint range").Text(rangeHint(id)),
 		fieldError(c.Errors, id),
 	)
@@ -253,7 +253,7 @@ func windowText(w *edit.Window) string {
 
 // reference holds the settings that reproduce published setups (which
 // self-attention layers self-replace acts in, the replace tail) and the
-// opt-ins that keep the source's text states and its GroupNorm means,
+// controls that keep the source's text states and its GroupNorm means,
 // folded away until the user opens them or the edit sets one: the defaults
 // suit most edits, and the form stays short on a phone.
 func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
@@ -275,10 +275,29 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 			c.selfLayers(d, self),
 			c.replaceTail(),
 			c.keepSourceText(),
-			// No default to show: an empty field is off.
-			c.window("norm", "Source's GroupNorm means until", s.Norm, s.Norm, "off",
+			c.window("norm", "Source's GroupNorm means until", s.Norm, normHint(s.Norm, c.normDefault(d)), defaultLabel(normDefaultText(c.normDefault(d))),
 				func(s edit.Spec, w *edit.Window) edit.Spec { s.Norm = w; return s }),
 		)
+}
+
+// normDefault is the model's norm window, nil until the server says.
+func (c *Controls) normDefault(d edit.Defaults) *edit.Window {
+	if c.Defaults == nil {
+		return nil
+	}
+	return &d.Norm
+}
+
+// normDefaultText is the norm field's default as its placeholder shows it:
+// "off" for a model without one.
+func normDefaultText(def *edit.Window) string {
+	switch {
+	case def == nil:
+		return ""
+	case def.End <= def.Start:
+		return "off"
+	}
+	return windowText(def)
 }
 
 // keepSourceText is the keep_source_text opt-in: every target takes the

@@ -214,34 +214,41 @@ func rangeHint(field string) string {
 	return ""
 }
 
-// windowHint explains a window in a line, with the fraction that applies:
-// the field's, else the model default's (norm has none: it is off). The
-// percentages keep their sign on their line (a no-break space).
+// windowHint explains a replacement window in a line, with the fraction
+// that applies: the field's, else the model default's.
 func windowHint(field string, w *edit.Window) string {
-	if field == "norm" {
-		switch {
-		case w == nil:
-			return "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits' GroupNorms centre on the source's means: " + normEffect
-		case w.End <= w.Start:
-			return "Off: this window holds no steps."
-		}
+	if field == "self" {
+		return "Keeps the source's shapes for " + windowPart(w) + " of the steps."
 	}
-	pct := "the first part"
-	if w != nil {
-		switch {
-		case w.Start == 0:
-			pct = fmt.Sprintf("the first %d\u00a0%%", int(math.Round(w.End*100)))
-		default:
-			pct = fmt.Sprintf("%d–%d\u00a0%%", int(math.Round(w.Start*100)), int(math.Round(w.End*100)))
-		}
+	return "Keeps the source's layout for " + windowPart(w) + " of the steps."
+}
+
+// windowPart names the steps of a window; the percentages keep their sign
+// on their line (a no-break space).
+func windowPart(w *edit.Window) string {
+	switch {
+	case w == nil:
+		return "the first part"
+	case w.Start == 0:
+		return fmt.Sprintf("the first %d\u00a0%%", int(math.Round(w.End*100)))
 	}
-	switch field {
-	case "self":
-		return "Keeps the source's shapes for " + pct + " of the steps."
-	case "norm":
-		return "The edits' GroupNorms centre on the source's means for " + pct + " of the steps: " + normEffect
+	return fmt.Sprintf("%d–%d\u00a0%%", int(math.Round(w.Start*100)), int(math.Round(w.End*100)))
+}
+
+// normHint explains the norm window: the field's value when set, else the
+// model's default (def; nil until the server says).
+func normHint(value, def *edit.Window) string {
+	switch {
+	case value != nil && value.End <= value.Start:
+		return "Off: this window holds no steps."
+	case value != nil:
+		return "The edits' GroupNorms centre on the source's means for " + windowPart(value) + " of the steps: " + normEffect
+	case def == nil:
+		return "The model's default applies. The edits' GroupNorms can centre on the source's means: " + normEffect
+	case def.End <= def.Start:
+		return "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits' GroupNorms centre on the source's means: " + normEffect
 	}
-	return "Keeps the source's layout for " + pct + " of the steps."
+	return "By default the edits' GroupNorms centre on the source's means for " + windowPart(def) + " of the steps (0 turns it off): " + normEffect
 }
 
 // normEffect is what the norm window is for: without it, the reworded

@@ -108,31 +108,40 @@ func TestWindowHint(t *testing.T) {
 	}
 }
 
-// TestNormField: the norm window has no model default, so its hint says
-// it is off until set, and then for which steps the edits take the
-// source's means; its range is a fraction like the other windows',
-// and its problems are worded with its label, in the form's order.
+// TestNormField: the norm hint says for which steps the edits take the
+// source's means — the field's window, else the model's default, and off
+// when either holds no steps; its range is a fraction like the other
+// windows', and its problems are worded with its label, in the form's
+// order.
 func TestNormField(t *testing.T) {
+	off, early := ptr(edit.Window{}), ptr(edit.Fraction(0.4))
 	for _, c := range []struct {
-		w    *edit.Window
-		want string
+		value, def *edit.Window
+		want       string
 	}{
-		{nil, "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits' GroupNorms centre on the source's means: "},
-		{ptr(edit.Fraction(0.4)), "The edits' GroupNorms centre on the source's means for the first 40\u00a0% of the steps: "},
-		{&edit.Window{Start: 0.1, End: 0.3}, "The edits' GroupNorms centre on the source's means for 10–30\u00a0% of the steps: "},
-		{ptr(edit.Fraction(0)), "Off: this window holds no steps."},
-		{&edit.Window{Start: 0.3, End: 0.3}, "Off: this window holds no steps."},
+		{nil, off, "Off by default. Set, e.g. 0.4 for the first 40\u00a0% of the steps, the edits' GroupNorms centre on the source's means: "},
+		{nil, early, "By default the edits' GroupNorms centre on the source's means for the first 40\u00a0% of the steps (0 turns it off): "},
+		{nil, nil, "The model's default applies."},
+		{early, off, "The edits' GroupNorms centre on the source's means for the first 40\u00a0% of the steps: "},
+		{&edit.Window{Start: 0.1, End: 0.3}, early, "The edits' GroupNorms centre on the source's means for 10–30\u00a0% of the steps: "},
+		{ptr(edit.Fraction(0)), early, "Off: this window holds no steps."},
+		{&edit.Window{Start: 0.3, End: 0.3}, nil, "Off: this window holds no steps."},
 	} {
-		got := windowHint("norm", c.w)
+		got := normHint(c.value, c.def)
 		if !strings.HasPrefix(got, c.want) {
-			t.Errorf("norm %v: %q, want %q…", c.w, got, c.want)
+			t.Errorf("norm %v, default %v: %q, want %q…", c.value, c.def, got, c.want)
 		}
 		if strings.Contains(got, "layout") || strings.Contains(got, "shapes") {
-			t.Errorf("norm %v: %q speaks of a replacement window", c.w, got)
+			t.Errorf("norm %v: %q speaks of a replacement window", c.value, got)
 		}
 	}
-	if !strings.HasSuffix(windowHint("norm", ptr(edit.Fraction(0.4))), "keeps more of the background, of reweights especially.") {
-		t.Errorf("norm 0.4: %q does not say what it is for", windowHint("norm", ptr(edit.Fraction(0.4))))
+	if got := normHint(early, off); !strings.HasSuffix(got, "keeps more of the background, of reweights especially.") {
+		t.Errorf("norm 0.4: %q does not say what it is for", got)
+	}
+	for def, want := range map[*edit.Window]string{nil: "", off: "off", early: "0.4"} {
+		if got := normDefaultText(def); got != want {
+			t.Errorf("placeholder of default %v: %q, want %q", def, got, want)
+		}
 	}
 	if got := rangeHint("norm"); got != "0–1" {
 		t.Errorf("norm's range %q, want 0–1", got)

@@ -284,10 +284,16 @@ func (e *Engine) Tokenizer() *clip.Tokenizer { return e.tok }
 // Defaults describes the model for edit specs: its id, size, schedulers,
 // default steps and guidance, and the Prompt-to-Prompt windows, as its
 // family and manifest set them (model.Manifest.SpecDefaults), with the
-// self-attention layers a run can choose (describeSelfLayers).
+// self-attention layers a run can choose (describeSelfLayers). A UNet
+// without float32 GroupNorms (an fp16 export of a model whose manifest
+// sets a norm default) runs without the norm default, and says so here,
+// since it cannot take the norm control.
 func (e *Engine) Defaults() edit.Defaults {
 	d := e.manifest.SpecDefaults()
 	e.describeSelfLayers(&d)
+	if e.desc != nil && e.desc.NormLayers == 0 {
+		d.Norm = edit.Window{}
+	}
 	return d
 }
 

@@ -59,8 +59,12 @@ func TestMain(m *testing.M) {
 
 func ptr[T any](v T) *T { return &v }
 
+// spec is an edit of "a red circle" with the norm window off, whatever
+// the tiny model's default: the tests that count a run's rows count the
+// attention control's, and norm_test.go covers the norm window and the
+// default.
 func spec(steps int, targets ...string) edit.Spec {
-	return edit.Spec{Source: "a red circle", Targets: targets, Seed: ptr(uint64(7)), Steps: ptr(steps)}
+	return edit.Spec{Source: "a red circle", Targets: targets, Seed: ptr(uint64(7)), Steps: ptr(steps), Norm: &edit.Window{}}
 }
 
 func TestGenerateIsDeterministic(t *testing.T) {

@@ -149,6 +149,12 @@ func runFP16Checks(t *testing.T, e *Engine, gen GenerateRequest, s edit.Spec, ph
 	if fp16 := e.desc.Float16IO != nil; fp16 != (err != nil) || err != nil && (!errors.As(err, &probs) || probs[0].Field != "norm" || !strings.Contains(err.Error(), "float16")) {
 		t.Errorf("a norm window on a UNet with float16 I/O %v: %v; want a refusal naming norm exactly on the fp16 copy", fp16, err)
 	}
+	// The manifest's norm default, where it sets one, is the float32
+	// model's only: the fp16 copy's defaults say it runs without.
+	if got, stated := e.Defaults().Norm, e.manifest.Defaults.Norm; e.desc.Float16IO != nil && got != (edit.Window{}) ||
+		e.desc.Float16IO == nil && got != edit.Fraction(stated) {
+		t.Errorf("float16 I/O %v: default norm %+v, the manifest states %v", e.desc.Float16IO != nil, got, stated)
+	}
 	rt, err := e.RoundTrip(ctx, Photo{Data: photo})
 	if err != nil {
 		t.Fatal(err)

@@ -42,9 +42,10 @@ func hashOf(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// The norm window is off (see spec).
 func photoSpec(steps int, source, method string, data []byte, targets ...string) edit.Spec {
 	return edit.Spec{Source: source, Targets: targets, Seed: ptr(uint64(1)), Steps: ptr(steps),
-		Image: hashOf(data), Inversion: method}
+		Image: hashOf(data), Inversion: method, Norm: &edit.Window{}}
 }
 
 func psnrRGB(a, b []byte) float64 {

@@ -3,6 +3,7 @@ package diffusion
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"testing"
 
 	"reword/models/tiny/scene"
@@ -11,20 +12,22 @@ import (
 
 // The norm window changes the targets and nothing else: the source image
 // is the same with and without it, the target moves, and a source served
-// from the cache gives the same edit bit for bit as one denoised afresh
-// (its unconditional row stays in the batch, 2(1+E) rows a step, which
-// the targets' GroupNorms read).
+// from the cache gives the same edit, heat maps included, bit for bit as
+// one denoised afresh. Its unconditional row stays in the batch for the
+// window's steps (2(1+E) rows, which the targets' GroupNorms read) and
+// only for those: the steps after the window run the cache's 1 + 2E.
 func TestNormWindowEdit(t *testing.T) {
 	e := loadTiny(t, Options{})
 	ctx := context.Background()
-	const steps = 8
+	const steps, window = 8, 4 // the window [0, 0.5) of 8 steps: steps 0 to 3
 	s := spec(steps, "a green circle")
-	plain, err := e.Edit(ctx, s, RunOptions{NoSourceCache: true}, nil)
+	heat := RunOptions{NoSourceCache: true, HeatMaps: true}
+	plain, err := e.Edit(ctx, s, heat, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Norm = ptr(edit.Fraction(0.5))
-	fresh, err := e.Edit(ctx, s, RunOptions{NoSourceCache: true}, nil)
+	fresh, err := e.Edit(ctx, s, heat, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,18 +40,21 @@ func TestNormWindowEdit(t *testing.T) {
 	if _, err := e.Generate(ctx, GenerateRequest{Prompt: s.Source, Seed: *s.Seed, Steps: steps}, RunOptions{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	cached, err := e.Edit(ctx, s, RunOptions{}, nil)
+	cached, err := e.Edit(ctx, s, RunOptions{HeatMaps: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cached.SourceCached || cached.UNetRows != 4*steps {
-		t.Fatalf("cached edit with a norm window: cached %v, %d rows; want the cached source and %d rows (the source's two kept)",
-			cached.SourceCached, cached.UNetRows, 4*steps)
+	if want := 4*window + 3*(steps-window); !cached.SourceCached || cached.UNetRows != want {
+		t.Fatalf("cached edit with a norm window: cached %v, %d rows; want the cached source and %d rows (the source's two kept in the window's %d steps)",
+			cached.SourceCached, cached.UNetRows, want, window)
 	}
 	for r := range fresh.Images {
 		if !bytes.Equal(fresh.Images[r].RGB, cached.Images[r].RGB) {
 			t.Errorf("row %d differs between the cached and the fresh source", r)
 		}
+	}
+	if len(cached.HeatMaps) == 0 || !reflect.DeepEqual(fresh.HeatMaps, cached.HeatMaps) {
+		t.Errorf("the heat maps differ between the cached source (%d) and the fresh one (%d)", len(cached.HeatMaps), len(fresh.HeatMaps))
 	}
 	// The baseline has no control: the window is not applied and the
 	// cached source's unconditional row is not needed.
@@ -61,8 +67,42 @@ func TestNormWindowEdit(t *testing.T) {
 	}
 }
 
+// A spec without a norm window takes the model's default (the tiny
+// model's manifest sets 0.4): the same edit as the window set explicitly,
+// bit for bit, and another than with the window off.
+func TestNormWindowDefault(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	ctx := context.Background()
+	const steps = 10
+	if got := e.Defaults().Norm; got != edit.Fraction(e.manifest.Defaults.Norm) || got.End <= got.Start {
+		t.Fatalf("the tiny model's default norm window is %+v (the manifest says %v); want a window", got, e.manifest.Defaults.Norm)
+	}
+	s := spec(steps, "a green circle")
+	s.Norm = nil
+	byDefault, err := e.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Norm = ptr(e.Defaults().Norm)
+	explicit, err := e.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Norm = &edit.Window{}
+	off, err := e.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(byDefault.Images[1].RGB, explicit.Images[1].RGB) {
+		t.Error("the edit without a norm window differs from the one with the model's default set")
+	}
+	if bytes.Equal(byDefault.Images[1].RGB, off.Images[1].RGB) {
+		t.Error("the edit without a norm window is the one with it off: the default did not apply")
+	}
+}
+
 // A photo's replayed source (Direct Inversion) keeps both of its rows in
-// the batch for the norm window, and stays the reconstruction.
+// the batch for the norm window's steps, and stays the reconstruction.
 func TestNormWindowPhotoEdit(t *testing.T) {
 	e := loadTiny(t, Options{})
 	ctx := context.Background()
@@ -77,13 +117,13 @@ func TestNormWindowPhotoEdit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Norm = ptr(edit.Fraction(1))
+	s.Norm = ptr(edit.Fraction(0.5)) // steps 0 to 2 of 6
 	normed, err := e.Edit(ctx, s, RunOptions{Photo: &Photo{Data: data}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !normed.SourceCached || normed.UNetRows != 4*steps {
-		t.Errorf("photo edit with a norm window: cached inversion %v, %d rows; want true and %d", normed.SourceCached, normed.UNetRows, 4*steps)
+	if want := 4*3 + 3*3; !normed.SourceCached || normed.UNetRows != want {
+		t.Errorf("photo edit with a norm window: cached inversion %v, %d rows; want true and %d", normed.SourceCached, normed.UNetRows, want)
 	}
 	if !bytes.Equal(normed.Images[0].RGB, rt.RGB) {
 		t.Error("with a norm window the source row is not the photo's reconstruction")

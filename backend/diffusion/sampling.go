@@ -3,6 +3,7 @@ package diffusion
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"reword/backend/scheduler"
@@ -13,11 +14,18 @@ import (
 // stepped rows are those the scheduler advances: every row, or the
 // targets alone when the source row is replayed.
 type sampling struct {
-	e        *Engine
-	j        *job
-	res      *Result
-	sched    scheduler.Scheduler
-	unet     *unetCall
+	e     *Engine
+	j     *job
+	res   *Result
+	sched scheduler.Scheduler
+	unet  *unetCall
+	// lean, when set, is the UNet call of the steps in which no target's
+	// GroupNorms take the source's means, for a job that keeps the
+	// source's unconditional row for the steps that do (job.sourceRows)
+	// while its source is replayed: it leaves that row out, as a replayed
+	// source's batch does otherwise, one row fewer a step. It shares
+	// unet's controls and maps.
+	lean     *unetCall
 	controls controlSchedule
 	previews *previews
 
@@ -53,7 +61,7 @@ func (e *Engine) prepare(ctx context.Context, j *job, pv *previews) (*sampling, 
 		return nil, err
 	}
 	s.chooseSource()
-	hidden, err := s.textStates(ctx)
+	text, err := s.encodePrompts(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -61,23 +69,50 @@ func (e *Engine) prepare(ctx context.Context, j *job, pv *previews) (*sampling, 
 		return nil, err
 	}
 	stepped := s.rows - s.uncondFirst
-	if s.unet, err = e.bindUNet(stepped+s.rows, s.rows, s.rows-1, hidden, j.selfLayers); err != nil {
+	if s.unet, err = e.bindUNet(stepped+s.rows, s.rows, s.rows-1, text.layout(s.uncondFirst), j.selfLayers); err != nil {
 		return nil, err
+	}
+	if s.source != nil && j.sourceRows {
+		if s.lean, err = s.unet.sibling(2*s.rows-1, text.layout(1), j.selfLayers); err != nil {
+			s.close()
+			return nil, err
+		}
 	}
 	s.controls = controlSchedule{ctrl: j.ctrl, ctl: s.unet.ctl}
 	if j.blend != nil {
-		s.unet.readMaps(e.blendOut)
+		s.readMaps(e.blendOut)
 	}
 	for _, o := range e.heatMapOutputs(j.opts) {
-		s.unet.readMaps(o)
+		s.readMaps(o)
 	}
 	return s, nil
+}
+
+// readMaps has every UNet call of the run read maps output o.
+func (s *sampling) readMaps(o int) {
+	s.unet.readMaps(o)
+	if s.lean != nil {
+		s.lean.readMaps(o)
+	}
 }
 
 func (s *sampling) close() {
 	if s.unet != nil {
 		s.unet.close()
 	}
+	if s.lean != nil {
+		s.lean.close()
+	}
+}
+
+// callAt is the UNet call of the step whose controls are set, and the
+// first row of its batch that has an unconditional row: the lean call
+// when it has one and no target takes the source's GroupNorm means.
+func (s *sampling) callAt() (*unetCall, int) {
+	if s.lean != nil && !slices.ContainsFunc(s.unet.ctl.NormW, func(g float32) bool { return g > 0 }) {
+		return s.lean, 1
+	}
+	return s.unet, s.uncondFirst
 }
 
 // chooseSource decides where the source row comes from: replayed (an
@@ -108,17 +143,22 @@ func (s *sampling) chooseSource() {
 	}
 }
 
-// textStates encodes the unconditional prompt (the negative one, or the
-// source for negative-prompt inversion) and every prompt, laid out as the
-// batch takes them: an unconditional row per stepped row, then every
-// row's own prompt. Each row's pooled embedding (SDXL) is its own
-// prompt's, so an edit's target rows take the target's, as diffusers'
-// Prompt-to-Prompt for SDXL does. Without a negative prompt, a model with
-// force_zeros_for_empty_prompt (SDXL) gets zero unconditional rows.
-func (s *sampling) textStates(ctx context.Context) (condition, error) {
+// encodedText is a run's prompts encoded once, for the batch layouts of
+// its UNet calls.
+type encodedText struct {
+	s   *sampling
+	enc condition
+	// uncond and cond index enc: the unconditional rows' prompt (−1:
+	// zeros) and the first conditional row's.
+	uncond, cond int
+}
+
+// encodePrompts encodes the unconditional prompt (the negative one, or
+// the source for negative-prompt inversion) and every prompt. Without a
+// negative prompt, a model with force_zeros_for_empty_prompt (SDXL) gets
+// zero unconditional rows.
+func (s *sampling) encodePrompts(ctx context.Context) (encodedText, error) {
 	t0 := time.Now()
-	// uncond and cond index the encoded prompts: the unconditional rows'
-	// (−1: zeros) and the first conditional row's.
 	prompts, uncond, cond := s.j.prompts, -1, 0
 	switch {
 	case s.j.origin.uncondSource:
@@ -129,20 +169,30 @@ func (s *sampling) textStates(ctx context.Context) (condition, error) {
 	}
 	enc, err := s.e.encode(ctx, prompts)
 	if err != nil {
-		return condition{}, err
+		return encodedText{}, err
 	}
-	stepped := s.rows - s.uncondFirst
+	s.res.Timings.TextEncoder = time.Since(t0)
+	return encodedText{s: s, enc: enc, uncond: uncond, cond: cond}, nil
+}
+
+// layout lays the text out as a batch takes it whose rows from
+// uncondFirst on have an unconditional row: those rows' unconditional
+// rows, then every row's own prompt. Each row's pooled embedding (SDXL)
+// is its own prompt's, so an edit's target rows take the target's, as
+// diffusers' Prompt-to-Prompt for SDXL does.
+func (t encodedText) layout(uncondFirst int) condition {
+	s := t.s
+	stepped := s.rows - uncondFirst
 	from := make([]int, stepped+s.rows)
 	for b := range from {
-		from[b] = uncond
+		from[b] = t.uncond
 		if b >= stepped {
-			from[b] = cond + b - stepped
+			from[b] = t.cond + b - stepped
 		}
 	}
-	c := enc.gather(s.e, from)
+	c := t.enc.gather(s.e, from)
 	c.keepSourceText(s.e, stepped, s.j.textFrom)
-	s.res.Timings.TextEncoder = time.Since(t0)
-	return c, nil
+	return c
 }
 
 // startLatents puts x_T in every row: all rows start from the same noise.
@@ -173,21 +223,23 @@ func (s *sampling) denoise(ctx context.Context) error {
 			return fmt.Errorf("run cancelled before step %d of %d: %w", i+1, len(ts), err)
 		}
 		s.syncSource(i)
-		copy(s.unet.sample, s.x[s.uncondFirst*s.rowSize:])
-		copy(s.unet.sample[(s.rows-s.uncondFirst)*s.rowSize:], s.x)
 		if err := s.controls.at(i); err != nil {
 			return err
 		}
-		if err := s.unet.run(ctx, t); err != nil {
+		u, uncondFirst := s.callAt()
+		copy(u.sample, s.x[uncondFirst*s.rowSize:])
+		copy(u.sample[(s.rows-uncondFirst)*s.rowSize:], s.x)
+		if err := u.run(ctx, t); err != nil {
 			return fmt.Errorf("UNet at step %d of %d: %w", i+1, len(ts), err)
 		}
-		s.res.UNetRows += s.unet.batch
-		s.guide()
+		s.res.UNetRows += u.batch
+		s.guide(u, uncondFirst)
 		if err := s.sched.Step(i, s.eps, s.x[s.uncondFirst*s.rowSize:], s.denoised); err != nil {
 			return fmt.Errorf("step %d of %d: %w", i+1, len(ts), err)
 		}
 		s.blend(i)
-		if err := s.previews.step(i+1, len(ts), s.denoised, s.uncondFirst); err != nil {
+		// A lean step's source row is the replay's, not a prediction.
+		if err := s.previews.step(i+1, len(ts), s.denoised[(uncondFirst-s.uncondFirst)*s.rowSize:], uncondFirst); err != nil {
 			return err
 		}
 	}
@@ -209,18 +261,26 @@ func (s *sampling) syncSource(i int) {
 	}
 }
 
-// guide combines each stepped row's unconditional output (at its own
-// index) and conditional one (in the conditional half, which starts at
-// row s.rows of the output) by classifier-free guidance:
-// eps = u + g·(c − u).
-func (s *sampling) guide() {
-	out, g, size := s.unet.out, float32(s.j.guidance), s.rowSize
-	for r := 0; r < s.rows-s.uncondFirst; r++ {
-		u := out[r*size : (r+1)*size]
-		c := out[(s.rows+r)*size : (s.rows+r+1)*size]
-		dst := s.eps[r*size : (r+1)*size]
+// guide combines each stepped row's unconditional output and conditional
+// one from call u's batch, whose rows from uncondFirst on have an
+// unconditional row (row r's at r − uncondFirst) and whose conditional
+// half holds every row (row r's at rows − uncondFirst + r), by
+// classifier-free guidance: eps = u + g·(c − u). A stepped row without an
+// unconditional row in u (the replayed source's, in a lean step) takes
+// its conditional output, which the replay overwrites.
+func (s *sampling) guide(u *unetCall, uncondFirst int) {
+	out, g, size := u.out, float32(s.j.guidance), s.rowSize
+	condFirst := s.rows - uncondFirst
+	for r := s.uncondFirst; r < s.rows; r++ {
+		c := out[(condFirst+r)*size : (condFirst+r+1)*size]
+		dst := s.eps[(r-s.uncondFirst)*size : (r-s.uncondFirst+1)*size]
+		if r < uncondFirst {
+			copy(dst, c)
+			continue
+		}
+		un := out[(r-uncondFirst)*size : (r-uncondFirst+1)*size]
 		for k := range dst {
-			dst[k] = u[k] + g*(c[k]-u[k])
+			dst[k] = un[k] + g*(c[k]-un[k])
 		}
 	}
 }

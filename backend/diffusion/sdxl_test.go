@@ -221,10 +221,11 @@ func checkSDXLBatch(t *testing.T, e *Engine) {
 	}{{"", true, -1}, {"blurry", true, 1}, {"", false, 0}} {
 		e.manifest.ZeroEmptyNegative = c.zeros
 		s := &sampling{e: e, j: &job{prompts: prompts, negative: c.negative}, res: &Result{}, rows: len(prompts)}
-		got, err := s.textStates(ctx)
+		text, err := s.encodePrompts(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
+		got := text.layout(0)
 		// Two unconditional rows, then the source's and the target's.
 		for b, from := range []int{c.uncond, c.uncond, 2, 3} {
 			h, p := rowOf(got, b)
@@ -240,11 +241,11 @@ func checkSDXLBatch(t *testing.T, e *Engine) {
 	e.manifest.ZeroEmptyNegative = true
 	// Negative-prompt inversion's unconditional rows are the source's.
 	s := &sampling{e: e, j: &job{prompts: prompts, origin: origin{uncondSource: true}}, res: &Result{}, rows: len(prompts)}
-	got, err := s.textStates(ctx)
+	text, err := s.encodePrompts(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h, _ := rowOf(got, 0); !slices.Equal(h, want.hidden[2*len(h):3*len(h)]) {
+	if h, _ := rowOf(text.layout(0), 0); !slices.Equal(h, want.hidden[2*len(h):3*len(h)]) {
 		t.Error("negative-prompt inversion's unconditional row is not the source's encoding")
 	}
 }

@@ -221,12 +221,24 @@ type unetCall struct {
 // text conditioning text (a row each) and the run's per-layer
 // self-replace weights selfLayers (nil: none). Close frees its tensors.
 func (e *Engine) bindUNet(batch, rows, targets int, text condition, selfLayers []float32) (*unetCall, error) {
+	return e.bindUNetWith(batch, rows, text, selfLayers, graph.NoOpControls(targets, clip.ContextLength), e.mapsOutputs(rows))
+}
+
+// sibling binds another call of the same rows with another batch layout
+// and text conditioning, which shares u's controls and maps: what the
+// controls of a step set, both calls read, and the maps of either call
+// add to the same sums. Reading a maps output (readMaps) is per call.
+func (u *unetCall) sibling(batch int, text condition, selfLayers []float32) (*unetCall, error) {
+	return u.e.bindUNetWith(batch, u.rows, text, selfLayers, u.ctl, u.maps)
+}
+
+func (e *Engine) bindUNetWith(batch, rows int, text condition, selfLayers []float32, ctl graph.Controls, maps []*mapsRun) (*unetCall, error) {
 	m := e.manifest
 	C, H, W := m.Latent.Channels, m.Latent.Height, m.Latent.Width
 	u := &unetCall{
 		e: e, batch: batch, rows: rows, text: text,
 		sample: make([]float32, batch*C*H*W), out: make([]float32, batch*C*H*W),
-		ctl: graph.NoOpControls(targets, clip.ContextLength), maps: e.mapsOutputs(rows),
+		ctl: ctl, maps: maps,
 	}
 	tsLen := batch
 	if e.timestepOne || e.timestepScalar {

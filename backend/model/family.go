@@ -37,6 +37,11 @@ type Defaults struct {
 	// SD-shaped latents default to 1024); 0 = backend/graph's default
 	// (16×16 at 512 px).
 	SelfReplaceMaxTokens int
+	// Norm is the first part of the steps in which an edit's targets
+	// take the source's GroupNorm means when its spec sets no norm window
+	// (docs/algorithm.md, 7.1); 0: never. No family sets it: a manifest
+	// states it for the model it was measured on.
+	Norm float64
 }
 
 // SD1 is Stable Diffusion 1.x and 2.x, and the models shaped like them
@@ -125,6 +130,7 @@ type statedDefaults struct {
 	CrossReplace         *float64 `json:"cross_replace"`
 	SelfReplace          *float64 `json:"self_replace"`
 	SelfReplaceMaxTokens *int     `json:"self_replace_max_tokens"`
+	Norm                 *float64 `json:"norm"`
 }
 
 // over returns base with the values d states.
@@ -135,6 +141,7 @@ func (d statedDefaults) over(base Defaults) Defaults {
 	setIf(&out.CrossReplace, d.CrossReplace)
 	setIf(&out.SelfReplace, d.SelfReplace)
 	setIf(&out.SelfReplaceMaxTokens, d.SelfReplaceMaxTokens)
+	setIf(&out.Norm, d.Norm)
 	out.Schedulers = slices.Clone(base.Schedulers)
 	if d.Schedulers != nil {
 		out.Schedulers = slices.Clone(d.Schedulers)
@@ -155,6 +162,9 @@ func (d Defaults) validate(bad func(format string, a ...any)) {
 	}
 	if !(d.CrossReplace >= 0 && d.CrossReplace <= 1 && d.SelfReplace >= 0 && d.SelfReplace <= 1) {
 		bad("defaults: cross_replace and self_replace are fractions in [0, 1], got %v and %v", d.CrossReplace, d.SelfReplace)
+	}
+	if !(d.Norm >= 0 && d.Norm <= 1) {
+		bad("defaults: norm is a fraction in [0, 1] (0: never), got %v", d.Norm)
 	}
 	if d.SelfReplaceMaxTokens < 0 {
 		bad("defaults: self_replace_max_tokens is %d; want ≥ 0 (0 = the default layers)", d.SelfReplaceMaxTokens)

@@ -307,5 +307,6 @@ func (m *Manifest) SpecDefaults() edit.Defaults {
 		Guidance:   d.GuidanceScale,
 		Cross:      edit.Fraction(d.CrossReplace),
 		Self:       edit.Fraction(d.SelfReplace),
+		Norm:       edit.Fraction(d.Norm),
 	}
 }

@@ -25,8 +25,8 @@ type Defaults struct {
 	Steps      int
 	Guidance   float64
 	// Cross and Self are the default cross- and self-attention replacement
-	// windows.
-	Cross, Self Window
+	// windows, Norm the default norm window (empty: never).
+	Cross, Self, Norm Window
 	// SelfLayers are the model's self-attention layers that self_max_tokens
 	// chooses from, grouped by query positions at the reference latent,
 	// finest last. Empty when the server does not say (a model without an

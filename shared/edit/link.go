@@ -49,9 +49,10 @@ import (
 //
 // v3 changed the meaning of "norm": in v2 the targets' GroupNorms took the
 // source's mean and variance, in v3 its mean alone (docs/algorithm.md,
-// 7.1). Its dictionary is v2's. A v2 link that sets a norm window is
-// refused, since no build runs that edit any more; every other v2 link
-// opens as it ran.
+// 7.1), and omitted it takes the model's default, which v3 brought (the
+// tiny model's is 0.4). Its dictionary is v2's. A v2 link that sets a norm
+// window is refused, since no build runs that edit any more; every other
+// v1 and v2 link opens as it ran, with the norm window off.
 const (
 	linkPrefix   = "v3."
 	linkPrefixV2 = "v2."
@@ -197,6 +198,9 @@ func parseSpecV2(js []byte) (Spec, error) {
 			"the source's GroupNorm mean and variance; this build gives them the mean alone, so the link cannot open as it ran " +
 			"(make the edit again with a current build to share it)")
 	}
+	if s.Norm == nil {
+		s.Norm = &Window{} // no v2 build had a norm default
+	}
 	return s, nil
 }
 
@@ -218,6 +222,9 @@ func parseSpecV1(js []byte) (Spec, error) {
 	}
 	s := Spec(v.plainSpec)
 	s.Blend = nil
+	if s.Norm == nil {
+		s.Norm = &Window{} // v1 had no norm window, and ran without one
+	}
 	if len(v.Blend) > 0 {
 		tok, err := clip.Default()
 		if err != nil {

@@ -130,10 +130,11 @@ type Spec struct {
 	// unconditional row on the source's; each keeps its own variance), so
 	// the reworded words change what the features are but not each
 	// group's overall level, which otherwise carries the change into the
-	// background. Links before version 3 shared the variance too. Omitted or empty: never. Opt-in: it needs the
-	// source denoised in the same batch (a cached source still is, at one
-	// more row per step), and a UNet with float32 GroupNorms (not an fp16
-	// export's).
+	// background. Links before version 3 shared the variance too.
+	// Omitted: the model's default (Defaults.Norm); empty: never. It needs
+	// the source denoised in the same batch (a cached source still is, at
+	// one more row per step), and a UNet with float32 GroupNorms (not an
+	// fp16 export's).
 	Norm *Window `json:"norm,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.

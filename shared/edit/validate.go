@@ -68,7 +68,7 @@ type Resolved struct {
 	ReplaceTail string
 	// KeepSourceText is the spec's keep_source_text.
 	KeepSourceText bool
-	// Norm is the spec's norm window; empty when it has none.
+	// Norm is the spec's norm window, else the model's; empty: never.
 	Norm      Window
 	Image     string
 	Inversion string // "" without Image
@@ -116,7 +116,12 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 	if s.SelfMaxTokens != nil {
 		r.SelfMaxTokens = *s.SelfMaxTokens
 	}
-	if s.Norm != nil && s.Norm.End > s.Norm.Start {
+	switch {
+	case s.Norm == nil:
+		if d.Norm.End > d.Norm.Start {
+			r.Norm = d.Norm
+		}
+	case s.Norm.End > s.Norm.Start:
 		r.Norm = *s.Norm
 	}
 	if s.Image != "" && s.Inversion == "" {
@@ -419,11 +424,9 @@ func (r Resolved) Spec() Spec {
 		n := r.SelfMaxTokens
 		s.SelfMaxTokens = &n
 	}
-	if r.Norm.End > r.Norm.Start {
-		// Left out when empty, as every spec before the field ran.
-		norm := r.Norm
-		s.Norm = &norm
-	}
+	// Set even when empty: a spec without it takes the model's default.
+	norm := r.Norm
+	s.Norm = &norm
 	s.normalize() // the default replace tail is left out
 	return s
 }

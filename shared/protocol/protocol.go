@@ -102,6 +102,9 @@ type ModelDefaults struct {
 	Schedulers []string    `json:"schedulers"` // the default first
 	Cross      edit.Window `json:"cross"`
 	Self       edit.Window `json:"self"`
+	// Norm is the norm window a spec without one runs with; 0 (and left
+	// out by servers before it): never.
+	Norm       edit.Window `json:"norm"`
 	Inversions []string    `json:"inversions"` // photo inversion methods, the default first
 	MaxTargets int         `json:"max_targets"`
 	// SelfLayers are the self-attention layers self_max_tokens chooses
@@ -126,7 +129,7 @@ type SelfLayerGroup struct {
 func DefaultsOf(d edit.Defaults) *ModelDefaults {
 	out := &ModelDefaults{
 		Steps: d.Steps, Guidance: d.Guidance, Schedulers: append([]string(nil), d.Schedulers...),
-		Cross: d.Cross, Self: d.Self, Inversions: append([]string(nil), edit.Inversions...), MaxTargets: edit.MaxTargets,
+		Cross: d.Cross, Self: d.Self, Norm: d.Norm, Inversions: append([]string(nil), edit.Inversions...), MaxTargets: edit.MaxTargets,
 	}
 	for _, s := range d.Sizes {
 		out.Sizes = append(out.Sizes, [2]int{s.Width, s.Height})
@@ -142,7 +145,7 @@ func DefaultsOf(d edit.Defaults) *ModelDefaults {
 // defaults, for clients that validate specs as the server will.
 func (d ModelDefaults) SpecDefaults(model string) edit.Defaults {
 	out := edit.Defaults{Model: model, Schedulers: append([]string(nil), d.Schedulers...),
-		Steps: d.Steps, Guidance: d.Guidance, Cross: d.Cross, Self: d.Self}
+		Steps: d.Steps, Guidance: d.Guidance, Cross: d.Cross, Self: d.Self, Norm: d.Norm}
 	for _, s := range d.Sizes {
 		out.Sizes = append(out.Sizes, edit.Size{Width: s[0], Height: s[1]})
 	}

@@ -197,7 +197,7 @@ func TestLargeResultDecodesAsServerMessage(t *testing.T) {
 // validates with, so that a client checks specs by the same rules.
 func TestModelDefaultsRoundTrip(t *testing.T) {
 	d := edit.Defaults{Model: "tiny", Sizes: []edit.Size{{Width: 64, Height: 64}, {Width: 32, Height: 48}}, Schedulers: []string{"ddim", "dpmpp-2m"},
-		Steps: 50, Guidance: 7.5, Cross: edit.Fraction(0.8), Self: edit.Window{Start: 0.1, End: 0.4}}
+		Steps: 50, Guidance: 7.5, Cross: edit.Fraction(0.8), Self: edit.Window{Start: 0.1, End: 0.4}, Norm: edit.Fraction(0.4)}
 	if got := DefaultsOf(d).SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
 		t.Errorf("round trip: %+v, want %+v", got, d)
 	}
@@ -214,5 +214,13 @@ func TestModelDefaultsRoundTrip(t *testing.T) {
 	}
 	if got := back.SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
 		t.Errorf("round trip with self layers: %+v, want %+v", got, d)
+	}
+	// A server before the norm default says nothing of it: never.
+	var older ModelDefaults
+	if err := json.Unmarshal([]byte(`{"steps":50,"guidance":7.5,"sizes":[[64,64]],"schedulers":["ddim"],"cross":0.8,"self":0.4}`), &older); err != nil {
+		t.Fatal(err)
+	}
+	if got := older.SpecDefaults("tiny").Norm; got != (edit.Window{}) {
+		t.Errorf("a hello without norm: default norm %+v, want never", got)
 	}
 }

@@ -12,57 +12,61 @@ import (
 	"reword/shared/edit"
 )
 
-// TestNormWindow: the opt-in norm window is a field among the folded
-// settings, off until typed; 0.4 puts it into the share link and the run,
+// TestNormWindow: the norm window is a field among the folded settings
+// whose empty value is the model's default (the tiny model's 0.4), which
+// the first run takes; 0 turns it off, in the share link and the run,
 // which draws another edit, and another tab opens the link with it.
-// Cleared, it leaves the link and the run, which draws the edit without it
-// again; the history brings it back and takes it away.
+// Cleared, the field leaves the link and the run takes the default again,
+// drawing the first edit; the history brings 0 back and takes it away.
 func TestNormWindow(t *testing.T) {
 	ctx := redToBlue(t)
 	runAndWait(t, ctx, 2)
-	own := pixels(t, ctx, 1)
+	if ran := ranNorm(t, ctx); ran != 0.4 {
+		t.Errorf("the first run ran with norm %v, want the model's 0.4", ran)
+	}
+	withDefault := pixels(t, ctx, 1)
 
 	field, hint := `document.querySelector('#norm')`, `document.querySelector('#norm-hint').textContent`
 	clickWhenThere(t, ctx, "#reference-settings summary")
-	poll(t, ctx, field+`.offsetHeight > 0 && `+field+`.value === '' && `+field+`.placeholder === 'off'`, 5*time.Second)
-	if h := mustEval[string](t, ctx, hint); !strings.HasPrefix(h, "Off by default.") {
+	poll(t, ctx, field+`.offsetHeight > 0 && `+field+`.value === '' && `+field+`.placeholder === '0.4 (default)'`, 5*time.Second)
+	if h := mustEval[string](t, ctx, hint); !strings.HasPrefix(h, "By default the edits' GroupNorms centre on the source's means for the first 40\u00a0%") {
 		t.Errorf("the hint of an empty norm field: %q", h)
 	}
-	setField(t, ctx, "norm", "0.4")
-	poll(t, ctx, hint+`.startsWith('The edits\' GroupNorms centre on the source\'s means for the first 40\u00a0%')`, 5*time.Second)
-	if norm := linkNorm(t, ctx); norm == nil || *norm != edit.Fraction(0.4) {
-		t.Errorf("the share link's norm is %v, want 0.4", norm)
+	setField(t, ctx, "norm", "0")
+	poll(t, ctx, hint+` === 'Off: this window holds no steps.'`, 5*time.Second)
+	if norm := linkNorm(t, ctx); norm == nil || *norm != (edit.Window{}) {
+		t.Errorf("the share link's norm is %v, want an explicit 0", norm)
 	}
 	runAndWait(t, ctx, 2)
-	if ran := ranSpec(t, ctx); !strings.Contains(ran, `"norm": 0.4`) {
-		t.Errorf("the run did not carry norm 0.4: %s", ran)
+	if ran := ranNorm(t, ctx); ran != 0 {
+		t.Errorf("the run ran with norm %v, want 0", ran)
 	}
-	if pixels(t, ctx, 1) == own {
-		t.Error("the edit with the source's GroupNorm means drew the same target as without them")
+	if pixels(t, ctx, 1) == withDefault {
+		t.Error("the edit without the source's GroupNorm means drew the same target as with them")
 	}
 
 	link := mustEval[string](t, ctx, `location.href`)
 	other := tab(t)
 	openEditor(t, other, link)
-	poll(t, other, `document.querySelector('#norm').value === '0.4' && document.querySelector('#reference-settings').open`, 5*time.Second)
+	poll(t, other, `document.querySelector('#norm').value === '0' && document.querySelector('#reference-settings').open`, 5*time.Second)
 
 	setField(t, ctx, "norm", "")
-	poll(t, ctx, hint+`.startsWith('Off by default.')`, 5*time.Second)
+	poll(t, ctx, hint+`.startsWith('By default')`, 5*time.Second)
 	if norm := linkNorm(t, ctx); norm != nil {
 		t.Errorf("the share link still carries norm %v once the field is cleared", *norm)
 	}
 	runAndWait(t, ctx, 2)
-	if ran := ranSpec(t, ctx); strings.Contains(ran, `"norm"`) {
-		t.Errorf("the run carried norm once the field was cleared: %s", ran)
+	if ran := ranNorm(t, ctx); ran != 0.4 {
+		t.Errorf("the run ran with norm %v once the field was cleared, want the default 0.4", ran)
 	}
-	if pixels(t, ctx, 1) != own {
-		t.Error("the edit without norm drew another target than at first")
+	if pixels(t, ctx, 1) != withDefault {
+		t.Error("the edit at the default drew another target than at first")
 	}
 
-	// Newest first: the run with norm, then back to the one without, whose
-	// empty field must not keep the 0.4 shown before.
+	// Newest first: the run with norm 0, then back to the one without,
+	// whose empty field must not keep the 0 shown before.
 	clickWhenThere(t, ctx, "#history-1")
-	poll(t, ctx, field+`.value === '0.4'`, 5*time.Second)
+	poll(t, ctx, field+`.value === '0'`, 5*time.Second)
 	clickWhenThere(t, ctx, "#history-0")
 	poll(t, ctx, field+`.value === ''`, 5*time.Second)
 }
@@ -92,6 +96,20 @@ func linkNorm(t *testing.T, ctx context.Context) *edit.Window {
 	s, err := edit.DecodeLink(mustEval[string](t, ctx, `location.hash`))
 	must(t, err)
 	return s.Norm
+}
+
+// ranNorm is the norm window's end in the spec the server ran, which
+// always states it.
+func ranNorm(t *testing.T, ctx context.Context) float64 {
+	t.Helper()
+	var ran struct {
+		Norm *float64 `json:"norm"`
+	}
+	must(t, json.Unmarshal([]byte(ranSpec(t, ctx)), &ran))
+	if ran.Norm == nil {
+		t.Fatal("the spec as run does not state its norm window")
+	}
+	return *ran.Norm
 }
 
 // ranSpec is the spec the server ran, as the page shows it.

@@ -50,7 +50,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		steps:    fs.Int("steps", 0, "diffusion steps (0 = the model's default)"),
 		cross:    fs.Float64("cross", -1, "cross-replace window for every P2P edit, 0…1 (default: the model's)"),
 		self:     fs.Float64("self", -1, "self-replace window for every P2P edit, 0…1 (default: the model's)"),
-		norm:     fs.Float64("norm", 0, "the part of the steps, from the first, in which every P2P edit's GroupNorms centre on the source's means, 0…1 (the spec's norm; default 0: none; the baseline has no control to share them with)"),
+		norm:     fs.Float64("norm", -1, "the part of the steps, from the first, in which every P2P edit's GroupNorms centre on the source's means, 0…1 (the spec's norm; 0: none; default: the model's; the baseline has no control to share them with)"),
 		quick:    fs.Bool("quick", false, "a smoke run of about 2 minutes: 5 colour, 2 shape, 2 phrase and 1+1 reweight pairs at 2 seeds (flags given explicitly win)"),
 		refineSwaps: fs.Bool("refine-swaps", false, "also run every word swap (colour, shape) with edit kind refine, as PIE-Bench and PnPInversion run every edit: "+
 			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),
@@ -99,8 +99,8 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 			return nil, usageError("--%s is %g: want a fraction of the steps, 0…1", name, v)
 		}
 	}
-	if v := *f.norm; !(v >= 0 && v <= 1) {
-		return nil, usageError("--norm is %g: want a fraction of the steps, 0…1", v)
+	if v := *f.norm; v != -1 && !(v >= 0 && v <= 1) {
+		return nil, usageError("--norm is %g: want a fraction of the steps, 0…1 (0: none; leave it out for the model's default)", v)
 	}
 	if err := checkSelfMaxTokens(f.selfMax); err != nil {
 		return nil, err
@@ -183,7 +183,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, norm: *f.norm, keepText: *f.keepText, blendChanged: *f.blendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: *f.blendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
@@ -195,6 +195,9 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if f.selfMax != nil {
 		run.selfMax = *f.selfMax
+	}
+	if *f.norm >= 0 {
+		run.norm = *f.norm
 	}
 	if err := images.close(); err != nil {
 		return err
@@ -220,7 +223,7 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		spec.Self = &edit.Window{End: *f.self}
 	}
 	spec.SelfMaxTokens = f.selfMax
-	if *f.norm > 0 {
+	if *f.norm >= 0 {
 		spec.Norm = &edit.Window{End: *f.norm}
 	}
 	spec.KeepSourceText = *f.keepText

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"reword/backend/diffusion"
+	"reword/backend/model"
 	"reword/models/tiny/eval"
 	"reword/models/tiny/scene"
 	"reword/models/tiny/tinytest"
@@ -306,12 +307,20 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		}
 	})
 	t.Run("norm", func(t *testing.T) {
-		// The source's GroupNorm means over every step: the flag
-		// must reach the run and change the edit.
+		// The source's GroupNorm means over every step against none:
+		// the flag must reach the run and change the edit. Without it the
+		// run takes the model's default, and says so.
 		shared, sharedEdit := oneColourSwap(t, dir, "-norm", "1")
-		own, ownEdit := oneColourSwap(t, dir)
+		own, ownEdit := oneColourSwap(t, dir, "-norm", "0")
 		if shared.Norm != 1 || own.Norm != 0 {
-			t.Errorf("the reports say norm %v with the flag and %v without", shared.Norm, own.Norm)
+			t.Errorf("the reports say norm %v with -norm 1 and %v with -norm 0", shared.Norm, own.Norm)
+		}
+		m, err := model.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain, _ := oneColourSwap(t, dir); plain.Norm != m.Defaults.Norm {
+			t.Errorf("without -norm the report says norm %v; the model's default is %v", plain.Norm, m.Defaults.Norm)
 		}
 		if sameScores(sharedEdit, ownEdit) {
 			t.Errorf("the edit with the source's GroupNorm means scored as without them (%+v): the flag did not reach the run", sharedEdit)

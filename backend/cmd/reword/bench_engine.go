@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -32,7 +33,7 @@ type engineSample struct {
 	// which other processes on a shared machine do not inflate; empty
 	// where it is not measured.
 	cpuPerStep []time.Duration
-	rows       int // UNet rows per step
+	rows       float64 // UNet rows per step, averaged over the steps
 }
 
 func runBenchEngine(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,20 +63,31 @@ func runBenchEngine(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := printEngineTable(stdout, configs, got); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nUNet rows per edit of one target: %d without the source cache (the reference: 4), %d with it.\n", got[2].rows, got[3].rows)
+	fmt.Fprintf(stdout, "\nUNet rows per step of an edit of one target: %g without the source cache (the reference: 4), %g with it.\n", got[2].rows, got[3].rows)
 	return printSelfLayerTable(stdout, self, got[len(configs):], median(got[1].perStep))
 }
 
 // engineConfigs are the generation and edit configurations of the main
 // table; the second is the reference every ratio divides by, the third and
-// fourth one target without and with the source cache.
+// fourth one target without and with the source cache. The Prompt-to-Prompt
+// edits run the attention control alone (norm window off); the last two
+// add the model's norm window (0.4 for a model without one), which keeps
+// the source's unconditional row in the window's steps even when the
+// source is cached.
 func engineConfigs(ctx context.Context, e *diffusion.Engine, steps int) []engineConfig {
 	seed := uint64(11)
 	mk := func(targets ...string) edit.Spec {
-		return edit.Spec{Source: "a red circle on the left", Targets: targets, Seed: &seed, Steps: &steps}
+		return edit.Spec{Source: "a red circle on the left", Targets: targets, Seed: &seed, Steps: &steps, Norm: &edit.Window{}}
 	}
 	one := mk("a blue circle on the left")
 	four := mk("a blue circle on the left", "a red square on the left", "a red circle on the left on grass", "a green star on the left")
+	norm := e.Defaults().Norm
+	if norm.End <= norm.Start {
+		norm = edit.Fraction(0.4)
+	}
+	normed := one.Clone()
+	normed.Norm = &norm
+	normName := windowName(norm)
 	noPreview := func(diffusion.Preview) {}
 	editWith := func(s edit.Spec, opts diffusion.RunOptions) func() (*diffusion.Result, error) {
 		return func() (*diffusion.Result, error) { return e.Edit(ctx, s, opts, noPreview) }
@@ -89,7 +101,17 @@ func engineConfigs(ctx context.Context, e *diffusion.Engine, steps int) []engine
 		{name: "edit E=1, P2P, cached source (3 rows)", run: editWith(one, diffusion.RunOptions{})},
 		{name: "edit E=4, P2P (10 rows)", run: editWith(four, diffusion.RunOptions{NoSourceCache: true})},
 		{name: "edit E=4, P2P, cached source (9 rows)", run: editWith(four, diffusion.RunOptions{})},
+		{name: "edit E=1, P2P, norm " + normName + " (4 rows)", run: editWith(normed, diffusion.RunOptions{NoSourceCache: true})},
+		{name: "edit E=1, P2P, norm " + normName + ", cached source (4 rows in the window, 3 after)", run: editWith(normed, diffusion.RunOptions{})},
 	}
+}
+
+// windowName is a window as a spec writes it: 0.4, or [0.2, 0.6].
+func windowName(w edit.Window) string {
+	if w.Start == 0 {
+		return strconv.FormatFloat(w.End, 'g', -1, 64)
+	}
+	return fmt.Sprintf("[%g, %g]", w.Start, w.End)
 }
 
 // selfLayerConfigs time the self-replace layers a run chooses
@@ -145,7 +167,7 @@ func timeConfigs(ctx context.Context, configs []engineConfig, reps, steps int) (
 			got[i].perStep = append(got[i].perStep, res.Timings.PerStep())
 			got[i].first = append(got[i].first, res.Timings.FirstPreview)
 			got[i].total = append(got[i].total, res.Timings.Total)
-			got[i].rows = res.UNetRows / steps
+			got[i].rows = float64(res.UNetRows) / float64(steps)
 		}
 	}
 	return got, nil
@@ -165,7 +187,7 @@ func printEngineTable(w io.Writer, configs []engineConfig, got []engineSample) e
 	fmt.Fprintln(tw, "| configuration\t| UNet rows/step\t| time/step\t| ÷ E=1 no control\t| first preview\t| ÷ time/step\t| end to end\t|")
 	for i, c := range configs {
 		ps, fp := median(got[i].perStep), median(got[i].first)
-		fmt.Fprintf(tw, "| %s\t| %d\t| %v\t| %.2f\t| %v\t| %.2f\t| %v\t|\n", c.name, got[i].rows, ps.Round(10*time.Microsecond),
+		fmt.Fprintf(tw, "| %s\t| %g\t| %v\t| %.2f\t| %v\t| %.2f\t| %v\t|\n", c.name, got[i].rows, ps.Round(10*time.Microsecond),
 			float64(ps)/float64(plain), fp.Round(10*time.Microsecond), float64(fp)/float64(ps), median(got[i].total).Round(time.Millisecond))
 	}
 	return tw.Flush()

@@ -13,7 +13,7 @@ import (
 // the run without self-replace.
 func TestBenchEngineOnTinyModel(t *testing.T) {
 	var out, errb bytes.Buffer
-	args := []string{"bench", "engine", "-model", tinytest.Private(t), "-threads", "1", "-reps", "1", "-steps", "2"}
+	args := []string{"bench", "engine", "-model", tinytest.Private(t), "-threads", "1", "-reps", "1", "-steps", "5"}
 	if code := run(args, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -21,6 +21,9 @@ func TestBenchEngineOnTinyModel(t *testing.T) {
 	for _, want := range [][]string{
 		{"generate (1 prompt, 2 rows)", "2"},
 		{"edit E=1, P2P, cached source (3 rows)", "3"},
+		// The tiny model's norm window, 0.4 of 5 steps: steps 0 and 1.
+		{"edit E=1, P2P, norm 0.4 (4 rows)", "4"},
+		{"edit E=1, P2P, norm 0.4, cached source (4 rows in the window, 3 after)", "3.4"},
 		{"self 0: no layer", "0 of 10"},
 		{"self 1, self_max_tokens 16: 4×4 only", "4 of 10"},
 		{"self 1, self_max_tokens 64: 8×8 and coarser", "7 of 10"},

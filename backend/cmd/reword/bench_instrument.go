@@ -32,7 +32,7 @@ func runBenchInstrument(ctx context.Context, args []string, stdout, stderr io.Wr
 	reps := fs.Int("reps", 40, "timed runs of each model, interleaved")
 	threads := fs.Int("threads", 1, "ONNX Runtime intra-op threads (0: one per core); with 1 the CPU time of each run is measured too")
 	profileRuns := fs.Int("profile-runs", 20, "runs of each model under ONNX Runtime's profiler (0: skip profiling; with -separate, any other number profiles the timed runs of each model's first process)")
-	controls := fs.String("controls", neutralControls+","+editControls, "controls to time the instrumented model with: neutral (W = 0, c = 1, s = 0: the output is the original's), edit (random W and c, s = 1 on the default self-replace layers), norm (edit, and g = 1: the source's GroupNorm means, an opt-in norm window's steps)")
+	controls := fs.String("controls", neutralControls+","+editControls, "controls to time the instrumented model with: neutral (W = 0, c = 1, s = 0: the output is the original's), edit (random W and c, s = 1 on the default self-replace layers), norm (edit, and g = 1: the source's GroupNorm means, a norm window's steps)")
 	memoryRuns := fs.Int("memory-runs", 2, "runs of each model in a process of its own, whose peak resident set size is reported (0: skip)")
 	separate := fs.Bool("separate", false, "time each model in processes of its own (-reps runs after two warm-up runs), never two models loaded at once: for UNets too large for that, at the price of no interleaving")
 	processes := fs.Int("processes", 1, "with -separate: processes per model, run in rounds (original, then instrumented per controls)")

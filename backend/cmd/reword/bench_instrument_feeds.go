@@ -23,8 +23,7 @@ const (
 	// where both edits run.
 	editControls = "edit"
 	// normControls are editControls with every target's GroupNorms taking
-	// the source's means (g = 1): the steps inside an edit's opt-in
-	// norm window.
+	// the source's means (g = 1): the steps inside an edit's norm window.
 	normControls = "norm"
 )
 

@@ -87,7 +87,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&targetKind{f: f}, "kind", "edit kind of the --to before it: auto (the default: replace when the target has as many words as the source, refine otherwise), replace (swap words one for one; needs as many words) or refine (align the tokens; what PIE-Bench runs), e.g. --to \"a cat sleeping\" --kind refine")
 	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
-	f.norm = fs.Float64("norm", -1, "fraction of the steps in which each target's GroupNorms centre on the source's means, which keeps more of the background (opt-in, default none; the spec's norm; the tiny model's measured window is 0.4)")
+	f.norm = fs.Float64("norm", -1, "fraction of the steps in which each target's GroupNorms centre on the source's means, which keeps more of the background (the spec's norm; 0: never; default: the model's)")
 	f.keepText = fs.Bool("keep-source-text", false, "give each target the source's text states at the positions of the words it kept, so only the reworded words' states differ (opt-in; the spec's keep_source_text)")
 	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start")
 	return f
@@ -99,6 +99,13 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 		return usageError("give at least one --to target prompt")
 	}
 	spec.Targets = f.targets
+	// -1 is the flags' "not given"; any other value is the spec's, which
+	// validation checks, except below 0, which the spec cannot hold.
+	for name, v := range map[string]float64{"cross": *f.cross, "self": *f.self, "norm": *f.norm} {
+		if v != -1 && !(v >= 0) {
+			return usageError("--%s %g: want a fraction of the steps, 0…1 (leave it out for the model's default)", name, v)
+		}
+	}
 	if *f.cross >= 0 {
 		spec.Cross = &edit.Window{End: *f.cross}
 	}

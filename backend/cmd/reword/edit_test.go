@@ -101,17 +101,26 @@ func TestKeepSourceTextFlag(t *testing.T) {
 	}
 }
 
-// TestNormFlag: --norm f sets the spec's norm window [0, f); without it
-// the spec has none.
+// TestNormFlag: --norm f sets the spec's norm window [0, f), --norm 0 an
+// empty one (off whatever the model's default); without it the spec has
+// none, and the model's default applies.
 func TestNormFlag(t *testing.T) {
 	if s, err := parseEditFlags("--to", "a dog", "--norm", "0.4"); err != nil || s.Norm == nil || *s.Norm != edit.Fraction(0.4) {
 		t.Errorf("--norm 0.4: %v, %v; want [0, 0.4)", s.Norm, err)
+	}
+	if s, err := parseEditFlags("--to", "a dog", "--norm", "0"); err != nil || s.Norm == nil || *s.Norm != (edit.Window{}) {
+		t.Errorf("--norm 0: %v, %v; want an empty window", s.Norm, err)
 	}
 	if s, err := parseEditFlags("--to", "a dog"); err != nil || s.Norm != nil {
 		t.Errorf("no --norm: %v, %v; want none", s.Norm, err)
 	}
 	if _, err := parseEditFlags("--to", "a dog", "--norm", "early"); err == nil || !strings.Contains(err.Error(), "norm") {
 		t.Errorf("--norm early: %v; want an error naming the flag", err)
+	}
+	for _, flag := range []string{"--norm", "--cross", "--self"} {
+		if _, err := parseEditFlags("--to", "a dog", flag, "-0.5"); err == nil || !strings.Contains(err.Error(), flag+" -0.5") {
+			t.Errorf("%s -0.5: %v; want an error naming the flag and its value", flag, err)
+		}
 	}
 }
 
