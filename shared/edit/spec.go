@@ -133,8 +133,8 @@ type Spec struct {
 	// background. Links before version 3 shared the variance too.
 	// Omitted: the model's default (Defaults.Norm); empty: never. It needs
 	// the source denoised in the same batch (a cached source still is, at
-	// one more row per step), and a UNet with float32 GroupNorms (not an
-	// fp16 export's).
+	// one more row in each of the window's steps), and a UNet with float32
+	// GroupNorms (not an fp16 export's).
 	Norm *Window `json:"norm,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.

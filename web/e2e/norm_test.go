@@ -17,7 +17,8 @@ import (
 // the first run takes; 0 turns it off, in the share link and the run,
 // which draws another edit, and another tab opens the link with it.
 // Cleared, the field leaves the link and the run takes the default again,
-// drawing the first edit; the history brings 0 back and takes it away.
+// drawing the first edit; the history brings 0 back, and then the 0.4
+// the last run ran with.
 func TestNormWindow(t *testing.T) {
 	ctx := redToBlue(t)
 	runAndWait(t, ctx, 2)
@@ -63,12 +64,13 @@ func TestNormWindow(t *testing.T) {
 		t.Error("the edit at the default drew another target than at first")
 	}
 
-	// Newest first: the run with norm 0, then back to the one without,
-	// whose empty field must not keep the 0 shown before.
+	// Newest first: the run with norm 0, then back to the one at the
+	// default, which the history restores as it ran (every setting
+	// filled in, as the server echoed it): 0.4.
 	clickWhenThere(t, ctx, "#history-1")
 	poll(t, ctx, field+`.value === '0'`, 5*time.Second)
 	clickWhenThere(t, ctx, "#history-0")
-	poll(t, ctx, field+`.value === ''`, 5*time.Second)
+	poll(t, ctx, field+`.value === '0.4'`, 5*time.Second)
 }
 
 // TestNormWindowOutOfRange: a link whose norm the server would refuse
