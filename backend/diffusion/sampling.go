@@ -36,8 +36,9 @@ type sampling struct {
 	// (uncondFirst = 1), but its conditional row stays, because the
 	// targets' attention control reads the source's attention in the
 	// same call. A job that needs the unconditional row too
-	// (job.sourceRows) keeps it and steps the source row like the others;
-	// the replayed latent overwrites the result at every step.
+	// (job.sourceRows) keeps it in the steps that need it (see lean) and
+	// steps the source row like the others; the replayed latent
+	// overwrites the result at every step.
 	source      *sourceEntry
 	uncondFirst int
 	// record, when set, stores the denoised source row's trajectory in
