@@ -261,7 +261,10 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 	_, selfProblem := c.Errors["self_max_tokens"]
 	_, tailProblem := c.Errors["replace_tail"]
 	_, normProblem := c.Errors["norm"]
-	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || s.KeepSourceText || s.Norm != nil ||
+	// A norm window opens the section only when it is not the model's
+	// default, which every echo (and so every history entry) states.
+	normSet := s.Norm != nil && (c.Defaults == nil || *s.Norm != d.Norm)
+	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || s.KeepSourceText || normSet ||
 		selfProblem || tailProblem || normProblem
 	return app.Details().ID("reference-settings").Class("field wide reference-settings").Open(open).
 		On("toggle", func(ctx app.Context, e app.Event) {

@@ -71,3 +71,30 @@ func TestHistoryRestoresEverySetting(t *testing.T) {
 		t.Errorf("caption %q %q", prompt, seed)
 	}
 }
+
+// TestV2HistoryRestoresAsItRan: a v2 history (echoes from before the norm
+// default, which left an unused norm window out) reads with an explicit 0
+// where an entry states none, so that opening it runs without the window
+// as it ran; an entry that states one keeps it, and the stored entries are
+// not changed.
+func TestV2HistoryRestoresAsItRan(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	plain := entry("a red circle", "a blue circle", 1, hash)
+	plain.Spec.Norm = nil
+	set := entry("a red circle", "a green circle", 2, hash)
+	set.Spec.Norm = ptr(edit.Fraction(0.4))
+	v2 := []historyEntry{plain, set}
+	got := fromV2(v2)
+	if len(got) != 2 || got[0].restoreSpec().Norm == nil || *got[0].restoreSpec().Norm != (edit.Window{}) {
+		t.Errorf("a v2 entry without norm restores norm %v, want an explicit 0", got[0].restoreSpec().Norm)
+	}
+	if n := got[1].restoreSpec().Norm; n == nil || *n != edit.Fraction(0.4) {
+		t.Errorf("a v2 entry with norm 0.4 restores %v", n)
+	}
+	if v2[0].Spec.Norm != nil {
+		t.Error("reading a v2 history changed the stored entries")
+	}
+	if historyKey == historyKeyV2 {
+		t.Error("the history's key did not change with its stored form")
+	}
+}

@@ -4,12 +4,37 @@ import (
 	"regexp"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
+
+	"reword/shared/edit"
 )
 
 // historyKey is where the browser keeps the history (local storage of the
-// page's origin). The version changes when the stored form does; an old
-// or unreadable history is dropped, never an error.
-const historyKey = "reword.history.v2"
+// page's origin). The version changes when the stored form does; an
+// unreadable history is dropped, never an error. v3 entries state their
+// norm window; v2's, echoed before the norm default, left an unused one
+// out, and are read as v3 (fromV2) once.
+const (
+	historyKey   = "reword.history.v3"
+	historyKeyV2 = "reword.history.v2"
+)
+
+// fromV2 turns a v2 history into v3: every v2 entry ran without a norm
+// window unless it states one (a server before the norm default echoed
+// it only when set), so one that states none gets an explicit 0 and
+// restores as it ran. An entry that states one ran the source's mean and
+// variance (link version 2); it is kept as stored, its images being what
+// ran, and a run from it takes the mean alone.
+func fromV2(entries []historyEntry) []historyEntry {
+	out := make([]historyEntry, len(entries))
+	for i, e := range entries {
+		if e.Spec.Norm == nil {
+			e.Spec = e.Spec.Clone()
+			e.Spec.Norm = &edit.Window{}
+		}
+		out[i] = e
+	}
+	return out
+}
 
 // storedImageURL is the only image URL a stored entry may carry: the
 // server's content-addressed images.
@@ -46,13 +71,21 @@ func fromStorage(entries []historyEntry) []historyEntry {
 	return out
 }
 
-// loadHistory reads the history the browser kept.
+// loadHistory reads the history the browser kept, moving a v2 history to
+// v3 the first time.
 func loadHistory(ctx app.Context) []historyEntry {
 	var stored []historyEntry
-	if err := ctx.LocalStorage().Get(historyKey, &stored); err != nil {
+	if err := ctx.LocalStorage().Get(historyKey, &stored); err == nil && len(stored) > 0 {
+		return fromStorage(stored)
+	}
+	var v2 []historyEntry
+	if err := ctx.LocalStorage().Get(historyKeyV2, &v2); err != nil || len(v2) == 0 {
 		return nil
 	}
-	return fromStorage(stored)
+	entries := fromStorage(fromV2(v2))
+	saveHistory(ctx, entries)
+	ctx.LocalStorage().Del(historyKeyV2)
+	return entries
 }
 
 // saveHistory keeps the history in the browser. When storage is full it

@@ -291,11 +291,15 @@ func (e *Engine) Tokenizer() *clip.Tokenizer { return e.tok }
 func (e *Engine) Defaults() edit.Defaults {
 	d := e.manifest.SpecDefaults()
 	e.describeSelfLayers(&d)
-	if e.desc != nil && e.desc.NormLayers == 0 {
+	if e.desc != nil && !e.TakesNorm() {
 		d.Norm = edit.Window{}
 	}
 	return d
 }
+
+// TakesNorm reports whether the UNet can take the norm control (it has
+// float32 GroupNorms); a spec with a norm window is refused otherwise.
+func (e *Engine) TakesNorm() bool { return e.desc != nil && e.desc.NormLayers > 0 }
 
 // CacheStats reports the source cache's entries and bytes.
 func (e *Engine) CacheStats() (entries int, bytes int64) { return e.cache.stats() }

@@ -155,6 +155,9 @@ func runFP16Checks(t *testing.T, e *Engine, gen GenerateRequest, s edit.Spec, ph
 		e.desc.Float16IO == nil && got != edit.Fraction(stated) {
 		t.Errorf("float16 I/O %v: default norm %+v, the manifest states %v", e.desc.Float16IO != nil, got, stated)
 	}
+	if e.TakesNorm() == (e.desc.Float16IO != nil) {
+		t.Errorf("float16 I/O %v: TakesNorm %v", e.desc.Float16IO != nil, e.TakesNorm())
+	}
 	rt, err := e.RoundTrip(ctx, Photo{Data: photo})
 	if err != nil {
 		t.Fatal(err)

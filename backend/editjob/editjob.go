@@ -97,6 +97,11 @@ func Run(ctx context.Context, engine Engine, st *store.Store, req Request, ev Ev
 		}
 		opts.Photo = &diffusion.Photo{Data: data, Limits: req.PhotoLimits}
 	}
+	// Progress follows the steps of whichever rows are previewed: a
+	// replayed source row (a cached source, a photo) is not previewed in
+	// every step, or at all. The engine delivers previews on one
+	// goroutine, in step order per row.
+	progressed := 0
 	onPreview := func(p diffusion.Preview) {
 		if ev.Preview != nil {
 			frame, err := protocol.EncodePreview(protocol.Preview{
@@ -107,7 +112,8 @@ func Run(ctx context.Context, engine Engine, st *store.Store, req Request, ev Ev
 				ev.Preview(frame, p.Row)
 			}
 		}
-		if ev.Progress != nil && p.Row == 0 && !p.Final {
+		if ev.Progress != nil && !p.Final && p.Step > progressed {
+			progressed = p.Step
 			ev.Progress(protocol.Progress{Step: p.Step, Total: p.Total})
 		}
 	}
@@ -181,13 +187,16 @@ func Cached(ctx context.Context, st *store.Store, spec edit.Spec) (*protocol.Res
 	return &protocol.Result{Images: rec.Images, Spec: spec, Link: rec.Link, Cached: true}, true
 }
 
-// RecordKey identifies a resolved spec: the hash of its canonical JSON.
+// RecordKey identifies a resolved spec: the hash of its canonical JSON
+// under the version of what spec fields mean (edit.MeaningVersion), so
+// that a result stored when a field ran another edit is never served for
+// the same JSON now (it stays stored under its old key).
 func RecordKey(spec edit.Spec) (string, error) {
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return "", fmt.Errorf("encoding the spec: %w", err)
 	}
-	return store.Hash(b), nil
+	return store.Hash(append(fmt.Appendf(nil, "reword spec meaning v%d\n", edit.MeaningVersion), b...)), nil
 }
 
 // Rows lists the images a resolved spec produces: the source, then each

@@ -384,3 +384,30 @@ func TestShutdownReportsBeforeClosing(t *testing.T) {
 		t.Errorf("after the shutdown error: %v, want close 1001", err)
 	}
 }
+
+// TestProgressWithCachedSource: an edit whose source comes from the
+// source cache, whose row is then not previewed (at the tiny model's
+// default norm window, not after the window's steps), still reports
+// progress up to its last step.
+func TestProgressWithCachedSource(t *testing.T) {
+	ts := newEditServer(t, cluster.Settings{}, nil)
+	c := ts.connect(t)
+	c.send(protocol.TypeRun, "first", protocol.Run{Spec: spec(21, 10)})
+	c.until(protocol.TypeResult)
+	again := spec(21, 10)
+	again.Targets = []string{"a green circle"}
+	c.send(protocol.TypeRun, "again", protocol.Run{Spec: again})
+	events, last := c.until(protocol.TypeError, protocol.TypeResult)
+	if last.Type != protocol.TypeResult {
+		t.Fatalf("the second edit ended with %s", last.Type)
+	}
+	top := 0
+	for _, e := range events {
+		if e.msg != nil && e.msg.Type == protocol.TypeProgress {
+			top = max(top, e.msg.Payload.(*protocol.Progress).Step)
+		}
+	}
+	if top != 10 {
+		t.Errorf("the edit of a cached source reported progress up to step %d of 10", top)
+	}
+}

@@ -53,12 +53,18 @@ import (
 // tiny model's is 0.4). Its dictionary is v2's. A v2 link that sets a norm
 // window is refused, since no build runs that edit any more; every other
 // v1 and v2 link opens as it ran, with the norm window off.
+// MeaningVersion numbers what a spec's fields mean: it changes whenever
+// one of them comes to run another edit (v3: norm takes the source's mean
+// alone), so that whatever is kept by spec (links, stored results) can
+// tell the specs of an earlier meaning apart.
+const MeaningVersion = 3
+
 const (
 	linkPrefix   = "v3."
 	linkPrefixV2 = "v2."
 	linkPrefixV1 = "v1."
 	// linkVersion is the version EncodeLink writes.
-	linkVersion = 3
+	linkVersion = MeaningVersion
 	// MaxLinkBytes bounds an accepted fragment: longer input is refused
 	// before any decoding work.
 	MaxLinkBytes = 4096
@@ -198,10 +204,17 @@ func parseSpecV2(js []byte) (Spec, error) {
 			"the source's GroupNorm mean and variance; this build gives them the mean alone, so the link cannot open as it ran " +
 			"(make the edit again with a current build to share it)")
 	}
-	if s.Norm == nil {
-		s.Norm = &Window{} // no v2 build had a norm default
-	}
+	ranWithoutNorm(&s)
 	return s, nil
+}
+
+// ranWithoutNorm gives a spec of a link from before the norm default (v1,
+// v2) an explicit empty norm window where it states none: it ran without
+// one, whatever the model's default is now.
+func ranWithoutNorm(s *Spec) {
+	if s.Norm == nil {
+		s.Norm = &Window{}
+	}
 }
 
 // specV1 is the spec of v1 links: blend was one list of words that every
@@ -222,9 +235,7 @@ func parseSpecV1(js []byte) (Spec, error) {
 	}
 	s := Spec(v.plainSpec)
 	s.Blend = nil
-	if s.Norm == nil {
-		s.Norm = &Window{} // v1 had no norm window, and ran without one
-	}
+	ranWithoutNorm(&s)
 	if len(v.Blend) > 0 {
 		tok, err := clip.Default()
 		if err != nil {

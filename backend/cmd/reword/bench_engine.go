@@ -70,10 +70,10 @@ func runBenchEngine(ctx context.Context, args []string, stdout, stderr io.Writer
 // engineConfigs are the generation and edit configurations of the main
 // table; the second is the reference every ratio divides by, the third and
 // fourth one target without and with the source cache. The Prompt-to-Prompt
-// edits run the attention control alone (norm window off); the last two
-// add the model's norm window (0.4 for a model without one), which keeps
-// the source's unconditional row in the window's steps even when the
-// source is cached.
+// edits run the attention control alone (norm window off); the last two,
+// on a UNet that takes it, add the model's norm window (0.4 for a model
+// without one), which keeps the source's unconditional row in the
+// window's steps even when the source is cached.
 func engineConfigs(ctx context.Context, e *diffusion.Engine, steps int) []engineConfig {
 	seed := uint64(11)
 	mk := func(targets ...string) edit.Spec {
@@ -92,7 +92,7 @@ func engineConfigs(ctx context.Context, e *diffusion.Engine, steps int) []engine
 	editWith := func(s edit.Spec, opts diffusion.RunOptions) func() (*diffusion.Result, error) {
 		return func() (*diffusion.Result, error) { return e.Edit(ctx, s, opts, noPreview) }
 	}
-	return []engineConfig{
+	configs := []engineConfig{
 		{name: "generate (1 prompt, 2 rows)", run: func() (*diffusion.Result, error) {
 			return e.Generate(ctx, diffusion.GenerateRequest{Prompt: one.Source, Seed: seed, Steps: steps}, diffusion.RunOptions{NoSourceCache: true}, noPreview)
 		}},
@@ -101,9 +101,13 @@ func engineConfigs(ctx context.Context, e *diffusion.Engine, steps int) []engine
 		{name: "edit E=1, P2P, cached source (3 rows)", run: editWith(one, diffusion.RunOptions{})},
 		{name: "edit E=4, P2P (10 rows)", run: editWith(four, diffusion.RunOptions{NoSourceCache: true})},
 		{name: "edit E=4, P2P, cached source (9 rows)", run: editWith(four, diffusion.RunOptions{})},
-		{name: "edit E=1, P2P, norm " + normName + " (4 rows)", run: editWith(normed, diffusion.RunOptions{NoSourceCache: true})},
-		{name: "edit E=1, P2P, norm " + normName + ", cached source (4 rows in the window, 3 after)", run: editWith(normed, diffusion.RunOptions{})},
 	}
+	if !e.TakesNorm() {
+		return configs
+	}
+	return append(configs,
+		engineConfig{name: "edit E=1, P2P, norm " + normName + " (4 rows)", run: editWith(normed, diffusion.RunOptions{NoSourceCache: true})},
+		engineConfig{name: "edit E=1, P2P, norm " + normName + ", cached source (4 rows in the window, 3 after)", run: editWith(normed, diffusion.RunOptions{})})
 }
 
 // windowName is a window as a spec writes it: 0.4, or [0.2, 0.6].

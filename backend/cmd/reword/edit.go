@@ -101,9 +101,12 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	spec.Targets = f.targets
 	// -1 is the flags' "not given"; any other value is the spec's, which
 	// validation checks, except below 0, which the spec cannot hold.
-	for name, v := range map[string]float64{"cross": *f.cross, "self": *f.self, "norm": *f.norm} {
-		if v != -1 && !(v >= 0) {
-			return usageError("--%s %g: want a fraction of the steps, 0…1 (leave it out for the model's default)", name, v)
+	for _, w := range []struct {
+		name string
+		v    float64
+	}{{"cross", *f.cross}, {"self", *f.self}, {"norm", *f.norm}} {
+		if w.v != -1 && !(w.v >= 0) {
+			return usageError("--%s %g: want a fraction of the steps, 0…1 (leave it out for the model's default)", w.name, w.v)
 		}
 	}
 	if *f.cross >= 0 {
@@ -246,11 +249,26 @@ func runEdit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	paths, err := writeEditImages(*out, "source.png", res, spec)
+	ran, err := specAsRun(e, spec)
 	if err != nil {
 		return err
 	}
-	return report(stdout, *ef.json, spec, res, paths)
+	paths, err := writeEditImages(*out, "source.png", res, ran)
+	if err != nil {
+		return err
+	}
+	return report(stdout, *ef.json, ran, res, paths)
+}
+
+// specAsRun is the spec as e ran it, every default filled in (as the
+// server echoes it), so that the PNGs and the report say what ran under
+// any later defaults.
+func specAsRun(e *diffusion.Engine, spec edit.Spec) (edit.Spec, error) {
+	r, err := spec.Resolve(e.Defaults())
+	if err != nil {
+		return edit.Spec{}, err
+	}
+	return r.Spec(), nil
 }
 
 // writeEditImages writes row 0 as sourceName and each target as

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"reflect"
 	"strings"
 	"testing"
 
+	"reword/backend/model"
+	"reword/models/tiny/tinytest"
 	"reword/shared/align"
 	"reword/shared/edit"
 )
@@ -133,4 +136,36 @@ func parseEditFlags(args ...string) (edit.Spec, error) {
 		return s, err
 	}
 	return s, f.apply(&s)
+}
+
+// TestEditReportsTheSpecAsItRan: `reword edit` writes the spec as it ran,
+// every default filled in (the tiny model's norm window among them), into
+// its JSON report, so that the report says what ran under any later
+// defaults; --norm 0 is reported as 0.
+func TestEditReportsTheSpecAsItRan(t *testing.T) {
+	dir := tinytest.Private(t)
+	m, err := model.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		extra []string
+		norm  float64
+	}{{nil, m.Defaults.Norm}, {[]string{"--norm", "0"}, 0}} {
+		args := append([]string{"edit", "--model", dir, "--threads", "1", "--steps", "3", "--json", "--prompt", "a red circle",
+			"--to", "a blue circle", "--seed", "1", "--out", t.TempDir()}, c.extra...)
+		var ran struct {
+			Spec struct {
+				Steps *int     `json:"steps"`
+				Cross *float64 `json:"cross"`
+				Norm  *float64 `json:"norm"`
+			} `json:"spec"`
+		}
+		if err := json.Unmarshal([]byte(runOK(t, args...)), &ran); err != nil {
+			t.Fatal(err)
+		}
+		if s := ran.Spec; s.Steps == nil || *s.Steps != 3 || s.Cross == nil || s.Norm == nil || *s.Norm != c.norm {
+			t.Errorf("%q: the report's spec has steps %v, cross %v, norm %v; want 3, the model's cross and norm %v", c.extra, s.Steps, s.Cross, s.Norm, c.norm)
+		}
+	}
 }

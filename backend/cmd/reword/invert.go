@@ -82,14 +82,18 @@ func runInvert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%s: %w", *image, err)
 	}
-	paths, err := writeEditImages(*out, "reconstruction.png", res, spec)
+	ran, err := specAsRun(e, spec)
+	if err != nil {
+		return err
+	}
+	paths, err := writeEditImages(*out, "reconstruction.png", res, ran)
 	if err != nil {
 		return err
 	}
 	if !*ef.json {
-		fmt.Fprintf(stdout, "%s inversion: %v\n", spec.Inversion, res.Timings.Inversion.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "%s inversion: %v\n", ran.Inversion, res.Timings.Inversion.Round(time.Millisecond))
 	}
-	return report(stdout, *ef.json, spec, res, paths)
+	return report(stdout, *ef.json, ran, res, paths)
 }
 
 // readPhoto reads the file at path, refusing one larger than maxBytes
