@@ -132,3 +132,40 @@ func TestNormWindowPhotoEdit(t *testing.T) {
 		t.Error("the norm window did not change the photo's edit")
 	}
 }
+
+// The lean call switches in and out wherever the window lies: a window
+// that starts late, with a multistep sampler, two targets and a local
+// blend, gives from a cached source the edit the fresh source gives, bit
+// for bit, heat maps included, with the source's unconditional row only
+// in the window's steps.
+func TestNormWindowLateCachedMatchesFresh(t *testing.T) {
+	e := loadTiny(t, Options{})
+	ctx := context.Background()
+	const steps = 10 // the window [0.5, 0.8): steps 5 to 7
+	s := spec(steps, "a green circle", "a blue circle")
+	s.Norm = &edit.Window{Start: 0.5, End: 0.8}
+	s.Scheduler = "dpmpp-2m"
+	s.Blend = []edit.Blend{{Words: []string{"circle"}}}
+	fresh, err := e.Edit(ctx, s, RunOptions{NoSourceCache: true, HeatMaps: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Generate(ctx, GenerateRequest{Prompt: s.Source, Seed: *s.Seed, Steps: steps, Scheduler: s.Scheduler}, RunOptions{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cached, err := e.Edit(ctx, s, RunOptions{HeatMaps: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 6*3 + 5*(steps-3); !cached.SourceCached || cached.UNetRows != want {
+		t.Fatalf("cached edit: cached %v, %d rows; want the cached source and %d", cached.SourceCached, cached.UNetRows, want)
+	}
+	for r := range fresh.Images {
+		if !bytes.Equal(fresh.Images[r].RGB, cached.Images[r].RGB) {
+			t.Errorf("row %d differs between the cached and the fresh source", r)
+		}
+	}
+	if !reflect.DeepEqual(fresh.HeatMaps, cached.HeatMaps) {
+		t.Error("the heat maps differ between the cached and the fresh source")
+	}
+}
