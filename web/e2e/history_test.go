@@ -70,14 +70,20 @@ func TestHistoryRestoresWholeRuns(t *testing.T) {
 		t.Errorf("thumbnails say %q; want each one's prompt and seed", captions)
 	}
 
-	// A reload keeps the history. Twelve entries (copies of these with
-	// other seeds) do not fit one row: every one must still be on the page,
-	// none clipped or hidden in a scroller.
-	mustEval[bool](t, ctx, `(() => { const h = JSON.parse(localStorage.getItem('reword.history.v2'));
-		const more = []; for (let i = 0; i < 12; i++) { const e = JSON.parse(JSON.stringify(h[i % h.length])); e.spec.seed = 1000 + i; more.push(e) }
-		localStorage.setItem('reword.history.v2', JSON.stringify(more)); return true })()`)
+	// A reload keeps the history, and reads one that an earlier build kept
+	// (v2, whose echoes left an unused norm window out) as it ran: moved
+	// to v3 with the window off. Twelve entries (copies of these with other
+	// seeds, stored as v2) do not fit one row: every one must still be on
+	// the page, none clipped or hidden in a scroller.
+	mustEval[bool](t, ctx, `(() => { const h = JSON.parse(localStorage.getItem('reword.history.v3'));
+		const more = []; for (let i = 0; i < 12; i++) { const e = JSON.parse(JSON.stringify(h[i % h.length])); e.spec.seed = 1000 + i; delete e.spec.norm; more.push(e) }
+		localStorage.removeItem('reword.history.v3'); localStorage.setItem('reword.history.v2', JSON.stringify(more)); return true })()`)
 	openEditor(t, ctx, srv.URL+"/")
 	poll(t, ctx, `document.querySelectorAll('#history .history-item').length === 12`, 10*time.Second)
+	if !mustEval[bool](t, ctx, `localStorage.getItem('reword.history.v2') === null &&
+		JSON.parse(localStorage.getItem('reword.history.v3')).every(e => e.spec.norm === 0)`) {
+		t.Error("the v2 history was not moved to v3 with the norm window off")
+	}
 	clipped := mustEval[[]string](t, ctx, `(() => { const g = document.querySelector('#history .history-grid').getBoundingClientRect();
 		return Array.from(document.querySelectorAll('#history .history-item')).filter(b => { const r = b.getBoundingClientRect();
 			return r.left < g.left - 0.5 || r.right > g.right + 0.5 || r.width === 0 }).map(b => b.id) })()`)
@@ -87,5 +93,5 @@ func TestHistoryRestoresWholeRuns(t *testing.T) {
 	poll(t, ctx, `Array.from(document.querySelectorAll('#history img')).every(i => i.complete && i.naturalWidth > 0)`, 10*time.Second)
 	// The last entry is a copy of the first run, with seed 1011.
 	clickWhenThere(t, ctx, "#history-11")
-	poll(t, ctx, fields+` === '["a blue circle","6","9","0.7","0.3","blurry","1011"]'`, 5*time.Second)
+	poll(t, ctx, fields+` === '["a blue circle","6","9","0.7","0.3","blurry","1011"]' && document.querySelector('#norm').value === '0'`, 5*time.Second)
 }
