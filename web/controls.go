@@ -263,7 +263,8 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 	_, normProblem := c.Errors["norm"]
 	// A norm window opens the section only when it is not the model's
 	// default, which every echo (and so every history entry) states.
-	normSet := s.Norm != nil && (c.Defaults == nil || *s.Norm != d.Norm)
+	normDef := c.normDefault(d)
+	normSet := s.Norm != nil && (normDef == nil || *s.Norm != *normDef)
 	open := c.referenceOpen || s.SelfMaxTokens != nil || s.ReplaceTail != "" || s.KeepSourceText || normSet ||
 		selfProblem || tailProblem || normProblem
 	return app.Details().ID("reference-settings").Class("field wide reference-settings").Open(open).
@@ -278,7 +279,7 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 			c.selfLayers(d, self),
 			c.replaceTail(),
 			c.keepSourceText(),
-			c.window("norm", "Source's GroupNorm means until", s.Norm, normHint(s.Norm, c.normDefault(d)), defaultLabel(normDefaultText(c.normDefault(d))),
+			c.window("norm", "Source's GroupNorm means until", s.Norm, normHint(s.Norm, normDef), defaultLabel(normDefaultText(normDef)),
 				func(s edit.Spec, w *edit.Window) edit.Spec { s.Norm = w; return s }),
 		)
 }

@@ -27,10 +27,7 @@ const (
 func fromV2(entries []historyEntry) []historyEntry {
 	out := make([]historyEntry, len(entries))
 	for i, e := range entries {
-		if e.Spec.Norm == nil {
-			e.Spec = e.Spec.Clone()
-			e.Spec.Norm = &edit.Window{}
-		}
+		e.Spec = edit.BeforeNormDefault(e.Spec)
 		out[i] = e
 	}
 	return out

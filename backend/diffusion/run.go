@@ -57,7 +57,7 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 		j.ctrl = ctrl
 		j.selfLayers = e.desc.SelfLayerWeights(e.selfMaxTokens(r))
 		if r.Norm.End > r.Norm.Start {
-			if e.desc.NormLayers == 0 {
+			if !e.TakesNorm() {
 				return nil, edit.Problems{{Field: "norm", Message: fmt.Sprintf("cannot apply: the UNet of model %s has no float32 GroupNorm "+
 					"(InstanceNormalization in its export; an fp16 export's run in float16, an export at opset 18 or later has GroupNormalization) "+
 					"whose means the targets could share; leave it out for this model", e.manifest.ID())}}
@@ -123,9 +123,9 @@ type job struct {
 	ctrl      *align.Controller // nil: no control (generation, baseline)
 	// selfLayers are the per-layer self-replace weights (nil: none).
 	selfLayers []float32
-	// sourceRows keeps both of the source's rows in every UNet call even
-	// when its latents are replayed: the norm control's targets take
-	// their GroupNorm means from them.
+	// sourceRows keeps both of the source's rows in the UNet calls of the
+	// norm window's steps even when its latents are replayed: the norm
+	// control's targets take their GroupNorm means from them.
 	sourceRows bool
 	// textFrom, when set, gives each target the source's text states at
 	// the positions of the words it kept (align.Controller.TextSource, one

@@ -53,12 +53,6 @@ import (
 // tiny model's is 0.4). Its dictionary is v2's. A v2 link that sets a norm
 // window is refused, since no build runs that edit any more; every other
 // v1 and v2 link opens as it ran, with the norm window off.
-// MeaningVersion numbers what a spec's fields mean: it changes whenever
-// one of them comes to run another edit (v3: norm takes the source's mean
-// alone), so that whatever is kept by spec (links, stored results) can
-// tell the specs of an earlier meaning apart.
-const MeaningVersion = 3
-
 const (
 	linkPrefix   = "v3."
 	linkPrefixV2 = "v2."
@@ -69,6 +63,13 @@ const (
 	// before any decoding work.
 	MaxLinkBytes = 4096
 )
+
+// MeaningVersion numbers what a spec's fields mean: it changes whenever
+// one of them comes to run another edit (3: norm takes the source's mean
+// alone, and a model may set a default for it), so that whatever is kept
+// by spec (links, stored results, a browser's history) can tell the specs
+// of an earlier meaning apart.
+const MeaningVersion = 3
 
 // linkDictionaryV1 is the preset dictionary of v1 links: the JSON that specs
 // shared. Part of the format: never change it.
@@ -204,17 +205,18 @@ func parseSpecV2(js []byte) (Spec, error) {
 			"the source's GroupNorm mean and variance; this build gives them the mean alone, so the link cannot open as it ran " +
 			"(make the edit again with a current build to share it)")
 	}
-	ranWithoutNorm(&s)
-	return s, nil
+	return BeforeNormDefault(s), nil
 }
 
-// ranWithoutNorm gives a spec of a link from before the norm default (v1,
-// v2) an explicit empty norm window where it states none: it ran without
-// one, whatever the model's default is now.
-func ranWithoutNorm(s *Spec) {
+// BeforeNormDefault is a spec kept before meaning version 3 (a v1 or v2
+// link, a browser's v2 history) as it ran: without a norm window where it
+// states none, whatever the model's default is now. s is not changed.
+func BeforeNormDefault(s Spec) Spec {
 	if s.Norm == nil {
+		s = s.Clone()
 		s.Norm = &Window{}
 	}
+	return s
 }
 
 // specV1 is the spec of v1 links: blend was one list of words that every
@@ -235,7 +237,7 @@ func parseSpecV1(js []byte) (Spec, error) {
 	}
 	s := Spec(v.plainSpec)
 	s.Blend = nil
-	ranWithoutNorm(&s)
+	s = BeforeNormDefault(s)
 	if len(v.Blend) > 0 {
 		tok, err := clip.Default()
 		if err != nil {

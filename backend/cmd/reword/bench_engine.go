@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -87,7 +87,10 @@ func engineConfigs(ctx context.Context, e *diffusion.Engine, steps int) []engine
 	}
 	normed := one.Clone()
 	normed.Norm = &norm
-	normName := windowName(norm)
+	normName, err := json.Marshal(norm) // 0.4, or [0.2,0.6]: as a spec writes it
+	if err != nil {
+		panic(err) // a Window always marshals
+	}
 	noPreview := func(diffusion.Preview) {}
 	editWith := func(s edit.Spec, opts diffusion.RunOptions) func() (*diffusion.Result, error) {
 		return func() (*diffusion.Result, error) { return e.Edit(ctx, s, opts, noPreview) }
@@ -106,16 +109,8 @@ func engineConfigs(ctx context.Context, e *diffusion.Engine, steps int) []engine
 		return configs
 	}
 	return append(configs,
-		engineConfig{name: "edit E=1, P2P, norm " + normName + " (4 rows)", run: editWith(normed, diffusion.RunOptions{NoSourceCache: true})},
-		engineConfig{name: "edit E=1, P2P, norm " + normName + ", cached source (4 rows in the window, 3 after)", run: editWith(normed, diffusion.RunOptions{})})
-}
-
-// windowName is a window as a spec writes it: 0.4, or [0.2, 0.6].
-func windowName(w edit.Window) string {
-	if w.Start == 0 {
-		return strconv.FormatFloat(w.End, 'g', -1, 64)
-	}
-	return fmt.Sprintf("[%g, %g]", w.Start, w.End)
+		engineConfig{name: "edit E=1, P2P, norm " + string(normName) + " (4 rows)", run: editWith(normed, diffusion.RunOptions{NoSourceCache: true})},
+		engineConfig{name: "edit E=1, P2P, norm " + string(normName) + ", cached source (4 rows in the window, 3 after)", run: editWith(normed, diffusion.RunOptions{})})
 }
 
 // selfLayerConfigs time the self-replace layers a run chooses
