@@ -29,7 +29,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,10 +41,45 @@ import (
 // admission is one model's admission queue at one gateway.
 type admission struct {
 	q *queue.Queue
-	// publishing counts the jobs that have left the queue and are being
-	// published: in no one's queue position and not yet in the stream's
-	// pending count, yet ahead of every job still in admission.
-	publishing atomic.Int64
+
+	mu sync.Mutex
+	// flying holds the jobs that have left the queue and are being
+	// published: in no one's queue position, yet ahead of every job still
+	// in admission, and at any moment maybe in the stream's pending count,
+	// maybe not yet.
+	flying map[*Job]struct{}
+	// moves counts the jobs that took off (left the queue) or landed (in
+	// the stream, or not at all): a job's place in line, read from the
+	// queue and the stream at two moments, holds only if no job moved in
+	// between.
+	moves uint64
+}
+
+// takeOff counts j as flying; the queue calls it, under its lock, as j
+// leaves the line.
+func (a *admission) takeOff(j *Job) {
+	a.mu.Lock()
+	a.flying[j] = struct{}{}
+	a.moves++
+	a.mu.Unlock()
+}
+
+// land counts j as no longer flying, once it is in the stream or will not
+// be; a job that did not fly is left alone.
+func (a *admission) land(j *Job) {
+	a.mu.Lock()
+	if _, ok := a.flying[j]; ok {
+		delete(a.flying, j)
+		a.moves++
+	}
+	a.mu.Unlock()
+}
+
+// movement is how many jobs have moved so far and how many fly now.
+func (a *admission) movement() (moves uint64, flying int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.moves, len(a.flying)
 }
 
 // admit puts j in its model's admission queue and in the gateway's table
@@ -65,9 +100,10 @@ func (g *Gateway) admit(j *Job) error {
 			g.mu.Unlock()
 			return fmt.Errorf("cluster: admission queue: %w", err)
 		}
-		a = &admission{q: q}
+		a = &admission{q: q, flying: map[*Job]struct{}{}}
 		g.admissions[j.model] = a
 	}
+	j.admission = a
 	g.jobs[j] = struct{}{}
 	// The job's loop is counted here, with the gateway not closed, so
 	// that Close's wait always counts it (Close waits for the job's end
@@ -78,6 +114,7 @@ func (g *Gateway) admit(j *Job) error {
 		Client:     j.client,
 		Run:        func(ctx context.Context) error { j.turn(ctx, a); return nil },
 		OnPosition: func(p int) { j.inbox.post(admitted{p}) }, // under the queue's lock: post only
+		OnPicked:   func() { a.takeOff(j) },                   // under the queue's lock too
 	})
 	if err != nil {
 		g.mu.Lock()
@@ -124,10 +161,8 @@ func (j *Job) turn(ctx context.Context, a *admission) {
 	default:
 	}
 	j.inbox.post(turn{})
-	a.publishing.Add(1)
 	p := j.publish(ctx)
-	j.g.forgetState(j.model) // the stream's pending count just changed
-	a.publishing.Add(-1)
+	a.land(j)
 	j.inbox.post(p)
 	if p.err != nil || p.duplicate {
 		return
@@ -172,17 +207,6 @@ func (j *Job) publishAs(ctx context.Context, msgID string) publication {
 		p.stored, _ = storedResult(ctx, j.g.cfg.Store, j.ID)
 	}
 	return p
-}
-
-// publishing reports how many jobs of model this gateway is publishing.
-func (g *Gateway) publishing(model string) int64 {
-	g.mu.Lock()
-	a := g.admissions[model]
-	g.mu.Unlock()
-	if a == nil {
-		return 0
-	}
-	return a.publishing.Load()
 }
 
 // Drain stops admitting jobs and ends every job no worker has taken yet

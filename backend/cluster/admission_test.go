@@ -234,3 +234,58 @@ func TestAdmissionSettingsValidated(t *testing.T) {
 		t.Errorf("defaults: window %d, per client %d; want 1 and 4", s.AdmitWindow, s.MaxPerClient)
 	}
 }
+
+// TestPlaceUnsettledWhileAJobFlies: a job's place in admission adds its
+// place in the queue to the stream's undelivered jobs, read at two
+// moments; a job of the gateway between the two (published, not yet
+// acknowledged) may be in the stream's count or not yet, so such a read
+// is unsettled and tells the client nothing, and once the job lands a
+// fresh read counts it exactly.
+func TestPlaceUnsettledWhileAJobFlies(t *testing.T) {
+	c := newTestCluster(t, 1, 1, 1, Settings{AckWait: 2 * time.Second})
+	g := c.gateways[0]
+	submit := func(client string, seed uint64, steps int) *Job {
+		t.Helper()
+		j, err := g.submit(context.Background(), c.model, client, fmt.Sprint(client, seed), c.resolved(g, runOf(seed, steps)), Events{})
+		must(t, err)
+		t.Cleanup(func() { j.Cancel(); <-j.Done() })
+		return j
+	}
+	running := submit("A", 1, 60)
+	published(t, running)
+	deadline := time.Now().Add(30 * time.Second)
+	for !running.taken.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not take the first job within 30 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	published(t, submit("A", 2, 2)) // waits in the stream: the window of one
+	waiting := submit("B", 3, 2)    // waits in admission, first in line
+	settled := func() consumerRead {
+		t.Helper()
+		r := waiting.readPlace(true)
+		if !r.ok || r.unsettled {
+			t.Fatalf("a read with nothing in flight: %+v", r)
+		}
+		return r
+	}
+	if r := settled(); r.admitPos != 0 || r.st.pending != 1 {
+		t.Fatalf("read place %d in admission with %d undelivered; want 0 and the one job in the stream", r.admitPos, r.st.pending)
+	}
+	a := waiting.admission
+	ghost := &Job{}
+	a.takeOff(ghost)
+	if r := waiting.readPlace(true); !r.unsettled {
+		t.Errorf("a read while a job flies is settled: %+v", r)
+	}
+	moves, _ := a.movement()
+	a.land(ghost)
+	a.land(ghost) // landing twice moves nothing
+	if after, flying := a.movement(); after != moves+1 || flying != 0 {
+		t.Errorf("after landing: %d moves (want %d), %d flying", after, moves+1, flying)
+	}
+	if r := settled(); r.st.moves != moves+1 {
+		t.Errorf("the read after the landing served a consumer state read at move %d, before it (%d)", r.st.moves, moves+1)
+	}
+}

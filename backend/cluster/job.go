@@ -37,7 +37,10 @@ type Job struct {
 	ev     Events
 	sub    *nats.Subscription
 	ticket *queue.Ticket // the admission ticket; nil for a job answered from the store
-	inbox  inbox
+	// admission is the model's admission queue the job went through; nil
+	// for a job answered from the store.
+	admission *admission
+	inbox     inbox
 
 	// Published by the loop for readers outside it.
 	taken    atomic.Bool   // a worker has the job (Gateway.Len)
@@ -89,12 +92,14 @@ type (
 	}
 	// answered: the job's result, found in the store.
 	answered struct{ res *protocol.Result }
-	// consumerRead: the model's consumer state and the jobs this gateway
-	// is publishing, for the job's place in line.
+	// consumerRead: what the job's place in line is made of (see
+	// Job.readPlace).
 	consumerRead struct {
-		st         consumerState
-		publishing int64
-		ok         bool
+		st       consumerState
+		admitPos int // the job's place in admission when read; -1 out of it
+		// ok: st was read; unsettled: jobs were moving between admission
+		// and the stream, so the read says nothing about the place.
+		ok, unsettled bool
 	}
 	// streamCheck: whether the job's message is still in the stream and,
 	// when it is gone for the second time, the stored result if any.
@@ -174,6 +179,11 @@ func (j *Job) loop() {
 		case <-turnOver:
 			for _, e := range j.inbox.take() {
 				j.handle(s, e)
+			}
+			if j.admission != nil {
+				// Picked and then cancelled before its turn ran, the job
+				// took off and never landed.
+				j.admission.land(j)
 			}
 			return
 		}

@@ -44,17 +44,42 @@ func (j *Job) readPosition(s *jobState) {
 		return
 	}
 	s.reading = true
-	j.helper(func() {
-		st, ok := j.g.consumerState(j.model)
-		j.inbox.post(consumerRead{st: st, publishing: j.g.publishing(j.model), ok: ok})
-	})
+	inAdmission := s.seq == 0
+	j.helper(func() { j.inbox.post(j.readPlace(inAdmission)) })
 }
 
-// positionRead takes in a read of the job's place. A place is read from
-// the admission queue and the stream at slightly different moments; a job
-// moving from one to the other (a publish, a delivery, milliseconds) can
-// be counted twice or not at all. So a changed place is read again once
-// such a step is over (positionSettle), and sent only if it holds.
+// readPlace reads what the job's place is made of. In the stream, that is
+// the consumer's state. In admission, the place adds up the job's place in
+// the admission queue and every job ahead of the queue: the ones this
+// gateway is publishing and the stream's undelivered ones. Those counts
+// live in the queue, the admission and NATS and are read one after the
+// other, and a job moving from one to the next in between (a publish, a
+// few milliseconds) would be counted twice or not at all. So the read is
+// settled only if no job moved while it was taken and none was in flight,
+// which a publish may already have put in the stream's count or not yet.
+func (j *Job) readPlace(inAdmission bool) consumerRead {
+	a := j.admission
+	if a == nil {
+		st, ok := j.g.consumerState(j.model, 0)
+		return consumerRead{st: st, admitPos: -1, ok: ok}
+	}
+	moves, flying := a.movement()
+	r := consumerRead{admitPos: -1}
+	if inAdmission {
+		r.admitPos = j.ticket.Position()
+	}
+	r.st, r.ok = j.g.consumerState(j.model, moves)
+	if inAdmission {
+		after, _ := a.movement()
+		r.unsettled = flying > 0 || after != moves
+	}
+	return r
+}
+
+// positionRead takes in a read of the job's place. A changed place is
+// read again after positionSettle and sent only if it holds: jobs of
+// other gateways move between their admission and the stream unseen. An
+// unsettled read is tried again after positionSettle too.
 func (j *Job) positionRead(s *jobState, r consumerRead) {
 	s.reading = false
 	if s.readAgain {
@@ -64,7 +89,11 @@ func (j *Job) positionRead(s *jobState, r consumerRead) {
 	if !r.ok || s.started {
 		return
 	}
-	p, taken, ok := s.position(r.st, r.publishing)
+	if r.unsettled {
+		s.settle.Reset(positionSettle)
+		return
+	}
+	p, taken, ok := s.position(r.st, r.admitPos)
 	if taken {
 		j.markTaken(s) // delivered: a worker is starting it
 	}
@@ -93,15 +122,16 @@ func (j *Job) positionRead(s *jobState, r consumerRead) {
 // and the count of undelivered jobs. With one model per stream sequence
 // range it is exact; jobs of other models or cancelled jobs between the
 // last delivered one and the job can make it overcount until they are
-// passed. In admission, it is the job's place in the admission queue
-// plus every job of the model being published or undelivered in the
-// stream (from any gateway), all of which go first.
-func (s *jobState) position(st consumerState, publishing int64) (pos int, taken, ok bool) {
+// passed. In admission (admitPos, read with st while no job of this
+// gateway was being published), it is the job's place in the admission
+// queue plus every job of the model undelivered in the stream (from any
+// gateway), all of which go first.
+func (s *jobState) position(st consumerState, admitPos int) (pos int, taken, ok bool) {
 	switch {
-	case s.seq == 0 && s.admitPos < 0:
+	case s.seq == 0 && admitPos < 0:
 		return 0, false, false
 	case s.seq == 0:
-		return s.admitPos + int(publishing) + int(st.pending), false, true
+		return admitPos + int(st.pending), false, true
 	case s.seq <= st.delivered:
 		return 0, true, true
 	}
@@ -161,18 +191,23 @@ func (j *Job) streamChecked(s *jobState, c streamCheck) {
 
 // consumerState is what a position needs from a model's consumer.
 type consumerState struct {
-	at        time.Time
-	delivered uint64 // stream sequence of the last job delivered to a worker
-	pending   uint64 // jobs not yet delivered
+	at        time.Time // when its read began
+	moves     uint64    // the admission's moves when its read began
+	delivered uint64    // stream sequence of the last job delivered to a worker
+	pending   uint64    // jobs not yet delivered
 }
 
-func (g *Gateway) consumerState(model string) (consumerState, bool) {
+// consumerState reads model's consumer, or serves a read younger than
+// stateTTL that began after the admission's last move (moves), so that a
+// job that left admission since is never missing from it.
+func (g *Gateway) consumerState(model string, moves uint64) (consumerState, bool) {
 	g.mu.Lock()
 	st, ok := g.states[model]
 	g.mu.Unlock()
-	if ok && time.Since(st.at) < stateTTL {
+	if ok && st.moves == moves && time.Since(st.at) < stateTTL {
 		return st, true
 	}
+	begun := time.Now()
 	c, err := g.consumer(model)
 	if err != nil {
 		return consumerState{}, false
@@ -183,9 +218,11 @@ func (g *Gateway) consumerState(model string) (consumerState, bool) {
 	if err != nil {
 		return consumerState{}, false
 	}
-	st = consumerState{at: time.Now(), delivered: info.Delivered.Stream, pending: info.NumPending}
+	st = consumerState{at: begun, moves: moves, delivered: info.Delivered.Stream, pending: info.NumPending}
 	g.mu.Lock()
-	g.states[model] = st
+	if old, ok := g.states[model]; !ok || !old.at.After(begun) {
+		g.states[model] = st // a read that began later stays
+	}
 	g.mu.Unlock()
 	return st, true
 }
@@ -207,12 +244,4 @@ func (g *Gateway) consumer(model string) (jetstream.Consumer, error) {
 	g.consumers[model] = c
 	g.mu.Unlock()
 	return c, nil
-}
-
-// forgetState drops the cached consumer state of model, so that the next
-// position read sees a publish that just happened.
-func (g *Gateway) forgetState(model string) {
-	g.mu.Lock()
-	delete(g.states, model)
-	g.mu.Unlock()
 }

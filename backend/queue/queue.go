@@ -77,6 +77,12 @@ type Job struct {
 	OnPosition func(position int)
 	// OnStart, if set, is called when a worker picks the job up.
 	OnStart func()
+	// OnPicked, if set, is called under the queue's lock when a worker
+	// takes the job, before the jobs behind it are told their new places:
+	// whoever counts jobs in the queue and after it sees the job leave
+	// one count and join the other at once. It must not block. A job
+	// cancelled once picked is not run, so OnStart need not follow.
+	OnPicked func()
 }
 
 // Ticket follows a submitted job.
@@ -87,7 +93,7 @@ type Ticket struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
 	err    error
-	pos    int // last position reported; -1 once running
+	pos    int // last position reported; -1 once picked, or cancelled while waiting
 }
 
 // Cancel stops the job: a waiting job leaves the queue, a running one has
@@ -99,6 +105,14 @@ var ErrCancelled = errors.New("the job was cancelled")
 
 // ErrTimeout is the result of a job that ran past Config.JobTimeout.
 var ErrTimeout = errors.New("the job took too long and was stopped")
+
+// Position is the job's place in line (0 = next) while it waits, and -1
+// once a worker has taken it or it has left the line.
+func (t *Ticket) Position() int {
+	t.q.mu.Lock()
+	defer t.q.mu.Unlock()
+	return max(t.pos, -1)
+}
 
 // Done is closed when the job has finished, failed or been cancelled.
 func (t *Ticket) Done() <-chan struct{} { return t.done }
@@ -236,6 +250,10 @@ func (q *Queue) worker() {
 		closed := q.closed
 		if t != nil {
 			q.running[t] = true
+			t.pos = -1
+			if t.job.OnPicked != nil {
+				t.job.OnPicked()
+			}
 			q.notifyPositionsLocked()
 		}
 		q.mu.Unlock()
@@ -317,6 +335,7 @@ func (q *Queue) cancel(t *Ticket, cause error) {
 		if q.active[t.job.Client] == 0 {
 			delete(q.active, t.job.Client)
 		}
+		t.pos = -1
 		q.notifyPositionsLocked()
 		q.mu.Unlock()
 		q.finish(t, cause)

@@ -218,3 +218,52 @@ func TestPanickingJobFailsAloneAndWorkerSurvives(t *testing.T) {
 		t.Errorf("the job after a panic: %v", err)
 	}
 }
+
+// TestPickedBeforeOthersMove: OnPicked runs when a worker takes a job and
+// before the job behind it learns its new place, so a count kept by
+// OnPicked and the places the queue reports never disagree; Position
+// follows the job out of line, taken or cancelled.
+func TestPickedBeforeOthersMove(t *testing.T) {
+	q := newQueue(t, Config{Workers: 1})
+	block := newGate()
+	running, err := q.Submit(Job{Client: "a", Run: block.run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-block.started
+	var events []string // appended under the queue's lock only
+	next, err := q.Submit(Job{Client: "a", Run: func(context.Context) error { return nil },
+		OnPicked: func() { events = append(events, "next picked") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind, err := q.Submit(Job{Client: "b", Run: func(context.Context) error { return nil },
+		OnPosition: func(p int) { events = append(events, fmt.Sprintf("behind at %d", p)) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := q.Submit(Job{Client: "c", Run: func(context.Context) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []int{running.Position(), next.Position(), behind.Position(), gone.Position()}; got[0] != -1 || got[1] != 0 || got[2] != 1 || got[3] != 2 {
+		t.Errorf("positions %v, want -1 (running), 0, 1, 2", got)
+	}
+	gone.Cancel()
+	if p := gone.Position(); p != -1 {
+		t.Errorf("a cancelled job is at position %d, want -1", p)
+	}
+	close(block.release)
+	for _, tk := range []*Ticket{running, next, behind} {
+		if err := tk.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"behind at 1", "next picked", "behind at 0"}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Errorf("events %q, want %q", events, want)
+	}
+	if p := next.Position(); p != -1 {
+		t.Errorf("a finished job is at position %d, want -1", p)
+	}
+}
