@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"image/png"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"time"
 
 	"reword/backend/diffusion"
+	"reword/models/tiny/scene"
 	"reword/shared/align"
 	"reword/shared/clip"
 	"reword/shared/edit"
@@ -34,6 +38,7 @@ type benchEditFlags struct {
 	blendChanged                           *bool
 	quick                                  *bool
 	refineSwaps                            *bool
+	drawn                                  *bool
 	images                                 *string
 }
 
@@ -55,6 +60,8 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		refineSwaps: fs.Bool("refine-swaps", false, "also run every word swap (colour, shape) with edit kind refine, as PIE-Bench and PnPInversion run every edit: "+
 			"a third method, "+methodP2PRefine+" (added phrases are refinements already, reweights leave it out)"),
 	}
+	f.drawn = fs.Bool("drawn", false, "also score every word swap (colour, shape) drawn exactly: its source scene and the same scene with the word swapped "+
+		"(same placement, background and texture), both through the model's VAE — what a perfect edit scores through this decoder and evaluator, a fourth method, "+methodDrawn)
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
 	f.blendChanged = fs.Bool("blend-changed", false, "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words); the baseline is not blended")
 	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
@@ -147,9 +154,13 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	for _, be := range set {
 		total += len(be.seeds)
 	}
-	methods := editMethods
+	methods := []string{methodP2P}
 	if *f.refineSwaps {
-		methods = []string{methodP2P, methodP2PRefine, methodBaseline}
+		methods = append(methods, methodP2PRefine)
+	}
+	methods = append(methods, methodBaseline)
+	if *f.drawn {
+		methods = append(methods, methodDrawn)
 	}
 	var records []editRecord
 	start := time.Now()
@@ -272,6 +283,18 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 			scores[methodP2PRefine] = scores[methodP2P]
 		}
 	}
+	if *f.drawn && be.drawn != nil {
+		src, res, err := drawnSwap(ctx, e, be, seed)
+		if err == nil {
+			scores[methodDrawn], err = score(*be, src, res)
+		}
+		if err == nil {
+			err = w.add(be, seed, methodDrawn, src, &res, scores[methodDrawn])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("drawn edit %q → %q, seed %d: %w", be.source, be.target, seed, err)
+		}
+	}
 	if be.reweight() {
 		// The baseline of a reweight is its target prompt alone, which is
 		// the source prompt: the source image, so it is not run again.
@@ -313,4 +336,41 @@ func changedWords(source, target string) ([]string, error) {
 		}
 	}
 	return words, nil
+}
+
+// drawnSwap draws word swap be exactly, at seed: the source caption's
+// scene (placement, background and texture drawn from seed) and the same
+// scene with the object the swap names, both passed through the engine's
+// VAE as photos, as a generated image passes through its decoder. Scored
+// like an edit, the pair is what a perfect edit scores through this
+// decoder and evaluator: the ceiling of the model's own edits.
+func drawnSwap(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64) (src, res diffusion.Image, err error) {
+	captions := be.drawn
+	s, err := scene.SceneFor(rand.New(rand.NewPCG(seed, drawnStream)), captions[0])
+	if err != nil {
+		return src, res, err
+	}
+	t := s
+	t.Objects = slices.Clone(s.Objects)
+	// Only the swapped word changes: the object keeps its centre, radius
+	// and rotation.
+	t.Objects[0].Object = captions[1].Mentions[0].Object
+	if src, err = roundTrip(ctx, e, s); err != nil {
+		return src, res, err
+	}
+	res, err = roundTrip(ctx, e, t)
+	return src, res, err
+}
+
+// drawnStream keeps the drawn scenes' random stream apart from the others a
+// seed feeds.
+const drawnStream = 0x64726177
+
+// roundTrip passes drawn scene s through the engine's VAE as a photo.
+func roundTrip(ctx context.Context, e *diffusion.Engine, s scene.Scene) (diffusion.Image, error) {
+	var b bytes.Buffer
+	if err := png.Encode(&b, s.Render()); err != nil {
+		return diffusion.Image{}, err
+	}
+	return e.RoundTrip(ctx, diffusion.Photo{Data: b.Bytes()})
 }

@@ -64,7 +64,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 		keep += fmt.Sprintf(", norm %.2f", run.norm)
 	}
 	if run.keepText {
-		keep = ", keep_source_text"
+		keep += ", keep_source_text"
 	}
 	if run.blendChanged {
 		keep += ", local blend on the changed words"
@@ -84,6 +84,10 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	if slices.Contains(methods, methodP2PRefine) {
 		fmt.Fprintf(w, "%s: the word swaps run with edit kind refine (the swapped word gets attention of its own), as PIE-Bench and PnPInversion run every edit; "+
 			"added phrases are refinements already (the same edits as %s), reweights are left out.\n", methodP2PRefine, methodP2P)
+	}
+	if slices.Contains(methods, methodDrawn) {
+		fmt.Fprintf(w, "%s: each word swap drawn exactly (its source scene, and the same scene with the word swapped: same placement, background and texture), "+
+			"both through the model's VAE and scored as an edit — what a perfect edit scores through this decoder and evaluator, the ceiling of the rows above it.\n", methodDrawn)
 	}
 	fmt.Fprintln(w)
 

@@ -67,6 +67,10 @@ type benchEdit struct {
 	// keep lists the attributes of the source's largest object the edit
 	// must leave as they are.
 	keep []attribute
+	// drawn holds a word swap's two captions with every attribute chosen
+	// (the unnamed ones drawn with the prompts), so that the swap can be
+	// drawn exactly (-drawn); nil for the other kinds.
+	drawn *[2]scene.Caption
 }
 
 func (e benchEdit) reweight() bool { return e.word != "" }
@@ -178,7 +182,8 @@ func largest(r eval.Result) (eval.Object, bool) {
 func colourSwap(set string, o scene.Object, c2 scene.Colour, bg scene.Background) benchEdit {
 	o2 := o
 	o2.Colour = c2
-	return benchEdit{kind: kindColour, set: set, source: setCaption(set, o, bg).Text, target: setCaption(set, o2, bg).Text, swapTo: c2,
+	src, dst := setCaption(set, o, bg), setCaption(set, o2, bg)
+	return benchEdit{kind: kindColour, set: set, source: src.Text, target: dst.Text, swapTo: c2, drawn: &[2]scene.Caption{src, dst},
 		success: func(r eval.Result, _ image.Image) bool { x, ok := largest(r); return ok && x.Colour == c2 },
 		keep:    []attribute{attrShape, attrPosition, attrSize}}
 }
@@ -187,7 +192,8 @@ func colourSwap(set string, o scene.Object, c2 scene.Colour, bg scene.Background
 func shapeSwap(set string, o scene.Object, s2 scene.Shape, bg scene.Background) benchEdit {
 	o2 := o
 	o2.Shape = s2
-	return benchEdit{kind: kindShape, set: set, source: setCaption(set, o, bg).Text, target: setCaption(set, o2, bg).Text,
+	src, dst := setCaption(set, o, bg), setCaption(set, o2, bg)
+	return benchEdit{kind: kindShape, set: set, source: src.Text, target: dst.Text, drawn: &[2]scene.Caption{src, dst},
 		success: func(r eval.Result, _ image.Image) bool { x, ok := largest(r); return ok && x.Shape == s2 },
 		keep:    []attribute{attrColour, attrPosition, attrSize}}
 }

@@ -13,6 +13,9 @@ const (
 	// (-refine-swaps): word swaps run with edit kind refine, as PIE-Bench
 	// and PnPInversion run every edit, next to the replace auto gives them.
 	methodP2PRefine = "Prompt-to-Prompt, refine"
+	// methodDrawn is a word swap drawn exactly and passed through the VAE
+	// (-drawn): the score of a perfect edit, the ceiling of the others.
+	methodDrawn = "drawn edit"
 )
 
 // editMethods are the methods of the default run.

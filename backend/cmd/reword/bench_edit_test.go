@@ -336,6 +336,77 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("the edit blended on its swapped words scored as without the blend (%+v): the flag did not reach the run", blendedEdit)
 		}
 	})
+	t.Run("drawn", func(t *testing.T) {
+		// -drawn scores each word swap drawn exactly through the VAE: a
+		// fourth method on the swaps alone, with a source of its own, that
+		// swaps the word and keeps the object where it was and the
+		// background as it was.
+		images := filepath.Join(t.TempDir(), "images")
+		args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "2",
+			"-colour", "2", "-shape", "2", "-phrase", "0", "-reweight", "1", "-seeds", "2", "-drawn", "-images", images}
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		var got struct {
+			parsedEditJSON
+			Methods []string `json:"methods"`
+		}
+		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+			t.Fatalf("%v in %s", err, out.String())
+		}
+		if !slices.Equal(got.Methods, []string{methodP2P, methodBaseline, methodDrawn}) {
+			t.Errorf("methods %q", got.Methods)
+		}
+		var drawnEdits []editRecordJSON
+		for _, e := range got.Edits {
+			if e.Method == methodDrawn {
+				drawnEdits = append(drawnEdits, e)
+			}
+		}
+		if len(drawnEdits) != 8 {
+			t.Fatalf("%d drawn edits, want the 2 colour and 2 shape swaps at 2 seeds each", len(drawnEdits))
+		}
+		for _, e := range drawnEdits {
+			if e.Kind != kindColour && e.Kind != kindShape {
+				t.Errorf("a %s drawn: %+v", e.Kind, e)
+				continue
+			}
+			if !e.Success || e.Broken || e.BackgroundChanged || e.BackgroundReplaced || e.CentroidShiftPx == nil || *e.CentroidShiftPx > 1 {
+				t.Errorf("a drawn swap is a perfect edit through the VAE; got %+v", e)
+			}
+			if e.Kind == kindColour && e.MaskIoU < 0.8 {
+				t.Errorf("a drawn colour swap keeps its object's pixels; mask IoU %.3f: %+v", e.MaskIoU, e)
+			}
+			for _, at := range []string{"position", "size"} {
+				if kept, ok := e.Kept[at]; !ok || !kept {
+					t.Errorf("a drawn swap keeps %s: %+v", at, e)
+				}
+			}
+		}
+		index, err := os.ReadFile(filepath.Join(images, "index.tsv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var drawnRows int
+		for _, line := range strings.Split(strings.TrimSpace(string(index)), "\n")[1:] {
+			f := strings.Split(line, "\t")
+			if f[7] != methodDrawn {
+				continue
+			}
+			drawnRows++
+			if !strings.HasSuffix(f[0], "-drawn.png") || !strings.HasSuffix(f[1], "-drawn-source.png") {
+				t.Errorf("a drawn edit's files: %q", f[:2])
+			}
+			src, res := readPNG(t, filepath.Join(images, f[1])), readPNG(t, filepath.Join(images, f[0]))
+			if src.Bounds() != res.Bounds() {
+				t.Errorf("%s and %s differ in size", f[1], f[0])
+			}
+		}
+		if drawnRows != len(drawnEdits) {
+			t.Errorf("index.tsv has %d drawn rows for %d drawn edits", drawnRows, len(drawnEdits))
+		}
+	})
 	t.Run("edit, every image written", func(t *testing.T) {
 		images := filepath.Join(t.TempDir(), "images")
 		args := []string{"bench", "edit", "-model", dir, "-threads", "1", "-json", "-steps", "2",

@@ -118,9 +118,9 @@ var editImageColumns = []string{"file", "source_file", "kind", "prompts", "sourc
 // editWriter writes the images of one edit at one seed: the source once,
 // then each method's edited image.
 type editWriter struct {
-	folder        *imageFolder
-	prefix        string
-	sourceWritten bool
+	folder  *imageFolder
+	prefix  string
+	written map[string]bool // the source files written
 }
 
 // editWriter returns the writer of the pair-th edit's k-th seed, nil when
@@ -129,11 +129,11 @@ func (s *imageFolder) editWriter(pair, k int) *editWriter {
 	if s == nil {
 		return nil
 	}
-	return &editWriter{folder: s, prefix: fmt.Sprintf("e%03d-s%d", pair, k)}
+	return &editWriter{folder: s, prefix: fmt.Sprintf("e%03d-s%d", pair, k), written: map[string]bool{}}
 }
 
 // methodFileNames name each method's edited image.
-var methodFileNames = map[string]string{methodP2P: "p2p", methodP2PRefine: "p2p-refine", methodBaseline: "baseline"}
+var methodFileNames = map[string]string{methodP2P: "p2p", methodP2PRefine: "p2p-refine", methodBaseline: "baseline", methodDrawn: "drawn"}
 
 // add writes method's edited image res (nil: the source is the result)
 // and its row. A nil writer does nothing.
@@ -142,11 +142,15 @@ func (w *editWriter) add(be *benchEdit, seed uint64, method string, src diffusio
 		return nil
 	}
 	sourceFile := w.prefix + "-source.png"
-	if !w.sourceWritten {
+	if method == methodDrawn {
+		// A drawn edit has a drawn source of its own.
+		sourceFile = w.prefix + "-drawn-source.png"
+	}
+	if !w.written[sourceFile] {
 		if err := w.folder.writePNG(sourceFile, src.NRGBA()); err != nil {
 			return err
 		}
-		w.sourceWritten = true
+		w.written[sourceFile] = true
 	}
 	file := sourceFile
 	if res != nil {

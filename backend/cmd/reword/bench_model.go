@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"image"
@@ -151,11 +150,7 @@ func scoreVAERoundTrips(ctx context.Context, e *diffusion.Engine, n int) (eval.T
 		if err != nil {
 			return vae, shapes, err
 		}
-		var b bytes.Buffer
-		if err := png.Encode(&b, s.Render()); err != nil {
-			return vae, shapes, err
-		}
-		rt, err := e.RoundTrip(ctx, diffusion.Photo{Data: b.Bytes()})
+		rt, err := roundTrip(ctx, e, s)
 		if err != nil {
 			return vae, shapes, err
 		}
