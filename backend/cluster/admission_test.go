@@ -75,6 +75,19 @@ func published(t *testing.T, j *Job) {
 	}
 }
 
+// taken waits until a worker has taken j.
+func taken(t *testing.T, j *Job) {
+	t.Helper()
+	published(t, j)
+	deadline := time.Now().Add(30 * time.Second)
+	for !j.taken.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no worker took job %s within 30 s", j.ID[:12])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestAdmissionTakesTurns: with one worker, client A sends four jobs and
 // then client B one. The stream is FIFO, but the gateway publishes in the
 // fair order: B's job runs after A's running job, A's job already in the
@@ -139,14 +152,7 @@ func TestAdmissionLimitsAndCancel(t *testing.T) {
 	}
 	x, err := submit("X", "X1", 60)
 	must(t, err)
-	published(t, x)
-	deadline := time.Now().Add(30 * time.Second)
-	for !x.taken.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker did not take X1 within 30 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	taken(t, x)
 	c1, err := submit("C", "C1", 2) // to the stream (the window)
 	must(t, err)
 	published(t, c1)
@@ -189,7 +195,7 @@ func TestAdmissionLimitsAndCancel(t *testing.T) {
 		}
 	}
 	// The worker runs exactly what was published: X1 and C1.
-	deadline = time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(2 * time.Minute)
 	for c.totals().Completed < 2 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the worker did not finish X1 and C1: %+v", c.totals())
@@ -252,14 +258,7 @@ func TestPlaceUnsettledWhileAJobFlies(t *testing.T) {
 		return j
 	}
 	running := submit("A", 1, 60)
-	published(t, running)
-	deadline := time.Now().Add(30 * time.Second)
-	for !running.taken.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker did not take the first job within 30 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	taken(t, running)
 	published(t, submit("A", 2, 2)) // waits in the stream: the window of one
 	waiting := submit("B", 3, 2)    // waits in admission, first in line
 	settled := func() consumerRead {
