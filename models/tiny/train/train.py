@@ -148,6 +148,11 @@ from checkpoint import Checkpoints
 #                   ring at 10 held size and gave back fewer backgrounds than
 #                   'objects' did, at 3 it no longer held size
 #                   (models/tiny/README.md)
+#   preserve_margin (only in recipes that set it; otherwise
+#                   swap_consistency_margin) the margin of preserve_region
+#                   'objects' and 'ring', so that the swap consistency term
+#                   can reach closer to the objects than the preserve term's
+#                   region (margin 0: every cell no object touches)
 #   text_encoder_frozen  a fine-tune (init_from) trains only the UNet: the text
 #                   encoder keeps the states the starting weights give every
 #                   word, so a term on word swaps can change how the UNet reads
@@ -858,7 +863,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         cover = masks[idx].float() / 16 if grounding or r['unet_object_weight'] > 0 else None  # each object's share of every latent cell
         loss = denoising_loss(pred, eps, weight, cover, r['unet_object_weight'])
         if preserve:
-            near = preserve_cells(cover, r['preserve_region'], r['swap_consistency_margin'])
+            near = preserve_cells(cover, r['preserve_region'], r.get('preserve_margin', r['swap_consistency_margin']))
             p = preserve_loss(pred, frozen_pred, weight, near)
             loss = loss + r['preserve_weight'] * p
             if lead and ((step + 1) % 500 == 0 or step == 0):
@@ -1047,6 +1052,9 @@ def main():
     ap.add_argument('--preserve-region', choices=('all', 'objects', 'ring'),
                     help="override the recipe: where the preserve term applies: every cell, only the cells within "
                          "--swap-consistency-margin of an object, or only those of them no object touches")
+    ap.add_argument('--preserve-margin', type=int,
+                    help="override the recipe: --preserve-region 'objects' and 'ring' reach this many cells from an "
+                         "object (default: --swap-consistency-margin)")
     ap.add_argument('--unet-object-weight', type=float,
                     help='override the recipe: the denoising loss counts each latent cell an object touches 1 + W, '
                          'the others 1, a weighted mean per image (0: every cell alike)')
@@ -1267,6 +1275,10 @@ def main():
         r['preserve_weight'] = args.preserve_weight
     if args.preserve_region is not None:
         r['preserve_region'] = args.preserve_region
+    if args.preserve_margin is not None:
+        if args.preserve_margin < 1:
+            ap.error(f'--preserve-margin must be at least 1 (the cells next to an object), got {args.preserve_margin}')
+        r['preserve_margin'] = args.preserve_margin  # recorded only when given: recipes without it stay as they were
     if args.unet_object_weight is not None:
         if not math.isfinite(args.unet_object_weight) or args.unet_object_weight < 0:
             ap.error(f'--unet-object-weight must be a number of at least 0 (0: every latent cell alike), got {args.unet_object_weight}')
@@ -1311,6 +1323,8 @@ def main():
                      f"(grounding weight {r['grounding_weight']}, from cycle {r['grounding_cycle']}): give {fix}")
     if r['preserve_region'] != 'all' and r['preserve_weight'] <= 0:
         ap.error('--preserve-region chooses where the preserve term applies: give --preserve-weight above 0 too')
+    if 'preserve_margin' in r and r['preserve_region'] == 'all':
+        ap.error("--preserve-margin sets the reach of --preserve-region 'objects' or 'ring': give one of them too")
     dev = torch.device('cuda' if args.device == 'auto' and torch.cuda.is_available() else
                        ('cpu' if args.device == 'auto' else args.device))
     cores = len(os.sched_getaffinity(0))
