@@ -157,6 +157,7 @@ var errStreamFull = errors.New("the job stream is full")
 func (j *Job) turn(ctx context.Context, a *admission) {
 	select {
 	case <-j.done:
+		a.land(j) // ended before its turn: it will not be published
 		return
 	default:
 	}
