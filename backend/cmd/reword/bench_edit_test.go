@@ -225,6 +225,49 @@ func TestEditReportWithRefineSwaps(t *testing.T) {
 	}
 }
 
+// TestEditReportWithDrawnEdits: -drawn's method has rows where it ran (the
+// word swaps and the summary) and none for the reweights, and the header
+// says what it is.
+func TestEditReportWithDrawnEdits(t *testing.T) {
+	src := drawn(scene.PlainWhite, placed(redSquare))
+	blue := redSquare
+	blue.Colour = scene.Blue
+	toBlue := colourSwap(setBare, redSquare, scene.Blue, scene.PlainWhite)
+	boost := colourReweight(setBare, redSquare, scene.PlainWhite, 2)
+	swapped := drawn(scene.PlainWhite, placed(blue))
+	rec := func(e *benchEdit, method string, res diffusion.Image) editRecord {
+		return editRecord{edit: e, row: e.kind, method: method, seed: 7, score: mustScore(t, *e, src, res)}
+	}
+	records := []editRecord{
+		rec(&toBlue, methodP2P, src), rec(&toBlue, methodBaseline, swapped), rec(&toBlue, methodDrawn, swapped),
+		rec(&boost, methodP2P, src), rec(&boost, methodBaseline, src),
+	}
+	run := editRun{model: "test", split: "report", steps: 50, guidance: 4, cross: 0.8, self: 0.4, seeds: 1, pairs: 2,
+		methods: []string{methodP2P, methodBaseline, methodDrawn}}
+	var text bytes.Buffer
+	if err := printEditReport(&text, run, records); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text.String(), "what a perfect edit scores through this decoder and evaluator") {
+		t.Errorf("the header does not say what a drawn edit is:\n%s", text.String())
+	}
+	rows := tableRows(text.String())
+	for _, want := range [][]string{
+		{kindColour, methodP2P, "all", "1", "0 %"},
+		{kindColour, methodDrawn, "all", "1", "100 %", "1.000"},
+		{rowSummary, methodDrawn, "all", "1", "100 %"},
+	} {
+		if !hasRow(rows, want) {
+			t.Errorf("report lacks a row starting %q:\n%s", want, text.String())
+		}
+	}
+	for _, row := range []string{kindBoost, kindSuppress, kindShape} {
+		if hasRow(rows, []string{row, methodDrawn}) {
+			t.Errorf("a %s row for %s, which did not run it", methodDrawn, row)
+		}
+	}
+}
+
 // TestBenchCommandsOnTinyModel runs bench edit and bench model on the
 // committed model with a few short edits and images.
 func TestBenchCommandsOnTinyModel(t *testing.T) {
