@@ -78,7 +78,8 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	fmt.Fprintf(w, "Prompt sets: %s.\n", strings.Join(sets, ", "))
 	fmt.Fprintf(w, "Background changed: PSNR outside both objects below %.0f dB. Another background: the edited image shows another kind of background than its source "+
 		"(gray turned grass: drawn anew as a whole, not retextured). Broken: no object found in the edited image. "+
-		"Kept: the edited image's largest object has the source's attribute (judged where both show one).\n", bgChangedBelow)
+		"Kept: the edited image's largest object has the source's attribute (judged where both show one). "+
+		"Background changed beyond the edges: the same rule read beyond %d pixels of both objects, where a decoder does not redraw the pixels next to an object after its colour.\n", bgChangedBelow, edgeBand)
 	fmt.Fprintf(w, "Colour swaps to a colour the source's background forbids (white on white, black on black) have their own row; %q leaves them and the reweights out. "+
 		"Seed k is the k-th of each edit's own seeds.\n", rowSummary)
 	if slices.Contains(methods, methodP2PRefine) {
@@ -93,7 +94,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 
 	fmt.Fprintln(w, "By kind, each seed and all seeds:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| kind\t| method\t| seed\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
+	fmt.Fprintln(tw, "| kind\t| method\t| seed\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|")
 	for _, row := range reportRows {
 		for _, m := range methods {
 			if !shown(row, m, records) {
@@ -120,7 +121,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 
 	fmt.Fprintln(w, "\nBy prompt set, all seeds:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
+	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|")
 	for _, row := range reportRows {
 		for _, set := range promptSets {
 			for _, m := range methods {
@@ -148,7 +149,7 @@ func printColourTargets(w io.Writer, methods []string, records []editRecord) err
 	}
 	fmt.Fprintln(w, "\nColour swaps by the colour swapped to, all seeds:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| to\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t|")
+	fmt.Fprintln(tw, "| to\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|")
 	for _, c := range scene.Colours {
 		for _, m := range methods {
 			t := tallyOf(records, func(r editRecord) bool { return r.edit.kind == kindColour && r.edit.swapTo == c && r.method == m })
@@ -167,23 +168,26 @@ func cells(tabbed string) string { return strings.ReplaceAll(tabbed, "\t", "\t| 
 // The JSON summary (-json). Rates are fractions; every group also carries
 // the counts they come from.
 type editJSON struct {
-	Model                    string           `json:"model"`
-	Split                    string           `json:"split"`
-	Methods                  []string         `json:"methods"`
-	Steps                    int              `json:"steps"`
-	Guidance                 float64          `json:"guidance"`
-	Cross                    float64          `json:"cross"`
-	Self                     float64          `json:"self"`
-	SelfMaxTokens            int              `json:"self_max_tokens"`
-	Norm                     float64          `json:"norm"`
-	KeepSourceText           bool             `json:"keep_source_text"`
-	BlendChanged             bool             `json:"blend_changed"`
-	SeedsPerEdit             int              `json:"seeds_per_edit"`
-	PromptPairs              int              `json:"prompt_pairs"`
-	Seconds                  float64          `json:"seconds"`
-	BackgroundChangedBelowDB float64          `json:"background_changed_below_db"`
-	Groups                   []editGroupJSON  `json:"groups"`
-	Edits                    []editRecordJSON `json:"edits"`
+	Model                    string   `json:"model"`
+	Split                    string   `json:"split"`
+	Methods                  []string `json:"methods"`
+	Steps                    int      `json:"steps"`
+	Guidance                 float64  `json:"guidance"`
+	Cross                    float64  `json:"cross"`
+	Self                     float64  `json:"self"`
+	SelfMaxTokens            int      `json:"self_max_tokens"`
+	Norm                     float64  `json:"norm"`
+	KeepSourceText           bool     `json:"keep_source_text"`
+	BlendChanged             bool     `json:"blend_changed"`
+	SeedsPerEdit             int      `json:"seeds_per_edit"`
+	PromptPairs              int      `json:"prompt_pairs"`
+	Seconds                  float64  `json:"seconds"`
+	BackgroundChangedBelowDB float64  `json:"background_changed_below_db"`
+	// BackgroundEdgeBandPx is how far from the objects the second reading
+	// of the background starts (the *_beyond_edge fields).
+	BackgroundEdgeBandPx int              `json:"background_edge_band_px"`
+	Groups               []editGroupJSON  `json:"groups"`
+	Edits                []editRecordJSON `json:"edits"`
 }
 
 // editGroupJSON is one cell of the breakdown: a report row, a prompt set
@@ -205,6 +209,10 @@ type editGroupJSON struct {
 	BackgroundReplaced int                 `json:"background_replaced"`
 	Broken             int                 `json:"broken"`
 	Kept               map[string]keptJSON `json:"kept"`
+	// The background read beyond the edge band (background_edge_band_px)
+	// of both objects.
+	BackgroundPSNRBeyondEdgeDB  float64 `json:"background_psnr_beyond_edge_db"`
+	BackgroundChangedBeyondEdge int     `json:"background_changed_beyond_edge"`
 }
 
 type keptJSON struct {
@@ -215,25 +223,27 @@ type keptJSON struct {
 
 // editRecordJSON is one scored edit.
 type editRecordJSON struct {
-	Row                string          `json:"row"`
-	Kind               string          `json:"kind"`
-	Set                string          `json:"set"`
-	Method             string          `json:"method"`
-	Source             string          `json:"source"`
-	Target             string          `json:"target"`
-	Reweight           *reweightJSON   `json:"reweight,omitempty"`
-	SeedIndex          int             `json:"seed_index"`
-	Seed               uint64          `json:"seed"`
-	Success            bool            `json:"success"`
-	MaskIoU            float64         `json:"mask_iou"`
-	CentroidShiftPx    *float64        `json:"centroid_shift_px"`
-	BackgroundPSNRDB   float64         `json:"background_psnr_db"`
-	BackgroundChanged  bool            `json:"background_changed"`
-	BackgroundReplaced bool            `json:"background_replaced"`
-	Broken             bool            `json:"broken"`
-	SourceBackground   string          `json:"source_background"`
-	EditBackground     string          `json:"edit_background"`
-	Kept               map[string]bool `json:"kept"`
+	Row                         string          `json:"row"`
+	Kind                        string          `json:"kind"`
+	Set                         string          `json:"set"`
+	Method                      string          `json:"method"`
+	Source                      string          `json:"source"`
+	Target                      string          `json:"target"`
+	Reweight                    *reweightJSON   `json:"reweight,omitempty"`
+	SeedIndex                   int             `json:"seed_index"`
+	Seed                        uint64          `json:"seed"`
+	Success                     bool            `json:"success"`
+	MaskIoU                     float64         `json:"mask_iou"`
+	CentroidShiftPx             *float64        `json:"centroid_shift_px"`
+	BackgroundPSNRDB            float64         `json:"background_psnr_db"`
+	BackgroundChanged           bool            `json:"background_changed"`
+	BackgroundReplaced          bool            `json:"background_replaced"`
+	Broken                      bool            `json:"broken"`
+	SourceBackground            string          `json:"source_background"`
+	EditBackground              string          `json:"edit_background"`
+	Kept                        map[string]bool `json:"kept"`
+	BackgroundPSNRBeyondEdgeDB  float64         `json:"background_psnr_beyond_edge_db"`
+	BackgroundChangedBeyondEdge bool            `json:"background_changed_beyond_edge"`
 }
 
 type reweightJSON struct {
@@ -243,7 +253,8 @@ type reweightJSON struct {
 
 func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 	g := editGroupJSON{Row: row, Set: set, Method: method, Seed: seed, Edits: t.n, Succeeded: t.ok, Success: t.successRate(),
-		MaskIoU: t.meanIoU(), BackgroundPSNRDB: t.meanPSNR(), BackgroundChanged: t.bgChanged, BackgroundReplaced: t.bgReplaced, Broken: t.broken, Kept: map[string]keptJSON{}}
+		MaskIoU: t.meanIoU(), BackgroundPSNRDB: t.meanPSNR(), BackgroundChanged: t.bgChanged, BackgroundReplaced: t.bgReplaced, Broken: t.broken, Kept: map[string]keptJSON{},
+		BackgroundPSNRBeyondEdgeDB: t.meanPSNRBeyond(), BackgroundChangedBeyondEdge: t.bgChangedBeyond}
 	if m, ok := t.meanShift(); ok {
 		g.CentroidShiftPx = &m
 	}
@@ -255,7 +266,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow,
+		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {
@@ -281,7 +292,8 @@ func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 		s := r.score
 		e := editRecordJSON{Row: r.row, Kind: r.edit.kind, Set: r.edit.set, Method: r.method, Source: r.edit.source, Target: r.edit.target,
 			SeedIndex: r.seedIndex, Seed: r.seed, Success: s.success, MaskIoU: s.iou, BackgroundPSNRDB: s.bgPSNR, BackgroundChanged: s.bgChanged(),
-			BackgroundReplaced: s.bgReplaced(), Broken: s.broken, SourceBackground: s.srcBackground.String(), EditBackground: s.background.String(), Kept: map[string]bool{}}
+			BackgroundReplaced: s.bgReplaced(), Broken: s.broken, SourceBackground: s.srcBackground.String(), EditBackground: s.background.String(), Kept: map[string]bool{},
+			BackgroundPSNRBeyondEdgeDB: s.bgPSNRBeyondEdge, BackgroundChangedBeyondEdge: s.bgChangedBeyondEdge()}
 		if r.edit.reweight() {
 			e.Reweight = &reweightJSON{Word: r.edit.word, Factor: r.edit.factor}
 		}

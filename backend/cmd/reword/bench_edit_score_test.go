@@ -230,3 +230,40 @@ func TestEditSetIsStable(t *testing.T) {
 		t.Error("split \"half\" accepted")
 	}
 }
+
+// TestBackgroundBeyondTheEdges: a faint change in the pixels next to an
+// object (what a decoder does after a new colour: too faint to be read as
+// the object) changes the background by the rule but not beyond the edge
+// band; the same change farther out changes both.
+func TestBackgroundBeyondTheEdges(t *testing.T) {
+	e := colourSwap(setBare, redSquare, scene.Blue, scene.PlainGray)
+	blue := redSquare
+	blue.Colour = scene.Blue
+	src, swapped := drawn(scene.PlainGray, placed(redSquare)), drawn(scene.PlainGray, placed(blue))
+	fg := scene.Scene{Objects: []scene.Placed{placed(redSquare)}}.ForegroundMask()
+	near := dilate(fg, swapped.Width, swapped.Height, edgeBand)
+	paint := func(img diffusion.Image, where func(p int) bool) diffusion.Image {
+		out := img
+		out.RGB = append([]byte(nil), img.RGB...)
+		for p := range fg {
+			if where(p) {
+				for c := range 3 {
+					out.RGB[3*p+c] += 40 // gray 128 to 168
+				}
+			}
+		}
+		return out
+	}
+	edge := mustScore(t, e, src, paint(swapped, func(p int) bool { return near[p] && !fg[p] }))
+	if !edge.success || !edge.bgChanged() || edge.bgChangedBeyondEdge() {
+		t.Errorf("a faint band around the object: changed %v (%.1f dB), beyond the edges %v (%.1f dB); want true, false",
+			edge.bgChanged(), edge.bgPSNR, edge.bgChangedBeyondEdge(), edge.bgPSNRBeyondEdge)
+	}
+	corner := mustScore(t, e, src, paint(swapped, func(p int) bool { return p%64 < 24 && p/64 >= 40 }))
+	if !corner.bgChanged() || !corner.bgChangedBeyondEdge() {
+		t.Errorf("a recoloured corner far from the object: changed %v, beyond the edges %v; want both", corner.bgChanged(), corner.bgChangedBeyondEdge())
+	}
+	if got := dilate([]bool{false, false, false, false, true, false, false, false, false}, 3, 3, 1); fmt.Sprint(got) != fmt.Sprint([]bool{true, true, true, true, true, true, true, true, true}) {
+		t.Errorf("dilate of a 3×3 mask's centre by 1: %v", got)
+	}
+}

@@ -60,8 +60,12 @@ type tally struct {
 	bgChanged, broken int
 	// bgReplaced counts the edits whose image shows another kind of
 	// background than their source's (editScore.bgReplaced).
-	bgReplaced   int
-	kept, judged map[attribute]int
+	bgReplaced int
+	// psnrBeyond and bgChangedBeyond read the background beyond edgeBand
+	// pixels of the objects.
+	psnrBeyond      float64
+	bgChangedBeyond int
+	kept, judged    map[attribute]int
 }
 
 func (t *tally) add(s editScore) {
@@ -80,6 +84,10 @@ func (t *tally) add(s editScore) {
 	}
 	if s.bgReplaced() {
 		t.bgReplaced++
+	}
+	t.psnrBeyond += s.bgPSNRBeyondEdge
+	if s.bgChangedBeyondEdge() {
+		t.bgChangedBeyond++
 	}
 	if s.broken {
 		t.broken++
@@ -109,6 +117,9 @@ func tallyOf(records []editRecord, keep func(editRecord) bool) *tally {
 func (t *tally) successRate() float64 { return ratio(t.ok, t.n) }
 func (t *tally) meanIoU() float64     { return fratio(t.iou, t.n) }
 func (t *tally) meanPSNR() float64    { return fratio(t.psnr, t.n) }
+
+// meanPSNRBeyond is meanPSNR read beyond edgeBand pixels of the objects.
+func (t *tally) meanPSNRBeyond() float64 { return fratio(t.psnrBeyond, t.n) }
 
 // meanShift is the mean centroid shift over the edits where both images
 // show an object; ok is false where none does.
@@ -150,10 +161,11 @@ func (t *tally) keptCells() string {
 }
 
 // fullRow is row plus the counts of changed and replaced backgrounds and
-// of broken outputs, and the kept attributes.
+// of broken outputs, the kept attributes, and the backgrounds changed
+// beyond edgeBand pixels of the objects.
 func (t *tally) fullRow() string {
 	if t.n == 0 {
-		return fmt.Sprintf("0\t%s\t–\t–\t–\t%s", t.row(), t.keptCells())
+		return fmt.Sprintf("0\t%s\t–\t–\t–\t%s\t–", t.row(), t.keptCells())
 	}
-	return fmt.Sprintf("%d\t%s\t%d\t%d\t%d\t%s", t.n, t.row(), t.bgChanged, t.bgReplaced, t.broken, t.keptCells())
+	return fmt.Sprintf("%d\t%s\t%d\t%d\t%d\t%s\t%d", t.n, t.row(), t.bgChanged, t.bgReplaced, t.broken, t.keptCells(), t.bgChangedBeyond)
 }
