@@ -11,7 +11,8 @@ import (
 // bgChangedBelow is the background PSNR under which an edit counts as having
 // changed the background. The VAE alone keeps drawn scenes at about 33 dB,
 // so an edit below 32 dB outside the objects has changed more than the
-// decoder's noise.
+// decoder's noise — except next to the objects, where the decoder follows
+// their colour (edgeBand).
 const bgChangedBelow = 32.0
 
 // edgeBand is how far from the objects, in pixels, the second background
