@@ -155,15 +155,18 @@ var errStreamFull = errors.New("the job stream is full")
 // in the stream already (sent before, by this or another gateway) does
 // not hold the slot: its message is not this gateway's to count.
 func (j *Job) turn(ctx context.Context, a *admission) {
+	// Whatever happens, the job lands: ended before its turn (it will not
+	// be published), or a publish that panicked. Until it lands, no
+	// waiting job's place is read as settled.
+	defer a.land(j)
 	select {
 	case <-j.done:
-		a.land(j) // ended before its turn: it will not be published
 		return
 	default:
 	}
 	j.inbox.post(turn{})
 	p := j.publish(ctx)
-	a.land(j)
+	a.land(j) // before the job's loop hears how it went
 	j.inbox.post(p)
 	if p.err != nil || p.duplicate {
 		return

@@ -280,11 +280,23 @@ func TestPlaceUnsettledWhileAJobFlies(t *testing.T) {
 	}
 	moves, _ := a.movement()
 	a.land(ghost)
+	landed := time.Now()
 	a.land(ghost) // landing twice moves nothing
 	if after, flying := a.movement(); after != moves+1 || flying != 0 {
 		t.Errorf("after landing: %d moves (want %d), %d flying", after, moves+1, flying)
 	}
-	if r := settled(); r.st.moves != moves+1 {
-		t.Errorf("the read after the landing served a consumer state read at move %d, before it (%d)", r.st.moves, moves+1)
+	if r := settled(); r.st.at.Before(landed) {
+		t.Errorf("the read after the landing served a consumer state read at %v, before it (%v)", r.st.at, landed)
 	}
+
+	// A job whose turn comes after it ended lands at once: flying, it
+	// would leave every place in line unsettled.
+	ended := &Job{done: make(chan struct{})}
+	close(ended.done)
+	a.takeOff(ended)
+	ended.turn(context.Background(), a)
+	if _, flying := a.movement(); flying != 0 {
+		t.Errorf("%d jobs flying after a job that had ended took its turn", flying)
+	}
+	settled()
 }

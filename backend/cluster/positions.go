@@ -64,6 +64,11 @@ func (j *Job) readPlace(inAdmission bool) consumerRead {
 		return consumerRead{st: st, admitPos: -1, ok: ok}
 	}
 	moves, flying := a.movement()
+	if inAdmission && flying > 0 {
+		// Unsettled whatever NATS says: a pick wakes every waiting job,
+		// and none of them should cost a request.
+		return consumerRead{admitPos: -1, ok: true, unsettled: true}
+	}
 	r := consumerRead{admitPos: -1}
 	if inAdmission {
 		r.admitPos = j.ticket.Position()
@@ -71,7 +76,7 @@ func (j *Job) readPlace(inAdmission bool) consumerRead {
 	r.st, r.ok = j.g.consumerState(j.model, moves)
 	if inAdmission {
 		after, _ := a.movement()
-		r.unsettled = flying > 0 || after != moves
+		r.unsettled = after != moves
 	}
 	return r
 }

@@ -172,16 +172,25 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			if err != nil {
 				return err
 			}
-			row := be.kind
-			// Every method starts from the same source image, so the
-			// P2P run's source decides the row of all.
-			if mustChangeBackground(*be, scores[methodP2P].srcBackground) {
-				row = rowMustChange
+			// The generated methods start from the same source image, so
+			// the P2P run's source decides their row; a drawn edit has a
+			// source of its own.
+			rowOf := func(source editScore) string {
+				if mustChangeBackground(*be, source.srcBackground) {
+					return rowMustChange
+				}
+				return be.kind
 			}
 			for _, m := range methods {
-				if sc, ok := scores[m]; ok {
-					records = append(records, editRecord{edit: be, row: row, method: m, seedIndex: k, seed: seed, score: sc})
+				sc, ok := scores[m]
+				if !ok {
+					continue
 				}
+				row := rowOf(scores[methodP2P])
+				if m == methodDrawn {
+					row = rowOf(sc)
+				}
+				records = append(records, editRecord{edit: be, row: row, method: m, seedIndex: k, seed: seed, score: sc})
 			}
 			done++
 			if done%10 == 0 || done == total {
