@@ -55,14 +55,12 @@ func (j *Job) readPosition(s *jobState) {
 // live in the queue, the admission and NATS and are read one after the
 // other, and a job moving from one to the next in between (a publish, a
 // few milliseconds) would be counted twice or not at all. So the read is
-// settled only if no job moved while it was taken and none was in flight,
-// which a publish may already have put in the stream's count or not yet.
+// settled only if no job moved while it was taken and none was in flight
+// (a publish may already have put it in the stream's count or not yet);
+// a settled read then has nothing being published to count. Only jobs
+// that went through admission read their place (readPosition).
 func (j *Job) readPlace(inAdmission bool) consumerRead {
 	a := j.admission
-	if a == nil {
-		st, ok := j.g.consumerState(j.model, 0)
-		return consumerRead{st: st, admitPos: -1, ok: ok}
-	}
 	moves, flying := a.movement()
 	if inAdmission && flying > 0 {
 		// Unsettled whatever NATS says: a pick wakes every waiting job,

@@ -94,7 +94,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 
 	fmt.Fprintln(w, "By kind, each seed and all seeds:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| kind\t| method\t| seed\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|")
+	fmt.Fprintln(tw, "| kind\t| method\t| seed\t"+scoreColumns)
 	for _, row := range reportRows {
 		for _, m := range methods {
 			if !shown(row, m, records) {
@@ -121,7 +121,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 
 	fmt.Fprintln(w, "\nBy prompt set, all seeds:")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|")
+	fmt.Fprintln(tw, "| kind\t| prompts\t| method\t"+scoreColumns)
 	for _, row := range reportRows {
 		for _, set := range promptSets {
 			for _, m := range methods {
@@ -149,7 +149,7 @@ func printColourTargets(w io.Writer, methods []string, records []editRecord) err
 	}
 	fmt.Fprintln(w, "\nColour swaps by the colour swapped to, all seeds:")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "| to\t| method\t| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|")
+	fmt.Fprintln(tw, "| to\t| method\t"+scoreColumns)
 	for _, c := range scene.Colours {
 		for _, m := range methods {
 			t := tallyOf(records, func(r editRecord) bool { return r.edit.kind == kindColour && r.edit.swapTo == c && r.method == m })
@@ -164,6 +164,9 @@ func printColourTargets(w io.Writer, methods []string, records []editRecord) err
 
 // cells turns tab-separated cells into table cells.
 func cells(tabbed string) string { return strings.ReplaceAll(tabbed, "\t", "\t| ") }
+
+// scoreColumns head the cells of tally.fullRow in every table.
+const scoreColumns = "| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|"
 
 // The JSON summary (-json). Rates are fractions; every group also carries
 // the counts they come from.

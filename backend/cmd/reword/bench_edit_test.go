@@ -161,18 +161,25 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 // for the swaps, the added phrases and the summary, and none for the
 // reweights, which it leaves out; the default methods' rows stay as they
 // were.
-func TestEditReportWithRefineSwaps(t *testing.T) {
-	src := drawn(scene.PlainWhite, placed(redSquare))
-	blue := redSquare
+// reportFixture is a red square on white, the same square turned blue, and
+// rec, which scores an edit's result against the red square as method.
+func reportFixture(t *testing.T) (src, swapped diffusion.Image, blue scene.Object, rec func(e *benchEdit, method string, res diffusion.Image) editRecord) {
+	src = drawn(scene.PlainWhite, placed(redSquare))
+	blue = redSquare
 	blue.Colour = scene.Blue
+	rec = func(e *benchEdit, method string, res diffusion.Image) editRecord {
+		return editRecord{edit: e, row: e.kind, method: method, seed: 7, score: mustScore(t, *e, src, res)}
+	}
+	return src, drawn(scene.PlainWhite, placed(blue)), blue, rec
+}
+
+func TestEditReportWithRefineSwaps(t *testing.T) {
+	src, swapped, blue, rec := reportFixture(t)
 	toBlue := colourSwap(setBare, redSquare, scene.Blue, scene.PlainGray)
 	phrase := addedPhrase(setBare, redSquare, scene.Stripes)
 	boost := colourReweight(setBare, redSquare, scene.PlainWhite, 2)
-	swapped, moved := drawn(scene.PlainWhite, placed(blue)), blue
+	moved := blue
 	moved.Position = scene.Right
-	rec := func(e *benchEdit, method string, res diffusion.Image) editRecord {
-		return editRecord{edit: e, row: e.kind, method: method, seed: 7, score: mustScore(t, *e, src, res)}
-	}
 	striped := drawn(scene.Stripes, placed(redSquare))
 	records := []editRecord{
 		rec(&toBlue, methodP2P, swapped), rec(&toBlue, methodP2PRefine, drawn(scene.PlainWhite, placed(moved))), rec(&toBlue, methodBaseline, swapped),
@@ -229,15 +236,9 @@ func TestEditReportWithRefineSwaps(t *testing.T) {
 // word swaps and the summary) and none for the reweights, and the header
 // says what it is.
 func TestEditReportWithDrawnEdits(t *testing.T) {
-	src := drawn(scene.PlainWhite, placed(redSquare))
-	blue := redSquare
-	blue.Colour = scene.Blue
+	src, swapped, _, rec := reportFixture(t)
 	toBlue := colourSwap(setBare, redSquare, scene.Blue, scene.PlainWhite)
 	boost := colourReweight(setBare, redSquare, scene.PlainWhite, 2)
-	swapped := drawn(scene.PlainWhite, placed(blue))
-	rec := func(e *benchEdit, method string, res diffusion.Image) editRecord {
-		return editRecord{edit: e, row: e.kind, method: method, seed: 7, score: mustScore(t, *e, src, res)}
-	}
 	records := []editRecord{
 		rec(&toBlue, methodP2P, src), rec(&toBlue, methodBaseline, swapped), rec(&toBlue, methodDrawn, swapped),
 		rec(&boost, methodP2P, src), rec(&boost, methodBaseline, src),
@@ -486,7 +487,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 				t.Fatalf("no index row for %s %s %q → %q seed %d", e.Kind, e.Method, e.Source, e.Target, e.Seed)
 			}
 			if row[8] != yes[e.Success] || row[9] != fmt.Sprintf("%.3f", e.MaskIoU) || row[11] != yes[e.BackgroundChanged] ||
-				row[12] != e.SourceBackground || row[13] != e.EditBackground || row[14] != yes[e.Broken] {
+				row[12] != e.SourceBackground || row[13] != e.EditBackground || row[14] != yes[e.Broken] || row[15] != yes[e.BackgroundChangedBeyondEdge] {
 				t.Errorf("index row %q disagrees with the report's %+v", row, e)
 			}
 			for _, file := range row[:2] {

@@ -113,7 +113,7 @@ func (s *imageFolder) addGenerated(prompt, k int, seed uint64, c scene.Caption, 
 // source_file the source it is scored against (a reweight's baseline is
 // the source itself).
 var editImageColumns = []string{"file", "source_file", "kind", "prompts", "source", "target", "seed", "method",
-	"success", "mask_iou", "background_psnr", "background_changed", "background", "edited_background", "broken"}
+	"success", "mask_iou", "background_psnr", "background_changed", "background", "edited_background", "broken", "background_changed_beyond_edge"}
 
 // editWriter writes the images of one edit at one seed: the source once,
 // then each method's edited image.
@@ -167,5 +167,5 @@ func (w *editWriter) add(be *benchEdit, seed uint64, method string, src diffusio
 	}
 	return w.folder.row(file, sourceFile, be.kind, be.set, be.source, be.target, fmt.Sprint(seed), method,
 		yes(sc.success), fmt.Sprintf("%.3f", sc.iou), fmt.Sprintf("%.1f", sc.bgPSNR), yes(sc.bgChanged()),
-		sc.srcBackground.String(), sc.background.String(), yes(sc.broken))
+		sc.srcBackground.String(), sc.background.String(), yes(sc.broken), yes(sc.bgChangedBeyondEdge()))
 }
