@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 
 	"reword/backend/diffusion"
 	"reword/models/tiny/eval"
@@ -84,13 +85,31 @@ func score(e benchEdit, src, res diffusion.Image) (editScore, error) {
 			s.kept[at] = sameAttribute(at, a, b)
 		}
 	}
-	fg := make([]bool, len(sa.Foreground))
-	for p := range fg {
-		fg[p] = sa.Foreground[p] || ra.Foreground[p]
-	}
-	s.bgPSNR = psnrOutside(src, res, fg)
-	s.bgPSNRBeyondEdge = psnrOutside(src, res, dilate(fg, src.Width, src.Height, edgeBand))
+	s.bgPSNR = backgroundPSNR(src, res, sa.Foreground, ra.Foreground, 0)
+	s.bgPSNRBeyondEdge = backgroundPSNR(src, res, sa.Foreground, ra.Foreground, edgeBand)
 	return s, nil
+}
+
+// backgroundPSNR compares src and res outside both foregrounds grown by
+// band pixels. Where that leaves no pixel (an edit the evaluator reads as
+// one object over the whole picture), it reads outside the source's
+// foreground alone: the edit has drawn over the background the source
+// showed, and that is a change of it, not a perfect score for want of
+// pixels. A source with no background left to read is compared whole.
+func backgroundPSNR(src, res diffusion.Image, srcFG, resFG []bool, band int) float64 {
+	both := make([]bool, len(srcFG))
+	for p := range both {
+		both[p] = srcFG[p] || resFG[p]
+	}
+	for _, mask := range [][]bool{both, srcFG} {
+		if band > 0 {
+			mask = dilate(mask, src.Width, src.Height, band)
+		}
+		if slices.Contains(mask, false) {
+			return psnrOutside(src, res, mask)
+		}
+	}
+	return psnrOutside(src, res, make([]bool, len(srcFG)))
 }
 
 func sameAttribute(at attribute, a, b eval.Object) bool {
@@ -152,7 +171,8 @@ func dilate(mask []bool, w, h, r int) []bool {
 }
 
 // psnr of a summed squared error over n 8-bit values; identical pixels are
-// capped at 60 dB so that means stay finite.
+// capped at 60 dB so that means stay finite. Callers never pass n = 0
+// (backgroundPSNR always leaves pixels to read).
 func psnr(sum float64, n int) float64 {
 	if n == 0 || sum == 0 {
 		return 60

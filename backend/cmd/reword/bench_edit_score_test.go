@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"reword/backend/diffusion"
@@ -265,5 +266,35 @@ func TestBackgroundBeyondTheEdges(t *testing.T) {
 	}
 	if got := dilate([]bool{false, false, false, false, true, false, false, false, false}, 3, 3, 1); fmt.Sprint(got) != fmt.Sprint([]bool{true, true, true, true, true, true, true, true, true}) {
 		t.Errorf("dilate of a 3×3 mask's centre by 1: %v", got)
+	}
+}
+
+// An edit the evaluator reads as one object over the whole picture leaves
+// no pixel outside both foregrounds; its background is read where the
+// source showed one, so drawing over it counts as a change.
+func TestBackgroundCoveredByTheEdit(t *testing.T) {
+	src := drawn(scene.PlainGray, placed(redSquare))
+	srcFG := scene.Scene{Objects: []scene.Placed{placed(redSquare)}}.ForegroundMask()
+	noise := src
+	noise.RGB = make([]byte, len(src.RGB))
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range noise.RGB {
+		noise.RGB[i] = byte(rng.UintN(256))
+	}
+	all := make([]bool, len(srcFG))
+	for p := range all {
+		all[p] = true
+	}
+	for _, band := range []int{0, edgeBand} {
+		if db := backgroundPSNR(src, noise, srcFG, all, band); db > 20 {
+			t.Errorf("band %d: noise over the whole picture reads %.1f dB of background; want below 20", band, db)
+		}
+		if db := backgroundPSNR(src, src, srcFG, all, band); db != 60 {
+			t.Errorf("band %d: an unchanged picture read as all object: %.1f dB, want 60", band, db)
+		}
+	}
+	// The source itself all object: the whole picture is compared.
+	if db := backgroundPSNR(src, noise, all, all, 0); db > 20 {
+		t.Errorf("a source with no background: noise reads %.1f dB, want below 20", db)
 	}
 }
