@@ -30,11 +30,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"reword/backend/queue"
+	"reword/backend/store"
 	"reword/shared/protocol"
 )
 
@@ -185,11 +187,17 @@ func (j *Job) turn(ctx context.Context, a *admission) {
 // once still publish it once, since both derive the same id.
 func (j *Job) publish(ctx context.Context) publication {
 	p := j.publishAs(ctx, j.ID)
-	if !p.duplicate || p.inStream || p.stored != nil {
+	if p.err != nil || !p.duplicate || p.inStream || p.stored != nil {
 		return p
 	}
-	if _, err := j.g.cfg.Store.Record(ctx, jobRecord(j.ID)); err != nil {
+	lookup, cancel := context.WithTimeout(ctx, storeLookupTimeout)
+	_, err := j.g.cfg.Store.Record(lookup, jobRecord(j.ID))
+	cancel()
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return p // cancelled or failed: never finished
+	case err != nil:
+		return publication{err: storeLookupError(err)}
 	}
 	return j.publishAs(ctx, j.ID+".again."+strconv.FormatUint(p.seq, 10))
 }
@@ -208,9 +216,30 @@ func (j *Job) publishAs(ctx context.Context, msgID string) publication {
 	p := publication{seq: ack.Sequence, duplicate: true, inStream: true}
 	if _, err := j.g.stream.GetMsg(ctx, ack.Sequence); errors.Is(err, jetstream.ErrMsgNotFound) {
 		p.inStream = false
-		p.stored, _ = storedResult(ctx, j.g.cfg.Store, j.ID)
+		lookup, cancel := context.WithTimeout(ctx, storeLookupTimeout)
+		res, err := storedResult(lookup, j.g.cfg.Store, j.ID)
+		cancel()
+		switch {
+		case err == nil:
+			p.stored = res
+		case !errors.Is(err, store.ErrNotFound):
+			return publication{err: storeLookupError(err)}
+		}
 	}
 	return p
+}
+
+// storeLookupTimeout bounds each look into the store while a job holds
+// an admission slot: a store that does not answer must not hold the slot
+// until the client gives up.
+const storeLookupTimeout = 10 * time.Second
+
+// storeLookupError is the error of a job sent again whose earlier run's
+// result could not be looked up: the store failed, so whether that run
+// finished is unknown, and the client is told to retry rather than that
+// the id was spent.
+func storeLookupError(err error) error {
+	return fmt.Errorf("looking up the result of the earlier run with this id: %w", err)
 }
 
 // Drain stops admitting jobs and ends every job no worker has taken yet

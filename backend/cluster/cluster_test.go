@@ -194,7 +194,7 @@ func (c *testCluster) storedJobs(ids []string) int {
 	defer st.Close()
 	n := 0
 	for _, id := range ids {
-		if _, ok := storedResult(context.Background(), st, id); ok {
+		if _, err := storedResult(context.Background(), st, id); err == nil {
 			n++
 		}
 	}

@@ -231,7 +231,7 @@ func (g *Gateway) submit(ctx context.Context, model, client, requestID string, r
 		return nil, fmt.Errorf("cluster: subscribing to the job's events: %w", err)
 	}
 	// A finished job is answered at once, without taking a turn.
-	if res, ok := storedResult(ctx, g.cfg.Store, jobID); ok {
+	if res, err := storedResult(ctx, g.cfg.Store, jobID); err == nil {
 		res.Cached = true
 		j.inbox.post(answered{res})
 		if !g.enlist() {

@@ -165,6 +165,9 @@ func (j *Job) checkStream(s *jobState) {
 		c.failed = err != nil && !c.gone // NATS failing over, for example: look again next time
 		if c.gone && fetch {
 			c.fetched = true
+			// A store that fails here ends the job as one without a
+			// result (an internal error: send it again), never a wait
+			// without end on a store that does not come back.
 			c.res, _ = storedResult(ctx, j.g.cfg.Store, j.ID)
 		}
 		j.inbox.post(c)

@@ -280,7 +280,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	// Idempotence: a job that already has a result (an earlier delivery
 	// finished but its ack was lost) is answered from the store.
-	if res, ok := w.storedResult(ctx, d.jobID); ok {
+	if res, err := storedResult(ctx, w.cfg.Store, d.jobID); err == nil {
 		w.fromStore.Add(1)
 		w.publish(d.jobID, protocol.TypeResult, d.requestID, res)
 		msg.Ack()
@@ -469,29 +469,28 @@ func (w *Worker) heartbeat(msg jetstream.Msg) (stop func()) {
 // SHA-256 hashes (of a domain-separated input), so they are store keys.
 func jobRecord(jobID string) string { return jobID }
 
-func (w *Worker) storedResult(ctx context.Context, jobID string) (*protocol.Result, bool) {
-	return storedResult(ctx, w.cfg.Store, jobID)
-}
-
 // storedResult is a job's stored result, when its record and every image
 // it names are still stored (as editjob.Cached checks a spec's): a result
 // whose images were evicted is run again rather than answered with
-// links that no longer work.
-func storedResult(ctx context.Context, st *store.Store, jobID string) (*protocol.Result, bool) {
+// links that no longer work. The error wraps store.ErrNotFound when there
+// is no such result (none stored, a record that does not decode, or an
+// image gone); any other error is the store failing, which says nothing
+// about whether the job finished.
+func storedResult(ctx context.Context, st *store.Store, jobID string) (*protocol.Result, error) {
 	data, err := st.Record(ctx, jobRecord(jobID))
 	if err != nil {
-		return nil, false
+		return nil, err
 	}
 	var res protocol.Result
 	if json.Unmarshal(data, &res) != nil || len(res.Images) == 0 {
-		return nil, false
+		return nil, fmt.Errorf("the stored result does not decode: %w", store.ErrNotFound)
 	}
 	for _, im := range res.Images {
 		if !st.ImageExists(ctx, im.Hash) {
-			return nil, false
+			return nil, fmt.Errorf("image %s of the stored result is gone: %w", im.Hash, store.ErrNotFound)
 		}
 	}
-	return &res, true
+	return &res, nil
 }
 
 func (w *Worker) storeResult(ctx context.Context, jobID string, res *protocol.Result) error {
