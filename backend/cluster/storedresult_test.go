@@ -17,19 +17,12 @@ import (
 // eviction, or a bucket lifecycle rule) is not answered from the store
 // with a dead link: it runs again and stores its images again.
 func TestStoredResultNeedsItsImages(t *testing.T) {
-	c := newTestCluster(t, 1, 1, 1, Settings{})
-	g := c.gateways[0]
-	run := c.resolved(g, runOf(8, 2))
-	first := newOutcome()
-	j, err := g.submit(context.Background(), c.model, "c", "again", run, first.events())
-	must(t, err)
-	must(t, waitJob(t, j, time.Minute))
-	waitStreamEmpty(t, g)
+	c, g, run, j, first := finishedJob(t)
 	gone := first.result.Images[1].Hash
 	must(t, os.Remove(filepath.Join(c.storeDir, "images", gone)))
 
 	second := newOutcome()
-	j, err = g.submit(context.Background(), c.model, "c", "again", run, second.events())
+	j, err := g.submit(context.Background(), c.model, "c", "again", run, second.events())
 	must(t, err)
 	must(t, waitJob(t, j, time.Minute))
 	if second.result == nil || second.result.Cached {
@@ -48,27 +41,36 @@ func TestStoredResultNeedsItsImages(t *testing.T) {
 // (retry), not that its id was spent on a run that failed or was
 // cancelled: whether that run finished is unknown.
 func TestStoreFailureIsNotASpentID(t *testing.T) {
-	c := newTestCluster(t, 1, 1, 1, Settings{})
-	g := c.gateways[0]
-	run := c.resolved(g, runOf(8, 2))
-	first := newOutcome()
-	j, err := g.submit(context.Background(), c.model, "c", "again", run, first.events())
-	must(t, err)
-	must(t, waitJob(t, j, time.Minute))
-	waitStreamEmpty(t, g)
+	c, g, run, j, _ := finishedJob(t)
 	// A link to itself where the result record was: reading it fails
 	// (too many levels of links), and not with "not found".
 	record := filepath.Join(c.storeDir, "records", jobRecord(j.ID))
 	must(t, os.Remove(record))
 	must(t, os.Symlink(filepath.Base(record), record))
 
-	j, err = g.submit(context.Background(), c.model, "c", "again", run, newOutcome().events())
+	j, err := g.submit(context.Background(), c.model, "c", "again", run, newOutcome().events())
 	must(t, err)
 	err = waitJob(t, j, time.Minute)
 	var pe *protocol.Error
 	if !errors.As(err, &pe) || pe.Code != protocol.CodeInternal || !strings.Contains(pe.Message, "looking up the result of the earlier run") {
 		t.Fatalf("the job sent again while its record cannot be read ended with %v; want an internal error about the lookup", err)
 	}
+}
+
+// finishedJob runs one job to its end on a cluster of its own and waits
+// until its message has left the stream, so that the same job sent again
+// finds only what the store kept of it.
+func finishedJob(t *testing.T) (*testCluster, *Gateway, protocol.Run, *Job, *outcome) {
+	t.Helper()
+	c := newTestCluster(t, 1, 1, 1, Settings{})
+	g := c.gateways[0]
+	run := c.resolved(g, runOf(8, 2))
+	o := newOutcome()
+	j, err := g.submit(context.Background(), c.model, "c", "again", run, o.events())
+	must(t, err)
+	must(t, waitJob(t, j, time.Minute))
+	waitStreamEmpty(t, g)
+	return c, g, run, j, o
 }
 
 // waitStreamEmpty waits for the stream to hold no message. A job's
