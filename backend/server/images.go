@@ -23,23 +23,31 @@ import (
 // without being expanded, then a full decode, so a corrupt file is refused
 // here rather than in the middle of an edit.
 //
-// Uploads are bounded before any of that: at most UploadsAtOnce at once
-// (more: 503), UploadsPerMinute per client address (more: 429), each
-// body within UploadTimeout (more: 408), so that memory stays within
-// UploadsAtOnce × (UploadBytes + UploadDecodeBytes) and a slow client
-// holds its slot for a bounded time.
+// Uploads are bounded before any of that: UploadsPerMinute per client
+// address (more: 429), one at a time per address (more: 429), at most
+// UploadsAtOnce at once (more: 503), each body within UploadTimeout (more:
+// 408), so that memory stays within UploadsAtOnce × (UploadBytes +
+// UploadDecodeBytes), a slow client holds one slot for a bounded time, and
+// one address cannot hold every slot.
 func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
+	client := s.clients.Key(r)
+	if ok, wait := s.uploadRate.Allow(client); !ok {
+		s.refuseUpload(w, http.StatusTooManyRequests, wait,
+			fmt.Sprintf("too many uploads from your address (%g a minute, in bursts of %d): try again in %v", s.cfg.UploadsPerMinute, s.cfg.UploadBurst, wait.Round(time.Second)))
+		return
+	}
+	if !s.startUpload(client) {
+		s.refuseUpload(w, http.StatusTooManyRequests, time.Second,
+			"an upload from your address is still in progress (one at a time): wait for it to finish")
+		return
+	}
+	defer s.endUpload(client)
 	select {
 	case s.uploads <- struct{}{}:
 		defer func() { <-s.uploads }()
 	default:
 		s.refuseUpload(w, http.StatusServiceUnavailable, time.Second,
 			fmt.Sprintf("the server is busy with other uploads (%d at once, its limit): try again in a moment", s.cfg.UploadsAtOnce))
-		return
-	}
-	if ok, wait := s.uploadRate.Allow(s.clients.Key(r)); !ok {
-		s.refuseUpload(w, http.StatusTooManyRequests, wait,
-			fmt.Sprintf("too many uploads from your address (%g a minute, in bursts of %d): try again in %v", s.cfg.UploadsPerMinute, s.cfg.UploadBurst, wait.Round(time.Second)))
 		return
 	}
 	// The server's ReadTimeout is for small requests; a photo gets its
@@ -78,6 +86,24 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"hash": hash, "url": "/images/" + hash + "." + extension(info.Format), "width": info.Width, "height": info.Height, "type": contentType,
 	})
+}
+
+// startUpload marks client's upload in progress; it reports false when
+// one is already.
+func (s *Server) startUpload(client string) bool {
+	s.uploadingMu.Lock()
+	defer s.uploadingMu.Unlock()
+	if s.uploading[client] {
+		return false
+	}
+	s.uploading[client] = true
+	return true
+}
+
+func (s *Server) endUpload(client string) {
+	s.uploadingMu.Lock()
+	delete(s.uploading, client)
+	s.uploadingMu.Unlock()
 }
 
 // refuseUpload answers an upload that may not start now, saying when to

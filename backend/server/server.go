@@ -199,6 +199,10 @@ type Server struct {
 	// each client address's uploads.
 	uploads    chan struct{}
 	uploadRate *keyrate.Limiter
+	// uploading holds the client addresses with an upload in progress:
+	// one at a time each, so that one address cannot take every slot.
+	uploadingMu sync.Mutex
+	uploading   map[string]bool
 
 	mu      sync.Mutex
 	conns   map[*conn]bool
@@ -242,6 +246,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.uploads = make(chan struct{}, cfg.UploadsAtOnce)
+	s.uploading = map[string]bool{}
 	var err error
 	if s.uploadRate, err = keyrate.New(cfg.UploadsPerMinute, cfg.UploadBurst); err != nil {
 		return nil, fmt.Errorf("server: uploads per minute: %w", err)

@@ -87,6 +87,28 @@ func TestUploadsAtOnceAreBounded(t *testing.T) {
 	}
 }
 
+// TestOneUploadAtATimePerAddress: an address with an upload in progress
+// is refused a second one (429, Retry-After), so that it cannot hold every
+// slot; another address still gets the free slot, and once the first
+// upload ends the address may upload again.
+func TestOneUploadAtATimePerAddress(t *testing.T) {
+	ts := newTestServer(t, withoutModel(t), func(c *Config) { c.UploadsAtOnce = 2 })
+	a := ts.stalledUpload(t, "127.0.9.1")
+	ts.waitMetric(t, "reword_uploads_in_progress", "1")
+	status, msg, retry := ts.uploadFrom(t, "127.0.9.1", pngBytes(t, 8, 8))
+	if status != http.StatusTooManyRequests || !strings.Contains(msg, "an upload from your address is still in progress") || retry != "1" {
+		t.Fatalf("a second upload from an address with one in progress: %d %q, Retry-After %q", status, msg, retry)
+	}
+	if status, msg, _ := ts.uploadFrom(t, "127.0.9.2", pngBytes(t, 8, 8)); status != http.StatusCreated {
+		t.Fatalf("an upload from another address: %d %q", status, msg)
+	}
+	a.Close()
+	ts.waitMetric(t, "reword_uploads_in_progress", "0")
+	if status, msg, _ := ts.uploadFrom(t, "127.0.9.1", pngBytes(t, 9, 8)); status != http.StatusCreated {
+		t.Errorf("an upload once the address's first ended: %d %q", status, msg)
+	}
+}
+
 // TestUploadRatePerAddress: an address past its burst is refused with
 // 429 and when to try again; another address is not.
 func TestUploadRatePerAddress(t *testing.T) {
