@@ -37,6 +37,7 @@ func (b *Blend) UnmarshalJSON(data []byte) error {
 	if len(data) > 0 && data[0] == '"' {
 		var word string
 		json.Unmarshal(data, &word)
+		word = abbreviate(word)
 		return fmt.Errorf("blend entry %q: blend words belong to each target; write one entry per target, e.g. [{\"words\": [%q]}]", word, word)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

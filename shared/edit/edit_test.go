@@ -97,32 +97,46 @@ func TestValidateReferenceExamples(t *testing.T) {
 	}
 }
 
+// TestValidateReportsEveryProblem: each invalid field has its problem.
+// The fields are spread over two specs, each with fewer problems than
+// Problems lists (MaxProblems).
 func TestValidateReportsEveryProblem(t *testing.T) {
-	s := Spec{
-		Source:     " ",
-		Targets:    []string{"a dog", "", "x", "y", "z"},
-		Steps:      ptr(0),
-		Guidance:   ptr(31.0),
-		Width:      ptr(100),
-		Scheduler:  "euler",
-		Model:      "sd15",
-		Cross:      ptr(Window{0.6, 0.2}),
-		Self:       ptr(Fraction(1.5)),
-		Norm:       ptr(Window{0.5, 1.2}),
-		CrossWords: map[string]Window{"cat": Fraction(0.5)},
-		Reweights:  map[string]float64{"dog": 11, "": 1},
-		Blend:      []Blend{{Words: []string{"dog", "dog", "horse"}}, {Exclude: []string{"dog"}}, {}, {Words: []string{"x", "a"}, Exclude: []string{"x"}}, {}, {Words: []string{"z"}}},
-		Image:      "not-a-hash",
-		Inversion:  "nulltext",
+	settings := Spec{
+		Source:    " ",
+		Targets:   []string{"a dog", "", "x", "y", "z"},
+		Steps:     ptr(0),
+		Guidance:  ptr(31.0),
+		Width:     ptr(100),
+		Scheduler: "euler",
+		Model:     "sd15",
+		Cross:     ptr(Window{0.6, 0.2}),
+		Self:      ptr(Fraction(1.5)),
+		Norm:      ptr(Window{0.5, 1.2}),
+		Reweights: map[string]float64{"dog": 11},
+		Image:     "not-a-hash",
+		Inversion: "nulltext",
 	}
-	err := s.Validate(tinyDefaults("tiny"))
-	var p Problems
-	if !errors.As(err, &p) {
-		t.Fatalf("err = %v, want Problems", err)
+	words := Spec{
+		Source:     "a cat",
+		Targets:    []string{"a dog", "a cow", "x", "y"},
+		Seed:       ptr(uint64(1)),
+		CrossWords: map[string]Window{"cat": Fraction(0.5)},
+		Reweights:  map[string]float64{"": 1},
+		Blend:      []Blend{{Words: []string{"dog", "dog", "horse"}}, {Exclude: []string{"dog"}}, {}, {Words: []string{"x", "a"}, Exclude: []string{"x"}}, {Words: []string{"z"}}},
 	}
 	got := map[string]string{}
-	for _, pr := range p {
-		got[pr.Field] += pr.Message + " | "
+	for _, s := range []Spec{settings, words} {
+		err := s.Validate(tinyDefaults("tiny"))
+		var p Problems
+		if !errors.As(err, &p) {
+			t.Fatalf("err = %v, want Problems", err)
+		}
+		if len(p) >= MaxProblems {
+			t.Fatalf("%d problems: the spec must have fewer than MaxProblems to show them all", len(p))
+		}
+		for _, pr := range p {
+			got[pr.Field] += pr.Message + " | "
+		}
 	}
 	for field, want := range map[string]string{
 		"source":                  "is empty",
@@ -140,12 +154,13 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		`cross_words["cat"]`:      "does not occur in any edited prompt",
 		`reweights["dog"]`:        "must be a factor from -10 to 10 (it is 11",
 		`reweights[""]`:           "is an empty word",
-		"blend":                   "has 6 entries for 5 edited prompts",
+		"blend":                   "has 5 entries for 4 edited prompts",
 		`blend[0].words["dog"]`:   "is listed twice",
 		`blend[0].words["horse"]`: "does not occur in the source prompt or edit 1",
 		"blend[1].exclude":        "needs blend words",
+		`blend[1].exclude["dog"]`: "does not occur in the source prompt or edit 2",
+		`blend[3].words["x"]`:     "does not occur in the source prompt or edit 4",
 		`blend[3].exclude["x"]`:   "is both a blend word and an excluded word of edit 4",
-		`blend[5].words["z"]`:     "does not occur in the source prompt or edit 6",
 		"image":                   "64 lowercase hex digits",
 		"inversion":               `must be one of direct, npi, ddim (it is "nulltext")`,
 	} {
@@ -153,7 +168,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 			t.Errorf("%s: problems %q, want one mentioning %q", field, got[field], want)
 		}
 	}
-	s = Spec{Source: "a", Targets: []string{"a"}, Seed: ptr(uint64(1)), Inversion: InversionNPI}
+	s := Spec{Source: "a", Targets: []string{"a"}, Seed: ptr(uint64(1)), Inversion: InversionNPI}
 	if err := s.Validate(tinyDefaults("tiny")); err == nil || !strings.Contains(err.Error(), "inversion is set but there is no photo") {
 		t.Errorf("inversion without image: err = %v", err)
 	}

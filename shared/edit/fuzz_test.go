@@ -66,7 +66,7 @@ func FuzzDecodeLink(f *testing.F) {
 }
 
 // FuzzParseValidate: decoding and validating never panic, and a spec that
-// validates resolves.
+// validates resolves, to a spec that an edit link carries.
 func FuzzParseValidate(f *testing.F) {
 	js, _ := squirrel().MarshalJSON()
 	f.Add(js)
@@ -85,8 +85,12 @@ func FuzzParseValidate(f *testing.F) {
 			}
 			return
 		}
-		if _, err := s.Resolve(d); err != nil {
+		r, err := s.Resolve(d)
+		if err != nil {
 			t.Fatalf("valid spec does not resolve: %v", err)
+		}
+		if _, err := EncodeLink(r.Spec()); err != nil {
+			t.Fatalf("valid spec has no link: %v", err)
 		}
 	})
 }

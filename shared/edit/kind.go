@@ -79,10 +79,12 @@ func (s *Spec) normalizeKinds() {
 
 // checkKinds reports kinds that are unknown, more kinds than targets, a
 // replace the prompts do not allow (see align.CompareAs) and an unknown
-// replace tail.
+// replace tail. Only the entries of the first MaxTargets targets are
+// checked: each aligns two prompts, work that the limits bound and the
+// count of entries a client sends must not.
 func checkKinds(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 	if s.ReplaceTail != "" && !slices.Contains(ReplaceTails, s.ReplaceTail) {
-		add("replace_tail", "must be one of %s (it is %q)", strings.Join(ReplaceTails, ", "), s.ReplaceTail)
+		add("replace_tail", "must be one of %s (it is %q)", strings.Join(ReplaceTails, ", "), abbreviate(s.ReplaceTail))
 	}
 	if len(s.Kinds) > len(s.Targets) {
 		add("kinds", "has %d entries for %d edited prompts: one kind per edited prompt, in order", len(s.Kinds), len(s.Targets))
@@ -91,14 +93,18 @@ func checkKinds(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 	for i, c := range align.Choices {
 		names[i] = string(c)
 	}
-	src := tok.Encode(s.Source)
-	for i, c := range s.Kinds {
+	var src clip.Encoding
+	sourceOK := promptAligns(s.Source)
+	if sourceOK {
+		src = tok.Encode(s.Source)
+	}
+	for i, c := range s.Kinds[:min(len(s.Kinds), len(s.Targets), MaxTargets)] {
 		field := fmt.Sprintf("kinds[%d]", i)
 		switch {
 		case c != "" && !slices.Contains(align.Choices, c):
-			add(field, "must be one of %s (it is %q)", strings.Join(names, ", "), string(c))
+			add(field, "must be one of %s (it is %q)", strings.Join(names, ", "), abbreviate(string(c)))
 			continue
-		case i >= len(s.Targets) || strings.TrimSpace(s.Targets[i]) == "" || strings.TrimSpace(s.Source) == "":
+		case !sourceOK || !promptAligns(s.Targets[i]):
 			continue // the prompts' own problems say enough
 		}
 		_, err := align.CompareAs(src, tok.Encode(s.Targets[i]), c)
@@ -107,4 +113,11 @@ func checkKinds(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 			add(field, "cannot be %s: %s", string(c), ce.Reason(fmt.Sprintf("edit %d", i+1)))
 		}
 	}
+}
+
+// promptAligns reports whether a prompt is fit to align: a prompt that is
+// empty or over MaxPromptBytes has a problem of its own, and aligning it
+// would only add work and noise.
+func promptAligns(prompt string) bool {
+	return strings.TrimSpace(prompt) != "" && len(prompt) <= MaxPromptBytes
 }

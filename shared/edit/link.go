@@ -97,13 +97,30 @@ func EncodeLink(s Spec) (string, error) {
 		return "", fmt.Errorf("edit link: %w", err)
 	}
 	if len(js) > MaxSpecBytes {
-		return "", fmt.Errorf("edit link: the spec is %d bytes of JSON; the limit is %d", len(js), MaxSpecBytes)
+		return "", fmt.Errorf("edit link: %w", &linkSizeError{jsonBytes: len(js)})
 	}
 	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV3))
 	if len(link) > MaxLinkBytes {
-		return "", fmt.Errorf("edit link: the link would be %d characters; the limit is %d (shorten the prompts)", len(link), MaxLinkBytes)
+		return "", fmt.Errorf("edit link: %w", &linkSizeError{chars: len(link)})
 	}
 	return link, nil
+}
+
+// linkSizeError is EncodeLink's error for a spec too big for a link: its
+// JSON is over MaxSpecBytes, or its link over MaxLinkBytes, which
+// DecodeLink would refuse. Resolve reports it as a problem of the prompts
+// (the server links every result, so such a spec would otherwise fail
+// only after the model ran).
+type linkSizeError struct {
+	jsonBytes int // the spec's JSON, when over MaxSpecBytes; else 0
+	chars     int // the link's length, when over MaxLinkBytes; else 0
+}
+
+func (e *linkSizeError) Error() string {
+	if e.jsonBytes > 0 {
+		return fmt.Sprintf("the spec is %d bytes of JSON; the limit is %d (shorten the prompts)", e.jsonBytes, MaxSpecBytes)
+	}
+	return fmt.Sprintf("the link would be %d characters; the limit is %d (shorten the prompts)", e.chars, MaxLinkBytes)
 }
 
 // compress is the payload of a link: js deflated with dict, then the

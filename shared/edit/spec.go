@@ -19,6 +19,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"unicode/utf8"
 
 	"reword/shared/align"
 )
@@ -170,24 +171,32 @@ func (w *Window) UnmarshalJSON(b []byte) error {
 	if len(b) > 0 && b[0] == '[' {
 		var pair []float64
 		if err := json.Unmarshal(b, &pair); err != nil || len(pair) != 2 {
-			return fmt.Errorf("window %s: want a fraction like 0.8 or a pair [start, end] like [0.2, 0.8]", abbreviate(b))
+			return fmt.Errorf("window %s: want a fraction like 0.8 or a pair [start, end] like [0.2, 0.8]", abbreviate(string(b)))
 		}
 		*w = Window{pair[0], pair[1]}
 		return nil
 	}
 	var f float64
 	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("window %s: want a fraction like 0.8 or a pair [start, end] like [0.2, 0.8]", abbreviate(b))
+		return fmt.Errorf("window %s: want a fraction like 0.8 or a pair [start, end] like [0.2, 0.8]", abbreviate(string(b)))
 	}
 	*w = Window{0, f}
 	return nil
 }
 
-func abbreviate(b []byte) string {
-	if len(b) > 40 {
-		return string(b[:40]) + "…"
+// abbreviate shortens client text that an error or a problem quotes to 40
+// bytes (cut at a character boundary), so that no reply grows with what a
+// client sent.
+func abbreviate(text string) string {
+	const maxBytes = 40
+	if len(text) <= maxBytes {
+		return text
 	}
-	return string(b)
+	cut := maxBytes
+	for cut > maxBytes-utf8.UTFMax && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return text[:cut] + "…"
 }
 
 // ParseSpec decodes the JSON form of a spec strictly: exactly one JSON

@@ -1,6 +1,7 @@
 package edit
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -22,8 +23,25 @@ type Problem struct {
 	Message string
 }
 
-// Problems is every problem Validate found; it is the error it returns.
+// Problems is what Validate found wrong; it is the error it returns. It
+// lists at most MaxProblems, and when there were more its last entry says
+// how many more: a reply that lists them stays small whatever the client
+// sent, and the rest show once these are fixed.
 type Problems []Problem
+
+// MaxProblems bounds the problems Validate lists.
+const MaxProblems = 20
+
+// capped is p listed as Problems promises: at most MaxProblems, the last
+// saying how many more were found.
+func (p Problems) capped() Problems {
+	if len(p) <= MaxProblems {
+		return p
+	}
+	last := p[MaxProblems-1]
+	last.Message += fmt.Sprintf("; %d more problems were found and are not listed", len(p)-MaxProblems)
+	return append(p[:MaxProblems-1:MaxProblems-1], last)
+}
 
 func (p Problems) Error() string {
 	var b strings.Builder
@@ -75,11 +93,47 @@ type Resolved struct {
 }
 
 // Resolve validates s against the model's defaults and fills in every
-// omitted field. The error is Problems when the spec is invalid.
+// omitted field. The error is Problems when the spec is invalid (see
+// Validate).
 func (s Spec) Resolve(d Defaults) (Resolved, error) {
-	if err := s.Validate(d); err != nil {
+	if d.Model == "" || len(d.Sizes) == 0 || len(d.Schedulers) == 0 || d.Steps < MinSteps || d.Steps > MaxSteps {
+		return Resolved{}, fmt.Errorf("edit: model defaults %+v are incomplete: they need a model id, sizes, schedulers and steps in %d..%d", d, MinSteps, MaxSteps)
+	}
+	// Every path meets here: ParseSpec normalises what it decodes, but a
+	// spec decoded as part of another message (the socket's run) or built
+	// in code is not, and trailing auto kinds or empty blend entries must
+	// mean the same wherever a spec comes from.
+	s.normalize()
+	p, err := s.check(&d)
+	if err != nil {
 		return Resolved{}, err
 	}
+	if len(p) > 0 {
+		return Resolved{}, p
+	}
+	r := s.withDefaults(d)
+	if err := checkLinkSize(r); err != nil {
+		return Resolved{}, err
+	}
+	return r, nil
+}
+
+// checkLinkSize reports a resolved spec whose edit link would be too big,
+// as a problem of the prompts: their length is what makes a valid spec
+// that big, since every word setting names words of the prompts. The
+// server links every result it makes (from Resolved.Spec), so without
+// this check such a spec would run the whole model and fail at the end.
+func checkLinkSize(r Resolved) error {
+	_, err := EncodeLink(r.Spec())
+	var tooBig *linkSizeError
+	if errors.As(err, &tooBig) {
+		return Problems{{Field: "targets", Message: "and the source prompt are too long for an edit link: " + tooBig.Error()}}
+	}
+	return err
+}
+
+// withDefaults is s, valid, with every omitted field filled in from d.
+func (s Spec) withDefaults(d Defaults) Resolved {
 	r := Resolved{
 		Source: s.Source, Targets: slices.Clone(s.Targets), Negative: s.Negative,
 		Seed: *s.Seed, Steps: d.Steps, Guidance: d.Guidance,
@@ -127,7 +181,7 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 	if s.Image != "" && s.Inversion == "" {
 		r.Inversion = Inversions[0]
 	}
-	return r, nil
+	return r
 }
 
 func cloneMap[V any](m map[string]V) map[string]V {
@@ -144,39 +198,37 @@ func cloneMap[V any](m map[string]V) map[string]V {
 var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Validate checks s against the model's defaults and returns nil or Problems
-// listing every invalid field with the allowed values. Words named in
+// listing the invalid fields with the allowed values. Words named in
 // cross_words, reweights and blend must occur in the prompts (matched on CLIP
-// tokens, see align.WordTokens) within the 77-token context.
+// tokens, see align.WordTokens) within the 77-token context, and the
+// resolved spec must fit in an edit link (see EncodeLink), which is checked
+// once every other field is valid.
 //
 // Each message is a predicate of its field ("must be 1–150 (it is 1000)"),
 // so that a client can put it after the field's name in its own words
 // ("Steps must be 1–150 (it is 1000)") and Problems.Error reads as a
 // sentence too.
 func (s Spec) Validate(d Defaults) error {
-	if d.Model == "" || len(d.Sizes) == 0 || len(d.Schedulers) == 0 || d.Steps < MinSteps || d.Steps > MaxSteps {
-		return fmt.Errorf("edit: model defaults %+v are incomplete: they need a model id, sizes, schedulers and steps in %d..%d", d, MinSteps, MaxSteps)
-	}
-	p, err := s.check(&d)
-	if err != nil {
-		return err
-	}
-	if len(p) > 0 {
-		return p
-	}
-	return nil
+	_, err := s.Resolve(d)
+	return err
 }
 
 // CheckFields returns the problems Validate reports that do not depend on
-// the model (everything but the size, the sampler and the model id), in
-// the same words: what an editor can check while it does not know the
-// model yet. It is empty when the tokenizer cannot load (Validate then
-// says so).
+// the model (everything but the size, the sampler, the model id and the
+// link's size, which depends on the defaults filled in), in the same
+// words: what an editor can check while it does not know the model yet.
+// It is empty when the tokenizer cannot load (Validate then says so).
 func (s Spec) CheckFields() Problems {
+	s.normalize() // as Resolve does
 	p, _ := s.check(nil)
 	return p
 }
 
-// check collects the problems of s; d nil leaves out the model's checks.
+// check collects the problems of s, capped as Problems promises; d nil
+// leaves out the model's checks. The work is bounded by the limits, not by
+// what a client sent: the entries past a limit (targets past MaxTargets,
+// kinds and blend entries past the targets, words past MaxWordEntries)
+// are counted in the limit's own problem and not checked one by one.
 func (s Spec) check(d *Defaults) (Problems, error) {
 	var p Problems
 	add := func(field, format string, a ...any) {
@@ -197,7 +249,7 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	if len(s.Targets) == 0 || len(s.Targets) > MaxTargets {
 		add("targets", "must be 1 to %d prompts (there are %d)", MaxTargets, len(s.Targets))
 	}
-	for i, t := range s.Targets {
+	for i, t := range s.Targets[:min(len(s.Targets), MaxTargets)] {
 		checkPrompt(fmt.Sprintf("targets[%d]", i), t, true)
 	}
 	checkPrompt("negative", s.Negative, false)
@@ -226,14 +278,8 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	if n := s.SelfMaxTokens; n != nil && (*n < 1 || *n > MaxSelfMaxTokens) {
 		add("self_max_tokens", "must be a count of query positions from 1 to %d, e.g. 256 for the 16×16 layers and coarser at 512 px (it is %d)", MaxSelfMaxTokens, *n)
 	}
-	for _, w := range sortedKeys(s.CrossWords) {
-		checkWindow(add, wordField("cross_words", w), s.CrossWords[w])
-	}
-	for _, w := range sortedKeys(s.Reweights) {
-		if f := s.Reweights[w]; !(f >= MinReweight && f <= MaxReweight) {
-			add(wordField("reweights", w), "must be a factor from %v to %v (it is %v; the editor's slider spans %v to %v)", MinReweight, MaxReweight, f, UIMinReweight, UIMaxReweight)
-		}
-	}
+	// A limit's problem comes before its entries' so that capping the
+	// list never leaves it out.
 	for _, c := range []struct {
 		field string
 		n     int
@@ -242,14 +288,22 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 			add(c.field, "has too many words: %d, the limit is %d", c.n, MaxWordEntries)
 		}
 	}
+	for _, w := range firstWords(s.CrossWords) {
+		checkWindow(add, wordField("cross_words", w), s.CrossWords[w])
+	}
+	for _, w := range firstWords(s.Reweights) {
+		if f := s.Reweights[w]; !(f >= MinReweight && f <= MaxReweight) {
+			add(wordField("reweights", w), "must be a factor from %v to %v (it is %v; the editor's slider spans %v to %v)", MinReweight, MaxReweight, f, UIMinReweight, UIMaxReweight)
+		}
+	}
 	switch {
 	case s.Image != "" && !sha256Hex.MatchString(s.Image):
-		add("image", "%q is not a photo's content hash: want 64 lowercase hex digits (SHA-256)", abbreviate([]byte(s.Image)))
+		add("image", "%q is not a photo's content hash: want 64 lowercase hex digits (SHA-256)", abbreviate(s.Image))
 	case s.Image == "" && s.Inversion != "":
 		add("inversion", "is set but there is no photo to invert")
 	}
 	if s.Inversion != "" && !slices.Contains(Inversions, s.Inversion) {
-		add("inversion", "must be one of %s (it is %q)", strings.Join(Inversions, ", "), s.Inversion)
+		add("inversion", "must be one of %s (it is %q)", strings.Join(Inversions, ", "), abbreviate(s.Inversion))
 	}
 
 	tok, err := clip.Default()
@@ -258,7 +312,7 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	}
 	checkWords(s, tok, add)
 	checkKinds(s, tok, add)
-	return p, nil
+	return p.capped(), nil
 }
 
 // checkModel reports the fields the model does not support.
@@ -278,10 +332,10 @@ func (s Spec) checkModel(d Defaults, add func(string, string, ...any)) {
 		add(field, "gives the size %s, which model %q does not make; it makes %s", size, d.Model, joinSizes(d.Sizes))
 	}
 	if s.Scheduler != "" && !slices.Contains(d.Schedulers, s.Scheduler) {
-		add("scheduler", "must be one model %q runs: %s (it is %q)", d.Model, strings.Join(d.Schedulers, ", "), s.Scheduler)
+		add("scheduler", "must be one model %q runs: %s (it is %q)", d.Model, strings.Join(d.Schedulers, ", "), abbreviate(s.Scheduler))
 	}
 	if s.Model != "" && s.Model != d.Model {
-		add("model", "must be %q, the model these settings are for (it is %q)", d.Model, s.Model)
+		add("model", "must be %q, the model these settings are for (it is %q)", d.Model, abbreviate(s.Model))
 	}
 }
 
@@ -319,16 +373,16 @@ func checkWords(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 			add(field, "occurs only past the %d-token limit of %s, where the model ignores it", clip.ContextLength, where)
 		}
 	}
-	for _, w := range sortedKeys(s.CrossWords) {
+	for _, w := range firstWords(s.CrossWords) {
 		check(wordField("cross_words", w), w, "any edited prompt", in.InTargets)
 	}
-	for _, w := range sortedKeys(s.Reweights) {
+	for _, w := range firstWords(s.Reweights) {
 		check(wordField("reweights", w), w, "any edited prompt", in.InTargets)
 	}
 	if len(s.Blend) > len(s.Targets) {
 		add("blend", "has %d entries for %d edited prompts: one entry per edited prompt, in order", len(s.Blend), len(s.Targets))
 	}
-	for i, b := range s.Blend {
+	for i, b := range s.Blend[:min(len(s.Blend), len(s.Targets), MaxTargets)] {
 		entry := fmt.Sprintf("blend[%d]", i)
 		where := fmt.Sprintf("the source prompt or edit %d", i+1)
 		occurs := func(w string) (bool, bool) { return in.InBlendOf(i, w) }
@@ -338,11 +392,15 @@ func checkWords(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 		if len(b.Words) == 0 && len(b.Exclude) > 0 {
 			add(entry+".exclude", "needs blend words: excluded words only narrow the region of a local blend, and edit %d has none", i+1)
 		}
+		// Only the first MaxWordEntries words are checked one by one: more
+		// are refused as a whole above.
+		words := b.Words[:min(len(b.Words), MaxWordEntries)]
+		exclude := b.Exclude[:min(len(b.Exclude), MaxWordEntries-len(words))]
 		seen := map[string]string{}
 		for _, list := range []struct {
 			name  string
 			words []string
-		}{{"words", b.Words}, {"exclude", b.Exclude}} {
+		}{{"words", words}, {"exclude", exclude}} {
 			for _, w := range list.words {
 				field := wordField(entry+"."+list.name, w)
 				if prev, ok := seen[w]; ok {
@@ -360,7 +418,24 @@ func checkWords(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 	}
 }
 
-func wordField(name, word string) string { return name + "[" + strconv.Quote(word) + "]" }
+// wordField is the path of a word's setting, e.g. `reweights["cat"]`. A
+// word over MaxWordBytes, refused as too long, is abbreviated: the path
+// names it without echoing however many bytes a client sent, while every
+// word that could be valid keeps its exact path, which an editor matches
+// to the word's controls.
+func wordField(name, word string) string {
+	if len(word) > MaxWordBytes {
+		word = abbreviate(word)
+	}
+	return name + "[" + strconv.Quote(word) + "]"
+}
+
+// firstWords is the words of a word setting that validation checks one by
+// one, in order: at most MaxWordEntries, since more are refused as a whole.
+func firstWords[V any](m map[string]V) []string {
+	words := sortedKeys(m)
+	return words[:min(len(words), MaxWordEntries)]
+}
 
 func joinSizes(sizes []Size) string {
 	out := make([]string, len(sizes))

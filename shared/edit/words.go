@@ -24,16 +24,21 @@ type Words struct {
 }
 
 // Words prepares the word lookup of s's prompts. Prompts over
-// MaxPromptBytes (which Validate refuses) are left out.
+// MaxPromptBytes and targets past MaxTargets, which Validate refuses, are
+// not looked up, so that the work is bounded by the limits whatever a
+// client sent: a too-long prompt holds no words, and keeps its place, so
+// that target i is still InBlendOf(i, …)'s target.
 func (s Spec) Words(tok *clip.Tokenizer) Words {
-	w := Words{tok: tok, source: tok.Encode("")}
-	if len(s.Source) <= MaxPromptBytes {
-		w.source = tok.Encode(s.Source)
-	}
-	for _, t := range s.Targets {
-		if len(t) <= MaxPromptBytes {
-			w.targets = append(w.targets, tok.Encode(t))
+	none := tok.Encode("")
+	encode := func(prompt string) clip.Encoding {
+		if len(prompt) > MaxPromptBytes {
+			return none
 		}
+		return tok.Encode(prompt)
+	}
+	w := Words{tok: tok, source: encode(s.Source)}
+	for _, t := range s.Targets[:min(len(s.Targets), MaxTargets)] {
+		w.targets = append(w.targets, encode(t))
 	}
 	return w
 }
