@@ -99,6 +99,7 @@ func deriveManifest(dir string) (*Manifest, error) {
 	m.Latent.Channels, m.Latent.Width, m.Latent.Height = channels, size, size
 	m.Latent.ScalingFactor = scale
 	setIf(&m.Latent.ScalingFactor, vae.ScalingFactor)
+	m.Latent.DownsamplingFactor = sdVAEFactor
 	m.Image.Width, m.Image.Height, m.Image.Channels = size*sdVAEFactor, size*sdVAEFactor, 3
 
 	m.TextEncoder = TextEncoder{Component: Component{File: "text_encoder/model.onnx", Input: "input_ids", Output: "last_hidden_state"}}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"reword/backend/scheduler"
+	"reword/shared/edit"
 )
 
 // Family is what the models of one kind share, so that their manifests
@@ -157,8 +158,14 @@ func setIf[T any](dst *T, v *T) {
 
 // validate reports the problems of resolved defaults, naming their fields.
 func (d Defaults) validate(bad func(format string, a ...any)) {
-	if d.Steps < 1 || !(d.GuidanceScale >= 0) {
-		bad("defaults: want steps ≥ 1 and guidance_scale ≥ 0, got %d and %v", d.Steps, d.GuidanceScale)
+	// The bounds are those every run's spec is held to (shared/edit), so
+	// that a default a run would refuse is refused here, at load, naming
+	// the field, instead of failing every run.
+	if d.Steps < edit.MinSteps || d.Steps > edit.MaxSteps {
+		bad("defaults.steps is %d; want %d..%d", d.Steps, edit.MinSteps, edit.MaxSteps)
+	}
+	if !(d.GuidanceScale >= edit.MinGuidance && d.GuidanceScale <= edit.MaxGuidance) {
+		bad("defaults.guidance_scale is %v; want %v..%v", d.GuidanceScale, edit.MinGuidance, edit.MaxGuidance)
 	}
 	if !(d.CrossReplace >= 0 && d.CrossReplace <= 1 && d.SelfReplace >= 0 && d.SelfReplace <= 1) {
 		bad("defaults: cross_replace and self_replace are fractions in [0, 1], got %v and %v", d.CrossReplace, d.SelfReplace)

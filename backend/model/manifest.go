@@ -42,10 +42,14 @@ type Manifest struct {
 		Channels int `json:"channels"`
 	} `json:"image"`
 	Latent struct {
-		Channels      int     `json:"channels"`
-		Height        int     `json:"height"`
-		Width         int     `json:"width"`
-		ScalingFactor float64 `json:"scaling_factor"`
+		Channels int `json:"channels"`
+		Height   int `json:"height"`
+		Width    int `json:"width"`
+		// DownsamplingFactor is the VAE's: image pixels per latent cell
+		// along each side (8 for Stable Diffusion, 4 for Reword's tiny
+		// model); 0 when model.json leaves it out.
+		DownsamplingFactor int     `json:"downsampling_factor,omitempty"`
+		ScalingFactor      float64 `json:"scaling_factor"`
 	} `json:"latent"`
 	TextEncoder TextEncoder `json:"text_encoder"`
 	// TextEncoder2 is SDXL's second text encoder (nil: the model has one).
@@ -229,8 +233,10 @@ func (m *Manifest) validate() error {
 		bad("image: want positive width and height and 3 channels, got %dx%dx%d", m.Image.Width, m.Image.Height, m.Image.Channels)
 	}
 	l := m.Latent
-	if l.Channels <= 0 || l.Width <= 0 || l.Height <= 0 || !(l.ScalingFactor > 0) {
-		bad("latent: want positive channels, width, height and scaling_factor, got %+v", l)
+	if l.Channels <= 0 || l.Width <= 0 || l.Height <= 0 || !(l.ScalingFactor > 0) || l.DownsamplingFactor < 0 {
+		bad("latent: want positive channels, width, height and scaling_factor (and downsampling_factor, where stated), got %+v", l)
+	} else if m.Image.Width > 0 && m.Image.Height > 0 {
+		m.checkImageSize(bad)
 	}
 	checkComponent(bad, "text_encoder", m.TextEncoder.Component)
 	checkComponent(bad, "unet", m.UNet.Component)
@@ -242,6 +248,11 @@ func (m *Manifest) validate() error {
 	}
 	if err := m.Schedule.Validate(); err != nil {
 		bad("%v", err)
+	} else if n := m.Schedule.TrainTimesteps; m.Defaults.Steps > n && m.Defaults.Steps <= edit.MaxSteps {
+		// A run takes its steps from the training timesteps, so a default
+		// beyond them would fail every run that keeps it. (Steps beyond
+		// edit.MaxSteps are Defaults.validate's to report.)
+		bad("defaults.steps is %d but scheduler.num_train_timesteps is %d; want steps ≤ the training timesteps", m.Defaults.Steps, n)
 	}
 	m.Defaults.validate(bad)
 	if len(m.Preview.LatentRGBMatrix) != l.Channels {
@@ -254,6 +265,26 @@ func (m *Manifest) validate() error {
 		return errors.New("invalid model manifest: " + strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// checkImageSize reports an image size the VAE decoder cannot give: the
+// decoder turns each latent cell into DownsamplingFactor×DownsamplingFactor
+// pixels, so any other size would fail only after a whole run. Without a
+// stated factor, the image must at least be the same whole multiple of the
+// latent along both sides.
+func (m *Manifest) checkImageSize(bad func(format string, a ...any)) {
+	im, l := m.Image, m.Latent
+	if f := l.DownsamplingFactor; f > 0 {
+		if im.Width != l.Width*f || im.Height != l.Height*f {
+			bad("image: %dx%d is not latent %dx%d × latent.downsampling_factor %d; want image width and height %dx%d",
+				im.Width, im.Height, l.Width, l.Height, f, l.Width*f, l.Height*f)
+		}
+		return
+	}
+	if im.Width%l.Width != 0 || im.Height%l.Height != 0 || im.Width/l.Width != im.Height/l.Height {
+		bad("image: %dx%d is not latent %dx%d times one whole factor (the VAE's downsampling factor, e.g. 8 for Stable Diffusion); state latent.downsampling_factor and an image of the latent's size times it",
+			im.Width, im.Height, l.Width, l.Height)
+	}
 }
 
 // validateText reports the problems of the text encoders: their pad

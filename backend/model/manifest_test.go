@@ -39,7 +39,7 @@ func TestLoadDerivesSDManifest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.Derived || m.Image.Width != 768 || m.Latent.Width != 96 || m.Latent.ScalingFactor != 0.18215 {
+	if !m.Derived || m.Image.Width != 768 || m.Latent.Width != 96 || m.Latent.DownsamplingFactor != 8 || m.Latent.ScalingFactor != 0.18215 {
 		t.Fatalf("derived manifest: %+v", m)
 	}
 	if cfg := m.Schedule; cfg.Prediction != scheduler.VPrediction || cfg.StepsOffset != 1 || cfg.Spacing != scheduler.Leading || m.Family != SD1.Name {
@@ -64,7 +64,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		}
 	}
 	dir := writeFolder(t, map[string]string{ManifestFile: validManifest})
-	if m, err := Load(dir); err != nil || m.ID() != "tiny" || m.Defaults.CrossReplace != 0.9 {
+	if m, err := Load(dir); err != nil || m.ID() != "tiny" || m.Defaults.CrossReplace != 0.9 || m.Latent.DownsamplingFactor != 0 {
 		t.Fatalf("valid manifest: %v", err)
 	}
 	if err := os.Remove(filepath.Join(dir, "vae_decoder/model.onnx")); err != nil {
@@ -85,6 +85,42 @@ const validManifest = `{"format":"reword-model/1","name":"tiny",
  "scheduler":{"num_train_timesteps":1000,"beta_start":0.00085,"beta_end":0.012,"beta_schedule":"scaled_linear","prediction_type":"epsilon","timestep_spacing":"leading","steps_offset":1},
  "defaults":{"steps":50,"guidance_scale":7.5,"cross_replace":0.9},
  "preview":{"latent_rgb_matrix":[[1,0,0],[0,1,0],[0,0,1],[0,0,0]],"latent_rgb_bias":[0,0,0]}}`
+
+// TestLoadRefusesWhatRunsWouldRefuse: a model.json whose defaults a run
+// would refuse, or whose image size its VAE cannot decode to, fails to
+// load, naming the field and what is allowed, instead of failing every
+// run (some only after the whole run, in the VAE decoder).
+func TestLoadRefusesWhatRunsWouldRefuse(t *testing.T) {
+	sized := func(image, latent, factor string) string {
+		s := strings.Replace(validManifest, `"width":64,"height":64`, image, 1)
+		return strings.Replace(s, `"height":16,"width":16`, latent+factor, 1)
+	}
+	for name, c := range map[string]struct{ body, want string }{
+		"guidance":          {strings.Replace(validManifest, `"guidance_scale":7.5`, `"guidance_scale":1e9`, 1), "defaults.guidance_scale is 1e+09; want 0..30"},
+		"negative guidance": {strings.Replace(validManifest, `"guidance_scale":7.5`, `"guidance_scale":-1`, 1), "defaults.guidance_scale is -1; want 0..30"},
+		"steps":             {strings.Replace(validManifest, `"steps":50`, `"steps":100000`, 1), "defaults.steps is 100000; want 1..150"},
+		"no steps":          {strings.Replace(validManifest, `"steps":50`, `"steps":0`, 1), "defaults.steps is 0; want 1..150"},
+		"timesteps": {strings.Replace(validManifest, `"num_train_timesteps":1000`, `"num_train_timesteps":10`, 1),
+			"defaults.steps is 50 but scheduler.num_train_timesteps is 10; want steps ≤ the training timesteps"},
+		"factor": {sized(`"width":128,"height":128`, `"height":16,"width":16`, `,"downsampling_factor":4`),
+			"image: 128x128 is not latent 16x16 × latent.downsampling_factor 4; want image width and height 64x64"},
+		"uneven":          {sized(`"width":128,"height":64`, `"height":16,"width":16`, ""), "image: 128x64 is not latent 16x16 times one whole factor"},
+		"fraction":        {sized(`"width":100,"height":100`, `"height":16,"width":16`, ""), "image: 100x100 is not latent 16x16 times one whole factor"},
+		"negative factor": {sized(`"width":64,"height":64`, `"height":16,"width":16`, `,"downsampling_factor":-4`), "latent: want positive"},
+	} {
+		if _, err := Load(writeFolder(t, map[string]string{ManifestFile: c.body})); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to say %q", name, err, c.want)
+		}
+	}
+	// The limits themselves load, as does an image of the stated factor.
+	edges := strings.Replace(validManifest, `"steps":50,"guidance_scale":7.5`, `"steps":150,"guidance_scale":30`, 1)
+	stated := sized(`"width":128,"height":64`, `"height":8,"width":16`, `,"downsampling_factor":8`)
+	for name, body := range map[string]string{"edges": edges, "stated factor": stated} {
+		if _, err := Load(writeFolder(t, map[string]string{ManifestFile: body})); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
 
 // TestFamilyOwnsWhatTheManifestLeavesOut: a manifest that states no
 // schedule and no defaults takes its family's; one that states some keeps

@@ -124,6 +124,9 @@ func runBenchInvert(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer e.Close()
+	if err := needSceneImages(e); err != nil {
+		return err
+	}
 	methods := edit.Inversions
 	tallies := map[string]*invertTally{}
 	for _, m := range methods {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,7 +45,14 @@ type editFlags struct {
 	// default).
 	selfMax            *int
 	keepText, baseline *bool
+	// fs is the flag set the flags are in, which says which were given.
+	fs *flag.FlagSet
 }
+
+// controlFlags are the flags that set Prompt-to-Prompt's attention
+// controls: --baseline runs none, so it takes none of them.
+var controlFlags = []string{"cross", "cross-word", "self", "self-max-tokens", "reweight", "blend", "blend-exclude",
+	"kind", "replace-tail", "norm", "keep-source-text"}
 
 // checkSelfMaxTokens checks a --self-max-tokens flag (nil: not given)
 // before it goes into a spec, in the flag's own words.
@@ -75,8 +83,28 @@ func (o optionalInt) Set(v string) error {
 	return nil
 }
 
+// optionalFloat is a float64 flag that records whether it was given, so
+// that no value has to stand for "the default".
+type optionalFloat struct{ p **float64 }
+
+func (o optionalFloat) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return strconv.FormatFloat(**o.p, 'g', -1, 64)
+}
+
+func (o optionalFloat) Set(v string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", v)
+	}
+	*o.p = &f
+	return nil
+}
+
 func addEditFlags(fs *flag.FlagSet) *editFlags {
-	f := &editFlags{}
+	f := &editFlags{fs: fs}
 	fs.Var(&f.targets, "to", "a target prompt (repeat for up to 4 targets; required)")
 	f.cross = fs.Float64("cross", -1, "fraction of the steps whose cross-attention is replaced (default: the model's, 0.8)")
 	fs.Var(&f.crossWords, "cross-word", "per-word cross window, word=fraction (repeatable)")
@@ -89,7 +117,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
 	f.norm = fs.Float64("norm", -1, "fraction of the steps in which each target's GroupNorms centre on the source's means, which keeps more of the background (the spec's norm; 0: never; default: the model's)")
 	f.keepText = fs.Bool("keep-source-text", false, "give each target the source's text states at the positions of the words it kept, so only the reworded words' states differ (opt-in; the spec's keep_source_text)")
-	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start")
+	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, self and norm 0; takes none of the control flags)")
 	return f
 }
 
@@ -99,6 +127,9 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 		return usageError("give at least one --to target prompt")
 	}
 	spec.Targets = f.targets
+	if *f.baseline {
+		return f.applyBaseline(spec)
+	}
 	// -1 is the flags' "not given"; any other value is the spec's, which
 	// validation checks, except below 0, which the spec cannot hold.
 	for _, w := range []struct {
@@ -140,6 +171,20 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	}
 	spec.SelfMaxTokens = f.selfMax
 	spec.KeepSourceText = *f.keepText
+	return nil
+}
+
+// applyBaseline sets the spec of a --baseline run: Prompt-to-Prompt with
+// every window empty, which leaves attention untouched as the engine's
+// baseline does (the same pixels), so that the spec the images carry
+// reproduces them. A control flag would be ignored, so it is refused.
+func (f *editFlags) applyBaseline(spec *edit.Spec) error {
+	for _, name := range controlFlags {
+		if flagSet(f.fs, name) {
+			return usageError("--%s and --baseline: --baseline runs no attention control, so --%s would be ignored; leave out one of them", name, name)
+		}
+	}
+	spec.Cross, spec.Self, spec.Norm = &edit.Window{}, &edit.Window{}, &edit.Window{}
 	return nil
 }
 
@@ -214,7 +259,7 @@ func runEdit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	sf := addSamplingFlags(fs)
 	prompt := fs.String("prompt", "", "the source prompt (required)")
 	edf := addEditFlags(fs)
-	out := fs.String("out", "", "folder to write source.png, target-1.png, … into (required)")
+	out := fs.String("out", "", "folder to write source.png, target-1.png, … into, created if needed (required; one holding an earlier run's images is refused)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -228,12 +273,21 @@ func runEdit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case !flagSet(fs, "seed"):
 		return usageError("--seed is required (pick any number; the same seed gives the same source image)")
 	}
+	if err := sf.check(); err != nil {
+		return err
+	}
 	spec := edit.Spec{Source: *prompt, Negative: *sf.negative, Seed: sf.seed,
-		Guidance: sf.guidancePtr(), Scheduler: *sf.scheduler}
+		Guidance: sf.guidance, Scheduler: *sf.scheduler}
 	if *sf.steps != 0 {
 		spec.Steps = sf.steps
 	}
 	if err := edf.apply(&spec); err != nil {
+		return err
+	}
+	if err := checkSpec(spec); err != nil {
+		return err
+	}
+	if err := checkNewFolder(*out); err != nil {
 		return err
 	}
 
@@ -272,18 +326,16 @@ func specAsRun(e *diffusion.Engine, spec edit.Spec) (edit.Spec, error) {
 }
 
 // writeEditImages writes row 0 as sourceName and each target as
-// target-<n>.png into dir, with the spec embedded, and returns the paths.
+// target-<n>.png into dir (checked by checkNewFolder), with the spec
+// embedded, and returns the paths.
 func writeEditImages(dir, sourceName string, res *diffusion.Result, spec edit.Spec) ([]string, error) {
 	var paths []string
 	for _, im := range res.Images {
 		name := sourceName
 		if im.Row > 0 {
-			name = fmt.Sprintf("target-%d.png", im.Row)
+			name = targetFile(im.Row)
 		}
-		p, err := outPath(dir, name)
-		if err != nil {
-			return nil, err
-		}
+		p := filepath.Join(dir, name)
 		if err := writeImage(p, im, spec); err != nil {
 			return nil, err
 		}

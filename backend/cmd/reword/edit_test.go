@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"reword/backend/diffusion/pngtext"
 	"reword/backend/model"
 	"reword/models/tiny/tinytest"
 	"reword/shared/align"
@@ -167,5 +172,87 @@ func TestEditReportsTheSpecAsItRan(t *testing.T) {
 		if s := ran.Spec; s.Steps == nil || *s.Steps != 3 || s.Cross == nil || s.Norm == nil || *s.Norm != c.norm {
 			t.Errorf("%q: the report's spec has steps %v, cross %v, norm %v; want 3, the model's cross and norm %v", c.extra, s.Steps, s.Cross, s.Norm, c.norm)
 		}
+	}
+}
+
+// TestBaselineTakesNoControlFlags: --baseline runs no attention control,
+// so a control flag with it is a usage error naming both flags rather
+// than a setting silently ignored; alone, it sets every window of the
+// spec empty, which is what a baseline runs.
+func TestBaselineTakesNoControlFlags(t *testing.T) {
+	for _, c := range [][]string{
+		{"--cross", "0.5"}, {"--cross-word", "dog=0.4"}, {"--self", "0.2"}, {"--self-max-tokens", "256"}, {"--reweight", "dog=2"},
+		{"--blend", "dog"}, {"--blend-exclude", "dog"}, {"--kind", "refine"}, {"--replace-tail", "reference"}, {"--norm", "0"}, {"--keep-source-text"},
+	} {
+		args := append([]string{"--to", "a dog", "--baseline"}, c...)
+		want := c[0] + " and --baseline"
+		if _, err := parseEditFlags(args...); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v; want a usage error with %q", args, err, want)
+		}
+	}
+	s, err := parseEditFlags("--to", "a dog", "--baseline")
+	none := &edit.Window{}
+	if err != nil || !reflect.DeepEqual(s.Cross, none) || !reflect.DeepEqual(s.Self, none) || !reflect.DeepEqual(s.Norm, none) {
+		t.Errorf("--baseline: cross %v, self %v, norm %v, %v; want every window empty", s.Cross, s.Self, s.Norm, err)
+	}
+}
+
+// TestBaselineImagesRecordWhatRan: the spec a --baseline image carries is
+// the run it came from (every control off), not the model's
+// Prompt-to-Prompt defaults, and running that spec without --baseline
+// gives the same pixels.
+func TestBaselineImagesRecordWhatRan(t *testing.T) {
+	dir := tinytest.Private(t)
+	out := t.TempDir()
+	common := []string{"edit", "--model", dir, "--threads", "1", "--steps", "3", "--prompt", "a red circle", "--to", "a blue circle", "--seed", "1"}
+	runOK(t, append(common, "--baseline", "--out", filepath.Join(out, "baseline"))...)
+	f, err := os.Open(filepath.Join(out, "baseline", "target-1.png"))
+	must(t, err)
+	text, _, err := pngtext.Read(f, pngtext.SpecKey)
+	f.Close()
+	must(t, err)
+	s, err := edit.ParseSpec([]byte(text))
+	must(t, err)
+	for name, w := range map[string]*edit.Window{"cross": s.Cross, "self": s.Self, "norm": s.Norm} {
+		if w == nil || *w != (edit.Window{}) {
+			t.Errorf("the baseline image's spec has %s %v; want 0 (no control ran)", name, w)
+		}
+	}
+	runOK(t, append(common, "--cross", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "spec"))...)
+	a, b := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png"))
+	if !reflect.DeepEqual(a, b) {
+		t.Error("the baseline's recorded spec, run without --baseline, gives other pixels")
+	}
+}
+
+// TestEditChecksBeforeTheModel: what can be checked without the model is,
+// before it loads (the model folder here does not exist, so reaching it
+// would be another error): an --out folder holding an earlier run's
+// images, which are left as they are (a one-target edit would otherwise
+// write next to an earlier target-2.png), and the flags and the spec.
+func TestEditChecksBeforeTheModel(t *testing.T) {
+	noModel := filepath.Join(t.TempDir(), "no-model")
+	earlier := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(earlier, "target-2.png"), []byte("earlier"), 0o644))
+	notFolder := filepath.Join(earlier, "target-2.png")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--to", "a blue circle", "--out", earlier}, "--out " + earlier + " already holds target-2.png from an earlier run: name a new or empty folder"},
+		{[]string{"--to", "a blue circle", "--out", notFolder}, "--out " + notFolder + ": mkdir"},
+		{[]string{"--to", "a blue circle", "--guidance", "-1", "--out", t.TempDir()}, "--guidance -1: want a scale from 0 to 30"},
+		{[]string{"--to", "a blue circle", "--steps", "-2", "--out", t.TempDir()}, "--steps -2: want 1 to 150 diffusion steps"},
+		{[]string{"--to", "a blue circle", "--scheduler", "euler", "--out", t.TempDir()}, `--scheduler "euler": want one of`},
+		{[]string{"--to", "a big blue circle", "--kind", "replace", "--out", t.TempDir()}, "kinds[0] cannot be replace"},
+	} {
+		args := append([]string{"edit", "--model", noModel, "--prompt", "a red circle", "--seed", "1"}, c.args...)
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 2 and %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(earlier, "target-2.png")); err != nil || string(b) != "earlier" {
+		t.Errorf("the earlier image is now %q (%v)", b, err)
 	}
 }

@@ -31,10 +31,11 @@ func runInvert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	method := fs.String("method", edit.Inversions[0], "inversion method: "+strings.Join(edit.Inversions, ", "))
 	fitName := fs.String("fit", photo.Fits[0], "how a photo of another shape becomes the model's size: "+strings.Join(photo.Fits, " or "))
 	steps := fs.Int("steps", 0, "diffusion steps, for the inversion and the edit (0 = the model's default)")
-	guidance := fs.Float64("guidance", -1, "classifier-free guidance scale of the edit (default: the model's)")
+	var guidance *float64 // nil: not given, the model's default
+	fs.Var(optionalFloat{&guidance}, "guidance", fmt.Sprintf("classifier-free guidance scale of the edit, %v to %v (default: the model's)", edit.MinGuidance, edit.MaxGuidance))
 	negative := fs.String("negative", "", "negative prompt of the edit (not with --method npi, which uses the caption)")
 	edf := addEditFlags(fs)
-	out := fs.String("out", "", "folder to write reconstruction.png, target-1.png, … into (required)")
+	out := fs.String("out", "", "folder to write reconstruction.png, target-1.png, … into, created if needed (required; one holding an earlier run's images is refused)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -52,21 +53,35 @@ func runInvert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usageError("--fit: %v", err)
 	}
+	if err := checkSteps(*steps); err != nil {
+		return err
+	}
+	if err := checkGuidance(guidance); err != nil {
+		return err
+	}
 	data, err := readPhoto(*image, photo.DefaultLimits.MaxBytes)
 	if err != nil {
 		return err
 	}
+	// Decoded here only to find a file that is no photo before the model
+	// loads; the engine decodes it again, fitting it to the model's size.
+	if _, _, err := photo.Decode(data, photo.DefaultLimits); err != nil {
+		return fmt.Errorf("%s: %w", *image, err)
+	}
 	sum := sha256.Sum256(data)
 	// The seed plays no part: every row starts from the photo's inversion.
 	var seed uint64
-	spec := edit.Spec{Source: *prompt, Negative: *negative, Seed: &seed, Image: hex.EncodeToString(sum[:]), Inversion: *method}
+	spec := edit.Spec{Source: *prompt, Negative: *negative, Seed: &seed, Image: hex.EncodeToString(sum[:]), Inversion: *method, Guidance: guidance}
 	if *steps != 0 {
 		spec.Steps = steps
 	}
-	if *guidance >= 0 {
-		spec.Guidance = guidance
-	}
 	if err := edf.apply(&spec); err != nil {
+		return err
+	}
+	if err := checkSpec(spec); err != nil {
+		return err
+	}
+	if err := checkNewFolder(*out); err != nil {
 		return err
 	}
 

@@ -47,12 +47,20 @@ func TestInvertCommand(t *testing.T) {
 	if err := os.WriteFile(corrupt, b.Bytes()[:100], 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// noModel does not exist: the cases naming it are reported before
+	// any model loads.
+	noModel := filepath.Join(dir, "no-model")
 	for _, tc := range []struct {
 		args []string
 		code int
 		say  string
 	}{
 		{[]string{"invert", "--model", model, "--threads", "1", "--image", corrupt, "--prompt", cap.Text, "--to", "x", "--out", out}, 1, "corrupt"},
+		{[]string{"invert", "--model", noModel, "--image", corrupt, "--prompt", cap.Text, "--to", "x", "--out", filepath.Join(dir, "new")}, 1, "corrupt"},
+		{[]string{"invert", "--model", noModel, "--image", photoPath, "--prompt", cap.Text, "--to", "x", "--out", out}, 2, "already holds reconstruction.png from an earlier run"},
+		{[]string{"invert", "--model", noModel, "--image", photoPath, "--prompt", cap.Text, "--to", "x", "--guidance", "-1", "--out", filepath.Join(dir, "new")}, 2, "--guidance -1: want a scale from 0 to 30"},
+		{[]string{"invert", "--model", noModel, "--image", photoPath, "--prompt", cap.Text, "--to", "x", "--steps", "-1", "--out", filepath.Join(dir, "new")}, 2, "--steps -1: want 1 to 150"},
+		{[]string{"invert", "--model", noModel, "--image", photoPath, "--prompt", cap.Text, "--to", "x", "--method", "fast", "--out", filepath.Join(dir, "new")}, 2, "inversion must be one of direct, npi, ddim"},
 		{[]string{"invert", "--prompt", cap.Text, "--to", "x", "--out", out}, 2, "--image is required"},
 		{[]string{"invert", "--image", photoPath, "--prompt", cap.Text, "--to", "x", "--fit", "stretch", "--out", out}, 2, "stretch"},
 		{[]string{"invert", "--image", photoPath, "--prompt", cap.Text, "--out", out}, 2, "--to"},

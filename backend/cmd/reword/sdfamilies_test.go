@@ -46,6 +46,14 @@ func TestCommandsOnSDShapedExports(t *testing.T) {
 				"--out", filepath.Join(dir, "inv")}, common...)...)
 			checkPNGSize(t, filepath.Join(dir, "inv", "reconstruction.png"), side)
 			checkPNGSize(t, filepath.Join(dir, "inv", "target-1.png"), side)
+			// bench invert scores with the tiny model's evaluator, which
+			// reads only 64×64 scenes: it refuses these 128 px images up
+			// front, as the other scene benchmarks do.
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"bench", "invert", "--model", model, "--threads", "1", "--scenes", "1", "--steps", "2"}, &stdout, &stderr); code != 1 ||
+				!strings.Contains(stderr.String(), "which reads only 64x64 scenes") {
+				t.Errorf("bench invert on %d px images: exit %d, stderr %q; want exit 1 and the evaluator's size", side, code, stderr.String())
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -54,10 +55,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	maxSockets := fs.Int("max-sockets", int(env.int64("REWORD_MAX_SOCKETS", limits.Sockets)), "WebSockets open in all (env REWORD_MAX_SOCKETS)")
 	proxies := fs.String("trusted-proxies", envOr("REWORD_TRUSTED_PROXIES", ""), "comma-separated reverse proxies (CIDR prefixes or addresses, e.g. 10.0.0.0/8) whose X-Forwarded-For names the client; from anywhere else the connection's address is the client (env REWORD_TRUSTED_PROXIES)")
 	jobTimeout := fs.Duration("job-timeout", env.duration("REWORD_JOB_TIMEOUT", limits.JobTimeout), "an edit running longer is stopped (env REWORD_JOB_TIMEOUT)")
-	rateLimit := fs.Float64("messages-per-second", limits.MessagesPerSecond, "messages one socket may send per second, with bursts of twice that")
+	rateLimit := fs.Float64("messages-per-second", limits.MessagesPerSecond, "messages one socket may send per second, with bursts of twice that (a positive number)")
 	uploadMB := fs.Int64("upload-mb", env.int64("REWORD_UPLOAD_MB", limits.UploadBytes>>20), "largest photo upload in MiB (env REWORD_UPLOAD_MB)")
 	uploadsAtOnce := fs.Int("uploads-at-once", int(env.int64("REWORD_UPLOADS_AT_ONCE", limits.UploadsAtOnce)), "photo uploads read and decoded at once; more are refused as busy (env REWORD_UPLOADS_AT_ONCE)")
-	uploadsPerMinute := fs.Float64("uploads-per-minute", limits.UploadsPerMinute, "photo uploads one client address may make a minute, in bursts of "+strconv.Itoa(limits.UploadBurst))
+	uploadsPerMinute := fs.Float64("uploads-per-minute", limits.UploadsPerMinute, "photo uploads one client address may make a minute, in bursts of "+strconv.Itoa(limits.UploadBurst)+" (a positive number)")
 	threads := fs.Int("threads", int(env.int64("REWORD_THREADS", 0)), "ONNX Runtime threads per model call; 0 = one per core (env REWORD_THREADS)")
 	provider := fs.String("provider", envOr("REWORD_PROVIDER", "cpu"), "execution provider: cpu or cuda (env REWORD_PROVIDER)")
 	role := fs.String("role", envOr("REWORD_ROLE", "all"), "all: front end and model in one process, with its own embedded NATS; gateway: front end only, edits run on workers over NATS; worker: model only, takes jobs from NATS (env REWORD_ROLE; see docs/deployment.md)")
@@ -84,7 +85,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *role == "worker" && !flagSet(fs, "store-mb") && os.Getenv("REWORD_STORE_MB") == "" {
 		*storeMB = 0 // the gateway evicts; see docs/deployment.md
 	}
-	if err := checkServeLimits(*storeMB, *admitWindow, *uploadMB, *uploadsAtOnce, *uploadsPerMinute, *socketsPerAddr, *maxSockets, *proxies); err != nil {
+	if err := checkServeLimits(*storeMB, *admitWindow, *uploadMB, *uploadsAtOnce, *socketsPerAddr, *maxSockets, *proxies); err != nil {
+		return err
+	}
+	if err := checkRates(*rateLimit, *uploadsPerMinute); err != nil {
 		return err
 	}
 	prov, err := ort.ParseProvider(*provider)
@@ -388,16 +392,34 @@ func checkRole(fs *flag.FlagSet, role, natsURL string, creds cluster.Credentials
 	return nil
 }
 
+// checkRates checks the rate flags. A rate must be positive and finite:
+// the server reads 0 as its default and a limiter allows nothing at a
+// negative rate, while NaN turns the upload limit off, none of which a
+// flag should do unnoticed.
+func checkRates(messagesPerSecond, uploadsPerMinute float64) error {
+	for _, r := range []struct {
+		flag   string
+		v, def float64
+		per    string
+	}{{"messages-per-second", messagesPerSecond, limits.MessagesPerSecond, "messages a second"},
+		{"uploads-per-minute", uploadsPerMinute, limits.UploadsPerMinute, "uploads a minute"}} {
+		if !(r.v > 0) || math.IsInf(r.v, 1) {
+			return usageError("--%s %v: want a positive, finite number of %s (the default is %v)", r.flag, r.v, r.per, r.def)
+		}
+	}
+	return nil
+}
+
 // checkServeLimits checks the numeric flags and the proxy list.
-func checkServeLimits(storeMB int64, admitWindow int, uploadMB int64, uploadsAtOnce int, uploadsPerMinute float64, socketsPerAddr, maxSockets int, proxies string) error {
+func checkServeLimits(storeMB int64, admitWindow int, uploadMB int64, uploadsAtOnce int, socketsPerAddr, maxSockets int, proxies string) error {
 	if storeMB < 0 {
 		return usageError("--store-mb must be ≥ 0 (0: never evict), got %d", storeMB)
 	}
 	if admitWindow < 1 {
 		return usageError("--admit-window must be ≥ 1, got %d", admitWindow)
 	}
-	if uploadMB < 1 || uploadsAtOnce < 1 || uploadsPerMinute <= 0 {
-		return usageError("--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got %d, %d and %g", uploadMB, uploadsAtOnce, uploadsPerMinute)
+	if uploadMB < 1 || uploadsAtOnce < 1 {
+		return usageError("--upload-mb and --uploads-at-once must be ≥ 1, got %d and %d", uploadMB, uploadsAtOnce)
 	}
 	if socketsPerAddr < 1 || maxSockets < socketsPerAddr {
 		return usageError("--max-sockets-per-address must be ≥ 1 and at most --max-sockets, got %d and %d", socketsPerAddr, maxSockets)

@@ -272,7 +272,13 @@ func TestServeRolesNeedTheirFlags(t *testing.T) {
 		{[]string{"serve", "--max-sockets", "4"}, "at most --max-sockets, got 16 and 4"},
 		{[]string{"serve", "--nats-nkey", "user.nk"}, "--nats-creds, --nats-nkey and --nats-tls-* are for --role gateway and worker"},
 		{[]string{"serve", "--store-mb", "-1"}, "--store-mb must be ≥ 0 (0: never evict), got -1"},
-		{[]string{"serve", "--uploads-at-once", "0"}, "--upload-mb and --uploads-at-once must be ≥ 1 and --uploads-per-minute positive, got 20, 0 and 10"},
+		{[]string{"serve", "--uploads-at-once", "0"}, "--upload-mb and --uploads-at-once must be ≥ 1, got 20 and 0"},
+		{[]string{"serve", "--messages-per-second", "-1"}, "--messages-per-second -1: want a positive, finite number of messages a second (the default is 10)"},
+		{[]string{"serve", "--messages-per-second", "0"}, "--messages-per-second 0: want a positive"},
+		{[]string{"serve", "--messages-per-second", "NaN"}, "--messages-per-second NaN: want a positive"},
+		{[]string{"serve", "--messages-per-second", "+Inf"}, "--messages-per-second +Inf: want a positive"},
+		{[]string{"serve", "--uploads-per-minute", "NaN"}, "--uploads-per-minute NaN: want a positive, finite number of uploads a minute (the default is 10)"},
+		{[]string{"serve", "--uploads-per-minute", "0"}, "--uploads-per-minute 0: want a positive"},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(tc.args, &out, &errb); code != 2 || !strings.Contains(errb.String(), tc.want) {
