@@ -28,6 +28,17 @@ func drawPreview(p protocol.Preview) {
 	}
 }
 
+// clearPreviews blanks the preview canvases of the rows.
+func clearPreviews(rows []rowView) {
+	for _, row := range rows {
+		cv := app.Window().GetElementByID(previewCanvasID(row.Index))
+		if !cv.Truthy() {
+			continue
+		}
+		cv.Call("getContext", "2d").Call("clearRect", 0, 0, cv.Get("width").Int(), cv.Get("height").Int())
+	}
+}
+
 // putRGBA sizes the canvas to w×h and writes the pixels.
 func putRGBA(cv app.Value, w, h int, px []byte) {
 	if cv.Get("width").Int() != w || cv.Get("height").Int() != h {
@@ -40,14 +51,17 @@ func putRGBA(cv app.Value, w, h int, px []byte) {
 	cv.Call("getContext", "2d").Call("putImageData", img, 0, 0)
 }
 
-// drawPNG decodes a PNG with the browser's image decoder and draws it.
+// drawPNG decodes a PNG with the browser's image decoder and draws it. A
+// frame that fails to decode is skipped: the next one replaces it anyway.
 func drawPNG(cv app.Value, w, h int, png []byte) {
 	arr := app.Window().Get("Uint8Array").New(len(png))
 	app.CopyBytesToJS(arr, png)
 	blob := app.Window().Get("Blob").New([]any{arr}, map[string]any{"type": "image/png"})
-	var done app.Func
-	done = app.FuncOf(func(this app.Value, args []app.Value) any {
-		defer done.Release()
+	// Exactly one of the two runs; each releases both.
+	var onDecoded, onFailed app.Func
+	release := func() { onDecoded.Release(); onFailed.Release() }
+	onDecoded = app.FuncOf(func(this app.Value, args []app.Value) any {
+		defer release()
 		if cv.Get("width").Int() != w || cv.Get("height").Int() != h {
 			cv.Set("width", w)
 			cv.Set("height", h)
@@ -55,7 +69,11 @@ func drawPNG(cv app.Value, w, h int, png []byte) {
 		cv.Call("getContext", "2d").Call("drawImage", args[0], 0, 0, w, h)
 		return nil
 	})
-	app.Window().Call("createImageBitmap", blob).Call("then", done)
+	onFailed = app.FuncOf(func(this app.Value, args []app.Value) any {
+		defer release()
+		return nil
+	})
+	app.Window().Call("createImageBitmap", blob).Call("then", onDecoded, onFailed)
 }
 
 // heatPixels colours a 0–255 attention map as RGBA overlay pixels.

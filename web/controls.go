@@ -42,6 +42,10 @@ type Controls struct {
 	// replace tail changes anything in this edit.
 	TailShifts []int
 
+	// Models are the models to choose from (Editor.modelChoices); the
+	// field shows only when there are some.
+	Models []string
+
 	// referenceOpen is whether the user opened the reference settings.
 	referenceOpen bool
 }
@@ -69,6 +73,7 @@ func (c *Controls) Render() app.UI {
 		self = &d.Self
 	}
 	return app.Section().ID("controls").Class("controls").Aria("label", "Settings").Body(
+		app.If(len(c.Models) > 0, c.modelField),
 		c.field("steps", "Steps", intText(s.Steps), defaultInt(d.Steps), 1, func(v string) (func(edit.Spec) edit.Spec, string) {
 			n, problem := parseIntText(v)
 			return func(s edit.Spec) edit.Spec { s.Steps = n; return s }, problem
@@ -140,6 +145,37 @@ func (c *Controls) Render() app.UI {
 				}),
 			fieldError(c.Errors, "negative"),
 		),
+	)
+}
+
+// modelField chooses the model the edit runs on, for a server that runs
+// several (or one other than the edit's link names). The spec names it;
+// the model's defaults then fill the form's placeholders.
+func (c *Controls) modelField() app.UI {
+	chosen := c.Spec.Model
+	return app.Div().Class("field").Body(
+		app.Label().For("model").Text("Model"),
+		app.Select().ID("model").
+			OnChange(func(ctx app.Context, e app.Event) {
+				v := ctx.JSSrc().Get("value").String()
+				if v == menuDefault {
+					v = ""
+				}
+				c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.Model = v; return s })
+			}).
+			Body(
+				app.If(!slices.Contains(c.Models, chosen), func() app.UI {
+					label := "Choose a model"
+					if chosen != "" {
+						label = chosen + " (not on this server)"
+					}
+					return app.Option().Value(menuDefault).Selected(true).Text(label)
+				}),
+				app.Range(c.Models).Slice(func(i int) app.UI {
+					return app.Option().Value(c.Models[i]).Selected(chosen == c.Models[i]).Text(c.Models[i])
+				}),
+			),
+		fieldError(c.Errors, "model"),
 	)
 }
 

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
@@ -41,8 +42,9 @@ type Editor struct {
 	// selected is the word whose panel is open; its heat map is pinned.
 	selected *wordRef
 	hovered  *wordRef
-	// photoURL shows the uploaded photo (a local object URL, or the
-	// server's copy for a photo that came with a link or from history).
+	// photoURL shows spec.Image (a local object URL of the uploaded file,
+	// or the server's copy for a photo that came with a link or from
+	// history); set it with setPhoto.
 	photoURL string
 
 	// run is the latest request; shown is the run whose images are on
@@ -63,6 +65,9 @@ type Editor struct {
 	shareNote    string
 	downloadNote string
 	seq          int
+	// onHashChange opens an edit link pasted into the address bar of the
+	// open page (see OnMount).
+	onHashChange app.Func
 }
 
 // OnMount loads the tokenizer, the kept history and an edit link, and
@@ -75,20 +80,20 @@ func (e *Editor) OnMount(ctx app.Context) {
 	e.mounted = true
 	e.history = loadHistory(ctx)
 	if link := linkFromPage(ctx); link != "" {
-		s, err := specFromLink(link)
-		if err != nil {
-			e.linkProblem = err.Error()
-		} else {
-			e.setSpec(s)
-			e.autoRun = true
-			if s.Image != "" {
-				e.photoURL = backendURL(wsURL(), "/images/"+s.Image+".png")
-			}
-		}
-	}
-	if e.linkProblem == "" {
+		e.openLink(ctx, link)
+	} else {
 		e.syncURL()
 	}
+	// A link pasted into the address bar of the open page only changes
+	// the fragment: the browser keeps the page, and go-app does not load
+	// it again, so the editor reads the link itself. replaceURL (syncURL)
+	// changes the fragment through the History API, which fires no
+	// hashchange: the editor's own links do not come back here.
+	e.onHashChange = app.FuncOf(func(this app.Value, args []app.Value) any {
+		ctx.Dispatch(func(ctx app.Context) { e.openLink(ctx, linkFromPage(ctx)) })
+		return nil
+	})
+	app.Window().Call("addEventListener", "hashchange", e.onHashChange)
 	e.sock = &socket{
 		url:       wsURL(),
 		onState:   e.handleState,
@@ -116,11 +121,87 @@ func (e *Editor) init() {
 	e.setSpec(newSpec())
 }
 
-// OnDismount closes the connection.
+// OnDismount closes the connection and stops following the address bar.
 func (e *Editor) OnDismount() {
 	if e.sock != nil {
 		e.sock.close()
 	}
+	if e.onHashChange != nil {
+		app.Window().Call("removeEventListener", "hashchange", e.onHashChange)
+		e.onHashChange.Release()
+		e.onHashChange = nil
+	}
+}
+
+// openLink puts the edit of a link in the editor, and runs it once the
+// server is ready, as opening the page with the link does. The link the
+// address bar already holds for the current edit changes nothing; a link
+// that cannot be read leaves the edit as it is and says why.
+func (e *Editor) openLink(ctx app.Context, link string) {
+	if link == "" || link == e.shareLink {
+		return
+	}
+	s, err := specFromLink(link)
+	if err != nil {
+		e.linkProblem = err.Error()
+		return
+	}
+	e.textProblems = nil
+	e.selected, e.hovered = nil, nil
+	photo := e.photoOf(s.Image)
+	e.changed(s)
+	e.setPhoto(photo)
+	e.syncInputs(ctx)
+	e.refreshHeat(ctx)
+	if e.serverReady() {
+		e.startRun(ctx)
+	} else {
+		e.autoRun = true
+	}
+}
+
+// serverReady reports whether the connection is up and the server said
+// it can run edits: with a ready model, or with several to choose from.
+func (e *Editor) serverReady() bool {
+	return e.conn == stateConnected && e.hello != nil && (e.hello.Model.Ready || len(e.hello.Models) > 0)
+}
+
+// model is what the server said about the model the edit runs on: the
+// one it runs, or, when it runs several, the one the edit names (nil while
+// it names none of them).
+func (e *Editor) model() *protocol.ModelInfo {
+	switch {
+	case e.hello == nil:
+		return nil
+	case len(e.hello.Models) > 0:
+		for i := range e.hello.Models {
+			if e.hello.Models[i].ID == e.spec.Model {
+				return &e.hello.Models[i]
+			}
+		}
+		return nil
+	}
+	return &e.hello.Model
+}
+
+// modelChoices are the models the form offers: every model when the server
+// runs several, or the one it runs when the edit (from a link) names
+// another; nil when there is nothing to choose.
+func (e *Editor) modelChoices() []string {
+	if e.hello == nil {
+		return nil
+	}
+	if len(e.hello.Models) > 0 {
+		ids := make([]string, len(e.hello.Models))
+		for i, m := range e.hello.Models {
+			ids[i] = m.ID
+		}
+		return ids
+	}
+	if e.spec.Model != "" && e.spec.Model != e.hello.Model.ID && e.hello.Model.ID != "" {
+		return []string{e.hello.Model.ID}
+	}
+	return nil
 }
 
 // setSpec replaces the edit and recomputes what depends on its prompts.
@@ -168,29 +249,63 @@ func (e *Editor) tailShifts() []int {
 	return out
 }
 
-// syncURL puts the current edit's link in the address bar.
+// syncURL makes the current edit's link the one Share copies, and puts it
+// in the address bar (in the browser).
 func (e *Editor) syncURL() {
-	if !app.IsClient || e.tok == nil {
+	if e.tok == nil {
 		return
 	}
 	link, err := edit.EncodeLink(runnable(e.tok, e.spec))
 	if err != nil {
-		// Only an edit too long for a link fails; the page keeps the last
-		// link that worked and Share says why.
+		// Only an edit too long for a link fails. Share is off rather than
+		// copying the previous edit's link, and says why; the address bar
+		// keeps the last link that worked.
+		e.shareLink = ""
 		e.shareNote = "This edit is too long for a link: " + err.Error()
 		return
 	}
 	e.shareLink = link
-	replaceURL(link)
+	if app.IsClient {
+		replaceURL(link)
+	}
+}
+
+// setPhoto shows a new photo (or none) in the form. The object URL of a
+// photo uploaded from this page is freed when the photo goes: it keeps the
+// whole file in memory, and nothing shows it any more (the results show
+// the server's copy of a photo the form no longer holds).
+func (e *Editor) setPhoto(url string) {
+	if isObjectURL(e.photoURL) && e.photoURL != url {
+		revokeObjectURL(e.photoURL)
+	}
+	e.photoURL = url
+}
+
+// serverPhotoURL is the server's copy of an uploaded photo ("" for none).
+func (e *Editor) serverPhotoURL(image string) string {
+	if image == "" {
+		return ""
+	}
+	return backendURL(wsURL(), "/images/"+image+".png")
+}
+
+// photoOf shows the photo with this hash: the form's own copy while the
+// form holds it, else the server's.
+func (e *Editor) photoOf(image string) string {
+	if image != "" && image == e.spec.Image && e.photoURL != "" {
+		return e.photoURL
+	}
+	return e.serverPhotoURL(image)
 }
 
 // defaults are the model's spec defaults from the server's hello, nil
 // until a ready model said hello.
 func (e *Editor) defaults() *edit.Defaults {
-	if e.hello == nil || !e.hello.Model.Ready || e.hello.Model.Defaults == nil {
+	m := e.model()
+	if m == nil || !m.Ready || m.Defaults == nil {
 		return nil
 	}
-	d := e.hello.Model.Defaults.SpecDefaults(e.hello.Model.ID)
+	d := m.Defaults.SpecDefaults(m.ID)
 	return &d
 }
 
@@ -216,6 +331,10 @@ func (e *Editor) problems() []fieldProblem {
 			seen[p.Field] = true
 		}
 	}
+	if choices := e.modelChoices(); len(choices) > 1 && e.model() == nil && !seen["model"] {
+		out = append(out, fieldProblem{"model", fmt.Sprintf("Choose the model to run: this server runs %s.", strings.Join(choices, ", "))})
+		seen["model"] = true
+	}
 	for _, field := range slices.Sorted(maps.Keys(e.serverErrors)) {
 		if !seen[field] {
 			out = append(out, fieldProblem{field, e.serverErrors[field]})
@@ -239,7 +358,7 @@ func (e *Editor) Render() app.UI {
 		OnKeyDown(e.onKey).
 		Body(
 			e.renderTopbar(),
-			app.If(e.hello != nil && !e.hello.Model.Ready, func() app.UI {
+			app.If(e.hello != nil && !e.hello.Model.Ready && len(e.hello.Models) == 0, func() app.UI {
 				return app.P().ID("model-problem").Class("notice problem").Text(
 					"The model is not ready: " + e.hello.Model.Problem)
 			}),
@@ -307,6 +426,7 @@ func (e *Editor) Render() app.UI {
 						OnText:     func(ctx app.Context, field, problem string) { e.setTextProblem(field, problem) },
 						Photo:      e.spec.Image != "",
 						TailShifts: e.tailShifts(),
+						Models:     e.modelChoices(),
 					},
 					e.renderUpload(errs),
 				),
@@ -367,7 +487,7 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 }
 
 func (e *Editor) renderActions(busy bool) app.UI {
-	connected := e.conn == stateConnected && e.hello != nil && e.hello.Model.Ready
+	connected := e.serverReady()
 	return app.Div().Class("actions").Body(
 		app.Button().ID("run").Class("primary").Type("button").
 			Disabled(busy || !connected).
@@ -408,7 +528,7 @@ func (e *Editor) renderUpload(errs map[string]string) app.UI {
 		OnUploaded: func(ctx app.Context, hash, previewURL string) {
 			s := cloneSpec(e.spec)
 			s.Image, s.Inversion = hash, edit.InversionDirect
-			e.photoURL = previewURL
+			e.setPhoto(previewURL)
 			e.changed(s)
 		},
 		OnInversion: func(ctx app.Context, m string) {
@@ -419,7 +539,7 @@ func (e *Editor) renderUpload(errs map[string]string) app.UI {
 		OnClear: func(ctx app.Context) {
 			s := cloneSpec(e.spec)
 			s.Image, s.Inversion = "", ""
-			e.photoURL = ""
+			e.setPhoto("")
 			e.changed(s)
 		},
 	}
@@ -450,9 +570,8 @@ func (e *Editor) renderResults() app.UI {
 		if s.Seed != nil {
 			seed = strconv.FormatUint(*s.Seed, 10)
 		}
-		if s.Image != "" {
-			photo = e.photoURL
-		}
+		// The photo the shown run edited, whatever the form holds now.
+		photo = e.photoOf(s.Image)
 	}
 	return &Results{Rows: rows, PhotoURL: photo, ImageURL: e.imageURL, Seed: seed,
 		DownloadNote: e.downloadNote, OnDownloadAll: e.downloadAll}
@@ -480,7 +599,11 @@ func (e *Editor) renderTopbar() app.UI {
 	case !e.mounted:
 		label = "loading"
 	case e.conn == stateConnected && e.hello != nil:
-		label = fmt.Sprintf("connected · server %s · model %s", e.hello.Server, e.hello.Model.ID)
+		model := "model " + e.hello.Model.ID
+		if choices := e.modelChoices(); len(e.hello.Models) > 0 {
+			model = "models " + strings.Join(choices, ", ")
+		}
+		label = fmt.Sprintf("connected · server %s · %s", e.hello.Server, model)
 	case e.conn == stateConnected:
 		label = "connected"
 	case e.conn == stateConnecting:

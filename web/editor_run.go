@@ -26,8 +26,15 @@ func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
 		switch p := m.Payload.(type) {
 		case *protocol.Started:
 			// The new run's rows replace the images on screen only now: a
-			// run the server refuses leaves the previous results.
-			e.shown = e.run
+			// run the server refuses leaves the previous results. The
+			// status line tells the run on screen, even if a history
+			// entry was opened while this one waited in the queue.
+			e.shown, e.status = e.run, e.run
+			// The rows reuse the canvases of the run shown before, which
+			// still hold its last frames; the new run's previews start
+			// from blank.
+			rows := e.run.Rows
+			ctx.Defer(func(app.Context) { clearPreviews(rows) })
 		case *protocol.Result:
 			e.history = slices.Insert(e.history, 0, historyEntry{Spec: p.Spec, Result: *p})
 			e.history = e.history[:min(len(e.history), maxHistory)]
@@ -48,7 +55,7 @@ func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
 		}
 		// Images that failed while the server was away load again.
 		ctx.Defer(func(app.Context) { reloadBrokenImages() })
-		if e.autoRun && p.Model.Ready {
+		if e.autoRun && e.serverReady() {
 			e.autoRun = false
 			e.startRun(ctx)
 		}
@@ -59,17 +66,21 @@ func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
 	}
 }
 
-// fileError puts a refused run's problems next to the fields they concern,
-// worded like the editor's own checks.
+// fileError puts a refused run's problems next to the spec fields they
+// concern, worded like the editor's own checks. Errors about anything else
+// (the envelope's id, type, data or v) are the status line's only: filed
+// under a key no control shows, they would refuse every later Run until a
+// field changed.
 func (e *Editor) fileError(p *protocol.Error) {
 	e.serverErrors = map[string]string{}
 	photo := e.spec.Image != ""
 	for _, pr := range p.Problems {
-		field := fieldKey(pr.Field)
-		e.serverErrors[field] = sentence(fieldLabel(field, photo), pr.Message)
+		if field, ok := specFieldKey(pr.Field); ok {
+			e.serverErrors[field] = sentence(fieldLabel(field, photo), pr.Message)
+		}
 	}
-	if p.Field != "" && len(p.Problems) == 0 {
-		e.serverErrors[fieldKey(p.Field)] = p.Message
+	if field, ok := specFieldKey(p.Field); ok && len(p.Problems) == 0 {
+		e.serverErrors[field] = p.Message
 	}
 }
 

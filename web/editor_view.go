@@ -20,12 +20,9 @@ func (e *Editor) openHistory(ctx app.Context, i int) {
 	e.textProblems = nil
 	e.selected, e.hovered = nil, nil
 	s := h.restoreSpec()
+	photo := e.photoOf(s.Image)
 	e.changed(s)
-	if s.Image != "" {
-		e.photoURL = backendURL(wsURL(), "/images/"+s.Image+".png")
-	} else {
-		e.photoURL = ""
-	}
+	e.setPhoto(photo)
 	res := h.Result
 	shown := &runState{ID: "history", Spec: h.Spec, Phase: phaseDone, Result: &res}
 	for _, img := range res.Images {

@@ -52,9 +52,11 @@ func (r *runState) active() bool {
 }
 
 // apply updates the run with a server message that carries its id. It
-// returns false for messages about other requests.
+// returns false for messages about other requests, and for messages that
+// arrive after the run ended: a finished run's outcome stands (a Cancel
+// that crossed the Result is answered not_found for the finished id).
 func (r *runState) apply(m *protocol.Message) bool {
-	if r == nil || m.ID != r.ID {
+	if !r.active() || m.ID != r.ID {
 		return false
 	}
 	switch p := m.Payload.(type) {
@@ -90,9 +92,10 @@ func (r *runState) apply(m *protocol.Message) bool {
 }
 
 // preview records a preview frame's step; it returns false for frames of
-// other requests or rows the run does not have.
+// other requests, of a run that ended (one still in flight when the run
+// was cancelled or finished) or of rows the run does not have.
 func (r *runState) preview(p protocol.Preview) bool {
-	if r == nil || p.ID != r.ID {
+	if !r.active() || p.ID != r.ID {
 		return false
 	}
 	row := r.row(p.Row)

@@ -68,3 +68,27 @@ func TestRunStateRefusedInWords(t *testing.T) {
 		t.Errorf("status %q", got)
 	}
 }
+
+// A run that ended keeps its outcome: a Cancel that crossed the Result is
+// answered not_found for the finished id, and a preview frame still in
+// flight must not move its progress back.
+func TestRunStateIgnoresMessagesAfterItEnded(t *testing.T) {
+	r := &runState{ID: "r5", Phase: phaseSent}
+	r.apply(msg("r5", &protocol.Started{Steps: 10, Rows: []protocol.Row{{Index: 0, Role: protocol.RoleSource, Prompt: "a red circle"}}}))
+	r.apply(msg("r5", &protocol.Result{Images: []protocol.Image{{Row: 0, Hash: "aa"}}}))
+	if r.apply(msg("r5", &protocol.Error{Code: protocol.CodeNotFound, Field: "id", Message: "no queued or running request has this id"})) {
+		t.Error("an error after the result was applied")
+	}
+	if r.preview(protocol.Preview{ID: "r5", Row: 0, Step: 3, Total: 10}) {
+		t.Error("a preview after the result was applied")
+	}
+	if r.Phase != phaseDone || r.Err != nil || r.Rows[0].Step != 10 {
+		t.Errorf("the finished run changed: %s %v step %d", r.Phase, r.Err, r.Rows[0].Step)
+	}
+
+	r = &runState{ID: "r6", Phase: phaseSent}
+	r.apply(msg("r6", &protocol.Error{Code: protocol.CodeCancelled, Message: "cancelled"}))
+	if r.apply(msg("r6", &protocol.Result{})) || r.Phase != phaseCancelled {
+		t.Errorf("a result after the cancel was applied: %s", r.Phase)
+	}
+}

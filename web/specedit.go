@@ -162,3 +162,14 @@ func fieldKey(path string) string {
 	path = strings.TrimPrefix(path, "spec.")
 	return path
 }
+
+// specFieldKey is fieldKey for the paths of spec fields ("spec.steps",
+// "data.spec.steps"); ok is false for any other path, such as the
+// envelope's id, type, data or v, which no control of the form holds.
+func specFieldKey(path string) (key string, ok bool) {
+	key, ok = strings.CutPrefix(strings.TrimPrefix(path, "data."), "spec.")
+	if !ok || key == "" {
+		return "", false
+	}
+	return key, true
+}

@@ -51,7 +51,7 @@ func (u *Upload) Render() app.UI {
 					e.PreventDefault()
 					u.dragging = false
 					if files := e.Get("dataTransfer").Get("files"); files.Length() > 0 {
-						u.send(ctx, files.Index(0))
+						u.take(ctx, files.Index(0))
 					}
 				}).
 				Body(
@@ -61,7 +61,7 @@ func (u *Upload) Render() app.UI {
 						Disabled(u.busy).
 						OnChange(func(ctx app.Context, e app.Event) {
 							if files := ctx.JSSrc().Get("files"); files.Length() > 0 {
-								u.send(ctx, files.Index(0))
+								u.take(ctx, files.Index(0))
 							}
 						}),
 				)
@@ -103,7 +103,23 @@ func inversionLabel(m string) string {
 	return m
 }
 
-// send reads a File and posts it to the server.
+// busyNote is what a photo dropped while another uploads gets.
+const busyNote = "A photo is still uploading: drop this one again once it is done."
+
+// take uploads a chosen or dropped File, one at a time: two uploads at
+// once would race, the last to finish winning even if it is the older
+// photo. The file picker is disabled meanwhile; a drop is refused in words.
+func (u *Upload) take(ctx app.Context, file app.Value) {
+	if u.busy {
+		u.problem = busyNote
+		return
+	}
+	u.send(ctx, file)
+}
+
+// send reads a File and posts it to the server. The object URL that shows
+// it goes to OnUploaded, whose owner frees it; a failed upload frees it
+// here.
 func (u *Upload) send(ctx app.Context, file app.Value) {
 	size := file.Get("size").Int()
 	if size > limits.UploadBytes {
@@ -125,9 +141,11 @@ func (u *Upload) send(ctx app.Context, file app.Value) {
 			ctx.Dispatch(func(ctx app.Context) {
 				u.busy = false
 				if err != nil {
+					revokeObjectURL(previewURL)
 					u.problem = err.Error()
 					return
 				}
+				u.problem = "" // a drop refused meanwhile no longer applies
 				u.OnUploaded(ctx, hash, previewURL)
 			})
 		})
@@ -136,12 +154,22 @@ func (u *Upload) send(ctx app.Context, file app.Value) {
 	onFail = app.FuncOf(func(this app.Value, args []app.Value) any {
 		defer release()
 		ctx.Dispatch(func(ctx app.Context) {
+			revokeObjectURL(previewURL)
 			u.busy = false
 			u.problem = "The browser could not read the file."
 		})
 		return nil
 	})
 	file.Call("arrayBuffer").Call("then", onRead, onFail)
+}
+
+// isObjectURL reports whether a URL is one of createObjectURL's, which
+// keeps its file in memory until revoked.
+func isObjectURL(u string) bool { return strings.HasPrefix(u, "blob:") }
+
+// revokeObjectURL frees an object URL's file.
+func revokeObjectURL(u string) {
+	app.Window().Get("URL").Call("revokeObjectURL", u)
 }
 
 // postImage uploads a photo (raw body) and returns its hash.

@@ -17,6 +17,8 @@ type Executor interface {
 	// one). When no model can run, the error says why, and the entry's
 	// Info may say more (missing files).
 	Model(ctx context.Context, id string) (cluster.ModelEntry, error)
+	// Models lists the models that can run now.
+	Models(ctx context.Context) ([]cluster.ModelEntry, error)
 	// Submit queues a resolved run of the request requestID from client
 	// (a socket, for fairness and limits). It fails at once with a
 	// *protocol.Error when the run is refused; the ticket reports how it
@@ -50,6 +52,8 @@ type noModel struct{ info protocol.ModelInfo }
 func (n noModel) Model(context.Context, string) (cluster.ModelEntry, error) {
 	return cluster.ModelEntry{Info: n.info}, errors.New(n.info.Problem)
 }
+
+func (n noModel) Models(context.Context) ([]cluster.ModelEntry, error) { return nil, nil }
 
 func (n noModel) Submit(context.Context, string, string, string, protocol.Run, cluster.Events) (cluster.Ticket, error) {
 	return nil, &protocol.Error{Code: protocol.CodeNotReady, Message: "the model is not ready: " + n.info.Problem}

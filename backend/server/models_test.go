@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,18 +67,48 @@ func (env *gatewayEnv) startWorkerOn(t *testing.T, dir string) {
 	})
 }
 
-// TestTwoModelsEachResolvesItsOwn: with two models served, a spec naming
-// either runs on it, resolved against that model's defaults; a spec
-// naming none, or one nobody serves, is an invalid spec that lists the
-// models; the gateway is ready.
+// TestTwoModelsEachResolvesItsOwn: with two models served, the hello
+// offers both, a spec naming either runs on it, resolved against that
+// model's defaults; a spec naming none, or one nobody serves, is an
+// invalid spec that lists the models; the gateway is ready.
 func TestTwoModelsEachResolvesItsOwn(t *testing.T) {
 	env := newGatewayServer(t)
 	env.startWorker(t)
-	env.startWorkerOn(t, renamedTiny(t, "reword-tiny-b"))
 	deadline := time.Now().Add(30 * time.Second)
 	for env.readyStatus(t) != http.StatusOK {
 		if time.Now().After(deadline) {
+			t.Fatal("a gateway serving one model is not ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// One model: the hello names it, with nothing to choose from.
+	if h := env.hello(t); h.Model.ID != "reword-tiny" || !h.Model.Ready || h.Models != nil {
+		t.Errorf("hello with one model: %+v", h)
+	}
+	env.startWorkerOn(t, renamedTiny(t, "reword-tiny-b"))
+	for env.readyStatus(t) != http.StatusOK {
+		if time.Now().After(deadline) {
 			t.Fatal("a gateway serving two models is not ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The hello offers both models to choose from, each ready with its
+	// defaults; the model a spec naming none would run on is none.
+	for {
+		h := env.hello(t)
+		if len(h.Models) == 2 {
+			for i, want := range []string{"reword-tiny", "reword-tiny-b"} {
+				if m := h.Models[i]; m.ID != want || !m.Ready || m.Defaults == nil {
+					t.Errorf("hello's model %d: %+v, want %s ready with its defaults", i, m, want)
+				}
+			}
+			if h.Model.Ready || !strings.Contains(h.Model.Problem, "name one in spec.model") {
+				t.Errorf("hello's model for a spec naming none: %+v", h.Model)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hello lists %d models, want both: %+v", len(h.Models), h.Models)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -101,4 +132,18 @@ func TestTwoModelsEachResolvesItsOwn(t *testing.T) {
 			t.Errorf("a spec naming %q with two models served: %+v", model, e)
 		}
 	}
+}
+
+// hello opens a socket and returns the server's hello.
+func (ts *testServer) hello(t *testing.T) protocol.Hello {
+	t.Helper()
+	c, err := ts.dialWith(t, "", nil)
+	must(t, err)
+	defer c.ws.Close()
+	m := c.next()
+	h, ok := m.msg.Payload.(*protocol.Hello)
+	if !ok {
+		t.Fatalf("first message is not hello: %+v", m)
+	}
+	return *h
 }

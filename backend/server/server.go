@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -380,12 +381,35 @@ func (s *Server) ModelInfo() protocol.ModelInfo {
 	return e.Info
 }
 
+// hello is what a client is told when it connects: the server, and the
+// model a spec that names none runs on, or every model when there are
+// several to choose from.
+func (s *Server) hello() protocol.Hello {
+	return protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Model: s.ModelInfo(), Models: s.modelChoices()}
+}
+
+// modelChoices lists the models a spec must choose from: nil unless
+// several are served.
+func (s *Server) modelChoices() []protocol.ModelInfo {
+	entries, err := s.exec.Models(context.Background())
+	if err != nil || len(entries) < 2 {
+		return nil
+	}
+	out := make([]protocol.ModelInfo, len(entries))
+	for i, e := range entries {
+		out[i] = e.Info
+	}
+	slices.SortFunc(out, func(a, b protocol.ModelInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
-		Status  string             `json:"status"`
-		Version string             `json:"version"`
-		Model   protocol.ModelInfo `json:"model"`
-	}{"ok", s.cfg.Version, s.ModelInfo()})
+		Status  string               `json:"status"`
+		Version string               `json:"version"`
+		Model   protocol.ModelInfo   `json:"model"`
+		Models  []protocol.ModelInfo `json:"models,omitempty"`
+	}{"ok", s.cfg.Version, s.ModelInfo(), s.modelChoices()})
 }
 
 // readyz answers 200 only when a model can run edits and the server is not

@@ -106,7 +106,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	s.conns[c] = true
 	s.mu.Unlock()
 	s.log.Info("socket opened", "conn", c.id, "client", addr, "remote", r.RemoteAddr)
-	c.sendMessage(protocol.TypeHello, "", protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Model: s.ModelInfo()})
+	c.sendMessage(protocol.TypeHello, "", s.hello())
 	go c.writeLoop()
 	c.readLoop()
 }

@@ -78,6 +78,11 @@ type Hello struct {
 	Server   string    `json:"server"`   // build version of the server
 	Protocol int       `json:"protocol"` // protocol version it speaks
 	Model    ModelInfo `json:"model"`
+	// Models lists every model the server runs when it runs several (a
+	// cluster whose workers serve different models): Model then says that
+	// none is chosen, and a run names one of these in spec.model. Left out
+	// when the server runs one model or none.
+	Models []ModelInfo `json:"models,omitempty"`
 }
 
 // ModelInfo describes the model a server runs and whether it can run it.

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +55,15 @@ func TestShareFlow(t *testing.T) {
 	if !equal(again, hashes) {
 		t.Errorf("the link rendered %v, the original run %v", again, hashes)
 	}
+
+	// The link pasted into the address bar of the first tab, now showing
+	// another edit: only the fragment changes, so the page does not load
+	// again, and the editor opens the link itself (and runs it).
+	setPrompt(t, ctx, "target-0", "a green circle")
+	poll(t, ctx, `location.href !== `+strconv.Quote(link), 5*time.Second)
+	mustEval[string](t, ctx, `location.hash = `+strconv.Quote(link[strings.Index(link, "#"):]))
+	poll(t, ctx, `document.querySelector('#target-0').value === 'a blue square' && location.href === `+strconv.Quote(link), 5*time.Second)
+	poll(t, ctx, `document.querySelector('#run-status').dataset.phase === 'done'`, 90*time.Second)
 }
 
 // TestBrokenLinkSaysSo is item 3 of issue 20: a link that cannot be read
