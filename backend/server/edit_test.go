@@ -385,6 +385,34 @@ func TestShutdownReportsBeforeClosing(t *testing.T) {
 	}
 }
 
+// TestRunDuringShutdownIsRefused: once Shutdown began (here, waiting for
+// a running edit), a new run is refused by the server itself with the
+// shutdown error, and never reaches the executor: Shutdown waits for the
+// runs it counted before, and none may join while it waits.
+func TestRunDuringShutdownIsRefused(t *testing.T) {
+	ts := newEditServer(t, cluster.Settings{}, nil)
+	a, b := ts.connect(t), ts.connect(t)
+	a.send(protocol.TypeRun, "long", protocol.Run{Spec: spec(13, 150)})
+	a.until(protocol.TypeStarted)
+	ctx, cancel := contextWithTimeout(3 * time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.srv.Shutdown(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for ts.readyStatus(t) != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not start shutting down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.send(protocol.TypeRun, "late", protocol.Run{Spec: spec(14, 2)})
+	_, last := b.until(protocol.TypeError)
+	if e := last.Payload.(*protocol.Error); e.Code != protocol.CodeShutdown || last.ID != "late" || !strings.Contains(e.Message, "the server is shutting down") {
+		t.Errorf("a run sent while the server shuts down got %+v (id %q)", e, last.ID)
+	}
+	must(t, <-done)
+}
+
 // TestProgressWithCachedSource: an edit whose source comes from the
 // source cache, whose row is then not previewed (at the tiny model's
 // default norm window, not after the window's steps), still reports

@@ -72,14 +72,20 @@ func (c *conn) handleRun(id string, run *protocol.Run) {
 		}
 	}
 	log := s.log.With("conn", c.id, "client", c.addr, "request", id)
+	if !s.countAwait() {
+		release(photo)
+		c.unreserve(id)
+		c.sendError(id, &protocol.Error{Code: protocol.CodeShutdown, Message: "the server is shutting down; reconnect and send the same request again"})
+		return
+	}
 	t, err := s.exec.Submit(context.Background(), r.Model, c.addr, id, protocol.Run{Spec: spec, HeatMaps: run.HeatMaps}, c.events(id))
 	if !c.submitted(id, t, err) {
+		s.awaits.Done()
 		release(photo)
 		c.sendError(id, protocolError(err))
 		return
 	}
 	log.Info("edit queued", "targets", len(r.Targets), "steps", r.Steps)
-	c.s.awaits.Add(1)
 	go func() {
 		defer release(photo)
 		c.await(id, t, log)
@@ -90,6 +96,21 @@ func release(l *store.Lease) {
 	if l != nil {
 		l.Release()
 	}
+}
+
+// countAwait counts a run about to be submitted among those whose end
+// Shutdown waits to report, or reports false once Shutdown began. Counted
+// before the submit and under the lock Shutdown sets closing under, a run
+// is either counted before Shutdown waits or refused: a WaitGroup must not
+// grow from zero while it is waited on.
+func (s *Server) countAwait() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.awaits.Add(1)
+	return true
 }
 
 // unreserve drops a reservation that will not be submitted.
