@@ -167,6 +167,44 @@ func TrainingExample(seed uint64, index int) (Scene, Caption) {
 	return s, NewCaption(mentions, bg, rng.Float64() < pNameBackground)
 }
 
+// ColourTwin returns the exact colour swap of training scene s with caption
+// c: one object whose colour c names, recoloured to another colour its
+// background allows (never to a HeldOut object), with the same place, size,
+// rotation, background and texture, and c with that colour word swapped.
+// rng chooses the object and the colour. object is the recoloured object's
+// index; ok is false when c names no object's colour.
+func ColourTwin(rng *rand.Rand, s Scene, c Caption) (twin Scene, twinCaption Caption, object int, ok bool) {
+	var named []int
+	for i, m := range c.Mentions {
+		if m.NamesColour {
+			named = append(named, i)
+		}
+	}
+	if len(named) == 0 {
+		return Scene{}, Caption{}, 0, false
+	}
+	object = named[rng.IntN(len(named))]
+	old := s.Objects[object].Object
+	var to []Colour
+	for _, col := range Colours {
+		o := old
+		o.Colour = col
+		if col != old.Colour && s.Background.Allows(col) && !HeldOut(o) {
+			to = append(to, col)
+		}
+	}
+	if len(to) == 0 {
+		return Scene{}, Caption{}, 0, false
+	}
+	colour := to[rng.IntN(len(to))]
+	twin = s
+	twin.Objects = append([]Placed(nil), s.Objects...)
+	twin.Objects[object].Colour = colour
+	mentions := append([]Mention(nil), c.Mentions...)
+	mentions[object].Colour = colour
+	return twin, NewCaption(mentions, c.Background, c.NamesBackground), object, true
+}
+
 // Place draws the jitter for objects on background bg: centre, radius,
 // rotation and texture phase. Objects that would overlap are shrunk to
 // Small and re-jittered, so the returned sizes can differ from the

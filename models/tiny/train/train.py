@@ -148,6 +148,18 @@ from checkpoint import Checkpoints
 #                   ring at 10 held size and gave back fewer backgrounds than
 #                   'objects' did, at 3 it no longer held size
 #                   (models/tiny/README.md)
+#   twin_weight     (only in recipes that set it) weight of the twin term, in the
+#                   cycles that have the grounding loss: a scene's exact colour
+#                   swap (datagen -twins), noised with the scene's own noise, is
+#                   denoised under the swapped caption with the scene's
+#                   attention maps put in (MapInjection: cross maps above
+#                   INJECT_CROSS_ABOVE_T, self maps above twin_self_above_t,
+#                   default INJECT_SELF_ABOVE_T), and the prediction is asked
+#                   to be the true noise, as the denoising loss asks. The swap
+#                   consistency terms ask an edit to keep the source's
+#                   prediction away from the objects, from the source's noisy
+#                   latent; this one shows the edit the picture it should
+#                   draw, from its own noisy latent, everywhere
 #   preserve_margin (only in recipes that set it; otherwise
 #                   swap_consistency_margin) the margin of preserve_region
 #                   'objects' and 'ring', so that the swap consistency term
@@ -323,6 +335,26 @@ def encode_latents(vae, images, dev, gen):
         out.append((mean + torch.randn(mean.shape, device=dev, generator=gen) * torch.exp(0.5 * logvar)).contiguous())
     vae.to(memory_format=torch.contiguous_format)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def twin_deltas(vae, images, twin_images, has, scale):
+    """Each scene's twin latent minus its own, scaled as the training latents ([N, 4, 16, 16], float16; zeros
+    for scenes without a twin). Posterior means: added to a scene's sampled latent, the difference gives its
+    twin the same posterior sample, so that the two latents differ only where the pictures do."""
+    vae.to(memory_format=torch.channels_last)
+    out = torch.zeros((len(images), 4, tinysd.LATENT_SIZE, tinysd.LATENT_SIZE), dtype=torch.float16,
+                      device=images.device)
+    rows = has.nonzero()[:, 0]
+    for i in range(0, len(rows), 500):
+        at = rows[i:i + 500]
+        means = []
+        for imgs in (images[at], twin_images[at]):
+            x = imgs.permute(0, 3, 1, 2).float().div(127.5).sub(1).contiguous(memory_format=torch.channels_last)
+            means.append(vae.encode(x)[0])
+        out[at] = ((means[1] - means[0]) * scale).contiguous().half()
+    vae.to(memory_format=torch.contiguous_format)
+    return out
 
 
 @torch.no_grad()
@@ -669,7 +701,7 @@ def preserve_loss(pred, frozen_pred, weight, near=None):
 
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
                judge_every=0, deadline=None, save_every=0, out=None, masks=None, regions=None, progress=None,
-               stop_after=None, swap_groups=None, swap_targets=None, teacher=None):
+               stop_after=None, swap_groups=None, swap_targets=None, teacher=None, twins=None):
     """Trains text encoder + UNet for steps steps (cosine from lr after warmup); returns the EMA models and stats.
 
     stage numbers the cosine cycle (it seeds the cycle's random streams).
@@ -685,11 +717,14 @@ def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=N
     word ids for the swap consistency loss and swap_targets their weights as
     a swap's new word (swap_words). teacher: state dicts
     of the frozen weights the preserve term keeps the predictions near.
+    twins: (deltas, ids, has) for the twin term: each scene's twin latent
+    minus its own ([N, 4, 16, 16]), the twin captions' ids and which scenes
+    have a twin (twin_deltas).
     """
     kw = dict(latents=latents, ids=ids, empty_ids=empty_ids, r=r, dev=dev, stage=stage, steps=steps, lr=lr,
               warmup=warmup, init=init, deadline=deadline, save_every=save_every, out=out, masks=masks, regions=regions,
               progress=progress, stop_after=stop_after, swap_groups=swap_groups, swap_targets=swap_targets,
-              teacher=teacher)
+              teacher=teacher, twins=twins)
     if processes == 1:
         return _train_unet_rank(0, 1, judge=judge, judge_every=judge_every, **kw)
     # Rank 0 hands its result back through a file: a pipe could fill up while
@@ -775,7 +810,7 @@ def _check_in_step(params):
 
 def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init, deadline,
                      save_every, out, masks=None, regions=None, progress=None, stop_after=None, judge=None, judge_every=0,
-                     swap_groups=None, swap_targets=None, teacher=None):
+                     swap_groups=None, swap_targets=None, teacher=None, twins=None):
     # Every rank builds the same initial weights, applies the same averaged
     # gradients and so keeps the same weights; each draws its own share of
     # the batch.
@@ -851,9 +886,10 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                 frozen_pred = frozen[1](xt, t.float(), frozen[0](tok))
         tinysd.Attention.recorded = [] if grounding else None
         inject = grounding and r['swap_consistency'] > 0 and r['swap_consistency_mode'] == 'injected'
-        if inject:
+        twin = grounding and r.get('twin_weight', 0) > 0
+        if inject or twin:
             maps.record()
-        with probs_hook(maps if inject else None):
+        with probs_hook(maps if inject or twin else None):
             ctx = te(tok)
             pred = unet(xt, t.float(), ctx)
         snr = ac[t] / (1 - ac[t])
@@ -922,6 +958,21 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                     loss = loss + r['swap_consistency'] * c
                     if lead and ((step + 1) % 500 == 0 or step == 0):
                         log(f'step {step + 1}: swap consistency term {c.item():.5f}')
+        if twin:
+            rows = twins[2][idx] & ~drop  # a dropped caption has no word to swap
+            if rows.any():
+                at = rows.nonzero()[:, 0]
+                th = t[rows]
+                x_twin = a[rows].sqrt() * (x0[rows] + twins[0][idx[rows]].float()) + (1 - a[rows]).sqrt() * eps[rows]
+                maps.inject(at, th > INJECT_CROSS_ABOVE_T, th > r.get('twin_self_above_t', INJECT_SELF_ABOVE_T))
+                with probs_hook(maps):
+                    twin_pred = unet(x_twin, th.float(), te(twins[1][idx[rows]]))
+                # Averaged over the whole batch, as the denoising loss: the term's weight does not follow how
+                # many of a batch's scenes have a twin.
+                tw = denoising_loss(twin_pred, eps[rows], weight[rows]) * rows.float().mean()
+                loss = loss + r['twin_weight'] * tw
+                if lead and ((step + 1) % 500 == 0 or step == 0):
+                    log(f'step {step + 1}: twin term {tw.item():.5f}')
         opt.zero_grad()
         loss.backward()
         late = deadline is not None and time.time() > deadline
@@ -1052,6 +1103,15 @@ def main():
     ap.add_argument('--preserve-region', choices=('all', 'objects', 'ring'),
                     help="override the recipe: where the preserve term applies: every cell, only the cells within "
                          "--swap-consistency-margin of an object, or only those of them no object touches")
+    ap.add_argument('--twin-weight', type=float,
+                    help="weight of the twin term (needs data drawn with datagen -twins and --twin-deltas): a scene's "
+                         "exact colour swap denoised with the scene's attention maps put in, in the cycles with the "
+                         "grounding loss")
+    ap.add_argument('--twin-self-above-t', type=int,
+                    help=f'the twin term puts the self-attention maps in above this timestep (default '
+                         f'{INJECT_SELF_ABOVE_T}: the engine\'s default self window, 0.4 of the steps)')
+    ap.add_argument('--twin-deltas', help="with --twin-weight: a .npy cache of every scene's twin latent minus its "
+                                          "own (posterior means, scaled), written when missing")
     ap.add_argument('--preserve-margin', type=int,
                     help="override the recipe: --preserve-region 'objects' and 'ring' reach this many cells from an "
                          "object (default: --swap-consistency-margin)")
@@ -1275,6 +1335,18 @@ def main():
         r['preserve_weight'] = args.preserve_weight
     if args.preserve_region is not None:
         r['preserve_region'] = args.preserve_region
+    if args.twin_weight is not None:
+        if not args.twin_weight > 0:
+            ap.error(f'--twin-weight must be above 0, got {args.twin_weight}')
+        r['twin_weight'] = args.twin_weight  # recorded only when given, as preserve_margin
+    if args.twin_self_above_t is not None:
+        if args.twin_weight is None:
+            ap.error('--twin-self-above-t is for the twin term: give --twin-weight too')
+        if not 0 <= args.twin_self_above_t < 1000:
+            ap.error(f'--twin-self-above-t must be a timestep, 0 to 999, got {args.twin_self_above_t}')
+        r['twin_self_above_t'] = args.twin_self_above_t
+    if args.twin_deltas and args.twin_weight is None:
+        ap.error('--twin-deltas is for the twin term: give --twin-weight too')
     if args.preserve_margin is not None:
         if args.preserve_margin < 1:
             ap.error(f'--preserve-margin must be at least 1 (the cells next to an object), got {args.preserve_margin}')
@@ -1388,6 +1460,30 @@ def main():
         raise SystemExit(3)
 
 
+def load_twins(data, cache, vae, images, scale, dev):
+    """The twin term's data: (deltas, ids, has) as train_unet takes them, from data drawn with datagen -twins;
+    the deltas are read from cache when it exists, else computed (twin_deltas) and written there."""
+    path = os.path.join(data, 'twin_objects.npy')
+    if not os.path.isfile(path):
+        raise SystemExit(f'{data} has no colour twins (twin_objects.npy): draw it with datagen -twins for the twin term')
+    has = torch.from_numpy(np.load(path) >= 0).to(dev)
+    ids = torch.from_numpy(np.load(os.path.join(data, 'twin_input_ids.npy')).astype(np.int64)).to(dev)
+    if cache and os.path.isfile(cache):
+        deltas = torch.from_numpy(np.load(cache)).to(dev)
+        log(f'twins: reusing {cache}')
+    else:
+        twin_images = torch.from_numpy(np.load(os.path.join(data, 'twin_images.npy'))).to(dev)
+        deltas = twin_deltas(vae, images, twin_images, has, scale)
+        del twin_images
+        if cache:
+            np.save(cache, deltas.cpu().numpy())
+    if deltas.shape[0] != len(images) or len(has) != len(images) or len(ids) != len(images):
+        raise SystemExit(f'the twins ({len(has)} scenes, deltas {tuple(deltas.shape)}) do not match the data\'s '
+                         f'{len(images)} scenes')
+    log(f'twins: {int(has.sum())} of {len(has)} scenes have a colour twin')
+    return deltas, ids, has
+
+
 def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups,
            swap_targets):
     """Everything after loading the data: the VAE, the latents, the UNet cycles, the weights and the record."""
@@ -1435,6 +1531,9 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
             np.save(args.latents + '.scale.npy', np.array(scale))
     matrix, bias, resid = fit_preview(latents, images)
     log(f'latent scaling factor {scale:.5f}; preview fit RMS error {resid:.3f} (RGB in [-1,1])')
+    twins = None
+    if r.get('twin_weight', 0) > 0:
+        twins = load_twins(args.data, args.twin_deltas, vae, images, scale, dev)
     judge = None
     if args.judge:
         j = judging.Judge(os.path.abspath(args.judge), os.path.join(args.out, 'judge'), args.judge_prompts, args.judge_seeds, dev)
@@ -1473,7 +1572,8 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
             te, unet, stats = train_unet(
                 latents, ids, empty_ids, r, dev, i + 1, steps, lr, warmup, init, args.processes,
                 judge if last else None, args.judge_every, deadline, args.save_every if last else 0, args.out, masks, regions,
-                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after, swap_groups, swap_targets, teacher)
+                (ckpt, f'unet{i + 1}-progress', args.checkpoint_every), stop_after, swap_groups, swap_targets, teacher,
+                twins)
             if judge is not None and last:
                 stats.setdefault('judged', []).append(dict(step=stats['steps_done'], **judge(stats['steps_done'], te, unet)))
                 log('judged', json.dumps(stats['judged'][-1]))

@@ -20,6 +20,16 @@
 //	               swap_group_words: the same words spelled out, in the same
 //	               order (so that a recipe can name them)
 //
+// With -twins, also each scene's exact colour swap (scene.ColourTwin: one
+// object whose colour the caption names, recoloured, nothing else moved),
+// for the training term that asks an edit run with the scene's attention
+// maps put in to draw exactly the swapped scene:
+//
+//	twin_images.npy     uint8 [N, 64, 64, 3]  the swapped scenes (zeros: none)
+//	twin_input_ids.npy  int32 [N, 77]         their captions' CLIP ids
+//	twin_objects.npy    int8 [N]              the recoloured object, -1 for a
+//	                    scene whose caption names no colour (no twin)
+//
 // The masks and regions feed the training loss that grounds each word's
 // cross-attention in the part of the image it describes.
 // The data set is a pure function of (-seed, -n): scene i is
@@ -31,6 +41,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,6 +66,7 @@ func run(args []string) error {
 	out := fs.String("out", "", "directory to write the data set into (created if missing)")
 	n := fs.Int("n", 60000, "number of scenes")
 	seed := fs.Uint64("seed", 1, "data set seed")
+	twins := fs.Bool("twins", false, "also write each scene's exact colour swap (twin_*.npy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,7 +83,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading the CLIP tokenizer: %w", err)
 	}
-	d, err := draw(tok, *seed, *n)
+	d, err := draw(tok, *seed, *n, *twins)
 	if err != nil {
 		return err
 	}
@@ -87,12 +99,22 @@ type dataset struct {
 	captions []string
 	masks    []byte // [n, maxObjects, latentSize, latentSize]
 	regions  []byte // [n, ContextLength], int8 values
+	// The colour-swap twins, when drawn (-twins): images and ids as above,
+	// twinObjects the recoloured object or -1 (int8 values).
+	twins       bool
+	twinImages  []byte
+	twinIDs     []int32
+	twinObjects []byte
 }
+
+// twinStream separates the twins' random choices from the scenes': the
+// data set's scenes are the same with and without twins.
+const twinStream = 0x7477696e // "twin"
 
 const imageBytes = scene.ImageSize * scene.ImageSize * 3
 
 // draw draws scenes 0…n−1 of seed on one goroutine per core.
-func draw(tok *clip.Tokenizer, seed uint64, n int) (*dataset, error) {
+func draw(tok *clip.Tokenizer, seed uint64, n int, twins bool) (*dataset, error) {
 	d := &dataset{
 		seed:     seed,
 		n:        n,
@@ -101,6 +123,12 @@ func draw(tok *clip.Tokenizer, seed uint64, n int) (*dataset, error) {
 		captions: make([]string, n),
 		masks:    make([]byte, n*maskBytes),
 		regions:  make([]byte, n*clip.ContextLength),
+		twins:    twins,
+	}
+	if twins {
+		d.twinImages = make([]byte, n*imageBytes)
+		d.twinIDs = make([]int32, n*clip.ContextLength)
+		d.twinObjects = make([]byte, n)
 	}
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
@@ -127,16 +155,17 @@ func draw(tok *clip.Tokenizer, seed uint64, n int) (*dataset, error) {
 // drawScene fills scene i's rows of every array.
 func (d *dataset) drawScene(tok *clip.Tokenizer, i int) error {
 	s, c := scene.TrainingExample(d.seed, i)
-	img := s.Render()
-	dst := d.images[i*imageBytes : (i+1)*imageBytes]
-	for p := 0; p < scene.ImageSize*scene.ImageSize; p++ {
-		copy(dst[3*p:3*p+3], img.Pix[4*p:4*p+3])
-	}
+	copyRGB(d.images[i*imageBytes:(i+1)*imageBytes], s)
 	enc := tok.Encode(c.Text)
 	if enc.Truncated.Dropped > 0 {
 		return fmt.Errorf("caption %q of scene %d does not fit in %d tokens", c.Text, i, clip.ContextLength)
 	}
 	copy(d.ids[i*clip.ContextLength:], enc.Padded(clip.ContextLength))
+	if d.twins {
+		if err := d.drawTwin(tok, i, s, c, len(enc.IDs)); err != nil {
+			return err
+		}
+	}
 	d.captions[i] = c.Text
 	if err := latentMasks(s, d.masks[i*maskBytes:(i+1)*maskBytes]); err != nil {
 		return fmt.Errorf("scene %d: %w", i, err)
@@ -149,6 +178,34 @@ func (d *dataset) drawScene(tok *clip.Tokenizer, i int) error {
 		d.regions[i*clip.ContextLength+k] = byte(v)
 	}
 	return nil
+}
+
+// drawTwin fills scene i's rows of the twin arrays. A twin's caption must
+// have as many tokens as the scene's (nTokens): the edit it stands for is a
+// word swap, whose maps are put in token for token.
+func (d *dataset) drawTwin(tok *clip.Tokenizer, i int, s scene.Scene, c scene.Caption, nTokens int) error {
+	d.twinObjects[i] = byte(0xff) // int8 -1: no twin
+	rng := rand.New(rand.NewPCG(d.seed^twinStream, uint64(i)))
+	twin, tc, object, ok := scene.ColourTwin(rng, s, c)
+	if !ok {
+		return nil
+	}
+	enc := tok.Encode(tc.Text)
+	if len(enc.IDs) != nTokens {
+		return fmt.Errorf("scene %d: the twin caption %q has %d tokens, the caption %q %d", i, tc.Text, len(enc.IDs), c.Text, nTokens)
+	}
+	copyRGB(d.twinImages[i*imageBytes:(i+1)*imageBytes], twin)
+	copy(d.twinIDs[i*clip.ContextLength:], enc.Padded(clip.ContextLength))
+	d.twinObjects[i] = byte(object)
+	return nil
+}
+
+// copyRGB renders s into dst as packed RGB.
+func copyRGB(dst []byte, s scene.Scene) {
+	img := s.Render()
+	for p := 0; p < scene.ImageSize*scene.ImageSize; p++ {
+		copy(dst[3*p:3*p+3], img.Pix[4*p:4*p+3])
+	}
 }
 
 // write writes the files the package comment lists into out.
@@ -168,6 +225,17 @@ func (d *dataset) write(out string, tok *clip.Tokenizer) error {
 	}
 	if err := os.WriteFile(filepath.Join(out, "captions.txt"), []byte(strings.Join(d.captions, "\n")+"\n"), 0o644); err != nil {
 		return err
+	}
+	if d.twins {
+		if err := npy.Write(filepath.Join(out, "twin_images.npy"), "|u1", []int{n, scene.ImageSize, scene.ImageSize, 3}, d.twinImages); err != nil {
+			return err
+		}
+		if err := npy.WriteInt32(filepath.Join(out, "twin_input_ids.npy"), []int{n, clip.ContextLength}, d.twinIDs); err != nil {
+			return err
+		}
+		if err := npy.Write(filepath.Join(out, "twin_objects.npy"), "|i1", []int{n}, d.twinObjects); err != nil {
+			return err
+		}
 	}
 	groups, words, err := swapGroups(tok)
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -39,5 +41,51 @@ func TestSwapGroups(t *testing.T) {
 		if enc.IDs[2] != ids[i] || enc.Tokens[2] != w+"</w>" {
 			t.Errorf("%q: group id %d, in a caption %d (%s)", w, ids[i], enc.IDs[2], enc.Tokens[2])
 		}
+	}
+}
+
+// With twins, each scene whose caption names a colour gets its colour
+// twin (drawn and tokenized like the scene, from the twin's own stream),
+// every other scene none; the scenes themselves are those drawn without
+// twins.
+func TestTwins(t *testing.T) {
+	tok, err := clip.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	plain, err := draw(tok, 3, n, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := draw(tok, 3, n, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(d.images) != string(plain.images) || fmt.Sprint(d.ids) != fmt.Sprint(plain.ids) {
+		t.Fatal("drawing twins changed the scenes")
+	}
+	twins := 0
+	for i := range n {
+		s, c := scene.TrainingExample(3, i)
+		object := int8(d.twinObjects[i])
+		twin, tc, k, ok := scene.ColourTwin(rand.New(rand.NewPCG(3^twinStream, uint64(i))), s, c)
+		img := d.twinImages[i*imageBytes : (i+1)*imageBytes]
+		ids := d.twinIDs[i*clip.ContextLength : (i+1)*clip.ContextLength]
+		if !ok {
+			if object != -1 || strings.Trim(string(img), "\x00") != "" {
+				t.Errorf("scene %d (%q) has no twin but object %d or pixels", i, c.Text, object)
+			}
+			continue
+		}
+		twins++
+		want := make([]byte, imageBytes)
+		copyRGB(want, twin)
+		if int(object) != k || string(img) != string(want) || fmt.Sprint(ids) != fmt.Sprint(tok.Encode(tc.Text).Padded(clip.ContextLength)) {
+			t.Errorf("scene %d: twin object %d (want %d), or its pixels or ids are not the twin of %q (%q)", i, object, k, c.Text, tc.Text)
+		}
+	}
+	if twins == 0 {
+		t.Error("no scene got a twin")
 	}
 }
