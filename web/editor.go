@@ -68,6 +68,12 @@ type Editor struct {
 	// onHashChange opens an edit link pasted into the address bar of the
 	// open page (see OnMount).
 	onHashChange app.Func
+	// checked memoises specProblems: the problems of the spec and
+	// defaults whose JSON is key.
+	checked struct {
+		key      string
+		problems []fieldProblem
+	}
 }
 
 // OnMount loads the tokenizer, the kept history and an edit link, and
@@ -80,7 +86,7 @@ func (e *Editor) OnMount(ctx app.Context) {
 	e.mounted = true
 	e.history = loadHistory(ctx)
 	if link := linkFromPage(ctx); link != "" {
-		e.openLink(ctx, link)
+		e.openLink(ctx, link, false)
 	} else {
 		e.syncURL()
 	}
@@ -90,7 +96,7 @@ func (e *Editor) OnMount(ctx app.Context) {
 	// changes the fragment through the History API, which fires no
 	// hashchange: the editor's own links do not come back here.
 	e.onHashChange = app.FuncOf(func(this app.Value, args []app.Value) any {
-		ctx.Dispatch(func(ctx app.Context) { e.openLink(ctx, linkFromPage(ctx)) })
+		ctx.Dispatch(func(ctx app.Context) { e.openLink(ctx, linkFromPage(ctx), true) })
 		return nil
 	})
 	app.Window().Call("addEventListener", "hashchange", e.onHashChange)
@@ -134,16 +140,22 @@ func (e *Editor) OnDismount() {
 }
 
 // openLink puts the edit of a link in the editor, and runs it once the
-// server is ready, as opening the page with the link does. The link the
-// address bar already holds for the current edit changes nothing; a link
-// that cannot be read leaves the edit as it is and says why.
-func (e *Editor) openLink(ctx app.Context, link string) {
+// server is ready and no run is under way, as opening the page with the
+// link does. The link the address bar already holds for the current edit
+// changes nothing; a link that cannot be read leaves the edit as it is
+// (the example, when the page opened with it; pasted is false then) and
+// says why.
+func (e *Editor) openLink(ctx app.Context, link string, pasted bool) {
 	if link == "" || link == e.shareLink {
 		return
 	}
 	s, err := specFromLink(link)
 	if err != nil {
-		e.linkProblem = err.Error()
+		kept := "The editor shows the example instead"
+		if pasted {
+			kept = "The editor keeps the edit it showed"
+		}
+		e.linkProblem = fmt.Sprintf("%v. %s; the address still holds the link.", err, kept)
 		return
 	}
 	e.textProblems = nil
@@ -153,11 +165,8 @@ func (e *Editor) openLink(ctx app.Context, link string) {
 	e.setPhoto(photo)
 	e.syncInputs(ctx)
 	e.refreshHeat(ctx)
-	if e.serverReady() {
-		e.startRun(ctx)
-	} else {
-		e.autoRun = true
-	}
+	e.autoRun = true
+	e.runPending(ctx)
 }
 
 // serverReady reports whether the connection is up and the server said
@@ -325,7 +334,7 @@ func (e *Editor) problems() []fieldProblem {
 			seen[field] = true
 		}
 	}
-	for _, p := range checkSpec(e.tok, e.spec, e.defaults()) {
+	for _, p := range e.specProblems() {
 		if !seen[p.Field] {
 			out = append(out, p)
 			seen[p.Field] = true
@@ -342,6 +351,21 @@ func (e *Editor) problems() []fieldProblem {
 	}
 	slices.SortStableFunc(out, func(a, b fieldProblem) int { return formRank(a.Field) - formRank(b.Field) })
 	return out
+}
+
+// specProblems is checkSpec of the edit under the model's defaults,
+// computed again only when either changed: problems runs on every render
+// (each preview frame), and a full check encodes the edit's link.
+func (e *Editor) specProblems() []fieldProblem {
+	d := e.defaults()
+	key, err := json.Marshal(struct {
+		Spec     edit.Spec
+		Defaults *edit.Defaults
+	}{e.spec, d})
+	if err != nil || string(key) != e.checked.key {
+		e.checked.key, e.checked.problems = string(key), checkSpec(e.tok, e.spec, d)
+	}
+	return e.checked.problems
 }
 
 // Render draws the page.

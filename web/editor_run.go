@@ -43,6 +43,7 @@ func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
 		case *protocol.Error:
 			e.fileError(p)
 		}
+		e.runPending(ctx) // a link opened while this run was under way
 		return
 	}
 	switch p := m.Payload.(type) {
@@ -55,14 +56,21 @@ func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
 		}
 		// Images that failed while the server was away load again.
 		ctx.Defer(func(app.Context) { reloadBrokenImages() })
-		if e.autoRun && e.serverReady() {
-			e.autoRun = false
-			e.startRun(ctx)
-		}
+		e.runPending(ctx)
 	case *protocol.Error:
 		if m.ID == "" {
 			e.problem = p.Message
 		}
+	}
+}
+
+// runPending runs the edit of a link opened while the server could not
+// run it yet (not connected, no hello) or while another run was under
+// way, once it can.
+func (e *Editor) runPending(ctx app.Context) {
+	if e.autoRun && e.serverReady() && !e.run.active() {
+		e.autoRun = false
+		e.startRun(ctx)
 	}
 }
 

@@ -247,7 +247,7 @@ func TestOpenLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.openLink(ctx, link)
+	e.openLink(ctx, link, true)
 	if e.spec.Source != "a green square" || e.spec.Targets[0] != "a yellow square" || !e.autoRun {
 		t.Errorf("the link was not opened: %+v, autoRun %v", e.spec, e.autoRun)
 	}
@@ -259,14 +259,32 @@ func TestOpenLink(t *testing.T) {
 	// back must not reset the edit.
 	e.autoRun = false
 	e.textProblems = map[string]string{"steps": "is not a number"}
-	e.openLink(ctx, e.shareLink)
+	e.openLink(ctx, e.shareLink, true)
 	if e.autoRun || len(e.textProblems) == 0 {
 		t.Error("the editor's own link was opened again")
 	}
 
-	e.openLink(ctx, "not-a-link")
-	if e.linkProblem == "" || e.spec.Source != "a green square" {
+	e.openLink(ctx, "not-a-link", true)
+	if !strings.Contains(e.linkProblem, "The editor keeps the edit it showed") || e.spec.Source != "a green square" {
 		t.Errorf("a broken link: problem %q, source %q", e.linkProblem, e.spec.Source)
+	}
+
+	// Opened while a run is under way, the link's edit runs once that run
+	// has ended.
+	e.conn, e.hello = stateConnected, &protocol.Hello{Protocol: protocol.Version, Model: readyModel("tiny", 20)}
+	e.run = &runState{ID: "r1", Spec: e.spec, Phase: phaseRunning}
+	other.Source = "a red star"
+	if link, err = edit.EncodeLink(other); err != nil {
+		t.Fatal(err)
+	}
+	e.openLink(ctx, link, true)
+	if !e.autoRun || e.run.ID != "r1" {
+		t.Fatalf("a link opened during a run: autoRun %v, run %s", e.autoRun, e.run.ID)
+	}
+	e.handleMessage(ctx, msg("r1", resultOf(e.run.Spec)))
+	// The test's socket is not connected: the run is tried, and refused there.
+	if e.autoRun || e.problem == "" {
+		t.Errorf("after the run ended: autoRun %v, problem %q; want the link's edit run", e.autoRun, e.problem)
 	}
 }
 

@@ -19,7 +19,7 @@ func linkFromPage(ctx app.Context) string {
 func specFromLink(link string) (edit.Spec, error) {
 	s, err := edit.DecodeLink(link)
 	if err != nil {
-		return edit.Spec{}, fmt.Errorf("This edit link cannot be opened: %v. The editor shows the example instead; the address still holds the link.", err)
+		return edit.Spec{}, fmt.Errorf("This edit link cannot be opened: %v", err)
 	}
 	if s.Seed == nil {
 		seed := randomSeed()

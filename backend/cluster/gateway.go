@@ -166,9 +166,15 @@ func (g *Gateway) Model(ctx context.Context, model string) (ModelEntry, error) {
 		ids = append(ids, e.Defaults.Model)
 	}
 	if model == "" {
-		return ModelEntry{}, fmt.Errorf("%w (%s): name one in spec.model", ErrSeveralModels, strings.Join(ids, ", "))
+		return ModelEntry{}, SeveralModelsError(ids)
 	}
 	return ModelEntry{}, fmt.Errorf("%w: %q (served: %s)", ErrUnknownModel, model, strings.Join(ids, ", "))
+}
+
+// SeveralModelsError is the error of a spec that names no model while the
+// models ids are served.
+func SeveralModelsError(ids []string) error {
+	return fmt.Errorf("%w (%s): name one in spec.model", ErrSeveralModels, strings.Join(ids, ", "))
 }
 
 // Events receive one job's messages. Each may be nil. They are called in

@@ -41,11 +41,16 @@ func (s *Server) uploadImage(w http.ResponseWriter, r *http.Request) {
 			"an upload from your address is still in progress (one at a time): wait for it to finish")
 		return
 	}
-	defer s.endUpload(client)
 	select {
 	case s.uploads <- struct{}{}:
-		defer func() { <-s.uploads }()
+		// The address's mark goes before the slot: once the slot is free
+		// (what uploads in progress count), the address may upload again.
+		defer func() {
+			s.endUpload(client)
+			<-s.uploads
+		}()
 	default:
+		s.endUpload(client)
 		s.refuseUpload(w, http.StatusServiceUnavailable, time.Second,
 			fmt.Sprintf("the server is busy with other uploads (%d at once, its limit): try again in a moment", s.cfg.UploadsAtOnce))
 		return

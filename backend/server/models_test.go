@@ -105,6 +105,15 @@ func TestTwoModelsEachResolvesItsOwn(t *testing.T) {
 			if h.Model.Ready || !strings.Contains(h.Model.Problem, "name one in spec.model") {
 				t.Errorf("hello's model for a spec naming none: %+v", h.Model)
 			}
+			// /healthz says the same.
+			resp, err := http.Get(env.URL + "/healthz")
+			must(t, err)
+			var health struct{ Models []protocol.ModelInfo }
+			must(t, json.NewDecoder(resp.Body).Decode(&health))
+			resp.Body.Close()
+			if len(health.Models) != 2 || health.Models[1].ID != "reword-tiny-b" {
+				t.Errorf("/healthz models: %+v", health.Models)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

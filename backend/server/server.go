@@ -385,31 +385,48 @@ func (s *Server) ModelInfo() protocol.ModelInfo {
 // model a spec that names none runs on, or every model when there are
 // several to choose from.
 func (s *Server) hello() protocol.Hello {
-	return protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Model: s.ModelInfo(), Models: s.modelChoices()}
+	model, models := s.models()
+	return protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Model: model, Models: models}
 }
 
-// modelChoices lists the models a spec must choose from: nil unless
-// several are served.
-func (s *Server) modelChoices() []protocol.ModelInfo {
-	entries, err := s.exec.Models(context.Background())
-	if err != nil || len(entries) < 2 {
-		return nil
+// modelsWait bounds the registry read of a hello or a health check.
+const modelsWait = 5 * time.Second
+
+// models is what clients are told about the models, from one read of the
+// registry, so that the two never disagree (a worker of a second model
+// may join between two reads): the model a spec naming none runs on, and,
+// when several are served, every one of them (the first then says to name
+// one).
+func (s *Server) models() (protocol.ModelInfo, []protocol.ModelInfo) {
+	ctx, cancel := context.WithTimeout(context.Background(), modelsWait)
+	defer cancel()
+	entries, err := s.exec.Models(ctx)
+	switch {
+	case err == nil && len(entries) == 1:
+		return entries[0].Info, nil
+	case err != nil || len(entries) == 0:
+		return s.ModelInfo(), nil // why none can run
 	}
 	out := make([]protocol.ModelInfo, len(entries))
 	for i, e := range entries {
 		out[i] = e.Info
 	}
 	slices.SortFunc(out, func(a, b protocol.ModelInfo) int { return strings.Compare(a.ID, b.ID) })
-	return out
+	ids := make([]string, len(out))
+	for i, m := range out {
+		ids[i] = m.ID
+	}
+	return protocol.ModelInfo{Problem: cluster.SeveralModelsError(ids).Error()}, out
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	model, models := s.models()
 	writeJSON(w, http.StatusOK, struct {
 		Status  string               `json:"status"`
 		Version string               `json:"version"`
 		Model   protocol.ModelInfo   `json:"model"`
 		Models  []protocol.ModelInfo `json:"models,omitempty"`
-	}{"ok", s.cfg.Version, s.ModelInfo(), s.modelChoices()})
+	}{"ok", s.cfg.Version, model, models})
 }
 
 // readyz answers 200 only when a model can run edits and the server is not

@@ -44,22 +44,28 @@ func problemsOf(t *testing.T, s Spec) Problems {
 func TestValidateRefusesSpecsTooBigForALink(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	long := Spec{Source: randomWords(rng, 1500), Seed: ptr(uint64(1))}
-	for range 3 {
-		long.Targets = append(long.Targets, randomWords(rng, 1500))
+	for _, n := range []int{1500, 1700, 1500} {
+		long.Targets = append(long.Targets, randomWords(rng, n))
 	}
+	// The same, its longest prompt the negative one.
+	negative := long
+	negative.Targets = []string{long.Targets[0], long.Targets[2]}
+	negative.Negative = randomWords(rng, 1900)
 	// Prompts that are each valid, but JSON-escape to six bytes a character.
-	escaped := Spec{Source: strings.Repeat("<", MaxPromptBytes), Targets: []string{strings.Repeat(">", MaxPromptBytes)}, Seed: ptr(uint64(1))}
+	escaped := Spec{Source: strings.Repeat("<", MaxPromptBytes), Targets: []string{strings.Repeat(">", MaxPromptBytes-1)}, Seed: ptr(uint64(1))}
 	for _, c := range []struct {
-		name string
-		s    Spec
-		want []string
+		name, field string
+		s           Spec
+		want        []string
 	}{
-		{"link", long, []string{"the link would be", fmt.Sprintf("the limit is %d", MaxLinkBytes), "shorten the prompts"}},
-		{"json", escaped, []string{"bytes of JSON", fmt.Sprintf("the limit is %d", MaxSpecBytes), "shorten the prompts"}},
+		{"link", "targets[1]", long, []string{"the link would be", fmt.Sprintf("the limit is %d", MaxLinkBytes), "shorten the prompts"}},
+		{"negative", "negative", negative, []string{"the link would be"}},
+		{"json", "source", escaped, []string{"bytes of JSON", fmt.Sprintf("the limit is %d", MaxSpecBytes), "shorten the prompts"}},
 	} {
 		p := problemsOf(t, c.s)
-		if len(p) != 1 || p[0].Field != "targets" {
-			t.Fatalf("%s: problems %v, want one on targets", c.name, p)
+		// On the longest prompt: the one to shorten first.
+		if len(p) != 1 || p[0].Field != c.field {
+			t.Fatalf("%s: problems %v, want one on %s", c.name, p, c.field)
 		}
 		for _, w := range c.want {
 			if !strings.Contains(p[0].Message, w) {
@@ -67,7 +73,7 @@ func TestValidateRefusesSpecsTooBigForALink(t *testing.T) {
 			}
 		}
 	}
-	// One target fewer fits: the check refuses only what EncodeLink does.
+	// Two targets fewer fits: the check refuses only what EncodeLink does.
 	long.Targets = long.Targets[:1]
 	r, err := long.Resolve(tinyDefaults("tiny"))
 	if err != nil {

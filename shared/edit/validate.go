@@ -119,17 +119,27 @@ func (s Spec) Resolve(d Defaults) (Resolved, error) {
 }
 
 // checkLinkSize reports a resolved spec whose edit link would be too big,
-// as a problem of the prompts: their length is what makes a valid spec
-// that big, since every word setting names words of the prompts. The
-// server links every result it makes (from Resolved.Spec), so without
-// this check such a spec would run the whole model and fail at the end.
+// as a problem of its longest prompt: the prompts' length is what makes a
+// valid spec that big, since every word setting names words of the
+// prompts. The server links every result it makes (from Resolved.Spec),
+// so without this check such a spec would run the whole model and fail at
+// the end.
 func checkLinkSize(r Resolved) error {
 	_, err := EncodeLink(r.Spec())
 	var tooBig *linkSizeError
-	if errors.As(err, &tooBig) {
-		return Problems{{Field: "targets", Message: "and the source prompt are too long for an edit link: " + tooBig.Error()}}
+	if !errors.As(err, &tooBig) {
+		return err
 	}
-	return err
+	field, longest := "source", len(r.Source)
+	for i, t := range r.Targets {
+		if len(t) > longest {
+			field, longest = fmt.Sprintf("targets[%d]", i), len(t)
+		}
+	}
+	if len(r.Negative) > longest {
+		field = "negative"
+	}
+	return Problems{{Field: field, Message: "is too long for an edit link with the rest of the edit: " + tooBig.Error()}}
 }
 
 // withDefaults is s, valid, with every omitted field filled in from d.

@@ -261,8 +261,9 @@ type Error struct {
 	// Field is the path of the offending field, when there is one
 	// (for example "targets[1]" or "data.spec.steps").
 	Field string `json:"field,omitempty"`
-	// Problems lists every invalid field of a spec (code invalid_spec), so
-	// that a client can show each next to its control.
+	// Problems lists the invalid fields of a spec (code invalid_spec), so
+	// that a client can show each next to its control: at most
+	// edit.MaxProblems, the last then saying how many more were found.
 	Problems []Problem `json:"problems,omitempty"`
 }
 

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,9 +62,11 @@ func TestShareFlow(t *testing.T) {
 	// again, and the editor opens the link itself (and runs it).
 	setPrompt(t, ctx, "target-0", "a green circle")
 	poll(t, ctx, `location.href !== `+strconv.Quote(link), 5*time.Second)
+	runs := mustEval[int](t, ctx, `document.querySelectorAll('#history .history-item').length`)
 	mustEval[string](t, ctx, `location.hash = `+strconv.Quote(link[strings.Index(link, "#"):]))
 	poll(t, ctx, `document.querySelector('#target-0').value === 'a blue square' && location.href === `+strconv.Quote(link), 5*time.Second)
-	poll(t, ctx, `document.querySelector('#run-status').dataset.phase === 'done'`, 90*time.Second)
+	// Its run is a new one: one more entry in the history.
+	poll(t, ctx, fmt.Sprintf(`document.querySelectorAll('#history .history-item').length === %d && document.querySelector('#run-status').dataset.phase === 'done'`, runs+1), 90*time.Second)
 }
 
 // TestBrokenLinkSaysSo is item 3 of issue 20: a link that cannot be read

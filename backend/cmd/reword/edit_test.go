@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -245,6 +246,8 @@ func TestEditChecksBeforeTheModel(t *testing.T) {
 		{[]string{"--to", "a blue circle", "--steps", "-2", "--out", t.TempDir()}, "--steps -2: want 1 to 150 diffusion steps"},
 		{[]string{"--to", "a blue circle", "--scheduler", "euler", "--out", t.TempDir()}, `--scheduler "euler": want one of`},
 		{[]string{"--to", "a big blue circle", "--kind", "replace", "--out", t.TempDir()}, "kinds[0] cannot be replace"},
+		{[]string{"--to", randomWords(1, 1500), "--to", randomWords(2, 1500), "--to", randomWords(3, 1500), "--to", randomWords(4, 1500), "--out", t.TempDir()},
+			"the prompts are too long for Reword, whose every edit fits in an edit link"},
 	} {
 		args := append([]string{"edit", "--model", noModel, "--prompt", "a red circle", "--seed", "1"}, c.args...)
 		var stdout, stderr bytes.Buffer
@@ -255,4 +258,20 @@ func TestEditChecksBeforeTheModel(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(earlier, "target-2.png")); err != nil || string(b) != "earlier" {
 		t.Errorf("the earlier image is now %q (%v)", b, err)
 	}
+}
+
+// randomWords is about n bytes of random lowercase words, which compress
+// as little as prompts can.
+func randomWords(seed uint64, n int) string {
+	rng := rand.New(rand.NewPCG(seed, 0))
+	var b strings.Builder
+	for b.Len() < n {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		for range 3 + rng.IntN(6) {
+			b.WriteByte(byte('a' + rng.IntN(26)))
+		}
+	}
+	return b.String()
 }

@@ -103,11 +103,17 @@ func checkGuidance(g *float64) error {
 }
 
 // checkSpec reports the problems of spec that the model plays no part in
-// (words missing from the prompts, a kind the prompts do not allow, …)
-// as a usage error, before the model loads.
+// (words missing from the prompts, a kind the prompts do not allow, a spec
+// too big for an edit link, …) as a usage error, before the model loads.
 func checkSpec(spec edit.Spec) error {
 	if p := spec.CheckFields(); len(p) > 0 {
 		return usageError("%v", p)
+	}
+	// Resolving adds the model's defaults, which only lengthen the link:
+	// a spec whose link is too long now would be refused after the model
+	// loaded.
+	if _, err := edit.EncodeLink(spec); err != nil {
+		return usageError("the prompts are too long for Reword, whose every edit fits in an edit link: %v", err)
 	}
 	return nil
 }

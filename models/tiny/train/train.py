@@ -1347,6 +1347,10 @@ def main():
         r['twin_self_above_t'] = args.twin_self_above_t
     if args.twin_deltas and args.twin_weight is None:
         ap.error('--twin-deltas is for the twin term: give --twin-weight too')
+    if args.twin_weight is not None and r['swap_consistency_unroll'] > 0:
+        # The unrolled passes record maps of their own, over fewer rows, in place of the caption pass's.
+        ap.error('--twin-weight puts in the caption pass\'s maps, which --swap-consistency-unroll records over: '
+                 'give one of them')
     if args.preserve_margin is not None:
         if args.preserve_margin < 1:
             ap.error(f'--preserve-margin must be at least 1 (the cells next to an object), got {args.preserve_margin}')
@@ -1387,8 +1391,9 @@ def main():
     # The swap consistency and preserve terms run in the cycles that have the grounding loss: refuse a
     # recipe where none has it rather than train without the term asked for.
     cycles = 2 if r['continue_steps'] else 1
-    for key, flag in (('swap_consistency', '--swap-consistency'), ('preserve_weight', '--preserve-weight')):
-        if r[key] > 0 and (r['grounding_weight'] <= 0 or r['grounding_cycle'] > cycles):
+    for key, flag in (('swap_consistency', '--swap-consistency'), ('preserve_weight', '--preserve-weight'),
+                      ('twin_weight', '--twin-weight')):
+        if r.get(key, 0) > 0 and (r['grounding_weight'] <= 0 or r['grounding_cycle'] > cycles):
             fix = ('a --grounding-weight above 0' if r['grounding_weight'] <= 0 else
                    '--grounding-cycle 1, or a second cycle with --continue-steps')
             ap.error(f"{flag} runs in the cycles with the grounding loss, and none of this run's {cycles} has it "
@@ -1468,7 +1473,15 @@ def load_twins(data, cache, vae, images, scale, dev):
         raise SystemExit(f'{data} has no colour twins (twin_objects.npy): draw it with datagen -twins for the twin term')
     has = torch.from_numpy(np.load(path) >= 0).to(dev)
     ids = torch.from_numpy(np.load(os.path.join(data, 'twin_input_ids.npy')).astype(np.int64)).to(dev)
+    # The deltas belong to one VAE's encoding of one data set: the latent scale and the data's seed and
+    # count, recorded beside the cache, say which.
+    made_for = dict(scale=scale, data_seed=json.load(open(os.path.join(data, 'info.json')))['seed'], count=len(images))
     if cache and os.path.isfile(cache):
+        record = cache + '.json'
+        cached_for = json.load(open(record)) if os.path.isfile(record) else None
+        if cached_for != made_for:
+            raise SystemExit(f'{cache} was made for {cached_for} (its {record}), this run is {made_for}: '
+                             'give another --twin-deltas')
         deltas = torch.from_numpy(np.load(cache)).to(dev)
         log(f'twins: reusing {cache}')
     else:
@@ -1477,6 +1490,8 @@ def load_twins(data, cache, vae, images, scale, dev):
         del twin_images
         if cache:
             np.save(cache, deltas.cpu().numpy())
+            with open(cache + '.json', 'w') as f:
+                json.dump(made_for, f)
     if deltas.shape[0] != len(images) or len(has) != len(images) or len(ids) != len(images):
         raise SystemExit(f'the twins ({len(has)} scenes, deltas {tuple(deltas.shape)}) do not match the data\'s '
                          f'{len(images)} scenes')
