@@ -93,7 +93,7 @@ unit: ort
 # signature with no new input in testdata/fuzz is reported, not failed.
 FUZZ_TIME    ?= 4s
 FUZZ_TARGETS := ./shared/edit:FuzzDecodeLink ./shared/edit:FuzzParseValidate \
-                ./shared/protocol:FuzzDecode ./shared/protocol:FuzzDecodePreview \
+                ./shared/protocol:FuzzDecode ./shared/protocol:FuzzDecodePreview ./shared/protocol:FuzzResolveBothWays \
                 ./shared/clip:FuzzEncode ./backend/photo:FuzzPrepare ./backend/photo:FuzzEXIF \
                 ./backend/clientaddr:FuzzAddr
 
