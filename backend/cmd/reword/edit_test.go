@@ -2,13 +2,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -260,18 +262,19 @@ func TestEditChecksBeforeTheModel(t *testing.T) {
 	}
 }
 
-// randomWords is about n bytes of random lowercase words, which compress
-// as little as prompts can.
+// randomWords is about n bytes of words that compress as little as
+// prompts can: the hex digits of a chain of SHA-256 digests, cut into
+// words of eight.
 func randomWords(seed uint64, n int) string {
-	rng := rand.New(rand.NewPCG(seed, 0))
+	sum := sha256.Sum256([]byte(strconv.FormatUint(seed, 10)))
 	var b strings.Builder
 	for b.Len() < n {
-		if b.Len() > 0 {
+		sum = sha256.Sum256(sum[:])
+		digits := hex.EncodeToString(sum[:])
+		for i := 0; i < len(digits); i += 8 {
+			b.WriteString(digits[i : i+8])
 			b.WriteByte(' ')
 		}
-		for range 3 + rng.IntN(6) {
-			b.WriteByte(byte('a' + rng.IntN(26)))
-		}
 	}
-	return b.String()
+	return strings.TrimSpace(b.String())
 }
