@@ -105,16 +105,18 @@ func TestFileErrorKeepsToSpecFields(t *testing.T) {
 
 func TestSpecFieldKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"spec.targets[1]":     "targets[1]",
-		"data.spec.steps":     "steps",
-		`spec.reweights["a"]`: `reweights["a"]`,
-		"id":                  "",
-		"type":                "",
-		"v":                   "",
-		"data":                "",
-		"data.heat_maps":      "",
-		"spec.":               "",
-		"":                    "",
+		"spec.targets[1]":              "targets[1]",
+		"data.spec.steps":              "steps",
+		`spec.reweights["a"]`:          `reweights["a"]`,
+		"data.spec.blend[0]":           "blend[0]",
+		`spec.blend[1].words["grass"]`: `blend[1].words["grass"]`,
+		"id":                           "",
+		"type":                         "",
+		"v":                            "",
+		"data":                         "",
+		"data.heat_maps":               "",
+		"spec.":                        "",
+		"":                             "",
 	} {
 		got, ok := specFieldKey(in)
 		if got != want || ok != (want != "") {

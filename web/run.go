@@ -142,7 +142,10 @@ func (r *runState) statusText() string {
 		case r.Err != nil && r.Err.Code == protocol.CodeInvalidSpec && len(r.Err.Problems) > 0:
 			// The server's check in the form's words; the fields show the rest.
 			p := r.Err.Problems[0]
-			field := fieldKey(p.Field)
+			field, ok := specFieldKey(p.Field)
+			if !ok {
+				field = p.Field
+			}
 			return "Not run: " + sentence(fieldLabel(field, r.Spec.Image != ""), p.Message)
 		case r.Err != nil:
 			return "Failed: " + r.Err.Message

@@ -154,18 +154,11 @@ func blendTargets(tok *clip.Tokenizer, s edit.Spec, key string) []int {
 	return out
 }
 
-// fieldKey turns the field path of a server error ("data.spec.steps",
-// "spec.targets[1]", `reweights["cat"]`) into the key the editor files
-// errors under: the path inside the spec.
-func fieldKey(path string) string {
-	path = strings.TrimPrefix(path, "data.")
-	path = strings.TrimPrefix(path, "spec.")
-	return path
-}
-
-// specFieldKey is fieldKey for the paths of spec fields ("spec.steps",
-// "data.spec.steps"); ok is false for any other path, such as the
-// envelope's id, type, data or v, which no control of the form holds.
+// specFieldKey turns the path of a spec field in a server error
+// ("data.spec.steps", "spec.targets[1]", `spec.reweights["cat"]`) into the
+// key the editor files errors under: the path inside the spec. ok is false
+// for any other path, such as the envelope's id, type, data or v, which
+// no control of the form holds.
 func specFieldKey(path string) (key string, ok bool) {
 	key, ok = strings.CutPrefix(strings.TrimPrefix(path, "data."), "spec.")
 	if !ok || key == "" {

@@ -73,17 +73,3 @@ func TestCloneSpecIsDeep(t *testing.T) {
 		t.Errorf("editing the clone changed the original: %+v", s)
 	}
 }
-
-func TestFieldKey(t *testing.T) {
-	for in, want := range map[string]string{
-		"data.spec.steps":              "steps",
-		"spec.targets[1]":              "targets[1]",
-		`reweights["cat"]`:             `reweights["cat"]`,
-		"data.spec.blend[0]":           "blend[0]",
-		`spec.blend[1].words["grass"]`: `blend[1].words["grass"]`,
-	} {
-		if got := fieldKey(in); got != want {
-			t.Errorf("fieldKey(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
