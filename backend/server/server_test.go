@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"image"
@@ -491,5 +492,50 @@ func TestClosedSocketIgnoresPongs(t *testing.T) {
 	defer ts.srv.mu.Unlock()
 	if n := len(ts.srv.conns); n != 0 {
 		t.Errorf("%d sockets still open 4 s after the server closed them", n)
+	}
+}
+
+// A client that stops reading while large messages (results with heat
+// maps) pile up is disconnected once they pass sendQueueBytes, long before
+// sendQueue messages: memory per socket stays bounded by bytes too.
+func TestUnreadLargeMessagesCloseTheSocket(t *testing.T) {
+	ts := newTestServer(t, withoutModel(t), nil)
+	c := ts.connect(t)
+	ts.srv.mu.Lock()
+	var sc *conn
+	for k := range ts.srv.conns {
+		sc = k
+	}
+	ts.srv.mu.Unlock()
+	// The heaviest result a model gives: a 32×32 map for each of 77
+	// tokens of 5 rows, about half a megabyte of JSON.
+	var res protocol.Result
+	for row := 0; row < 5; row++ {
+		for tok := 0; tok < 77; tok++ {
+			res.HeatMaps = append(res.HeatMaps, protocol.HeatMap{Row: row, Token: tok, Text: "word", Width: 32, Height: 32, Values: bytes.Repeat([]byte{byte(tok)}, 32*32)})
+		}
+	}
+	// 100 of them: far past sendQueueBytes plus what the kernel's socket
+	// buffers hold, and far below sendQueue messages.
+	const sent = 100
+	for i := 0; i < sent; i++ {
+		sc.sendMessage(protocol.TypeResult, fmt.Sprint("r", i), &res)
+	}
+	var results int
+	for {
+		c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, _, err := c.ws.ReadMessage()
+		if err == nil {
+			results++
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !strings.Contains(ce.Text, "not reading") {
+			t.Fatalf("after %d of %d results: %v; want the server to close with 1008 \"client is not reading its messages\"", results, sent, err)
+		}
+		break
+	}
+	if results >= sent {
+		t.Errorf("all %d results arrived before the close", results)
 	}
 }

@@ -25,9 +25,12 @@ const (
 	writeWait  = 10 * time.Second
 	pongWait   = 60 * time.Second
 	pingPeriod = pongWait * 9 / 10
-	// sendQueue bounds the JSON messages waiting for a slow client; past
-	// it the client is disconnected (previews never count: see previews).
-	sendQueue = 256
+	// sendQueue and sendQueueBytes bound the JSON messages waiting for a
+	// slow client, by count and by size (a result with heat maps is up to
+	// about half a megabyte); past either the client is disconnected
+	// (previews never count: see previews).
+	sendQueue      = 256
+	sendQueueBytes = 16 << 20
 )
 
 const closeGoingAway = websocket.CloseGoingAway
@@ -55,6 +58,10 @@ type conn struct {
 	send    chan []byte
 	done    chan struct{}
 	limiter *rate.Limiter
+	// queued is the bytes of the messages in send, and maxQueued its
+	// bound (sendQueueBytes; tests lower it).
+	queued    atomic.Int64
+	maxQueued int64
 
 	mu           sync.Mutex
 	jobs         map[string]cluster.Ticket // request id → ticket
@@ -96,7 +103,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{
 		s: s, id: newConnID(), addr: addr, ws: ws,
-		send: make(chan []byte, sendQueue), done: make(chan struct{}),
+		send: make(chan []byte, sendQueue), maxQueued: sendQueueBytes, done: make(chan struct{}),
 		limiter:  rate.NewLimiter(rate.Limit(s.cfg.MessagesPerSecond), int(2*s.cfg.MessagesPerSecond)+1),
 		jobs:     map[string]cluster.Ticket{},
 		previews: map[previewKey][]byte{}, previewReady: make(chan struct{}, 1),
@@ -218,22 +225,39 @@ func (c *conn) handle(msg []byte) {
 }
 
 // sendMessage queues a JSON message for the writer. A client that lets
-// sendQueue messages pile up is disconnected rather than buffered forever.
+// sendQueue messages or sendQueueBytes pile up is disconnected rather than
+// buffered forever.
 func (c *conn) sendMessage(t protocol.Type, id string, payload any) {
 	b, err := protocol.Encode(t, id, payload)
 	if err != nil {
 		c.s.log.Error("encoding a message", "type", t, "err", err)
 		return
 	}
+	n := int64(len(b))
+	if c.queued.Add(n) > c.maxQueued {
+		c.queued.Add(-n)
+		c.notReading()
+		return
+	}
 	select {
 	case c.send <- b:
 	case <-c.done:
+		c.queued.Add(-n)
 	default:
-		// sendMessage may run under the admission queue's lock (position
-		// updates): never wait here for a stuck writer.
-		go c.closeWith(websocket.ClosePolicyViolation, "client is not reading its messages")
+		c.queued.Add(-n)
+		c.notReading()
 	}
 }
+
+// notReading disconnects a client whose messages piled up. It may run
+// under the admission queue's lock (position updates, through
+// sendMessage), so it never waits here for a stuck writer.
+func (c *conn) notReading() {
+	go c.closeWith(websocket.ClosePolicyViolation, "client is not reading its messages")
+}
+
+// unqueue is the writer's receipt for message b taken from send.
+func (c *conn) unqueue(b []byte) { c.queued.Add(-int64(len(b))) }
 
 // goAway closes the socket after the messages already queued for it, so
 // that results and errors sent just before a shutdown still arrive.
@@ -325,6 +349,7 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case b := <-c.send:
+			c.unqueue(b)
 			if b == nil { // goAway: everything queued before it is written
 				c.closeWith(closeGoingAway, shutdownReason)
 				return
@@ -337,6 +362,7 @@ func (c *conn) writeLoop() {
 			for drained := false; !drained; {
 				select {
 				case b := <-c.send:
+					c.unqueue(b)
 					if b == nil {
 						c.closeWith(closeGoingAway, shutdownReason)
 						return
