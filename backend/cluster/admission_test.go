@@ -299,4 +299,22 @@ func TestPlaceUnsettledWhileAJobFlies(t *testing.T) {
 		t.Errorf("%d jobs flying after a job that had ended took its turn", flying)
 	}
 	settled()
+
+	// A job picked and then cancelled before its turn ran never runs it
+	// (the queue skips a cancelled ticket), so turn does not land it: its
+	// loop does, as it exits. Taking off by hand and cancelling while in
+	// line leaves it in that state: flying, with a ticket that ends
+	// without a turn.
+	a.takeOff(waiting)
+	waiting.Cancel()
+	<-waiting.Done()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, flying := a.movement()
+		if flying == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d jobs still flying 5 s after a job picked and cancelled before its turn ended", flying)
+		}
+	}
 }
