@@ -36,6 +36,7 @@ type benchEditFlags struct {
 	selfMax                                *int // nil: the model's
 	keepText                               *bool
 	blendChanged                           *bool
+	crossChanged                           *float64
 	quick                                  *bool
 	refineSwaps                            *bool
 	drawn                                  *bool
@@ -64,6 +65,8 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		"(same placement, background and texture), both through the model's VAE — what a perfect edit scores through this decoder and evaluator, a fourth method, "+methodDrawn)
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
 	f.blendChanged = fs.Bool("blend-changed", false, "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words); the baseline is not blended")
+	f.crossChanged = fs.Float64("cross-changed", -1, "every P2P edit gives the words its target changes (its swapped or added words) this cross-replace window, "+
+		"the rest of the tokens -cross's: the reference's {\"default_\": cross, word: W} (its cross_words); default: none, every token takes -cross")
 	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
 		"with index.tsv: each edit's prompts, seed, method and scores, for checking the verdicts by eye")
 	f.keepText = fs.Bool("keep-source-text", false, "every P2P edit keeps the source's text states for the words it did not change (the spec's keep_source_text; the baseline has no control to keep them with)")
@@ -101,8 +104,8 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 	if *f.steps < 0 {
 		return nil, usageError("--steps is %d: want 0 (the model's default) or more", *f.steps)
 	}
-	for name, v := range map[string]float64{"cross": *f.cross, "self": *f.self} {
-		if v != -1 && (v < 0 || v > 1) {
+	for name, v := range map[string]float64{"cross": *f.cross, "self": *f.self, "cross-changed": *f.crossChanged} {
+		if v != -1 && !(v >= 0 && v <= 1) {
 			return nil, usageError("--%s is %g: want a fraction of the steps, 0…1", name, v)
 		}
 	}
@@ -203,7 +206,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: *f.blendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: *f.blendChanged, crossChanged: *f.crossChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
@@ -247,13 +250,19 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		spec.Norm = &edit.Window{End: *f.norm}
 	}
 	spec.KeepSourceText = *f.keepText
-	if *f.blendChanged {
-		words, err := changedWords(be.source, be.target)
+	if *f.blendChanged || *f.crossChanged >= 0 {
+		inSource, inTarget, err := changedWords(be.source, be.target)
 		if err != nil {
 			return nil, err
 		}
-		if len(words) > 0 {
+		if words := union(inSource, inTarget); *f.blendChanged && len(words) > 0 {
 			spec.Blend = []edit.Blend{{Words: words}}
+		}
+		if *f.crossChanged >= 0 && len(inTarget) > 0 {
+			spec.CrossWords = map[string]edit.Window{}
+			for _, w := range inTarget {
+				spec.CrossWords[w] = edit.Window{End: *f.crossChanged}
+			}
 		}
 	}
 	if be.reweight() {
@@ -321,30 +330,33 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 // changedWords are the words an edit of source into target changes, as
 // the editor's diff marks them: the source's swapped or dropped words and
 // the target's swapped or added ones, each once.
-func changedWords(source, target string) ([]string, error) {
+func changedWords(source, target string) (inSource, inTarget []string, err error) {
 	tok, err := clip.Default()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	src, tgt := tok.Encode(source), tok.Encode(target)
-	d := align.Compare(src, tgt)
-	var words []string
-	add := func(text string, w align.Word) {
-		if word := text[w.Start:w.End]; !slices.Contains(words, word) {
-			words = append(words, word)
+	d := align.Compare(tok.Encode(source), tok.Encode(target))
+	marked := func(text string, words []align.Word, changed []bool) []string {
+		var out []string
+		for k, c := range changed {
+			if word := text[words[k].Start:words[k].End]; c && !slices.Contains(out, word) {
+				out = append(out, word)
+			}
+		}
+		return out
+	}
+	return marked(source, d.Source, d.SourceChanged), marked(target, d.Target, d.TargetChanged), nil
+}
+
+// union is a's words and then b's not in a.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, w := range b {
+		if !slices.Contains(out, w) {
+			out = append(out, w)
 		}
 	}
-	for k, changed := range d.SourceChanged {
-		if changed {
-			add(source, d.Source[k])
-		}
-	}
-	for k, changed := range d.TargetChanged {
-		if changed {
-			add(target, d.Target[k])
-		}
-	}
-	return words, nil
+	return out
 }
 
 // drawnSwap draws word swap be exactly, at seed: the source caption's

@@ -21,6 +21,9 @@ type editRun struct {
 	norm         float64 // the norm window's end (0: none)
 	keepText     bool
 	blendChanged bool
+	// crossChanged is the cross window of the words each target changes
+	// (-cross-changed), -1 when they take cross like every token.
+	crossChanged float64
 	seeds        int
 	pairs        int
 	seconds      float64
@@ -68,6 +71,9 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	}
 	if run.blendChanged {
 		keep += ", local blend on the changed words"
+	}
+	if run.crossChanged >= 0 {
+		keep += fmt.Sprintf(", the changed words' cross %.2f", run.crossChanged)
 	}
 	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f (self_max_tokens %d%s), %.0f s\n",
 		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.selfMax, keep, run.seconds)
@@ -171,17 +177,19 @@ const scoreColumns = "| edits\t| edit success\t| mask IoU\t| centroid shift px\t
 // The JSON summary (-json). Rates are fractions; every group also carries
 // the counts they come from.
 type editJSON struct {
-	Model                    string   `json:"model"`
-	Split                    string   `json:"split"`
-	Methods                  []string `json:"methods"`
-	Steps                    int      `json:"steps"`
-	Guidance                 float64  `json:"guidance"`
-	Cross                    float64  `json:"cross"`
-	Self                     float64  `json:"self"`
-	SelfMaxTokens            int      `json:"self_max_tokens"`
-	Norm                     float64  `json:"norm"`
-	KeepSourceText           bool     `json:"keep_source_text"`
-	BlendChanged             bool     `json:"blend_changed"`
+	Model          string   `json:"model"`
+	Split          string   `json:"split"`
+	Methods        []string `json:"methods"`
+	Steps          int      `json:"steps"`
+	Guidance       float64  `json:"guidance"`
+	Cross          float64  `json:"cross"`
+	Self           float64  `json:"self"`
+	SelfMaxTokens  int      `json:"self_max_tokens"`
+	Norm           float64  `json:"norm"`
+	KeepSourceText bool     `json:"keep_source_text"`
+	BlendChanged   bool     `json:"blend_changed"`
+	// CrossChanged is -cross-changed, absent when not given.
+	CrossChanged             *float64 `json:"cross_changed,omitempty"`
 	SeedsPerEdit             int      `json:"seeds_per_edit"`
 	PromptPairs              int      `json:"prompt_pairs"`
 	Seconds                  float64  `json:"seconds"`
@@ -267,9 +275,17 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 	return g
 }
 
+// optionalFraction is f, or nil for a flag left at its unset -1.
+func optionalFraction(f float64) *float64 {
+	if f < 0 {
+		return nil
+	}
+	return &f
+}
+
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
+		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, CrossChanged: optionalFraction(run.crossChanged), SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

@@ -31,6 +31,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-colour", "0", "-shape", "0", "-phrase", "0", "-reweight", "0"}, "nothing to edit"},
 		{[]string{"-split", "half"}, `--split is "half": want report, tune or all`},
 		{[]string{"-cross", "1.5"}, "--cross is 1.5"},
+		{[]string{"-cross-changed", "NaN"}, "--cross-changed is NaN"},
 		{[]string{"-norm", "-0.2"}, "--norm is -0.2: want a fraction of the steps"},
 		{[]string{"-steps", "-2"}, "--steps is -2"},
 		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
@@ -50,6 +51,7 @@ type parsedEditJSON struct {
 	KeepSourceText bool             `json:"keep_source_text"`
 	Norm           float64          `json:"norm"`
 	BlendChanged   bool             `json:"blend_changed"`
+	CrossChanged   *float64         `json:"cross_changed"`
 	SeedsPerEdit   int              `json:"seeds_per_edit"`
 	Groups         []editGroupJSON  `json:"groups"`
 	Edits          []editRecordJSON `json:"edits"`
@@ -380,6 +382,19 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("the edit blended on its swapped words scored as without the blend (%+v): the flag did not reach the run", blendedEdit)
 		}
 	})
+	t.Run("cross-changed", func(t *testing.T) {
+		// Every token's maps over every step, but the swapped word's
+		// never: the flag must reach the run (as the word's cross_words
+		// entry) and change the edit.
+		apart, apartEdit := oneColourSwap(t, dir, "-cross", "1", "-cross-changed", "0")
+		plain, plainEdit := oneColourSwap(t, dir, "-cross", "1")
+		if apart.CrossChanged == nil || *apart.CrossChanged != 0 || plain.CrossChanged != nil {
+			t.Errorf("the reports say cross_changed %v with -cross-changed 0 and %v without", apart.CrossChanged, plain.CrossChanged)
+		}
+		if sameScores(apartEdit, plainEdit) {
+			t.Errorf("the edit whose swapped word kept its own maps scored as with the source's (%+v): the flag did not reach the run", apartEdit)
+		}
+	})
 	t.Run("drawn", func(t *testing.T) {
 		// -drawn scores each word swap drawn exactly through the VAE: a
 		// fourth method on the swaps alone, with a source of its own, that
@@ -672,22 +687,22 @@ func hasRow(rows [][]string, prefix []string) bool {
 	return false
 }
 
-// TestChangedWords: the words local blend takes with -blend-changed are
-// what the editor's diff marks: a swap's two words, an addition's new
-// words, nothing for an unchanged prompt.
+// TestChangedWords: the words local blend takes with -blend-changed (and
+// -cross-changed, the target's) are what the editor's diff marks: a swap's
+// two words, an addition's new words, nothing for an unchanged prompt.
 func TestChangedWords(t *testing.T) {
 	for _, c := range []struct {
-		source, target string
-		want           []string
+		source, target     string
+		inSource, inTarget []string
 	}{
-		{"a red circle on grass", "a blue circle on grass", []string{"red", "blue"}},
-		{"a red circle", "a red square", []string{"circle", "square"}},
-		{"a red circle", "a red circle on grass", []string{"on", "grass"}},
-		{"a red circle", "a red circle", nil},
+		{"a red circle on grass", "a blue circle on grass", []string{"red"}, []string{"blue"}},
+		{"a red circle", "a red square", []string{"circle"}, []string{"square"}},
+		{"a red circle", "a red circle on grass", nil, []string{"on", "grass"}},
+		{"a red circle", "a red circle", nil, nil},
 	} {
-		got, err := changedWords(c.source, c.target)
-		if err != nil || !slices.Equal(got, c.want) {
-			t.Errorf("%q → %q: %q, %v; want %q", c.source, c.target, got, err, c.want)
+		src, tgt, err := changedWords(c.source, c.target)
+		if err != nil || !slices.Equal(src, c.inSource) || !slices.Equal(tgt, c.inTarget) {
+			t.Errorf("%q → %q: %q and %q, %v; want %q and %q", c.source, c.target, src, tgt, err, c.inSource, c.inTarget)
 		}
 	}
 }
