@@ -32,6 +32,12 @@ type Defaults struct {
 	// CrossReplace and SelfReplace are the Prompt-to-Prompt windows, as
 	// fractions of the steps.
 	CrossReplace, SelfReplace float64
+	// CrossReplaceChanged is the cross window of the words a word swap
+	// changes, when the model's differs from CrossReplace (the published
+	// examples' {"default_": 1.0, "lion": 0.4}); nil: CrossReplace. No
+	// family sets it: a manifest states it for the model it was measured
+	// on.
+	CrossReplaceChanged *float64
 	// SelfReplaceMaxTokens: by default a run self-replaces in the
 	// self-attention layers with at most this many query positions (a
 	// spec's self_max_tokens chooses otherwise, and photo edits on
@@ -129,6 +135,7 @@ type statedDefaults struct {
 	GuidanceScale        *float64 `json:"guidance_scale"`
 	Schedulers           []string `json:"schedulers"`
 	CrossReplace         *float64 `json:"cross_replace"`
+	CrossReplaceChanged  *float64 `json:"cross_replace_changed"`
 	SelfReplace          *float64 `json:"self_replace"`
 	SelfReplaceMaxTokens *int     `json:"self_replace_max_tokens"`
 	Norm                 *float64 `json:"norm"`
@@ -140,6 +147,10 @@ func (d statedDefaults) over(base Defaults) Defaults {
 	setIf(&out.Steps, d.Steps)
 	setIf(&out.GuidanceScale, d.GuidanceScale)
 	setIf(&out.CrossReplace, d.CrossReplace)
+	if d.CrossReplaceChanged != nil {
+		v := *d.CrossReplaceChanged
+		out.CrossReplaceChanged = &v
+	}
 	setIf(&out.SelfReplace, d.SelfReplace)
 	setIf(&out.SelfReplaceMaxTokens, d.SelfReplaceMaxTokens)
 	setIf(&out.Norm, d.Norm)
@@ -169,6 +180,9 @@ func (d Defaults) validate(bad func(format string, a ...any)) {
 	}
 	if !(d.CrossReplace >= 0 && d.CrossReplace <= 1 && d.SelfReplace >= 0 && d.SelfReplace <= 1) {
 		bad("defaults: cross_replace and self_replace are fractions in [0, 1], got %v and %v", d.CrossReplace, d.SelfReplace)
+	}
+	if c := d.CrossReplaceChanged; c != nil && !(*c >= 0 && *c <= 1) {
+		bad("defaults: cross_replace_changed is a fraction in [0, 1], got %v", *c)
 	}
 	if !(d.Norm >= 0 && d.Norm <= 1) {
 		bad("defaults: norm is a fraction in [0, 1] (0: never), got %v", d.Norm)

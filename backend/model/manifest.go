@@ -330,7 +330,7 @@ func checkComponent(bad func(format string, a ...any), name string, c Component)
 // the defaults and choices of its family and manifest.
 func (m *Manifest) SpecDefaults() edit.Defaults {
 	d := m.Defaults
-	return edit.Defaults{
+	out := edit.Defaults{
 		Model:      m.ID(),
 		Sizes:      []edit.Size{{Width: m.Image.Width, Height: m.Image.Height}},
 		Schedulers: slices.Clone(d.Schedulers),
@@ -340,4 +340,9 @@ func (m *Manifest) SpecDefaults() edit.Defaults {
 		Self:       edit.Fraction(d.SelfReplace),
 		Norm:       edit.Fraction(d.Norm),
 	}
+	if d.CrossReplaceChanged != nil {
+		w := edit.Fraction(*d.CrossReplaceChanged)
+		out.CrossChanged = &w
+	}
+	return out
 }

@@ -57,6 +57,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		"fields":  {`{"format":"reword-model/1","image":{"width":64,"height":64,"channels":3}}`, "latent: want positive"},
 		"escapes": {strings.Replace(validManifest, `"unet/model.onnx"`, `"../x.onnx"`, 1), "inside the model folder"},
 		"window":  {strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":1.5`, 1), "cross_replace"},
+		"changed": {strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":1,"cross_replace_changed":-0.4`, 1), "cross_replace_changed is a fraction in [0, 1], got -0.4"},
 	} {
 		dir := writeFolder(t, map[string]string{ManifestFile: c.body})
 		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -142,8 +143,16 @@ func TestFamilyOwnsWhatTheManifestLeavesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := m.SpecDefaults()
-	if d.Steps != 20 || d.Guidance != 0 || d.Schedulers[0] != "dpmpp-2m" || d.Cross != edit.Fraction(0.8) || m.Schedule.StepsOffset != 0 {
+	if d.Steps != 20 || d.Guidance != 0 || d.Schedulers[0] != "dpmpp-2m" || d.Cross != edit.Fraction(0.8) || d.CrossChanged != nil || m.Schedule.StepsOffset != 0 {
 		t.Errorf("stated values: %+v, steps offset %d", d, m.Schedule.StepsOffset)
+	}
+	// The changed words' cross window is the manifest's to state.
+	m, err = Load(writeFolder(t, map[string]string{ManifestFile: strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":1,"cross_replace_changed":0.4`, 1)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m.SpecDefaults(); d.Cross != edit.Fraction(1) || d.CrossChanged == nil || *d.CrossChanged != edit.Fraction(0.4) {
+		t.Errorf("cross 1 and cross_replace_changed 0.4 stated: cross %v, changed %v", d.Cross, d.CrossChanged)
 	}
 	for name, c := range map[string]struct{ body, want string }{
 		"family":    {strings.Replace(validManifest, `"name":"tiny"`, `"name":"tiny","family":"sd9"`, 1), `family "sd9"`},
@@ -175,9 +184,12 @@ func TestTinyManifestReadsAsBefore(t *testing.T) {
 	got := map[string]any{
 		"steps": float64(m.Defaults.Steps), "guidance_scale": m.Defaults.GuidanceScale,
 		"cross_replace": m.Defaults.CrossReplace, "self_replace": m.Defaults.SelfReplace,
-		"self_replace_max_tokens": float64(m.Defaults.SelfReplaceMaxTokens),
+		"self_replace_max_tokens": float64(m.Defaults.SelfReplaceMaxTokens), "cross_replace_changed": nil,
 	}
-	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0}
+	if c := m.Defaults.CrossReplaceChanged; c != nil {
+		got["cross_replace_changed"] = *c
+	}
+	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0, "cross_replace_changed": nil}
 	for k, v := range got {
 		want, stated := file.Defaults[k]
 		if !stated {

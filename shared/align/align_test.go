@@ -220,6 +220,14 @@ func runAll(t *testing.T, c *Controller) run {
 	return r
 }
 
+// sameRuns says whether two runs gave the same tensors at every step.
+func sameRuns(a, b run) bool {
+	equal := func(x, y [][]float32) bool {
+		return slices.EqualFunc(x, y, func(p, q []float32) bool { return slices.Equal(p, q) })
+	}
+	return equal(a.w, b.w) && equal(a.cc, b.cc) && equal(a.self, b.self) && equal(a.norm, b.norm)
+}
+
 func TestSchedules(t *testing.T) {
 	tok := tokenizer(t)
 	for _, c := range []struct {
@@ -455,6 +463,52 @@ func TestStepChecksBuffersAndAllocatesNothing(t *testing.T) {
 		if bad() == nil {
 			t.Error("Step accepted a bad step index or buffer")
 		}
+	}
+}
+
+// TestCrossChanged: CrossChanged gives a word swap's changed words their
+// own window without naming them — the lion example run through it
+// matches the one that names "lion" in CrossWords, step by step — a
+// CrossWords entry still wins over it, and a refinement, which has no
+// swapped words, is left as it was.
+func TestCrossChanged(t *testing.T) {
+	tok := tokenizer(t)
+	const squirrel = "A painting of a squirrel eating a burger"
+	const lion = "A painting of a lion eating a burger"
+	schedule := func(cfg Config) run {
+		t.Helper()
+		ctrl, err := New(tok, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return runAll(t, ctrl)
+	}
+	base := Config{Source: squirrel, Targets: []string{lion}, Steps: 50, Cross: Window{0, 1}, Self: Window{0, 0.4}}
+	named := base
+	named.CrossWords = map[string]Window{"lion": {0, 0.4}}
+	changed := base
+	changed.CrossChanged = &Window{0, 0.4}
+	if !sameRuns(schedule(named), schedule(changed)) {
+		t.Error(`CrossChanged 0.4 on squirrel → lion differs from CrossWords {"lion": 0.4}`)
+	}
+	if sameRuns(schedule(base), schedule(changed)) {
+		t.Error("CrossChanged 0.4 changed nothing")
+	}
+	overridden := changed
+	overridden.CrossWords = map[string]Window{"lion": {0, 1}}
+	if !sameRuns(schedule(base), schedule(overridden)) {
+		t.Error(`CrossWords {"lion": 1} does not win over CrossChanged`)
+	}
+	refine := Config{Source: squirrel, Targets: []string{"A neoclassical painting of a squirrel eating a burger"}, Steps: 50, Cross: Window{0, 0.8}}
+	refineChanged := refine
+	refineChanged.CrossChanged = &Window{0, 0.1}
+	if !sameRuns(schedule(refine), schedule(refineChanged)) {
+		t.Error("CrossChanged changed a refinement, which swaps no word")
+	}
+	bad := base
+	bad.CrossChanged = &Window{0, math.NaN()}
+	if _, err := New(tok, bad); err == nil {
+		t.Error("New accepted a NaN CrossChanged window")
 	}
 }
 

@@ -44,10 +44,17 @@ type Config struct {
 	Targets []string
 	// Steps is the number of diffusion steps T of the run.
 	Steps int
-	// Cross is the cross-replace window of every token; CrossWords overrides
-	// it for the tokens of single words of the targets.
-	Cross      Window
-	CrossWords map[string]Window
+	// Cross is the cross-replace window of every token; CrossChanged
+	// overrides it for the words a word swap changes, and CrossWords,
+	// over both, for the tokens of single words of the targets.
+	Cross Window
+	// CrossChanged, when not nil, is the window of the swapped words of
+	// each Replace target (the published examples' {"default_": 1.0,
+	// "lion": 0.4}, without naming the word): the other tokens keep the
+	// source's maps over Cross while the words that changed draw their
+	// own after CrossChanged. Targets of other kinds have no swapped words.
+	CrossChanged *Window
+	CrossWords   map[string]Window
 	// Self is the self-attention replacement window.
 	Self Window
 	// Norm is the window in which the targets' GroupNorms take the
@@ -111,6 +118,9 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("align: %d steps; want at least 1", cfg.Steps)
 	}
 	windows := map[string]Window{"cross": cfg.Cross, "self": cfg.Self, "norm": cfg.Norm}
+	if cfg.CrossChanged != nil {
+		windows["cross window of the changed words"] = *cfg.CrossChanged
+	}
 	for w, win := range cfg.CrossWords {
 		windows[fmt.Sprintf("cross window of %q", w)] = win
 	}
@@ -159,6 +169,16 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		var from, to [n77]int
 		for n := range n77 {
 			from[n], to[n] = crossFrom, crossTo
+		}
+		if cfg.CrossChanged != nil && m.kind == Replace {
+			f, t := crossSteps(*cfg.CrossChanged, cfg.Steps)
+			for _, k := range m.swapped {
+				for _, n := range m.target[k].Tokens {
+					if n < n77 {
+						from[n], to[n] = f, t
+					}
+				}
+			}
 		}
 		for _, w := range sortedKeys(cfg.CrossWords) {
 			f, t := crossSteps(cfg.CrossWords[w], cfg.Steps)

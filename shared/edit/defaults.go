@@ -27,6 +27,9 @@ type Defaults struct {
 	// Cross and Self are the default cross- and self-attention replacement
 	// windows, Norm the default norm window (empty: never).
 	Cross, Self, Norm Window
+	// CrossChanged is the default cross window of the words a word swap
+	// changes; nil: Cross, the window of every token.
+	CrossChanged *Window
 	// SelfLayers are the model's self-attention layers that self_max_tokens
 	// chooses from, grouped by query positions at the reference latent,
 	// finest last. Empty when the server does not say (a model without an

@@ -53,6 +53,10 @@ import (
 // tiny model's is 0.4). Its dictionary is v2's. A v2 link that sets a norm
 // window is refused, since no build runs that edit any more; every other
 // v1 and v2 link opens as it ran, with the norm window off.
+//
+// "cross_changed" joined v3 without a new version: absent, a target's
+// swapped words take the model's default for it, and no model had one
+// before the field, so every v3 link still opens as it ran.
 const (
 	linkPrefix   = "v3."
 	linkPrefixV2 = "v2."

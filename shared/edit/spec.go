@@ -94,7 +94,15 @@ type Spec struct {
 	// attention is replaced by the source's (Prompt-to-Prompt's
 	// cross_replace_steps).
 	Cross *Window `json:"cross,omitempty"`
-	// CrossWords overrides Cross for the tokens of single target words.
+	// CrossChanged overrides Cross for the words each word-swap target
+	// swaps (Prompt-to-Prompt's {"default_": cross, "lion": w} without
+	// naming the word): the other tokens keep the source's maps over
+	// Cross, the swapped words draw their own after CrossChanged.
+	// Omitted: the model's default (Defaults.CrossChanged), and for a
+	// model without one, Cross.
+	CrossChanged *Window `json:"cross_changed,omitempty"`
+	// CrossWords overrides Cross and CrossChanged for the tokens of
+	// single target words.
 	CrossWords map[string]Window `json:"cross_words,omitempty"`
 	// Self is the part of the steps during which the targets' self attention
 	// is replaced by the source's (self_replace_steps).
@@ -258,6 +266,7 @@ func (s Spec) Clone() Spec {
 	c.CrossWords = maps.Clone(s.CrossWords)
 	c.Seed, c.Steps, c.Width, c.Height = clonePtr(s.Seed), clonePtr(s.Steps), clonePtr(s.Width), clonePtr(s.Height)
 	c.Guidance, c.Cross, c.Self, c.Norm = clonePtr(s.Guidance), clonePtr(s.Cross), clonePtr(s.Self), clonePtr(s.Norm)
+	c.CrossChanged = clonePtr(s.CrossChanged)
 	c.SelfMaxTokens = clonePtr(s.SelfMaxTokens)
 	return c
 }

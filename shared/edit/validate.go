@@ -60,19 +60,22 @@ func (p Problems) Error() string {
 // Resolved is a valid spec with every omitted field filled in from the
 // model's defaults: what the engine runs.
 type Resolved struct {
-	Source     string
-	Targets    []string
-	Negative   string
-	Seed       uint64
-	Steps      int
-	Guidance   float64
-	Width      int
-	Height     int
-	Scheduler  string
-	Model      string
-	Cross      Window
-	CrossWords map[string]Window
-	Self       Window
+	Source    string
+	Targets   []string
+	Negative  string
+	Seed      uint64
+	Steps     int
+	Guidance  float64
+	Width     int
+	Height    int
+	Scheduler string
+	Model     string
+	Cross     Window
+	// CrossChanged is the cross window of the words a word swap changes
+	// (Cross when neither the spec nor the model sets one).
+	CrossChanged Window
+	CrossWords   map[string]Window
+	Self         Window
 	// SelfMaxTokens is the spec's self-replace limit, 0 when it sets none:
 	// the default depends on the model and on whether a photo is edited,
 	// which the engine knows (backend/diffusion).
@@ -173,6 +176,14 @@ func (s Spec) withDefaults(d Defaults) Resolved {
 	}
 	if s.Cross != nil {
 		r.Cross = *s.Cross
+	}
+	switch {
+	case s.CrossChanged != nil:
+		r.CrossChanged = *s.CrossChanged
+	case d.CrossChanged != nil:
+		r.CrossChanged = *d.CrossChanged
+	default:
+		r.CrossChanged = r.Cross
 	}
 	if s.Self != nil {
 		r.Self = *s.Self
@@ -278,6 +289,9 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	}
 	if s.Cross != nil {
 		checkWindow(add, "cross", *s.Cross)
+	}
+	if s.CrossChanged != nil {
+		checkWindow(add, "cross_changed", *s.CrossChanged)
 	}
 	if s.Self != nil {
 		checkWindow(add, "self", *s.Self)
@@ -473,17 +487,20 @@ func (r Resolved) AlignConfig() align.Config {
 			crossWords[w] = align.Window(win)
 		}
 	}
+	changed := align.Window(r.CrossChanged)
 	return align.Config{
 		Source:     r.Source,
 		Targets:    slices.Clone(r.Targets),
 		Steps:      r.Steps,
 		Cross:      align.Window(r.Cross),
 		CrossWords: crossWords,
-		Self:       align.Window(r.Self),
-		Norm:       align.Window(r.Norm),
-		Reweights:  cloneMap(r.Reweights),
-		Blend:      r.alignBlend(),
-		Kinds:      slices.Clone(r.Kinds),
+		// Always set: equal to Cross it changes nothing.
+		CrossChanged: &changed,
+		Self:         align.Window(r.Self),
+		Norm:         align.Window(r.Norm),
+		Reweights:    cloneMap(r.Reweights),
+		Blend:        r.alignBlend(),
+		Kinds:        slices.Clone(r.Kinds),
 		// The reference tail is the published code's mapping, kept so
 		// that its numbers can be reproduced (docs/algorithm.md, 4.1).
 		ReferenceReplaceTail: r.ReplaceTail == ReplaceTailReference,
@@ -495,11 +512,11 @@ func (r Resolved) AlignConfig() align.Config {
 // the form a server echoes back and a share link carries.
 func (r Resolved) Spec() Spec {
 	seed, steps, guidance, width, height := r.Seed, r.Steps, r.Guidance, r.Width, r.Height
-	cross, self := r.Cross, r.Self
+	cross, changed, self := r.Cross, r.CrossChanged, r.Self
 	s := Spec{
 		Source: r.Source, Targets: slices.Clone(r.Targets), Negative: r.Negative,
 		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
-		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossWords: cloneMap(r.CrossWords),
+		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossChanged: &changed, CrossWords: cloneMap(r.CrossWords),
 		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend),
 		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail,
 		KeepSourceText: r.KeepSourceText,

@@ -106,7 +106,11 @@ type ModelDefaults struct {
 	Sizes      [][2]int    `json:"sizes"`      // [width, height], the default first
 	Schedulers []string    `json:"schedulers"` // the default first
 	Cross      edit.Window `json:"cross"`
-	Self       edit.Window `json:"self"`
+	// CrossChanged is the cross window of the words a word swap changes,
+	// left out when the model has none (every token then takes Cross, as
+	// servers before it ran).
+	CrossChanged *edit.Window `json:"cross_changed,omitempty"`
+	Self         edit.Window  `json:"self"`
 	// Norm is the norm window a spec without one runs with; 0 (and left
 	// out by servers before it): never.
 	Norm       edit.Window `json:"norm"`
@@ -140,6 +144,7 @@ func DefaultsOf(d edit.Defaults) *ModelDefaults {
 		out.Sizes = append(out.Sizes, [2]int{s.Width, s.Height})
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
+	out.CrossChanged = clonedWindow(d.CrossChanged)
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, SelfLayerGroup{Grid: [2]int{g.Grid.Width, g.Grid.Height}, Layers: g.Layers})
 	}
@@ -155,10 +160,20 @@ func (d ModelDefaults) SpecDefaults(model string) edit.Defaults {
 		out.Sizes = append(out.Sizes, edit.Size{Width: s[0], Height: s[1]})
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
+	out.CrossChanged = clonedWindow(d.CrossChanged)
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, edit.SelfLayerGroup{Grid: edit.Size{Width: g.Grid[0], Height: g.Grid[1]}, Layers: g.Layers})
 	}
 	return out
+}
+
+// clonedWindow is a copy of *w, or nil.
+func clonedWindow(w *edit.Window) *edit.Window {
+	if w == nil {
+		return nil
+	}
+	c := *w
+	return &c
 }
 
 // Run asks the server to render an edit. The server resolves omitted

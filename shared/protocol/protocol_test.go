@@ -215,6 +215,20 @@ func TestModelDefaultsRoundTrip(t *testing.T) {
 	if got := back.SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
 		t.Errorf("round trip with self layers: %+v, want %+v", got, d)
 	}
+	// So does the changed words' cross window, and a server that has
+	// none leaves it out.
+	changed := edit.Fraction(0.4)
+	d.CrossChanged = &changed
+	if js, err = json.Marshal(DefaultsOf(d)); err != nil || !strings.Contains(string(js), `"cross_changed":0.4`) {
+		t.Fatalf("JSON form %s, %v", js, err)
+	}
+	back = ModelDefaults{}
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
+		t.Errorf("round trip with cross_changed: %+v, want %+v", got, d)
+	}
 	// A server before the norm default says nothing of it: never.
 	var older ModelDefaults
 	if err := json.Unmarshal([]byte(`{"steps":50,"guidance":7.5,"sizes":[[64,64]],"schedulers":["ddim"],"cross":0.8,"self":0.4}`), &older); err != nil {
@@ -222,6 +236,9 @@ func TestModelDefaultsRoundTrip(t *testing.T) {
 	}
 	if got := older.SpecDefaults("tiny").Norm; got != (edit.Window{}) {
 		t.Errorf("a hello without norm: default norm %+v, want never", got)
+	}
+	if got := older.SpecDefaults("tiny").CrossChanged; got != nil {
+		t.Errorf("a hello without cross_changed: default %+v, want none (cross for every token)", got)
 	}
 }
 

@@ -1,0 +1,78 @@
+package edit
+
+import (
+	"reflect"
+	"reword/shared/align"
+	"strings"
+	"testing"
+)
+
+// TestCrossChangedResolves: an omitted cross_changed takes the model's
+// default, or, for a model without one, the spec's cross (every token one
+// window, as before the field); a stated one wins; it reaches the
+// alignment, and the resolved spec states it.
+func TestCrossChangedResolves(t *testing.T) {
+	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1))}
+	plain := tinyDefaults("tiny")
+	withDefault := tinyDefaults("tiny")
+	withDefault.Cross, withDefault.CrossChanged = Fraction(1), ptr(Fraction(0.4))
+	for _, c := range []struct {
+		name          string
+		spec          Spec
+		d             Defaults
+		cross, change Window
+	}{
+		{"no default", s, plain, plain.Cross, plain.Cross},
+		{"no default, cross stated", withCross(s, Fraction(0.6)), plain, Fraction(0.6), Fraction(0.6)},
+		{"the model's default", s, withDefault, Fraction(1), Fraction(0.4)},
+		{"cross stated beside the default", withCross(s, Fraction(0.6)), withDefault, Fraction(0.6), Fraction(0.4)},
+		{"stated", withChanged(s, Window{0.1, 0.3}), withDefault, Fraction(1), Window{0.1, 0.3}},
+	} {
+		r, err := c.spec.Resolve(c.d)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if r.Cross != c.cross || r.CrossChanged != c.change {
+			t.Errorf("%s: cross %v, cross_changed %v; want %v and %v", c.name, r.Cross, r.CrossChanged, c.cross, c.change)
+		}
+		if cfg := r.AlignConfig(); cfg.CrossChanged == nil || *cfg.CrossChanged != align.Window(c.change) {
+			t.Errorf("%s: the alignment gets cross_changed %v; want %v", c.name, cfg.CrossChanged, c.change)
+		}
+		if back := r.Spec(); back.CrossChanged == nil || *back.CrossChanged != c.change {
+			t.Errorf("%s: the resolved spec states cross_changed %v; want %v", c.name, back.CrossChanged, c.change)
+		}
+	}
+	bad := withChanged(s, Window{0.5, 0.2})
+	if err := bad.Validate(withDefault); err == nil || !strings.Contains(err.Error(), "cross_changed") {
+		t.Errorf("a reversed cross_changed: %v; want a problem naming the field", err)
+	}
+}
+
+// TestCrossChangedInLinks: a link carries cross_changed, and one without
+// it leaves it to the model's default, which for a model without one is
+// cross: what every link before the field ran.
+func TestCrossChangedInLinks(t *testing.T) {
+	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, CrossChanged: ptr(Fraction(0.4))}
+	link, err := EncodeLink(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := DecodeLink(link); err != nil || !reflect.DeepEqual(back, s) {
+		t.Errorf("round trip: %+v, %v; want %+v", back, err, s)
+	}
+	s.CrossChanged = nil
+	if link, err = EncodeLink(s); err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeLink(link)
+	if err != nil || back.CrossChanged != nil {
+		t.Fatalf("a link without cross_changed decoded to %v, %v; want it left to the model's default", back.CrossChanged, err)
+	}
+	back.Seed = ptr(uint64(1))
+	if r, err := back.Resolve(tinyDefaults("tiny")); err != nil || r.CrossChanged != r.Cross {
+		t.Errorf("resolved without a model default: cross_changed %v, cross %v, %v; want them equal", r.CrossChanged, r.Cross, err)
+	}
+}
+
+func withCross(s Spec, w Window) Spec   { s = s.Clone(); s.Cross = &w; return s }
+func withChanged(s Spec, w Window) Spec { s = s.Clone(); s.CrossChanged = &w; return s }
