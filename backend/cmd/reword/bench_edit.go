@@ -37,6 +37,7 @@ type benchEditFlags struct {
 	keepText                               *bool
 	blendChanged                           *bool
 	crossChanged                           *float64
+	block                                  *int
 	quick                                  *bool
 	refineSwaps                            *bool
 	drawn                                  *bool
@@ -53,6 +54,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		reweight: fs.Int("reweight", 10, "prompts reweighted ×2, and as many reweighted ×−1 (their colour word)"),
 		seeds:    fs.Int("seeds", 3, "seeds per prompt pair (each edit's own, drawn with its prompts)"),
 		split:    fs.String("split", "report", "which half of the set: report, tune or all (the two halves never share an edit)"),
+		block:    fs.Int("block", 0, "which block of the split's prompt pairs: block k edits pairs k·n+1 to (k+1)·n of each kind (n its count), a set of the same shape that no other block shares (a question asked again on edits no run has seen)"),
 		steps:    fs.Int("steps", 0, "diffusion steps (0 = the model's default)"),
 		cross:    fs.Float64("cross", -1, "cross-replace window for every P2P edit, 0…1 (default: the model's)"),
 		self:     fs.Float64("self", -1, "self-replace window for every P2P edit, 0…1 (default: the model's)"),
@@ -65,8 +67,8 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		"(same placement, background and texture), both through the model's VAE — what a perfect edit scores through this decoder and evaluator, a fourth method, "+methodDrawn)
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
 	f.blendChanged = fs.Bool("blend-changed", false, "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words); the baseline is not blended")
-	f.crossChanged = fs.Float64("cross-changed", -1, "every P2P edit gives the words its target changes (its swapped or added words) this cross-replace window, "+
-		"the rest of the tokens -cross's: the reference's {\"default_\": cross, word: W} (its cross_words); default: none, every token takes -cross")
+	f.crossChanged = fs.Float64("cross-changed", -1, "cross-replace window of the words each word swap changes, for every P2P edit, the other tokens taking -cross's "+
+		"(the spec's cross_changed: the reference's {\"default_\": cross, word: W}); default: the model's")
 	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
 		"with index.tsv: each edit's prompts, seed, method and scores, for checking the verdicts by eye")
 	f.keepText = fs.Bool("keep-source-text", false, "every P2P edit keeps the source's text states for the words it did not change (the spec's keep_source_text; the baseline has no control to keep them with)")
@@ -104,6 +106,9 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 	if *f.steps < 0 {
 		return nil, usageError("--steps is %d: want 0 (the model's default) or more", *f.steps)
 	}
+	if *f.block < 0 || *f.block > 1000 {
+		return nil, usageError("--block is %d: want 0 (the first pairs, the default) to 1000", *f.block)
+	}
 	for name, v := range map[string]float64{"cross": *f.cross, "self": *f.self, "cross-changed": *f.crossChanged} {
 		if v != -1 && !(v >= 0 && v <= 1) {
 			return nil, usageError("--%s is %g: want a fraction of the steps, 0…1", name, v)
@@ -131,7 +136,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	set, err := editSet(counts, *f.split, *f.seeds)
+	set, err := editSet(counts, *f.split, *f.seeds, *f.block)
 	if err != nil {
 		return err
 	}
@@ -205,13 +210,21 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	d := e.Defaults()
-	run := editRun{model: d.Model, split: *f.split, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: *f.blendChanged, crossChanged: *f.crossChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+	run := editRun{model: d.Model, split: *f.split, block: *f.block, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
+		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: *f.blendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
 	if *f.cross >= 0 {
 		run.cross = *f.cross
+	}
+	// As a spec resolves: the flag, else the model's, else cross.
+	run.crossChanged = run.cross
+	if d.CrossChanged != nil {
+		run.crossChanged = d.CrossChanged.End
+	}
+	if *f.crossChanged >= 0 {
+		run.crossChanged = *f.crossChanged
 	}
 	if *f.self >= 0 {
 		run.self = *f.self
@@ -250,19 +263,16 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		spec.Norm = &edit.Window{End: *f.norm}
 	}
 	spec.KeepSourceText = *f.keepText
-	if *f.blendChanged || *f.crossChanged >= 0 {
+	if *f.crossChanged >= 0 {
+		spec.CrossChanged = &edit.Window{End: *f.crossChanged}
+	}
+	if *f.blendChanged {
 		inSource, inTarget, err := changedWords(be.source, be.target)
 		if err != nil {
 			return nil, err
 		}
-		if words := union(inSource, inTarget); *f.blendChanged && len(words) > 0 {
+		if words := union(inSource, inTarget); len(words) > 0 {
 			spec.Blend = []edit.Blend{{Words: words}}
-		}
-		if *f.crossChanged >= 0 && len(inTarget) > 0 {
-			spec.CrossWords = map[string]edit.Window{}
-			for _, w := range inTarget {
-				spec.CrossWords[w] = edit.Window{End: *f.crossChanged}
-			}
 		}
 	}
 	if be.reweight() {

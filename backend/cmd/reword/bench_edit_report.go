@@ -14,6 +14,7 @@ import (
 // editRun is what the report describes besides the records.
 type editRun struct {
 	model, split string
+	block        int // -block
 	steps        int
 	guidance     float64
 	cross, self  float64
@@ -21,8 +22,8 @@ type editRun struct {
 	norm         float64 // the norm window's end (0: none)
 	keepText     bool
 	blendChanged bool
-	// crossChanged is the cross window of the words each target changes
-	// (-cross-changed), -1 when they take cross like every token.
+	// crossChanged is the cross window of the words each word swap
+	// changes (cross when neither -cross-changed nor the model sets one).
 	crossChanged float64
 	seeds        int
 	pairs        int
@@ -72,11 +73,12 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	if run.blendChanged {
 		keep += ", local blend on the changed words"
 	}
-	if run.crossChanged >= 0 {
-		keep += fmt.Sprintf(", the changed words' cross %.2f", run.crossChanged)
+	split := run.split
+	if run.block > 0 {
+		split += fmt.Sprintf(" (block %d)", run.block)
 	}
-	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f, self %.2f (self_max_tokens %d%s), %.0f s\n",
-		run.model, run.split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.self, run.selfMax, keep, run.seconds)
+	fmt.Fprintf(w, "Edit benchmark, model %s, split %s: %d prompt pairs × %d seeds = %d edits × %d methods, %d steps, guidance %.1f, cross %.2f (the swapped words %.2f), self %.2f (self_max_tokens %d%s), %.0f s\n",
+		run.model, split, run.pairs, run.seeds, edits, len(methods), run.steps, run.guidance, run.cross, run.crossChanged, run.self, run.selfMax, keep, run.seconds)
 	var sets []string
 	for _, s := range promptSets {
 		sets = append(sets, fmt.Sprintf("%s (%q)", s, setExamples[s]))
@@ -188,12 +190,15 @@ type editJSON struct {
 	Norm           float64  `json:"norm"`
 	KeepSourceText bool     `json:"keep_source_text"`
 	BlendChanged   bool     `json:"blend_changed"`
-	// CrossChanged is -cross-changed, absent when not given.
-	CrossChanged             *float64 `json:"cross_changed,omitempty"`
-	SeedsPerEdit             int      `json:"seeds_per_edit"`
-	PromptPairs              int      `json:"prompt_pairs"`
-	Seconds                  float64  `json:"seconds"`
-	BackgroundChangedBelowDB float64  `json:"background_changed_below_db"`
+	// CrossChanged is the cross window of the words each word swap
+	// changes (the spec's cross_changed).
+	CrossChanged float64 `json:"cross_changed"`
+	// Block is -block: which block of the split's prompt pairs ran.
+	Block                    int     `json:"block"`
+	SeedsPerEdit             int     `json:"seeds_per_edit"`
+	PromptPairs              int     `json:"prompt_pairs"`
+	Seconds                  float64 `json:"seconds"`
+	BackgroundChangedBelowDB float64 `json:"background_changed_below_db"`
 	// BackgroundEdgeBandPx is how far from the objects the second reading
 	// of the background starts (the *_beyond_edge fields).
 	BackgroundEdgeBandPx int              `json:"background_edge_band_px"`
@@ -275,17 +280,9 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 	return g
 }
 
-// optionalFraction is f, or nil for a flag left at its unset -1.
-func optionalFraction(f float64) *float64 {
-	if f < 0 {
-		return nil
-	}
-	return &f
-}
-
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, CrossChanged: optionalFraction(run.crossChanged), SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
+		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, CrossChanged: run.crossChanged, Block: run.block, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

@@ -184,11 +184,11 @@ func TestMustChangeBackground(t *testing.T) {
 // prefix of a larger one, and every kind uses the prompt sets it may.
 func TestEditSetIsStable(t *testing.T) {
 	counts := editCounts{kindColour: 9, kindShape: 4, kindRefine: 4, kindBoost: 3, kindSuppress: 3}
-	report, err := editSet(counts, "report", 3)
+	report, err := editSet(counts, "report", 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tune, err := editSet(counts, "tune", 3)
+	tune, err := editSet(counts, "tune", 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestEditSetIsStable(t *testing.T) {
 			t.Errorf("the splits share %s %q → %q at seeds %v", e.kind, e.source, e.target, e.seeds)
 		}
 	}
-	smaller, err := editSet(editCounts{kindColour: 3}, "report", 1)
+	smaller, err := editSet(editCounts{kindColour: 3}, "report", 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,8 +227,44 @@ func TestEditSetIsStable(t *testing.T) {
 	if sets[kindRefine][setFull] {
 		t.Error("an added phrase was appended to a prompt that names its background")
 	}
-	if _, err := editSet(counts, "half", 1); err == nil {
+	if _, err := editSet(counts, "half", 1, 0); err == nil {
 		t.Error("split \"half\" accepted")
+	}
+	// Block 1 is the next pairs of each kind: the same shape, no edit of
+	// block 0's, and the pairs a set twice as large adds.
+	next, err := editSet(counts, "report", 3, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	double := editCounts{}
+	for k, n := range counts {
+		double[k] = 2 * n
+	}
+	both, err := editSet(double, "report", 3, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) != len(report) {
+		t.Fatalf("block 1 has %d edits, block 0 %d", len(next), len(report))
+	}
+	var added []benchEdit
+	for _, kind := range editKinds {
+		for _, e := range both {
+			if e.kind == kind && !seen[key(e)] {
+				added = append(added, e)
+			}
+		}
+	}
+	for i, e := range next {
+		if seen[key(e)] {
+			t.Errorf("block 1 repeats block 0's %s %q → %q", e.kind, e.source, e.target)
+		}
+		if key(e) != key(added[i]) {
+			t.Errorf("block 1's edit %d is %s %q → %q; the doubled set adds %s %q → %q there", i, e.kind, e.source, e.target, added[i].kind, added[i].source, added[i].target)
+		}
+	}
+	if _, err := editSet(counts, "report", 1, -1); err == nil {
+		t.Error("block -1 accepted")
 	}
 }
 

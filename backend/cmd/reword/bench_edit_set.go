@@ -86,11 +86,16 @@ var kindStream = map[string]uint64{kindColour: 0, kindShape: 1, kindRefine: 2, k
 // deterministically. Stream index 2i+1 of a kind is the i-th edit of the
 // reported split, 2i the i-th of the tuning split, and i the i-th of both
 // together, so the splits never share an edit and a smaller set is a prefix
-// of a larger one.
-func editSet(counts editCounts, split string, seeds int) ([]benchEdit, error) {
+// of a larger one. Block k takes each kind's edits k·n to (k+1)·n−1 for n
+// = counts[kind]: a set of the same shape that no other block shares, for
+// a question asked again on edits no run has seen.
+func editSet(counts editCounts, split string, seeds, block int) ([]benchEdit, error) {
+	if block < 0 {
+		return nil, fmt.Errorf("block %d: want 0 or more", block)
+	}
 	var out []benchEdit
 	for _, kind := range editKinds {
-		for i := 0; i < counts[kind]; i++ {
+		for i := block * counts[kind]; i < (block+1)*counts[kind]; i++ {
 			stream := uint64(i)
 			switch split {
 			case "report":

@@ -32,6 +32,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-split", "half"}, `--split is "half": want report, tune or all`},
 		{[]string{"-cross", "1.5"}, "--cross is 1.5"},
 		{[]string{"-cross-changed", "NaN"}, "--cross-changed is NaN"},
+		{[]string{"-block", "-1"}, "--block is -1"},
 		{[]string{"-norm", "-0.2"}, "--norm is -0.2: want a fraction of the steps"},
 		{[]string{"-steps", "-2"}, "--steps is -2"},
 		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
@@ -51,7 +52,7 @@ type parsedEditJSON struct {
 	KeepSourceText bool             `json:"keep_source_text"`
 	Norm           float64          `json:"norm"`
 	BlendChanged   bool             `json:"blend_changed"`
-	CrossChanged   *float64         `json:"cross_changed"`
+	CrossChanged   float64          `json:"cross_changed"`
 	SeedsPerEdit   int              `json:"seeds_per_edit"`
 	Groups         []editGroupJSON  `json:"groups"`
 	Edits          []editRecordJSON `json:"edits"`
@@ -384,12 +385,12 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 	})
 	t.Run("cross-changed", func(t *testing.T) {
 		// Every token's maps over every step, but the swapped word's
-		// never: the flag must reach the run (as the word's cross_words
-		// entry) and change the edit.
+		// never: the flag must reach the run (the spec's cross_changed)
+		// and change the edit.
 		apart, apartEdit := oneColourSwap(t, dir, "-cross", "1", "-cross-changed", "0")
-		plain, plainEdit := oneColourSwap(t, dir, "-cross", "1")
-		if apart.CrossChanged == nil || *apart.CrossChanged != 0 || plain.CrossChanged != nil {
-			t.Errorf("the reports say cross_changed %v with -cross-changed 0 and %v without", apart.CrossChanged, plain.CrossChanged)
+		plain, plainEdit := oneColourSwap(t, dir, "-cross", "1", "-cross-changed", "1")
+		if apart.CrossChanged != 0 || plain.CrossChanged != 1 {
+			t.Errorf("the reports say cross_changed %v with -cross-changed 0 and %v with 1", apart.CrossChanged, plain.CrossChanged)
 		}
 		if sameScores(apartEdit, plainEdit) {
 			t.Errorf("the edit whose swapped word kept its own maps scored as with the source's (%+v): the flag did not reach the run", apartEdit)

@@ -32,8 +32,8 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // editFlags are the Prompt-to-Prompt flags of `edit` and `invert`: the
 // targets and their attention controls.
 type editFlags struct {
-	targets, crossWords, reweights listFlag
-	cross, self, norm              *float64
+	targets, crossWords, reweights  listFlag
+	cross, crossChanged, self, norm *float64
 	// blend is the local blend of each target, filled by --blend and
 	// --blend-exclude for the --to given before them.
 	blend []edit.Blend
@@ -51,7 +51,7 @@ type editFlags struct {
 
 // controlFlags are the flags that set Prompt-to-Prompt's attention
 // controls: --baseline runs none, so it takes none of them.
-var controlFlags = []string{"cross", "cross-word", "self", "self-max-tokens", "reweight", "blend", "blend-exclude",
+var controlFlags = []string{"cross", "cross-changed", "cross-word", "self", "self-max-tokens", "reweight", "blend", "blend-exclude",
 	"kind", "replace-tail", "norm", "keep-source-text"}
 
 // checkSelfMaxTokens checks a --self-max-tokens flag (nil: not given)
@@ -107,6 +107,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	f := &editFlags{fs: fs}
 	fs.Var(&f.targets, "to", "a target prompt (repeat for up to 4 targets; required)")
 	f.cross = fs.Float64("cross", -1, "fraction of the steps whose cross-attention is replaced (default: the model's, 0.8)")
+	f.crossChanged = fs.Float64("cross-changed", -1, "cross window of the words a word swap changes, the other tokens keeping --cross (the spec's cross_changed, e.g. --cross 1 --cross-changed 0.4 as the published examples' {\"default_\": 1.0, \"lion\": 0.4}; default: the model's, and for a model without one, --cross)")
 	fs.Var(&f.crossWords, "cross-word", "per-word cross window, word=fraction (repeatable)")
 	f.self = fs.Float64("self", -1, "fraction of the steps whose self-attention is replaced (default: the model's, 0.4)")
 	fs.Var(&f.reweights, "reweight", "scale the attention to a target word, word=factor (repeatable; -2..2 is the useful range)")
@@ -117,7 +118,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
 	f.norm = fs.Float64("norm", -1, "fraction of the steps in which each target's GroupNorms centre on the source's means, which keeps more of the background (the spec's norm; 0: never; default: the model's)")
 	f.keepText = fs.Bool("keep-source-text", false, "give each target the source's text states at the positions of the words it kept, so only the reworded words' states differ (opt-in; the spec's keep_source_text)")
-	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, self and norm 0; takes none of the control flags)")
+	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, cross_changed, self and norm 0; takes none of the control flags)")
 	return f
 }
 
@@ -135,13 +136,16 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	for _, w := range []struct {
 		name string
 		v    float64
-	}{{"cross", *f.cross}, {"self", *f.self}, {"norm", *f.norm}} {
+	}{{"cross", *f.cross}, {"cross-changed", *f.crossChanged}, {"self", *f.self}, {"norm", *f.norm}} {
 		if w.v != -1 && !(w.v >= 0) {
 			return usageError("--%s %g: want a fraction of the steps, 0…1 (leave it out for the model's default)", w.name, w.v)
 		}
 	}
 	if *f.cross >= 0 {
 		spec.Cross = &edit.Window{End: *f.cross}
+	}
+	if *f.crossChanged >= 0 {
+		spec.CrossChanged = &edit.Window{End: *f.crossChanged}
 	}
 	if *f.self >= 0 {
 		spec.Self = &edit.Window{End: *f.self}
@@ -184,7 +188,7 @@ func (f *editFlags) applyBaseline(spec *edit.Spec) error {
 			return usageError("--%s and --baseline: --baseline runs no attention control, so --%s would be ignored; leave out one of them", name, name)
 		}
 	}
-	spec.Cross, spec.Self, spec.Norm = &edit.Window{}, &edit.Window{}, &edit.Window{}
+	spec.Cross, spec.CrossChanged, spec.Self, spec.Norm = &edit.Window{}, &edit.Window{}, &edit.Window{}, &edit.Window{}
 	return nil
 }
 

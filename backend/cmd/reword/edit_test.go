@@ -128,7 +128,7 @@ func TestNormFlag(t *testing.T) {
 	if _, err := parseEditFlags("--to", "a dog", "--norm", "early"); err == nil || !strings.Contains(err.Error(), "norm") {
 		t.Errorf("--norm early: %v; want an error naming the flag", err)
 	}
-	for _, flag := range []string{"--norm", "--cross", "--self"} {
+	for _, flag := range []string{"--norm", "--cross", "--cross-changed", "--self"} {
 		if _, err := parseEditFlags("--to", "a dog", flag, "-0.5"); err == nil || !strings.Contains(err.Error(), flag+" -0.5") {
 			t.Errorf("%s -0.5: %v; want an error naming the flag and its value", flag, err)
 		}
@@ -184,7 +184,7 @@ func TestEditReportsTheSpecAsItRan(t *testing.T) {
 // spec empty, which is what a baseline runs.
 func TestBaselineTakesNoControlFlags(t *testing.T) {
 	for _, c := range [][]string{
-		{"--cross", "0.5"}, {"--cross-word", "dog=0.4"}, {"--self", "0.2"}, {"--self-max-tokens", "256"}, {"--reweight", "dog=2"},
+		{"--cross", "0.5"}, {"--cross-changed", "0.4"}, {"--cross-word", "dog=0.4"}, {"--self", "0.2"}, {"--self-max-tokens", "256"}, {"--reweight", "dog=2"},
 		{"--blend", "dog"}, {"--blend-exclude", "dog"}, {"--kind", "refine"}, {"--replace-tail", "reference"}, {"--norm", "0"}, {"--keep-source-text"},
 	} {
 		args := append([]string{"--to", "a dog", "--baseline"}, c...)
@@ -195,8 +195,8 @@ func TestBaselineTakesNoControlFlags(t *testing.T) {
 	}
 	s, err := parseEditFlags("--to", "a dog", "--baseline")
 	none := &edit.Window{}
-	if err != nil || !reflect.DeepEqual(s.Cross, none) || !reflect.DeepEqual(s.Self, none) || !reflect.DeepEqual(s.Norm, none) {
-		t.Errorf("--baseline: cross %v, self %v, norm %v, %v; want every window empty", s.Cross, s.Self, s.Norm, err)
+	if err != nil || !reflect.DeepEqual(s.Cross, none) || !reflect.DeepEqual(s.CrossChanged, none) || !reflect.DeepEqual(s.Self, none) || !reflect.DeepEqual(s.Norm, none) {
+		t.Errorf("--baseline: cross %v, cross_changed %v, self %v, norm %v, %v; want every window empty", s.Cross, s.CrossChanged, s.Self, s.Norm, err)
 	}
 }
 
@@ -216,12 +216,12 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 	must(t, err)
 	s, err := edit.ParseSpec([]byte(text))
 	must(t, err)
-	for name, w := range map[string]*edit.Window{"cross": s.Cross, "self": s.Self, "norm": s.Norm} {
+	for name, w := range map[string]*edit.Window{"cross": s.Cross, "cross_changed": s.CrossChanged, "self": s.Self, "norm": s.Norm} {
 		if w == nil || *w != (edit.Window{}) {
 			t.Errorf("the baseline image's spec has %s %v; want 0 (no control ran)", name, w)
 		}
 	}
-	runOK(t, append(common, "--cross", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "spec"))...)
+	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "spec"))...)
 	a, b := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png"))
 	if !reflect.DeepEqual(a, b) {
 		t.Error("the baseline's recorded spec, run without --baseline, gives other pixels")
