@@ -72,6 +72,11 @@ func (c *Controls) Render() app.UI {
 	if self == nil && c.Defaults != nil {
 		self = &d.Self
 	}
+	crossChangedDef := crossChangedDefault(c.Defaults, cross)
+	crossChanged := s.CrossChanged
+	if crossChanged == nil {
+		crossChanged = crossChangedDef
+	}
 	return app.Section().ID("controls").Class("controls").Aria("label", "Settings").Body(
 		app.If(len(c.Models) > 0, c.modelField),
 		c.field("steps", "Steps", intText(s.Steps), defaultInt(d.Steps), 1, func(v string) (func(edit.Spec) edit.Spec, string) {
@@ -131,6 +136,8 @@ func (c *Controls) Render() app.UI {
 		),
 		c.window("cross", "Cross-replace until", s.Cross, windowHint("cross", cross), defaultLabel(defaultWindow(d.Cross, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Cross = w; return s }),
+		c.window("cross_changed", "Swapped words until", s.CrossChanged, windowHint("cross_changed", crossChanged), defaultLabel(windowText(crossChangedDef)),
+			func(s edit.Spec, w *edit.Window) edit.Spec { s.CrossChanged = w; return s }),
 		c.window("self", "Self-replace until", s.Self, windowHint("self", self), defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Self = w; return s }),
 		c.reference(d, self),
@@ -318,6 +325,21 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 			c.window("norm", "Source's GroupNorm means until", s.Norm, normHint(s.Norm, normDef), defaultLabel(normDefaultText(normDef)),
 				func(s edit.Spec, w *edit.Window) edit.Spec { s.Norm = w; return s }),
 		)
+}
+
+// crossChangedDefault is the window an empty "Swapped words until" field
+// runs with, as edit.Spec.Resolve fills it in: the model's default, and
+// for a model without one, cross, the cross window that applies (the
+// field's, else the model's). Nil until the server says (d nil): the model
+// may have a default the spec's cross does not show.
+func crossChangedDefault(d *edit.Defaults, cross *edit.Window) *edit.Window {
+	switch {
+	case d == nil:
+		return nil
+	case d.CrossChanged != nil:
+		return d.CrossChanged
+	}
+	return cross
 }
 
 // normDefault is the model's norm window, nil until the server says.

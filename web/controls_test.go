@@ -1,8 +1,11 @@
 package web
 
 import (
+	"html"
 	"strings"
 	"testing"
+
+	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
 	"reword/shared/align"
 	"reword/shared/clip"
@@ -124,4 +127,58 @@ func TestTailShift(t *testing.T) {
 	if h := tailHint([]int{1, 0, 2}); !strings.HasPrefix(h, "Edit 1, Edit 3 swap words") {
 		t.Errorf("two shifts: %q", h)
 	}
+}
+
+// TestCrossChangedField: the swapped words' field, right after the cross
+// window's, shows what an empty field runs with (the model's default,
+// else the cross window that applies) as its placeholder, and its hint
+// says the window that applies: the field's, else that default.
+func TestCrossChangedField(t *testing.T) {
+	withDefault := *tinyDefaults
+	withDefault.CrossChanged = ptr(edit.Fraction(0.4))
+	for _, c := range []struct {
+		name                string
+		defaults            *edit.Defaults
+		cross, crossChanged *edit.Window
+		placeholder, part   string
+	}{
+		{"the model's default", &withDefault, nil, nil, "0.4 (default)", "the first 40\u00a0%"},
+		{"the model's default, not the spec's cross", &withDefault, ptr(edit.Fraction(0.7)), nil, "0.4 (default)", "the first 40\u00a0%"},
+		{"a value typed", &withDefault, nil, ptr(edit.Fraction(0.6)), "0.4 (default)", "the first 60\u00a0%"},
+		{"no model default: the spec's cross", tinyDefaults, ptr(edit.Fraction(0.7)), nil, "0.7 (default)", "the first 70\u00a0%"},
+		{"no model default: the model's cross", tinyDefaults, nil, nil, "0.8 (default)", "the first 80\u00a0%"},
+		{"before the server said hello", nil, ptr(edit.Fraction(0.7)), nil, "model default", "the first part"},
+	} {
+		s := edit.Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Cross: c.cross, CrossChanged: c.crossChanged}
+		page := app.HTMLString(&Controls{Spec: s, Defaults: c.defaults})
+		input, _ := renderedElement(t, page, "cross_changed")
+		if !strings.Contains(input, `placeholder="`+c.placeholder+`"`) {
+			t.Errorf("%s: %s, want the placeholder %q", c.name, input, c.placeholder)
+		}
+		_, hint := renderedElement(t, page, "cross_changed-hint")
+		if want := "The swapped words keep the source's attention maps for " + c.part + " of the steps;"; !strings.HasPrefix(hint, want) {
+			t.Errorf("%s: hint %q, want %q…", c.name, hint, want)
+		}
+		cross, changed, self := strings.Index(page, ` id="cross"`), strings.Index(page, ` id="cross_changed"`), strings.Index(page, ` id="self"`)
+		if !(cross < changed && changed < self) {
+			t.Errorf("%s: the field is not between cross and self (%d, %d, %d)", c.name, cross, changed, self)
+		}
+	}
+}
+
+// renderedElement finds the element with the given id in a page that
+// app.HTMLString rendered: its opening tag and its text, unescaped.
+func renderedElement(t *testing.T, page, id string) (tag, text string) {
+	t.Helper()
+	at := strings.Index(page, ` id="`+id+`"`)
+	if at < 0 {
+		t.Fatalf("no element %q in\n%s", id, page)
+	}
+	start := strings.LastIndex(page[:at], "<")
+	end := at + strings.Index(page[at:], ">") + 1
+	text = page[end:]
+	if i := strings.Index(text, "<"); i >= 0 {
+		text = text[:i]
+	}
+	return page[start:end], html.UnescapeString(strings.TrimSpace(text))
 }

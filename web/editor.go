@@ -309,6 +309,39 @@ func (e *Editor) photoOf(image string) string {
 
 // defaults are the model's spec defaults from the server's hello, nil
 // until a ready model said hello.
+// crossWindowOf is the cross window the word key follows without one of
+// its own: the swapped words' (cross_changed) when a word swap swaps it,
+// else cross; nil while the model's defaults are not known.
+func (e *Editor) crossWindowOf(key string) *edit.Window {
+	d := e.defaults()
+	cross := e.spec.Cross
+	if cross == nil && d != nil {
+		cross = &d.Cross
+	}
+	if !e.swapsWord(key) {
+		return cross
+	}
+	if e.spec.CrossChanged != nil {
+		return e.spec.CrossChanged
+	}
+	return crossChangedDefault(d, cross)
+}
+
+// swapsWord says whether a word swap of the edit swaps in the word key.
+func (e *Editor) swapsWord(key string) bool {
+	for _, c := range e.comparisons {
+		if c.Empty || c.Kind != align.Replace {
+			continue
+		}
+		for _, w := range c.Target {
+			if w.Key == key && w.Status == WordSwapped {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (e *Editor) defaults() *edit.Defaults {
 	m := e.model()
 	if m == nil || !m.Ready || m.Defaults == nil {
@@ -328,7 +361,7 @@ func (e *Editor) problems() []fieldProblem {
 	var out []fieldProblem
 	seen := map[string]bool{}
 	photo := e.spec.Image != ""
-	for _, field := range []string{"steps", "guidance", "seed", "cross", "self", "norm"} {
+	for _, field := range []string{"steps", "guidance", "seed", "cross", "cross_changed", "self", "norm"} {
 		if p, ok := e.textProblems[field]; ok {
 			out = append(out, fieldProblem{field, sentence(fieldLabel(field, photo), p)})
 			seen[field] = true
@@ -480,13 +513,6 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 		return nil
 	}
 	w := *e.selected
-	var global *edit.Window
-	switch d := e.defaults(); {
-	case e.spec.Cross != nil:
-		global = e.spec.Cross
-	case d != nil:
-		global = &d.Cross
-	}
 	var needsWords []int
 	for i := range e.spec.Targets {
 		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 {
@@ -499,7 +525,7 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 		InTargets:    wordApplies(e.tok, e.spec, w.Key),
 		BlendTargets: blendTargets(e.tok, e.spec, w.Key),
 		NeedsWords:   needsWords,
-		GlobalCross:  global,
+		GlobalCross:  e.crossWindowOf(w.Key),
 		Errors:       errs,
 		OnChange: func(ctx app.Context, update func(WordSettings) WordSettings) {
 			s := cloneSpec(e.spec)

@@ -360,3 +360,33 @@ func TestChoosingAModel(t *testing.T) {
 		t.Errorf("one model, an edit naming none: choices %v", e.modelChoices())
 	}
 }
+
+// The word panel starts a word's cross slider where the word's window
+// ends without one of its own: a word a swap swaps in follows the
+// swapped words' window (the model's cross_changed, or the spec's), every
+// other word cross.
+func TestWordPanelFollowsTheSwappedWordsWindow(t *testing.T) {
+	e := testEditor(t)
+	m := readyModel("tiny", 50)
+	changed := edit.Fraction(0.4)
+	m.Defaults.Cross, m.Defaults.CrossChanged = edit.Fraction(1), &changed
+	e.hello = &protocol.Hello{Protocol: protocol.Version, Model: m}
+	e.setSpec(edit.Spec{Source: "a red circle", Targets: []string{"a blue circle"}})
+	for key, want := range map[string]float64{"blue": 0.4, "circle": 1} {
+		if w := e.crossWindowOf(key); w == nil || w.End != want {
+			t.Errorf("%s follows %v; want the first %v", key, w, want)
+		}
+	}
+	stated := edit.Fraction(0.6)
+	s := e.spec.Clone()
+	s.CrossChanged = &stated
+	e.setSpec(s)
+	if w := e.crossWindowOf("blue"); w == nil || w.End != 0.6 {
+		t.Errorf("blue with the spec's cross_changed 0.6 follows %v", w)
+	}
+	// A refinement swaps no word: its words follow cross.
+	e.setSpec(edit.Spec{Source: "a red circle", Targets: []string{"a red circle on grass"}})
+	if w := e.crossWindowOf("grass"); w == nil || w.End != 1 {
+		t.Errorf("an added word follows %v; want cross, the first 1", w)
+	}
+}

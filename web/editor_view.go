@@ -54,7 +54,7 @@ func (e *Editor) syncInputs(ctx app.Context) {
 	s := e.spec
 	values := map[string]string{
 		"source": s.Source, "steps": intText(s.Steps), "guidance": floatText(s.Guidance),
-		"cross": windowText(s.Cross), "self": windowText(s.Self), "negative": s.Negative, "scheduler": schedulerMenuValue(s.Scheduler),
+		"cross": windowText(s.Cross), "cross_changed": windowText(s.CrossChanged), "self": windowText(s.Self), "negative": s.Negative, "scheduler": schedulerMenuValue(s.Scheduler),
 		"self-max-tokens": selfMenuValue(s.SelfMaxTokens), "replace-tail": tailMenuValue(s.ReplaceTail), "norm": windowText(s.Norm),
 	}
 	if s.Seed != nil {

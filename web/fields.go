@@ -50,7 +50,7 @@ func checkSpec(tok *clip.Tokenizer, s edit.Spec, d *edit.Defaults) []fieldProble
 // settings, the settings from steps to the negative prompt, the photo.
 func formRank(field string) int {
 	order := []string{"source", "targets", "kinds", "reweights", "cross_words", "blend",
-		"steps", "guidance", "seed", "scheduler", "cross", "self", "self_max_tokens", "replace_tail", "norm", "negative", "width", "height", "model", "image", "inversion"}
+		"steps", "guidance", "seed", "scheduler", "cross", "cross_changed", "self", "self_max_tokens", "replace_tail", "norm", "negative", "width", "height", "model", "image", "inversion"}
 	for i, f := range order {
 		if field == f || strings.HasPrefix(field, f+"[") || strings.HasPrefix(field, f+".") {
 			return i
@@ -109,6 +109,8 @@ func fieldLabel(field string, photo bool) string {
 		return "Sampler"
 	case "cross":
 		return "Cross-replace until"
+	case "cross_changed":
+		return "Swapped words until"
 	case "self":
 		return "Self-replace until"
 	case "width", "height":
@@ -206,7 +208,7 @@ func rangeHint(field string) string {
 		return fmt.Sprintf("%d–%d", edit.MinSteps, edit.MaxSteps)
 	case "guidance":
 		return fmt.Sprintf("%v–%v", edit.MinGuidance, edit.MaxGuidance)
-	case "cross", "self", "norm":
+	case "cross", "cross_changed", "self", "norm":
 		return "0–1"
 	case "seed":
 		return "digits only; the same seed gives the same source image"
@@ -217,8 +219,14 @@ func rangeHint(field string) string {
 // windowHint explains a replacement window in a line, with the fraction
 // that applies: the field's, else the model default's.
 func windowHint(field string, w *edit.Window) string {
-	if field == "self" {
+	switch field {
+	case "self":
 		return "Keeps the source's shapes for " + windowPart(w) + " of the steps."
+	case "cross_changed":
+		// Said against the cross window, which the same words would
+		// otherwise follow: the field only splits the swapped words off it.
+		return "The swapped words keep the source's attention maps for " + windowPart(w) +
+			" of the steps; the other words keep them for the cross-replace window."
 	}
 	return "Keeps the source's layout for " + windowPart(w) + " of the steps."
 }

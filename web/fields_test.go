@@ -53,7 +53,7 @@ func TestFieldLabels(t *testing.T) {
 	for field, want := range map[string]string{
 		"source": "Source prompt", "targets[0]": "Edit 1", "targets[3]": "Edit 4", "seed": "Seed",
 		`reweights["cat"]`: "“cat”", `blend[1].words["grass"]`: "“grass”", "blend[2].exclude": "The local blend of Edit 3 (excluded words)",
-		"cross": "Cross-replace until", "width": "Size",
+		"cross": "Cross-replace until", "cross_changed": "Swapped words until", "width": "Size",
 	} {
 		if got := fieldLabel(field, false); got != want {
 			t.Errorf("fieldLabel(%s) = %q, want %q", field, got, want)
@@ -105,6 +105,18 @@ func TestWindowHint(t *testing.T) {
 	}
 	if got := windowHint("self", &edit.Window{Start: 0.2, End: 0.5}); !strings.Contains(got, "20–50\u00a0%") {
 		t.Errorf("self: %q", got)
+	}
+	for w, want := range map[*edit.Window]string{
+		ptr(edit.Fraction(0.4)): "The swapped words keep the source's attention maps for the first 40\u00a0% of the steps; the other words keep them for the cross-replace window.",
+		{Start: 0.2, End: 0.5}:  "The swapped words keep the source's attention maps for 20–50\u00a0% of the steps; the other words keep them for the cross-replace window.",
+		nil:                     "The swapped words keep the source's attention maps for the first part of the steps; the other words keep them for the cross-replace window.",
+	} {
+		if got := windowHint("cross_changed", w); got != want {
+			t.Errorf("cross_changed %v: %q, want %q", w, got, want)
+		}
+	}
+	if got := rangeHint("cross_changed"); got != "0–1" {
+		t.Errorf("cross_changed's range %q, want 0–1", got)
 	}
 }
 
@@ -172,5 +184,10 @@ func TestFormRankFollowsTheForm(t *testing.T) {
 	slices.SortStableFunc(fields, func(a, b string) int { return formRank(a) - formRank(b) })
 	if strings.Join(fields, " ") != `source targets[1] reweights["a"] blend[0].exclude steps guidance seed negative` {
 		t.Errorf("order %v", fields)
+	}
+	windows := []string{"norm", "self", "cross_changed", "cross", "seed"}
+	slices.SortStableFunc(windows, func(a, b string) int { return formRank(a) - formRank(b) })
+	if strings.Join(windows, " ") != "seed cross cross_changed self norm" {
+		t.Errorf("the swapped words' window is not right after cross: %v", windows)
 	}
 }
