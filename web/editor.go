@@ -307,8 +307,6 @@ func (e *Editor) photoOf(image string) string {
 	return e.serverPhotoURL(image)
 }
 
-// defaults are the model's spec defaults from the server's hello, nil
-// until a ready model said hello.
 // crossWindowOf is the cross window the word key follows without one of
 // its own: the swapped words' (cross_changed) when a word swap swaps it,
 // else cross; nil while the model's defaults are not known.
@@ -327,7 +325,9 @@ func (e *Editor) crossWindowOf(key string) *edit.Window {
 	return crossChangedDefault(d, cross)
 }
 
-// swapsWord says whether a word swap of the edit swaps in the word key.
+// swapsWord says whether a word swap of the edit swaps in the word key
+// (the panel shows one window per word: a word swapped in one target and
+// kept in another shows the swapped words').
 func (e *Editor) swapsWord(key string) bool {
 	for _, c := range e.comparisons {
 		if c.Empty || c.Kind != align.Replace {
@@ -342,6 +342,8 @@ func (e *Editor) swapsWord(key string) bool {
 	return false
 }
 
+// defaults are the model's spec defaults from the server's hello, nil
+// until a ready model said hello.
 func (e *Editor) defaults() *edit.Defaults {
 	m := e.model()
 	if m == nil || !m.Ready || m.Defaults == nil {

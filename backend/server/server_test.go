@@ -496,8 +496,11 @@ func TestClosedSocketIgnoresPongs(t *testing.T) {
 }
 
 // A client that stops reading while large messages (results with heat
-// maps) pile up is disconnected once they pass sendQueueBytes, long before
-// sendQueue messages: memory per socket stays bounded by bytes too.
+// maps) pile up is disconnected once they pass the byte bound, long before
+// sendQueue messages: memory per socket stays bounded by bytes too. The
+// bound is lowered to 2 MiB here, and messages are sent until the socket
+// closes, so the test does not depend on how much the kernel's socket
+// buffers take first.
 func TestUnreadLargeMessagesCloseTheSocket(t *testing.T) {
 	ts := newTestServer(t, withoutModel(t), nil)
 	c := ts.connect(t)
@@ -507,6 +510,7 @@ func TestUnreadLargeMessagesCloseTheSocket(t *testing.T) {
 		sc = k
 	}
 	ts.srv.mu.Unlock()
+	sc.maxQueued = 2 << 20
 	// The heaviest result a model gives: a 32×32 map for each of 77
 	// tokens of 5 rows, about half a megabyte of JSON.
 	var res protocol.Result
@@ -515,27 +519,28 @@ func TestUnreadLargeMessagesCloseTheSocket(t *testing.T) {
 			res.HeatMaps = append(res.HeatMaps, protocol.HeatMap{Row: row, Token: tok, Text: "word", Width: 32, Height: 32, Values: bytes.Repeat([]byte{byte(tok)}, 32*32)})
 		}
 	}
-	// 100 of them: far past sendQueueBytes plus what the kernel's socket
-	// buffers hold, and far below sendQueue messages.
-	const sent = 100
-	for i := 0; i < sent; i++ {
-		sc.sendMessage(protocol.TypeResult, fmt.Sprint("r", i), &res)
+	sent := 0
+	for ; sent < 2000 && !sc.closing.Load(); sent++ {
+		sc.sendMessage(protocol.TypeResult, fmt.Sprint("r", sent), &res)
 	}
-	var results int
-	for {
+	for deadline := time.Now().Add(5 * time.Second); !sc.closing.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d unread results sent and the socket is still open", sent)
+		}
+	}
+	// Closed by bytes, with a few messages waiting, not by count with
+	// sendQueue of them.
+	if n := len(sc.send); n > 8 {
+		t.Errorf("the socket closed with %d messages queued; the byte bound (2 MiB, 4 of these) should have closed it first", n)
+	}
+	for read := 0; ; read++ {
 		c.ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-		_, _, err := c.ws.ReadMessage()
-		if err == nil {
-			results++
-			continue
+		if _, _, err := c.ws.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !strings.Contains(ce.Text, "not reading") {
+				t.Fatalf("after %d of %d results: %v; want the server to close with 1008 \"client is not reading its messages\"", read, sent, err)
+			}
+			return
 		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !strings.Contains(ce.Text, "not reading") {
-			t.Fatalf("after %d of %d results: %v; want the server to close with 1008 \"client is not reading its messages\"", results, sent, err)
-		}
-		break
-	}
-	if results >= sent {
-		t.Errorf("all %d results arrived before the close", results)
 	}
 }

@@ -59,7 +59,7 @@ type conn struct {
 	done    chan struct{}
 	limiter *rate.Limiter
 	// queued is the bytes of the messages in send, and maxQueued its
-	// bound (sendQueueBytes; tests lower it).
+	// bound (sendQueueBytes; a test lowers it).
 	queued    atomic.Int64
 	maxQueued int64
 

@@ -8,38 +8,45 @@ import (
 )
 
 // TestCrossChangedResolves: an omitted cross_changed takes the model's
-// default, or, for a model without one, the spec's cross (every token one
-// window, as before the field); a stated one wins; it reaches the
-// alignment, and the resolved spec states it.
+// default, and for a model without one stays unset (every token takes
+// cross, as before the field); a stated one wins; it reaches the
+// alignment, and the resolved spec states it only when it was set, so
+// that the resolved spec of an edit without one is what it was before.
 func TestCrossChangedResolves(t *testing.T) {
 	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1))}
 	plain := tinyDefaults("tiny")
 	withDefault := tinyDefaults("tiny")
 	withDefault.Cross, withDefault.CrossChanged = Fraction(1), ptr(Fraction(0.4))
 	for _, c := range []struct {
-		name          string
-		spec          Spec
-		d             Defaults
-		cross, change Window
+		name   string
+		spec   Spec
+		d      Defaults
+		cross  Window
+		change *Window
 	}{
-		{"no default", s, plain, plain.Cross, plain.Cross},
-		{"no default, cross stated", withCross(s, Fraction(0.6)), plain, Fraction(0.6), Fraction(0.6)},
-		{"the model's default", s, withDefault, Fraction(1), Fraction(0.4)},
-		{"cross stated beside the default", withCross(s, Fraction(0.6)), withDefault, Fraction(0.6), Fraction(0.4)},
-		{"stated", withChanged(s, Window{0.1, 0.3}), withDefault, Fraction(1), Window{0.1, 0.3}},
+		{"no default", s, plain, plain.Cross, nil},
+		{"no default, cross stated", withCross(s, Fraction(0.6)), plain, Fraction(0.6), nil},
+		{"the model's default", s, withDefault, Fraction(1), ptr(Fraction(0.4))},
+		{"cross stated beside the default", withCross(s, Fraction(0.6)), withDefault, Fraction(0.6), ptr(Fraction(0.4))},
+		{"stated", withChanged(s, Window{0.1, 0.3}), withDefault, Fraction(1), &Window{0.1, 0.3}},
+		{"stated, no default", withChanged(s, Window{0.1, 0.3}), plain, plain.Cross, &Window{0.1, 0.3}},
 	} {
 		r, err := c.spec.Resolve(c.d)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if r.Cross != c.cross || r.CrossChanged != c.change {
+		if r.Cross != c.cross || !reflect.DeepEqual(r.CrossChanged, c.change) {
 			t.Errorf("%s: cross %v, cross_changed %v; want %v and %v", c.name, r.Cross, r.CrossChanged, c.cross, c.change)
 		}
-		if cfg := r.AlignConfig(); cfg.CrossChanged == nil || *cfg.CrossChanged != align.Window(c.change) {
-			t.Errorf("%s: the alignment gets cross_changed %v; want %v", c.name, cfg.CrossChanged, c.change)
+		if got, want := r.AlignConfig().CrossChanged, (*align.Window)(c.change); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: the alignment gets cross_changed %v; want %v", c.name, got, want)
 		}
-		if back := r.Spec(); back.CrossChanged == nil || *back.CrossChanged != c.change {
+		back := r.Spec()
+		if !reflect.DeepEqual(back.CrossChanged, c.change) {
 			t.Errorf("%s: the resolved spec states cross_changed %v; want %v", c.name, back.CrossChanged, c.change)
+		}
+		if again, err := back.Resolve(c.d); err != nil || !reflect.DeepEqual(again, r) {
+			t.Errorf("%s: the resolved spec resolves again to %+v, %v; want %+v", c.name, again, err, r)
 		}
 	}
 	bad := withChanged(s, Window{0.5, 0.2})
@@ -69,8 +76,8 @@ func TestCrossChangedInLinks(t *testing.T) {
 		t.Fatalf("a link without cross_changed decoded to %v, %v; want it left to the model's default", back.CrossChanged, err)
 	}
 	back.Seed = ptr(uint64(1))
-	if r, err := back.Resolve(tinyDefaults("tiny")); err != nil || r.CrossChanged != r.Cross {
-		t.Errorf("resolved without a model default: cross_changed %v, cross %v, %v; want them equal", r.CrossChanged, r.Cross, err)
+	if r, err := back.Resolve(tinyDefaults("tiny")); err != nil || r.CrossChanged != nil {
+		t.Errorf("resolved without a model default: cross_changed %v, %v; want none (cross for every token)", r.CrossChanged, err)
 	}
 }
 

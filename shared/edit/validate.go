@@ -71,9 +71,12 @@ type Resolved struct {
 	Scheduler string
 	Model     string
 	Cross     Window
-	// CrossChanged is the cross window of the words a word swap changes
-	// (Cross when neither the spec nor the model sets one).
-	CrossChanged Window
+	// CrossChanged is the cross window of the words a word swap changes;
+	// nil when neither the spec nor the model sets one, and every token
+	// takes Cross. Kept nil rather than filled in, so that the resolved
+	// spec of such an edit states no window it did not choose: its
+	// stored-result key and its link stay what they were before the field.
+	CrossChanged *Window
 	CrossWords   map[string]Window
 	Self         Window
 	// SelfMaxTokens is the spec's self-replace limit, 0 when it sets none:
@@ -179,11 +182,9 @@ func (s Spec) withDefaults(d Defaults) Resolved {
 	}
 	switch {
 	case s.CrossChanged != nil:
-		r.CrossChanged = *s.CrossChanged
+		r.CrossChanged = clonePtr(s.CrossChanged)
 	case d.CrossChanged != nil:
-		r.CrossChanged = *d.CrossChanged
-	default:
-		r.CrossChanged = r.Cross
+		r.CrossChanged = clonePtr(d.CrossChanged)
 	}
 	if s.Self != nil {
 		r.Self = *s.Self
@@ -487,15 +488,13 @@ func (r Resolved) AlignConfig() align.Config {
 			crossWords[w] = align.Window(win)
 		}
 	}
-	changed := align.Window(r.CrossChanged)
 	return align.Config{
-		Source:     r.Source,
-		Targets:    slices.Clone(r.Targets),
-		Steps:      r.Steps,
-		Cross:      align.Window(r.Cross),
-		CrossWords: crossWords,
-		// Always set: equal to Cross it changes nothing.
-		CrossChanged: &changed,
+		Source:       r.Source,
+		Targets:      slices.Clone(r.Targets),
+		Steps:        r.Steps,
+		Cross:        align.Window(r.Cross),
+		CrossWords:   crossWords,
+		CrossChanged: (*align.Window)(clonePtr(r.CrossChanged)),
 		Self:         align.Window(r.Self),
 		Norm:         align.Window(r.Norm),
 		Reweights:    cloneMap(r.Reweights),
@@ -512,11 +511,11 @@ func (r Resolved) AlignConfig() align.Config {
 // the form a server echoes back and a share link carries.
 func (r Resolved) Spec() Spec {
 	seed, steps, guidance, width, height := r.Seed, r.Steps, r.Guidance, r.Width, r.Height
-	cross, changed, self := r.Cross, r.CrossChanged, r.Self
+	cross, self := r.Cross, r.Self
 	s := Spec{
 		Source: r.Source, Targets: slices.Clone(r.Targets), Negative: r.Negative,
 		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
-		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossChanged: &changed, CrossWords: cloneMap(r.CrossWords),
+		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossChanged: clonePtr(r.CrossChanged), CrossWords: cloneMap(r.CrossWords),
 		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend),
 		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail,
 		KeepSourceText: r.KeepSourceText,

@@ -54,7 +54,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		reweight: fs.Int("reweight", 10, "prompts reweighted ×2, and as many reweighted ×−1 (their colour word)"),
 		seeds:    fs.Int("seeds", 3, "seeds per prompt pair (each edit's own, drawn with its prompts)"),
 		split:    fs.String("split", "report", "which half of the set: report, tune or all (the two halves never share an edit)"),
-		block:    fs.Int("block", 0, "which block of the split's prompt pairs: block k edits pairs k·n+1 to (k+1)·n of each kind (n its count), a set of the same shape that no other block shares (a question asked again on edits no run has seen)"),
+		block:    fs.Int("block", 0, "which block of the split's prompt pairs (report or tune): block k edits pairs k·n+1 to (k+1)·n of each kind (n its count), a set of the same shape that no other block of the split shares (a question asked again on edits no run has seen)"),
 		steps:    fs.Int("steps", 0, "diffusion steps (0 = the model's default)"),
 		cross:    fs.Float64("cross", -1, "cross-replace window for every P2P edit, 0…1 (default: the model's)"),
 		self:     fs.Float64("self", -1, "self-replace window for every P2P edit, 0…1 (default: the model's)"),
@@ -78,6 +78,11 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 // quickCounts are -quick's values for the flags not given explicitly.
 var quickCounts = map[string]int{"colour": 5, "shape": 2, "phrase": 2, "reweight": 1, "seeds": 2}
 
+// maxPairs bounds each kind's prompt pairs: with -block's 1000, every
+// edit's random stream index (2·pair+1) stays below the 2³² that
+// newEdit leaves it beside its kind's.
+const maxPairs = 100_000
+
 // counts applies -quick and checks the values.
 func (f *benchEditFlags) counts() (editCounts, error) {
 	if *f.quick {
@@ -89,8 +94,8 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 		}
 	}
 	for name, v := range map[string]int{"colour": *f.colour, "shape": *f.shape, "phrase": *f.phrase, "reweight": *f.reweight} {
-		if v < 0 {
-			return nil, usageError("--%s is %d: want 0 or more prompt pairs", name, v)
+		if v < 0 || v > maxPairs {
+			return nil, usageError("--%s is %d: want 0 to %d prompt pairs", name, v, maxPairs)
 		}
 	}
 	if *f.seeds < 1 || *f.seeds > 100 {
@@ -108,6 +113,11 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 	}
 	if *f.block < 0 || *f.block > 1000 {
 		return nil, usageError("--block is %d: want 0 (the first pairs, the default) to 1000", *f.block)
+	}
+	if *f.block > 0 && *f.split == "all" {
+		// "all" numbers both halves together, so its later blocks are
+		// earlier blocks of report and tune.
+		return nil, usageError("--block %d with --split all: blocks are of one half; use --split report or tune", *f.block)
 	}
 	for name, v := range map[string]float64{"cross": *f.cross, "self": *f.self, "cross-changed": *f.crossChanged} {
 		if v != -1 && !(v >= 0 && v <= 1) {
@@ -267,11 +277,11 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		spec.CrossChanged = &edit.Window{End: *f.crossChanged}
 	}
 	if *f.blendChanged {
-		inSource, inTarget, err := changedWords(be.source, be.target)
+		words, err := changedWords(be.source, be.target)
 		if err != nil {
 			return nil, err
 		}
-		if words := union(inSource, inTarget); len(words) > 0 {
+		if len(words) > 0 {
 			spec.Blend = []edit.Blend{{Words: words}}
 		}
 	}
@@ -340,33 +350,30 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 // changedWords are the words an edit of source into target changes, as
 // the editor's diff marks them: the source's swapped or dropped words and
 // the target's swapped or added ones, each once.
-func changedWords(source, target string) (inSource, inTarget []string, err error) {
+func changedWords(source, target string) ([]string, error) {
 	tok, err := clip.Default()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	d := align.Compare(tok.Encode(source), tok.Encode(target))
-	marked := func(text string, words []align.Word, changed []bool) []string {
-		var out []string
-		for k, c := range changed {
-			if word := text[words[k].Start:words[k].End]; c && !slices.Contains(out, word) {
-				out = append(out, word)
-			}
-		}
-		return out
-	}
-	return marked(source, d.Source, d.SourceChanged), marked(target, d.Target, d.TargetChanged), nil
-}
-
-// union is a's words and then b's not in a.
-func union(a, b []string) []string {
-	out := slices.Clone(a)
-	for _, w := range b {
-		if !slices.Contains(out, w) {
-			out = append(out, w)
+	src, tgt := tok.Encode(source), tok.Encode(target)
+	d := align.Compare(src, tgt)
+	var words []string
+	add := func(text string, w align.Word) {
+		if word := text[w.Start:w.End]; !slices.Contains(words, word) {
+			words = append(words, word)
 		}
 	}
-	return out
+	for k, changed := range d.SourceChanged {
+		if changed {
+			add(source, d.Source[k])
+		}
+	}
+	for k, changed := range d.TargetChanged {
+		if changed {
+			add(target, d.Target[k])
+		}
+	}
+	return words, nil
 }
 
 // drawnSwap draws word swap be exactly, at seed: the source caption's

@@ -33,6 +33,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-cross", "1.5"}, "--cross is 1.5"},
 		{[]string{"-cross-changed", "NaN"}, "--cross-changed is NaN"},
 		{[]string{"-block", "-1"}, "--block is -1"},
+		{[]string{"-block", "1", "-split", "all"}, "--block 1 with --split all"},
 		{[]string{"-norm", "-0.2"}, "--norm is -0.2: want a fraction of the steps"},
 		{[]string{"-steps", "-2"}, "--steps is -2"},
 		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
@@ -688,22 +689,22 @@ func hasRow(rows [][]string, prefix []string) bool {
 	return false
 }
 
-// TestChangedWords: the words local blend takes with -blend-changed (and
-// -cross-changed, the target's) are what the editor's diff marks: a swap's
-// two words, an addition's new words, nothing for an unchanged prompt.
+// TestChangedWords: the words local blend takes with -blend-changed are
+// what the editor's diff marks: a swap's two words, an addition's new
+// words, nothing for an unchanged prompt.
 func TestChangedWords(t *testing.T) {
 	for _, c := range []struct {
-		source, target     string
-		inSource, inTarget []string
+		source, target string
+		want           []string
 	}{
-		{"a red circle on grass", "a blue circle on grass", []string{"red"}, []string{"blue"}},
-		{"a red circle", "a red square", []string{"circle"}, []string{"square"}},
-		{"a red circle", "a red circle on grass", nil, []string{"on", "grass"}},
-		{"a red circle", "a red circle", nil, nil},
+		{"a red circle on grass", "a blue circle on grass", []string{"red", "blue"}},
+		{"a red circle", "a red square", []string{"circle", "square"}},
+		{"a red circle", "a red circle on grass", []string{"on", "grass"}},
+		{"a red circle", "a red circle", nil},
 	} {
-		src, tgt, err := changedWords(c.source, c.target)
-		if err != nil || !slices.Equal(src, c.inSource) || !slices.Equal(tgt, c.inTarget) {
-			t.Errorf("%q → %q: %q and %q, %v; want %q and %q", c.source, c.target, src, tgt, err, c.inSource, c.inTarget)
+		got, err := changedWords(c.source, c.target)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%q → %q: %q, %v; want %q", c.source, c.target, got, err, c.want)
 		}
 	}
 }
