@@ -72,7 +72,15 @@ func (c *Controls) Render() app.UI {
 	if self == nil && c.Defaults != nil {
 		self = &d.Self
 	}
-	crossChangedDef := crossChangedDefault(c.Defaults, cross)
+	// What an empty "Swapped words until" field runs with; unknown until
+	// the server says, since the model may have a default of its own.
+	var crossChangedDef *edit.Window
+	if c.Defaults != nil {
+		unset := s
+		unset.CrossChanged = nil
+		w := d.SwappedWordsCross(unset)
+		crossChangedDef = &w
+	}
 	crossChanged := s.CrossChanged
 	if crossChanged == nil {
 		crossChanged = crossChangedDef
@@ -325,21 +333,6 @@ func (c *Controls) reference(d edit.Defaults, self *edit.Window) app.UI {
 			c.window("norm", "Source's GroupNorm means until", s.Norm, normHint(s.Norm, normDef), defaultLabel(normDefaultText(normDef)),
 				func(s edit.Spec, w *edit.Window) edit.Spec { s.Norm = w; return s }),
 		)
-}
-
-// crossChangedDefault is the window an empty "Swapped words until" field
-// runs with, as edit.Spec.Resolve fills it in: the model's default, and
-// for a model without one, cross, the cross window that applies (the
-// field's, else the model's). Nil until the server says (d nil): the model
-// may have a default the spec's cross does not show.
-func crossChangedDefault(d *edit.Defaults, cross *edit.Window) *edit.Window {
-	switch {
-	case d == nil:
-		return nil
-	case d.CrossChanged != nil:
-		return d.CrossChanged
-	}
-	return cross
 }
 
 // normDefault is the model's norm window, nil until the server says.

@@ -312,17 +312,21 @@ func (e *Editor) photoOf(image string) string {
 // else cross; nil while the model's defaults are not known.
 func (e *Editor) crossWindowOf(key string) *edit.Window {
 	d := e.defaults()
-	cross := e.spec.Cross
-	if cross == nil && d != nil {
-		cross = &d.Cross
-	}
-	if !e.swapsWord(key) {
-		return cross
-	}
-	if e.spec.CrossChanged != nil {
+	swapped := e.swapsWord(key)
+	switch {
+	case swapped && e.spec.CrossChanged != nil:
 		return e.spec.CrossChanged
+	case d != nil && swapped:
+		w := d.SwappedWordsCross(e.spec)
+		return &w
+	case swapped:
+		return nil // the model may have a default of its own
+	case e.spec.Cross != nil:
+		return e.spec.Cross
+	case d != nil:
+		return &d.Cross
 	}
-	return crossChangedDefault(d, cross)
+	return nil
 }
 
 // swapsWord says whether a word swap of the edit swaps in the word key

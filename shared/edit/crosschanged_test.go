@@ -83,3 +83,35 @@ func TestCrossChangedInLinks(t *testing.T) {
 
 func withCross(s Spec, w Window) Spec   { s = s.Clone(); s.Cross = &w; return s }
 func withChanged(s Spec, w Window) Spec { s = s.Clone(); s.CrossChanged = &w; return s }
+
+// TestSwappedWordsCross: the window shown for the swapped words is the
+// one Resolve runs them with, in each case of TestCrossChangedResolves'
+// order: the spec's, the model's, the spec's cross, the model's cross.
+func TestSwappedWordsCross(t *testing.T) {
+	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1))}
+	plain := tinyDefaults("tiny")
+	withDefault := tinyDefaults("tiny")
+	withDefault.Cross, withDefault.CrossChanged = Fraction(1), ptr(Fraction(0.4))
+	for _, c := range []struct {
+		spec Spec
+		d    Defaults
+		want Window
+	}{
+		{s, plain, plain.Cross},
+		{withCross(s, Fraction(0.6)), plain, Fraction(0.6)},
+		{withCross(s, Fraction(0.6)), withDefault, Fraction(0.4)},
+		{withChanged(withCross(s, Fraction(0.6)), Window{0.1, 0.3}), withDefault, Window{0.1, 0.3}},
+	} {
+		r, err := c.spec.Resolve(c.d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ran := r.Cross
+		if r.CrossChanged != nil {
+			ran = *r.CrossChanged
+		}
+		if got := c.d.SwappedWordsCross(c.spec); got != c.want || got != ran {
+			t.Errorf("%+v: shown %v, resolved %v; want %v", c.spec, got, ran, c.want)
+		}
+	}
+}

@@ -55,6 +55,23 @@ type SelfLayerGroup struct {
 // Tokens is the query positions of the group's layers.
 func (g SelfLayerGroup) Tokens() int { return g.Grid.Width * g.Grid.Height }
 
+// SwappedWordsCross is the cross window the words a word swap of s
+// changes run with: the spec's cross_changed, else the model's default
+// for it, else the cross window every token takes (the spec's, else the
+// model's). The one statement of that order, for those that show it
+// (Resolve keeps an unset one unset, which means the same).
+func (d Defaults) SwappedWordsCross(s Spec) Window {
+	switch {
+	case s.CrossChanged != nil:
+		return *s.CrossChanged
+	case d.CrossChanged != nil:
+		return *d.CrossChanged
+	case s.Cross != nil:
+		return *s.Cross
+	}
+	return d.Cross
+}
+
 // DefaultSelfMaxTokens is the self-replace limit a spec without
 // self_max_tokens runs with: PhotoSelfMaxTokens for a photo edit,
 // SelfMaxTokens otherwise (0 when the server did not say).

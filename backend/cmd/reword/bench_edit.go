@@ -228,14 +228,11 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *f.cross >= 0 {
 		run.cross = *f.cross
 	}
-	// As a spec resolves: the flag, else the model's, else cross.
-	run.crossChanged = run.cross
-	if d.CrossChanged != nil {
-		run.crossChanged = d.CrossChanged.End
-	}
+	flags := edit.Spec{Cross: &edit.Window{End: run.cross}}
 	if *f.crossChanged >= 0 {
-		run.crossChanged = *f.crossChanged
+		flags.CrossChanged = &edit.Window{End: *f.crossChanged}
 	}
+	run.crossChanged = d.SwappedWordsCross(flags).End
 	if *f.self >= 0 {
 		run.self = *f.self
 	}
