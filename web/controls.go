@@ -41,6 +41,9 @@ type Controls struct {
 	// TailShifts holds each target's Comparison.TailShift: whether the
 	// replace tail changes anything in this edit.
 	TailShifts []int
+	// NoWordSwap is true when no edit swaps a word, so that the swapped
+	// words' window applies to none.
+	NoWordSwap bool
 
 	// Models are the models to choose from (Editor.modelChoices); the
 	// field shows only when there are some.
@@ -144,7 +147,7 @@ func (c *Controls) Render() app.UI {
 		),
 		c.window("cross", "Cross-replace until", s.Cross, windowHint("cross", cross), defaultLabel(defaultWindow(d.Cross, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Cross = w; return s }),
-		c.window("cross_changed", "Swapped words until", s.CrossChanged, windowHint("cross_changed", crossChanged), defaultLabel(windowText(crossChangedDef)),
+		c.window("cross_changed", "Swapped words until", s.CrossChanged, c.crossChangedHint(crossChanged), defaultLabel(windowText(crossChangedDef)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.CrossChanged = w; return s }),
 		c.window("self", "Self-replace until", s.Self, windowHint("self", self), defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Self = w; return s }),
@@ -552,4 +555,13 @@ func tailHint(shifts []int) string {
 		return edits[0] + " swaps words of different token counts: reference shifts the words after them by the difference, as the published code does."
 	}
 	return strings.Join(edits, ", ") + " swap words of different token counts: reference shifts the words after them by the difference, as the published code does."
+}
+
+// crossChangedHint explains the swapped words' window w, or says that it
+// applies to no word where no edit swaps one.
+func (c *Controls) crossChangedHint(w *edit.Window) string {
+	if c.NoWordSwap {
+		return "No edit swaps a word for another, so this window applies to no word (every word keeps the cross-replace window)."
+	}
+	return windowHint("cross_changed", w)
 }

@@ -163,6 +163,11 @@ func TestCrossChangedField(t *testing.T) {
 		if !(cross < changed && changed < self) {
 			t.Errorf("%s: the field is not between cross and self (%d, %d, %d)", c.name, cross, changed, self)
 		}
+	} // Where no edit swaps a word, the hint says the window applies to none.
+	page := app.HTMLString(&Controls{Spec: edit.Spec{Source: "a red circle", Targets: []string{"a red circle on grass"}, CrossChanged: ptr(edit.Fraction(0.4))},
+		Defaults: &withDefault, NoWordSwap: true})
+	if _, hint := renderedElement(t, page, "cross_changed-hint"); !strings.HasPrefix(hint, "No edit swaps a word") {
+		t.Errorf("no word swapped: hint %q; want it to say the window applies to no word", hint)
 	}
 }
 

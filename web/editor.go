@@ -333,12 +333,18 @@ func (e *Editor) crossWindowOf(key string) *edit.Window {
 // (the panel shows one window per word: a word swapped in one target and
 // kept in another shows the swapped words').
 func (e *Editor) swapsWord(key string) bool {
+	return e.swaps(func(w PromptWord) bool { return w.Key == key })
+}
+
+// swaps says whether a word swap of the edit swaps in a word that match
+// accepts.
+func (e *Editor) swaps(match func(PromptWord) bool) bool {
 	for _, c := range e.comparisons {
 		if c.Empty || c.Kind != align.Replace {
 			continue
 		}
 		for _, w := range c.Target {
-			if w.Key == key && w.Status == WordSwapped {
+			if w.Status == WordSwapped && match(w) {
 				return true
 			}
 		}
@@ -489,6 +495,7 @@ func (e *Editor) Render() app.UI {
 						OnText:     func(ctx app.Context, field, problem string) { e.setTextProblem(field, problem) },
 						Photo:      e.spec.Image != "",
 						TailShifts: e.tailShifts(),
+						NoWordSwap: !e.swaps(func(PromptWord) bool { return true }),
 						Models:     e.modelChoices(),
 					},
 					e.renderUpload(errs),

@@ -237,6 +237,8 @@ func windowPart(w *edit.Window) string {
 	switch {
 	case w == nil:
 		return "the first part"
+	case w.Start == 0 && w.End >= 1:
+		return "all"
 	case w.Start == 0:
 		return fmt.Sprintf("the first %d\u00a0%%", int(math.Round(w.End*100)))
 	}

@@ -103,6 +103,9 @@ func TestWindowHint(t *testing.T) {
 	if got := windowHint("cross", ptr(edit.Fraction(0.8))); got != "Keeps the source's layout for the first 80\u00a0% of the steps." {
 		t.Errorf("cross: %q", got)
 	}
+	if got := windowHint("cross", ptr(edit.Fraction(1))); got != "Keeps the source's layout for all of the steps." {
+		t.Errorf("cross 1: %q", got)
+	}
 	if got := windowHint("self", &edit.Window{Start: 0.2, End: 0.5}); !strings.Contains(got, "20–50\u00a0%") {
 		t.Errorf("self: %q", got)
 	}

@@ -94,7 +94,46 @@ func TestV2HistoryRestoresAsItRan(t *testing.T) {
 	if v2[0].Spec.Norm != nil {
 		t.Error("reading a v2 history changed the stored entries")
 	}
-	if historyKey == historyKeyV2 {
-		t.Error("the history's key did not change with its stored form")
+	for _, h := range earlierHistories {
+		if h.key == historyKey {
+			t.Errorf("the history's key %q is an earlier build's", h.key)
+		}
+	}
+}
+
+// TestV3HistoryRestoresAsItRan: a v3 history (before the tiny model's
+// cross_changed default) reads with each entry's swapped words at its
+// cross, so that opening it runs as it ran; one that states its own
+// cross_changed keeps it, and the stored entries are not changed. A v2
+// history goes through both steps.
+func TestV3HistoryRestoresAsItRan(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	plain := entry("a red circle", "a blue circle", 1, hash)
+	set := entry("a red circle", "a green circle", 2, hash)
+	set.Spec.CrossChanged = ptr(edit.Fraction(0.3))
+	v3 := []historyEntry{plain, set}
+	got := fromV3(v3)
+	if c := got[0].restoreSpec().CrossChanged; c == nil || *c != *plain.Spec.Cross {
+		t.Errorf("a v3 entry without cross_changed restores %v; want its cross %v", c, *plain.Spec.Cross)
+	}
+	if c := got[1].restoreSpec().CrossChanged; c == nil || *c != edit.Fraction(0.3) {
+		t.Errorf("a v3 entry with cross_changed 0.3 restores %v", c)
+	}
+	if v3[0].Spec.CrossChanged != nil {
+		t.Error("reading a v3 history changed the stored entries")
+	}
+	plain.Spec.Norm = nil
+	var v2 func([]historyEntry) []historyEntry
+	for _, h := range earlierHistories {
+		if h.key == "reword.history.v2" {
+			v2 = h.convert
+		}
+	}
+	if v2 == nil {
+		t.Fatal("a v2 history is no longer read")
+	}
+	s := v2([]historyEntry{plain})[0].restoreSpec()
+	if s.Norm == nil || *s.Norm != (edit.Window{}) || s.CrossChanged == nil || *s.CrossChanged != *plain.Spec.Cross {
+		t.Errorf("a v2 entry restores norm %v and cross_changed %v; want 0 and its cross", s.Norm, s.CrossChanged)
 	}
 }

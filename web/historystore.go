@@ -9,14 +9,27 @@ import (
 )
 
 // historyKey is where the browser keeps the history (local storage of the
-// page's origin). The version changes when the stored form does; an
-// unreadable history is dropped, never an error. v3 entries state their
-// norm window; v2's, echoed before the norm default, left an unused one
-// out, and are read as v3 (fromV2) once.
-const (
-	historyKey   = "reword.history.v3"
-	historyKeyV2 = "reword.history.v2"
-)
+// page's origin). The version changes when the stored form or the meaning
+// of its specs does; an unreadable history is dropped, never an error. An
+// earlier history is read once, through earlierHistories, and moved.
+const historyKey = "reword.history.v4"
+
+// earlierHistories are the keys of the histories earlier builds kept,
+// newest first, each with what turns its entries into current ones.
+var earlierHistories = []struct {
+	key     string
+	convert func([]historyEntry) []historyEntry
+}{
+	{"reword.history.v3", fromV3},
+	{"reword.history.v2", func(e []historyEntry) []historyEntry { return fromV3(fromV2(e)) }},
+}
+
+// fromV3 turns a v3 history into v4: every v3 entry ran with its swapped
+// words at its cross window (before the tiny model's cross_changed
+// default), so each states that window and restores as it ran.
+func fromV3(entries []historyEntry) []historyEntry {
+	return withSpecs(entries, edit.BeforeCrossChanged)
+}
 
 // fromV2 turns a v2 history into v3: every v2 entry ran without a norm
 // window unless it states one (a server before the norm default echoed
@@ -25,9 +38,15 @@ const (
 // variance (link version 2); it is kept as stored, its images being what
 // ran, and a run from it takes the mean alone.
 func fromV2(entries []historyEntry) []historyEntry {
+	return withSpecs(entries, edit.BeforeNormDefault)
+}
+
+// withSpecs is entries with each spec passed through f; entries is not
+// changed.
+func withSpecs(entries []historyEntry, f func(edit.Spec) edit.Spec) []historyEntry {
 	out := make([]historyEntry, len(entries))
 	for i, e := range entries {
-		e.Spec = edit.BeforeNormDefault(e.Spec)
+		e.Spec = f(e.Spec)
 		out[i] = e
 	}
 	return out
@@ -68,21 +87,24 @@ func fromStorage(entries []historyEntry) []historyEntry {
 	return out
 }
 
-// loadHistory reads the history the browser kept, moving a v2 history to
-// v3 the first time.
+// loadHistory reads the history the browser kept, moving an earlier
+// build's the first time.
 func loadHistory(ctx app.Context) []historyEntry {
 	var stored []historyEntry
 	if err := ctx.LocalStorage().Get(historyKey, &stored); err == nil && len(stored) > 0 {
 		return fromStorage(stored)
 	}
-	var v2 []historyEntry
-	if err := ctx.LocalStorage().Get(historyKeyV2, &v2); err != nil || len(v2) == 0 {
-		return nil
+	for _, h := range earlierHistories {
+		var earlier []historyEntry
+		if err := ctx.LocalStorage().Get(h.key, &earlier); err != nil || len(earlier) == 0 {
+			continue
+		}
+		entries := fromStorage(h.convert(earlier))
+		saveHistory(ctx, entries)
+		ctx.LocalStorage().Del(h.key)
+		return entries
 	}
-	entries := fromStorage(fromV2(v2))
-	saveHistory(ctx, entries)
-	ctx.LocalStorage().Del(historyKeyV2)
-	return entries
+	return nil
 }
 
 // saveHistory keeps the history in the browser. When storage is full it

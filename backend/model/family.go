@@ -36,10 +36,11 @@ type Defaults struct {
 	// changes, when the model's differs from CrossReplace (the published
 	// examples' {"default_": 1.0, "lion": 0.4}); nil: CrossReplace. No
 	// family sets it: a manifest states it for the model it was measured
-	// on. Links and stored specs that leave cross_changed out take it, so
-	// giving a model one it had not (as Reword's own model would be) runs
-	// their edits differently: that needs edit.MeaningVersion raised,
-	// with earlier specs read as they ran, as the norm default did.
+	// on (Reword's tiny model since meaning version 4). Links and stored
+	// specs that leave cross_changed out take it, so giving a model one it
+	// had not runs their edits differently: that needs edit.MeaningVersion
+	// raised, with earlier specs read as they ran (edit.BeforeCrossChanged
+	// for the tiny model's).
 	CrossReplaceChanged *float64
 	// SelfReplaceMaxTokens: by default a run self-replaces in the
 	// self-attention layers with at most this many query positions (a

@@ -72,8 +72,8 @@ func TestBlendValidatesPerTarget(t *testing.T) {
 
 // TestV1LinksOpen: a link an older build wrote (one blend list for every
 // prompt) opens with each target blending the words that occur in the
-// source or in it, with the norm window off as it ran, and re-encodes as
-// a current link.
+// source or in it, with the norm window off and every token at cross 0.8
+// as it ran, and re-encodes as a current link.
 func TestV1LinksOpen(t *testing.T) {
 	// Written by `reword link encode` of the build before per-target blends.
 	const v1 = "v1.QgnFotQUheTMouScVPRATMopTUVIQVQWF5YmFiG4EFmQ0elFicXFSrGwsDWGB64hsmcgqnSUoKbG1gICAAD__xcJR4M"
@@ -82,7 +82,8 @@ func TestV1LinksOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Spec{Source: "a red circle", Targets: []string{"a blue circle", "a red square", "a red circle on grass"}, Seed: ptr(uint64(3)), Steps: ptr(12),
-		Blend: []Blend{{Words: []string{"circle"}}, {Words: []string{"circle"}}, {Words: []string{"grass", "circle"}}}, Norm: &Window{}}
+		Blend: []Blend{{Words: []string{"circle"}}, {Words: []string{"circle"}}, {Words: []string{"grass", "circle"}}}, Norm: &Window{},
+		Cross: ptr(Fraction(0.8)), CrossChanged: ptr(Fraction(0.8))}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("v1 link decoded to %+v\nwant %+v", s, want)
 	}

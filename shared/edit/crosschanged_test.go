@@ -2,9 +2,11 @@ package edit
 
 import (
 	"reflect"
-	"reword/shared/align"
 	"strings"
 	"testing"
+
+	"reword/shared/align"
+	"reword/shared/clip"
 )
 
 // TestCrossChangedResolves: an omitted cross_changed takes the model's
@@ -112,6 +114,89 @@ func TestSwappedWordsCross(t *testing.T) {
 		}
 		if got := c.d.SwappedWordsCross(c.spec); got != c.want || got != ran {
 			t.Errorf("%+v: shown %v, resolved %v; want %v", c.spec, got, ran, c.want)
+		}
+	}
+}
+
+// TestCrossChangedInOlderLinks: a link from before meaning version 4
+// opens as it ran, every token at its cross, where the tiny model now
+// gives the swapped words a window of their own: the cross it states, or
+// 0.8 (the tiny model's default then) where it states none and names the
+// tiny model or no model. A spec for another model keeps that model's
+// defaults, which did not change, and a cross_changed a v3 link states
+// stays as it is.
+func TestCrossChangedInOlderLinks(t *testing.T) {
+	tiny := tinyDefaults(embeddedModelID)
+	tiny.Cross, tiny.CrossChanged = Fraction(1), ptr(Fraction(0.4))
+	other := tinyDefaults("sd15")
+	for _, c := range []struct {
+		js            string
+		d             Defaults
+		cross, change Window
+	}{
+		{`{"source":"a red circle","targets":["a blue circle"],"seed":3}`, tiny, Fraction(0.8), Fraction(0.8)},
+		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"model":"reword-tiny"}`, tiny, Fraction(0.8), Fraction(0.8)},
+		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"cross":0.6}`, tiny, Fraction(0.6), Fraction(0.6)},
+		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"cross_changed":0.3}`, tiny, Fraction(1), Fraction(0.3)},
+		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"model":"sd15"}`, other, other.Cross, other.Cross},
+	} {
+		for _, link := range []string{encodeRawV3(t, []byte(c.js)), encodeRawV2(t, []byte(c.js))} {
+			if strings.Contains(c.js, "cross_changed") && strings.HasPrefix(link, "v2.") {
+				continue // v2 had no such field
+			}
+			s, err := DecodeLink(link)
+			if err != nil {
+				t.Fatalf("%.3s link of %s: %v", link, c.js, err)
+			}
+			r, err := s.Resolve(c.d)
+			if err != nil {
+				t.Fatalf("%.3s link of %s: %v", link, c.js, err)
+			}
+			change := r.Cross
+			if r.CrossChanged != nil {
+				change = *r.CrossChanged
+			}
+			if r.Cross != c.cross || change != c.change {
+				t.Errorf("%.3s link of %s: cross %v, swapped words %v; want %v and %v", link, c.js, r.Cross, change, c.cross, c.change)
+			}
+		}
+	}
+	// The current version leaves both to the model's defaults.
+	link, err := EncodeLink(Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(3))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := DecodeLink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Resolve(tiny); err != nil || r.Cross != Fraction(1) || r.CrossChanged == nil || *r.CrossChanged != Fraction(0.4) {
+		t.Errorf("a v4 link without windows: %+v, %v; want the model's cross 1 and swapped words 0.4", r, err)
+	}
+}
+
+// TestSwapsWords: cross_changed has tokens to apply to only where a target
+// is a word swap that changes a word.
+func TestSwapsWords(t *testing.T) {
+	tok, err := clip.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		targets []string
+		kinds   []align.Choice
+		want    bool
+	}{
+		{[]string{"a blue circle"}, nil, true},
+		{[]string{"a red circle on grass"}, nil, false},
+		{[]string{"a red circle"}, nil, false}, // a reweight: the same words
+		{[]string{"a red circle on grass", "a red square"}, nil, true},
+		{[]string{"a blue circle"}, []align.Choice{align.ForceRefine}, false},
+		{[]string{""}, nil, false},
+	} {
+		s := Spec{Source: "a red circle", Targets: c.targets, Kinds: c.kinds}
+		if got := s.SwapsWords(tok); got != c.want {
+			t.Errorf("%q (kinds %v): %v, want %v", c.targets, c.kinds, got, c.want)
 		}
 	}
 }

@@ -250,7 +250,8 @@ func TestLinkRejectsTampering(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{link[:len(link)-3], "damaged"},
 		{link + "A", "damaged"},
-		{"v4.AAAA", "format version 4"},
+		{"v5.AAAA", "format version 5"},
+		{"v3.AAAA", "damaged"},
 		{"v2.AAAA", "damaged"},
 		{"v1.AAAA", "damaged"},
 		{"hello", "not an edit link"},

@@ -20,6 +20,11 @@ func encodeRawV2(t testing.TB, js []byte) string {
 	return encodeRawAs(t, linkPrefixV2, linkDictionaryV2, js)
 }
 
+// encodeRawV3 builds a version-3 link, as builds before v4 wrote them.
+func encodeRawV3(t testing.TB, js []byte) string {
+	return encodeRawAs(t, linkPrefixV3, linkDictionaryV3, js)
+}
+
 // encodeRawV1 builds a version-1 link, as builds before v2 wrote them.
 func encodeRawV1(t testing.TB, js []byte) string {
 	return encodeRawAs(t, linkPrefixV1, linkDictionaryV1, js)

@@ -121,3 +121,24 @@ func checkKinds(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 func promptAligns(prompt string) bool {
 	return strings.TrimSpace(prompt) != "" && len(prompt) <= MaxPromptBytes
 }
+
+// SwapsWords reports whether some target is a word swap that changes a
+// word: whether the spec has tokens for cross_changed to apply to. A
+// target whose prompts cannot be aligned as its kind says is left out
+// (validation reports it).
+func (s Spec) SwapsWords(tok *clip.Tokenizer) bool {
+	if !promptAligns(s.Source) {
+		return false
+	}
+	src := tok.Encode(s.Source)
+	for i, t := range s.Targets[:min(len(s.Targets), MaxTargets)] {
+		if !promptAligns(t) {
+			continue
+		}
+		d, err := align.CompareAs(src, tok.Encode(t), s.KindOf(i))
+		if err == nil && d.Kind == align.Replace && slices.Contains(d.TargetChanged, true) {
+			return true
+		}
+	}
+	return false
+}

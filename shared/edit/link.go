@@ -19,7 +19,7 @@ import (
 // An edit link carries a spec in the URL fragment (after "#", so it never
 // reaches a server log):
 //
-//	v3.<base64url, no padding>
+//	v4.<base64url, no padding>
 //
 // The payload is the spec's canonical JSON compressed with raw DEFLATE and
 // the version's preset dictionary, followed by the big-endian CRC-32
@@ -55,10 +55,17 @@ import (
 // v1 and v2 link opens as it ran, with the norm window off.
 //
 // "cross_changed" joined v3 without a new version: absent, a target's
-// swapped words take the model's default for it, and no model had one
-// before the field, so every v3 link still opens as it ran.
+// swapped words took the model's default for it, and no model had one.
+//
+// v4 gave the tiny model defaults for both cross windows (cross 1, and
+// cross_changed 0.4 for the words a swap changes), so a spec that states
+// neither runs another edit there than it did. Its dictionary is v3's.
+// Every v1, v2 and v3 link opens as it ran (BeforeCrossChanged): its
+// swapped words take its cross, and where it states none on the tiny
+// model, that is 0.8.
 const (
-	linkPrefix   = "v3."
+	linkPrefix   = "v4."
+	linkPrefixV3 = "v3."
 	linkPrefixV2 = "v2."
 	linkPrefixV1 = "v1."
 	// linkVersion is the version EncodeLink writes.
@@ -70,10 +77,11 @@ const (
 
 // MeaningVersion numbers what a spec's fields mean: it changes whenever
 // one of them comes to run another edit (3: norm takes the source's mean
-// alone, and a model may set a default for it), so that whatever is kept
-// by spec (links, stored results, a browser's history) can tell the specs
-// of an earlier meaning apart.
-const MeaningVersion = 3
+// alone, and a model may set a default for it; 4: the tiny model's cross
+// windows have defaults), so that whatever is kept by spec (links, stored
+// results, a browser's history) can tell the specs of an earlier meaning
+// apart.
+const MeaningVersion = 4
 
 // linkDictionaryV1 is the preset dictionary of v1 links: the JSON that specs
 // shared. Part of the format: never change it.
@@ -81,6 +89,10 @@ const linkDictionaryV1 = `{"source":"a photo of a ","targets":["a painting of a 
 	`,"steps":50,"guidance":7.5,"width":512,"height":512,"scheduler":"ddim","model":"tiny",` +
 	`"cross":0.8,"cross_words":{"":[0.2,0.8]},"self":0.4,"reweights":{"":2,"blend":["` +
 	`"image":"","inversion":"direct"} with a in on of the and next to sitting on a table`
+
+// linkDictionaryV4 is the preset dictionary of v4 links: v3's (v4 changed
+// defaults, not the JSON that specs share).
+const linkDictionaryV4 = linkDictionaryV3
 
 // linkDictionaryV3 is the preset dictionary of v3 links: v2's (v3 changed
 // a field's meaning, not the JSON that specs share).
@@ -103,7 +115,7 @@ func EncodeLink(s Spec) (string, error) {
 	if len(js) > MaxSpecBytes {
 		return "", fmt.Errorf("edit link: %w", &linkSizeError{jsonBytes: len(js)})
 	}
-	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV3))
+	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV4))
 	if len(link) > MaxLinkBytes {
 		return "", fmt.Errorf("edit link: %w", &linkSizeError{chars: len(link)})
 	}
@@ -141,7 +153,7 @@ func compress(js []byte, dict string) []byte {
 }
 
 // DecodeLink parses a link fragment made by EncodeLink, or by an older
-// build (v1 and v2, see above). It accepts the fragment alone, with its "#", or a
+// build (v1 to v3, see above). It accepts the fragment alone, with its "#", or a
 // whole URL. The spec is decoded strictly (see ParseSpec) but not
 // validated: call Validate with the model's defaults.
 func DecodeLink(link string) (Spec, error) {
@@ -165,6 +177,17 @@ func DecodeLink(link string) (Spec, error) {
 		}
 		return parseSpecV2(js)
 	}
+	if payload, ok := strings.CutPrefix(link, linkPrefixV3); ok {
+		js, err := decompress(payload, linkDictionaryV3)
+		if err != nil {
+			return Spec{}, err
+		}
+		s, err := ParseSpec(js)
+		if err != nil {
+			return Spec{}, fmt.Errorf("edit link (version 3): %w", err)
+		}
+		return BeforeCrossChanged(s), nil
+	}
 	payload, ok := strings.CutPrefix(link, linkPrefix)
 	if !ok {
 		v, _, dot := strings.Cut(link, ".")
@@ -173,7 +196,7 @@ func DecodeLink(link string) (Spec, error) {
 		}
 		return Spec{}, fmt.Errorf("not an edit link: it should start with %q", linkPrefix)
 	}
-	js, err := decompress(payload, linkDictionaryV3)
+	js, err := decompress(payload, linkDictionaryV4)
 	if err != nil {
 		return Spec{}, err
 	}
@@ -226,7 +249,7 @@ func parseSpecV2(js []byte) (Spec, error) {
 			"the source's GroupNorm mean and variance; this build gives them the mean alone, so the link cannot open as it ran " +
 			"(make the edit again with a current build to share it)")
 	}
-	return BeforeNormDefault(s), nil
+	return BeforeCrossChanged(BeforeNormDefault(s)), nil
 }
 
 // BeforeNormDefault is a spec kept before meaning version 3 (a v1 or v2
@@ -236,6 +259,38 @@ func BeforeNormDefault(s Spec) Spec {
 	if s.Norm == nil {
 		s = s.Clone()
 		s.Norm = &Window{}
+	}
+	return s
+}
+
+// crossBeforeV4 is the cross window of a spec that states none, before
+// meaning version 4, on every model Reword ships (both families' default;
+// the tiny model set none).
+const crossBeforeV4 = 0.8
+
+// embeddedModelID is the id of the tiny model Reword embeds, the one
+// model whose cross defaults changed in meaning version 4.
+const embeddedModelID = "reword-tiny"
+
+// BeforeCrossChanged is a spec kept before meaning version 4 (a v1, v2 or
+// v3 link, a browser's v3 history) as it ran: every token, the swapped
+// words included, at its cross window. Where it states none and is for
+// the tiny model (or for no model named: the server's, which was the
+// tiny model unless told otherwise), that window is 0.8, which the tiny
+// model's default then was; a spec for another model keeps that model's
+// default, which did not change. s is not changed.
+func BeforeCrossChanged(s Spec) Spec {
+	if s.CrossChanged != nil {
+		return s // set in v3 by hand: it ran as it says
+	}
+	s = s.Clone()
+	if s.Cross == nil && (s.Model == "" || s.Model == embeddedModelID) {
+		w := Fraction(crossBeforeV4)
+		s.Cross = &w
+	}
+	if s.Cross != nil {
+		w := *s.Cross
+		s.CrossChanged = &w
 	}
 	return s
 }
@@ -258,7 +313,7 @@ func parseSpecV1(js []byte) (Spec, error) {
 	}
 	s := Spec(v.plainSpec)
 	s.Blend = nil
-	s = BeforeNormDefault(s)
+	s = BeforeCrossChanged(BeforeNormDefault(s))
 	if len(v.Blend) > 0 {
 		tok, err := clip.Default()
 		if err != nil {

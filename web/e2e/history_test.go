@@ -59,7 +59,7 @@ func TestHistoryRestoresWholeRuns(t *testing.T) {
 	// model's guidance is 4), not as the previous entry's text left in the
 	// fields.
 	clickWhenThere(t, ctx, "#history-1")
-	poll(t, ctx, fields+` === '["a blue square","5","4","0.8","0.4","","12"]'`, 5*time.Second)
+	poll(t, ctx, fields+` === '["a blue square","5","4","1","0.4","","12"]'`, 5*time.Second)
 	if s := mustEval[string](t, ctx, `document.querySelector('#row-1 .seed').textContent`); s != "seed 12" {
 		t.Errorf("the restored run's card says %q", s)
 	}
@@ -71,18 +71,20 @@ func TestHistoryRestoresWholeRuns(t *testing.T) {
 	}
 
 	// A reload keeps the history, and reads one that an earlier build kept
-	// (v2, whose echoes left an unused norm window out) as it ran: moved
-	// to v3 with the window off. Twelve entries (copies of these with other
+	// (v2, whose echoes left an unused norm window out, and ran the
+	// swapped words at cross) as it ran: moved to v4 with the window off
+	// and cross_changed at each entry's cross. Twelve entries (copies of these with other
 	// seeds, stored as v2) do not fit one row: every one must still be on
 	// the page, none clipped or hidden in a scroller.
-	mustEval[bool](t, ctx, `(() => { const h = JSON.parse(localStorage.getItem('reword.history.v3'));
-		const more = []; for (let i = 0; i < 12; i++) { const e = JSON.parse(JSON.stringify(h[i % h.length])); e.spec.seed = 1000 + i; delete e.spec.norm; more.push(e) }
-		localStorage.removeItem('reword.history.v3'); localStorage.setItem('reword.history.v2', JSON.stringify(more)); return true })()`)
+	mustEval[bool](t, ctx, `(() => { const h = JSON.parse(localStorage.getItem('reword.history.v4'));
+		const more = []; for (let i = 0; i < 12; i++) { const e = JSON.parse(JSON.stringify(h[i % h.length])); e.spec.seed = 1000 + i;
+			delete e.spec.norm; delete e.spec.cross_changed; more.push(e) }
+		localStorage.removeItem('reword.history.v4'); localStorage.setItem('reword.history.v2', JSON.stringify(more)); return true })()`)
 	openEditor(t, ctx, srv.URL+"/")
 	poll(t, ctx, `document.querySelectorAll('#history .history-item').length === 12`, 10*time.Second)
 	if !mustEval[bool](t, ctx, `localStorage.getItem('reword.history.v2') === null &&
-		JSON.parse(localStorage.getItem('reword.history.v3')).every(e => e.spec.norm === 0)`) {
-		t.Error("the v2 history was not moved to v3 with the norm window off")
+		JSON.parse(localStorage.getItem('reword.history.v4')).every(e => e.spec.norm === 0 && JSON.stringify(e.spec.cross_changed) === JSON.stringify(e.spec.cross))`) {
+		t.Error("the v2 history was not moved to v4 with the norm window off and the swapped words at cross")
 	}
 	clipped := mustEval[[]string](t, ctx, `(() => { const g = document.querySelector('#history .history-grid').getBoundingClientRect();
 		return Array.from(document.querySelectorAll('#history .history-item')).filter(b => { const r = b.getBoundingClientRect();

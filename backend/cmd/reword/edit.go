@@ -12,6 +12,7 @@ import (
 
 	"reword/backend/diffusion"
 	"reword/shared/align"
+	"reword/shared/clip"
 	"reword/shared/edit"
 )
 
@@ -106,7 +107,7 @@ func (o optionalFloat) Set(v string) error {
 func addEditFlags(fs *flag.FlagSet) *editFlags {
 	f := &editFlags{fs: fs}
 	fs.Var(&f.targets, "to", "a target prompt (repeat for up to 4 targets; required)")
-	f.cross = fs.Float64("cross", -1, "fraction of the steps whose cross-attention is replaced (default: the model's, 0.8)")
+	f.cross = fs.Float64("cross", -1, "fraction of the steps whose cross-attention is replaced (default: the model's; 1 on the embedded model, 0.8 for SD families)")
 	f.crossChanged = fs.Float64("cross-changed", -1, "cross window of the words a word swap changes, the other tokens keeping --cross (the spec's cross_changed, e.g. --cross 1 --cross-changed 0.4 as the published examples' {\"default_\": 1.0, \"lion\": 0.4}; default: the model's, and for a model without one, --cross)")
 	fs.Var(&f.crossWords, "cross-word", "per-word cross window, word=fraction (repeatable)")
 	f.self = fs.Float64("self", -1, "fraction of the steps whose self-attention is replaced (default: the model's, 0.4)")
@@ -175,6 +176,23 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	}
 	spec.SelfMaxTokens = f.selfMax
 	spec.KeepSourceText = *f.keepText
+	return f.checkCrossChanged(*spec)
+}
+
+// checkCrossChanged refuses --cross-changed where no target swaps a word:
+// it would run as if left out. A spec with problems of its own is left to
+// checkSpec, which names them.
+func (f *editFlags) checkCrossChanged(spec edit.Spec) error {
+	if *f.crossChanged < 0 || len(spec.CheckFields()) > 0 {
+		return nil
+	}
+	tok, err := clip.Default()
+	if err != nil {
+		return err
+	}
+	if !spec.SwapsWords(tok) {
+		return usageError("--cross-changed %g: no --to target swaps a word for another (a word swap: as many words as --prompt, one or more of them changed), so no token would take it; leave it out, or use --cross or --cross-word", *f.crossChanged)
+	}
 	return nil
 }
 

@@ -278,3 +278,37 @@ func randomWords(seed uint64, n int) string {
 	}
 	return strings.TrimSpace(b.String())
 }
+
+// TestCrossChangedNeedsAWordSwap: --cross-changed applies to the words a
+// word swap changes, so given where no target swaps one it is a usage
+// error saying so, not a setting that silently does nothing.
+func TestCrossChangedNeedsAWordSwap(t *testing.T) {
+	parse := func(args ...string) error {
+		fs := newFlagSet("edit", "", io.Discard)
+		f := addEditFlags(fs)
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		seed := uint64(1)
+		s := edit.Spec{Source: "a red circle", Seed: &seed}
+		return f.apply(&s)
+	}
+	for _, args := range [][]string{
+		{"--to", "a red circle on grass", "--cross-changed", "0.4"},
+		{"--to", "a blue circle", "--kind", "refine", "--cross-changed", "0.4"},
+		{"--to", "a red circle", "--reweight", "red=2", "--cross-changed", "0.4"},
+	} {
+		if err := parse(args...); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no --to target swaps a word") {
+			t.Errorf("%q: %v; want a usage error saying no target swaps a word", args, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"--to", "a blue circle", "--cross-changed", "0.4"},
+		{"--to", "a red circle on grass", "--to", "a red square", "--cross-changed", "0.4"},
+		{"--to", "a red circle on grass"},
+	} {
+		if err := parse(args...); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
