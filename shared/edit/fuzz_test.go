@@ -12,7 +12,7 @@ import (
 
 // encodeRaw builds a current link around arbitrary JSON bytes.
 func encodeRaw(t testing.TB, js []byte) string {
-	return encodeRawAs(t, linkPrefix, linkDictionaryV3, js)
+	return encodeRawAs(t, linkPrefix, linkDictionaryV4, js)
 }
 
 // encodeRawV2 builds a version-2 link, as builds before v3 wrote them.
@@ -53,7 +53,10 @@ func FuzzDecodeLink(f *testing.F) {
 	f.Add(encodeRawV2(f, []byte(`{"source":"a cat","targets":["a dog"],"keep_source_text":true}`)))
 	f.Add("v1.AAAA")
 	f.Add("#v2.x")
+	f.Add(encodeRawV3(f, []byte(`{"source":"a cat","targets":["a dog"],"cross":0.6,"model":"reword-tiny"}`)))
+	f.Add(encodeRawV3(f, []byte(`{"source":"a cat","targets":["a dog"],"cross_changed":0.3}`)))
 	f.Add("#v3.x")
+	f.Add("#v4.x")
 	f.Fuzz(func(t *testing.T, in string) {
 		s, err := DecodeLink(in)
 		if err != nil {
