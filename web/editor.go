@@ -307,18 +307,22 @@ func (e *Editor) photoOf(image string) string {
 	return e.serverPhotoURL(image)
 }
 
-// crossWindowOf is the cross window the word key follows without one of
-// its own: the swapped words' (cross_changed) when a word swap swaps it,
-// else cross; nil while the model's defaults are not known.
-func (e *Editor) crossWindowOf(key string) *edit.Window {
+// crossWindowOf is the cross window the word w follows without one of
+// its own: the swapped words' (cross_changed) where its edit swaps it in,
+// else cross; nil while the model's defaults are not known. A word of the
+// source, or of no edit, follows the swapped words' window when some edit
+// swaps that word in.
+func (e *Editor) crossWindowOf(w wordRef) *edit.Window {
 	d := e.defaults()
-	swapped := e.swapsWord(key)
+	swapped := e.swaps(func(target int, pw PromptWord) bool {
+		return pw.Key == w.Key && (w.Prompt == sourcePrompt || w.Prompt == target)
+	})
 	switch {
 	case swapped && e.spec.CrossChanged != nil:
 		return e.spec.CrossChanged
 	case d != nil && swapped:
-		w := d.SwappedWordsCross(e.spec)
-		return &w
+		sw := d.SwappedWordsCross(e.spec)
+		return &sw
 	case swapped:
 		return nil // the model may have a default of its own
 	case e.spec.Cross != nil:
@@ -329,22 +333,15 @@ func (e *Editor) crossWindowOf(key string) *edit.Window {
 	return nil
 }
 
-// swapsWord says whether a word swap of the edit swaps in the word key
-// (the panel shows one window per word: a word swapped in one target and
-// kept in another shows the swapped words').
-func (e *Editor) swapsWord(key string) bool {
-	return e.swaps(func(w PromptWord) bool { return w.Key == key })
-}
-
 // swaps says whether a word swap of the edit swaps in a word that match
-// accepts.
-func (e *Editor) swaps(match func(PromptWord) bool) bool {
-	for _, c := range e.comparisons {
+// accepts (given the target's index and the word).
+func (e *Editor) swaps(match func(target int, w PromptWord) bool) bool {
+	for i, c := range e.comparisons {
 		if c.Empty || c.Kind != align.Replace {
 			continue
 		}
 		for _, w := range c.Target {
-			if w.Status == WordSwapped && match(w) {
+			if w.Status == WordSwapped && match(i, w) {
 				return true
 			}
 		}
@@ -495,7 +492,7 @@ func (e *Editor) Render() app.UI {
 						OnText:     func(ctx app.Context, field, problem string) { e.setTextProblem(field, problem) },
 						Photo:      e.spec.Image != "",
 						TailShifts: e.tailShifts(),
-						NoWordSwap: !e.swaps(func(PromptWord) bool { return true }),
+						NoWordSwap: !e.swaps(func(int, PromptWord) bool { return true }),
 						Models:     e.modelChoices(),
 					},
 					e.renderUpload(errs),
@@ -538,7 +535,7 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 		InTargets:    wordApplies(e.tok, e.spec, w.Key),
 		BlendTargets: blendTargets(e.tok, e.spec, w.Key),
 		NeedsWords:   needsWords,
-		GlobalCross:  e.crossWindowOf(w.Key),
+		GlobalCross:  e.crossWindowOf(w),
 		Errors:       errs,
 		OnChange: func(ctx app.Context, update func(WordSettings) WordSettings) {
 			s := cloneSpec(e.spec)

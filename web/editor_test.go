@@ -362,9 +362,10 @@ func TestChoosingAModel(t *testing.T) {
 }
 
 // The word panel starts a word's cross slider where the word's window
-// ends without one of its own: a word a swap swaps in follows the
+// ends without one of its own: a word its edit swaps in follows the
 // swapped words' window (the model's cross_changed, or the spec's), every
-// other word cross.
+// other word cross — per edit, so a word swapped in one edit and kept in
+// another follows each edit's window there.
 func TestWordPanelFollowsTheSwappedWordsWindow(t *testing.T) {
 	e := testEditor(t)
 	m := readyModel("tiny", 50)
@@ -373,7 +374,7 @@ func TestWordPanelFollowsTheSwappedWordsWindow(t *testing.T) {
 	e.hello = &protocol.Hello{Protocol: protocol.Version, Model: m}
 	e.setSpec(edit.Spec{Source: "a red circle", Targets: []string{"a blue circle"}})
 	for key, want := range map[string]float64{"blue": 0.4, "circle": 1} {
-		if w := e.crossWindowOf(key); w == nil || w.End != want {
+		if w := e.crossWindowOf(wordRef{Prompt: 0, Key: key}); w == nil || w.End != want {
 			t.Errorf("%s follows %v; want the first %v", key, w, want)
 		}
 	}
@@ -381,12 +382,28 @@ func TestWordPanelFollowsTheSwappedWordsWindow(t *testing.T) {
 	s := e.spec.Clone()
 	s.CrossChanged = &stated
 	e.setSpec(s)
-	if w := e.crossWindowOf("blue"); w == nil || w.End != 0.6 {
+	if w := e.crossWindowOf(wordRef{Prompt: 0, Key: "blue"}); w == nil || w.End != 0.6 {
 		t.Errorf("blue with the spec's cross_changed 0.6 follows %v", w)
 	}
 	// A refinement swaps no word: its words follow cross.
 	e.setSpec(edit.Spec{Source: "a red circle", Targets: []string{"a red circle on grass"}})
-	if w := e.crossWindowOf("grass"); w == nil || w.End != 1 {
+	if w := e.crossWindowOf(wordRef{Prompt: 0, Key: "grass"}); w == nil || w.End != 1 {
 		t.Errorf("an added word follows %v; want cross, the first 1", w)
+	}
+	// "blue" swapped in by edit 1 and added by edit 2 (a refinement):
+	// each edit's window; in the source's words, the swapped words'.
+	e.setSpec(edit.Spec{Source: "a red circle", Targets: []string{"a blue circle", "a blue circle on grass"}})
+	for _, c := range []struct {
+		w    wordRef
+		want float64
+	}{
+		{wordRef{Prompt: 0, Key: "blue"}, 0.4},
+		{wordRef{Prompt: 1, Key: "blue"}, 1},
+		{wordRef{Prompt: 1, Key: "grass"}, 1},
+		{wordRef{Prompt: sourcePrompt, Key: "blue"}, 0.4},
+	} {
+		if w := e.crossWindowOf(c.w); w == nil || w.End != c.want {
+			t.Errorf("%q of edit %d follows %v; want the first %v", c.w.Key, c.w.Prompt+1, w, c.want)
+		}
 	}
 }
