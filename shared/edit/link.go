@@ -163,48 +163,45 @@ func DecodeLink(link string) (Spec, error) {
 	if len(link) > MaxLinkBytes {
 		return Spec{}, fmt.Errorf("edit link is %d characters; the limit is %d", len(link), MaxLinkBytes)
 	}
-	if payload, ok := strings.CutPrefix(link, linkPrefixV1); ok {
-		js, err := decompress(payload, linkDictionaryV1)
-		if err != nil {
-			return Spec{}, err
+	for _, f := range linkFormats {
+		if payload, ok := strings.CutPrefix(link, f.prefix); ok {
+			js, err := decompress(payload, f.dictionary)
+			if err != nil {
+				return Spec{}, err
+			}
+			return f.parse(js)
 		}
-		return parseSpecV1(js)
 	}
-	if payload, ok := strings.CutPrefix(link, linkPrefixV2); ok {
-		js, err := decompress(payload, linkDictionaryV2)
-		if err != nil {
-			return Spec{}, err
-		}
-		return parseSpecV2(js)
+	v, _, dot := strings.Cut(link, ".")
+	if n, err := strconv.Atoi(strings.TrimPrefix(v, "v")); dot && strings.HasPrefix(v, "v") && err == nil && n > linkVersion {
+		return Spec{}, fmt.Errorf("edit link has format version %d; this build reads versions 1 to %d (update Reword)", n, linkVersion)
 	}
-	if payload, ok := strings.CutPrefix(link, linkPrefixV3); ok {
-		js, err := decompress(payload, linkDictionaryV3)
+	return Spec{}, fmt.Errorf("not an edit link: it should start with %q", linkPrefix)
+}
+
+// linkFormats are the link versions this build reads, the current first:
+// each one's prefix, preset dictionary and how its JSON becomes a current
+// spec that runs as the link ran.
+var linkFormats = []struct {
+	prefix, dictionary string
+	parse              func(js []byte) (Spec, error)
+}{
+	{linkPrefix, linkDictionaryV4, func(js []byte) (Spec, error) {
+		s, err := ParseSpec(js)
 		if err != nil {
-			return Spec{}, err
+			return Spec{}, fmt.Errorf("edit link: %w", err)
 		}
+		return s, nil
+	}},
+	{linkPrefixV3, linkDictionaryV3, func(js []byte) (Spec, error) {
 		s, err := ParseSpec(js)
 		if err != nil {
 			return Spec{}, fmt.Errorf("edit link (version 3): %w", err)
 		}
 		return BeforeCrossChanged(s), nil
-	}
-	payload, ok := strings.CutPrefix(link, linkPrefix)
-	if !ok {
-		v, _, dot := strings.Cut(link, ".")
-		if n, err := strconv.Atoi(strings.TrimPrefix(v, "v")); dot && strings.HasPrefix(v, "v") && err == nil && n > linkVersion {
-			return Spec{}, fmt.Errorf("edit link has format version %d; this build reads versions 1 to %d (update Reword)", n, linkVersion)
-		}
-		return Spec{}, fmt.Errorf("not an edit link: it should start with %q", linkPrefix)
-	}
-	js, err := decompress(payload, linkDictionaryV4)
-	if err != nil {
-		return Spec{}, err
-	}
-	s, err := ParseSpec(js)
-	if err != nil {
-		return Spec{}, fmt.Errorf("edit link: %w", err)
-	}
-	return s, nil
+	}},
+	{linkPrefixV2, linkDictionaryV2, parseSpecV2},
+	{linkPrefixV1, linkDictionaryV1, parseSpecV1},
 }
 
 // decompress checks and inflates a link's payload.
