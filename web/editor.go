@@ -333,6 +333,16 @@ func (e *Editor) crossWindowOf(w wordRef) *edit.Window {
 	return nil
 }
 
+// noWordSwap says whether the edit is known to swap no word: its prompts
+// are compared and no word swap swaps one in.
+func (e *Editor) noWordSwap() bool {
+	compared := false
+	for _, c := range e.comparisons {
+		compared = compared || !c.Empty
+	}
+	return compared && !e.swaps(func(int, PromptWord) bool { return true })
+}
+
 // swaps says whether a word swap of the edit swaps in a word that match
 // accepts (given the target's index and the word).
 func (e *Editor) swaps(match func(target int, w PromptWord) bool) bool {
@@ -492,7 +502,7 @@ func (e *Editor) Render() app.UI {
 						OnText:     func(ctx app.Context, field, problem string) { e.setTextProblem(field, problem) },
 						Photo:      e.spec.Image != "",
 						TailShifts: e.tailShifts(),
-						NoWordSwap: !e.swaps(func(int, PromptWord) bool { return true }),
+						NoWordSwap: e.noWordSwap(),
 						Models:     e.modelChoices(),
 					},
 					e.renderUpload(errs),

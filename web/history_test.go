@@ -102,24 +102,36 @@ func TestV2HistoryRestoresAsItRan(t *testing.T) {
 }
 
 // TestV3HistoryRestoresAsItRan: a v3 history (before the tiny model's
-// cross_changed default) reads with each entry's swapped words at its
-// cross, so that opening it runs as it ran; one that states its own
-// cross_changed keeps it, and the stored entries are not changed. A v2
-// history goes through both steps.
+// cross defaults) reads with each tiny-model entry's swapped words at its
+// cross, in the spec it restores and in the one shown as run, so that
+// both run as it ran; one that states its own cross_changed keeps it, an
+// entry for another model is as stored, and the stored entries are not
+// changed. A v2 history goes through both steps.
 func TestV3HistoryRestoresAsItRan(t *testing.T) {
 	hash := strings.Repeat("ab", 32)
-	plain := entry("a red circle", "a blue circle", 1, hash)
-	set := entry("a red circle", "a green circle", 2, hash)
+	tiny := func(e historyEntry) historyEntry {
+		e.Spec.Model, e.Result.Spec.Model = edit.TinyModelID, edit.TinyModelID
+		return e
+	}
+	plain := tiny(entry("a red circle", "a blue circle", 1, hash))
+	set := tiny(entry("a red circle", "a green circle", 2, hash))
 	set.Spec.CrossChanged = ptr(edit.Fraction(0.3))
-	v3 := []historyEntry{plain, set}
+	other := entry("a red circle", "a green circle", 3, hash) // another model's: its defaults did not change
+	v3 := []historyEntry{plain, set, other}
 	got := fromV3(v3)
+	if got[2].Spec.CrossChanged != nil || got[2].Result.Spec.CrossChanged != nil {
+		t.Errorf("an entry for another model (%q) gets cross_changed %v", other.Spec.Model, got[2].Spec.CrossChanged)
+	}
 	if c := got[0].restoreSpec().CrossChanged; c == nil || *c != *plain.Spec.Cross {
 		t.Errorf("a v3 entry without cross_changed restores %v; want its cross %v", c, *plain.Spec.Cross)
 	}
 	if c := got[1].restoreSpec().CrossChanged; c == nil || *c != edit.Fraction(0.3) {
 		t.Errorf("a v3 entry with cross_changed 0.3 restores %v", c)
 	}
-	if v3[0].Spec.CrossChanged != nil {
+	if c := got[0].Result.Spec.CrossChanged; c == nil || *c != *plain.Spec.Cross {
+		t.Errorf("a v3 entry's result shows cross_changed %v as run; want its cross %v", c, *plain.Spec.Cross)
+	}
+	if v3[0].Spec.CrossChanged != nil || v3[0].Result.Spec.CrossChanged != nil {
 		t.Error("reading a v3 history changed the stored entries")
 	}
 	plain.Spec.Norm = nil

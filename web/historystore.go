@@ -41,12 +41,14 @@ func fromV2(entries []historyEntry) []historyEntry {
 	return withSpecs(entries, edit.BeforeNormDefault)
 }
 
-// withSpecs is entries with each spec passed through f; entries is not
-// changed.
+// withSpecs is entries with each spec passed through f: the one the entry
+// restores and the one its result ran (shown as run and downloaded, so it
+// must say what reproduces the images); entries is not changed.
 func withSpecs(entries []historyEntry, f func(edit.Spec) edit.Spec) []historyEntry {
 	out := make([]historyEntry, len(entries))
 	for i, e := range entries {
 		e.Spec = f(e.Spec)
+		e.Result.Spec = f(e.Result.Spec)
 		out[i] = e
 	}
 	return out

@@ -166,12 +166,16 @@ func TestFamilyOwnsWhatTheManifestLeavesOut(t *testing.T) {
 
 // TestTinyManifestReadsAsBefore: the committed tiny model's model.json,
 // which names no family, still loads, and every default it states is the
-// one used; those it leaves out are SD1's.
+// one used; those it leaves out are SD1's. Its id is the one whose earlier
+// links edit.BeforeCrossChanged reads as they ran.
 func TestTinyManifestReadsAsBefore(t *testing.T) {
 	dir := filepath.Join("..", "..", "models", "tiny")
 	m, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.ID() != edit.TinyModelID {
+		t.Errorf("the tiny model's id is %q; edit.TinyModelID says %q", m.ID(), edit.TinyModelID)
 	}
 	raw, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {

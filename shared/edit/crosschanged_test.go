@@ -119,26 +119,29 @@ func TestSwappedWordsCross(t *testing.T) {
 }
 
 // TestCrossChangedInOlderLinks: a link from before meaning version 4
-// opens as it ran, every token at its cross, where the tiny model now
-// gives the swapped words a window of their own: the cross it states, or
-// 0.8 (the tiny model's default then) where it states none and names the
-// tiny model or no model. A spec for another model keeps that model's
-// defaults, which did not change, and a cross_changed a v3 link states
-// stays as it is.
+// opens as it ran, where the tiny model now has cross windows of its own:
+// its cross, 0.8 (the tiny model's then) where it states none and names
+// the tiny model or no model, and its swapped words at that cross unless
+// it gives them a window. A spec for another model, whose defaults did not
+// change, runs under them as it did.
 func TestCrossChangedInOlderLinks(t *testing.T) {
-	tiny := tinyDefaults(embeddedModelID)
+	tiny := tinyDefaults(TinyModelID)
 	tiny.Cross, tiny.CrossChanged = Fraction(1), ptr(Fraction(0.4))
 	other := tinyDefaults("sd15")
+	other.Cross, other.CrossChanged = Fraction(0.7), ptr(Fraction(0.5))
+	const swap = `"source":"a red circle","targets":["a blue circle"],"seed":3`
 	for _, c := range []struct {
 		js            string
 		d             Defaults
 		cross, change Window
 	}{
-		{`{"source":"a red circle","targets":["a blue circle"],"seed":3}`, tiny, Fraction(0.8), Fraction(0.8)},
-		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"model":"reword-tiny"}`, tiny, Fraction(0.8), Fraction(0.8)},
-		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"cross":0.6}`, tiny, Fraction(0.6), Fraction(0.6)},
-		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"cross_changed":0.3}`, tiny, Fraction(1), Fraction(0.3)},
-		{`{"source":"a red circle","targets":["a blue circle"],"seed":3,"model":"sd15"}`, other, other.Cross, other.Cross},
+		{`{` + swap + `}`, tiny, Fraction(0.8), Fraction(0.8)},
+		{`{` + swap + `,"model":"reword-tiny"}`, tiny, Fraction(0.8), Fraction(0.8)},
+		{`{` + swap + `,"cross":0.6}`, tiny, Fraction(0.6), Fraction(0.6)},
+		{`{` + swap + `,"cross_changed":0.3}`, tiny, Fraction(0.8), Fraction(0.3)},
+		{`{` + swap + `,"cross":0.6,"cross_changed":0.3}`, tiny, Fraction(0.6), Fraction(0.3)},
+		{`{` + swap + `,"model":"sd15"}`, other, Fraction(0.7), Fraction(0.5)},
+		{`{` + swap + `,"model":"sd15","cross":0.6}`, other, Fraction(0.6), Fraction(0.5)},
 	} {
 		for _, link := range []string{encodeRawV3(t, []byte(c.js)), encodeRawV2(t, []byte(c.js))} {
 			if strings.Contains(c.js, "cross_changed") && strings.HasPrefix(link, "v2.") {

@@ -60,9 +60,9 @@ import (
 // v4 gave the tiny model defaults for both cross windows (cross 1, and
 // cross_changed 0.4 for the words a swap changes), so a spec that states
 // neither runs another edit there than it did. Its dictionary is v3's.
-// Every v1, v2 and v3 link opens as it ran (BeforeCrossChanged): its
-// swapped words take its cross, and where it states none on the tiny
-// model, that is 0.8.
+// Every v1, v2 and v3 link opens as it ran (BeforeCrossChanged): on the
+// tiny model its cross is 0.8 where it states none, and its swapped words
+// take its cross where it gives them no window of their own.
 const (
 	linkPrefix   = "v4."
 	linkPrefixV3 = "v3."
@@ -260,32 +260,32 @@ func BeforeNormDefault(s Spec) Spec {
 	return s
 }
 
-// crossBeforeV4 is the cross window of a spec that states none, before
-// meaning version 4, on every model Reword ships (both families' default;
-// the tiny model set none).
+// crossBeforeV4 is the tiny model's cross window before meaning version
+// 4, for every token: Prompt-to-Prompt's usual 0.8 (it set no default).
 const crossBeforeV4 = 0.8
 
-// embeddedModelID is the id of the tiny model Reword embeds, the one
-// model whose cross defaults changed in meaning version 4.
-const embeddedModelID = "reword-tiny"
+// TinyModelID is the id of the tiny model Reword embeds (the name in its
+// model.json), the one model whose defaults meaning version 4 changed.
+const TinyModelID = "reword-tiny"
 
 // BeforeCrossChanged is a spec kept before meaning version 4 (a v1, v2 or
-// v3 link, a browser's v3 history) as it ran: every token, the swapped
-// words included, at its cross window. Where it states none and is for
-// the tiny model (or for no model named: the server's, which was the
-// tiny model unless told otherwise), that window is 0.8, which the tiny
-// model's default then was; a spec for another model keeps that model's
-// default, which did not change. s is not changed.
+// v3 link, a browser's v3 history) as it ran. Only the tiny model's cross
+// defaults changed, so only a spec for it, or for no model named (the
+// server's, the tiny model unless told otherwise), is changed: it states
+// the cross window it ran, 0.8 where it states none, and its swapped words
+// run at that window unless it states a window of their own. A spec for
+// another model runs under that model's defaults, which did not change,
+// and is returned as it is. s is not changed.
 func BeforeCrossChanged(s Spec) Spec {
-	if s.CrossChanged != nil {
-		return s // set in v3 by hand: it ran as it says
+	if s.Model != "" && s.Model != TinyModelID {
+		return s
 	}
 	s = s.Clone()
-	if s.Cross == nil && (s.Model == "" || s.Model == embeddedModelID) {
+	if s.Cross == nil {
 		w := Fraction(crossBeforeV4)
 		s.Cross = &w
 	}
-	if s.Cross != nil {
+	if s.CrossChanged == nil {
 		w := *s.Cross
 		s.CrossChanged = &w
 	}

@@ -74,8 +74,8 @@ type Resolved struct {
 	// CrossChanged is the cross window of the words a word swap changes;
 	// nil when neither the spec nor the model sets one, and every token
 	// takes Cross. Kept nil rather than filled in, so that the resolved
-	// spec of such an edit states no window it did not choose: its
-	// stored-result key and its link stay what they were before the field.
+	// spec of such an edit (on a model without the default) states no
+	// window it did not choose, and its link reads as before the field.
 	CrossChanged *Window
 	CrossWords   map[string]Window
 	Self         Window

@@ -191,7 +191,7 @@ func (f *editFlags) checkCrossChanged(spec edit.Spec) error {
 		return err
 	}
 	if !spec.SwapsWords(tok) {
-		return usageError("--cross-changed %g: no --to target swaps a word for another (a word swap: as many words as --prompt, one or more of them changed), so no token would take it; leave it out, or use --cross or --cross-word", *f.crossChanged)
+		return usageError("--cross-changed %g: no --to target swaps a word for another (a word swap: as many words as --prompt, one or more of them changed, and not --kind refine), so no token would take it; leave it out, or use --cross or --cross-word", *f.crossChanged)
 	}
 	return nil
 }
