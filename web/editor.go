@@ -172,7 +172,7 @@ func (e *Editor) openLink(ctx app.Context, link string, pasted bool) {
 // serverReady reports whether the connection is up and the server said
 // it can run edits: with a ready model, or with several to choose from.
 func (e *Editor) serverReady() bool {
-	return e.conn == stateConnected && e.hello != nil && (e.hello.Model.Ready || len(e.hello.Models) > 0)
+	return e.conn == stateConnected && e.hello != nil && helloProblem(e.hello) == "" && (e.hello.Model.Ready || len(e.hello.Models) > 0)
 }
 
 // model is what the server said about the model the edit runs on: the

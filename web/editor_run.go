@@ -7,6 +7,7 @@ import (
 
 	"github.com/maxence-charriere/go-app/v10/pkg/app"
 
+	"reword/shared/edit"
 	"reword/shared/protocol"
 )
 
@@ -49,9 +50,7 @@ func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
 	switch p := m.Payload.(type) {
 	case *protocol.Hello:
 		e.hello = p
-		e.problem = ""
-		if p.Protocol != protocol.Version {
-			e.problem = fmt.Sprintf("The server speaks protocol %d; this page speaks %d. Reload the page.", p.Protocol, protocol.Version)
+		if e.problem = helloProblem(p); e.problem != "" {
 			return
 		}
 		// Images that failed while the server was away load again.
@@ -218,4 +217,19 @@ func scrollIntoViewIfHidden(id string) {
 		behavior = "auto"
 	}
 	el.Call("scrollIntoView", map[string]any{"block": "start", "behavior": behavior})
+}
+
+// helloProblem is why this page cannot run against the server that said
+// hello ("" when it can): another protocol, or another meaning of the
+// spec's fields, under which this page's links would open as other edits
+// than the server ran.
+func helloProblem(h *protocol.Hello) string {
+	switch {
+	case h.Protocol != protocol.Version:
+		return fmt.Sprintf("The server speaks protocol %d; this page speaks %d. Reload the page.", h.Protocol, protocol.Version)
+	case h.Meaning != edit.MeaningVersion:
+		return fmt.Sprintf("The server is another Reword build than this page: its settings mean other edits (version %d there, %d here), "+
+			"so this page's links would not reproduce its images. Reload the page.", h.Meaning, edit.MeaningVersion)
+	}
+	return ""
 }

@@ -273,7 +273,7 @@ func TestOpenLink(t *testing.T) {
 
 	// Opened while a run is under way, the link's edit runs once that run
 	// has ended.
-	e.conn, e.hello = stateConnected, &protocol.Hello{Protocol: protocol.Version, Model: readyModel("tiny", 20)}
+	e.conn, e.hello = stateConnected, &protocol.Hello{Protocol: protocol.Version, Meaning: edit.MeaningVersion, Model: readyModel("tiny", 20)}
 	e.run = &runState{ID: "r1", Spec: e.spec, Phase: phaseRunning}
 	other.Source = "a red star"
 	if link, err = edit.EncodeLink(other); err != nil {
@@ -320,7 +320,7 @@ func readyModel(id string, steps int) protocol.ModelInfo {
 func TestChoosingAModel(t *testing.T) {
 	e := testEditor(t)
 	e.conn = stateConnected
-	e.hello = &protocol.Hello{Protocol: protocol.Version,
+	e.hello = &protocol.Hello{Protocol: protocol.Version, Meaning: edit.MeaningVersion,
 		Model:  protocol.ModelInfo{Problem: "several models are served (a, b): name one in spec.model"},
 		Models: []protocol.ModelInfo{readyModel("a", 20), readyModel("b", 30)}}
 	if !e.serverReady() || e.defaults() != nil || strings.Join(e.modelChoices(), " ") != "a b" {
@@ -342,7 +342,7 @@ func TestChoosingAModel(t *testing.T) {
 		}
 	}
 
-	e.hello = &protocol.Hello{Protocol: protocol.Version, Model: readyModel("a", 20)}
+	e.hello = &protocol.Hello{Protocol: protocol.Version, Meaning: edit.MeaningVersion, Model: readyModel("a", 20)}
 	if e.modelChoices() == nil || e.defaults() == nil {
 		t.Fatalf("one model a, an edit naming b: choices %v, defaults %+v", e.modelChoices(), e.defaults())
 	}
@@ -371,7 +371,7 @@ func TestWordPanelFollowsTheSwappedWordsWindow(t *testing.T) {
 	m := readyModel("tiny", 50)
 	changed := edit.Fraction(0.4)
 	m.Defaults.Cross, m.Defaults.CrossChanged = edit.Fraction(1), &changed
-	e.hello = &protocol.Hello{Protocol: protocol.Version, Model: m}
+	e.hello = &protocol.Hello{Protocol: protocol.Version, Meaning: edit.MeaningVersion, Model: m}
 	e.setSpec(edit.Spec{Source: "a red circle", Targets: []string{"a blue circle"}})
 	for key, want := range map[string]float64{"blue": 0.4, "circle": 1} {
 		if w := e.crossWindowOf(wordRef{Prompt: 0, Key: key}); w == nil || w.End != want {
@@ -405,5 +405,26 @@ func TestWordPanelFollowsTheSwappedWordsWindow(t *testing.T) {
 		if w := e.crossWindowOf(c.w); w == nil || w.End != c.want {
 			t.Errorf("%q of edit %d follows %v; want the first %v", c.w.Key, c.w.Prompt+1, w, c.want)
 		}
+	}
+}
+
+// TestHelloOfAnotherMeaning: a server whose spec fields mean other edits
+// than this page's (another build; 0 from a build before the field) is
+// not run against: this page's links of its runs would open as other
+// edits. The page says so and keeps Run off; the same server of this
+// page's meaning is ready.
+func TestHelloOfAnotherMeaning(t *testing.T) {
+	ctx := testContext(t)
+	e := testEditor(t)
+	e.conn = stateConnected
+	for _, meaning := range []int{0, edit.MeaningVersion - 1, edit.MeaningVersion + 1} {
+		e.handleMessage(ctx, msg("", &protocol.Hello{Protocol: protocol.Version, Meaning: meaning, Model: readyModel("tiny", 20)}))
+		if !strings.Contains(e.problem, "Reload the page") || e.serverReady() {
+			t.Errorf("meaning %d: problem %q, ready %v; want a reload asked and no run", meaning, e.problem, e.serverReady())
+		}
+	}
+	e.handleMessage(ctx, msg("", &protocol.Hello{Protocol: protocol.Version, Meaning: edit.MeaningVersion, Model: readyModel("tiny", 20)}))
+	if e.problem != "" || !e.serverReady() {
+		t.Errorf("this page's meaning: problem %q, ready %v", e.problem, e.serverReady())
 	}
 }

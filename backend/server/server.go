@@ -35,6 +35,7 @@ import (
 	"reword/backend/cluster"
 	"reword/backend/keyrate"
 	"reword/backend/store"
+	"reword/shared/edit"
 	"reword/shared/limits"
 	"reword/shared/protocol"
 	"reword/web"
@@ -386,7 +387,7 @@ func (s *Server) ModelInfo() protocol.ModelInfo {
 // several to choose from.
 func (s *Server) hello() protocol.Hello {
 	model, models := s.models()
-	return protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Model: model, Models: models}
+	return protocol.Hello{Server: s.cfg.Version, Protocol: protocol.Version, Meaning: edit.MeaningVersion, Model: model, Models: models}
 }
 
 // modelsWait bounds the registry read of a hello or a health check.

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/goleak"
 
 	"reword/backend/model"
+	"reword/shared/edit"
 	"reword/shared/protocol"
 )
 
@@ -212,7 +213,7 @@ func TestHelloOnConnect(t *testing.T) {
 	if !ok {
 		t.Fatalf("first message is %s, want hello", m.Type)
 	}
-	if h.Server != "test-1" || h.Protocol != protocol.Version || h.Model.Ready || len(h.Model.Missing) == 0 || !strings.Contains(h.Model.Problem, "unet/model.onnx") {
+	if h.Server != "test-1" || h.Protocol != protocol.Version || h.Meaning != edit.MeaningVersion || h.Model.Ready || len(h.Model.Missing) == 0 || !strings.Contains(h.Model.Problem, "unet/model.onnx") {
 		t.Errorf("hello = %+v", h)
 	}
 	// A run on a server without a model is refused clearly.

@@ -75,9 +75,15 @@ type Envelope struct {
 
 // Hello is the first message the server sends on a new connection.
 type Hello struct {
-	Server   string    `json:"server"`   // build version of the server
-	Protocol int       `json:"protocol"` // protocol version it speaks
-	Model    ModelInfo `json:"model"`
+	Server   string `json:"server"`   // build version of the server
+	Protocol int    `json:"protocol"` // protocol version it speaks
+	// Meaning is the version of what spec fields mean on this server
+	// (edit.MeaningVersion; 0 from a server before the field, which ran
+	// meaning 3 or earlier). A page of another meaning would make links
+	// that open as other edits than the server ran, so the editor refuses
+	// to run against it.
+	Meaning int       `json:"meaning"`
+	Model   ModelInfo `json:"model"`
 	// Models lists every model the server runs when it runs several (a
 	// cluster whose workers serve different models): Model then says that
 	// none is chosen, and a run names one of these in spec.model. Left out
