@@ -333,7 +333,9 @@ func TestErrors(t *testing.T) {
 func TestCrossControlReachesTheUNet(t *testing.T) {
 	e := loadTiny(t, Options{CacheBytes: -1})
 	s := spec(6, "a green circle")
-	s.Cross = &edit.Window{Start: 0, End: 1}
+	// Every token, the swapped word too (the tiny model gives it a window
+	// of its own), takes the source's maps at every step.
+	s.Cross, s.CrossChanged = &edit.Window{Start: 0, End: 1}, &edit.Window{Start: 0, End: 1}
 	ctx := context.Background()
 	p2p, err := e.Edit(ctx, s, RunOptions{HeatMaps: true}, nil)
 	if err != nil {
