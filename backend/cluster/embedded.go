@@ -68,6 +68,12 @@ func StartNode(cfg NodeConfig) (*Node, error) {
 	return n, nil
 }
 
+// nodeReadyWait bounds how long a node may take to accept connections.
+// A clustered node with JetStream on a loaded 2-core machine (the race
+// detector on, other jobs beside it) has taken more than 10 s; a node
+// that is not up in 30 s is broken, not slow.
+const nodeReadyWait = 30 * time.Second
+
 func startNode(cfg NodeConfig) (*Node, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -109,10 +115,10 @@ func startNode(cfg NodeConfig) (*Node, error) {
 		return nil, fmt.Errorf("cluster: configuring NATS: %w", err)
 	}
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	if !srv.ReadyForConnections(nodeReadyWait) {
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("cluster: embedded NATS %q did not accept connections within 10 s", cfg.Name)
+		return nil, fmt.Errorf("cluster: embedded NATS %q did not accept connections within %v", cfg.Name, nodeReadyWait)
 	}
 	return &Node{srv: srv}, nil
 }
