@@ -15,10 +15,7 @@ import (
 // alignment, and the resolved spec states it only when it was set, so
 // that the resolved spec of an edit without one is what it was before.
 func TestCrossChangedResolves(t *testing.T) {
-	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1))}
-	plain := tinyDefaults("tiny")
-	withDefault := tinyDefaults("tiny")
-	withDefault.Cross, withDefault.CrossChanged = Fraction(1), ptr(Fraction(0.4))
+	s, plain, withDefault := swapFixture()
 	for _, c := range []struct {
 		name   string
 		spec   Spec
@@ -83,6 +80,15 @@ func TestCrossChangedInLinks(t *testing.T) {
 	}
 }
 
+// swapFixture is a one-word swap, and defaults without and with a model
+// cross_changed (the tiny model's: cross 1, swapped words 0.4).
+func swapFixture() (s Spec, plain, withDefault Defaults) {
+	s = Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1))}
+	plain, withDefault = tinyDefaults("tiny"), tinyDefaults("tiny")
+	withDefault.Cross, withDefault.CrossChanged = Fraction(1), ptr(Fraction(0.4))
+	return s, plain, withDefault
+}
+
 func withCross(s Spec, w Window) Spec   { s = s.Clone(); s.Cross = &w; return s }
 func withChanged(s Spec, w Window) Spec { s = s.Clone(); s.CrossChanged = &w; return s }
 
@@ -90,10 +96,7 @@ func withChanged(s Spec, w Window) Spec { s = s.Clone(); s.CrossChanged = &w; re
 // one Resolve runs them with, in each case of TestCrossChangedResolves'
 // order: the spec's, the model's, the spec's cross, the model's cross.
 func TestSwappedWordsCross(t *testing.T) {
-	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1))}
-	plain := tinyDefaults("tiny")
-	withDefault := tinyDefaults("tiny")
-	withDefault.Cross, withDefault.CrossChanged = Fraction(1), ptr(Fraction(0.4))
+	s, plain, withDefault := swapFixture()
 	for _, c := range []struct {
 		spec Spec
 		d    Defaults
