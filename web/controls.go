@@ -151,6 +151,7 @@ func (c *Controls) Render() app.UI {
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.CrossChanged = w; return s }),
 		c.window("self", "Self-replace until", s.Self, windowHint("self", self), defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Self = w; return s }),
+		c.blendChanged(),
 		c.reference(d, self),
 		app.Div().Class("field wide").Body(
 			app.Label().For("negative").Text("Negative prompt"),
@@ -431,6 +432,58 @@ func (c *Controls) replaceTail() app.UI {
 		app.P().ID(id+"-hint").Class("hint").Text(tailHint(c.TailShifts)),
 		fieldError(c.Errors, "replace_tail"),
 	)
+}
+
+// blendChanged is the blend_changed setting: whether every target that
+// changes words changes only where they are (a local blend on them),
+// unless the word panel blends it on words of its own.
+func (c *Controls) blendChanged() app.UI {
+	const id = "blend-changed"
+	value := blendMenuValue(c.Spec.BlendChanged)
+	def := ""
+	if c.Defaults != nil {
+		def = onOff(c.Defaults.BlendChanged)
+	}
+	opts := []choiceOption{{menuDefault, defaultLabel(def)}, {"on", "on"}, {"off", "off"}}
+	return app.Div().Class("field").Body(
+		app.Label().For(id).Text("Blend on the changed words"),
+		app.Select().ID(id).Aria("describedby", id+"-hint").
+			OnChange(func(ctx app.Context, e app.Event) {
+				v := blendMenuSetting(ctx.JSSrc().Get("value").String())
+				c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.BlendChanged = v; return s })
+			}).
+			Body(app.Range(opts).Slice(func(i int) app.UI {
+				return app.Option().Value(opts[i].Value).Selected(opts[i].Value == value).Text(opts[i].Text)
+			})),
+		app.P().ID(id+"-hint").Class("hint").Text("On, each edit changes only where the words it rewords are "+
+			"(a local blend), and keeps the rest of the source; a word picked to blend on replaces them."),
+		fieldError(c.Errors, "blend_changed"),
+	)
+}
+
+// blendMenuValue is the blend menu's value for a spec's blend_changed.
+func blendMenuValue(on *bool) string {
+	if on == nil {
+		return menuDefault
+	}
+	return onOff(*on)
+}
+
+// blendMenuSetting is the blend_changed a blend menu value sets (nil: the
+// model's default).
+func blendMenuSetting(v string) *bool {
+	if v == menuDefault {
+		return nil
+	}
+	on := v == "on"
+	return &on
+}
+
+func onOff(on bool) string {
+	if on {
+		return "on"
+	}
+	return "off"
 }
 
 // choiceOption is one entry of a settings menu.

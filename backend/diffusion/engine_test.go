@@ -253,6 +253,37 @@ func TestLocalBlendIsPerTarget(t *testing.T) {
 	}
 }
 
+// blend_changed blends each target on the words it changes: the same
+// pixels as a blend that names them (what bench edit -blend-changed
+// measured), and a target with blend words of its own keeps them.
+func TestBlendChangedBlendsTheChangedWords(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	run := func(s edit.Spec) *Result {
+		t.Helper()
+		res, err := e.Edit(context.Background(), s, RunOptions{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	on, off := true, false
+	s := spec(8, "a blue circle", "a red square")
+	s.BlendChanged = &off // whatever the model's default
+	plain := run(s)
+	s.Blend = []edit.Blend{{Words: []string{"red", "blue"}}, {Words: []string{"square"}}}
+	named := run(s)
+	s.Blend, s.BlendChanged = []edit.Blend{{}, {Words: []string{"square"}}}, &on
+	changed := run(s)
+	for row := 1; row <= 2; row++ {
+		if !bytes.Equal(changed.Images[row].RGB, named.Images[row].RGB) {
+			t.Errorf("row %d: blend_changed differs from a blend on the words it names", row)
+		}
+	}
+	if bytes.Equal(changed.Images[1].RGB, plain.Images[1].RGB) {
+		t.Error("blend_changed left the colour swap as with blend_changed false")
+	}
+}
+
 // A cancelled context stops the run within one step.
 func TestCancelStopsWithinOneStep(t *testing.T) {
 	e := loadTiny(t, Options{CacheBytes: -1})

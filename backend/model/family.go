@@ -42,6 +42,11 @@ type Defaults struct {
 	// raised, with earlier specs read as they ran (edit.BeforeCrossChanged
 	// for the tiny model's).
 	CrossReplaceChanged *float64
+	// BlendChanged: a spec that leaves blend_changed out blends each
+	// target on the words it changes. No family sets it; as with
+	// CrossReplaceChanged, turning it on for a model runs the edits of
+	// earlier specs differently and needs edit.MeaningVersion raised.
+	BlendChanged bool
 	// SelfReplaceMaxTokens: by default a run self-replaces in the
 	// self-attention layers with at most this many query positions (a
 	// spec's self_max_tokens chooses otherwise, and photo edits on
@@ -140,6 +145,7 @@ type statedDefaults struct {
 	Schedulers           []string `json:"schedulers"`
 	CrossReplace         *float64 `json:"cross_replace"`
 	CrossReplaceChanged  *float64 `json:"cross_replace_changed"`
+	BlendChanged         *bool    `json:"blend_changed"`
 	SelfReplace          *float64 `json:"self_replace"`
 	SelfReplaceMaxTokens *int     `json:"self_replace_max_tokens"`
 	Norm                 *float64 `json:"norm"`
@@ -155,6 +161,7 @@ func (d statedDefaults) over(base Defaults) Defaults {
 		v := *d.CrossReplaceChanged
 		out.CrossReplaceChanged = &v
 	}
+	setIf(&out.BlendChanged, d.BlendChanged)
 	setIf(&out.SelfReplace, d.SelfReplace)
 	setIf(&out.SelfReplaceMaxTokens, d.SelfReplaceMaxTokens)
 	setIf(&out.Norm, d.Norm)

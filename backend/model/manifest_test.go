@@ -154,6 +154,17 @@ func TestFamilyOwnsWhatTheManifestLeavesOut(t *testing.T) {
 	if d := m.SpecDefaults(); d.Cross != edit.Fraction(1) || d.CrossChanged == nil || *d.CrossChanged != edit.Fraction(0.4) {
 		t.Errorf("cross 1 and cross_replace_changed 0.4 stated: cross %v, changed %v", d.Cross, d.CrossChanged)
 	}
+	// So is the blend on the changed words, off unless stated.
+	if d := m.SpecDefaults(); d.BlendChanged {
+		t.Error("blend_changed on where the manifest does not state it")
+	}
+	m, err = Load(writeFolder(t, map[string]string{ManifestFile: strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":0.9,"blend_changed":true`, 1)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m.SpecDefaults(); !d.BlendChanged {
+		t.Error("blend_changed true stated, but the spec defaults leave it off")
+	}
 	for name, c := range map[string]struct{ body, want string }{
 		"family":    {strings.Replace(validManifest, `"name":"tiny"`, `"name":"tiny","family":"sd9"`, 1), `family "sd9"`},
 		"scheduler": {strings.Replace(validManifest, `"cross_replace":0.9`, `"schedulers":["euler"]`, 1), `scheduler "euler"`},
@@ -189,11 +200,12 @@ func TestTinyManifestReadsAsBefore(t *testing.T) {
 		"steps": float64(m.Defaults.Steps), "guidance_scale": m.Defaults.GuidanceScale,
 		"cross_replace": m.Defaults.CrossReplace, "self_replace": m.Defaults.SelfReplace,
 		"self_replace_max_tokens": float64(m.Defaults.SelfReplaceMaxTokens), "cross_replace_changed": nil,
+		"blend_changed": m.Defaults.BlendChanged,
 	}
 	if c := m.Defaults.CrossReplaceChanged; c != nil {
 		got["cross_replace_changed"] = *c
 	}
-	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0, "cross_replace_changed": nil}
+	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0, "cross_replace_changed": nil, "blend_changed": false}
 	for k, v := range got {
 		want, stated := file.Defaults[k]
 		if !stated {

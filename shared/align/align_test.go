@@ -573,3 +573,59 @@ func TestBlendMasksPerTarget(t *testing.T) {
 		t.Error("more blends than targets accepted")
 	}
 }
+
+// TestChangedWords: the words a target blends on with BlendChanged are
+// what the editor's diff marks: a swap's two words, an addition's new
+// words, a removal's dropped ones, nothing for an unchanged prompt; each
+// text once, the source's first.
+func TestChangedWords(t *testing.T) {
+	tok := tokenizer(t)
+	for _, c := range []struct {
+		source, target string
+		want           []string
+	}{
+		{"a red circle on grass", "a blue circle on grass", []string{"red", "blue"}},
+		{"a red circle", "a red square", []string{"circle", "square"}},
+		{"a red circle", "a red circle on grass", []string{"on", "grass"}},
+		{"a red circle on grass", "a red circle", []string{"on", "grass"}},
+		{"a red circle and a red square", "a blue circle and a blue square", []string{"red", "blue"}},
+		{"a red circle", "a red circle", nil},
+	} {
+		src, tgt := tok.Encode(c.source), tok.Encode(c.target)
+		if got := Compare(src, tgt).ChangedWords(c.source, c.target); !slices.Equal(got, c.want) {
+			t.Errorf("%q → %q: %q; want %q", c.source, c.target, got, c.want)
+		}
+	}
+}
+
+// TestBlendChanged: with BlendChanged, a target without blend words of its
+// own blends on the words it changes (keeping its excluded words), one
+// with blend words keeps them, and a pure reweight, which changes no word,
+// is not blended.
+func TestBlendChanged(t *testing.T) {
+	tok := tokenizer(t)
+	ctrl, err := New(tok, Config{Source: "a red circle on grass", Steps: 10, Cross: Window{End: 0.8}, BlendChanged: true,
+		Targets: []string{"a blue circle on grass", "a red square on grass", "a red circle on grass", "a red circle"},
+		Blend:   []Blend{{}, {Words: []string{"grass"}}, {}, {Exclude: []string{"circle"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks := ctrl.BlendMasks()
+	if len(masks) != 4 || masks[0] == nil || masks[1] == nil || masks[2] != nil || masks[3] == nil {
+		t.Fatalf("masks %+v; want every target but the reweight blended", masks)
+	}
+	// a red circle on grass: red 2, circle 3, on 4, grass 5.
+	for i, want := range []string{"[2] [2] [] []", "[5] [5] [] []", "", "[4 5] [] [3] [3]"} {
+		if i == 2 {
+			continue
+		}
+		m := masks[i]
+		if got := fmt.Sprint(nonzero(m.Source), nonzero(m.Target), nonzero(m.ExcludeSource), nonzero(m.ExcludeTarget)); got != want {
+			t.Errorf("target %d: words %s / excluded, want %s", i+1, got, want)
+		}
+	}
+	off, err := New(tok, Config{Source: "a red circle", Targets: []string{"a blue circle"}, Steps: 10})
+	if err != nil || off.BlendMasks() != nil {
+		t.Errorf("without BlendChanged: masks %v, err %v; want none", off.BlendMasks(), err)
+	}
+}

@@ -63,8 +63,13 @@ type Config struct {
 	// Reweights scales the attention of words of the targets.
 	Reweights map[string]float64
 	// Blend is each target's local blend, in target order (shorter than
-	// Targets, or an empty entry: that target is not blended).
+	// Targets, or an entry without words: that target is not blended,
+	// unless BlendChanged).
 	Blend []Blend
+	// BlendChanged blends every target that changes words and has no
+	// blend words of its own on the words it changes (Diff.ChangedWords),
+	// keeping its entry's excluded words.
+	BlendChanged bool
 	// Kinds is the edit kind chosen for each target, in target order
 	// (shorter than Targets, or an empty entry: Auto).
 	Kinds []Choice
@@ -138,6 +143,9 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 	if len(cfg.Kinds) > len(cfg.Targets) {
 		return nil, fmt.Errorf("align: %d edit kinds for %d targets", len(cfg.Kinds), len(cfg.Targets))
 	}
+	if len(cfg.Blend) > len(cfg.Targets) {
+		return nil, fmt.Errorf("align: %d local blends for %d targets", len(cfg.Blend), len(cfg.Targets))
+	}
 
 	src := tok.Encode(cfg.Source)
 	c := &Controller{steps: cfg.Steps}
@@ -195,23 +203,24 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		c.crossFrom = append(c.crossFrom, from)
 		c.crossTo = append(c.crossTo, to)
 		c.textSource = append(c.textSource, textSource(src, tgt, m, mapper))
-	}
-	if len(cfg.Blend) > len(cfg.Targets) {
-		return nil, fmt.Errorf("align: %d local blends for %d targets", len(cfg.Blend), len(cfg.Targets))
-	}
-	for e, b := range cfg.Blend {
+		var b Blend
+		if e < len(cfg.Blend) {
+			b = cfg.Blend[e]
+		}
+		if len(b.Words) == 0 && cfg.BlendChanged {
+			b.Words = m.diff(src).ChangedWords(src.Text, tgt.Text)
+		}
 		if len(b.Words) == 0 {
 			continue // excluded words alone blend nothing
 		}
 		if c.blend == nil {
 			c.blend = make([]*BlendMask, len(cfg.Targets))
 		}
-		tgt := tok.Encode(cfg.Targets[e])
-		m := &BlendMask{Source: tokenMask(tok, src, b.Words), Target: tokenMask(tok, tgt, b.Words)}
+		bm := &BlendMask{Source: tokenMask(tok, src, b.Words), Target: tokenMask(tok, tgt, b.Words)}
 		if len(b.Exclude) > 0 {
-			m.ExcludeSource, m.ExcludeTarget = tokenMask(tok, src, b.Exclude), tokenMask(tok, tgt, b.Exclude)
+			bm.ExcludeSource, bm.ExcludeTarget = tokenMask(tok, src, b.Exclude), tokenMask(tok, tgt, b.Exclude)
 		}
-		c.blend[e] = m
+		c.blend[e] = bm
 	}
 	return c, nil
 }

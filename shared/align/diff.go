@@ -42,6 +42,36 @@ func CompareAs(source, target clip.Encoding, c Choice) (Diff, error) {
 	if err != nil {
 		return Diff{}, err
 	}
+	return m.diff(source), nil
+}
+
+// ChangedWords returns the words d changes, each text once, source first:
+// the source's swapped or dropped words (their text in source) and the
+// target's swapped or added ones (in target). They are what a target
+// blends on with Config.BlendChanged, as Prompt-to-Prompt's local blend
+// would be given the reworded words.
+func (d Diff) ChangedWords(source, target string) []string {
+	var words []string
+	add := func(text string, w Word) {
+		if word := text[w.Start:w.End]; !slices.Contains(words, word) {
+			words = append(words, word)
+		}
+	}
+	for k, changed := range d.SourceChanged {
+		if changed {
+			add(source, d.Source[k])
+		}
+	}
+	for k, changed := range d.TargetChanged {
+		if changed {
+			add(target, d.Target[k])
+		}
+	}
+	return words
+}
+
+// diff is the match as the editor shows it; source is the prompt matched.
+func (m match) diff(source clip.Encoding) Diff {
 	d := Diff{Kind: m.kind, Source: m.source, Target: m.target,
 		SourceChanged: make([]bool, len(m.source)), TargetChanged: make([]bool, len(m.target)),
 		Counterpart: make([]int, len(m.target))}
@@ -68,7 +98,7 @@ func CompareAs(source, target clip.Encoding, c Choice) (Diff, error) {
 		}
 		d.Counterpart = refineCounterparts(m, d.TargetChanged)
 	}
-	return d, nil
+	return d
 }
 
 // refineCounterparts finds, for each target word of a Refine edit, the

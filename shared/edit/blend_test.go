@@ -117,3 +117,56 @@ func TestCheckFieldsNeedsNoModel(t *testing.T) {
 		t.Errorf("Validate: %v", err)
 	}
 }
+
+// TestBlendChangedResolves: blend_changed is the spec's, else the model's
+// default; the resolved spec states it only where one of them does, so a
+// spec on a model without the default echoes and links as before the
+// field, and an explicit false survives the JSON form and a link.
+func TestBlendChangedResolves(t *testing.T) {
+	on, off := true, false
+	withDefault := tinyDefaults("m")
+	withDefault.BlendChanged = true
+	for _, c := range []struct {
+		name  string
+		spec  *bool
+		d     Defaults
+		want  *bool
+		blend bool
+	}{
+		{"no default, omitted", nil, tinyDefaults("m"), nil, false},
+		{"no default, on", &on, tinyDefaults("m"), &on, true},
+		{"default, omitted", nil, withDefault, &on, true},
+		{"default, off", &off, withDefault, &off, false},
+	} {
+		s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1)), BlendChanged: c.spec}
+		r, err := s.Resolve(c.d)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if !reflect.DeepEqual(r.BlendChanged, c.want) || r.AlignConfig().BlendChanged != c.blend {
+			t.Errorf("%s: resolved %v, align %v; want %v, %v", c.name, r.BlendChanged, r.AlignConfig().BlendChanged, c.want, c.blend)
+		}
+		echo := r.Spec()
+		js, err := echo.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(string(js), `"blend_changed"`); got != (c.want != nil) {
+			t.Errorf("%s: echo %s states blend_changed: %v", c.name, js, got)
+		}
+		link, err := EncodeLink(echo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := DecodeLink(link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back.BlendChanged, c.want) {
+			t.Errorf("%s: the link brings back %v, want %v", c.name, back.BlendChanged, c.want)
+		}
+	}
+	if _, err := ParseSpec([]byte(`{"source":"a","targets":["b"],"blend_changed":"yes"}`)); err == nil || !strings.Contains(err.Error(), "blend_changed") {
+		t.Errorf("a string blend_changed: err %v, want one naming the field", err)
+	}
+}

@@ -30,6 +30,9 @@ type Defaults struct {
 	// CrossChanged is the default cross window of the words a word swap
 	// changes; nil: Cross, the window of every token.
 	CrossChanged *Window
+	// BlendChanged is whether a spec that leaves blend_changed out blends
+	// its targets on the words they change.
+	BlendChanged bool
 	// SelfLayers are the model's self-attention layers that self_max_tokens
 	// chooses from, grouped by query positions at the reference latent,
 	// finest last. Empty when the server does not say (a model without an

@@ -121,6 +121,14 @@ type Spec struct {
 	// target without an entry, or with an empty one, is not blended. At
 	// most one entry per target; trailing empty entries are left out.
 	Blend []Blend `json:"blend,omitempty"`
+	// BlendChanged blends every target that changes words and has no
+	// blend words of its own on the words it changes: the source's
+	// swapped or dropped words and its swapped or added ones, as the
+	// editor's diff marks them (Prompt-to-Prompt's local blend given the
+	// reworded words), keeping its entry's excluded words. A pure reweight
+	// changes no word and is not blended. Omitted: the model's default
+	// (Defaults.BlendChanged).
+	BlendChanged *bool `json:"blend_changed,omitempty"`
 	// ReplaceTail is how a word swap maps the tokens after its last
 	// swapped word: "aligned" (the default, left out) or "reference", the
 	// published code's mapping, to reproduce published numbers.
@@ -266,7 +274,7 @@ func (s Spec) Clone() Spec {
 	c.CrossWords = maps.Clone(s.CrossWords)
 	c.Seed, c.Steps, c.Width, c.Height = clonePtr(s.Seed), clonePtr(s.Steps), clonePtr(s.Width), clonePtr(s.Height)
 	c.Guidance, c.Cross, c.Self, c.Norm = clonePtr(s.Guidance), clonePtr(s.Cross), clonePtr(s.Self), clonePtr(s.Norm)
-	c.CrossChanged = clonePtr(s.CrossChanged)
+	c.CrossChanged, c.BlendChanged = clonePtr(s.CrossChanged), clonePtr(s.BlendChanged)
 	c.SelfMaxTokens = clonePtr(s.SelfMaxTokens)
 	return c
 }

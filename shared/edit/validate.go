@@ -85,6 +85,11 @@ type Resolved struct {
 	SelfMaxTokens int
 	Reweights     map[string]float64
 	Blend         []Blend // one entry per target; empty: not blended
+	// BlendChanged is the spec's blend_changed, else true where the model
+	// blends on the changed words by default; nil when neither sets it,
+	// so that the resolved spec of such an edit states no setting it did
+	// not choose, and its link reads as before the field.
+	BlendChanged *bool
 	// Kinds is the kind chosen per target, canonical as in Spec (trailing
 	// auto entries left out).
 	Kinds []align.Choice
@@ -185,6 +190,13 @@ func (s Spec) withDefaults(d Defaults) Resolved {
 		r.CrossChanged = clonePtr(s.CrossChanged)
 	case d.CrossChanged != nil:
 		r.CrossChanged = clonePtr(d.CrossChanged)
+	}
+	switch {
+	case s.BlendChanged != nil:
+		r.BlendChanged = clonePtr(s.BlendChanged)
+	case d.BlendChanged:
+		on := true
+		r.BlendChanged = &on
 	}
 	if s.Self != nil {
 		r.Self = *s.Self
@@ -499,6 +511,7 @@ func (r Resolved) AlignConfig() align.Config {
 		Norm:         align.Window(r.Norm),
 		Reweights:    cloneMap(r.Reweights),
 		Blend:        r.alignBlend(),
+		BlendChanged: r.BlendChanged != nil && *r.BlendChanged,
 		Kinds:        slices.Clone(r.Kinds),
 		// The reference tail is the published code's mapping, kept so
 		// that its numbers can be reproduced (docs/algorithm.md, 4.1).
@@ -516,7 +529,7 @@ func (r Resolved) Spec() Spec {
 		Source: r.Source, Targets: slices.Clone(r.Targets), Negative: r.Negative,
 		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
 		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossChanged: clonePtr(r.CrossChanged), CrossWords: cloneMap(r.CrossWords),
-		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend),
+		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend), BlendChanged: clonePtr(r.BlendChanged),
 		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail,
 		KeepSourceText: r.KeepSourceText,
 	}

@@ -117,6 +117,9 @@ type ModelDefaults struct {
 	// servers before it ran).
 	CrossChanged *edit.Window `json:"cross_changed,omitempty"`
 	Self         edit.Window  `json:"self"`
+	// BlendChanged is whether a spec without blend_changed blends its
+	// targets on the words they change; left out when not.
+	BlendChanged bool `json:"blend_changed,omitempty"`
 	// Norm is the norm window a spec without one runs with; 0 (and left
 	// out by servers before it): never.
 	Norm       edit.Window `json:"norm"`
@@ -150,7 +153,7 @@ func DefaultsOf(d edit.Defaults) *ModelDefaults {
 		out.Sizes = append(out.Sizes, [2]int{s.Width, s.Height})
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
-	out.CrossChanged = clonedWindow(d.CrossChanged)
+	out.CrossChanged, out.BlendChanged = clonedWindow(d.CrossChanged), d.BlendChanged
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, SelfLayerGroup{Grid: [2]int{g.Grid.Width, g.Grid.Height}, Layers: g.Layers})
 	}
@@ -166,7 +169,7 @@ func (d ModelDefaults) SpecDefaults(model string) edit.Defaults {
 		out.Sizes = append(out.Sizes, edit.Size{Width: s[0], Height: s[1]})
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
-	out.CrossChanged = clonedWindow(d.CrossChanged)
+	out.CrossChanged, out.BlendChanged = clonedWindow(d.CrossChanged), d.BlendChanged
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, edit.SelfLayerGroup{Grid: edit.Size{Width: g.Grid[0], Height: g.Grid[1]}, Layers: g.Layers})
 	}

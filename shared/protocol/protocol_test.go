@@ -229,6 +229,22 @@ func TestModelDefaultsRoundTrip(t *testing.T) {
 	if got := back.SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
 		t.Errorf("round trip with cross_changed: %+v, want %+v", got, d)
 	}
+	// And the blend on the changed words, left out where the model has
+	// none.
+	if strings.Contains(string(js), "blend_changed") {
+		t.Errorf("JSON form %s states blend_changed for a model without it", js)
+	}
+	d.BlendChanged = true
+	if js, err = json.Marshal(DefaultsOf(d)); err != nil || !strings.Contains(string(js), `"blend_changed":true`) {
+		t.Fatalf("JSON form %s, %v", js, err)
+	}
+	back = ModelDefaults{}
+	if err := json.Unmarshal(js, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.SpecDefaults("tiny"); !reflect.DeepEqual(got, d) {
+		t.Errorf("round trip with blend_changed: %+v, want %+v", got, d)
+	}
 	// A server before the norm default says nothing of it: never.
 	var older ModelDefaults
 	if err := json.Unmarshal([]byte(`{"steps":50,"guidance":7.5,"sizes":[[64,64]],"schedulers":["ddim"],"cross":0.8,"self":0.4}`), &older); err != nil {

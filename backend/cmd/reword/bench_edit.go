@@ -14,7 +14,6 @@ import (
 	"reword/backend/diffusion"
 	"reword/models/tiny/scene"
 	"reword/shared/align"
-	"reword/shared/clip"
 	"reword/shared/edit"
 )
 
@@ -66,7 +65,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 	f.drawn = fs.Bool("drawn", false, "also score every word swap (colour, shape) drawn exactly: its source scene and the same scene with the word swapped "+
 		"(same placement, background and texture), both through the model's VAE — what a perfect edit scores through this decoder and evaluator, a fourth method, "+methodDrawn)
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
-	f.blendChanged = fs.Bool("blend-changed", false, "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words); the baseline is not blended")
+	fs.Var(optionalBool{&f.blendChanged}, "blend-changed", "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words; the spec's blend_changed); -blend-changed=false blends none; default: the model's; the baseline is not blended")
 	f.crossChanged = fs.Float64("cross-changed", -1, "cross-replace window of the words each word swap changes, for every P2P edit, the other tokens taking -cross's "+
 		"(the spec's cross_changed: the reference's {\"default_\": cross, word: W}); default: the model's")
 	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
@@ -221,12 +220,15 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, block: *f.block, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: *f.blendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: d.BlendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
 	if *f.cross >= 0 {
 		run.cross = *f.cross
+	}
+	if f.blendChanged != nil {
+		run.blendChanged = *f.blendChanged
 	}
 	flags := edit.Spec{Cross: &edit.Window{End: run.cross}}
 	if *f.crossChanged >= 0 {
@@ -273,15 +275,7 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 	if *f.crossChanged >= 0 {
 		spec.CrossChanged = &edit.Window{End: *f.crossChanged}
 	}
-	if *f.blendChanged {
-		words, err := changedWords(be.source, be.target)
-		if err != nil {
-			return nil, err
-		}
-		if len(words) > 0 {
-			spec.Blend = []edit.Blend{{Words: words}}
-		}
-	}
+	spec.BlendChanged = f.blendChanged
 	if be.reweight() {
 		spec.Reweights = map[string]float64{be.word: be.factor}
 	}
@@ -342,35 +336,6 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		return nil, err
 	}
 	return scores, nil
-}
-
-// changedWords are the words an edit of source into target changes, as
-// the editor's diff marks them: the source's swapped or dropped words and
-// the target's swapped or added ones, each once.
-func changedWords(source, target string) ([]string, error) {
-	tok, err := clip.Default()
-	if err != nil {
-		return nil, err
-	}
-	src, tgt := tok.Encode(source), tok.Encode(target)
-	d := align.Compare(src, tgt)
-	var words []string
-	add := func(text string, w align.Word) {
-		if word := text[w.Start:w.End]; !slices.Contains(words, word) {
-			words = append(words, word)
-		}
-	}
-	for k, changed := range d.SourceChanged {
-		if changed {
-			add(source, d.Source[k])
-		}
-	}
-	for k, changed := range d.TargetChanged {
-		if changed {
-			add(target, d.Target[k])
-		}
-	}
-	return words, nil
 }
 
 // drawnSwap draws word swap be exactly, at seed: the source caption's

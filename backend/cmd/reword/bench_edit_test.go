@@ -375,13 +375,22 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		}
 	})
 	t.Run("blend-changed", func(t *testing.T) {
+		// On and off whatever the model's default; without the flag the
+		// run takes the model's default, and says so.
 		blended, blendedEdit := oneColourSwap(t, dir, "-blend-changed")
-		plain, plainEdit := oneColourSwap(t, dir)
+		plain, plainEdit := oneColourSwap(t, dir, "-blend-changed=false")
 		if !blended.BlendChanged || plain.BlendChanged {
-			t.Errorf("the reports say blend_changed %v with the flag and %v without", blended.BlendChanged, plain.BlendChanged)
+			t.Errorf("the reports say blend_changed %v with -blend-changed and %v with -blend-changed=false", blended.BlendChanged, plain.BlendChanged)
 		}
 		if sameScores(blendedEdit, plainEdit) {
 			t.Errorf("the edit blended on its swapped words scored as without the blend (%+v): the flag did not reach the run", blendedEdit)
+		}
+		m, err := model.Load(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if def, _ := oneColourSwap(t, dir); def.BlendChanged != m.Defaults.BlendChanged {
+			t.Errorf("without -blend-changed the report says blend_changed %v; the model's default is %v", def.BlendChanged, m.Defaults.BlendChanged)
 		}
 	})
 	t.Run("cross-changed", func(t *testing.T) {
@@ -687,26 +696,6 @@ func hasRow(rows [][]string, prefix []string) bool {
 		}
 	}
 	return false
-}
-
-// TestChangedWords: the words local blend takes with -blend-changed are
-// what the editor's diff marks: a swap's two words, an addition's new
-// words, nothing for an unchanged prompt.
-func TestChangedWords(t *testing.T) {
-	for _, c := range []struct {
-		source, target string
-		want           []string
-	}{
-		{"a red circle on grass", "a blue circle on grass", []string{"red", "blue"}},
-		{"a red circle", "a red square", []string{"circle", "square"}},
-		{"a red circle", "a red circle on grass", []string{"on", "grass"}},
-		{"a red circle", "a red circle", nil},
-	} {
-		got, err := changedWords(c.source, c.target)
-		if err != nil || !slices.Equal(got, c.want) {
-			t.Errorf("%q → %q: %q, %v; want %q", c.source, c.target, got, err, c.want)
-		}
-	}
 }
 
 // oneColourSwap runs bench edit on one colour swap at one seed and 4 steps

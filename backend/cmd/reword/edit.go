@@ -44,7 +44,10 @@ type editFlags struct {
 	replaceTail *string
 	// selfMax is --self-max-tokens, nil when not given (the model's
 	// default).
-	selfMax            *int
+	selfMax *int
+	// blendChanged is --blend-changed, nil when not given (the model's
+	// default).
+	blendChanged       *bool
 	keepText, baseline *bool
 	// fs is the flag set the flags are in, which says which were given.
 	fs *flag.FlagSet
@@ -53,7 +56,7 @@ type editFlags struct {
 // controlFlags are the flags that set Prompt-to-Prompt's attention
 // controls: --baseline runs none, so it takes none of them.
 var controlFlags = []string{"cross", "cross-changed", "cross-word", "self", "self-max-tokens", "reweight", "blend", "blend-exclude",
-	"kind", "replace-tail", "norm", "keep-source-text"}
+	"blend-changed", "kind", "replace-tail", "norm", "keep-source-text"}
 
 // checkSelfMaxTokens checks a --self-max-tokens flag (nil: not given)
 // before it goes into a spec, in the flag's own words.
@@ -81,6 +84,28 @@ func (o optionalInt) Set(v string) error {
 		return fmt.Errorf("%q is not a whole number", v)
 	}
 	*o.p = &n
+	return nil
+}
+
+// optionalBool is a bool flag that records whether it was given:
+// --name is true, --name=false false, absent the default.
+type optionalBool struct{ p **bool }
+
+func (o optionalBool) IsBoolFlag() bool { return true }
+
+func (o optionalBool) String() string {
+	if o.p == nil || *o.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(**o.p)
+}
+
+func (o optionalBool) Set(v string) error {
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	*o.p = &b
 	return nil
 }
 
@@ -114,12 +139,13 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&f.reweights, "reweight", "scale the attention to a target word, word=factor (repeatable; -2..2 is the useful range)")
 	fs.Var(&targetWords{f: f, name: "blend"}, "blend", "local blend of the --to before it: comma-separated words (e.g. --to \"a tiger\" --blend cat,tiger); that target changes only where they are (in the source or in it); a target without --blend is not blended")
 	fs.Var(&targetWords{f: f, name: "blend-exclude", exclude: true}, "blend-exclude", "words whose region the --to before it never changes, even inside its --blend words' region (comma-separated)")
+	fs.Var(optionalBool{&f.blendChanged}, "blend-changed", "blend every --to without --blend words on the words it changes (the source's swapped or dropped words and its swapped or added ones): it changes only where they are, as Prompt-to-Prompt's local blend given the reworded words; --blend-changed=false blends none (the spec's blend_changed; default: the model's)")
 	fs.Var(&targetKind{f: f}, "kind", "edit kind of the --to before it: auto (the default: replace when the target has as many words as the source, refine otherwise), replace (swap words one for one; needs as many words) or refine (align the tokens; what PIE-Bench runs), e.g. --to \"a cat sleeping\" --kind refine")
 	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
 	f.norm = fs.Float64("norm", -1, "fraction of the steps in which each target's GroupNorms centre on the source's means, which keeps more of the background (the spec's norm; 0: never; default: the model's)")
 	f.keepText = fs.Bool("keep-source-text", false, "give each target the source's text states at the positions of the words it kept, so only the reworded words' states differ (opt-in; the spec's keep_source_text)")
-	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, cross_changed, self and norm 0; takes none of the control flags)")
+	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, cross_changed, self and norm 0 and blend_changed false; takes none of the control flags)")
 	return f
 }
 
@@ -176,6 +202,7 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	}
 	spec.SelfMaxTokens = f.selfMax
 	spec.KeepSourceText = *f.keepText
+	spec.BlendChanged = f.blendChanged
 	return f.checkCrossChanged(*spec)
 }
 
@@ -207,6 +234,8 @@ func (f *editFlags) applyBaseline(spec *edit.Spec) error {
 		}
 	}
 	spec.Cross, spec.CrossChanged, spec.Self, spec.Norm = &edit.Window{}, &edit.Window{}, &edit.Window{}, &edit.Window{}
+	off := false
+	spec.BlendChanged = &off
 	return nil
 }
 

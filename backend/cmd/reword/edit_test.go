@@ -185,7 +185,7 @@ func TestEditReportsTheSpecAsItRan(t *testing.T) {
 func TestBaselineTakesNoControlFlags(t *testing.T) {
 	for _, c := range [][]string{
 		{"--cross", "0.5"}, {"--cross-changed", "0.4"}, {"--cross-word", "dog=0.4"}, {"--self", "0.2"}, {"--self-max-tokens", "256"}, {"--reweight", "dog=2"},
-		{"--blend", "dog"}, {"--blend-exclude", "dog"}, {"--kind", "refine"}, {"--replace-tail", "reference"}, {"--norm", "0"}, {"--keep-source-text"},
+		{"--blend", "dog"}, {"--blend-exclude", "dog"}, {"--kind", "refine"}, {"--replace-tail", "reference"}, {"--norm", "0"}, {"--keep-source-text"}, {"--blend-changed"},
 	} {
 		args := append([]string{"--to", "a dog", "--baseline"}, c...)
 		want := c[0] + " and --baseline"
@@ -197,6 +197,36 @@ func TestBaselineTakesNoControlFlags(t *testing.T) {
 	none := &edit.Window{}
 	if err != nil || !reflect.DeepEqual(s.Cross, none) || !reflect.DeepEqual(s.CrossChanged, none) || !reflect.DeepEqual(s.Self, none) || !reflect.DeepEqual(s.Norm, none) {
 		t.Errorf("--baseline: cross %v, cross_changed %v, self %v, norm %v, %v; want every window empty", s.Cross, s.CrossChanged, s.Self, s.Norm, err)
+	}
+	if s.BlendChanged == nil || *s.BlendChanged {
+		t.Errorf("--baseline: blend_changed %v; want false", s.BlendChanged)
+	}
+}
+
+// TestBlendChangedFlag: --blend-changed turns the spec's blend_changed
+// on, --blend-changed=false off (whatever the model's default), and
+// without it the spec leaves it to the model.
+func TestBlendChangedFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--blend-changed"}, "true"},
+		{[]string{"--blend-changed=true"}, "true"},
+		{[]string{"--blend-changed=false"}, "false"},
+		{nil, "<nil>"},
+	} {
+		s, err := parseEditFlags(append([]string{"--to", "a dog"}, c.args...)...)
+		got := "<nil>"
+		if s.BlendChanged != nil {
+			got = strconv.FormatBool(*s.BlendChanged)
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q: blend_changed %s, %v; want %s", c.args, got, err, c.want)
+		}
+	}
+	if _, err := parseEditFlags("--to", "a dog", "--blend-changed=maybe"); err == nil || !strings.Contains(err.Error(), "blend-changed") {
+		t.Errorf("--blend-changed=maybe: %v; want an error naming the flag", err)
 	}
 }
 
@@ -221,7 +251,10 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 			t.Errorf("the baseline image's spec has %s %v; want 0 (no control ran)", name, w)
 		}
 	}
-	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "spec"))...)
+	if s.BlendChanged == nil || *s.BlendChanged {
+		t.Errorf("the baseline image's spec has blend_changed %v; want false (no blend ran)", s.BlendChanged)
+	}
+	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--blend-changed=false", "--out", filepath.Join(out, "spec"))...)
 	a, b := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png"))
 	if !reflect.DeepEqual(a, b) {
 		t.Error("the baseline's recorded spec, run without --baseline, gives other pixels")
