@@ -34,6 +34,11 @@ type Editor struct {
 	// not be read. It stays, and the address bar keeps that link, until
 	// the user changes the edit or dismisses it.
 	linkProblem string
+	// updateReady is true once a newer build of the page has been fetched
+	// in the background (OnAppUpdate): this tab still runs the old one,
+	// whose controls and links may not match the server's, until it
+	// reloads.
+	updateReady bool
 	sock        *socket
 	tok         *clip.Tokenizer
 
@@ -75,6 +80,11 @@ type Editor struct {
 		problems []fieldProblem
 	}
 }
+
+// OnAppUpdate is go-app's notice that a newer build of the page was
+// fetched in the background: the page offers a reload instead of
+// reloading under the user's hands.
+func (e *Editor) OnAppUpdate(ctx app.Context) { e.updateReady = true }
 
 // OnMount loads the tokenizer, the kept history and an edit link, and
 // connects (in the browser only).
@@ -437,6 +447,13 @@ func (e *Editor) Render() app.UI {
 			app.If(e.hello != nil && !e.hello.Model.Ready && len(e.hello.Models) == 0, func() app.UI {
 				return app.P().ID("model-problem").Class("notice problem").Text(
 					"The model is not ready: " + e.hello.Model.Problem)
+			}),
+			app.If(e.updateReady, func() app.UI {
+				return app.Div().ID("app-update").Class("notice").Role("status").Body(
+					app.Span().Text("A new version of Reword is ready. Reloading keeps this edit (its link is in the address bar) and the history. "),
+					app.Button().ID("app-update-reload").Type("button").Text("Reload").
+						OnClick(func(ctx app.Context, ev app.Event) { ctx.Reload() }),
+				)
 			}),
 			app.If(e.problem != "", func() app.UI {
 				return app.P().ID("problem").Class("notice problem").Role("alert").Text(e.problem)

@@ -428,3 +428,19 @@ func TestHelloOfAnotherMeaning(t *testing.T) {
 		t.Errorf("this page's meaning: problem %q, ready %v", e.problem, e.serverReady())
 	}
 }
+
+// TestAppUpdateOffersReload: a newer build fetched in the background is
+// offered as a reload, never forced on the user mid-edit, and nothing is
+// offered before one arrives.
+func TestAppUpdateOffersReload(t *testing.T) {
+	ctx := testContext(t)
+	e := testEditor(t)
+	if page := app.HTMLString(e); strings.Contains(page, `id="app-update"`) {
+		t.Error("a reload is offered before any update arrived")
+	}
+	e.OnAppUpdate(ctx)
+	page := app.HTMLString(e)
+	if !strings.Contains(page, `id="app-update"`) || !strings.Contains(page, `id="app-update-reload"`) || !strings.Contains(page, "A new version of Reword is ready") {
+		t.Errorf("after an update the page offers no reload:\n%.2000s", page)
+	}
+}
