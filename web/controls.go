@@ -389,14 +389,10 @@ func (c *Controls) selfLayers(d edit.Defaults, applies *edit.Window) app.UI {
 	// Full width: the choices name their grids and layer counts.
 	return app.Div().Class("field wide").Body(
 		app.Label().For(id).Text("Self-attention layers"),
-		app.Select().ID(id).Aria("describedby", id+"-hint").
-			OnChange(func(ctx app.Context, e app.Event) {
-				n := selfMaxTokensValue(ctx.JSSrc().Get("value").String())
-				c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.SelfMaxTokens = n; return s })
-			}).
-			Body(app.Range(opts).Slice(func(i int) app.UI {
-				return app.Option().Value(opts[i].Value).Selected(opts[i].Value == selfMenuValue(value)).Text(opts[i].Text)
-			})),
+		c.menu(id, opts, selfMenuValue(value), func(s edit.Spec, v string) edit.Spec {
+			s.SelfMaxTokens = selfMaxTokensValue(v)
+			return s
+		}),
 		app.P().ID(id+"-hint").Class("hint").Text(selfLayersHint(d, value, applies, c.Photo)),
 		fieldError(c.Errors, "self_max_tokens"),
 	)
@@ -418,17 +414,13 @@ func (c *Controls) replaceTail() app.UI {
 	}
 	return app.Div().Class("field wide").Body(
 		app.Label().For(id).Text("Replace tail"),
-		app.Select().ID(id).Aria("describedby", id+"-hint").
-			OnChange(func(ctx app.Context, e app.Event) {
-				v := ctx.JSSrc().Get("value").String()
-				if v == edit.ReplaceTailAligned {
-					v = "" // the default, which the spec leaves out
-				}
-				c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.ReplaceTail = v; return s })
-			}).
-			Body(app.Range(opts).Slice(func(i int) app.UI {
-				return app.Option().Value(opts[i].Value).Selected(opts[i].Value == tailMenuValue(value)).Text(opts[i].Text)
-			})),
+		c.menu(id, opts, tailMenuValue(value), func(s edit.Spec, v string) edit.Spec {
+			if v == edit.ReplaceTailAligned {
+				v = "" // the default, which the spec leaves out
+			}
+			s.ReplaceTail = v
+			return s
+		}),
 		app.P().ID(id+"-hint").Class("hint").Text(tailHint(c.TailShifts)),
 		fieldError(c.Errors, "replace_tail"),
 	)
@@ -447,17 +439,12 @@ func (c *Controls) blendChanged() app.UI {
 	opts := []choiceOption{{menuDefault, defaultLabel(def)}, {"on", "on"}, {"off", "off"}}
 	return app.Div().Class("field").Body(
 		app.Label().For(id).Text("Blend on the changed words"),
-		app.Select().ID(id).Aria("describedby", id+"-hint").
-			OnChange(func(ctx app.Context, e app.Event) {
-				v := blendMenuSetting(ctx.JSSrc().Get("value").String())
-				c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.BlendChanged = v; return s })
-			}).
-			Body(app.Range(opts).Slice(func(i int) app.UI {
-				return app.Option().Value(opts[i].Value).Selected(opts[i].Value == value).Text(opts[i].Text)
-			})),
+		c.menu(id, opts, value, func(s edit.Spec, v string) edit.Spec {
+			s.BlendChanged = blendMenuSetting(v)
+			return s
+		}),
 		app.P().ID(id+"-hint").Class("hint").Text("On, each edit changes only where the words it rewords are "+
 			"(a local blend), and keeps the rest of the source; a word picked to blend on replaces them."),
-		fieldError(c.Errors, "blend_changed"),
 	)
 }
 
@@ -484,6 +471,19 @@ func onOff(on bool) string {
 		return "on"
 	}
 	return "off"
+}
+
+// menu is a settings menu (its hint is id+"-hint") showing value among
+// opts; choosing an option changes the spec by set with its value.
+func (c *Controls) menu(id string, opts []choiceOption, value string, set func(s edit.Spec, v string) edit.Spec) app.UI {
+	return app.Select().ID(id).Aria("describedby", id+"-hint").
+		OnChange(func(ctx app.Context, e app.Event) {
+			v := ctx.JSSrc().Get("value").String()
+			c.OnChange(ctx, func(s edit.Spec) edit.Spec { return set(s, v) })
+		}).
+		Body(app.Range(opts).Slice(func(i int) app.UI {
+			return app.Option().Value(opts[i].Value).Selected(opts[i].Value == value).Text(opts[i].Text)
+		}))
 }
 
 // choiceOption is one entry of a settings menu.

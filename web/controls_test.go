@@ -187,3 +187,31 @@ func renderedElement(t *testing.T, page, id string) (tag, text string) {
 	}
 	return page[start:end], html.UnescapeString(strings.TrimSpace(text))
 }
+
+// TestBlendMenu: the blend menu shows a spec's blend_changed as the model
+// default, on or off, and each choice sets it back the same way; the
+// default option names the model's default once the server said it.
+func TestBlendMenu(t *testing.T) {
+	on, off := true, false
+	for _, v := range []*bool{nil, &on, &off} {
+		got := blendMenuSetting(blendMenuValue(v))
+		if (got == nil) != (v == nil) || (got != nil && *got != *v) {
+			t.Errorf("blend_changed %v comes back from the menu as %v", v, got)
+		}
+	}
+	for _, c := range []struct {
+		defaults *edit.Defaults
+		want     string
+	}{
+		{nil, ">model default<"},
+		{&edit.Defaults{BlendChanged: true}, ">on (default)<"},
+		{&edit.Defaults{}, ">off (default)<"},
+	} {
+		page := app.HTMLString(&Controls{Spec: edit.Spec{Source: "a red circle"}, Defaults: c.defaults})
+		_, menu, _ := strings.Cut(page, `id="blend-changed"`)
+		menu, _, _ = strings.Cut(menu, "</select>")
+		if !strings.Contains(menu, c.want) {
+			t.Errorf("defaults %+v: the blend menu's default option is not %q in %q", c.defaults, c.want, menu)
+		}
+	}
+}

@@ -94,6 +94,7 @@ func (e *Editor) OnMount(ctx app.Context) {
 		return
 	}
 	e.mounted = true
+	e.updateReady = ctx.AppUpdateAvailable()
 	e.history = loadHistory(ctx)
 	if link := linkFromPage(ctx); link != "" {
 		e.openLink(ctx, link, false)
@@ -450,7 +451,7 @@ func (e *Editor) Render() app.UI {
 			}),
 			app.If(e.updateReady, func() app.UI {
 				return app.Div().ID("app-update").Class("notice").Role("status").Body(
-					app.Span().Text("A new version of Reword is ready. Reloading keeps this edit (its link is in the address bar) and the history. "),
+					app.Span().Text("A new version of Reword is ready. Reloading keeps the history, and the edit as far as its link in the address bar holds it. "),
 					app.Button().ID("app-update-reload").Type("button").Text("Reload").
 						OnClick(func(ctx app.Context, ev app.Event) { ctx.Reload() }),
 				)
@@ -551,8 +552,14 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 	}
 	w := *e.selected
 	var needsWords []int
+	// With blend_changed on, a target without blend words blends on the
+	// words it changes, which its excluded words narrow.
+	blendChanged := e.spec.BlendChanged != nil && *e.spec.BlendChanged
+	if d := e.defaults(); d != nil {
+		blendChanged = d.BlendsChanged(e.spec)
+	}
 	for i := range e.spec.Targets {
-		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 {
+		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 && !blendChanged {
 			needsWords = append(needsWords, i)
 		}
 	}

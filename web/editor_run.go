@@ -50,6 +50,11 @@ func (e *Editor) handleMessage(ctx app.Context, m *protocol.Message) {
 	switch p := m.Payload.(type) {
 	case *protocol.Hello:
 		e.hello = p
+		// Every hello follows a (re)connect, which a deployment causes:
+		// ask the service worker to look for a newer build of the page
+		// (OnAppUpdate then offers it), so that a tab left open learns of
+		// one without being reloaded.
+		app.TryUpdate()
 		if e.problem = helloProblem(p); e.problem != "" {
 			return
 		}

@@ -49,7 +49,9 @@ func CompareAs(source, target clip.Encoding, c Choice) (Diff, error) {
 // the source's swapped or dropped words (their text in source) and the
 // target's swapped or added ones (in target). They are what a target
 // blends on with Config.BlendChanged, as Prompt-to-Prompt's local blend
-// would be given the reworded words.
+// would be given the reworded words, and are looked up as any blend word
+// is (every occurrence of the text, as the reference matches words), so
+// that the blend is the one a spec naming them runs.
 func (d Diff) ChangedWords(source, target string) []string {
 	var words []string
 	add := func(text string, w Word) {

@@ -170,3 +170,34 @@ func TestBlendChangedResolves(t *testing.T) {
 		t.Errorf("a string blend_changed: err %v, want one naming the field", err)
 	}
 }
+
+// TestExcludeOnlyWithBlendChanged: an entry with excluded words alone
+// narrows the blend on the changed words where blend_changed is on (the
+// spec's or the model's), and is refused, naming blend_changed as the
+// way out, where it is off: it would blend nothing.
+func TestExcludeOnlyWithBlendChanged(t *testing.T) {
+	on, off := true, false
+	withDefault := tinyDefaults("m")
+	withDefault.BlendChanged = true
+	for _, c := range []struct {
+		name string
+		spec *bool
+		d    Defaults
+		ok   bool
+	}{
+		{"spec on", &on, tinyDefaults("m"), true},
+		{"model on", nil, withDefault, true},
+		{"model on, spec off", &off, withDefault, false},
+		{"off", nil, tinyDefaults("m"), false},
+	} {
+		s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(1)),
+			Blend: []Blend{{Exclude: []string{"circle"}}}, BlendChanged: c.spec}
+		err := s.Validate(c.d)
+		if c.ok && err != nil {
+			t.Errorf("%s: %v", c.name, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "blend[0].exclude") || !strings.Contains(err.Error(), "blend_changed")) {
+			t.Errorf("%s: err %v; want blend[0].exclude refused, naming blend_changed", c.name, err)
+		}
+	}
+}

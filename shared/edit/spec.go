@@ -118,8 +118,9 @@ type Spec struct {
 	Reweights map[string]float64 `json:"reweights,omitempty"`
 	// Blend holds each target's local blend, in the order of Targets: a
 	// target with blend words changes only where they are (see Blend); a
-	// target without an entry, or with an empty one, is not blended. At
-	// most one entry per target; trailing empty entries are left out.
+	// target without an entry, or with an empty one, is not blended
+	// unless BlendChanged. At most one entry per target; trailing empty
+	// entries are left out.
 	Blend []Blend `json:"blend,omitempty"`
 	// BlendChanged blends every target that changes words and has no
 	// blend words of its own on the words it changes: the source's

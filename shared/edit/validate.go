@@ -347,7 +347,11 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	if err != nil {
 		return nil, err
 	}
-	checkWords(s, tok, add)
+	blendChanged := s.BlendChanged != nil && *s.BlendChanged
+	if d != nil {
+		blendChanged = d.BlendsChanged(s)
+	}
+	checkWords(s, tok, blendChanged, add)
 	checkKinds(s, tok, add)
 	return p.capped(), nil
 }
@@ -388,7 +392,7 @@ func checkWindow(add func(string, string, ...any), field string, w Window) {
 // checkWords reports words of cross_words, reweights and blend that are
 // malformed or do not occur in the prompts they apply to (see Words), and
 // blend entries that do not fit the targets.
-func checkWords(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
+func checkWords(s Spec, tok *clip.Tokenizer, blendChanged bool, add func(string, string, ...any)) {
 	in := s.Words(tok)
 	check := func(field, word, where string, occurs func(string) (bool, bool)) {
 		switch {
@@ -426,8 +430,8 @@ func checkWords(s Spec, tok *clip.Tokenizer, add func(string, string, ...any)) {
 		if n := len(b.Words) + len(b.Exclude); n > MaxWordEntries {
 			add(entry, "has too many words: %d, the limit is %d", n, MaxWordEntries)
 		}
-		if len(b.Words) == 0 && len(b.Exclude) > 0 {
-			add(entry+".exclude", "needs blend words: excluded words only narrow the region of a local blend, and edit %d has none", i+1)
+		if len(b.Words) == 0 && len(b.Exclude) > 0 && !blendChanged {
+			add(entry+".exclude", "needs blend words (or blend_changed, which blends on the words the edit changes): excluded words only narrow the region of a local blend, and edit %d has none", i+1)
 		}
 		// Only the first MaxWordEntries words are checked one by one: more
 		// are refused as a whole above.

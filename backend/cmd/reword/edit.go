@@ -139,13 +139,13 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&f.reweights, "reweight", "scale the attention to a target word, word=factor (repeatable; -2..2 is the useful range)")
 	fs.Var(&targetWords{f: f, name: "blend"}, "blend", "local blend of the --to before it: comma-separated words (e.g. --to \"a tiger\" --blend cat,tiger); that target changes only where they are (in the source or in it); a target without --blend is not blended")
 	fs.Var(&targetWords{f: f, name: "blend-exclude", exclude: true}, "blend-exclude", "words whose region the --to before it never changes, even inside its --blend words' region (comma-separated)")
-	fs.Var(optionalBool{&f.blendChanged}, "blend-changed", "blend every --to without --blend words on the words it changes (the source's swapped or dropped words and its swapped or added ones): it changes only where they are, as Prompt-to-Prompt's local blend given the reworded words; --blend-changed=false blends none (the spec's blend_changed; default: the model's)")
+	fs.Var(optionalBool{&f.blendChanged}, "blend-changed", "blend every --to without --blend words on the words it changes (the source's swapped or dropped words and its swapped or added ones): it changes only where they are, as Prompt-to-Prompt's local blend given the reworded words; --blend-changed=false blends none on the changed words, --blend still blending its --to (the spec's blend_changed; default: the model's)")
 	fs.Var(&targetKind{f: f}, "kind", "edit kind of the --to before it: auto (the default: replace when the target has as many words as the source, refine otherwise), replace (swap words one for one; needs as many words) or refine (align the tokens; what PIE-Bench runs), e.g. --to \"a cat sleeping\" --kind refine")
 	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
 	f.norm = fs.Float64("norm", -1, "fraction of the steps in which each target's GroupNorms centre on the source's means, which keeps more of the background (the spec's norm; 0: never; default: the model's)")
 	f.keepText = fs.Bool("keep-source-text", false, "give each target the source's text states at the positions of the words it kept, so only the reworded words' states differ (opt-in; the spec's keep_source_text)")
-	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, cross_changed, self and norm 0 and blend_changed false; takes none of the control flags)")
+	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, cross_changed, self and norm 0, and blend_changed false on a model that blends by default; takes none of the control flags)")
 	return f
 }
 
@@ -234,9 +234,20 @@ func (f *editFlags) applyBaseline(spec *edit.Spec) error {
 		}
 	}
 	spec.Cross, spec.CrossChanged, spec.Self, spec.Norm = &edit.Window{}, &edit.Window{}, &edit.Window{}, &edit.Window{}
-	off := false
-	spec.BlendChanged = &off
 	return nil
+}
+
+// forModel completes the spec for the model it runs on, once loaded: a
+// --baseline run on a model that blends on the changed words by default
+// states blend_changed false, since it blends nothing, so that its images
+// record what ran; on other models the spec leaves it out, as specs did
+// before the field.
+func (f *editFlags) forModel(d edit.Defaults, spec *edit.Spec) {
+	spec.Model = d.Model
+	if *f.baseline && d.BlendChanged {
+		off := false
+		spec.BlendChanged = &off
+	}
 }
 
 // targetKind is --kind: the edit kind of the target of the --to given
@@ -347,7 +358,7 @@ func runEdit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer e.Close()
-	spec.Model = e.Defaults().Model
+	edf.forModel(e.Defaults(), &spec)
 	bar := newProgress(stderr, "edit")
 	res, err := e.Edit(ctx, spec, diffusion.RunOptions{Baseline: *edf.baseline}, bar.update)
 	bar.done()

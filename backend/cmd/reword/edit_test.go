@@ -198,9 +198,6 @@ func TestBaselineTakesNoControlFlags(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(s.Cross, none) || !reflect.DeepEqual(s.CrossChanged, none) || !reflect.DeepEqual(s.Self, none) || !reflect.DeepEqual(s.Norm, none) {
 		t.Errorf("--baseline: cross %v, cross_changed %v, self %v, norm %v, %v; want every window empty", s.Cross, s.CrossChanged, s.Self, s.Norm, err)
 	}
-	if s.BlendChanged == nil || *s.BlendChanged {
-		t.Errorf("--baseline: blend_changed %v; want false", s.BlendChanged)
-	}
 }
 
 // TestBlendChangedFlag: --blend-changed turns the spec's blend_changed
@@ -251,13 +248,52 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 			t.Errorf("the baseline image's spec has %s %v; want 0 (no control ran)", name, w)
 		}
 	}
-	if s.BlendChanged == nil || *s.BlendChanged {
-		t.Errorf("the baseline image's spec has blend_changed %v; want false (no blend ran)", s.BlendChanged)
+	if s.BlendChanged != nil {
+		t.Errorf("the baseline image's spec has blend_changed %v on a model without the default; want it left out", *s.BlendChanged)
 	}
-	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--blend-changed=false", "--out", filepath.Join(out, "spec"))...)
+	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "spec"))...)
 	a, b := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png"))
 	if !reflect.DeepEqual(a, b) {
 		t.Error("the baseline's recorded spec, run without --baseline, gives other pixels")
+	}
+}
+
+// TestBaselineRecordsNoBlend: on a model that blends on the changed words
+// by default, a --baseline image's spec states blend_changed false (it
+// blended nothing), and that spec run without --baseline gives the same
+// pixels.
+func TestBaselineRecordsNoBlend(t *testing.T) {
+	dir := tinytest.Private(t)
+	manifest := filepath.Join(dir, "model.json")
+	raw, err := os.ReadFile(manifest)
+	must(t, err)
+	on := strings.Replace(string(raw), `"defaults": {`, `"defaults": {"blend_changed": true,`, 1)
+	if on == string(raw) {
+		t.Fatal("model.json has no defaults object to turn the blend on in")
+	}
+	must(t, os.WriteFile(manifest, []byte(on), 0o644))
+	out := t.TempDir()
+	common := []string{"edit", "--model", dir, "--threads", "1", "--steps", "3", "--prompt", "a red circle", "--to", "a blue circle", "--seed", "1"}
+	runOK(t, append(common, "--baseline", "--out", filepath.Join(out, "baseline"))...)
+	f, err := os.Open(filepath.Join(out, "baseline", "target-1.png"))
+	must(t, err)
+	text, _, err := pngtext.Read(f, pngtext.SpecKey)
+	f.Close()
+	must(t, err)
+	s, err := edit.ParseSpec([]byte(text))
+	must(t, err)
+	if s.BlendChanged == nil || *s.BlendChanged {
+		t.Fatalf("the baseline image's spec has blend_changed %v; want false (no blend ran)", s.BlendChanged)
+	}
+	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--blend-changed=false", "--out", filepath.Join(out, "spec"))...)
+	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "blended"))...)
+	base, spec, blended := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png")),
+		readPNG(t, filepath.Join(out, "blended", "target-1.png"))
+	if !reflect.DeepEqual(base, spec) {
+		t.Error("the baseline's recorded spec, run without --baseline, gives other pixels")
+	}
+	if reflect.DeepEqual(base, blended) {
+		t.Error("the model's blend default did not reach a run that leaves blend_changed out")
 	}
 }
 

@@ -90,7 +90,7 @@ func runInvert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer e.Close()
-	spec.Model = e.Defaults().Model
+	edf.forModel(e.Defaults(), &spec)
 	bar := newProgress(stderr, "invert")
 	res, err := e.Edit(ctx, spec, diffusion.RunOptions{Baseline: *edf.baseline, Photo: &diffusion.Photo{Data: data, Fit: fit}}, bar.update)
 	bar.done()
