@@ -122,6 +122,28 @@ func promptAligns(prompt string) bool {
 	return strings.TrimSpace(prompt) != "" && len(prompt) <= MaxPromptBytes
 }
 
+// BlendsOnChangedWords reports whether blend_changed has a target to
+// blend: one without blend words of its own that changes words (a swap,
+// an addition or a removal; a pure reweight changes none). A target whose
+// prompts cannot be aligned as its kind says is left out (validation
+// reports it).
+func (s Spec) BlendsOnChangedWords(tok *clip.Tokenizer) bool {
+	if !promptAligns(s.Source) {
+		return false
+	}
+	src := tok.Encode(s.Source)
+	for i, t := range s.Targets[:min(len(s.Targets), MaxTargets)] {
+		if !promptAligns(t) || len(s.BlendOf(i).Words) > 0 {
+			continue
+		}
+		d, err := align.CompareAs(src, tok.Encode(t), s.KindOf(i))
+		if err == nil && len(d.ChangedWords(s.Source, t)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // SwapsWords reports whether some target is a word swap that changes a
 // word: whether the spec has tokens for cross_changed to apply to. A
 // target whose prompts cannot be aligned as its kind says is left out

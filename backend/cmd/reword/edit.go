@@ -203,7 +203,27 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	spec.SelfMaxTokens = f.selfMax
 	spec.KeepSourceText = *f.keepText
 	spec.BlendChanged = f.blendChanged
-	return f.checkCrossChanged(*spec)
+	if err := f.checkCrossChanged(*spec); err != nil {
+		return err
+	}
+	return f.checkBlendChanged(*spec)
+}
+
+// checkBlendChanged refuses --blend-changed where no target would take
+// it: each --to has --blend words of its own or changes no word, so it
+// would run as if left out.
+func (f *editFlags) checkBlendChanged(spec edit.Spec) error {
+	if f.blendChanged == nil || !*f.blendChanged || len(spec.CheckFields()) > 0 {
+		return nil
+	}
+	tok, err := clip.Default()
+	if err != nil {
+		return err
+	}
+	if !spec.BlendsOnChangedWords(tok) {
+		return usageError("--blend-changed: every --to has --blend words of its own or changes no word of --prompt, so no target would blend on its changed words; leave it out")
+	}
+	return nil
 }
 
 // checkCrossChanged refuses --cross-changed where no target swaps a word:

@@ -225,6 +225,34 @@ func TestBlendChangedFlag(t *testing.T) {
 	if _, err := parseEditFlags("--to", "a dog", "--blend-changed=maybe"); err == nil || !strings.Contains(err.Error(), "blend-changed") {
 		t.Errorf("--blend-changed=maybe: %v; want an error naming the flag", err)
 	}
+	// Where no target would take it, it is a usage error saying why.
+	parse := func(args ...string) error {
+		fs := newFlagSet("edit", "", io.Discard)
+		f := addEditFlags(fs)
+		if err := parseFlags(fs, args); err != nil {
+			return err
+		}
+		seed := uint64(1)
+		s := edit.Spec{Source: "a cat", Seed: &seed}
+		return f.apply(&s)
+	}
+	for _, args := range [][]string{
+		{"--to", "a cat", "--reweight", "cat=2", "--blend-changed"},
+		{"--to", "a dog", "--blend", "dog", "--blend-changed"},
+	} {
+		if err := parse(args...); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no target would blend") {
+			t.Errorf("%q: %v; want a usage error saying no target would blend", args, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"--to", "a dog", "--blend", "dog", "--to", "a cow", "--blend-changed"},
+		{"--to", "a cat on grass", "--blend-changed"},
+		{"--to", "a cat", "--reweight", "cat=2", "--blend-changed=false"},
+	} {
+		if err := parse(args...); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
 }
 
 // TestBaselineImagesRecordWhatRan: the spec a --baseline image carries is
