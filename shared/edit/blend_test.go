@@ -124,8 +124,7 @@ func TestCheckFieldsNeedsNoModel(t *testing.T) {
 // field, and an explicit false survives the JSON form and a link.
 func TestBlendChangedResolves(t *testing.T) {
 	on, off := true, false
-	withDefault := tinyDefaults("m")
-	withDefault.BlendChanged = true
+	withDefault := blendingDefaults()
 	for _, c := range []struct {
 		name  string
 		spec  *bool
@@ -177,8 +176,7 @@ func TestBlendChangedResolves(t *testing.T) {
 // way out, where it is off: it would blend nothing.
 func TestExcludeOnlyWithBlendChanged(t *testing.T) {
 	on, off := true, false
-	withDefault := tinyDefaults("m")
-	withDefault.BlendChanged = true
+	withDefault := blendingDefaults()
 	for _, c := range []struct {
 		name string
 		spec *bool
@@ -200,4 +198,12 @@ func TestExcludeOnlyWithBlendChanged(t *testing.T) {
 			t.Errorf("%s: err %v; want blend[0].exclude refused, naming blend_changed", c.name, err)
 		}
 	}
+}
+
+// blendingDefaults are test defaults of a model that blends on the
+// changed words by default.
+func blendingDefaults() Defaults {
+	d := tinyDefaults("m")
+	d.BlendChanged = true
+	return d
 }

@@ -146,6 +146,19 @@ func parseEditFlags(args ...string) (edit.Spec, error) {
 	return s, f.apply(&s)
 }
 
+// applyEditFlags applies the edit flags args to a valid spec of source
+// (seeded), so that the checks that need valid prompts run.
+func applyEditFlags(source string, args ...string) error {
+	fs := newFlagSet("edit", "", io.Discard)
+	f := addEditFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	seed := uint64(1)
+	s := edit.Spec{Source: source, Seed: &seed}
+	return f.apply(&s)
+}
+
 // TestEditReportsTheSpecAsItRan: `reword edit` writes the spec as it ran,
 // every default filled in (the tiny model's norm window among them), into
 // its JSON report, so that the report says what ran under any later
@@ -226,16 +239,7 @@ func TestBlendChangedFlag(t *testing.T) {
 		t.Errorf("--blend-changed=maybe: %v; want an error naming the flag", err)
 	}
 	// Where no target would take it, it is a usage error saying why.
-	parse := func(args ...string) error {
-		fs := newFlagSet("edit", "", io.Discard)
-		f := addEditFlags(fs)
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		seed := uint64(1)
-		s := edit.Spec{Source: "a cat", Seed: &seed}
-		return f.apply(&s)
-	}
+	parse := func(args ...string) error { return applyEditFlags("a cat", args...) }
 	for _, args := range [][]string{
 		{"--to", "a cat", "--reweight", "cat=2", "--blend-changed"},
 		{"--to", "a dog", "--blend", "dog", "--blend-changed"},
@@ -255,13 +259,11 @@ func TestBlendChangedFlag(t *testing.T) {
 	}
 }
 
-// TestBaselineImagesRecordWhatRan: the spec a --baseline image carries is
-// the run it came from (every control off), not the model's
-// Prompt-to-Prompt defaults, and running that spec without --baseline
-// gives the same pixels.
-func TestBaselineImagesRecordWhatRan(t *testing.T) {
-	dir := tinytest.Private(t)
-	out := t.TempDir()
+// baselineRun runs a --baseline edit of the model in dir into out's
+// "baseline" folder and returns its arguments but --baseline and --out
+// (to run the same edit again) and the spec its target image carries.
+func baselineRun(t *testing.T, dir, out string) ([]string, edit.Spec) {
+	t.Helper()
 	common := []string{"edit", "--model", dir, "--threads", "1", "--steps", "3", "--prompt", "a red circle", "--to", "a blue circle", "--seed", "1"}
 	runOK(t, append(common, "--baseline", "--out", filepath.Join(out, "baseline"))...)
 	f, err := os.Open(filepath.Join(out, "baseline", "target-1.png"))
@@ -271,6 +273,17 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 	must(t, err)
 	s, err := edit.ParseSpec([]byte(text))
 	must(t, err)
+	return common, s
+}
+
+// TestBaselineImagesRecordWhatRan: the spec a --baseline image carries is
+// the run it came from (every control off), not the model's
+// Prompt-to-Prompt defaults, and running that spec without --baseline
+// gives the same pixels.
+func TestBaselineImagesRecordWhatRan(t *testing.T) {
+	dir := tinytest.Private(t)
+	out := t.TempDir()
+	common, s := baselineRun(t, dir, out)
 	for name, w := range map[string]*edit.Window{"cross": s.Cross, "cross_changed": s.CrossChanged, "self": s.Self, "norm": s.Norm} {
 		if w == nil || *w != (edit.Window{}) {
 			t.Errorf("the baseline image's spec has %s %v; want 0 (no control ran)", name, w)
@@ -301,15 +314,7 @@ func TestBaselineRecordsNoBlend(t *testing.T) {
 	}
 	must(t, os.WriteFile(manifest, []byte(on), 0o644))
 	out := t.TempDir()
-	common := []string{"edit", "--model", dir, "--threads", "1", "--steps", "3", "--prompt", "a red circle", "--to", "a blue circle", "--seed", "1"}
-	runOK(t, append(common, "--baseline", "--out", filepath.Join(out, "baseline"))...)
-	f, err := os.Open(filepath.Join(out, "baseline", "target-1.png"))
-	must(t, err)
-	text, _, err := pngtext.Read(f, pngtext.SpecKey)
-	f.Close()
-	must(t, err)
-	s, err := edit.ParseSpec([]byte(text))
-	must(t, err)
+	common, s := baselineRun(t, dir, out)
 	if s.BlendChanged == nil || *s.BlendChanged {
 		t.Fatalf("the baseline image's spec has blend_changed %v; want false (no blend ran)", s.BlendChanged)
 	}
@@ -380,16 +385,7 @@ func randomWords(seed uint64, n int) string {
 // word swap changes, so given where no target swaps one it is a usage
 // error saying so, not a setting that silently does nothing.
 func TestCrossChangedNeedsAWordSwap(t *testing.T) {
-	parse := func(args ...string) error {
-		fs := newFlagSet("edit", "", io.Discard)
-		f := addEditFlags(fs)
-		if err := parseFlags(fs, args); err != nil {
-			return err
-		}
-		seed := uint64(1)
-		s := edit.Spec{Source: "a red circle", Seed: &seed}
-		return f.apply(&s)
-	}
+	parse := func(args ...string) error { return applyEditFlags("a red circle", args...) }
 	for _, args := range [][]string{
 		{"--to", "a red circle on grass", "--cross-changed", "0.4"},
 		{"--to", "a blue circle", "--kind", "refine", "--cross-changed", "0.4"},
