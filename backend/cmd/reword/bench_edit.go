@@ -35,6 +35,7 @@ type benchEditFlags struct {
 	selfMax                                *int // nil: the model's
 	keepText                               *bool
 	blendChanged                           *bool
+	blendObject                            *bool
 	crossChanged                           *float64
 	block                                  *int
 	quick                                  *bool
@@ -70,6 +71,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		"(the spec's cross_changed: the reference's {\"default_\": cross, word: W}); default: the model's")
 	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
 		"with index.tsv: each edit's prompts, seed, method and scores, for checking the verdicts by eye")
+	f.blendObject = fs.Bool("blend-object", false, "every P2P colour and shape swap blends locally on its object's shape word (the source's and the target's, e.g. \"circle\" for a colour swap of a circle): the object's region rather than its colour word's; added phrases and reweights are not blended; not with -blend-changed")
 	f.keepText = fs.Bool("keep-source-text", false, "every P2P edit keeps the source's text states for the words it did not change (the spec's keep_source_text; the baseline has no control to keep them with)")
 	return f
 }
@@ -112,6 +114,9 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 	}
 	if *f.block < 0 || *f.block > 1000 {
 		return nil, usageError("--block is %d: want 0 (the first pairs, the default) to 1000", *f.block)
+	}
+	if *f.blendObject && f.blendChanged != nil && *f.blendChanged {
+		return nil, usageError("--blend-object and --blend-changed: each blends every swap on other words; give one of them")
 	}
 	if *f.block > 0 && *f.split == "all" {
 		// "all" numbers both halves together, so its later blocks are
@@ -230,6 +235,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if f.blendChanged != nil {
 		run.blendChanged = *f.blendChanged
 	}
+	run.blendObject = *f.blendObject
 	flags := edit.Spec{Cross: &edit.Window{End: run.cross}}
 	if *f.crossChanged >= 0 {
 		flags.CrossChanged = &edit.Window{End: *f.crossChanged}
@@ -276,6 +282,15 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		spec.CrossChanged = &edit.Window{End: *f.crossChanged}
 	}
 	spec.BlendChanged = f.blendChanged
+	if *f.blendObject && be.drawn != nil {
+		// The blend words replace the changed words for this target
+		// whatever the model's blend_changed default.
+		words := []string{be.drawn[0].Mentions[0].Shape.String()}
+		if w := be.drawn[1].Mentions[0].Shape.String(); w != words[0] {
+			words = append(words, w)
+		}
+		spec.Blend = []edit.Blend{{Words: words}}
+	}
 	if be.reweight() {
 		spec.Reweights = map[string]float64{be.word: be.factor}
 	}

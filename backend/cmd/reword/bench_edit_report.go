@@ -22,6 +22,7 @@ type editRun struct {
 	norm         float64 // the norm window's end (0: none)
 	keepText     bool
 	blendChanged bool
+	blendObject  bool
 	// crossChanged is the cross window of the words each word swap
 	// changes (cross when neither -cross-changed nor the model sets one).
 	crossChanged float64
@@ -72,6 +73,9 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	}
 	if run.blendChanged {
 		keep += ", local blend on the changed words"
+	}
+	if run.blendObject {
+		keep += ", local blend on the swaps' object words"
 	}
 	split := run.split
 	if run.block > 0 {
@@ -190,6 +194,8 @@ type editJSON struct {
 	Norm           float64  `json:"norm"`
 	KeepSourceText bool     `json:"keep_source_text"`
 	BlendChanged   bool     `json:"blend_changed"`
+	// BlendObject is -blend-object: swaps blended on their object's word.
+	BlendObject bool `json:"blend_object"`
 	// CrossChanged is the cross window of the words each word swap
 	// changes (the spec's cross_changed).
 	CrossChanged float64 `json:"cross_changed"`
@@ -282,7 +288,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, CrossChanged: run.crossChanged, Block: run.block, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
+		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, BlendObject: run.blendObject, CrossChanged: run.crossChanged, Block: run.block, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

@@ -38,6 +38,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-steps", "-2"}, "--steps is -2"},
 		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
 		{[]string{"-self-max-tokens", "many"}, "self-max-tokens"},
+		{[]string{"-blend-object", "-blend-changed"}, "--blend-object and --blend-changed"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		var out, errb bytes.Buffer
@@ -53,6 +54,7 @@ type parsedEditJSON struct {
 	KeepSourceText bool             `json:"keep_source_text"`
 	Norm           float64          `json:"norm"`
 	BlendChanged   bool             `json:"blend_changed"`
+	BlendObject    bool             `json:"blend_object"`
 	CrossChanged   float64          `json:"cross_changed"`
 	SeedsPerEdit   int              `json:"seeds_per_edit"`
 	Groups         []editGroupJSON  `json:"groups"`
@@ -391,6 +393,15 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		}
 		if def, _ := oneColourSwap(t, dir); def.BlendChanged != m.Defaults.BlendChanged {
 			t.Errorf("without -blend-changed the report says blend_changed %v; the model's default is %v", def.BlendChanged, m.Defaults.BlendChanged)
+		}
+		// Blended on the object's word instead: another region, so
+		// another edit than either.
+		object, objectEdit := oneColourSwap(t, dir, "-blend-object", "-blend-changed=false")
+		if !object.BlendObject || blended.BlendObject {
+			t.Errorf("the reports say blend_object %v with -blend-object and %v without", object.BlendObject, blended.BlendObject)
+		}
+		if sameScores(objectEdit, plainEdit) || sameScores(objectEdit, blendedEdit) {
+			t.Errorf("the edit blended on its object word (%+v) scored as unblended or as blended on its colour words", objectEdit)
 		}
 	})
 	t.Run("cross-changed", func(t *testing.T) {
