@@ -554,10 +554,7 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 	var needsWords []int
 	// With blend_changed on, a target without blend words blends on the
 	// words it changes, which its excluded words narrow.
-	blendChanged := e.spec.BlendChanged != nil && *e.spec.BlendChanged
-	if d := e.defaults(); d != nil {
-		blendChanged = d.BlendsChanged(e.spec)
-	}
+	blendChanged := e.spec.BlendsChangedWords(e.defaults())
 	for i := range e.spec.Targets {
 		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 && !blendChanged {
 			needsWords = append(needsWords, i)

@@ -61,6 +61,20 @@ func (b *Blend) normalize() {
 	}
 }
 
+// BlendsChangedWords reports whether the targets of s that name no blend
+// words of their own blend on the words they change: the spec's
+// blend_changed, else the model's default (d; nil while it is not known,
+// which counts as off).
+func (s Spec) BlendsChangedWords(d *Defaults) bool {
+	switch {
+	case s.BlendChanged != nil:
+		return *s.BlendChanged
+	case d != nil:
+		return d.BlendChanged
+	}
+	return false
+}
+
 // BlendOf returns target i's blend entry (zero when it has none).
 func (s Spec) BlendOf(i int) Blend {
 	if i < 0 || i >= len(s.Blend) {

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"reword/shared/clip"
 )
 
 func TestBlendJSON(t *testing.T) {
@@ -206,4 +208,32 @@ func blendingDefaults() Defaults {
 	d := tinyDefaults("m")
 	d.BlendChanged = true
 	return d
+}
+
+// TestTakesBlendChanged: blend_changed has a target to blend where one
+// changes words (a swap, an addition, a refined swap) and names no blend
+// words of its own; a pure reweight changes none.
+func TestTakesBlendChanged(t *testing.T) {
+	tok, err := clip.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		targets []string
+		blend   []Blend
+		want    bool
+	}{
+		{[]string{"a blue circle"}, nil, true},
+		{[]string{"a red circle on grass"}, nil, true},
+		{[]string{"a red circle"}, nil, false},
+		{[]string{"a blue circle"}, []Blend{{Words: []string{"circle"}}}, false},
+		{[]string{"a blue circle", "a red square"}, []Blend{{Words: []string{"circle"}}}, true},
+		{[]string{"a blue circle"}, []Blend{{Exclude: []string{"circle"}}}, true},
+		{[]string{""}, nil, false},
+	} {
+		s := Spec{Source: "a red circle", Targets: c.targets, Blend: c.blend}
+		if got := s.TakesBlendChanged(tok); got != c.want {
+			t.Errorf("%q (blend %v): %v, want %v", c.targets, c.blend, got, c.want)
+		}
+	}
 }

@@ -75,16 +75,6 @@ func (d Defaults) SwappedWordsCross(s Spec) Window {
 	return d.Cross
 }
 
-// BlendsChanged reports whether the targets of s that name no blend words
-// of their own blend on the words they change: the spec's blend_changed,
-// else the model's default.
-func (d Defaults) BlendsChanged(s Spec) bool {
-	if s.BlendChanged != nil {
-		return *s.BlendChanged
-	}
-	return d.BlendChanged
-}
-
 // DefaultSelfMaxTokens is the self-replace limit a spec without
 // self_max_tokens runs with: PhotoSelfMaxTokens for a photo edit,
 // SelfMaxTokens otherwise (0 when the server did not say).

@@ -122,22 +122,30 @@ func promptAligns(prompt string) bool {
 	return strings.TrimSpace(prompt) != "" && len(prompt) <= MaxPromptBytes
 }
 
-// BlendsOnChangedWords reports whether blend_changed has a target to
+// TakesBlendChanged reports whether blend_changed has a target to
 // blend: one without blend words of its own that changes words (a swap,
 // an addition or a removal; a pure reweight changes none). A target whose
 // prompts cannot be aligned as its kind says is left out (validation
 // reports it).
-func (s Spec) BlendsOnChangedWords(tok *clip.Tokenizer) bool {
+func (s Spec) TakesBlendChanged(tok *clip.Tokenizer) bool {
+	return s.anyTarget(tok, func(i int, target string, d align.Diff) bool {
+		return len(s.BlendOf(i).Words) == 0 && len(d.ChangedWords(s.Source, target)) > 0
+	})
+}
+
+// anyTarget reports whether has holds for some target i, given its diff
+// with the source as its kind aligns them. A target whose prompts cannot
+// be aligned as its kind says is left out (validation reports it).
+func (s Spec) anyTarget(tok *clip.Tokenizer, has func(i int, target string, d align.Diff) bool) bool {
 	if !promptAligns(s.Source) {
 		return false
 	}
 	src := tok.Encode(s.Source)
 	for i, t := range s.Targets[:min(len(s.Targets), MaxTargets)] {
-		if !promptAligns(t) || len(s.BlendOf(i).Words) > 0 {
+		if !promptAligns(t) {
 			continue
 		}
-		d, err := align.CompareAs(src, tok.Encode(t), s.KindOf(i))
-		if err == nil && len(d.ChangedWords(s.Source, t)) > 0 {
+		if d, err := align.CompareAs(src, tok.Encode(t), s.KindOf(i)); err == nil && has(i, t, d) {
 			return true
 		}
 	}
@@ -149,18 +157,7 @@ func (s Spec) BlendsOnChangedWords(tok *clip.Tokenizer) bool {
 // target whose prompts cannot be aligned as its kind says is left out
 // (validation reports it).
 func (s Spec) SwapsWords(tok *clip.Tokenizer) bool {
-	if !promptAligns(s.Source) {
-		return false
-	}
-	src := tok.Encode(s.Source)
-	for i, t := range s.Targets[:min(len(s.Targets), MaxTargets)] {
-		if !promptAligns(t) {
-			continue
-		}
-		d, err := align.CompareAs(src, tok.Encode(t), s.KindOf(i))
-		if err == nil && d.Kind == align.Replace && slices.Contains(d.TargetChanged, true) {
-			return true
-		}
-	}
-	return false
+	return s.anyTarget(tok, func(_ int, _ string, d align.Diff) bool {
+		return d.Kind == align.Replace && slices.Contains(d.TargetChanged, true)
+	})
 }

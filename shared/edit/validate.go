@@ -347,11 +347,7 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	if err != nil {
 		return nil, err
 	}
-	blendChanged := s.BlendChanged != nil && *s.BlendChanged
-	if d != nil {
-		blendChanged = d.BlendsChanged(s)
-	}
-	checkWords(s, tok, blendChanged, add)
+	checkWords(s, tok, s.BlendsChangedWords(d), add)
 	checkKinds(s, tok, add)
 	return p.capped(), nil
 }

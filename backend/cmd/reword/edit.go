@@ -220,7 +220,7 @@ func (f *editFlags) checkBlendChanged(spec edit.Spec) error {
 	if err != nil {
 		return err
 	}
-	if !spec.BlendsOnChangedWords(tok) {
+	if !spec.TakesBlendChanged(tok) {
 		return usageError("--blend-changed: every --to has --blend words of its own or changes no word of --prompt, so no target would blend on its changed words; leave it out")
 	}
 	return nil
