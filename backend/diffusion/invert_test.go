@@ -259,3 +259,42 @@ func TestInversionCancellation(t *testing.T) {
 		t.Fatalf("edit after cancellation: cached %v, err %v; want a fresh inversion", res != nil && res.SourceCached, err)
 	}
 }
+
+// Splice decodes the base's latent where no cell is set and the inset's
+// where every cell is: exactly the two round trips. A mask of the wrong
+// size is refused.
+func TestSplice(t *testing.T) {
+	e := loadTiny(t, Options{})
+	ctx := context.Background()
+	red, _, _ := drawnPhoto(t, scene.Red, scene.Circle, scene.Left, 3)
+	blue, _, _ := drawnPhoto(t, scene.Blue, scene.Circle, scene.Left, 3)
+	m := e.Manifest()
+	plane := m.Latent.Width * m.Latent.Height
+	all := make([]bool, plane)
+	for i := range all {
+		all[i] = true
+	}
+	for _, c := range []struct {
+		name  string
+		cells []bool
+		want  []byte
+	}{
+		{"no cell", make([]bool, plane), red},
+		{"every cell", all, blue},
+	} {
+		got, err := e.Splice(ctx, Photo{Data: red}, Photo{Data: blue}, c.cells)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt, err := e.RoundTrip(ctx, Photo{Data: c.want})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.RGB, rt.RGB) {
+			t.Errorf("%s spliced: not the round trip (PSNR %.1f dB)", c.name, psnrRGB(got.RGB, rt.RGB))
+		}
+	}
+	if _, err := e.Splice(ctx, Photo{Data: red}, Photo{Data: blue}, all[:plane-1]); err == nil {
+		t.Error("a mask one cell short was accepted")
+	}
+}

@@ -182,7 +182,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	methods = append(methods, methodBaseline)
 	if *f.drawn {
-		methods = append(methods, methodDrawn)
+		methods = append(methods, methodDrawn, methodSpliced)
 	}
 	var records []editRecord
 	start := time.Now()
@@ -209,7 +209,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 					continue
 				}
 				row := rowOf(scores[methodP2P])
-				if m == methodDrawn {
+				if m == methodDrawn || m == methodSpliced {
 					row = rowOf(sc)
 				}
 				records = append(records, editRecord{edit: be, row: row, method: m, seedIndex: k, seed: seed, score: sc})
@@ -328,12 +328,18 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		}
 	}
 	if *f.drawn && be.drawn != nil {
-		src, res, err := drawnSwap(ctx, e, be, seed)
+		src, res, spliced, err := drawnSwap(ctx, e, be, seed)
 		if err == nil {
 			scores[methodDrawn], err = score(*be, src, res)
 		}
 		if err == nil {
 			err = w.add(be, seed, methodDrawn, src, &res, scores[methodDrawn])
+		}
+		if err == nil {
+			scores[methodSpliced], err = score(*be, src, spliced)
+		}
+		if err == nil {
+			err = w.add(be, seed, methodSpliced, src, &spliced, scores[methodSpliced])
 		}
 		if err != nil {
 			return nil, fmt.Errorf("drawn edit %q → %q, seed %d: %w", be.source, be.target, seed, err)
@@ -358,34 +364,81 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 // scene with the object the swap names, both passed through the engine's
 // VAE as photos, as a generated image passes through its decoder. Scored
 // like an edit, the pair is what a perfect edit scores through this
-// decoder and evaluator: the ceiling of the model's own edits.
-func drawnSwap(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64) (src, res diffusion.Image, err error) {
+// decoder and evaluator: the ceiling of the model's own edits. spliced is
+// the source's latent with the swapped scene's on the latent cells either
+// scene's object touches: what a perfect local blend scores through this
+// decoder, where a decoder whose every pixel depends on the whole latent
+// (a GroupNorm's statistics span the image) changes the background too.
+func drawnSwap(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed uint64) (src, res, spliced diffusion.Image, err error) {
 	captions := be.drawn
 	s, err := scene.SceneFor(rand.New(rand.NewPCG(seed, drawnStream)), captions[0])
 	if err != nil {
-		return src, res, err
+		return src, res, spliced, err
 	}
 	t := s
 	t.Objects = slices.Clone(s.Objects)
 	// Only the swapped word changes: the object keeps its centre, radius
 	// and rotation.
 	t.Objects[0].Object = captions[1].Mentions[0].Object
-	if src, err = roundTrip(ctx, e, s); err != nil {
-		return src, res, err
+	sp, err := scenePhoto(s)
+	if err != nil {
+		return src, res, spliced, err
 	}
-	res, err = roundTrip(ctx, e, t)
-	return src, res, err
+	tp, err := scenePhoto(t)
+	if err != nil {
+		return src, res, spliced, err
+	}
+	if src, err = e.RoundTrip(ctx, sp); err != nil {
+		return src, res, spliced, err
+	}
+	if res, err = e.RoundTrip(ctx, tp); err != nil {
+		return src, res, spliced, err
+	}
+	m := e.Manifest()
+	cells, err := objectCells(m.Latent.Width, m.Latent.Height, s.ObjectMasks()[0], t.ObjectMasks()[0])
+	if err != nil {
+		return src, res, spliced, err
+	}
+	spliced, err = e.Splice(ctx, sp, tp, cells)
+	return src, res, spliced, err
+}
+
+// objectCells marks the cells of a w×h latent grid that any pixel of the
+// masks (scene.ImageSize² each) falls in.
+func objectCells(w, h int, masks ...[]bool) ([]bool, error) {
+	if scene.ImageSize%w != 0 || scene.ImageSize%h != 0 {
+		return nil, fmt.Errorf("a %d×%d latent does not tile the %d-pixel drawn scenes", w, h, scene.ImageSize)
+	}
+	fx, fy := scene.ImageSize/w, scene.ImageSize/h
+	cells := make([]bool, w*h)
+	for _, mask := range masks {
+		for p, on := range mask {
+			if on {
+				cells[(p/scene.ImageSize/fy)*w+(p%scene.ImageSize)/fx] = true
+			}
+		}
+	}
+	return cells, nil
 }
 
 // drawnStream keeps the drawn scenes' random stream apart from the others a
 // seed feeds.
 const drawnStream = 0x64726177
 
-// roundTrip passes drawn scene s through the engine's VAE as a photo.
-func roundTrip(ctx context.Context, e *diffusion.Engine, s scene.Scene) (diffusion.Image, error) {
+// scenePhoto is drawn scene s as a photo.
+func scenePhoto(s scene.Scene) (diffusion.Photo, error) {
 	var b bytes.Buffer
 	if err := png.Encode(&b, s.Render()); err != nil {
+		return diffusion.Photo{}, err
+	}
+	return diffusion.Photo{Data: b.Bytes()}, nil
+}
+
+// roundTrip passes drawn scene s through the engine's VAE as a photo.
+func roundTrip(ctx context.Context, e *diffusion.Engine, s scene.Scene) (diffusion.Image, error) {
+	p, err := scenePhoto(s)
+	if err != nil {
 		return diffusion.Image{}, err
 	}
-	return e.RoundTrip(ctx, diffusion.Photo{Data: b.Bytes()})
+	return e.RoundTrip(ctx, p)
 }

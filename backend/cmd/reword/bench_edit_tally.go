@@ -16,6 +16,9 @@ const (
 	// methodDrawn is a word swap drawn exactly and passed through the VAE
 	// (-drawn): the score of a perfect edit, the ceiling of the others.
 	methodDrawn = "drawn edit"
+	// methodSpliced is the drawn edit as a perfect local blend (-drawn): the
+	// source's latent with the swapped scene's on the object's cells.
+	methodSpliced = "drawn edit, spliced"
 )
 
 // editMethods are the methods of the default run.

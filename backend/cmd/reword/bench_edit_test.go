@@ -436,13 +436,27 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 			t.Fatalf("%v in %s", err, out.String())
 		}
-		if !slices.Equal(got.Methods, []string{methodP2P, methodBaseline, methodDrawn}) {
+		if !slices.Equal(got.Methods, []string{methodP2P, methodBaseline, methodDrawn, methodSpliced}) {
 			t.Errorf("methods %q", got.Methods)
 		}
-		var drawnEdits []editRecordJSON
+		var drawnEdits, splicedEdits []editRecordJSON
 		for _, e := range got.Edits {
-			if e.Method == methodDrawn {
+			switch e.Method {
+			case methodDrawn:
 				drawnEdits = append(drawnEdits, e)
+			case methodSpliced:
+				splicedEdits = append(splicedEdits, e)
+			}
+		}
+		if len(splicedEdits) != len(drawnEdits) {
+			t.Errorf("%d spliced edits for %d drawn ones", len(splicedEdits), len(drawnEdits))
+		}
+		for _, e := range splicedEdits {
+			// The spliced latent holds the swapped object's cells, so the
+			// object is there, where it was; what the decoder does to the
+			// background around it is what the method measures.
+			if e.Broken || e.CentroidShiftPx == nil || *e.CentroidShiftPx > 1 {
+				t.Errorf("a spliced swap lost its object or moved it: %+v", e)
 			}
 		}
 		if len(drawnEdits) != 8 {
@@ -472,12 +486,14 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		var drawnRows int
 		for _, line := range strings.Split(strings.TrimSpace(string(index)), "\n")[1:] {
 			f := strings.Split(line, "\t")
-			if f[7] != methodDrawn {
+			if f[7] != methodDrawn && f[7] != methodSpliced {
 				continue
 			}
-			drawnRows++
-			if !strings.HasSuffix(f[0], "-drawn.png") || !strings.HasSuffix(f[1], "-drawn-source.png") {
-				t.Errorf("a drawn edit's files: %q", f[:2])
+			if f[7] == methodDrawn {
+				drawnRows++
+			}
+			if !strings.HasSuffix(f[0], "-"+methodFileNames[f[7]]+".png") || !strings.HasSuffix(f[1], "-drawn-source.png") {
+				t.Errorf("a %s edit's files: %q", f[7], f[:2])
 			}
 			src, res := readPNG(t, filepath.Join(images, f[1])), readPNG(t, filepath.Join(images, f[0]))
 			if src.Bounds() != res.Bounds() {
@@ -737,4 +753,30 @@ func oneColourSwap(t *testing.T, dir string, extra ...string) (parsedEditJSON, e
 // the edit changes its mask or its background.
 func sameScores(a, b editRecordJSON) bool {
 	return a.MaskIoU == b.MaskIoU && a.BackgroundPSNRDB == b.BackgroundPSNRDB
+}
+
+// objectCells marks every latent cell any masked pixel falls in, the union
+// over the masks, and refuses a grid that does not tile the scenes.
+func TestObjectCells(t *testing.T) {
+	const n = scene.ImageSize
+	a, b := make([]bool, n*n), make([]bool, n*n)
+	a[0] = true             // cell (0, 0)
+	a[5*n+4] = true         // pixel (4, 5): cell (1, 1) at 4 px per cell
+	b[(n-1)*n+(n-1)] = true // the last pixel: the last cell
+	cells, err := objectCells(16, 16, a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set []int
+	for i, on := range cells {
+		if on {
+			set = append(set, i)
+		}
+	}
+	if want := []int{0, 17, 255}; !slices.Equal(set, want) {
+		t.Errorf("cells %v, want %v", set, want)
+	}
+	if _, err := objectCells(12, 16, a); err == nil {
+		t.Error("a 12-wide latent was accepted for 64-pixel scenes")
+	}
 }

@@ -133,7 +133,7 @@ func (s *imageFolder) editWriter(pair, k int) *editWriter {
 }
 
 // methodFileNames name each method's edited image.
-var methodFileNames = map[string]string{methodP2P: "p2p", methodP2PRefine: "p2p-refine", methodBaseline: "baseline", methodDrawn: "drawn"}
+var methodFileNames = map[string]string{methodP2P: "p2p", methodP2PRefine: "p2p-refine", methodBaseline: "baseline", methodDrawn: "drawn", methodSpliced: "spliced"}
 
 // add writes method's edited image res (nil: the source is the result)
 // and its row. A nil writer does nothing.
@@ -142,7 +142,7 @@ func (w *editWriter) add(be *benchEdit, seed uint64, method string, src diffusio
 		return nil
 	}
 	sourceFile := w.prefix + "-source.png"
-	if method == methodDrawn {
+	if method == methodDrawn || method == methodSpliced {
 		// A drawn edit has a drawn source of its own.
 		sourceFile = w.prefix + "-drawn-source.png"
 	}

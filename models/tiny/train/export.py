@@ -41,12 +41,16 @@ DEFAULT_CROSS_CHANGED = 0.4
 
 def load(trained, recipe, vae_weights=None):
     te, unet = tinysd.text_encoder_and_unet(recipe)
-    parts = {'vae': tinysd.AutoencoderKL(), 'text_encoder': te, 'unet': unet}
+    parts = {'text_encoder': te, 'unet': unet}
     for name, m in parts.items():
-        path = vae_weights if name == 'vae' and vae_weights else os.path.join(trained, name + '.npz')
-        m.load_state_dict(tinysd.npz_state(path), strict=True)
+        m.load_state_dict(tinysd.npz_state(os.path.join(trained, name + '.npz')), strict=True)
         m.eval()
-    return parts['vae'], parts['text_encoder'], parts['unet']
+    if vae_weights:
+        vae = tinysd.load_vae(vae_weights)
+    else:
+        vae = tinysd.vae_for(recipe)
+        vae.load_state_dict(tinysd.npz_state(os.path.join(trained, 'vae.npz')), strict=True)
+    return vae.eval(), te, unet
 
 
 def export(module, args, path, inputs, outputs, dynamic):

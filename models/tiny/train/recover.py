@@ -1,4 +1,4 @@
-"""Recover train.py's weights (vae.npz, text_encoder.npz, unet.npz) from an exported model's ONNX files.
+"""Recover train.py's weights (vae.npz with its vae.json, text_encoder.npz, unet.npz) from an exported model's ONNX files.
 
     python3 recover.py --model ../../tiny --out work/recovered [--check]
 
@@ -13,6 +13,10 @@ exports them, and each element's value is read from the committed initializer th
 tagged export put that element's integer. Initializers are matched by their first consumer (node
 name and input slot): node names follow the module tree, while the anonymous initializer names
 follow the trace's numbering.
+
+The VAE's record goes beside them as vae.json, as train.py --vae-only writes one: the recipe and stats
+model.json holds for the VAE, and the decoder's norm as the export has it (GroupNorm, or the CellNorm of a
+decoder trained with --vae-decoder-norm cell), which tinysd.load_vae builds.
 
 --check exports the recovered weights with export.py into a temporary folder and requires the ONNX
 files to be byte-identical to the model's: the recovery is exact or it fails.
@@ -97,10 +101,19 @@ def state_from(module, flat, what):
     return out
 
 
+def decoder_norm(path):
+    """The norm of the exported decoder at path: 'group' where torch wrote its GroupNorms as
+    InstanceNormalization, 'cell' where it has none (a CellNorm exports as ReduceMean arithmetic)."""
+    ops = {n.op_type for n in onnx.load(path, load_external_data=False).graph.node}
+    return 'group' if 'InstanceNormalization' in ops else 'cell'
+
+
 def recover(model_dir, recipe, tmp):
-    """State dicts of the text encoder, UNet and VAE whose export is model_dir."""
+    """State dicts of the text encoder, UNet and VAE whose export is model_dir, and the VAE's recipe
+    (its decoder's norm, read from the export: a decoder fine-tuned on its own is not in the UNet's record)."""
     te, unet = tinysd.text_encoder_and_unet(recipe)
-    vae = tinysd.AutoencoderKL()
+    vae_recipe = dict(vae_decoder_norm=decoder_norm(os.path.join(model_dir, 'vae_decoder', 'model.onnx')))
+    vae = tinysd.vae_for(vae_recipe)
     sizes = {}
     for name, m in (('text_encoder', te), ('unet', unet), ('vae', vae)):
         m.eval()
@@ -125,13 +138,13 @@ def recover(model_dir, recipe, tmp):
     dec = read_back(vae, sizes['vae'], path['vae_decoder'], real['vae_decoder'])
     vae_flat = np.where(np.isnan(vae_flat), dec, vae_flat)
     return {'text_encoder': state_from(te, te_flat, 'text encoder'), 'unet': state_from(unet, unet_flat, 'UNet'),
-            'vae': state_from(vae, vae_flat, 'VAE')}
+            'vae': state_from(vae, vae_flat, 'VAE')}, vae_recipe
 
 
 def check(model_dir, out):
     """Exports out's weights with export.py and requires byte-identical ONNX files."""
     with tempfile.TemporaryDirectory() as tmp:
-        export.main(['--trained', out, '--model', tmp])
+        export.main(['--trained', out, '--model', tmp, '--vae', os.path.join(out, 'vae.npz')])
         differ = [p for p in PARTS + ('unet_sdpa',)
                   if not filecmp.cmp(os.path.join(tmp, p, 'model.onnx'), os.path.join(model_dir, p, 'model.onnx'), shallow=False)]
     if differ:
@@ -160,12 +173,28 @@ def training_record(model_dir):
     return found[0]
 
 
+def vae_record(model_dir, found):
+    """The VAE's record, as train.py --vae-only writes it beside vae.npz (tinysd.load_vae builds the decoder
+    its recipe names; export.py copies it into model.json): the VAE's recipe and stats model.json holds
+    (those of a fine-tuned decoder's run, when it had one), with the decoder's norm as the export has it."""
+    training = json.load(open(os.path.join(model_dir, 'model.json'))).get('training', {})
+    recipe = dict(training.get('vae_recipe', {}))
+    norm = recipe.get('vae_decoder_norm', 'group')
+    if norm != found['vae_decoder_norm']:
+        raise SystemExit(f"{model_dir}/model.json records a {norm} decoder, its vae_decoder/model.onnx has a "
+                         f"{found['vae_decoder_norm']} one")
+    recipe.update(found)
+    return dict(recipe=recipe, vae=dict(seconds=training.get('vae_seconds'),
+                                        validation_psnr_db=training.get('vae_validation_psnr_db'),
+                                        recovered_from=os.path.basename(os.path.abspath(model_dir))))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--model', required=True, help='the exported model folder (models/tiny): its ONNX files and training record')
     ap.add_argument('--training', help="the model's training record (default: the record in MODEL/train whose recipe "
                                        "model.json records, i.e. that of the committed weights' last training run)")
-    ap.add_argument('--out', required=True, help='folder for vae.npz, text_encoder.npz, unet.npz and a copy of training.json')
+    ap.add_argument('--out', required=True, help='folder for vae.npz (with vae.json: its decoder\'s norm), text_encoder.npz, unet.npz and a copy of training.json')
     ap.add_argument('--check', action='store_true', help='re-export the recovered weights and require byte-identical ONNX files')
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -176,10 +205,12 @@ def main():
     recipe = json.load(open(training))['recipe']
     os.makedirs(args.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        states = recover(args.model, recipe, tmp)
+        states, vae_recipe = recover(args.model, recipe, tmp)
     for name, state in states.items():
         np.savez(os.path.join(args.out, name + '.npz'), **state)
     shutil.copyfile(training, os.path.join(args.out, 'training.json'))
+    with open(os.path.join(args.out, 'vae.json'), 'w') as f:
+        json.dump(vae_record(args.model, vae_recipe), f, indent=1)
     print(f'recovered {", ".join(f"{k} ({len(v)} tensors)" for k, v in states.items())} from {os.path.basename(training)}\'s '
           f'recipe into {args.out}')
     if args.check:

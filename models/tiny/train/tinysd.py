@@ -7,6 +7,7 @@ export does, e.g. /down_blocks.0/attentions.0/transformer_blocks.0/attn2/Softmax
 Only the sizes are small. Runs on torch 1.13 (Debian, export) and 2.x (GPU
 training) alike: nothing here uses an API newer than 1.13.
 """
+import json
 import math
 import os
 
@@ -133,14 +134,26 @@ class VAEDecoder(nn.Module):
 
 
 class AutoencoderKL(nn.Module):
-    """64x64x3 images in [-1, 1] <-> 16x16x4 latents (before the scaling factor)."""
+    """64x64x3 images in [-1, 1] <-> 16x16x4 latents (before the scaling factor).
 
-    def __init__(self, chans=(32, 48, 64)):
+    decoder_norm 'cell' gives the decoder CellNorms instead of GroupNorms: a
+    GroupNorm's statistics span the whole image, so the decoder draws a
+    latent cell's pixels from every other cell's content too, and a latent
+    that keeps the source's background beside an edited object (local blend)
+    decodes to another background. The parameters keep their names and
+    shapes, so a GroupNorm decoder's weights load as a starting point.
+    """
+
+    def __init__(self, chans=(32, 48, 64), decoder_norm='group'):
         super().__init__()
         self.encoder = VAEEncoder(chans)
         self.quant_conv = nn.Conv2d(2 * LATENT_CHANNELS, 2 * LATENT_CHANNELS, 1)
         self.post_quant_conv = nn.Conv2d(LATENT_CHANNELS, LATENT_CHANNELS, 1)
         self.decoder = VAEDecoder(chans)
+        if decoder_norm == 'cell':
+            use_cell_norm(self.decoder)
+        elif decoder_norm != 'group':
+            raise ValueError(f"decoder_norm must be 'group' or 'cell', got {decoder_norm!r}")
 
     def encode(self, x):
         """Returns the posterior's mean and log-variance."""
@@ -612,6 +625,20 @@ def text_encoder_and_unet(recipe):
 def attention_layers(unet):
     """(module name, is_cross, heads, head_dim) of every attention module, in forward order."""
     return [(name, m.is_cross, m.heads, m.head_dim) for name, m in unet.named_modules() if isinstance(m, Attention)]
+
+
+def vae_for(recipe):
+    """The (untrained) VAE a VAE recipe describes: train.py's recipe, or the one a vae.json recorded."""
+    return AutoencoderKL(decoder_norm=recipe.get('vae_decoder_norm', 'group'))
+
+
+def load_vae(path):
+    """The VAE whose weights train.py wrote to path (a vae.npz), built as the vae.json beside it records
+    (a VAE without one, or a recipe without vae_decoder_norm, has GroupNorms throughout)."""
+    record = os.path.join(os.path.dirname(path), 'vae.json')
+    vae = vae_for(json.load(open(record))['recipe'] if os.path.isfile(record) else {})
+    vae.load_state_dict(npz_state(path), strict=True)
+    return vae
 
 
 def npz_state(path):

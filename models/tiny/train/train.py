@@ -108,6 +108,14 @@ from checkpoint import Checkpoints
 #                   trajectories (unrolled_swap_terms) and averages it over
 #                   the steps; measured at 3 beside the fourth generation's
 #                   terms: no fewer backgrounds changed, fewer swaps right
+#   vae_decoder_norm  'group' (the recipe's) or 'cell': the decoder normalises
+#                   each latent position over its own channels, so a cell's
+#                   pixels come from its neighbourhood alone and a latent
+#                   that keeps the source's background beside an edited
+#                   object (local blend) decodes to the source's background
+#                   (with GroupNorm, the object's new colour shifts the
+#                   whole image's statistics: a green ring blended into a
+#                   gray scene decoded on a green background)
 #   vae_crop_*      the VAE's first vae_crop_steps steps on random crops (a
 #                   quarter of the pixels: 0.19 against 0.70 s/step on 2
 #                   cores), the rest on whole images. 2,000 of 2,500 steps
@@ -176,7 +184,7 @@ from checkpoint import Checkpoints
 RECIPE = dict(
     seed=0,
     vae_steps=2500, vae_batch=32, vae_lr=2e-3, vae_kl_weight=1e-5, vae_augment=False,
-    vae_crop_steps=0, vae_crop_size=32, vae_decoder_only=False, vae_object_weight=0.0,
+    vae_crop_steps=0, vae_crop_size=32, vae_decoder_only=False, vae_object_weight=0.0, vae_decoder_norm='group',
     attention_pos_embed=True, te_token_init_std=3.0, te_windows=[1, 0], unet_norm='group',
     unet_attention_depth=[1, 1, 1],
     grounding_weight=0.1, grounding_min_res=4, grounding_cycle=2, swap_consistency=0.0,
@@ -252,7 +260,7 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None, masks=None):
                          f'has {len(images)}: draw more than {n_val} with datagen -n')
     train, val = images[:-n_val], images[-n_val:]
     to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
-    vae = tinysd.AutoencoderKL().to(dev)
+    vae = tinysd.vae_for(r).to(dev)
     if r.get('vae_init_from'):
         vae.load_state_dict(tinysd.npz_state(r['vae_init_from']), strict=True)
     if r['vae_object_weight'] > 0 and (r['vae_crop_steps'] or r['vae_augment']):
@@ -1146,6 +1154,9 @@ def main():
                                                                      '(with --vae-init-from: a better decoder for a trained model)')
     ap.add_argument('--vae-object-weight', type=float, help='override the recipe: extra weight of the latent cells an object covers '
                                                             'in the reconstruction loss (0: uniform)')
+    ap.add_argument('--vae-decoder-norm', choices=('group', 'cell'), help="override the recipe: the decoder's norms, 'group' "
+                                                                           "(GroupNorm, statistics over the whole image) or 'cell' "
+                                                                           "(per latent position: each cell decodes from its neighbourhood alone)")
     ap.add_argument('--vae-only', action='store_true', help='train the VAE, write vae.npz and stop (for sweeps that share one VAE)')
     ap.add_argument('--judge', help='the judge binary (go build ./models/tiny/train/judge): score the model at checkpoints '
                     '(and, with --init-from, the weights the run starts from)')
@@ -1194,6 +1205,8 @@ def main():
         if not args.vae_init_from:
             ap.error('--vae-decoder-only trains a decoder for an existing encoder: give --vae-init-from')
         r['vae_decoder_only'] = True
+    if args.vae_decoder_norm is not None:
+        r['vae_decoder_norm'] = args.vae_decoder_norm
     if args.vae_object_weight is not None:
         if args.vae_object_weight < 0:
             ap.error(f'--vae-object-weight must be at least 0, got {args.vae_object_weight}')
@@ -1222,6 +1235,15 @@ def main():
                        ('--judge', args.judge)):
         if path and not os.path.isfile(path):
             ap.error(f'{flag}: {path} does not exist')
+    if args.vae_weights:
+        # The reused VAE's decoder is built as it was trained, and the record says so (export.py
+        # builds the trained folder's VAE from this recipe).
+        record = os.path.join(os.path.dirname(args.vae_weights), 'vae.json')
+        norm = json.load(open(record))['recipe'].get('vae_decoder_norm', 'group') if os.path.isfile(record) else 'group'
+        if args.vae_decoder_norm is not None and args.vae_decoder_norm != norm:
+            ap.error(f'--vae-decoder-norm {args.vae_decoder_norm}: the --vae-weights VAE was trained with {norm} '
+                     f'(its vae.json)')
+        r['vae_decoder_norm'] = norm
     if args.init_from:
         r['init_from'] = os.path.abspath(args.init_from)
     if args.continue_steps is not None:
@@ -1504,8 +1526,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
     """Everything after loading the data: the VAE, the latents, the UNet cycles, the weights and the record."""
     vae_done = ckpt.load('vae-done')
     if args.vae_weights:
-        vae = tinysd.AutoencoderKL()
-        vae.load_state_dict(tinysd.npz_state(args.vae_weights), strict=True)
+        vae = tinysd.load_vae(args.vae_weights)
         vae.to(dev).eval()
         vae_stats = dict(reused=short_path(args.vae_weights), params=tinysd.n_params(vae), seconds=0.0,
                          validation_psnr_db=None)
@@ -1515,7 +1536,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
             vae_stats.update(json.load(open(record))['vae'], reused=os.path.basename(os.path.dirname(os.path.abspath(args.vae_weights))))
         log(f'vae: reusing {args.vae_weights}')
     elif vae_done is not None:
-        vae = tinysd.AutoencoderKL().to(dev)
+        vae = tinysd.vae_for(r).to(dev)
         vae.load_state_dict(vae_done['vae'])
         vae.eval()
         vae_stats = vae_done['stats']
