@@ -632,11 +632,20 @@ def vae_for(recipe):
     return AutoencoderKL(decoder_norm=recipe.get('vae_decoder_norm', 'group'))
 
 
+def recipe_beside(path):
+    """The recipe of the run that wrote path (a vae.npz): that of the vae.json beside it (train.py --vae-only,
+    recover.py), else of the training.json beside it (a whole run), else {} (GroupNorms throughout, as
+    every recipe recorded before vae_decoder_norm)."""
+    for name in ('vae.json', 'training.json'):
+        record = os.path.join(os.path.dirname(path), name)
+        if os.path.isfile(record):
+            return json.load(open(record))['recipe']
+    return {}
+
+
 def load_vae(path):
-    """The VAE whose weights train.py wrote to path (a vae.npz), built as the vae.json beside it records
-    (a VAE without one, or a recipe without vae_decoder_norm, has GroupNorms throughout)."""
-    record = os.path.join(os.path.dirname(path), 'vae.json')
-    vae = vae_for(json.load(open(record))['recipe'] if os.path.isfile(record) else {})
+    """The VAE whose weights train.py wrote to path (a vae.npz), built as the run's record says."""
+    vae = vae_for(recipe_beside(path))
     vae.load_state_dict(npz_state(path), strict=True)
     return vae
 

@@ -1242,11 +1242,10 @@ def main():
     if args.vae_weights:
         # The reused VAE's decoder is built as it was trained, and the record says so (export.py
         # builds the trained folder's VAE from this recipe).
-        record = os.path.join(os.path.dirname(args.vae_weights), 'vae.json')
-        norm = json.load(open(record))['recipe'].get('vae_decoder_norm', 'group') if os.path.isfile(record) else 'group'
+        norm = tinysd.recipe_beside(args.vae_weights).get('vae_decoder_norm', 'group')
         if args.vae_decoder_norm is not None and args.vae_decoder_norm != norm:
             ap.error(f'--vae-decoder-norm {args.vae_decoder_norm}: the --vae-weights VAE was trained with {norm} '
-                     f'(its vae.json)')
+                     f'(the record beside it)')
         r['vae_decoder_norm'] = norm
     if args.init_from:
         r['init_from'] = os.path.abspath(args.init_from)
