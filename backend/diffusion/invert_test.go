@@ -261,8 +261,8 @@ func TestInversionCancellation(t *testing.T) {
 }
 
 // Splice decodes the base's latent where no cell is set and the inset's
-// where every cell is: exactly the two round trips. A mask of the wrong
-// size is refused.
+// where every cell is (exactly the two round trips), takes every channel
+// of a set position from the inset, and refuses a mask of the wrong size.
 func TestSplice(t *testing.T) {
 	e := loadTiny(t, Options{})
 	ctx := context.Background()
@@ -293,6 +293,38 @@ func TestSplice(t *testing.T) {
 		if !bytes.Equal(got.RGB, rt.RGB) {
 			t.Errorf("%s spliced: not the round trip (PSNR %.1f dB)", c.name, psnrRGB(got.RGB, rt.RGB))
 		}
+	}
+	// The left half of the cells, against the two latents spliced by hand:
+	// every channel of a set position comes from the inset.
+	left := make([]bool, plane)
+	for i := range left {
+		left[i] = i%m.Latent.Width < m.Latent.Width/2
+	}
+	got, err := e.Splice(ctx, Photo{Data: red}, Photo{Data: blue}, left)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := e.encodePhoto(ctx, &Photo{Data: red})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zb, err := e.encodePhoto(ctx, &Photo{Data: blue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := 0; c < m.Latent.Channels; c++ {
+		for p := 0; p < plane; p++ {
+			if left[p] {
+				zr[c*plane+p] = zb[c*plane+p]
+			}
+		}
+	}
+	want, err := e.decode(ctx, zr, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.RGB, want[0]) {
+		t.Errorf("left half spliced: not the latents spliced position by position (PSNR %.1f dB)", psnrRGB(got.RGB, want[0]))
 	}
 	if _, err := e.Splice(ctx, Photo{Data: red}, Photo{Data: blue}, all[:plane-1]); err == nil {
 		t.Error("a mask one cell short was accepted")

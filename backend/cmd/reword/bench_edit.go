@@ -65,7 +65,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 	}
 	f.drawn = fs.Bool("drawn", false, "also score every word swap (colour, shape) drawn exactly: its source scene and the same scene with the word swapped "+
 		"(same placement, background and texture), both through the model's VAE — what a perfect edit scores through this decoder and evaluator, a fourth method, "+methodDrawn+
-		"; and a fifth, "+methodSpliced+": the drawn source's latent with the swapped scene's on the latent cells the object touches, decoded — what a perfect local blend keeps through this decoder")
+		"; and a fifth, "+methodSpliced+": the drawn source's latent with the swapped scene's on the latent cells either scene's object touches, decoded — what a perfect local blend keeps through this decoder")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
 	fs.Var(optionalBool{&f.blendChanged}, "blend-changed", "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words; the spec's blend_changed); -blend-changed=false blends none; default: the model's; the baseline is not blended")
 	f.crossChanged = fs.Float64("cross-changed", -1, "cross-replace window of the words each word swap changes, for every P2P edit, the other tokens taking -cross's "+

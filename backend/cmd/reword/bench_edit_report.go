@@ -101,7 +101,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	if slices.Contains(methods, methodDrawn) {
 		fmt.Fprintf(w, "%s: each word swap drawn exactly (its source scene, and the same scene with the word swapped: same placement, background and texture), "+
 			"both through the model's VAE and scored as an edit — what a perfect edit scores through this decoder and evaluator, the ceiling of the rows above it. "+
-			"%s: the drawn source's latent with the swapped scene's on the latent cells the object touches, decoded — what a perfect local blend keeps through this decoder.\n", methodDrawn, methodSpliced)
+			"%s: the drawn source's latent with the swapped scene's on the latent cells either scene's object touches, decoded — what a perfect local blend keeps through this decoder.\n", methodDrawn, methodSpliced)
 	}
 	fmt.Fprintln(w)
 

@@ -72,6 +72,9 @@ def main(argv=None):
     vae = os.path.join(args.tuned, 'vae.npz')
     if os.path.isfile(vae):
         shutil.copyfile(vae, os.path.join(args.out, 'vae.npz'))
+        # The VAE's own record, where it has one, says how to build its decoder (tinysd.load_vae).
+        if os.path.isfile(os.path.join(args.tuned, 'vae.json')):
+            shutil.copyfile(os.path.join(args.tuned, 'vae.json'), os.path.join(args.out, 'vae.json'))
     record = records['tuned']
     record['recipe']['blend'] = dict(base=os.path.basename(os.path.abspath(args.base)),
                                      tuned=os.path.basename(os.path.abspath(args.tuned)), alpha=args.alpha)

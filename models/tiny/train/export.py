@@ -45,11 +45,9 @@ def load(trained, recipe, vae_weights=None):
     for name, m in parts.items():
         m.load_state_dict(tinysd.npz_state(os.path.join(trained, name + '.npz')), strict=True)
         m.eval()
-    if vae_weights:
-        vae = tinysd.load_vae(vae_weights)
-    else:
-        vae = tinysd.vae_for(recipe)
-        vae.load_state_dict(tinysd.npz_state(os.path.join(trained, 'vae.npz')), strict=True)
+    # Built as the record beside the weights says (a recovered folder's vae.json names a decoder
+    # fine-tuned on its own, which the UNet's training.json does not).
+    vae = tinysd.load_vae(vae_weights or os.path.join(trained, 'vae.npz'))
     return vae.eval(), te, unet
 
 

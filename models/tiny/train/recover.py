@@ -178,7 +178,10 @@ def vae_record(model_dir, found):
     its recipe names; export.py copies it into model.json): the VAE's recipe and stats model.json holds
     (those of a fine-tuned decoder's run, when it had one), with the decoder's norm as the export has it."""
     training = json.load(open(os.path.join(model_dir, 'model.json'))).get('training', {})
-    recipe = dict(training.get('vae_recipe', {}))
+    # A model exported with a decoder of its own (export.py --vae) records that run's recipe as vae_recipe;
+    # otherwise the VAE's keys are in the whole run's recipe.
+    recipe = dict(training.get('vae_recipe') or {k: v for k, v in training.get('recipe', {}).items()
+                                                  if k == 'seed' or k.startswith('vae_') or k == 'validation_images'})
     norm = recipe.get('vae_decoder_norm', 'group')
     if norm != found['vae_decoder_norm']:
         raise SystemExit(f"{model_dir}/model.json records a {norm} decoder, its vae_decoder/model.onnx has a "

@@ -109,7 +109,7 @@ from checkpoint import Checkpoints
 #                   the steps; measured at 3 beside the fourth generation's
 #                   terms: no fewer backgrounds changed, fewer swaps right
 #   vae_decoder_norm  'group' (the recipe's) or 'cell': the decoder normalises
-#                   each latent position over its own channels, so a cell's
+#                   each position of its feature maps over its own channels, so a cell's
 #                   pixels come from its neighbourhood alone and a latent
 #                   that keeps the source's background beside an edited
 #                   object (local blend) decodes to the source's background
@@ -266,6 +266,11 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None, masks=None):
     to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
     vae = tinysd.vae_for(r).to(dev)
     if r.get('vae_init_from'):
+        # GroupNorm weights start a CellNorm decoder (the same names and shapes); the other way would
+        # load a CellNorm decoder's weights into GroupNorms without an error, so it is refused.
+        was = tinysd.recipe_beside(r['vae_init_from']).get('vae_decoder_norm', 'group')
+        if was == 'cell' and r['vae_decoder_norm'] != 'cell':
+            raise SystemExit(f"{r['vae_init_from']} has a CellNorm decoder (the record beside it): give --vae-decoder-norm cell")
         vae.load_state_dict(tinysd.npz_state(r['vae_init_from']), strict=True)
     if r['vae_object_weight'] > 0 and (r['vae_crop_steps'] or r['vae_augment']):
         raise SystemExit('vae_object_weight weighs whole, untransformed images: not with vae_crop_steps or vae_augment')
