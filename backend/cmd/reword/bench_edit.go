@@ -210,7 +210,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 					continue
 				}
 				row := rowOf(scores[methodP2P])
-				if m == methodDrawn || m == methodSpliced {
+				if drawnMethod(m) {
 					row = rowOf(sc)
 				}
 				records = append(records, editRecord{edit: be, row: row, method: m, seedIndex: k, seed: seed, score: sc})

@@ -21,6 +21,10 @@ const (
 	methodSpliced = "drawn edit, spliced"
 )
 
+// drawnMethod reports whether method scores a drawn swap, whose source is
+// a drawn scene of its own rather than the Prompt-to-Prompt run's.
+func drawnMethod(method string) bool { return method == methodDrawn || method == methodSpliced }
+
 // editMethods are the methods of the default run.
 var editMethods = []string{methodP2P, methodBaseline}
 

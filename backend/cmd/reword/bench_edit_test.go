@@ -486,7 +486,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 		var drawnRows int
 		for _, line := range strings.Split(strings.TrimSpace(string(index)), "\n")[1:] {
 			f := strings.Split(line, "\t")
-			if f[7] != methodDrawn && f[7] != methodSpliced {
+			if !drawnMethod(f[7]) {
 				continue
 			}
 			if f[7] == methodDrawn {

@@ -142,7 +142,7 @@ func (w *editWriter) add(be *benchEdit, seed uint64, method string, src diffusio
 		return nil
 	}
 	sourceFile := w.prefix + "-source.png"
-	if method == methodDrawn || method == methodSpliced {
+	if drawnMethod(method) {
 		// A drawn edit has a drawn source of its own.
 		sourceFile = w.prefix + "-drawn-source.png"
 	}

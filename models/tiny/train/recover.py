@@ -180,8 +180,7 @@ def vae_record(model_dir, found):
     training = json.load(open(os.path.join(model_dir, 'model.json'))).get('training', {})
     # A model exported with a decoder of its own (export.py --vae) records that run's recipe as vae_recipe;
     # otherwise the VAE's keys are in the whole run's recipe.
-    recipe = dict(training.get('vae_recipe') or {k: v for k, v in training.get('recipe', {}).items()
-                                                  if k == 'seed' or k.startswith('vae_') or k == 'validation_images'})
+    recipe = dict(training.get('vae_recipe') or tinysd.vae_part(training.get('recipe', {})))
     norm = recipe.get('vae_decoder_norm', 'group')
     if norm != found['vae_decoder_norm']:
         raise SystemExit(f"{model_dir}/model.json records a {norm} decoder, its vae_decoder/model.onnx has a "

@@ -627,6 +627,11 @@ def attention_layers(unet):
     return [(name, m.is_cross, m.heads, m.head_dim) for name, m in unet.named_modules() if isinstance(m, Attention)]
 
 
+def vae_part(recipe):
+    """The part of a training recipe the VAE depends on (what a vae.json records)."""
+    return {k: v for k, v in recipe.items() if k == 'seed' or k.startswith('vae_') or k == 'validation_images'}
+
+
 def vae_for(recipe):
     """The (untrained) VAE a VAE recipe describes: train.py's recipe, or the one a vae.json recorded."""
     return AutoencoderKL(decoder_norm=recipe.get('vae_decoder_norm', 'group'))

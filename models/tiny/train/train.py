@@ -266,11 +266,6 @@ def train_vae(images, r, dev, gen, ckpt, every, stop_after=None, masks=None):
     to_float = lambda u8: u8.permute(0, 3, 1, 2).float().div(127.5).sub(1)
     vae = tinysd.vae_for(r).to(dev)
     if r.get('vae_init_from'):
-        # GroupNorm weights start a CellNorm decoder (the same names and shapes); the other way would
-        # load a CellNorm decoder's weights into GroupNorms without an error, so it is refused.
-        was = tinysd.recipe_beside(r['vae_init_from']).get('vae_decoder_norm', 'group')
-        if was == 'cell' and r['vae_decoder_norm'] != 'cell':
-            raise SystemExit(f"{r['vae_init_from']} has a CellNorm decoder (the record beside it): give --vae-decoder-norm cell")
         vae.load_state_dict(tinysd.npz_state(r['vae_init_from']), strict=True)
     if r['vae_object_weight'] > 0 and (r['vae_crop_steps'] or r['vae_augment']):
         raise SystemExit('vae_object_weight weighs whole, untransformed images: not with vae_crop_steps or vae_augment')
@@ -1041,11 +1036,6 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
     return ema_te.eval(), ema_unet.eval(), stats
 
 
-def vae_recipe(r):
-    """The part of recipe r the VAE depends on."""
-    return {k: v for k, v in r.items() if k == 'seed' or k.startswith('vae_') or k == 'validation_images'}
-
-
 def short_path(path):
     """A weights file by its folder and file name (work/vae/vae.npz -> vae/vae.npz): records name what a run
     started from without this machine's paths."""
@@ -1216,6 +1206,12 @@ def main():
         r['vae_decoder_only'] = True
     if args.vae_decoder_norm is not None:
         r['vae_decoder_norm'] = args.vae_decoder_norm
+    if args.vae_init_from and tinysd.recipe_beside(args.vae_init_from).get('vae_decoder_norm', 'group') != r['vae_decoder_norm']:
+        # GroupNorm weights start a CellNorm decoder (the same names and shapes); the other way would
+        # load a CellNorm decoder's weights into GroupNorms without an error, so it is refused.
+        if r['vae_decoder_norm'] != 'cell':
+            ap.error(f'--vae-init-from {args.vae_init_from} has a CellNorm decoder (the record beside it): '
+                     'give --vae-decoder-norm cell')
     if args.vae_object_weight is not None:
         if args.vae_object_weight < 0:
             ap.error(f'--vae-object-weight must be at least 0, got {args.vae_object_weight}')
@@ -1483,7 +1479,7 @@ def main():
 
     ckpt = Checkpoints(args.out)
     # A VAE-only run belongs to the VAE's part of the recipe alone.
-    recipe = vae_recipe(r) if args.vae_only else r
+    recipe = tinysd.vae_part(r) if args.vae_only else r
     ckpt.open(dict(recipe=recipe, data=dict(seed=info['seed'], count=info['count']), device=dev.type,
                    processes=None if args.vae_only else args.processes,
                    vae_weights=args.vae_weights and os.path.abspath(args.vae_weights)), args.resume)
@@ -1556,7 +1552,7 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
         ckpt.drop('vae-progress')
     if args.vae_only:
         with open(os.path.join(args.out, 'vae.json'), 'w') as f:
-            json.dump(dict(recipe=recorded(vae_recipe(r)),
+            json.dump(dict(recipe=recorded(tinysd.vae_part(r)),
                            device=device_name, vae=vae_stats), f, indent=1)
         save_npz(os.path.join(args.out, 'vae.npz'), vae)  # last: its presence means the VAE is done
         if not args.keep_checkpoint:
