@@ -152,6 +152,7 @@ func (c *Controls) Render() app.UI {
 		c.window("self", "Self-replace until", s.Self, windowHint("self", self), defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Self = w; return s }),
 		c.blendChanged(),
+		c.decodeNorm(),
 		c.reference(d, self),
 		app.Div().Class("field wide").Body(
 			app.Label().For("negative").Text("Negative prompt"),
@@ -446,6 +447,61 @@ func (c *Controls) blendChanged() app.UI {
 		app.P().ID(id+"-hint").Class("hint").Text("On, each edit changes only where the words it rewords are "+
 			"(a local blend), and keeps the rest of the source; a word picked to blend on replaces them."),
 	)
+}
+
+// decodeNorm is the decode_norm setting: whether the edits decode with
+// the source image's VAE-decoder statistics or each with its own.
+func (c *Controls) decodeNorm() app.UI {
+	const id = "decode-norm"
+	def := ""
+	if c.Defaults != nil {
+		def = decodeNormLabel(c.Defaults.DecodeNorm)
+	}
+	opts := []choiceOption{{menuDefault, defaultLabel(def)}}
+	for _, v := range []string{edit.DecodeNormSource, edit.DecodeNormSwaps, edit.DecodeNormOwn} {
+		opts = append(opts, choiceOption{v, decodeNormLabel(v)})
+	}
+	return app.Div().Class("field").Body(
+		app.Label().For(id).Text("Decode with the statistics of"),
+		c.menu(id, opts, decodeNormMenuValue(c.Spec.DecodeNorm), func(s edit.Spec, v string) edit.Spec {
+			s.DecodeNorm = decodeNormSetting(v)
+			return s
+		}),
+		app.P().ID(id+"-hint").Class("hint").Text("The source: what an edit leaves as the source's decodes to the "+
+			"source's pixels; for swaps: so for word swaps and reweights, while an edit that adds words (a new "+
+			"background) decodes with its own. Each its own: the decoder's statistics follow the whole edited image, "+
+			"which can shift the background's tone."),
+		fieldError(c.Errors, "decode_norm"),
+	)
+}
+
+// decodeNormLabel is how the decode menu names a decode_norm value (""
+// is each image's own).
+func decodeNormLabel(v string) string {
+	switch v {
+	case edit.DecodeNormSource:
+		return "the source"
+	case edit.DecodeNormSwaps:
+		return "the source, for swaps"
+	}
+	return "each its own"
+}
+
+// decodeNormMenuValue is the decode menu's value for a spec's decode_norm.
+func decodeNormMenuValue(v string) string {
+	if v == "" {
+		return menuDefault
+	}
+	return v
+}
+
+// decodeNormSetting is the decode_norm a decode menu value sets ("": the
+// model's default).
+func decodeNormSetting(v string) string {
+	if v == menuDefault {
+		return ""
+	}
+	return v
 }
 
 // blendMenuValue is the blend menu's value for a spec's blend_changed.

@@ -188,6 +188,35 @@ func renderedElement(t *testing.T, page, id string) (tag, text string) {
 	return page[start:end], html.UnescapeString(strings.TrimSpace(text))
 }
 
+// TestDecodeNormMenu: the decode menu shows a spec's decode_norm as the
+// model default, the source, the source for swaps or each its own, and
+// each choice sets it back
+// the same way; the default option names the model's default once the
+// server said it.
+func TestDecodeNormMenu(t *testing.T) {
+	for _, v := range []string{"", edit.DecodeNormSource, edit.DecodeNormSwaps, edit.DecodeNormOwn} {
+		if got := decodeNormSetting(decodeNormMenuValue(v)); got != v {
+			t.Errorf("decode_norm %q comes back from the menu as %q", v, got)
+		}
+	}
+	for _, c := range []struct {
+		defaults *edit.Defaults
+		want     string
+	}{
+		{nil, ">model default<"},
+		{&edit.Defaults{DecodeNorm: edit.DecodeNormSource}, ">the source (default)<"},
+		{&edit.Defaults{DecodeNorm: edit.DecodeNormSwaps}, ">the source, for swaps (default)<"},
+		{&edit.Defaults{}, ">each its own (default)<"},
+	} {
+		page := app.HTMLString(&Controls{Spec: edit.Spec{Source: "a red circle"}, Defaults: c.defaults})
+		_, menu, _ := strings.Cut(page, `id="decode-norm"`)
+		menu, _, _ = strings.Cut(menu, "</select>")
+		if !strings.Contains(menu, c.want) {
+			t.Errorf("defaults %+v: the decode menu's default option is not %q in %q", c.defaults, c.want, menu)
+		}
+	}
+}
+
 // TestBlendMenu: the blend menu shows a spec's blend_changed as the model
 // default, on or off, and each choice sets it back the same way; the
 // default option names the model's default once the server said it.

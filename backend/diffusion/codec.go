@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"reword/backend/diffusion/preview"
+	"reword/backend/graph"
 	"reword/backend/ort"
+	"reword/shared/edit"
 )
 
 // The VAE decoder: latents in, RGB images out. (The text encoders are in
@@ -13,6 +15,42 @@ import (
 
 // decode runs the VAE decoder on n latents (UNet scale) and returns RGB bytes.
 func (e *Engine) decode(ctx context.Context, latents []float32, n int) ([][]byte, error) {
+	return e.decodeWith(ctx, e.decoder, latents, n)
+}
+
+// decodeWithSourceNorms decodes n latents, the source's first, with every
+// GroupNorm of the decoder taking the source image's statistics
+// (graph.SourceNorms; the spec's decode_norm): latent cells an
+// edit left as the source's decode as the source's pixels. The decoder so
+// rewritten is opened on first use and kept.
+func (e *Engine) decodeWithSourceNorms(ctx context.Context, latents []float32, n int) ([][]byte, error) {
+	d, err := e.sourceNormDecoder()
+	if err != nil {
+		return nil, err
+	}
+	return e.decodeWith(ctx, d, latents, n)
+}
+
+// sourceNormDecoder returns the decoder rewritten by graph.SourceNorms,
+// opening it the first time. A decoder the rewrite cannot serve is a
+// problem of the spec's decode_norm.
+func (e *Engine) sourceNormDecoder() (*ort.Session, error) {
+	e.sourceNorms.Lock()
+	defer e.sourceNorms.Unlock()
+	if e.sourceNorms.decoder == nil && e.sourceNorms.err == nil {
+		m := e.manifest
+		e.sourceNorms.decoder, e.sourceNorms.err = openSession(m, m.VAEDecoder.File, "VAE decoder", e.sessionOptions,
+			graph.Float32IORewrite, graph.SourceNormsRewrite)
+		if e.sourceNorms.err != nil {
+			e.sourceNorms.err = edit.Problems{{Field: "decode_norm", Message: fmt.Sprintf("cannot take the source's statistics on model %s: %v; "+
+				"leave it out or set it to %q", m.ID(), e.sourceNorms.err, edit.DecodeNormOwn)}}
+		}
+	}
+	return e.sourceNorms.decoder, e.sourceNorms.err
+}
+
+// decodeWith runs decoder d on n latents (UNet scale) and returns RGB bytes.
+func (e *Engine) decodeWith(ctx context.Context, d *ort.Session, latents []float32, n int) ([][]byte, error) {
 	m := e.manifest
 	scaled := make([]float32, len(latents))
 	inv := float32(1 / m.Latent.ScalingFactor)
@@ -24,7 +62,7 @@ func (e *Engine) decode(ctx context.Context, latents []float32, n int) ([][]byte
 		return nil, err
 	}
 	defer in.Destroy()
-	outs, err := e.decoder.RunContext(ctx, map[string]ort.Value{m.VAEDecoder.Input: in})
+	outs, err := d.RunContext(ctx, map[string]ort.Value{m.VAEDecoder.Input: in})
 	if err != nil {
 		return nil, fmt.Errorf("VAE decoder: %w", err)
 	}

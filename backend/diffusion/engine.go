@@ -86,6 +86,16 @@ type Engine struct {
 
 	encoder *ort.Session // the VAE encoder, for photos (invert.go)
 
+	// sourceNorms is the VAE decoder whose GroupNorms take the first
+	// image's statistics (codec.go), opened on first use, or why it
+	// could not be.
+	sourceNorms struct {
+		sync.Mutex
+		decoder *ort.Session
+		err     error
+	}
+	sessionOptions ort.Options
+
 	cache *sourceCache
 	mu    sync.Mutex // one job at a time
 }
@@ -115,6 +125,7 @@ func Load(dir string, opts Options) (*Engine, error) {
 		}
 	}()
 	so := ort.Options{Threads: opts.Threads, Provider: opts.Provider}
+	e.sessionOptions = so
 	unetPath, desc, err := instrumentedUNet(m, opts.Instrument)
 	if err != nil {
 		return nil, err
@@ -135,6 +146,13 @@ func Load(dir string, opts Options) (*Engine, error) {
 	}
 	if err := e.checkSessions(desc); err != nil {
 		return nil, fmt.Errorf("model %s: %w", dir, err)
+	}
+	if d := m.Defaults.DecodeNorm; d != "" && d != edit.DecodeNormOwn {
+		// The edits would need it: a decoder it cannot serve is the
+		// manifest's problem, said at load rather than by every run.
+		if _, err := e.sourceNormDecoder(); err != nil {
+			return nil, fmt.Errorf("model %s: defaults.decode_norm %q: %w", dir, d, err)
+		}
 	}
 	limit := opts.CacheBytes
 	if limit == 0 {
@@ -263,7 +281,7 @@ func (e *Engine) LocalBlendSize() (width, height int) {
 // Close releases the sessions. The engine must not be used afterwards.
 func (e *Engine) Close() error {
 	var errs []error
-	sessions := []*ort.Session{e.unet, e.decoder, e.encoder}
+	sessions := []*ort.Session{e.unet, e.decoder, e.encoder, e.sourceNorms.decoder}
 	for _, t := range e.texts {
 		sessions = append(sessions, t.s)
 	}

@@ -69,6 +69,7 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 				j.textFrom = append(j.textFrom, ctrl.TextSource(t))
 			}
 		}
+		j.sourceNorms = sourceNormTargets(r.DecodeNorm, ctrl)
 		if masks := ctrl.BlendMasks(); masks != nil {
 			b := e.maps[e.blendOut]
 			j.blend = newLocalBlend(masks, r.Steps, b.w, b.h, e.manifest.Latent.Width, e.manifest.Latent.Height)
@@ -78,6 +79,20 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 		return e.editPhoto(ctx, r, j, onPreview)
 	}
 	return e.run(ctx, j, onPreview)
+}
+
+// sourceNormTargets marks the targets that decode_norm decodes with the
+// source's statistics: every one, or the word swaps and reweights; nil
+// when none does.
+func sourceNormTargets(decodeNorm string, ctrl *align.Controller) []bool {
+	if decodeNorm != edit.DecodeNormSource && decodeNorm != edit.DecodeNormSwaps {
+		return nil
+	}
+	marks := make([]bool, ctrl.Targets())
+	for t := range marks {
+		marks[t] = decodeNorm == edit.DecodeNormSource || ctrl.Kind(t) != align.Refine
+	}
+	return marks
 }
 
 // GenerateRequest is one plain text-to-image generation.
@@ -132,7 +147,11 @@ type job struct {
 	// entry per target): the spec's keep_source_text.
 	textFrom [][]int
 	blend    *localBlend // nil: no local blending
-	origin   origin
+	// sourceNorms marks the targets that decode with the source's
+	// VAE-decoder GroupNorm statistics (the spec's decode_norm), one entry
+	// per target; nil: none.
+	sourceNorms []bool
+	origin      origin
 }
 
 // origin is where a run starts and how its source row is obtained. A

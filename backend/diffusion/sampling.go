@@ -296,12 +296,9 @@ func (s *sampling) finish(ctx context.Context) error {
 	if s.source != nil && s.source.image != nil {
 		decodeFrom = 1
 	}
-	images, err := s.e.decode(ctx, s.x[decodeFrom*s.rowSize:], s.rows-decodeFrom)
+	images, err := s.decodeRows(ctx, decodeFrom)
 	if err != nil {
 		return err
-	}
-	if decodeFrom == 1 {
-		images = append([][]byte{s.source.image}, images...)
 	}
 	s.res.Timings.Decode = time.Since(t0)
 	for r, rgb := range images {
@@ -317,4 +314,56 @@ func (s *sampling) finish(ctx context.Context) error {
 		s.res.HeatMaps = append(s.res.HeatMaps, s.e.heatMaps(s.j.prompts, s.unet.maps[o], steps)...)
 	}
 	return nil
+}
+
+// decodeRows decodes every row's final latent: the source's (unless it has
+// an image already, decodeFrom 1) and the targets' with their own
+// statistics in one batch, and the targets decode_norm marks with the
+// source's in another, behind the source's latent, whose statistics they
+// take (the source's own image stays the plain decoder's, as in every
+// other run of it: the rewritten graph sums in another order).
+func (s *sampling) decodeRows(ctx context.Context, decodeFrom int) ([][]byte, error) {
+	var own, shared []int
+	for r := decodeFrom; r < s.rows; r++ {
+		if r > 0 && s.j.sourceNorms != nil && s.j.sourceNorms[r-1] {
+			shared = append(shared, r)
+		} else {
+			own = append(own, r)
+		}
+	}
+	images := make([][]byte, s.rows)
+	if decodeFrom == 1 {
+		images[0] = s.source.image
+	}
+	if len(own) > 0 {
+		decoded, err := s.e.decode(ctx, s.latentRows(own), len(own))
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range own {
+			images[r] = decoded[i]
+		}
+	}
+	if len(shared) > 0 {
+		decoded, err := s.e.decodeWithSourceNorms(ctx, s.latentRows(append([]int{0}, shared...)), 1+len(shared))
+		if err != nil {
+			return nil, err
+		}
+		for i, r := range shared {
+			images[r] = decoded[1+i]
+		}
+	}
+	return images, nil
+}
+
+// latentRows is the final latents of rows, in that order, contiguous.
+func (s *sampling) latentRows(rows []int) []float32 {
+	if len(rows) > 0 && rows[len(rows)-1]-rows[0] == len(rows)-1 {
+		return s.x[rows[0]*s.rowSize : (rows[len(rows)-1]+1)*s.rowSize] // consecutive: no copy
+	}
+	out := make([]float32, 0, len(rows)*s.rowSize)
+	for _, r := range rows {
+		out = append(out, s.x[r*s.rowSize:(r+1)*s.rowSize]...)
+	}
+	return out
 }

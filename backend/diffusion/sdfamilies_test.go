@@ -162,6 +162,17 @@ func checkSDEdit(t *testing.T, e *Engine) {
 	if d := mapsDiff(base); d < 1e-4 {
 		t.Errorf("uncontrolled target's maps equal the source's (max difference %g)", d)
 	}
+	// An SD-shaped decoder (GroupNorms exported as InstanceNormalization,
+	// attention in its mid-block) decodes the target with the source's
+	// statistics too: the same latents, other pixels, the source as it was.
+	s.DecodeNorm = edit.DecodeNormSource
+	shared, err := e.Edit(ctx, s, RunOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(shared.Images[0].RGB, p2p.Images[0].RGB) || bytes.Equal(shared.Images[1].RGB, p2p.Images[1].RGB) {
+		t.Error("decode_norm source changed the source image, or left the target as its own statistics decode it")
+	}
 }
 
 // mapsDiff is the largest difference between the heat maps of rows 0 and 1.

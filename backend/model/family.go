@@ -47,6 +47,12 @@ type Defaults struct {
 	// CrossReplaceChanged, turning it on for a model runs the edits of
 	// earlier specs differently and needs edit.MeaningVersion raised.
 	BlendChanged bool
+	// DecodeNorm: the decode_norm a spec that leaves it out runs with
+	// (edit.DecodeNorms; "": each image its own statistics). No
+	// family sets it; as BlendChanged, a manifest states it for the model
+	// it was measured on, and a model that gets one needs
+	// edit.MeaningVersion raised.
+	DecodeNorm string
 	// SelfReplaceMaxTokens: by default a run self-replaces in the
 	// self-attention layers with at most this many query positions (a
 	// spec's self_max_tokens chooses otherwise, and photo edits on
@@ -146,6 +152,7 @@ type statedDefaults struct {
 	CrossReplace         *float64 `json:"cross_replace"`
 	CrossReplaceChanged  *float64 `json:"cross_replace_changed"`
 	BlendChanged         *bool    `json:"blend_changed"`
+	DecodeNorm           *string  `json:"decode_norm"`
 	SelfReplace          *float64 `json:"self_replace"`
 	SelfReplaceMaxTokens *int     `json:"self_replace_max_tokens"`
 	Norm                 *float64 `json:"norm"`
@@ -162,6 +169,7 @@ func (d statedDefaults) over(base Defaults) Defaults {
 		out.CrossReplaceChanged = &v
 	}
 	setIf(&out.BlendChanged, d.BlendChanged)
+	setIf(&out.DecodeNorm, d.DecodeNorm)
 	setIf(&out.SelfReplace, d.SelfReplace)
 	setIf(&out.SelfReplaceMaxTokens, d.SelfReplaceMaxTokens)
 	setIf(&out.Norm, d.Norm)
@@ -194,6 +202,9 @@ func (d Defaults) validate(bad func(format string, a ...any)) {
 	}
 	if c := d.CrossReplaceChanged; c != nil && !(*c >= 0 && *c <= 1) {
 		bad("defaults: cross_replace_changed is a fraction in [0, 1], got %v", *c)
+	}
+	if n := d.DecodeNorm; n != "" && !slices.Contains(edit.DecodeNorms, n) {
+		bad("defaults.decode_norm is %q; want one of %s", n, strings.Join(edit.DecodeNorms, ", "))
 	}
 	if !(d.Norm >= 0 && d.Norm <= 1) {
 		bad("defaults: norm is a fraction in [0, 1] (0: never), got %v", d.Norm)

@@ -341,6 +341,9 @@ func (m *Manifest) SpecDefaults() edit.Defaults {
 		Norm:         edit.Fraction(d.Norm),
 		BlendChanged: d.BlendChanged,
 	}
+	if d.DecodeNorm != edit.DecodeNormOwn {
+		out.DecodeNorm = d.DecodeNorm
+	}
 	if d.CrossReplaceChanged != nil {
 		w := edit.Fraction(*d.CrossReplaceChanged)
 		out.CrossChanged = &w

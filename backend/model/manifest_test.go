@@ -58,6 +58,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		"escapes": {strings.Replace(validManifest, `"unet/model.onnx"`, `"../x.onnx"`, 1), "inside the model folder"},
 		"window":  {strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":1.5`, 1), "cross_replace"},
 		"changed": {strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":1,"cross_replace_changed":-0.4`, 1), "cross_replace_changed is a fraction in [0, 1], got -0.4"},
+		"decode":  {strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":0.9,"decode_norm":"target"`, 1), `defaults.decode_norm is "target"; want one of own, source, swaps`},
 	} {
 		dir := writeFolder(t, map[string]string{ManifestFile: c.body})
 		if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -165,6 +166,20 @@ func TestFamilyOwnsWhatTheManifestLeavesOut(t *testing.T) {
 	if d := m.SpecDefaults(); !d.BlendChanged {
 		t.Error("blend_changed true stated, but the spec defaults leave it off")
 	}
+	// And where the edits take their decoder statistics: their own unless
+	// stated.
+	if d := m.SpecDefaults(); d.DecodeNorm != "" {
+		t.Errorf("decode_norm %q where the manifest does not state it", d.DecodeNorm)
+	}
+	for stated, want := range map[string]string{"source": edit.DecodeNormSource, "swaps": edit.DecodeNormSwaps, "own": ""} {
+		m, err = Load(writeFolder(t, map[string]string{ManifestFile: strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":0.9,"decode_norm":"`+stated+`"`, 1)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := m.SpecDefaults(); d.DecodeNorm != want {
+			t.Errorf("decode_norm %q stated: the spec defaults say %q, want %q", stated, d.DecodeNorm, want)
+		}
+	}
 	for name, c := range map[string]struct{ body, want string }{
 		"family":    {strings.Replace(validManifest, `"name":"tiny"`, `"name":"tiny","family":"sd9"`, 1), `family "sd9"`},
 		"scheduler": {strings.Replace(validManifest, `"cross_replace":0.9`, `"schedulers":["euler"]`, 1), `scheduler "euler"`},
@@ -200,12 +215,12 @@ func TestTinyManifestReadsAsBefore(t *testing.T) {
 		"steps": float64(m.Defaults.Steps), "guidance_scale": m.Defaults.GuidanceScale,
 		"cross_replace": m.Defaults.CrossReplace, "self_replace": m.Defaults.SelfReplace,
 		"self_replace_max_tokens": float64(m.Defaults.SelfReplaceMaxTokens), "cross_replace_changed": nil,
-		"blend_changed": m.Defaults.BlendChanged,
+		"blend_changed": m.Defaults.BlendChanged, "decode_norm": m.Defaults.DecodeNorm,
 	}
 	if c := m.Defaults.CrossReplaceChanged; c != nil {
 		got["cross_replace_changed"] = *c
 	}
-	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0, "cross_replace_changed": nil, "blend_changed": false}
+	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0, "cross_replace_changed": nil, "blend_changed": false, "decode_norm": ""}
 	for k, v := range got {
 		want, stated := file.Defaults[k]
 		if !stated {

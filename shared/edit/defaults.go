@@ -33,6 +33,9 @@ type Defaults struct {
 	// BlendChanged is whether a spec that leaves blend_changed out blends
 	// its targets on the words they change.
 	BlendChanged bool
+	// DecodeNorm is the decode_norm a spec that leaves it out runs with;
+	// "": each image its own statistics.
+	DecodeNorm string
 	// SelfLayers are the model's self-attention layers that self_max_tokens
 	// chooses from, grouped by query positions at the reference latent,
 	// finest last. Empty when the server does not say (a model without an

@@ -57,6 +57,7 @@ func FuzzDecodeLink(f *testing.F) {
 	f.Add(encodeRawV3(f, []byte(`{"source":"a cat","targets":["a dog"],"cross_changed":0.3}`)))
 	f.Add("#v3.x")
 	f.Add("#v4.x")
+	f.Add(encodeRaw(f, []byte(`{"source":"a cat","targets":["a dog"],"decode_norm":"source"}`)))
 	f.Add(encodeRaw(f, []byte(`{"source":"a cat","targets":["a dog"],"blend_changed":false,"blend":[{"exclude":["cat"]}]}`)))
 	f.Fuzz(func(t *testing.T, in string) {
 		s, err := DecodeLink(in)

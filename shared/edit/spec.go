@@ -57,6 +57,22 @@ const (
 	InversionDDIM   = "ddim"   // plain DDIM inversion (the "ddim+p2p" baseline)
 )
 
+// Where a spec's targets take their VAE-decoder GroupNorm statistics
+// (Spec.DecodeNorm).
+const (
+	DecodeNormOwn    = "own"    // each image its own; the default
+	DecodeNormSource = "source" // the source image's, for every target
+	// DecodeNormSwaps is the source image's for the targets that keep
+	// the source's words (word swaps and reweights), each its own for
+	// those that add or remove words, which may repaint the whole image
+	// (an added "on grass"): decoded with the source's statistics a new
+	// background is normalised as the old one was.
+	DecodeNormSwaps = "swaps"
+)
+
+// DecodeNorms lists the accepted decode_norm values, the default first.
+var DecodeNorms = []string{DecodeNormOwn, DecodeNormSource, DecodeNormSwaps}
+
 // Inversions lists the accepted inversion methods, the default first.
 var Inversions = []string{InversionDirect, InversionNPI, InversionDDIM}
 
@@ -154,6 +170,19 @@ type Spec struct {
 	// one more row in each of the window's steps), and a UNet with float32
 	// GroupNorms (not an fp16 export's).
 	Norm *Window `json:"norm,omitempty"`
+	// DecodeNorm is where the targets' VAE-decoder GroupNorms take their
+	// statistics: DecodeNormOwn (each image its own, as the decoder was
+	// trained; the default, left out), DecodeNormSource (the source
+	// image's, decoded in the same batch) or DecodeNormSwaps (the
+	// source's for word swaps and reweights only). A decoder's GroupNorms read the
+	// whole image, so with its own statistics an edit of one object
+	// decodes every pixel a little differently, and a local blend's
+	// background, whose latent is the source's, decodes to another
+	// background; with the source's, latent cells the edit left as the
+	// source's decode to the source's pixels wherever the decoder's
+	// convolutions read only such cells (a decoder with attention, as
+	// Stable Diffusion's, still mixes the whole image there).
+	DecodeNorm string `json:"decode_norm,omitempty"`
 	// Image is the content hash (SHA-256, 64 lowercase hex digits) of an
 	// uploaded photo to edit instead of generating the source image.
 	Image string `json:"image,omitempty"`

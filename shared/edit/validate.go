@@ -95,6 +95,11 @@ type Resolved struct {
 	Kinds []align.Choice
 	// ReplaceTail is ReplaceTailAligned or ReplaceTailReference.
 	ReplaceTail string
+	// DecodeNorm is the spec's decode_norm, else the model's default;
+	// "" when neither sets it (each image its own statistics, as
+	// DecodeNormOwn), so that the resolved spec of such an edit states no
+	// setting it did not choose, and its link reads as before the field.
+	DecodeNorm string
 	// KeepSourceText is the spec's keep_source_text.
 	KeepSourceText bool
 	// Norm is the spec's norm window, else the model's; empty: never.
@@ -166,6 +171,10 @@ func (s Spec) withDefaults(d Defaults) Resolved {
 	}
 	if s.ReplaceTail != "" {
 		r.ReplaceTail = s.ReplaceTail
+	}
+	r.DecodeNorm = s.DecodeNorm
+	if r.DecodeNorm == "" {
+		r.DecodeNorm = d.DecodeNorm
 	}
 	if s.Steps != nil {
 		r.Steps = *s.Steps
@@ -341,6 +350,10 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	}
 	if s.Inversion != "" && !slices.Contains(Inversions, s.Inversion) {
 		add("inversion", "must be one of %s (it is %q)", strings.Join(Inversions, ", "), abbreviate(s.Inversion))
+	}
+	if s.DecodeNorm != "" && !slices.Contains(DecodeNorms, s.DecodeNorm) {
+		add("decode_norm", "must be %q (each image its own VAE-decoder statistics, the default), %q (the source image's) "+
+			"or %q (the source's for word swaps and reweights) (it is %q)", DecodeNormOwn, DecodeNormSource, DecodeNormSwaps, abbreviate(s.DecodeNorm))
 	}
 
 	tok, err := clip.Default()
@@ -530,7 +543,7 @@ func (r Resolved) Spec() Spec {
 		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
 		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossChanged: clonePtr(r.CrossChanged), CrossWords: cloneMap(r.CrossWords),
 		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend), BlendChanged: clonePtr(r.BlendChanged),
-		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail,
+		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail, DecodeNorm: r.DecodeNorm,
 		KeepSourceText: r.KeepSourceText,
 	}
 	if r.SelfMaxTokens > 0 {

@@ -120,6 +120,10 @@ type ModelDefaults struct {
 	// BlendChanged is whether a spec without blend_changed blends its
 	// targets on the words they change; left out when not.
 	BlendChanged bool `json:"blend_changed,omitempty"`
+	// DecodeNorm is the decode_norm a spec without one runs with
+	// ("source"); left out when each image decodes with its own
+	// statistics.
+	DecodeNorm string `json:"decode_norm,omitempty"`
 	// Norm is the norm window a spec without one runs with; 0 (and left
 	// out by servers before it): never.
 	Norm       edit.Window `json:"norm"`
@@ -153,7 +157,7 @@ func DefaultsOf(d edit.Defaults) *ModelDefaults {
 		out.Sizes = append(out.Sizes, [2]int{s.Width, s.Height})
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
-	out.CrossChanged, out.BlendChanged = clonedWindow(d.CrossChanged), d.BlendChanged
+	out.CrossChanged, out.BlendChanged, out.DecodeNorm = clonedWindow(d.CrossChanged), d.BlendChanged, d.DecodeNorm
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, SelfLayerGroup{Grid: [2]int{g.Grid.Width, g.Grid.Height}, Layers: g.Layers})
 	}
@@ -169,7 +173,7 @@ func (d ModelDefaults) SpecDefaults(model string) edit.Defaults {
 		out.Sizes = append(out.Sizes, edit.Size{Width: s[0], Height: s[1]})
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
-	out.CrossChanged, out.BlendChanged = clonedWindow(d.CrossChanged), d.BlendChanged
+	out.CrossChanged, out.BlendChanged, out.DecodeNorm = clonedWindow(d.CrossChanged), d.BlendChanged, d.DecodeNorm
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, edit.SelfLayerGroup{Grid: edit.Size{Width: g.Grid[0], Height: g.Grid[1]}, Layers: g.Layers})
 	}

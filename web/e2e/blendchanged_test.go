@@ -45,3 +45,36 @@ func TestBlendChanged(t *testing.T) {
 	clickWhenThere(t, ctx, "#history-0")
 	poll(t, ctx, `document.querySelector('#blend-changed').value === 'on'`, 5*time.Second)
 }
+
+// TestDecodeNorm: where the edits take their decoder statistics is a menu
+// of the settings; the source's and each image's own run as the spec's
+// decode_norm, draw different targets, and the share link brings the
+// choice back.
+func TestDecodeNorm(t *testing.T) {
+	ctx := redToBlue(t)
+	ran := func() string {
+		t.Helper()
+		var spec struct {
+			DecodeNorm string `json:"decode_norm"`
+		}
+		must(t, json.Unmarshal([]byte(mustEval[string](t, ctx, `document.querySelector('#run-spec-json').textContent`)), &spec))
+		return spec.DecodeNorm
+	}
+	choose(t, ctx, "decode-norm", "own")
+	runAndWait(t, ctx, 2)
+	if d := ran(); d != "own" {
+		t.Errorf("each its own ran decode_norm %q; want own", d)
+	}
+	own := pixels(t, ctx, 1)
+	choose(t, ctx, "decode-norm", "source")
+	runAndWait(t, ctx, 2)
+	if d := ran(); d != "source" {
+		t.Errorf("the source ran decode_norm %q; want source", d)
+	}
+	if pixels(t, ctx, 1) == own {
+		t.Error("the edit decoded with the source's statistics drew the same target as with its own")
+	}
+	other := tab(t)
+	openEditor(t, other, mustEval[string](t, ctx, `location.href`))
+	poll(t, other, `document.querySelector('#decode-norm').value === 'source'`, 5*time.Second)
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"reword/backend/diffusion"
@@ -34,6 +35,7 @@ type benchEditFlags struct {
 	cross, self, norm                      *float64
 	selfMax                                *int // nil: the model's
 	keepText                               *bool
+	decodeNorm                             *string
 	blendChanged                           *bool
 	blendObject                            *bool
 	crossChanged                           *float64
@@ -73,6 +75,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
 		"with index.tsv: each edit's prompts, seed, method and scores, for checking the verdicts by eye")
 	f.blendObject = fs.Bool("blend-object", false, "every P2P colour and shape swap blends locally on its object's shape word (the source's and the target's, e.g. \"circle\" for a colour swap of a circle): the object's region rather than its colour word's; added phrases and reweights are not blended; not with -blend-changed")
+	f.decodeNorm = fs.String("decode-norm", "", "every P2P edit's targets decode with own (each image its own VAE-decoder GroupNorm statistics), source (the source image's) or swaps (the source's for word swaps and reweights) statistics (the spec's decode_norm; default: the model's; the baseline decodes its own)")
 	f.keepText = fs.Bool("keep-source-text", false, "every P2P edit keeps the source's text states for the words it did not change (the spec's keep_source_text; the baseline has no control to keep them with)")
 	return f
 }
@@ -115,6 +118,9 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 	}
 	if *f.block < 0 || *f.block > 1000 {
 		return nil, usageError("--block is %d: want 0 (the first pairs, the default) to 1000", *f.block)
+	}
+	if d := *f.decodeNorm; d != "" && !slices.Contains(edit.DecodeNorms, d) {
+		return nil, usageError("--decode-norm %q: want one of %s", d, strings.Join(edit.DecodeNorms, ", "))
 	}
 	if *f.blendObject && f.blendChanged != nil && *f.blendChanged {
 		return nil, usageError("--blend-object and --blend-changed: each blends every swap on other words; give one of them")
@@ -226,7 +232,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, block: *f.block, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, blendChanged: d.BlendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, decodeNorm: *f.decodeNorm, blendChanged: d.BlendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}
@@ -279,6 +285,7 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 		spec.Norm = &edit.Window{End: *f.norm}
 	}
 	spec.KeepSourceText = *f.keepText
+	spec.DecodeNorm = *f.decodeNorm
 	if *f.crossChanged >= 0 {
 		spec.CrossChanged = &edit.Window{End: *f.crossChanged}
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"reword/models/tiny/scene"
+	"reword/shared/edit"
 )
 
 // editRun is what the report describes besides the records.
@@ -21,6 +22,7 @@ type editRun struct {
 	selfMax      int     // self_max_tokens
 	norm         float64 // the norm window's end (0: none)
 	keepText     bool
+	decodeNorm   string // -decode-norm ("": own)
 	blendChanged bool
 	blendObject  bool
 	// crossChanged is the cross window of the words each word swap
@@ -70,6 +72,12 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	}
 	if run.keepText {
 		keep += ", keep_source_text"
+	}
+	switch run.decodeNorm {
+	case edit.DecodeNormSource:
+		keep += ", decoded with the source's GroupNorm statistics"
+	case edit.DecodeNormSwaps:
+		keep += ", swaps and reweights decoded with the source's GroupNorm statistics"
 	}
 	if run.blendChanged {
 		keep += ", local blend on the changed words"
@@ -194,6 +202,7 @@ type editJSON struct {
 	SelfMaxTokens  int      `json:"self_max_tokens"`
 	Norm           float64  `json:"norm"`
 	KeepSourceText bool     `json:"keep_source_text"`
+	DecodeNorm     string   `json:"decode_norm,omitempty"`
 	BlendChanged   bool     `json:"blend_changed"`
 	// BlendObject is -blend-object: swaps blended on their object's word.
 	BlendObject bool `json:"blend_object"`
@@ -289,7 +298,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, BlendChanged: run.blendChanged, BlendObject: run.blendObject, CrossChanged: run.crossChanged, Block: run.block, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
+		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, DecodeNorm: run.decodeNorm, BlendChanged: run.blendChanged, BlendObject: run.blendObject, CrossChanged: run.crossChanged, Block: run.block, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

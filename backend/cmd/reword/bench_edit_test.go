@@ -39,6 +39,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
 		{[]string{"-self-max-tokens", "many"}, "self-max-tokens"},
 		{[]string{"-blend-object", "-blend-changed"}, "--blend-object and --blend-changed"},
+		{[]string{"-decode-norm", "mine"}, `--decode-norm "mine": want one of own, source, swaps`},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		var out, errb bytes.Buffer

@@ -49,6 +49,7 @@ type editFlags struct {
 	// default).
 	blendChanged       *bool
 	keepText, baseline *bool
+	decodeNorm         *string
 	// fs is the flag set the flags are in, which says which were given.
 	fs *flag.FlagSet
 }
@@ -56,7 +57,7 @@ type editFlags struct {
 // controlFlags are the flags that set Prompt-to-Prompt's attention
 // controls: --baseline runs none, so it takes none of them.
 var controlFlags = []string{"cross", "cross-changed", "cross-word", "self", "self-max-tokens", "reweight", "blend", "blend-exclude",
-	"blend-changed", "kind", "replace-tail", "norm", "keep-source-text"}
+	"blend-changed", "kind", "replace-tail", "norm", "keep-source-text", "decode-norm"}
 
 // checkSelfMaxTokens checks a --self-max-tokens flag (nil: not given)
 // before it goes into a spec, in the flag's own words.
@@ -144,6 +145,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
 	f.norm = fs.Float64("norm", -1, "fraction of the steps in which each target's GroupNorms centre on the source's means, which keeps more of the background (the spec's norm; 0: never; default: the model's)")
+	f.decodeNorm = fs.String("decode-norm", "", "where the targets' VAE-decoder GroupNorms take their statistics: own (each image its own), source (the source image's, so that what an edit left as the source's latent decodes as the source's pixels) or swaps (the source's for word swaps and reweights, their own for targets that add or remove words); the spec's decode_norm (default: the model's)")
 	f.keepText = fs.Bool("keep-source-text", false, "give each target the source's text states at the positions of the words it kept, so only the reworded words' states differ (opt-in; the spec's keep_source_text)")
 	f.baseline = fs.Bool("baseline", false, "no attention control: each target is its prompt alone from the same start (the images record it as cross, cross_changed, self and norm 0, and blend_changed false on a model that blends by default; takes none of the control flags)")
 	return f
@@ -203,6 +205,10 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	spec.SelfMaxTokens = f.selfMax
 	spec.KeepSourceText = *f.keepText
 	spec.BlendChanged = f.blendChanged
+	if d := *f.decodeNorm; d != "" && !slices.Contains(edit.DecodeNorms, d) {
+		return usageError("--decode-norm %q: want one of %s", d, strings.Join(edit.DecodeNorms, ", "))
+	}
+	spec.DecodeNorm = *f.decodeNorm
 	if err := f.checkCrossChanged(*spec); err != nil {
 		return err
 	}
@@ -258,15 +264,19 @@ func (f *editFlags) applyBaseline(spec *edit.Spec) error {
 }
 
 // forModel completes the spec for the model it runs on, once loaded: a
-// --baseline run on a model that blends on the changed words by default
-// states blend_changed false, since it blends nothing, so that its images
-// record what ran; on other models the spec leaves it out, as specs did
-// before the field.
+// --baseline run on a model that blends on the changed words, or decodes
+// with the source's statistics, by default states blend_changed false, or
+// decode_norm own, since it does neither, so that its images record what
+// ran; on other models the spec leaves them out, as specs did before the
+// fields.
 func (f *editFlags) forModel(d edit.Defaults, spec *edit.Spec) {
 	spec.Model = d.Model
 	if *f.baseline && d.BlendChanged {
 		off := false
 		spec.BlendChanged = &off
+	}
+	if *f.baseline && d.DecodeNorm == edit.DecodeNormSource {
+		spec.DecodeNorm = edit.DecodeNormOwn
 	}
 }
 

@@ -66,6 +66,8 @@ func TestKindFlagsBelongToTheirTarget(t *testing.T) {
 		{[]string{"--to", "a dog", "--kind", "swap"}, `"swap" is no edit kind: want one of auto, replace, refine`},
 		{[]string{"--to", "a dog", "--kind", "refine", "--kind", "replace"}, `--to "a dog" has two kinds (refine and replace)`},
 		{[]string{"--to", "a dog", "--replace-tail", "published"}, `--replace-tail "published": want one of aligned, reference`},
+		{[]string{"--to", "a dog", "--decode-norm", "target"}, `--decode-norm "target": want one of own, source, swaps`},
+		{[]string{"--to", "a dog", "--baseline", "--decode-norm", "source"}, "decode-norm"},
 	} {
 		if _, err := parseEditFlags(c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v; want an error with %q", c.args, err, c.want)
@@ -121,6 +123,9 @@ func TestNormFlag(t *testing.T) {
 	}
 	if s, err := parseEditFlags("--to", "a dog", "--norm", "0"); err != nil || s.Norm == nil || *s.Norm != (edit.Window{}) {
 		t.Errorf("--norm 0: %v, %v; want an empty window", s.Norm, err)
+	}
+	if s, err := parseEditFlags("--to", "a dog", "--decode-norm", "source"); err != nil || s.DecodeNorm != edit.DecodeNormSource {
+		t.Errorf("--decode-norm source: %q, %v", s.DecodeNorm, err)
 	}
 	if s, err := parseEditFlags("--to", "a dog"); err != nil || s.Norm != nil {
 		t.Errorf("no --norm: %v, %v; want none", s.Norm, err)
@@ -289,8 +294,8 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 			t.Errorf("the baseline image's spec has %s %v; want 0 (no control ran)", name, w)
 		}
 	}
-	if s.BlendChanged != nil {
-		t.Errorf("the baseline image's spec has blend_changed %v on a model without the default; want it left out", *s.BlendChanged)
+	if s.BlendChanged != nil || s.DecodeNorm != "" {
+		t.Errorf("the baseline image's spec has blend_changed %v, decode_norm %q on a model without those defaults; want them left out", s.BlendChanged, s.DecodeNorm)
 	}
 	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "spec"))...)
 	a, b := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png"))
@@ -300,25 +305,26 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 }
 
 // TestBaselineRecordsNoBlend: on a model that blends on the changed words
-// by default, a --baseline image's spec states blend_changed false (it
-// blended nothing), and that spec run without --baseline gives the same
-// pixels.
+// and decodes with the source's statistics by default, a --baseline
+// image's spec states blend_changed false and decode_norm own (it did
+// neither), and that spec run without --baseline gives the same pixels.
 func TestBaselineRecordsNoBlend(t *testing.T) {
 	dir := tinytest.Private(t)
 	manifest := filepath.Join(dir, "model.json")
 	raw, err := os.ReadFile(manifest)
 	must(t, err)
-	on := strings.Replace(string(raw), `"defaults": {`, `"defaults": {"blend_changed": true,`, 1)
+	on := strings.Replace(string(raw), `"defaults": {`, `"defaults": {"blend_changed": true, "decode_norm": "source",`, 1)
 	if on == string(raw) {
 		t.Fatal("model.json has no defaults object to turn the blend on in")
 	}
 	must(t, os.WriteFile(manifest, []byte(on), 0o644))
 	out := t.TempDir()
 	common, s := baselineRun(t, dir, out)
-	if s.BlendChanged == nil || *s.BlendChanged {
-		t.Fatalf("the baseline image's spec has blend_changed %v; want false (no blend ran)", s.BlendChanged)
+	if s.BlendChanged == nil || *s.BlendChanged || s.DecodeNorm != edit.DecodeNormOwn {
+		t.Fatalf("the baseline image's spec has blend_changed %v, decode_norm %q; want false and own (neither ran)", s.BlendChanged, s.DecodeNorm)
 	}
-	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--blend-changed=false", "--out", filepath.Join(out, "spec"))...)
+	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--blend-changed=false", "--decode-norm", "own",
+		"--out", filepath.Join(out, "spec"))...)
 	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "blended"))...)
 	base, spec, blended := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png")),
 		readPNG(t, filepath.Join(out, "blended", "target-1.png"))

@@ -1,0 +1,102 @@
+package graph
+
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"reword/backend/graph/onnxgraph"
+	"reword/backend/graph/onnxpb"
+)
+
+// A VAE decoder's GroupNorms take their statistics over the whole image, so
+// an edit that changes one object changes how every pixel decodes: a local
+// blend that keeps the source's latent outside the object exactly still
+// decodes another background there (models/tiny/README.md, "Local blend
+// through this decoder"). SourceNorms rewrites a decoder so that every image
+// of a batch is normalised with the first image's statistics: decoding the
+// source and its edits in one batch, the source first, the source decodes as
+// before and each edit's latent cells that equal the source's decode to the
+// source's pixels wherever the convolutions around them read only such cells.
+// A decoder with attention (Stable Diffusion's mid-block) still mixes the
+// whole image there.
+
+// ErrNoInstanceNorm is SourceNorms' error for a graph without a GroupNorm
+// it can rewrite.
+var ErrNoInstanceNorm = errors.New("the VAE decoder has no InstanceNormalization (the ONNX form of a GroupNorm " +
+	"exported at opset 17 or earlier) whose statistics could come from the source image")
+
+// SourceNorms replaces every InstanceNormalization of g by the same
+// normalisation with the mean and variance of the batch's first image, and
+// returns how many it replaced. Each must read float32 (a float16 decoder's
+// would have to be cast); a graph with GroupNormalization or
+// LayerNormalization nodes (another form of the image-wide statistics) is
+// refused, since those would still mix the image.
+func SourceNorms(g *onnxpb.GraphProto) (int, error) {
+	ix := onnxgraph.NewIndex(g)
+	var found []int
+	for i, n := range g.GetNode() {
+		switch n.GetOpType() {
+		case "GroupNormalization", "LayerNormalization":
+			return 0, fmt.Errorf("the VAE decoder's node %s is a %s, whose statistics SourceNorms cannot take from the source image", n.GetName(), n.GetOpType())
+		case "InstanceNormalization":
+			if t := ix.ElemType(n.GetInput()[0]); t != onnxgraph.Float {
+				return 0, fmt.Errorf("the VAE decoder's InstanceNormalization %s reads %v, not float32", n.GetName(), t)
+			}
+			found = append(found, i)
+		}
+	}
+	if len(found) == 0 {
+		return 0, ErrNoInstanceNorm
+	}
+	nodes := g.GetNode()
+	var out []*onnxpb.NodeProto
+	var inits []*onnxpb.TensorProto
+	prev := 0
+	for _, i := range found {
+		out = append(out, nodes[prev:i]...)
+		b := sourceNorm(nodes[i])
+		out = append(out, b.Nodes()...)
+		inits = append(inits, b.Initializers()...)
+		prev = i + 1
+	}
+	out = append(out, nodes[prev:]...)
+	g.Node = out
+	g.Initializer = append(g.Initializer, inits...)
+	return len(found), nil
+}
+
+// sourceNorm builds the replacement of InstanceNormalization n: its input x
+// ([N, C, …]) normalised per channel with the mean and variance of x's first
+// image, then n's scale and bias, written to n's output.
+func sourceNorm(n *onnxpb.NodeProto) *onnxgraph.Builder {
+	b := onnxgraph.NewBuilder(n.GetName() + "/source_norm/")
+	x, scale, bias := n.GetInput()[0], n.GetInput()[1], n.GetInput()[2]
+	eps := float32(1e-5) // the operator's default
+	if a := onnxgraph.Attr(n, "epsilon"); a != nil {
+		eps = a.GetF()
+	}
+	first := b.Op("Gather", []string{x, b.Int64s("first", 0)}, onnxgraph.AttrInt("axis", 0))
+	mean := b.Op("GlobalAveragePool", []string{first})
+	centred := b.Op("Sub", []string{first, mean})
+	variance := b.Op("GlobalAveragePool", []string{b.Op("Mul", []string{centred, centred})})
+	std := b.Op("Sqrt", []string{b.Op("Add", []string{variance, b.Float32s("epsilon", nil, []float32{eps})})})
+	normed := b.Op("Div", []string{b.Op("Sub", []string{x, mean}), std})
+	// scale and bias are [C]: shaped [C, 1, …] (one 1 per spatial axis of
+	// x) they broadcast over [N, C, …] whatever x's rank.
+	spatial := b.Op("Slice", []string{b.Op("Shape", []string{x}), b.Int64s("spatial_from", 2), b.Int64s("spatial_to", math.MaxInt64)})
+	ones := b.Op("Add", []string{b.Op("Mul", []string{spatial, b.Int64s("zero", 0)}), b.Int64s("one", 1)})
+	perChannel := b.Op("Concat", []string{b.Int64s("channels", -1), ones}, onnxgraph.AttrInt("axis", 0))
+	scaled := b.Op("Mul", []string{normed, b.Op("Reshape", []string{scale, perChannel})})
+	b.OpTo("Add", n.GetOutput()[0], []string{scaled, b.Op("Reshape", []string{bias, perChannel})})
+	return b
+}
+
+// SourceNormsRewrite is SourceNorms as a Rewrite.
+var SourceNormsRewrite = Rewrite{
+	What: "its GroupNorms taking the first image's statistics",
+	Apply: func(g *onnxpb.GraphProto) (bool, error) {
+		n, err := SourceNorms(g)
+		return n > 0, err
+	},
+}

@@ -1,0 +1,133 @@
+package graph_test
+
+import (
+	"errors"
+	"math"
+	"math/rand"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"reword/backend/graph"
+	"reword/backend/graph/onnxgraph"
+	"reword/backend/graph/onnxpb"
+	"reword/backend/ort"
+	"reword/models/tiny/tinytest"
+)
+
+// decodeTiny runs the tiny model's VAE decoder, rewritten by rewrites, on
+// latents ([n, 4, 16, 16]) and returns its [n, 3, 64, 64] output.
+func decodeTiny(t *testing.T, latents []float32, n int, rewrites ...graph.Rewrite) []float32 {
+	t.Helper()
+	path := filepath.Join(tinytest.Dir(t), "vae_decoder", "model.onnx")
+	b, err := graph.RewriteFile(path, "VAE decoder", rewrites...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s *ort.Session
+	if b == nil {
+		s, err = ort.NewSession(path, ort.Options{Threads: 1})
+	} else {
+		s, err = ort.NewSessionFromBytes(path, b, ort.Options{Threads: 1})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in, err := ort.NewTensor([]int64{int64(n), 4, 16, 16}, latents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Destroy()
+	outs, err := s.Run(map[string]ort.Value{"latent_sample": in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outs.Destroy()
+	pix, _, err := outs.Float32("sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]float32(nil), pix...)
+}
+
+// TestSourceNorms: the tiny model's decoder with every GroupNorm taking
+// the first image's statistics decodes the first image as the decoder
+// does, a copy of it the same, and an edit of one corner of the latent to
+// the first image's pixels wherever the decoder's convolutions cannot
+// see the corner — where the decoder as exported, normalising each image
+// with its own statistics, changes them.
+func TestSourceNorms(t *testing.T) {
+	const plane = 4 * 16 * 16
+	r := rand.New(rand.NewSource(1))
+	source := make([]float32, plane)
+	for i := range source {
+		source[i] = float32(r.NormFloat64()) * 2
+	}
+	edited := append([]float32(nil), source...)
+	for c := range 4 {
+		for y := range 3 {
+			for x := range 3 {
+				edited[c*256+y*16+x] += 4 // the top-left 3×3 cells: an object recoloured
+			}
+		}
+	}
+	batch := append(append([]float32(nil), source...), edited...)
+	alone := decodeTiny(t, source, 1)
+	own := decodeTiny(t, batch, 2)
+	shared := decodeTiny(t, batch, 2, graph.SourceNormsRewrite)
+	const img = 3 * 64 * 64
+	if d := maxAbsDiff(shared[:img], alone); d > 1e-4 {
+		t.Errorf("the first image decodes %.2g away from the decoder's own decode", d)
+	}
+	copies := decodeTiny(t, append(append([]float32(nil), source...), source...), 2, graph.SourceNormsRewrite)
+	if d := maxAbsDiff(copies[img:], alone); d > 1e-4 {
+		t.Errorf("a copy of the first image decodes %.2g away from it", d)
+	}
+	// Pixels of the bottom-right quarter: 8 or more latent cells (32
+	// pixels) from the edited corner, where the convolutions' reach has
+	// faded below a tenth of an 8-bit level (2/255 on the output's [-1, 1]).
+	far := func(pix []float32) (d float64) {
+		for c := range 3 {
+			for y := 32; y < 64; y++ {
+				for x := 32; x < 64; x++ {
+					i := c*64*64 + y*64 + x
+					d = max(d, math.Abs(float64(pix[img+i]-pix[i])))
+				}
+			}
+		}
+		return d
+	}
+	if d := far(shared); d > 0.2/255 {
+		t.Errorf("with the first image's statistics the edit changes pixels far from its cells by %.2g", d)
+	}
+	if d := far(own); d < 2.0/255 {
+		t.Errorf("with each image's own statistics the edit changes pixels far from its cells by only %.2g: "+
+			"the test no longer shows what the rewrite is for", d)
+	}
+}
+
+func maxAbsDiff(a, b []float32) (d float64) {
+	for i := range a {
+		d = max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
+
+// TestSourceNormsRefuses: a graph without an InstanceNormalization has no
+// statistics to share, and one that normalises with GroupNormalization
+// would still mix the image: both are refused, the second naming the node.
+func TestSourceNormsRefuses(t *testing.T) {
+	g := &onnxpb.GraphProto{Node: []*onnxpb.NodeProto{{OpType: proto.String("Relu"), Name: proto.String("relu"),
+		Input: []string{"x"}, Output: []string{"y"}}}}
+	if _, err := graph.SourceNorms(g); !errors.Is(err, graph.ErrNoInstanceNorm) {
+		t.Errorf("a graph without norms: %v; want ErrNoInstanceNorm", err)
+	}
+	g.Node = append(g.Node, &onnxpb.NodeProto{OpType: proto.String("GroupNormalization"), Name: proto.String("decoder/norm1"),
+		Input: []string{"y", "s", "b"}, Output: []string{"z"}, Attribute: []*onnxpb.AttributeProto{onnxgraph.AttrInt("num_groups", 2)}})
+	if _, err := graph.SourceNorms(g); err == nil || !strings.Contains(err.Error(), "decoder/norm1") || !strings.Contains(err.Error(), "GroupNormalization") {
+		t.Errorf("a graph with GroupNormalization: %v; want it refused by name", err)
+	}
+}
