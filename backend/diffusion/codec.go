@@ -32,21 +32,32 @@ func (e *Engine) decodeWithSourceNorms(ctx context.Context, latents []float32, n
 }
 
 // sourceNormDecoder returns the decoder rewritten by graph.SourceNorms,
-// opening it the first time. A decoder the rewrite cannot serve is a
-// problem of the spec's decode_norm.
+// opening it the first time it is asked for (a failure is not kept: the
+// next call tries again).
 func (e *Engine) sourceNormDecoder() (*ort.Session, error) {
 	e.sourceNorms.Lock()
 	defer e.sourceNorms.Unlock()
-	if e.sourceNorms.decoder == nil && e.sourceNorms.err == nil {
+	if e.sourceNorms.decoder == nil {
 		m := e.manifest
-		e.sourceNorms.decoder, e.sourceNorms.err = openSession(m, m.VAEDecoder.File, "VAE decoder", e.sessionOptions,
-			graph.Float32IORewrite, graph.SourceNormsRewrite)
-		if e.sourceNorms.err != nil {
-			e.sourceNorms.err = edit.Problems{{Field: "decode_norm", Message: fmt.Sprintf("cannot take the source's statistics on model %s: %v; "+
-				"leave it out or set it to %q", m.ID(), e.sourceNorms.err, edit.DecodeNormOwn)}}
+		d, err := openSession(m, m.VAEDecoder.File, "VAE decoder", e.sessionOptions, graph.Float32IORewrite, graph.SourceNormsRewrite)
+		if err != nil {
+			return nil, err
 		}
+		e.sourceNorms.decoder = d
 	}
-	return e.sourceNorms.decoder, e.sourceNorms.err
+	return e.sourceNorms.decoder, nil
+}
+
+// checkSourceNorms makes sure, before a run that needs it, that the
+// decoder with the source's statistics opens: a decoder the rewrite
+// cannot serve is a problem of the spec's decode_norm, said before any
+// denoising.
+func (e *Engine) checkSourceNorms() error {
+	if _, err := e.sourceNormDecoder(); err != nil {
+		return edit.Problems{{Field: "decode_norm", Message: fmt.Sprintf("cannot take the source's statistics on model %s (%v); "+
+			"leave it out or set it to %q", e.manifest.ID(), err, edit.DecodeNormOwn)}}
+	}
+	return nil
 }
 
 // decodeWith runs decoder d on n latents (UNet scale) and returns RGB bytes.

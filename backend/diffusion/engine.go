@@ -87,12 +87,10 @@ type Engine struct {
 	encoder *ort.Session // the VAE encoder, for photos (invert.go)
 
 	// sourceNorms is the VAE decoder whose GroupNorms take the first
-	// image's statistics (codec.go), opened on first use, or why it
-	// could not be.
+	// image's statistics (codec.go), opened on first use.
 	sourceNorms struct {
 		sync.Mutex
 		decoder *ort.Session
-		err     error
 	}
 	sessionOptions ort.Options
 
@@ -151,7 +149,8 @@ func Load(dir string, opts Options) (*Engine, error) {
 		// The edits would need it: a decoder it cannot serve is the
 		// manifest's problem, said at load rather than by every run.
 		if _, err := e.sourceNormDecoder(); err != nil {
-			return nil, fmt.Errorf("model %s: defaults.decode_norm %q: %w", dir, d, err)
+			return nil, fmt.Errorf("model %s: defaults.decode_norm %q needs the VAE decoder with the source's statistics, "+
+				"which cannot be made from this one (%w): set it to %q or leave it out", dir, d, err, edit.DecodeNormOwn)
 		}
 	}
 	limit := opts.CacheBytes

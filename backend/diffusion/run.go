@@ -3,6 +3,7 @@ package diffusion
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"reword/shared/align"
@@ -69,7 +70,11 @@ func (e *Engine) Edit(ctx context.Context, spec edit.Spec, opts RunOptions, onPr
 				j.textFrom = append(j.textFrom, ctrl.TextSource(t))
 			}
 		}
-		j.sourceNorms = sourceNormTargets(r.DecodeNorm, ctrl)
+		if j.sourceNorms = sourceNormTargets(r.DecodeNorm, ctrl); slices.Contains(j.sourceNorms, true) {
+			if err := e.checkSourceNorms(); err != nil {
+				return nil, err
+			}
+		}
 		if masks := ctrl.BlendMasks(); masks != nil {
 			b := e.maps[e.blendOut]
 			j.blend = newLocalBlend(masks, r.Steps, b.w, b.h, e.manifest.Latent.Width, e.manifest.Latent.Height)

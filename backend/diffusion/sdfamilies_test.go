@@ -164,7 +164,7 @@ func checkSDEdit(t *testing.T, e *Engine) {
 	}
 	// An SD-shaped decoder (GroupNorms exported as InstanceNormalization,
 	// attention in its mid-block) decodes the target with the source's
-	// statistics too: the same latents, other pixels, the source as it was.
+	// statistics too: other pixels for the target, the source as it was.
 	s.DecodeNorm = edit.DecodeNormSource
 	shared, err := e.Edit(ctx, s, RunOptions{}, nil)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"reword/backend/graph"
@@ -368,4 +369,25 @@ func bitwiseEqual(t *testing.T, what string, got, want []float32) {
 			t.Fatalf("%s: value %d is %v, want %v bit for bit", what, i, got[i], want[i])
 		}
 	}
+}
+
+// runOne runs s on one float32 input of the given shape and returns a copy
+// of one float32 output.
+func runOne(t *testing.T, s *ort.Session, input string, shape []int64, in []float32, output string) []float32 {
+	t.Helper()
+	x, err := ort.NewTensor(shape, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Destroy()
+	outs, err := s.Run(map[string]ort.Value{input: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outs.Destroy()
+	v, _, err := outs.Float32(output)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Clone(v)
 }

@@ -80,21 +80,7 @@ func saveModel(t *testing.T, m *onnxpb.ModelProto) string {
 // runEncoder runs the session on the fixed input and returns its output.
 func runEncoder(t *testing.T, s *ort.Session, in []float32) []float32 {
 	t.Helper()
-	x, err := ort.NewTensor([]int64{1, 8, 2, 2}, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer x.Destroy()
-	outs, err := s.Run(map[string]ort.Value{"sample": x})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outs.Destroy()
-	v, _, err := outs.Float32("latent_sample")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return slices.Clone(v)
+	return runOne(t, s, "sample", []int64{1, 8, 2, 2}, in, "latent_sample")
 }
 
 // A sampling encoder is random run to run; rewritten, it returns exactly

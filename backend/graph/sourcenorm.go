@@ -3,7 +3,6 @@ package graph
 import (
 	"errors"
 	"fmt"
-	"math"
 
 	"reword/backend/graph/onnxgraph"
 	"reword/backend/graph/onnxpb"
@@ -53,9 +52,9 @@ func SourceNorms(g *onnxpb.GraphProto) (int, error) {
 	var out []*onnxpb.NodeProto
 	var inits []*onnxpb.TensorProto
 	prev := 0
-	for _, i := range found {
+	for k, i := range found {
 		out = append(out, nodes[prev:i]...)
-		b := sourceNorm(nodes[i])
+		b := sourceNorm(nodes[i], k)
 		out = append(out, b.Nodes()...)
 		inits = append(inits, b.Initializers()...)
 		prev = i + 1
@@ -66,11 +65,13 @@ func SourceNorms(g *onnxpb.GraphProto) (int, error) {
 	return len(found), nil
 }
 
-// sourceNorm builds the replacement of InstanceNormalization n: its input x
-// ([N, C, …]) normalised per channel with the mean and variance of x's first
-// image, then n's scale and bias, written to n's output.
-func sourceNorm(n *onnxpb.NodeProto) *onnxgraph.Builder {
-	b := onnxgraph.NewBuilder(n.GetName() + "/source_norm/")
+// sourceNorm builds the replacement of InstanceNormalization n, the k-th of
+// the graph: its input x ([N, C, …]) normalised per channel with the mean
+// and variance of x's first image, then n's scale and bias, written to n's
+// output. The names it makes carry k, so that nodes without a name (they
+// are optional) still get distinct ones.
+func sourceNorm(n *onnxpb.NodeProto, k int) *onnxgraph.Builder {
+	b := onnxgraph.NewBuilder(fmt.Sprintf("%s/source_norm_%d/", n.GetName(), k))
 	x, scale, bias := n.GetInput()[0], n.GetInput()[1], n.GetInput()[2]
 	eps := float32(1e-5) // the operator's default
 	if a := onnxgraph.Attr(n, "epsilon"); a != nil {
@@ -82,11 +83,9 @@ func sourceNorm(n *onnxpb.NodeProto) *onnxgraph.Builder {
 	variance := b.Op("GlobalAveragePool", []string{b.Op("Mul", []string{centred, centred})})
 	std := b.Op("Sqrt", []string{b.Op("Add", []string{variance, b.Float32s("epsilon", nil, []float32{eps})})})
 	normed := b.Op("Div", []string{b.Op("Sub", []string{x, mean}), std})
-	// scale and bias are [C]: shaped [C, 1, …] (one 1 per spatial axis of
-	// x) they broadcast over [N, C, …] whatever x's rank.
-	spatial := b.Op("Slice", []string{b.Op("Shape", []string{x}), b.Int64s("spatial_from", 2), b.Int64s("spatial_to", math.MaxInt64)})
-	ones := b.Op("Add", []string{b.Op("Mul", []string{spatial, b.Int64s("zero", 0)}), b.Int64s("one", 1)})
-	perChannel := b.Op("Concat", []string{b.Int64s("channels", -1), ones}, onnxgraph.AttrInt("axis", 0))
+	// scale and bias are [C]: shaped as the mean, [1, C, 1, …], they
+	// broadcast over [N, C, …] whatever x's rank.
+	perChannel := b.Op("Shape", []string{mean})
 	scaled := b.Op("Mul", []string{normed, b.Op("Reshape", []string{scale, perChannel})})
 	b.OpTo("Add", n.GetOutput()[0], []string{scaled, b.Op("Reshape", []string{bias, perChannel})})
 	return b

@@ -36,21 +36,7 @@ func decodeTiny(t *testing.T, latents []float32, n int, rewrites ...graph.Rewrit
 		t.Fatal(err)
 	}
 	defer s.Close()
-	in, err := ort.NewTensor([]int64{int64(n), 4, 16, 16}, latents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Destroy()
-	outs, err := s.Run(map[string]ort.Value{"latent_sample": in})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outs.Destroy()
-	pix, _, err := outs.Float32("sample")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append([]float32(nil), pix...)
+	return runOne(t, s, "latent_sample", []int64{int64(n), 4, 16, 16}, latents, "sample")
 }
 
 // TestSourceNorms: the tiny model's decoder with every GroupNorm taking
@@ -129,5 +115,89 @@ func TestSourceNormsRefuses(t *testing.T) {
 		Input: []string{"y", "s", "b"}, Output: []string{"z"}, Attribute: []*onnxpb.AttributeProto{onnxgraph.AttrInt("num_groups", 2)}})
 	if _, err := graph.SourceNorms(g); err == nil || !strings.Contains(err.Error(), "decoder/norm1") || !strings.Contains(err.Error(), "GroupNormalization") {
 		t.Errorf("a graph with GroupNormalization: %v; want it refused by name", err)
+	}
+}
+
+// normGraph is one InstanceNormalization of an input x of the given shape
+// (batch first) with per-channel scale and bias, as a model file.
+func normGraph(t *testing.T, shape []int64, scale, bias []float32, eps float32) string {
+	t.Helper()
+	b := onnxgraph.NewBuilder("")
+	c := int64(len(scale))
+	b.Node("InstanceNormalization", "", []string{"x", b.Float32s("scale", []int64{c}, scale), b.Float32s("bias", []int64{c}, bias)},
+		[]string{"y"}, &onnxpb.AttributeProto{Name: proto.String("epsilon"), Type: onnxpb.AttributeProto_FLOAT.Enum(), F: proto.Float32(eps)})
+	dims := make([]onnxgraph.Dim, len(shape))
+	for i, d := range shape {
+		dims[i] = onnxgraph.Fixed(d)
+	}
+	g := &onnxpb.GraphProto{
+		Name: proto.String("norm"), Node: b.Nodes(), Initializer: b.Initializers(),
+		Input:  []*onnxpb.ValueInfoProto{onnxgraph.TensorInfo("x", onnxgraph.Float, dims...)},
+		Output: []*onnxpb.ValueInfoProto{onnxgraph.TensorInfo("y", onnxgraph.Float, dims...)},
+	}
+	return saveModel(t, &onnxpb.ModelProto{IrVersion: proto.Int64(8),
+		OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(14)}}, Graph: g})
+}
+
+// TestSourceNormsScaleAndBias: rewritten, an InstanceNormalization with
+// its own scale and bias (and an unnamed node) gives every image of the
+// batch y = scale·(x − μ₀)/√(σ²₀ + ε) + bias with the first image's μ₀ and
+// σ²₀, at rank 3 (a GroupNorm's export) and rank 4; the first image's own
+// output is the operator's.
+func TestSourceNormsScaleAndBias(t *testing.T) {
+	r := rand.New(rand.NewSource(2))
+	const eps = 1e-3
+	for _, shape := range [][]int64{{2, 3, 10}, {2, 3, 4, 5}} {
+		c, per := int(shape[1]), 1
+		for _, d := range shape[2:] {
+			per *= int(d)
+		}
+		scale, bias := make([]float32, c), make([]float32, c)
+		for i := range scale {
+			scale[i], bias[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+		}
+		x := make([]float32, 2*c*per)
+		for i := range x {
+			x[i] = float32(r.NormFloat64()*3 + 1)
+		}
+		path := normGraph(t, shape, scale, bias, eps)
+		orig, err := ort.NewSession(path, ort.Options{Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer orig.Close()
+		b, err := graph.RewriteFile(path, "norm", graph.SourceNormsRewrite)
+		if err != nil || b == nil {
+			t.Fatalf("rewrite: %v (changed: %v)", err, b != nil)
+		}
+		rewritten, err := ort.NewSessionFromBytes(path, b, ort.Options{Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rewritten.Close()
+		want := runOne(t, orig, "x", shape, x, "y")
+		got := runOne(t, rewritten, "x", shape, x, "y")
+		if d := maxAbsDiff(got[:c*per], want[:c*per]); d > 1e-5 {
+			t.Errorf("shape %v: the first image is %.2g from the operator's output", shape, d)
+		}
+		for ch := range c {
+			first := x[ch*per : (ch+1)*per]
+			var mean, variance float64
+			for _, v := range first {
+				mean += float64(v)
+			}
+			mean /= float64(per)
+			for _, v := range first {
+				variance += (float64(v) - mean) * (float64(v) - mean)
+			}
+			variance /= float64(per)
+			for i := range per {
+				at := c*per + ch*per + i
+				y := float64(scale[ch])*(float64(x[at])-mean)/math.Sqrt(variance+eps) + float64(bias[ch])
+				if math.Abs(float64(got[at])-y) > 1e-4 {
+					t.Fatalf("shape %v, second image, channel %d, position %d: %v, want %v", shape, ch, i, got[at], y)
+				}
+			}
+		}
 	}
 }

@@ -121,8 +121,8 @@ type ModelDefaults struct {
 	// targets on the words they change; left out when not.
 	BlendChanged bool `json:"blend_changed,omitempty"`
 	// DecodeNorm is the decode_norm a spec without one runs with
-	// ("source"); left out when each image decodes with its own
-	// statistics.
+	// ("source" or "swaps"); left out when each image decodes with its
+	// own statistics.
 	DecodeNorm string `json:"decode_norm,omitempty"`
 	// Norm is the norm window a spec without one runs with; 0 (and left
 	// out by servers before it): never.

@@ -235,6 +235,7 @@ func TestModelDefaultsRoundTrip(t *testing.T) {
 		t.Errorf("JSON form %s states blend_changed for a model without it", js)
 	}
 	d.BlendChanged = true
+	d.DecodeNorm = edit.DecodeNormSwaps
 	if js, err = json.Marshal(DefaultsOf(d)); err != nil || !strings.Contains(string(js), `"blend_changed":true`) {
 		t.Fatalf("JSON form %s, %v", js, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -232,7 +233,7 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 	d := e.Defaults()
 	run := editRun{model: d.Model, split: *f.split, block: *f.block, steps: d.Steps, guidance: d.Guidance, cross: d.Cross.End, self: d.Self.End,
-		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, decodeNorm: *f.decodeNorm, blendChanged: d.BlendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
+		selfMax: d.SelfMaxTokens, norm: d.Norm.End, keepText: *f.keepText, decodeNorm: cmp.Or(*f.decodeNorm, d.DecodeNorm), blendChanged: d.BlendChanged, seeds: *f.seeds, pairs: len(set), seconds: time.Since(start).Seconds(), methods: methods}
 	if *f.steps > 0 {
 		run.steps = *f.steps
 	}

@@ -275,7 +275,7 @@ func (f *editFlags) forModel(d edit.Defaults, spec *edit.Spec) {
 		off := false
 		spec.BlendChanged = &off
 	}
-	if *f.baseline && d.DecodeNorm == edit.DecodeNormSource {
+	if *f.baseline && d.DecodeNorm != "" && d.DecodeNorm != edit.DecodeNormOwn {
 		spec.DecodeNorm = edit.DecodeNormOwn
 	}
 }

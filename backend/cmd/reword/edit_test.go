@@ -313,7 +313,7 @@ func TestBaselineRecordsNoBlend(t *testing.T) {
 	manifest := filepath.Join(dir, "model.json")
 	raw, err := os.ReadFile(manifest)
 	must(t, err)
-	on := strings.Replace(string(raw), `"defaults": {`, `"defaults": {"blend_changed": true, "decode_norm": "source",`, 1)
+	on := strings.Replace(string(raw), `"defaults": {`, `"defaults": {"blend_changed": true, "decode_norm": "swaps",`, 1)
 	if on == string(raw) {
 		t.Fatal("model.json has no defaults object to turn the blend on in")
 	}
