@@ -188,6 +188,15 @@ func renderedElement(t *testing.T, page, id string) (tag, text string) {
 	return page[start:end], html.UnescapeString(strings.TrimSpace(text))
 }
 
+// settingsMenu is the HTML of the settings menu id as the controls render
+// it under the model defaults d, up to its closing tag.
+func settingsMenu(d *edit.Defaults, id string) string {
+	page := app.HTMLString(&Controls{Spec: edit.Spec{Source: "a red circle"}, Defaults: d})
+	_, menu, _ := strings.Cut(page, `id="`+id+`"`)
+	menu, _, _ = strings.Cut(menu, "</select>")
+	return menu
+}
+
 // TestDecodeNormMenu: the decode menu shows a spec's decode_norm as the
 // model default, the source, the source for swaps or each its own, and
 // each choice sets it back
@@ -208,10 +217,7 @@ func TestDecodeNormMenu(t *testing.T) {
 		{&edit.Defaults{DecodeNorm: edit.DecodeNormSwaps}, ">the source, for swaps (default)<"},
 		{&edit.Defaults{}, ">each its own (default)<"},
 	} {
-		page := app.HTMLString(&Controls{Spec: edit.Spec{Source: "a red circle"}, Defaults: c.defaults})
-		_, menu, _ := strings.Cut(page, `id="decode-norm"`)
-		menu, _, _ = strings.Cut(menu, "</select>")
-		if !strings.Contains(menu, c.want) {
+		if menu := settingsMenu(c.defaults, "decode-norm"); !strings.Contains(menu, c.want) {
 			t.Errorf("defaults %+v: the decode menu's default option is not %q in %q", c.defaults, c.want, menu)
 		}
 	}
@@ -236,10 +242,7 @@ func TestBlendMenu(t *testing.T) {
 		{&edit.Defaults{BlendChanged: true}, ">on (default)<"},
 		{&edit.Defaults{}, ">off (default)<"},
 	} {
-		page := app.HTMLString(&Controls{Spec: edit.Spec{Source: "a red circle"}, Defaults: c.defaults})
-		_, menu, _ := strings.Cut(page, `id="blend-changed"`)
-		menu, _, _ = strings.Cut(menu, "</select>")
-		if !strings.Contains(menu, c.want) {
+		if menu := settingsMenu(c.defaults, "blend-changed"); !strings.Contains(menu, c.want) {
 			t.Errorf("defaults %+v: the blend menu's default option is not %q in %q", c.defaults, c.want, menu)
 		}
 	}
