@@ -64,10 +64,11 @@ import (
 // tiny model its cross is 0.8 where it states none, and its swapped words
 // take its cross where it gives them no window of their own.
 //
-// "blend_changed" joined v4 without a new version: absent, it takes the
-// model's default, and no model has one, so every v4 link still opens as
-// it ran. A model that gets one needs a new version, with earlier links
-// read without the blend.
+// "blend_changed" and "decode_norm" joined v4 without a new version:
+// absent, they take the model's defaults, and no model has one, so every
+// v4 link still opens as it ran. A model that gets one needs a new
+// version, with earlier links read without the blend and with each image
+// decoded with its own statistics.
 const (
 	linkPrefix   = "v4."
 	linkPrefixV3 = "v3."
