@@ -131,10 +131,7 @@ func (c *Controls) Render() app.UI {
 			app.Label().For("scheduler").Text("Sampler"),
 			app.Select().ID("scheduler").
 				OnChange(func(ctx app.Context, e app.Event) {
-					v := ctx.JSSrc().Get("value").String()
-					if v == menuDefault {
-						v = "" // the model's, which the spec leaves out
-					}
+					v := menuSetting(ctx.JSSrc().Get("value").String())
 					c.OnChange(ctx, func(s edit.Spec) edit.Spec { s.Scheduler = v; return s })
 				}).
 				Body(
@@ -463,8 +460,8 @@ func (c *Controls) decodeNorm() app.UI {
 	}
 	return app.Div().Class("field").Body(
 		app.Label().For(id).Text("Decode with the statistics of"),
-		c.menu(id, opts, decodeNormMenuValue(c.Spec.DecodeNorm), func(s edit.Spec, v string) edit.Spec {
-			s.DecodeNorm = decodeNormSetting(v)
+		c.menu(id, opts, menuValue(c.Spec.DecodeNorm), func(s edit.Spec, v string) edit.Spec {
+			s.DecodeNorm = menuSetting(v)
 			return s
 		}),
 		app.P().ID(id+"-hint").Class("hint").Text("The source: what an edit leaves as the source's decodes to the "+
@@ -485,23 +482,6 @@ func decodeNormLabel(v string) string {
 		return "the source, for swaps"
 	}
 	return "each its own"
-}
-
-// decodeNormMenuValue is the decode menu's value for a spec's decode_norm.
-func decodeNormMenuValue(v string) string {
-	if v == "" {
-		return menuDefault
-	}
-	return v
-}
-
-// decodeNormSetting is the decode_norm a decode menu value sets ("": the
-// model's default).
-func decodeNormSetting(v string) string {
-	if v == menuDefault {
-		return ""
-	}
-	return v
 }
 
 // blendMenuValue is the blend menu's value for a spec's blend_changed.
@@ -562,12 +542,22 @@ func selfMenuValue(n *int) string {
 	return strconv.Itoa(*n)
 }
 
-// schedulerMenuValue is the sampler menu's value for a spec's scheduler.
-func schedulerMenuValue(name string) string {
-	if name == "" {
+// menuValue is a menu's value for a spec's optional string setting
+// (scheduler, decode_norm): "" is the model's default.
+func menuValue(v string) string {
+	if v == "" {
 		return menuDefault
 	}
-	return name
+	return v
+}
+
+// menuSetting is the optional string setting a menu value sets: "" for
+// the model's default, which the spec leaves out.
+func menuSetting(v string) string {
+	if v == menuDefault {
+		return ""
+	}
+	return v
 }
 
 // tailMenuValue is the replace tail menu's value for a spec's

@@ -204,7 +204,7 @@ func settingsMenu(d *edit.Defaults, id string) string {
 // server said it.
 func TestDecodeNormMenu(t *testing.T) {
 	for _, v := range []string{"", edit.DecodeNormSource, edit.DecodeNormSwaps, edit.DecodeNormOwn} {
-		if got := decodeNormSetting(decodeNormMenuValue(v)); got != v {
+		if got := menuSetting(menuValue(v)); got != v {
 			t.Errorf("decode_norm %q comes back from the menu as %q", v, got)
 		}
 	}

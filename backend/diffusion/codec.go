@@ -18,22 +18,12 @@ func (e *Engine) decode(ctx context.Context, latents []float32, n int) ([][]byte
 	return e.decodeWith(ctx, e.decoder, latents, n)
 }
 
-// decodeWithSourceNorms decodes n latents, the source's first, with every
-// GroupNorm of the decoder taking the source image's statistics
-// (graph.SourceNorms; the spec's decode_norm): latent cells an
-// edit left as the source's decode as the source's pixels. The decoder so
-// rewritten is opened on first use and kept.
-func (e *Engine) decodeWithSourceNorms(ctx context.Context, latents []float32, n int) ([][]byte, error) {
-	d, err := e.sourceNormDecoder()
-	if err != nil {
-		return nil, err
-	}
-	return e.decodeWith(ctx, d, latents, n)
-}
-
-// sourceNormDecoder returns the decoder rewritten by graph.SourceNorms,
-// opening it the first time it is asked for (a failure is not kept: the
-// next call tries again).
+// sourceNormDecoder returns the decoder rewritten by graph.SourceNorms:
+// given a batch whose first latent is the source's, every GroupNorm takes
+// the source image's statistics (the spec's decode_norm), so latent cells
+// an edit left as the source's decode as the source's pixels. It is opened
+// the first time it is asked for and kept (a failure is not kept: the next
+// call tries again).
 func (e *Engine) sourceNormDecoder() (*ort.Session, error) {
 	e.sourceNorms.Lock()
 	defer e.sourceNorms.Unlock()

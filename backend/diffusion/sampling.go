@@ -345,7 +345,11 @@ func (s *sampling) decodeRows(ctx context.Context, decodeFrom int) ([][]byte, er
 		}
 	}
 	if len(shared) > 0 {
-		decoded, err := s.e.decodeWithSourceNorms(ctx, s.latentRows(append([]int{0}, shared...)), 1+len(shared))
+		d, err := s.e.sourceNormDecoder()
+		if err != nil {
+			return nil, err
+		}
+		decoded, err := s.e.decodeWith(ctx, d, s.latentRows(append([]int{0}, shared...)), 1+len(shared))
 		if err != nil {
 			return nil, err
 		}
@@ -356,11 +360,8 @@ func (s *sampling) decodeRows(ctx context.Context, decodeFrom int) ([][]byte, er
 	return images, nil
 }
 
-// latentRows is the final latents of rows, in that order, contiguous.
+// latentRows is a copy of the final latents of rows, in that order.
 func (s *sampling) latentRows(rows []int) []float32 {
-	if len(rows) > 0 && rows[len(rows)-1]-rows[0] == len(rows)-1 {
-		return s.x[rows[0]*s.rowSize : (rows[len(rows)-1]+1)*s.rowSize] // consecutive: no copy
-	}
 	out := make([]float32, 0, len(rows)*s.rowSize)
 	for _, r := range rows {
 		out = append(out, s.x[r*s.rowSize:(r+1)*s.rowSize]...)
