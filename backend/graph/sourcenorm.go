@@ -27,22 +27,27 @@ var ErrNoInstanceNorm = errors.New("the VAE decoder has no InstanceNormalization
 
 // SourceNorms replaces every InstanceNormalization of g by the same
 // normalisation with the mean and variance of the batch's first image, and
-// returns how many it replaced. Each must read float32 (a float16 decoder's
-// would have to be cast); a graph with GroupNormalization or
-// LayerNormalization nodes (another form of the image-wide statistics) is
-// refused, since those would still mix the image.
+// returns how many it replaced. Each must read float32 or float16; a
+// float16 one is computed in float32 and cast back, as the operator's own
+// kernels accumulate (a float16 variance of a large activation overflows).
+// A graph with GroupNormalization or LayerNormalization nodes (another
+// form of the image-wide statistics) is refused, since those would still
+// mix the image.
 func SourceNorms(g *onnxpb.GraphProto) (int, error) {
 	ix := onnxgraph.NewIndex(g)
 	var found []int
+	var types []onnxgraph.DataType
 	for i, n := range g.GetNode() {
 		switch n.GetOpType() {
 		case "GroupNormalization", "LayerNormalization":
 			return 0, fmt.Errorf("the VAE decoder's node %s is a %s, whose statistics SourceNorms cannot take from the source image", n.GetName(), n.GetOpType())
 		case "InstanceNormalization":
-			if t := ix.ElemType(n.GetInput()[0]); t != onnxgraph.Float {
-				return 0, fmt.Errorf("the VAE decoder's InstanceNormalization %s reads %v, not float32", n.GetName(), t)
+			t := ix.ElemType(n.GetInput()[0])
+			if t != onnxgraph.Float && t != onnxgraph.Float16 {
+				return 0, fmt.Errorf("the VAE decoder's InstanceNormalization %s reads %v, not float32 or float16", n.GetName(), t)
 			}
 			found = append(found, i)
+			types = append(types, t)
 		}
 	}
 	if len(found) == 0 {
@@ -54,7 +59,7 @@ func SourceNorms(g *onnxpb.GraphProto) (int, error) {
 	prev := 0
 	for k, i := range found {
 		out = append(out, nodes[prev:i]...)
-		b := sourceNorm(nodes[i], k)
+		b := sourceNorm(nodes[i], k, types[k])
 		out = append(out, b.Nodes()...)
 		inits = append(inits, b.Initializers()...)
 		prev = i + 1
@@ -66,13 +71,21 @@ func SourceNorms(g *onnxpb.GraphProto) (int, error) {
 }
 
 // sourceNorm builds the replacement of InstanceNormalization n, the k-th of
-// the graph: its input x ([N, C, …]) normalised per channel with the mean
-// and variance of x's first image, then n's scale and bias, written to n's
-// output. The names it makes carry k, so that nodes without a name (they
-// are optional) still get distinct ones.
-func sourceNorm(n *onnxpb.NodeProto, k int) *onnxgraph.Builder {
+// the graph, whose input has element type elem: its input x ([N, C, …])
+// normalised per channel with the mean and variance of x's first image,
+// then n's scale and bias, written to n's output. The names it makes carry
+// k, so that nodes without a name (they are optional) still get distinct
+// ones.
+func sourceNorm(n *onnxpb.NodeProto, k int, elem onnxgraph.DataType) *onnxgraph.Builder {
 	b := onnxgraph.NewBuilder(fmt.Sprintf("%s/source_norm_%d/", n.GetName(), k))
 	x, scale, bias := n.GetInput()[0], n.GetInput()[1], n.GetInput()[2]
+	half := elem == onnxgraph.Float16
+	if half {
+		toFloat := onnxgraph.AttrInt("to", int64(onnxgraph.Float))
+		x = b.Op("Cast", []string{x}, toFloat)
+		scale = b.Op("Cast", []string{scale}, toFloat)
+		bias = b.Op("Cast", []string{bias}, toFloat)
+	}
 	eps := float32(1e-5) // the operator's default
 	if a := onnxgraph.Attr(n, "epsilon"); a != nil {
 		eps = a.GetF()
@@ -87,7 +100,12 @@ func sourceNorm(n *onnxpb.NodeProto, k int) *onnxgraph.Builder {
 	// broadcast over [N, C, …] whatever x's rank.
 	perChannel := b.Op("Shape", []string{mean})
 	scaled := b.Op("Mul", []string{normed, b.Op("Reshape", []string{scale, perChannel})})
-	b.OpTo("Add", n.GetOutput()[0], []string{scaled, b.Op("Reshape", []string{bias, perChannel})})
+	shifted := []string{scaled, b.Op("Reshape", []string{bias, perChannel})}
+	if half {
+		b.OpTo("Cast", n.GetOutput()[0], []string{b.Op("Add", shifted)}, onnxgraph.AttrInt("to", int64(onnxgraph.Float16)))
+	} else {
+		b.OpTo("Add", n.GetOutput()[0], shifted)
+	}
 	return b
 }
 
