@@ -101,6 +101,47 @@ func TestV2HistoryRestoresAsItRan(t *testing.T) {
 	}
 }
 
+// TestV4HistoryRestoresAsItRan: a v4 history (before the tiny model's
+// blend_changed default) reads with each tiny-model entry that leaves
+// blend_changed out stating it off, in the spec it restores and in the
+// one shown as run; one that states it keeps it, an entry for another
+// model is as stored, and the stored entries are not changed. Every
+// earlier history goes through this step last.
+func TestV4HistoryRestoresAsItRan(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	tiny := func(e historyEntry) historyEntry {
+		e.Spec.Model, e.Result.Spec.Model = edit.TinyModelID, edit.TinyModelID
+		return e
+	}
+	on := true
+	plain := tiny(entry("a red circle", "a blue circle", 1, hash))
+	set := tiny(entry("a red circle", "a green circle", 2, hash))
+	set.Spec.BlendChanged, set.Result.Spec.BlendChanged = &on, &on
+	other := entry("a red circle", "a green circle", 3, hash)
+	v4 := []historyEntry{plain, set, other}
+	got := fromV4(v4)
+	if b, d := got[0].restoreSpec().BlendChanged, got[0].restoreSpec().DecodeNorm; b == nil || *b || d != edit.DecodeNormOwn {
+		t.Errorf("a v4 entry without blend_changed or decode_norm restores %v, %q; want off and own", b, d)
+	}
+	if b := got[0].Result.Spec.BlendChanged; b == nil || *b {
+		t.Errorf("a v4 entry's result shows blend_changed %v as run; want it off", b)
+	}
+	if b := got[1].restoreSpec().BlendChanged; b == nil || !*b {
+		t.Errorf("a v4 entry with blend_changed on restores %v", b)
+	}
+	if got[2].Spec.BlendChanged != nil || got[2].Result.Spec.BlendChanged != nil {
+		t.Errorf("an entry for another model (%q) gets blend_changed %v", other.Spec.Model, got[2].Spec.BlendChanged)
+	}
+	if v4[0].Spec.BlendChanged != nil || v4[0].Result.Spec.BlendChanged != nil {
+		t.Error("reading a v4 history changed the stored entries")
+	}
+	for _, h := range earlierHistories {
+		if b := h.convert([]historyEntry{plain})[0].restoreSpec().BlendChanged; b == nil || *b {
+			t.Errorf("a %s entry restores blend_changed %v; want it off", h.key, b)
+		}
+	}
+}
+
 // TestV3HistoryRestoresAsItRan: a v3 history (before the tiny model's
 // cross defaults) reads with each tiny-model entry's swapped words at its
 // cross, in the spec it restores and in the one shown as run, so that

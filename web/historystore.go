@@ -12,7 +12,7 @@ import (
 // page's origin). The version changes when the stored form or the meaning
 // of its specs does; an unreadable history is dropped, never an error. An
 // earlier history is read once, through earlierHistories, and moved.
-const historyKey = "reword.history.v4"
+const historyKey = "reword.history.v5"
 
 // earlierHistories are the keys of the histories earlier builds kept,
 // newest first, each with what turns its entries into current ones.
@@ -20,8 +20,17 @@ var earlierHistories = []struct {
 	key     string
 	convert func([]historyEntry) []historyEntry
 }{
-	{"reword.history.v3", fromV3},
-	{"reword.history.v2", func(e []historyEntry) []historyEntry { return fromV3(fromV2(e)) }},
+	{"reword.history.v4", fromV4},
+	{"reword.history.v3", func(e []historyEntry) []historyEntry { return fromV4(fromV3(e)) }},
+	{"reword.history.v2", func(e []historyEntry) []historyEntry { return fromV4(fromV3(fromV2(e))) }},
+}
+
+// fromV4 turns a v4 history into v5: no v4 entry blended on the changed
+// words or decoded with the source's statistics unless it says so (before
+// the tiny model's defaults for both), so each states them and restores
+// as it ran.
+func fromV4(entries []historyEntry) []historyEntry {
+	return withSpecs(entries, edit.BeforeBlendDefaults)
 }
 
 // fromV3 turns a v3 history into v4: every v3 entry ran with its swapped

@@ -20,6 +20,7 @@ func TestDecodeNormSource(t *testing.T) {
 	on := true
 	s := spec(10, "a blue circle", "a red circle")
 	s.BlendChanged = &on
+	s.DecodeNorm = edit.DecodeNormOwn // whatever the model's default
 	own, err := e.Edit(ctx, s, RunOptions{NoSourceCache: true}, nil)
 	if err != nil {
 		t.Fatal(err)

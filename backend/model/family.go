@@ -43,15 +43,18 @@ type Defaults struct {
 	// for the tiny model's).
 	CrossReplaceChanged *float64
 	// BlendChanged: a spec that leaves blend_changed out blends each
-	// target on the words it changes. No family sets it; as with
-	// CrossReplaceChanged, turning it on for a model runs the edits of
-	// earlier specs differently and needs edit.MeaningVersion raised.
+	// target on the words it changes. No family sets it: a manifest
+	// states it for the model it was measured on (Reword's tiny model
+	// since meaning version 5). As with CrossReplaceChanged, turning it
+	// on for a model runs the edits of earlier specs differently and
+	// needs edit.MeaningVersion raised, with earlier specs read as they
+	// ran (edit.BeforeBlendDefaults for the tiny model's).
 	BlendChanged bool
 	// DecodeNorm: the decode_norm a spec that leaves it out runs with
 	// (edit.DecodeNorms; "": each image its own statistics). No
 	// family sets it; as BlendChanged, a manifest states it for the model
-	// it was measured on, and a model that gets one needs
-	// edit.MeaningVersion raised.
+	// it was measured on (the tiny model since meaning version 5), and a
+	// model that gets one needs edit.MeaningVersion raised.
 	DecodeNorm string
 	// SelfReplaceMaxTokens: by default a run self-replaces in the
 	// self-attention layers with at most this many query positions (a

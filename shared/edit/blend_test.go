@@ -85,7 +85,7 @@ func TestV1LinksOpen(t *testing.T) {
 	}
 	want := Spec{Source: "a red circle", Targets: []string{"a blue circle", "a red square", "a red circle on grass"}, Seed: ptr(uint64(3)), Steps: ptr(12),
 		Blend: []Blend{{Words: []string{"circle"}}, {Words: []string{"circle"}}, {Words: []string{"grass", "circle"}}}, Norm: &Window{},
-		Cross: ptr(Fraction(0.8)), CrossChanged: ptr(Fraction(0.8))}
+		Cross: ptr(Fraction(0.8)), CrossChanged: ptr(Fraction(0.8)), BlendChanged: ptr(false), DecodeNorm: DecodeNormOwn}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("v1 link decoded to %+v\nwant %+v", s, want)
 	}
@@ -169,6 +169,64 @@ func TestBlendChangedResolves(t *testing.T) {
 	}
 	if _, err := ParseSpec([]byte(`{"source":"a","targets":["b"],"blend_changed":"yes"}`)); err == nil || !strings.Contains(err.Error(), "blend_changed") {
 		t.Errorf("a string blend_changed: err %v, want one naming the field", err)
+	}
+}
+
+// TestBlendChangedInOlderLinks: a link from before meaning version 5
+// opens as it ran, where the tiny model now blends on the changed words
+// and decodes swaps with the source's statistics by default: a spec for
+// the tiny model, or for no model, that leaves blend_changed or
+// decode_norm out states it off or "own", whichever version wrote it; one
+// that states them keeps them; a spec for another model, whose defaults
+// did not change, is as it was. A current link leaves them to the model.
+func TestBlendChangedInOlderLinks(t *testing.T) {
+	on, off := true, false
+	tiny := blendingDefaults()
+	tiny.Model, tiny.DecodeNorm = TinyModelID, DecodeNormSwaps
+	other := blendingDefaults()
+	other.Model = "sd15"
+	const swap = `"source":"a red circle","targets":["a blue circle"],"seed":3`
+	for _, c := range []struct {
+		js     string
+		d      Defaults
+		field  *bool  // the decoded spec's blend_changed
+		blend  bool   // whether the edit blends
+		decode string // the decoded spec's decode_norm
+	}{
+		{`{` + swap + `}`, tiny, &off, false, DecodeNormOwn},
+		{`{` + swap + `,"model":"reword-tiny"}`, tiny, &off, false, DecodeNormOwn},
+		{`{` + swap + `,"blend_changed":true}`, tiny, &on, true, DecodeNormOwn},
+		{`{` + swap + `,"model":"sd15"}`, other, nil, true, ""},
+	} {
+		links := map[string]string{"v4": encodeRawV4(t, []byte(c.js)), "v3": encodeRawV3(t, []byte(c.js))}
+		if !strings.Contains(c.js, "blend_changed") {
+			links["v2"], links["v1"] = encodeRawV2(t, []byte(c.js)), encodeRawV1(t, []byte(c.js))
+		}
+		for v, link := range links {
+			s, err := DecodeLink(link)
+			if err != nil {
+				t.Fatalf("%s link of %s: %v", v, c.js, err)
+			}
+			r, err := s.Resolve(c.d)
+			if err != nil {
+				t.Fatalf("%s link of %s: %v", v, c.js, err)
+			}
+			if !reflect.DeepEqual(s.BlendChanged, c.field) || r.AlignConfig().BlendChanged != c.blend || s.DecodeNorm != c.decode {
+				t.Errorf("%s link of %s: blend_changed %v, blends %v, decode_norm %q; want %v, %v, %q", v, c.js, s.BlendChanged,
+					r.AlignConfig().BlendChanged, s.DecodeNorm, c.field, c.blend, c.decode)
+			}
+		}
+	}
+	link, err := EncodeLink(Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(3))})
+	if err != nil || !strings.HasPrefix(link, "v5.") {
+		t.Fatalf("EncodeLink: %q, %v; want a v5 link", link, err)
+	}
+	s, err := DecodeLink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Resolve(tiny); err != nil || s.BlendChanged != nil || !r.AlignConfig().BlendChanged || r.DecodeNorm != DecodeNormSwaps {
+		t.Errorf("a v5 link without blend_changed or decode_norm: %v, %q, %v; want the model's defaults (on, swaps)", s.BlendChanged, r.DecodeNorm, err)
 	}
 }
 

@@ -250,7 +250,8 @@ func TestLinkRejectsTampering(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{link[:len(link)-3], "damaged"},
 		{link + "A", "damaged"},
-		{"v5.AAAA", "format version 5"},
+		{"v6.AAAA", "format version 6"},
+		{"v4.AAAA", "damaged"},
 		{"v3.AAAA", "damaged"},
 		{"v2.AAAA", "damaged"},
 		{"v1.AAAA", "damaged"},

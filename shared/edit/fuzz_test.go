@@ -12,7 +12,12 @@ import (
 
 // encodeRaw builds a current link around arbitrary JSON bytes.
 func encodeRaw(t testing.TB, js []byte) string {
-	return encodeRawAs(t, linkPrefix, linkDictionaryV4, js)
+	return encodeRawAs(t, linkPrefix, linkDictionaryV5, js)
+}
+
+// encodeRawV4 builds a version-4 link, as builds before v5 wrote them.
+func encodeRawV4(t testing.TB, js []byte) string {
+	return encodeRawAs(t, linkPrefixV4, linkDictionaryV4, js)
 }
 
 // encodeRawV2 builds a version-2 link, as builds before v3 wrote them.
@@ -57,6 +62,9 @@ func FuzzDecodeLink(f *testing.F) {
 	f.Add(encodeRawV3(f, []byte(`{"source":"a cat","targets":["a dog"],"cross_changed":0.3}`)))
 	f.Add("#v3.x")
 	f.Add("#v4.x")
+	f.Add(encodeRawV4(f, []byte(`{"source":"a cat","targets":["a dog"],"model":"reword-tiny"}`)))
+	f.Add(encodeRawV4(f, []byte(`{"source":"a cat","targets":["a dog"],"blend_changed":true,"decode_norm":"source"}`)))
+	f.Add("#v5.x")
 	f.Add(encodeRaw(f, []byte(`{"source":"a cat","targets":["a dog"],"decode_norm":"source"}`)))
 	f.Add(encodeRaw(f, []byte(`{"source":"a cat","targets":["a dog"],"blend_changed":false,"blend":[{"exclude":["cat"]}]}`)))
 	f.Fuzz(func(t *testing.T, in string) {

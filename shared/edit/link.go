@@ -19,7 +19,7 @@ import (
 // An edit link carries a spec in the URL fragment (after "#", so it never
 // reaches a server log):
 //
-//	v4.<base64url, no padding>
+//	v5.<base64url, no padding>
 //
 // The payload is the spec's canonical JSON compressed with raw DEFLATE and
 // the version's preset dictionary, followed by the big-endian CRC-32
@@ -65,12 +65,16 @@ import (
 // take its cross where it gives them no window of their own.
 //
 // "blend_changed" and "decode_norm" joined v4 without a new version:
-// absent, they take the model's defaults, and no model has one, so every
-// v4 link still opens as it ran. A model that gets one needs a new
-// version, with earlier links read without the blend and with each image
-// decoded with its own statistics.
+// absent, they took the model's defaults, and no model had one.
+//
+// v5 gave the tiny model defaults for both (blend_changed on, decode_norm
+// "swaps"), so a spec for it that leaves them out blends and decodes
+// where it did not. Its dictionary is v4's. Every v1 to v4 link opens as
+// it ran (BeforeBlendDefaults): on the tiny model, blend_changed false and
+// decode_norm "own" where it states none.
 const (
-	linkPrefix   = "v4."
+	linkPrefix   = "v5."
+	linkPrefixV4 = "v4."
 	linkPrefixV3 = "v3."
 	linkPrefixV2 = "v2."
 	linkPrefixV1 = "v1."
@@ -84,10 +88,11 @@ const (
 // MeaningVersion numbers what a spec's fields mean: it changes whenever
 // one of them comes to run another edit (3: norm takes the source's mean
 // alone, and a model may set a default for it; 4: the tiny model's cross
-// windows have defaults), so that whatever is kept by spec (links, stored
+// windows have defaults; 5: the tiny model blends on the changed words and
+// decodes its swaps with the source's statistics by default), so that whatever is kept by spec (links, stored
 // results, a browser's history) can tell the specs of an earlier meaning
 // apart.
-const MeaningVersion = 4
+const MeaningVersion = 5
 
 // linkDictionaryV1 is the preset dictionary of v1 links: the JSON that specs
 // shared. Part of the format: never change it.
@@ -95,6 +100,10 @@ const linkDictionaryV1 = `{"source":"a photo of a ","targets":["a painting of a 
 	`,"steps":50,"guidance":7.5,"width":512,"height":512,"scheduler":"ddim","model":"tiny",` +
 	`"cross":0.8,"cross_words":{"":[0.2,0.8]},"self":0.4,"reweights":{"":2,"blend":["` +
 	`"image":"","inversion":"direct"} with a in on of the and next to sitting on a table`
+
+// linkDictionaryV5 is the preset dictionary of v5 links: v4's (v5 changed
+// a default, not the JSON that specs share).
+const linkDictionaryV5 = linkDictionaryV4
 
 // linkDictionaryV4 is the preset dictionary of v4 links: v3's (v4 changed
 // defaults, not the JSON that specs share).
@@ -121,7 +130,7 @@ func EncodeLink(s Spec) (string, error) {
 	if len(js) > MaxSpecBytes {
 		return "", fmt.Errorf("edit link: %w", &linkSizeError{jsonBytes: len(js)})
 	}
-	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV4))
+	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV5))
 	if len(link) > MaxLinkBytes {
 		return "", fmt.Errorf("edit link: %w", &linkSizeError{chars: len(link)})
 	}
@@ -159,7 +168,7 @@ func compress(js []byte, dict string) []byte {
 }
 
 // DecodeLink parses a link fragment made by EncodeLink, or by an older
-// build (v1 to v3, see above). It accepts the fragment alone, with its "#", or a
+// build (v1 to v4, see above). It accepts the fragment alone, with its "#", or a
 // whole URL. The spec is decoded strictly (see ParseSpec) but not
 // validated: call Validate with the model's defaults.
 func DecodeLink(link string) (Spec, error) {
@@ -192,19 +201,26 @@ var linkFormats = []struct {
 	prefix, dictionary string
 	parse              func(js []byte) (Spec, error)
 }{
-	{linkPrefix, linkDictionaryV4, func(js []byte) (Spec, error) {
+	{linkPrefix, linkDictionaryV5, func(js []byte) (Spec, error) {
 		s, err := ParseSpec(js)
 		if err != nil {
 			return Spec{}, fmt.Errorf("edit link: %w", err)
 		}
 		return s, nil
 	}},
+	{linkPrefixV4, linkDictionaryV4, func(js []byte) (Spec, error) {
+		s, err := ParseSpec(js)
+		if err != nil {
+			return Spec{}, fmt.Errorf("edit link (version 4): %w", err)
+		}
+		return BeforeBlendDefaults(s), nil
+	}},
 	{linkPrefixV3, linkDictionaryV3, func(js []byte) (Spec, error) {
 		s, err := ParseSpec(js)
 		if err != nil {
 			return Spec{}, fmt.Errorf("edit link (version 3): %w", err)
 		}
-		return BeforeCrossChanged(s), nil
+		return BeforeBlendDefaults(BeforeCrossChanged(s)), nil
 	}},
 	{linkPrefixV2, linkDictionaryV2, parseSpecV2},
 	{linkPrefixV1, linkDictionaryV1, parseSpecV1},
@@ -252,7 +268,7 @@ func parseSpecV2(js []byte) (Spec, error) {
 			"the source's GroupNorm mean and variance; this build gives them the mean alone, so the link cannot open as it ran " +
 			"(make the edit again with a current build to share it)")
 	}
-	return BeforeCrossChanged(BeforeNormDefault(s)), nil
+	return BeforeBlendDefaults(BeforeCrossChanged(BeforeNormDefault(s))), nil
 }
 
 // BeforeNormDefault is a spec kept before meaning version 3 (a v1 or v2
@@ -271,7 +287,8 @@ func BeforeNormDefault(s Spec) Spec {
 const crossBeforeV4 = 0.8
 
 // TinyModelID is the id of the tiny model Reword embeds (the name in its
-// model.json), the one model whose defaults meaning version 4 changed.
+// model.json), the one model whose defaults meaning versions 4 and 5
+// changed.
 const TinyModelID = "reword-tiny"
 
 // BeforeCrossChanged is a spec kept before meaning version 4 (a v1, v2 or
@@ -298,6 +315,28 @@ func BeforeCrossChanged(s Spec) Spec {
 	return s
 }
 
+// BeforeBlendDefaults is a spec kept before meaning version 5 (a v1 to v4
+// link, a browser's v4 history) as it ran: no model blended on the
+// changed words or decoded with the source's statistics by default, so a
+// spec for the tiny model (or for no model named) states blend_changed
+// false and decode_norm "own" where it leaves them out. A spec for
+// another model is returned as it is: its defaults did not change. s is
+// not changed.
+func BeforeBlendDefaults(s Spec) Spec {
+	if (s.BlendChanged != nil && s.DecodeNorm != "") || (s.Model != "" && s.Model != TinyModelID) {
+		return s
+	}
+	s = s.Clone()
+	if s.BlendChanged == nil {
+		off := false
+		s.BlendChanged = &off
+	}
+	if s.DecodeNorm == "" {
+		s.DecodeNorm = DecodeNormOwn
+	}
+	return s
+}
+
 // specV1 is the spec of v1 links: blend was one list of words that every
 // prompt looked up. The outer Blend hides the embedded one in JSON.
 type specV1 struct {
@@ -316,7 +355,7 @@ func parseSpecV1(js []byte) (Spec, error) {
 	}
 	s := Spec(v.plainSpec)
 	s.Blend = nil
-	s = BeforeCrossChanged(BeforeNormDefault(s))
+	s = BeforeBlendDefaults(BeforeCrossChanged(BeforeNormDefault(s)))
 	if len(v.Blend) > 0 {
 		tok, err := clip.Default()
 		if err != nil {

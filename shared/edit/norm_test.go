@@ -105,7 +105,7 @@ func TestNormInOlderLinks(t *testing.T) {
 		s, err := DecodeLink(encodeRawV2(t, []byte(js)))
 		want, perr := ParseSpec([]byte(js))
 		want.Norm = &norm
-		want.Cross, want.CrossChanged = ptr(Fraction(0.8)), ptr(Fraction(0.8))
+		want.Cross, want.CrossChanged, want.BlendChanged, want.DecodeNorm = ptr(Fraction(0.8)), ptr(Fraction(0.8)), ptr(false), DecodeNormOwn
 		if err != nil || perr != nil || !reflect.DeepEqual(s, want) {
 			t.Errorf("v2 link of %s: %+v, %v; want %+v", js, s, err, want)
 		}
@@ -117,17 +117,17 @@ func TestNormInOlderLinks(t *testing.T) {
 	}
 	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Norm: ptr(Fraction(0.4))}
 	link, err := EncodeLink(s)
-	if err != nil || !strings.HasPrefix(link, "v4.") {
-		t.Fatalf("EncodeLink: %q, %v; want a v4 link", link, err)
+	if err != nil || !strings.HasPrefix(link, "v5.") {
+		t.Fatalf("EncodeLink: %q, %v; want a v5 link", link, err)
 	}
 	if back, err := DecodeLink(link); err != nil || back.Norm == nil || *back.Norm != Fraction(0.4) {
-		t.Errorf("v4 round trip of norm: %+v, %v", back.Norm, err)
+		t.Errorf("v5 round trip of norm: %+v, %v", back.Norm, err)
 	}
 	s.Norm = nil
 	if link, err = EncodeLink(s); err != nil {
 		t.Fatal(err)
 	}
 	if back, err := DecodeLink(link); err != nil || back.Norm != nil {
-		t.Errorf("v4 link without norm decoded to %+v, %v; want it left to the model's default", back.Norm, err)
+		t.Errorf("v5 link without norm decoded to %+v, %v; want it left to the model's default", back.Norm, err)
 	}
 }

@@ -63,6 +63,23 @@ func methodLabel(row, method string) string {
 	return method
 }
 
+// decodeAndBlendNote describes, for a report's settings line, how a run's
+// edits decode (decode_norm) and whether they blend on their changed words:
+// ", …" for each that is on, "" for neither.
+func decodeAndBlendNote(decodeNorm string, blendChanged bool) string {
+	note := ""
+	switch decodeNorm {
+	case edit.DecodeNormSource:
+		note += ", decoded with the source's GroupNorm statistics"
+	case edit.DecodeNormSwaps:
+		note += ", swaps and reweights decoded with the source's GroupNorm statistics"
+	}
+	if blendChanged {
+		note += ", local blend on the changed words"
+	}
+	return note
+}
+
 func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	methods := run.methodList()
 	edits := tallyOf(records, func(r editRecord) bool { return r.method == methodP2P }).n
@@ -73,15 +90,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	if run.keepText {
 		keep += ", keep_source_text"
 	}
-	switch run.decodeNorm {
-	case edit.DecodeNormSource:
-		keep += ", decoded with the source's GroupNorm statistics"
-	case edit.DecodeNormSwaps:
-		keep += ", swaps and reweights decoded with the source's GroupNorm statistics"
-	}
-	if run.blendChanged {
-		keep += ", local blend on the changed words"
-	}
+	keep += decodeAndBlendNote(run.decodeNorm, run.blendChanged)
 	if run.blendObject {
 		keep += ", local blend on the swaps' object words"
 	}

@@ -184,8 +184,12 @@ func runBenchInvert(ctx context.Context, args []string, stdout, stderr io.Writer
 	if d.CrossChanged != nil {
 		cross += fmt.Sprintf(" (the swapped word %.2f)", d.CrossChanged.End)
 	}
-	fmt.Fprintf(stdout, "Inversion benchmark, model %s: %d drawn photos (scene drawer, never model outputs), colour swap each, %d steps, guidance %.1f, %s, self %.2f, no local blend; %v\n",
-		d.Model, len(set), st, d.Guidance, cross, d.Self.End, time.Since(start).Round(time.Second))
+	settings := decodeAndBlendNote(d.DecodeNorm, d.BlendChanged)
+	if !d.BlendChanged {
+		settings += ", no local blend"
+	}
+	fmt.Fprintf(stdout, "Inversion benchmark, model %s: %d drawn photos (scene drawer, never model outputs), colour swap each, %d steps, guidance %.1f, %s, self %.2f, norm %.2f%s; %v\n",
+		d.Model, len(set), st, d.Guidance, cross, d.Self.End, d.Norm.End, settings, time.Since(start).Round(time.Second))
 	fmt.Fprintf(stdout, "VAE round trip (no diffusion) vs the photo: %.2f dB; inversion (encode + %d UNet rows): %.0f ms per photo, paid once per photo and caption\n",
 		roundTrip/N, st, float64(inversion.Milliseconds())/N)
 	fmt.Fprintf(stdout, "PSNR is capped at 60 dB (identical images); metrics of the edited image are against the drawn photo.\n\n")

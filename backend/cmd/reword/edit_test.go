@@ -287,6 +287,7 @@ func baselineRun(t *testing.T, dir, out string) ([]string, edit.Spec) {
 // gives the same pixels.
 func TestBaselineImagesRecordWhatRan(t *testing.T) {
 	dir := tinytest.Private(t)
+	setDefaults(t, dir, map[string]any{"blend_changed": nil, "decode_norm": nil})
 	out := t.TempDir()
 	common, s := baselineRun(t, dir, out)
 	for name, w := range map[string]*edit.Window{"cross": s.Cross, "cross_changed": s.CrossChanged, "self": s.Self, "norm": s.Norm} {
@@ -310,14 +311,7 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 // neither), and that spec run without --baseline gives the same pixels.
 func TestBaselineRecordsNoBlend(t *testing.T) {
 	dir := tinytest.Private(t)
-	manifest := filepath.Join(dir, "model.json")
-	raw, err := os.ReadFile(manifest)
-	must(t, err)
-	on := strings.Replace(string(raw), `"defaults": {`, `"defaults": {"blend_changed": true, "decode_norm": "swaps",`, 1)
-	if on == string(raw) {
-		t.Fatal("model.json has no defaults object to turn the blend on in")
-	}
-	must(t, os.WriteFile(manifest, []byte(on), 0o644))
+	setDefaults(t, dir, map[string]any{"blend_changed": true, "decode_norm": edit.DecodeNormSwaps})
 	out := t.TempDir()
 	common, s := baselineRun(t, dir, out)
 	if s.BlendChanged == nil || *s.BlendChanged || s.DecodeNorm != edit.DecodeNormOwn {
@@ -334,6 +328,31 @@ func TestBaselineRecordsNoBlend(t *testing.T) {
 	if reflect.DeepEqual(base, blended) {
 		t.Error("the model's blend default did not reach a run that leaves blend_changed out")
 	}
+}
+
+// setDefaults sets the defaults of the model in dir (a private copy) that
+// values names, and removes those it maps to nil.
+func setDefaults(t *testing.T, dir string, values map[string]any) {
+	t.Helper()
+	manifest := filepath.Join(dir, model.ManifestFile)
+	raw, err := os.ReadFile(manifest)
+	must(t, err)
+	var m map[string]any
+	must(t, json.Unmarshal(raw, &m))
+	defaults, ok := m["defaults"].(map[string]any)
+	if !ok {
+		t.Fatalf("%s has no defaults object", manifest)
+	}
+	for k, v := range values {
+		if v == nil {
+			delete(defaults, k)
+		} else {
+			defaults[k] = v
+		}
+	}
+	raw, err = json.MarshalIndent(m, "", " ")
+	must(t, err)
+	must(t, os.WriteFile(manifest, raw, 0o644))
 }
 
 // TestEditChecksBeforeTheModel: what can be checked without the model is,

@@ -37,6 +37,13 @@ DEFAULT_NORM = 0.4
 # (models/tiny/README.md, "The swapped words' own cross window").
 DEFAULT_CROSS = 1.0
 DEFAULT_CROSS_CHANGED = 0.4
+# Each edit that changes words blended on them (Prompt-to-Prompt's local blend on the reworded
+# words), and word swaps and reweights decoded with the source image's VAE-decoder statistics, so
+# that the blend's untouched latent decodes to the source's pixels (an edit that adds words, a new
+# background, decodes with its own): on this model far fewer colour swaps' backgrounds change at
+# the same success (models/tiny/README.md, "Decoding with the source's statistics").
+DEFAULT_BLEND_CHANGED = True
+DEFAULT_DECODE_NORM = 'swaps'
 
 
 def load(trained, recipe, vae_weights=None):
@@ -169,9 +176,11 @@ def main(argv=None):
         # steps: on this model they keep more colour swaps' and reweights'
         # backgrounds at no measured cost to any kind of edit
         # (models/tiny/README.md, "The source's GroupNorm means as the
-        # model's default"). The cross windows: see DEFAULT_CROSS.
+        # model's default"). The cross windows: see DEFAULT_CROSS; the blend: see
+        # DEFAULT_BLEND_CHANGED.
         defaults=dict(steps=50, guidance_scale=DEFAULT_GUIDANCE, self_replace_max_tokens=256, norm=DEFAULT_NORM,
-                      cross_replace=DEFAULT_CROSS, cross_replace_changed=DEFAULT_CROSS_CHANGED),
+                      cross_replace=DEFAULT_CROSS, cross_replace_changed=DEFAULT_CROSS_CHANGED,
+                      blend_changed=DEFAULT_BLEND_CHANGED, decode_norm=DEFAULT_DECODE_NORM),
         preview=dict(latent_rgb_matrix=[[round(v, 6) for v in row] for row in training['preview']['matrix']],
                      latent_rgb_bias=[round(v, 6) for v in training['preview']['bias']],
                      rms_error=training['preview']['rms_error']),
