@@ -50,21 +50,31 @@ func decodeWith(t *testing.T, path string, latents []float32, n int, rewrites ..
 	}
 	defer s.Close()
 	shape := []int64{int64(n), 4, 16, 16}
-	in, _ := s.Input("latent_sample")
-	if in.DType != ort.Float16 {
-		return runOne(t, s, "latent_sample", shape, latents, "sample")
+	if in, _ := s.Input("latent_sample"); in.DType == ort.Float16 {
+		return runOneHalf(t, s, "latent_sample", shape, latents, "sample", []int64{int64(n), 3, 64, 64})
 	}
-	x, err := ort.NewFloat16Tensor(shape, latents)
+	return runOne(t, s, "latent_sample", shape, latents, "sample")
+}
+
+// runOneHalf is runOne for a session with a float16 input and output (of
+// shape outShape), fed and read as float32.
+func runOneHalf(t *testing.T, s *ort.Session, input string, shape []int64, in []float32, output string, outShape []int64) []float32 {
+	t.Helper()
+	x, err := ort.NewFloat16Tensor(shape, in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer x.Destroy()
-	y, err := ort.NewFloat16Tensor([]int64{int64(n), 3, 64, 64}, make([]float32, n*3*64*64))
+	n := int64(1)
+	for _, d := range outShape {
+		n *= d
+	}
+	y, err := ort.NewFloat16Tensor(outShape, make([]float32, n))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer y.Destroy()
-	if err := s.RunInto(context.Background(), map[string]ort.Value{"latent_sample": x}, map[string]ort.Value{"sample": y}); err != nil {
+	if err := s.RunInto(context.Background(), map[string]ort.Value{input: x}, map[string]ort.Value{output: y}); err != nil {
 		t.Fatal(err)
 	}
 	v, _, err := ort.Float32Data(y)
@@ -152,6 +162,62 @@ func TestSourceNormsFloat16(t *testing.T) {
 	}
 	if d := maxAbsDiff(got, decodeWith(t, half, batch, 2)); d < 2.0/255 {
 		t.Errorf("the rewritten float16 decoder decodes the batch within %.2g of the decoder as exported: the rewrite did not take", d)
+	}
+}
+
+// TestSourceNormsFloat16Accumulates: a float16 GroupNorm whose input
+// spreads by hundreds (as a decoder's deep activations may) has squared
+// deviations beyond float16's range (65,504); rewritten, it still gives
+// y = scale·(x − μ₀)/√(σ²₀ + ε) + bias, since the statistics are computed
+// in float32.
+func TestSourceNormsFloat16Accumulates(t *testing.T) {
+	shape := []int64{2, 3, 8, 8}
+	scale, bias := []float32{1, 0.5, 2}, []float32{0, 1, -1}
+	const eps = 1e-5
+	half := filepath.Join(t.TempDir(), "model.onnx")
+	if err := fp16export.ConvertFile(normGraph(t, shape, scale, bias, eps), half, fp16export.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := graph.RewriteFile(half, "norm", graph.SourceNormsRewrite)
+	if err != nil || b == nil {
+		t.Fatalf("rewrite: %v (changed: %v)", err, b != nil)
+	}
+	s, err := ort.NewSessionFromBytes(half, b, ort.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := rand.New(rand.NewSource(4))
+	const c, per = 3, 64
+	x := make([]float32, 2*c*per)
+	for i := range x {
+		// Rounded to float16 as the input tensor rounds them, so that
+		// the reference reads the same values.
+		x[i] = ort.Float16ToFloat32(ort.Float32ToFloat16(float32(r.NormFloat64() * 400)))
+	}
+	got := runOneHalf(t, s, "x", shape, x, "y", shape)
+	for ch := range c {
+		first := x[ch*per : (ch+1)*per]
+		var mean, variance float64
+		for _, v := range first {
+			mean += float64(v)
+		}
+		mean /= per
+		for _, v := range first {
+			variance += (float64(v) - mean) * (float64(v) - mean)
+		}
+		variance /= per
+		for img := range 2 {
+			for i := range per {
+				at := img*c*per + ch*per + i
+				want := float64(scale[ch])*(float64(x[at])-mean)/math.Sqrt(variance+eps) + float64(bias[ch])
+				// float16 keeps 11 significant bits: 2⁻¹⁰ of the value, and
+				// a little more where the output is near 0.
+				if d := math.Abs(float64(got[at]) - want); d > 2e-3*math.Abs(want)+2e-3 {
+					t.Fatalf("image %d, channel %d, position %d: %v, want %v", img, ch, i, got[at], want)
+				}
+			}
+		}
 	}
 }
 

@@ -60,7 +60,7 @@ const (
 // Where a spec's targets take their VAE-decoder GroupNorm statistics
 // (Spec.DecodeNorm).
 const (
-	DecodeNormOwn    = "own"    // each image its own; the default
+	DecodeNormOwn    = "own"    // each image its own, as the decoder was trained
 	DecodeNormSource = "source" // the source image's, for every target
 	// DecodeNormSwaps is the source image's for the targets that keep
 	// the source's words (word swaps and reweights), each its own for
@@ -70,7 +70,8 @@ const (
 	DecodeNormSwaps = "swaps"
 )
 
-// DecodeNorms lists the accepted decode_norm values, the default first.
+// DecodeNorms lists the accepted decode_norm values, the one a model
+// without a default of its own runs first.
 var DecodeNorms = []string{DecodeNormOwn, DecodeNormSource, DecodeNormSwaps}
 
 // Inversions lists the accepted inversion methods, the default first.
@@ -172,9 +173,10 @@ type Spec struct {
 	Norm *Window `json:"norm,omitempty"`
 	// DecodeNorm is where the targets' VAE-decoder GroupNorms take their
 	// statistics: DecodeNormOwn (each image its own, as the decoder was
-	// trained; the default, left out), DecodeNormSource (the source
-	// image's, decoded in the same batch) or DecodeNormSwaps (the
-	// source's for word swaps and reweights only). A decoder's GroupNorms read the
+	// trained), DecodeNormSource (the source image's, decoded in the same
+	// batch) or DecodeNormSwaps (the source's for word swaps and
+	// reweights only); left out, the model's default (Defaults.DecodeNorm;
+	// own where the model states none). A decoder's GroupNorms read the
 	// whole image, so with its own statistics an edit of one object
 	// decodes every pixel a little differently, and a local blend's
 	// background, whose latent is the source's, decodes to another

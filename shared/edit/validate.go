@@ -352,7 +352,7 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 		add("inversion", "must be one of %s (it is %q)", strings.Join(Inversions, ", "), abbreviate(s.Inversion))
 	}
 	if s.DecodeNorm != "" && !slices.Contains(DecodeNorms, s.DecodeNorm) {
-		add("decode_norm", "must be %q (each image its own VAE-decoder statistics, the default), %q (the source image's) "+
+		add("decode_norm", "must be %q (each image its own VAE-decoder statistics), %q (the source image's) "+
 			"or %q (the source's for word swaps and reweights) (it is %q)", DecodeNormOwn, DecodeNormSource, DecodeNormSwaps, abbreviate(s.DecodeNorm))
 	}
 

@@ -126,6 +126,12 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 	if *f.blendObject && f.blendChanged != nil && *f.blendChanged {
 		return nil, usageError("--blend-object and --blend-changed: each blends every swap on other words; give one of them")
 	}
+	if *f.blendObject && f.blendChanged == nil {
+		// -blend-object leaves the added phrases and reweights unblended,
+		// whatever the model's blend_changed default.
+		off := false
+		f.blendChanged = &off
+	}
 	if *f.block > 0 && *f.split == "all" {
 		// "all" numbers both halves together, so its later blocks are
 		// earlier blocks of report and tune.
@@ -373,7 +379,9 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 // scene with the object the swap names, both passed through the engine's
 // VAE as photos, as a generated image passes through its decoder. Scored
 // like an edit, the pair is what a perfect edit scores through this
-// decoder and evaluator: the ceiling of the model's own edits. spliced is
+// decoder and evaluator, each image decoded with its own statistics: the
+// ceiling of the model's own edits (but for backgrounds next to the
+// object, which an edit decoded with the source's statistics keeps). spliced is
 // the source's latent with the swapped scene's on the latent cells either
 // scene's object touches: what a perfect local blend scores through this
 // decoder, where a decoder whose every pixel depends on the whole latent

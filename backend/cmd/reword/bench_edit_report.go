@@ -117,7 +117,8 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	}
 	if slices.Contains(methods, methodDrawn) {
 		fmt.Fprintf(w, "%s: each word swap drawn exactly (its source scene, and the same scene with the word swapped: same placement, background and texture), "+
-			"both through the model's VAE and scored as an edit — what a perfect edit scores through this decoder and evaluator, the ceiling of the rows above it. "+
+			"both through the model's VAE and scored as an edit — what a perfect edit scores through this decoder and evaluator, each image decoded with its own statistics: the ceiling of the rows above it "+
+			"(but for the pixels next to the object, which an edit decoded with the source's statistics keeps). "+
 			"%s: the drawn source's latent with the swapped scene's on the latent cells either scene's object touches, decoded — what a perfect local blend keeps through this decoder.\n", methodDrawn, methodSpliced)
 	}
 	fmt.Fprintln(w)

@@ -14,7 +14,9 @@ const (
 	// and PnPInversion run every edit, next to the replace auto gives them.
 	methodP2PRefine = "Prompt-to-Prompt, refine"
 	// methodDrawn is a word swap drawn exactly and passed through the VAE
-	// (-drawn): the score of a perfect edit, the ceiling of the others.
+	// (-drawn): the score of a perfect edit, each image decoded with its
+	// own statistics, the ceiling of the others (but for the pixels next
+	// to the object, which an edit decoded with the source's keeps).
 	methodDrawn = "drawn edit"
 	// methodSpliced is the drawn edit as a perfect local blend (-drawn): the
 	// source's latent with the swapped scene's on the object's cells.

@@ -396,10 +396,14 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("without -blend-changed the report says blend_changed %v; the model's default is %v", def.BlendChanged, m.Defaults.BlendChanged)
 		}
 		// Blended on the object's word instead: another region, so
-		// another edit than either.
-		object, objectEdit := oneColourSwap(t, dir, "-blend-object", "-blend-changed=false")
+		// another edit than either; the other kinds are not blended,
+		// whatever the model's default.
+		object, objectEdit := oneColourSwap(t, dir, "-blend-object")
 		if !object.BlendObject || blended.BlendObject {
 			t.Errorf("the reports say blend_object %v with -blend-object and %v without", object.BlendObject, blended.BlendObject)
+		}
+		if object.BlendChanged {
+			t.Error("with -blend-object alone the report says blend_changed true; want false (it blends the swaps on their object words and nothing else)")
 		}
 		if sameScores(objectEdit, plainEdit) || sameScores(objectEdit, blendedEdit) {
 			t.Errorf("the edit blended on its object word (%+v) scored as unblended or as blended on its colour words", objectEdit)
