@@ -134,7 +134,7 @@ func Run(ctx context.Context, engine Engine, st *store.Store, req Request, ev Ev
 	// record, so that writing the last cannot evict the first.
 	for _, im := range out.Images {
 		var buf bytes.Buffer
-		if err := pngtext.Encode(&buf, im.NRGBA(), pngtext.SpecKey, string(specJSON)); err != nil {
+		if err := pngtext.Encode(&buf, im.NRGBA(), pngtext.SpecEntries(specJSON)...); err != nil {
 			return nil, fmt.Errorf("encoding image %d: %w", im.Row, err)
 		}
 		hash, lease, err := st.PutImageLeased(ctx, buf.Bytes(), "image/png")

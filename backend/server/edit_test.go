@@ -13,6 +13,7 @@ import (
 
 	"reword/backend/cluster"
 	"reword/backend/diffusion"
+	"reword/backend/diffusion/pngtext"
 	"reword/backend/store"
 	"reword/models/tiny/tinytest"
 	"reword/shared/align"
@@ -157,6 +158,14 @@ func TestEditStreamsPreviewsThenResult(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" || len(b) < 100 {
 			t.Errorf("image %s: %d, %d bytes", im.URL, resp.StatusCode, len(b))
+		}
+		// Each image carries the spec it ran and the meaning it ran under.
+		text, ok, err := pngtext.Read(bytes.NewReader(b), pngtext.SpecKey)
+		if err != nil || !ok || !strings.Contains(text, `"reweights":{"blue":1.5}`) {
+			t.Errorf("image %s: spec %q, %v, %v", im.URL, text, ok, err)
+		}
+		if m, ok, err := pngtext.Read(bytes.NewReader(b), pngtext.MeaningKey); err != nil || !ok || m != fmt.Sprint(edit.MeaningVersion) {
+			t.Errorf("image %s: meaning %q, %v, %v; want %d", im.URL, m, ok, err, edit.MeaningVersion)
 		}
 	}
 

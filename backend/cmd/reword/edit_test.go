@@ -273,9 +273,14 @@ func baselineRun(t *testing.T, dir, out string) ([]string, edit.Spec) {
 	runOK(t, append(common, "--baseline", "--out", filepath.Join(out, "baseline"))...)
 	f, err := os.Open(filepath.Join(out, "baseline", "target-1.png"))
 	must(t, err)
-	text, _, err := pngtext.Read(f, pngtext.SpecKey)
+	raw, err := io.ReadAll(f)
 	f.Close()
 	must(t, err)
+	text, _, err := pngtext.Read(bytes.NewReader(raw), pngtext.SpecKey)
+	must(t, err)
+	if m, ok, err := pngtext.Read(bytes.NewReader(raw), pngtext.MeaningKey); err != nil || !ok || m != strconv.Itoa(edit.MeaningVersion) {
+		t.Errorf("the image carries meaning %q (%v, %v); want %d", m, ok, err, edit.MeaningVersion)
+	}
 	s, err := edit.ParseSpec([]byte(text))
 	must(t, err)
 	return common, s

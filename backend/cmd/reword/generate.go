@@ -242,7 +242,7 @@ func writeImage(path string, im diffusion.Image, spec edit.Spec) error {
 	if err != nil {
 		return err
 	}
-	if err := pngtext.Encode(f, im.NRGBA(), pngtext.SpecKey, string(text)); err != nil {
+	if err := pngtext.Encode(f, im.NRGBA(), pngtext.SpecEntries(text)...); err != nil {
 		f.Close()
 		os.Remove(path) // ours (O_EXCL), and only part of an image
 		return fmt.Errorf("writing %s: %w", path, err)

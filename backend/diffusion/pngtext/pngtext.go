@@ -1,6 +1,7 @@
-// Package pngtext writes PNG images that carry a UTF-8 text entry (an iTXt
-// chunk), and reads it back: Reword stores each image's EditSpec in it so
-// that an image carries its own recipe.
+// Package pngtext writes PNG images that carry UTF-8 text entries (iTXt
+// chunks), and reads them back: Reword stores each image's EditSpec in one
+// so that an image carries its own recipe, and beside it the version of
+// what the spec's fields meant when it ran.
 package pngtext
 
 import (
@@ -12,22 +13,43 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"strconv"
+
+	"reword/shared/edit"
 )
 
 // SpecKey is the keyword under which Reword stores an image's EditSpec JSON.
 const SpecKey = "reword:edit-spec"
 
+// MeaningKey is the keyword under which Reword stores, beside the spec, the
+// version of what its fields meant (edit.MeaningVersion, in decimal): a
+// spec that leaves a field out ran with the defaults of that version, as
+// an edit link's version says.
+const MeaningKey = "reword:spec-meaning"
+
+// Entry is one text entry of a PNG: a keyword of 1–79 printable ASCII
+// characters and UTF-8 text.
+type Entry struct{ Keyword, Text string }
+
+// SpecEntries are the entries of an image an edit spec made: the spec's
+// JSON and the meaning version this build runs specs under.
+func SpecEntries(specJSON []byte) []Entry {
+	return []Entry{{SpecKey, string(specJSON)}, {MeaningKey, strconv.Itoa(edit.MeaningVersion)}}
+}
+
 var signature = []byte("\x89PNG\r\n\x1a\n")
 
-// Encode writes img as a PNG with an iTXt chunk keyword=text right after the
-// header. The keyword must be 1–79 printable Latin-1 characters.
-func Encode(w io.Writer, img image.Image, keyword, text string) error {
-	if len(keyword) == 0 || len(keyword) > 79 {
-		return fmt.Errorf("pngtext: keyword %q must be 1 to 79 characters", keyword)
-	}
-	for _, c := range []byte(keyword) {
-		if c < 32 || c > 126 {
-			return fmt.Errorf("pngtext: keyword %q must be printable ASCII", keyword)
+// Encode writes img as a PNG with one iTXt chunk per entry, in order, right
+// after the header.
+func Encode(w io.Writer, img image.Image, entries ...Entry) error {
+	for _, e := range entries {
+		if len(e.Keyword) == 0 || len(e.Keyword) > 79 {
+			return fmt.Errorf("pngtext: keyword %q must be 1 to 79 characters", e.Keyword)
+		}
+		for _, c := range []byte(e.Keyword) {
+			if c < 32 || c > 126 {
+				return fmt.Errorf("pngtext: keyword %q must be printable ASCII", e.Keyword)
+			}
 		}
 	}
 	var buf bytes.Buffer
@@ -40,15 +62,17 @@ func Encode(w io.Writer, img image.Image, keyword, text string) error {
 	if len(data) < ihdrEnd || !bytes.Equal(data[:8], signature) {
 		return errors.New("pngtext: the PNG encoder produced an unexpected header")
 	}
-	// iTXt: keyword, NUL, compression flag 0, method 0, empty language
-	// tag, NUL, empty translated keyword, NUL, UTF-8 text.
-	payload := append([]byte(keyword), 0, 0, 0, 0, 0)
-	payload = append(payload, text...)
 	if _, err := w.Write(data[:ihdrEnd]); err != nil {
 		return err
 	}
-	if err := writeChunk(w, "iTXt", payload); err != nil {
-		return err
+	for _, e := range entries {
+		// iTXt: keyword, NUL, compression flag 0, method 0, empty language
+		// tag, NUL, empty translated keyword, NUL, UTF-8 text.
+		payload := append([]byte(e.Keyword), 0, 0, 0, 0, 0)
+		payload = append(payload, e.Text...)
+		if err := writeChunk(w, "iTXt", payload); err != nil {
+			return err
+		}
 	}
 	_, err := w.Write(data[ihdrEnd:])
 	return err
