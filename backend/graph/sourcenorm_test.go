@@ -178,15 +178,7 @@ func TestSourceNormsFloat16Accumulates(t *testing.T) {
 	if err := fp16export.ConvertFile(normGraph(t, shape, scale, bias, eps), half, fp16export.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := graph.RewriteFile(half, "norm", graph.SourceNormsRewrite)
-	if err != nil || b == nil {
-		t.Fatalf("rewrite: %v (changed: %v)", err, b != nil)
-	}
-	s, err := ort.NewSessionFromBytes(half, b, ort.Options{Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := rewrittenNorm(t, half)
 	r := rand.New(rand.NewSource(4))
 	const c, per = 3, 64
 	x := make([]float32, 2*c*per)
@@ -196,29 +188,57 @@ func TestSourceNormsFloat16Accumulates(t *testing.T) {
 		x[i] = ort.Float16ToFloat32(ort.Float32ToFloat16(float32(r.NormFloat64() * 400)))
 	}
 	got := runOneHalf(t, s, "x", shape, x, "y", shape)
+	want := sourceNormed(x, 2, scale, bias, eps)
+	for i := range want {
+		// float16 keeps 11 significant bits: 2⁻¹⁰ of the value, and a
+		// little more where the output is near 0.
+		if d := math.Abs(float64(got[i]) - want[i]); d > 2e-3*math.Abs(want[i])+2e-3 {
+			t.Fatalf("element %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+// rewrittenNorm opens the one-norm model at path rewritten by SourceNorms.
+func rewrittenNorm(t *testing.T, path string) *ort.Session {
+	t.Helper()
+	b, err := graph.RewriteFile(path, "norm", graph.SourceNormsRewrite)
+	if err != nil || b == nil {
+		t.Fatalf("rewrite: %v (changed: %v)", err, b != nil)
+	}
+	s, err := ort.NewSessionFromBytes(path, b, ort.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// sourceNormed is SourceNorms' output for x, n images of len(scale)
+// channels: every image normalised per channel with the first image's mean
+// and variance, y = scale·(x − μ₀)/√(σ²₀ + ε) + bias, in float64.
+func sourceNormed(x []float32, n int, scale, bias []float32, eps float64) []float64 {
+	c := len(scale)
+	per := len(x) / (n * c)
+	y := make([]float64, len(x))
 	for ch := range c {
 		first := x[ch*per : (ch+1)*per]
 		var mean, variance float64
 		for _, v := range first {
 			mean += float64(v)
 		}
-		mean /= per
+		mean /= float64(per)
 		for _, v := range first {
 			variance += (float64(v) - mean) * (float64(v) - mean)
 		}
-		variance /= per
-		for img := range 2 {
+		variance /= float64(per)
+		for img := range n {
 			for i := range per {
 				at := img*c*per + ch*per + i
-				want := float64(scale[ch])*(float64(x[at])-mean)/math.Sqrt(variance+eps) + float64(bias[ch])
-				// float16 keeps 11 significant bits: 2⁻¹⁰ of the value, and
-				// a little more where the output is near 0.
-				if d := math.Abs(float64(got[at]) - want); d > 2e-3*math.Abs(want)+2e-3 {
-					t.Fatalf("image %d, channel %d, position %d: %v, want %v", img, ch, i, got[at], want)
-				}
+				y[at] = float64(scale[ch])*(float64(x[at])-mean)/math.Sqrt(variance+eps) + float64(bias[ch])
 			}
 		}
 	}
+	return y
 }
 
 func maxAbsDiff(a, b []float32) (d float64) {
@@ -292,37 +312,15 @@ func TestSourceNormsScaleAndBias(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer orig.Close()
-		b, err := graph.RewriteFile(path, "norm", graph.SourceNormsRewrite)
-		if err != nil || b == nil {
-			t.Fatalf("rewrite: %v (changed: %v)", err, b != nil)
-		}
-		rewritten, err := ort.NewSessionFromBytes(path, b, ort.Options{Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rewritten.Close()
 		want := runOne(t, orig, "x", shape, x, "y")
-		got := runOne(t, rewritten, "x", shape, x, "y")
+		got := runOne(t, rewrittenNorm(t, path), "x", shape, x, "y")
 		if d := maxAbsDiff(got[:c*per], want[:c*per]); d > 1e-5 {
 			t.Errorf("shape %v: the first image is %.2g from the operator's output", shape, d)
 		}
-		for ch := range c {
-			first := x[ch*per : (ch+1)*per]
-			var mean, variance float64
-			for _, v := range first {
-				mean += float64(v)
-			}
-			mean /= float64(per)
-			for _, v := range first {
-				variance += (float64(v) - mean) * (float64(v) - mean)
-			}
-			variance /= float64(per)
-			for i := range per {
-				at := c*per + ch*per + i
-				y := float64(scale[ch])*(float64(x[at])-mean)/math.Sqrt(variance+eps) + float64(bias[ch])
-				if math.Abs(float64(got[at])-y) > 1e-4 {
-					t.Fatalf("shape %v, second image, channel %d, position %d: %v, want %v", shape, ch, i, got[at], y)
-				}
+		ref := sourceNormed(x, 2, scale, bias, eps)
+		for i := c * per; i < len(ref); i++ {
+			if math.Abs(float64(got[i])-ref[i]) > 1e-4 {
+				t.Fatalf("shape %v, second image, element %d: %v, want %v", shape, i-c*per, got[i], ref[i])
 			}
 		}
 	}
