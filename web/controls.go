@@ -149,6 +149,7 @@ func (c *Controls) Render() app.UI {
 		c.window("self", "Self-replace until", s.Self, windowHint("self", self), defaultLabel(defaultWindow(d.Self, c.Defaults != nil)),
 			func(s edit.Spec, w *edit.Window) edit.Spec { s.Self = w; return s }),
 		c.blendChanged(),
+		c.blendReweighted(),
 		c.decodeNorm(),
 		c.reference(d, self),
 		app.Div().Class("field wide").Body(
@@ -446,6 +447,28 @@ func (c *Controls) blendChanged() app.UI {
 	)
 }
 
+// blendReweighted is the blend_reweighted setting: whether every pure
+// reweight changes only where the words it reweights are (a local blend
+// on them), unless the word panel blends it on words of its own.
+func (c *Controls) blendReweighted() app.UI {
+	const id = "blend-reweighted"
+	value := blendMenuValue(c.Spec.BlendReweighted)
+	def := ""
+	if c.Defaults != nil {
+		def = onOff(c.Defaults.BlendReweighted)
+	}
+	opts := []choiceOption{{menuDefault, defaultLabel(def)}, {"on", "on"}, {"off", "off"}}
+	return app.Div().Class("field").Body(
+		app.Label().For(id).Text("Blend a reweight on its words"),
+		c.menu(id, opts, value, func(s edit.Spec, v string) edit.Spec {
+			s.BlendReweighted = blendMenuSetting(v)
+			return s
+		}),
+		app.P().ID(id+"-hint").Class("hint").Text("On, a reweighted word changes the picture only where that word is "+
+			"(a local blend), and the rest stays the source's; a word picked to blend on replaces it."),
+	)
+}
+
 // decodeNorm is the decode_norm setting: whether the edits decode with
 // the source image's VAE-decoder statistics or each with its own.
 func (c *Controls) decodeNorm() app.UI {
@@ -484,7 +507,8 @@ func decodeNormLabel(v string) string {
 	return "each its own"
 }
 
-// blendMenuValue is the blend menu's value for a spec's blend_changed.
+// blendMenuValue is a blend menu's value for a spec's blend_changed or
+// blend_reweighted.
 func blendMenuValue(on *bool) string {
 	if on == nil {
 		return menuDefault
@@ -492,8 +516,8 @@ func blendMenuValue(on *bool) string {
 	return onOff(*on)
 }
 
-// blendMenuSetting is the blend_changed a blend menu value sets (nil: the
-// model's default).
+// blendMenuSetting is the blend_changed or blend_reweighted a blend menu
+// value sets (nil: the model's default).
 func blendMenuSetting(v string) *bool {
 	if v == menuDefault {
 		return nil

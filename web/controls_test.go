@@ -247,3 +247,31 @@ func TestBlendMenu(t *testing.T) {
 		}
 	}
 }
+
+// TestBlendReweightedMenu: the menu of the blend of a reweight on its
+// words shows a spec's blend_reweighted as the model default, on or off,
+// and each choice sets it back the same way; the default option names the
+// model's default once the server said it.
+func TestBlendReweightedMenu(t *testing.T) {
+	on, off := true, false
+	for _, v := range []*bool{nil, &on, &off} {
+		got := blendMenuSetting(blendMenuValue(v))
+		if (got == nil) != (v == nil) || (got != nil && *got != *v) {
+			t.Errorf("blend_reweighted %v comes back from the menu as %v", v, got)
+		}
+	}
+	for _, c := range []struct {
+		defaults *edit.Defaults
+		want     string
+	}{
+		{nil, ">model default<"},
+		{&edit.Defaults{BlendReweighted: true}, ">on (default)<"},
+		{&edit.Defaults{}, ">off (default)<"},
+		// The default follows blend_reweighted's, not blend_changed's.
+		{&edit.Defaults{BlendChanged: true}, ">off (default)<"},
+	} {
+		if menu := settingsMenu(c.defaults, "blend-reweighted"); !strings.Contains(menu, c.want) {
+			t.Errorf("defaults %+v: the reweight blend menu's default option is not %q in %q", c.defaults, c.want, menu)
+		}
+	}
+}

@@ -553,10 +553,13 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 	w := *e.selected
 	var needsWords []int
 	// With blend_changed on, a target without blend words blends on the
-	// words it changes, which its excluded words narrow.
-	blendChanged := e.spec.BlendsChangedWords(e.defaults())
+	// words it changes, and with blend_reweighted on, a reweight on the
+	// words it reweights; its excluded words narrow that blend. The
+	// server accepts excluded words alone when either is on.
+	d := e.defaults()
+	blendsImplicitly := e.spec.BlendsChangedWords(d) || e.spec.BlendsReweightedWords(d)
 	for i := range e.spec.Targets {
-		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 && !blendChanged {
+		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 && !blendsImplicitly {
 			needsWords = append(needsWords, i)
 		}
 	}

@@ -56,7 +56,7 @@ func (e *Editor) syncInputs(ctx app.Context) {
 		"source": s.Source, "steps": intText(s.Steps), "guidance": floatText(s.Guidance),
 		"cross": windowText(s.Cross), "cross_changed": windowText(s.CrossChanged), "self": windowText(s.Self), "negative": s.Negative, "scheduler": menuValue(s.Scheduler),
 		"self-max-tokens": selfMenuValue(s.SelfMaxTokens), "replace-tail": tailMenuValue(s.ReplaceTail), "norm": windowText(s.Norm),
-		"blend-changed": blendMenuValue(s.BlendChanged), "decode-norm": menuValue(s.DecodeNorm),
+		"blend-changed": blendMenuValue(s.BlendChanged), "blend-reweighted": blendMenuValue(s.BlendReweighted), "decode-norm": menuValue(s.DecodeNorm),
 	}
 	if s.Seed != nil {
 		values["seed"] = strconv.FormatUint(*s.Seed, 10)

@@ -284,6 +284,39 @@ func TestBlendChangedBlendsTheChangedWords(t *testing.T) {
 	}
 }
 
+// blend_reweighted blends a pure reweight on the words it reweights: the
+// same pixels as a blend that names them, another edit than without it,
+// and a word swap beside it is not blended by it.
+func TestBlendReweightedBlendsTheReweightedWords(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	run := func(s edit.Spec) *Result {
+		t.Helper()
+		res, err := e.Edit(context.Background(), s, RunOptions{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	on, off := true, false
+	s := spec(8, "a red circle", "a blue circle")
+	s.Reweights = map[string]float64{"red": -1}
+	s.BlendChanged, s.BlendReweighted = &off, &off // whatever the model's defaults
+	plain := run(s)
+	s.Blend = []edit.Blend{{Words: []string{"red"}}}
+	named := run(s)
+	s.Blend, s.BlendReweighted = nil, &on
+	reweighted := run(s)
+	if !bytes.Equal(reweighted.Images[1].RGB, named.Images[1].RGB) {
+		t.Error("the reweight with blend_reweighted differs from a blend on the word it reweights")
+	}
+	if bytes.Equal(reweighted.Images[1].RGB, plain.Images[1].RGB) {
+		t.Error("blend_reweighted left the reweight as without it")
+	}
+	if !bytes.Equal(reweighted.Images[2].RGB, plain.Images[2].RGB) {
+		t.Error("blend_reweighted changed the word swap beside the reweight")
+	}
+}
+
 // A cancelled context stops the run within one step.
 func TestCancelStopsWithinOneStep(t *testing.T) {
 	e := loadTiny(t, Options{CacheBytes: -1})

@@ -50,6 +50,11 @@ type Defaults struct {
 	// needs edit.MeaningVersion raised, with earlier specs read as they
 	// ran (edit.BeforeBlendDefaults for the tiny model's).
 	BlendChanged bool
+	// BlendReweighted: a spec that leaves blend_reweighted out blends
+	// each pure reweight on the words it reweights. No family or model
+	// sets it yet; as BlendChanged, a model that gets it runs earlier
+	// specs' reweights differently and needs edit.MeaningVersion raised.
+	BlendReweighted bool
 	// DecodeNorm: the decode_norm a spec that leaves it out runs with
 	// (edit.DecodeNorms; "": each image its own statistics). No
 	// family sets it; as BlendChanged, a manifest states it for the model
@@ -155,6 +160,7 @@ type statedDefaults struct {
 	CrossReplace         *float64 `json:"cross_replace"`
 	CrossReplaceChanged  *float64 `json:"cross_replace_changed"`
 	BlendChanged         *bool    `json:"blend_changed"`
+	BlendReweighted      *bool    `json:"blend_reweighted"`
 	DecodeNorm           *string  `json:"decode_norm"`
 	SelfReplace          *float64 `json:"self_replace"`
 	SelfReplaceMaxTokens *int     `json:"self_replace_max_tokens"`
@@ -172,6 +178,7 @@ func (d statedDefaults) over(base Defaults) Defaults {
 		out.CrossReplaceChanged = &v
 	}
 	setIf(&out.BlendChanged, d.BlendChanged)
+	setIf(&out.BlendReweighted, d.BlendReweighted)
 	setIf(&out.DecodeNorm, d.DecodeNorm)
 	setIf(&out.SelfReplace, d.SelfReplace)
 	setIf(&out.SelfReplaceMaxTokens, d.SelfReplaceMaxTokens)

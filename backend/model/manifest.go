@@ -331,15 +331,16 @@ func checkComponent(bad func(format string, a ...any), name string, c Component)
 func (m *Manifest) SpecDefaults() edit.Defaults {
 	d := m.Defaults
 	out := edit.Defaults{
-		Model:        m.ID(),
-		Sizes:        []edit.Size{{Width: m.Image.Width, Height: m.Image.Height}},
-		Schedulers:   slices.Clone(d.Schedulers),
-		Steps:        d.Steps,
-		Guidance:     d.GuidanceScale,
-		Cross:        edit.Fraction(d.CrossReplace),
-		Self:         edit.Fraction(d.SelfReplace),
-		Norm:         edit.Fraction(d.Norm),
-		BlendChanged: d.BlendChanged,
+		Model:           m.ID(),
+		Sizes:           []edit.Size{{Width: m.Image.Width, Height: m.Image.Height}},
+		Schedulers:      slices.Clone(d.Schedulers),
+		Steps:           d.Steps,
+		Guidance:        d.GuidanceScale,
+		Cross:           edit.Fraction(d.CrossReplace),
+		Self:            edit.Fraction(d.SelfReplace),
+		Norm:            edit.Fraction(d.Norm),
+		BlendChanged:    d.BlendChanged,
+		BlendReweighted: d.BlendReweighted,
 	}
 	if d.DecodeNorm != edit.DecodeNormOwn {
 		out.DecodeNorm = d.DecodeNorm

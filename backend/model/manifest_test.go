@@ -163,8 +163,16 @@ func TestFamilyOwnsWhatTheManifestLeavesOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := m.SpecDefaults(); !d.BlendChanged {
-		t.Error("blend_changed true stated, but the spec defaults leave it off")
+	if d := m.SpecDefaults(); !d.BlendChanged || d.BlendReweighted {
+		t.Errorf("blend_changed true stated: the spec defaults say blend_changed %v, blend_reweighted %v; want true and false", d.BlendChanged, d.BlendReweighted)
+	}
+	// The blend of reweights on their words too.
+	m, err = Load(writeFolder(t, map[string]string{ManifestFile: strings.Replace(validManifest, `"cross_replace":0.9`, `"cross_replace":0.9,"blend_reweighted":true`, 1)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := m.SpecDefaults(); !d.BlendReweighted || d.BlendChanged {
+		t.Errorf("blend_reweighted true stated: the spec defaults say blend_reweighted %v, blend_changed %v; want true and false", d.BlendReweighted, d.BlendChanged)
 	}
 	// And where the edits take their decoder statistics: their own unless
 	// stated.
@@ -215,12 +223,12 @@ func TestTinyManifestReadsAsBefore(t *testing.T) {
 		"steps": float64(m.Defaults.Steps), "guidance_scale": m.Defaults.GuidanceScale,
 		"cross_replace": m.Defaults.CrossReplace, "self_replace": m.Defaults.SelfReplace,
 		"self_replace_max_tokens": float64(m.Defaults.SelfReplaceMaxTokens), "cross_replace_changed": nil,
-		"blend_changed": m.Defaults.BlendChanged, "decode_norm": m.Defaults.DecodeNorm,
+		"blend_changed": m.Defaults.BlendChanged, "decode_norm": m.Defaults.DecodeNorm, "blend_reweighted": m.Defaults.BlendReweighted,
 	}
 	if c := m.Defaults.CrossReplaceChanged; c != nil {
 		got["cross_replace_changed"] = *c
 	}
-	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0, "cross_replace_changed": nil, "blend_changed": false, "decode_norm": ""}
+	family := map[string]any{"steps": 50.0, "guidance_scale": 7.5, "cross_replace": 0.8, "self_replace": 0.4, "self_replace_max_tokens": 0.0, "cross_replace_changed": nil, "blend_changed": false, "decode_norm": "", "blend_reweighted": false}
 	for k, v := range got {
 		want, stated := file.Defaults[k]
 		if !stated {

@@ -70,6 +70,10 @@ type Config struct {
 	// blend words of its own on the words it changes (Diff.ChangedWords),
 	// keeping its entry's excluded words.
 	BlendChanged bool
+	// BlendReweighted blends every pure reweight target that has no
+	// blend words of its own on the words it reweights (Reweights with a
+	// factor other than 1), keeping its excluded words.
+	BlendReweighted bool
 	// Kinds is the edit kind chosen for each target, in target order
 	// (shorter than Targets, or an empty entry: Auto).
 	Kinds []Choice
@@ -207,7 +211,11 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		if e < len(cfg.Blend) {
 			b = cfg.Blend[e]
 		}
-		if len(b.Words) == 0 && cfg.BlendChanged {
+		switch {
+		case len(b.Words) > 0:
+		case kind == Reweight && cfg.BlendReweighted:
+			b.Words = reweightedWords(cfg.Reweights)
+		case cfg.BlendChanged:
 			b.Words = m.diff(src).ChangedWords(src.Text, tgt.Text)
 		}
 		if len(b.Words) == 0 {
@@ -223,6 +231,20 @@ func New(tok *clip.Tokenizer, cfg Config) (*Controller, error) {
 		c.blend[e] = bm
 	}
 	return c, nil
+}
+
+// reweightedWords returns the words reweights scales by a factor other
+// than 1, sorted: what a pure reweight blends on with
+// Config.BlendReweighted (a word the target lacks blends nothing, as any
+// blend word).
+func reweightedWords(reweights map[string]float64) []string {
+	var words []string
+	for _, w := range sortedKeys(reweights) {
+		if reweights[w] != 1 {
+			words = append(words, w)
+		}
+	}
+	return words
 }
 
 // crossSteps converts a cross window to steps with the reference's T+1 rows.

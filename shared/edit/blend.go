@@ -75,6 +75,20 @@ func (s Spec) BlendsChangedWords(d *Defaults) bool {
 	return false
 }
 
+// BlendsReweightedWords reports whether the pure reweights of s that name
+// no blend words of their own blend on the words they reweight: the spec's
+// blend_reweighted, else the model's default (d; nil while it is not
+// known, which counts as off).
+func (s Spec) BlendsReweightedWords(d *Defaults) bool {
+	switch {
+	case s.BlendReweighted != nil:
+		return *s.BlendReweighted
+	case d != nil:
+		return d.BlendReweighted
+	}
+	return false
+}
+
 // BlendOf returns target i's blend entry (zero when it has none).
 func (s Spec) BlendOf(i int) Blend {
 	if i < 0 || i >= len(s.Blend) {

@@ -33,6 +33,9 @@ type Defaults struct {
 	// BlendChanged is whether a spec that leaves blend_changed out blends
 	// its targets on the words they change.
 	BlendChanged bool
+	// BlendReweighted is whether a spec that leaves blend_reweighted out
+	// blends its pure reweights on the words they reweight.
+	BlendReweighted bool
 	// DecodeNorm is the decode_norm a spec that leaves it out runs with;
 	// "": each image its own statistics.
 	DecodeNorm string

@@ -133,6 +133,22 @@ func (s Spec) TakesBlendChanged(tok *clip.Tokenizer) bool {
 	})
 }
 
+// TakesBlendReweighted reports whether blend_reweighted has a target to
+// blend: a pure reweight without blend words of its own, with a word it
+// reweights by a factor other than 1 in the prompt.
+func (s Spec) TakesBlendReweighted(tok *clip.Tokenizer) bool {
+	in := s.Words(tok)
+	reweighted := false
+	for w, f := range s.Reweights {
+		if found, _ := in.InTargets(w); f != 1 && found {
+			reweighted = true
+		}
+	}
+	return reweighted && s.anyTarget(tok, func(i int, _ string, d align.Diff) bool {
+		return len(s.BlendOf(i).Words) == 0 && d.Kind == align.Reweight
+	})
+}
+
 // anyTarget reports whether has holds for some target i, given its diff
 // with the source as its kind aligns them. A target whose prompts cannot
 // be aligned as its kind says is left out (validation reports it).

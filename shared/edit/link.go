@@ -72,6 +72,9 @@ import (
 // where it did not. Its dictionary is v4's. Every v1 to v4 link opens as
 // it ran (BeforeBlendDefaults): on the tiny model, blend_changed false and
 // decode_norm "own" where it states none.
+//
+// "blend_reweighted" joined v5 without a new version: absent, it takes
+// the model's default, and no model has one.
 const (
 	linkPrefix   = "v5."
 	linkPrefixV4 = "v4."

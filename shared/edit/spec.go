@@ -147,6 +147,13 @@ type Spec struct {
 	// changes no word and is not blended. Omitted: the model's default
 	// (Defaults.BlendChanged).
 	BlendChanged *bool `json:"blend_changed,omitempty"`
+	// BlendReweighted blends every pure reweight (a target that is the
+	// source prompt, its words reweighted) that has no blend words of its
+	// own on the words it reweights, keeping its entry's excluded words: a
+	// reweight changes those words' attention alone, and outside their
+	// maps the picture stays the source's. Omitted: the model's default
+	// (Defaults.BlendReweighted).
+	BlendReweighted *bool `json:"blend_reweighted,omitempty"`
 	// ReplaceTail is how a word swap maps the tokens after its last
 	// swapped word: "aligned" (the default, left out) or "reference", the
 	// published code's mapping, to reproduce published numbers.
@@ -306,7 +313,7 @@ func (s Spec) Clone() Spec {
 	c.CrossWords = maps.Clone(s.CrossWords)
 	c.Seed, c.Steps, c.Width, c.Height = clonePtr(s.Seed), clonePtr(s.Steps), clonePtr(s.Width), clonePtr(s.Height)
 	c.Guidance, c.Cross, c.Self, c.Norm = clonePtr(s.Guidance), clonePtr(s.Cross), clonePtr(s.Self), clonePtr(s.Norm)
-	c.CrossChanged, c.BlendChanged = clonePtr(s.CrossChanged), clonePtr(s.BlendChanged)
+	c.CrossChanged, c.BlendChanged, c.BlendReweighted = clonePtr(s.CrossChanged), clonePtr(s.BlendChanged), clonePtr(s.BlendReweighted)
 	c.SelfMaxTokens = clonePtr(s.SelfMaxTokens)
 	return c
 }

@@ -90,6 +90,10 @@ type Resolved struct {
 	// so that the resolved spec of such an edit states no setting it did
 	// not choose, and its link reads as before the field.
 	BlendChanged *bool
+	// BlendReweighted is, as BlendChanged, the spec's blend_reweighted,
+	// else true where the model blends its reweights by default; nil when
+	// neither sets it.
+	BlendReweighted *bool
 	// Kinds is the kind chosen per target, canonical as in Spec (trailing
 	// auto entries left out).
 	Kinds []align.Choice
@@ -206,6 +210,13 @@ func (s Spec) withDefaults(d Defaults) Resolved {
 	case d.BlendChanged:
 		on := true
 		r.BlendChanged = &on
+	}
+	switch {
+	case s.BlendReweighted != nil:
+		r.BlendReweighted = clonePtr(s.BlendReweighted)
+	case d.BlendReweighted:
+		on := true
+		r.BlendReweighted = &on
 	}
 	if s.Self != nil {
 		r.Self = *s.Self
@@ -360,7 +371,7 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	if err != nil {
 		return nil, err
 	}
-	checkWords(s, tok, s.BlendsChangedWords(d), add)
+	checkWords(s, tok, s.BlendsChangedWords(d) || s.BlendsReweightedWords(d), add)
 	checkKinds(s, tok, add)
 	return p.capped(), nil
 }
@@ -401,7 +412,7 @@ func checkWindow(add func(string, string, ...any), field string, w Window) {
 // checkWords reports words of cross_words, reweights and blend that are
 // malformed or do not occur in the prompts they apply to (see Words), and
 // blend entries that do not fit the targets.
-func checkWords(s Spec, tok *clip.Tokenizer, blendChanged bool, add func(string, string, ...any)) {
+func checkWords(s Spec, tok *clip.Tokenizer, blendsImplicitly bool, add func(string, string, ...any)) {
 	in := s.Words(tok)
 	check := func(field, word, where string, occurs func(string) (bool, bool)) {
 		switch {
@@ -439,8 +450,9 @@ func checkWords(s Spec, tok *clip.Tokenizer, blendChanged bool, add func(string,
 		if n := len(b.Words) + len(b.Exclude); n > MaxWordEntries {
 			add(entry, "has too many words: %d, the limit is %d", n, MaxWordEntries)
 		}
-		if len(b.Words) == 0 && len(b.Exclude) > 0 && !blendChanged {
-			add(entry+".exclude", "needs blend words (or blend_changed, which blends on the words the edit changes): excluded words only narrow the region of a local blend, and edit %d has none", i+1)
+		if len(b.Words) == 0 && len(b.Exclude) > 0 && !blendsImplicitly {
+			add(entry+".exclude", "needs blend words (or blend_changed, which blends on the words the edit changes, or blend_reweighted, "+
+				"which blends a reweight on the words it reweights): excluded words only narrow the region of a local blend, and edit %d has none", i+1)
 		}
 		// Only the first MaxWordEntries words are checked one by one: more
 		// are refused as a whole above.
@@ -514,18 +526,19 @@ func (r Resolved) AlignConfig() align.Config {
 		}
 	}
 	return align.Config{
-		Source:       r.Source,
-		Targets:      slices.Clone(r.Targets),
-		Steps:        r.Steps,
-		Cross:        align.Window(r.Cross),
-		CrossWords:   crossWords,
-		CrossChanged: (*align.Window)(clonePtr(r.CrossChanged)),
-		Self:         align.Window(r.Self),
-		Norm:         align.Window(r.Norm),
-		Reweights:    cloneMap(r.Reweights),
-		Blend:        r.alignBlend(),
-		BlendChanged: r.BlendChanged != nil && *r.BlendChanged,
-		Kinds:        slices.Clone(r.Kinds),
+		Source:          r.Source,
+		Targets:         slices.Clone(r.Targets),
+		Steps:           r.Steps,
+		Cross:           align.Window(r.Cross),
+		CrossWords:      crossWords,
+		CrossChanged:    (*align.Window)(clonePtr(r.CrossChanged)),
+		Self:            align.Window(r.Self),
+		Norm:            align.Window(r.Norm),
+		Reweights:       cloneMap(r.Reweights),
+		Blend:           r.alignBlend(),
+		BlendChanged:    r.BlendChanged != nil && *r.BlendChanged,
+		BlendReweighted: r.BlendReweighted != nil && *r.BlendReweighted,
+		Kinds:           slices.Clone(r.Kinds),
 		// The reference tail is the published code's mapping, kept so
 		// that its numbers can be reproduced (docs/algorithm.md, 4.1).
 		ReferenceReplaceTail: r.ReplaceTail == ReplaceTailReference,
@@ -543,7 +556,8 @@ func (r Resolved) Spec() Spec {
 		Seed: &seed, Steps: &steps, Guidance: &guidance, Width: &width, Height: &height,
 		Scheduler: r.Scheduler, Model: r.Model, Cross: &cross, CrossChanged: clonePtr(r.CrossChanged), CrossWords: cloneMap(r.CrossWords),
 		Self: &self, Reweights: cloneMap(r.Reweights), Blend: cloneBlends(r.Blend), BlendChanged: clonePtr(r.BlendChanged),
-		Image: r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail, DecodeNorm: r.DecodeNorm,
+		BlendReweighted: clonePtr(r.BlendReweighted),
+		Image:           r.Image, Inversion: r.Inversion, Kinds: slices.Clone(r.Kinds), ReplaceTail: r.ReplaceTail, DecodeNorm: r.DecodeNorm,
 		KeepSourceText: r.KeepSourceText,
 	}
 	if r.SelfMaxTokens > 0 {

@@ -120,6 +120,9 @@ type ModelDefaults struct {
 	// BlendChanged is whether a spec without blend_changed blends its
 	// targets on the words they change; left out when not.
 	BlendChanged bool `json:"blend_changed,omitempty"`
+	// BlendReweighted is whether a spec without blend_reweighted blends
+	// its pure reweights on the words they reweight; left out when not.
+	BlendReweighted bool `json:"blend_reweighted,omitempty"`
 	// DecodeNorm is the decode_norm a spec without one runs with
 	// ("source" or "swaps"); left out when each image decodes with its
 	// own statistics.
@@ -158,6 +161,7 @@ func DefaultsOf(d edit.Defaults) *ModelDefaults {
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
 	out.CrossChanged, out.BlendChanged, out.DecodeNorm = clonedWindow(d.CrossChanged), d.BlendChanged, d.DecodeNorm
+	out.BlendReweighted = d.BlendReweighted
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, SelfLayerGroup{Grid: [2]int{g.Grid.Width, g.Grid.Height}, Layers: g.Layers})
 	}
@@ -174,6 +178,7 @@ func (d ModelDefaults) SpecDefaults(model string) edit.Defaults {
 	}
 	out.SelfMaxTokens, out.PhotoSelfMaxTokens = d.SelfMaxTokens, d.PhotoSelfMaxTokens
 	out.CrossChanged, out.BlendChanged, out.DecodeNorm = clonedWindow(d.CrossChanged), d.BlendChanged, d.DecodeNorm
+	out.BlendReweighted = d.BlendReweighted
 	for _, g := range d.SelfLayers {
 		out.SelfLayers = append(out.SelfLayers, edit.SelfLayerGroup{Grid: edit.Size{Width: g.Grid[0], Height: g.Grid[1]}, Layers: g.Layers})
 	}

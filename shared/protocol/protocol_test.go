@@ -234,9 +234,13 @@ func TestModelDefaultsRoundTrip(t *testing.T) {
 	if strings.Contains(string(js), "blend_changed") {
 		t.Errorf("JSON form %s states blend_changed for a model without it", js)
 	}
-	d.BlendChanged = true
+	if strings.Contains(string(js), "blend_reweighted") {
+		t.Errorf("JSON form %s states blend_reweighted for a model without it", js)
+	}
+	d.BlendChanged, d.BlendReweighted = true, true
 	d.DecodeNorm = edit.DecodeNormSwaps
-	if js, err = json.Marshal(DefaultsOf(d)); err != nil || !strings.Contains(string(js), `"blend_changed":true`) {
+	if js, err = json.Marshal(DefaultsOf(d)); err != nil || !strings.Contains(string(js), `"blend_changed":true`) ||
+		!strings.Contains(string(js), `"blend_reweighted":true`) {
 		t.Fatalf("JSON form %s, %v", js, err)
 	}
 	back = ModelDefaults{}

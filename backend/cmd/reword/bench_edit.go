@@ -37,7 +37,7 @@ type benchEditFlags struct {
 	selfMax                                *int // nil: the model's
 	keepText                               *bool
 	decodeNorm                             *string
-	blendChanged                           *bool
+	blendChanged, blendReweighted          *bool
 	blendObject                            *bool
 	crossChanged                           *float64
 	block                                  *int
@@ -71,6 +71,7 @@ func addBenchEditFlags(fs *flag.FlagSet) *benchEditFlags {
 		"; and a fifth, "+methodSpliced+": the drawn source's latent with the swapped scene's on the latent cells either scene's object touches, decoded — what a perfect local blend keeps through this decoder")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", "self-replace in the self-attention layers with at most this many query positions, for every P2P edit (default: the model's)")
 	fs.Var(optionalBool{&f.blendChanged}, "blend-changed", "every P2P edit that changes words blends locally on them (the source's changed words and the target's: Prompt-to-Prompt's local blend on the reworded words; the spec's blend_changed); -blend-changed=false blends none; default: the model's; the baseline is not blended")
+	fs.Var(optionalBool{&f.blendReweighted}, "blend-reweighted", "every P2P reweight blends locally on the word it reweights (the spec's blend_reweighted); -blend-reweighted=false blends none; default: the model's")
 	f.crossChanged = fs.Float64("cross-changed", -1, "cross-replace window of the words each word swap changes, for every P2P edit, the other tokens taking -cross's "+
 		"(the spec's cross_changed: the reference's {\"default_\": cross, word: W}); default: the model's")
 	f.images = fs.String("images", "", "write every source and edited image to this folder (created; must hold no index.tsv), "+
@@ -126,11 +127,17 @@ func (f *benchEditFlags) counts() (editCounts, error) {
 	if *f.blendObject && f.blendChanged != nil && *f.blendChanged {
 		return nil, usageError("--blend-object and --blend-changed: each blends every swap on other words; give one of them")
 	}
-	if *f.blendObject && f.blendChanged == nil {
+	if *f.blendObject && f.blendReweighted != nil && *f.blendReweighted {
+		return nil, usageError("--blend-object and --blend-reweighted: --blend-object leaves the reweights unblended; give one of them")
+	}
+	if *f.blendObject {
 		// -blend-object leaves the added phrases and reweights unblended,
-		// whatever the model's blend_changed default.
+		// whatever the model's blend defaults.
 		off := false
-		f.blendChanged = &off
+		if f.blendChanged == nil {
+			f.blendChanged = &off
+		}
+		f.blendReweighted = &off
 	}
 	if *f.block > 0 && *f.split == "all" {
 		// "all" numbers both halves together, so its later blocks are
@@ -249,6 +256,10 @@ func runBenchEdit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if f.blendChanged != nil {
 		run.blendChanged = *f.blendChanged
 	}
+	run.blendReweighted = d.BlendReweighted
+	if f.blendReweighted != nil {
+		run.blendReweighted = *f.blendReweighted
+	}
 	run.blendObject = *f.blendObject
 	flags := edit.Spec{Cross: &edit.Window{End: run.cross}}
 	if *f.crossChanged >= 0 {
@@ -296,7 +307,7 @@ func runBenchPair(ctx context.Context, e *diffusion.Engine, be *benchEdit, seed 
 	if *f.crossChanged >= 0 {
 		spec.CrossChanged = &edit.Window{End: *f.crossChanged}
 	}
-	spec.BlendChanged = f.blendChanged
+	spec.BlendChanged, spec.BlendReweighted = f.blendChanged, f.blendReweighted
 	if *f.blendObject && be.drawn != nil {
 		// The blend words replace the changed words for this target
 		// whatever the model's blend_changed default.

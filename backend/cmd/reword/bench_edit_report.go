@@ -24,7 +24,9 @@ type editRun struct {
 	keepText     bool
 	decodeNorm   string // -decode-norm ("": own)
 	blendChanged bool
-	blendObject  bool
+	// blendReweighted is whether the reweights blended on their words.
+	blendReweighted bool
+	blendObject     bool
 	// crossChanged is the cross window of the words each word swap
 	// changes (cross when neither -cross-changed nor the model sets one).
 	crossChanged float64
@@ -64,9 +66,9 @@ func methodLabel(row, method string) string {
 }
 
 // decodeAndBlendNote describes, for a report's settings line, how a run's
-// edits decode (decode_norm) and whether they blend on their changed words:
-// ", …" for each that is on, "" for neither.
-func decodeAndBlendNote(decodeNorm string, blendChanged bool) string {
+// edits decode (decode_norm) and whether they blend on their changed words
+// and its reweights on their words: ", …" for each that is on, "" for none.
+func decodeAndBlendNote(decodeNorm string, blendChanged, blendReweighted bool) string {
 	note := ""
 	switch decodeNorm {
 	case edit.DecodeNormSource:
@@ -76,6 +78,9 @@ func decodeAndBlendNote(decodeNorm string, blendChanged bool) string {
 	}
 	if blendChanged {
 		note += ", local blend on the changed words"
+	}
+	if blendReweighted {
+		note += ", reweights blended on their words"
 	}
 	return note
 }
@@ -90,7 +95,7 @@ func printEditReport(w io.Writer, run editRun, records []editRecord) error {
 	if run.keepText {
 		keep += ", keep_source_text"
 	}
-	keep += decodeAndBlendNote(run.decodeNorm, run.blendChanged)
+	keep += decodeAndBlendNote(run.decodeNorm, run.blendChanged, run.blendReweighted)
 	if run.blendObject {
 		keep += ", local blend on the swaps' object words"
 	}
@@ -214,6 +219,8 @@ type editJSON struct {
 	KeepSourceText bool     `json:"keep_source_text"`
 	DecodeNorm     string   `json:"decode_norm,omitempty"`
 	BlendChanged   bool     `json:"blend_changed"`
+	// BlendReweighted: the reweights blended on their words.
+	BlendReweighted bool `json:"blend_reweighted"`
 	// BlendObject is -blend-object: swaps blended on their object's word.
 	BlendObject bool `json:"blend_object"`
 	// CrossChanged is the cross window of the words each word swap
@@ -308,7 +315,7 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 
 func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 	out := editJSON{Model: run.model, Split: run.split, Methods: run.methodList(), Steps: run.steps, Guidance: run.guidance, Cross: run.cross, Self: run.self,
-		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, DecodeNorm: run.decodeNorm, BlendChanged: run.blendChanged, BlendObject: run.blendObject, CrossChanged: run.crossChanged, Block: run.block, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
+		SelfMaxTokens: run.selfMax, Norm: run.norm, KeepSourceText: run.keepText, DecodeNorm: run.decodeNorm, BlendChanged: run.blendChanged, BlendReweighted: run.blendReweighted, BlendObject: run.blendObject, CrossChanged: run.crossChanged, Block: run.block, SeedsPerEdit: run.seeds, PromptPairs: run.pairs, Seconds: run.seconds, BackgroundChangedBelowDB: bgChangedBelow, BackgroundEdgeBandPx: edgeBand,
 		Groups: []editGroupJSON{}, Edits: []editRecordJSON{}}
 	for _, row := range reportRows {
 		for _, set := range append([]string{"all"}, promptSets...) {

@@ -39,6 +39,7 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 		{[]string{"-self-max-tokens", "0"}, "--self-max-tokens 0: want a count of query positions from 1 to 1048576"},
 		{[]string{"-self-max-tokens", "many"}, "self-max-tokens"},
 		{[]string{"-blend-object", "-blend-changed"}, "--blend-object and --blend-changed"},
+		{[]string{"-blend-object", "-blend-reweighted"}, "--blend-object and --blend-reweighted"},
 		{[]string{"-decode-norm", "mine"}, `--decode-norm "mine": want one of own, source, swaps`},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
@@ -51,15 +52,16 @@ func TestBenchEditRejectsBadFlags(t *testing.T) {
 
 // parsedEditJSON is the part of bench edit's JSON the tests read.
 type parsedEditJSON struct {
-	SelfMaxTokens  int              `json:"self_max_tokens"`
-	KeepSourceText bool             `json:"keep_source_text"`
-	Norm           float64          `json:"norm"`
-	BlendChanged   bool             `json:"blend_changed"`
-	BlendObject    bool             `json:"blend_object"`
-	CrossChanged   float64          `json:"cross_changed"`
-	SeedsPerEdit   int              `json:"seeds_per_edit"`
-	Groups         []editGroupJSON  `json:"groups"`
-	Edits          []editRecordJSON `json:"edits"`
+	SelfMaxTokens   int              `json:"self_max_tokens"`
+	KeepSourceText  bool             `json:"keep_source_text"`
+	Norm            float64          `json:"norm"`
+	BlendChanged    bool             `json:"blend_changed"`
+	BlendReweighted bool             `json:"blend_reweighted"`
+	BlendObject     bool             `json:"blend_object"`
+	CrossChanged    float64          `json:"cross_changed"`
+	SeedsPerEdit    int              `json:"seeds_per_edit"`
+	Groups          []editGroupJSON  `json:"groups"`
+	Edits           []editRecordJSON `json:"edits"`
 }
 
 func (p parsedEditJSON) group(row, set, method string, seed int) (editGroupJSON, bool) {
@@ -409,6 +411,21 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Errorf("the edit blended on its object word (%+v) scored as unblended or as blended on its colour words", objectEdit)
 		}
 	})
+	t.Run("blend-reweighted", func(t *testing.T) {
+		// On and off whatever the model's default, reaching the
+		// reweights' runs; -blend-object blends no reweight.
+		blended, blendedEdit := oneReweight(t, dir, "-blend-reweighted")
+		plain, plainEdit := oneReweight(t, dir, "-blend-reweighted=false")
+		if !blended.BlendReweighted || plain.BlendReweighted {
+			t.Errorf("the reports say blend_reweighted %v with -blend-reweighted and %v with -blend-reweighted=false", blended.BlendReweighted, plain.BlendReweighted)
+		}
+		if sameScores(blendedEdit, plainEdit) {
+			t.Errorf("the reweight blended on its word scored as without the blend (%+v): the flag did not reach the run", blendedEdit)
+		}
+		if object, _ := oneReweight(t, dir, "-blend-object"); object.BlendReweighted {
+			t.Error("with -blend-object the report says blend_reweighted true; want false")
+		}
+	})
 	t.Run("cross-changed", func(t *testing.T) {
 		// Every token's maps over every step, but the swapped word's
 		// never: the flag must reach the run (the spec's cross_changed)
@@ -752,6 +769,13 @@ func oneColourSwap(t *testing.T, dir string, extra ...string) (parsedEditJSON, e
 	}
 	t.Fatalf("%q: no Prompt-to-Prompt edit in %s", extra, out.String())
 	return got, editRecordJSON{}
+}
+
+// oneReweight is oneColourSwap for one reweight of each factor instead of
+// the colour swap: the first Prompt-to-Prompt edit is the reweight by 2.
+func oneReweight(t *testing.T, dir string, extra ...string) (parsedEditJSON, editRecordJSON) {
+	t.Helper()
+	return oneColourSwap(t, dir, append([]string{"-colour", "0", "-reweight", "1"}, extra...)...)
 }
 
 // sameScores reports whether two edits scored alike: a flag that changes

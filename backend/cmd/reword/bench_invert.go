@@ -184,7 +184,7 @@ func runBenchInvert(ctx context.Context, args []string, stdout, stderr io.Writer
 	if d.CrossChanged != nil {
 		cross += fmt.Sprintf(" (the swapped word %.2f)", d.CrossChanged.End)
 	}
-	settings := decodeAndBlendNote(d.DecodeNorm, d.BlendChanged)
+	settings := decodeAndBlendNote(d.DecodeNorm, d.BlendChanged, false) // a colour swap has no reweight
 	if !d.BlendChanged {
 		settings += ", no local blend"
 	}

@@ -47,7 +47,10 @@ type editFlags struct {
 	selfMax *int
 	// blendChanged is --blend-changed, nil when not given (the model's
 	// default).
-	blendChanged       *bool
+	blendChanged *bool
+	// blendReweighted is --blend-reweighted, nil when not given (the
+	// model's default).
+	blendReweighted    *bool
 	keepText, baseline *bool
 	decodeNorm         *string
 	// fs is the flag set the flags are in, which says which were given.
@@ -57,7 +60,7 @@ type editFlags struct {
 // controlFlags are the flags that set Prompt-to-Prompt's attention
 // controls: --baseline runs none, so it takes none of them.
 var controlFlags = []string{"cross", "cross-changed", "cross-word", "self", "self-max-tokens", "reweight", "blend", "blend-exclude",
-	"blend-changed", "kind", "replace-tail", "norm", "keep-source-text", "decode-norm"}
+	"blend-changed", "blend-reweighted", "kind", "replace-tail", "norm", "keep-source-text", "decode-norm"}
 
 // checkSelfMaxTokens checks a --self-max-tokens flag (nil: not given)
 // before it goes into a spec, in the flag's own words.
@@ -141,6 +144,7 @@ func addEditFlags(fs *flag.FlagSet) *editFlags {
 	fs.Var(&targetWords{f: f, name: "blend"}, "blend", "local blend of the --to before it: comma-separated words (e.g. --to \"a tiger\" --blend cat,tiger); that target changes only where they are (in the source or in it); a target without --blend is not blended")
 	fs.Var(&targetWords{f: f, name: "blend-exclude", exclude: true}, "blend-exclude", "words whose region the --to before it never changes, even inside its --blend words' region (comma-separated)")
 	fs.Var(optionalBool{&f.blendChanged}, "blend-changed", "blend every --to without --blend words on the words it changes (the source's swapped or dropped words and its swapped or added ones): it changes only where they are, as Prompt-to-Prompt's local blend given the reworded words; --blend-changed=false blends none on the changed words, --blend still blending its --to (the spec's blend_changed; default: the model's)")
+	fs.Var(optionalBool{&f.blendReweighted}, "blend-reweighted", "blend every --to that only reweights words of --prompt (its prompt the same) and has no --blend words on the words it reweights: it changes only where they are; --blend-reweighted=false blends none on them (the spec's blend_reweighted; default: the model's)")
 	fs.Var(&targetKind{f: f}, "kind", "edit kind of the --to before it: auto (the default: replace when the target has as many words as the source, refine otherwise), replace (swap words one for one; needs as many words) or refine (align the tokens; what PIE-Bench runs), e.g. --to \"a cat sleeping\" --kind refine")
 	f.replaceTail = fs.String("replace-tail", "", "how a replace maps the tokens after its last swapped word: aligned (the default) or reference (the published code's mapper[j, j], to reproduce its numbers)")
 	fs.Var(optionalInt{&f.selfMax}, "self-max-tokens", fmt.Sprintf("self-replace in the self-attention layers with at most this many query positions (default: the model's; for a photo on a 64×64-latent model, %d as PnPInversion; 256: the 16×16 layers and coarser at 512 px)", edit.PhotoSelfMaxTokens))
@@ -205,6 +209,7 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	spec.SelfMaxTokens = f.selfMax
 	spec.KeepSourceText = *f.keepText
 	spec.BlendChanged = f.blendChanged
+	spec.BlendReweighted = f.blendReweighted
 	if d := *f.decodeNorm; d != "" && !slices.Contains(edit.DecodeNorms, d) {
 		return usageError("--decode-norm %q: want one of %s", d, strings.Join(edit.DecodeNorms, ", "))
 	}
@@ -212,7 +217,27 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 	if err := f.checkCrossChanged(*spec); err != nil {
 		return err
 	}
-	return f.checkBlendChanged(*spec)
+	if err := f.checkBlendChanged(*spec); err != nil {
+		return err
+	}
+	return f.checkBlendReweighted(*spec)
+}
+
+// checkBlendReweighted refuses --blend-reweighted where no target would
+// take it: no --to is a pure reweight without --blend words of its own
+// (with a --reweight other than 1 in it), so it would run as if left out.
+func (f *editFlags) checkBlendReweighted(spec edit.Spec) error {
+	if f.blendReweighted == nil || !*f.blendReweighted || len(spec.CheckFields()) > 0 {
+		return nil
+	}
+	tok, err := clip.Default()
+	if err != nil {
+		return err
+	}
+	if !spec.TakesBlendReweighted(tok) {
+		return usageError("--blend-reweighted: no --to only reweights words of --prompt without --blend words of its own, so no target would blend on its reweighted words; leave it out")
+	}
+	return nil
 }
 
 // checkBlendChanged refuses --blend-changed where no target would take
@@ -274,6 +299,10 @@ func (f *editFlags) forModel(d edit.Defaults, spec *edit.Spec) {
 	if *f.baseline && d.BlendChanged {
 		off := false
 		spec.BlendChanged = &off
+	}
+	if *f.baseline && d.BlendReweighted {
+		off := false
+		spec.BlendReweighted = &off
 	}
 	if *f.baseline && d.DecodeNorm != "" && d.DecodeNorm != edit.DecodeNormOwn {
 		spec.DecodeNorm = edit.DecodeNormOwn

@@ -264,6 +264,49 @@ func TestBlendChangedFlag(t *testing.T) {
 	}
 }
 
+// TestBlendReweightedFlag: --blend-reweighted turns the spec's
+// blend_reweighted on, =false off, and without it the spec leaves it to
+// the model; where no target only reweights (or every such target has
+// --blend words) it is a usage error saying so.
+func TestBlendReweightedFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--blend-reweighted"}, "true"},
+		{[]string{"--blend-reweighted=false"}, "false"},
+		{nil, "<nil>"},
+	} {
+		s, err := parseEditFlags(append([]string{"--to", "a cat", "--reweight", "cat=2"}, c.args...)...)
+		got := "<nil>"
+		if s.BlendReweighted != nil {
+			got = strconv.FormatBool(*s.BlendReweighted)
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%q: blend_reweighted %s, %v; want %s", c.args, got, err, c.want)
+		}
+	}
+	parse := func(args ...string) error { return applyEditFlags("a cat", args...) }
+	for _, args := range [][]string{
+		{"--to", "a dog", "--blend-reweighted"},
+		{"--to", "a cat", "--reweight", "cat=2", "--blend", "cat", "--blend-reweighted"},
+		{"--to", "a cat", "--reweight", "cat=1", "--blend-reweighted"},
+	} {
+		if err := parse(args...); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "no target would blend on its reweighted words") {
+			t.Errorf("%q: %v; want a usage error saying no target would blend", args, err)
+		}
+	}
+	for _, args := range [][]string{
+		{"--to", "a cat", "--reweight", "cat=-1", "--blend-reweighted"},
+		{"--to", "a dog", "--to", "a cat", "--reweight", "cat=2", "--blend-reweighted"},
+		{"--to", "a dog", "--blend-reweighted=false"},
+	} {
+		if err := parse(args...); err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+	}
+}
+
 // baselineRun runs a --baseline edit of the model in dir into out's
 // "baseline" folder and returns its arguments but --baseline and --out
 // (to run the same edit again) and the spec its target image carries.
@@ -300,8 +343,9 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 			t.Errorf("the baseline image's spec has %s %v; want 0 (no control ran)", name, w)
 		}
 	}
-	if s.BlendChanged != nil || s.DecodeNorm != "" {
-		t.Errorf("the baseline image's spec has blend_changed %v, decode_norm %q on a model without those defaults; want them left out", s.BlendChanged, s.DecodeNorm)
+	if s.BlendChanged != nil || s.DecodeNorm != "" || s.BlendReweighted != nil {
+		t.Errorf("the baseline image's spec has blend_changed %v, decode_norm %q, blend_reweighted %v on a model without those defaults; want them left out",
+			s.BlendChanged, s.DecodeNorm, s.BlendReweighted)
 	}
 	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--out", filepath.Join(out, "spec"))...)
 	a, b := readPNG(t, filepath.Join(out, "baseline", "target-1.png")), readPNG(t, filepath.Join(out, "spec", "target-1.png"))
@@ -316,11 +360,12 @@ func TestBaselineImagesRecordWhatRan(t *testing.T) {
 // neither), and that spec run without --baseline gives the same pixels.
 func TestBaselineRecordsNoBlend(t *testing.T) {
 	dir := tinytest.Private(t)
-	setDefaults(t, dir, map[string]any{"blend_changed": true, "decode_norm": edit.DecodeNormSwaps})
+	setDefaults(t, dir, map[string]any{"blend_changed": true, "decode_norm": edit.DecodeNormSwaps, "blend_reweighted": true})
 	out := t.TempDir()
 	common, s := baselineRun(t, dir, out)
-	if s.BlendChanged == nil || *s.BlendChanged || s.DecodeNorm != edit.DecodeNormOwn {
-		t.Fatalf("the baseline image's spec has blend_changed %v, decode_norm %q; want false and own (neither ran)", s.BlendChanged, s.DecodeNorm)
+	if s.BlendChanged == nil || *s.BlendChanged || s.DecodeNorm != edit.DecodeNormOwn || s.BlendReweighted == nil || *s.BlendReweighted {
+		t.Fatalf("the baseline image's spec has blend_changed %v, decode_norm %q, blend_reweighted %v; want false, own and false (none ran)",
+			s.BlendChanged, s.DecodeNorm, s.BlendReweighted)
 	}
 	runOK(t, append(common, "--cross", "0", "--cross-changed", "0", "--self", "0", "--norm", "0", "--blend-changed=false", "--decode-norm", "own",
 		"--out", filepath.Join(out, "spec"))...)
