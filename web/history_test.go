@@ -135,9 +135,50 @@ func TestV4HistoryRestoresAsItRan(t *testing.T) {
 	if v4[0].Spec.BlendChanged != nil || v4[0].Result.Spec.BlendChanged != nil {
 		t.Error("reading a v4 history changed the stored entries")
 	}
-	for _, h := range earlierHistories {
+	for _, h := range earlierHistories[1:] { // the v5 history states what v5 ran
 		if b := h.convert([]historyEntry{plain})[0].restoreSpec().BlendChanged; b == nil || *b {
 			t.Errorf("a %s entry restores blend_changed %v; want it off", h.key, b)
+		}
+	}
+}
+
+// TestV5HistoryRestoresAsItRan: a v5 history (before the tiny model's
+// blend_reweighted default) reads with each tiny-model entry that leaves
+// blend_reweighted out stating it off, in the spec it restores and in the
+// one shown as run; one that states it keeps it, an entry for another
+// model is as stored, and the stored entries are not changed. Every
+// earlier history goes through this step last.
+func TestV5HistoryRestoresAsItRan(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	tiny := func(e historyEntry) historyEntry {
+		e.Spec.Model, e.Result.Spec.Model = edit.TinyModelID, edit.TinyModelID
+		return e
+	}
+	on := true
+	plain := tiny(entry("a red circle", "a blue circle", 1, hash))
+	set := tiny(entry("a red circle", "a green circle", 2, hash))
+	set.Spec.BlendReweighted, set.Result.Spec.BlendReweighted = &on, &on
+	other := entry("a red circle", "a green circle", 3, hash)
+	v5 := []historyEntry{plain, set, other}
+	got := fromV5(v5)
+	if b := got[0].restoreSpec().BlendReweighted; b == nil || *b {
+		t.Errorf("a v5 entry without blend_reweighted restores %v; want it off", b)
+	}
+	if b := got[0].Result.Spec.BlendReweighted; b == nil || *b {
+		t.Errorf("a v5 entry's result shows blend_reweighted %v as run; want it off", b)
+	}
+	if b := got[1].restoreSpec().BlendReweighted; b == nil || !*b {
+		t.Errorf("a v5 entry with blend_reweighted on restores %v", b)
+	}
+	if got[2].Spec.BlendReweighted != nil || got[2].Result.Spec.BlendReweighted != nil {
+		t.Errorf("an entry for another model (%q) gets blend_reweighted %v", other.Spec.Model, got[2].Spec.BlendReweighted)
+	}
+	if v5[0].Spec.BlendReweighted != nil || v5[0].Result.Spec.BlendReweighted != nil {
+		t.Error("reading a v5 history changed the stored entries")
+	}
+	for _, h := range earlierHistories {
+		if b := h.convert([]historyEntry{plain})[0].restoreSpec().BlendReweighted; b == nil || *b {
+			t.Errorf("a %s entry restores blend_reweighted %v; want it off", h.key, b)
 		}
 	}
 }

@@ -12,7 +12,7 @@ import (
 // page's origin). The version changes when the stored form or the meaning
 // of its specs does; an unreadable history is dropped, never an error. An
 // earlier history is read once, through earlierHistories, and moved.
-const historyKey = "reword.history.v5"
+const historyKey = "reword.history.v6"
 
 // earlierHistories are the keys of the histories earlier builds kept,
 // newest first, each with what turns its entries into current ones.
@@ -20,9 +20,17 @@ var earlierHistories = []struct {
 	key     string
 	convert func([]historyEntry) []historyEntry
 }{
-	{"reword.history.v4", fromV4},
-	{"reword.history.v3", func(e []historyEntry) []historyEntry { return fromV4(fromV3(e)) }},
-	{"reword.history.v2", func(e []historyEntry) []historyEntry { return fromV4(fromV3(fromV2(e))) }},
+	{"reword.history.v5", fromV5},
+	{"reword.history.v4", func(e []historyEntry) []historyEntry { return fromV5(fromV4(e)) }},
+	{"reword.history.v3", func(e []historyEntry) []historyEntry { return fromV5(fromV4(fromV3(e))) }},
+	{"reword.history.v2", func(e []historyEntry) []historyEntry { return fromV5(fromV4(fromV3(fromV2(e)))) }},
+}
+
+// fromV5 turns a v5 history into v6: no v5 entry blended its reweights on
+// their words unless it says so (before the tiny model's default), so
+// each states it and restores as it ran.
+func fromV5(entries []historyEntry) []historyEntry {
+	return withSpecs(entries, edit.BeforeReweightBlend)
 }
 
 // fromV4 turns a v4 history into v5: no v4 entry blended on the changed

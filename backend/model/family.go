@@ -51,9 +51,11 @@ type Defaults struct {
 	// ran (edit.BeforeBlendDefaults for the tiny model's).
 	BlendChanged bool
 	// BlendReweighted: a spec that leaves blend_reweighted out blends
-	// each pure reweight on the words it reweights. No family or model
-	// sets it yet; as BlendChanged, a model that gets it runs earlier
-	// specs' reweights differently and needs edit.MeaningVersion raised.
+	// each pure reweight on the words it reweights. No family sets it: a
+	// manifest states it for the model it was measured on (the tiny model
+	// since meaning version 6); as BlendChanged, a model that gets it runs
+	// earlier specs' reweights differently and needs edit.MeaningVersion
+	// raised (edit.BeforeReweightBlend for the tiny model's).
 	BlendReweighted bool
 	// DecodeNorm: the decode_norm a spec that leaves it out runs with
 	// (edit.DecodeNorms; "": each image its own statistics). No

@@ -85,7 +85,7 @@ func TestV1LinksOpen(t *testing.T) {
 	}
 	want := Spec{Source: "a red circle", Targets: []string{"a blue circle", "a red square", "a red circle on grass"}, Seed: ptr(uint64(3)), Steps: ptr(12),
 		Blend: []Blend{{Words: []string{"circle"}}, {Words: []string{"circle"}}, {Words: []string{"grass", "circle"}}}, Norm: &Window{},
-		Cross: ptr(Fraction(0.8)), CrossChanged: ptr(Fraction(0.8)), BlendChanged: ptr(false), DecodeNorm: DecodeNormOwn}
+		Cross: ptr(Fraction(0.8)), CrossChanged: ptr(Fraction(0.8)), BlendChanged: ptr(false), DecodeNorm: DecodeNormOwn, BlendReweighted: ptr(false)}
 	if !reflect.DeepEqual(s, want) {
 		t.Fatalf("v1 link decoded to %+v\nwant %+v", s, want)
 	}
@@ -218,15 +218,15 @@ func TestBlendChangedInOlderLinks(t *testing.T) {
 		}
 	}
 	link, err := EncodeLink(Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Seed: ptr(uint64(3))})
-	if err != nil || !strings.HasPrefix(link, "v5.") {
-		t.Fatalf("EncodeLink: %q, %v; want a v5 link", link, err)
+	if err != nil || !strings.HasPrefix(link, "v6.") {
+		t.Fatalf("EncodeLink: %q, %v; want a v6 link", link, err)
 	}
 	s, err := DecodeLink(link)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r, err := s.Resolve(tiny); err != nil || s.BlendChanged != nil || !r.AlignConfig().BlendChanged || r.DecodeNorm != DecodeNormSwaps {
-		t.Errorf("a v5 link without blend_changed or decode_norm: %v, %q, %v; want the model's defaults (on, swaps)", s.BlendChanged, r.DecodeNorm, err)
+		t.Errorf("a v6 link without blend_changed or decode_norm: %v, %q, %v; want the model's defaults (on, swaps)", s.BlendChanged, r.DecodeNorm, err)
 	}
 }
 

@@ -107,3 +107,55 @@ func TestTakesBlendReweighted(t *testing.T) {
 		}
 	}
 }
+
+// TestBlendReweightedInOlderLinks: a link from before meaning version 6
+// opens as it ran, where the tiny model now blends its reweights by
+// default: a spec for the tiny model, or for no model, that leaves
+// blend_reweighted out states it off, whichever version wrote it; one
+// that states it keeps it; a spec for another model is as it was. A
+// current link leaves it to the model.
+func TestBlendReweightedInOlderLinks(t *testing.T) {
+	on, off := true, false
+	tiny := tinyDefaults(TinyModelID)
+	tiny.BlendReweighted = true
+	other := tinyDefaults("sd15")
+	other.BlendReweighted = true
+	const reweight = `"source":"a red circle","targets":["a red circle"],"reweights":{"red":-1},"seed":3`
+	for _, c := range []struct {
+		js    string
+		d     Defaults
+		field *bool
+		blend bool
+	}{
+		{`{` + reweight + `}`, tiny, &off, false},
+		{`{` + reweight + `,"model":"reword-tiny"}`, tiny, &off, false},
+		{`{` + reweight + `,"blend_reweighted":true}`, tiny, &on, true},
+		{`{` + reweight + `,"model":"sd15"}`, other, nil, true},
+	} {
+		links := map[string]string{"v5": encodeRawV5(t, []byte(c.js)), "v4": encodeRawV4(t, []byte(c.js)), "v3": encodeRawV3(t, []byte(c.js))}
+		if !strings.Contains(c.js, "blend_reweighted") {
+			links["v2"] = encodeRawV2(t, []byte(c.js))
+		}
+		for v, link := range links {
+			s, err := DecodeLink(link)
+			if err != nil {
+				t.Fatalf("%s link of %s: %v", v, c.js, err)
+			}
+			r, err := s.Resolve(c.d)
+			if err != nil {
+				t.Fatalf("%s link of %s: %v", v, c.js, err)
+			}
+			if !reflect.DeepEqual(s.BlendReweighted, c.field) || r.AlignConfig().BlendReweighted != c.blend {
+				t.Errorf("%s link of %s: blend_reweighted %v, blends %v; want %v, %v", v, c.js, s.BlendReweighted,
+					r.AlignConfig().BlendReweighted, c.field, c.blend)
+			}
+		}
+	}
+	s, err := DecodeLink(encodeRaw(t, []byte(`{`+reweight+`}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.Resolve(tiny); err != nil || s.BlendReweighted != nil || !r.AlignConfig().BlendReweighted {
+		t.Errorf("a v6 link without blend_reweighted: %v, %v; want the model's default (on)", s.BlendReweighted, err)
+	}
+}

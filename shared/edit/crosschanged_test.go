@@ -177,7 +177,7 @@ func TestCrossChangedInOlderLinks(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r, err := s.Resolve(tiny); err != nil || r.Cross != Fraction(1) || r.CrossChanged == nil || *r.CrossChanged != Fraction(0.4) {
-		t.Errorf("a v5 link without windows: %+v, %v; want the model's cross 1 and swapped words 0.4", r, err)
+		t.Errorf("a v6 link without windows: %+v, %v; want the model's cross 1 and swapped words 0.4", r, err)
 	}
 }
 

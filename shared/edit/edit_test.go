@@ -250,7 +250,8 @@ func TestLinkRejectsTampering(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{link[:len(link)-3], "damaged"},
 		{link + "A", "damaged"},
-		{"v6.AAAA", "format version 6"},
+		{"v7.AAAA", "format version 7"},
+		{"v5.AAAA", "damaged"},
 		{"v4.AAAA", "damaged"},
 		{"v3.AAAA", "damaged"},
 		{"v2.AAAA", "damaged"},

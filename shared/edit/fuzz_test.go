@@ -12,7 +12,12 @@ import (
 
 // encodeRaw builds a current link around arbitrary JSON bytes.
 func encodeRaw(t testing.TB, js []byte) string {
-	return encodeRawAs(t, linkPrefix, linkDictionaryV5, js)
+	return encodeRawAs(t, linkPrefix, linkDictionaryV6, js)
+}
+
+// encodeRawV5 builds a version-5 link, as builds before v6 wrote them.
+func encodeRawV5(t testing.TB, js []byte) string {
+	return encodeRawAs(t, linkPrefixV5, linkDictionaryV5, js)
 }
 
 // encodeRawV4 builds a version-4 link, as builds before v5 wrote them.
@@ -65,6 +70,8 @@ func FuzzDecodeLink(f *testing.F) {
 	f.Add(encodeRawV4(f, []byte(`{"source":"a cat","targets":["a dog"],"model":"reword-tiny"}`)))
 	f.Add(encodeRawV4(f, []byte(`{"source":"a cat","targets":["a dog"],"blend_changed":true,"decode_norm":"source"}`)))
 	f.Add("#v5.x")
+	f.Add(encodeRawV5(f, []byte(`{"source":"a cat","targets":["a cat"],"reweights":{"cat":-1}}`)))
+	f.Add("#v6.x")
 	f.Add(encodeRaw(f, []byte(`{"source":"a cat","targets":["a dog"],"decode_norm":"source"}`)))
 	f.Add(encodeRaw(f, []byte(`{"source":"a cat","targets":["a dog"],"blend_changed":false,"blend":[{"exclude":["cat"]}]}`)))
 	f.Fuzz(func(t *testing.T, in string) {

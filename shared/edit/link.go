@@ -19,7 +19,7 @@ import (
 // An edit link carries a spec in the URL fragment (after "#", so it never
 // reaches a server log):
 //
-//	v5.<base64url, no padding>
+//	v6.<base64url, no padding>
 //
 // The payload is the spec's canonical JSON compressed with raw DEFLATE and
 // the version's preset dictionary, followed by the big-endian CRC-32
@@ -73,10 +73,16 @@ import (
 // it ran (BeforeBlendDefaults): on the tiny model, blend_changed false and
 // decode_norm "own" where it states none.
 //
-// "blend_reweighted" joined v5 without a new version: absent, it takes
-// the model's default, and no model has one.
+// "blend_reweighted" joined v5 without a new version: absent, it took
+// the model's default, and no model had one.
+//
+// v6 gave the tiny model a default for it (on), so a spec for it that
+// leaves it out blends its reweights where it did not. Its dictionary is
+// v5's. Every v1 to v5 link opens as it ran (BeforeReweightBlend): on the
+// tiny model, blend_reweighted false where it states none.
 const (
-	linkPrefix   = "v5."
+	linkPrefix   = "v6."
+	linkPrefixV5 = "v5."
 	linkPrefixV4 = "v4."
 	linkPrefixV3 = "v3."
 	linkPrefixV2 = "v2."
@@ -92,10 +98,11 @@ const (
 // one of them comes to run another edit (3: norm takes the source's mean
 // alone, and a model may set a default for it; 4: the tiny model's cross
 // windows have defaults; 5: the tiny model blends on the changed words and
-// decodes its swaps with the source's statistics by default), so that whatever is kept by spec (links, stored
+// decodes its swaps with the source's statistics by default; 6: it blends
+// its reweights on their words by default), so that whatever is kept by spec (links, stored
 // results, a browser's history) can tell the specs of an earlier meaning
 // apart.
-const MeaningVersion = 5
+const MeaningVersion = 6
 
 // linkDictionaryV1 is the preset dictionary of v1 links: the JSON that specs
 // shared. Part of the format: never change it.
@@ -103,6 +110,10 @@ const linkDictionaryV1 = `{"source":"a photo of a ","targets":["a painting of a 
 	`,"steps":50,"guidance":7.5,"width":512,"height":512,"scheduler":"ddim","model":"tiny",` +
 	`"cross":0.8,"cross_words":{"":[0.2,0.8]},"self":0.4,"reweights":{"":2,"blend":["` +
 	`"image":"","inversion":"direct"} with a in on of the and next to sitting on a table`
+
+// linkDictionaryV6 is the preset dictionary of v6 links: v5's (v6 changed
+// a default, not the JSON that specs share).
+const linkDictionaryV6 = linkDictionaryV5
 
 // linkDictionaryV5 is the preset dictionary of v5 links: v4's (v5 changed
 // a default, not the JSON that specs share).
@@ -133,7 +144,7 @@ func EncodeLink(s Spec) (string, error) {
 	if len(js) > MaxSpecBytes {
 		return "", fmt.Errorf("edit link: %w", &linkSizeError{jsonBytes: len(js)})
 	}
-	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV5))
+	link := linkPrefix + base64.RawURLEncoding.EncodeToString(compress(js, linkDictionaryV6))
 	if len(link) > MaxLinkBytes {
 		return "", fmt.Errorf("edit link: %w", &linkSizeError{chars: len(link)})
 	}
@@ -171,7 +182,7 @@ func compress(js []byte, dict string) []byte {
 }
 
 // DecodeLink parses a link fragment made by EncodeLink, or by an older
-// build (v1 to v4, see above). It accepts the fragment alone, with its "#", or a
+// build (v1 to v5, see above). It accepts the fragment alone, with its "#", or a
 // whole URL. The spec is decoded strictly (see ParseSpec) but not
 // validated: call Validate with the model's defaults.
 func DecodeLink(link string) (Spec, error) {
@@ -204,26 +215,33 @@ var linkFormats = []struct {
 	prefix, dictionary string
 	parse              func(js []byte) (Spec, error)
 }{
-	{linkPrefix, linkDictionaryV5, func(js []byte) (Spec, error) {
+	{linkPrefix, linkDictionaryV6, func(js []byte) (Spec, error) {
 		s, err := ParseSpec(js)
 		if err != nil {
 			return Spec{}, fmt.Errorf("edit link: %w", err)
 		}
 		return s, nil
 	}},
+	{linkPrefixV5, linkDictionaryV5, func(js []byte) (Spec, error) {
+		s, err := ParseSpec(js)
+		if err != nil {
+			return Spec{}, fmt.Errorf("edit link (version 5): %w", err)
+		}
+		return BeforeReweightBlend(s), nil
+	}},
 	{linkPrefixV4, linkDictionaryV4, func(js []byte) (Spec, error) {
 		s, err := ParseSpec(js)
 		if err != nil {
 			return Spec{}, fmt.Errorf("edit link (version 4): %w", err)
 		}
-		return BeforeBlendDefaults(s), nil
+		return BeforeReweightBlend(BeforeBlendDefaults(s)), nil
 	}},
 	{linkPrefixV3, linkDictionaryV3, func(js []byte) (Spec, error) {
 		s, err := ParseSpec(js)
 		if err != nil {
 			return Spec{}, fmt.Errorf("edit link (version 3): %w", err)
 		}
-		return BeforeBlendDefaults(BeforeCrossChanged(s)), nil
+		return BeforeReweightBlend(BeforeBlendDefaults(BeforeCrossChanged(s))), nil
 	}},
 	{linkPrefixV2, linkDictionaryV2, parseSpecV2},
 	{linkPrefixV1, linkDictionaryV1, parseSpecV1},
@@ -271,7 +289,7 @@ func parseSpecV2(js []byte) (Spec, error) {
 			"the source's GroupNorm mean and variance; this build gives them the mean alone, so the link cannot open as it ran " +
 			"(make the edit again with a current build to share it)")
 	}
-	return BeforeBlendDefaults(BeforeCrossChanged(BeforeNormDefault(s))), nil
+	return BeforeReweightBlend(BeforeBlendDefaults(BeforeCrossChanged(BeforeNormDefault(s)))), nil
 }
 
 // BeforeNormDefault is a spec kept before meaning version 3 (a v1 or v2
@@ -290,7 +308,7 @@ func BeforeNormDefault(s Spec) Spec {
 const crossBeforeV4 = 0.8
 
 // TinyModelID is the id of the tiny model Reword embeds (the name in its
-// model.json), the one model whose defaults meaning versions 4 and 5
+// model.json), the one model whose defaults meaning versions 4 to 6
 // changed.
 const TinyModelID = "reword-tiny"
 
@@ -340,6 +358,21 @@ func BeforeBlendDefaults(s Spec) Spec {
 	return s
 }
 
+// BeforeReweightBlend is a spec kept before meaning version 6 (a v1 to v5
+// link, a browser's v5 history) as it ran: no model blended its reweights
+// on their words by default, so a spec for the tiny model (or for no model
+// named) states blend_reweighted false where it leaves it out. A spec for
+// another model is returned as it is. s is not changed.
+func BeforeReweightBlend(s Spec) Spec {
+	if s.BlendReweighted != nil || (s.Model != "" && s.Model != TinyModelID) {
+		return s
+	}
+	s = s.Clone()
+	off := false
+	s.BlendReweighted = &off
+	return s
+}
+
 // specV1 is the spec of v1 links: blend was one list of words that every
 // prompt looked up. The outer Blend hides the embedded one in JSON.
 type specV1 struct {
@@ -358,7 +391,7 @@ func parseSpecV1(js []byte) (Spec, error) {
 	}
 	s := Spec(v.plainSpec)
 	s.Blend = nil
-	s = BeforeBlendDefaults(BeforeCrossChanged(BeforeNormDefault(s)))
+	s = BeforeReweightBlend(BeforeBlendDefaults(BeforeCrossChanged(BeforeNormDefault(s))))
 	if len(v.Blend) > 0 {
 		tok, err := clip.Default()
 		if err != nil {

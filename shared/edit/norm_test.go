@@ -106,6 +106,7 @@ func TestNormInOlderLinks(t *testing.T) {
 		want, perr := ParseSpec([]byte(js))
 		want.Norm = &norm
 		want.Cross, want.CrossChanged, want.BlendChanged, want.DecodeNorm = ptr(Fraction(0.8)), ptr(Fraction(0.8)), ptr(false), DecodeNormOwn
+		want.BlendReweighted = ptr(false)
 		if err != nil || perr != nil || !reflect.DeepEqual(s, want) {
 			t.Errorf("v2 link of %s: %+v, %v; want %+v", js, s, err, want)
 		}
@@ -117,17 +118,17 @@ func TestNormInOlderLinks(t *testing.T) {
 	}
 	s := Spec{Source: "a red circle", Targets: []string{"a blue circle"}, Norm: ptr(Fraction(0.4))}
 	link, err := EncodeLink(s)
-	if err != nil || !strings.HasPrefix(link, "v5.") {
-		t.Fatalf("EncodeLink: %q, %v; want a v5 link", link, err)
+	if err != nil || !strings.HasPrefix(link, "v6.") {
+		t.Fatalf("EncodeLink: %q, %v; want a v6 link", link, err)
 	}
 	if back, err := DecodeLink(link); err != nil || back.Norm == nil || *back.Norm != Fraction(0.4) {
-		t.Errorf("v5 round trip of norm: %+v, %v", back.Norm, err)
+		t.Errorf("v6 round trip of norm: %+v, %v", back.Norm, err)
 	}
 	s.Norm = nil
 	if link, err = EncodeLink(s); err != nil {
 		t.Fatal(err)
 	}
 	if back, err := DecodeLink(link); err != nil || back.Norm != nil {
-		t.Errorf("v5 link without norm decoded to %+v, %v; want it left to the model's default", back.Norm, err)
+		t.Errorf("v6 link without norm decoded to %+v, %v; want it left to the model's default", back.Norm, err)
 	}
 }

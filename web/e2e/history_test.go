@@ -73,19 +73,19 @@ func TestHistoryRestoresWholeRuns(t *testing.T) {
 	// A reload keeps the history, and reads one that an earlier build kept
 	// (v2, whose echoes left an unused norm window out, and ran the
 	// swapped words at cross, and blended on no changed words) as it ran:
-	// moved to v5 with the window off, cross_changed at each entry's cross,
-	// blend_changed off and decode_norm own. Twelve entries (copies of these with other
+	// moved to v6 with the window off, cross_changed at each entry's cross,
+	// blend_changed off, decode_norm own and blend_reweighted off. Twelve entries (copies of these with other
 	// seeds, stored as v2) do not fit one row: every one must still be on
 	// the page, none clipped or hidden in a scroller.
-	mustEval[bool](t, ctx, `(() => { const h = JSON.parse(localStorage.getItem('reword.history.v5'));
+	mustEval[bool](t, ctx, `(() => { const h = JSON.parse(localStorage.getItem('reword.history.v6'));
 		const more = []; for (let i = 0; i < 12; i++) { const e = JSON.parse(JSON.stringify(h[i % h.length])); e.spec.seed = 1000 + i;
-			delete e.spec.norm; delete e.spec.cross_changed; delete e.spec.blend_changed; delete e.spec.decode_norm; more.push(e) }
-		localStorage.removeItem('reword.history.v5'); localStorage.setItem('reword.history.v2', JSON.stringify(more)); return true })()`)
+			delete e.spec.norm; delete e.spec.cross_changed; delete e.spec.blend_changed; delete e.spec.decode_norm; delete e.spec.blend_reweighted; more.push(e) }
+		localStorage.removeItem('reword.history.v6'); localStorage.setItem('reword.history.v2', JSON.stringify(more)); return true })()`)
 	openEditor(t, ctx, srv.URL+"/")
 	poll(t, ctx, `document.querySelectorAll('#history .history-item').length === 12`, 10*time.Second)
 	if !mustEval[bool](t, ctx, `localStorage.getItem('reword.history.v2') === null &&
-		JSON.parse(localStorage.getItem('reword.history.v5')).every(e => e.spec.norm === 0 && JSON.stringify(e.spec.cross_changed) === JSON.stringify(e.spec.cross) && e.spec.blend_changed === false && e.spec.decode_norm === 'own')`) {
-		t.Error("the v2 history was not moved to v5 with the norm window off, the swapped words at cross, blend_changed off and decode_norm own")
+		JSON.parse(localStorage.getItem('reword.history.v6')).every(e => e.spec.norm === 0 && JSON.stringify(e.spec.cross_changed) === JSON.stringify(e.spec.cross) && e.spec.blend_changed === false && e.spec.decode_norm === 'own' && e.spec.blend_reweighted === false)`) {
+		t.Error("the v2 history was not moved to v6 with the norm window off, the swapped words at cross, blend_changed off, decode_norm own and blend_reweighted off")
 	}
 	clipped := mustEval[[]string](t, ctx, `(() => { const g = document.querySelector('#history .history-grid').getBoundingClientRect();
 		return Array.from(document.querySelectorAll('#history .history-item')).filter(b => { const r = b.getBoundingClientRect();

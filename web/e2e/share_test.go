@@ -24,7 +24,7 @@ func TestShareFlow(t *testing.T) {
 	clickWhenThere(t, ctx, `#words-0 [data-key="square"]`)
 	poll(t, ctx, `document.querySelector('#word-panel-word').textContent === 'square'`, 5*time.Second)
 	mustEval[bool](t, ctx, `(() => { const r = document.querySelector('#reweight'); r.value = '-0.5'; return r.dispatchEvent(new Event('input', {bubbles: true})) })()`)
-	poll(t, ctx, `location.hash.startsWith('#v5.')`, 5*time.Second)
+	poll(t, ctx, `location.hash.startsWith('#v6.')`, 5*time.Second)
 	hashes := runAndWait(t, ctx, 2)
 
 	// The URL was replaced, not pushed, while editing.
@@ -34,7 +34,7 @@ func TestShareFlow(t *testing.T) {
 	must(t, chromedp.Do(ctx, chromedp.Click(chromedp.CSS("#share"))))
 	poll(t, ctx, `!!document.querySelector('#share-link')`, 5*time.Second)
 	link := mustEval[string](t, ctx, `document.querySelector('#share-link').value`)
-	if !strings.HasPrefix(link, srv.URL+"/#v5.") || link != mustEval[string](t, ctx, `location.href`) {
+	if !strings.HasPrefix(link, srv.URL+"/#v6.") || link != mustEval[string](t, ctx, `location.href`) {
 		t.Fatalf("share link %q does not match the page URL", link)
 	}
 
@@ -92,7 +92,7 @@ func TestBrokenLinkSaysSo(t *testing.T) {
 	}
 	// Acting on the editor replaces both.
 	setPrompt(t, ctx, "target-0", "a green circle")
-	poll(t, ctx, `!document.querySelector('#link-problem') && location.hash.startsWith('#v5.') && location.hash !== '#v2.garbage'`, 5*time.Second)
+	poll(t, ctx, `!document.querySelector('#link-problem') && location.hash.startsWith('#v6.') && location.hash !== '#v2.garbage'`, 5*time.Second)
 
 	// A link of a newer format says to update. (A new tab: the same page
 	// with another fragment would not load again.)
@@ -127,7 +127,7 @@ func TestOldLinkOpens(t *testing.T) {
 		}
 	}
 	poll(t, ctx, `document.querySelector('#run-status').dataset.phase === 'done'`, 90*time.Second)
-	if h := mustEval[string](t, ctx, `location.hash`); !strings.HasPrefix(h, "#v5.") {
+	if h := mustEval[string](t, ctx, `location.hash`); !strings.HasPrefix(h, "#v6.") {
 		t.Errorf("the address holds %q; want the edit's current link", h)
 	}
 }

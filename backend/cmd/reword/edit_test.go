@@ -335,7 +335,7 @@ func baselineRun(t *testing.T, dir, out string) ([]string, edit.Spec) {
 // gives the same pixels.
 func TestBaselineImagesRecordWhatRan(t *testing.T) {
 	dir := tinytest.Private(t)
-	setDefaults(t, dir, map[string]any{"blend_changed": nil, "decode_norm": nil})
+	setDefaults(t, dir, map[string]any{"blend_changed": nil, "decode_norm": nil, "blend_reweighted": nil})
 	out := t.TempDir()
 	common, s := baselineRun(t, dir, out)
 	for name, w := range map[string]*edit.Window{"cross": s.Cross, "cross_changed": s.CrossChanged, "self": s.Self, "norm": s.Norm} {

@@ -54,7 +54,7 @@ func TestLinkEncodeDecode(t *testing.T) {
 		t.Fatalf("encode: exit %d: %s", code, errb.String())
 	}
 	link := strings.TrimSpace(out.String())
-	if !strings.HasPrefix(link, "v5.") {
+	if !strings.HasPrefix(link, "v6.") {
 		t.Fatalf("link %q", link)
 	}
 	out.Reset()

@@ -44,6 +44,9 @@ DEFAULT_CROSS_CHANGED = 0.4
 # the same success (models/tiny/README.md, "Decoding with the source's statistics").
 DEFAULT_BLEND_CHANGED = True
 DEFAULT_DECODE_NORM = 'swaps'
+# Each pure reweight blended on the words it reweights: fewer reweights by -1 change the background
+# at the same success (models/tiny/README.md, "Blending a reweight on its words").
+DEFAULT_BLEND_REWEIGHTED = True
 
 
 def load(trained, recipe, vae_weights=None):
@@ -180,7 +183,8 @@ def main(argv=None):
         # DEFAULT_BLEND_CHANGED.
         defaults=dict(steps=50, guidance_scale=DEFAULT_GUIDANCE, self_replace_max_tokens=256, norm=DEFAULT_NORM,
                       cross_replace=DEFAULT_CROSS, cross_replace_changed=DEFAULT_CROSS_CHANGED,
-                      blend_changed=DEFAULT_BLEND_CHANGED, decode_norm=DEFAULT_DECODE_NORM),
+                      blend_changed=DEFAULT_BLEND_CHANGED, decode_norm=DEFAULT_DECODE_NORM,
+                      blend_reweighted=DEFAULT_BLEND_REWEIGHTED),
         preview=dict(latent_rgb_matrix=[[round(v, 6) for v in row] for row in training['preview']['matrix']],
                      latent_rgb_bias=[round(v, 6) for v in training['preview']['bias']],
                      rms_error=training['preview']['rms_error']),
