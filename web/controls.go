@@ -429,43 +429,35 @@ func (c *Controls) replaceTail() app.UI {
 // changes words changes only where they are (a local blend on them),
 // unless the word panel blends it on words of its own.
 func (c *Controls) blendChanged() app.UI {
-	const id = "blend-changed"
-	value := blendMenuValue(c.Spec.BlendChanged)
-	def := ""
-	if c.Defaults != nil {
-		def = onOff(c.Defaults.BlendChanged)
-	}
-	opts := []choiceOption{{menuDefault, defaultLabel(def)}, {"on", "on"}, {"off", "off"}}
-	return app.Div().Class("field").Body(
-		app.Label().For(id).Text("Blend on the changed words"),
-		c.menu(id, opts, value, func(s edit.Spec, v string) edit.Spec {
-			s.BlendChanged = blendMenuSetting(v)
-			return s
-		}),
-		app.P().ID(id+"-hint").Class("hint").Text("On, each edit changes only where the words it rewords are "+
-			"(a local blend), and keeps the rest of the source; a word picked to blend on replaces them."),
-	)
+	return c.blendMenu("blend-changed", "Blend on the changed words", "On, each edit changes only where the words it rewords are "+
+		"(a local blend), and keeps the rest of the source; a word picked to blend on replaces them.",
+		c.Spec.BlendChanged, func(d *edit.Defaults) bool { return d.BlendChanged },
+		func(s edit.Spec, on *bool) edit.Spec { s.BlendChanged = on; return s })
 }
 
 // blendReweighted is the blend_reweighted setting: whether every pure
 // reweight changes only where the words it reweights are (a local blend
 // on them), unless the word panel blends it on words of its own.
 func (c *Controls) blendReweighted() app.UI {
-	const id = "blend-reweighted"
-	value := blendMenuValue(c.Spec.BlendReweighted)
-	def := ""
+	return c.blendMenu("blend-reweighted", "Blend a reweight on its words", "On, a reweighted word changes the picture only where that word is "+
+		"(a local blend), and the rest stays the source's; a word picked to blend on replaces it.",
+		c.Spec.BlendReweighted, func(d *edit.Defaults) bool { return d.BlendReweighted },
+		func(s edit.Spec, on *bool) edit.Spec { s.BlendReweighted = on; return s })
+}
+
+// blendMenu is an on/off/model-default menu of a blend setting: value is
+// the spec's (nil: the model's), def reads the model's default once the
+// server said it, and set writes a choice into a spec.
+func (c *Controls) blendMenu(id, label, hint string, value *bool, def func(*edit.Defaults) bool, set func(edit.Spec, *bool) edit.Spec) app.UI {
+	stated := ""
 	if c.Defaults != nil {
-		def = onOff(c.Defaults.BlendReweighted)
+		stated = onOff(def(c.Defaults))
 	}
-	opts := []choiceOption{{menuDefault, defaultLabel(def)}, {"on", "on"}, {"off", "off"}}
+	opts := []choiceOption{{menuDefault, defaultLabel(stated)}, {"on", "on"}, {"off", "off"}}
 	return app.Div().Class("field").Body(
-		app.Label().For(id).Text("Blend a reweight on its words"),
-		c.menu(id, opts, value, func(s edit.Spec, v string) edit.Spec {
-			s.BlendReweighted = blendMenuSetting(v)
-			return s
-		}),
-		app.P().ID(id+"-hint").Class("hint").Text("On, a reweighted word changes the picture only where that word is "+
-			"(a local blend), and the rest stays the source's; a word picked to blend on replaces it."),
+		app.Label().For(id).Text(label),
+		c.menu(id, opts, blendMenuValue(value), func(s edit.Spec, v string) edit.Spec { return set(s, blendMenuSetting(v)) }),
+		app.P().ID(id+"-hint").Class("hint").Text(hint),
 	)
 }
 

@@ -258,14 +258,7 @@ func TestLocalBlendIsPerTarget(t *testing.T) {
 // measured), and a target with blend words of its own keeps them.
 func TestBlendChangedBlendsTheChangedWords(t *testing.T) {
 	e := loadTiny(t, Options{CacheBytes: -1})
-	run := func(s edit.Spec) *Result {
-		t.Helper()
-		res, err := e.Edit(context.Background(), s, RunOptions{}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res
-	}
+	run := editsWith(t, e)
 	on, off := true, false
 	s := spec(8, "a blue circle", "a red square")
 	s.BlendChanged = &off // whatever the model's default
@@ -284,12 +277,10 @@ func TestBlendChangedBlendsTheChangedWords(t *testing.T) {
 	}
 }
 
-// blend_reweighted blends a pure reweight on the words it reweights: the
-// same pixels as a blend that names them, another edit than without it,
-// and a word swap beside it is not blended by it.
-func TestBlendReweightedBlendsTheReweightedWords(t *testing.T) {
-	e := loadTiny(t, Options{CacheBytes: -1})
-	run := func(s edit.Spec) *Result {
+// editsWith returns a function that runs an edit spec on e, failing the
+// test on an error.
+func editsWith(t *testing.T, e *Engine) func(edit.Spec) *Result {
+	return func(s edit.Spec) *Result {
 		t.Helper()
 		res, err := e.Edit(context.Background(), s, RunOptions{}, nil)
 		if err != nil {
@@ -297,6 +288,14 @@ func TestBlendReweightedBlendsTheReweightedWords(t *testing.T) {
 		}
 		return res
 	}
+}
+
+// blend_reweighted blends a pure reweight on the words it reweights: the
+// same pixels as a blend that names them, another edit than without it,
+// and a word swap beside it is not blended by it.
+func TestBlendReweightedBlendsTheReweightedWords(t *testing.T) {
+	e := loadTiny(t, Options{CacheBytes: -1})
+	run := editsWith(t, e)
 	on, off := true, false
 	s := spec(8, "a red circle", "a blue circle")
 	s.Reweights = map[string]float64{"red": -1}

@@ -227,15 +227,23 @@ func (f *editFlags) apply(spec *edit.Spec) error {
 // take it: no --to is a pure reweight without --blend words of its own
 // (with a --reweight other than 1 in it), so it would run as if left out.
 func (f *editFlags) checkBlendReweighted(spec edit.Spec) error {
-	if f.blendReweighted == nil || !*f.blendReweighted || len(spec.CheckFields()) > 0 {
+	return refuseUntaken(f.blendReweighted, spec, spec.TakesBlendReweighted,
+		"--blend-reweighted: no --to only reweights words of --prompt without --blend words of its own, so no target would blend on its reweighted words; leave it out")
+}
+
+// refuseUntaken returns the usage error why when a blend flag is on but
+// takes finds no target of the spec that would blend by it, and nil
+// otherwise; a spec with problems of its own is left to its validation.
+func refuseUntaken(on *bool, spec edit.Spec, takes func(*clip.Tokenizer) bool, why string) error {
+	if on == nil || !*on || len(spec.CheckFields()) > 0 {
 		return nil
 	}
 	tok, err := clip.Default()
 	if err != nil {
 		return err
 	}
-	if !spec.TakesBlendReweighted(tok) {
-		return usageError("--blend-reweighted: no --to only reweights words of --prompt without --blend words of its own, so no target would blend on its reweighted words; leave it out")
+	if !takes(tok) {
+		return usageError("%s", why)
 	}
 	return nil
 }
@@ -244,17 +252,8 @@ func (f *editFlags) checkBlendReweighted(spec edit.Spec) error {
 // it: each --to has --blend words of its own or changes no word, so it
 // would run as if left out.
 func (f *editFlags) checkBlendChanged(spec edit.Spec) error {
-	if f.blendChanged == nil || !*f.blendChanged || len(spec.CheckFields()) > 0 {
-		return nil
-	}
-	tok, err := clip.Default()
-	if err != nil {
-		return err
-	}
-	if !spec.TakesBlendChanged(tok) {
-		return usageError("--blend-changed: every --to has --blend words of its own or changes no word of --prompt, so no target would blend on its changed words; leave it out")
-	}
-	return nil
+	return refuseUntaken(f.blendChanged, spec, spec.TakesBlendChanged,
+		"--blend-changed: every --to has --blend words of its own or changes no word of --prompt, so no target would blend on its changed words; leave it out")
 }
 
 // checkCrossChanged refuses --cross-changed where no target swaps a word:
