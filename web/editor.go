@@ -555,11 +555,10 @@ func (e *Editor) renderWordPanel(errs map[string]string) app.UI {
 	// With blend_changed on, a target without blend words blends on the
 	// words it changes, and with blend_reweighted on, a reweight on the
 	// words it reweights; its excluded words narrow that blend. The
-	// server accepts excluded words alone when either is on.
+	// server accepts excluded words alone only for such a target.
 	d := e.defaults()
-	blendsImplicitly := e.spec.BlendsChangedWords(d) || e.spec.BlendsReweightedWords(d)
 	for i := range e.spec.Targets {
-		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 && !blendsImplicitly {
+		if b := e.spec.BlendOf(i); len(b.Words) == 0 && len(b.Exclude) > 0 && !e.spec.BlendsImplicitly(e.tok, d, i) {
 			needsWords = append(needsWords, i)
 		}
 	}

@@ -629,3 +629,30 @@ func TestBlendChanged(t *testing.T) {
 		t.Errorf("without BlendChanged: masks %v, err %v; want none", off.BlendMasks(), err)
 	}
 }
+
+// TestBlendReweighted: with BlendReweighted, a pure reweight without blend
+// words of its own blends on the words reweighted by a factor other than 1
+// (keeping its excluded words), one with blend words keeps them, and a
+// word swap, which is no reweight, is not blended by it.
+func TestBlendReweighted(t *testing.T) {
+	tok := tokenizer(t)
+	ctrl, err := New(tok, Config{Source: "a red circle on grass", Steps: 10, Cross: Window{End: 0.8}, BlendReweighted: true,
+		Reweights: map[string]float64{"red": -1, "grass": 1},
+		Targets:   []string{"a red circle on grass", "a red circle on grass", "a red circle on grass", "a blue circle on grass"},
+		Blend:     []Blend{{}, {Words: []string{"circle"}}, {Exclude: []string{"grass"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	masks := ctrl.BlendMasks()
+	if len(masks) != 4 || masks[0] == nil || masks[1] == nil || masks[2] == nil || masks[3] != nil {
+		t.Fatalf("masks %+v; want the three reweights blended and the swap not", masks)
+	}
+	// a red circle on grass: red 2, circle 3, on 4, grass 5; "grass" is
+	// reweighted by 1, which changes nothing, so it is no blend word.
+	for i, want := range []string{"[2] [2] [] []", "[3] [3] [] []", "[2] [2] [5] [5]"} {
+		m := masks[i]
+		if got := fmt.Sprint(nonzero(m.Source), nonzero(m.Target), nonzero(m.ExcludeSource), nonzero(m.ExcludeTarget)); got != want {
+			t.Errorf("target %d: words %s / excluded, want %s", i+1, got, want)
+		}
+	}
+}

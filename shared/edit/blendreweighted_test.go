@@ -63,7 +63,7 @@ func TestBlendReweightedResolves(t *testing.T) {
 // alone narrows the blend blend_reweighted gives a reweight, so it is
 // valid with it on and refused, naming both ways to blend, with neither.
 func TestExcludeOnlyWithBlendReweighted(t *testing.T) {
-	on := true
+	on, off := true, false
 	for _, c := range []struct {
 		spec *bool
 		ok   bool
@@ -77,6 +77,13 @@ func TestExcludeOnlyWithBlendReweighted(t *testing.T) {
 		if !c.ok && (err == nil || !strings.Contains(err.Error(), "blend[0].exclude") || !strings.Contains(err.Error(), "blend_reweighted")) {
 			t.Errorf("blend_reweighted %v: err %v; want blend[0].exclude refused, naming blend_reweighted", c.spec, err)
 		}
+	}
+	// A word swap is no reweight: with blend_changed off, blend_reweighted
+	// gives it no blend for excluded words to narrow, and it is refused.
+	s := Spec{Source: "a red circle on grass", Targets: []string{"a blue circle on grass"}, Seed: ptr(uint64(1)),
+		Blend: []Blend{{Exclude: []string{"grass"}}}, BlendReweighted: &on, BlendChanged: &off}
+	if err := s.Validate(tinyDefaults("m")); err == nil || !strings.Contains(err.Error(), "blend[0].exclude") {
+		t.Errorf("excluded words alone on a word swap with only blend_reweighted on: %v; want blend[0].exclude refused", err)
 	}
 }
 
@@ -100,6 +107,8 @@ func TestTakesBlendReweighted(t *testing.T) {
 		{[]string{"a blue circle"}, map[string]float64{"blue": 2}, nil, false},
 		{[]string{"a red circle"}, map[string]float64{"red": 2}, []Blend{{Words: []string{"circle"}}}, false},
 		{[]string{"a blue circle", "a red circle"}, map[string]float64{"red": 2}, nil, true},
+		// The reweighted word is the swap's, not the pure reweight's.
+		{[]string{"a blue circle", "a red circle"}, map[string]float64{"blue": 2}, nil, false},
 	} {
 		s := Spec{Source: "a red circle", Targets: c.targets, Reweights: c.reweights, Blend: c.blend}
 		if got := s.TakesBlendReweighted(tok); got != c.want {

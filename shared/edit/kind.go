@@ -134,19 +134,49 @@ func (s Spec) TakesBlendChanged(tok *clip.Tokenizer) bool {
 }
 
 // TakesBlendReweighted reports whether blend_reweighted has a target to
-// blend: a pure reweight without blend words of its own, with a word it
-// reweights by a factor other than 1 in the prompt.
+// blend: a pure reweight without blend words of its own in whose prompt
+// a word is reweighted by a factor other than 1.
 func (s Spec) TakesBlendReweighted(tok *clip.Tokenizer) bool {
 	in := s.Words(tok)
-	reweighted := false
-	for w, f := range s.Reweights {
-		if found, _ := in.InTargets(w); f != 1 && found {
-			reweighted = true
+	return s.anyTarget(tok, func(i int, _ string, d align.Diff) bool {
+		return len(s.BlendOf(i).Words) == 0 && d.Kind == align.Reweight && reweightsIn(in, i, s.Reweights)
+	})
+}
+
+// reweightsIn reports whether target i's prompts hold a word reweights
+// scales by a factor other than 1.
+func reweightsIn(in Words, i int, reweights map[string]float64) bool {
+	for w, f := range reweights {
+		if found, _ := in.InBlendOf(i, w); f != 1 && found {
+			return true
 		}
 	}
-	return reweighted && s.anyTarget(tok, func(i int, _ string, d align.Diff) bool {
-		return len(s.BlendOf(i).Words) == 0 && d.Kind == align.Reweight
-	})
+	return false
+}
+
+// BlendsImplicitly reports whether target i, given no blend words of its
+// own, blends on words the spec does not name, under the model defaults
+// d: on the words it changes with blend_changed (a swap, an addition or a
+// removal), on the words it reweights with blend_reweighted (a pure
+// reweight). Only then do excluded words alone narrow a blend. A target
+// whose prompts cannot be aligned as its kind says counts as blending
+// (validation reports its problem).
+func (s Spec) BlendsImplicitly(tok *clip.Tokenizer, d *Defaults, i int) bool {
+	changed, reweighted := s.BlendsChangedWords(d), s.BlendsReweightedWords(d)
+	if !changed && !reweighted {
+		return false
+	}
+	if i < 0 || i >= len(s.Targets) || !promptAligns(s.Source) || !promptAligns(s.Targets[i]) {
+		return true
+	}
+	diff, err := align.CompareAs(tok.Encode(s.Source), tok.Encode(s.Targets[i]), s.KindOf(i))
+	if err != nil {
+		return true
+	}
+	if diff.Kind == align.Reweight {
+		return reweighted && reweightsIn(s.Words(tok), i, s.Reweights)
+	}
+	return changed && len(diff.ChangedWords(s.Source, s.Targets[i])) > 0
 }
 
 // anyTarget reports whether has holds for some target i, given its diff

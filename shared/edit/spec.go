@@ -148,7 +148,8 @@ type Spec struct {
 	// (Defaults.BlendChanged).
 	BlendChanged *bool `json:"blend_changed,omitempty"`
 	// BlendReweighted blends every pure reweight (a target that is the
-	// source prompt, its words reweighted) that has no blend words of its
+	// source prompt, its words reweighted, its kind left to the prompts:
+	// one forced to replace or refine is not a reweight) that has no blend words of its
 	// own on the words it reweights, keeping its entry's excluded words: a
 	// reweight changes those words' attention alone, and outside their
 	// maps the picture stays the source's. Omitted: the model's default

@@ -371,7 +371,7 @@ func (s Spec) check(d *Defaults) (Problems, error) {
 	if err != nil {
 		return nil, err
 	}
-	checkWords(s, tok, s.BlendsChangedWords(d) || s.BlendsReweightedWords(d), add)
+	checkWords(s, tok, func(i int) bool { return s.BlendsImplicitly(tok, d, i) }, add)
 	checkKinds(s, tok, add)
 	return p.capped(), nil
 }
@@ -412,7 +412,7 @@ func checkWindow(add func(string, string, ...any), field string, w Window) {
 // checkWords reports words of cross_words, reweights and blend that are
 // malformed or do not occur in the prompts they apply to (see Words), and
 // blend entries that do not fit the targets.
-func checkWords(s Spec, tok *clip.Tokenizer, blendsImplicitly bool, add func(string, string, ...any)) {
+func checkWords(s Spec, tok *clip.Tokenizer, blendsImplicitly func(target int) bool, add func(string, string, ...any)) {
 	in := s.Words(tok)
 	check := func(field, word, where string, occurs func(string) (bool, bool)) {
 		switch {
@@ -450,7 +450,7 @@ func checkWords(s Spec, tok *clip.Tokenizer, blendsImplicitly bool, add func(str
 		if n := len(b.Words) + len(b.Exclude); n > MaxWordEntries {
 			add(entry, "has too many words: %d, the limit is %d", n, MaxWordEntries)
 		}
-		if len(b.Words) == 0 && len(b.Exclude) > 0 && !blendsImplicitly {
+		if len(b.Words) == 0 && len(b.Exclude) > 0 && !blendsImplicitly(i) {
 			add(entry+".exclude", "needs blend words (or blend_changed, which blends on the words the edit changes, or blend_reweighted, "+
 				"which blends a reweight on the words it reweights): excluded words only narrow the region of a local blend, and edit %d has none", i+1)
 		}
