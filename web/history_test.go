@@ -101,85 +101,61 @@ func TestV2HistoryRestoresAsItRan(t *testing.T) {
 	}
 }
 
-// TestV4HistoryRestoresAsItRan: a v4 history (before the tiny model's
-// blend_changed default) reads with each tiny-model entry that leaves
-// blend_changed out stating it off, in the spec it restores and in the
-// one shown as run; one that states it keeps it, an entry for another
-// model is as stored, and the stored entries are not changed. Every
-// earlier history goes through this step last.
-func TestV4HistoryRestoresAsItRan(t *testing.T) {
+// TestSwitchDefaultsRestoreAsTheyRan: a v4 history (before the tiny
+// model's blend_changed and decode_norm defaults) and a v5 history (before
+// its blend_reweighted default) read with each tiny-model entry that leaves
+// the switch out stating it off, in the spec it restores and in the one
+// shown as run; one that states it keeps it, an entry for another model is
+// as stored, and the stored entries are not changed. Every earlier history
+// goes through the step of each history after it.
+func TestSwitchDefaultsRestoreAsTheyRan(t *testing.T) {
 	hash := strings.Repeat("ab", 32)
 	tiny := func(e historyEntry) historyEntry {
 		e.Spec.Model, e.Result.Spec.Model = edit.TinyModelID, edit.TinyModelID
 		return e
 	}
-	on := true
-	plain := tiny(entry("a red circle", "a blue circle", 1, hash))
-	set := tiny(entry("a red circle", "a green circle", 2, hash))
-	set.Spec.BlendChanged, set.Result.Spec.BlendChanged = &on, &on
-	other := entry("a red circle", "a green circle", 3, hash)
-	v4 := []historyEntry{plain, set, other}
-	got := fromV4(v4)
-	if b, d := got[0].restoreSpec().BlendChanged, got[0].restoreSpec().DecodeNorm; b == nil || *b || d != edit.DecodeNormOwn {
-		t.Errorf("a v4 entry without blend_changed or decode_norm restores %v, %q; want off and own", b, d)
-	}
-	if b := got[0].Result.Spec.BlendChanged; b == nil || *b {
-		t.Errorf("a v4 entry's result shows blend_changed %v as run; want it off", b)
-	}
-	if b := got[1].restoreSpec().BlendChanged; b == nil || !*b {
-		t.Errorf("a v4 entry with blend_changed on restores %v", b)
-	}
-	if got[2].Spec.BlendChanged != nil || got[2].Result.Spec.BlendChanged != nil {
-		t.Errorf("an entry for another model (%q) gets blend_changed %v", other.Spec.Model, got[2].Spec.BlendChanged)
-	}
-	if v4[0].Spec.BlendChanged != nil || v4[0].Result.Spec.BlendChanged != nil {
-		t.Error("reading a v4 history changed the stored entries")
-	}
-	for _, h := range earlierHistories[1:] { // the v5 history states what v5 ran
-		if b := h.convert([]historyEntry{plain})[0].restoreSpec().BlendChanged; b == nil || *b {
-			t.Errorf("a %s entry restores blend_changed %v; want it off", h.key, b)
+	for _, c := range []struct {
+		version string
+		field   string
+		convert func([]historyEntry) []historyEntry
+		of      func(*edit.Spec) **bool
+		later   int // the earlier histories that go through this step: earlierHistories[later:]
+	}{
+		{"v4", "blend_changed", fromV4, func(s *edit.Spec) **bool { return &s.BlendChanged }, 1},
+		{"v5", "blend_reweighted", fromV5, func(s *edit.Spec) **bool { return &s.BlendReweighted }, 0},
+	} {
+		on := true
+		plain := tiny(entry("a red circle", "a blue circle", 1, hash))
+		set := tiny(entry("a red circle", "a green circle", 2, hash))
+		*c.of(&set.Spec), *c.of(&set.Result.Spec) = &on, &on
+		other := entry("a red circle", "a green circle", 3, hash)
+		stored := []historyEntry{plain, set, other}
+		got := c.convert(stored)
+		get := func(e historyEntry) (restored, ran *bool) {
+			r := e.restoreSpec()
+			return *c.of(&r), *c.of(&e.Result.Spec)
+		}
+		if b, ran := get(got[0]); b == nil || *b || ran == nil || *ran {
+			t.Errorf("a %s entry without %s restores %v and shows %v as run; want both off", c.version, c.field, b, ran)
+		}
+		if b, _ := get(got[1]); b == nil || !*b {
+			t.Errorf("a %s entry with %s on restores %v", c.version, c.field, b)
+		}
+		if b, ran := get(got[2]); b != nil || ran != nil {
+			t.Errorf("an entry for another model (%q) gets %s %v", other.Spec.Model, c.field, b)
+		}
+		if b, ran := get(stored[0]); b != nil || ran != nil {
+			t.Errorf("reading a %s history changed the stored entries", c.version)
+		}
+		for _, h := range earlierHistories[c.later:] {
+			if b, _ := get(h.convert([]historyEntry{plain})[0]); b == nil || *b {
+				t.Errorf("a %s entry restores %s %v; want it off", h.key, c.field, b)
+			}
 		}
 	}
-}
-
-// TestV5HistoryRestoresAsItRan: a v5 history (before the tiny model's
-// blend_reweighted default) reads with each tiny-model entry that leaves
-// blend_reweighted out stating it off, in the spec it restores and in the
-// one shown as run; one that states it keeps it, an entry for another
-// model is as stored, and the stored entries are not changed. Every
-// earlier history goes through this step last.
-func TestV5HistoryRestoresAsItRan(t *testing.T) {
-	hash := strings.Repeat("ab", 32)
-	tiny := func(e historyEntry) historyEntry {
-		e.Spec.Model, e.Result.Spec.Model = edit.TinyModelID, edit.TinyModelID
-		return e
-	}
-	on := true
-	plain := tiny(entry("a red circle", "a blue circle", 1, hash))
-	set := tiny(entry("a red circle", "a green circle", 2, hash))
-	set.Spec.BlendReweighted, set.Result.Spec.BlendReweighted = &on, &on
-	other := entry("a red circle", "a green circle", 3, hash)
-	v5 := []historyEntry{plain, set, other}
-	got := fromV5(v5)
-	if b := got[0].restoreSpec().BlendReweighted; b == nil || *b {
-		t.Errorf("a v5 entry without blend_reweighted restores %v; want it off", b)
-	}
-	if b := got[0].Result.Spec.BlendReweighted; b == nil || *b {
-		t.Errorf("a v5 entry's result shows blend_reweighted %v as run; want it off", b)
-	}
-	if b := got[1].restoreSpec().BlendReweighted; b == nil || !*b {
-		t.Errorf("a v5 entry with blend_reweighted on restores %v", b)
-	}
-	if got[2].Spec.BlendReweighted != nil || got[2].Result.Spec.BlendReweighted != nil {
-		t.Errorf("an entry for another model (%q) gets blend_reweighted %v", other.Spec.Model, got[2].Spec.BlendReweighted)
-	}
-	if v5[0].Spec.BlendReweighted != nil || v5[0].Result.Spec.BlendReweighted != nil {
-		t.Error("reading a v5 history changed the stored entries")
-	}
-	for _, h := range earlierHistories {
-		if b := h.convert([]historyEntry{plain})[0].restoreSpec().BlendReweighted; b == nil || *b {
-			t.Errorf("a %s entry restores blend_reweighted %v; want it off", h.key, b)
-		}
+	// The v4 step also states the decoding each image had.
+	if d := fromV4([]historyEntry{tiny(entry("a red circle", "a blue circle", 1, hash))})[0].restoreSpec().DecodeNorm; d != edit.DecodeNormOwn {
+		t.Errorf("a v4 entry without decode_norm restores %q; want own", d)
 	}
 }
 

@@ -66,13 +66,7 @@ func (b *Blend) normalize() {
 // blend_changed, else the model's default (d; nil while it is not known,
 // which counts as off).
 func (s Spec) BlendsChangedWords(d *Defaults) bool {
-	switch {
-	case s.BlendChanged != nil:
-		return *s.BlendChanged
-	case d != nil:
-		return d.BlendChanged
-	}
-	return false
+	return stateOr(s.BlendChanged, d, func(d *Defaults) bool { return d.BlendChanged })
 }
 
 // BlendsReweightedWords reports whether the pure reweights of s that name
@@ -80,11 +74,17 @@ func (s Spec) BlendsChangedWords(d *Defaults) bool {
 // blend_reweighted, else the model's default (d; nil while it is not
 // known, which counts as off).
 func (s Spec) BlendsReweightedWords(d *Defaults) bool {
+	return stateOr(s.BlendReweighted, d, func(d *Defaults) bool { return d.BlendReweighted })
+}
+
+// stateOr is an on/off setting of a spec (stated: nil when left out), else
+// the model's default for it (of d; off while d is not known).
+func stateOr(stated *bool, d *Defaults, def func(*Defaults) bool) bool {
 	switch {
-	case s.BlendReweighted != nil:
-		return *s.BlendReweighted
+	case stated != nil:
+		return *stated
 	case d != nil:
-		return d.BlendReweighted
+		return def(d)
 	}
 	return false
 }

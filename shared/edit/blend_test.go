@@ -155,15 +155,7 @@ func TestBlendChangedResolves(t *testing.T) {
 		if got := strings.Contains(string(js), `"blend_changed"`); got != (c.want != nil) {
 			t.Errorf("%s: echo %s states blend_changed: %v", c.name, js, got)
 		}
-		link, err := EncodeLink(echo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := DecodeLink(link)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(back.BlendChanged, c.want) {
+		if back := relinked(t, echo); !reflect.DeepEqual(back.BlendChanged, c.want) {
 			t.Errorf("%s: the link brings back %v, want %v", c.name, back.BlendChanged, c.want)
 		}
 	}
@@ -203,14 +195,7 @@ func TestBlendChangedInOlderLinks(t *testing.T) {
 			links["v2"], links["v1"] = encodeRawV2(t, []byte(c.js)), encodeRawV1(t, []byte(c.js))
 		}
 		for v, link := range links {
-			s, err := DecodeLink(link)
-			if err != nil {
-				t.Fatalf("%s link of %s: %v", v, c.js, err)
-			}
-			r, err := s.Resolve(c.d)
-			if err != nil {
-				t.Fatalf("%s link of %s: %v", v, c.js, err)
-			}
+			s, r := openResolved(t, v+" link of "+c.js, link, c.d)
 			if !reflect.DeepEqual(s.BlendChanged, c.field) || r.AlignConfig().BlendChanged != c.blend || s.DecodeNorm != c.decode {
 				t.Errorf("%s link of %s: blend_changed %v, blends %v, decode_norm %q; want %v, %v, %q", v, c.js, s.BlendChanged,
 					r.AlignConfig().BlendChanged, s.DecodeNorm, c.field, c.blend, c.decode)

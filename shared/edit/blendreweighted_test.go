@@ -38,15 +38,7 @@ func TestBlendReweightedResolves(t *testing.T) {
 		if !reflect.DeepEqual(r.BlendReweighted, c.want) || r.AlignConfig().BlendReweighted != c.blend {
 			t.Errorf("%s: resolved %v, align %v; want %v, %v", c.name, r.BlendReweighted, r.AlignConfig().BlendReweighted, c.want, c.blend)
 		}
-		link, err := EncodeLink(r.Spec())
-		if err != nil {
-			t.Fatal(err)
-		}
-		back, err := DecodeLink(link)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(back.BlendReweighted, c.want) {
+		if back := relinked(t, r.Spec()); !reflect.DeepEqual(back.BlendReweighted, c.want) {
 			t.Errorf("%s: the link brings back %v, want %v", c.name, back.BlendReweighted, c.want)
 		}
 	}
@@ -146,14 +138,7 @@ func TestBlendReweightedInOlderLinks(t *testing.T) {
 			links["v2"] = encodeRawV2(t, []byte(c.js))
 		}
 		for v, link := range links {
-			s, err := DecodeLink(link)
-			if err != nil {
-				t.Fatalf("%s link of %s: %v", v, c.js, err)
-			}
-			r, err := s.Resolve(c.d)
-			if err != nil {
-				t.Fatalf("%s link of %s: %v", v, c.js, err)
-			}
+			s, r := openResolved(t, v+" link of "+c.js, link, c.d)
 			if !reflect.DeepEqual(s.BlendReweighted, c.field) || r.AlignConfig().BlendReweighted != c.blend {
 				t.Errorf("%s link of %s: blend_reweighted %v, blends %v; want %v, %v", v, c.js, s.BlendReweighted,
 					r.AlignConfig().BlendReweighted, c.field, c.blend)

@@ -15,6 +15,35 @@ func encodeRaw(t testing.TB, js []byte) string {
 	return encodeRawAs(t, linkPrefix, linkDictionaryV6, js)
 }
 
+// relinked is s through a current link and back.
+func relinked(t testing.TB, s Spec) Spec {
+	t.Helper()
+	link, err := EncodeLink(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeLink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return back
+}
+
+// openResolved decodes link (named what in failures) and resolves it
+// under d.
+func openResolved(t testing.TB, what, link string, d Defaults) (Spec, Resolved) {
+	t.Helper()
+	s, err := DecodeLink(link)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	r, err := s.Resolve(d)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	return s, r
+}
+
 // encodeRawV5 builds a version-5 link, as builds before v6 wrote them.
 func encodeRawV5(t testing.TB, js []byte) string {
 	return encodeRawAs(t, linkPrefixV5, linkDictionaryV5, js)

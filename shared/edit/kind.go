@@ -129,8 +129,14 @@ func promptAligns(prompt string) bool {
 // reports it).
 func (s Spec) TakesBlendChanged(tok *clip.Tokenizer) bool {
 	return s.anyTarget(tok, func(i int, target string, d align.Diff) bool {
-		return len(s.BlendOf(i).Words) == 0 && len(d.ChangedWords(s.Source, target)) > 0
+		return len(s.BlendOf(i).Words) == 0 && changesWords(s.Source, target, d)
 	})
+}
+
+// changesWords reports whether a target, diffed with the source as d,
+// changes words: what blend_changed blends it on.
+func changesWords(source, target string, d align.Diff) bool {
+	return len(d.ChangedWords(source, target)) > 0
 }
 
 // TakesBlendReweighted reports whether blend_reweighted has a target to
@@ -139,14 +145,18 @@ func (s Spec) TakesBlendChanged(tok *clip.Tokenizer) bool {
 func (s Spec) TakesBlendReweighted(tok *clip.Tokenizer) bool {
 	in := s.Words(tok)
 	return s.anyTarget(tok, func(i int, _ string, d align.Diff) bool {
-		return len(s.BlendOf(i).Words) == 0 && d.Kind == align.Reweight && reweightsIn(in, i, s.Reweights)
+		return len(s.BlendOf(i).Words) == 0 && s.reweightsWords(in, i, d)
 	})
 }
 
-// reweightsIn reports whether target i's prompts hold a word reweights
-// scales by a factor other than 1.
-func reweightsIn(in Words, i int, reweights map[string]float64) bool {
-	for w, f := range reweights {
+// reweightsWords reports whether target i, diffed with the source as d,
+// is a pure reweight whose prompt holds a word reweighted by a factor
+// other than 1: what blend_reweighted blends it on.
+func (s Spec) reweightsWords(in Words, i int, d align.Diff) bool {
+	if d.Kind != align.Reweight {
+		return false
+	}
+	for w, f := range s.Reweights {
 		if found, _ := in.InBlendOf(i, w); f != 1 && found {
 			return true
 		}
@@ -166,17 +176,22 @@ func (s Spec) BlendsImplicitly(tok *clip.Tokenizer, d *Defaults, i int) bool {
 	if !changed && !reweighted {
 		return false
 	}
+	diff, ok := s.targetDiff(tok, tok.Encode(s.Source), i)
+	if !ok {
+		return true
+	}
+	return (changed && changesWords(s.Source, s.Targets[i], diff)) || (reweighted && s.reweightsWords(s.Words(tok), i, diff))
+}
+
+// targetDiff is target i's diff with the source (encoded as src) as its
+// kind aligns them, and false for a target that cannot be aligned so: out
+// of range, a prompt unfit to align or a kind the prompts refuse.
+func (s Spec) targetDiff(tok *clip.Tokenizer, src clip.Encoding, i int) (align.Diff, bool) {
 	if i < 0 || i >= len(s.Targets) || !promptAligns(s.Source) || !promptAligns(s.Targets[i]) {
-		return true
+		return align.Diff{}, false
 	}
-	diff, err := align.CompareAs(tok.Encode(s.Source), tok.Encode(s.Targets[i]), s.KindOf(i))
-	if err != nil {
-		return true
-	}
-	if diff.Kind == align.Reweight {
-		return reweighted && reweightsIn(s.Words(tok), i, s.Reweights)
-	}
-	return changed && len(diff.ChangedWords(s.Source, s.Targets[i])) > 0
+	d, err := align.CompareAs(src, tok.Encode(s.Targets[i]), s.KindOf(i))
+	return d, err == nil
 }
 
 // anyTarget reports whether has holds for some target i, given its diff
@@ -188,10 +203,7 @@ func (s Spec) anyTarget(tok *clip.Tokenizer, has func(i int, target string, d al
 	}
 	src := tok.Encode(s.Source)
 	for i, t := range s.Targets[:min(len(s.Targets), MaxTargets)] {
-		if !promptAligns(t) {
-			continue
-		}
-		if d, err := align.CompareAs(src, tok.Encode(t), s.KindOf(i)); err == nil && has(i, t, d) {
+		if d, ok := s.targetDiff(tok, src, i); ok && has(i, t, d) {
 			return true
 		}
 	}

@@ -204,20 +204,8 @@ func (s Spec) withDefaults(d Defaults) Resolved {
 	case d.CrossChanged != nil:
 		r.CrossChanged = clonePtr(d.CrossChanged)
 	}
-	switch {
-	case s.BlendChanged != nil:
-		r.BlendChanged = clonePtr(s.BlendChanged)
-	case d.BlendChanged:
-		on := true
-		r.BlendChanged = &on
-	}
-	switch {
-	case s.BlendReweighted != nil:
-		r.BlendReweighted = clonePtr(s.BlendReweighted)
-	case d.BlendReweighted:
-		on := true
-		r.BlendReweighted = &on
-	}
+	r.BlendChanged = resolvedSwitch(s.BlendChanged, d.BlendChanged)
+	r.BlendReweighted = resolvedSwitch(s.BlendReweighted, d.BlendReweighted)
 	if s.Self != nil {
 		r.Self = *s.Self
 	}
@@ -543,6 +531,20 @@ func (r Resolved) AlignConfig() align.Config {
 		// that its numbers can be reproduced (docs/algorithm.md, 4.1).
 		ReferenceReplaceTail: r.ReplaceTail == ReplaceTailReference,
 	}
+}
+
+// resolvedSwitch is an on/off setting as resolved: the spec's (stated),
+// else on where the model's default is on, else nil, so that a resolved
+// spec states no setting that neither chose.
+func resolvedSwitch(stated *bool, byDefault bool) *bool {
+	switch {
+	case stated != nil:
+		return clonePtr(stated)
+	case byDefault:
+		on := true
+		return &on
+	}
+	return nil
 }
 
 // Spec returns the resolved values as a spec with every field set, so that

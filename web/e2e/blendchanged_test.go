@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -12,44 +13,14 @@ import (
 // settings; on and off run as the spec's blend_changed, draw different
 // targets, and the share link and the history bring the choice back.
 func TestBlendChanged(t *testing.T) {
-	ctx := redToBlue(t)
-	ran := func() *bool {
-		t.Helper()
-		var spec struct {
-			BlendChanged *bool `json:"blend_changed"`
-		}
-		must(t, json.Unmarshal([]byte(mustEval[string](t, ctx, `document.querySelector('#run-spec-json').textContent`)), &spec))
-		return spec.BlendChanged
-	}
-	choose(t, ctx, "blend-changed", "off")
-	runAndWait(t, ctx, 2)
-	if b := ran(); b == nil || *b {
-		t.Errorf("off ran blend_changed %v; want false", b)
-	}
-	off := pixels(t, ctx, 1)
-	choose(t, ctx, "blend-changed", "on")
-	runAndWait(t, ctx, 2)
-	if b := ran(); b == nil || !*b {
-		t.Errorf("on ran blend_changed %v; want true", b)
-	}
-	if pixels(t, ctx, 1) == off {
-		t.Error("the edit blended on its changed words drew the same target as without the blend")
-	}
-
-	link := mustEval[string](t, ctx, `location.href`)
-	other := tab(t)
-	openEditor(t, other, link)
-	poll(t, other, `document.querySelector('#blend-changed').value === 'on'`, 5*time.Second)
-
-	choose(t, ctx, "blend-changed", "off")
-	clickWhenThere(t, ctx, "#history-0")
-	poll(t, ctx, `document.querySelector('#blend-changed').value === 'on'`, 5*time.Second)
+	checkBlendSwitch(t, redToBlue(t), "blend-changed", "blend_changed")
 }
 
 // TestBlendReweighted: the blend of a reweight on its words is a menu of
 // the settings; on and off run as the spec's blend_reweighted, draw
-// different targets for an edit that reweights a word of the source, and
-// the share link and the history bring the choice back.
+// different targets for an edit that reweights a word of the source (and
+// keep the reweight), and the share link and the history bring the choice
+// back.
 func TestBlendReweighted(t *testing.T) {
 	ctx := redToBlue(t)
 	// A pure reweight: the source's prompt, "red" scaled by −1.
@@ -58,38 +29,51 @@ func TestBlendReweighted(t *testing.T) {
 	poll(t, ctx, `document.querySelector('#word-panel-word')?.textContent === 'red'`, 5*time.Second)
 	mustEval[bool](t, ctx, `(() => { const r = document.querySelector('#reweight'); r.value = '-1'; return r.dispatchEvent(new Event('input', {bubbles: true})) })()`)
 	poll(t, ctx, `document.querySelector('#words-0 [data-key="red"] .weight')?.textContent === '×−1'`, 5*time.Second)
-	ran := func() (*bool, map[string]float64) {
-		t.Helper()
-		var spec struct {
-			BlendReweighted *bool              `json:"blend_reweighted"`
-			Reweights       map[string]float64 `json:"reweights"`
-		}
-		must(t, json.Unmarshal([]byte(mustEval[string](t, ctx, `document.querySelector('#run-spec-json').textContent`)), &spec))
-		return spec.BlendReweighted, spec.Reweights
+	checkBlendSwitch(t, ctx, "blend-reweighted", "blend_reweighted")
+	var spec struct {
+		Reweights map[string]float64 `json:"reweights"`
 	}
-	choose(t, ctx, "blend-reweighted", "off")
+	must(t, json.Unmarshal([]byte(mustEval[string](t, ctx, `document.querySelector('#run-spec-json').textContent`)), &spec))
+	if spec.Reweights["red"] != -1 {
+		t.Errorf("the runs reweighted %v; want red ×−1", spec.Reweights)
+	}
+}
+
+// checkBlendSwitch checks the on/off blend menu id of the editor in ctx
+// (its edit set up): off and on run with the spec's field false and true
+// and draw different targets, and the share link and the history bring
+// "on" back.
+func checkBlendSwitch(t *testing.T, ctx context.Context, id, field string) {
+	t.Helper()
+	ran := func() (on *bool) {
+		t.Helper()
+		raw := mustEval[string](t, ctx, `JSON.stringify(JSON.parse(document.querySelector('#run-spec-json').textContent)['`+field+`'] ?? null)`)
+		must(t, json.Unmarshal([]byte(raw), &on))
+		return on
+	}
+	choose(t, ctx, id, "off")
 	runAndWait(t, ctx, 2)
-	if b, r := ran(); b == nil || *b || r["red"] != -1 {
-		t.Errorf("off ran blend_reweighted %v with reweights %v; want false with red ×−1", b, r)
+	if b := ran(); b == nil || *b {
+		t.Errorf("off ran %s %v; want false", field, b)
 	}
 	off := pixels(t, ctx, 1)
-	choose(t, ctx, "blend-reweighted", "on")
+	choose(t, ctx, id, "on")
 	runAndWait(t, ctx, 2)
-	if b, r := ran(); b == nil || !*b || r["red"] != -1 {
-		t.Errorf("on ran blend_reweighted %v with reweights %v; want true with red ×−1", b, r)
+	if b := ran(); b == nil || !*b {
+		t.Errorf("on ran %s %v; want true", field, b)
 	}
 	if pixels(t, ctx, 1) == off {
-		t.Error("the reweight blended on its word drew the same target as without the blend")
+		t.Errorf("with %s on the target is drawn as with it off", field)
 	}
 
 	link := mustEval[string](t, ctx, `location.href`)
 	other := tab(t)
 	openEditor(t, other, link)
-	poll(t, other, `document.querySelector('#blend-reweighted').value === 'on'`, 5*time.Second)
+	poll(t, other, `document.querySelector('#`+id+`').value === 'on'`, 5*time.Second)
 
-	choose(t, ctx, "blend-reweighted", "off")
+	choose(t, ctx, id, "off")
 	clickWhenThere(t, ctx, "#history-0")
-	poll(t, ctx, `document.querySelector('#blend-reweighted').value === 'on'`, 5*time.Second)
+	poll(t, ctx, `document.querySelector('#`+id+`').value === 'on'`, 5*time.Second)
 }
 
 // TestDecodeNorm: where the edits take their decoder statistics is a menu
