@@ -202,7 +202,7 @@ func printColourTargets(w io.Writer, methods []string, records []editRecord) err
 func cells(tabbed string) string { return strings.ReplaceAll(tabbed, "\t", "\t| ") }
 
 // scoreColumns head the cells of tally.fullRow in every table.
-const scoreColumns = "| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|"
+const scoreColumns = "| edits\t| edit success\t| mask IoU\t| centroid shift px\t| background PSNR dB\t| object area, edit / source\t| background changed\t| another background\t| broken\t| shape kept\t| colour kept\t| position kept\t| size kept\t| background changed beyond the edges\t|"
 
 // The JSON summary (-json). Rates are fractions; every group also carries
 // the counts they come from.
@@ -241,6 +241,9 @@ type editJSON struct {
 
 // editGroupJSON is one cell of the breakdown: a report row, a prompt set
 // ("all" for every set) and a method, at one seed index (null: all seeds).
+// ObjectAreaRatio is the geometric mean, over the edits where both images
+// show an object, of the edited image's object pixels over the source's
+// (null where none does).
 type editGroupJSON struct {
 	Row               string   `json:"row"`
 	Set               string   `json:"set"`
@@ -251,6 +254,7 @@ type editGroupJSON struct {
 	Success           float64  `json:"success"`
 	MaskIoU           float64  `json:"mask_iou"`
 	CentroidShiftPx   *float64 `json:"centroid_shift_px"`
+	ObjectAreaRatio   *float64 `json:"object_area_ratio"`
 	BackgroundPSNRDB  float64  `json:"background_psnr_db"`
 	BackgroundChanged int      `json:"background_changed"`
 	// BackgroundReplaced counts the edits whose image shows another kind
@@ -270,7 +274,8 @@ type keptJSON struct {
 	Rate   float64 `json:"rate"`
 }
 
-// editRecordJSON is one scored edit.
+// editRecordJSON is one scored edit. ObjectAreaRatio is its edited
+// image's object pixels over the source's, null where either shows none.
 type editRecordJSON struct {
 	Row                         string          `json:"row"`
 	Kind                        string          `json:"kind"`
@@ -284,6 +289,7 @@ type editRecordJSON struct {
 	Success                     bool            `json:"success"`
 	MaskIoU                     float64         `json:"mask_iou"`
 	CentroidShiftPx             *float64        `json:"centroid_shift_px"`
+	ObjectAreaRatio             *float64        `json:"object_area_ratio"`
 	BackgroundPSNRDB            float64         `json:"background_psnr_db"`
 	BackgroundChanged           bool            `json:"background_changed"`
 	BackgroundReplaced          bool            `json:"background_replaced"`
@@ -306,6 +312,9 @@ func groupJSON(row, set, method string, seed *int, t *tally) editGroupJSON {
 		BackgroundPSNRBeyondEdgeDB: t.meanPSNRBeyond(), BackgroundChangedBeyondEdge: t.bgChangedBeyond}
 	if m, ok := t.meanShift(); ok {
 		g.CentroidShiftPx = &m
+	}
+	if m, ok := t.meanAreaRatio(); ok {
+		g.ObjectAreaRatio = &m
 	}
 	for at, n := range t.judged {
 		g.Kept[string(at)] = keptJSON{Kept: t.kept[at], Judged: n, Rate: ratio(t.kept[at], n)}
@@ -349,6 +358,10 @@ func writeEditJSON(w io.Writer, run editRun, records []editRecord) error {
 		if s.hasShift {
 			shift := s.shift
 			e.CentroidShiftPx = &shift
+		}
+		if s.hasArea {
+			area := s.areaRatio
+			e.ObjectAreaRatio = &area
 		}
 		for at, ok := range s.kept {
 			e.Kept[string(at)] = ok

@@ -40,6 +40,13 @@ type editScore struct {
 	// srcBackground and background are the backgrounds the source and
 	// the edited image show.
 	srcBackground, background scene.Background
+	// areaRatio is the edited image's object pixels over the source's
+	// (every object the evaluator finds, as the mask IoU reads them),
+	// valid when hasArea: both images show an object. An edit that redraws
+	// its object smaller reads below 1, which its mask IoU does not tell
+	// from an outline that moved.
+	areaRatio float64
+	hasArea   bool
 	// kept records, for each attribute the edit must keep, whether the
 	// edited image's largest object has it as the source's does; empty when
 	// either image shows no object.
@@ -80,6 +87,7 @@ func score(e benchEdit, src, res diffusion.Image) (editScore, error) {
 	if len(sa.Objects) > 0 && len(ra.Objects) > 0 {
 		a, b := sa.Objects[0], ra.Objects[0]
 		s.shift, s.hasShift = math.Hypot(a.CenterX-b.CenterX, a.CenterY-b.CenterY), true
+		s.areaRatio, s.hasArea = float64(pixels(ra.Foreground))/float64(pixels(sa.Foreground)), true
 		s.kept = map[attribute]bool{}
 		for _, at := range e.keep {
 			s.kept[at] = sameAttribute(at, a, b)
@@ -110,6 +118,17 @@ func backgroundPSNR(src, res diffusion.Image, srcFG, resFG []bool, band int) flo
 		}
 	}
 	return psnrOutside(src, res, make([]bool, len(srcFG)))
+}
+
+// pixels counts the pixels mask covers.
+func pixels(mask []bool) int {
+	n := 0
+	for _, in := range mask {
+		if in {
+			n++
+		}
+	}
+	return n
 }
 
 func sameAttribute(at attribute, a, b eval.Object) bool {

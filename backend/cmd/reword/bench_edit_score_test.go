@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -80,8 +81,43 @@ func TestScoreColourSwap(t *testing.T) {
 func TestScoreBrokenEdit(t *testing.T) {
 	e := colourSwap(setPosition, redSquare, scene.Blue, scene.PlainCyan)
 	s := mustScore(t, e, drawn(scene.PlainCyan, placed(redSquare)), drawn(scene.PlainCyan))
-	if !s.broken || s.success || len(s.kept) != 0 || s.hasShift {
-		t.Errorf("an edit with no object: broken %v, success %v, kept %v, shift %v", s.broken, s.success, s.kept, s.hasShift)
+	if !s.broken || s.success || len(s.kept) != 0 || s.hasShift || s.hasArea {
+		t.Errorf("an edit with no object: broken %v, success %v, kept %v, shift %v, area %v", s.broken, s.success, s.kept, s.hasShift, s.hasArea)
+	}
+}
+
+// TestScoreObjectArea: the area ratio reads an object redrawn smaller or
+// larger at its place (area going with the radius squared), 1 for a
+// faithful swap, and a tally's mean is geometric, so half and twice the
+// size cancel out.
+func TestScoreObjectArea(t *testing.T) {
+	e := colourSwap(setBare, redSquare, scene.Yellow, scene.PlainGray)
+	src := drawn(scene.PlainGray, placed(redSquare))
+	yellow := redSquare
+	yellow.Colour = scene.Yellow
+	scaled := func(k float64) diffusion.Image {
+		p := placed(yellow)
+		p.Radius *= k
+		return drawn(scene.PlainGray, p)
+	}
+	for _, c := range []struct {
+		k        float64
+		min, max float64
+	}{{1, 0.95, 1.05}, {0.7, 0.40, 0.58}, {1.4, 1.75, 2.2}} {
+		s := mustScore(t, e, src, scaled(c.k))
+		if !s.hasArea || s.areaRatio < c.min || s.areaRatio > c.max {
+			t.Errorf("radius ×%.1f: area ratio %.3f (valid %v), want %.2f…%.2f", c.k, s.areaRatio, s.hasArea, c.min, c.max)
+		}
+	}
+	var tl tally
+	tl.add(editScore{areaRatio: 0.5, hasArea: true})
+	tl.add(editScore{areaRatio: 2, hasArea: true})
+	tl.add(editScore{broken: true})
+	if m, ok := tl.meanAreaRatio(); !ok || math.Abs(m-1) > 1e-12 {
+		t.Errorf("mean of ×0.5 and ×2 with one broken edit: %v (ok %v), want 1", m, ok)
+	}
+	if _, ok := (&tally{}).meanAreaRatio(); ok {
+		t.Error("an empty tally has an area ratio")
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -75,6 +76,10 @@ type tally struct {
 	psnrBeyond      float64
 	bgChangedBeyond int
 	kept, judged    map[attribute]int
+	// areaLog sums the log of the object area ratio of each of the areas
+	// edits where both images show an object.
+	areaLog float64
+	areas   int
 }
 
 func (t *tally) add(s editScore) {
@@ -87,6 +92,10 @@ func (t *tally) add(s editScore) {
 	if s.hasShift {
 		t.shifts++
 		t.shift += s.shift
+	}
+	if s.hasArea {
+		t.areas++
+		t.areaLog += math.Log(s.areaRatio)
 	}
 	if s.bgChanged() {
 		t.bgChanged++
@@ -134,6 +143,14 @@ func (t *tally) meanPSNRBeyond() float64 { return fratio(t.psnrBeyond, t.n) }
 // show an object; ok is false where none does.
 func (t *tally) meanShift() (float64, bool) { return fratio(t.shift, t.shifts), t.shifts > 0 }
 
+// meanAreaRatio is the geometric mean of the object area ratios (edit over
+// source) over the edits where both images show an object, so that an
+// object drawn at half its size and one drawn at twice cancel out; ok is
+// false where none does.
+func (t *tally) meanAreaRatio() (float64, bool) {
+	return math.Exp(fratio(t.areaLog, t.areas)), t.areas > 0
+}
+
 func ratio(a, n int) float64 { return fratio(float64(a), n) }
 
 func fratio(a float64, n int) float64 {
@@ -169,12 +186,16 @@ func (t *tally) keptCells() string {
 	return strings.Join(cells, "\t")
 }
 
-// fullRow is row plus the counts of changed and replaced backgrounds and
-// of broken outputs, the kept attributes, and the backgrounds changed
-// beyond edgeBand pixels of the objects.
+// fullRow is row plus the object area ratio, the counts of changed and
+// replaced backgrounds and of broken outputs, the kept attributes, and the
+// backgrounds changed beyond edgeBand pixels of the objects.
 func (t *tally) fullRow() string {
-	if t.n == 0 {
-		return fmt.Sprintf("0\t%s\t–\t–\t–\t%s\t–", t.row(), t.keptCells())
+	area := "–"
+	if m, ok := t.meanAreaRatio(); ok {
+		area = fmt.Sprintf("%.2f", m)
 	}
-	return fmt.Sprintf("%d\t%s\t%d\t%d\t%d\t%s\t%d", t.n, t.row(), t.bgChanged, t.bgReplaced, t.broken, t.keptCells(), t.bgChangedBeyond)
+	if t.n == 0 {
+		return fmt.Sprintf("0\t%s\t%s\t–\t–\t–\t%s\t–", t.row(), area, t.keptCells())
+	}
+	return fmt.Sprintf("%d\t%s\t%s\t%d\t%d\t%d\t%s\t%d", t.n, t.row(), area, t.bgChanged, t.bgReplaced, t.broken, t.keptCells(), t.bgChangedBeyond)
 }

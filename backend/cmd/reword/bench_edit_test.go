@@ -109,7 +109,7 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 	}
 	rows := tableRows(text.String())
 	for _, want := range [][]string{
-		{"kind", "method", "seed", "edits", "edit success", "mask IoU", "centroid shift px", "background PSNR dB", "background changed", "another background", "broken", "shape kept", "colour kept", "position kept", "size kept"},
+		{"kind", "method", "seed", "edits", "edit success", "mask IoU", "centroid shift px", "background PSNR dB", "object area, edit / source", "background changed", "another background", "broken", "shape kept", "colour kept", "position kept", "size kept"},
 		{rowMustChange, methodP2P, "all", "2", "100 %"},
 		{kindColour, methodP2P, "1", "1", "100 %"},
 		{kindColour, methodBaseline, "all", "2", "100 %"},
@@ -151,6 +151,14 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 	all, ok := got.group(kindColour, "all", methodP2P, -1)
 	if !ok || all.Edits != 2 || all.Succeeded != 2 || all.BackgroundChanged != 1 || all.BackgroundReplaced != 1 || all.Kept["position"].Kept != 2 {
 		t.Errorf("colour swaps, all seeds: %+v", all)
+	}
+	if a := all.ObjectAreaRatio; a == nil || *a < 0.95 || *a > 1.05 {
+		t.Errorf("colour swaps drawn at the source's size: object area ratio %v, want about 1", a)
+	}
+	for _, e := range got.Edits {
+		if e.ObjectAreaRatio == nil {
+			t.Errorf("%s → %s (%s): no object area ratio", e.Source, e.Target, e.Method)
+		}
 	}
 	for seed, changed := range []int{0, 1} {
 		g, ok := got.group(kindColour, "all", methodP2P, seed)
