@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"reword/backend/diffusion"
@@ -118,6 +120,18 @@ func TestScoreObjectArea(t *testing.T) {
 	}
 	if _, ok := (&tally{}).meanAreaRatio(); ok {
 		t.Error("an empty tally has an area ratio")
+	}
+
+	// The tables show the mean under their header's column.
+	var half tally
+	half.add(editScore{success: true, areaRatio: 0.5, hasArea: true})
+	var heads []string
+	for _, h := range strings.Split(strings.TrimSuffix(scoreColumns, "\t|"), "\t") {
+		heads = append(heads, strings.Trim(h, "| "))
+	}
+	row := strings.Split(half.fullRow(), "\t")
+	if at := slices.Index(heads, "object area, edit / source"); at < 0 || len(row) != len(heads) || row[at] != "0.50" {
+		t.Errorf("a tally of one edit at half the area: row %q under %q", row, heads)
 	}
 }
 

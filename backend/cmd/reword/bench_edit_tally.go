@@ -76,8 +76,8 @@ type tally struct {
 	psnrBeyond      float64
 	bgChangedBeyond int
 	kept, judged    map[attribute]int
-	// areaLog sums the log of the object area ratio of each of the areas
-	// edits where both images show an object.
+	// areaLog sums log(areaRatio) over the areas edits where both images
+	// show an object.
 	areaLog float64
 	areas   int
 }

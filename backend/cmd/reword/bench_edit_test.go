@@ -126,6 +126,35 @@ func TestEditReportFromDrawnScenes(t *testing.T) {
 		}
 	}
 
+	// Every row has its header's cells, and the area column is where its
+	// header says: the swaps drawn at the source's size read about 1, a
+	// row without edits reads "–".
+	width, area := 0, -1
+	for _, r := range rows {
+		switch r[0] {
+		case "kind", "to":
+			width, area = len(r), slices.Index(r, "object area, edit / source")
+			if area < 0 {
+				t.Fatalf("a table without the object area column: %q", r)
+			}
+			continue
+		}
+		if len(r) != width || area < 0 {
+			t.Errorf("row of %d cells under a header of %d: %q", len(r), width, r)
+			continue
+		}
+		switch {
+		case hasRow([][]string{r}, []string{kindColour, methodBaseline, "all"}):
+			if v, err := strconv.ParseFloat(r[area], 64); err != nil || v < 0.95 || v > 1.05 {
+				t.Errorf("colour swaps drawn at the source's size: object area %q, want about 1", r[area])
+			}
+		case hasRow([][]string{r}, []string{kindBoost, "baseline (= the source)", "all"}):
+			if r[area] != "–" {
+				t.Errorf("a row without edits: object area %q, want –", r[area])
+			}
+		}
+	}
+
 	var js bytes.Buffer
 	if err := writeEditJSON(&js, run, records); err != nil {
 		t.Fatal(err)
