@@ -87,7 +87,7 @@ func score(e benchEdit, src, res diffusion.Image) (editScore, error) {
 	if len(sa.Objects) > 0 && len(ra.Objects) > 0 {
 		a, b := sa.Objects[0], ra.Objects[0]
 		s.shift, s.hasShift = math.Hypot(a.CenterX-b.CenterX, a.CenterY-b.CenterY), true
-		s.areaRatio, s.hasArea = float64(pixels(ra.Foreground))/float64(pixels(sa.Foreground)), true
+		s.areaRatio, s.hasArea = float64(objectPixels(ra))/float64(objectPixels(sa)), true
 		s.kept = map[attribute]bool{}
 		for _, at := range e.keep {
 			s.kept[at] = sameAttribute(at, a, b)
@@ -120,13 +120,12 @@ func backgroundPSNR(src, res diffusion.Image, srcFG, resFG []bool, band int) flo
 	return psnrOutside(src, res, make([]bool, len(srcFG)))
 }
 
-// pixels counts the pixels mask covers.
-func pixels(mask []bool) int {
+// objectPixels counts the pixels of every object a finds: its foreground,
+// whose objects do not overlap.
+func objectPixels(a eval.Result) int {
 	n := 0
-	for _, in := range mask {
-		if in {
-			n++
-		}
+	for _, o := range a.Objects {
+		n += o.Area
 	}
 	return n
 }
