@@ -125,10 +125,7 @@ func TestScoreObjectArea(t *testing.T) {
 	// The tables show the mean under their header's column.
 	var half tally
 	half.add(editScore{success: true, areaRatio: 0.5, hasArea: true})
-	var heads []string
-	for _, h := range strings.Split(strings.TrimSuffix(scoreColumns, "\t|"), "\t") {
-		heads = append(heads, strings.Trim(h, "| "))
-	}
+	heads := tableRows(scoreColumns)[0]
 	row := strings.Split(half.fullRow(), "\t")
 	if at := slices.Index(heads, "object area, edit / source"); at < 0 || len(row) != len(heads) || row[at] != "0.50" {
 		t.Errorf("a tally of one edit at half the area: row %q under %q", row, heads)
