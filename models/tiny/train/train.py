@@ -164,14 +164,22 @@ from checkpoint import Checkpoints
 #                   cycles that have the grounding loss: a scene's exact colour
 #                   swap (datagen -twins), noised with the scene's own noise, is
 #                   denoised under the swapped caption with the scene's
-#                   attention maps put in (MapInjection: cross maps above
+#                   attention maps put in (twin_windows: the kept words'
+#                   cross maps above twin_cross_above_t, the swapped word's
+#                   above twin_cross_changed_above_t, both by default
 #                   INJECT_CROSS_ABOVE_T, self maps above twin_self_above_t,
 #                   default INJECT_SELF_ABOVE_T), and the prediction is asked
 #                   to be the true noise, as the denoising loss asks. The swap
 #                   consistency terms ask an edit to keep the source's
 #                   prediction away from the objects, from the source's noisy
 #                   latent; this one shows the edit the picture it should
-#                   draw, from its own noisy latent, everywhere
+#                   draw, from its own noisy latent, everywhere; twin_unroll
+#                   above 0 (recorded only when given) runs it that many more
+#                   sampler steps of twin_unroll_stride sampler steps each
+#                   along the edit's own trajectory (unrolled_twin_terms):
+#                   an edit's latent is one it drew itself from the first
+#                   step, and the one-step term never shows the UNet its own
+#                   drift away from the twin
 #   preserve_margin (only in recipes that set it; otherwise
 #                   swap_consistency_margin) the margin of preserve_region
 #                   'objects' and 'ring', so that the swap consistency term
@@ -548,7 +556,11 @@ def background_mean_loss(x0, swapped_x0, masks, margin=1):
 
 # Prompt-to-Prompt's default windows (cross 0.8 and self 0.4 of 50 DDIM steps,
 # t = 981, 961, ..., 1) put the source's cross-attention maps into the edit at
-# t > 200 and its self-attention maps at t > 600.
+# t > 200 and its self-attention maps at t > 600. The embedded model's own
+# defaults since (cross_replace 1, cross_replace_changed 0.4) put the kept
+# words' cross maps in at every step and the swapped word's at t > 600: the
+# twin term can follow them (twin_windows); the swap consistency term keeps
+# these.
 INJECT_CROSS_ABOVE_T, INJECT_SELF_ABOVE_T = 200, 600
 
 
@@ -562,7 +574,11 @@ class MapInjection:
     where cross is true and in the self-attention layers where self_ is. The
     recorded maps are detached: the edit is given the source's maps, as at
     sampling, and the term that compares the two passes does not reshape them
-    (the grounding loss does). The probabilities must come batch first, in
+    (the grounding loss does). cross may also be [rows, K], a gate per token
+    (K: the text's tokens), as the engine's per-token windows (a swapped
+    word's own cross window): a token's column is the source's where its
+    gate is true and the pass's own elsewhere, the row not renormalised, as
+    the engine's formula. The probabilities must come batch first, in
     the sdpa layout ([B, heads, N, K]) training and pathways.py compute in.
     pathways.py measures with the same record and replay.
     """
@@ -583,7 +599,8 @@ class MapInjection:
         source = self.maps[self.at][self.rows]
         self.at += 1
         gate = self.gates[0] if module.is_cross else self.gates[1]
-        return torch.where(gate[:, None, None, None], source, probs)
+        gate = gate[:, None, None, :] if gate.dim() == 2 else gate[:, None, None, None]
+        return torch.where(gate, source, probs)
 
 
 @contextlib.contextmanager
@@ -632,6 +649,68 @@ def unrolled_swap_terms(unet, maps, ac, x, t, source_eps, edited_eps, source_ctx
             edited_eps = unet(xe, t.float(), swapped_ctx)
         total = total + swap_consistency_loss(source_eps, edited_eps, masks, margin, None if weights is None else weights[t])
     return total
+
+
+def unrolled_twin_terms(unet, maps, ac, x0, x0_twin, eps, t, twin_eps, source_ctx, twin_ctx, steps, stride,
+                        windows, weight_of):
+    """The twin term on the next `steps` sampler steps of the edit's own trajectory, one per step.
+
+    The edit starts from the twin's noisy latent at timesteps t ([B]: x0_twin
+    noised with eps, as the one-step twin term) and follows its own noise
+    prediction twin_eps, one DDIM step of `stride` sampler strides at a time,
+    the prediction detached between steps: each step's latent is one the
+    edit drew, and the term at that step teaches the prediction there, not
+    the steps before it (scheduled sampling), so a drift the UNet starts is
+    a drift it is shown how to undo. At each step the source pass (source_ctx,
+    no gradient) records its maps on the scene's own noisy latent at the new
+    timestep (x0 noised with eps: the scene the twin is the swap of), the
+    edit pass (twin_ctx) runs with them put in where windows(t) says
+    (MapInjection.inject's cross and self gates), and its prediction is asked for the noise that leads its
+    own latent to the twin's clean latent: (x - sqrt(a) x0_twin) / sqrt(1 - a),
+    the denoising loss's target when x is on the twin's path, and in the
+    clean latent's terms the twin itself. weight_of(t): the denoising loss's
+    per-image weights at timesteps t. Returns the sum of the steps' terms.
+    """
+    rows = torch.arange(len(x0), device=x0.device)
+    a = ac[t][:, None, None, None]
+    x = a.sqrt() * x0_twin + (1 - a).sqrt() * eps
+    total = 0.0
+    for _ in range(steps):
+        t_next = (t - stride * SAMPLER_STRIDE).clamp(min=0)
+        a_next = ac[t_next][:, None, None, None]
+        x, t, a = tinysd.ddim_step(x, twin_eps.detach(), a, a_next).detach(), t_next, a_next
+        maps.record()
+        with torch.no_grad(), probs_hook(maps):
+            unet(a.sqrt() * x0 + (1 - a).sqrt() * eps, t.float(), source_ctx)
+        maps.inject(rows, *windows(t))
+        with probs_hook(maps):
+            twin_eps = unet(x, t.float(), twin_ctx)
+        target = (x - a.sqrt() * x0_twin) / (1 - a).sqrt()
+        total = total + denoising_loss(twin_eps, target, weight_of(t))
+    return total
+
+
+def twin_windows(r, changed):
+    """The twin term's map windows for recipe r: a function of the timesteps t ([B]) that gives
+    MapInjection.inject's (cross, self) gates.
+
+    changed: [B, K] which of the twin caption's tokens differ from the
+    caption's (the swapped word). Unchanged tokens take the source's cross
+    maps above twin_cross_above_t, the swapped word's tokens above
+    twin_cross_changed_above_t (the engine's cross_replace_changed: after it
+    the word draws with its own maps), the self maps are put in above
+    twin_self_above_t; each defaults to the windows the term was first
+    measured with (INJECT_CROSS_ABOVE_T for both cross gates,
+    INJECT_SELF_ABOVE_T).
+    """
+    cross_above = r.get('twin_cross_above_t', INJECT_CROSS_ABOVE_T)
+    changed_above = r.get('twin_cross_changed_above_t', cross_above)
+    self_above = r.get('twin_self_above_t', INJECT_SELF_ABOVE_T)
+
+    def gates(t):
+        cross = torch.where(changed, (t > changed_above)[:, None], (t > cross_above)[:, None])
+        return cross, t > self_above
+    return gates
 
 
 def object_follow_loss(edited, fresh, on):
@@ -709,6 +788,16 @@ def preserve_loss(pred, frozen_pred, weight, near=None):
     else:
         per_image = (sq * near).sum((1, 2, 3)) / (near.sum((1, 2, 3)) * sq.shape[1]).clamp(min=1)
     return (per_image * weight).mean()
+
+
+def loss_weights(ac, t, r):
+    """The denoising loss's weight of each image at timesteps t ([B]): Min-SNR for epsilon prediction, times
+    recipe r's high_t_snr floor when it has one."""
+    snr = ac[t] / (1 - ac[t])
+    weight = torch.clamp(snr, max=r['min_snr_gamma']) / snr
+    if r['high_t_snr'] > 0:
+        weight = weight * torch.clamp(r['high_t_snr'] / snr, min=1.0)
+    return weight
 
 
 def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=None, processes=1, judge=None,
@@ -904,10 +993,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
         with probs_hook(maps if inject or twin else None):
             ctx = te(tok)
             pred = unet(xt, t.float(), ctx)
-        snr = ac[t] / (1 - ac[t])
-        weight = torch.clamp(snr, max=r['min_snr_gamma']) / snr  # Min-SNR for epsilon prediction
-        if r['high_t_snr'] > 0:
-            weight = weight * torch.clamp(r['high_t_snr'] / snr, min=1.0)
+        weight = loss_weights(ac, t, r)
         cover = masks[idx].float() / 16 if grounding or r['unet_object_weight'] > 0 else None  # each object's share of every latent cell
         loss = denoising_loss(pred, eps, weight, cover, r['unet_object_weight'])
         if preserve:
@@ -975,13 +1061,24 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
             if rows.any():
                 at = rows.nonzero()[:, 0]
                 th = t[rows]
-                x_twin = a[rows].sqrt() * (x0[rows] + twins[0][idx[rows]].float()) + (1 - a[rows]).sqrt() * eps[rows]
-                maps.inject(at, th > INJECT_CROSS_ABOVE_T, th > r.get('twin_self_above_t', INJECT_SELF_ABOVE_T))
+                x0_twin = x0[rows] + twins[0][idx[rows]].float()
+                x_twin = a[rows].sqrt() * x0_twin + (1 - a[rows]).sqrt() * eps[rows]
+                twin_ids = twins[1][idx[rows]]
+                twin_ctx = te(twin_ids)
+                windows = twin_windows(r, twin_ids != tok[rows])
+                maps.inject(at, *windows(th))
                 with probs_hook(maps):
-                    twin_pred = unet(x_twin, th.float(), te(twins[1][idx[rows]]))
+                    twin_pred = unet(x_twin, th.float(), twin_ctx)
+                tw = denoising_loss(twin_pred, eps[rows], weight[rows])
+                unroll = r.get('twin_unroll', 0)
+                if unroll > 0:
+                    u = unrolled_twin_terms(unet, maps, ac, x0[rows], x0_twin, eps[rows], th, twin_pred,
+                                            ctx[rows].detach(), twin_ctx, unroll, r['twin_unroll_stride'],
+                                            windows, lambda at_t: loss_weights(ac, at_t, r))
+                    tw = (tw + u) / (1 + unroll)  # the term's mean over the steps
                 # Averaged over the whole batch, as the denoising loss: the term's weight does not follow how
                 # many of a batch's scenes have a twin.
-                tw = denoising_loss(twin_pred, eps[rows], weight[rows]) * rows.float().mean()
+                tw = tw * rows.float().mean()
                 loss = loss + r['twin_weight'] * tw
                 if lead and ((step + 1) % 500 == 0 or step == 0):
                     log(f'step {step + 1}: twin term {tw.item():.5f}')
@@ -1117,6 +1214,18 @@ def main():
     ap.add_argument('--twin-self-above-t', type=int,
                     help=f'the twin term puts the self-attention maps in above this timestep (default '
                          f'{INJECT_SELF_ABOVE_T}: the engine\'s default self window, 0.4 of the steps)')
+    ap.add_argument('--twin-cross-above-t', type=int,
+                    help=f'the twin term puts the cross-attention maps of the words the twin keeps in above this '
+                         f'timestep (default {INJECT_CROSS_ABOVE_T}: the reference cross window 0.8; -1: at every '
+                         f'timestep, the embedded model\'s cross_replace 1)')
+    ap.add_argument('--twin-cross-changed-above-t', type=int,
+                    help='the twin term puts the swapped word\'s cross-attention maps in above this timestep '
+                         '(default: --twin-cross-above-t; 600: the embedded model\'s cross_replace_changed 0.4)')
+    ap.add_argument('--twin-unroll', type=int,
+                    help='with --twin-weight: run the twin term this many more sampler steps along the edit\'s own '
+                         'trajectory and average it over the steps (0: the one step, 0 to 10)')
+    ap.add_argument('--twin-unroll-stride', type=int,
+                    help='with --twin-unroll: sampler steps (DDIM, stride 20) per unrolled step (default 1, 1 to 10)')
     ap.add_argument('--twin-deltas', help="with --twin-weight: a .npy cache of every scene's twin latent minus its "
                                           "own (posterior means, scaled), written when missing")
     ap.add_argument('--preserve-margin', type=int,
@@ -1371,6 +1480,29 @@ def main():
         if not 0 <= args.twin_self_above_t < 1000:
             ap.error(f'--twin-self-above-t must be a timestep, 0 to 999, got {args.twin_self_above_t}')
         r['twin_self_above_t'] = args.twin_self_above_t
+    for flag, key in (('--twin-cross-above-t', 'twin_cross_above_t'),
+                      ('--twin-cross-changed-above-t', 'twin_cross_changed_above_t')):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if args.twin_weight is None:
+            ap.error(f'{flag} is for the twin term: give --twin-weight too')
+        if not -1 <= value < 1000:
+            ap.error(f'{flag} must be a timestep, 0 to 999, or -1 (every timestep), got {value}')
+        r[key] = value  # recorded only when given, as twin_self_above_t
+    if args.twin_unroll is not None:
+        if args.twin_weight is None:
+            ap.error('--twin-unroll runs the twin term along the edit\'s trajectory: give --twin-weight too')
+        if not 0 <= args.twin_unroll <= 10:
+            ap.error(f'--twin-unroll must be 0 to 10 sampler steps, got {args.twin_unroll}')
+        r['twin_unroll'] = args.twin_unroll  # recorded only when given, as twin_weight
+        r['twin_unroll_stride'] = 1
+    if args.twin_unroll_stride is not None:
+        if args.twin_unroll is None:
+            ap.error('--twin-unroll-stride is the step of --twin-unroll: give --twin-unroll too')
+        if not 1 <= args.twin_unroll_stride <= 10:
+            ap.error(f'--twin-unroll-stride must be 1 to 10 sampler steps, got {args.twin_unroll_stride}')
+        r['twin_unroll_stride'] = args.twin_unroll_stride
     if args.twin_deltas and args.twin_weight is None:
         ap.error('--twin-deltas is for the twin term: give --twin-weight too')
     if args.twin_weight is not None and r['swap_consistency_unroll'] > 0:
