@@ -175,7 +175,7 @@ from checkpoint import Checkpoints
 #                   latent; this one shows the edit the picture it should
 #                   draw, from its own noisy latent, everywhere; twin_unroll
 #                   above 0 (recorded only when given) runs it that many more
-#                   sampler steps of twin_unroll_stride sampler steps each
+#                   DDIM steps of twin_unroll_stride sampler strides each
 #                   along the edit's own trajectory (unrolled_twin_terms):
 #                   an edit's latent is one it drew itself from the first
 #                   step, and the one-step term never shows the UNet its own
@@ -668,14 +668,19 @@ def unrolled_twin_terms(unet, maps, ac, x0, x0_twin, eps, t, twin_eps, source_ct
     (MapInjection.inject's cross and self gates), and its prediction is asked for the noise that leads its
     own latent to the twin's clean latent: (x - sqrt(a) x0_twin) / sqrt(1 - a),
     the denoising loss's target when x is on the twin's path, and in the
-    clean latent's terms the twin itself. weight_of(t): the denoising loss's
-    per-image weights at timesteps t. Returns the sum of the steps' terms.
+    clean latent's terms the twin itself. A row whose path has reached t 0
+    counts no further steps (a step from t 0 would stay there and count the
+    same term again). weight_of(t): the denoising loss's per-image weights
+    at timesteps t. Returns the sum of the steps' terms.
     """
     rows = torch.arange(len(x0), device=x0.device)
     a = ac[t][:, None, None, None]
     x = a.sqrt() * x0_twin + (1 - a).sqrt() * eps
     total = 0.0
     for _ in range(steps):
+        moving = (t > 0).float()
+        if not moving.any():
+            break
         t_next = (t - stride * SAMPLER_STRIDE).clamp(min=0)
         a_next = ac[t_next][:, None, None, None]
         x, t, a = tinysd.ddim_step(x, twin_eps.detach(), a, a_next).detach(), t_next, a_next
@@ -686,7 +691,7 @@ def unrolled_twin_terms(unet, maps, ac, x0, x0_twin, eps, t, twin_eps, source_ct
         with probs_hook(maps):
             twin_eps = unet(x, t.float(), twin_ctx)
         target = (x - a.sqrt() * x0_twin) / (1 - a).sqrt()
-        total = total + denoising_loss(twin_eps, target, weight_of(t))
+        total = total + denoising_loss(twin_eps, target, weight_of(t) * moving)
     return total
 
 
@@ -926,7 +931,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
     ema_te.load_state_dict(te.state_dict())
     ema_unet.load_state_dict(unet.state_dict())
     frozen = None
-    maps = MapInjection()  # used by the injected swap consistency term
+    maps = MapInjection()  # used by the injected swap consistency term and the twin term
     if teacher is not None:
         frozen = new_models(r, dev)
         for m, name in zip(frozen, ('text_encoder', 'unet')):
@@ -1073,7 +1078,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                 unroll = r.get('twin_unroll', 0)
                 if unroll > 0:
                     u = unrolled_twin_terms(unet, maps, ac, x0[rows], x0_twin, eps[rows], th, twin_pred,
-                                            ctx[rows].detach(), twin_ctx, unroll, r['twin_unroll_stride'],
+                                            ctx[rows].detach(), twin_ctx, unroll, r.get('twin_unroll_stride', 1),
                                             windows, lambda at_t: loss_weights(ac, at_t, r))
                     tw = (tw + u) / (1 + unroll)  # the term's mean over the steps
                 # Averaged over the whole batch, as the denoising loss: the term's weight does not follow how
@@ -1222,10 +1227,12 @@ def main():
                     help='the twin term puts the swapped word\'s cross-attention maps in above this timestep '
                          '(default: --twin-cross-above-t; 600: the embedded model\'s cross_replace_changed 0.4)')
     ap.add_argument('--twin-unroll', type=int,
-                    help='with --twin-weight: run the twin term this many more sampler steps along the edit\'s own '
-                         'trajectory and average it over the steps (0: the one step, 0 to 10)')
+                    help='with --twin-weight: run the twin term this many more DDIM steps (of --twin-unroll-stride '
+                         'sampler strides each) along the edit\'s own trajectory and average it over the steps (0: the '
+                         'one step, 0 to 10)')
     ap.add_argument('--twin-unroll-stride', type=int,
-                    help='with --twin-unroll: sampler steps (DDIM, stride 20) per unrolled step (default 1, 1 to 10)')
+                    help='with --twin-unroll above 0: sampler strides (20 timesteps each) per unrolled step '
+                         '(default 1, 1 to 10)')
     ap.add_argument('--twin-deltas', help="with --twin-weight: a .npy cache of every scene's twin latent minus its "
                                           "own (posterior means, scaled), written when missing")
     ap.add_argument('--preserve-margin', type=int,
@@ -1477,8 +1484,9 @@ def main():
     if args.twin_self_above_t is not None:
         if args.twin_weight is None:
             ap.error('--twin-self-above-t is for the twin term: give --twin-weight too')
-        if not 0 <= args.twin_self_above_t < 1000:
-            ap.error(f'--twin-self-above-t must be a timestep, 0 to 999, got {args.twin_self_above_t}')
+        if not -1 <= args.twin_self_above_t < 1000:
+            ap.error(f'--twin-self-above-t must be a timestep, 0 to 999, or -1 (every timestep), got '
+                     f'{args.twin_self_above_t}')
         r['twin_self_above_t'] = args.twin_self_above_t
     for flag, key in (('--twin-cross-above-t', 'twin_cross_above_t'),
                       ('--twin-cross-changed-above-t', 'twin_cross_changed_above_t')):
@@ -1498,8 +1506,8 @@ def main():
         r['twin_unroll'] = args.twin_unroll  # recorded only when given, as twin_weight
         r['twin_unroll_stride'] = 1
     if args.twin_unroll_stride is not None:
-        if args.twin_unroll is None:
-            ap.error('--twin-unroll-stride is the step of --twin-unroll: give --twin-unroll too')
+        if not args.twin_unroll:
+            ap.error('--twin-unroll-stride is the step of --twin-unroll: give --twin-unroll above 0 too')
         if not 1 <= args.twin_unroll_stride <= 10:
             ap.error(f'--twin-unroll-stride must be 1 to 10 sampler steps, got {args.twin_unroll_stride}')
         r['twin_unroll_stride'] = args.twin_unroll_stride
