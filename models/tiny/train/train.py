@@ -665,8 +665,9 @@ def unrolled_twin_terms(unet, maps, ac, x0, x0_twin, eps, t, twin_eps, source_ct
     no gradient) records its maps on the scene's own noisy latent at the new
     timestep (x0 noised with eps: the scene the twin is the swap of), the
     edit pass (twin_ctx) runs with them put in where windows(t) says
-    (MapInjection.inject's cross and self gates), and its prediction is asked for the noise that leads its
-    own latent to the twin's clean latent: (x - sqrt(a) x0_twin) / sqrt(1 - a),
+    (MapInjection.inject's cross and self gates), and its prediction is
+    asked for the noise that leads its own latent to the twin's clean
+    latent: (x - sqrt(a) x0_twin) / sqrt(1 - a),
     the denoising loss's target when x is on the twin's path, and in the
     clean latent's terms the twin itself. A row whose path has reached t 0
     counts no further steps (a step from t 0 would stay there and count the
@@ -1481,35 +1482,27 @@ def main():
         if not args.twin_weight > 0:
             ap.error(f'--twin-weight must be above 0, got {args.twin_weight}')
         r['twin_weight'] = args.twin_weight  # recorded only when given, as preserve_margin
-    if args.twin_self_above_t is not None:
-        if args.twin_weight is None:
-            ap.error('--twin-self-above-t is for the twin term: give --twin-weight too')
-        if not -1 <= args.twin_self_above_t < 1000:
-            ap.error(f'--twin-self-above-t must be a timestep, 0 to 999, or -1 (every timestep), got '
-                     f'{args.twin_self_above_t}')
-        r['twin_self_above_t'] = args.twin_self_above_t
-    for flag, key in (('--twin-cross-above-t', 'twin_cross_above_t'),
-                      ('--twin-cross-changed-above-t', 'twin_cross_changed_above_t')):
-        value = getattr(args, key)
+    for key in ('twin_self_above_t', 'twin_cross_above_t', 'twin_cross_changed_above_t'):
+        value, flag = getattr(args, key), '--' + key.replace('_', '-')
         if value is None:
             continue
         if args.twin_weight is None:
             ap.error(f'{flag} is for the twin term: give --twin-weight too')
         if not -1 <= value < 1000:
             ap.error(f'{flag} must be a timestep, 0 to 999, or -1 (every timestep), got {value}')
-        r[key] = value  # recorded only when given, as twin_self_above_t
+        r[key] = value  # recorded only when given: recipes without the twin windows stay as they were
     if args.twin_unroll is not None:
         if args.twin_weight is None:
             ap.error('--twin-unroll runs the twin term along the edit\'s trajectory: give --twin-weight too')
         if not 0 <= args.twin_unroll <= 10:
-            ap.error(f'--twin-unroll must be 0 to 10 sampler steps, got {args.twin_unroll}')
+            ap.error(f'--twin-unroll must be 0 to 10 unrolled steps, got {args.twin_unroll}')
         r['twin_unroll'] = args.twin_unroll  # recorded only when given, as twin_weight
         r['twin_unroll_stride'] = 1
     if args.twin_unroll_stride is not None:
         if not args.twin_unroll:
             ap.error('--twin-unroll-stride is the step of --twin-unroll: give --twin-unroll above 0 too')
         if not 1 <= args.twin_unroll_stride <= 10:
-            ap.error(f'--twin-unroll-stride must be 1 to 10 sampler steps, got {args.twin_unroll_stride}')
+            ap.error(f'--twin-unroll-stride must be 1 to 10 sampler strides, got {args.twin_unroll_stride}')
         r['twin_unroll_stride'] = args.twin_unroll_stride
     if args.twin_deltas and args.twin_weight is None:
         ap.error('--twin-deltas is for the twin term: give --twin-weight too')
@@ -1583,6 +1576,9 @@ def main():
         ap.error('--processes is for CPU training; on a GPU use one process')
     if args.processes > 1 and args.judge_every:
         ap.error('--judge-every needs --processes 1 (the other processes would wait on the judge); --judge alone judges the end')
+    missing = [f for f in ('images.npy', 'input_ids.npy', 'info.json') if not os.path.isfile(os.path.join(args.data, f))]
+    if missing:
+        ap.error(f'--data {args.data} is not a data set drawn by datagen: it has no {", ".join(missing)}')
     torch.set_num_threads(args.threads)
     tinysd.Attention.layout = TRAINING_LAYOUT
     torch.manual_seed(r['seed'])
