@@ -1,6 +1,7 @@
 # Reword — build, run and test. `make run` and `make test` work on a fresh
 # Debian machine: they install what they need (ONNX Runtime via npm pack,
-# chromium and brotli via apt-get, Go modules via the module proxy).
+# chromium, brotli and the training code's torch via apt-get, Go modules via
+# the module proxy).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,6 +14,7 @@ ORT_DIR   := .cache/ort/1.24.1
 ORT_LIB   := $(ORT_DIR)/libonnxruntime.so.1
 WEB_OUT   := bin/web
 ADDR      ?= 127.0.0.1:8080
+PYTHON    ?= /usr/bin/python3
 
 # Server packages (everything with goroutines serving clients) and backend/ort
 # (a run is cancelled from the context's goroutine) run under the race
@@ -22,7 +24,7 @@ RACE_PKGS   := ./backend/server/... ./backend/queue/... ./backend/store/... ./ba
                ./backend/clientaddr/... ./backend/keyrate/... ./backend/ort/... ./shared/protocol/...
 RACE_FILTER := /backend/(server|queue|store|cluster|editjob|clientaddr|keyrate|ort)(/|$$)|/shared/protocol(/|$$)
 
-.PHONY: build run test ort deps-browser fmt-check vet unit fuzz e2e bench tiny-model clean
+.PHONY: build run test ort deps-browser deps-train fmt-check vet unit fuzz e2e train-test bench tiny-model clean
 
 build: bin/reword wasm
 
@@ -116,7 +118,18 @@ fuzz:
 e2e: deps-browser build ort
 	REWORD_BIN=$(CURDIR)/bin/reword $(GO) test -count=1 -tags e2e -v ./web/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
 
-test: fmt-check vet unit fuzz e2e
+# torch (1.13, the version the tiny model is trained with) and NumPy for the
+# training code's tests, from Debian.
+deps-train:
+	@if ! $(PYTHON) -c 'import torch, numpy' 2>/dev/null; then echo "installing python3-torch with apt-get"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy libopenblas0-pthread; fi
+
+# The training code's tests: what a training step computes, the flags it
+# refuses and two-step runs on a small drawn data set (no model is trained).
+train-test: deps-train
+	cd models/tiny/train && $(PYTHON) -m unittest -v test_train
+
+test: fmt-check vet unit fuzz e2e train-test
 
 # The quick benchmarks: Go micro-benchmarks (tokenizer, schedulers, …) and
 # the engine and instrumentation ratios on the tiny model. The long ones run

@@ -205,6 +205,37 @@ func ColourTwin(rng *rand.Rand, s Scene, c Caption) (twin Scene, twinCaption Cap
 	return twin, NewCaption(mentions, c.Background, c.NamesBackground), object, true
 }
 
+// BackgroundTwin returns the exact background swap of training scene s
+// with caption c, the edit Prompt-to-Prompt's refinement makes when a
+// background phrase is added to a caption that names none ("a red circle" →
+// "a red circle on grass"): the same objects in the same places, sizes,
+// rotations and textures on another background that allows each of their
+// colours, and c with that background's phrase added. rng chooses the
+// background; ok is false when c already names one, or when no other
+// background allows every object's colour.
+func BackgroundTwin(rng *rand.Rand, s Scene, c Caption) (twin Scene, twinCaption Caption, ok bool) {
+	if c.NamesBackground {
+		return Scene{}, Caption{}, false
+	}
+	var to []Background
+	for _, bg := range Backgrounds {
+		allowed := bg != s.Background
+		for _, o := range s.Objects {
+			allowed = allowed && bg.Allows(o.Colour)
+		}
+		if allowed {
+			to = append(to, bg)
+		}
+	}
+	if len(to) == 0 {
+		return Scene{}, Caption{}, false
+	}
+	twin = s
+	twin.Objects = append([]Placed(nil), s.Objects...)
+	twin.Background = to[rng.IntN(len(to))]
+	return twin, NewCaption(append([]Mention(nil), c.Mentions...), twin.Background, true), true
+}
+
 // Place draws the jitter for objects on background bg: centre, radius,
 // rotation and texture phase. Objects that would overlap are shrunk to
 // Small and re-jittered, so the returned sizes can differ from the

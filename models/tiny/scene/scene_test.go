@@ -237,6 +237,97 @@ func TestColourTwin(t *testing.T) {
 	}
 }
 
+// A background twin keeps every object pixel for pixel and only swaps the
+// background for another that allows the objects' colours; its caption is
+// the caption with that background's phrase added. A caption that names a
+// background has no twin.
+func TestBackgroundTwin(t *testing.T) {
+	twins := 0
+	for i := range 400 {
+		s, c := TrainingExample(1, i)
+		was := s.Background
+		twin, tc, ok := BackgroundTwin(rand.New(rand.NewPCG(7, uint64(i))), s, c)
+		if !ok {
+			if !c.NamesBackground {
+				for _, bg := range Backgrounds {
+					all := bg != s.Background
+					for _, o := range s.Objects {
+						all = all && bg.Allows(o.Colour)
+					}
+					if all {
+						t.Errorf("scene %d (%q): no twin although %v allows its colours", i, c.Text, bg)
+					}
+				}
+			}
+			continue
+		}
+		twins++
+		if c.NamesBackground {
+			t.Fatalf("scene %d: a twin for %q, which names its background", i, c.Text)
+		}
+		if s.Background != was {
+			t.Fatalf("scene %d: the twin changed the scene it came from", i)
+		}
+		if twin.Background == s.Background || tc.Text != c.Text+" "+twin.Background.Phrase() || !tc.NamesBackground || tc.Background != twin.Background {
+			t.Fatalf("scene %d: %q on %v → %q on %v", i, c.Text, s.Background, tc.Text, twin.Background)
+		}
+		for _, o := range twin.Objects {
+			if !twin.Background.Allows(o.Colour) {
+				t.Fatalf("scene %d: %v on %v", i, o.Colour, twin.Background)
+			}
+		}
+		a, b := s.Render(), twin.Render()
+		masks := s.ObjectMasks()
+		outside, changed := 0, 0
+		for p := 0; p < ImageSize*ImageSize; p++ {
+			x, y := p%ImageSize, p/ImageSize
+			in, same := false, a.Pix[4*p] == b.Pix[4*p] && a.Pix[4*p+1] == b.Pix[4*p+1] && a.Pix[4*p+2] == b.Pix[4*p+2]
+			for _, m := range masks {
+				in = in || m[p]
+			}
+			if !in && !anyNear(masks, x, y, 2) {
+				outside++
+				if !same {
+					changed++
+				}
+			}
+			// Antialiased edges blend in the background up to 2 px inside the mask.
+			if in && !same && !anyNear(invert(masks), x, y, 2) {
+				t.Fatalf("scene %d: object pixel (%d, %d) changed", i, x, y)
+			}
+		}
+		if changed*2 < outside {
+			t.Fatalf("scene %d: %v → %v changed %d of %d background pixels", i, s.Background, twin.Background, changed, outside)
+		}
+	}
+	// Captions leave the background unnamed in six of ten.
+	if twins < 200 {
+		t.Errorf("%d of 400 scenes have a twin", twins)
+	}
+}
+
+// anyNear reports whether any of masks holds a pixel within r of (x, y).
+func anyNear(masks [][]bool, x, y, r int) bool {
+	for _, m := range masks {
+		if near(m, x, y, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// invert is the complement of the union of masks, as a one-mask list.
+func invert(masks [][]bool) [][]bool {
+	out := make([]bool, ImageSize*ImageSize)
+	for p := range out {
+		out[p] = true
+		for _, m := range masks {
+			out[p] = out[p] && !m[p]
+		}
+	}
+	return [][]bool{out}
+}
+
 // near reports whether mask holds a pixel within r of (x, y).
 func near(mask []bool, x, y, r int) bool {
 	for yy := max(y-r, 0); yy <= min(y+r, ImageSize-1); yy++ {

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import threading
 import time
+import typing
 
 # Measured on 2 cores: OpenBLAS's own threads fight torch's (a UNet step took
 # 1.35 s with both at 2, 0.76 s with OpenBLAS at 1). Set before torch loads
@@ -180,6 +181,16 @@ from checkpoint import Checkpoints
 #                   an edit's latent is one it drew itself from the first
 #                   step, and the one-step term never shows the UNet its own
 #                   drift away from the twin
+#   background_twin_weight  (only in recipes that set it) the same term on
+#                   Prompt-to-Prompt's refinement: a scene whose caption names
+#                   no background and its exact background swap (datagen
+#                   -background-twins), denoised under the caption with the
+#                   background's phrase added, the scene's maps put in through
+#                   the engine's token alignment (the added phrase's tokens
+#                   draw with their own maps); the window and unroll keys
+#                   above serve both terms. The colour twins alone teach the
+#                   edit to follow the source's maps, and an added phrase,
+#                   which has no source map, lost its say (models/tiny/README.md)
 #   preserve_margin (only in recipes that set it; otherwise
 #                   swap_consistency_margin) the margin of preserve_region
 #                   'objects' and 'ring', so that the swap consistency term
@@ -578,19 +589,24 @@ class MapInjection:
     (K: the text's tokens), as the engine's per-token windows (a swapped
     word's own cross window): a token's column is the source's where its
     gate is true and the pass's own elsewhere, the row not renormalised, as
-    the engine's formula. The probabilities must come batch first, in
+    the engine's formula. gather ([rows, K] or None) is the refinement's
+    token alignment: target token k takes the source's column gather[k]
+    (where its gate is true; -1 marks an added token, which must be gated
+    off), as the engine's mapper. The probabilities must come batch first, in
     the sdpa layout ([B, heads, N, K]) training and pathways.py compute in.
     pathways.py measures with the same record and replay.
     """
 
     def __init__(self):
-        self.maps, self.at, self.rows, self.gates = [], 0, None, None
+        self.maps, self.at, self.rows, self.gates, self.gather = [], 0, None, None, None
 
     def record(self):
         self.maps, self.rows = [], None
 
-    def inject(self, rows, cross, self_):
-        self.at, self.rows, self.gates = 0, rows, (cross, self_)
+    def inject(self, rows, cross, self_, gather=None):
+        if gather is not None and (cross.dim() != 2 or (cross & (gather < 0)).any()):
+            raise ValueError('an added token (gather -1) has no source map to take: gate it off')
+        self.at, self.rows, self.gates, self.gather = 0, rows, (cross, self_), gather
 
     def __call__(self, module, probs):
         if self.rows is None:
@@ -598,6 +614,8 @@ class MapInjection:
             return probs
         source = self.maps[self.at][self.rows]
         self.at += 1
+        if module.is_cross and self.gather is not None:
+            source = source.gather(3, self.gather.clamp(min=0)[:, None, None, :].expand_as(source))
         gate = self.gates[0] if module.is_cross else self.gates[1]
         gate = gate[:, None, None, :] if gate.dim() == 2 else gate[:, None, None, None]
         return torch.where(gate, source, probs)
@@ -696,9 +714,9 @@ def unrolled_twin_terms(unet, maps, ac, x0, x0_twin, eps, t, twin_eps, source_ct
     return total
 
 
-def twin_windows(r, changed):
-    """The twin term's map windows for recipe r: a function of the timesteps t ([B]) that gives
-    MapInjection.inject's (cross, self) gates.
+def twin_windows(r, changed, gather=None):
+    """The twin terms' map windows for recipe r: a function of the timesteps t ([B]) that gives
+    MapInjection.inject's (cross, self, gather) arguments.
 
     changed: [B, K] which of the twin caption's tokens differ from the
     caption's (the swapped word). Unchanged tokens take the source's cross
@@ -707,7 +725,8 @@ def twin_windows(r, changed):
     the word draws with its own maps), the self maps are put in above
     twin_self_above_t; each defaults to the windows the term was first
     measured with (INJECT_CROSS_ABOVE_T for both cross gates,
-    INJECT_SELF_ABOVE_T).
+    INJECT_SELF_ABOVE_T). gather: a background twin's token alignment
+    (MapInjection), whose added tokens (-1) take no source map at any step.
     """
     cross_above = r.get('twin_cross_above_t', INJECT_CROSS_ABOVE_T)
     changed_above = r.get('twin_cross_changed_above_t', cross_above)
@@ -715,7 +734,9 @@ def twin_windows(r, changed):
 
     def gates(t):
         cross = torch.where(changed, (t > changed_above)[:, None], (t > cross_above)[:, None])
-        return cross, t > self_above
+        if gather is not None:
+            cross = cross & (gather >= 0)
+        return cross, t > self_above, gather
     return gates
 
 
@@ -824,9 +845,7 @@ def train_unet(latents, ids, empty_ids, r, dev, stage, steps, lr, warmup, init=N
     word ids for the swap consistency loss and swap_targets their weights as
     a swap's new word (swap_words). teacher: state dicts
     of the frozen weights the preserve term keeps the predictions near.
-    twins: (deltas, ids, has) for the twin term: each scene's twin latent
-    minus its own ([N, 4, 16, 16]), the twin captions' ids and which scenes
-    have a twin (twin_deltas).
+    twins: the twin terms' TwinSets (load_twins), or None.
     """
     kw = dict(latents=latents, ids=ids, empty_ids=empty_ids, r=r, dev=dev, stage=stage, steps=steps, lr=lr,
               warmup=warmup, init=init, deadline=deadline, save_every=save_every, out=out, masks=masks, regions=regions,
@@ -993,7 +1012,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                 frozen_pred = frozen[1](xt, t.float(), frozen[0](tok))
         tinysd.Attention.recorded = [] if grounding else None
         inject = grounding and r['swap_consistency'] > 0 and r['swap_consistency_mode'] == 'injected'
-        twin = grounding and r.get('twin_weight', 0) > 0
+        twin = grounding and bool(twins)
         if inject or twin:
             maps.record()
         with probs_hook(maps if inject or twin else None):
@@ -1063,15 +1082,23 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                     if lead and ((step + 1) % 500 == 0 or step == 0):
                         log(f'step {step + 1}: swap consistency term {c.item():.5f}')
         if twin:
-            rows = twins[2][idx] & ~drop  # a dropped caption has no word to swap
-            if rows.any():
+            caption_maps = maps.maps  # the unrolled steps record over them; each twin set starts from them
+            for ts in twins:
+                rows = ts.has[idx] & ~drop  # a dropped caption has nothing to edit
+                if not rows.any():
+                    continue
+                maps.maps = caption_maps
                 at = rows.nonzero()[:, 0]
                 th = t[rows]
-                x0_twin = x0[rows] + twins[0][idx[rows]].float()
+                x0_twin = x0[rows] + ts.deltas[idx[rows]].float()
                 x_twin = a[rows].sqrt() * x0_twin + (1 - a[rows]).sqrt() * eps[rows]
-                twin_ids = twins[1][idx[rows]]
+                twin_ids = ts.ids[idx[rows]]
                 twin_ctx = te(twin_ids)
-                windows = twin_windows(r, twin_ids != tok[rows])
+                if ts.gather is None:  # a word swap: token for token
+                    windows = twin_windows(r, twin_ids != tok[rows])
+                else:  # a refinement: through the alignment, no swapped word
+                    gather = ts.gather[idx[rows]]
+                    windows = twin_windows(r, torch.zeros_like(gather, dtype=torch.bool), gather)
                 maps.inject(at, *windows(th))
                 with probs_hook(maps):
                     twin_pred = unet(x_twin, th.float(), twin_ctx)
@@ -1085,9 +1112,9 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                 # Averaged over the whole batch, as the denoising loss: the term's weight does not follow how
                 # many of a batch's scenes have a twin.
                 tw = tw * rows.float().mean()
-                loss = loss + r['twin_weight'] * tw
+                loss = loss + ts.weight * tw
                 if lead and ((step + 1) % 500 == 0 or step == 0):
-                    log(f'step {step + 1}: twin term {tw.item():.5f}')
+                    log(f'step {step + 1}: {ts.kind} twin term {tw.item():.5f}')
         opt.zero_grad()
         loss.backward()
         late = deadline is not None and time.time() > deadline
@@ -1217,6 +1244,13 @@ def main():
                     help="weight of the twin term (needs data drawn with datagen -twins and --twin-deltas): a scene's "
                          "exact colour swap denoised with the scene's attention maps put in, in the cycles with the "
                          "grounding loss")
+    ap.add_argument('--background-twin-weight', type=float,
+                    help="weight of the background twin term (needs data drawn with datagen -background-twins): a scene whose caption names no background and its exact "
+                         "background swap, denoised under the caption with the background's phrase added and the "
+                         "scene's attention maps put in through the refinement's token alignment, in the cycles with "
+                         "the grounding loss; the --twin-* window and unroll flags serve both twin terms")
+    ap.add_argument('--background-twin-deltas', help="with --background-twin-weight: a .npy cache of every scene's "
+                                                     "background twin latent minus its own, written when missing")
     ap.add_argument('--twin-self-above-t', type=int,
                     help=f'the twin term puts the self-attention maps in above this timestep (default '
                          f'{INJECT_SELF_ABOVE_T}: the engine\'s default self window, 0.4 of the steps)')
@@ -1482,18 +1516,24 @@ def main():
         if not args.twin_weight > 0:
             ap.error(f'--twin-weight must be above 0, got {args.twin_weight}')
         r['twin_weight'] = args.twin_weight  # recorded only when given, as preserve_margin
+    if args.background_twin_weight is not None:
+        if not args.background_twin_weight > 0:
+            ap.error(f'--background-twin-weight must be above 0, got {args.background_twin_weight}')
+        r['background_twin_weight'] = args.background_twin_weight  # recorded only when given, as twin_weight
+    any_twin = args.twin_weight is not None or args.background_twin_weight is not None
     for key in ('twin_self_above_t', 'twin_cross_above_t', 'twin_cross_changed_above_t'):
         value, flag = getattr(args, key), '--' + key.replace('_', '-')
         if value is None:
             continue
-        if args.twin_weight is None:
-            ap.error(f'{flag} is for the twin term: give --twin-weight too')
+        if not any_twin:
+            ap.error(f'{flag} is for the twin terms: give --twin-weight or --background-twin-weight too')
         if not -1 <= value < 1000:
             ap.error(f'{flag} must be a timestep, 0 to 999, or -1 (every timestep), got {value}')
         r[key] = value  # recorded only when given: recipes without the twin windows stay as they were
     if args.twin_unroll is not None:
-        if args.twin_weight is None:
-            ap.error('--twin-unroll runs the twin term along the edit\'s trajectory: give --twin-weight too')
+        if not any_twin:
+            ap.error('--twin-unroll runs the twin terms along the edit\'s trajectory: give --twin-weight or '
+                     '--background-twin-weight too')
         if not 0 <= args.twin_unroll <= 10:
             ap.error(f'--twin-unroll must be 0 to 10 unrolled steps, got {args.twin_unroll}')
         r['twin_unroll'] = args.twin_unroll  # recorded only when given, as twin_weight
@@ -1506,9 +1546,13 @@ def main():
         r['twin_unroll_stride'] = args.twin_unroll_stride
     if args.twin_deltas and args.twin_weight is None:
         ap.error('--twin-deltas is for the twin term: give --twin-weight too')
-    if args.twin_weight is not None and r['swap_consistency_unroll'] > 0:
+    if args.background_twin_deltas and args.background_twin_weight is None:
+        ap.error('--background-twin-deltas is for the background twin term: give --background-twin-weight too')
+    if args.twin_deltas and args.background_twin_deltas and os.path.abspath(args.twin_deltas) == os.path.abspath(args.background_twin_deltas):
+        ap.error('--twin-deltas and --background-twin-deltas name the same file: each kind of twin has its own')
+    if any_twin and r['swap_consistency_unroll'] > 0:
         # The unrolled passes record maps of their own, over fewer rows, in place of the caption pass's.
-        ap.error('--twin-weight puts in the caption pass\'s maps, which --swap-consistency-unroll records over: '
+        ap.error('the twin terms put in the caption pass\'s maps, which --swap-consistency-unroll records over: '
                  'give one of them')
     if args.preserve_margin is not None:
         if args.preserve_margin < 1:
@@ -1551,7 +1595,7 @@ def main():
     # recipe where none has it rather than train without the term asked for.
     cycles = 2 if r['continue_steps'] else 1
     for key, flag in (('swap_consistency', '--swap-consistency'), ('preserve_weight', '--preserve-weight'),
-                      ('twin_weight', '--twin-weight')):
+                      ('twin_weight', '--twin-weight'), ('background_twin_weight', '--background-twin-weight')):
         if r.get(key, 0) > 0 and (r['grounding_weight'] <= 0 or r['grounding_cycle'] > cycles):
             fix = ('a --grounding-weight above 0' if r['grounding_weight'] <= 0 else
                    '--grounding-cycle 1, or a second cycle with --continue-steps')
@@ -1579,6 +1623,9 @@ def main():
     missing = [f for f in ('images.npy', 'input_ids.npy', 'info.json') if not os.path.isfile(os.path.join(args.data, f))]
     if missing:
         ap.error(f'--data {args.data} is not a data set drawn by datagen: it has no {", ".join(missing)}')
+    for kind, key in (('colour', 'twin_weight'), ('background', 'background_twin_weight')):
+        if r.get(key, 0) > 0:
+            check_twin_files(kind, args.data)  # before the VAE and the latents, which take a while
     torch.set_num_threads(args.threads)
     tinysd.Attention.layout = TRAINING_LAYOUT
     torch.manual_seed(r['seed'])
@@ -1627,38 +1674,75 @@ def main():
         raise SystemExit(3)
 
 
-def load_twins(data, cache, vae, images, scale, dev):
-    """The twin term's data: (deltas, ids, has) as train_unet takes them, from data drawn with datagen -twins;
-    the deltas are read from cache when it exists, else computed (twin_deltas) and written there."""
-    path = os.path.join(data, 'twin_objects.npy')
-    if not os.path.isfile(path):
-        raise SystemExit(f'{data} has no colour twins (twin_objects.npy): draw it with datagen -twins for the twin term')
-    has = torch.from_numpy(np.load(path) >= 0).to(dev)
-    ids = torch.from_numpy(np.load(os.path.join(data, 'twin_input_ids.npy')).astype(np.int64)).to(dev)
+class TwinSet(typing.NamedTuple):
+    """One kind of twin for the twin terms (load_twins)."""
+    kind: str  # a TWIN_KINDS key
+    weight: float  # the term's weight in the loss
+    deltas: torch.Tensor  # [N, 4, 16, 16] each scene's twin latent minus its own (twin_deltas)
+    ids: torch.Tensor  # [N, 77] the twin captions' ids
+    has: torch.Tensor  # [N] which scenes have a twin
+    gather: typing.Optional[torch.Tensor]  # [N, 77] the refinement's token alignment; None: token for token
+
+
+# The kinds of twin: the datagen flag that draws them, their files' prefix, the file that says which scenes have
+# one (-1: none) and whether the edit is a refinement (its maps go in through a token alignment).
+TWIN_KINDS = {
+    'colour': dict(flag='-twins', prefix='twin', which='twin_objects.npy', refine=False),
+    'background': dict(flag='-background-twins', prefix='background_twin', which='background_twin_backgrounds.npy',
+                       refine=True),
+}
+
+
+def check_twin_files(kind, data):
+    """The files of data's twins of this kind (which, ids, images[, gather]); stops the run, saying how to draw
+    them, when data lacks any."""
+    spec = TWIN_KINDS[kind]
+    files = [spec['which'], spec['prefix'] + '_input_ids.npy', spec['prefix'] + '_images.npy']
+    if spec['refine']:
+        files.append(spec['prefix'] + '_gather.npy')
+    missing = [f for f in files if not os.path.isfile(os.path.join(data, f))]
+    if missing:
+        raise SystemExit(f'{data} has no {kind} twins ({", ".join(missing)} missing): draw it with datagen '
+                         f'{spec["flag"]} for the {kind} twin term')
+    return files
+
+
+def load_twins(kind, weight, data, cache, vae, images, scale, dev):
+    """One twin term's TwinSet, from data drawn with the datagen flag of TWIN_KINDS[kind]; the deltas are read
+    from cache when it exists, else computed (twin_deltas) and written there."""
+    spec = TWIN_KINDS[kind]
+    files = check_twin_files(kind, data)
+    has = torch.from_numpy(np.load(os.path.join(data, spec['which'])) >= 0).to(dev)
+    ids = torch.from_numpy(np.load(os.path.join(data, files[1])).astype(np.int64)).to(dev)
+    gather = None
+    if spec['refine']:
+        gather = torch.from_numpy(np.load(os.path.join(data, files[3])).astype(np.int64)).to(dev)
     # The deltas belong to one VAE's encoding of one data set: the latent scale and the data's seed and
     # count, recorded beside the cache, say which.
     made_for = dict(scale=scale, data_seed=json.load(open(os.path.join(data, 'info.json')))['seed'], count=len(images))
+    if kind != 'colour':
+        made_for['twins'] = kind  # the colour twins' caches predate the key
     if cache and os.path.isfile(cache):
         record = cache + '.json'
         cached_for = json.load(open(record)) if os.path.isfile(record) else None
         if cached_for != made_for:
             raise SystemExit(f'{cache} was made for {cached_for} (its {record}), this run is {made_for}: '
-                             'give another --twin-deltas')
+                             f'give another --{"" if kind == "colour" else kind + "-"}twin-deltas')
         deltas = torch.from_numpy(np.load(cache)).to(dev)
-        log(f'twins: reusing {cache}')
+        log(f'{kind} twins: reusing {cache}')
     else:
-        twin_images = torch.from_numpy(np.load(os.path.join(data, 'twin_images.npy'))).to(dev)
+        twin_images = torch.from_numpy(np.load(os.path.join(data, files[2]))).to(dev)
         deltas = twin_deltas(vae, images, twin_images, has, scale)
         del twin_images
         if cache:
             np.save(cache, deltas.cpu().numpy())
             with open(cache + '.json', 'w') as f:
                 json.dump(made_for, f)
-    if deltas.shape[0] != len(images) or len(has) != len(images) or len(ids) != len(images):
-        raise SystemExit(f'the twins ({len(has)} scenes, deltas {tuple(deltas.shape)}) do not match the data\'s '
-                         f'{len(images)} scenes')
-    log(f'twins: {int(has.sum())} of {len(has)} scenes have a colour twin')
-    return deltas, ids, has
+    if any(len(x) != len(images) for x in (deltas, has, ids) + ((gather,) if spec['refine'] else ())):
+        raise SystemExit(f'the {kind} twins ({len(has)} scenes, deltas {tuple(deltas.shape)}) do not match the '
+                         f'data\'s {len(images)} scenes')
+    log(f'{kind} twins: {int(has.sum())} of {len(has)} scenes have one')
+    return TwinSet(kind, weight, deltas, ids, has, gather)
 
 
 def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_ids, masks, regions, info, swap_groups,
@@ -1707,9 +1791,11 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
             np.save(args.latents + '.scale.npy', np.array(scale))
     matrix, bias, resid = fit_preview(latents, images)
     log(f'latent scaling factor {scale:.5f}; preview fit RMS error {resid:.3f} (RGB in [-1,1])')
-    twins = None
-    if r.get('twin_weight', 0) > 0:
-        twins = load_twins(args.data, args.twin_deltas, vae, images, scale, dev)
+    twins = []
+    for kind, key, cache in (('colour', 'twin_weight', args.twin_deltas),
+                             ('background', 'background_twin_weight', args.background_twin_deltas)):
+        if r.get(key, 0) > 0:
+            twins.append(load_twins(kind, r[key], args.data, cache, vae, images, scale, dev))
     judge = None
     if args.judge:
         j = judging.Judge(os.path.abspath(args.judge), os.path.join(args.out, 'judge'), args.judge_prompts, args.judge_seeds, dev)

@@ -30,6 +30,22 @@
 //	twin_objects.npy    int8 [N]              the recoloured object, -1 for a
 //	                    scene whose caption names no colour (no twin)
 //
+// With -background-twins, also each scene's exact background swap
+// (scene.BackgroundTwin: the same objects on another background, the
+// caption with that background's phrase added), for the same term on
+// Prompt-to-Prompt's other edit, the refinement, whose maps are put in
+// through the token alignment the engine computes (align.RefineMapper):
+//
+//	background_twin_images.npy       uint8 [N, 64, 64, 3]  the twins (zeros: none)
+//	background_twin_input_ids.npy    int32 [N, 77]         their captions' CLIP ids
+//	background_twin_gather.npy       int8 [N, 77]          for each of the twin
+//	                                 caption's 77 tokens, the caption's token whose
+//	                                 maps it takes; -1 for the added phrase's tokens
+//	                                 (they draw with their own) and for scenes
+//	                                 without a twin
+//	background_twin_backgrounds.npy  int8 [N]              the twin's background,
+//	                                 -1 for a scene whose caption names one (no twin)
+//
 // The masks and regions feed the training loss that grounds each word's
 // cross-attention in the part of the image it describes.
 // The data set is a pure function of (-seed, -n): scene i is
@@ -51,6 +67,7 @@ import (
 
 	"reword/models/tiny/scene"
 	"reword/models/tiny/train/npy"
+	"reword/shared/align"
 	"reword/shared/clip"
 )
 
@@ -67,6 +84,7 @@ func run(args []string) error {
 	n := fs.Int("n", 60000, "number of scenes")
 	seed := fs.Uint64("seed", 1, "data set seed")
 	twins := fs.Bool("twins", false, "also write each scene's exact colour swap (twin_*.npy)")
+	backgroundTwins := fs.Bool("background-twins", false, "also write each scene's exact background swap, for captions that name no background (background_twin_*.npy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +101,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading the CLIP tokenizer: %w", err)
 	}
-	d, err := draw(tok, *seed, *n, *twins)
+	d, err := draw(tok, *seed, *n, twinSets{colour: *twins, background: *backgroundTwins})
 	if err != nil {
 		return err
 	}
@@ -101,20 +119,34 @@ type dataset struct {
 	regions  []byte // [n, ContextLength], int8 values
 	// The colour-swap twins, when drawn (-twins): images and ids as above,
 	// twinObjects the recoloured object or -1 (int8 values).
-	twins       bool
+	twins       twinSets
 	twinImages  []byte
 	twinIDs     []int32
 	twinObjects []byte
+	// The background-swap twins, when drawn (-background-twins): images
+	// and ids as above, bgTwinGather the refinement's token alignment and
+	// bgTwinBackgrounds the twin's background or -1 (int8 values).
+	bgTwinImages      []byte
+	bgTwinIDs         []int32
+	bgTwinGather      []byte
+	bgTwinBackgrounds []byte
 }
 
-// twinStream separates the twins' random choices from the scenes': the
-// data set's scenes are the same with and without twins.
-const twinStream = 0x7477696e // "twin"
+// twinSets says which twins a data set holds besides its scenes.
+type twinSets struct{ colour, background bool }
+
+// twinStream and backgroundTwinStream separate the twins' random choices
+// from the scenes' and from each other's: the data set's scenes are the same
+// with and without twins, and each kind of twin with and without the other.
+const (
+	twinStream           = 0x7477696e // "twin"
+	backgroundTwinStream = 0x62677477 // "bgtw"
+)
 
 const imageBytes = scene.ImageSize * scene.ImageSize * 3
 
 // draw draws scenes 0…n−1 of seed on one goroutine per core.
-func draw(tok *clip.Tokenizer, seed uint64, n int, twins bool) (*dataset, error) {
+func draw(tok *clip.Tokenizer, seed uint64, n int, twins twinSets) (*dataset, error) {
 	d := &dataset{
 		seed:     seed,
 		n:        n,
@@ -125,10 +157,16 @@ func draw(tok *clip.Tokenizer, seed uint64, n int, twins bool) (*dataset, error)
 		regions:  make([]byte, n*clip.ContextLength),
 		twins:    twins,
 	}
-	if twins {
+	if twins.colour {
 		d.twinImages = make([]byte, n*imageBytes)
 		d.twinIDs = make([]int32, n*clip.ContextLength)
 		d.twinObjects = make([]byte, n)
+	}
+	if twins.background {
+		d.bgTwinImages = make([]byte, n*imageBytes)
+		d.bgTwinIDs = make([]int32, n*clip.ContextLength)
+		d.bgTwinGather = make([]byte, n*clip.ContextLength)
+		d.bgTwinBackgrounds = make([]byte, n)
 	}
 	var wg sync.WaitGroup
 	workers := runtime.GOMAXPROCS(0)
@@ -161,8 +199,13 @@ func (d *dataset) drawScene(tok *clip.Tokenizer, i int) error {
 		return fmt.Errorf("caption %q of scene %d does not fit in %d tokens", c.Text, i, clip.ContextLength)
 	}
 	copy(d.ids[i*clip.ContextLength:], enc.Padded(clip.ContextLength))
-	if d.twins {
+	if d.twins.colour {
 		if err := d.drawTwin(tok, i, s, c, len(enc.IDs)); err != nil {
+			return err
+		}
+	}
+	if d.twins.background {
+		if err := d.drawBackgroundTwin(tok, i, s, c, enc); err != nil {
 			return err
 		}
 	}
@@ -200,6 +243,37 @@ func (d *dataset) drawTwin(tok *clip.Tokenizer, i int, s scene.Scene, c scene.Ca
 	return nil
 }
 
+// drawBackgroundTwin fills scene i's rows of the background twin arrays;
+// enc is the scene's caption, tokenized. The gather row is the engine's
+// refinement mapper for caption → twin caption, so that training puts the
+// maps in where an edit would.
+func (d *dataset) drawBackgroundTwin(tok *clip.Tokenizer, i int, s scene.Scene, c scene.Caption, enc clip.Encoding) error {
+	d.bgTwinBackgrounds[i] = byte(0xff) // int8 -1: no twin
+	gather := d.bgTwinGather[i*clip.ContextLength : (i+1)*clip.ContextLength]
+	for k := range gather {
+		gather[k] = byte(0xff)
+	}
+	rng := rand.New(rand.NewPCG(d.seed^backgroundTwinStream, uint64(i)))
+	twin, tc, ok := scene.BackgroundTwin(rng, s, c)
+	if !ok {
+		return nil
+	}
+	tenc := tok.Encode(tc.Text)
+	if tenc.Truncated.Dropped > 0 {
+		return fmt.Errorf("scene %d: the background twin's caption %q does not fit in %d tokens", i, tc.Text, clip.ContextLength)
+	}
+	from, keep := align.RefineMapper(enc.IDs, tenc.IDs)
+	for k := range gather {
+		if keep[k] == 1 {
+			gather[k] = byte(int8(from[k]))
+		}
+	}
+	copyRGB(d.bgTwinImages[i*imageBytes:(i+1)*imageBytes], twin)
+	copy(d.bgTwinIDs[i*clip.ContextLength:], tenc.Padded(clip.ContextLength))
+	d.bgTwinBackgrounds[i] = byte(twin.Background)
+	return nil
+}
+
 // copyRGB renders s into dst as packed RGB.
 func copyRGB(dst []byte, s scene.Scene) {
 	img := s.Render()
@@ -226,7 +300,7 @@ func (d *dataset) write(out string, tok *clip.Tokenizer) error {
 	if err := os.WriteFile(filepath.Join(out, "captions.txt"), []byte(strings.Join(d.captions, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
-	if d.twins {
+	if d.twins.colour {
 		if err := npy.Write(filepath.Join(out, "twin_images.npy"), "|u1", []int{n, scene.ImageSize, scene.ImageSize, 3}, d.twinImages); err != nil {
 			return err
 		}
@@ -234,6 +308,20 @@ func (d *dataset) write(out string, tok *clip.Tokenizer) error {
 			return err
 		}
 		if err := npy.Write(filepath.Join(out, "twin_objects.npy"), "|i1", []int{n}, d.twinObjects); err != nil {
+			return err
+		}
+	}
+	if d.twins.background {
+		if err := npy.Write(filepath.Join(out, "background_twin_images.npy"), "|u1", []int{n, scene.ImageSize, scene.ImageSize, 3}, d.bgTwinImages); err != nil {
+			return err
+		}
+		if err := npy.WriteInt32(filepath.Join(out, "background_twin_input_ids.npy"), []int{n, clip.ContextLength}, d.bgTwinIDs); err != nil {
+			return err
+		}
+		if err := npy.Write(filepath.Join(out, "background_twin_gather.npy"), "|i1", []int{n, clip.ContextLength}, d.bgTwinGather); err != nil {
+			return err
+		}
+		if err := npy.Write(filepath.Join(out, "background_twin_backgrounds.npy"), "|i1", []int{n}, d.bgTwinBackgrounds); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,230 @@
+"""Tests of what a train.py step computes and of what a run refuses (`make train-test`, part of `make test`).
+
+They cover the map injection the twin terms use (per-token gates and the
+refinement's token alignment), the twin terms' windows, the unrolled twin
+term, the refusals of bad flags and data, and real two-step runs of train.py
+with both twin terms on a small data set drawn by datagen. They train
+nothing that ships: the tiny model's own training is `make tiny-model`.
+
+    cd models/tiny/train && python3 -m unittest -v test_train
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import torch
+
+import train
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
+
+
+class Layer:
+    """What MapInjection reads of an attention layer: whether it is a cross-attention layer."""
+
+    def __init__(self, is_cross):
+        self.is_cross = is_cross
+
+
+CROSS, SELF = Layer(True), Layer(False)
+
+
+class MapInjectionTest(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        self.source = torch.rand(3, 2, 4, 6)  # [B, heads, N, K] as the sdpa layout
+        self.maps = train.MapInjection()
+        self.maps.record()
+        self.assertIs(self.maps(CROSS, self.source), self.source)  # recording leaves the pass its own maps
+        self.maps(SELF, self.source)
+
+    def test_per_token_gate(self):
+        own = torch.rand(1, 2, 4, 6)
+        gate = torch.tensor([[True, True, False, True, True, True]])
+        self.maps.inject(torch.tensor([1]), gate, torch.tensor([False]))
+        out = self.maps(CROSS, own)
+        for k in range(6):
+            want = own[0, :, :, k] if k == 2 else self.source[1, :, :, k]
+            self.assertTrue(torch.equal(out[0, :, :, k], want), f'token {k}')
+        # The self-attention layer's gate is off: the pass keeps its own map.
+        self.assertTrue(torch.equal(self.maps(SELF, own), own))
+
+    def test_refinement_gathers_through_the_alignment(self):
+        # "a red circle" -> "a red circle on grass": the twin's tokens 2 and 3 are added, its EOS (4) takes the
+        # source's EOS (2), padding takes padding.
+        own = torch.rand(2, 2, 4, 6)
+        gather = torch.tensor([[0, 1, -1, -1, 2, 5], [0, 1, 2, 3, 4, 5]])
+        windows = train.twin_windows({'twin_cross_above_t': -1}, torch.zeros(2, 6, dtype=torch.bool), gather)
+        cross, self_, g = windows(torch.tensor([100, 700]))
+        self.assertEqual(cross.tolist(), [[True, True, False, False, True, True], [True] * 6])
+        self.maps.inject(torch.tensor([0, 2]), cross, self_, g)
+        out = self.maps(CROSS, own)
+        self.assertTrue(torch.equal(out[0, :, :, 4], self.source[0, :, :, 2]))
+        self.assertTrue(torch.equal(out[0, :, :, 5], self.source[0, :, :, 5]))
+        for k in (2, 3):
+            self.assertTrue(torch.equal(out[0, :, :, k], own[0, :, :, k]), f'added token {k}')
+        self.assertTrue(torch.equal(out[1], self.source[2]))
+        # Self maps: row 0 is at t 100 (below 600, its own), row 1 at t 700 (the source's).
+        out = self.maps(SELF, own)
+        self.assertTrue(torch.equal(out[0], own[0]) and torch.equal(out[1], self.source[2]))
+
+    def test_an_added_token_must_be_gated_off(self):
+        gather = torch.tensor([[0, 1, -1, -1, 2, 5]])
+        with self.assertRaisesRegex(ValueError, 'added token'):
+            self.maps.inject(torch.tensor([0]), torch.ones(1, 6, dtype=torch.bool), torch.tensor([True]), gather)
+
+
+class TwinWindowsTest(unittest.TestCase):
+    def test_swapped_word_has_its_own_window(self):
+        r = {'twin_cross_above_t': -1, 'twin_cross_changed_above_t': 600, 'twin_self_above_t': 600}
+        changed = torch.tensor([[False, False, True, False]] * 3)
+        cross, self_, gather = train.twin_windows(r, changed)(torch.tensor([0, 300, 700]))
+        self.assertIsNone(gather)
+        self.assertEqual(cross.tolist(), [[True, True, False, True], [True, True, False, True], [True] * 4])
+        self.assertEqual(self_.tolist(), [False, False, True])
+
+    def test_defaults_are_the_reference_windows(self):
+        cross, self_, _ = train.twin_windows({}, torch.zeros(2, 3, dtype=torch.bool))(torch.tensor([200, 201]))
+        self.assertEqual(cross.tolist(), [[False] * 3, [True] * 3])
+        self.assertEqual(self_.tolist(), [False, False])
+
+    def test_added_tokens_never_take_a_source_map(self):
+        gather = torch.tensor([[0, -1, 1]])
+        cross, _, _ = train.twin_windows({'twin_cross_above_t': -1}, torch.zeros(1, 3, dtype=torch.bool),
+                                         gather)(torch.tensor([999]))
+        self.assertEqual(cross.tolist(), [[True, False, True]])
+
+
+class UnrolledTwinTermTest(unittest.TestCase):
+    def setUp(self):
+        torch.manual_seed(0)
+        layout, train.tinysd.Attention.layout = train.tinysd.Attention.layout, train.TRAINING_LAYOUT
+        self.addCleanup(setattr, train.tinysd.Attention, 'layout', layout)
+        self.te, self.unet = train.new_models(train.RECIPE, 'cpu')
+        self.ac = train.tinysd.alphas_cumprod()
+        ids = torch.full((2, 77), 49407, dtype=torch.long)
+        ids[:, 0] = 49406
+        ids[:, 1:4] = torch.tensor([320, 736, 7117])  # "a red circle"
+        twin_ids = ids.clone()
+        twin_ids[:, 2] = 1746  # "a blue circle"
+        self.ctx, self.twin_ctx = self.te(ids).detach(), self.te(twin_ids).detach()
+        self.windows = train.twin_windows({'twin_cross_above_t': -1, 'twin_cross_changed_above_t': 600},
+                                          twin_ids != ids)
+        self.x0, self.x0_twin, self.eps = torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16), torch.randn(2, 4, 16, 16)
+
+    def term(self, t, steps, stride=1):
+        maps = train.MapInjection()
+        maps.record()
+        with train.probs_hook(maps):
+            self.unet(self.ac[t].sqrt()[:, None, None, None] * self.x0, t.float(), self.ctx)
+        a = self.ac[t][:, None, None, None]
+        x_twin = a.sqrt() * self.x0_twin + (1 - a).sqrt() * self.eps
+        maps.inject(torch.arange(2), *self.windows(t))
+        with train.probs_hook(maps):
+            twin_eps = self.unet(x_twin, t.float(), self.twin_ctx)
+        return train.unrolled_twin_terms(self.unet, maps, self.ac, self.x0, self.x0_twin, self.eps, t, twin_eps,
+                                         self.ctx, self.twin_ctx, steps, stride, self.windows,
+                                         lambda at: train.loss_weights(self.ac, at, train.RECIPE))
+
+    def test_gradient_reaches_the_unet(self):
+        self.unet.zero_grad()
+        total = self.term(torch.tensor([500, 800]), steps=2, stride=3)
+        total.backward()
+        grads = [p.grad.abs().sum().item() for p in self.unet.parameters() if p.grad is not None]
+        self.assertGreater(total.item(), 0)
+        self.assertTrue(grads and sum(grads) > 0)
+
+    def test_a_row_at_t_0_counts_no_more_steps(self):
+        self.assertEqual(float(self.term(torch.tensor([0, 0]), steps=3)), 0.0)
+        # A row that starts one stride above 0 counts one step, then stops: more steps add nothing.
+        one = self.term(torch.tensor([20, 0]), steps=1)
+        three = self.term(torch.tensor([20, 0]), steps=3)
+        self.assertGreater(one.item(), 0)
+        self.assertAlmostEqual(one.item(), three.item(), places=6)
+
+
+def run_train(*args):
+    return subprocess.run([sys.executable, 'train.py', *args], cwd=HERE, capture_output=True, text=True,
+                          env=dict(os.environ, OPENBLAS_NUM_THREADS='1'))
+
+
+class FlagsTest(unittest.TestCase):
+    """Bad flags are refused before any data is read, with what was wrong and what is allowed."""
+
+    def refused(self, message, *args):
+        p = run_train('--data', '/nonexistent', '--out', '/nonexistent/out', *args)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn(message, p.stderr)
+
+    def test_background_twin_flags(self):
+        self.refused('--background-twin-weight must be above 0, got 0.0', '--background-twin-weight', '0')
+        self.refused('--background-twin-deltas is for the background twin term: give --background-twin-weight',
+                     '--background-twin-deltas', 'x.npy')
+        self.refused('name the same file', '--twin-weight', '1', '--background-twin-weight', '1',
+                     '--twin-deltas', 'd.npy', '--background-twin-deltas', './d.npy')
+
+    def test_window_and_unroll_flags_need_a_twin_term(self):
+        self.refused('give --twin-weight or --background-twin-weight too', '--twin-cross-above-t', '-1')
+        self.refused('give --twin-weight or --background-twin-weight too', '--twin-unroll', '2')
+        self.refused('must be a timestep, 0 to 999, or -1', '--background-twin-weight', '1',
+                     '--twin-self-above-t', '1000')
+        self.refused('--twin-unroll-stride is the step of --twin-unroll', '--twin-weight', '1',
+                     '--twin-unroll-stride', '2')
+
+    def test_twin_terms_need_the_grounding_cycles(self):
+        self.refused('--background-twin-weight runs in the cycles with the grounding loss',
+                     '--background-twin-weight', '1', '--grounding-weight', '0')
+
+
+@unittest.skipUnless(shutil.which('go'), 'datagen needs Go')
+class ShortRunTest(unittest.TestCase):
+    """Real train.py runs, two UNet steps each, on 1,100 scenes datagen draws (the VAE validates on 1,000) with both kinds of twin."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix='train-test-')
+        for name, flags in (('both', ['-twins', '-background-twins']), ('colour', ['-twins'])):
+            subprocess.run(['go', 'run', './models/tiny/train/datagen', '-out', os.path.join(cls.tmp, name), '-n', '1100',
+                            '-seed', '5', *flags], cwd=ROOT, check=True, capture_output=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp)
+
+    short = ['--vae-steps', '2', '--unet-steps', '2', '--continue-steps', '0', '--grounding-cycle', '1',
+             '--swap-consistency', '10', '--swap-consistency-mode', 'injected', '--processes', '1', '--threads', '1']
+
+    def test_both_twin_terms_train_and_are_recorded(self):
+        out = os.path.join(self.tmp, 'run')
+        p = run_train('--data', os.path.join(self.tmp, 'both'), '--out', out, *self.short,
+                      '--twin-weight', '3', '--background-twin-weight', '2', '--twin-cross-above-t', '-1',
+                      '--twin-cross-changed-above-t', '600', '--twin-unroll', '1',
+                      '--background-twin-deltas', os.path.join(self.tmp, 'bg.npy'))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn('step 1: colour twin term', p.stdout)
+        self.assertIn('step 1: background twin term', p.stdout)
+        with open(os.path.join(out, 'training.json')) as f:
+            recipe = json.load(f)['recipe']
+        self.assertEqual((recipe['twin_weight'], recipe['background_twin_weight'], recipe['twin_unroll']), (3, 2, 1))
+        for name in ('vae', 'text_encoder', 'unet'):
+            self.assertTrue(os.path.isfile(os.path.join(out, name + '.npz')), name)
+        with open(os.path.join(self.tmp, 'bg.npy.json')) as f:
+            made_for = json.load(f)
+        self.assertEqual((made_for['twins'], made_for['count'], made_for['data_seed']), ('background', 1100, 5))
+
+    def test_data_without_background_twins_is_refused_before_training(self):
+        p = run_train('--data', os.path.join(self.tmp, 'colour'), '--out', os.path.join(self.tmp, 'refused'),
+                      *self.short, '--background-twin-weight', '1')
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn('has no background twins', p.stdout + p.stderr)
+        self.assertIn('draw it with datagen -background-twins', p.stdout + p.stderr)
+        self.assertNotIn('vae', p.stdout)
+
+
+if __name__ == '__main__':
+    unittest.main()
