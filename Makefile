@@ -118,16 +118,18 @@ fuzz:
 e2e: deps-browser build ort
 	REWORD_BIN=$(CURDIR)/bin/reword $(GO) test -count=1 -tags e2e -v ./web/e2e/ 2>&1 | grep -Ev '^=== (RUN|PAUSE|CONT)'
 
-# torch (1.13, the version the tiny model is trained with) and NumPy for the
-# training code's tests, from Debian.
+# torch and NumPy for the training code's tests, from Debian (Debian 12's
+# torch is 1.13, the version the tiny model is trained with). PYTHON must be
+# the system's Python for apt-get's packages to reach it.
 deps-train:
 	@if ! $(PYTHON) -c 'import torch, numpy' 2>/dev/null; then echo "installing python3-torch with apt-get"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy libopenblas0-pthread; fi
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-numpy libopenblas0-pthread; \
+	  $(PYTHON) -c 'import torch, numpy' || { echo "$(PYTHON) still cannot import torch and numpy: point PYTHON at the system's Python (/usr/bin/python3)"; exit 1; }; fi
 
 # The training code's tests: what a training step computes, the flags it
 # refuses and two-step runs on a small drawn data set (no model is trained).
 train-test: deps-train
-	cd models/tiny/train && $(PYTHON) -m unittest -v test_train
+	GO=$(GO) $(PYTHON) -m unittest discover -v -s models/tiny/train -p test_train.py
 
 test: fmt-check vet unit fuzz e2e train-test
 

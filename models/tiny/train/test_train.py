@@ -7,6 +7,9 @@ with both twin terms on a small data set drawn by datagen. They train
 nothing that ships: the tiny model's own training is `make tiny-model`.
 
     cd models/tiny/train && python3 -m unittest -v test_train
+
+The short runs draw their data with `go run` ($GO, default go): Go is
+required, as for the rest of `make test`.
 """
 import json
 import os
@@ -16,9 +19,10 @@ import sys
 import tempfile
 import unittest
 
-import torch
+import train  # first: it sets OPENBLAS_NUM_THREADS before torch loads OpenBLAS
 
-import train
+import numpy as np
+import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, '..', '..', '..'))
@@ -100,11 +104,16 @@ class TwinWindowsTest(unittest.TestCase):
         self.assertEqual(cross.tolist(), [[True, False, True]])
 
 
+def training_layout(test):
+    """Computes attention in the training's layout for the rest of the test (MapInjection's layout)."""
+    layout, train.tinysd.Attention.layout = train.tinysd.Attention.layout, train.TRAINING_LAYOUT
+    test.addCleanup(setattr, train.tinysd.Attention, 'layout', layout)
+
+
 class UnrolledTwinTermTest(unittest.TestCase):
     def setUp(self):
         torch.manual_seed(0)
-        layout, train.tinysd.Attention.layout = train.tinysd.Attention.layout, train.TRAINING_LAYOUT
-        self.addCleanup(setattr, train.tinysd.Attention, 'layout', layout)
+        training_layout(self)
         self.te, self.unet = train.new_models(train.RECIPE, 'cpu')
         self.ac = train.tinysd.alphas_cumprod()
         ids = torch.full((2, 77), 49407, dtype=torch.long)
@@ -148,6 +157,107 @@ class UnrolledTwinTermTest(unittest.TestCase):
         self.assertAlmostEqual(one.item(), three.item(), places=6)
 
 
+class TwinTermsTest(unittest.TestCase):
+    """A step's twin terms, one per kind of twin, each from the caption pass's maps."""
+
+    def setUp(self):
+        torch.manual_seed(0)
+        training_layout(self)
+        self.te, self.unet = train.new_models(train.RECIPE, 'cpu')
+        self.ac = train.tinysd.alphas_cumprod()
+        n = 3
+        self.tok = torch.full((n, 77), 49407, dtype=torch.long)
+        self.tok[:, 0] = 49406
+        self.tok[:, 1:4] = torch.tensor([320, 736, 7117])  # "a red circle"
+        colour_ids = self.tok.clone()
+        colour_ids[:, 2] = 1746  # "a blue circle"
+        bg_ids = self.tok.clone()
+        bg_ids[:, 4:8] = torch.tensor([525, 320, 1746, 5994])  # "a red circle on a blue background"
+        gather = torch.arange(77).repeat(n, 1)
+        gather[:, 4:8] = -1
+        gather[:, 8] = 4  # the twin's EOS takes the caption's
+        deltas = torch.randn(n, 4, 16, 16)
+        self.colour = train.TwinSet('colour', 3.0, deltas, colour_ids, torch.tensor([True, True, False]), None)
+        self.background = train.TwinSet('background', 2.0, -deltas, bg_ids, torch.tensor([True, False, True]), gather)
+        self.x0, self.eps = torch.randn(n, 4, 16, 16), torch.randn(n, 4, 16, 16)
+        self.t = torch.tensor([700, 400, 900])
+
+    def terms(self, twins, r, keep=None):
+        maps = train.MapInjection()
+        maps.record()
+        a = self.ac[self.t][:, None, None, None]
+        with train.probs_hook(maps):
+            ctx = self.te(self.tok)
+            self.unet(a.sqrt() * self.x0 + (1 - a).sqrt() * self.eps, self.t.float(), ctx)
+        keep = torch.ones(3, dtype=torch.bool) if keep is None else keep
+        weight = train.loss_weights(self.ac, self.t, train.RECIPE)
+        return train.twin_terms(twins, dict(train.RECIPE, **r), self.te, self.unet, maps, self.ac, torch.arange(3),
+                                keep, self.tok, self.x0, self.eps, self.t, weight, ctx)
+
+    def test_each_kind_starts_from_the_caption_pass_maps(self):
+        r = {'twin_cross_above_t': -1, 'twin_cross_changed_above_t': 600, 'twin_unroll': 2}
+        with torch.no_grad():
+            alone = self.terms([self.background], r)
+            both = self.terms([self.colour, self.background], r)
+        self.assertEqual([ts.kind for ts, _ in both], ['colour', 'background'])
+        # The colour term's unrolled steps recorded maps of their own; the background term must not see them.
+        self.assertEqual(both[1][1].item(), alone[0][1].item())
+
+    def test_rows_without_a_twin_or_caption_count_nothing(self):
+        with torch.no_grad():
+            kept = self.terms([self.colour], {})
+            dropped = self.terms([self.colour], {}, keep=torch.tensor([True, False, True]))
+            none = self.terms([self.colour], {}, keep=torch.tensor([False, False, True]))
+        self.assertEqual(none, [])
+        self.assertGreater(kept[0][1].item(), dropped[0][1].item())
+        self.assertGreater(dropped[0][1].item(), 0)
+
+
+class LoadTwinsTest(unittest.TestCase):
+    """load_twins refuses twin files that cannot be what datagen wrote."""
+
+    def setUp(self):
+        self.data = tempfile.mkdtemp(prefix='twins-')
+        self.addCleanup(shutil.rmtree, self.data)
+        n = 4
+        with open(os.path.join(self.data, 'info.json'), 'w') as f:
+            json.dump({'seed': 1}, f)
+        np.save(os.path.join(self.data, 'background_twin_backgrounds.npy'), np.array([0, -1, 2, -1], np.int8))
+        np.save(os.path.join(self.data, 'background_twin_input_ids.npy'), np.zeros((n, 77), np.int32))
+        np.save(os.path.join(self.data, 'background_twin_images.npy'), np.zeros((n, 64, 64, 3), np.uint8))
+        self.gather = np.tile(np.arange(77, dtype=np.int8), (n, 1))
+        self.cache = os.path.join(self.data, 'deltas.npy')
+        np.save(self.cache, np.zeros((n, 4, 16, 16), np.float16))
+        with open(self.cache + '.json', 'w') as f:
+            json.dump(dict(scale=0.5, data_seed=1, count=n, twins='background'), f)
+        self.images = torch.zeros(n, 64, 64, 3, dtype=torch.uint8)
+
+    def load(self):
+        np.save(os.path.join(self.data, 'background_twin_gather.npy'), self.gather)
+        return train.load_twins('background', 1.0, self.data, self.cache, None, self.images, 0.5, 'cpu')
+
+    def test_loads(self):
+        ts = self.load()
+        self.assertEqual(ts.has.tolist(), [True, False, True, False])
+        self.assertEqual(tuple(ts.gather.shape), (4, 77))
+
+    def test_gather_out_of_range(self):
+        self.gather[1, 5] = 77
+        with self.assertRaisesRegex(SystemExit, 'a token index of 0 to 76 or -1'):
+            self.load()
+
+    def test_no_twin_at_all(self):
+        np.save(os.path.join(self.data, 'background_twin_backgrounds.npy'), np.full(4, -1, np.int8))
+        with self.assertRaisesRegex(SystemExit, 'no scene of .* has a background twin'):
+            self.load()
+
+    def test_a_colour_cache_is_not_a_background_cache(self):
+        with open(self.cache + '.json', 'w') as f:
+            json.dump(dict(scale=0.5, data_seed=1, count=4), f)
+        with self.assertRaisesRegex(SystemExit, 'give another --background-twin-deltas'):
+            self.load()
+
+
 def run_train(*args):
     return subprocess.run([sys.executable, 'train.py', *args], cwd=HERE, capture_output=True, text=True,
                           env=dict(os.environ, OPENBLAS_NUM_THREADS='1'))
@@ -175,13 +285,14 @@ class FlagsTest(unittest.TestCase):
                      '--twin-self-above-t', '1000')
         self.refused('--twin-unroll-stride is the step of --twin-unroll', '--twin-weight', '1',
                      '--twin-unroll-stride', '2')
+        self.refused("--twin-cross-changed-above-t is the swapped word's window of the colour twin term",
+                     '--background-twin-weight', '1', '--twin-cross-changed-above-t', '600')
 
     def test_twin_terms_need_the_grounding_cycles(self):
         self.refused('--background-twin-weight runs in the cycles with the grounding loss',
                      '--background-twin-weight', '1', '--grounding-weight', '0')
 
 
-@unittest.skipUnless(shutil.which('go'), 'datagen needs Go')
 class ShortRunTest(unittest.TestCase):
     """Real train.py runs, two UNet steps each, on 1,100 scenes datagen draws (the VAE validates on 1,000) with both kinds of twin."""
 
@@ -189,8 +300,11 @@ class ShortRunTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix='train-test-')
         for name, flags in (('both', ['-twins', '-background-twins']), ('colour', ['-twins'])):
-            subprocess.run(['go', 'run', './models/tiny/train/datagen', '-out', os.path.join(cls.tmp, name), '-n', '1100',
-                            '-seed', '5', *flags], cwd=ROOT, check=True, capture_output=True)
+            p = subprocess.run([os.environ.get('GO', 'go'), 'run', './models/tiny/train/datagen', '-out',
+                                os.path.join(cls.tmp, name), '-n', '1100', '-seed', '5', *flags],
+                               cwd=ROOT, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise RuntimeError(f'datagen {" ".join(flags)} failed ({p.returncode}): {p.stderr}')
 
     @classmethod
     def tearDownClass(cls):

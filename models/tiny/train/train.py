@@ -187,10 +187,13 @@ from checkpoint import Checkpoints
 #                   -background-twins), denoised under the caption with the
 #                   background's phrase added, the scene's maps put in through
 #                   the engine's token alignment (the added phrase's tokens
-#                   draw with their own maps); the window and unroll keys
-#                   above serve both terms. The colour twins alone teach the
-#                   edit to follow the source's maps, and an added phrase,
-#                   which has no source map, lost its say (models/tiny/README.md)
+#                   draw with their own maps); twin_self_above_t,
+#                   twin_cross_above_t and the unroll keys serve both terms,
+#                   twin_cross_changed_above_t only the colour term (a
+#                   background twin swaps no word). The colour twins alone
+#                   teach the edit to follow the source's maps, and an added
+#                   phrase, which has no source map, lost its say
+#                   (models/tiny/README.md)
 #   preserve_margin (only in recipes that set it; otherwise
 #                   swap_consistency_margin) the margin of preserve_region
 #                   'objects' and 'ring', so that the swap consistency term
@@ -604,7 +607,9 @@ class MapInjection:
         self.maps, self.rows = [], None
 
     def inject(self, rows, cross, self_, gather=None):
-        if gather is not None and (cross.dim() != 2 or (cross & (gather < 0)).any()):
+        if gather is not None and cross.dim() != 2:
+            raise ValueError(f'a token alignment needs a gate per token ([rows, K]), got cross of shape {tuple(cross.shape)}')
+        if gather is not None and (cross & (gather < 0)).any():
             raise ValueError('an added token (gather -1) has no source map to take: gate it off')
         self.at, self.rows, self.gates, self.gather = 0, rows, (cross, self_), gather
 
@@ -712,6 +717,51 @@ def unrolled_twin_terms(unet, maps, ac, x0, x0_twin, eps, t, twin_eps, source_ct
         target = (x - a.sqrt() * x0_twin) / (1 - a).sqrt()
         total = total + denoising_loss(twin_eps, target, weight_of(t) * moving)
     return total
+
+
+def twin_terms(twins, r, te, unet, maps, ac, idx, keep, tok, x0, eps, t, weight, ctx):
+    """The twin terms of one training step, [(TwinSet, term)], each term unweighted.
+
+    The batch is the data's scenes idx ([B]) with captions tok, clean
+    latents x0, noise eps at timesteps t, the denoising loss's weights
+    weight and the caption pass's text states ctx; maps holds the maps that
+    pass recorded. A set's term covers the rows whose scene has such a twin
+    and whose caption was kept (keep: a dropped caption has nothing to edit);
+    each set starts from the caption pass's maps (the unrolled steps record
+    over them). A term is averaged over the whole batch, as the denoising
+    loss: its weight does not follow how many of a batch's scenes have a
+    twin.
+    """
+    caption_maps = maps.maps
+    a = ac[t][:, None, None, None]
+    out = []
+    for ts in twins:
+        rows = ts.has[idx] & keep
+        if not rows.any():
+            continue
+        maps.maps = caption_maps
+        th = t[rows]
+        x0_twin = x0[rows] + ts.deltas[idx[rows]].float()
+        x_twin = a[rows].sqrt() * x0_twin + (1 - a[rows]).sqrt() * eps[rows]
+        twin_ids = ts.ids[idx[rows]]
+        twin_ctx = te(twin_ids)
+        if ts.gather is None:  # a word swap: token for token
+            windows = twin_windows(r, twin_ids != tok[rows])
+        else:  # a refinement: through the alignment, no swapped word
+            gather = ts.gather[idx[rows]]
+            windows = twin_windows(r, torch.zeros_like(gather, dtype=torch.bool), gather)
+        maps.inject(rows.nonzero()[:, 0], *windows(th))
+        with probs_hook(maps):
+            twin_pred = unet(x_twin, th.float(), twin_ctx)
+        tw = denoising_loss(twin_pred, eps[rows], weight[rows])
+        unroll = r.get('twin_unroll', 0)
+        if unroll > 0:
+            u = unrolled_twin_terms(unet, maps, ac, x0[rows], x0_twin, eps[rows], th, twin_pred,
+                                    ctx[rows].detach(), twin_ctx, unroll, r.get('twin_unroll_stride', 1),
+                                    windows, lambda at_t: loss_weights(ac, at_t, r))
+            tw = (tw + u) / (1 + unroll)  # the term's mean over the steps
+        out.append((ts, tw * rows.float().mean()))
+    return out
 
 
 def twin_windows(r, changed, gather=None):
@@ -1082,36 +1132,7 @@ def _train_unet_rank(rank, world, latents, ids, empty_ids, r, dev, stage, steps,
                     if lead and ((step + 1) % 500 == 0 or step == 0):
                         log(f'step {step + 1}: swap consistency term {c.item():.5f}')
         if twin:
-            caption_maps = maps.maps  # the unrolled steps record over them; each twin set starts from them
-            for ts in twins:
-                rows = ts.has[idx] & ~drop  # a dropped caption has nothing to edit
-                if not rows.any():
-                    continue
-                maps.maps = caption_maps
-                at = rows.nonzero()[:, 0]
-                th = t[rows]
-                x0_twin = x0[rows] + ts.deltas[idx[rows]].float()
-                x_twin = a[rows].sqrt() * x0_twin + (1 - a[rows]).sqrt() * eps[rows]
-                twin_ids = ts.ids[idx[rows]]
-                twin_ctx = te(twin_ids)
-                if ts.gather is None:  # a word swap: token for token
-                    windows = twin_windows(r, twin_ids != tok[rows])
-                else:  # a refinement: through the alignment, no swapped word
-                    gather = ts.gather[idx[rows]]
-                    windows = twin_windows(r, torch.zeros_like(gather, dtype=torch.bool), gather)
-                maps.inject(at, *windows(th))
-                with probs_hook(maps):
-                    twin_pred = unet(x_twin, th.float(), twin_ctx)
-                tw = denoising_loss(twin_pred, eps[rows], weight[rows])
-                unroll = r.get('twin_unroll', 0)
-                if unroll > 0:
-                    u = unrolled_twin_terms(unet, maps, ac, x0[rows], x0_twin, eps[rows], th, twin_pred,
-                                            ctx[rows].detach(), twin_ctx, unroll, r.get('twin_unroll_stride', 1),
-                                            windows, lambda at_t: loss_weights(ac, at_t, r))
-                    tw = (tw + u) / (1 + unroll)  # the term's mean over the steps
-                # Averaged over the whole batch, as the denoising loss: the term's weight does not follow how
-                # many of a batch's scenes have a twin.
-                tw = tw * rows.float().mean()
+            for ts, tw in twin_terms(twins, r, te, unet, maps, ac, idx, ~drop, tok, x0, eps, t, weight, ctx):
                 loss = loss + ts.weight * tw
                 if lead and ((step + 1) % 500 == 0 or step == 0):
                     log(f'step {step + 1}: {ts.kind} twin term {tw.item():.5f}')
@@ -1241,14 +1262,15 @@ def main():
                     help="override the recipe: where the preserve term applies: every cell, only the cells within "
                          "--swap-consistency-margin of an object, or only those of them no object touches")
     ap.add_argument('--twin-weight', type=float,
-                    help="weight of the twin term (needs data drawn with datagen -twins and --twin-deltas): a scene's "
+                    help="weight of the twin term (needs data drawn with datagen -twins): a scene's "
                          "exact colour swap denoised with the scene's attention maps put in, in the cycles with the "
                          "grounding loss")
     ap.add_argument('--background-twin-weight', type=float,
                     help="weight of the background twin term (needs data drawn with datagen -background-twins): a scene whose caption names no background and its exact "
                          "background swap, denoised under the caption with the background's phrase added and the "
                          "scene's attention maps put in through the refinement's token alignment, in the cycles with "
-                         "the grounding loss; the --twin-* window and unroll flags serve both twin terms")
+                         "the grounding loss; --twin-self-above-t, --twin-cross-above-t and the --twin-unroll flags serve both "
+                         "twin terms")
     ap.add_argument('--background-twin-deltas', help="with --background-twin-weight: a .npy cache of every scene's "
                                                      "background twin latent minus its own, written when missing")
     ap.add_argument('--twin-self-above-t', type=int,
@@ -1525,6 +1547,9 @@ def main():
         value, flag = getattr(args, key), '--' + key.replace('_', '-')
         if value is None:
             continue
+        if key == 'twin_cross_changed_above_t' and args.twin_weight is None:
+            ap.error(f'{flag} is the swapped word\'s window of the colour twin term (a background twin swaps no '
+                     'word): give --twin-weight too')
         if not any_twin:
             ap.error(f'{flag} is for the twin terms: give --twin-weight or --background-twin-weight too')
         if not -1 <= value < 1000:
@@ -1591,7 +1616,7 @@ def main():
             ap.error(f'--unet-attention-depth {args.unet_attention_depth} differs from the {saved} of the --init-from '
                      'weights: a run continues a UNet of the same shape')
         r['unet_attention_depth'] = saved
-    # The swap consistency and preserve terms run in the cycles that have the grounding loss: refuse a
+    # The swap consistency, preserve and twin terms run in the cycles that have the grounding loss: refuse a
     # recipe where none has it rather than train without the term asked for.
     cycles = 2 if r['continue_steps'] else 1
     for key, flag in (('swap_consistency', '--swap-consistency'), ('preserve_weight', '--preserve-weight'),
@@ -1623,8 +1648,8 @@ def main():
     missing = [f for f in ('images.npy', 'input_ids.npy', 'info.json') if not os.path.isfile(os.path.join(args.data, f))]
     if missing:
         ap.error(f'--data {args.data} is not a data set drawn by datagen: it has no {", ".join(missing)}')
-    for kind, key in (('colour', 'twin_weight'), ('background', 'background_twin_weight')):
-        if r.get(key, 0) > 0:
+    for kind, spec in TWIN_KINDS.items():
+        if r.get(spec['weight'], 0) > 0:
             check_twin_files(kind, args.data)  # before the VAE and the latents, which take a while
     torch.set_num_threads(args.threads)
     tinysd.Attention.layout = TRAINING_LAYOUT
@@ -1684,12 +1709,14 @@ class TwinSet(typing.NamedTuple):
     gather: typing.Optional[torch.Tensor]  # [N, 77] the refinement's token alignment; None: token for token
 
 
-# The kinds of twin: the datagen flag that draws them, their files' prefix, the file that says which scenes have
-# one (-1: none) and whether the edit is a refinement (its maps go in through a token alignment).
+# The kinds of twin: the recipe key of their term's weight, the flag of their deltas cache, the datagen flag that
+# draws them, their files' prefix, the file that says which scenes have one (-1: none) and whether the edit is a
+# refinement (its maps go in through a token alignment).
 TWIN_KINDS = {
-    'colour': dict(flag='-twins', prefix='twin', which='twin_objects.npy', refine=False),
-    'background': dict(flag='-background-twins', prefix='background_twin', which='background_twin_backgrounds.npy',
-                       refine=True),
+    'colour': dict(weight='twin_weight', deltas='--twin-deltas', flag='-twins', prefix='twin',
+                   which='twin_objects.npy', refine=False),
+    'background': dict(weight='background_twin_weight', deltas='--background-twin-deltas', flag='-background-twins',
+                       prefix='background_twin', which='background_twin_backgrounds.npy', refine=True),
 }
 
 
@@ -1719,15 +1746,19 @@ def load_twins(kind, weight, data, cache, vae, images, scale, dev):
         gather = torch.from_numpy(np.load(os.path.join(data, files[3])).astype(np.int64)).to(dev)
     # The deltas belong to one VAE's encoding of one data set: the latent scale and the data's seed and
     # count, recorded beside the cache, say which.
-    made_for = dict(scale=scale, data_seed=json.load(open(os.path.join(data, 'info.json')))['seed'], count=len(images))
+    with open(os.path.join(data, 'info.json')) as f:
+        made_for = dict(scale=scale, data_seed=json.load(f)['seed'], count=len(images))
     if kind != 'colour':
         made_for['twins'] = kind  # the colour twins' caches predate the key
     if cache and os.path.isfile(cache):
         record = cache + '.json'
-        cached_for = json.load(open(record)) if os.path.isfile(record) else None
+        cached_for = None
+        if os.path.isfile(record):
+            with open(record) as f:
+                cached_for = json.load(f)
         if cached_for != made_for:
             raise SystemExit(f'{cache} was made for {cached_for} (its {record}), this run is {made_for}: '
-                             f'give another --{"" if kind == "colour" else kind + "-"}twin-deltas')
+                             f'give another {spec["deltas"]}')
         deltas = torch.from_numpy(np.load(cache)).to(dev)
         log(f'{kind} twins: reusing {cache}')
     else:
@@ -1741,6 +1772,12 @@ def load_twins(kind, weight, data, cache, vae, images, scale, dev):
     if any(len(x) != len(images) for x in (deltas, has, ids) + ((gather,) if spec['refine'] else ())):
         raise SystemExit(f'the {kind} twins ({len(has)} scenes, deltas {tuple(deltas.shape)}) do not match the '
                          f'data\'s {len(images)} scenes')
+    if gather is not None and (gather.shape != ids.shape or gather.min() < -1 or gather.max() >= ids.shape[1]):
+        raise SystemExit(f'{files[3]} must hold, per scene, a token index of 0 to {ids.shape[1] - 1} or -1 for '
+                         f'each of the {ids.shape[1]} tokens ({tuple(ids.shape)}), got {tuple(gather.shape)} from '
+                         f'{gather.min().item()} to {gather.max().item()}: draw the data again with datagen')
+    if not has.any():
+        raise SystemExit(f'no scene of {data} has a {kind} twin: the {kind} twin term would train nothing')
     log(f'{kind} twins: {int(has.sum())} of {len(has)} scenes have one')
     return TwinSet(kind, weight, deltas, ids, has, gather)
 
@@ -1792,10 +1829,10 @@ def finish(args, r, dev, gen, device_name, ckpt, stop_after, images, ids, empty_
     matrix, bias, resid = fit_preview(latents, images)
     log(f'latent scaling factor {scale:.5f}; preview fit RMS error {resid:.3f} (RGB in [-1,1])')
     twins = []
-    for kind, key, cache in (('colour', 'twin_weight', args.twin_deltas),
-                             ('background', 'background_twin_weight', args.background_twin_deltas)):
-        if r.get(key, 0) > 0:
-            twins.append(load_twins(kind, r[key], args.data, cache, vae, images, scale, dev))
+    for kind, spec in TWIN_KINDS.items():
+        if r.get(spec['weight'], 0) > 0:
+            cache = getattr(args, spec['deltas'][2:].replace('-', '_'))
+            twins.append(load_twins(kind, r[spec['weight']], args.data, cache, vae, images, scale, dev))
     judge = None
     if args.judge:
         j = judging.Judge(os.path.abspath(args.judge), os.path.join(args.out, 'judge'), args.judge_prompts, args.judge_seeds, dev)
