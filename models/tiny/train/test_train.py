@@ -104,21 +104,28 @@ class TwinWindowsTest(unittest.TestCase):
         self.assertEqual(cross.tolist(), [[True, False, True]])
 
 
-def training_layout(test):
-    """Computes attention in the training's layout for the rest of the test (MapInjection's layout)."""
+def fresh_models(test):
+    """A seeded fresh text encoder and UNet computing attention in the training's layout (MapInjection's) for the
+    rest of the test, and the noise schedule."""
+    torch.manual_seed(0)
     layout, train.tinysd.Attention.layout = train.tinysd.Attention.layout, train.TRAINING_LAYOUT
     test.addCleanup(setattr, train.tinysd.Attention, 'layout', layout)
+    test.te, test.unet = train.new_models(train.RECIPE, 'cpu')
+    test.ac = train.tinysd.alphas_cumprod()
+
+
+def red_circle(n):
+    """n rows of the padded CLIP ids of "a red circle"."""
+    ids = torch.full((n, 77), 49407, dtype=torch.long)
+    ids[:, 0] = 49406
+    ids[:, 1:4] = torch.tensor([320, 736, 7117])
+    return ids
 
 
 class UnrolledTwinTermTest(unittest.TestCase):
     def setUp(self):
-        torch.manual_seed(0)
-        training_layout(self)
-        self.te, self.unet = train.new_models(train.RECIPE, 'cpu')
-        self.ac = train.tinysd.alphas_cumprod()
-        ids = torch.full((2, 77), 49407, dtype=torch.long)
-        ids[:, 0] = 49406
-        ids[:, 1:4] = torch.tensor([320, 736, 7117])  # "a red circle"
+        fresh_models(self)
+        ids = red_circle(2)
         twin_ids = ids.clone()
         twin_ids[:, 2] = 1746  # "a blue circle"
         self.ctx, self.twin_ctx = self.te(ids).detach(), self.te(twin_ids).detach()
@@ -161,14 +168,9 @@ class TwinTermsTest(unittest.TestCase):
     """A step's twin terms, one per kind of twin, each from the caption pass's maps."""
 
     def setUp(self):
-        torch.manual_seed(0)
-        training_layout(self)
-        self.te, self.unet = train.new_models(train.RECIPE, 'cpu')
-        self.ac = train.tinysd.alphas_cumprod()
+        fresh_models(self)
         n = 3
-        self.tok = torch.full((n, 77), 49407, dtype=torch.long)
-        self.tok[:, 0] = 49406
-        self.tok[:, 1:4] = torch.tensor([320, 736, 7117])  # "a red circle"
+        self.tok = red_circle(n)
         colour_ids = self.tok.clone()
         colour_ids[:, 2] = 1746  # "a blue circle"
         bg_ids = self.tok.clone()
