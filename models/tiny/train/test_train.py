@@ -65,7 +65,7 @@ class MapInjectionTest(unittest.TestCase):
         gather = torch.tensor([[0, 1, -1, -1, 2, 5], [0, 1, 2, 3, 4, 5]])
         windows = train.twin_windows({'twin_cross_above_t': -1}, torch.zeros(2, 6, dtype=torch.bool), gather)
         cross, self_, g = windows(torch.tensor([100, 700]))
-        self.assertEqual(cross.tolist(), [[True, True, False, False, True, True], [True] * 6])
+        self.assertEqual(cross.tolist(), [[True] * 6, [True] * 6])  # the added tokens' gates too
         self.maps.inject(torch.tensor([0, 2]), cross, self_, g)
         out = self.maps(CROSS, own)
         self.assertTrue(torch.equal(out[0, :, :, 4], self.source[0, :, :, 2]))
@@ -77,10 +77,10 @@ class MapInjectionTest(unittest.TestCase):
         out = self.maps(SELF, own)
         self.assertTrue(torch.equal(out[0], own[0]) and torch.equal(out[1], self.source[2]))
 
-    def test_an_added_token_must_be_gated_off(self):
+    def test_an_alignment_needs_a_gate_per_token(self):
         gather = torch.tensor([[0, 1, -1, -1, 2, 5]])
-        with self.assertRaisesRegex(ValueError, 'added token'):
-            self.maps.inject(torch.tensor([0]), torch.ones(1, 6, dtype=torch.bool), torch.tensor([True]), gather)
+        with self.assertRaisesRegex(ValueError, 'a gate per token'):
+            self.maps.inject(torch.tensor([0]), torch.tensor([True]), torch.tensor([True]), gather)
 
 
 class TwinWindowsTest(unittest.TestCase):
@@ -97,11 +97,11 @@ class TwinWindowsTest(unittest.TestCase):
         self.assertEqual(cross.tolist(), [[False] * 3, [True] * 3])
         self.assertEqual(self_.tolist(), [False, False])
 
-    def test_added_tokens_never_take_a_source_map(self):
+    def test_the_alignment_is_passed_on(self):
         gather = torch.tensor([[0, -1, 1]])
-        cross, _, _ = train.twin_windows({'twin_cross_above_t': -1}, torch.zeros(1, 3, dtype=torch.bool),
-                                         gather)(torch.tensor([999]))
-        self.assertEqual(cross.tolist(), [[True, False, True]])
+        _, _, g = train.twin_windows({'twin_cross_above_t': -1}, torch.zeros(1, 3, dtype=torch.bool),
+                                     gather)(torch.tensor([999]))
+        self.assertIs(g, gather)
 
 
 def fresh_models(test):

@@ -594,8 +594,8 @@ class MapInjection:
     gate is true and the pass's own elsewhere, the row not renormalised, as
     the engine's formula. gather ([rows, K] or None) is the refinement's
     token alignment: target token k takes the source's column gather[k]
-    (where its gate is true; -1 marks an added token, which must be gated
-    off), as the engine's mapper. The probabilities must come batch first, in
+    where its gate is true; an added token (-1) has no source column and
+    always keeps its own, as in the engine's mapper. The probabilities must come batch first, in
     the sdpa layout ([B, heads, N, K]) training and pathways.py compute in.
     pathways.py measures with the same record and replay.
     """
@@ -607,10 +607,10 @@ class MapInjection:
         self.maps, self.rows = [], None
 
     def inject(self, rows, cross, self_, gather=None):
-        if gather is not None and cross.dim() != 2:
-            raise ValueError(f'a token alignment needs a gate per token ([rows, K]), got cross of shape {tuple(cross.shape)}')
-        if gather is not None and (cross & (gather < 0)).any():
-            raise ValueError('an added token (gather -1) has no source map to take: gate it off')
+        if gather is not None:
+            if cross.dim() != 2:
+                raise ValueError(f'a token alignment needs a gate per token ([rows, K]), got cross of shape {tuple(cross.shape)}')
+            cross = cross & (gather >= 0)
         self.at, self.rows, self.gates, self.gather = 0, rows, (cross, self_), gather
 
     def __call__(self, module, probs):
@@ -775,8 +775,8 @@ def twin_windows(r, changed, gather=None):
     the word draws with its own maps), the self maps are put in above
     twin_self_above_t; each defaults to the windows the term was first
     measured with (INJECT_CROSS_ABOVE_T for both cross gates,
-    INJECT_SELF_ABOVE_T). gather: a background twin's token alignment
-    (MapInjection), whose added tokens (-1) take no source map at any step.
+    INJECT_SELF_ABOVE_T). gather: a background twin's token alignment,
+    passed on to MapInjection (which keeps the added tokens' own maps).
     """
     cross_above = r.get('twin_cross_above_t', INJECT_CROSS_ABOVE_T)
     changed_above = r.get('twin_cross_changed_above_t', cross_above)
@@ -784,8 +784,6 @@ def twin_windows(r, changed, gather=None):
 
     def gates(t):
         cross = torch.where(changed, (t > changed_above)[:, None], (t > cross_above)[:, None])
-        if gather is not None:
-            cross = cross & (gather >= 0)
         return cross, t > self_above, gather
     return gates
 
@@ -1266,11 +1264,11 @@ def main():
                          "exact colour swap denoised with the scene's attention maps put in, in the cycles with the "
                          "grounding loss")
     ap.add_argument('--background-twin-weight', type=float,
-                    help="weight of the background twin term (needs data drawn with datagen -background-twins): a scene whose caption names no background and its exact "
-                         "background swap, denoised under the caption with the background's phrase added and the "
-                         "scene's attention maps put in through the refinement's token alignment, in the cycles with "
-                         "the grounding loss; --twin-self-above-t, --twin-cross-above-t and the --twin-unroll flags serve both "
-                         "twin terms")
+                    help="weight of the background twin term (needs data drawn with datagen -background-twins): a "
+                         "scene whose caption names no background and its exact background swap, denoised under the "
+                         "caption with the background's phrase added and the scene's attention maps put in through "
+                         "the refinement's token alignment, in the cycles with the grounding loss; "
+                         "--twin-self-above-t, --twin-cross-above-t and the --twin-unroll flags serve both twin terms")
     ap.add_argument('--background-twin-deltas', help="with --background-twin-weight: a .npy cache of every scene's "
                                                      "background twin latent minus its own, written when missing")
     ap.add_argument('--twin-self-above-t', type=int,
@@ -1284,7 +1282,7 @@ def main():
                     help='the twin term puts the swapped word\'s cross-attention maps in above this timestep '
                          '(default: --twin-cross-above-t; 600: the embedded model\'s cross_replace_changed 0.4)')
     ap.add_argument('--twin-unroll', type=int,
-                    help='with --twin-weight: run the twin term this many more DDIM steps (of --twin-unroll-stride '
+                    help='with a twin term: run the twin terms this many more DDIM steps (of --twin-unroll-stride '
                          'sampler strides each) along the edit\'s own trajectory and average it over the steps (0: the '
                          'one step, 0 to 10)')
     ap.add_argument('--twin-unroll-stride', type=int,
@@ -1721,17 +1719,17 @@ TWIN_KINDS = {
 
 
 def check_twin_files(kind, data):
-    """The files of data's twins of this kind (which, ids, images[, gather]); stops the run, saying how to draw
-    them, when data lacks any."""
+    """The paths of data's twin files of this kind by role (which, ids, images, and gather for a refinement);
+    stops the run, saying how to draw them, when data lacks any."""
     spec = TWIN_KINDS[kind]
-    files = [spec['which'], spec['prefix'] + '_input_ids.npy', spec['prefix'] + '_images.npy']
+    files = dict(which=spec['which'], ids=spec['prefix'] + '_input_ids.npy', images=spec['prefix'] + '_images.npy')
     if spec['refine']:
-        files.append(spec['prefix'] + '_gather.npy')
-    missing = [f for f in files if not os.path.isfile(os.path.join(data, f))]
+        files['gather'] = spec['prefix'] + '_gather.npy'
+    missing = [f for f in files.values() if not os.path.isfile(os.path.join(data, f))]
     if missing:
         raise SystemExit(f'{data} has no {kind} twins ({", ".join(missing)} missing): draw it with datagen '
                          f'{spec["flag"]} for the {kind} twin term')
-    return files
+    return {role: os.path.join(data, f) for role, f in files.items()}
 
 
 def load_twins(kind, weight, data, cache, vae, images, scale, dev):
@@ -1739,11 +1737,11 @@ def load_twins(kind, weight, data, cache, vae, images, scale, dev):
     from cache when it exists, else computed (twin_deltas) and written there."""
     spec = TWIN_KINDS[kind]
     files = check_twin_files(kind, data)
-    has = torch.from_numpy(np.load(os.path.join(data, spec['which'])) >= 0).to(dev)
-    ids = torch.from_numpy(np.load(os.path.join(data, files[1])).astype(np.int64)).to(dev)
+    has = torch.from_numpy(np.load(files['which']) >= 0).to(dev)
+    ids = torch.from_numpy(np.load(files['ids']).astype(np.int64)).to(dev)
     gather = None
-    if spec['refine']:
-        gather = torch.from_numpy(np.load(os.path.join(data, files[3])).astype(np.int64)).to(dev)
+    if 'gather' in files:
+        gather = torch.from_numpy(np.load(files['gather']).astype(np.int64)).to(dev)
     # The deltas belong to one VAE's encoding of one data set: the latent scale and the data's seed and
     # count, recorded beside the cache, say which.
     with open(os.path.join(data, 'info.json')) as f:
@@ -1762,18 +1760,18 @@ def load_twins(kind, weight, data, cache, vae, images, scale, dev):
         deltas = torch.from_numpy(np.load(cache)).to(dev)
         log(f'{kind} twins: reusing {cache}')
     else:
-        twin_images = torch.from_numpy(np.load(os.path.join(data, files[2]))).to(dev)
+        twin_images = torch.from_numpy(np.load(files['images'])).to(dev)
         deltas = twin_deltas(vae, images, twin_images, has, scale)
         del twin_images
         if cache:
             np.save(cache, deltas.cpu().numpy())
             with open(cache + '.json', 'w') as f:
                 json.dump(made_for, f)
-    if any(len(x) != len(images) for x in (deltas, has, ids) + ((gather,) if spec['refine'] else ())):
+    if any(len(x) != len(images) for x in (deltas, has, ids, gather) if x is not None):
         raise SystemExit(f'the {kind} twins ({len(has)} scenes, deltas {tuple(deltas.shape)}) do not match the '
                          f'data\'s {len(images)} scenes')
     if gather is not None and (gather.shape != ids.shape or gather.min() < -1 or gather.max() >= ids.shape[1]):
-        raise SystemExit(f'{files[3]} must hold, per scene, a token index of 0 to {ids.shape[1] - 1} or -1 for '
+        raise SystemExit(f'{files["gather"]} must hold, per scene, a token index of 0 to {ids.shape[1] - 1} or -1 for '
                          f'each of the {ids.shape[1]} tokens ({tuple(ids.shape)}), got {tuple(gather.shape)} from '
                          f'{gather.min().item()} to {gather.max().item()}: draw the data again with datagen')
     if not has.any():
