@@ -638,28 +638,41 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		for _, want := range []string{"background", "generated, seed 0", "generated, seed 1", "generated   ", "VAE round trip",
-			"shape kept, by shape and size", "size unnamed", "object colour, by colour", "object size, by size", "named background, by background"} {
+			"shape kept, by shape and size", "size unnamed", "object colour, by colour", "object size, by size", "object position, by position", "named background, by background"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}
 		}
 		// 2 prompts × 2 seeds in the generated shape and colour tables, 2
-		// drawn scenes in the VAE's, and in the size table each image whose
-		// prompt names a size: the counts in parentheses add up to that.
-		named := regexp.MustCompile(`size: (\d+) of (\d+)`).FindStringSubmatch(out.String())
-		if named == nil {
-			t.Fatalf("output does not say how many prompts name a size:\n%s", out.String())
+		// drawn scenes in the VAE's, in the size table each image whose
+		// prompt names a size, and in the position tables (one per seed,
+		// then all seeds) each image whose prompt names a position twice:
+		// the counts in parentheses add up to that.
+		namedCount := func(attr string) int {
+			named := regexp.MustCompile(attr + `: (\d+) of (\d+)`).FindStringSubmatch(out.String())
+			if named == nil {
+				t.Fatalf("output does not say how many prompts name a %s:\n%s", attr, out.String())
+			}
+			n, _ := strconv.Atoi(named[1])
+			return n
 		}
-		sizeNamed, _ := strconv.Atoi(named[1])
+		sizeNamed, positionNamed := namedCount("size"), namedCount("position")
 		_, tables, _ := strings.Cut(out.String(), "shape kept, by shape and size:")
 		gen, vae, _ := strings.Cut(tables, "VAE round trip (drawn)")
 		vae, colours, _ := strings.Cut(vae, "object colour, by colour:")
 		colours, sizes, _ := strings.Cut(colours, "object size, by size:")
-		sizes, _, _ = strings.Cut(sizes, "named background")
+		sizes, positions, _ := strings.Cut(sizes, "object position, by position:")
+		positions, _, _ = strings.Cut(positions, "named background")
+		for _, title := range []string{"generated, seed 0", "generated, seed 1"} {
+			if !strings.Contains(positions, title) {
+				t.Errorf("the position tables lack %q's:\n%s", title, positions)
+			}
+		}
 		for _, c := range []struct {
 			name, table string
 			want        int
-		}{{"generated shape", gen, 4}, {"VAE shape", vae, 2}, {"colour", colours, 4}, {"size", sizes, sizeNamed}} {
+		}{{"generated shape", gen, 4}, {"VAE shape", vae, 2}, {"colour", colours, 4}, {"size", sizes, sizeNamed},
+			{"position", positions, 2 * positionNamed}} {
 			n := 0
 			for _, m := range regexp.MustCompile(`\((\d+)\)`).FindAllStringSubmatch(c.table, -1) {
 				k, _ := strconv.Atoi(m[1])

@@ -127,6 +127,13 @@ func benchModel(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	genTables.colours.Print(stdout, "generated")
 	fmt.Fprintln(stdout, "object size, by size:")
 	genTables.sizes.Print(stdout, "generated")
+	fmt.Fprintln(stdout, "object position, by position:")
+	if *nSeeds > 1 {
+		for seed, t := range genTables.seedPositions {
+			t.Print(stdout, fmt.Sprintf("generated, seed %d", seed))
+		}
+	}
+	genTables.positions.Print(stdout, "generated")
 	fmt.Fprintln(stdout, "named background, by background:")
 	genTables.backgrounds.Print(stdout, "generated")
 	fmt.Fprintf(stdout, "generation: %.2f s per image (%d images, one engine run each)\n", elapsed.Seconds()/float64(total), total)
@@ -180,6 +187,11 @@ type generationTables struct {
 	colours     eval.ColourTable
 	sizes       eval.SizeTable
 	backgrounds eval.BackgroundTable
+	positions   eval.PositionTable
+	// seedPositions holds one position table per seed: a shared seed is one
+	// initial noise, and a noise that overrides the position words shows
+	// only in its own table.
+	seedPositions []eval.PositionTable
 }
 
 // sharedSeed gives every prompt seed k as its k-th seed: one initial noise
@@ -203,6 +215,7 @@ func promptSeed(prompt, k int) uint64 {
 func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.Caption, nSeeds int, seedFor func(prompt, k int) uint64,
 	steps int, guidance *float64, images *imageFolder, progress io.Writer) (perSeed []eval.Tally, tables generationTables, kept []image.Image, err error) {
 	perSeed = make([]eval.Tally, nSeeds)
+	tables.seedPositions = make([]eval.PositionTable, nSeeds)
 	total, done := len(prompts)*nSeeds, 0
 	for k := 0; k < nSeeds; k++ {
 		for i, c := range prompts {
@@ -224,6 +237,10 @@ func scoreGenerations(ctx context.Context, e *diffusion.Engine, prompts []scene.
 			}
 			if m.NamesSize {
 				tables.sizes.Add(m.Size, j.Object)
+			}
+			if m.NamesPosition {
+				tables.positions.Add(m.Position, j.Object)
+				tables.seedPositions[k].Add(m.Position, j.Object)
 			}
 			if j.BackgroundJudged {
 				tables.backgrounds.Add(c.Background, j.Background)

@@ -153,6 +153,33 @@ func (t SizeTable) Print(w io.Writer, title string) {
 	t.shown.print(w, title, append(names(scene.Sizes), NoObject))
 }
 
+// PositionTable counts, per object position a prompt names, where the
+// image's object was: Tally's one position rate hides that a model's misses
+// come together (one initial noise that pulls the objects named on the left
+// to the top).
+type PositionTable struct {
+	shown shownTable
+}
+
+// Add counts one image whose prompt named position named; o is the object
+// judged (nil when none was found).
+func (t *PositionTable) Add(named scene.Position, o *Object) {
+	t.shown.addObject(named.String(), o, func(o *Object) fmt.Stringer { return o.Position })
+}
+
+// Rate returns the fraction of the images naming position p whose object was
+// there, and how many named it (0, 0 when none).
+func (t PositionTable) Rate(p scene.Position) (rate float64, n int) {
+	return t.shown.rate(p.String())
+}
+
+// Print writes one row per position named at least once: the share shown,
+// the count, and where the others' objects were instead (in scene order,
+// then NoObject).
+func (t PositionTable) Print(w io.Writer, title string) {
+	t.shown.print(w, title, append(names(scene.Positions), NoObject))
+}
+
 // names returns each value's name, in order.
 func names[T fmt.Stringer](values []T) []string {
 	out := make([]string, len(values))

@@ -119,6 +119,29 @@ func TestSizeTableNamesWhatWasShownInstead(t *testing.T) {
 	checkLines(t, out.String(), want)
 }
 
+// TestPositionTableNamesWhereTheObjectWasInstead: each named position's
+// share shown and where the other objects were, in scene order, images
+// without an object last; a position no prompt named has no row.
+func TestPositionTableNamesWhereTheObjectWasInstead(t *testing.T) {
+	var tab PositionTable
+	tab.Add(scene.Left, &Object{Position: scene.Top})
+	tab.Add(scene.Left, &Object{Position: scene.Left})
+	tab.Add(scene.Left, &Object{Position: scene.Center})
+	tab.Add(scene.Left, &Object{Position: scene.Top})
+	tab.Add(scene.Left, nil)
+	tab.Add(scene.Bottom, &Object{Position: scene.Bottom})
+	if r, n := tab.Rate(scene.Left); n != 5 || r != 0.2 {
+		t.Errorf("left: %v of %d, want 1/5 of 5", r, n)
+	}
+	if r, n := tab.Rate(scene.Right); n != 0 || r != 0 {
+		t.Errorf("right, never named: %v of %d", r, n)
+	}
+	var out bytes.Buffer
+	tab.Print(&out, "generated, seed 1")
+	want := []string{"generated, seed 1 shown instead", "left 20.0% (5) top 2, center 1, no object 1", "bottom 100.0% (1)"}
+	checkLines(t, out.String(), want)
+}
+
 // checkLines compares a printed table's lines, each with its runs of spaces
 // made one, with want.
 func checkLines(t *testing.T, out string, want []string) {
