@@ -129,7 +129,7 @@ deps-train:
 # The training code's tests: what a training step computes, the flags it
 # refuses and two-step runs on a small drawn data set (no model is trained).
 train-test: deps-train
-	GO=$(GO) $(PYTHON) -m unittest discover -v -s models/tiny/train -p test_train.py
+	GO=$(GO) $(PYTHON) -m unittest discover -v -s models/tiny/train -p 'test_*.py'
 
 test: fmt-check vet unit fuzz e2e train-test
 

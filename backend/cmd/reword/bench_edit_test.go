@@ -737,7 +737,7 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			prompt, k := i%2, i/2
 			cols := strings.Split(row, "\t")
 			file := fmt.Sprintf("p%03d-k%d.png", prompt, k)
-			if len(cols) != 8 || cols[0] != file || cols[1] != prompts[prompt].Text || cols[2] != strconv.FormatUint(promptSeed(prompt, k), 10) {
+			if len(cols) != len(modelImageColumns) || cols[0] != file || cols[1] != prompts[prompt].Text || cols[2] != strconv.FormatUint(promptSeed(prompt, k), 10) {
 				t.Errorf("index row %d = %q, want %s, %q, prompt %d's seed %d", i, row, file, prompts[prompt].Text, prompt, k)
 			}
 			r, err := eval.Analyze(readPNG(t, filepath.Join(images, file)))
@@ -751,6 +751,30 @@ func TestBenchCommandsOnTinyModel(t *testing.T) {
 			}
 			if cols[3] != shape {
 				t.Errorf("%s: index says shape %s, the evaluator finds %s in the file", file, cols[3], shape)
+			}
+			// The right columns are the evaluator's verdicts against what
+			// the prompt names, "-" where it names nothing.
+			v, err := eval.CheckSingle(prompts[prompt], r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := prompts[prompt].Mentions[0]
+			want := []string{yesNo(v.Colour), yesNo(v.Shape), "-", "-", "-"}
+			if m.NamesSize {
+				want[2] = yesNo(v.Size)
+			}
+			if m.NamesPosition {
+				want[3] = yesNo(v.Position)
+			}
+			if prompts[prompt].NamesBackground {
+				bg, err := eval.Background(readPNG(t, filepath.Join(images, file)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want[4] = yesNo(bg == prompts[prompt].Background)
+			}
+			if got := cols[8:]; strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("%s: index's right columns %q, the evaluator's verdicts %q", file, got, want)
 			}
 		}
 		// A second run into the same folder would overwrite the first's images.

@@ -84,8 +84,12 @@ func (s *imageFolder) close() error {
 
 // modelImageColumns are bench model's index columns. The judged columns
 // hold "-" where nothing was judged: no object found, or no background
-// named.
-var modelImageColumns = []string{"file", "prompt", "seed", "shape", "colour", "size", "position", "background"}
+// named. The *_right columns are the verdicts bench model counts, "yes" or
+// "no" where its row counts the image and "-" where it does not (the prompt
+// names no size, position or background), so that two models' runs on the
+// same prompts and seeds pair image by image (train/paired.py).
+var modelImageColumns = []string{"file", "prompt", "seed", "shape", "colour", "size", "position", "background",
+	"colour_right", "shape_right", "size_right", "position_right", "background_right"}
 
 // addGenerated writes bench model's image of prompt c (the prompt-th
 // prompt, its k-th seed) and its row of the index.
@@ -101,11 +105,27 @@ func (s *imageFolder) addGenerated(prompt, k int, seed uint64, c scene.Caption, 
 	if o := j.Object; o != nil {
 		shape, colour, size, position = o.Shape.String(), o.Colour.String(), o.Size.String(), o.Position.String()
 	}
-	background := "-"
+	background, backgroundRight := "-", "-"
 	if j.BackgroundJudged {
-		background = j.Background.String()
+		background, backgroundRight = j.Background.String(), yesNo(j.Background == c.Background)
 	}
-	return s.row(name, c.Text, fmt.Sprint(seed), shape, colour, size, position, background)
+	sizeRight, positionRight := "-", "-"
+	if j.NamesSize {
+		sizeRight = yesNo(j.Size)
+	}
+	if j.NamesPosition {
+		positionRight = yesNo(j.Position)
+	}
+	return s.row(name, c.Text, fmt.Sprint(seed), shape, colour, size, position, background,
+		yesNo(j.Colour), yesNo(j.Shape), sizeRight, positionRight, backgroundRight)
+}
+
+// yesNo is how the index files write a verdict.
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
 }
 
 // editImageColumns are bench edit's index columns: one row per scored
@@ -159,13 +179,7 @@ func (w *editWriter) add(be *benchEdit, seed uint64, method string, src diffusio
 			return err
 		}
 	}
-	yes := func(b bool) string {
-		if b {
-			return "yes"
-		}
-		return "no"
-	}
 	return w.folder.row(file, sourceFile, be.kind, be.set, be.source, be.target, fmt.Sprint(seed), method,
-		yes(sc.success), fmt.Sprintf("%.3f", sc.iou), fmt.Sprintf("%.1f", sc.bgPSNR), yes(sc.bgChanged()),
-		sc.srcBackground.String(), sc.background.String(), yes(sc.broken), yes(sc.bgChangedBeyondEdge()))
+		yesNo(sc.success), fmt.Sprintf("%.3f", sc.iou), fmt.Sprintf("%.1f", sc.bgPSNR), yesNo(sc.bgChanged()),
+		sc.srcBackground.String(), sc.background.String(), yesNo(sc.broken), yesNo(sc.bgChangedBeyondEdge()))
 }

@@ -1,23 +1,33 @@
-"""Compare two models' edit benchmarks edit by edit: which differences one run of `bench edit` resolves.
+"""Compare two models' benchmarks image by image: which differences one run resolves.
 
-    python3 paired.py A.json B.json
+    python3 paired.py A.json B.json [A2.json B2.json ...]      edits (`reword bench edit -json`)
+    python3 paired.py A_IMAGES B_IMAGES [A2_IMAGES B2_IMAGES ...]  generation (`reword bench model -images`)
 
-A.json and B.json are `reword bench edit -json` outputs of two models on the same split and seeds:
-every edit (row, prompt set, method, source, target, seed) then appears in both, and each of its
-yes/no outcomes (success, background changed, another background, broken) can be paired. Counts
-alone hide how noisy they are: 43 changed backgrounds against 36 may be seven edits that changed
-one way, or twenty that changed each way. The exact sign test (McNemar's) on the edits whose
-outcome differs gives the two-sided p-value of seeing a split at least that lopsided if neither
-model were the better one.
+Each pair of paths is one benchmark run of model A and the same run of model B: the same split
+(or prompts), seeds and settings, so that every edit or generated image appears in both and each
+of its yes/no outcomes can be paired. Further pairs (other blocks, other seeds) are pooled with the
+first. Counts alone hide how noisy they are: 43 changed backgrounds against 36 may be seven edits
+that changed one way, or twenty that changed each way. The exact sign test (McNemar's) on the items
+whose outcome differs gives the two-sided p-value of seeing a split at least that lopsided if
+neither model were the better one.
 
-Prints one line per row of `bench edit` (kind of edit) and outcome for the Prompt-to-Prompt edits
-(the method the models are compared on). Refuses runs with different settings and files whose edits
-do not pair one to one. Two runs of one model that differ in an engine setting on purpose (the
-setting is what is compared: `--differ norm` for `-norm 0.4` against none) name it with --differ.
+Edits: A.json and B.json are `reword bench edit -json` outputs. Prints one line per row of
+`bench edit` (kind of edit) and outcome (success, background changed, another background, broken)
+for the Prompt-to-Prompt edits (the method the models are compared on). Refuses runs with different
+settings. Two runs of one model that differ in an engine setting on purpose (the setting is what is
+compared: `--differ norm` for `-norm 0.4` against none) name it with --differ.
+
+Generation: A_IMAGES and B_IMAGES are the folders `reword bench model -images` wrote (their
+index.tsv is read, not the images). Prints one line per attribute bench model scores (colour, shape,
+size, position, background), over the images its row counts.
+
+Refuses files whose items do not pair one to one.
 """
 import argparse
 import json
+import csv
 import math
+import os
 import sys
 
 OUTCOMES = ('success', 'background_changed', 'background_replaced', 'broken')
@@ -49,6 +59,37 @@ def edits_by_key(path):
     return doc, out
 
 
+# bench model's attributes, in its order, and the index.tsv column holding each verdict.
+ATTRIBUTES = ('colour', 'shape', 'size', 'position', 'background')
+VERDICTS = {'yes': True, 'no': False, '-': None}
+
+
+def images_by_key(folder):
+    """The generated images of a bench model -images folder: {(prompt, seed): {attribute: True, False or None}}.
+
+    None is an attribute the prompt does not name, which bench model does not count."""
+    path = os.path.join(folder, 'index.tsv')
+    try:
+        with open(path, newline='') as f:
+            rows = list(csv.DictReader(f, delimiter='\t', quoting=csv.QUOTE_NONE))
+    except OSError as e:
+        raise SystemExit(f'{folder}: not a bench model -images folder: {e}')
+    columns = [a + '_right' for a in ATTRIBUTES]
+    if not rows or any(c not in rows[0] for c in ('prompt', 'seed', *columns)):
+        raise SystemExit(f'{path}: no rows with {", ".join(columns)}: write it with a `reword bench model -images` '
+                         'that records the verdicts')
+    out = {}
+    for n, r in enumerate(rows, start=2):
+        key = (r['prompt'], r['seed'])
+        if key in out:
+            raise SystemExit(f'{path}:{n}: the prompt {key[0]!r} at seed {key[1]} appears twice')
+        try:
+            out[key] = {a: VERDICTS[r[a + '_right']] for a in ATTRIBUTES}
+        except KeyError as e:
+            raise SystemExit(f'{path}:{n}: a verdict is {e}, not yes, no or -')
+    return out
+
+
 def sign_test(b, c):
     """Two-sided exact binomial p-value of b successes in b + c fair coin flips."""
     n = b + c
@@ -59,11 +100,13 @@ def sign_test(b, c):
     return min(1.0, 2 * tail)
 
 
-def compare(a, b):
-    """Lines (row, outcome, edits, count in A, count in B, only in A, only in B, p) for paired edits."""
+def compare_edits(a, b):
+    """Lines (row, outcome, edits, count in A, count in B, only in A, only in B, p) for paired edits.
+
+    a and b are pooled: keyed by (run number, edit), the edit's key starting with its row."""
     out = []
-    for row in sorted({k[0] for k in a}):
-        keys = [k for k in a if k[0] == row]
+    for row in sorted({edit[0] for _, edit in a}):
+        keys = [k for k in a if k[1][0] == row]
         for outcome in OUTCOMES:
             in_a = sum(bool(a[k][outcome]) for k in keys)
             in_b = sum(bool(b[k][outcome]) for k in keys)
@@ -73,31 +116,81 @@ def compare(a, b):
     return out
 
 
+def compare_images(a, b):
+    """Lines (attribute, 'right', images, right in A, right in B, only A, only B, p) for paired images."""
+    out = []
+    for attr in ATTRIBUTES:
+        keys = [k for k in a if a[k][attr] is not None]
+        if any(b[k][attr] is None for k in keys) or any(a[k][attr] is None for k in b if b[k][attr] is not None):
+            raise SystemExit(f'the runs count {attr} on different images: they must share prompts and seeds')
+        in_a = sum(a[k][attr] for k in keys)
+        in_b = sum(b[k][attr] for k in keys)
+        only_a = sum(a[k][attr] and not b[k][attr] for k in keys)
+        only_b = sum(b[k][attr] and not a[k][attr] for k in keys)
+        out.append((attr, 'right', len(keys), in_a, in_b, only_a, only_b, sign_test(only_a, only_b)))
+    return out
+
+
+def pooled(runs):
+    """Each run's items keyed by (run number, item), so that several runs pool into one comparison."""
+    return {(i, k): v for i, items in enumerate(runs) for k, v in items.items()}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('a', help='the first model\'s `reword bench edit -json` output')
-    ap.add_argument('b', help='the second model\'s, on the same split and seeds')
+    ap.add_argument('runs', nargs='+', metavar='A B',
+                    help="model A's benchmark run, then model B's same run (bench edit -json files, or bench model "
+                         '-images folders); more pairs are pooled')
     ap.add_argument('--differ', action='append', default=[], choices=SETTINGS, metavar='SETTING',
-                    help='a setting the runs may differ in, because it is what is compared (repeatable; one of %(choices)s)')
+                    help='a setting the edit runs may differ in, because it is what is compared (repeatable; one of %(choices)s)')
     args = ap.parse_args(argv)
-    doc_a, a = edits_by_key(args.a)
-    doc_b, b = edits_by_key(args.b)
-    for field in SETTINGS:
-        va, vb = doc_a.get(field, UNRECORDED.get(field)), doc_b.get(field, UNRECORDED.get(field))
-        if va != vb and field not in args.differ:
-            raise SystemExit(f'the runs differ in {field} ({va!r} against {vb!r}): only runs with the same settings pair '
-                             f'(name it with --differ {field} if it is what you compare)')
-    if a.keys() != b.keys():
-        missing = len(a.keys() - b.keys()) + len(b.keys() - a.keys())
-        raise SystemExit(f'{missing} edits appear in one file only: the runs must share split, prompts and seeds')
-    print(f'A = {args.a} ({doc_a.get("model")}), B = {args.b} ({doc_b.get("model")}); {METHOD}, split {doc_a.get("split")}')
-    for field in args.differ:
-        print(f'{field}: {doc_a.get(field, UNRECORDED.get(field))!r} in A, {doc_b.get(field, UNRECORDED.get(field))!r} in B')
-    lines = compare(a, b)
-    w = max(len('row'), *(len(line[0]) for line in lines))
-    print(f'{"row":<{w}} {"outcome":<20} {"edits":>5} {"A":>4} {"B":>4} {"A only":>6} {"B only":>6} {"p (sign test)":>13}')
+    if len(args.runs) % 2:
+        ap.error(f'{len(args.runs)} paths: give them in pairs, model A\'s run then model B\'s')
+    pairs = list(zip(args.runs[0::2], args.runs[1::2]))
+    generation = [os.path.isdir(p) for p in args.runs]
+    if any(generation) != all(generation):
+        ap.error('mix of bench model -images folders and bench edit -json files: compare one kind at a time')
+    if all(generation):
+        if args.differ:
+            ap.error('--differ is for edit runs; bench model runs record no settings to compare')
+        runs_a, runs_b = [], []
+        for pa, pb in pairs:
+            a, b = images_by_key(pa), images_by_key(pb)
+            if a.keys() != b.keys():
+                missing = len(a.keys() - b.keys()) + len(b.keys() - a.keys())
+                raise SystemExit(f'{pa} and {pb}: {missing} images appear in one run only: the runs must share prompts and seeds')
+            runs_a.append(a)
+            runs_b.append(b)
+        print(f'A = {", ".join(p for p, _ in pairs)}; B = {", ".join(p for _, p in pairs)}; generation')
+        lines = compare_images(pooled(runs_a), pooled(runs_b))
+        head = ('attribute', 'images')
+    else:
+        runs_a, runs_b = [], []
+        for pa, pb in pairs:
+            doc_a, a = edits_by_key(pa)
+            doc_b, b = edits_by_key(pb)
+            for field in SETTINGS:
+                va, vb = doc_a.get(field, UNRECORDED.get(field)), doc_b.get(field, UNRECORDED.get(field))
+                if va != vb and field not in args.differ:
+                    raise SystemExit(f'{pa} and {pb} differ in {field} ({va!r} against {vb!r}): only runs with the same '
+                                     f'settings pair (name it with --differ {field} if it is what you compare)')
+            if a.keys() != b.keys():
+                missing = len(a.keys() - b.keys()) + len(b.keys() - a.keys())
+                raise SystemExit(f'{pa} and {pb}: {missing} edits appear in one file only: the runs must share split, '
+                                 'prompts and seeds')
+            print(f'A = {pa} ({doc_a.get("model")}), B = {pb} ({doc_b.get("model")}); {METHOD}, split {doc_a.get("split")}')
+            for field in args.differ:
+                print(f'{field}: {doc_a.get(field, UNRECORDED.get(field))!r} in A, {doc_b.get(field, UNRECORDED.get(field))!r} in B')
+            runs_a.append(a)
+            runs_b.append(b)
+        if len(pairs) > 1:
+            print(f'{len(pairs)} pairs of runs pooled')
+        lines = compare_edits(pooled(runs_a), pooled(runs_b))
+        head = ('row', 'edits')
+    w = max(len(head[0]), *(len(line[0]) for line in lines))
+    print(f'{head[0]:<{w}} {"outcome":<20} {head[1]:>6} {"A":>4} {"B":>4} {"A only":>6} {"B only":>6} {"p (sign test)":>13}')
     for row, outcome, n, in_a, in_b, only_a, only_b, p in lines:
-        print(f'{row:<{w}} {outcome:<20} {n:>5} {in_a:>4} {in_b:>4} {only_a:>6} {only_b:>6} {p:>13.3f}')
+        print(f'{row:<{w}} {outcome:<20} {n:>6} {in_a:>4} {in_b:>4} {only_a:>6} {only_b:>6} {p:>13.3f}')
 
 
 if __name__ == '__main__':
