@@ -65,9 +65,11 @@ VERDICTS = {'yes': True, 'no': False, '-': None}
 
 
 def images_by_key(folder):
-    """The generated images of a bench model -images folder: {(prompt, seed): {attribute: True, False or None}}.
+    """The generated images of a bench model -images folder: {(file, prompt, seed): {attribute: True, False or None}}.
 
-    None is an attribute the prompt does not name, which bench model does not count."""
+    None is an attribute the prompt does not name, which bench model does not count. The file name
+    (the prompt's place in the run and the seed's) is part of the key: the held-out prompts may
+    name the same scene twice."""
     path = os.path.join(folder, 'index.tsv')
     try:
         with open(path, newline='') as f:
@@ -75,14 +77,14 @@ def images_by_key(folder):
     except OSError as e:
         raise SystemExit(f'{folder}: not a bench model -images folder: {e}')
     columns = [a + '_right' for a in ATTRIBUTES]
-    if not rows or any(c not in rows[0] for c in ('prompt', 'seed', *columns)):
+    if not rows or any(c not in rows[0] for c in ('file', 'prompt', 'seed', *columns)):
         raise SystemExit(f'{path}: no rows with {", ".join(columns)}: write it with a `reword bench model -images` '
                          'that records the verdicts')
     out = {}
     for n, r in enumerate(rows, start=2):
-        key = (r['prompt'], r['seed'])
+        key = (r['file'], r['prompt'], r['seed'])
         if key in out:
-            raise SystemExit(f'{path}:{n}: the prompt {key[0]!r} at seed {key[1]} appears twice')
+            raise SystemExit(f'{path}:{n}: {key[0]} (the prompt {key[1]!r} at seed {key[2]}) appears twice')
         try:
             out[key] = {a: VERDICTS[r[a + '_right']] for a in ATTRIBUTES}
         except KeyError as e:

@@ -37,13 +37,15 @@ class PairedTest(unittest.TestCase):
         return path
 
     def image_run(self, name, rows):
-        """A bench model -images folder holding only its index: rows of (prompt, seed, colour, size, background)."""
+        """A bench model -images folder holding only its index: rows of (prompt, seed, colour, size, background).
+
+        Each row's file is named after its prompt and seed, as bench model names it after their places."""
         folder = os.path.join(self.tmp, name)
         os.mkdir(folder)
         with open(os.path.join(folder, 'index.tsv'), 'w') as f:
             f.write('\t'.join(INDEX_COLUMNS) + '\n')
-            for i, (prompt, seed, colour, size, background) in enumerate(rows):
-                f.write('\t'.join((f'p{i:03d}-k0.png', prompt, str(seed), 'circle', 'red', 'small', 'left', 'gray',
+            for prompt, seed, colour, size, background in rows:
+                f.write('\t'.join((f'{prompt}-k{seed}.png', prompt, str(seed), 'circle', 'red', 'small', 'left', 'gray',
                                    colour, 'yes', size, '-', background)) + '\n')
         return folder
 
@@ -96,7 +98,7 @@ class PairedTest(unittest.TestCase):
     def test_generation_pairs_by_prompt_and_seed(self):
         a = self.image_run('a', [('a red circle', 0, 'yes', '-', '-'), ('a small red circle', 0, 'yes', 'yes', '-'),
                                  ('a red circle on grass', 1, 'no', '-', 'yes')])
-        # B's rows in another order: they pair by prompt and seed, not by line.
+        # B's rows in another order: they pair by file, prompt and seed, not by line.
         b = self.image_run('b', [('a red circle on grass', 1, 'yes', '-', 'no'), ('a red circle', 0, 'no', '-', '-'),
                                  ('a small red circle', 0, 'yes', 'no', '-')])
         out = self.run_paired(a, b)
@@ -125,7 +127,7 @@ class PairedTest(unittest.TestCase):
         with self.assertRaisesRegex(SystemExit, r"index.tsv:2: a verdict is 'maybe'"):
             self.run_paired(a, bad)
         twice = self.image_run('e', [('a red circle', 0, 'yes', '-', '-')] * 2)
-        with self.assertRaisesRegex(SystemExit, 'appears twice'):
+        with self.assertRaisesRegex(SystemExit, r"index.tsv:3: a red circle-k0.png \(the prompt 'a red circle' at seed 0\) appears twice"):
             self.run_paired(a, twice)
         with self.assertRaisesRegex(SystemExit, 'not a bench model -images folder'):
             self.run_paired(a, self.tmp)
