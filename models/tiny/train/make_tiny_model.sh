@@ -4,7 +4,8 @@
 # recipe in train.py (the second generation), fine-tunes them as the third
 # generation did (the VAE's decoder; a UNet cycle with offset noise) and as
 # the fourth did (a short cycle that holds the picture still under a colour
-# swap), and exports the ONNX files and model.json.
+# swap) and the fifth did (a cycle that shows each edit its twin: the picture
+# it should draw), and exports the ONNX files and model.json.
 #
 #   bash models/tiny/train/make_tiny_model.sh     (or: make tiny-model)
 #
@@ -54,7 +55,10 @@ resume_flag() {
 
 mkdir -p "$work"
 echo "== drawing the training set"
-go run ./models/tiny/train/datagen -out "$work/data" -n 60000 -seed 1
+# Each scene with its exact colour swap and, where its caption names no
+# background, its background twin (the fifth generation's twin terms); the
+# scenes themselves are those drawn without the flags.
+go run ./models/tiny/train/datagen -out "$work/data" -n 60000 -seed 1 -twins -background-twins
 data=$root/$work/data
 if [[ -z "$trained" ]]; then
 	trained=$work/trained
@@ -123,10 +127,35 @@ if [[ ! -f "$fourth/training.json" ]]; then
 		--out "$root/$fourth" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" \
 		$(resume_flag "$fourth"))
 fi
+# The fifth generation: a cycle from the fourth's weights that shows the
+# edit the picture it should draw (models/tiny/README.md, "Fifth
+# generation"). Beside the fourth's terms (the preserve term at 20), two twin
+# terms: each scene's exact colour swap (datagen -twins) and, for scenes whose
+# caption names no background, the same objects on a named background
+# (-background-twins), each denoised under Prompt-to-Prompt's maps of the
+# caption, along three unrolled sampler steps, and pulled towards the twin's
+# latent. The VAE is the exported one (the fine-tuned decoder; its encoder,
+# which alone makes the latents, is the second generation's). The twins'
+# latent deltas are cached beside the data.
+fifth=$work/fifth
+if [[ ! -f "$fifth/training.json" ]]; then
+	echo "== a fifth UNet cycle: the edits shown their twins"
+	(cd models/tiny/train && nice -n 10 "$py" train.py --data "$data" --vae-weights "$root/$decoder/vae.npz" --init-from "$root/$fourth" \
+		--latents "$root/$work/latents.npy" \
+		--unet-steps 600 --continue-steps 0 --unet-lr 2e-4 --unet-warmup 50 --grounding-cycle 1 --lowfreq-weights 0,0,0.3 \
+		--swap-consistency 10 --swap-consistency-mode injected --swap-consistency-groups 0 \
+		--preserve-weight 20 --preserve-region ring \
+		--twin-weight 10 --twin-deltas "$root/$work/twin_deltas.npy" \
+		--twin-self-above-t 600 --twin-cross-above-t -1 --twin-cross-changed-above-t 600 --twin-unroll 3 --twin-unroll-stride 3 \
+		--background-twin-weight 10 --background-twin-deltas "$root/$work/background_twin_deltas.npy" \
+		--out "$root/$fifth" --threads "${REWORD_TINY_THREADS:-0}" --processes "${REWORD_TINY_PROCESSES:-0}" \
+		$(resume_flag "$fifth"))
+fi
 echo "== exporting ONNX files and model.json"
-(cd models/tiny/train && "$py" export.py --trained "$root/$fourth" --vae "$root/$decoder/vae.npz" --model "$root/models/tiny")
+(cd models/tiny/train && "$py" export.py --trained "$root/$fifth" --vae "$root/$decoder/vae.npz" --model "$root/models/tiny")
 cp "$trained/training.json" models/tiny/train/training.json
 cp "$decoder/vae.json" models/tiny/train/training-decoder.json
 cp "$third/training.json" models/tiny/train/training-third.json
 cp "$fourth/training.json" models/tiny/train/training-fourth.json
+cp "$fifth/training.json" models/tiny/train/training-fifth.json
 echo "== done: models/tiny"
