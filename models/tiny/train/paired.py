@@ -24,8 +24,8 @@ size, position, background), over the images its row counts.
 Refuses files whose items do not pair one to one.
 """
 import argparse
-import json
 import csv
+import json
 import math
 import os
 import sys
@@ -102,40 +102,83 @@ def sign_test(b, c):
     return min(1.0, 2 * tail)
 
 
+def paired_line(name, outcome, outcomes):
+    """(name, outcome, items, count in A, count in B, only in A, only in B, p) of (A, B) outcome pairs."""
+    outcomes = [(bool(x), bool(y)) for x, y in outcomes]
+    only_a = sum(x and not y for x, y in outcomes)
+    only_b = sum(y and not x for x, y in outcomes)
+    return (name, outcome, len(outcomes), sum(x for x, _ in outcomes), sum(y for _, y in outcomes), only_a, only_b,
+            sign_test(only_a, only_b))
+
+
 def compare_edits(a, b):
-    """Lines (row, outcome, edits, count in A, count in B, only in A, only in B, p) for paired edits.
+    """One paired_line per row of bench edit and outcome.
 
     a and b are pooled: keyed by (run number, edit), the edit's key starting with its row."""
     out = []
     for row in sorted({edit[0] for _, edit in a}):
         keys = [k for k in a if k[1][0] == row]
         for outcome in OUTCOMES:
-            in_a = sum(bool(a[k][outcome]) for k in keys)
-            in_b = sum(bool(b[k][outcome]) for k in keys)
-            only_a = sum(bool(a[k][outcome]) and not b[k][outcome] for k in keys)
-            only_b = sum(bool(b[k][outcome]) and not a[k][outcome] for k in keys)
-            out.append((row, outcome, len(keys), in_a, in_b, only_a, only_b, sign_test(only_a, only_b)))
+            out.append(paired_line(row, outcome, [(a[k][outcome], b[k][outcome]) for k in keys]))
     return out
 
 
 def compare_images(a, b):
-    """Lines (attribute, 'right', images, right in A, right in B, only A, only B, p) for paired images."""
+    """One paired_line per attribute, over the images bench model counts it on."""
     out = []
     for attr in ATTRIBUTES:
         keys = [k for k in a if a[k][attr] is not None]
         if any(b[k][attr] is None for k in keys) or any(a[k][attr] is None for k in b if b[k][attr] is not None):
             raise SystemExit(f'the runs count {attr} on different images: they must share prompts and seeds')
-        in_a = sum(a[k][attr] for k in keys)
-        in_b = sum(b[k][attr] for k in keys)
-        only_a = sum(a[k][attr] and not b[k][attr] for k in keys)
-        only_b = sum(b[k][attr] and not a[k][attr] for k in keys)
-        out.append((attr, 'right', len(keys), in_a, in_b, only_a, only_b, sign_test(only_a, only_b)))
+        out.append(paired_line(attr, 'right', [(a[k][attr], b[k][attr]) for k in keys]))
     return out
 
 
 def pooled(runs):
     """Each run's items keyed by (run number, item), so that several runs pool into one comparison."""
     return {(i, k): v for i, items in enumerate(runs) for k, v in items.items()}
+
+
+def require_same_items(pa, pb, a, b, items):
+    """Refuses two runs whose items (edits or images) do not pair one to one."""
+    if a.keys() != b.keys():
+        missing = len(a.keys() - b.keys()) + len(b.keys() - a.keys())
+        raise SystemExit(f'{pa} and {pb}: {missing} {items} appear in one run only: the runs must share prompts and seeds')
+
+
+def image_runs(pairs):
+    """The generation runs of each pair, read and checked: (A's runs, B's runs)."""
+    runs_a, runs_b = [], []
+    for pa, pb in pairs:
+        a, b = images_by_key(pa), images_by_key(pb)
+        require_same_items(pa, pb, a, b, 'images')
+        runs_a.append(a)
+        runs_b.append(b)
+    print(f'A = {", ".join(p for p, _ in pairs)}; B = {", ".join(p for _, p in pairs)}; generation')
+    return runs_a, runs_b
+
+
+def edit_runs(pairs, differ):
+    """The edit runs of each pair, read and checked (settings too, but those named in differ): (A's, B's)."""
+    runs_a, runs_b = [], []
+    for pa, pb in pairs:
+        doc_a, a = edits_by_key(pa)
+        doc_b, b = edits_by_key(pb)
+        setting = {field: (doc_a.get(field, UNRECORDED.get(field)), doc_b.get(field, UNRECORDED.get(field)))
+                   for field in SETTINGS}
+        for field, (va, vb) in setting.items():
+            if va != vb and field not in differ:
+                raise SystemExit(f'{pa} and {pb} differ in {field} ({va!r} against {vb!r}): only runs with the same '
+                                 f'settings pair (name it with --differ {field} if it is what you compare)')
+        require_same_items(pa, pb, a, b, 'edits')
+        print(f'A = {pa} ({doc_a.get("model")}), B = {pb} ({doc_b.get("model")}); {METHOD}, split {doc_a.get("split")}')
+        for field in differ:
+            print(f'{field}: {setting[field][0]!r} in A, {setting[field][1]!r} in B')
+        runs_a.append(a)
+        runs_b.append(b)
+    if len(pairs) > 1:
+        print(f'{len(pairs)} pairs of runs pooled')
+    return runs_a, runs_b
 
 
 def main(argv=None):
@@ -155,40 +198,11 @@ def main(argv=None):
     if all(generation):
         if args.differ:
             ap.error('--differ is for edit runs; bench model runs record no settings to compare')
-        runs_a, runs_b = [], []
-        for pa, pb in pairs:
-            a, b = images_by_key(pa), images_by_key(pb)
-            if a.keys() != b.keys():
-                missing = len(a.keys() - b.keys()) + len(b.keys() - a.keys())
-                raise SystemExit(f'{pa} and {pb}: {missing} images appear in one run only: the runs must share prompts and seeds')
-            runs_a.append(a)
-            runs_b.append(b)
-        print(f'A = {", ".join(p for p, _ in pairs)}; B = {", ".join(p for _, p in pairs)}; generation')
-        lines = compare_images(pooled(runs_a), pooled(runs_b))
-        head = ('attribute', 'images')
+        runs_a, runs_b = image_runs(pairs)
+        lines, head = compare_images(pooled(runs_a), pooled(runs_b)), ('attribute', 'images')
     else:
-        runs_a, runs_b = [], []
-        for pa, pb in pairs:
-            doc_a, a = edits_by_key(pa)
-            doc_b, b = edits_by_key(pb)
-            for field in SETTINGS:
-                va, vb = doc_a.get(field, UNRECORDED.get(field)), doc_b.get(field, UNRECORDED.get(field))
-                if va != vb and field not in args.differ:
-                    raise SystemExit(f'{pa} and {pb} differ in {field} ({va!r} against {vb!r}): only runs with the same '
-                                     f'settings pair (name it with --differ {field} if it is what you compare)')
-            if a.keys() != b.keys():
-                missing = len(a.keys() - b.keys()) + len(b.keys() - a.keys())
-                raise SystemExit(f'{pa} and {pb}: {missing} edits appear in one file only: the runs must share split, '
-                                 'prompts and seeds')
-            print(f'A = {pa} ({doc_a.get("model")}), B = {pb} ({doc_b.get("model")}); {METHOD}, split {doc_a.get("split")}')
-            for field in args.differ:
-                print(f'{field}: {doc_a.get(field, UNRECORDED.get(field))!r} in A, {doc_b.get(field, UNRECORDED.get(field))!r} in B')
-            runs_a.append(a)
-            runs_b.append(b)
-        if len(pairs) > 1:
-            print(f'{len(pairs)} pairs of runs pooled')
-        lines = compare_edits(pooled(runs_a), pooled(runs_b))
-        head = ('row', 'edits')
+        runs_a, runs_b = edit_runs(pairs, args.differ)
+        lines, head = compare_edits(pooled(runs_a), pooled(runs_b)), ('row', 'edits')
     w = max(len(head[0]), *(len(line[0]) for line in lines))
     print(f'{head[0]:<{w}} {"outcome":<20} {head[1]:>6} {"A":>4} {"B":>4} {"A only":>6} {"B only":>6} {"p (sign test)":>13}')
     for row, outcome, n, in_a, in_b, only_a, only_b, p in lines:

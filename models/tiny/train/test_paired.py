@@ -132,6 +132,9 @@ class PairedTest(unittest.TestCase):
         with self.assertRaisesRegex(SystemExit, 'not a bench model -images folder'):
             self.run_paired(a, self.tmp)
         edits = self.edit_run('x.json', [(True, False)])
+        more_edits = self.edit_run('y.json', [(True, False)] * 2)
+        with self.assertRaisesRegex(SystemExit, '1 edits appear in one run only'):
+            self.run_paired(edits, more_edits)
         for argv, want in (((a, edits), 'compare one kind at a time'), ((a, a, a), 'give them in pairs'),
                            ((a, a, '--differ', 'norm'), '--differ is for edit runs')):
             with self.subTest(argv=argv), contextlib.redirect_stderr(io.StringIO()) as err:
